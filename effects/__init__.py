@@ -1,0 +1,6 @@
+"""camseg effects: pure image stages on float32 H×W×3 linear RGB in [0, 1].
+
+This is the lower layer of camseg: it never imports ``camseg``. Every stage is a
+pure function (image first, keyword-only options, inputs never modified) with a
+frozen params dataclass beside it, usable with masks from any source.
+"""
