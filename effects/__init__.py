@@ -4,3 +4,10 @@ This is the lower layer of camseg: it never imports ``camseg``. Every stage is a
 pure function (image first, keyword-only options, inputs never modified) with a
 frozen params dataclass beside it, usable with masks from any source.
 """
+
+from effects.mask_refine import RefineMatteParams, refine_matte
+
+__all__ = [
+    "RefineMatteParams",
+    "refine_matte",
+]

@@ -1,0 +1,135 @@
+"""Tests for effects.mask_refine (fast colour guided-filter matte refinement)."""
+import cv2
+import numpy as np
+import pytest
+
+from effects import RefineMatteParams, refine_matte
+
+
+def _chart(rng, H=96, W=128):
+    """A photo composited from a known alpha: wavy disc (orange) over a blue textured background."""
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    r = np.hypot(xx - W / 2, yy - H / 2)
+    th = np.arctan2(yy - H / 2, xx - W / 2)
+    R = 0.3 * H + 0.05 * H * np.sin(5 * th)
+    alpha = np.clip(R - r + 0.5, 0, 1).astype(np.float32)
+    fg = np.array([0.6, 0.3, 0.1], np.float32)
+    bg = np.array([0.05, 0.15, 0.4], np.float32) * (1 + 0.1 * rng.standard_normal((H, W, 1))).astype(np.float32)
+    img = alpha[..., None] * fg + (1 - alpha[..., None]) * bg
+    return np.clip(img, 0, 1).astype(np.float32), alpha
+
+
+def _band(alpha, width=5):
+    k = np.ones((2 * width + 1, 2 * width + 1), np.uint8)
+    outer = cv2.dilate((alpha > 0.01).astype(np.uint8), k)
+    inner = cv2.erode((alpha > 0.99).astype(np.uint8), k)
+    return (outer - inner) > 0
+
+
+def test_shape_dtype_range_and_inputs_unchanged(rng):
+    img, alpha = _chart(rng)
+    low = cv2.resize(alpha, (32, 24), interpolation=cv2.INTER_AREA)
+    img0, low0 = img.copy(), low.copy()
+    out = refine_matte(img, low)
+    assert out.shape == alpha.shape and out.dtype == np.float32
+    assert out.min() >= 0 and out.max() <= 1
+    np.testing.assert_array_equal(img, img0)
+    np.testing.assert_array_equal(low, low0)
+
+
+def test_beats_bilinear_on_sad_and_gradient_in_band(rng):
+    img, alpha = _chart(rng)
+    low = cv2.resize(alpha, (32, 24), interpolation=cv2.INTER_AREA)
+    bil = cv2.resize(low, (128, 96), interpolation=cv2.INTER_LINEAR)
+    ref = refine_matte(img, low)
+    band = _band(alpha)
+    sad_bil, sad_ref = np.abs(bil - alpha)[band].sum(), np.abs(ref - alpha)[band].sum()
+    gy, gx = np.gradient(alpha)
+    def gerr(a):
+        ay, ax = np.gradient(a)
+        return (((ay - gy) ** 2 + (ax - gx) ** 2)[band]).sum()
+    assert sad_ref < 0.6 * sad_bil
+    assert gerr(ref) < 0.6 * gerr(bil)
+
+
+def test_constant_mattes_are_kept(rng):
+    img, _ = _chart(rng)
+    mattes = np.stack([np.zeros((24, 32)), np.ones((24, 32)), np.full((24, 32), 0.25)], axis=2).astype(np.float32)
+    out = refine_matte(img, mattes)
+    assert out.shape == (96, 128, 3)
+    np.testing.assert_allclose(out[..., 0], 0.0, atol=1e-6)
+    np.testing.assert_allclose(out[..., 1], 1.0, atol=1e-5)
+    np.testing.assert_allclose(out[..., 2], 0.25, atol=1e-4)
+
+
+def test_stacked_mattes_equal_individual_refinement(rng):
+    img, alpha = _chart(rng)
+    a = cv2.resize(alpha, (32, 24), interpolation=cv2.INTER_AREA)
+    b = 1 - a
+    c = rng.uniform(0, 1, (24, 32)).astype(np.float32)
+    stacked = refine_matte(img, np.stack([a, b, c], axis=2))
+    for k, m in enumerate((a, b, c)):
+        np.testing.assert_allclose(stacked[..., k], refine_matte(img, m), atol=1e-5)
+
+
+def test_strips_tile_seamlessly(rng):
+    img, alpha = _chart(rng)
+    low = cv2.resize(alpha, (32, 24), interpolation=cv2.INTER_AREA)
+    whole = refine_matte(img, low, params=RefineMatteParams(strip_rows=1000))
+    strips = refine_matte(img, low, params=RefineMatteParams(strip_rows=7))
+    np.testing.assert_allclose(whole, strips, atol=1e-6)
+
+
+def test_same_resolution_sharpens_a_blurred_edge():
+    # Photo with a hard vertical step; matte blurred across it: refinement must pull it toward the step.
+    img = np.zeros((40, 60, 3), np.float32)
+    img[:, 30:] = 0.8
+    truth = (np.arange(60) >= 30).astype(np.float32)[None].repeat(40, 0)
+    blurred = cv2.GaussianBlur(truth, (0, 0), 3)
+    out = refine_matte(img, blurred)
+    # blurred crosses 0.43 → 0.57 between columns 29 and 30; refined must jump there.
+    assert (out[:, 29] < 0.3).all() and (out[:, 30] > 0.7).all()
+    assert (blurred[:, 29] > 0.4).all()
+
+
+def test_work_cap_downsamples_large_mattes(rng):
+    img, alpha = _chart(rng)
+    out = refine_matte(img, alpha, params=RefineMatteParams(max_work_pixels=1000, radius=2))
+    assert out.shape == alpha.shape
+    assert np.abs(out - alpha).mean() < 0.05
+
+
+def test_tiny_images():
+    out = refine_matte(np.full((1, 1, 3), 0.5, np.float32), np.full((1, 1), 0.3, np.float32))
+    assert out.shape == (1, 1) and abs(out[0, 0] - 0.3) < 1e-5
+    out = refine_matte(np.random.default_rng(0).random((5, 7, 3)).astype(np.float32), np.full((1, 1, 2), 0.7, np.float32))
+    assert out.shape == (5, 7, 2)
+    np.testing.assert_allclose(out, 0.7, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "guide, matte, exc, match",
+    [
+        (np.zeros((8, 8), np.float32), np.zeros((4, 4), np.float32), ValueError, "guide: expected shape H×W×3"),
+        (np.zeros((8, 8, 3), np.uint8), np.zeros((4, 4), np.float32), TypeError, "guide: expected a float array"),
+        (np.full((8, 8, 3), np.nan, np.float32), np.zeros((4, 4), np.float32), ValueError, "guide: contains NaN"),
+        (np.zeros((8, 8, 3), np.float32), np.zeros((16, 4), np.float32), ValueError, "matte: expected a resolution at most"),
+        (np.zeros((8, 8, 3), np.float32), np.full((4, 4), 2.0, np.float32), ValueError, r"matte: expected values in \[0, 1\]"),
+        (np.zeros((8, 8, 3), np.float32), np.full((4, 4), np.nan, np.float32), ValueError, "matte: contains NaN"),
+        (np.zeros((8, 8, 3), np.float32), np.zeros((4, 4), np.uint8), TypeError, "matte: expected a float array"),
+        (np.zeros((8, 8, 3), np.float32), np.zeros((4, 4, 1, 1), np.float32), ValueError, "matte: expected shape"),
+        ([[0.0]], np.zeros((4, 4), np.float32), TypeError, "guide: expected a numpy array"),
+    ],
+)
+def test_invalid_arguments(guide, matte, exc, match):
+    with pytest.raises(exc, match=match):
+        refine_matte(guide, matte)
+
+
+def test_invalid_params():
+    with pytest.raises(ValueError, match="radius"):
+        RefineMatteParams(radius=0)
+    with pytest.raises(ValueError, match="eps"):
+        RefineMatteParams(eps=-1.0)
+    with pytest.raises(TypeError, match="params"):
+        refine_matte(np.zeros((4, 4, 3), np.float32), np.zeros((4, 4), np.float32), params={"radius": 2})
