@@ -9,9 +9,18 @@ Transfer function: IEC 61966-2-1 (sRGB) piecewise curve.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import functools
+import io
 import os
+import struct
+import tempfile
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 __all__ = [
@@ -19,6 +28,13 @@ __all__ = [
     "linear_to_srgb",
     "as_linear_rgb",
     "read_image",
+    "Photo",
+    "read_photo",
+    "write_photo",
+    "make_icc_profile",
+    "DISPLAY_P3_PRIMARIES",
+    "PHOTO_FORMATS",
+    "remove_stale_temp_files",
 ]
 
 
@@ -117,14 +133,15 @@ def as_linear_rgb(array: np.ndarray, *, name: str = "image") -> np.ndarray:
 def read_image(source: "str | os.PathLike | np.ndarray", *, name: str = "image") -> np.ndarray:
     """Read a photo (path or array) as float32 H×W×3 linear RGB in [0, 1].
 
-    Files are decoded with Pillow, EXIF orientation is applied, and the pixel
-    values are decoded from sRGB.
+    Files are decoded by :func:`read_photo` (EXIF orientation applied, 16-bit
+    kept, linearised with the file's ICC tone curve or sRGB; pixels stay in the
+    file's own primaries). Use :func:`read_photo` to also keep the metadata.
 
     Parameters
     ----------
-    source : str, os.PathLike or np.ndarray
-        An image file (JPEG, PNG, TIFF; 8 or 16 bit) or an array accepted by
-        :func:`as_linear_rgb`.
+    source : str, os.PathLike, Photo or np.ndarray
+        An image file (JPEG, PNG, TIFF; 8 or 16 bit), a :class:`Photo`, or an
+        array accepted by :func:`as_linear_rgb`.
     name : str
         Argument name used in error messages.
 
@@ -135,32 +152,746 @@ def read_image(source: "str | os.PathLike | np.ndarray", *, name: str = "image")
     """
     if isinstance(source, np.ndarray):
         return as_linear_rgb(source, name=name)
+    if isinstance(source, Photo):
+        return source.pixels.copy()
     if not isinstance(source, (str, os.PathLike)):
-        raise TypeError(f"{name} must be a file path or a numpy array, got {type(source).__name__}")
-    return as_linear_rgb(_decode_file(Path(source)), name=name)
+        raise TypeError(f"{name} must be a file path, a Photo or a numpy array, got {type(source).__name__}")
+    return read_photo(source).pixels
 
 
-def _decode_file(path: Path) -> np.ndarray:
-    """Decode an image file to an uint8/uint16 array with EXIF orientation applied."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+# ---------------------------------------------------------------------------
+# Photo files: decode with metadata, encode atomically.
+# ---------------------------------------------------------------------------
 
-    if not path.exists():
-        raise FileNotFoundError(f"image file {str(path)!r} does not exist; check the path")
-    if path.stat().st_size == 0:
-        raise ValueError(f"image file {str(path)!r} is empty (0 bytes); re-export or re-copy the photo")
+#: File extensions :func:`write_photo` understands, mapped to a format name.
+PHOTO_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF"}
+
+#: Suffix of the temporary files :func:`write_photo` writes before renaming.
+TEMP_SUFFIX = ".camseg-tmp"
+
+_EXIF_PREFIX = b"Exif\x00\x00"
+_ORIENTATION_TAG = 0x0112
+_EXIF_IFD_TAG = 0x8769
+_ISO_TAG = 0x8827
+
+
+@dataclass(frozen=True, eq=False)
+class Photo:
+    """A decoded photo: linear pixels plus what is needed to write it back faithfully.
+
+    Attributes
+    ----------
+    pixels : np.ndarray
+        float32 H×W×3 linear-light RGB in [0, 1], upright (EXIF orientation
+        applied), in the photo's own working colour space: the primaries of its
+        ICC profile (e.g. Display P3), or sRGB when it has none.
+    exif : bytes or None
+        The EXIF block as a TIFF structure (starting ``II*\\0`` or ``MM\\0*``),
+        with the orientation tag already reset to 1 (pixels are upright).
+    icc_profile : bytes or None
+        ICC profile describing ``pixels`` (after linearisation); ``None`` means sRGB.
+        It is written back unchanged, so a Display P3 photo stays Display P3.
+    bit_depth : int
+        8 or 16: bits per channel of the source file.
+    format : str
+        Source container: ``"JPEG"``, ``"PNG"`` or ``"TIFF"`` (Pillow's name for others).
+    colour_space : str
+        Human-readable name of the working colour space (the ICC description, or ``"sRGB"``).
+    source : pathlib.Path or None
+        The file it was read from; :func:`write_photo` refuses to overwrite it.
+    iso : float or None
+        ISO speed from EXIF, if recorded (used to set the denoising strength).
+    notes : tuple of str
+        What was done on decoding that a user may want to know (CMYK converted,
+        alpha dropped, orientation applied, profile not understood, ...).
+    """
+
+    pixels: np.ndarray
+    exif: "bytes | None" = None
+    icc_profile: "bytes | None" = None
+    bit_depth: int = 8
+    format: str = "JPEG"
+    colour_space: str = "sRGB"
+    source: "Path | None" = None
+    iso: "float | None" = None
+    notes: tuple = ()
+
+    @property
+    def shape(self) -> tuple:
+        """``(H, W, 3)`` of :attr:`pixels`."""
+        return self.pixels.shape
+
+    def with_pixels(self, pixels: np.ndarray) -> "Photo":
+        """A copy of this photo's metadata around new pixels (float32 H×W×3 linear, same space)."""
+        return dataclasses.replace(self, pixels=pixels)
+
+    def save(self, path: "str | os.PathLike", **options) -> Path:
+        """Write this photo with :func:`write_photo` (metadata kept); returns the path written."""
+        return write_photo(path, self.pixels, like=self, **options)
+
+
+# --- transfer curves --------------------------------------------------------
+
+def _srgb_curve(x: np.ndarray) -> np.ndarray:
+    return srgb_to_linear(x).astype(np.float64)
+
+
+@functools.lru_cache(maxsize=32)
+def _decode_lut(curve_key: "bytes | None", bits: int) -> np.ndarray:
+    """Table mapping every integer code of ``bits`` depth to linear float32."""
+    curve = _curve_from_key(curve_key)
+    codes = np.arange(2 ** bits, dtype=np.float64) / (2 ** bits - 1)
+    return np.ascontiguousarray(np.clip(curve(codes), 0.0, 1.0).astype(np.float32))
+
+
+# Encoding looks linear values up in a table indexed by sqrt(linear): the
+# square root spreads the shadows (where every transfer curve is steep) over
+# many entries, so one uniform table is accurate for gamma and sRGB curves alike.
+_ENCODE_LUT_SIZE = 2 ** 17
+
+
+@functools.lru_cache(maxsize=32)
+def _encode_lut(curve_key: "bytes | None", bits: int) -> np.ndarray:
+    """Table mapping sqrt(linear) on a uniform grid to an integer code of ``bits`` depth."""
+    curve = _curve_from_key(curve_key)
+    grid = np.linspace(0.0, 1.0, 2 ** 16 + 1)            # encoded values
+    forward = np.maximum.accumulate(np.clip(curve(grid), 0.0, 1.0))  # monotone for np.interp
+    targets = np.linspace(0.0, 1.0, _ENCODE_LUT_SIZE) ** 2  # linear values at sqrt-grid points
+    encoded = np.interp(targets, forward, grid)
+    top = 2 ** bits - 1
+    return np.clip(np.rint(encoded * top), 0, top).astype(np.uint8 if bits == 8 else np.uint16)
+
+
+def _encode(linear: np.ndarray, curve_key: "bytes | None", bits: int) -> np.ndarray:
+    lut = _encode_lut(curve_key, bits)
+    out = np.empty(linear.shape, dtype=lut.dtype)
+    # Chunked by rows to keep the int32 index temporaries small on 12-MP images.
+    rows = max(1, (1 << 21) // max(1, linear.shape[1] * linear.shape[2]))
+    for start in range(0, linear.shape[0], rows):
+        block = np.clip(linear[start:start + rows], 0.0, 1.0)
+        np.sqrt(block, out=block)
+        block *= np.float32(_ENCODE_LUT_SIZE - 1)
+        block += np.float32(0.5)
+        out[start:start + rows] = lut[block.astype(np.int32)]  # fancy indexing: ~8x faster than np.take
+    return out
+
+
+def _decode(codes: np.ndarray, curve_key: "bytes | None", bits: int) -> np.ndarray:
+    lut = _decode_lut(curve_key, bits)
+    if codes.dtype == np.uint8 and codes.ndim == 3 and codes.shape[2] <= 4:
+        return cv2.LUT(np.ascontiguousarray(codes), lut)  # multi-threaded table lookup
+    return lut[codes]
+
+
+# --- ICC profiles (matrix/TRC subset, ICC.1:2010 §10) ------------------------
+
+@dataclass(frozen=True)
+class _IccInfo:
+    colour_space: str          # header signature, e.g. "RGB ", "GRAY", "CMYK"
+    description: str
+    curve_key: "bytes | None"  # serialised TRC usable as a cache key; None = not a matrix/TRC profile
+
+
+def _s15f16(data: bytes, offset: int, n: int) -> list:
+    return [v / 65536.0 for v in struct.unpack_from(f">{n}i", data, offset)]
+
+
+def _icc_tags(icc: bytes) -> dict:
+    count = struct.unpack_from(">I", icc, 128)[0]
+    tags = {}
+    for i in range(count):
+        sig, off, size = struct.unpack_from(">4sII", icc, 132 + 12 * i)
+        tags[sig.decode("latin-1")] = icc[off:off + size]
+    return tags
+
+
+def _icc_description(tag: bytes) -> str:
+    kind = tag[:4]
+    if kind == b"desc":
+        n = struct.unpack_from(">I", tag, 8)[0]
+        return tag[12:12 + n].split(b"\x00")[0].decode("latin-1", "replace")
+    if kind == b"mluc":
+        records = struct.unpack_from(">I", tag, 8)[0]
+        if records:
+            length, off = struct.unpack_from(">II", tag, 16 + 4)
+            return tag[off:off + length].decode("utf-16-be", "replace").rstrip("\x00")
+    if kind == b"text":
+        return tag[8:].split(b"\x00")[0].decode("latin-1", "replace")
+    return ""
+
+
+def _parse_icc(icc: bytes) -> _IccInfo:
+    """Read the colour space, description and (for matrix/TRC RGB) the tone curve of a profile."""
     try:
-        with Image.open(path) as img:
-            img.load()  # forces a full decode so truncated files fail here, not later
-            img = ImageOps.exif_transpose(img)
-            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-                return np.asarray(img, dtype=np.uint16) if img.mode != "I" else np.clip(
-                    np.asarray(img), 0, 65535).astype(np.uint16)
-            if img.mode not in ("RGB", "L", "RGBA"):
-                img = img.convert("RGB")
-            return np.asarray(img)
+        space = icc[16:20].decode("latin-1")
+        tags = _icc_tags(icc)
+        description = _icc_description(tags["desc"]) if "desc" in tags else ""
+        curve_key = None
+        trcs = [tags.get(k) for k in ("rTRC", "gTRC", "bTRC")]
+        if space == "RGB " and all(t is not None for t in trcs) and all(
+                k in tags for k in ("rXYZ", "gXYZ", "bXYZ")):
+            # One curve for all channels is the norm (sRGB, Display P3, Adobe RGB,
+            # ProPhoto); per-channel curves are rare in photos and use the green one.
+            curve_key = trcs[1]
+            _curve_from_key(curve_key)(np.array([0.5]))  # raises if the type is not understood
+        return _IccInfo(space, description, curve_key)
+    except (struct.error, KeyError, ValueError, IndexError):
+        return _IccInfo(icc[16:20].decode("latin-1", "replace") if len(icc) >= 20 else "????",
+                        "", None)
+
+
+def _curve_from_key(key: "bytes | None"):
+    """Return a vectorised encoded->linear function for an ICC curv/para tag (None = sRGB)."""
+    if key is None:
+        return _srgb_curve
+    kind = key[:4]
+    if kind == b"curv":
+        n = struct.unpack_from(">I", key, 8)[0]
+        if n == 0:
+            return lambda x: np.asarray(x, dtype=np.float64)
+        if n == 1:
+            gamma = struct.unpack_from(">H", key, 12)[0] / 256.0
+            return lambda x: np.power(np.clip(x, 0.0, 1.0), gamma)
+        table = np.array(struct.unpack_from(f">{n}H", key, 12), dtype=np.float64) / 65535.0
+        positions = np.linspace(0.0, 1.0, n)
+        return lambda x: np.interp(x, positions, table)
+    if kind == b"para":
+        ftype = struct.unpack_from(">H", key, 8)[0]
+        nparams = {0: 1, 1: 3, 2: 4, 3: 5, 4: 7}.get(ftype)
+        if nparams is None:
+            raise ValueError(f"unknown parametric curve type {ftype}")
+        p = _s15f16(key, 12, nparams) + [0.0] * (7 - nparams)
+        g, a, b, c, d, e, f = p
+
+        def para(x):
+            x = np.clip(np.asarray(x, dtype=np.float64), 0.0, 1.0)
+            if ftype == 0:
+                return np.power(x, g)
+            if ftype in (1, 2):
+                base = a * x + b
+                y = np.power(np.maximum(base, 0.0), g) + (c if ftype == 2 else 0.0)
+                return np.where(base >= 0.0, y, c if ftype == 2 else 0.0)
+            if ftype == 3:
+                return np.where(x >= d, np.power(np.maximum(a * x + b, 0.0), g), c * x)
+            return np.where(x >= d, np.power(np.maximum(a * x + b, 0.0), g) + e, c * x + f)
+        return para
+    raise ValueError(f"unknown ICC curve type {kind!r}")
+
+
+def make_icc_profile(primaries_xy, white_xy=(0.3127, 0.3290), *, description: str = "camseg RGB",
+                     trc: str = "srgb") -> bytes:
+    """Build a minimal ICC v4 matrix/TRC display profile.
+
+    Used to tag wide-gamut test and example images (Pillow's ImageCms can only
+    create sRGB). The colorant tags are the primaries adapted to the ICC D50
+    connection space with the linear Bradford transform (ICC.1:2010 Annex E).
+
+    Parameters
+    ----------
+    primaries_xy : sequence of three (x, y) pairs
+        CIE 1931 chromaticities of red, green, blue, e.g. Display P3
+        ``((0.680, 0.320), (0.265, 0.690), (0.150, 0.060))``.
+    white_xy : (x, y)
+        White point chromaticity (default D65).
+    description : str
+        Profile description (ASCII), shown by colour-managed viewers.
+    trc : {"srgb", "linear"}
+        Tone curve: the IEC 61966-2-1 curve (as Display P3 uses) or linear.
+
+    Returns
+    -------
+    bytes
+        The ICC profile.
+    """
+    if trc not in ("srgb", "linear"):
+        raise ValueError(f"trc must be 'srgb' or 'linear', got {trc!r}")
+    prim = np.asarray(primaries_xy, dtype=np.float64)
+    if prim.shape != (3, 2):
+        raise ValueError(f"primaries_xy must be three (x, y) pairs, got shape {prim.shape}")
+
+    def xyz(xy):
+        x, y = xy
+        return np.array([x / y, 1.0, (1 - x - y) / y])
+
+    white = xyz(white_xy)
+    cols = np.stack([xyz(p) for p in prim], axis=1)
+    cols = cols * np.linalg.solve(cols, white)          # RGB->XYZ, white maps to white
+    bradford = np.array([[0.8951, 0.2664, -0.1614], [-0.7502, 1.7135, 0.0367], [0.0389, -0.0685, 1.0296]])
+    d50 = np.array([0.9642, 1.0, 0.8249])
+    cone = bradford @ white
+    adapt = np.linalg.inv(bradford) @ np.diag((bradford @ d50) / cone) @ bradford
+    cols = adapt @ cols
+
+    def s15(values):
+        return b"".join(struct.pack(">i", int(round(v * 65536))) for v in values)
+
+    def xyz_tag(v):
+        return b"XYZ \0\0\0\0" + s15(v)
+
+    if trc == "srgb":
+        curve = b"para\0\0\0\0" + struct.pack(">HH", 3, 0) + s15([2.4, 1 / 1.055, 0.055 / 1.055, 1 / 12.92, 0.04045])
+    else:
+        curve = b"curv\0\0\0\0" + struct.pack(">I", 0)
+    text = description.encode("utf-16-be")
+    desc = b"mluc\0\0\0\0" + struct.pack(">II", 1, 12) + b"enUS" + struct.pack(">II", len(text), 28) + text
+    cprt_text = "No copyright, use freely".encode("utf-16-be")
+    cprt = b"mluc\0\0\0\0" + struct.pack(">II", 1, 12) + b"enUS" + struct.pack(">II", len(cprt_text), 28) + cprt_text
+    tags = [(b"desc", desc), (b"cprt", cprt), (b"wtpt", xyz_tag(d50)),
+            (b"chad", b"sf32\0\0\0\0" + s15(adapt.ravel())),
+            (b"rXYZ", xyz_tag(cols[:, 0])), (b"gXYZ", xyz_tag(cols[:, 1])), (b"bXYZ", xyz_tag(cols[:, 2])),
+            (b"rTRC", curve), (b"gTRC", curve), (b"bTRC", curve)]
+    table = b""
+    body = b""
+    offset = 128 + 4 + 12 * len(tags)
+    shared = {}
+    for sig, data in tags:
+        if data in shared:   # r/g/bTRC share one copy, as profile writers usually do
+            table += struct.pack(">4sII", sig, *shared[data])
+            continue
+        while (offset + len(body)) % 4:
+            body += b"\0"
+        shared[data] = (offset + len(body), len(data))
+        table += struct.pack(">4sII", sig, offset + len(body), len(data))
+        body += data
+    size = 128 + 4 + len(table) + len(body)
+    header = struct.pack(">I4sI4s4s4s", size, b"\0\0\0\0", 0x04300000, b"mntr", b"RGB ", b"XYZ ")
+    header += struct.pack(">6H", 2024, 1, 1, 0, 0, 0) + b"acsp" + b"\0" * 4 + struct.pack(">I", 0)
+    header += b"\0" * 8 + b"\0" * 8 + struct.pack(">I", 0) + s15(d50) + b"\0" * 4
+    header = header.ljust(128, b"\0")
+    return header + struct.pack(">I", len(tags)) + table + body
+
+
+#: Display P3 (DCI-P3 primaries, D65 white, sRGB tone curve), as used by phone cameras.
+DISPLAY_P3_PRIMARIES = ((0.680, 0.320), (0.265, 0.690), (0.150, 0.060))
+
+
+# --- EXIF (TIFF structure, CIPA DC-008) ------------------------------------
+
+_TIFF_TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
+
+
+def _exif_ifd0_entries(exif: bytes):
+    """Yield ``(entry_offset, tag, type, count, value_field)`` for IFD0 of a TIFF-structured EXIF block."""
+    bo = "<" if exif[:2] == b"II" else ">"
+    ifd = struct.unpack_from(bo + "I", exif, 4)[0]
+    n = struct.unpack_from(bo + "H", exif, ifd)[0]
+    for i in range(n):
+        pos = ifd + 2 + 12 * i
+        tag, typ, count = struct.unpack_from(bo + "HHI", exif, pos)
+        yield pos, tag, typ, count, exif[pos + 8:pos + 12]
+
+
+def _exif_reset_orientation(exif: bytes) -> bytes:
+    """Return ``exif`` with the orientation tag set to 1 (byte-exact otherwise, maker notes kept)."""
+    bo = "<" if exif[:2] == b"II" else ">"
+    data = bytearray(exif)
+    for pos, tag, typ, count, _ in _exif_ifd0_entries(exif):
+        if tag == _ORIENTATION_TAG and typ == 3 and count == 1:
+            struct.pack_into(bo + "H", data, pos + 8, 1)
+    return bytes(data)
+
+
+def _normalise_exif(raw) -> "bytes | None":
+    """EXIF bytes as a bare TIFF structure, or None if absent or not parseable."""
+    if not raw:
+        return None
+    if raw.startswith(_EXIF_PREFIX):
+        raw = raw[len(_EXIF_PREFIX):]
+    if raw[:4] not in (b"II*\x00", b"MM\x00*"):
+        return None
+    try:
+        list(_exif_ifd0_entries(raw))
+    except struct.error:
+        return None
+    return raw
+
+
+# --- reading ---------------------------------------------------------------
+
+def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply EXIF orientation 1-8 (TIFF 6.0 tag 274) to an H×W(×C) array."""
+    ops = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: a.swapaxes(0, 1),
+        6: lambda a: np.rot90(a, -1),
+        7: lambda a: a.swapaxes(0, 1)[::-1, ::-1],
+        8: lambda a: np.rot90(a, 1),
+    }
+    op = ops.get(orientation)
+    return op(array) if op is not None else array
+
+
+_STRUCTURAL_TIFF_TAGS = {254, 255, 256, 257, 258, 259, 262, 263, 266, 269, 273, 274, 277, 278, 279, 280,
+                         281, 284, 317, 320, 322, 323, 324, 325, 338, 339, 340, 341, 513, 514, 530, 531,
+                         532, 700, 33723, 34377, 34665, 34675, 34853, 37724, 50838, 50839}
+
+
+def _bit_depth(img, data: bytes) -> int:
+    if img.format == "PNG" and len(data) > 24:
+        return 16 if data[24] == 16 else 8
+    if img.format == "TIFF":
+        bits = img.tag_v2.get(258, (8,))
+        bits = bits if isinstance(bits, tuple) else (bits,)
+        return 16 if max(bits) > 8 else 8
+    return 16 if img.mode.startswith("I;16") else 8
+
+
+def read_photo(path: "str | os.PathLike") -> Photo:
+    """Decode a photo file to linear float32 pixels with its EXIF and colour profile.
+
+    The whole file is read once; Pillow reads the metadata and 8-bit pixels,
+    OpenCV the 16-bit ones (Pillow truncates 16-bit RGB to 8 bits). EXIF
+    orientation is applied to the pixels and reset in the kept EXIF block.
+
+    Colour: a matrix/TRC ICC profile (sRGB, Display P3, Adobe RGB, ProPhoto,
+    ...) is honoured by linearising with *its* tone curve and keeping *its*
+    primaries; the profile is carried in :attr:`Photo.icc_profile` and written
+    back by :func:`write_photo`. This keeps wide-gamut colours intact: the
+    stages downstream work in linear light and need no particular primaries.
+    CMYK files are converted to sRGB (through their embedded profile with
+    LittleCMS when present). Grayscale files become three equal channels.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A JPEG, PNG or TIFF file, 8 or 16 bits per channel.
+
+    Returns
+    -------
+    Photo
+        ``pixels`` is float32 H×W×3 linear RGB in [0, 1], upright.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        If the file is empty, truncated, damaged or not an image.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image file {str(path)!r} does not exist; check the path")
+    data = path.read_bytes()
+    if not data:
+        raise ValueError(f"cannot read {str(path)!r}: the file is empty (0 bytes); re-export or re-copy the photo")
+    notes = []
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            fmt = img.format or "unknown"
+            bits = _bit_depth(img, data)
+            exif_obj = img.getexif()
+            orientation = int(exif_obj.get(_ORIENTATION_TAG, 1) or 1)
+            try:
+                iso = exif_obj.get_ifd(_EXIF_IFD_TAG).get(_ISO_TAG)
+                iso = float(iso[0] if isinstance(iso, (tuple, list)) else iso) if iso else None
+            except Exception:  # noqa: BLE001 - a broken EXIF block must not stop decoding
+                iso = None
+            if fmt == "TIFF":
+                for tag in list(exif_obj.keys()):
+                    if tag in _STRUCTURAL_TIFF_TAGS:
+                        del exif_obj[tag]
+                exif = _normalise_exif(exif_obj.tobytes()) if len(exif_obj) else None
+            else:
+                exif = _normalise_exif(img.info.get("exif"))
+            icc = img.info.get("icc_profile") or None
+            mode = img.mode
+            if bits == 16:
+                codes = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+                if codes is None or codes.dtype != np.uint16:
+                    raise OSError("OpenCV could not decode the 16-bit pixels")
+                if codes.ndim == 3:
+                    codes = codes[:, :, [2, 1, 0]] if codes.shape[2] >= 3 else codes[:, :, 0]
+            else:
+                img.load()  # full decode: truncated files fail here, not later
+                if mode == "CMYK":
+                    img, note = _cmyk_to_srgb(img, icc)
+                    notes.append(note)
+                    icc = None
+                elif mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+                    notes.append("alpha channel dropped")
+                    img = img.convert("RGB")
+                elif mode not in ("RGB", "L"):
+                    notes.append(f"converted from mode {mode} to RGB")
+                    img = img.convert("RGB")
+                codes = np.asarray(img)
     except UnidentifiedImageError as exc:
         raise ValueError(f"cannot read {str(path)!r}: not an image format camseg can decode "
                          "(JPEG, PNG, TIFF)") from exc
-    except OSError as exc:
+    except (OSError, SyntaxError, struct.error, EOFError) as exc:
         raise ValueError(f"cannot read {str(path)!r}: the file is damaged or truncated ({exc}); "
                          "re-export or re-copy the photo") from exc
+
+    colour_space, curve_key = "sRGB", None
+    if icc:
+        info = _parse_icc(icc)
+        if codes.ndim == 2 or info.colour_space != "RGB ":
+            notes.append(f"{info.colour_space.strip()} ICC profile {info.description!r} not applicable "
+                         "to RGB output; treated as sRGB")
+            icc = None
+        elif info.curve_key is None:
+            notes.append(f"ICC profile {info.description!r} is not a matrix/TRC profile; its tone curve "
+                         "is approximated by sRGB (colours are kept: the profile is written back)")
+            colour_space = info.description or "unknown ICC profile"
+        else:
+            colour_space, curve_key = info.description or "ICC RGB", info.curve_key
+    if codes.ndim == 2:
+        notes.append("grayscale expanded to RGB")
+        codes = np.repeat(codes[:, :, None], 3, axis=2)
+    if orientation != 1:
+        notes.append(f"EXIF orientation {orientation} applied")
+        codes = _orient(codes, orientation)
+    pixels = _decode(codes, curve_key, bits)
+    if exif is not None:
+        exif = _exif_reset_orientation(exif)
+    return Photo(pixels=pixels, exif=exif, icc_profile=icc, bit_depth=bits, format=fmt,
+                 colour_space=colour_space, source=path, iso=iso, notes=tuple(notes))
+
+
+def _cmyk_to_srgb(img, icc):
+    from PIL import ImageCms
+
+    if icc:
+        try:
+            src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            dst = ImageCms.createProfile("sRGB")
+            out = ImageCms.profileToProfile(img, src, dst, outputMode="RGB",
+                                            renderingIntent=ImageCms.Intent.PERCEPTUAL)
+            return out, "CMYK converted to sRGB through its embedded ICC profile"
+        except (ImageCms.PyCMSError, OSError):
+            pass
+    return img.convert("RGB"), "CMYK converted to sRGB without a profile (naive conversion; colours approximate)"
+
+
+# --- writing ---------------------------------------------------------------
+
+def _atomic_write(path: Path, write) -> None:
+    """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it into place.
+
+    A crash or kill at any moment leaves either the old file or the new,
+    complete one at ``path`` — never a partial file (POSIX rename is atomic).
+    The temporary name embeds the process id so stale ones can be recognised.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def remove_stale_temp_files(directory: "str | os.PathLike") -> int:
+    """Delete temporary files left in ``directory`` (recursively) by killed writers.
+
+    Only files named by :func:`write_photo` whose writing process is no longer
+    alive are removed. Returns how many were removed.
+    """
+    removed = 0
+    for tmp in Path(directory).rglob(f".*{TEMP_SUFFIX}"):
+        try:
+            pid = int(tmp.name[:-len(TEMP_SUFFIX)].rsplit(".", 2)[-2])
+        except (ValueError, IndexError):
+            continue
+        if pid != os.getpid() and _pid_alive(pid):
+            continue
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+            removed += 1
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+
+def _png_with_metadata(png: bytes, icc: "bytes | None", exif: "bytes | None") -> bytes:
+    """Insert iCCP and eXIf chunks (PNG 3rd ed. §11.3) after IHDR of an encoded PNG."""
+    extra = b""
+    if icc:
+        extra += _png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc))
+    if exif:
+        extra += _png_chunk(b"eXIf", exif)
+    ihdr_end = 8 + 8 + 13 + 4
+    return png[:ihdr_end] + extra + png[ihdr_end:]
+
+
+def _tiff_bytes(codes: np.ndarray, icc: "bytes | None", exif: "bytes | None") -> bytes:
+    """Encode an uncompressed baseline RGB TIFF (TIFF 6.0), 8 or 16 bit, with ICC and EXIF.
+
+    EXIF is kept by a trick that needs no offset relocation: the EXIF block is
+    itself a TIFF structure, so the file *starts* with it unchanged (all its
+    internal offsets stay valid), the pixels follow, and a new IFD0 at the end
+    holds the image tags plus the original IFD0 entries (copied verbatim, so
+    their out-of-line values and the Exif/GPS sub-IFD pointers still resolve).
+    """
+    h, w, _ = codes.shape
+    bits = codes.dtype.itemsize * 8
+    if exif:
+        bo = "<" if exif[:2] == b"II" else ">"
+        buf = bytearray(exif)
+        kept = {tag: raw for pos, tag, typ, count, _ in _exif_ifd0_entries(exif)
+                if tag not in _STRUCTURAL_TIFF_TAGS or tag in (34665, 34853)
+                for raw in [exif[pos:pos + 12]]}
+    else:
+        bo = "<"
+        buf = bytearray(b"II*\x00\x00\x00\x00\x00")
+        kept = {}
+
+    def align():
+        if len(buf) % 2:
+            buf.append(0)
+
+    def entry(tag, typ, values):
+        size = _TIFF_TYPE_SIZES[typ] * len(values)
+        fmt = {3: "H", 4: "I", 7: "B", 1: "B"}[typ]
+        payload = struct.pack(f"{bo}{len(values)}{fmt}", *values)
+        if size <= 4:
+            return struct.pack(bo + "HHI", tag, typ, len(values)) + payload.ljust(4, b"\0")
+        align()
+        offset = len(buf)
+        buf.extend(payload)
+        return struct.pack(bo + "HHII", tag, typ, len(values), offset)
+
+    align()
+    strip_offset = len(buf)
+    pixels = codes.astype(codes.dtype.newbyteorder(bo), copy=False) if bits == 16 else codes
+    buf.extend(np.ascontiguousarray(pixels).tobytes())
+    entries = dict(kept)
+    entries[256] = entry(256, 4, [w])
+    entries[257] = entry(257, 4, [h])
+    entries[258] = entry(258, 3, [bits] * 3)
+    entries[259] = entry(259, 3, [1])
+    entries[262] = entry(262, 3, [2])
+    entries[273] = entry(273, 4, [strip_offset])
+    entries[274] = entry(274, 3, [1])
+    entries[277] = entry(277, 3, [3])
+    entries[278] = entry(278, 4, [h])
+    entries[279] = entry(279, 4, [h * w * 3 * bits // 8])
+    entries[284] = entry(284, 3, [1])
+    if icc:
+        entries[34675] = entry(34675, 7, list(icc))
+    align()
+    ifd_offset = len(buf)
+    buf.extend(struct.pack(bo + "H", len(entries)))
+    for tag in sorted(entries):
+        buf.extend(entries[tag])
+    buf.extend(struct.pack(bo + "I", 0))
+    struct.pack_into(bo + "I", buf, 4, ifd_offset)
+    return bytes(buf)
+
+
+def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | None" = None,
+                bit_depth: "int | None" = None, quality: int = 95, subsampling: str = "4:2:0",
+                overwrite: bool = True) -> Path:
+    """Encode linear pixels to a JPEG, PNG or TIFF file, atomically.
+
+    The file is written to a temporary name in the destination folder and
+    renamed into place, so an interrupted write never leaves a partial file.
+    With ``like``, the result keeps that photo's colour profile (pixels are
+    encoded with its tone curve and the same ICC profile is embedded) and its
+    EXIF (orientation reset to 1, since pixels are stored upright).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination; the extension (.jpg/.jpeg/.png/.tif/.tiff) picks the format.
+    image : np.ndarray
+        float32 H×W×3 linear RGB in [0, 1] in the working space of ``like``
+        (sRGB without ``like``); values outside [0, 1] are clipped.
+        uint8/uint16 arrays are taken as sRGB-encoded (see :func:`as_linear_rgb`).
+    like : Photo, optional
+        Source photo whose ICC profile, EXIF and bit depth to keep. Its file is
+        never overwritten.
+    bit_depth : {8, 16}, optional
+        Bits per channel. Default: ``like.bit_depth`` for PNG/TIFF, else 8. JPEG is 8-bit only.
+    quality : int
+        JPEG quality, 1-100.
+    subsampling : {"4:4:4", "4:2:2", "4:2:0"}
+        JPEG chroma subsampling.
+    overwrite : bool
+        If False, raise FileExistsError when ``path`` exists.
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+    """
+    from PIL import Image
+
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    path = Path(path)
+    fmt = PHOTO_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"path {str(path)!r} has extension {path.suffix!r}; use one of "
+                         f"{sorted(PHOTO_FORMATS)} to choose JPEG, PNG or TIFF")
+    if like is not None and not isinstance(like, Photo):
+        raise TypeError(f"like must be a Photo (from read_photo) or None, got {type(like).__name__}")
+    if like is not None and like.source is not None and path.exists() and like.source.exists() \
+            and os.path.samefile(path, like.source):
+        raise ValueError(f"refusing to overwrite the input photo {str(path)!r}; write to another path")
+    if not overwrite and path.exists():
+        raise FileExistsError(f"{str(path)!r} exists; pass overwrite=True to replace it")
+    if bit_depth is None:
+        bit_depth = like.bit_depth if (like is not None and fmt != "JPEG") else 8
+    if bit_depth not in (8, 16):
+        raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth!r}")
+    if fmt == "JPEG" and bit_depth != 8:
+        raise ValueError("JPEG stores 8 bits per channel only; got bit_depth=16. "
+                         "Write a .png or .tif file for 16-bit output")
+    if not 1 <= int(quality) <= 100:
+        raise ValueError(f"quality must be in 1..100, got {quality!r}")
+    subsamplings = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
+    if subsampling not in subsamplings:
+        raise ValueError(f"subsampling must be one of {list(subsamplings)}, got {subsampling!r}")
+    linear = as_linear_rgb(image, name="image") if image.dtype != np.float32 or image.ndim != 3 \
+        or image.shape[2] != 3 else image
+    if not np.isfinite(linear[:: max(1, linear.shape[0] // 64), :: max(1, linear.shape[1] // 64)]).all():
+        raise ValueError("image contains NaN or infinite values; fix the pipeline stage that produced them")
+
+    icc = like.icc_profile if like is not None else None
+    exif = like.exif if like is not None else None
+    curve_key = _parse_icc(icc).curve_key if icc else None
+    codes = _encode(linear, curve_key, bit_depth)
+
+    if fmt == "JPEG":
+        options = {"quality": int(quality), "subsampling": subsamplings[subsampling]}
+        if icc:
+            options["icc_profile"] = icc
+        if exif and len(exif) + len(_EXIF_PREFIX) < 65000:
+            options["exif"] = _EXIF_PREFIX + exif
+        pil = Image.fromarray(codes, "RGB")
+        _atomic_write(path, lambda fh: pil.save(fh, format="JPEG", **options))
+    elif fmt == "PNG":
+        ok, png = cv2.imencode(".png", np.ascontiguousarray(codes[:, :, ::-1]),
+                               [cv2.IMWRITE_PNG_COMPRESSION, 3])
+        if not ok:
+            raise OSError(f"OpenCV failed to encode {str(path)!r} as PNG")
+        data = _png_with_metadata(png.tobytes(), icc, exif)
+        _atomic_write(path, lambda fh: fh.write(data))
+    else:
+        data = _tiff_bytes(codes, icc, exif)
+        _atomic_write(path, lambda fh: fh.write(data))
+    return path
