@@ -11,3 +11,13 @@ __all__ = [
     "RefineMatteParams",
     "refine_matte",
 ]
+
+from .noise_profile import NoiseProfile, estimate_noise, noise_profile_from_iso
+from .denoise import DenoiseParams, denoise
+from .sharpen import SharpenParams, sharpen
+
+__all__ = [
+    "NoiseProfile", "estimate_noise", "noise_profile_from_iso",
+    "DenoiseParams", "denoise",
+    "SharpenParams", "sharpen",
+]
