@@ -1,0 +1,529 @@
+"""``develop()``: the whole camera pipeline in one call.
+
+Segmentation runs once and its mattes feed every stage::
+
+    segment ─► denoise (sky/skin aware) ─► sharpen (sky/skin aware)
+            ─► tone map (per person) ─► Photographic Style ─► portrait effect (optional)
+
+Every choice lives in one plain-data, JSON-serialisable :class:`DevelopSettings`;
+the same settings object drives the Python API, the ``camseg develop`` command
+and batch jobs. The stages themselves are the pure functions of the
+:mod:`effects` package; this module only wires segmentation into them.
+
+The stage list is data (:data:`STAGES`): each entry names its effect function,
+how to call it, and when it applies. A stage whose effect is not installed is
+reported as ``"unavailable"`` and skipped — never faked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from camseg.io import Photo, as_linear_rgb, read_photo
+
+__all__ = [
+    "DevelopSettings",
+    "DevelopReport",
+    "StageReport",
+    "DevelopResult",
+    "STAGES",
+    "PORTRAIT_EFFECTS",
+    "develop",
+    "available_styles",
+    "available_portrait_effects",
+]
+
+
+@dataclass(frozen=True)
+class DevelopSettings:
+    """Every choice :func:`develop` makes, as plain serialisable data.
+
+    Attributes
+    ----------
+    style : str
+        Photographic Style preset name (see :func:`available_styles`), e.g.
+        ``"standard"``, ``"rich_contrast"``, ``"vibrant"``, ``"warm"``, ``"cool"``.
+    style_strength : float
+        0 = style off, 1 = full preset.
+    portrait : str or None
+        Portrait effect (see :func:`available_portrait_effects`): ``"blur"``
+        (background blur) or a lighting look such as ``"stage_light"``,
+        ``"stage_light_mono"``; None = no portrait effect.
+    denoise, sharpen, tone_map : bool
+        Switch the corresponding stage on or off.
+    iso : float or None
+        ISO speed for the noise model; None = from the photo's EXIF, else estimated.
+    params : dict
+        Per-stage overrides of the effects' params dataclasses, keyed by stage
+        name, e.g. ``{"denoise": {"strength": 1.5}, "portrait": {"f_number": 1.8}}``.
+        Values must be JSON types (lists become tuples where the field is a tuple).
+    """
+
+    style: str = "standard"
+    style_strength: float = 1.0
+    portrait: "str | None" = None
+    denoise: bool = True
+    sharpen: bool = True
+    tone_map: bool = True
+    iso: "float | None" = None
+    params: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not isinstance(self.style, str) or not self.style:
+            raise TypeError(f"style must be a preset name (str), got {self.style!r}; "
+                            "see camseg.develop.available_styles()")
+        if isinstance(self.style_strength, bool) or not isinstance(self.style_strength, (int, float)) \
+                or not 0.0 <= float(self.style_strength) <= 2.0:
+            raise ValueError(f"style_strength must be a number in [0, 2], got {self.style_strength!r}")
+        if self.portrait is not None and (not isinstance(self.portrait, str) or not self.portrait):
+            raise TypeError(f"portrait must be an effect name or None, got {self.portrait!r}; "
+                            "see camseg.develop.available_portrait_effects()")
+        for name in ("denoise", "sharpen", "tone_map"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if self.iso is not None and (isinstance(self.iso, bool) or not isinstance(self.iso, (int, float))
+                                     or not self.iso > 0):
+            raise ValueError(f"iso must be a positive number or None, got {self.iso!r}")
+        if not isinstance(self.params, dict) or not all(
+                isinstance(k, str) and isinstance(v, dict) for k, v in self.params.items()):
+            raise TypeError("params must be a dict of stage name -> dict of parameter overrides, "
+                            f"got {self.params!r}")
+        unknown = set(self.params) - {s.name for s in STAGES}
+        if unknown:
+            raise ValueError(f"params has unknown stage names {sorted(unknown)}; "
+                             f"valid names are {[s.name for s in STAGES]}")
+
+    def to_dict(self) -> dict:
+        """Plain dict (JSON-compatible) of every setting."""
+        out = dataclasses.asdict(self)
+        out["params"] = json.loads(json.dumps(self.params))  # deep copy, tuples -> lists
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "DevelopSettings":
+        """Inverse of :meth:`to_dict`; unknown keys are an error (typos must not pass silently)."""
+        if not isinstance(data, dict):
+            raise TypeError(f"settings data must be a dict, got {type(data).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"unknown settings {sorted(unknown)}; valid keys are {sorted(names)}")
+        return cls(**data)
+
+    def to_json(self) -> str:
+        """JSON text of :meth:`to_dict`."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "DevelopSettings":
+        """Inverse of :meth:`to_json`."""
+        return cls.from_dict(json.loads(text))
+
+    def replace(self, **changes) -> "DevelopSettings":
+        """A copy with some fields changed (unknown names raise ValueError)."""
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = set(changes) - names
+        if unknown:
+            raise ValueError(f"unknown develop options {sorted(unknown)}; valid options are {sorted(names)}")
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class StageReport:
+    """What one stage did: ``status`` is "applied", "skipped" (off or nothing to do) or "unavailable"."""
+
+    name: str
+    status: str
+    seconds: float = 0.0
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class DevelopReport:
+    """A small account of a :func:`develop` run (all plain data; see :meth:`to_dict`)."""
+
+    stages: tuple
+    image_shape: tuple
+    colour_space: str
+    persons: int
+    sky_fraction: float
+    skin_fraction: float
+    settings: dict
+    notes: tuple = ()
+
+    @property
+    def total_seconds(self) -> float:
+        return float(sum(s.seconds for s in self.stages))
+
+    def stage(self, name: str) -> StageReport:
+        for s in self.stages:
+            if s.name == name:
+                return s
+        raise KeyError(f"no stage named {name!r}; stages are {[s.name for s in self.stages]}")
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["total_seconds"] = self.total_seconds
+        return out
+
+    def __str__(self) -> str:
+        h, w = self.image_shape[:2]
+        lines = [f"developed {w}×{h} ({self.colour_space}): {self.persons} person(s), "
+                 f"sky {self.sky_fraction:.0%}, skin {self.skin_fraction:.0%}"]
+        for s in self.stages:
+            lines.append(f"  {s.name:<13} {s.status:<11} {s.seconds * 1000:8.0f} ms  {s.detail}")
+        lines.append(f"  {'total':<13} {'':<11} {self.total_seconds * 1000:8.0f} ms")
+        lines.extend(f"  note: {n}" for n in self.notes)
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True, eq=False)
+class DevelopResult:
+    """Returned by ``develop(..., return_details=True)``.
+
+    ``image`` is what :func:`develop` returns by default (a :class:`~camseg.io.Photo`
+    for a file or Photo input, an array for an array input); ``segmentation``
+    is the segmentation all stages used; ``report`` a :class:`DevelopReport`.
+    """
+
+    image: Any
+    segmentation: Any
+    report: DevelopReport
+
+
+# ---------------------------------------------------------------------------
+# Stage table
+# ---------------------------------------------------------------------------
+
+def _resolve(function: str, modules: tuple) -> "Callable | None":
+    """Find an effect function: exported by ``effects`` or in one of its submodules."""
+    try:
+        package = importlib.import_module("effects")
+    except ImportError:
+        return None
+    fn = getattr(package, function, None)
+    if fn is not None:
+        return fn
+    for module in modules:
+        try:
+            fn = getattr(importlib.import_module(f"effects.{module}"), function, None)
+        except ImportError:
+            continue
+        if fn is not None:
+            return fn
+    return None
+
+
+def _params_for(fn: Callable, overrides: dict, stage: str):
+    """Build ``fn``'s params dataclass from its defaults plus ``overrides`` (None if no overrides)."""
+    if not overrides:
+        return None
+    import inspect
+    import typing
+
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # noqa: BLE001 - fall back to the raw annotation below
+        hints = {}
+    annotation = hints.get("params") or inspect.signature(fn).parameters["params"].annotation
+    candidates = [a for a in typing.get_args(annotation) or (annotation,) if dataclasses.is_dataclass(a)]
+    if not candidates:
+        raise TypeError(f"cannot find the params class of effects.{fn.__name__} to apply params[{stage!r}]")
+    cls = candidates[0]
+    defaults = cls()
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(overrides) - names
+    if unknown:
+        raise ValueError(f"params[{stage!r}] has unknown fields {sorted(unknown)}; "
+                         f"{cls.__name__} fields are {sorted(names)}")
+    fixed = {k: tuple(v) if isinstance(getattr(defaults, k), tuple) and isinstance(v, list) else v
+             for k, v in overrides.items()}
+    return dataclasses.replace(defaults, **fixed)
+
+
+@dataclass(frozen=True)
+class _Context:
+    """Everything a stage may read: the segmentation, the settings, the photo's ISO."""
+
+    seg: Any
+    settings: DevelopSettings
+    iso: "float | None"
+    persons: list
+    skin: "np.ndarray | None"
+    sky: "np.ndarray | None"
+    subject: "np.ndarray | None"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One pipeline stage: an effect function, when it applies, and how to call it.
+
+    ``call(fn, image, ctx, params)`` returns ``(image, detail)`` or ``(None, why)``
+    when there is nothing to do (e.g. no person for a person-only stage).
+    """
+
+    name: str
+    function: str
+    modules: tuple
+    enabled: Callable
+    call: Callable
+    needs_persons: bool = False
+
+
+def _call_denoise(fn, image, ctx, params):
+    iso = ctx.settings.iso or ctx.iso
+    out = fn(image, sky_mask=ctx.sky, skin_mask=ctx.skin, iso=iso, params=params)
+    return out, f"iso={iso:g}" if iso else "noise estimated from the image"
+
+
+def _call_sharpen(fn, image, ctx, params):
+    return fn(image, sky_mask=ctx.sky, skin_mask=ctx.skin, params=params), ""
+
+
+def _call_tone_map(fn, image, ctx, params):
+    out = fn(image, ctx.persons, skin_masks=ctx.skin, sky_mask=ctx.sky, params=params)
+    return out, f"{len(ctx.persons)} person(s)"
+
+
+def _call_style(fn, image, ctx, params):
+    s = ctx.settings
+    if s.style_strength == 0:
+        return None, "strength 0"
+    kwargs = dict(skin_mask=ctx.skin, sky_mask=ctx.sky, strength=float(s.style_strength))
+    if params is not None:
+        kwargs["params"] = params
+    return fn(image, s.style, **kwargs), f"{s.style} at {s.style_strength:g}"
+
+
+def _call_portrait(fn, image, ctx, params):
+    if ctx.subject is None or float(ctx.subject.max(initial=0.0)) < 0.5:
+        return None, "no person found: portrait effect not applied"
+    kind = ctx.settings.portrait
+    look = PORTRAIT_EFFECTS[kind]
+    kwargs = dict(look.get("kwargs", {}))
+    if params is not None:
+        kwargs["params"] = params
+    return fn(image, ctx.subject, **kwargs), kind
+
+
+#: Portrait effects: CLI/settings name -> effect function (+ fixed keyword arguments).
+PORTRAIT_EFFECTS = {
+    "blur": {"function": "portrait_blur", "modules": ("portrait_blur", "bokeh", "portrait")},
+    "stage_light": {"function": "stage_light", "modules": ("stage_light", "portrait_lighting", "lighting")},
+    "stage_light_mono": {"function": "stage_light", "modules": ("stage_light", "portrait_lighting", "lighting"),
+                         "kwargs": {"mono": True}},
+}
+
+#: The pipeline, in order. Segmentation runs before and is reported as the first stage.
+STAGES = (
+    Stage("denoise", "denoise", ("denoise",), lambda s: s.denoise, _call_denoise),
+    Stage("sharpen", "sharpen", ("sharpen",), lambda s: s.sharpen, _call_sharpen),
+    Stage("tone_map", "tone_map_people", ("tone_map",), lambda s: s.tone_map, _call_tone_map,
+          needs_persons=True),
+    Stage("style", "apply_style", ("style", "styles", "photographic_style", "photographic_styles"),
+          lambda s: True, _call_style),
+    Stage("portrait", "", (), lambda s: s.portrait is not None, _call_portrait, needs_persons=True),
+)
+
+
+def _stage_function(stage: Stage, settings: DevelopSettings):
+    if stage.name == "portrait":
+        look = PORTRAIT_EFFECTS.get(settings.portrait)
+        if look is None:
+            raise ValueError(f"portrait={settings.portrait!r} is not a portrait effect; "
+                             f"valid names are {sorted(PORTRAIT_EFFECTS)} (or None)")
+        return _resolve(look["function"], look["modules"]), look["function"]
+    return _resolve(stage.function, stage.modules), stage.function
+
+
+def available_styles() -> list:
+    """Photographic Style names the installed ``effects`` package provides (empty if none)."""
+    try:
+        presets = getattr(importlib.import_module("effects"), "STYLE_PRESETS", None)
+        if presets is None:
+            for module in STAGES[3].modules:
+                try:
+                    presets = getattr(importlib.import_module(f"effects.{module}"), "STYLE_PRESETS", None)
+                except ImportError:
+                    continue
+                if presets is not None:
+                    break
+    except ImportError:
+        presets = None
+    return sorted(presets) if presets else []
+
+
+def available_portrait_effects() -> list:
+    """Portrait effect names whose effect function is installed."""
+    return sorted(k for k, v in PORTRAIT_EFFECTS.items() if _resolve(v["function"], v["modules"]) is not None)
+
+
+# ---------------------------------------------------------------------------
+# develop()
+# ---------------------------------------------------------------------------
+
+def _mask(seg, name):
+    try:
+        m = getattr(seg, name)
+    except (AttributeError, RuntimeError, ValueError, KeyError):
+        return None
+    return None if m is None else np.asarray(m, dtype=np.float32)
+
+
+def _segment(image, segmenter, categories):
+    if segmenter is None:
+        try:
+            from camseg.segmenter import segment as default_segment
+        except ImportError as exc:
+            raise ImportError("camseg.segmenter is not available, so develop() cannot segment the photo; "
+                              "pass segmentation=... (masks from elsewhere) or install the full package") from exc
+        return default_segment(image, categories=categories)
+    return segmenter.segment(image, categories=categories)
+
+
+def develop(image, settings: "DevelopSettings | None" = None, *, segmenter=None, segmentation=None,
+            return_details: bool = False, **options):
+    """Develop a photo: segment once, then denoise, sharpen, tone-map, style and portrait.
+
+    Parameters
+    ----------
+    image : str, os.PathLike, Photo or np.ndarray
+        A photo file (JPEG/PNG/TIFF, read with :func:`camseg.io.read_photo`), a
+        :class:`~camseg.io.Photo`, or an array: float32 H×W×3 linear RGB in
+        [0, 1], or uint8/uint16 sRGB-encoded (see :func:`camseg.io.as_linear_rgb`).
+    settings : DevelopSettings, optional
+        All choices; default ``DevelopSettings()``.
+    segmenter : camseg.segmenter.Segmenter, optional
+        A loaded segmenter to reuse; default: the process-wide cached default model.
+    segmentation : Segmentation, optional
+        Precomputed masks for this image (anything with ``.sky``, ``.skin``,
+        ``.persons``, ``.person`` float32 H×W mattes); skips segmentation.
+    return_details : bool
+        Also return the segmentation and a :class:`DevelopReport`.
+    **options
+        Any :class:`DevelopSettings` field, overriding ``settings``
+        (e.g. ``style="warm", portrait="blur"``).
+
+    Returns
+    -------
+    Photo or np.ndarray or DevelopResult
+        For a file or Photo input, a :class:`~camseg.io.Photo` (same EXIF, ICC
+        profile and bit depth; save it with ``.save(path)``); for an array input,
+        a float32 H×W×3 linear RGB array in [0, 1]. With ``return_details``,
+        a :class:`DevelopResult` wrapping that.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For invalid images or settings (messages name the argument).
+    """
+    if settings is None:
+        settings = DevelopSettings()
+    elif not isinstance(settings, DevelopSettings):
+        raise TypeError(f"settings must be a DevelopSettings, got {type(settings).__name__}; "
+                        "build one with DevelopSettings(...) or DevelopSettings.from_dict(...)")
+    if options:
+        settings = settings.replace(**options)
+
+    timings = []
+    photo = None
+    t0 = time.perf_counter()
+    if isinstance(image, (str, os.PathLike)):
+        photo = read_photo(image)
+        pixels = photo.pixels
+        timings.append(StageReport("decode", "applied", time.perf_counter() - t0,
+                                   f"{photo.format} {photo.bit_depth}-bit {photo.colour_space}"))
+    elif isinstance(image, Photo):
+        photo = image
+        pixels = photo.pixels.copy()
+    else:
+        pixels = as_linear_rgb(image, name="image")
+        if pixels is image:
+            pixels = pixels.copy()
+    lo, hi = float(pixels.min()), float(pixels.max())
+    if lo < -1e-3 or hi > 1.0 + 1e-3:
+        raise ValueError(f"image must be linear RGB in [0, 1], got values in [{lo:.4g}, {hi:.4g}]; "
+                         "clip it or scale it (e.g. image / image.max())")
+    np.clip(pixels, 0.0, 1.0, out=pixels)
+
+    # Resolve stage functions first, so a bad portrait name fails before any work.
+    plan = []
+    for stage in STAGES:
+        if not stage.enabled(settings):
+            plan.append((stage, None, "off in settings"))
+            continue
+        fn, fname = _stage_function(stage, settings)
+        if fn is None:
+            plan.append((stage, None, f"effects.{fname} is not installed"))
+            continue
+        plan.append((stage, fn, _params_for(fn, settings.params.get(stage.name, {}), stage.name)))
+
+    # Segmentation: once. Person instances cost the transformer, so ask for them
+    # only when an enabled stage uses them.
+    wants_persons = any(fn is not None and stage.needs_persons for stage, fn, _ in plan)
+    t = time.perf_counter()
+    if segmentation is not None:
+        seg = segmentation
+        timings.append(StageReport("segment", "skipped", 0.0, "precomputed segmentation given"))
+    else:
+        categories = None if wants_persons else {"sky", "skin"}
+        seg = _segment(pixels, segmenter, categories)
+        timings.append(StageReport("segment", "applied", time.perf_counter() - t,
+                                   "all categories" if wants_persons else "scene-level only (sky, skin)"))
+    sky, skin = _mask(seg, "sky"), _mask(seg, "skin")
+    for name, m in (("sky", sky), ("skin", skin)):
+        if m is not None and m.shape != pixels.shape[:2]:
+            raise ValueError(f"segmentation.{name} has shape {m.shape} but the image is {pixels.shape[:2]}; "
+                             "the segmentation must come from this image")
+    persons = [np.asarray(p, dtype=np.float32) for p in (getattr(seg, "persons", None) or [])] \
+        if wants_persons else []
+    subject = None
+    if persons:
+        subject = _mask(seg, "person")
+        if subject is None or subject.shape != pixels.shape[:2]:
+            subject = np.maximum.reduce(persons)
+    ctx = _Context(seg=seg, settings=settings, iso=photo.iso if photo is not None else None,
+                   persons=persons, skin=skin, sky=sky, subject=subject)
+
+    current = pixels
+    for stage, fn, params_or_why in plan:
+        if fn is None:
+            status = "skipped" if params_or_why == "off in settings" else "unavailable"
+            timings.append(StageReport(stage.name, status, 0.0, params_or_why))
+            continue
+        t = time.perf_counter()
+        out, detail = stage.call(fn, current, ctx, params_or_why)
+        if out is None:
+            timings.append(StageReport(stage.name, "skipped", time.perf_counter() - t, detail))
+            continue
+        if out.shape != current.shape:
+            raise RuntimeError(f"effects stage {stage.name} returned shape {out.shape} for input "
+                               f"{current.shape}; this is a bug in the effect")
+        # Stages may overshoot [0, 1] by rounding; the next stage validates its range.
+        current = np.clip(out, 0.0, 1.0, out=out if out is not current else None).astype(np.float32, copy=False)
+        timings.append(StageReport(stage.name, "applied", time.perf_counter() - t, detail))
+
+    result_image = photo.with_pixels(current) if photo is not None else current
+    if not return_details:
+        return result_image
+    n = max(1, pixels.shape[0] * pixels.shape[1])
+    report = DevelopReport(
+        stages=tuple(timings),
+        image_shape=tuple(pixels.shape),
+        colour_space=photo.colour_space if photo is not None else "linear RGB (caller's)",
+        persons=len(persons),
+        sky_fraction=float(sky.sum() / n) if sky is not None else 0.0,
+        skin_fraction=float(skin.sum() / n) if skin is not None else 0.0,
+        settings=settings.to_dict(),
+        notes=tuple(photo.notes) if photo is not None else (),
+    )
+    return DevelopResult(image=result_image, segmentation=seg, report=report)
