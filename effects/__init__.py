@@ -12,11 +12,11 @@ __all__ = [
     "refine_matte",
 ]
 
-from .noise_profile import NoiseProfile, estimate_noise, noise_profile_from_iso
-from .denoise import DenoiseParams, denoise
-from .sharpen import SharpenParams, sharpen
+from effects.noise_profile import NoiseProfile, estimate_noise, noise_profile_from_iso
+from effects.denoise import DenoiseParams, denoise
+from effects.sharpen import SharpenParams, sharpen
 
-__all__ = [
+__all__ += [
     "NoiseProfile", "estimate_noise", "noise_profile_from_iso",
     "DenoiseParams", "denoise",
     "SharpenParams", "sharpen",
