@@ -21,3 +21,11 @@ __all__ += [
     "DenoiseParams", "denoise",
     "SharpenParams", "sharpen",
 ]
+
+from effects.tone_map import PersonExposure, ToneMapParams, tone_map_people
+from effects.styles import STYLE_PRESETS, Style, apply_style
+
+__all__ += [
+    "ToneMapParams", "PersonExposure", "tone_map_people",
+    "Style", "STYLE_PRESETS", "apply_style",
+]

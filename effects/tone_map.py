@@ -1,0 +1,495 @@
+"""Per-person semantic tone mapping: halo-free local tone map plus per-person exposure.
+
+A group shot often mixes lighting: one face backlit, another in the sun. This stage
+(1) compresses the scene's large-scale luminance range with an edge-aware base layer, and
+(2) renders every person individually: each person's illumination is estimated from their
+skin and brought back to the scene's illumination, so each face lands where it would be had
+everyone stood in the same light -- while a darker skin tone stays darker than a lighter one.
+
+Algorithm
+---------
+All large-scale work happens on a reduced "working" grid (long side
+``ToneMapParams.working_size``) and is brought back to full resolution with the
+*fast guided filter* trick: the guided filter's linear coefficients ``(a, b)`` are upsampled
+bilinearly and applied to the full-resolution guide, ``q = a * guide + b``. That output follows
+the full-resolution edges exactly, so gains upsampled this way do not bleed across a
+bright-sky/dark-subject edge (no halo), which plain bilinear upsampling of gains would do.
+
+1. ``l = log2(Y)``, Y the Rec. 709 luminance of the linear RGB image.
+2. Base layer: self-guided guided filter of ``l`` (radius ``base_radius``, regulariser
+   ``base_eps`` in EV^2). Steps larger than ``sqrt(base_eps)`` EV stay in the base, texture goes
+   to the detail layer, as in Durand & Dorsey's base/detail decomposition.
+3. Scene key ``k``: weighted log-average luminance (Reinhard et al.) of the pixels that are
+   neither person nor sky. The scene illumination is taken as ``E0 = 2**k / scene_grey``
+   (the usual "average scene reflectance is 18 % grey" assumption of auto exposure).
+4. Local tone map gain outside people: ``g = -local_compression * (base - k)``, limited to
+   ``+-max_local_ev``: shadows lifted, highlights lowered, detail kept.
+5. Per person ``i`` (working grid statistics):
+
+   * ``s_i`` = weighted median of ``l`` over the person's skin (``person * skin``; the whole
+     person matte when there is no skin in it);
+   * ``c_i`` = weighted median skin chromaticity ``(ln R/G, ln B/G)``, which does not depend
+     on exposure;
+   * a skin reflectance / illumination estimate by MAP over a continuum of reference skin
+     reflectances (the Monk Skin Tone scale, interpolated between its 10 swatches): for a
+     candidate reflectance ``rho`` the implied illumination offset is
+     ``d = s_i - log2(rho) - log2(E0)`` and the cost is
+     ``|c_i - c(rho)|^2 / chroma_sigma^2 + d^2 / illumination_sigma_ev^2``. The chromaticity
+     term picks the skin tone, the illumination prior resolves ambiguity toward "lit like the
+     scene" (i.e. toward no correction);
+   * exposure gain ``g_i = -person_strength * d``, limited to ``+-max_person_ev``;
+   * contrast factor ``k_i = clip((person_contrast_target_ev / spread_i) ** person_contrast)``
+     where ``spread_i`` is the 10-90 % range of the base within the person; applied around
+     ``s_i`` so the skin's median is unchanged.
+
+   **What "a good range" means here**: a face is well exposed when its skin luminance equals
+   its estimated skin reflectance times the *scene* illumination ``E0``. The target is thus
+   person-specific: light skin lands brighter than dark skin, in the same ratio as their
+   reflectances, and no face is pushed to a common brightness.
+6. Gain field: inside people their own gain (mattes normalised where they overlap), outside
+   the local tone map. The field is smoothed with a guided filter guided by ``l`` (edges of
+   the gain snap to image edges) and upsampled with the fast guided filter.
+7. Ceilings at full resolution: the base is never brightened above ``highlight_ceiling``; in
+   the sky (when a sky matte is given) the base is held at or below ``sky_ceiling`` (bright
+   sky is darkened toward it) so a lifted scene never blows the sky out.
+8. The gain multiplies R, G and B alike (hue and chromaticity kept); a pixel whose largest
+   channel would exceed 1 is scaled down as a whole (hue-preserving, no channel clipping).
+
+References
+----------
+K. He, J. Sun, X. Tang, "Guided Image Filtering", ECCV 2010 / IEEE TPAMI 35(6), 2013.
+K. He, J. Sun, "Fast Guided Filter", arXiv:1505.00996, 2015.
+F. Durand, J. Dorsey, "Fast bilateral filtering for the display of high-dynamic-range
+images", SIGGRAPH 2002 (base/detail tone mapping).
+E. Reinhard, M. Stark, P. Shirley, J. Ferwerda, "Photographic tone reproduction for digital
+images", SIGGRAPH 2002 (log-average key).
+E. Monk, "Monk Skin Tone Scale", 2019; sRGB swatches as published by Google (skintone.google).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Sequence
+
+import colour
+import cv2
+import numpy as np
+
+__all__ = ["ToneMapParams", "PersonExposure", "tone_map_people", "MONK_SKIN_TONES_SRGB"]
+
+#: Monk Skin Tone scale, MST-1 (lightest) .. MST-10 (darkest), sRGB hex as published by Google.
+MONK_SKIN_TONES_SRGB = (
+    "#f6ede4", "#f3e7db", "#f7ead0", "#eadaba", "#d7bd96",
+    "#a07e56", "#825c43", "#604134", "#3a312a", "#292420",
+)
+
+# Rec. 709 / sRGB luminance weights for linear RGB.
+_LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+# Luminance floor: log2(2**-14) keeps log finite on black pixels without affecting real shadows.
+_Y_FLOOR = np.float32(2.0 ** -14)
+_LN2 = float(np.log(2.0))
+
+
+@dataclass(frozen=True)
+class ToneMapParams:
+    """Parameters of :func:`tone_map_people` (defaults live here only).
+
+    Attributes
+    ----------
+    working_size : int
+        Long side (pixels) of the reduced grid on which the base and gains are computed.
+    base_radius : float
+        Base-layer guided-filter radius as a fraction of the working grid's long side.
+    base_eps : float
+        Base-layer guided-filter regulariser in EV^2 (log2 luminance units squared).
+    local_compression : float
+        Fraction in [0, 1] of the base's deviation from the scene key removed outside people.
+    max_local_ev : float
+        Limit (EV) of the local tone-map gain.
+    gain_radius : float
+        Radius of the edge-aware smoothing of the gain field, fraction of the long side.
+    gain_eps : float
+        Regulariser (EV^2) of that smoothing; smaller snaps gain steps closer to image edges.
+    scene_grey : float
+        Assumed mean scene reflectance used to turn the key into an illumination.
+    person_strength : float
+        Fraction in [0, 1] of each person's estimated illumination offset that is corrected.
+    max_person_ev : float
+        Limit (EV) of a person's exposure gain.
+    illumination_sigma_ev : float
+        Prior standard deviation (EV) of a person's illumination offset from the scene's.
+    chroma_sigma : float
+        Tolerance of the skin chromaticity match, natural-log ratio units.
+    person_contrast : float
+        Strength in [0, 1] of the per-person contrast normalisation (0 switches it off).
+    person_contrast_target_ev : float
+        Target 10-90 % spread (EV) of a person's base layer.
+    contrast_limits : tuple of float
+        (low, high) limits of a person's contrast factor.
+    highlight_ceiling : float
+        Linear luminance above which the base is never brightened.
+    sky_ceiling : float
+        Linear luminance the sky's base is held at or below when a sky matte is given.
+    """
+
+    working_size: int = 512
+    base_radius: float = 0.04
+    base_eps: float = 0.25
+    local_compression: float = 0.3
+    max_local_ev: float = 1.5
+    gain_radius: float = 0.008
+    gain_eps: float = 0.01
+    scene_grey: float = 0.18
+    person_strength: float = 1.0
+    max_person_ev: float = 2.0
+    illumination_sigma_ev: float = 1.5
+    chroma_sigma: float = 0.06
+    person_contrast: float = 0.5
+    person_contrast_target_ev: float = 2.0
+    contrast_limits: tuple = (0.85, 1.2)
+    highlight_ceiling: float = 0.95
+    sky_ceiling: float = 0.9
+
+    def __post_init__(self):
+        def need(cond, name, expected):
+            if not cond:
+                raise ValueError(
+                    f"ToneMapParams.{name}: expected {expected}, got {getattr(self, name)!r}; "
+                    f"pass a value in that range."
+                )
+
+        need(isinstance(self.working_size, (int, np.integer)) and self.working_size >= 8,
+             "working_size", "an int >= 8")
+        for name in ("base_radius", "gain_radius"):
+            need(0.0 < getattr(self, name) <= 0.5, name, "a float in (0, 0.5]")
+        for name in ("base_eps", "gain_eps", "illumination_sigma_ev", "chroma_sigma",
+                     "person_contrast_target_ev", "scene_grey"):
+            need(getattr(self, name) > 0.0, name, "a float > 0")
+        for name in ("local_compression", "person_strength", "person_contrast"):
+            need(0.0 <= getattr(self, name) <= 1.0, name, "a float in [0, 1]")
+        for name in ("max_local_ev", "max_person_ev"):
+            need(0.0 <= getattr(self, name) <= 8.0, name, "a float in [0, 8]")
+        for name in ("highlight_ceiling", "sky_ceiling"):
+            need(0.0 < getattr(self, name) <= 1.0, name, "a float in (0, 1]")
+        lo_hi = self.contrast_limits
+        need(len(lo_hi) == 2 and 0.0 < lo_hi[0] <= 1.0 <= lo_hi[1] <= 4.0, "contrast_limits",
+             "(low, high) with 0 < low <= 1 <= high <= 4")
+
+
+@dataclass(frozen=True)
+class PersonExposure:
+    """What :func:`tone_map_people` did to one person (for inspection).
+
+    Attributes
+    ----------
+    index : int
+        Position of the person in ``person_masks``.
+    gain_ev : float
+        Exposure gain applied at the person's skin median (EV; +1 = twice as bright).
+    illumination_ev : float
+        Estimated illumination of the person relative to the scene (EV; -2 = backlit by 2 stops).
+    skin_reflectance : float
+        Estimated skin reflectance (linear luminance of the matching Monk-scale tone).
+    skin_luminance : float
+        Median linear luminance of the person's skin in the input.
+    contrast : float
+        Contrast factor applied to the person's base layer (1 = unchanged).
+    weight : float
+        Matte area used for the statistics, in working-grid pixels (0 = empty mask: untouched).
+    limited : bool
+        True when ``gain_ev`` hit ``max_person_ev``.
+    """
+
+    index: int
+    gain_ev: float
+    illumination_ev: float
+    skin_reflectance: float
+    skin_luminance: float
+    contrast: float
+    weight: float
+    limited: bool
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _check_image(image) -> np.ndarray:
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"image: expected a numpy array (float32 H×W×3 linear RGB), got {type(image).__name__}.")
+    if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f"image: expected shape H×W×3, got {image.shape}; convert with camseg.io.as_linear_rgb.")
+    if not np.issubdtype(image.dtype, np.floating):
+        raise TypeError(
+            f"image: expected float linear RGB in [0, 1], got dtype {image.dtype}; "
+            f"convert integer (sRGB-encoded) pixels with camseg.io.as_linear_rgb first."
+        )
+    # min/max propagate NaN and show inf, so one pass checks range and finiteness.
+    lo, hi = float(image.min()), float(image.max())
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise ValueError("image: expected finite values, got NaN or inf; clean the input first.")
+    if lo < -1e-4 or hi > 1.0 + 1e-4:
+        raise ValueError(f"image: expected linear RGB in [0, 1], got values in [{lo:.4g}, {hi:.4g}]; clip or rescale it.")
+    return image
+
+
+def _check_mask(mask, name: str, shape) -> np.ndarray:
+    if not isinstance(mask, np.ndarray):
+        raise TypeError(f"{name}: expected a float32 H×W matte in [0, 1], got {type(mask).__name__}.")
+    if mask.shape != tuple(shape):
+        raise ValueError(f"{name}: expected shape {tuple(shape)} (the image's H×W), got {mask.shape}; resize the matte to the image.")
+    if not (np.issubdtype(mask.dtype, np.floating) or mask.dtype == bool):
+        raise TypeError(f"{name}: expected a float matte in [0, 1], got dtype {mask.dtype}; divide 8-bit masks by 255.")
+    if mask.dtype != bool:
+        lo, hi = float(mask.min()), float(mask.max())
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            raise ValueError(f"{name}: expected finite values, got NaN or inf.")
+        if lo < -1e-6 or hi > 1.0 + 1e-6:
+            raise ValueError(f"{name}: expected values in [0, 1], got [{lo:.4g}, {hi:.4g}]; divide 8-bit masks by 255.")
+    return mask
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _box(x: np.ndarray, r: int) -> np.ndarray:
+    return cv2.boxFilter(x, -1, (2 * r + 1, 2 * r + 1), normalize=True, borderType=cv2.BORDER_REFLECT)
+
+
+def _guided_coefficients(guide: np.ndarray, src: np.ndarray, r: int, eps: float):
+    """Window-averaged guided-filter coefficients (He et al. 2013, Alg. 1), so q = a*guide + b."""
+    mean_i = _box(guide, r)
+    mean_p = _box(src, r)
+    var_i = _box(guide * guide, r) - mean_i * mean_i
+    cov_ip = _box(guide * src, r) - mean_i * mean_p
+    a = cov_ip / (var_i + np.float32(eps))
+    b = mean_p - a * mean_i
+    return _box(a, r), _box(b, r)
+
+
+def _upsample(coeff: np.ndarray, shape) -> np.ndarray:
+    if coeff.shape == tuple(shape):
+        return coeff
+    return cv2.resize(coeff, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def _downsample(x: np.ndarray, shape) -> np.ndarray:
+    if x.shape[:2] == tuple(shape):
+        return np.ascontiguousarray(x, dtype=np.float32)
+    return cv2.resize(np.asarray(x, dtype=np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
+
+
+def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q) -> np.ndarray:
+    order = np.argsort(values)
+    v, w = values[order], weights[order]
+    cw = np.cumsum(w)
+    cw /= cw[-1]
+    return np.interp(np.atleast_1d(q), cw, v)
+
+
+def _skin_tone_table(samples_per_step: int = 16):
+    """Continuum of reference skin tones: (log2 reflectance, ln R/G, ln B/G) along the Monk scale."""
+    srgb = np.array([[int(h[i:i + 2], 16) / 255.0 for i in (1, 3, 5)] for h in MONK_SKIN_TONES_SRGB])
+    # colour-science's IEC 61966-2-1 decoding: this table is data, not image I/O.
+    lin = np.asarray(colour.cctf_decoding(srgb, function="sRGB"), dtype=np.float64)
+    feats = np.stack([np.log2(lin @ _LUMA.astype(np.float64)),
+                      np.log(lin[:, 0] / lin[:, 1]),
+                      np.log(lin[:, 2] / lin[:, 1])], axis=1)  # (10, 3)
+    t = np.linspace(0.0, len(feats) - 1.0, (len(feats) - 1) * samples_per_step + 1)
+    return np.stack([np.interp(t, np.arange(len(feats)), feats[:, j]) for j in range(3)], axis=1)
+
+
+_SKIN_TABLE = _skin_tone_table()
+
+
+def _estimate_illumination(log_skin: float, chroma: np.ndarray, log_e0: float, p: ToneMapParams):
+    """MAP skin reflectance / illumination offset for one person (see module docstring, step 5)."""
+    log_rho = _SKIN_TABLE[:, 0]
+    d = log_skin - log_rho - log_e0
+    dc = _SKIN_TABLE[:, 1:] - chroma[None, :]
+    cost = (dc * dc).sum(axis=1) / p.chroma_sigma ** 2 + d * d / p.illumination_sigma_ev ** 2
+    j = int(np.argmin(cost))
+    return float(d[j]), float(2.0 ** log_rho[j])
+
+
+# ----------------------------------------------------------------------------- public
+
+
+def tone_map_people(
+    image: np.ndarray,
+    person_masks: Sequence[np.ndarray],
+    *,
+    skin_masks=None,
+    sky_mask: np.ndarray | None = None,
+    params: ToneMapParams | None = None,
+    return_gains: bool = False,
+):
+    """Halo-free local tone map with per-person exposure and contrast.
+
+    See the module docstring for the algorithm and for what "a good range" means for a face.
+
+    Parameters
+    ----------
+    image : np.ndarray
+        float H×W×3 linear-light RGB in [0, 1] (float32 preferred). Not modified.
+    person_masks : sequence of np.ndarray
+        One float H×W matte in [0, 1] per person (any number, may be empty). Overlapping
+        mattes are normalised where their sum exceeds 1.
+    skin_masks : np.ndarray or sequence of np.ndarray, optional
+        Skin matte(s), float H×W in [0, 1]. Either one scene-level skin matte shared by all
+        people (each person's skin is ``skin * person``, as ``Segmentation.skin`` provides) or
+        a sequence of the same length as ``person_masks``. Without skin, a person's statistics
+        use the whole person matte (clothes included), which is less accurate.
+    sky_mask : np.ndarray, optional
+        Sky matte, float H×W in [0, 1]; the sky is excluded from the key and held below
+        ``params.sky_ceiling``.
+    params : ToneMapParams, optional
+        Parameters; ``ToneMapParams()`` when None.
+    return_gains : bool
+        When True, also return one :class:`PersonExposure` per person.
+
+    Returns
+    -------
+    np.ndarray or (np.ndarray, tuple of PersonExposure)
+        float32 H×W×3 linear RGB in [0, 1]; with ``return_gains`` a tuple
+        ``(image, exposures)`` where ``exposures[i]`` describes ``person_masks[i]``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Wrong types, shapes, ranges or non-finite values, naming the argument.
+    """
+    image = _check_image(image)
+    if params is None:
+        params = ToneMapParams()
+    elif not isinstance(params, ToneMapParams):
+        raise TypeError(f"params: expected a ToneMapParams or None, got {type(params).__name__}.")
+    if isinstance(person_masks, np.ndarray) and person_masks.ndim == 2:
+        raise TypeError("person_masks: expected a sequence of H×W mattes, got one H×W array; wrap it in a list: [mask].")
+    try:
+        persons = list(person_masks)
+    except TypeError:
+        raise TypeError(f"person_masks: expected a sequence of float H×W mattes, got {type(person_masks).__name__}.") from None
+    hw = image.shape[:2]
+    persons = [_check_mask(m, f"person_masks[{i}]", hw) for i, m in enumerate(persons)]
+
+    if skin_masks is None:
+        skins = [None] * len(persons)
+    elif isinstance(skin_masks, np.ndarray) and skin_masks.ndim == 2:
+        shared = _check_mask(skin_masks, "skin_masks", hw)
+        skins = [shared] * len(persons)
+    else:
+        try:
+            skins = list(skin_masks)
+        except TypeError:
+            raise TypeError(f"skin_masks: expected an H×W matte, a sequence of them, or None; got {type(skin_masks).__name__}.") from None
+        if len(skins) != len(persons):
+            raise ValueError(
+                f"skin_masks: expected {len(persons)} mattes (one per person) or one shared H×W matte, "
+                f"got {len(skins)}; pass one per person or a single scene-level skin matte."
+            )
+        skins = [_check_mask(m, f"skin_masks[{i}]", hw) for i, m in enumerate(skins)]
+    if sky_mask is not None:
+        sky_mask = _check_mask(sky_mask, "sky_mask", hw)
+
+    p = params
+    h, w = hw
+    img = np.clip(image.astype(np.float32, copy=False), 0.0, 1.0)  # new array; tiny tolerance removed
+
+    # -- full-resolution log luminance (the guide) --------------------------------------------
+    lum = cv2.transform(img, _LUMA[None, :])  # H×W
+    lum = np.maximum(lum, _Y_FLOOR)
+    log_l = cv2.log(lum) * np.float32(1.0 / _LN2)  # log2 luminance, H×W
+
+    # -- working grid ----------------------------------------------------------------------------
+    scale = min(1.0, p.working_size / max(h, w))
+    lh, lw = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
+    img_lo = _downsample(img, (lh, lw)).reshape(lh, lw, 3)
+    lum_lo = np.maximum(cv2.transform(img_lo, _LUMA[None, :]), _Y_FLOOR)
+    log_lo = np.log2(lum_lo).astype(np.float32)
+    side = max(lh, lw)
+    r_base = max(1, int(round(p.base_radius * side)))
+    r_gain = max(1, int(round(p.gain_radius * side)))
+
+    a_b, b_b = _guided_coefficients(log_lo, log_lo, r_base, p.base_eps)
+    base_lo = a_b * log_lo + b_b
+
+    persons_lo = [_downsample(m, (lh, lw)) for m in persons]
+    sky_lo = _downsample(sky_mask, (lh, lw)) if sky_mask is not None else None
+
+    # Person mattes normalised where they overlap; coverage in [0, 1].
+    if persons_lo:
+        total = np.sum(persons_lo, axis=0)
+        norm = np.where(total > 1.0, 1.0 / np.maximum(total, 1e-6), 1.0).astype(np.float32)
+        persons_lo = [m * norm for m in persons_lo]
+        coverage = np.minimum(total, 1.0).astype(np.float32)
+    else:
+        coverage = np.zeros((lh, lw), np.float32)
+
+    # -- scene key (Reinhard log-average) over pixels that are neither person nor sky -------------
+    scene_w = 1.0 - coverage
+    if sky_lo is not None:
+        scene_w = scene_w * (1.0 - sky_lo)
+    if scene_w.sum() < 1e-3 * scene_w.size:  # no background left: use the whole frame
+        scene_w = np.ones_like(scene_w)
+    key = float((scene_w * log_lo).sum() / scene_w.sum())
+    log_e0 = key - float(np.log2(p.scene_grey))
+
+    # -- gain field on the working grid ------------------------------------------------------------
+    gain_lo = np.clip(-p.local_compression * (base_lo - key), -p.max_local_ev, p.max_local_ev).astype(np.float32)
+    gain_lo *= 1.0 - coverage
+
+    chroma_lo = np.log(np.maximum(img_lo[..., [0, 2]], 1e-6) / np.maximum(img_lo[..., 1:2], 1e-6))  # lh×lw×2
+    exposures = []
+    for i, (m_lo, skin) in enumerate(zip(persons_lo, skins)):
+        weight = m_lo
+        if skin is not None:
+            skin_w = m_lo * _downsample(skin, (lh, lw))
+            # Fall back to the whole person when the skin inside them is tiny (back view, masks off).
+            if skin_w.sum() >= max(4.0, 0.02 * m_lo.sum()):
+                weight = skin_w
+        wsum = float(weight.sum())
+        if wsum < 1e-3:
+            exposures.append(PersonExposure(i, 0.0, 0.0, float("nan"), float("nan"), 1.0, 0.0, False))
+            continue
+        sel = weight > 1e-3
+        wv = weight[sel]
+        s_i = float(_weighted_quantile(log_lo[sel], wv, 0.5)[0])
+        c_i = np.array([_weighted_quantile(chroma_lo[..., j][sel], wv, 0.5)[0] for j in range(2)])
+        d_i, rho = _estimate_illumination(s_i, c_i, log_e0, p)
+        g_i = -p.person_strength * d_i
+        limited = abs(g_i) > p.max_person_ev
+        g_i = float(np.clip(g_i, -p.max_person_ev, p.max_person_ev))
+
+        msel = m_lo > 1e-3
+        q10, q90 = _weighted_quantile(base_lo[msel], m_lo[msel], [0.1, 0.9])
+        spread = max(float(q90 - q10), 1e-3)
+        k_i = float(np.clip((p.person_contrast_target_ev / spread) ** p.person_contrast, *p.contrast_limits))
+        pivot = float(_weighted_quantile(base_lo[sel], wv, 0.5)[0])
+        gain_lo += m_lo * (g_i + (k_i - 1.0) * (base_lo - pivot))
+        exposures.append(PersonExposure(i, g_i, d_i, rho, float(2.0 ** s_i), k_i, wsum, bool(limited)))
+
+    # -- edge-aware smoothing of the gains, upsampled with the fast guided filter -----------------
+    a_g, b_g = _guided_coefficients(log_lo, gain_lo.astype(np.float32), r_gain, p.gain_eps)
+    gain = _upsample(a_g, hw) * log_l + _upsample(b_g, hw)
+    base = _upsample(a_b, hw) * log_l + _upsample(b_b, hw)
+
+    # Ceilings: never brighten the base past the highlight shoulder; keep the sky below its ceiling.
+    gain = np.minimum(gain, np.maximum(np.float32(np.log2(p.highlight_ceiling)) - base, 0.0))
+    if sky_mask is not None:
+        sky_cap = np.maximum(np.float32(np.log2(p.sky_ceiling)) - base, np.float32(-p.max_local_ev))
+        sky_gain = np.minimum(gain, sky_cap)
+        sky_f = sky_mask.astype(np.float32, copy=False)
+        gain = gain + sky_f * (sky_gain - gain)
+
+    factor = cv2.exp(gain * np.float32(_LN2))
+    out = cv2.merge([c * factor for c in cv2.split(img)])
+    # Hue-preserving highlight handling: scale the whole pixel rather than clip one channel.
+    peak = np.maximum(np.maximum(out[..., 0], out[..., 1]), out[..., 2])
+    over = np.flatnonzero(peak > 1.0)
+    if over.size:
+        flat = out.reshape(-1, 3)  # view, N×3
+        flat[over] /= peak.reshape(-1)[over][:, None]
+    np.clip(out, 0.0, 1.0, out=out)
+    if return_gains:
+        return out, tuple(exposures)
+    return out
