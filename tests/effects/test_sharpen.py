@@ -1,0 +1,95 @@
+"""Tests for effects.sharpen (sky/skin-aware, detail-gated, overshoot-clamped unsharp mask)."""
+import numpy as np
+import pytest
+
+from effects import SharpenParams, sharpen
+
+
+def _step(h=32, w=32, lo=0.1, hi=0.6):
+    img = np.full((h, w, 3), lo, np.float32)
+    img[:, w // 2:] = hi
+    return img
+
+
+def _texture(rng, h=64, w=64):
+    base = 0.3 + 0.2 * rng.random((h, w)).astype(np.float32)
+    return np.repeat(base[..., None], 3, axis=2) * np.array([1.0, 0.8, 0.6], np.float32)
+
+
+def test_sharpens_texture(rng):
+    img = _texture(rng)
+    out = sharpen(img)
+    # Local contrast increases on texture.
+    assert out.std() > img.std() * 1.05
+
+
+def test_step_overshoot_is_clamped():
+    img = _step()
+    out = sharpen(img, params=SharpenParams(amount=5.0))
+    y = out.mean(axis=2)
+    step = 0.5
+    assert y.max() <= 0.6 + 0.05 * step
+    assert y.min() >= 0.1 - 0.05 * step
+    # ...and it did sharpen (some overshoot within the allowance).
+    assert y.max() > 0.6 + 1e-4
+
+
+def test_no_sharpening_in_sky(rng):
+    img = _texture(rng)
+    out = sharpen(img, sky_mask=np.ones(img.shape[:2], np.float32))
+    np.testing.assert_allclose(out, img, atol=1e-6)
+
+
+def test_skin_gentler_than_texture(rng):
+    img = _texture(rng)
+    full = sharpen(img)
+    skin = sharpen(img, skin_mask=np.ones(img.shape[:2], np.float32))
+    assert 0 < np.abs(skin - img).mean() < 0.6 * np.abs(full - img).mean()
+
+
+def test_hue_kept(rng):
+    img = _texture(rng)
+    out = sharpen(img)
+    # RGB scaled by a luma ratio: channel ratios unchanged.
+    np.testing.assert_allclose(out[..., 1] / out[..., 0], img[..., 1] / img[..., 0], rtol=1e-4)
+
+
+def test_invariants(rng):
+    img = _texture(rng)
+    before = img.copy()
+    out = sharpen(img, params=SharpenParams(amount=3.0))
+    np.testing.assert_array_equal(img, before)
+    assert out.shape == img.shape and out.dtype == np.float32 and out is not img
+    assert out.min() >= 0.0 and out.max() <= 1.0
+
+
+def test_zero_amount_is_identity(rng):
+    img = _texture(rng)
+    out = sharpen(img, params=SharpenParams(amount=0.0, skin_amount=0.0, sky_amount=0.0))
+    np.testing.assert_array_equal(out, img)
+    assert out is not img
+
+
+def test_flat_and_tiny_images():
+    flat = np.full((16, 16, 3), 0.4, np.float32)
+    np.testing.assert_allclose(sharpen(flat), flat, atol=1e-6)
+    one = np.full((1, 1, 3), 0.4, np.float32)
+    assert sharpen(one).shape == (1, 1, 3)
+    black = np.zeros((8, 8, 3), np.float32)
+    np.testing.assert_array_equal(sharpen(black), black)
+
+
+def test_errors():
+    img = np.zeros((8, 8, 3), np.float32)
+    with pytest.raises(ValueError, match="sky_mask"):
+        sharpen(img, sky_mask=np.zeros((4, 4), np.float32))
+    with pytest.raises(ValueError, match=r"skin_mask.*\[0, 1\]"):
+        sharpen(img, skin_mask=np.full((8, 8), 2.0, np.float32))
+    with pytest.raises(TypeError, match="params"):
+        sharpen(img, params={"amount": 1})
+    with pytest.raises(ValueError, match="radius"):
+        SharpenParams(radius=0)
+    with pytest.raises(ValueError, match="amount"):
+        SharpenParams(amount=-1)
+    with pytest.raises(ValueError, match="clamp_radius"):
+        SharpenParams(clamp_radius=0)
