@@ -38,6 +38,7 @@ __all__ = [
     "STAGES",
     "PORTRAIT_EFFECTS",
     "develop",
+    "check_settings",
     "available_styles",
     "available_portrait_effects",
 ]
@@ -390,6 +391,46 @@ def _segment(image, segmenter, categories):
     return segmenter.segment(image, categories=categories)
 
 
+def _plan(settings: DevelopSettings) -> list:
+    """Resolve every stage to ``(stage, function or None, params or reason)``; raises for bad names."""
+    styles = available_styles()
+    if styles and settings.style not in styles:
+        raise ValueError(f"style={settings.style!r} is not a Photographic Style; valid names are {styles}")
+    plan = []
+    for stage in STAGES:
+        if not stage.enabled(settings):
+            plan.append((stage, None, "off in settings"))
+            continue
+        fn, fname = _stage_function(stage, settings)
+        if fn is None:
+            plan.append((stage, None, f"effects.{fname} is not installed"))
+            continue
+        plan.append((stage, fn, _params_for(fn, settings.params.get(stage.name, {}), stage.name)))
+    return plan
+
+
+def check_settings(settings: DevelopSettings) -> list:
+    """Validate settings against the installed effects before any work.
+
+    Returns a list of ``(stage name, status, detail)`` with status "ready",
+    "skipped" (off) or "unavailable" (effect not installed).
+
+    Raises
+    ------
+    ValueError
+        Unknown style or portrait effect name, or unknown params fields.
+    """
+    if not isinstance(settings, DevelopSettings):
+        raise TypeError(f"settings must be a DevelopSettings, got {type(settings).__name__}")
+    out = []
+    for stage, fn, why in _plan(settings):
+        if fn is not None:
+            out.append((stage.name, "ready", ""))
+        else:
+            out.append((stage.name, "skipped" if why == "off in settings" else "unavailable", why))
+    return out
+
+
 def develop(image, settings: "DevelopSettings | None" = None, *, segmenter=None, segmentation=None,
             return_details: bool = False, **options):
     """Develop a photo: segment once, then denoise, sharpen, tone-map, style and portrait.
@@ -455,17 +496,8 @@ def develop(image, settings: "DevelopSettings | None" = None, *, segmenter=None,
                          "clip it or scale it (e.g. image / image.max())")
     np.clip(pixels, 0.0, 1.0, out=pixels)
 
-    # Resolve stage functions first, so a bad portrait name fails before any work.
-    plan = []
-    for stage in STAGES:
-        if not stage.enabled(settings):
-            plan.append((stage, None, "off in settings"))
-            continue
-        fn, fname = _stage_function(stage, settings)
-        if fn is None:
-            plan.append((stage, None, f"effects.{fname} is not installed"))
-            continue
-        plan.append((stage, fn, _params_for(fn, settings.params.get(stage.name, {}), stage.name)))
+    # Resolve stage functions first, so a bad style or portrait name fails before any work.
+    plan = _plan(settings)
 
     # Segmentation: once. Person instances cost the transformer, so ask for them
     # only when an enabled stage uses them.

@@ -1,0 +1,508 @@
+"""Batch processing of photo folders: parallel, resumable, crash-safe.
+
+``run_batch`` is what ``camseg develop`` and ``camseg segment`` run:
+
+* **parallel**: a process pool with one model load per worker (the worker
+  initializer builds one :class:`~camseg.segmenter.Segmenter` and reuses it for
+  every photo); the cores are split between workers so they do not oversubscribe;
+* **resumable**: an output that exists is finished (see next point), so a second
+  run skips it; ``overwrite=True`` redoes everything;
+* **crash-safe**: every file is written to a temporary name and renamed into
+  place (:func:`camseg.io.write_photo`), so a kill leaves no half-written output;
+  stale temporary files of dead writers are removed at the next start;
+* **never touches inputs**: an output path that is an input is refused;
+* **fault-tolerant**: a photo that cannot be read or processed is reported and
+  skipped, the rest goes on; :attr:`BatchSummary.ok` says whether anything failed.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import multiprocessing
+import os
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from camseg.develop import DevelopSettings, check_settings, develop
+from camseg.io import PHOTO_FORMATS, _atomic_write, linear_to_srgb, read_photo, remove_stale_temp_files, write_photo
+
+__all__ = ["BatchItem", "ItemResult", "BatchSummary", "plan_batch", "run_batch", "mask_overlay",
+           "write_segmentation", "TASKS"]
+
+#: What a batch can do to each photo.
+TASKS = ("develop", "segment")
+
+#: Scene-level mattes written by the ``segment`` task, in this order.
+SCENE_MASKS = ("sky", "hair", "skin", "teeth", "glasses", "person")
+
+#: Name of the file the ``segment`` task writes last: its presence marks a finished photo.
+OVERLAY_NAME = "overlay.jpg"
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One photo to process and where its result goes (a file, or a folder for ``segment``)."""
+
+    source: Path
+    output: Path
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    """Outcome for one input: ``status`` is "done", "skipped" (already finished) or "failed"."""
+
+    source: Path
+    output: "Path | None"
+    status: str
+    message: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class BatchSummary:
+    """Totals of a batch run; ``ok`` is False if any input failed."""
+
+    results: list = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def done(self) -> int:
+        return sum(r.status == "done" for r in self.results)
+
+    @property
+    def skipped(self) -> int:
+        return sum(r.status == "skipped" for r in self.results)
+
+    @property
+    def failed(self) -> list:
+        return [r for r in self.results if r.status == "failed"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def __str__(self) -> str:
+        rate = self.done / self.seconds if self.seconds > 0 else 0.0
+        return (f"{self.done} done, {self.skipped} already finished, {len(self.failed)} failed "
+                f"in {self.seconds:.1f} s ({rate:.2f} photos/s)")
+
+
+# ---------------------------------------------------------------------------
+# Planning
+# ---------------------------------------------------------------------------
+
+def _is_photo(path: Path) -> bool:
+    return path.suffix.lower() in PHOTO_FORMATS and not path.name.startswith(".")
+
+
+def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | None" = None,
+               overwrite: bool = False):
+    """Map inputs to outputs.
+
+    Parameters
+    ----------
+    inputs : iterable of str or os.PathLike
+        Photo files and/or folders (searched recursively for .jpg/.jpeg/.png/.tif/.tiff;
+        the folder structure is kept under ``out_dir``; files inside ``out_dir`` are ignored).
+    out_dir : str or os.PathLike
+        Destination folder.
+    task : {"develop", "segment"}
+    output_format : {"jpg", "png", "tif"} or None
+        Output file type for ``develop``; None = same as each input.
+    overwrite : bool
+        Redo photos whose output already exists.
+
+    Returns
+    -------
+    todo : list of BatchItem
+        Photos to process.
+    results : list of ItemResult
+        Inputs settled without processing: "skipped" (already finished) or
+        "failed" (missing file, name collision, output would overwrite an input).
+    """
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    if output_format is not None:
+        output_format = output_format.lower().lstrip(".")
+        if "." + output_format not in PHOTO_FORMATS:
+            raise ValueError(f"output_format must be one of {sorted(e[1:] for e in PHOTO_FORMATS)} or None, "
+                             f"got {output_format!r}")
+    out_dir = Path(out_dir)
+    out_abs = out_dir.resolve()
+    candidates, results = [], []
+    for raw in inputs:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and _is_photo(p)
+                           and out_abs not in p.resolve().parents)
+            candidates.extend((p, p.relative_to(path)) for p in found)
+        elif path.is_file():
+            candidates.append((path, Path(path.name)))
+        else:
+            results.append(ItemResult(path, None, "failed", "no such file or folder"))
+    input_set = {p.resolve() for p, _ in candidates}
+    claimed = {}
+    todo = []
+    for path, rel in candidates:
+        if task == "develop":
+            out = out_dir / (rel.with_suffix("." + output_format) if output_format else rel)
+            marker = out
+        else:
+            out = out_dir / rel.parent / rel.stem
+            marker = out / OVERLAY_NAME
+        key = out.resolve()
+        if key in input_set or (task == "segment" and any(key in i.parents for i in input_set)):
+            results.append(ItemResult(path, out, "failed", "output would overwrite an input photo; "
+                                      "choose another --out folder"))
+            continue
+        if key in claimed:
+            results.append(ItemResult(path, out, "failed", f"output name collides with {str(claimed[key])!r}; "
+                                      "process these photos in separate runs or rename one"))
+            continue
+        claimed[key] = path
+        if marker.exists() and not overwrite:
+            results.append(ItemResult(path, out, "skipped", "output exists"))
+            continue
+        todo.append(BatchItem(path, out))
+    return todo, results
+
+
+# ---------------------------------------------------------------------------
+# Workers
+# ---------------------------------------------------------------------------
+
+_WORKER = {"segmenter": None, "error": None}
+
+
+def _init_worker(model_path, threads):
+    """Process-pool initializer: limit threads, load the model once for this worker."""
+    try:
+        import cv2
+
+        cv2.setNumThreads(max(1, int(threads)))
+    except Exception:  # noqa: BLE001 - thread tuning is an optimisation only
+        pass
+    try:
+        from camseg.segmenter import Segmenter
+
+        _WORKER["segmenter"] = Segmenter(model_path, threads=threads)
+        _WORKER["error"] = None
+    except Exception as exc:  # noqa: BLE001 - reported for every photo instead of killing the pool
+        _WORKER["segmenter"] = None
+        _WORKER["error"] = f"cannot load the segmentation model: {type(exc).__name__}: {exc}"
+
+
+def _process(item: BatchItem, task: str, settings: DevelopSettings, write_options: dict) -> ItemResult:
+    t0 = time.perf_counter()
+    try:
+        photo = read_photo(item.source)  # bad files fail here, before the model is needed
+        if _WORKER["segmenter"] is None:
+            raise RuntimeError(_WORKER["error"] or "the segmentation model is not loaded")
+        if task == "develop":
+            result = develop(photo, settings, segmenter=_WORKER["segmenter"])
+            write_photo(item.output, result.pixels, like=photo, **write_options)
+        else:
+            seg = _WORKER["segmenter"].segment(photo.pixels)
+            write_segmentation(item.output, photo, seg)
+        notes = "; ".join(photo.notes)
+        return ItemResult(item.source, item.output, "done", notes, time.perf_counter() - t0)
+    except Exception as exc:  # noqa: BLE001 - one bad photo must not stop the batch
+        message = f"{type(exc).__name__}: {exc}"
+        if not isinstance(exc, (ValueError, TypeError, FileNotFoundError, RuntimeError, OSError)):
+            message += "\n" + traceback.format_exc(limit=3)
+        return ItemResult(item.source, item.output, "failed", message, time.perf_counter() - t0)
+
+
+# ---------------------------------------------------------------------------
+# Segmentation outputs
+# ---------------------------------------------------------------------------
+
+#: Overlay colours (sRGB 0-255) for the scene-level mattes; persons cycle through _PERSON_COLOURS.
+_MASK_COLOURS = {"sky": (70, 150, 255), "hair": (170, 90, 40), "skin": (255, 170, 120),
+                 "teeth": (255, 255, 255), "glasses": (0, 230, 230)}
+_PERSON_COLOURS = ((230, 60, 60), (60, 200, 80), (150, 80, 230), (240, 200, 40), (40, 200, 220),
+                   (230, 90, 200), (140, 140, 140), (255, 130, 0))
+
+
+def _matte(seg, name):
+    try:
+        value = getattr(seg, name)
+    except (AttributeError, RuntimeError, ValueError, KeyError):
+        return None
+    return None if value is None else np.asarray(value, dtype=np.float32)
+
+
+def mask_overlay(image: np.ndarray, seg, *, opacity: float = 0.5) -> np.ndarray:
+    """Render mattes over a photo for inspection.
+
+    Persons get one colour each (instances); sky, hair, skin, teeth and glasses
+    their own colour on top. Mattes blend in display (sRGB) space, weighted by
+    their soft value, so the preview shows matte softness at the edges.
+
+    Parameters
+    ----------
+    image : np.ndarray
+        float32 H×W×3 linear RGB in [0, 1].
+    seg : Segmentation
+        Object with float32 H×W mattes ``.persons`` (list), ``.sky``, ``.hair``,
+        ``.skin``, ``.teeth``, ``.glasses`` (missing ones are left out).
+    opacity : float
+        Colour opacity where a matte is 1.
+
+    Returns
+    -------
+    np.ndarray
+        uint8 H×W×3 sRGB preview.
+    """
+    out = linear_to_srgb(image) * np.float32(255.0)
+    layers = [(m, _PERSON_COLOURS[i % len(_PERSON_COLOURS)])
+              for i, m in enumerate(getattr(seg, "persons", None) or [])]
+    layers += [(_matte(seg, name), colour) for name, colour in _MASK_COLOURS.items()]
+    for matte, colour in layers:
+        if matte is None:
+            continue
+        alpha = (np.asarray(matte, dtype=np.float32) * np.float32(opacity))[:, :, None]
+        out = out * (1.0 - alpha) + np.asarray(colour, np.float32) * alpha
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def write_segmentation(folder, photo, seg) -> list:
+    """Write one 8-bit grayscale PNG per matte plus ``overlay.jpg`` (written last) into ``folder``.
+
+    Mattes are coverage values (not light), so they are stored as ``round(255 * matte)``
+    without a transfer curve. Returns the written paths.
+    """
+    import cv2
+    from PIL import Image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+
+    def save_png(name, matte):
+        codes = np.clip(np.asarray(matte, np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        ok, data = cv2.imencode(".png", codes)
+        if not ok:
+            raise OSError(f"cannot encode {name}")
+        path = folder / name
+        _atomic_write(path, lambda fh: fh.write(data.tobytes()))
+        written.append(path)
+
+    for name in SCENE_MASKS:
+        matte = _matte(seg, name)
+        if matte is not None and matte.ndim == 2:
+            save_png(f"{name}.png", matte)
+    for i, matte in enumerate(getattr(seg, "persons", None) or []):
+        save_png(f"person_{i:02d}.png", matte)
+    overlay = Image.fromarray(mask_overlay(photo.pixels, seg))
+    path = folder / OVERLAY_NAME
+    _atomic_write(path, lambda fh: overlay.save(fh, format="JPEG", quality=90))
+    written.append(path)
+    return written
+
+
+# ---------------------------------------------------------------------------
+# Progress
+# ---------------------------------------------------------------------------
+
+class _SimpleProgress:
+    """Minimal stderr progress bar, used when tqdm is not installed."""
+
+    def __init__(self, total, desc):
+        self.total, self.desc, self.n, self.failed = total, desc, 0, 0
+        self.t0 = time.perf_counter()
+        self.tty = sys.stderr.isatty()
+        self._last = 0.0
+
+    def update(self, failed=False):
+        self.n += 1
+        self.failed += bool(failed)
+        now = time.perf_counter()
+        if self.tty or now - self._last > 5 or self.n == self.total:
+            self._last = now
+            width = 30
+            filled = int(width * self.n / max(1, self.total))
+            rate = self.n / max(1e-9, now - self.t0)
+            line = (f"{self.desc} [{'#' * filled}{'.' * (width - filled)}] {self.n}/{self.total} "
+                    f"{rate:.2f}/s failed={self.failed}")
+            sys.stderr.write(("\r" if self.tty else "") + line + ("" if self.tty else "\n"))
+            sys.stderr.flush()
+
+    def close(self):
+        if self.tty:
+            sys.stderr.write("\n")
+
+    def external(self):
+        if self.tty:
+            sys.stderr.write("\r\033[K")
+        return contextlib.nullcontext()
+
+
+class _TqdmProgress:
+    def __init__(self, total, desc):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, desc=desc, unit="photo", file=sys.stderr, dynamic_ncols=True)
+        self.failed = 0
+
+    def update(self, failed=False):
+        self.failed += bool(failed)
+        if failed:
+            self.bar.set_postfix(failed=self.failed)
+        self.bar.update(1)
+
+    def close(self):
+        self.bar.close()
+
+    def external(self):
+        """Context in which other output may be printed without garbling the bar."""
+        return self.bar.external_write_mode(file=sys.stderr)
+
+
+class _NoProgress:
+    def update(self, failed=False):
+        pass
+
+    def close(self):
+        pass
+
+    def external(self):
+        return contextlib.nullcontext()
+
+
+def _progress(total, desc, enabled):
+    if not enabled or total == 0:
+        return _NoProgress()
+    try:
+        return _TqdmProgress(total, desc)
+    except ImportError:  # tqdm is optional
+        return _SimpleProgress(total, desc)
+
+
+# ---------------------------------------------------------------------------
+# Running
+# ---------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _thread_env(threads):
+    """Set BLAS/OpenMP thread counts for spawned workers (they read them at import)."""
+    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    saved = {n: os.environ.get(n) for n in names}
+    os.environ.update({n: str(threads) for n in names})
+    try:
+        yield
+    finally:
+        for n, v in saved.items():
+            if v is None:
+                os.environ.pop(n, None)
+            else:
+                os.environ[n] = v
+
+
+def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSettings | None" = None,
+              jobs: "int | None" = None, output_format: "str | None" = None, quality: int = 95,
+              bit_depth: "int | None" = None, overwrite: bool = False, model_path=None,
+              progress: bool = True, on_result=None) -> BatchSummary:
+    """Develop or segment many photos in parallel; see the module docstring for the guarantees.
+
+    Parameters
+    ----------
+    inputs : iterable of str or os.PathLike
+        Photo files and/or folders (see :func:`plan_batch`).
+    out_dir : str or os.PathLike
+        Destination folder (created if needed).
+    task : {"develop", "segment"}
+        ``develop``: one developed photo per input (same name; EXIF/ICC kept).
+        ``segment``: a folder per input with one PNG per matte and ``overlay.jpg``.
+    settings : DevelopSettings, optional
+        For ``develop``.
+    jobs : int, optional
+        Worker processes; default: number of CPU cores. 1 runs in this process.
+    output_format : {"jpg", "png", "tif"}, optional
+        Output type for ``develop``; default: same as each input.
+    quality : int
+        JPEG quality.
+    bit_depth : {8, 16}, optional
+        Output bits per channel; default: the input's (8 for JPEG output).
+    overwrite : bool
+        Redo photos whose output exists (default: skip them, which makes runs resumable).
+    model_path : str or os.PathLike, optional
+        ONNX model; default: the bundled one.
+    progress : bool
+        Show a progress bar on stderr.
+    on_result : callable, optional
+        Called with each :class:`ItemResult` as it completes (in this process).
+
+    Returns
+    -------
+    BatchSummary
+    """
+    t0 = time.perf_counter()
+    settings = settings if settings is not None else DevelopSettings()
+    if not isinstance(settings, DevelopSettings):
+        raise TypeError(f"settings must be a DevelopSettings, got {type(settings).__name__}")
+    if task == "develop":
+        check_settings(settings)
+    cpus = os.cpu_count() or 1
+    jobs = cpus if jobs is None else jobs
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
+    if bit_depth is not None and bit_depth not in (8, 16):
+        raise ValueError(f"bit_depth must be 8, 16 or None, got {bit_depth!r}")
+    if output_format and output_format.lower().lstrip(".") in ("jpg", "jpeg") and bit_depth == 16:
+        raise ValueError("JPEG output is 8-bit only; use output_format='png' or 'tif' for bit_depth=16")
+    out_dir = Path(out_dir)
+    todo, settled = plan_batch(inputs, out_dir, task=task, output_format=output_format, overwrite=overwrite)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(out_dir)
+    summary = BatchSummary(results=list(settled))
+    if on_result is not None:
+        for r in settled:
+            on_result(r)
+    write_options = {"quality": quality}
+    if bit_depth is not None:
+        write_options["bit_depth"] = bit_depth
+    jobs = max(1, min(jobs, len(todo)))
+    threads = max(1, cpus // jobs)
+    bar = _progress(len(todo), task, progress)
+
+    def record(result):
+        summary.results.append(result)
+        if on_result is not None:
+            with bar.external():
+                on_result(result)
+        bar.update(failed=result.status == "failed")
+
+    try:
+        if jobs == 1:
+            if todo:
+                _init_worker(model_path, threads)
+            for item in todo:
+                record(_process(item, task, settings, write_options))
+        else:
+            context = multiprocessing.get_context("spawn")  # no fork after onnxruntime threads start
+            with _thread_env(threads), cf.ProcessPoolExecutor(
+                    max_workers=jobs, mp_context=context, initializer=_init_worker,
+                    initargs=(model_path, threads)) as pool:
+                futures = {pool.submit(_process, item, task, settings, write_options): item for item in todo}
+                try:
+                    for future in cf.as_completed(futures):
+                        item = futures[future]
+                        try:
+                            record(future.result())
+                        except Exception as exc:  # noqa: BLE001 - e.g. a worker killed by the OS
+                            record(ItemResult(item.source, item.output, "failed",
+                                              f"worker crashed: {type(exc).__name__}: {exc}"))
+                except BaseException:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise
+    finally:
+        bar.close()
+        summary.seconds = time.perf_counter() - t0
+    return summary

@@ -1,0 +1,178 @@
+"""The ``camseg`` command line.
+
+::
+
+    camseg develop photos/ --out developed/ --style vibrant --portrait blur --jobs 2
+    camseg segment photo.jpg --out masks/
+
+Exit status: 0 when every photo was processed (or was already finished),
+1 when any photo failed (each failure is listed on stderr), 2 for a usage
+error, 130 when interrupted. Runs are resumable: run the same command again
+after an interruption and finished photos are skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+__all__ = ["main", "build_parser"]
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for documentation and tests)."""
+    from camseg import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="camseg",
+        description="Segmentation-driven camera pipeline: develop or segment folders of photos.")
+    parser.add_argument("--version", action="version", version=f"camseg {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def common(p):
+        p.add_argument("inputs", nargs="+", metavar="INPUT",
+                       help="photo files (JPEG, PNG, TIFF; 8 or 16 bit) and/or folders (searched recursively)")
+        p.add_argument("--out", required=True, type=Path, metavar="DIR",
+                       help="output folder (created; input files are never overwritten)")
+        p.add_argument("--jobs", "-j", type=_positive_int, default=None, metavar="N",
+                       help="worker processes, one model load each (default: number of CPU cores)")
+        p.add_argument("--overwrite", action="store_true",
+                       help="redo photos whose output exists (default: skip them, so runs resume)")
+        p.add_argument("--model", type=Path, default=None, metavar="PATH",
+                       help="ONNX segmentation model (default: the bundled one)")
+        p.add_argument("--no-progress", action="store_true", help="no progress bar")
+        p.add_argument("--quiet", "-q", action="store_true", help="print only failures")
+
+    dev = sub.add_parser("develop", help="run the whole pipeline on photos",
+                         description="Segment each photo once, then denoise and sharpen (sky/skin aware), "
+                                     "tone-map each person, apply a Photographic Style and an optional "
+                                     "portrait effect. EXIF and colour profile are kept.")
+    common(dev)
+    dev.add_argument("--style", default=None, help="Photographic Style preset (e.g. standard, rich_contrast, "
+                                                   "vibrant, warm, cool)")
+    dev.add_argument("--style-strength", type=float, default=None, metavar="X", help="0..2 (default 1)")
+    dev.add_argument("--portrait", default=None,
+                     help="portrait effect: blur, stage_light, stage_light_mono (default: none)")
+    dev.add_argument("--f-number", type=float, default=None, metavar="F",
+                     help="aperture of the simulated lens for --portrait blur (smaller = more blur)")
+    dev.add_argument("--iso", type=float, default=None, help="ISO for the noise model (default: from EXIF)")
+    dev.add_argument("--no-denoise", action="store_true", help="skip denoising")
+    dev.add_argument("--no-sharpen", action="store_true", help="skip sharpening")
+    dev.add_argument("--no-tone-map", action="store_true", help="skip per-person tone mapping")
+    dev.add_argument("--settings", type=Path, default=None, metavar="JSON",
+                     help="DevelopSettings JSON file (options given on the command line override it)")
+    dev.add_argument("--save-settings", type=Path, default=None, metavar="JSON",
+                     help="write the effective settings to this JSON file")
+    dev.add_argument("--format", dest="output_format", choices=("jpg", "png", "tif"), default=None,
+                     help="output file type (default: same as each input)")
+    dev.add_argument("--quality", type=int, default=95, help="JPEG quality 1..100 (default 95)")
+    dev.add_argument("--bit-depth", type=int, choices=(8, 16), default=None,
+                     help="output bits per channel for PNG/TIFF (default: the input's)")
+    dev.add_argument("--list", action="store_true",
+                     help="list the available styles and portrait effects and exit")
+
+    seg = sub.add_parser("segment", help="write masks and an overlay preview per photo",
+                         description="For each photo, write OUT/<name>/{sky,hair,skin,teeth,glasses,person}.png, "
+                                     "person_NN.png per person, and overlay.jpg (written last).")
+    common(seg)
+    return parser
+
+
+def _settings_from_args(args):
+    from camseg.develop import DevelopSettings
+
+    if args.settings is not None:
+        try:
+            settings = DevelopSettings.from_json(args.settings.read_text())
+        except OSError as exc:
+            raise ValueError(f"cannot read --settings {str(args.settings)!r}: {exc}") from exc
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--settings {str(args.settings)!r} is not valid JSON: {exc}") from exc
+    else:
+        settings = DevelopSettings()
+    changes = {}
+    if args.style is not None:
+        changes["style"] = args.style
+    if args.style_strength is not None:
+        changes["style_strength"] = args.style_strength
+    if args.portrait is not None:
+        changes["portrait"] = None if args.portrait.lower() == "none" else args.portrait
+    if args.iso is not None:
+        changes["iso"] = args.iso
+    if args.no_denoise:
+        changes["denoise"] = False
+    if args.no_sharpen:
+        changes["sharpen"] = False
+    if args.no_tone_map:
+        changes["tone_map"] = False
+    if args.f_number is not None:
+        params = {k: dict(v) for k, v in settings.params.items()}
+        params.setdefault("portrait", {})["f_number"] = args.f_number
+        changes["params"] = params
+    return settings.replace(**changes) if changes else settings
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``camseg`` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+
+    from camseg.batch import run_batch
+    from camseg.develop import available_portrait_effects, available_styles
+
+    if args.command == "develop" and args.list:
+        print("styles:          " + ", ".join(available_styles() or ["(none installed)"]))
+        print("portrait effects: " + ", ".join(available_portrait_effects() or ["(none installed)"]))
+        return 0
+    try:
+        kwargs = {}
+        if args.command == "develop":
+            settings = _settings_from_args(args)
+            if args.f_number is not None and settings.portrait != "blur":
+                raise ValueError("--f-number only applies with --portrait blur")
+            if args.save_settings is not None:
+                args.save_settings.write_text(settings.to_json() + "\n")
+            kwargs = dict(settings=settings, output_format=args.output_format, quality=args.quality,
+                          bit_depth=args.bit_depth)
+        for path in args.inputs:
+            if not os.path.exists(path):
+                print(f"camseg: warning: {path}: no such file or folder", file=sys.stderr)
+
+        def report(result):
+            if result.status == "failed":
+                print(f"camseg: FAILED {result.source}: {result.message}", file=sys.stderr)
+            elif result.message and not args.quiet and result.status == "done":
+                print(f"camseg: note {result.source}: {result.message}", file=sys.stderr)
+
+        summary = run_batch(args.inputs, args.out, task=args.command, jobs=args.jobs,
+                            overwrite=args.overwrite, model_path=args.model,
+                            progress=not (args.no_progress or args.quiet), on_result=report, **kwargs)
+    except (ValueError, TypeError) as exc:
+        print(f"camseg {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("camseg: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    if not args.quiet or not summary.ok:
+        print(f"camseg {args.command}: {summary}", file=sys.stderr)
+    return 0 if summary.ok else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
