@@ -1,0 +1,121 @@
+"""The written contract between the training side and the runtime.
+
+The exporter (``camseg.train.export``) writes this contract as JSON into the
+ONNX file's metadata (key ``camseg.contract``); the runtime
+(``camseg.segmenter``) reads it back from the file and checks it against the
+graph's inputs and outputs. Nothing else is shared between the two sides: the
+runtime never imports torch, and the trainer never imports the runtime.
+
+Contract (version 1)
+--------------------
+Input ``image``
+    float32, shape (1, 3, H, W) with H×W = ``input_size`` (384×512, landscape),
+    sRGB-encoded RGB in [0, 1]. ImageNet mean/std normalisation happens inside
+    the graph, so callers only encode and resize. Portrait photos are rotated
+    to landscape by the runtime and letterboxed (aspect kept, zero padded), never
+    squashed.
+Output ``scene_logits``
+    float32 (1, S, H, W): one logit map per scene-level category, in
+    ``scene_categories`` order. Sigmoid gives a soft matte. Computed by the
+    convolutional path only.
+Output ``query_class_logits``
+    float32 (1, N, T + 1): per object query, logits over ``thing_categories``
+    followed by "no object". Softmax gives probabilities.
+Output ``query_mask_logits``
+    float32 (1, N, H, W): per object query, the mask logits of HyperDETR's
+    dynamic 1×1 convolution over the 16-channel decoder map.
+
+A *scene-only* model has only ``scene_logits``; it does not contain the
+transformer at all.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+CONTRACT_VERSION = 1
+METADATA_KEY = "camseg.contract"
+
+INPUT_NAME = "image"
+SCENE_OUTPUT = "scene_logits"
+CLASS_OUTPUT = "query_class_logits"
+MASK_OUTPUT = "query_mask_logits"
+
+#: The category table. Data, not code: a new scene-level category is a new row
+#: here and a retrain; the runtime builds its attributes from whatever the
+#: model's embedded contract lists.
+SCENE_CATEGORIES = ("sky", "hair", "skin", "teeth", "glasses")
+THING_CATEGORIES = ("person",)
+
+#: Panoptic category ids: 0 is "unlabelled", then things, then the scene-level
+#: categories that are exclusive regions of the frame (sky). Hair, skin, teeth
+#: and glasses are attributes that overlap a person, so they are not panoptic
+#: segments.
+PANOPTIC_CATEGORIES = ("unlabelled", "person", "sky")
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ModelContract:
+    """What a camseg ONNX model promises about its inputs and outputs.
+
+    Attributes
+    ----------
+    input_size : tuple of int
+        (H, W) of the model input and of every output map, landscape.
+    scene_categories : tuple of str
+        Names of the channels of ``scene_logits``, in order.
+    thing_categories : tuple of str
+        Instance categories of ``query_class_logits`` (no-object is last, implicit).
+    num_queries : int
+        Number of object queries N (0 for a scene-only model).
+    mask_channels : int
+        Channels of the dynamic-convolution feature map (16 in the seed).
+    decoder_layers : int
+        Transformer decoder layers kept at export (after pruning).
+    weights : str
+        ``"fp32"`` or ``"int8"`` (8-bit weight storage).
+    trained : dict
+        Free-form training facts (data, steps, which categories were supervised).
+    """
+
+    input_size: tuple = (384, 512)
+    scene_categories: tuple = SCENE_CATEGORIES
+    thing_categories: tuple = THING_CATEGORIES
+    num_queries: int = 4
+    mask_channels: int = 16
+    decoder_layers: int = 6
+    weights: str = "fp32"
+    input_encoding: str = "sRGB [0,1], NCHW, normalised inside the graph"
+    version: int = CONTRACT_VERSION
+    trained: dict = field(default_factory=dict)
+
+    @property
+    def scene_only(self) -> bool:
+        """True when the model has no transformer (no queries)."""
+        return self.num_queries == 0
+
+    def output_names(self) -> tuple:
+        """Names of the graph outputs, in order."""
+        if self.scene_only:
+            return (SCENE_OUTPUT,)
+        return (SCENE_OUTPUT, CLASS_OUTPUT, MASK_OUTPUT)
+
+    def to_json(self) -> str:
+        """Serialise for the ONNX metadata."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelContract":
+        """Parse the ONNX metadata; raises ValueError on a version mismatch."""
+        data = json.loads(text)
+        version = data.get("version")
+        if version != CONTRACT_VERSION:
+            raise ValueError(f"model contract version {version} is not supported by this camseg "
+                             f"(expects {CONTRACT_VERSION}); re-export the model with this camseg version")
+        for key in ("input_size", "scene_categories", "thing_categories"):
+            data[key] = tuple(data[key])
+        return cls(**data)

@@ -1,0 +1,403 @@
+"""Training data over ``../shared/data`` with partial labels.
+
+Each labelled set supervises only some categories (see the data README). A
+sample therefore carries, beside its targets, *which* targets are known:
+
+- ``scene_valid`` (S,) — 1 where the scene channel is labelled for this image
+  (e.g. ade_sky labels sky; celeb_hair labels hair); the loss ignores the rest
+  instead of calling them background;
+- ``instances_valid`` — 1 when every person in the image has an instance mask
+  (COCO panoptic, and copy-paste composites built from it).
+
+Augmentation follows the HyperDETR seed: random resize–crop–resize, random
+orientation (90° turns, flips) and small rotation, colour jitter. Copy-paste
+(Ghiasi et al., "Simple Copy-Paste is a Strong Data Augmentation Method for
+Instance Segmentation", CVPR 2021) composes several-person scenes by pasting
+labelled people onto person-free COCO scenes.
+
+Data defect handled here: in the shared ``coco_panoptic`` snapshot most
+panoptic PNGs do not belong to the photo of the same name (88 of 100 differ
+in size; of the 12 that match in size only about 8 have segment boundaries on
+image edges). :func:`load_coco` keeps only pairs whose boundaries align with
+image edges (:func:`_labels_align`).
+
+Synthetic glasses: frames and lenses drawn with alpha at the eye positions
+given by FASSEG's eye labels (class 3), which yields exact glasses masks.
+Teeth: bright, low-saturation pixels inside the filled lip outline of FASSEG
+(class 5) — the mouth interior — in place of a landmark model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from camseg.contract import SCENE_CATEGORIES
+
+SKY, HAIR, SKIN, TEETH, GLASSES = (SCENE_CATEGORIES.index(n) for n in ("sky", "hair", "skin", "teeth", "glasses"))
+MAX_SIDE = 448  # images are cached at this long side: training crops are smaller
+MAX_INSTANCES = 16
+
+
+@dataclass
+class Record:
+    """One labelled photo held in memory (uint8 sRGB, masks uint8 0/255)."""
+
+    image: np.ndarray
+    scene: dict = field(default_factory=dict)  # channel index -> H×W uint8 mask
+    instances: list | None = None  # list of H×W uint8 masks, or None if unknown
+    source: str = ""
+
+
+def _fit(img: np.ndarray, interp) -> np.ndarray:
+    h, w = img.shape[:2]
+    scale = MAX_SIDE / max(h, w)
+    if scale >= 1:
+        return img
+    return cv2.resize(img, (round(w * scale), round(h * scale)), interpolation=interp)
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)  # labels are stored unrotated
+    if img is None:
+        raise ValueError(f"cannot read training image {path}")
+    return _fit(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), cv2.INTER_AREA)
+
+
+def _read_mask(path: Path) -> np.ndarray:
+    m = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if m is None:
+        raise ValueError(f"cannot read training mask {path}")
+    if m.ndim == 3:
+        m = m[:, :, 0]
+    return _fit(m, cv2.INTER_NEAREST)
+
+
+def _pairs(folder: Path):
+    for img in sorted((folder / "images").glob("*.jpg")):
+        mask = folder / "masks" / (img.stem + ".png")
+        if mask.exists():
+            yield img, mask
+
+
+def load_coco(root: Path, names: set | None = None) -> list[Record]:
+    """COCO panoptic: person instances (category 1) and sky (187); every other pixel is known non-sky."""
+    meta = json.loads((root / "panoptic.json").read_text())
+    records = []
+    for ann in meta["annotations"]:
+        stem = Path(ann["file_name"]).stem
+        if names is not None and stem not in names:
+            continue
+        image = _read_rgb(root / "images" / (stem + ".jpg"))
+        pan = cv2.imread(str(root / "panoptic" / ann["file_name"]), cv2.IMREAD_COLOR)
+        pan = _fit(cv2.cvtColor(pan, cv2.COLOR_BGR2RGB), cv2.INTER_NEAREST).astype(np.int64)
+        ids = pan[:, :, 0] + 256 * pan[:, :, 1] + 65536 * pan[:, :, 2]
+        if not _labels_align(image, ids):
+            continue  # see the module docstring: most COCO label files here do not fit their photo
+        sky = np.zeros(ids.shape, np.uint8)
+        instances = []
+        for seg in ann["segments_info"]:
+            m = (ids == seg["id"])
+            if seg["category_id"] == 187:
+                sky[m] = 255
+            elif seg["category_id"] == 1 and m.sum() > 64:
+                instances.append(m.astype(np.uint8) * 255)
+        records.append(Record(image, {SKY: sky}, instances, "coco"))
+    return records
+
+
+def _labels_align(image: np.ndarray, ids: np.ndarray, threshold: float = 1.6) -> bool:
+    """True when segment boundaries of a label map sit on image edges.
+
+    Score: mean normalised gradient magnitude of the photo on the (dilated)
+    label boundaries; ≈1 means unrelated, aligned labels score ≥ 1.8.
+    """
+    if image.shape[:2] != ids.shape:
+        return False
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    grad = cv2.magnitude(cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1))
+    edges = (np.diff(ids, axis=0, prepend=ids[:1]) != 0) | (np.diff(ids, axis=1, prepend=ids[:, :1]) != 0)
+    edges = cv2.dilate(edges.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    if not edges.any():
+        return False
+    return float(grad[edges].mean() / (grad.mean() + 1e-6)) >= threshold
+
+
+def coco_names(root: Path) -> list[str]:
+    meta = json.loads((root / "panoptic.json").read_text())
+    return sorted(Path(a["file_name"]).stem for a in meta["annotations"])
+
+
+def load_binary(folder: Path, channel: int, source: str) -> list[Record]:
+    """A set of 0/255 masks supervising one scene channel."""
+    return [Record(_read_rgb(i), {channel: (_read_mask(m) > 127).astype(np.uint8) * 255}, None, source)
+            for i, m in _pairs(folder)]
+
+
+def load_person_binary(folder: Path) -> list[Record]:
+    """Machine-made union person masks: kept only as one instance when the mask is one blob."""
+    records = []
+    for i, m in _pairs(folder):
+        mask = (_read_mask(m) > 127).astype(np.uint8)
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(mask)
+        big = [k for k in range(1, n) if stats[k, cv2.CC_STAT_AREA] > 0.02 * mask.size]
+        if len(big) == 1:
+            records.append(Record(_read_rgb(i), {}, [mask * 255], "person_binary"))
+    return records
+
+
+def teeth_from_lips(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Teeth mask: bright, low-saturation pixels inside the mouth (filled lip outline minus lips)."""
+    lips = (labels == 5).astype(np.uint8)
+    if lips.sum() == 0:
+        return np.zeros(labels.shape, np.uint8)
+    contours, _ = cv2.findContours(lips, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    filled = np.zeros_like(lips)
+    cv2.drawContours(filled, [cv2.convexHull(np.concatenate(contours))], -1, 1, -1)
+    inside = (filled > 0) & (lips == 0)
+    hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
+    teeth = inside & (hsv[:, :, 2] > 110) & (hsv[:, :, 1] < 90)
+    return teeth.astype(np.uint8) * 255
+
+
+def load_fasseg(folder: Path) -> list[Record]:
+    """FASSEG faces: skin = classes 1 (skin) and 4 (nose); hair = 2; teeth built from lips."""
+    records = []
+    for i, m in _pairs(folder):
+        image, labels = _read_rgb(i), _read_mask(m)
+        if labels.shape != image.shape[:2]:
+            labels = cv2.resize(labels, image.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+        rec = Record(image, {SKIN: (np.isin(labels, (1, 4))).astype(np.uint8) * 255,
+                             HAIR: (labels == 2).astype(np.uint8) * 255,
+                             TEETH: teeth_from_lips(image, labels)}, None, "fasseg")
+        rec.eyes = (labels == 3).astype(np.uint8)
+        records.append(rec)
+    return records
+
+
+def draw_glasses(image: np.ndarray, eyes: np.ndarray, rng: np.random.Generator):
+    """Draw synthetic glasses (frame + tinted lens, with alpha) at the labelled eyes.
+
+    Returns (new image uint8, glasses mask uint8 0/255), or None if two eyes are not found.
+    """
+    n, _, stats, cents = cv2.connectedComponentsWithStats(eyes)
+    comps = sorted(range(1, n), key=lambda k: -stats[k, cv2.CC_STAT_AREA])[:2]
+    if len(comps) < 2:
+        return None
+    (x1, y1), (x2, y2) = sorted((tuple(cents[k]) for k in comps))
+    dist = math.hypot(x2 - x1, y2 - y1)
+    if dist < 8:
+        return None
+    angle = math.degrees(math.atan2(y2 - y1, x2 - x1))
+    rx, ry = dist * rng.uniform(0.38, 0.5), dist * rng.uniform(0.25, 0.38)
+    thick = max(1, int(round(dist * rng.uniform(0.03, 0.08))))
+    frame = np.zeros(eyes.shape, np.uint8)
+    lens = np.zeros(eyes.shape, np.uint8)
+    for cx, cy in ((x1, y1), (x2, y2)):
+        centre = (int(round(cx)), int(round(cy)))
+        axes = (int(round(rx)), int(round(ry)))
+        cv2.ellipse(lens, centre, axes, angle, 0, 360, 255, -1)
+        cv2.ellipse(frame, centre, axes, angle, 0, 360, 255, thick)
+    bridge_a = (int(x1 + rx * 0.9), int(y1))
+    bridge_b = (int(x2 - rx * 0.9), int(y2))
+    cv2.line(frame, bridge_a, bridge_b, 255, thick)
+    colour = rng.uniform(0, 80, 3) if rng.random() < 0.7 else rng.uniform(100, 220, 3)
+    tint = rng.uniform(0, 1, 3) * 60
+    tint_alpha = rng.uniform(0.05, 0.6)
+    out = image.astype(np.float32)
+    la = (lens / 255.0)[:, :, None] * tint_alpha
+    out = out * (1 - la) + tint * la
+    fa = cv2.GaussianBlur(frame, (3, 3), 0)[:, :, None] / 255.0
+    out = out * (1 - fa) + colour * fa
+    mask = np.maximum(frame, lens)
+    return np.clip(out, 0, 255).astype(np.uint8), mask
+
+
+def load_all(root: Path, *, split: str = "train", coco_val: set | None = None) -> list[Record]:
+    """Load every training set's ``split``; COCO uses ``coco_val`` to hold out its own val split."""
+    records: list[Record] = []
+    names = coco_names(root / "coco_panoptic")
+    if coco_val is None:
+        coco_val = set(names[::5])  # every 5th image: our own COCO val split (20 images)
+    coco_set = coco_val if split == "val" else set(names) - coco_val
+    records += load_coco(root / "coco_panoptic", coco_set)
+    if (root / "ade_sky" / split).exists():
+        records += load_binary(root / "ade_sky" / split, SKY, "ade_sky")
+    if (root / "celeb_hair" / split).exists():
+        records += load_binary(root / "celeb_hair" / split, HAIR, "celeb_hair")
+    if split == "train":
+        records += load_fasseg(root / "fasseg" / "train")
+        records += load_person_binary(root / "person_binary" / "train")
+        records += load_binary(root / "fullbody_skin" / "train", SKIN, "fullbody_skin")
+    elif split == "val":
+        records += load_fasseg(root / "fasseg" / "test")
+    return records
+
+
+# --------------------------------------------------------------------------- augmentation
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    """Seed augmentations; probabilities and ranges."""
+
+    min_scale: float = 0.5  # crop side as a fraction of the largest crop of the output aspect
+    rotate_deg: float = 12.0
+    p_rotate: float = 0.3
+    p_turn: float = 0.15  # random 90° orientation
+    p_flip: float = 0.5
+    brightness: float = 0.3
+    contrast: float = 0.3
+    saturation: float = 0.3
+    hue_deg: float = 8.0
+    p_copy_paste: float = 0.5
+    p_glasses: float = 0.5
+
+
+class TrainingSet:
+    """Random augmented samples as numpy arrays at a fixed (H, W)."""
+
+    def __init__(self, records, size=(256, 320), *, augment=True, params=AugmentParams(), seed=0):
+        self.records = records
+        self.size = size
+        self.augment = augment
+        self.params = params
+        self.rng = np.random.default_rng(seed)
+        self.paste_sources = [(r, k) for r in records if r.instances for k in range(len(r.instances))
+                              if r.instances[k].sum() > 255 * 400]
+        self.paste_targets = [r for r in records if r.source == "coco"]
+        # Sampling weights: the small person-instance sets are what matter most; person_binary is low trust.
+        weight = {"coco": 4.0, "person_binary": 0.5, "fullbody_skin": 0.5, "fasseg": 1.0, "ade_sky": 1.0,
+                  "celeb_hair": 0.5}
+        w = np.array([weight.get(r.source, 1.0) for r in records])
+        self.p = w / w.sum()
+
+    def __len__(self):
+        return len(self.records)
+
+    def sample(self, index=None):
+        """Return (image float32 3×H×W sRGB [0,1], scene S×H×W, scene_valid S, instances K×H×W, n, inst_valid)."""
+        rng = self.rng
+        rec = self.records[index] if index is not None else self.records[rng.choice(len(self.records), p=self.p)]
+        image = rec.image
+        scene = dict(rec.scene)
+        instances = list(rec.instances) if rec.instances is not None else None
+        if self.augment and rec.source == "fasseg" and rng.random() < self.params.p_glasses:
+            drawn = draw_glasses(image, rec.eyes, rng)
+            if drawn is not None:
+                image, scene[GLASSES] = drawn
+        if self.augment and rec.source == "fasseg" and GLASSES not in scene:
+            scene[GLASSES] = np.zeros(image.shape[:2], np.uint8)  # FASSEG faces wear no glasses
+        if (self.augment and instances is None and rec.source == "ade_sky"
+                and rng.random() < self.params.p_copy_paste):
+            # outdoor scenes as backgrounds for pasted people (ADE sky scenes rarely show people)
+            image, scene, instances = self._copy_paste(image, scene, [])
+        elif self.augment and instances is not None and rng.random() < self.params.p_copy_paste:
+            image, scene, instances = self._copy_paste(image, scene, instances)
+        return self._geometric_and_colour(image, scene, instances)
+
+    def _copy_paste(self, image, scene, instances):
+        rng = self.rng
+        image = image.copy()
+        h, w = image.shape[:2]
+        for _ in range(rng.integers(1, 4)):
+            src, k = self.paste_sources[rng.integers(len(self.paste_sources))]
+            m = src.instances[k]
+            ys, xs = np.nonzero(m)
+            y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+            patch, pm = src.image[y0:y1, x0:x1], m[y0:y1, x0:x1]
+            scale = rng.uniform(0.3, 0.9) * h / max(patch.shape[0], 1)
+            ph, pw = max(4, int(patch.shape[0] * scale)), max(4, int(patch.shape[1] * scale))
+            if ph >= h or pw >= w:
+                continue
+            patch = cv2.resize(patch, (pw, ph), interpolation=cv2.INTER_AREA)
+            pm = cv2.resize(pm, (pw, ph), interpolation=cv2.INTER_LINEAR)
+            oy, ox = rng.integers(0, h - ph + 1), rng.integers(0, w - pw + 1)
+            alpha = cv2.GaussianBlur(pm, (3, 3), 0).astype(np.float32)[:, :, None] / 255.0
+            region = image[oy:oy + ph, ox:ox + pw].astype(np.float32)
+            image[oy:oy + ph, ox:ox + pw] = (region * (1 - alpha) + patch * alpha).astype(np.uint8)
+            full = np.zeros((h, w), np.uint8)
+            full[oy:oy + ph, ox:ox + pw] = (pm > 127) * 255
+            keep = full == 0
+            instances = [inst * keep for inst in instances] + [full]
+            for c in list(scene):  # pasted people cover sky; other channels become unknown there
+                if c == SKY:
+                    scene[c] = scene[c] * keep
+                else:
+                    del scene[c]
+        instances = [i for i in instances if i.sum() > 255 * 32]
+        return image, scene, instances
+
+    def _geometric_and_colour(self, image, scene, instances):
+        rng, p = self.rng, self.params
+        H, W = self.size
+        h, w = image.shape[:2]
+        channels = sorted(scene)
+        stack = [scene[c] for c in channels] + (instances or [])
+        if self.augment:
+            # random resize–crop–resize: a crop with the output aspect, random scale and position
+            aspect = W / H
+            s = rng.uniform(p.min_scale, 1.0)
+            ch = min(h, w / aspect) * s
+            cw = ch * aspect
+            cy, cx = rng.uniform(0, h - ch), rng.uniform(0, w - cw)
+            angle = rng.uniform(-p.rotate_deg, p.rotate_deg) if rng.random() < p.p_rotate else 0.0
+            turn = rng.random() < p.p_turn
+        else:
+            s = min(H / h, W / w)  # letterbox: fit, keep aspect
+            ch, cw = H / s, W / s
+            cy, cx = (h - ch) / 2, (w - cw) / 2
+            angle, turn = 0.0, False
+        # affine from output pixels to source pixels, then invert for warpAffine
+        scale = W / cw
+        centre = (cx + cw / 2, cy + ch / 2)
+        m = cv2.getRotationMatrix2D(centre, angle, scale)
+        m[0, 2] += W / 2 - centre[0]
+        m[1, 2] += H / 2 - centre[1]
+        img = cv2.warpAffine(image, m, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        # pixels outside the source are unknown for every label: tracked by a validity map
+        inside = cv2.warpAffine(np.full((h, w), 255, np.uint8), m, (W, H), flags=cv2.INTER_NEAREST) > 0
+        warped = [cv2.warpAffine(t, m, (W, H), flags=cv2.INTER_LINEAR) for t in stack]
+        if self.augment and rng.random() < p.p_flip:
+            img = img[:, ::-1]
+            inside = inside[:, ::-1]
+            warped = [t[:, ::-1] for t in warped]
+        if turn:  # random orientation: turn 180° (keeps the landscape shape of the batch)
+            img, inside = img[::-1, ::-1], inside[::-1, ::-1]
+            warped = [t[::-1, ::-1] for t in warped]
+        img = img.astype(np.float32) / 255.0
+        if self.augment:
+            img = self._colour_jitter(img)
+        S = len(SCENE_CATEGORIES)
+        scene_t = np.zeros((S, H, W), np.float32)
+        scene_valid = np.zeros((S,), np.float32)
+        for c, t in zip(channels, warped[:len(channels)]):
+            scene_t[c] = t / 255.0
+            scene_valid[c] = 1.0
+        inst = np.zeros((MAX_INSTANCES, H, W), np.float32)
+        n = 0
+        if instances is not None:
+            for t in warped[len(channels):]:
+                if n < MAX_INSTANCES and (t > 127).sum() > 16:
+                    inst[n] = t / 255.0
+                    n += 1
+        return (np.ascontiguousarray(img.transpose(2, 0, 1)), scene_t, scene_valid, inst, n,
+                float(instances is not None), np.ascontiguousarray(inside, dtype=np.float32))
+
+    def _colour_jitter(self, img):
+        rng, p = self.rng, self.params
+        img = img * rng.uniform(1 - p.brightness, 1 + p.brightness)
+        mean = img.mean()
+        img = (img - mean) * rng.uniform(1 - p.contrast, 1 + p.contrast) + mean
+        grey = img.mean(axis=2, keepdims=True)
+        img = (img - grey) * rng.uniform(1 - p.saturation, 1 + p.saturation) + grey
+        if p.hue_deg:
+            hsv = cv2.cvtColor(np.clip(img, 0, 1), cv2.COLOR_RGB2HSV)
+            hsv[:, :, 0] = (hsv[:, :, 0] + rng.uniform(-p.hue_deg, p.hue_deg)) % 360
+            img = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+        return np.clip(img, 0, 1).astype(np.float32)

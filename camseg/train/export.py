@@ -1,0 +1,129 @@
+"""Export a trained HyperDETR to the ONNX files the runtime loads.
+
+Two files are written for one model, both carrying the contract
+(:mod:`camseg.contract`) in their metadata:
+
+- ``<stem>.onnx``: the full model (conv path + transformer + dynamic head),
+  with trailing decoder layers pruned (``--decoder-layers``);
+- ``<stem>_scene.onnx``: the scene-only model (backbone + U-Net decoder +
+  static scene channels), so that a call asking only for sky/hair/skin/teeth/
+  glasses never runs the transformer. onnxruntime runs every node of a graph
+  whatever outputs are requested (measured: same latency), so skipping the
+  transformer needs a graph without it.
+
+Usage::
+
+    python -m camseg.train.export CHECKPOINT --out camseg/models/hyperdetr --decoder-layers 2 --int8
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import tempfile
+from pathlib import Path
+
+import onnx
+import torch
+
+from camseg.contract import (CLASS_OUTPUT, INPUT_NAME, MASK_OUTPUT, METADATA_KEY, SCENE_OUTPUT,
+                             ModelContract)
+from camseg.train.model import ExportWrapper, HyperDetr, HyperDetrConfig
+from camseg.train.quantize import quantize_weights
+
+OPSET = 17
+
+
+def load_checkpoint(path: "str | Path") -> tuple[HyperDetr, dict]:
+    """Load a training checkpoint (``{"config", "model", ...}``) into an eval-mode model."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    model = HyperDetr(HyperDetrConfig.from_dict(state["config"]))
+    model.load_state_dict(state["model"])
+    return model.eval(), state
+
+
+def export_onnx(model: HyperDetr, path: "str | Path", *, input_size=(384, 512), decoder_layers=None,
+                scene_only=False, int8=False, trained: dict | None = None) -> ModelContract:
+    """Export ``model`` to ``path`` (written atomically) and return the embedded contract.
+
+    Parameters
+    ----------
+    model : HyperDetr
+        The trained model (left unmodified: a copy is pruned).
+    path : str or Path
+        Destination ``.onnx`` file.
+    input_size : tuple of int
+        (H, W) of the fixed model input, landscape, multiples of 32.
+    decoder_layers : int, optional
+        Decoder layers to keep (trailing ones are pruned); default all.
+    scene_only : bool
+        Export only the convolutional path and the scene channels.
+    int8 : bool
+        Store large weights as int8 (see :mod:`camseg.train.quantize`).
+    trained : dict, optional
+        Training facts recorded in the contract (data, steps, supervised categories).
+    """
+    config = model.config
+    wrapper = ExportWrapper(copy.deepcopy(model).eval(), decoder_layers=decoder_layers,
+                            scene_only=scene_only).eval()
+    kept = len(wrapper.model.transformer.decoder)
+    contract = ModelContract(
+        input_size=tuple(input_size), scene_categories=tuple(config.scene_categories),
+        thing_categories=tuple(config.thing_categories),
+        num_queries=0 if scene_only else config.num_queries, mask_channels=config.mask_channels,
+        decoder_layers=0 if scene_only else kept, weights="int8" if int8 else "fp32",
+        trained=dict(trained or {}))
+    dummy = torch.zeros(1, 3, *input_size)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "raw.onnx"
+        with torch.no_grad():
+            torch.onnx.export(wrapper, (dummy,), str(raw), input_names=[INPUT_NAME],
+                              output_names=list(contract.output_names()), opset_version=OPSET,
+                              dynamo=False)
+        proto = onnx.load(str(raw))
+    if int8:
+        proto = quantize_weights(proto)
+    del proto.metadata_props[:]
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, contract.to_json()
+    onnx.checker.check_model(proto)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, suffix=".onnx.tmp")
+    os.close(fd)
+    try:
+        onnx.save(proto, tmp_name)
+        os.replace(tmp_name, path)
+    finally:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+    return contract
+
+
+def export_pair(model: HyperDetr, stem: "str | Path", **kwargs) -> tuple[Path, Path]:
+    """Write ``<stem>.onnx`` (full) and ``<stem>_scene.onnx`` (scene-only)."""
+    stem = Path(stem)
+    full, scene = stem.with_suffix(".onnx"), stem.parent / (stem.name + "_scene.onnx")
+    export_onnx(model, full, **kwargs)
+    export_onnx(model, scene, scene_only=True, **{k: v for k, v in kwargs.items() if k != "decoder_layers"})
+    return full, scene
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", help="training checkpoint (.pt)")
+    parser.add_argument("--out", required=True, help="output stem, e.g. camseg/models/hyperdetr")
+    parser.add_argument("--decoder-layers", type=int, default=None, help="keep this many decoder layers")
+    parser.add_argument("--int8", action="store_true", help="8-bit weight storage")
+    args = parser.parse_args(argv)
+    model, state = load_checkpoint(args.checkpoint)
+    full, scene = export_pair(model, args.out, decoder_layers=args.decoder_layers, int8=args.int8,
+                              trained=state.get("trained", {}))
+    for p in (full, scene):
+        print(f"wrote {p} ({p.stat().st_size / 1e6:.2f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
