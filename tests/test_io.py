@@ -1,0 +1,273 @@
+"""camseg.io: real files in tmp_path, every edge case a photo library contains."""
+import io as pyio
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image, ImageCms, ImageOps
+
+from camseg import io as cio
+
+P3 = cio.make_icc_profile(cio.DISPLAY_P3_PRIMARIES, description="Display P3")
+
+
+def _gradient(h=24, w=32):
+    """uint8 sRGB test image with distinct values per pixel and channel."""
+    y, x = np.mgrid[0:h, 0:w]
+    return np.stack([(x * 255 // (w - 1)), (y * 255 // (h - 1)), ((x + y) * 127 // (h + w))], axis=2).astype(np.uint8)
+
+
+def _exif(orientation=1):
+    ex = Image.Exif()
+    ex[0x0112] = orientation
+    ex[0x010F] = "TestCam"
+    ex.get_ifd(0x8769)[0x8827] = 1600
+    ex.get_ifd(0x8769)[0x9003] = "2024:05:06 07:08:09"
+    return ex.tobytes()
+
+
+def _encoded(photo_pixels, curve="srgb"):
+    return np.rint(cio.linear_to_srgb(photo_pixels) * 255).astype(np.uint8)
+
+
+# --- transfer functions (pre-existing API kept) -----------------------------
+
+def test_srgb_reference_values():
+    # IEC 61966-2-1: 0.5 encoded -> 0.21404 linear; 0.04045 is the segment joint.
+    np.testing.assert_allclose(cio.srgb_to_linear(np.array([0.0, 0.04045, 0.5, 1.0])),
+                               [0.0, 0.04045 / 12.92, 0.214041, 1.0], atol=1e-5)
+    x = np.linspace(0, 1, 101, dtype=np.float32)
+    np.testing.assert_allclose(cio.linear_to_srgb(cio.srgb_to_linear(x)), x, atol=1e-5)
+
+
+# --- reading ------------------------------------------------------------------
+
+def test_png_8bit_roundtrip_is_exact(tmp_path):
+    src = _gradient()
+    Image.fromarray(src).save(tmp_path / "a.png")
+    photo = cio.read_photo(tmp_path / "a.png")
+    assert photo.pixels.dtype == np.float32 and photo.pixels.shape == (24, 32, 3)
+    assert (photo.format, photo.bit_depth, photo.colour_space) == ("PNG", 8, "sRGB")
+    np.testing.assert_array_equal(_encoded(photo.pixels), src)
+    cio.write_photo(tmp_path / "b.png", photo.pixels, like=photo)
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "b.png")), src)
+
+
+@pytest.mark.parametrize("ext", ["png", "tif"])
+def test_16bit_in_and_out_keeps_precision(tmp_path, ext):
+    ramp = np.linspace(0, 65535, 40 * 60 * 3).reshape(40, 60, 3).astype(np.uint16)
+    cv2.imwrite(str(tmp_path / f"in.{ext}"), ramp[:, :, ::-1])  # cv2 wants BGR
+    photo = cio.read_photo(tmp_path / f"in.{ext}")
+    assert photo.bit_depth == 16
+    # More than 256 distinct levels: not truncated to 8 bit on the way in.
+    assert len(np.unique(photo.pixels)) > 2000
+    cio.write_photo(tmp_path / f"out.{ext}", photo.pixels, like=photo)
+    back = cv2.imread(str(tmp_path / f"out.{ext}"), cv2.IMREAD_UNCHANGED)[:, :, ::-1]
+    assert back.dtype == np.uint16
+    assert np.abs(back.astype(int) - ramp.astype(int)).max() <= 1
+
+
+def test_16bit_grayscale_png(tmp_path):
+    gray = (np.arange(30 * 20).reshape(30, 20) * 100).astype(np.uint16)
+    cv2.imwrite(str(tmp_path / "g16.png"), gray)
+    photo = cio.read_photo(tmp_path / "g16.png")
+    assert photo.bit_depth == 16 and photo.pixels.shape == (30, 20, 3)
+    np.testing.assert_array_equal(photo.pixels[..., 0], photo.pixels[..., 2])
+    assert any("grayscale" in n for n in photo.notes)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_matches_pillow(tmp_path, orientation):
+    src = _gradient(10, 16)
+    Image.fromarray(src).save(tmp_path / "o.png", exif=_exif(orientation))
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / "o.png")))
+    photo = cio.read_photo(tmp_path / "o.png")
+    np.testing.assert_array_equal(_encoded(photo.pixels), expected)
+
+
+@pytest.mark.parametrize("ext", ["jpg", "png", "tif"])
+def test_exif_kept_and_orientation_reset(tmp_path, ext):
+    Image.fromarray(_gradient(20, 30)).save(tmp_path / "r.jpg", exif=_exif(6), quality=95)
+    photo = cio.read_photo(tmp_path / "r.jpg")
+    assert photo.pixels.shape == (30, 20, 3)  # rotated upright
+    assert photo.iso == 1600
+    out = cio.write_photo(tmp_path / f"o.{ext}", photo.pixels, like=photo)
+    with Image.open(out) as im:
+        assert im.size == (20, 30)
+        ex = im.getexif()
+        assert ex.get(0x0112) == 1
+        assert ex.get(0x010F) == "TestCam"
+        assert ex.get_ifd(0x8769).get(0x8827) == 1600
+        assert ex.get_ifd(0x8769).get(0x9003) == "2024:05:06 07:08:09"
+    # Reading the output again does not rotate a second time.
+    assert cio.read_photo(out).pixels.shape == (30, 20, 3)
+
+
+def test_icc_profile_builder_agrees_with_littlecms_and_colour_science():
+    colour = pytest.importorskip("colour")
+    vals = np.array([[[200, 100, 50], [60, 160, 90], [90, 100, 200], [128, 128, 128]]], np.uint8)
+    prof = ImageCms.ImageCmsProfile(pyio.BytesIO(P3))
+    assert ImageCms.getProfileDescription(prof).strip() == "Display P3"
+    lcms = np.asarray(ImageCms.profileToProfile(Image.fromarray(vals), prof, ImageCms.createProfile("sRGB"),
+                                                renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC))
+    ref = colour.RGB_to_RGB(vals / 255.0, colour.RGB_COLOURSPACES["Display P3"], colour.RGB_COLOURSPACES["sRGB"],
+                            apply_cctf_decoding=True, apply_cctf_encoding=True) * 255
+    mask = (ref >= 0).all(axis=-1)
+    assert np.abs(lcms[mask].astype(float) - ref[mask]).max() <= 1.5
+
+
+@pytest.mark.parametrize("ext", ["jpg", "png", "tif"])
+def test_display_p3_stays_p3(tmp_path, ext):
+    # A saturated P3 green that sRGB cannot show: converting to sRGB would clip it.
+    src = np.zeros((16, 16, 3), np.uint8)
+    src[:, :8] = (20, 230, 40)
+    src[:, 8:] = (240, 40, 30)
+    Image.fromarray(src).save(tmp_path / "p3.png", icc_profile=P3)
+    photo = cio.read_photo(tmp_path / "p3.png")
+    assert photo.colour_space == "Display P3" and photo.icc_profile == P3
+    # Pixels are in P3 primaries (decoded with P3's sRGB-shaped curve), not converted to sRGB.
+    np.testing.assert_array_equal(_encoded(photo.pixels), src)
+    out = cio.write_photo(tmp_path / f"out.{ext}", photo.pixels, like=photo)
+    with Image.open(out) as im:
+        assert im.info.get("icc_profile") == P3
+        back = np.asarray(im.convert("RGB"))
+    if ext == "jpg":  # lossy, chroma-subsampled: compare away from the colour edge
+        back, src = back[:, [0, 1, 2, 13, 14, 15]], src[:, [0, 1, 2, 13, 14, 15]]
+    assert np.abs(back.astype(int) - src.astype(int)).max() <= (6 if ext == "jpg" else 0)
+
+
+def test_non_srgb_tone_curve_is_honoured(tmp_path):
+    # A linear-TRC profile: code 128 means 128/255 of the light, not sRGB's 0.216.
+    linear_profile = cio.make_icc_profile(cio.DISPLAY_P3_PRIMARIES, description="Linear P3", trc="linear")
+    Image.fromarray(np.full((4, 4, 3), 128, np.uint8)).save(tmp_path / "lin.png", icc_profile=linear_profile)
+    photo = cio.read_photo(tmp_path / "lin.png")
+    np.testing.assert_allclose(photo.pixels, 128 / 255, atol=1e-4)
+    out = cio.write_photo(tmp_path / "lin_out.png", photo.pixels, like=photo)
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), 128)
+
+
+def test_cmyk_jpeg_is_converted(tmp_path):
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    rgb[:, :4] = (200, 30, 30)
+    rgb[:, 4:] = (128, 128, 128)
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "c.jpg", quality=100)
+    assert Image.open(tmp_path / "c.jpg").mode == "CMYK"
+    photo = cio.read_photo(tmp_path / "c.jpg")
+    assert photo.pixels.shape == (8, 8, 3) and photo.icc_profile is None
+    assert any("CMYK" in n for n in photo.notes)
+    enc = _encoded(photo.pixels).astype(int)
+    assert np.abs(enc[2, 1] - (200, 30, 30)).max() < 20 and np.abs(enc[2, 6] - 128).max() < 20
+
+
+def test_grayscale_jpeg(tmp_path):
+    Image.fromarray(_gradient()[:, :, 0]).save(tmp_path / "g.jpg")
+    photo = cio.read_photo(tmp_path / "g.jpg")
+    assert photo.pixels.shape == (24, 32, 3)
+    np.testing.assert_array_equal(photo.pixels[..., 0], photo.pixels[..., 1])
+
+
+def test_rgba_png_drops_alpha_with_a_note(tmp_path):
+    Image.fromarray(np.full((4, 4, 4), 200, np.uint8), "RGBA").save(tmp_path / "a.png")
+    photo = cio.read_photo(tmp_path / "a.png")
+    assert photo.pixels.shape == (4, 4, 3) and any("alpha" in n for n in photo.notes)
+
+
+def test_bad_files_raise_clear_errors(tmp_path):
+    (tmp_path / "zero.jpg").write_bytes(b"")
+    with pytest.raises(ValueError, match="empty"):
+        cio.read_photo(tmp_path / "zero.jpg")
+    Image.fromarray(_gradient(64, 64)).save(tmp_path / "full.jpg")
+    data = (tmp_path / "full.jpg").read_bytes()
+    (tmp_path / "trunc.jpg").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="truncated"):
+        cio.read_photo(tmp_path / "trunc.jpg")
+    (tmp_path / "text.jpg").write_text("not a photo")
+    with pytest.raises(ValueError, match="not an image"):
+        cio.read_photo(tmp_path / "text.jpg")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        cio.read_photo(tmp_path / "missing.jpg")
+    with pytest.raises(TypeError, match="path"):
+        cio.read_photo(42)
+
+
+def test_read_image_uses_read_photo(tmp_path):
+    Image.fromarray(_gradient()).save(tmp_path / "a.png", exif=_exif(8))
+    photo = cio.read_photo(tmp_path / "a.png")
+    np.testing.assert_array_equal(cio.read_image(tmp_path / "a.png"), photo.pixels)
+    np.testing.assert_array_equal(cio.read_image(photo), photo.pixels)
+    np.testing.assert_array_equal(cio.read_image(_gradient()), cio.as_linear_rgb(_gradient()))
+
+
+# --- writing ------------------------------------------------------------------
+
+def test_write_refuses_to_overwrite_the_input(tmp_path):
+    Image.fromarray(_gradient()).save(tmp_path / "a.jpg")
+    before = (tmp_path / "a.jpg").read_bytes()
+    photo = cio.read_photo(tmp_path / "a.jpg")
+    with pytest.raises(ValueError, match="refusing to overwrite the input"):
+        cio.write_photo(tmp_path / "a.jpg", photo.pixels, like=photo)
+    assert (tmp_path / "a.jpg").read_bytes() == before
+
+
+def test_write_argument_errors(tmp_path):
+    img = np.zeros((4, 4, 3), np.float32)
+    with pytest.raises(ValueError, match="extension"):
+        cio.write_photo(tmp_path / "a.gif", img)
+    with pytest.raises(ValueError, match="8 bits"):
+        cio.write_photo(tmp_path / "a.jpg", img, bit_depth=16)
+    with pytest.raises(ValueError, match="NaN"):
+        cio.write_photo(tmp_path / "a.png", np.full((4, 4, 3), np.nan, np.float32))
+    with pytest.raises(FileExistsError):
+        cio.write_photo(tmp_path / "b.png", img)
+        cio.write_photo(tmp_path / "b.png", img, overwrite=False)
+    assert not list(tmp_path.glob(f"*{cio.TEMP_SUFFIX}"))
+
+
+def test_atomic_write_leaves_old_file_on_failure(tmp_path):
+    target = tmp_path / "x.jpg"
+    target.write_bytes(b"old")
+
+    def broken(fh):
+        fh.write(b"half a photo")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        cio._atomic_write(target, broken)
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.jpg"]
+
+
+def test_stale_temp_files_of_dead_writers_are_removed(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead_pid = int(dead.stdout)
+    stale = tmp_path / f".a.jpg.{dead_pid}.abc{cio.TEMP_SUFFIX}"
+    stale.write_bytes(b"partial")
+    alive = tmp_path / f".b.jpg.{os.getppid()}.abc{cio.TEMP_SUFFIX}"
+    alive.write_bytes(b"being written")
+    assert cio.remove_stale_temp_files(tmp_path) == 1
+    assert not stale.exists() and alive.exists()
+
+
+def test_encoding_is_accurate_in_shadows_and_highlights():
+    # Every 16-bit sRGB code survives decode -> encode (LUT inversion accuracy).
+    codes = np.arange(65536, dtype=np.uint16).reshape(256, 256, 1).repeat(3, axis=2)
+    lin = cio._decode(codes, None, 16)
+    back = cio._encode(lin, None, 16)
+    assert np.abs(back.astype(int) - codes.astype(int)).max() <= 1
+    codes8 = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, axis=2)
+    np.testing.assert_array_equal(cio._encode(cio._decode(codes8, None, 8), None, 8), codes8)
+
+
+def test_photo_save_and_with_pixels(tmp_path):
+    Image.fromarray(_gradient()).save(tmp_path / "a.png", icc_profile=P3)
+    photo = cio.read_photo(tmp_path / "a.png")
+    darker = photo.with_pixels(photo.pixels * 0.5)
+    assert darker.icc_profile == P3 and photo.pixels.max() > darker.pixels.max()
+    out = darker.save(tmp_path / "dark.tif", bit_depth=16)
+    again = cio.read_photo(out)
+    assert again.bit_depth == 16 and again.icc_profile == P3
+    np.testing.assert_allclose(again.pixels, darker.pixels, atol=2e-4)
