@@ -5,8 +5,7 @@ Scenes
 * A synthetic chart with known masks: a smooth sky gradient with a soft cloud (sky mask),
   a skin patch with pore texture (skin mask), foliage / gravel / brick textures from
   ``skimage.data`` ("textured" region), and a neutral brightness ramp.
-* Real photos when ``/work/shared/data`` exists: COCO photos with their real panoptic sky
-  mask, and FASSEG faces with their skin mask (the photos are treated as clean).
+* Real photos when ``/work/shared/data`` exists: ADE20K photos with their real sky mask, and FASSEG faces with their skin mask (the photos are treated as clean).
 
 Noise: Poissonian-Gaussian in linear light, ``sigma^2 = a I + b`` per RGB channel with
 ``a = 5e-5 * ISO/100`` and ``b = (2.5 * 5e-5 * ISO/100)^2`` (a ~20 000 e- sensor, 2.5 e- read
@@ -233,25 +232,19 @@ def run_chart(results, rng, jpeg: bool):
     return rows
 
 
-def _coco_sky_images(n):
-    import json as _json
-    root = DATA / "coco_panoptic"
-    meta = _json.loads((root / "panoptic.json").read_text())
+def _sky_photos(n):
+    """ADE20K photos with their sky masks (the COCO panoptic copy here pairs PNGs with the
+    wrong photos: checked by overlay, so it is not used)."""
+    root = DATA / "ade_sky" / "val"
     out = []
-    for ann in meta["annotations"]:
-        sky_ids = [s["id"] for s in ann["segments_info"] if s["category_id"] == 187]
-        if not sky_ids:
+    for p in sorted((root / "images").glob("*")):
+        m = cv2.imread(str(root / "masks" / (p.stem + ".png")), cv2.IMREAD_GRAYSCALE)
+        img = cv2.imread(str(p), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        if m is None or img is None or m.shape != img.shape[:2] or (m > 127).mean() < 0.15:
             continue
-        pan = cv2.imread(str(root / "panoptic" / ann["file_name"]), cv2.IMREAD_COLOR)[..., ::-1].astype(np.int64)
-        ids = pan[..., 0] + 256 * pan[..., 1] + 65536 * pan[..., 2]
-        skym = np.isin(ids, sky_ids)
-        if skym.mean() < 0.15:
-            continue
-        person = np.isin(ids, [s["id"] for s in ann["segments_info"] if s["category_id"] == 1])
-        img = cv2.imread(str(root / "images" / ann["file_name"].replace(".png", ".jpg")),
-                         cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)  # labels match the stored pixels
+        skym = (m > 127).astype(np.float32)
         img = srgb_to_linear(img[..., ::-1].astype(np.float32) / 255.0)
-        out.append((ann["file_name"], img, skym.astype(np.float32), (~skym & ~person).astype(np.float32)))
+        out.append((p.name, img, skym, 1.0 - skym))
         if len(out) >= n:
             break
     return out
@@ -278,12 +271,12 @@ def run_real(rng, n):
     if not DATA.exists():
         return rows
     iso = 3200
-    for name, img, skym, texm in _coco_sky_images(n):
+    for name, img, skym, texm in _sky_photos(n):
         noisy = add_noise(img, iso, rng, jpeg=True)
         ours = denoise(noisy, sky_mask=skym)
         glob = denoise(noisy)
         s_in = _erode(skym, 4).astype(np.float32)
-        rows.append(dict(scene="coco:" + name, iso=iso, psnr_in_sky=psnr(noisy, img, s_in),
+        rows.append(dict(scene="ade:" + name, iso=iso, psnr_in_sky=psnr(noisy, img, s_in),
                          sky_gain=psnr(ours, img, s_in) - psnr(glob, img, s_in),
                          tex_change=psnr(ours, img, _erode(texm, 8)) - psnr(glob, img, _erode(texm, 8))))
     for name, img, skinm in _fasseg_faces(n):
@@ -446,7 +439,7 @@ def main(argv=None):
         sk = [r["skin_kept"] for r in real if "skin_kept" in r]
         nr = [r["skin_nr"] for r in real if "skin_kept" in r]
         if sg:
-            print(f"{'mean (coco sky)':<34} sky+dB {np.mean(sg):+.2f} (min {np.min(sg):+.2f})  tex dB {np.mean(tc):+.3f} (min {np.min(tc):+.3f})")
+            print(f"{'mean (ade sky)':<34} sky+dB {np.mean(sg):+.2f} (min {np.min(sg):+.2f})  tex dB {np.mean(tc):+.3f} (min {np.min(tc):+.3f})")
         if sk:
             print(f"{'mean (fasseg skin)':<34} skin kept {np.mean(sk):.2f} (min {np.min(sk):.2f})  skin nr {np.mean(nr):.2f} (min {np.min(nr):.2f})")
 
