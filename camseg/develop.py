@@ -22,6 +22,7 @@ import importlib
 import json
 import os
 import time
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -212,14 +213,14 @@ def _resolve(function: str, modules: tuple) -> "Callable | None":
     except ImportError:
         return None
     fn = getattr(package, function, None)
-    if fn is not None:
+    if callable(fn) and not isinstance(fn, types.ModuleType):
         return fn
-    for module in modules:
+    for module in (function,) + tuple(modules):  # a submodule may share the function's name
         try:
             fn = getattr(importlib.import_module(f"effects.{module}"), function, None)
         except ImportError:
             continue
-        if fn is not None:
+        if callable(fn) and not isinstance(fn, types.ModuleType):
             return fn
     return None
 
@@ -262,6 +263,8 @@ class _Context:
     skin: "np.ndarray | None"
     sky: "np.ndarray | None"
     subject: "np.ndarray | None"
+    hair: "np.ndarray | None" = None
+    glasses: "np.ndarray | None" = None
 
 
 @dataclass(frozen=True)
@@ -311,6 +314,13 @@ def _call_portrait(fn, image, ctx, params):
     kind = ctx.settings.portrait
     look = PORTRAIT_EFFECTS[kind]
     kwargs = dict(look.get("kwargs", {}))
+    import inspect
+
+    accepted = inspect.signature(fn).parameters
+    # Hair and glasses mattes sharpen the subject edge where the person matte is weakest.
+    for name in ("hair", "glasses"):
+        if f"{name}_mask" in accepted and getattr(ctx, name) is not None:
+            kwargs[f"{name}_mask"] = getattr(ctx, name)
     if params is not None:
         kwargs["params"] = params
     return fn(image, ctx.subject, **kwargs), kind
@@ -524,7 +534,9 @@ def develop(image, settings: "DevelopSettings | None" = None, *, segmenter=None,
         if subject is None or subject.shape != pixels.shape[:2]:
             subject = np.maximum.reduce(persons)
     ctx = _Context(seg=seg, settings=settings, iso=photo.iso if photo is not None else None,
-                   persons=persons, skin=skin, sky=sky, subject=subject)
+                   persons=persons, skin=skin, sky=sky, subject=subject,
+                   hair=_mask(seg, "hair") if subject is not None else None,
+                   glasses=_mask(seg, "glasses") if subject is not None else None)
 
     current = pixels
     for stage, fn, params_or_why in plan:

@@ -1,0 +1,177 @@
+"""camseg.batch: planning, fault tolerance, resumability, and kill-and-resume with the real model."""
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from camseg import io as cio
+from camseg.batch import OVERLAY_NAME, mask_overlay, plan_batch, run_batch, write_segmentation
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "camseg" / "samples" / "astronaut.jpg"
+
+
+def _model_or_skip():
+    try:
+        from camseg.segmenter import Segmenter
+        Segmenter()
+    except (ImportError, FileNotFoundError, OSError) as exc:
+        pytest.skip(f"default segmentation model not available: {exc}")
+
+
+def _photos(folder, n, size=(96, 128)):
+    folder.mkdir(parents=True, exist_ok=True)
+    base = np.asarray(Image.open(SAMPLE).resize(size[::-1]))
+    paths = []
+    for i in range(n):
+        p = folder / f"img_{i:02d}.jpg"
+        Image.fromarray(np.roll(base, 7 * i, axis=1)).save(p, quality=90)
+        paths.append(p)
+    return paths
+
+
+def _digest(paths):
+    return {str(p): hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths}
+
+
+def _decodes_fully(path):
+    with Image.open(path) as im:
+        im.load()  # raises on truncated files
+    return True
+
+
+# --- planning ------------------------------------------------------------------------
+
+def test_plan_maps_folders_and_files(tmp_path):
+    _photos(tmp_path / "in" / "sub", 2)
+    _photos(tmp_path / "in", 1)
+    (tmp_path / "in" / "notes.txt").write_text("not a photo")
+    todo, settled = plan_batch([tmp_path / "in"], tmp_path / "out")
+    outs = sorted(str(i.output.relative_to(tmp_path / "out")) for i in todo)
+    assert outs == ["img_00.jpg", "sub/img_00.jpg", "sub/img_01.jpg"] and not settled
+    todo, _ = plan_batch([tmp_path / "in"], tmp_path / "out", output_format="png")
+    assert all(i.output.suffix == ".png" for i in todo)
+    todo, _ = plan_batch([tmp_path / "in"], tmp_path / "out", task="segment")
+    assert all(i.output.suffix == "" for i in todo)
+
+
+def test_plan_refuses_to_overwrite_inputs_and_collisions(tmp_path):
+    (a,) = _photos(tmp_path / "a", 1)
+    (b,) = _photos(tmp_path / "b", 1)
+    todo, settled = plan_batch([a], tmp_path / "a")
+    assert not todo and settled[0].status == "failed" and "overwrite an input" in settled[0].message
+    todo, settled = plan_batch([a, b], tmp_path / "out")
+    assert len(todo) == 1 and "collides" in settled[0].message
+    todo, settled = plan_batch([tmp_path / "missing.jpg"], tmp_path / "out")
+    assert settled[0].status == "failed" and "no such file" in settled[0].message
+
+
+def test_plan_skips_finished_outputs_and_ignores_its_own_output_folder(tmp_path):
+    photos = _photos(tmp_path / "lib", 2)
+    out = tmp_path / "lib" / "developed"
+    out.mkdir()
+    (out / "img_00.jpg").write_bytes(photos[0].read_bytes())
+    todo, settled = plan_batch([tmp_path / "lib"], out)
+    assert [i.source.name for i in todo] == ["img_01.jpg"]
+    assert [(r.source.name, r.status) for r in settled] == [("img_00.jpg", "skipped")]
+    todo, _ = plan_batch([tmp_path / "lib"], out, overwrite=True)
+    assert len(todo) == 2
+
+
+def test_bad_files_are_reported_and_the_rest_goes_on(tmp_path):
+    inp = tmp_path / "in"
+    inp.mkdir()
+    (inp / "zero.jpg").write_bytes(b"")
+    (inp / "trunc.jpg").write_bytes(SAMPLE.read_bytes()[:3000])
+    seen = []
+    summary = run_batch([inp], tmp_path / "out", jobs=1, progress=False, on_result=seen.append)
+    assert not summary.ok and len(summary.failed) == 2 and len(seen) == 2
+    messages = " ".join(r.message for r in summary.failed)
+    assert "empty" in messages and "truncated" in messages
+    assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+
+
+def test_argument_errors(tmp_path):
+    with pytest.raises(ValueError, match="jobs"):
+        run_batch([SAMPLE], tmp_path, jobs=0)
+    with pytest.raises(ValueError, match="8-bit only"):
+        run_batch([SAMPLE], tmp_path, output_format="jpg", bit_depth=16)
+    with pytest.raises(ValueError, match="task"):
+        plan_batch([SAMPLE], tmp_path, task="paint")
+
+
+# --- segmentation outputs --------------------------------------------------------------
+
+def test_mask_overlay_and_write_segmentation(tmp_path):
+    h, w = 20, 30
+    person = np.zeros((h, w), np.float32)
+    person[5:, 10:20] = 1.0
+    sky = np.zeros((h, w), np.float32)
+    sky[:4] = 1.0
+    seg = types.SimpleNamespace(sky=sky, hair=np.zeros_like(sky), skin=person * 0.5, teeth=np.zeros_like(sky),
+                                glasses=np.zeros_like(sky), person=person, persons=[person])
+    img = np.full((h, w, 3), 0.2, np.float32)
+    over = mask_overlay(img, seg)
+    assert over.dtype == np.uint8 and over.shape == (h, w, 3)
+    assert over[1, 1, 2] > over[1, 1, 0]        # sky tinted blue
+    assert over[15, 1].tolist() == [124, 124, 124]  # untouched: sRGB of linear 0.2
+    photo = cio.Photo(pixels=img)
+    written = write_segmentation(tmp_path / "m", photo, seg)
+    assert written[-1].name == OVERLAY_NAME
+    back = np.asarray(Image.open(tmp_path / "m" / "person_00.png"))
+    np.testing.assert_array_equal(back, (person * 255).astype(np.uint8))
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "m" / "skin.png")),
+                                  np.rint(person * 127.5 + 1e-3).astype(np.uint8))
+
+
+# --- with the real model -----------------------------------------------------------------
+
+def test_batch_develop_two_workers_and_resume(tmp_path):
+    _model_or_skip()
+    photos = _photos(tmp_path / "in", 4)
+    before = _digest(photos)
+    summary = run_batch([tmp_path / "in"], tmp_path / "out", jobs=2, progress=False)
+    assert summary.ok and summary.done == 4, summary.failed
+    for p in photos:
+        assert _decodes_fully(tmp_path / "out" / p.name)
+    again = run_batch([tmp_path / "in"], tmp_path / "out", jobs=2, progress=False)
+    assert again.ok and again.done == 0 and again.skipped == 4
+    assert _digest(photos) == before
+
+
+def test_kill_mid_run_then_resume(tmp_path):
+    """A batch killed with SIGKILL mid-run and restarted completes; outputs whole, inputs untouched."""
+    _model_or_skip()
+    photos = _photos(tmp_path / "in", 10, size=(384, 512))
+    before = _digest(photos)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "camseg.cli", "develop", str(tmp_path / "in"), "--out", str(out),
+           "--jobs", "2", "--no-progress", "--quiet"]
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if out.exists() and any(p.suffix == ".jpg" for p in out.iterdir()):
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole process group: parent and workers
+    proc.wait()
+    finished = [p for p in out.glob("*.jpg")]
+    assert len(finished) < len(photos), "batch finished before it could be killed; use more photos"
+    for p in finished:  # nothing visible under a final name is partial
+        assert _decodes_fully(p)
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    for p in photos:
+        assert _decodes_fully(out / p.name)
+    assert not list(out.glob(f".*{cio.TEMP_SUFFIX}"))  # stale temporaries cleaned
+    assert _digest(photos) == before

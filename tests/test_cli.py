@@ -1,0 +1,150 @@
+"""The camseg command line: exit statuses, messages, and real runs."""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from camseg import io as cio
+from camseg.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "camseg" / "samples" / "astronaut.jpg"
+
+
+def _model_or_skip():
+    try:
+        from camseg.segmenter import Segmenter
+        Segmenter()
+    except (ImportError, FileNotFoundError, OSError) as exc:
+        pytest.skip(f"default segmentation model not available: {exc}")
+
+
+def test_no_command_prints_help(capsys):
+    assert main([]) == 2
+    assert "develop" in capsys.readouterr().err
+
+
+def test_help_and_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["develop", "--help"])
+    assert exc.value.code == 0
+    assert "--portrait" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert "camseg" in capsys.readouterr().out
+
+
+def test_list_styles(capsys):
+    assert main(["develop", "--list", SAMPLE.as_posix(), "--out", "unused"]) == 0
+    assert "styles:" in capsys.readouterr().out
+
+
+def test_usage_errors_exit_2(tmp_path, capsys):
+    assert main(["develop", str(SAMPLE), "--out", str(tmp_path), "--portrait", "fisheye"]) == 2
+    assert "not a portrait effect" in capsys.readouterr().err
+    assert main(["develop", str(SAMPLE), "--out", str(tmp_path), "--f-number", "2"]) == 2
+    assert "--portrait blur" in capsys.readouterr().err
+    (tmp_path / "bad.json").write_text("{not json")
+    assert main(["develop", str(SAMPLE), "--out", str(tmp_path), "--settings", str(tmp_path / "bad.json")]) == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["develop", str(SAMPLE), "--out", str(tmp_path), "--jobs", "0"])
+    assert exc.value.code == 2
+
+
+def test_settings_file_and_save(tmp_path, capsys):
+    (tmp_path / "s.json").write_text(json.dumps({"style": "warm", "denoise": False}))
+    inp = tmp_path / "in"
+    inp.mkdir()
+    (inp / "zero.jpg").write_bytes(b"")
+    rc = main(["develop", str(inp), "--out", str(tmp_path / "out"), "--settings", str(tmp_path / "s.json"),
+               "--style-strength", "0.5", "--save-settings", str(tmp_path / "eff.json"), "--no-progress"])
+    assert rc == 1  # the zero-byte file failed
+    saved = json.loads((tmp_path / "eff.json").read_text())
+    assert saved["style"] == "warm" and saved["denoise"] is False and saved["style_strength"] == 0.5
+
+
+def test_bad_files_exit_1_and_are_named(tmp_path, capsys):
+    inp = tmp_path / "in"
+    inp.mkdir()
+    (inp / "zero.jpg").write_bytes(b"")
+    (inp / "trunc.jpg").write_bytes(SAMPLE.read_bytes()[:2000])
+    rc = main(["develop", str(inp), "--out", str(tmp_path / "out"), "--jobs", "1", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "FAILED" in err and "zero.jpg" in err and "trunc.jpg" in err and "2 failed" in err
+
+
+def test_out_folder_equal_to_input_folder_never_overwrites(tmp_path, capsys):
+    inp = tmp_path / "in"
+    inp.mkdir()
+    Image.open(SAMPLE).resize((64, 64)).save(inp / "a.jpg")
+    before = (inp / "a.jpg").read_bytes()
+    assert main(["develop", str(inp / "a.jpg"), "--out", str(inp), "--no-progress"]) == 1
+    assert "overwrite an input" in capsys.readouterr().err
+    assert (inp / "a.jpg").read_bytes() == before
+
+
+# --- real runs -------------------------------------------------------------------------------
+
+def _edge_case_library(folder):
+    """One photo of each kind a real library holds, plus two broken files."""
+    folder.mkdir()
+    base = np.asarray(Image.open(SAMPLE).resize((160, 120)))
+    Image.fromarray(base).save(folder / "plain.jpg", quality=92)
+    ex = Image.Exif()
+    ex[0x0112] = 6
+    Image.fromarray(base).save(folder / "rotated.jpg", exif=ex.tobytes())
+    Image.fromarray(base).save(folder / "p3.jpg", icc_profile=cio.make_icc_profile(
+        cio.DISPLAY_P3_PRIMARIES, description="Display P3"))
+    Image.fromarray(base[:, :, 1]).save(folder / "gray.jpg")
+    Image.fromarray(base).convert("CMYK").save(folder / "cmyk.jpg")
+    cv2.imwrite(str(folder / "deep.png"), (base[:, :, ::-1].astype(np.uint16) * 257))
+    cv2.imwrite(str(folder / "deep.tif"), (base[:, :, ::-1].astype(np.uint16) * 257))
+    (folder / "zero.jpg").write_bytes(b"")
+    (folder / "truncated.jpg").write_bytes((folder / "plain.jpg").read_bytes()[:1500])
+
+
+def test_develop_edge_case_library(tmp_path):
+    _model_or_skip()
+    inp, out = tmp_path / "in", tmp_path / "out"
+    _edge_case_library(inp)
+    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in inp.iterdir()}
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    cmd = [sys.executable, "-m", "camseg.cli", "develop", str(inp), "--out", str(out), "--jobs", "2",
+           "--no-progress", "--style", "vibrant", "--portrait", "blur"]
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1, run.stderr
+    assert "zero.jpg" in run.stderr and "truncated.jpg" in run.stderr and "2 failed" in run.stderr
+    assert "7 done" in run.stderr
+    with Image.open(out / "rotated.jpg") as im:
+        assert im.size == (120, 160) and im.getexif().get(0x0112, 1) == 1
+    with Image.open(out / "p3.jpg") as im:
+        assert b"Display P3" in im.info["icc_profile"].replace(b"\x00", b"")
+    assert cv2.imread(str(out / "deep.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
+    assert cio.read_photo(out / "deep.tif").bit_depth == 16
+    for name in ("plain.jpg", "gray.jpg", "cmyk.jpg"):
+        with Image.open(out / name) as im:
+            im.load()
+            assert im.mode == "RGB"
+    after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in inp.iterdir()}
+    assert after == before
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 1 and "7 already finished" in rerun.stderr
+
+
+def test_segment_command(tmp_path):
+    _model_or_skip()
+    rc = main(["segment", str(SAMPLE), "--out", str(tmp_path / "masks"), "--jobs", "1", "--no-progress"])
+    assert rc == 0
+    folder = tmp_path / "masks" / "astronaut"
+    names = {p.name for p in folder.iterdir()}
+    assert {"sky.png", "skin.png", "hair.png", "person.png", "overlay.jpg"} <= names
+    person = np.asarray(Image.open(folder / "person.png"))
+    assert person.shape == (512, 512) and person.max() == 255

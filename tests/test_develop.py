@@ -1,0 +1,175 @@
+"""camseg.develop: settings, the stage plan, and develop() on real photos."""
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from camseg import io as cio
+from camseg.develop import (DevelopReport, DevelopResult, DevelopSettings, STAGES, available_styles,
+                            check_settings, develop)
+
+SAMPLE = Path(__file__).resolve().parents[1] / "camseg" / "samples" / "astronaut.jpg"
+
+
+def _segmenter_or_skip():
+    """The real default model (onnxruntime), or skip while it is not in the tree yet."""
+    try:
+        from camseg.segmenter import Segmenter
+        return Segmenter()
+    except (ImportError, FileNotFoundError, OSError) as exc:
+        pytest.skip(f"default segmentation model not available: {exc}")
+
+
+@pytest.fixture(scope="module")
+def segmenter():
+    return _segmenter_or_skip()
+
+
+def _fake_segmentation(h, w, persons=1):
+    """Masks from elsewhere (develop accepts any object with these mattes)."""
+    sky = np.zeros((h, w), np.float32)
+    sky[: h // 4] = 1.0
+    mattes = []
+    for i in range(persons):
+        m = np.zeros((h, w), np.float32)
+        x0 = (i * w) // max(1, persons)
+        m[h // 3:, x0: x0 + w // max(2, persons + 1)] = 1.0
+        mattes.append(m)
+    person = np.maximum.reduce(mattes) if mattes else np.zeros((h, w), np.float32)
+    return types.SimpleNamespace(sky=sky, skin=person * 0.5, persons=mattes, person=person,
+                                 hair=np.zeros_like(sky), teeth=np.zeros_like(sky), glasses=np.zeros_like(sky))
+
+
+def _photo_array(rng, h=48, w=64):
+    base = np.linspace(0.05, 0.8, w, dtype=np.float32)[None, :, None] * np.ones((h, 1, 3), np.float32)
+    return np.clip(base + rng.normal(0, 0.02, (h, w, 3)).astype(np.float32), 0, 1)
+
+
+# --- settings -------------------------------------------------------------------
+
+def test_settings_json_roundtrip():
+    s = DevelopSettings(style="warm", style_strength=0.7, portrait="blur", iso=800.0,
+                        params={"denoise": {"strength": 1.3}})
+    again = DevelopSettings.from_json(s.to_json())
+    assert again == s
+    assert DevelopSettings.from_dict(s.to_dict()) == s
+
+
+def test_settings_validation_messages():
+    with pytest.raises(ValueError, match="unknown settings"):
+        DevelopSettings.from_dict({"stlye": "warm"})
+    with pytest.raises(ValueError, match="style_strength"):
+        DevelopSettings(style_strength=5)
+    with pytest.raises(ValueError, match="unknown stage names"):
+        DevelopSettings(params={"blurr": {}})
+    with pytest.raises(TypeError, match="denoise must be True or False"):
+        DevelopSettings(denoise="yes")
+    with pytest.raises(ValueError, match="unknown develop options"):
+        DevelopSettings().replace(colour="red")
+
+
+def test_check_settings_rejects_bad_names_before_work():
+    if available_styles():
+        with pytest.raises(ValueError, match="valid names are"):
+            check_settings(DevelopSettings(style="sepia"))
+    with pytest.raises(ValueError, match="not a portrait effect"):
+        check_settings(DevelopSettings(portrait="fisheye"))
+    with pytest.raises(ValueError, match="unknown fields"):
+        check_settings(DevelopSettings(params={"denoise": {"no_such_field": 1}}))
+    names = [name for name, _, _ in check_settings(DevelopSettings())]
+    assert names == [s.name for s in STAGES]
+
+
+# --- develop with masks from elsewhere (no model needed) -------------------------
+
+def test_develop_array_keeps_shape_dtype_range_and_input(rng):
+    img = _photo_array(rng)
+    before = img.copy()
+    seg = _fake_segmentation(*img.shape[:2])
+    out = develop(img, segmentation=seg, style="vibrant" if "vibrant" in available_styles() else "standard")
+    assert out.shape == img.shape and out.dtype == np.float32
+    assert out.min() >= 0 and out.max() <= 1 and np.isfinite(out).all()
+    np.testing.assert_array_equal(img, before)
+    assert not np.array_equal(out, img)
+
+
+def test_all_stages_off_is_identity(rng):
+    img = _photo_array(rng)
+    seg = _fake_segmentation(*img.shape[:2])
+    res = develop(img, segmentation=seg, denoise=False, sharpen=False, tone_map=False,
+                  style_strength=0.0, return_details=True)
+    np.testing.assert_array_equal(res.image, img)
+    assert {s.name: s.status for s in res.report.stages}["denoise"] == "skipped"
+
+
+def test_report_lists_every_stage_and_explains_skips(rng):
+    img = _photo_array(rng)
+    res = develop(img, segmentation=_fake_segmentation(*img.shape[:2], persons=0),
+                  portrait="blur", return_details=True)
+    assert isinstance(res, DevelopResult) and isinstance(res.report, DevelopReport)
+    names = [s.name for s in res.report.stages]
+    assert names == ["segment"] + [s.name for s in STAGES]
+    portrait = res.report.stage("portrait")
+    # Either the effect is not installed (reported, never faked) or no person was found.
+    assert portrait.status in ("unavailable", "skipped") and portrait.detail
+    assert res.report.persons == 0 and res.report.sky_fraction == pytest.approx(0.25, abs=0.02)
+    assert "total" in str(res.report)
+    assert res.report.to_dict()["settings"]["portrait"] == "blur"
+
+
+def test_eight_people(rng):
+    img = _photo_array(rng, 64, 96)
+    res = develop(img, segmentation=_fake_segmentation(64, 96, persons=8), return_details=True)
+    assert res.report.persons == 8 and res.image.shape == img.shape
+
+
+def test_one_pixel_image():
+    img = np.full((1, 1, 3), 0.3, np.float32)
+    out = develop(img, segmentation=_fake_segmentation(1, 1, persons=0), denoise=False, sharpen=False)
+    assert out.shape == (1, 1, 3) and np.isfinite(out).all()
+
+
+def test_develop_errors(rng):
+    img = _photo_array(rng)
+    with pytest.raises(ValueError, match="segmentation.sky has shape"):
+        develop(img, segmentation=_fake_segmentation(10, 10))
+    with pytest.raises(ValueError, match=r"linear RGB in \[0, 1\]"):
+        develop(img * 3, segmentation=_fake_segmentation(*img.shape[:2]))
+    with pytest.raises(TypeError, match="settings must be a DevelopSettings"):
+        develop(img, {"style": "warm"})
+    with pytest.raises(ValueError, match="unknown develop options"):
+        develop(img, segmentation=_fake_segmentation(*img.shape[:2]), colour="red")
+
+
+def test_develop_file_returns_photo_with_metadata(tmp_path, rng):
+    p3 = cio.make_icc_profile(cio.DISPLAY_P3_PRIMARIES, description="Display P3")
+    enc = np.rint(cio.linear_to_srgb(_photo_array(rng)) * 255).astype(np.uint8)
+    Image.fromarray(enc).save(tmp_path / "p3.jpg", icc_profile=p3)
+    res = develop(tmp_path / "p3.jpg", segmentation=_fake_segmentation(48, 64), return_details=True)
+    photo = res.image
+    assert isinstance(photo, cio.Photo) and photo.icc_profile == p3
+    assert res.report.colour_space == "Display P3"
+    assert res.report.stages[0].name == "decode"
+    out = photo.save(tmp_path / "out.jpg")
+    assert Image.open(out).info["icc_profile"] == p3
+
+
+# --- the real model ----------------------------------------------------------------
+
+def test_develop_sample_with_the_default_model(segmenter):
+    res = develop(SAMPLE, segmenter=segmenter, return_details=True)
+    img = res.image.pixels
+    assert img.shape == (512, 512, 3) and np.isfinite(img).all()
+    assert res.report.stage("segment").status == "applied"
+    assert res.report.persons >= 1  # the astronaut portrait has a person
+    # The developed photo stays close to the original overall (no wild colour casts).
+    orig = cio.read_photo(SAMPLE).pixels
+    assert abs(float(img.mean()) - float(orig.mean())) < 0.1
+
+
+def test_scene_level_only_when_no_stage_needs_persons(segmenter):
+    res = develop(SAMPLE, segmenter=segmenter, tone_map=False, return_details=True)
+    assert "scene-level" in res.report.stage("segment").detail
+    assert res.report.persons == 0
