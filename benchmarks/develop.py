@@ -1,0 +1,151 @@
+"""Benchmark: ``develop()`` on a 12-megapixel JPEG, stage by stage, and batch throughput.
+
+Reference, measured in the same run: decoding and encoding the same JPEG with
+OpenCV (``cv2.imread`` + ``cv2.imwrite`` at quality 95) — the least any photo
+tool must spend per photo. Every stage time is printed as a ratio to it.
+
+Batch throughput: ``camseg.batch.run_batch`` on a folder of smaller photos with
+1 and 2 worker processes (model load included, as a user would experience it).
+
+The test photo is the bundled public-domain portrait, resized to 4000×3000 with
+mild sensor-like noise added (a smooth upscaled image would decode and encode
+unrealistically fast).
+
+Usage::
+
+    python benchmarks/develop.py [--out benchmarks/out] [--megapixels 12] [--batch-photos 8]
+"""
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from camseg.batch import run_batch  # noqa: E402
+from camseg.develop import DevelopSettings, develop  # noqa: E402
+from camseg.io import read_photo, write_photo  # noqa: E402
+
+SAMPLE = REPO / "camseg" / "samples" / "astronaut.jpg"
+
+
+def make_photo(path: Path, width: int, height: int, seed: int = 0) -> None:
+    """Write a ``width``×``height`` JPEG from the sample (aspect kept by cropping) with mild noise."""
+    src = cv2.imread(str(SAMPLE))
+    h, w = src.shape[:2]
+    scale = max(width / w, height / h)
+    big = cv2.resize(src, (int(np.ceil(w * scale)), int(np.ceil(h * scale))), interpolation=cv2.INTER_CUBIC)
+    y0, x0 = (big.shape[0] - height) // 2, (big.shape[1] - width) // 2
+    big = big[y0:y0 + height, x0:x0 + width]
+    noise = np.random.default_rng(seed).normal(0, 2.0, big.shape).astype(np.float32)
+    cv2.imwrite(str(path), np.clip(big + noise, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 92])
+
+
+def timed(fn, repeats=1):
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), result
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out")
+    parser.add_argument("--megapixels", type=float, default=12.0)
+    parser.add_argument("--batch-photos", type=int, default=8)
+    parser.add_argument("--batch-size", default="1600x1200", help="WxH of the batch photos")
+    parser.add_argument("--portrait", default="blur", help="portrait effect for the single-photo run ('none' = off)")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="camseg-bench-"))
+    try:
+        width = int(round(np.sqrt(args.megapixels * 1e6 * 4 / 3)))
+        height = int(round(width * 3 / 4))
+        jpeg = work / "photo.jpg"
+        make_photo(jpeg, width, height)
+
+        # Reference: OpenCV JPEG decode + encode of the same file.
+        dec, img = timed(lambda: cv2.imread(str(jpeg)), repeats=3)
+        enc, _ = timed(lambda: cv2.imwrite(str(work / "ref.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 95]), repeats=3)
+        ref = dec + enc
+
+        from camseg.segmenter import Segmenter
+
+        load, segmenter = timed(lambda: Segmenter())
+        portrait = None if args.portrait == "none" else args.portrait
+        settings = DevelopSettings(style="vibrant", portrait=portrait)
+        develop(SAMPLE, settings, segmenter=segmenter)  # warm-up (first-call allocations, lazy imports)
+        read_t, photo = timed(lambda: read_photo(jpeg))
+        _, result = timed(lambda: develop(photo, settings, segmenter=segmenter, return_details=True))
+        write_t, _ = timed(lambda: write_photo(work / "developed.jpg", result.image.pixels, like=photo))
+
+        rows = [("reference: cv2 decode+encode", ref)]
+        rows.append(("read_photo (decode, linearise)", read_t))
+        for stage in result.report.stages:
+            label = f"{stage.name} [{stage.status}]"
+            rows.append((label, stage.seconds))
+        rows.append(("write_photo (encode, atomic)", write_t))
+        total = read_t + result.report.total_seconds + write_t
+        rows.append(("total develop, file to file", total))
+
+        print(f"\ndevelop() on a {width}×{height} ({width * height / 1e6:.1f} MP) JPEG, "
+              f"style=vibrant, portrait={portrait}; model load {load:.2f} s (once)")
+        print(f"{'stage':<36}{'seconds':>9}{'× ref':>8}")
+        for label, seconds in rows:
+            print(f"{label:<36}{seconds:9.3f}{seconds / ref:8.1f}")
+
+        # Batch throughput with 1 and 2 workers.
+        bw, bh = (int(v) for v in args.batch_size.lower().split("x"))
+        folder = work / "batch"
+        folder.mkdir()
+        for i in range(args.batch_photos):
+            make_photo(folder / f"img_{i:02d}.jpg", bw, bh, seed=i)
+        throughput = {}
+        for jobs in (1, 2):
+            out = work / f"out{jobs}"
+            summary = run_batch([folder], out, settings=DevelopSettings(style="vibrant"), jobs=jobs,
+                                progress=False)
+            if not summary.ok:
+                print("batch failures:", [(str(r.source), r.message) for r in summary.failed])
+            throughput[jobs] = summary.done / summary.seconds
+            shutil.rmtree(out)
+        print(f"\nbatch: {args.batch_photos} photos of {bw}×{bh}, style=vibrant (model load included)")
+        print(f"{'workers':<10}{'photos/s':>10}{'speed-up':>10}")
+        for jobs, rate in throughput.items():
+            print(f"{jobs:<10}{rate:10.2f}{rate / throughput[1]:10.2f}")
+
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+
+            fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [3, 1]})
+            labels = [r[0] for r in rows]
+            a.barh(labels[::-1], [r[1] / ref for r in rows][::-1], color="tab:blue")
+            a.set_xlabel("time / (cv2 JPEG decode + encode)")
+            a.set_title(f"develop() on {width * height / 1e6:.0f} MP")
+            b.bar([str(j) for j in throughput], list(throughput.values()), color="tab:green")
+            b.set_xlabel("workers")
+            b.set_ylabel("photos / s")
+            b.set_title("batch throughput")
+            fig.tight_layout()
+            fig.savefig(args.out / "develop_benchmark.png", dpi=100)
+            print(f"\nplot: {args.out / 'develop_benchmark.png'}")
+        except ImportError:
+            pass
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
