@@ -29,3 +29,7 @@ __all__ += [
     "ToneMapParams", "PersonExposure", "tone_map_people",
     "Style", "STYLE_PRESETS", "apply_style",
 ]
+
+from effects.portrait_blur import PortraitBlurParams, portrait_blur
+
+__all__ += ["PortraitBlurParams", "portrait_blur"]
