@@ -19,8 +19,9 @@ Algorithm
 4. Saturation: ``(a, b)`` scaled by ``1 + saturation`` (hue kept), plus
    ``sky_saturation * sky`` in the sky.
 5. Selectivity: the adjusted Oklab colour is blended with the original by
-   ``strength * (1 - skin_protection * max(skin, teeth))``: skin and teeth keep their colour
-   (teeth are not warmed yellow), everything else takes the full look.
+   ``strength * (1 - max(skin_protection * skin, teeth))``: skin keeps its colour up to a
+   small share of the look, teeth keep theirs entirely (never warmed yellow), everything else
+   takes the full look.
 6. Gamut: a pixel whose adjusted colour would leave the RGB cube is pulled back toward its
    original colour along the same path (bisection on the blend factor) until it fits
    ``[0.001, 0.998]`` (or its own original range): colours are desaturated rather than
@@ -75,7 +76,8 @@ class Style:
     sky_saturation : float
         In [0, 1]. Extra chroma scale inside the sky matte.
     skin_protection : float
-        In [0, 1]. 1 leaves skin and teeth untouched; 0 treats them like the rest.
+        In [0, 1]. 1 leaves skin untouched; 0 treats it like the rest. Teeth are always
+        left untouched.
     """
 
     name: str = "custom"
@@ -219,7 +221,8 @@ def apply_style(
     sky_mask : np.ndarray, optional
         float H×W sky matte in [0, 1]; receives ``style.sky_saturation`` extra chroma.
     teeth_mask : np.ndarray, optional
-        float H×W teeth matte in [0, 1]; protected like skin.
+        float H×W teeth matte in [0, 1]; fully protected (an extension beyond the develop()
+        signature: skin alone is protected when it is not given).
     strength : float
         In [0, 1]; 0 returns an exact copy of the image, 1 the full style.
 
@@ -272,15 +275,15 @@ def apply_style(
     elif chroma != 1.0:
         lab_adj[..., 1:] *= chroma
 
-    # 4. Selective blend weight: skin and teeth protected.
+    # 4. Selective blend weight: skin protected by skin_protection, teeth fully (never tinted).
     protect = None
-    if skin is not None:
-        protect = skin
+    if skin is not None and st.skin_protection > 0.0:
+        protect = np.float32(st.skin_protection) * skin
     if teeth is not None:
         protect = teeth if protect is None else np.maximum(protect, teeth)
     delta = lab_adj - lab_in
-    if protect is not None and st.skin_protection > 0.0:
-        weight = np.float32(strength) * (1.0 - np.float32(st.skin_protection) * protect)
+    if protect is not None:
+        weight = np.float32(strength) * (1.0 - protect)
         delta *= weight[..., None]
     elif strength != 1.0:
         delta *= np.float32(strength)

@@ -1,0 +1,152 @@
+"""Tests for effects.styles (Photographic Styles)."""
+import json
+
+import colour
+import numpy as np
+import pytest
+
+from effects.styles import STYLE_PRESETS, Style, apply_style
+
+LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
+SRGB = colour.RGB_COLOURSPACES["sRGB"]
+SKIN = np.array([0.68, 0.509, 0.305], np.float32) * 0.6  # MST-5, linear
+
+
+def delta_e(a, b):
+    lab = lambda x: colour.XYZ_to_Lab(colour.RGB_to_XYZ(np.asarray(x, np.float64), SRGB, apply_cctf_decoding=False))
+    return colour.delta_E(lab(a), lab(b), method="CIE 2000")
+
+
+@pytest.fixture
+def chart(rng):
+    """Skin block (left), random colours (right), smooth sky (top rows)."""
+    img = rng.uniform(0.02, 0.8, (40, 60, 3)).astype(np.float32)
+    img[10:, :20] = SKIN
+    skin = np.zeros((40, 60), np.float32)
+    skin[10:, :20] = 1.0
+    img[:10] = np.linspace(0.3, 0.6, 10, dtype=np.float32)[:, None, None] * np.array([0.6, 0.8, 1.0], np.float32)
+    sky = np.zeros((40, 60), np.float32)
+    sky[:10] = 1.0
+    return img, skin, sky
+
+
+def test_presets_and_round_trip():
+    assert set(STYLE_PRESETS) == {"standard", "rich_contrast", "vibrant", "warm", "cool"}
+    for style in STYLE_PRESETS.values():
+        assert Style.from_dict(json.loads(json.dumps(style.to_dict()))) == style
+    assert STYLE_PRESETS["standard"].is_neutral
+
+
+@pytest.mark.parametrize("name", ["rich_contrast", "vibrant", "warm", "cool"])
+def test_skin_protected_rest_changes(chart, name):
+    img, skin, sky = chart
+    out = apply_style(img, name, skin_mask=skin, sky_mask=sky)
+    de = delta_e(img, out)
+    skin_de, rest_de = np.median(de[skin > 0]), np.median(de[skin == 0])
+    assert skin_de <= 1.5
+    assert rest_de >= 4 * skin_de and rest_de > 1.0
+
+
+def test_without_skin_mask_skin_changes(chart):
+    img, skin, _ = chart
+    out = apply_style(img, "warm")
+    assert np.median(delta_e(img, out)[skin > 0]) > 1.5  # protection really comes from the mask
+
+
+def test_reference_values_warm_and_cool_on_grey():
+    grey = np.full((4, 4, 3), 0.18, np.float32)
+    warm = apply_style(grey, "warm")[0, 0]
+    cool = apply_style(grey, "cool")[0, 0]
+    assert warm[0] > warm[2] and cool[2] > cool[0]
+    # Warmth keeps luminance (within the gain's tiny Oklab round-trip error).
+    assert float(warm @ LUMA) == pytest.approx(0.18, rel=0.01)
+    assert float(cool @ LUMA) == pytest.approx(0.18, rel=0.01)
+
+
+def test_tone_curve_fixes_black_white_and_grey_and_adds_contrast():
+    ramp = np.repeat(np.linspace(0, 1, 64, dtype=np.float32)[None, :, None], 3, axis=2)
+    out = apply_style(ramp, Style(tone=1.0))
+    y = out[0] @ LUMA
+    assert y[0] == pytest.approx(0.0, abs=1e-5) and y[-1] == pytest.approx(1.0, abs=1e-3)
+    assert np.all(np.diff(y) > 0)  # monotonic: no reversals
+    grey = apply_style(np.full((1, 1, 3), 0.18, np.float32), Style(tone=1.0))
+    assert float(grey[0, 0] @ LUMA) == pytest.approx(0.18, rel=0.02)
+    assert y[8] < ramp[0, 8, 0]  # shadows deeper
+
+
+def test_zero_strength_is_exact_identity_and_input_unchanged(chart):
+    img, skin, sky = chart
+    before = img.copy(), skin.copy(), sky.copy()
+    for name in STYLE_PRESETS:
+        out = apply_style(img, name, skin_mask=skin, sky_mask=sky, strength=0.0)
+        assert out is not img
+        np.testing.assert_array_equal(out, img)
+        full = apply_style(img, name, skin_mask=skin, sky_mask=sky)
+        assert full.shape == img.shape and full.dtype == np.float32
+        assert 0.0 <= full.min() and full.max() <= 1.0
+    for a, b in zip(before, (img, skin, sky)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_sky_gets_more_saturation(chart):
+    img, skin, sky = chart
+    with_sky = apply_style(img, "vibrant", sky_mask=sky)
+    without = apply_style(img, "vibrant")
+    chroma = lambda x: np.hypot(*colour.XYZ_to_Oklab(colour.RGB_to_XYZ(x[:10], SRGB, apply_cctf_decoding=False))[..., 1:].transpose(2, 0, 1))
+    assert chroma(with_sky).mean() > chroma(without).mean() * 1.05
+
+
+def test_no_new_clipping_on_saturated_colours(rng):
+    img = rng.uniform(0.01, 0.99, (32, 32, 3)).astype(np.float32)
+    out = apply_style(img, Style(saturation=1.0, tone=1.0, warmth=1.0))
+    clipped = lambda x: (x.max(axis=2) >= 0.999) | (x.min(axis=2) <= 0.0005)
+    assert np.mean(clipped(out) & ~clipped(img)) <= 0.001
+
+
+def test_teeth_protected():
+    img = np.full((8, 8, 3), [0.62, 0.58, 0.5], np.float32)
+    teeth = np.ones((8, 8), np.float32)
+    out = apply_style(img, "warm", teeth_mask=teeth)
+    assert np.max(delta_e(img, out)) < 0.5
+
+
+def test_one_pixel_and_all_sky():
+    px = np.array([[[0.2, 0.3, 0.6]]], np.float32)
+    assert apply_style(px, "vibrant", sky_mask=np.ones((1, 1), np.float32)).shape == (1, 1, 3)
+
+
+def test_unknown_style_lists_valid_names():
+    with pytest.raises(ValueError, match="valid names are .*cool.*rich_contrast.*"):
+        apply_style(np.zeros((2, 2, 3), np.float32), "sepia")
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        (dict(image=np.zeros((4, 4), np.float32)), ValueError, "image: expected shape H×W×3"),
+        (dict(image=np.zeros((4, 4, 3), np.uint8)), TypeError, "as_linear_rgb"),
+        (dict(image=np.full((4, 4, 3), -1.0, np.float32)), ValueError, r"\[0, 1\]"),
+        (dict(style=3), TypeError, "style: expected a preset name"),
+        (dict(skin_mask=np.zeros((3, 4), np.float32)), ValueError, "skin_mask: expected shape"),
+        (dict(sky_mask=np.full((4, 4), 2.0, np.float32)), ValueError, r"sky_mask: expected values in \[0, 1\]"),
+        (dict(strength=1.5), ValueError, r"strength: expected a number in \[0, 1\]"),
+        (dict(strength="full"), TypeError, "strength"),
+    ],
+)
+def test_bad_arguments(kwargs, exc, match):
+    args = dict(image=np.full((4, 4, 3), 0.2, np.float32), style="warm")
+    args.update(kwargs)
+    image, style = args.pop("image"), args.pop("style")
+    with pytest.raises(exc, match=match):
+        apply_style(image, style, **args)
+
+
+def test_style_validation():
+    with pytest.raises(ValueError, match=r"Style.tone: expected a number in \[-1.0, 1.0\]"):
+        Style(tone=2.0)
+    with pytest.raises(TypeError, match="Style.warmth"):
+        Style(warmth="hot")
+    with pytest.raises(ValueError, match="unknown Style keys .*valid keys"):
+        Style.from_dict({"tone": 0.1, "contrast": 1})
+    with pytest.raises(TypeError, match="data: expected a dict"):
+        Style.from_dict([("tone", 0.1)])

@@ -1,0 +1,179 @@
+"""Tests for effects.tone_map (per-person semantic tone mapping)."""
+import numpy as np
+import pytest
+
+from effects.tone_map import MONK_SKIN_TONES_SRGB, PersonExposure, ToneMapParams, tone_map_people
+
+LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
+# Linear sRGB of MST-3 and MST-8 (decoded from the published hex values).
+MST3 = np.array([0.930, 0.823, 0.631], np.float32)
+MST8 = np.array([0.117, 0.053, 0.034], np.float32)
+E0 = 0.5
+
+
+def scene(ds, skins_rgb, rng, h=96, pw=48):
+    """People on an 18 % grey background; person i lit by E0 * 2**ds[i]; face = skin."""
+    n = len(ds)
+    w = 40 + pw * n
+    refl = np.full((h, w, 3), 0.18, np.float32) * np.exp(0.05 * rng.standard_normal((h, w, 1))).astype(np.float32)
+    illum = np.full((h, w), E0, np.float32)
+    persons, skins, inner = [], [], []
+    yy, xx = np.mgrid[0:h, 0:w]
+    for i in range(n):
+        cx = 20 + pw * i + pw // 2
+        face = ((yy - 30) / 16) ** 2 + ((xx - cx) / (pw * 0.3)) ** 2 < 1
+        body = (((yy - 80) / 30) ** 2 + ((xx - cx) / (pw * 0.42)) ** 2 < 1) & ~face
+        refl[face] = skins_rgb[i]
+        refl[body] = [0.3, 0.12, 0.08]
+        illum[face | body] = E0 * 2.0 ** ds[i]
+        persons.append((face | body).astype(np.float32))
+        skins.append(face.astype(np.float32))
+        inner.append(((yy - 30) / 10) ** 2 + ((xx - cx) / (pw * 0.18)) ** 2 < 1)
+    img = np.clip(refl * illum[..., None], 0, 1).astype(np.float32)
+    return img, persons, skins, inner
+
+
+def face_ev(out, inner, skin_rgb):
+    """Output face luminance relative to the same skin lit by the scene illumination (EV)."""
+    return float(np.log2(np.median(out[inner] @ LUMA) / (E0 * float(skin_rgb @ LUMA))))
+
+
+def test_backlit_person_corrected_to_scene_key(rng):
+    img, persons, skins, inner = scene([-1.5, 0.0], [MST3, MST3], rng)
+    out, gains = tone_map_people(img, persons, skin_masks=skins, return_gains=True)
+    assert gains[0].illumination_ev == pytest.approx(-1.5, abs=0.15)
+    assert gains[0].gain_ev == pytest.approx(1.5, abs=0.15)
+    assert abs(gains[1].gain_ev) < 0.15
+    for i in range(2):
+        assert abs(face_ev(out, inner[i], MST3)) < 0.25
+
+
+def test_darker_skin_stays_darker_and_is_not_pushed_to_one_level(rng):
+    img, persons, skins, inner = scene([0.0, 0.0], [MST3, MST8], rng)
+    out, gains = tone_map_people(img, persons, skin_masks=skins, return_gains=True)
+    # Both lit like the scene: neither face should move much, and MST-8 stays ~3.6 EV darker.
+    assert all(abs(g.gain_ev) < 0.2 for g in gains)
+    y3, y8 = (np.median(out[m] @ LUMA) for m in inner)
+    assert np.log2(y3 / y8) == pytest.approx(np.log2(float(MST3 @ LUMA) / float(MST8 @ LUMA)), abs=0.3)
+
+
+def test_eight_people_mixed_light_within_quarter_stop(rng):
+    ds = [-2.0, -1.0, 0.5, 0.0, -1.5, 1.0, -0.5, -2.0]
+    tones = [MST3, MST8, MST3, MST8, MST8, MST3, MST8, MST3]
+    img, persons, skins, inner = scene(ds, tones, rng)
+    out, gains = tone_map_people(img, persons, skin_masks=skins, return_gains=True)
+    assert len(gains) == 8 and all(isinstance(g, PersonExposure) for g in gains)
+    errs = [face_ev(out, inner[i], tones[i]) for i in range(8)]
+    assert max(abs(e) for e in errs) < 0.25, errs
+
+
+def test_shared_skin_matte_equals_per_person_skins(rng):
+    img, persons, skins, _ = scene([-1.0, 0.5], [MST3, MST8], rng)
+    a = tone_map_people(img, persons, skin_masks=skins)
+    b = tone_map_people(img, persons, skin_masks=np.maximum(skins[0], skins[1]))
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_invariants_shape_dtype_range_input_unchanged(rng):
+    img, persons, skins, _ = scene([-1.0], [MST3], rng)
+    before = [img.copy()] + [m.copy() for m in persons + skins]
+    out = tone_map_people(img, persons, skin_masks=skins)
+    assert out.shape == img.shape and out.dtype == np.float32
+    assert out is not img and 0.0 <= out.min() and out.max() <= 1.0
+    for a, b in zip(before, [img] + persons + skins):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_neutral_params_are_identity(rng):
+    img, persons, skins, _ = scene([-1.0, 0.5], [MST3, MST8], rng)
+    neutral = ToneMapParams(local_compression=0.0, person_strength=0.0, person_contrast=0.0)
+    out = tone_map_people(img, persons, skin_masks=skins, params=neutral)
+    np.testing.assert_allclose(out, img, atol=1e-5)
+
+
+def test_no_person_flat_scene_unchanged(rng):
+    img = np.full((32, 48, 3), 0.2, np.float32)
+    out, gains = tone_map_people(img, [], return_gains=True)
+    assert gains == ()
+    np.testing.assert_allclose(out, img, atol=1e-5)
+
+
+def test_empty_person_mask_reported_and_untouched(rng):
+    img, persons, skins, _ = scene([-1.0], [MST3], rng)
+    empty = np.zeros(img.shape[:2], np.float32)
+    out, gains = tone_map_people(img, [persons[0], empty], skin_masks=[skins[0], empty], return_gains=True)
+    assert gains[1].weight == 0.0 and gains[1].gain_ev == 0.0
+    assert gains[0].gain_ev > 0.5
+
+
+def test_all_sky_is_not_brightened_past_ceiling():
+    img = np.full((40, 40, 3), 0.02, np.float32)  # dark evening sky would be lifted by the tone map
+    img[:, :, 2] = 0.05
+    sky = np.ones((40, 40), np.float32)
+    bright = np.full((40, 40, 3), 0.97, np.float32)
+    out = tone_map_people(bright, [], sky_mask=sky)
+    assert out.max() <= 0.97 + 1e-6  # never brightened; held toward sky_ceiling
+    assert (out @ LUMA).mean() <= 0.9 + 1e-3
+    out2 = tone_map_people(img, [], sky_mask=sky)
+    assert np.isfinite(out2).all()
+
+
+def test_one_pixel_image():
+    img = np.array([[[0.3, 0.2, 0.1]]], np.float32)
+    out = tone_map_people(img, [np.ones((1, 1), np.float32)], skin_masks=[np.ones((1, 1), np.float32)])
+    assert out.shape == (1, 1, 3) and np.isfinite(out).all()
+
+
+def test_no_halo_at_bright_sky_dark_subject_edge():
+    h, w = 64, 256
+    img = np.empty((h, w, 3), np.float32)
+    img[:, : w // 2] = [0.62, 0.8, 0.98]
+    img[:, w // 2:] = [0.025, 0.02, 0.018]
+    sky = np.zeros((h, w), np.float32)
+    sky[:, : w // 2] = 1.0
+    out = tone_map_people(img, [1.0 - sky], sky_mask=sky)
+    y = (out @ LUMA).mean(axis=0)
+    bright, dark = np.median(y[:20]), np.median(y[-20:])
+    step = bright - dark
+    assert y[: w // 2].max() - bright < 0.01 * step
+    assert dark - y[w // 2:].min() < 0.01 * step
+    din, dout = np.diff(img @ LUMA, axis=1), np.diff(out @ LUMA, axis=1)
+    changing = np.abs(din) > 0
+    assert changing.any()
+    assert np.all(np.sign(dout[changing]) == np.sign(din[changing]))  # no gradient reversal
+
+
+def test_monk_table_is_the_published_scale():
+    assert len(MONK_SKIN_TONES_SRGB) == 10
+    assert MONK_SKIN_TONES_SRGB[0] == "#f6ede4" and MONK_SKIN_TONES_SRGB[-1] == "#292420"
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        (dict(image=np.zeros((8, 8), np.float32)), ValueError, "image: expected shape H×W×3"),
+        (dict(image=np.zeros((8, 8, 3), np.uint8)), TypeError, "as_linear_rgb"),
+        (dict(image=np.full((8, 8, 3), 2.0, np.float32)), ValueError, r"image: expected linear RGB in \[0, 1\]"),
+        (dict(image=np.full((8, 8, 3), np.nan, np.float32)), ValueError, "NaN"),
+        (dict(person_masks=[np.zeros((4, 4), np.float32)]), ValueError, r"person_masks\[0\]: expected shape \(8, 8\)"),
+        (dict(person_masks=[np.full((8, 8), 255.0, np.float32)]), ValueError, r"person_masks\[0\]: expected values in \[0, 1\]"),
+        (dict(person_masks=np.zeros((8, 8), np.float32)), TypeError, "wrap it in a list"),
+        (dict(skin_masks=[np.zeros((8, 8), np.float32)] * 2), ValueError, "skin_masks: expected 1 mattes"),
+        (dict(sky_mask=np.zeros((8, 9), np.float32)), ValueError, "sky_mask: expected shape"),
+        (dict(params="fast"), TypeError, "params: expected a ToneMapParams"),
+    ],
+)
+def test_bad_arguments(kwargs, exc, match):
+    args = dict(image=np.full((8, 8, 3), 0.2, np.float32), person_masks=[np.ones((8, 8), np.float32)])
+    args.update(kwargs)
+    image = args.pop("image")
+    person_masks = args.pop("person_masks")
+    with pytest.raises(exc, match=match):
+        tone_map_people(image, person_masks, **args)
+
+
+def test_bad_params():
+    with pytest.raises(ValueError, match="ToneMapParams.local_compression"):
+        ToneMapParams(local_compression=1.5)
+    with pytest.raises(ValueError, match="ToneMapParams.contrast_limits"):
+        ToneMapParams(contrast_limits=(1.2, 0.9))
