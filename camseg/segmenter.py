@@ -1,0 +1,400 @@
+"""The segmentation runtime: HyperDETR on onnxruntime, no torch.
+
+``Segmenter`` loads a model once (the full model and, beside it, its
+scene-only twin) and turns photos into a :class:`Segmentation`: soft mattes
+for the scene-level categories and one matte per person, at the photo's full
+resolution.
+
+Pipeline (DESIGN.md §4.8, postprocessing on a budget):
+
+1. the photo (any size, any orientation) is turned landscape (90° turn) and
+   resized to fit the model input with its aspect kept, then zero padded —
+   never squashed;
+2. one onnxruntime call; the scene-only model when only scene-level
+   categories are asked for (the transformer is not run at all);
+3. queries are selected on their class probability *before* any mask work,
+   duplicates are removed at model resolution;
+4. mattes are upsampled to full resolution only when read, with the guided
+   filter (``effects.refine_matte``) so edges follow the photo, not bilinear
+   blobs.
+
+The model file's embedded contract (:mod:`camseg.contract`) says which
+categories it has; attribute names come from that table.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+
+from camseg.contract import (INPUT_NAME, METADATA_KEY, PANOPTIC_CATEGORIES, SCENE_OUTPUT, ModelContract)
+from camseg.io import linear_to_srgb, read_image
+from effects import RefineMatteParams, refine_matte
+
+__all__ = ["Segmenter", "Segmentation", "SegmenterOptions", "segment", "DEFAULT_MODEL"]
+
+DEFAULT_MODEL = Path(__file__).parent / "models" / "hyperdetr.onnx"
+MIN_SIDE = 8  # below this a photo has no content a segmentation could describe
+PERSON_NAMES = ("person", "persons")
+
+
+@dataclass(frozen=True)
+class SegmenterOptions:
+    """Postprocessing choices of :class:`Segmenter`.
+
+    Attributes
+    ----------
+    person_threshold : float
+        Minimum class probability for a query to count as a person.
+    min_person_area : float
+        Minimum person area as a fraction of the frame (at mask > 0.5).
+    duplicate_iou : float
+        Two person queries whose masks overlap more than this are one person.
+    refine : RefineMatteParams
+        Guided-filter upsampling options (``effects.refine_matte``).
+    """
+
+    person_threshold: float = 0.5
+    min_person_area: float = 0.001
+    duplicate_iou: float = 0.7
+    refine: RefineMatteParams = RefineMatteParams()
+
+
+def _session(path: Path, threads: int | None) -> tuple[ort.InferenceSession, ModelContract]:
+    if not path.exists():
+        raise FileNotFoundError(f"model file {str(path)!r} does not exist; pass model_path= the .onnx "
+                                "file written by `python -m camseg.train.export`")
+    options = ort.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = int(threads)
+    options.inter_op_num_threads = 1
+    # int8-stored weights: lets onnxruntime constant-fold DequantizeLinear so the fp32 graph runs
+    # (see camseg.train.quantize); harmless for fp32 files.
+    options.add_session_config_entry("session.disable_quant_qdq", "1")
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise ValueError(f"cannot load model {str(path)!r}: {exc}") from exc
+    meta = session.get_modelmeta().custom_metadata_map
+    if METADATA_KEY not in meta:
+        raise ValueError(f"{str(path)!r} is not a camseg model (no {METADATA_KEY!r} metadata); "
+                         "export it with `python -m camseg.train.export`")
+    contract = ModelContract.from_json(meta[METADATA_KEY])
+    names = tuple(o.name for o in session.get_outputs())
+    if names != contract.output_names() or session.get_inputs()[0].name != INPUT_NAME:
+        raise ValueError(f"{str(path)!r}: graph outputs {names} do not match its contract "
+                         f"{contract.output_names()}; re-export the model")
+    return session, contract
+
+
+def _scene_model_path(path: Path) -> Path:
+    return path.with_name(path.stem + "_scene.onnx")
+
+
+class Segmenter:
+    """A loaded HyperDETR model; reusable across photos and threads.
+
+    Parameters
+    ----------
+    model_path : str or Path, optional
+        The full model (``.onnx``). A scene-only model named
+        ``<stem>_scene.onnx`` beside it is used for scene-only calls when present.
+        Defaults to the bundled model.
+    threads : int, optional
+        onnxruntime intra-op threads (default: onnxruntime's choice, one per core).
+    options : SegmenterOptions, optional
+        Postprocessing thresholds and refinement options.
+
+    Examples
+    --------
+    >>> with Segmenter(threads=2) as segmenter:          # doctest: +SKIP
+    ...     seg = segmenter.segment("IMG_0042.jpg")
+    ...     sky, people = seg.sky, seg.persons
+    """
+
+    def __init__(self, model_path: "str | os.PathLike | None" = None, *, threads: int | None = None,
+                 options: SegmenterOptions | None = None):
+        if threads is not None and (not isinstance(threads, (int, np.integer)) or threads < 1):
+            raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
+        self.model_path = Path(model_path) if model_path is not None else DEFAULT_MODEL
+        self.options = options or SegmenterOptions()
+        self._full, self.contract = _session(self.model_path, threads)
+        scene_path = _scene_model_path(self.model_path)
+        self._scene = _session(scene_path, threads)[0] if scene_path.exists() else None
+        self.scene_categories = self.contract.scene_categories
+        self.categories = self.scene_categories + PERSON_NAMES
+
+    def close(self) -> None:
+        """Release the onnxruntime sessions."""
+        self._full = self._scene = None
+
+    def __enter__(self) -> "Segmenter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _check_categories(self, categories):
+        if categories is None:
+            return None
+        if isinstance(categories, str):
+            categories = {categories}
+        categories = set(categories)
+        unknown = categories - set(self.categories)
+        if unknown:
+            raise ValueError(f"categories: unknown {sorted(unknown)}; valid names are {list(self.categories)}")
+        return frozenset(categories)
+
+    def segment(self, image, *, categories=None) -> "Segmentation":
+        """Segment one photo.
+
+        Parameters
+        ----------
+        image : str, os.PathLike or np.ndarray
+            A file path (EXIF orientation applied) or an array: uint8/uint16
+            sRGB-encoded, or float32 H×W×3 linear RGB in [0, 1]; grayscale and
+            RGBA accepted.
+        categories : set of str, optional
+            What is needed. Only scene-level names (e.g. ``{"sky", "skin"}``)
+            runs the scene-only model without the transformer; ``"person"``
+            needs the full model. Default: everything.
+
+        Returns
+        -------
+        Segmentation
+            Mattes at the photo's full resolution, computed when read.
+        """
+        if self._full is None:
+            raise RuntimeError("this Segmenter was closed; create a new one")
+        wanted = self._check_categories(categories)
+        linear = read_image(image)
+        h, w = linear.shape[:2]
+        if min(h, w) < MIN_SIDE:
+            raise ValueError(f"image is {h}×{w} pixels; segmentation needs at least {MIN_SIDE}×{MIN_SIDE} "
+                             "(a photo, not a thumbnail)")
+        scene_only = wanted is not None and not (wanted & set(PERSON_NAMES))
+        batch, frame = _prepare(linear, self.contract.input_size)
+        if scene_only and self._scene is not None:
+            (scene_logits,) = self._scene.run(None, {INPUT_NAME: batch})
+            class_logits = mask_logits = None
+        else:
+            scene_logits, class_logits, mask_logits = self._full.run(None, {INPUT_NAME: batch})
+        scene = {name: frame.restore(scene_logits[0, i])
+                 for i, name in enumerate(self.scene_categories) if wanted is None or name in wanted}
+        persons = None
+        if not scene_only:
+            persons = _select_persons(class_logits[0], mask_logits[0], frame, self.options)
+        return Segmentation(linear, scene, persons, self.options.refine)
+
+
+class _Frame:
+    """How a photo was placed in the model input, to map outputs back."""
+
+    def __init__(self, turned: bool, valid_hw: tuple[int, int]):
+        self.turned = turned
+        self.valid_hw = valid_hw
+
+    def restore(self, plane: np.ndarray) -> np.ndarray:
+        """Model-input plane (..., H, W) → plane in the photo's orientation and aspect."""
+        vh, vw = self.valid_hw
+        plane = plane[..., :vh, :vw]
+        if self.turned:
+            plane = np.rot90(plane, k=1, axes=(-2, -1))  # undo the clockwise turn
+        return np.ascontiguousarray(plane, dtype=np.float32)
+
+
+def _prepare(linear: np.ndarray, input_size) -> tuple[np.ndarray, _Frame]:
+    """Photo → model batch (1, 3, H, W) sRGB [0, 1], turned landscape and letterboxed."""
+    H, W = input_size
+    turned = linear.shape[0] > linear.shape[1]
+    if turned:  # portrait: a clockwise quarter turn instead of squashing it into a landscape input
+        linear = np.rot90(linear, k=-1)
+    h, w = linear.shape[:2]
+    scale = min(H / h, W / w)
+    vh, vw = max(1, min(H, round(h * scale))), max(1, min(W, round(w * scale)))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    small = cv2.resize(np.ascontiguousarray(linear), (vw, vh), interpolation=interp)
+    batch = np.zeros((1, 3, H, W), np.float32)
+    batch[0, :, :vh, :vw] = linear_to_srgb(small).transpose(2, 0, 1)
+    return batch, _Frame(turned, (vh, vw))
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return (0.5 * (1.0 + np.tanh(0.5 * x))).astype(np.float32)  # overflow-free logistic
+
+
+def _select_persons(class_logits, mask_logits, frame: _Frame, options: SegmenterOptions):
+    """Pick person queries (before any mask work), drop duplicates, return low-res mattes (K, h, w)."""
+    logits = class_logits - class_logits.max(axis=-1, keepdims=True)
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    person_prob = probs[:, 0]
+    keep = np.flatnonzero(person_prob > options.person_threshold)
+    if keep.size == 0:
+        return np.zeros((0, *frame.restore(mask_logits[0]).shape), np.float32), np.zeros(0, np.float32)
+    masks = _sigmoid(frame.restore(mask_logits[keep]))  # K, h, w: only the selected queries
+    hard = (masks > 0.5).reshape(len(keep), -1).astype(np.float32)
+    area = hard.sum(1)
+    order = np.argsort(-person_prob[keep])
+    inter = hard @ hard.T
+    union = area[:, None] + area[None, :] - inter
+    iou = inter / np.maximum(union, 1)
+    chosen = []
+    for i in order:  # at most N (4) iterations: queries, not pixels
+        if area[i] < options.min_person_area * hard.shape[1]:
+            continue
+        if all(iou[i, j] <= options.duplicate_iou for j in chosen):
+            chosen.append(i)
+    chosen = sorted(chosen, key=lambda i: -area[i])  # biggest person first: a stable, useful order
+    return masks[chosen], person_prob[keep][chosen]
+
+
+class Segmentation:
+    """Soft mattes of one photo; each is computed at full resolution when first read.
+
+    Attributes
+    ----------
+    sky, hair, skin, teeth, glasses : np.ndarray
+        float32 H×W mattes in [0, 1] at the photo's resolution (any category of
+        the model's table is an attribute).
+    person : np.ndarray
+        float32 H×W union of the person mattes.
+    persons : list of np.ndarray
+        One float32 H×W matte per person (biggest first); they sum to ``person``.
+    panoptic : tuple of np.ndarray
+        (category ids, instance ids), int32 H×W. Category ids index
+        ``PANOPTIC_CATEGORIES`` (0 unlabelled, 1 person, 2 sky); instance ids are
+        0 off-person and 1…K for ``persons[0…K-1]``.
+    person_scores : np.ndarray
+        float32 (K,) class probability of each person.
+    image_shape : tuple
+        (H, W) of the photo.
+    """
+
+    panoptic_categories = PANOPTIC_CATEGORIES
+
+    def __init__(self, image, scene_low, persons_low, refine: RefineMatteParams):
+        self._image = image
+        self._scene_low = scene_low
+        self._refine = refine
+        self._cache: dict = {}
+        self._lock = threading.Lock()
+        if persons_low is None:
+            self._persons_low, self.person_scores = None, None
+        else:
+            self._persons_low, self.person_scores = persons_low
+        self.image_shape = image.shape[:2]
+
+    @property
+    def categories(self) -> tuple:
+        """Names that this segmentation can give."""
+        names = tuple(self._scene_low)
+        return names + (PERSON_NAMES if self._persons_low is not None else ())
+
+    def low_resolution(self, name: str) -> np.ndarray:
+        """A scene matte at model resolution (aspect kept), float32 in [0, 1], without upsampling."""
+        if name not in self._scene_low:
+            raise self._missing(name)
+        return _sigmoid(self._scene_low[name])
+
+    def _missing(self, name):
+        return AttributeError(f"{name!r} was not computed for this photo (available: {list(self.categories)}); "
+                              "call segment(image) without categories=, or include it")
+
+    def _upsample(self, stack_low: np.ndarray) -> np.ndarray:
+        """(h, w, K) low-res mattes → (H, W, K) edge-aware full resolution mattes."""
+        return refine_matte(self._image, stack_low, params=self._refine)
+
+    def matte(self, name: str) -> np.ndarray:
+        """The full-resolution matte of a scene category or of the person union."""
+        if name in PERSON_NAMES:
+            return self.person
+        with self._lock:
+            if name not in self._cache:
+                low = self.low_resolution(name)
+                self._cache[name] = self._upsample(low[:, :, None])[:, :, 0]
+            return self._cache[name]
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name in self.__dict__.get("_scene_low", {}):
+            return self.matte(name)
+        if name in PERSON_NAMES or name == "panoptic":  # a property raised: persons were not computed
+            raise self._missing(name)
+        raise AttributeError(f"Segmentation has no attribute {name!r}; mattes: {list(self.categories)}")
+
+    @property
+    def persons(self) -> list:
+        if self._persons_low is None:
+            raise self._missing("persons")
+        with self._lock:
+            if "persons" not in self._cache:
+                self._cache["persons"] = self._compute_persons()
+            return self._cache["persons"]
+
+    def _compute_persons(self) -> list:
+        low = self._persons_low
+        if len(low) == 0:
+            return []
+        # Refine the union once (one guided filter), then split it by soft shares computed at
+        # model resolution: the instance mattes then sum exactly to the person matte, and
+        # overlapping people divide contested pixels instead of both claiming them.
+        union_low = low.max(axis=0)
+        scores = (low * self.person_scores[:, None, None]) ** 4
+        shares_low = scores / np.maximum(scores.sum(axis=0, keepdims=True), 1e-12)
+        stack = np.concatenate([union_low[:, :, None], shares_low.transpose(1, 2, 0)], axis=2)
+        full = self._upsample(np.ascontiguousarray(stack))
+        union = full[:, :, 0]
+        shares = full[:, :, 1:]
+        shares /= np.maximum(shares.sum(axis=2, keepdims=True), 1e-6)
+        return [np.ascontiguousarray(union * shares[:, :, k]) for k in range(len(low))]
+
+    @property
+    def person(self) -> np.ndarray:
+        persons = self.persons
+        if not persons:
+            return np.zeros(self.image_shape, np.float32)
+        return np.minimum(np.sum(persons, axis=0, dtype=np.float32), 1.0)
+
+    @property
+    def panoptic(self) -> tuple:
+        persons = self.persons
+        H, W = self.image_shape
+        category = np.zeros((H, W), np.int32)
+        instance = np.zeros((H, W), np.int32)
+        if "sky" in self._scene_low:
+            category[self.sky > 0.5] = PANOPTIC_CATEGORIES.index("sky")
+        if persons:
+            stack = np.stack(persons, axis=0)
+            on_person = stack.sum(axis=0) > 0.5
+            instance[on_person] = (np.argmax(stack, axis=0) + 1)[on_person].astype(np.int32)
+            category[on_person] = PANOPTIC_CATEGORIES.index("person")
+        return category, instance
+
+
+_default: Segmenter | None = None
+_default_lock = threading.Lock()
+
+
+def default_segmenter() -> Segmenter:
+    """The bundled model, loaded once per process."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Segmenter()
+        return _default
+
+
+def segment(image, *, categories=None) -> Segmentation:
+    """Segment a photo with the bundled default model (loaded once per process).
+
+    See :meth:`Segmenter.segment` for the arguments.
+    """
+    return default_segmenter().segment(image, categories=categories)

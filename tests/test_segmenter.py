@@ -1,0 +1,159 @@
+"""The onnxruntime segmentation runtime, on the real bundled model and real image files."""
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from camseg.contract import PANOPTIC_CATEGORIES
+from camseg.segmenter import DEFAULT_MODEL, Segmenter, Segmentation, SegmenterOptions
+
+SAMPLE = DEFAULT_MODEL.parent.parent / "samples" / "astronaut.jpg"
+SCENE = ("sky", "hair", "skin", "teeth", "glasses")
+
+
+@pytest.fixture(scope="module")
+def segmenter():
+    with Segmenter(threads=2) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def photo():
+    return np.asarray(Image.open(SAMPLE))  # 512×512 uint8 sRGB
+
+
+@pytest.fixture(scope="module")
+def landscape(photo):
+    return np.ascontiguousarray(photo[:384, :])  # 384×512
+
+
+def test_full_resolution_mattes_from_path(segmenter):
+    seg = segmenter.segment(SAMPLE)
+    assert isinstance(seg, Segmentation)
+    assert seg.image_shape == (512, 512)
+    for name in SCENE + ("person",):
+        matte = getattr(seg, name)
+        assert matte.shape == (512, 512) and matte.dtype == np.float32
+        assert 0.0 <= matte.min() and matte.max() <= 1.0
+    assert all(p.shape == (512, 512) and p.dtype == np.float32 for p in seg.persons)
+    category, instance = seg.panoptic
+    assert category.dtype == np.int32 and instance.dtype == np.int32
+    assert category.max() < len(PANOPTIC_CATEGORIES)
+    assert instance.max() == len(seg.persons) or (not seg.persons and instance.max() == 0)
+
+
+def test_persons_sum_to_person_union(segmenter, photo):
+    seg = segmenter.segment(photo)
+    if not seg.persons:
+        pytest.skip("model found nobody in the sample")
+    np.testing.assert_allclose(np.sum(seg.persons, axis=0), seg.person, atol=1e-4)
+
+
+def test_portrait_is_turned_not_squashed(segmenter, landscape):
+    """A portrait copy of a landscape photo gives the same mattes, turned."""
+    flat = segmenter.segment(landscape)
+    upright = segmenter.segment(np.rot90(landscape).copy())
+    assert upright.image_shape == (512, 384)
+    np.testing.assert_allclose(upright.low_resolution("skin"), np.rot90(flat.low_resolution("skin")), atol=1e-4)
+
+
+def test_exif_orientation_applied(segmenter, tmp_path, landscape):
+    path = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display": a phone held upright
+    Image.fromarray(landscape).save(path, exif=exif, quality=95)
+    seg = segmenter.segment(path)
+    assert seg.image_shape == (512, 384)  # displayed orientation, not the stored one
+
+
+def test_scene_only_skips_transformer_and_matches(segmenter, landscape):
+    full = segmenter.segment(landscape)
+    scene = segmenter.segment(landscape, categories={"sky", "skin"})
+    assert set(scene.categories) == {"sky", "skin"}
+    with pytest.raises(AttributeError, match="persons.*not computed"):
+        scene.persons
+    with pytest.raises(AttributeError, match="hair"):
+        scene.hair
+    # same conv path, same weights: the scene-only graph must agree with the full one
+    np.testing.assert_allclose(scene.low_resolution("sky"), full.low_resolution("sky"), atol=1e-4)
+
+
+@pytest.mark.parametrize("make", [
+    lambda p: p.astype(np.uint16) * 257,  # 16-bit
+    lambda p: p[:, :, 0],  # grayscale
+    lambda p: np.dstack([p, np.full(p.shape[:2], 255, np.uint8)]),  # RGBA
+    lambda p: (p / 255.0).astype(np.float32) ** 2.2,  # float linear
+], ids=["uint16", "gray", "rgba", "float"])
+def test_input_kinds(segmenter, photo, make):
+    array = make(photo)
+    before = array.copy()
+    seg = segmenter.segment(array, categories={"skin"})
+    assert seg.skin.shape == photo.shape[:2]
+    np.testing.assert_array_equal(array, before)  # caller's array untouched
+
+
+def test_mattes_follow_edges_not_bilinear(segmenter, photo):
+    """Full-res mattes come from the guided filter: they differ from a bilinear blow-up."""
+    import cv2
+    seg = segmenter.segment(photo, categories={"skin"})
+    low = seg.low_resolution("skin")
+    bilinear = cv2.resize(low, (512, 512), interpolation=cv2.INTER_LINEAR)
+    assert np.abs(seg.skin - bilinear).max() > 0.02
+
+
+@pytest.mark.parametrize("bad, error, match", [
+    (np.full((32, 32, 3), np.nan, np.float32), ValueError, "NaN"),
+    (np.zeros((1, 1, 3), np.uint8), ValueError, "at least 8"),
+    (np.zeros((32, 32, 3), np.int64), TypeError, "dtype"),
+    (np.zeros((32, 32, 5), np.uint8), ValueError, "shape"),
+    (42, TypeError, "path or a numpy array"),
+])
+def test_bad_arrays(segmenter, bad, error, match):
+    with pytest.raises(error, match=match):
+        segmenter.segment(bad)
+
+
+def test_bad_files(segmenter, tmp_path, photo):
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match="empty"):
+        segmenter.segment(empty)
+    buf = io.BytesIO()
+    Image.fromarray(photo).save(buf, format="JPEG")
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    with pytest.raises(ValueError, match="truncated"):
+        segmenter.segment(truncated)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        segmenter.segment(tmp_path / "missing.jpg")
+
+
+def test_bad_arguments(tmp_path, photo):
+    with pytest.raises(ValueError, match="threads"):
+        Segmenter(threads=0)
+    with pytest.raises(FileNotFoundError, match="model file"):
+        Segmenter(tmp_path / "nope.onnx")
+    with Segmenter() as s:
+        with pytest.raises(ValueError, match="valid names"):
+            s.segment(photo, categories={"cat"})
+    with pytest.raises(RuntimeError, match="closed"):
+        s.segment(photo)
+
+
+def test_nobody_when_threshold_unreachable(photo):
+    with Segmenter(options=SegmenterOptions(person_threshold=1.0)) as s:
+        seg = s.segment(photo)
+    assert seg.persons == [] and seg.person.max() == 0.0
+    assert seg.panoptic[1].max() == 0
+
+
+def test_runtime_imports_without_torch():
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "import camseg, camseg.segmenter, camseg.io, effects\n"
+            "seg = camseg.segmenter.segment(str(camseg.segmenter.DEFAULT_MODEL.parent.parent / 'samples' / 'astronaut.jpg'))\n"
+            "assert seg.sky.shape == (512, 512)\n"
+            "assert 'torch' not in {m.split('.')[0] for m, v in sys.modules.items() if v is not None}\n")
+    subprocess.run([sys.executable, "-c", code], check=True)

