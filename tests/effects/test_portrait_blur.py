@@ -1,0 +1,203 @@
+"""Tests for effects.portrait_blur (layered disk lens blur with halo-free compositing)."""
+import cv2
+import numpy as np
+import pytest
+
+from effects import PortraitBlurParams, portrait_blur
+from effects.portrait_blur import disk_kernel, estimate_noise_sigma
+
+H, W = 72, 96
+
+
+def _disc(cx=W / 2, cy=H / 2, R=18.0, h=H, w=W):
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    return np.clip(R - np.hypot(xx - cx, yy - cy) + 0.5, 0, 1).astype(np.float32)
+
+
+def _red_on_grey():
+    a = _disc()
+    img = a[..., None] * np.array([0.8, 0.04, 0.03], np.float32) + (1 - a[..., None]) * np.float32(0.18)
+    return img.astype(np.float32), a
+
+
+def test_shape_dtype_range_and_inputs_unchanged(rng):
+    img = rng.random((H, W, 3)).astype(np.float32)
+    a = _disc()
+    hair = np.clip(a * 0.5, 0, 1)
+    depth = np.linspace(1, 5, W, dtype=np.float32)[None].repeat(H, 0)
+    copies = [x.copy() for x in (img, a, hair, depth)]
+    out = portrait_blur(img, a, hair_mask=hair, glasses_mask=hair, depth=depth)
+    assert out.shape == img.shape and out.dtype == np.float32
+    assert out.min() >= 0 and out.max() <= 1 and np.isfinite(out).all()
+    for x, c in zip((img, a, hair, depth), copies):
+        np.testing.assert_array_equal(x, c)
+    assert out is not img
+
+
+def test_no_subject_colour_leaks_into_background():
+    img, a = _red_on_grey()
+    out = portrait_blur(img, a, params=PortraitBlurParams(f_number=1.4))
+    dist = cv2.distanceTransform((a < 0.5).astype(np.uint8), cv2.DIST_L2, 5)
+    band = (dist > 2) & (dist < 10)
+    assert np.abs(out[band] - 0.18).max() < 1.0 / 255
+    # while the naive Gaussian-and-paste would leak: check the test can fail
+    naive = a[..., None] * img + (1 - a[..., None]) * cv2.GaussianBlur(img, (0, 0), 3)
+    assert np.abs(naive[band] - 0.18).max() > 10.0 / 255
+
+
+def test_subject_interior_is_kept_exactly(rng):
+    img = rng.random((H, W, 3)).astype(np.float32)  # worst case for refinement: random colours
+    a = _disc()
+    out = portrait_blur(img, a)
+    inner = cv2.erode(a, np.ones((7, 7), np.uint8)) >= 1
+    np.testing.assert_allclose(out[inner], img[inner], atol=1e-5)
+    assert np.abs(out[a == 0] - img[a == 0]).mean() > 0.05  # background did change
+
+
+def test_neutral_cases_are_identity(rng):
+    img = rng.random((H, W, 3)).astype(np.float32)
+    # tiny aperture: blur radius < half a pixel
+    np.testing.assert_array_equal(portrait_blur(img, _disc(), params=PortraitBlurParams(f_number=1e4)), img)
+    # subject covers the whole frame
+    np.testing.assert_array_equal(portrait_blur(img, np.ones((H, W), np.float32)), img)
+
+
+def test_no_person_blurs_everything(rng):
+    img = np.kron((rng.random((9, 12)) > 0.5), np.ones((8, 8)))[..., None].repeat(3, 2).astype(np.float32) * 0.8
+    out = portrait_blur(img, np.zeros((H, W), np.float32), params=PortraitBlurParams(f_number=0.5, match_grain=False))
+    assert out.std() < 0.6 * img.std()
+    assert abs(out.mean() - img.mean()) < 0.02  # energy kept (no highlights to boost)
+
+
+def test_tiny_image():
+    out = portrait_blur(np.full((1, 1, 3), 0.3, np.float32), np.zeros((1, 1), np.float32))
+    assert out.shape == (1, 1, 3) and np.isfinite(out).all()
+    out = portrait_blur(np.full((3, 2, 3), 0.3, np.float32), np.zeros((3, 2), np.float32), params=PortraitBlurParams(f_number=0.01))
+    np.testing.assert_allclose(out, 0.3, atol=1e-5)
+
+
+def test_eight_people_share_the_focal_plane(rng):
+    img = rng.random((H, W, 3)).astype(np.float32)
+    people = np.stack([_disc(cx=8 + 11 * k, cy=36, R=4) for k in range(8)], axis=2)
+    union = people.max(axis=2)
+    a = portrait_blur(img, people, params=PortraitBlurParams(refine=False))
+    b = portrait_blur(img, union, params=PortraitBlurParams(refine=False))
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    for k in range(8):
+        inner = cv2.erode(people[..., k], np.ones((3, 3), np.uint8)) >= 1
+        np.testing.assert_allclose(a[inner], img[inner], atol=1e-5)
+
+
+def test_bokeh_spot_is_a_flat_disc_of_the_lens_radius():
+    h, w = 120, 160
+    p = PortraitBlurParams(f_number=1.0, match_grain=False)
+    r = p.blur_scale / p.f_number * np.hypot(h, w)  # 6 px
+    img = np.full((h, w, 3), 0.02, np.float32)
+    img[60, 80] = 1.0
+    out = portrait_blur(img, np.zeros((h, w), np.float32), params=p).mean(axis=2) - 0.02
+    plateau = np.median(out[57:64, 77:84])
+    area = (out > 0.5 * plateau).sum()
+    assert abs(np.sqrt(area / np.pi) - r) / r < 0.1
+    yy, xx = np.mgrid[0:h, 0:w]
+    inner = out[np.hypot(yy - 60, xx - 80) < 0.6 * r]
+    assert inner.std() / inner.mean() < 0.15
+    # highlight boost: the clipped pixel's energy is increased (brighter disc), not lost
+    assert out.sum() > 2.0 * (1.0 - 0.02)
+
+
+def test_polygonal_aperture_kernel():
+    k = disk_kernel(5.0, blades=6)
+    c = disk_kernel(5.0)
+    assert k.shape == c.shape == (11, 11)
+    assert abs(k.sum() - 1) < 1e-5 and abs(c.sum() - 1) < 1e-5
+    assert not np.allclose(k, c)
+    np.testing.assert_allclose(c, c.T, atol=1e-7)
+    with pytest.raises(ValueError, match="radius"):
+        disk_kernel(0.0)
+
+
+def test_blur_grows_with_depth():
+    img = np.full((H, W, 3), 0.05, np.float32)
+    img[: H // 2] = 0.6
+    a = _disc(cx=6, cy=H - 6, R=4)
+    depth = np.where(np.arange(W)[None] < W // 2, 1.3, 6.0).astype(np.float32).repeat(H, 0)
+    depth[a > 0] = 1.0
+    out = portrait_blur(img, a, depth=depth, params=PortraitBlurParams(f_number=1.0, match_grain=False))
+
+    def edge_width(x0, x1):
+        prof = out[:, x0:x1].mean(axis=(1, 2))
+        return ((prof > 0.1) & (prof < 0.55)).sum()
+
+    assert edge_width(60, 90) > edge_width(15, 40) >= 1
+
+
+def test_grain_is_matched_and_deterministic(rng):
+    img = np.clip(0.2 + rng.normal(0, 0.02, (96, 128, 3)), 0, 1).astype(np.float32)
+    a = np.zeros((96, 128), np.float32)
+    a[20:76, 40:88] = 1
+    out = portrait_blur(img, a)
+    kern = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32) / 6
+
+    def sigma(sel):
+        return 1.4826 * np.median(np.abs(cv2.filter2D(out.mean(axis=2), -1, kern)[sel]))
+
+    inner = cv2.erode(a, np.ones((5, 5), np.uint8)) > 0.5
+    outer = cv2.dilate(a, np.ones((25, 25), np.uint8)) < 0.5
+    assert 0.7 < sigma(outer) / sigma(inner) < 1.4
+    np.testing.assert_array_equal(out, portrait_blur(img, a))
+    assert not np.array_equal(out, portrait_blur(img, a, params=PortraitBlurParams(seed=1)))
+    # without grain matching the blurred background is much smoother
+    smooth = portrait_blur(img, a, params=PortraitBlurParams(match_grain=False))
+    assert smooth[outer].std() < 0.5 * out[outer].std()
+
+
+def test_noise_estimate_reference_value(rng):
+    img = np.clip(0.4 + rng.normal(0, 0.01, (64, 64, 3)), 0, 1).astype(np.float32)
+    _, sig = estimate_noise_sigma(img)
+    np.testing.assert_allclose(np.median(sig), 0.01, rtol=0.15)
+
+
+def test_hair_matte_makes_soft_semi_transparent_edges(rng):
+    img, a = _red_on_grey()
+    yy, xx = np.mgrid[0:H, 0:W]
+    d = np.hypot(xx - W / 2, yy - H / 2)
+    ring = (d > 19) & (d < 23)
+    hair = np.where(ring, 0.5, 0.0).astype(np.float32)  # half-transparent red fringe around the head
+    img = img.copy()
+    img[ring] = 0.5 * np.array([0.8, 0.04, 0.03], np.float32) + 0.5 * 0.18
+    out = portrait_blur(img, a, hair_mask=hair, params=PortraitBlurParams(refine=False, f_number=1.0))
+    sel = (d > 20) & (d < 22)
+    frac = (out[sel][:, 0] - 0.18) / (0.8 - 0.18)  # red channel: how much subject shows
+    # decontaminated: half-transparent pure subject colour over the blurred grey (a
+    # half-transparent copy of the mixed pixel would give 0.25)
+    assert np.all((frac > 0.4) & (frac < 0.6)), frac
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        (dict(image=np.zeros((H, W), np.float32)), ValueError, "image: expected shape H×W×3"),
+        (dict(image=np.zeros((H, W, 3), np.uint8)), TypeError, "image: expected a float array"),
+        (dict(image=np.full((H, W, 3), np.nan, np.float32)), ValueError, "image: contains NaN"),
+        (dict(subject_mask=np.zeros((H, W + 1), np.float32)), ValueError, "subject_mask: expected shape"),
+        (dict(subject_mask=np.full((H, W), 1.5, np.float32)), ValueError, r"subject_mask: expected values in \[0, 1\]"),
+        (dict(subject_mask=np.full((H, W), np.nan, np.float32)), ValueError, "subject_mask: contains NaN"),
+        (dict(hair_mask=np.zeros((H, W, 2), np.float32)), ValueError, "hair_mask: expected shape"),
+        (dict(glasses_mask=np.zeros((H, W), np.int32)), TypeError, "glasses_mask: expected a float array"),
+        (dict(depth=np.zeros((H, W), np.float32)), ValueError, "depth: expected finite float distances > 0"),
+        (dict(depth=np.ones((H, 3), np.float32)), ValueError, "depth: expected an H×W array"),
+        (dict(params=dict(f_number=2)), TypeError, "params: expected PortraitBlurParams"),
+    ],
+)
+def test_invalid_arguments(kwargs, exc, match):
+    args = dict(image=np.zeros((H, W, 3), np.float32), subject_mask=np.zeros((H, W), np.float32))
+    args.update(kwargs)
+    image, mask = args.pop("image"), args.pop("subject_mask")
+    with pytest.raises(exc, match=match):
+        portrait_blur(image, mask, **args)
+
+
+@pytest.mark.parametrize("field, value", [("f_number", 0.0), ("f_number", float("nan")), ("aperture_blades", 2), ("radius_ratio", 5.0), ("highlight_threshold", 0.0)])
+def test_invalid_params(field, value):
+    with pytest.raises(ValueError, match=f"PortraitBlurParams.{field}"):
+        PortraitBlurParams(**{field: value})
