@@ -37,21 +37,28 @@ bright-sky/dark-subject edge (no halo), which plain bilinear upsampling of gains
      ``|c_i - c(rho)|^2 / chroma_sigma^2 + d^2 / illumination_sigma_ev^2``. The chromaticity
      term picks the skin tone, the illumination prior resolves ambiguity toward "lit like the
      scene" (i.e. toward no correction);
-   * exposure gain ``g_i = -person_strength * d``, limited to ``+-max_person_ev``;
+   * two passes: first with a broad prior centred on the scene's light; the group's target
+     light is then ``t = max(median_i d_i, 0)`` -- people are equalised to their common
+     light, a group darker than the scene (backlit) is lifted to the scene's light, but a
+     group brighter than its background is *not* darkened to it (the camera exposed for the
+     people; the scene key of a real photo is a poor absolute reference); the second pass
+     re-estimates each ``d_i`` with the prior centred on ``t``;
+   * exposure gain ``g_i = -person_strength * (d_i - t)``, limited to ``+-max_person_ev``;
    * contrast factor ``k_i = clip((person_contrast_target_ev / spread_i) ** person_contrast)``
      where ``spread_i`` is the 10-90 % range of the base within the person; applied around
      ``s_i`` so the skin's median is unchanged.
 
    **What "a good range" means here**: a face is well exposed when its skin luminance equals
-   its estimated skin reflectance times the *scene* illumination ``E0``. The target is thus
+   its estimated skin reflectance times the target light ``E0 * 2**t`` (the scene's light,
+   or the group's when the group is lit brighter than the scene). The target is thus
    person-specific: light skin lands brighter than dark skin, in the same ratio as their
    reflectances, and no face is pushed to a common brightness.
 6. Gain field: inside people their own gain (mattes normalised where they overlap), outside
    the local tone map. The field is smoothed with a guided filter guided by ``l`` (edges of
    the gain snap to image edges) and upsampled with the fast guided filter.
-7. Ceilings at full resolution: the base is never brightened above ``highlight_ceiling``; in
-   the sky (when a sky matte is given) the base is held at or below ``sky_ceiling`` (bright
-   sky is darkened toward it) so a lifted scene never blows the sky out.
+7. Ceilings at full resolution: the base is never brightened above ``highlight_ceiling``; the
+   sky (when a sky matte is given) is never brightened and its base is held at or below
+   ``sky_ceiling`` (bright sky is darkened toward it) so a lifted scene never blows it out.
 8. The gain multiplies R, G and B alike (hue and chromaticity kept); a pixel whose largest
    channel would exceed 1 is scaled down as a whole (hue-preserving, no channel clipping).
 
@@ -135,7 +142,7 @@ class ToneMapParams:
     working_size: int = 512
     base_radius: float = 0.04
     base_eps: float = 0.02
-    local_compression: float = 0.3
+    local_compression: float = 0.2
     max_local_ev: float = 1.5
     gain_radius: float = 0.008
     gain_eps: float = 0.01
@@ -145,8 +152,8 @@ class ToneMapParams:
     illumination_sigma_ev: float = 1.5
     chroma_sigma: float = 0.06
     person_contrast: float = 0.5
-    person_contrast_target_ev: float = 2.0
-    contrast_limits: tuple = (0.85, 1.2)
+    person_contrast_target_ev: float = 2.5
+    contrast_limits: tuple = (0.95, 1.2)
     highlight_ceiling: float = 0.95
     sky_ceiling: float = 0.9
 
@@ -337,12 +344,14 @@ def _skin_tone_table(samples_per_step: int = 16):
 _SKIN_TABLE = _skin_tone_table()
 
 
-def _estimate_illumination(log_skin: float, chroma: np.ndarray, log_e0: float, p: ToneMapParams):
+def _estimate_illumination(log_skin: float, chroma: np.ndarray, log_e0: float, p: ToneMapParams,
+                           *, centre: float = 0.0, sigma_scale: float = 1.0):
     """MAP skin reflectance / illumination offset for one person (see module docstring, step 5)."""
     log_rho = _SKIN_TABLE[:, 0]
     d = log_skin - log_rho - log_e0
     dc = _SKIN_TABLE[:, 1:] - chroma[None, :]
-    cost = (dc * dc).sum(axis=1) / p.chroma_sigma ** 2 + d * d / p.illumination_sigma_ev ** 2
+    sigma = p.illumination_sigma_ev * sigma_scale
+    cost = (dc * dc).sum(axis=1) / p.chroma_sigma ** 2 + (d - centre) ** 2 / sigma ** 2
     j = int(np.argmin(cost))
     return float(d[j]), float(2.0 ** log_rho[j])
 
@@ -475,7 +484,8 @@ def tone_map_people(
     gain_lo *= 1.0 - coverage
 
     chroma_lo = np.log(np.maximum(img_lo[..., [0, 2]], 1e-6) / np.maximum(img_lo[..., 1:2], 1e-6))  # lh×lw×2
-    exposures = []
+    # Pass 1: per-person statistics and a broad-prior illumination estimate.
+    stats = []
     for i, (m_lo, skin) in enumerate(zip(persons_lo, skins)):
         weight = m_lo
         if skin is not None:
@@ -485,22 +495,35 @@ def tone_map_people(
                 weight = skin_w
         wsum = float(weight.sum())
         if wsum < 1e-3:
-            exposures.append(PersonExposure(i, 0.0, 0.0, float("nan"), float("nan"), 1.0, 0.0, False))
+            stats.append(None)
             continue
         sel = weight > 1e-3
         wv = weight[sel]
         s_i = float(_weighted_quantile(log_lo[sel], wv, 0.5)[0])
         c_i = np.array([_weighted_quantile(chroma_lo[..., j][sel], wv, 0.5)[0] for j in range(2)])
-        d_i, rho = _estimate_illumination(s_i, c_i, log_e0, p)
-        g_i = -p.person_strength * d_i
-        limited = abs(g_i) > p.max_person_ev
-        g_i = float(np.clip(g_i, -p.max_person_ev, p.max_person_ev))
-
+        d1, _ = _estimate_illumination(s_i, c_i, log_e0, p, sigma_scale=2.0)
         msel = m_lo > 1e-3
         q10, q90 = _weighted_quantile(base_lo[msel], m_lo[msel], [0.1, 0.9])
         spread = max(float(q90 - q10), 1e-3)
         k_i = float(np.clip((p.person_contrast_target_ev / spread) ** p.person_contrast, *p.contrast_limits))
         pivot = float(_weighted_quantile(base_lo[sel], wv, 0.5)[0])
+        stats.append((s_i, c_i, d1, k_i, pivot, wsum))
+
+    # Target light: the group's common light (median), lifted to the scene's when darker.
+    d_pass1 = [st[2] for st in stats if st is not None]
+    target = max(float(np.median(d_pass1)), 0.0) if d_pass1 else 0.0
+
+    # Pass 2: MAP with the prior centred on the target; gains bring each person to it.
+    exposures = []
+    for i, (m_lo, st) in enumerate(zip(persons_lo, stats)):
+        if st is None:
+            exposures.append(PersonExposure(i, 0.0, 0.0, float("nan"), float("nan"), 1.0, 0.0, False))
+            continue
+        s_i, c_i, _, k_i, pivot, wsum = st
+        d_i, rho = _estimate_illumination(s_i, c_i, log_e0, p, centre=target)
+        g_i = -p.person_strength * (d_i - target)
+        limited = abs(g_i) > p.max_person_ev
+        g_i = float(np.clip(g_i, -p.max_person_ev, p.max_person_ev))
         gain_lo += m_lo * (g_i + (k_i - 1.0) * (base_lo - pivot))
         exposures.append(PersonExposure(i, g_i, d_i, rho, float(2.0 ** s_i), k_i, wsum, bool(limited)))
 
@@ -518,8 +541,9 @@ def tone_map_people(
     # Ceilings: never brighten the base past the highlight shoulder; keep the sky below its ceiling.
     gain = np.minimum(gain, np.maximum(np.float32(np.log2(p.highlight_ceiling)) - base, 0.0))
     if sky_mask is not None:
+        # The sky is never brightened, and bright sky is brought down toward its ceiling.
         sky_cap = np.maximum(np.float32(np.log2(p.sky_ceiling)) - base, np.float32(-p.max_local_ev))
-        sky_gain = np.minimum(gain, sky_cap)
+        sky_gain = np.minimum(np.minimum(gain, sky_cap), 0.0)
         sky_f = sky_mask.astype(np.float32, copy=False)
         gain = gain + sky_f * (sky_gain - gain)
 
