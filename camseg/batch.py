@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import json
 import multiprocessing
 import os
 import sys
@@ -40,6 +41,9 @@ TASKS = ("develop", "segment")
 
 #: Scene-level mattes written by the ``segment`` task, in this order.
 SCENE_MASKS = ("sky", "hair", "skin", "teeth", "glasses", "person")
+
+#: Settings record written into the output folder (hidden file).
+STAMP_NAME = ".camseg-batch.json"
 
 #: Name of the file the ``segment`` task writes last: its presence marks a finished photo.
 OVERLAY_NAME = "overlay.jpg"
@@ -70,6 +74,7 @@ class BatchSummary:
 
     results: list = field(default_factory=list)
     seconds: float = 0.0
+    notes: list = field(default_factory=list)
 
     @property
     def done(self) -> int:
@@ -462,6 +467,21 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(out_dir)
     summary = BatchSummary(results=list(settled))
+    # Remember what produced the outputs, so a resumed run with other settings is flagged:
+    # skipped outputs would otherwise silently mix two looks in one folder.
+    stamp = {"task": task, "output_format": output_format, "quality": quality, "bit_depth": bit_depth,
+             "settings": settings.to_dict() if task == "develop" else None}
+    stamp_path = out_dir / STAMP_NAME
+    try:
+        previous = json.loads(stamp_path.read_text())
+    except (OSError, ValueError):
+        previous = None
+    skipped = sum(r.status == "skipped" for r in settled)
+    if previous is not None and previous != stamp and skipped and not overwrite:
+        summary.notes.append(f"{skipped} finished output(s) in {str(out_dir)!r} were made with different "
+                             "settings and were kept; pass overwrite=True (--overwrite) to redo them")
+    if previous != stamp and (previous is None or overwrite or not skipped):
+        _atomic_write(stamp_path, lambda fh: fh.write(json.dumps(stamp, indent=2, sort_keys=True).encode()))
     if on_result is not None:
         for r in settled:
             on_result(r)

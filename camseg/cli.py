@@ -169,6 +169,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("camseg: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    for note in summary.notes:
+        print(f"camseg {args.command}: warning: {note}", file=sys.stderr)
     if not args.quiet or not summary.ok:
         print(f"camseg {args.command}: {summary}", file=sys.stderr)
     return 0 if summary.ok else 1

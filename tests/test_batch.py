@@ -96,7 +96,7 @@ def test_bad_files_are_reported_and_the_rest_goes_on(tmp_path):
     assert not summary.ok and len(summary.failed) == 2 and len(seen) == 2
     messages = " ".join(r.message for r in summary.failed)
     assert "empty" in messages and "truncated" in messages
-    assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file() and not p.name.startswith(".")]
 
 
 def test_argument_errors(tmp_path):
@@ -175,3 +175,16 @@ def test_kill_mid_run_then_resume(tmp_path):
         assert _decodes_fully(out / p.name)
     assert not list(out.glob(f".*{cio.TEMP_SUFFIX}"))  # stale temporaries cleaned
     assert _digest(photos) == before
+
+
+def test_resume_with_other_settings_is_flagged(tmp_path):
+    photos = _photos(tmp_path / "in", 1)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / photos[0].name).write_bytes(photos[0].read_bytes())  # a finished output
+    from camseg.batch import STAMP_NAME
+    from camseg.develop import DevelopSettings
+    first = run_batch([tmp_path / "in"], out, settings=DevelopSettings(style="standard"), progress=False)
+    assert first.ok and first.skipped == 1 and not first.notes and (out / STAMP_NAME).exists()
+    second = run_batch([tmp_path / "in"], out, settings=DevelopSettings(style="warm"), progress=False)
+    assert second.skipped == 1 and "different settings" in second.notes[0]
