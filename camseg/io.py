@@ -594,7 +594,9 @@ def read_photo(path: "str | os.PathLike") -> Photo:
                 iso = None
             if fmt == "TIFF":
                 for tag in list(exif_obj.keys()):
-                    if tag in _STRUCTURAL_TIFF_TAGS:
+                    # Image-structure tags describe the source file, not the photo; the
+                    # Exif/GPS sub-IFD pointers stay so Pillow re-serialises those IFDs.
+                    if tag in _STRUCTURAL_TIFF_TAGS and tag not in (34665, 34853):
                         del exif_obj[tag]
                 exif = _normalise_exif(exif_obj.tobytes()) if len(exif_obj) else None
             else:

@@ -271,3 +271,16 @@ def test_photo_save_and_with_pixels(tmp_path):
     again = cio.read_photo(out)
     assert again.bit_depth == 16 and again.icc_profile == P3
     np.testing.assert_allclose(again.pixels, darker.pixels, atol=2e-4)
+
+
+def test_exif_survives_tiff_to_jpeg(tmp_path):
+    # A TIFF keeps EXIF in its own tag structure; it must come out in the JPEG's APP1.
+    Image.fromarray(_gradient(10, 20)).save(tmp_path / "a.tif", exif=_exif(3))
+    photo = cio.read_photo(tmp_path / "a.tif")
+    assert photo.iso == 1600 and any("orientation 3" in n for n in photo.notes)
+    out = cio.write_photo(tmp_path / "a.jpg", photo.pixels, like=photo)
+    with Image.open(out) as im:
+        ex = im.getexif()
+        assert ex.get(0x010F) == "TestCam" and ex.get(0x0112, 1) == 1
+        assert ex.get_ifd(0x8769).get(0x9003) == "2024:05:06 07:08:09"
+        assert 0x0111 not in ex  # no stale StripOffsets from the TIFF
