@@ -495,16 +495,15 @@ def develop(image, settings: "DevelopSettings | None" = None, *, segmenter=None,
                                    f"{photo.format} {photo.bit_depth}-bit {photo.colour_space}"))
     elif isinstance(image, Photo):
         photo = image
-        pixels = photo.pixels.copy()
+        pixels = photo.pixels
     else:
         pixels = as_linear_rgb(image, name="image")
-        if pixels is image:
-            pixels = pixels.copy()
     lo, hi = float(pixels.min()), float(pixels.max())
     if lo < -1e-3 or hi > 1.0 + 1e-3:
         raise ValueError(f"image must be linear RGB in [0, 1], got values in [{lo:.4g}, {hi:.4g}]; "
                          "clip it or scale it (e.g. image / image.max())")
-    np.clip(pixels, 0.0, 1.0, out=pixels)
+    if lo < 0.0 or hi > 1.0:
+        pixels = np.clip(pixels, 0.0, 1.0)  # a new array: the caller's is never modified
 
     # Resolve stage functions first, so a bad style or portrait name fails before any work.
     plan = _plan(settings)
@@ -553,9 +552,12 @@ def develop(image, settings: "DevelopSettings | None" = None, *, segmenter=None,
             raise RuntimeError(f"effects stage {stage.name} returned shape {out.shape} for input "
                                f"{current.shape}; this is a bug in the effect")
         # Stages may overshoot [0, 1] by rounding; the next stage validates its range.
-        current = np.clip(out, 0.0, 1.0, out=out if out is not current else None).astype(np.float32, copy=False)
+        in_place_ok = not np.may_share_memory(out, current) and out.dtype == np.float32
+        current = np.clip(out, 0.0, 1.0, out=out if in_place_ok else None).astype(np.float32, copy=False)
         timings.append(StageReport(stage.name, "applied", time.perf_counter() - t, detail))
 
+    if photo is not None and current is photo.pixels:
+        current = current.copy()  # every stage was off: never hand back the caller's own buffer
     result_image = photo.with_pixels(current) if photo is not None else current
     if not return_details:
         return result_image
