@@ -98,10 +98,12 @@ def test_input_kinds(segmenter, photo, make):
 def test_mattes_follow_edges_not_bilinear(segmenter, photo):
     """Full-res mattes come from the guided filter: they differ from a bilinear blow-up."""
     import cv2
-    seg = segmenter.segment(photo, categories={"skin"})
-    low = seg.low_resolution("skin")
+    seg = segmenter.segment(photo)
+    name = max(SCENE, key=lambda n: np.ptp(seg.low_resolution(n)))  # the matte with most structure
+    low = seg.low_resolution(name)
+    assert np.ptp(low) > 0.5, "the model should find something in a portrait"
     bilinear = cv2.resize(low, (512, 512), interpolation=cv2.INTER_LINEAR)
-    assert np.abs(seg.skin - bilinear).max() > 0.02
+    assert np.abs(getattr(seg, name) - bilinear).max() > 0.05
 
 
 @pytest.mark.parametrize("bad, error, match", [
@@ -109,7 +111,7 @@ def test_mattes_follow_edges_not_bilinear(segmenter, photo):
     (np.zeros((1, 1, 3), np.uint8), ValueError, "at least 8"),
     (np.zeros((32, 32, 3), np.int64), TypeError, "dtype"),
     (np.zeros((32, 32, 5), np.uint8), ValueError, "shape"),
-    (42, TypeError, "path or a numpy array"),
+    (42, TypeError, "file path.*numpy array"),
 ])
 def test_bad_arrays(segmenter, bad, error, match):
     with pytest.raises(error, match=match):

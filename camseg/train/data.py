@@ -42,6 +42,10 @@ from camseg.contract import SCENE_CATEGORIES
 SKY, HAIR, SKIN, TEETH, GLASSES = (SCENE_CATEGORIES.index(n) for n in ("sky", "hair", "skin", "teeth", "glasses"))
 MAX_SIDE = 448  # images are cached at this long side: training crops are smaller
 MAX_INSTANCES = 16
+#: Held-out COCO photos (both have aligned labels and several people: 10 and 2).
+COCO_VAL = ("000000000110", "000000000529")
+#: person_binary has no val split: every 6th photo is held out.
+PERSON_VAL_EVERY = 6
 
 
 @dataclass
@@ -223,19 +227,21 @@ def load_all(root: Path, *, split: str = "train", coco_val: set | None = None) -
     records: list[Record] = []
     names = coco_names(root / "coco_panoptic")
     if coco_val is None:
-        coco_val = set(names[::5])  # every 5th image: our own COCO val split (20 images)
+        coco_val = set(COCO_VAL)
     coco_set = coco_val if split == "val" else set(names) - coco_val
     records += load_coco(root / "coco_panoptic", coco_set)
     if (root / "ade_sky" / split).exists():
         records += load_binary(root / "ade_sky" / split, SKY, "ade_sky")
     if (root / "celeb_hair" / split).exists():
         records += load_binary(root / "celeb_hair" / split, HAIR, "celeb_hair")
+    people = load_person_binary(root / "person_binary" / "train")
     if split == "train":
         records += load_fasseg(root / "fasseg" / "train")
-        records += load_person_binary(root / "person_binary" / "train")
+        records += [r for i, r in enumerate(people) if i % PERSON_VAL_EVERY]
         records += load_binary(root / "fullbody_skin" / "train", SKIN, "fullbody_skin")
     elif split == "val":
         records += load_fasseg(root / "fasseg" / "test")
+        records += [r for i, r in enumerate(people) if i % PERSON_VAL_EVERY == 0]
     return records
 
 
