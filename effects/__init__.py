@@ -33,3 +33,18 @@ __all__ += [
 from effects.portrait_blur import PortraitBlurParams, portrait_blur
 
 __all__ += ["PortraitBlurParams", "portrait_blur"]
+
+from effects.portrait_lighting import (
+    LOOKS as PORTRAIT_LIGHTING_LOOKS,
+    PortraitLightingParams,
+    contour_light,
+    high_key_mono,
+    portrait_lighting,
+    stage_light,
+    studio_light,
+)
+
+__all__ += [
+    "PortraitLightingParams", "PORTRAIT_LIGHTING_LOOKS", "portrait_lighting",
+    "stage_light", "studio_light", "contour_light", "high_key_mono",
+]

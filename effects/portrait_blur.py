@@ -67,7 +67,8 @@ class PortraitBlurParams:
         Linear brightness (max over channels) above which pixels are treated as
         clipped highlights and boosted before blurring.
     highlight_gain : float
-        Extra energy given to fully clipped pixels (×(1 + gain)); 0 disables.
+        Extra energy given to fully clipped pixels of small highlights
+        (×(1 + gain)); 0 disables.
     match_grain : bool
         Add back the photo's measured noise where the blur removed it.
     refine : bool
@@ -99,7 +100,7 @@ class PortraitBlurParams:
     match_grain: bool = True
     refine: bool = True
     refine_params: RefineMatteParams = field(default_factory=lambda: RefineMatteParams(radius=4, eps=1e-3, max_work_pixels=250_000))
-    refine_band: float = 0.004
+    refine_band: float = 0.012
     edge_dilation: int = 2
     radius_ratio: float = 1.25
     seed: int = 0
@@ -282,13 +283,16 @@ def _push(P: list, Wt: list, finest: int) -> dict:
     return filled
 
 
-def _boost_highlights(img: np.ndarray, threshold: float, gain: float) -> np.ndarray:
-    """Give near-clipped pixels back some of the energy the sensor clipped.
+def _boost_highlights(img: np.ndarray, threshold: float, gain: float, radius: float) -> np.ndarray:
+    """Give small near-clipped highlights back some of the energy the sensor clipped.
 
     Why: a point light is far brighter than the clipped value 1.0; without a
-    boost its blurred disc is dim grey instead of a bright bokeh ball.
-    ``I·(1 + gain·s²)`` with ``s`` the position of the brightest channel in
-    [threshold, 1]. Returns ``img`` itself when nothing is boosted.
+    boost its blurred disc is dim grey instead of a bright bokeh ball. Only
+    *small* highlights are boosted -- where near-clipped pixels cover less than
+    ~10 % of the lens disc around them -- so a white wall or an overcast sky
+    is not turned into a glowing blob. ``I·(1 + gain·s²·c)`` with ``s`` the
+    position of the brightest channel in [threshold, 1] and ``c`` that
+    smallness factor. Returns ``img`` itself when nothing is boosted.
     """
     if gain <= 0 or threshold >= 1:
         return img
@@ -296,8 +300,17 @@ def _boost_highlights(img: np.ndarray, threshold: float, gain: float) -> np.ndar
     peak = cv2.max(cv2.max(r, g), b)
     if float(peak.max()) <= threshold:
         return img
+    H, W = peak.shape
     s = np.clip((peak - threshold) * (1.0 / (1.0 - threshold)), 0.0, 1.0)
-    return img * (1.0 + gain * s * s)[..., None]
+    # Fraction of highlight pixels within the lens disc, on a grid where the disc is ~8 cells.
+    f = max(1, int(radius / 8))
+    hw = (max(1, H // f), max(1, W // f))
+    frac = _resize((s > 0).astype(np.float32), hw, cv2.INTER_AREA)
+    k = max(1, int(round(radius / f)))
+    frac = cv2.blur(frac, (2 * k + 1, 2 * k + 1), borderType=cv2.BORDER_REFLECT)
+    small = np.clip(1.0 - frac / 0.1, 0.0, 1.0)
+    small = _resize(small, (H, W), cv2.INTER_LINEAR) if f > 1 else small
+    return img * (1.0 + gain * s * s * small)[..., None]
 
 
 _GRAIN_TILE = 256
@@ -362,18 +375,126 @@ def _decontaminate(img: np.ndarray, alpha: np.ndarray, soft: tuple, diag: float)
         B = np.clip(Bb + (1.0 - a2e) * e, 0.0, 1.0)
 
     ys, xs = soft
-    # Sample the smooth maps at the soft pixels: bilinear cv2.remap over the pixel list,
-    # folded into rows of 1024 (remap needs sides < 32767).
-    n = ys.size
-    pad = (-n) % 1024
-    mx = np.pad((xs + 0.5) * (hw2[1] / W) - 0.5, (0, pad)).astype(np.float32).reshape(-1, 1024)
-    my = np.pad((ys + 0.5) * (hw2[0] / H) - 0.5, (0, pad)).astype(np.float32).reshape(-1, 1024)
-    fb = cv2.remap(Fb, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).reshape(-1, 3)[:n]
-    bb = cv2.remap(Bb, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).reshape(-1, 3)[:n]
+    fb = _sample(Fb, ys, xs, H, W)
+    bb = _sample(Bb, ys, xs, H, W)
     a = alpha[ys, xs][:, None]
     I = img[ys, xs]
     F = fb + a * (I - a * fb - (1 - a) * bb)
     return np.clip(F, 0.0, 1.0)
+
+
+def _sample(grid: np.ndarray, ys: np.ndarray, xs: np.ndarray, H: int, W: int) -> np.ndarray:
+    """Bilinear samples of a reduced-grid map (h×w×C) at full-resolution pixels (ys, xs).
+
+    cv2.remap over the pixel list, folded into rows of 1024 (remap needs sides < 32767).
+    """
+    h, w = grid.shape[:2]
+    n = ys.size
+    pad = (-n) % 1024
+    mx = np.pad((xs + 0.5) * (w / W) - 0.5, (0, pad)).astype(np.float32).reshape(-1, 1024)
+    my = np.pad((ys + 0.5) * (h / H) - 0.5, (0, pad)).astype(np.float32).reshape(-1, 1024)
+    out = cv2.remap(grid, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return out.reshape(-1, grid.shape[2] if grid.ndim == 3 else 1)[:n]
+
+
+def subject_alpha(
+    image: np.ndarray, mattes: np.ndarray, *, refine: bool, refine_params: RefineMatteParams, band: float
+) -> np.ndarray:
+    """Union of subject mattes, refined against the photo within a band around the edge.
+
+    Two estimates are combined in the band (the "unknown" region of a trimap
+    made by eroding the confident subject and background cores by ``band``):
+
+    - the guided-filter refinement (:func:`effects.refine_matte`), robust but
+      limited to the detail a linear colour model in a small window can carry;
+    - a colour-line estimate ``α = (I − B)·(F − B) / |F − B|²`` with local
+      subject and background colours F, B interpolated from the cores
+      (pull-push), as in Gastal & Oliveira, "Shared Sampling for Real-Time
+      Alpha Matting", Eurographics 2010 (eq. 2). It resolves hair strands
+      wherever subject and background colours differ; its weight falls to
+      zero where they do not.
+
+    Parameters
+    ----------
+    image : np.ndarray
+        H×W×3 float32 linear RGB in [0, 1] (validated by the caller).
+    mattes : np.ndarray
+        H×W×K float32 mattes in [0, 1] (subject, hair, glasses...).
+    refine : bool
+        Refine at all; False returns the union of ``mattes``.
+    refine_params : RefineMatteParams
+        Options of the guided-filter refinement.
+    band : float
+        Half-width of the band as a fraction of the image diagonal (min 2 px).
+
+    Returns
+    -------
+    np.ndarray
+        H×W float32 alpha in [0, 1].
+    """
+    union = mattes.max(axis=2)
+    if not refine:
+        return union
+    H, W = union.shape
+    alpha = refine_matte(image, mattes, params=refine_params)
+    alpha = alpha.max(axis=2) if alpha.ndim == 3 else alpha
+    # Trimap: far inside the subject a colour match with the background must not punch
+    # holes (nor, outside, add islands), so only the band is re-estimated.
+    b = max(2, int(round(band * np.hypot(H, W))))
+    ker = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * b + 1, 2 * b + 1))
+    core_fg = cv2.erode((union >= 0.99).astype(np.uint8), ker)
+    core_bg = cv2.erode((union <= 0.01).astype(np.uint8), ker)
+    alpha[core_fg.astype(bool)] = 1.0
+    alpha[core_bg.astype(bool)] = 0.0
+    if not core_fg.any() or not core_bg.any():
+        return alpha
+    ys, xs = np.nonzero((core_fg | core_bg) == 0)
+    if ys.size == 0:
+        return alpha
+    # Local subject / background colours from the cores, on a grid of ~band/2 cells.
+    f = max(1, b // 2)
+    hw = (max(1, H // f), max(1, W // f))
+    img_low = _resize(image, hw, cv2.INTER_AREA)
+    colours = []
+    for core in (core_fg, core_bg):
+        w = _resize(core.astype(np.float32), hw, cv2.INTER_AREA)
+        w = np.where(w > 0.99, 1.0, 0.0).astype(np.float32)  # cells wholly inside the core only
+        P, Wt = _pull(img_low * w[..., None], w, 1)
+        colours.append(_push(P, Wt, 0)[0])
+    Fp = _sample(colours[0], ys, xs, H, W)
+    Bp = _sample(colours[1], ys, xs, H, W)
+    I = image[ys, xs]
+    d = Fp - Bp
+    dd = (d * d).sum(axis=1)
+    a_col = np.clip(((I - Bp) * d).sum(axis=1) / np.maximum(dd, 1e-6), 0.0, 1.0)
+    # Confidence from the colour separation, judged in a gamma-2 (roughly perceptual) space.
+    sep = ((np.sqrt(np.clip(Fp, 0, 1)) - np.sqrt(np.clip(Bp, 0, 1))) ** 2).sum(axis=1)
+    conf = np.clip(sep / 0.03, 0.0, 1.0)
+    alpha[ys, xs] = conf * a_col + (1.0 - conf) * alpha[ys, xs]
+    return alpha
+
+
+def foreground_colour(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Subject colour with the background's contribution removed at soft edges.
+
+    Parameters
+    ----------
+    image : np.ndarray
+        H×W×3 float32 linear RGB in [0, 1].
+    alpha : np.ndarray
+        H×W float32 subject alpha in [0, 1].
+
+    Returns
+    -------
+    np.ndarray
+        H×W×3 float32: ``image`` where α ∈ {0, 1}, the Germer et al. (2020)
+        foreground estimate where 0 < α < 1. A new array.
+    """
+    F = image.copy()
+    soft = np.nonzero((alpha > 0) & (alpha < 1))
+    if soft[0].size:
+        F[soft] = _decontaminate(image, alpha, soft, float(np.hypot(*alpha.shape)))
+    return F
 
 
 # --------------------------------------------------------------------------- main
@@ -438,22 +559,7 @@ def portrait_blur(
         return img.copy()
 
     # 1. Subject alpha: union of subject, hair and glasses, refined against the photo.
-    mattes = np.stack([subj, *extra], axis=2)
-    if p.refine:
-        union = mattes.max(axis=2)
-        mattes = refine_matte(img, mattes, params=p.refine_params)
-        alpha = mattes.max(axis=2)
-        # Trust the refinement only in a band around the given edge: far inside the subject
-        # a colour match with the background must not punch holes (and far outside, the
-        # reverse). Hack-free trimap: erode the confident cores by `refine_band` pixels.
-        b = max(2, int(round(p.refine_band * np.hypot(H, W))))
-        ker = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * b + 1, 2 * b + 1))
-        core_fg = cv2.erode((union >= 0.99).astype(np.uint8), ker).astype(bool)
-        core_bg = cv2.erode((union <= 0.01).astype(np.uint8), ker).astype(bool)
-        alpha[core_fg] = 1.0
-        alpha[core_bg] = 0.0
-    else:
-        alpha = mattes.max(axis=2)
+    alpha = subject_alpha(img, np.stack([subj, *extra], axis=2), refine=p.refine, refine_params=p.refine_params, band=p.refine_band)
     if alpha.min() >= 1.0:
         return img.copy()
 
@@ -465,7 +571,7 @@ def portrait_blur(
     w_bg = (grown < 0.01).astype(np.float32)
 
     # 3. Defocus radius (full-res pixels): constant r_inf, or the thin-lens CoC from depth.
-    src = _boost_highlights(img, p.highlight_threshold, p.highlight_gain)
+    src = _boost_highlights(img, p.highlight_threshold, p.highlight_gain, r_inf)
     level_of = lambda r: max(0, int(np.ceil(np.log2(r / _MAX_LOW_RADIUS))))  # noqa: E731
     P, Wt = _pull(src * w_bg[..., None], w_bg, level_of(r_inf))
     if depth is None:
