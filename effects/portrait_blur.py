@@ -470,7 +470,11 @@ def subject_alpha(
     # Confidence from the colour separation, judged in a gamma-2 (roughly perceptual) space.
     sep = ((np.sqrt(np.clip(Fp, 0, 1)) - np.sqrt(np.clip(Bp, 0, 1))) ** 2).sum(axis=1)
     conf = np.clip(sep / 0.03, 0.0, 1.0)
-    alpha[ys, xs] = conf * a_col + (1.0 - conf) * alpha[ys, xs]
+    est = conf * a_col + (1.0 - conf) * alpha[ys, xs]
+    # Soft threshold: sensor noise projects to α of a few percent either side of 0 and 1;
+    # on a black or white stage that would show as speckle around the subject.
+    t = 0.03
+    alpha[ys, xs] = np.clip((est - t) / (1.0 - 2.0 * t), 0.0, 1.0)
     return alpha
 
 

@@ -1,0 +1,154 @@
+"""Tests for effects.portrait_lighting (stage, studio, contour, high-key mono looks)."""
+import numpy as np
+import pytest
+
+from effects import (
+    PORTRAIT_LIGHTING_LOOKS,
+    PortraitLightingParams,
+    contour_light,
+    high_key_mono,
+    portrait_lighting,
+    stage_light,
+    studio_light,
+)
+
+H, W = 64, 80
+
+
+def _scene(rng):
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    a = np.clip(20 - np.hypot(xx - W / 2, yy - H / 2) + 0.5, 0, 1).astype(np.float32)
+    subject = np.array([0.5, 0.3, 0.2], np.float32)
+    bg = np.array([0.2, 0.4, 0.6], np.float32)  # saturated blue: a fringe of it would show
+    img = a[..., None] * subject + (1 - a[..., None]) * bg
+    img = np.clip(img + rng.normal(0, 0.005, img.shape), 0, 1).astype(np.float32)
+    skin = np.zeros((H, W), np.float32)
+    skin[22:34, 32:48] = 1.0
+    return img, a, skin
+
+
+def _far_background(a):
+    """Background more than 2 px from the subject's edge."""
+    import cv2
+
+    return cv2.dilate(a, np.ones((5, 5), np.uint8)) == 0
+
+
+@pytest.mark.parametrize("look", sorted(PORTRAIT_LIGHTING_LOOKS))
+def test_every_look_shape_dtype_range_inputs_unchanged(rng, look):
+    img, a, skin = _scene(rng)
+    copies = [x.copy() for x in (img, a, skin)]
+    out = portrait_lighting(img, a, look=look, skin_mask=skin, hair_mask=a * 0.5)
+    assert out.shape == img.shape and out.dtype == np.float32
+    assert out.min() >= 0 and out.max() <= 1 and np.isfinite(out).all()
+    for x, c in zip((img, a, skin), copies):
+        np.testing.assert_array_equal(x, c)
+
+
+def test_stage_light_black_background_and_clean_edges(rng):
+    img, a, _ = _scene(rng)
+    out = stage_light(img, a)
+    far = _far_background(a)
+    assert out[far].max() < 1e-6  # background is black
+    assert out[a == 0].max() < 0.005  # and nothing visible right at the edge either
+    # soft edge pixels carry subject colour only: no blue fringe from the old background
+    edge = (a > 0.05) & (a < 0.95)
+    assert edge.any()
+    px = out[edge]
+    assert (px[:, 2] <= px[:, 0] + 1e-3).all()  # subject is warm (R > B); blue would flip that
+    # spot light: the top of the subject is brighter than its bottom
+    col = out[:, W // 2, :].mean(axis=1)
+    rows = np.nonzero(a[:, W // 2] >= 1)[0]
+    assert col[rows[0] + 2] > col[rows[-1] - 2]
+
+
+def test_stage_light_mono_is_gray_and_on_black(rng):
+    img, a, _ = _scene(rng)
+    out = stage_light(img, a, mono=True)
+    np.testing.assert_allclose(out[..., 0], out[..., 1], atol=1e-6)
+    np.testing.assert_allclose(out[..., 1], out[..., 2], atol=1e-6)
+    assert out[_far_background(a)].max() < 1e-6
+    assert out[a >= 1].mean() > 0.05
+
+
+def test_high_key_mono_white_background_gray_subject(rng):
+    img, a, _ = _scene(rng)
+    out = high_key_mono(img, a)
+    np.testing.assert_allclose(out[_far_background(a)], 1.0, atol=1e-6)
+    assert out[a == 0].min() > 0.99
+    np.testing.assert_allclose(out[..., 0], out[..., 2], atol=1e-6)
+    # brighter than the photo's own luminance (subject_ev > 0)
+    y = img @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+    assert out[a >= 1, 0].mean() > y[a >= 1].mean()
+
+
+def test_studio_key_light_on_skin_only(rng):
+    img, a, skin = _scene(rng)
+    p = PortraitLightingParams(skin_feather=0.0)
+    out = studio_light(img, a, skin_mask=skin, params=p)
+    gain_skin = out[skin > 0].mean() / img[skin > 0].mean()
+    inner = (a >= 1) & (skin == 0)
+    np.testing.assert_allclose(out[inner], img[inner], atol=1e-5)  # rest of the subject untouched
+    np.testing.assert_allclose(gain_skin, 2 ** p.key_light_ev, rtol=0.02)
+    assert out[a == 0].mean() < img[a == 0].mean()  # background a touch darker
+
+
+def test_contour_darkens_the_side_away_from_the_light(rng):
+    img, a, _ = _scene(rng)
+    out = contour_light(img, a, params=PortraitLightingParams(light_angle=180.0))  # from the left
+    left = out[28:36, 24:30].mean()
+    right = out[28:36, 50:56].mean()
+    assert right < 0.9 * left
+
+
+def test_strength_zero_is_identity_and_half_is_between(rng):
+    img, a, _ = _scene(rng)
+    np.testing.assert_array_equal(stage_light(img, a, params=PortraitLightingParams(strength=0.0)), img)
+    full = stage_light(img, a)
+    half = stage_light(img, a, params=PortraitLightingParams(strength=0.5))
+    np.testing.assert_allclose(half, 0.5 * (img + full), atol=1e-5)
+
+
+def test_no_person_and_tiny_image(rng):
+    img, _, _ = _scene(rng)
+    out = stage_light(img, np.zeros((H, W), np.float32))
+    assert out.max() < 1e-6  # nobody on stage: all black
+    out = high_key_mono(np.full((1, 1, 3), 0.3, np.float32), np.ones((1, 1), np.float32))
+    assert out.shape == (1, 1, 3) and np.isfinite(out).all()
+
+
+def test_eight_people(rng):
+    img = rng.random((H, W, 3)).astype(np.float32)
+    people = np.zeros((H, W, 8), np.float32)
+    for k in range(8):
+        people[20:40, 2 + 10 * k : 8 + 10 * k, k] = 1.0
+    out = stage_light(img, people, params=PortraitLightingParams(refine=False, spot_falloff=0.0))
+    union = people.max(axis=2)
+    np.testing.assert_allclose(out[union >= 1], img[union >= 1], atol=1e-6)
+    assert out[union == 0].max() < 1e-6
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        (dict(look="sunset"), ValueError, "look: expected one of"),
+        (dict(image=np.zeros((H, W, 4), np.float32)), ValueError, "image: expected shape H×W×3"),
+        (dict(image=np.full((H, W, 3), np.inf, np.float32)), ValueError, "image: contains NaN"),
+        (dict(subject_mask=np.full((H, W), -0.5, np.float32)), ValueError, r"subject_mask: expected values in \[0, 1\]"),
+        (dict(skin_mask=np.zeros((H + 1, W), np.float32)), ValueError, "skin_mask: expected shape"),
+        (dict(skin_mask=np.zeros((H, W), np.uint8)), TypeError, "skin_mask: expected a float array"),
+        (dict(params=PortraitLightingParams), TypeError, "params: expected PortraitLightingParams"),
+    ],
+)
+def test_invalid_arguments(kwargs, exc, match):
+    args = dict(image=np.zeros((H, W, 3), np.float32), subject_mask=np.zeros((H, W), np.float32), look="stage")
+    args.update(kwargs)
+    image, mask = args.pop("image"), args.pop("subject_mask")
+    with pytest.raises(exc, match=match):
+        portrait_lighting(image, mask, **args)
+
+
+@pytest.mark.parametrize("field, value", [("strength", 1.5), ("spot_falloff", -0.1), ("mono_contrast", 0.0), ("key_light_ev", float("nan"))])
+def test_invalid_params(field, value):
+    with pytest.raises(ValueError, match=f"PortraitLightingParams.{field}"):
+        PortraitLightingParams(**{field: value})
