@@ -197,22 +197,36 @@ class Segmenter:
 class _Frame:
     """How a photo was placed in the model input, to map outputs back."""
 
-    def __init__(self, turned: bool, valid_hw: tuple[int, int]):
+    def __init__(self, turned: bool, valid_hw: tuple[int, int], photo_hw: tuple[int, int]):
         self.turned = turned
         self.valid_hw = valid_hw
+        self.photo_hw = photo_hw
 
     def restore(self, plane: np.ndarray) -> np.ndarray:
-        """Model-input plane (..., H, W) → plane in the photo's orientation and aspect."""
+        """Model-input plane (..., H, W) → plane in the photo's orientation and aspect.
+
+        A photo smaller than the model input was enlarged to fit it; its planes
+        are brought back down to the photo's own size, so the result is never
+        larger than the photo.
+        """
         vh, vw = self.valid_hw
         plane = plane[..., :vh, :vw]
         if self.turned:
             plane = np.rot90(plane, k=1, axes=(-2, -1))  # undo the clockwise turn
-        return np.ascontiguousarray(plane, dtype=np.float32)
+        plane = np.ascontiguousarray(plane, dtype=np.float32)
+        h, w = self.photo_hw
+        if plane.shape[-2] > h or plane.shape[-1] > w:
+            flat = plane.reshape(-1, *plane.shape[-2:]).transpose(1, 2, 0)  # h, w, K for cv2
+            flat = cv2.resize(np.ascontiguousarray(flat), (w, h), interpolation=cv2.INTER_AREA)
+            plane = flat.reshape(h, w, -1).transpose(2, 0, 1).reshape(*plane.shape[:-2], h, w)
+            plane = np.ascontiguousarray(plane)
+        return plane
 
 
 def _prepare(linear: np.ndarray, input_size) -> tuple[np.ndarray, _Frame]:
     """Photo → model batch (1, 3, H, W) sRGB [0, 1], turned landscape and letterboxed."""
     H, W = input_size
+    photo_hw = linear.shape[:2]
     turned = linear.shape[0] > linear.shape[1]
     if turned:  # portrait: a clockwise quarter turn instead of squashing it into a landscape input
         linear = np.rot90(linear, k=-1)
@@ -223,7 +237,7 @@ def _prepare(linear: np.ndarray, input_size) -> tuple[np.ndarray, _Frame]:
     small = cv2.resize(np.ascontiguousarray(linear), (vw, vh), interpolation=interp)
     batch = np.zeros((1, 3, H, W), np.float32)
     batch[0, :, :vh, :vw] = linear_to_srgb(small).transpose(2, 0, 1)
-    return batch, _Frame(turned, (vh, vw))
+    return batch, _Frame(turned, (vh, vw), photo_hw)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

@@ -278,8 +278,10 @@ class TrainingSet:
                               if r.instances[k].sum() > 255 * 400]
         self.paste_targets = [r for r in records if r.source == "coco"]
         # Sampling weights: the small person-instance sets are what matter most; person_binary is low trust.
-        weight = {"coco": 4.0, "person_binary": 0.5, "fullbody_skin": 0.5, "fasseg": 1.0, "ade_sky": 1.0,
-                  "celeb_hair": 0.5}
+        # Measured at step 300: sky (100 ADE photos, 7.6 % sky pixels) and people lagged far behind
+        # hair and skin, so they are drawn more often.
+        weight = {"coco": 4.0, "person_binary": 1.0, "fullbody_skin": 0.5, "fasseg": 1.0, "ade_sky": 2.5,
+                  "celeb_hair": 0.4}
         w = np.array([weight.get(r.source, 1.0) for r in records])
         self.p = w / w.sum()
 
