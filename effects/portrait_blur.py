@@ -100,7 +100,7 @@ class PortraitBlurParams:
     match_grain: bool = True
     refine: bool = True
     refine_params: RefineMatteParams = field(default_factory=lambda: RefineMatteParams(radius=4, eps=1e-3, max_work_pixels=250_000))
-    refine_band: float = 0.012
+    refine_band: float = 0.02
     edge_dilation: int = 2
     radius_ratio: float = 1.25
     seed: int = 0
@@ -467,9 +467,15 @@ def subject_alpha(
     d = Fp - Bp
     dd = (d * d).sum(axis=1)
     a_col = np.clip(((I - Bp) * d).sum(axis=1) / np.maximum(dd, 1e-6), 0.0, 1.0)
-    # Confidence from the colour separation, judged in a gamma-2 (roughly perceptual) space.
-    sep = ((np.sqrt(np.clip(Fp, 0, 1)) - np.sqrt(np.clip(Bp, 0, 1))) ** 2).sum(axis=1)
-    conf = np.clip(sep / 0.03, 0.0, 1.0)
+    # Confidence: subject and background colours must differ (judged in a gamma-2, roughly
+    # perceptual space), and the pixel must lie near the line between them -- a colour
+    # off that line (a red sign next to a brown-haired head on a white wall) is neither,
+    # and projecting it would invent alpha.
+    sF, sB, sI = (np.sqrt(np.clip(x, 0, 1)) for x in (Fp, Bp, I))
+    sep = ((sF - sB) ** 2).sum(axis=1)
+    model = sB + a_col[:, None] * (sF - sB)
+    resid = ((sI - model) ** 2).sum(axis=1)
+    conf = np.clip(sep / 0.03, 0.0, 1.0) * np.exp(-resid / np.maximum(0.05 * sep, 1e-4))
     est = conf * a_col + (1.0 - conf) * alpha[ys, xs]
     # Soft threshold: sensor noise projects to α of a few percent either side of 0 and 1;
     # on a black or white stage that would show as speckle around the subject.

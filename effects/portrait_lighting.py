@@ -91,7 +91,7 @@ class PortraitLightingParams:
     skin_feather: float = 0.01
     refine: bool = True
     refine_params: RefineMatteParams = field(default_factory=lambda: RefineMatteParams(radius=4, eps=1e-3, max_work_pixels=250_000))
-    refine_band: float = 0.004
+    refine_band: float = 0.02
 
     def __post_init__(self):
         def bad(name, expected):
