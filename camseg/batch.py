@@ -410,6 +410,24 @@ def _thread_env(threads):
                 os.environ[n] = v
 
 
+def _pool_context():
+    """Start method for worker processes.
+
+    ``forkserver`` where available: a clean single-threaded server process
+    imports numpy, OpenCV, onnxruntime and the effects once, and every worker is
+    forked from it, so starting a worker costs little more than its model load.
+    Plain ``fork`` of the caller is not used: native thread pools (OpenCV,
+    OpenMP, BLAS) that the caller has already started deadlock forked children.
+    """
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["camseg.batch", "camseg.segmenter", "effects", "effects.denoise",
+                                        "effects.sharpen", "effects.tone_map", "effects.styles",
+                                        "effects.portrait_blur"])
+        return context
+    return multiprocessing.get_context("spawn")
+
+
 def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSettings | None" = None,
               jobs: "int | None" = None, output_format: "str | None" = None, quality: int = 95,
               bit_depth: "int | None" = None, overwrite: bool = False, model_path=None,
@@ -490,7 +508,7 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
         write_options["bit_depth"] = bit_depth
     jobs = max(1, min(jobs, len(todo)))
     threads = max(1, cpus // jobs)
-    bar = _progress(len(todo), task, progress)
+    bar = _NoProgress()
 
     def record(result):
         summary.results.append(result)
@@ -501,16 +519,18 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
 
     try:
         if jobs == 1:
+            bar = _progress(len(todo), task, progress)
             if todo:
                 _init_worker(model_path, threads)
             for item in todo:
                 record(_process(item, task, settings, write_options))
         else:
-            context = multiprocessing.get_context("spawn")  # no fork after onnxruntime threads start
             with _thread_env(threads), cf.ProcessPoolExecutor(
-                    max_workers=jobs, mp_context=context, initializer=_init_worker,
+                    max_workers=jobs, mp_context=_pool_context(), initializer=_init_worker,
                     initargs=(model_path, threads)) as pool:
                 futures = {pool.submit(_process, item, task, settings, write_options): item for item in todo}
+                # The bar (tqdm runs a monitor thread) starts only after the workers exist.
+                bar = _progress(len(todo), task, progress)
                 try:
                     for future in cf.as_completed(futures):
                         item = futures[future]
