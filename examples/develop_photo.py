@@ -9,7 +9,7 @@ profile of the input are kept in the output.
 
 Writes to ``--out`` (default ``examples/out/``):
 ``developed_<name>.jpg`` (the result, same metadata as the input) and
-``develop_photo_comparison.jpg`` (before | after).
+``develop_photo_comparison.png`` (before | after).
 
     python examples/develop_photo.py [--input PHOTO] [--style vibrant] [--portrait blur]
 """
@@ -50,7 +50,8 @@ def label(img, text):
 
 before = (linear_to_srgb(photo.pixels) * 255 + 0.5).astype(np.uint8)
 after = (linear_to_srgb(result.image.pixels) * 255 + 0.5).astype(np.uint8)
-sheet = np.concatenate([label(before, "original"), label(after, f"develop(style={args.style}, "
-                                                                 f"portrait={args.portrait})")], axis=1)
-cv2.imwrite(str(args.out / "develop_photo_comparison.jpg"), sheet[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])
-print(f"wrote {out_path} and {args.out / 'develop_photo_comparison.jpg'}")
+portrait = result.report.stage("portrait")
+note = args.portrait if portrait.status == "applied" else f"{args.portrait}: {portrait.status}"
+sheet = np.concatenate([label(before, "original"), label(after, f"style={args.style}, portrait={note}")], axis=1)
+cv2.imwrite(str(args.out / "develop_photo_comparison.png"), sheet[:, :, ::-1])
+print(f"wrote {out_path} and {args.out / 'develop_photo_comparison.png'}")

@@ -7,7 +7,7 @@ Styles change contrast and colour while the skin matte keeps faces natural;
 portrait effects use the person matte (blur: a lens-shaped defocus of the
 background; lighting looks: the background darkened around the subject).
 
-Writes ``develop_styles.jpg`` (one tile per style, then one per portrait effect)
+Writes ``develop_styles.png`` (one tile per style, then one per portrait effect)
 to ``--out`` (default ``examples/out/``).
 
     python examples/develop_styles.py [--input PHOTO] [--width 384]
@@ -52,7 +52,9 @@ for style in available_styles():
     tiles.append(tile(out.pixels, f"style={style}"))
 for effect in available_portrait_effects():
     res = develop(photo, portrait=effect, segmentation=seg, return_details=True)
-    tiles.append(tile(res.image.pixels, f"portrait={effect}"))
+    stage = res.report.stage("portrait")
+    tiles.append(tile(res.image.pixels, f"portrait={effect}" + ("" if stage.status == "applied"
+                                                                 else " (not applied: no person)")))
     print(f"{effect}: {res.report.stage('portrait').status} {res.report.stage('portrait').detail}")
 
 cols = 4
@@ -60,5 +62,5 @@ blank = np.zeros_like(tiles[0])
 tiles += [blank] * (-len(tiles) % cols)
 rows = [np.concatenate(tiles[i:i + cols], axis=1) for i in range(0, len(tiles), cols)]
 sheet = np.concatenate(rows, axis=0)
-cv2.imwrite(str(args.out / "develop_styles.jpg"), sheet[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])
-print(f"wrote {args.out / 'develop_styles.jpg'}")
+cv2.imwrite(str(args.out / "develop_styles.png"), sheet[:, :, ::-1])
+print(f"wrote {args.out / 'develop_styles.png'}")

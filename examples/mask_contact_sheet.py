@@ -6,10 +6,10 @@ per person (instance-aware). Each tile shows the photo dimmed with one matte
 lit in colour, so the matte's softness and its edges against hair and sky are
 visible; the first tile overlays all of them (persons in distinct colours).
 
-Uses a group photo from ``../shared/data/coco_panoptic`` when that folder exists
-(nothing from it is copied), else the bundled portrait.
+Uses the bundled portrait unless ``--input`` names another photo (a group photo
+shows the per-person instance mattes best).
 
-Writes ``mask_contact_sheet.jpg`` to ``--out`` (default ``examples/out/``).
+Writes ``mask_contact_sheet.png`` to ``--out`` (default ``examples/out/``).
 
     python examples/mask_contact_sheet.py [--input PHOTO]
 """
@@ -28,22 +28,13 @@ from camseg.io import linear_to_srgb, read_photo  # noqa: E402
 from camseg.segmenter import Segmenter  # noqa: E402
 
 
-def default_input():
-    shared = REPO.parent / "shared" / "data" / "coco_panoptic"
-    if shared.is_dir():
-        photos = sorted(p for p in shared.rglob("*.jpg"))
-        if photos:
-            return photos[0]
-    return REPO / "camseg" / "samples" / "astronaut.jpg"
-
-
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-parser.add_argument("--input", type=Path, default=None)
+parser.add_argument("--input", type=Path, default=REPO / "camseg" / "samples" / "astronaut.jpg")
 parser.add_argument("--out", type=Path, default=REPO / "examples" / "out")
 parser.add_argument("--width", type=int, default=320)
 args = parser.parse_args()
 args.out.mkdir(parents=True, exist_ok=True)
-source = args.input or default_input()
+source = args.input
 
 photo = read_photo(source)
 with Segmenter() as segmenter:
@@ -78,5 +69,5 @@ cols = 4
 blank = np.zeros_like(tiles[0])
 tiles += [blank] * (-len(tiles) % cols)
 sheet = np.concatenate([np.concatenate(tiles[i:i + cols], axis=1) for i in range(0, len(tiles), cols)], axis=0)
-cv2.imwrite(str(args.out / "mask_contact_sheet.jpg"), sheet[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])
-print(f"{len(seg.persons)} person(s); wrote {args.out / 'mask_contact_sheet.jpg'}")
+cv2.imwrite(str(args.out / "mask_contact_sheet.png"), sheet[:, :, ::-1])
+print(f"{len(seg.persons)} person(s); wrote {args.out / 'mask_contact_sheet.png'}")
