@@ -146,21 +146,24 @@ def _noise_sigma(x, sel):
 
 
 def bench_grain_sharpness(method, H=480, W=640):
+    """Grain: flat subject and background with the same sensor noise (σ = 0.01).
+    Sharpness: a textured subject, Laplacian energy kept inside it."""
     rng = np.random.default_rng(7)
     p = PortraitBlurParams(f_number=2.0)
     alpha = np.zeros((H, W), np.float32)
     alpha[H // 4 : 3 * H // 4, W // 3 : 2 * W // 3] = 1.0
-    base = np.full((H, W, 3), 0.2, np.float32)
-    # textured subject (for sharpness) with noise everywhere (for grain)
-    tex = (rng.random((H // 8, W // 8)) * 0.3).astype(np.float32)
-    tex = cv2.resize(tex, (W, H), interpolation=cv2.INTER_NEAREST)
-    base += alpha[..., None] * tex[..., None]
-    img = np.clip(base + rng.normal(0, 0.01, (H, W, 3)).astype(np.float32), 0, 1)
-    out = METHODS[method](img, alpha, p)
     k = np.ones((31, 31), np.uint8)
     inner = cv2.erode(alpha, k) > 0.5
     outer = cv2.dilate(alpha, np.ones((81, 81), np.uint8)) < 0.5
+    flat = np.where(alpha[..., None] > 0, np.float32(0.3), np.float32(0.2)) * np.ones((1, 1, 3), np.float32)
+    img = np.clip(flat + rng.normal(0, 0.01, (H, W, 3)).astype(np.float32), 0, 1)
+    out = METHODS[method](img, alpha, p)
     ratio = _noise_sigma(out, outer) / _noise_sigma(out, inner)
+
+    tex = (rng.random((H // 8, W // 8)) * 0.3).astype(np.float32)
+    tex = cv2.resize(tex, (W, H), interpolation=cv2.INTER_NEAREST)
+    img = np.clip(0.2 + alpha[..., None] * tex[..., None] + rng.normal(0, 0.01, (H, W, 3)), 0, 1).astype(np.float32)
+    out = METHODS[method](img, alpha, p)
     lap = lambda x: cv2.Laplacian(x.mean(axis=2), cv2.CV_32F)  # noqa: E731
     sharp = float((lap(out)[inner] ** 2).sum() / (lap(img)[inner] ** 2).sum())
     return {"grain_ratio": float(ratio), "sharpness": sharp}
@@ -207,26 +210,35 @@ def bench_refine(factor):
 
 
 def bench_time(repeats=2):
+    """Best-of-``repeats`` wall and CPU (process) time at 12 MP.
+
+    CPU time is reported too because this machine's 2 cores are shared with a
+    training job: wall time then measures the neighbour as much as the code.
+    """
     rng = np.random.default_rng(1)
     H, W = 3000, 4000
     img = np.clip(cv2.resize((rng.random((300, 400, 3)) * 0.6).astype(np.float32), (W, H), interpolation=cv2.INTER_CUBIC)
                   + rng.normal(0, 0.01, (H, W, 3)).astype(np.float32), 0, 1).astype(np.float32)
+    img[::97, ::89] = 1.0  # a sprinkling of point lights
     mask = cv2.resize(disc_alpha(384, 512, 256, 230, 150, wobble=0.1), (W, H), interpolation=cv2.INTER_LINEAR)
-    p = PortraitBlurParams(f_number=2.0)
-    res = {}
-    for name, fn in (("naive", lambda: naive_blur(img, mask, p)), ("camseg", lambda: portrait_blur(img, mask, params=p)),
-                     ("camseg_depth", lambda: portrait_blur(img, mask, depth=np.broadcast_to(np.linspace(1.5, 9, W, dtype=np.float32), (H, W)).copy(), params=p))):
-        best = np.inf
-        for _ in range(repeats):
-            t = time.perf_counter()
-            fn()
-            best = min(best, time.perf_counter() - t)
-        res[name] = best
+    depth = np.broadcast_to(np.linspace(1.5, 9, W, dtype=np.float32), (H, W)).copy()
     low = cv2.resize(mask, (512, 384), interpolation=cv2.INTER_AREA)
-    for K in (1, 6):
-        t = time.perf_counter()
-        refine_matte(img, np.repeat(low[..., None], K, axis=2))
-        res[f"refine_K{K}"] = time.perf_counter() - t
+    p = PortraitBlurParams(f_number=2.0)
+    jobs = {
+        "naive": lambda: naive_blur(img, mask, p),
+        "camseg": lambda: portrait_blur(img, mask, params=p),
+        "camseg_depth": lambda: portrait_blur(img, mask, depth=depth, params=p),
+        "refine_K1": lambda: refine_matte(img, low),
+        "refine_K6": lambda: refine_matte(img, np.repeat(low[..., None], 6, axis=2)),
+    }
+    res = {}
+    for name, fn in jobs.items():
+        wall = cpu = np.inf
+        for _ in range(repeats):
+            t, c = time.perf_counter(), time.process_time()
+            fn()
+            wall, cpu = min(wall, time.perf_counter() - t), min(cpu, time.process_time() - c)
+        res[name] = (wall, cpu)
     return res
 
 
@@ -295,9 +307,9 @@ def main():
     if not args.quick:
         t = bench_time()
         print()
-        print(f"{'12 MP time':<20}{'seconds':>14}{'× naive':>12}")
-        for k, v in t.items():
-            print(f"{k:<20}{v:>14.3f}{v / t['naive']:>12.2f}")
+        print(f"{'12 MP time':<20}{'wall s':>10}{'CPU s':>10}{'wall×naive':>12}{'CPU×naive':>12}")
+        for k, (wall, cpu) in t.items():
+            print(f"{k:<20}{wall:>10.3f}{cpu:>10.3f}{wall / t['naive'][0]:>12.2f}{cpu / t['naive'][1]:>12.2f}")
     print("\nplot:", save_plot(args.out))
 
 

@@ -208,6 +208,72 @@ def _upsample_maps(h: int, w: int, H: int, W: int, rows: int) -> tuple[np.ndarra
     return np.ascontiguousarray(np.broadcast_to(xs, (rows, W))), ys
 
 
+def _fit(g32: np.ndarray, m: np.ndarray, p: RefineMatteParams) -> tuple[np.ndarray, tuple[int, int]]:
+    """Guided-filter coefficients on the working grid (the matte's resolution, capped).
+
+    Returns the h×w×4K coefficient grid (see :func:`_guided_coefficients`) and its size.
+    """
+    H, W = g32.shape[:2]
+    h, w = m.shape[:2]
+    wh, ww = h, w
+    if h * w > p.max_work_pixels:
+        s = np.sqrt(p.max_work_pixels / (h * w))
+        wh, ww = max(1, int(round(h * s))), max(1, int(round(w * s)))
+        m = _resize(m, (wh, ww), cv2.INTER_AREA)
+    g_low = g32 if (wh, ww) == (H, W) else _resize(g32, (wh, ww), cv2.INTER_AREA)
+    return _guided_coefficients(_encode_guide(g_low), m, int(p.radius), float(p.eps)), (wh, ww)
+
+
+def sample_at(grid: np.ndarray, ys: np.ndarray, xs: np.ndarray, H: int, W: int) -> np.ndarray:
+    """Bilinear samples of a reduced grid (h×w×C covering an H×W image) at pixels (ys, xs).
+
+    Half-pixel-centre convention of ``cv2.resize``; cv2.remap over the pixel
+    list folded into rows of 1024 (remap needs sides < 32767).
+
+    Returns
+    -------
+    np.ndarray
+        (N, C) float32.
+    """
+    h, w = grid.shape[:2]
+    C = grid.shape[2] if grid.ndim == 3 else 1
+    n = ys.size
+    if n == 0:
+        return np.zeros((0, C), np.float32)
+    pad = (-n) % 1024
+    mx = np.pad((xs + 0.5) * (w / W) - 0.5, (0, pad)).astype(np.float32).reshape(-1, 1024)
+    my = np.pad((ys + 0.5) * (h / H) - 0.5, (0, pad)).astype(np.float32).reshape(-1, 1024)
+    out = cv2.remap(grid, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return out.reshape(-1, C)[:n]
+
+
+def refine_matte_at(guide: np.ndarray, matte: np.ndarray, ys: np.ndarray, xs: np.ndarray,
+                    *, params: RefineMatteParams | None = None) -> np.ndarray:
+    """:func:`refine_matte` evaluated only at the full-resolution pixels (ys, xs).
+
+    For callers that need the refined matte in a band only (e.g. the unknown
+    region of a trimap): the coefficients are fitted exactly as in
+    :func:`refine_matte`, then sampled and applied at those pixels, so the
+    cost no longer scales with the photo's size. Inputs are validated by the
+    caller (internal helper).
+
+    Returns
+    -------
+    np.ndarray
+        (N, K) float32 refined values in [0, 1].
+    """
+    p = RefineMatteParams() if params is None else params
+    m = matte[:, :, None] if matte.ndim == 2 else matte
+    H, W = guide.shape[:2]
+    K = m.shape[2]
+    g32 = guide.astype(np.float32, copy=False)
+    coef, _ = _fit(g32, np.clip(m, 0.0, 1.0).astype(np.float32), p)
+    c = sample_at(coef, ys, xs, H, W)
+    I = _encode_guide(g32[ys, xs])
+    q = c[:, 3 * K :] + sum(c[:, ch * K : (ch + 1) * K] * I[:, ch : ch + 1] for ch in range(3))
+    return np.clip(q, 0.0, 1.0)
+
+
 def refine_matte(guide: np.ndarray, matte: np.ndarray, *, params: RefineMatteParams | None = None) -> np.ndarray:
     """Upsample and refine soft mattes against the full-resolution photo.
 
@@ -259,17 +325,9 @@ def refine_matte(guide: np.ndarray, matte: np.ndarray, *, params: RefineMattePar
     m = matte[:, :, None] if squeeze else matte
     m = np.clip(m, 0.0, 1.0).astype(np.float32)  # a copy: the caller's array is never touched
     H, W = guide.shape[:2]
-    h, w, K = m.shape
-
-    # Working grid: the matte's resolution, capped for speed.
-    wh, ww = h, w
-    if h * w > p.max_work_pixels:
-        s = np.sqrt(p.max_work_pixels / (h * w))
-        wh, ww = max(1, int(round(h * s))), max(1, int(round(w * s)))
-        m = _resize(m, (wh, ww), cv2.INTER_AREA)
+    K = m.shape[2]
     g32 = guide.astype(np.float32, copy=False)
-    g_low = g32 if (wh, ww) == (H, W) else _resize(g32, (wh, ww), cv2.INTER_AREA)
-    coef = _guided_coefficients(_encode_guide(g_low), m, int(p.radius), float(p.eps))
+    coef, (wh, ww) = _fit(g32, m, p)
 
     out = np.empty((H, W, K), dtype=np.float32)
     same = (wh, ww) == (H, W)

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from effects.mask_refine import RefineMatteParams, refine_matte
+from effects.mask_refine import RefineMatteParams, refine_matte_at, sample_at
 
 __all__ = ["PortraitBlurParams", "portrait_blur", "disk_kernel", "estimate_noise_sigma"]
 
@@ -283,34 +283,37 @@ def _push(P: list, Wt: list, finest: int) -> dict:
     return filled
 
 
-def _boost_highlights(img: np.ndarray, threshold: float, gain: float, radius: float) -> np.ndarray:
+def _boost_highlights(premult: np.ndarray, img: np.ndarray, threshold: float, gain: float, radius: float) -> None:
     """Give small near-clipped highlights back some of the energy the sensor clipped.
 
     Why: a point light is far brighter than the clipped value 1.0; without a
     boost its blurred disc is dim grey instead of a bright bokeh ball. Only
     *small* highlights are boosted -- where near-clipped pixels cover less than
     ~10 % of the lens disc around them -- so a white wall or an overcast sky
-    is not turned into a glowing blob. ``I·(1 + gain·s²·c)`` with ``s`` the
+    is not turned into a glowing blob. Gain ``1 + gain·s²·c`` with ``s`` the
     position of the brightest channel in [threshold, 1] and ``c`` that
-    smallness factor. Returns ``img`` itself when nothing is boosted.
+    smallness factor, applied in place to ``premult`` (the weight-premultiplied
+    background) at the few highlight pixels only (sparse: a per-pixel channel
+    max over 12 MP would cost more than the whole blur).
     """
     if gain <= 0 or threshold >= 1:
-        return img
-    r, g, b = cv2.split(img)
-    peak = cv2.max(cv2.max(r, g), b)
-    if float(peak.max()) <= threshold:
-        return img
-    H, W = peak.shape
-    s = np.clip((peak - threshold) * (1.0 / (1.0 - threshold)), 0.0, 1.0)
+        return
+    H, W = img.shape[:2]
+    flat = np.flatnonzero(img.reshape(-1) > threshold) // 3
+    if flat.size == 0:
+        return
+    flat = np.unique(flat)
+    ys, xs = flat // W, flat % W
+    peak = img[ys, xs].max(axis=1)
+    s = np.clip((peak - threshold) / (1.0 - threshold), 0.0, 1.0)
     # Fraction of highlight pixels within the lens disc, on a grid where the disc is ~8 cells.
     f = max(1, int(radius / 8))
-    hw = (max(1, H // f), max(1, W // f))
-    frac = _resize((s > 0).astype(np.float32), hw, cv2.INTER_AREA)
+    gh, gw = -(-H // f), -(-W // f)
+    count = np.bincount((ys // f) * gw + xs // f, minlength=gh * gw).reshape(gh, gw).astype(np.float32)
     k = max(1, int(round(radius / f)))
-    frac = cv2.blur(frac, (2 * k + 1, 2 * k + 1), borderType=cv2.BORDER_REFLECT)
-    small = np.clip(1.0 - frac / 0.1, 0.0, 1.0)
-    small = _resize(small, (H, W), cv2.INTER_LINEAR) if f > 1 else small
-    return img * (1.0 + gain * s * s * small)[..., None]
+    frac = cv2.blur(count / (f * f), (2 * k + 1, 2 * k + 1), borderType=cv2.BORDER_REFLECT)
+    small = np.clip(1.0 - frac[ys // f, xs // f] / 0.1, 0.0, 1.0)
+    premult[ys, xs] *= (1.0 + gain * s * s * small)[:, None]
 
 
 _GRAIN_TILE = 256
@@ -375,26 +378,12 @@ def _decontaminate(img: np.ndarray, alpha: np.ndarray, soft: tuple, diag: float)
         B = np.clip(Bb + (1.0 - a2e) * e, 0.0, 1.0)
 
     ys, xs = soft
-    fb = _sample(Fb, ys, xs, H, W)
-    bb = _sample(Bb, ys, xs, H, W)
+    fb = sample_at(Fb, ys, xs, H, W)
+    bb = sample_at(Bb, ys, xs, H, W)
     a = alpha[ys, xs][:, None]
     I = img[ys, xs]
     F = fb + a * (I - a * fb - (1 - a) * bb)
     return np.clip(F, 0.0, 1.0)
-
-
-def _sample(grid: np.ndarray, ys: np.ndarray, xs: np.ndarray, H: int, W: int) -> np.ndarray:
-    """Bilinear samples of a reduced-grid map (h×w×C) at full-resolution pixels (ys, xs).
-
-    cv2.remap over the pixel list, folded into rows of 1024 (remap needs sides < 32767).
-    """
-    h, w = grid.shape[:2]
-    n = ys.size
-    pad = (-n) % 1024
-    mx = np.pad((xs + 0.5) * (w / W) - 0.5, (0, pad)).astype(np.float32).reshape(-1, 1024)
-    my = np.pad((ys + 0.5) * (h / H) - 0.5, (0, pad)).astype(np.float32).reshape(-1, 1024)
-    out = cv2.remap(grid, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return out.reshape(-1, grid.shape[2] if grid.ndim == 3 else 1)[:n]
 
 
 def subject_alpha(
@@ -436,20 +425,29 @@ def subject_alpha(
     if not refine:
         return union
     H, W = union.shape
-    alpha = refine_matte(image, mattes, params=refine_params)
-    alpha = alpha.max(axis=2) if alpha.ndim == 3 else alpha
     # Trimap: far inside the subject a colour match with the background must not punch
     # holes (nor, outside, add islands), so only the band is re-estimated.
     b = max(2, int(round(band * np.hypot(H, W))))
-    ker = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * b + 1, 2 * b + 1))
-    core_fg = cv2.erode((union >= 0.99).astype(np.uint8), ker)
-    core_bg = cv2.erode((union <= 0.01).astype(np.uint8), ker)
-    alpha[core_fg.astype(bool)] = 1.0
-    alpha[core_bg.astype(bool)] = 0.0
-    if not core_fg.any() or not core_bg.any():
-        return alpha
+    # The trimap is coarse by nature: erode on a grid where the band is ~8 cells (a 201-px
+    # structuring element at 12 MP would take seconds), then bring it back with nearest.
+    g = max(1, b // 8)
+    hw = (max(1, H // g), max(1, W // g))
+    low = _resize(union, hw, cv2.INTER_AREA) if g > 1 else union
+    kb = max(1, int(round(b / g)))
+    ker = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * kb + 1, 2 * kb + 1))
+    core_fg = cv2.erode((low >= 0.99).astype(np.uint8), ker)
+    core_bg = cv2.erode((low <= 0.01).astype(np.uint8), ker)
+    if g > 1:
+        core_fg = cv2.resize(core_fg, (W, H), interpolation=cv2.INTER_NEAREST)
+        core_bg = cv2.resize(core_bg, (W, H), interpolation=cv2.INTER_NEAREST)
+    alpha = core_fg.astype(np.float32)  # 1 in the subject core, 0 elsewhere; band filled below
     ys, xs = np.nonzero((core_fg | core_bg) == 0)
     if ys.size == 0:
+        return alpha
+    # Guided-filter refinement, evaluated in the band only (cost independent of photo size).
+    guided = refine_matte_at(image, mattes, ys, xs, params=refine_params).max(axis=1)
+    if not core_fg.any() or not core_bg.any():
+        alpha[ys, xs] = guided
         return alpha
     # Local subject / background colours from the cores, on a grid of ~band/2 cells.
     f = max(1, b // 2)
@@ -461,8 +459,8 @@ def subject_alpha(
         w = np.where(w > 0.99, 1.0, 0.0).astype(np.float32)  # cells wholly inside the core only
         P, Wt = _pull(img_low * w[..., None], w, 1)
         colours.append(_push(P, Wt, 0)[0])
-    Fp = _sample(colours[0], ys, xs, H, W)
-    Bp = _sample(colours[1], ys, xs, H, W)
+    Fp = sample_at(colours[0], ys, xs, H, W)
+    Bp = sample_at(colours[1], ys, xs, H, W)
     I = image[ys, xs]
     d = Fp - Bp
     dd = (d * d).sum(axis=1)
@@ -476,7 +474,7 @@ def subject_alpha(
     model = sB + a_col[:, None] * (sF - sB)
     resid = ((sI - model) ** 2).sum(axis=1)
     conf = np.clip(sep / 0.03, 0.0, 1.0) * np.exp(-resid / np.maximum(0.05 * sep, 1e-4))
-    est = conf * a_col + (1.0 - conf) * alpha[ys, xs]
+    est = conf * a_col + (1.0 - conf) * guided
     # Soft threshold: sensor noise projects to α of a few percent either side of 0 and 1;
     # on a black or white stage that would show as speckle around the subject.
     t = 0.03
@@ -581,9 +579,11 @@ def portrait_blur(
     w_bg = (grown < 0.01).astype(np.float32)
 
     # 3. Defocus radius (full-res pixels): constant r_inf, or the thin-lens CoC from depth.
-    src = _boost_highlights(img, p.highlight_threshold, p.highlight_gain, r_inf)
     level_of = lambda r: max(0, int(np.ceil(np.log2(r / _MAX_LOW_RADIUS))))  # noqa: E731
-    P, Wt = _pull(src * w_bg[..., None], w_bg, level_of(r_inf))
+    premult = img * w_bg[..., None]
+    _boost_highlights(premult, img, p.highlight_threshold, p.highlight_gain, r_inf)
+    P, Wt = _pull(premult, w_bg, level_of(r_inf))
+    del premult
     if depth is None:
         ladder = np.array([r_inf], np.float32)
         finest = min(level_of(r_inf), len(P) - 1)
@@ -671,14 +671,21 @@ def portrait_blur(
             smap *= (1.0 - w0_full)[..., None]
         _add_grain(bg, smap, p.seed)
     if w0_full is not None:
-        bg = cv2.blendLinear(filled[0], bg, w0_full, 1.0 - w0_full)
+        bg += w0_full[..., None] * (filled[0] - bg)
     np.clip(bg, 0.0, 1.0, out=bg)
 
-    # 6. Composite: out = α·F + (1 − α)·B, with F = I where α = 1 and decontaminated at soft pixels.
-    out = cv2.blendLinear(img, bg, alpha, 1.0 - alpha)
-    soft = np.nonzero((alpha > 0) & (alpha < 1))
-    if soft[0].size:
-        F = _decontaminate(img, alpha, soft, float(np.hypot(H, W)))
-        a = alpha[soft][:, None]
-        out[soft] = a * F + (1 - a) * bg[soft]
+    # 6. Composite: out = α·F + (1 − α)·B, with F = I where α = 1 and decontaminated at soft
+    # pixels. Only the subject's bounding box needs any work: elsewhere out = B.
+    out = bg  # bg is ours (a fresh array): composite in place
+    rows = np.nonzero(alpha.max(axis=1) > 0)[0]
+    if rows.size:
+        soft = np.nonzero((alpha > 0) & (alpha < 1))
+        bg_soft = out[soft]
+        cols = np.nonzero(alpha[rows[0] : rows[-1] + 1].max(axis=0) > 0)[0]
+        box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+        out[box] += alpha[box][..., None] * (img[box] - out[box])
+        if soft[0].size:
+            F = _decontaminate(img, alpha, soft, float(np.hypot(H, W)))
+            a = alpha[soft][:, None]
+            out[soft] = a * F + (1 - a) * bg_soft
     return np.clip(out, 0.0, 1.0, out=out)
