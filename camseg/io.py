@@ -482,12 +482,23 @@ def _exif_ifd0_entries(exif: bytes):
 
 
 def _exif_reset_orientation(exif: bytes) -> bytes:
-    """Return ``exif`` with the orientation tag set to 1 (byte-exact otherwise, maker notes kept)."""
+    """Return ``exif`` with orientation set to 1 and the thumbnail (IFD1) unlinked.
+
+    Everything else stays byte-exact (maker notes keep their internal offsets).
+    The embedded thumbnail shows the unprocessed, possibly unrotated photo, so a
+    viewer that displays it would contradict the output; unlinking IFD1 (next-IFD
+    offset of IFD0 set to 0) is how editors drop it without rewriting offsets.
+    """
     bo = "<" if exif[:2] == b"II" else ">"
     data = bytearray(exif)
-    for pos, tag, typ, count, _ in _exif_ifd0_entries(exif):
+    entries = list(_exif_ifd0_entries(exif))
+    for pos, tag, typ, count, _ in entries:
         if tag == _ORIENTATION_TAG and typ == 3 and count == 1:
             struct.pack_into(bo + "H", data, pos + 8, 1)
+    ifd0 = struct.unpack_from(bo + "I", exif, 4)[0]
+    next_ifd = ifd0 + 2 + 12 * len(entries)
+    if next_ifd + 4 <= len(data):
+        struct.pack_into(bo + "I", data, next_ifd, 0)
     return bytes(data)
 
 

@@ -284,3 +284,27 @@ def test_exif_survives_tiff_to_jpeg(tmp_path):
         assert ex.get(0x010F) == "TestCam" and ex.get(0x0112, 1) == 1
         assert ex.get_ifd(0x8769).get(0x9003) == "2024:05:06 07:08:09"
         assert 0x0111 not in ex  # no stale StripOffsets from the TIFF
+
+
+def test_exif_thumbnail_is_unlinked(tmp_path):
+    import struct
+
+    # EXIF whose IFD0 links to an IFD1 (where cameras keep the thumbnail).
+    ex = Image.Exif()
+    ex[0x0112] = 6
+    ex[0x010F] = "TestCam"
+    raw = bytearray(ex.tobytes()[6:])  # bare TIFF structure
+    bo = "<" if raw[:2] == b"II" else ">"
+    ifd0 = struct.unpack_from(bo + "I", raw, 4)[0]
+    n = struct.unpack_from(bo + "H", raw, ifd0)[0]
+    link = ifd0 + 2 + 12 * n
+    struct.pack_into(bo + "I", raw, link, len(raw))
+    raw += struct.pack(bo + "HI", 0, 0)  # an empty IFD1
+    Image.fromarray(_gradient(20, 30)).save(tmp_path / "t.jpg", exif=b"Exif\x00\x00" + bytes(raw))
+    assert Image.open(tmp_path / "t.jpg").getexif().get(0x010F) == "TestCam"
+    photo = cio.read_photo(tmp_path / "t.jpg")
+    assert struct.unpack_from(bo + "I", raw, link)[0] != 0
+    assert struct.unpack_from(bo + "I", photo.exif, link)[0] == 0
+    parsed = Image.Exif()
+    parsed.load(b"Exif\x00\x00" + photo.exif)
+    assert parsed.get(0x0112) == 1 and parsed.get(0x010F) == "TestCam"
