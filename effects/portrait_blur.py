@@ -475,6 +475,15 @@ def subject_alpha(
     resid = ((sI - model) ** 2).sum(axis=1)
     conf = np.clip(sep / 0.03, 0.0, 1.0) * np.exp(-resid / np.maximum(0.05 * sep, 1e-4))
     est = conf * a_col + (1.0 - conf) * guided
+    # Spatial prior: the given mask is roughly right. The further a band pixel lies outside
+    # (inside) it, the more evidence it takes to give it alpha (to take alpha away): the
+    # estimate is pulled toward 0 (1) with distance, on the scale of half (all) the band.
+    lowb = (low >= 0.5).astype(np.uint8)
+    d_out = cv2.distanceTransform(1 - lowb, cv2.DIST_L2, 3) * g
+    d_in = cv2.distanceTransform(lowb, cv2.DIST_L2, 3) * g
+    d = sample_at(np.dstack([d_out, d_in]), ys, xs, H, W)
+    s_out, s_in = max(1.0, b / 2.0), max(1.0, float(b))  # holes between curls are real: gentler inside
+    est = np.where(d[:, 0] > 0, est * np.exp(-d[:, 0] / s_out), 1.0 - (1.0 - est) * np.exp(-d[:, 1] / s_in))
     # Soft threshold: sensor noise projects to α of a few percent either side of 0 and 1;
     # on a black or white stage that would show as speckle around the subject.
     t = 0.03
