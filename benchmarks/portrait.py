@@ -35,8 +35,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from effects import PortraitBlurParams, RefineMatteParams, portrait_blur, refine_matte  # noqa: E402
-from effects.portrait_blur import estimate_noise_sigma  # noqa: E402
+from effects import PortraitBlurParams, portrait_blur, refine_matte  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- methods

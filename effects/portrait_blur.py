@@ -7,8 +7,11 @@ bright discs, and the pasted edge is hard and carries the old sharp background
 inside the hair. This module renders instead:
 
 1. **Subject matte.** The subject (union of person mattes), hair and glasses
-   mattes are refined against the photo (:func:`effects.refine_matte`) so hair
-   strands and glasses rims become soft, semi-transparent alpha.
+   mattes are refined against the photo in a band around the given edge
+   (:func:`subject_alpha`: guided filter, plus a colour-line alpha from local
+   subject/background colours that resolves hair strands, with a spatial prior
+   toward the given mask), so hair and glasses rims become soft,
+   semi-transparent alpha.
 2. **Background behind the subject.** Everything the subject covers (dilated a
    little) is removed and filled from the surrounding background by pull-push
    interpolation (Gortler et al., "The Lumigraph", SIGGRAPH 1996), so the blur
