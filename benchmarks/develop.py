@@ -65,71 +65,76 @@ def main(argv=None):
     parser.add_argument("--batch-photos", type=int, default=8)
     parser.add_argument("--batch-size", default="1600x1200", help="WxH of the batch photos")
     parser.add_argument("--portrait", default="blur", help="portrait effect for the single-photo run ('none' = off)")
+    parser.add_argument("--only", choices=("develop", "batch"), default=None, help="run only one of the two parts")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="camseg-bench-"))
     try:
-        width = int(round(np.sqrt(args.megapixels * 1e6 * 4 / 3)))
-        height = int(round(width * 3 / 4))
-        jpeg = work / "photo.jpg"
-        make_photo(jpeg, width, height)
+        rows, ref, throughput = [], 1.0, {}
+        width = height = 0
+        if args.only != "batch":
+            width = int(round(np.sqrt(args.megapixels * 1e6 * 4 / 3)))
+            height = int(round(width * 3 / 4))
+            jpeg = work / "photo.jpg"
+            make_photo(jpeg, width, height)
 
-        # Reference: OpenCV JPEG decode + encode of the same file.
-        dec, img = timed(lambda: cv2.imread(str(jpeg)), repeats=3)
-        enc, _ = timed(lambda: cv2.imwrite(str(work / "ref.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 95]), repeats=3)
-        ref = dec + enc
+            # Reference: OpenCV JPEG decode + encode of the same file.
+            dec, img = timed(lambda: cv2.imread(str(jpeg)), repeats=3)
+            enc, _ = timed(lambda: cv2.imwrite(str(work / "ref.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 95]), repeats=3)
+            ref = dec + enc
 
-        from camseg.segmenter import Segmenter
+            from camseg.segmenter import Segmenter
 
-        load, segmenter = timed(lambda: Segmenter())
-        portrait = None if args.portrait == "none" else args.portrait
-        settings = DevelopSettings(style="vibrant", portrait=portrait)
-        develop(SAMPLE, settings, segmenter=segmenter)  # warm-up (first-call allocations, lazy imports)
-        read_t, photo = timed(lambda: read_photo(jpeg))
-        _, result = timed(lambda: develop(photo, settings, segmenter=segmenter, return_details=True))
-        write_t, _ = timed(lambda: write_photo(work / "developed.jpg", result.image.pixels, like=photo))
+            load, segmenter = timed(lambda: Segmenter())
+            portrait = None if args.portrait == "none" else args.portrait
+            settings = DevelopSettings(style="vibrant", portrait=portrait)
+            develop(SAMPLE, settings, segmenter=segmenter)  # warm-up (first-call allocations, lazy imports)
+            read_t, photo = timed(lambda: read_photo(jpeg))
+            _, result = timed(lambda: develop(photo, settings, segmenter=segmenter, return_details=True))
+            write_t, _ = timed(lambda: write_photo(work / "developed.jpg", result.image.pixels, like=photo))
 
-        rows = [("reference: cv2 decode+encode", ref)]
-        rows.append(("read_photo (decode, linearise)", read_t))
-        for stage in result.report.stages:
-            label = f"{stage.name} [{stage.status}]"
-            rows.append((label, stage.seconds))
-        rows.append(("write_photo (encode, atomic)", write_t))
-        total = read_t + result.report.total_seconds + write_t
-        rows.append(("total develop, file to file", total))
+            rows = [("reference: cv2 decode+encode", ref)]
+            rows.append(("read_photo (decode, linearise)", read_t))
+            for stage in result.report.stages:
+                label = f"{stage.name} [{stage.status}]"
+                rows.append((label, stage.seconds))
+            rows.append(("write_photo (encode, atomic)", write_t))
+            total = read_t + result.report.total_seconds + write_t
+            rows.append(("total develop, file to file", total))
 
-        print(f"\ndevelop() on a {width}×{height} ({width * height / 1e6:.1f} MP) JPEG, "
-              f"style=vibrant, portrait={portrait}; model load {load:.2f} s (once)")
-        print(f"{'stage':<36}{'seconds':>9}{'× ref':>8}")
-        for label, seconds in rows:
-            print(f"{label:<36}{seconds:9.3f}{seconds / ref:8.1f}")
+            print(f"\ndevelop() on a {width}×{height} ({width * height / 1e6:.1f} MP) JPEG, "
+                  f"style=vibrant, portrait={portrait}; model load {load:.2f} s (once)")
+            print(f"{'stage':<36}{'seconds':>9}{'× ref':>8}")
+            for label, seconds in rows:
+                print(f"{label:<36}{seconds:9.3f}{seconds / ref:8.1f}")
 
-        # Batch throughput with 1 and 2 workers.
-        bw, bh = (int(v) for v in args.batch_size.lower().split("x"))
-        folder = work / "batch"
-        folder.mkdir()
-        for i in range(args.batch_photos):
-            make_photo(folder / f"img_{i:02d}.jpg", bw, bh, seed=i)
-        throughput, steady = {}, {}
-        load_before = os.getloadavg()[0]
-        for jobs in (1, 2):
-            out = work / f"out{jobs}"
-            stamps = []
-            summary = run_batch([folder], out, settings=DevelopSettings(style="vibrant"), jobs=jobs,
-                                progress=False, on_result=lambda r: stamps.append(time.perf_counter()))
-            if not summary.ok:
-                print("batch failures:", [(str(r.source), r.message) for r in summary.failed])
-            throughput[jobs] = summary.done / summary.seconds
-            # Steady state: photos completed after the first one, over the time they took
-            # (excludes worker start-up: interpreter, imports, model load).
-            steady[jobs] = (len(stamps) - 1) / max(1e-9, stamps[-1] - stamps[0]) if len(stamps) > 1 else 0.0
-            shutil.rmtree(out)
-        print(f"\nbatch: {args.batch_photos} photos of {bw}×{bh}, style=vibrant; {os.cpu_count()} CPU cores, "
-              f"load average before {load_before:.1f}")
-        print(f"{'workers':<10}{'photos/s (wall, incl. start-up)':>34}{'steady photos/s':>18}{'speed-up':>10}")
-        for jobs in throughput:
-            print(f"{jobs:<10}{throughput[jobs]:34.2f}{steady[jobs]:18.2f}{steady[jobs] / max(1e-9, steady[1]):10.2f}")
-        throughput = steady
+        if args.only != "develop":
+            # Batch throughput with 1 and 2 workers.
+            bw, bh = (int(v) for v in args.batch_size.lower().split("x"))
+            folder = work / "batch"
+            folder.mkdir()
+            for i in range(args.batch_photos):
+                make_photo(folder / f"img_{i:02d}.jpg", bw, bh, seed=i)
+            throughput, steady = {}, {}
+            load_before = os.getloadavg()[0]
+            for jobs in (1, 2):
+                out = work / f"out{jobs}"
+                stamps = []
+                summary = run_batch([folder], out, settings=DevelopSettings(style="vibrant"), jobs=jobs,
+                                    progress=False, on_result=lambda r: stamps.append(time.perf_counter()))
+                if not summary.ok:
+                    print("batch failures:", [(str(r.source), r.message) for r in summary.failed])
+                throughput[jobs] = summary.done / summary.seconds
+                # Steady state: photos completed after the first one, over the time they took
+                # (excludes worker start-up: interpreter, imports, model load).
+                steady[jobs] = (len(stamps) - 1) / max(1e-9, stamps[-1] - stamps[0]) if len(stamps) > 1 else 0.0
+                shutil.rmtree(out)
+            print(f"\nbatch: {args.batch_photos} photos of {bw}×{bh}, style=vibrant; {os.cpu_count()} CPU cores, "
+                  f"load average before {load_before:.1f}")
+            print(f"{'workers':<10}{'photos/s (wall, incl. start-up)':>34}{'steady photos/s':>18}{'speed-up':>10}")
+            for jobs in throughput:
+                print(f"{jobs:<10}{throughput[jobs]:34.2f}{steady[jobs]:18.2f}{steady[jobs] / max(1e-9, steady[1]):10.2f}")
+            throughput = steady
 
         try:
             import matplotlib
