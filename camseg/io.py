@@ -726,6 +726,14 @@ def remove_stale_temp_files(directory: "str | os.PathLike") -> int:
 
 
 def _pid_alive(pid: int) -> bool:
+    """True if process ``pid`` exists and is not a zombie (a killed writer nobody reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except FileNotFoundError:
+        return False
+    except (OSError, IndexError):
+        pass  # no /proc (macOS, Windows): ask the kernel directly
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
