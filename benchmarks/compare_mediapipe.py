@@ -369,6 +369,8 @@ def main(argv=None) -> int:
     chosen = [i for i in range(len(images)) if sources[i] == "coco"]
     chosen += [i for i in np.argsort(gap)[::-1] if i not in chosen]
     colours = {"mediapipe": (255, 60, 200), "camseg": (40, 160, 255)}
+    for stale in args.out.glob("overlay_*.png"):  # from an earlier run: would be mistaken for this one's
+        stale.unlink()
     for i in chosen[:args.overlays]:
         labels = ["photo", f"truth ({sources[i]})"] + [f"{m} IoU {results[m][i]['iou']:.2f}" for m in masks]
         panel = side_by_side(images[i], truths[i], [(masks[m][i] > THRESHOLD, colours[m]) for m in masks], labels)
