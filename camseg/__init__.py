@@ -9,16 +9,33 @@ sibling package :mod:`effects`; training and export live in
 >>> seg = camseg.segment("IMG_0042.jpg")                       # doctest: +SKIP
 >>> seg.sky, seg.persons, seg.panoptic                         # doctest: +SKIP
 >>> photo = camseg.develop("IMG_0042.jpg", style="warm", portrait="blur")   # doctest: +SKIP
+
+Exports are resolved on first use, so ``import camseg`` (and ``camseg --help``)
+does not pay for onnxruntime and colour-science until they are needed.
 """
+
+import importlib
 
 __version__ = "0.1.0"
 
-from camseg.develop import DevelopReport, DevelopSettings, develop
-from camseg.io import Photo, read_image, read_photo, write_photo
-from camseg.segmenter import Segmentation, Segmenter, SegmenterOptions, segment
+_EXPORTS = {
+    "segment": "camseg.segmenter", "Segmenter": "camseg.segmenter", "Segmentation": "camseg.segmenter",
+    "SegmenterOptions": "camseg.segmenter",
+    "develop": "camseg.develop", "DevelopSettings": "camseg.develop", "DevelopReport": "camseg.develop",
+    "DevelopResult": "camseg.develop",
+    "Photo": "camseg.io", "read_image": "camseg.io", "read_photo": "camseg.io", "write_photo": "camseg.io",
+    "run_batch": "camseg.batch",
+}
+__all__ = sorted(_EXPORTS) + ["__version__"]
 
-__all__ = [
-    "segment", "Segmenter", "Segmentation", "SegmenterOptions",
-    "develop", "DevelopSettings", "DevelopReport",
-    "Photo", "read_image", "read_photo", "write_photo",
-]
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value  # resolve once
+        return value
+    raise AttributeError(f"module 'camseg' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

@@ -10,25 +10,24 @@ the same settings object drives the Python API, the ``camseg develop`` command
 and batch jobs. The stages themselves are the pure functions of the
 :mod:`effects` package; this module only wires segmentation into them.
 
-The stage list is data (:data:`STAGES`): each entry names its effect function,
-how to call it, and when it applies. A stage whose effect is not installed is
-reported as ``"unavailable"`` and skipped — never faked.
+The stage list is data (:data:`STAGES`): each entry holds its effect function,
+how to call it, and when it applies. A stage that is off, or has nothing to do
+(no person for a person stage), is reported as ``"skipped"`` — never faked.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import os
 import time
-import types
 from dataclasses import dataclass, field
-from pathlib import Path
+
 from typing import Any, Callable
 
 import numpy as np
 
+import effects
 from camseg.io import Photo, as_linear_rgb, read_photo
 
 __all__ = [
@@ -141,7 +140,7 @@ class DevelopSettings:
 
 @dataclass(frozen=True)
 class StageReport:
-    """What one stage did: ``status`` is "applied", "skipped" (off or nothing to do) or "unavailable"."""
+    """What one stage did: ``status`` is "applied" or "skipped" (off, or nothing to do)."""
 
     name: str
     status: str
@@ -206,25 +205,6 @@ class DevelopResult:
 # Stage table
 # ---------------------------------------------------------------------------
 
-def _resolve(function: str, modules: tuple) -> "Callable | None":
-    """Find an effect function: exported by ``effects`` or in one of its submodules."""
-    try:
-        package = importlib.import_module("effects")
-    except ImportError:
-        return None
-    fn = getattr(package, function, None)
-    if callable(fn) and not isinstance(fn, types.ModuleType):
-        return fn
-    for module in (function,) + tuple(modules):  # a submodule may share the function's name
-        try:
-            fn = getattr(importlib.import_module(f"effects.{module}"), function, None)
-        except ImportError:
-            continue
-        if callable(fn) and not isinstance(fn, types.ModuleType):
-            return fn
-    return None
-
-
 def _params_for(fn: Callable, overrides: dict, stage: str):
     """Build ``fn``'s params dataclass from its defaults plus ``overrides`` (None if no overrides)."""
     if not overrides:
@@ -276,8 +256,7 @@ class Stage:
     """
 
     name: str
-    function: str
-    modules: tuple
+    function: Callable
     enabled: Callable
     call: Callable
     needs_persons: bool = False
@@ -312,70 +291,54 @@ def _call_portrait(fn, image, ctx, params):
     if ctx.subject is None or float(ctx.subject.max(initial=0.0)) < 0.5:
         return None, "no person found: portrait effect not applied"
     kind = ctx.settings.portrait
-    look = PORTRAIT_EFFECTS[kind]
-    kwargs = dict(look.get("kwargs", {}))
-    import inspect
-
-    accepted = inspect.signature(fn).parameters
-    # Hair and glasses mattes sharpen the subject edge where the person matte is weakest.
-    for name in ("hair", "glasses"):
-        if f"{name}_mask" in accepted and getattr(ctx, name) is not None:
+    kwargs = dict(PORTRAIT_EFFECTS[kind][1])
+    # Hair and glasses mattes sharpen the subject edge where the person matte is weakest;
+    # lighting looks also treat the face with the skin matte.
+    for name in ("hair", "glasses") + (("skin",) if fn is effects.portrait_lighting else ()):
+        if getattr(ctx, name) is not None:
             kwargs[f"{name}_mask"] = getattr(ctx, name)
     if params is not None:
         kwargs["params"] = params
     return fn(image, ctx.subject, **kwargs), kind
 
 
-#: Portrait effects: CLI/settings name -> effect function (+ fixed keyword arguments).
+#: Portrait effects: settings/CLI name -> (effect function, fixed keyword arguments).
 PORTRAIT_EFFECTS = {
-    "blur": {"function": "portrait_blur", "modules": ("portrait_blur", "bokeh", "portrait")},
-    "stage_light": {"function": "stage_light", "modules": ("stage_light", "portrait_lighting", "lighting")},
-    "stage_light_mono": {"function": "stage_light", "modules": ("stage_light", "portrait_lighting", "lighting"),
-                         "kwargs": {"mono": True}},
+    "blur": (effects.portrait_blur, {}),
+    "stage_light": (effects.portrait_lighting, {"look": "stage"}),
+    "stage_light_mono": (effects.portrait_lighting, {"look": "stage_mono"}),
+    "studio": (effects.portrait_lighting, {"look": "studio"}),
+    "contour": (effects.portrait_lighting, {"look": "contour"}),
+    "high_key_mono": (effects.portrait_lighting, {"look": "high_key_mono"}),
 }
 
 #: The pipeline, in order. Segmentation runs before and is reported as the first stage.
 STAGES = (
-    Stage("denoise", "denoise", ("denoise",), lambda s: s.denoise, _call_denoise),
-    Stage("sharpen", "sharpen", ("sharpen",), lambda s: s.sharpen, _call_sharpen),
-    Stage("tone_map", "tone_map_people", ("tone_map",), lambda s: s.tone_map, _call_tone_map,
-          needs_persons=True),
-    Stage("style", "apply_style", ("style", "styles", "photographic_style", "photographic_styles"),
-          lambda s: True, _call_style),
-    Stage("portrait", "", (), lambda s: s.portrait is not None, _call_portrait, needs_persons=True),
+    Stage("denoise", effects.denoise, lambda s: s.denoise, _call_denoise),
+    Stage("sharpen", effects.sharpen, lambda s: s.sharpen, _call_sharpen),
+    Stage("tone_map", effects.tone_map_people, lambda s: s.tone_map, _call_tone_map, needs_persons=True),
+    Stage("style", effects.apply_style, lambda s: True, _call_style),
+    Stage("portrait", None, lambda s: s.portrait is not None, _call_portrait, needs_persons=True),
 )
 
 
-def _stage_function(stage: Stage, settings: DevelopSettings):
+def _stage_function(stage: Stage, settings: DevelopSettings) -> Callable:
     if stage.name == "portrait":
-        look = PORTRAIT_EFFECTS.get(settings.portrait)
-        if look is None:
+        if settings.portrait not in PORTRAIT_EFFECTS:
             raise ValueError(f"portrait={settings.portrait!r} is not a portrait effect; "
                              f"valid names are {sorted(PORTRAIT_EFFECTS)} (or None)")
-        return _resolve(look["function"], look["modules"]), look["function"]
-    return _resolve(stage.function, stage.modules), stage.function
+        return PORTRAIT_EFFECTS[settings.portrait][0]
+    return stage.function
 
 
 def available_styles() -> list:
-    """Photographic Style names the installed ``effects`` package provides (empty if none)."""
-    try:
-        presets = getattr(importlib.import_module("effects"), "STYLE_PRESETS", None)
-        if presets is None:
-            for module in STAGES[3].modules:
-                try:
-                    presets = getattr(importlib.import_module(f"effects.{module}"), "STYLE_PRESETS", None)
-                except ImportError:
-                    continue
-                if presets is not None:
-                    break
-    except ImportError:
-        presets = None
-    return sorted(presets) if presets else []
+    """Photographic Style preset names."""
+    return sorted(effects.STYLE_PRESETS)
 
 
 def available_portrait_effects() -> list:
-    """Portrait effect names whose effect function is installed."""
-    return sorted(k for k, v in PORTRAIT_EFFECTS.items() if _resolve(v["function"], v["modules"]) is not None)
+    """Portrait effect names accepted by ``DevelopSettings.portrait``."""
+    return sorted(PORTRAIT_EFFECTS)
 
 
 # ---------------------------------------------------------------------------
@@ -404,17 +367,14 @@ def _segment(image, segmenter, categories):
 def _plan(settings: DevelopSettings) -> list:
     """Resolve every stage to ``(stage, function or None, params or reason)``; raises for bad names."""
     styles = available_styles()
-    if styles and settings.style not in styles:
+    if settings.style not in styles:
         raise ValueError(f"style={settings.style!r} is not a Photographic Style; valid names are {styles}")
     plan = []
     for stage in STAGES:
         if not stage.enabled(settings):
             plan.append((stage, None, "off in settings"))
             continue
-        fn, fname = _stage_function(stage, settings)
-        if fn is None:
-            plan.append((stage, None, f"effects.{fname} is not installed"))
-            continue
+        fn = _stage_function(stage, settings)
         plan.append((stage, fn, _params_for(fn, settings.params.get(stage.name, {}), stage.name)))
     return plan
 
@@ -423,7 +383,7 @@ def check_settings(settings: DevelopSettings) -> list:
     """Validate settings against the installed effects before any work.
 
     Returns a list of ``(stage name, status, detail)`` with status "ready",
-    "skipped" (off) or "unavailable" (effect not installed).
+    "skipped" (off).
 
     Raises
     ------
@@ -437,7 +397,7 @@ def check_settings(settings: DevelopSettings) -> list:
         if fn is not None:
             out.append((stage.name, "ready", ""))
         else:
-            out.append((stage.name, "skipped" if why == "off in settings" else "unavailable", why))
+            out.append((stage.name, "skipped", why))
     return out
 
 
@@ -540,8 +500,7 @@ def develop(image, settings: "DevelopSettings | None" = None, *, segmenter=None,
     current = pixels
     for stage, fn, params_or_why in plan:
         if fn is None:
-            status = "skipped" if params_or_why == "off in settings" else "unavailable"
-            timings.append(StageReport(stage.name, status, 0.0, params_or_why))
+            timings.append(StageReport(stage.name, "skipped", 0.0, params_or_why))
             continue
         t = time.perf_counter()
         out, detail = stage.call(fn, current, ctx, params_or_why)

@@ -1,5 +1,7 @@
 """camseg.develop: settings, the stage plan, and develop() on real photos."""
 import types
+
+import camseg
 from pathlib import Path
 
 import numpy as np
@@ -112,8 +114,8 @@ def test_report_lists_every_stage_and_explains_skips(rng):
     names = [s.name for s in res.report.stages]
     assert names == ["segment"] + [s.name for s in STAGES]
     portrait = res.report.stage("portrait")
-    # Either the effect is not installed (reported, never faked) or no person was found.
-    assert portrait.status in ("unavailable", "skipped") and portrait.detail
+    # Nobody in the photo: the portrait stage says so instead of blurring everything.
+    assert portrait.status == "skipped" and "no person" in portrait.detail
     assert res.report.persons == 0 and res.report.sky_fraction == pytest.approx(0.25, abs=0.02)
     assert "total" in str(res.report)
     assert res.report.to_dict()["settings"]["portrait"] == "blur"
@@ -173,3 +175,15 @@ def test_scene_level_only_when_no_stage_needs_persons(segmenter):
     res = develop(SAMPLE, segmenter=segmenter, tone_map=False, return_details=True)
     assert "scene-level" in res.report.stage("segment").detail
     assert res.report.persons == 0
+
+
+@pytest.mark.parametrize("portrait", ["blur", "studio", "stage_light_mono"])
+def test_portrait_effects_end_to_end_with_the_default_model(portrait):
+    """The bundled model finds the astronaut, so each portrait effect really runs."""
+    sample = Path(camseg.__file__).parent / "samples" / "astronaut.jpg"
+    res = develop(str(sample), portrait=portrait, return_details=True)
+    assert res.report.persons >= 1
+    assert res.report.stage("portrait").status == "applied"
+    plain = develop(str(sample), return_details=True)
+    changed = np.abs(res.image.pixels - plain.image.pixels).mean()
+    assert changed > 0.01  # the background really changed

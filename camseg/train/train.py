@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from camseg.train.data import TrainingSet, load_all
+from camseg.train.data import AugmentParams, TrainingSet, load_all
 from camseg.train.losses import LossWeights, total_loss
 from camseg.train.model import HyperDetr, HyperDetrConfig
 
@@ -60,6 +60,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--save-every", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--p-copy-paste", type=float, default=AugmentParams.p_copy_paste,
+                        help="probability of pasting extra people into a photo with known instances")
     args = parser.parse_args(argv)
 
     if args.threads:
@@ -94,7 +96,8 @@ def main(argv=None) -> int:
         step = state["step"]
 
     records = load_all(Path(args.data), split="train")
-    dataset = TrainingSet(records, tuple(args.size), seed=args.seed + step)
+    dataset = TrainingSet(records, tuple(args.size), params=AugmentParams(p_copy_paste=args.p_copy_paste),
+                          seed=args.seed + step)
     print(f"{len(records)} training photos; {len(dataset.paste_sources)} people for copy-paste; "
           f"device {device}; size {args.size}")
     weights = LossWeights()
