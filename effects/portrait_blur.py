@@ -90,6 +90,14 @@ class PortraitBlurParams:
     radius_ratio : float
         Ratio between consecutive blur radii of the layer ladder (> 1); smaller
         is more exact and slower.
+    matte_floor : float
+        Matte values below this are taken as 0. Mattes predicted by a
+        segmentation model carry a faint floor over the whole frame (0.02–0.1);
+        left in, every pixel would count as touched by the subject and the
+        background fill would have nothing to fill from (the background turns
+        black). Hair and glasses mattes are also only trusted within three
+        ``refine_band`` of the subject: a stray hair response on a far wall is
+        not part of the subject.
     seed : int
         Seed of the grain generator (the function is deterministic).
     """
@@ -106,6 +114,7 @@ class PortraitBlurParams:
     refine_band: float = 0.02
     edge_dilation: int = 2
     radius_ratio: float = 1.25
+    matte_floor: float = 0.1
     seed: int = 0
 
     def __post_init__(self):
@@ -128,6 +137,8 @@ class PortraitBlurParams:
             bad("edge_dilation", "an integer >= 0")
         if not (1.01 <= self.radius_ratio <= 2.0):
             bad("radius_ratio", "a number in [1.01, 2]")
+        if not (0 <= self.matte_floor < 1):
+            bad("matte_floor", "a number in [0, 1)")
 
 
 # --------------------------------------------------------------------------- validation
@@ -579,7 +590,17 @@ def portrait_blur(
         return img.copy()
 
     # 1. Subject alpha: union of subject, hair and glasses, refined against the photo.
-    alpha = subject_alpha(img, np.stack([subj, *extra], axis=2), refine=p.refine, refine_params=p.refine_params, band=p.refine_band)
+    mattes = np.stack([subj, *extra], axis=2)
+    if p.matte_floor > 0:
+        mattes = np.where(mattes < p.matte_floor, np.float32(0), mattes)
+    if extra:
+        # Hair and glasses count only near the subject (see PortraitBlurParams.matte_floor):
+        # within three refine bands, room for hair the person matte left out.
+        b = max(6, int(round(3 * p.refine_band * np.hypot(H, W))))
+        near = cv2.dilate((mattes[:, :, 0] >= 0.5).astype(np.uint8),
+                          cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * b + 1, 2 * b + 1)))
+        mattes[:, :, 1:] *= near[:, :, None]
+    alpha = subject_alpha(img, mattes, refine=p.refine, refine_params=p.refine_params, band=p.refine_band)
     if alpha.min() >= 1.0:
         return img.copy()
 

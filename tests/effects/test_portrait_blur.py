@@ -201,3 +201,14 @@ def test_invalid_arguments(kwargs, exc, match):
 def test_invalid_params(field, value):
     with pytest.raises(ValueError, match=f"PortraitBlurParams.{field}"):
         PortraitBlurParams(**{field: value})
+
+
+def test_model_matte_floor_does_not_black_out_background():
+    """Segmentation mattes carry a faint floor everywhere; the background must keep its brightness."""
+    img, a = _red_on_grey()
+    floor = np.full((H, W), 0.05, np.float32)  # e.g. an untrained glasses channel
+    hair = floor.copy()
+    hair[:4, :4] = 0.9  # a stray hair response far from the subject
+    out = portrait_blur(img, np.maximum(a, 0.03), hair_mask=hair, glasses_mask=floor)
+    bg = a < 0.01
+    assert abs(out[bg].mean() - img[bg].mean()) < 0.01 * img[bg].mean() + 1e-3
