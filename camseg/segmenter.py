@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from camseg.contract import (INPUT_NAME, METADATA_KEY, PANOPTIC_CATEGORIES, SCENE_OUTPUT, ModelContract)
+from camseg.contract import INPUT_NAME, METADATA_KEY, PANOPTIC_CATEGORIES, ModelContract
 from camseg.io import linear_to_srgb, read_image
 from effects import RefineMatteParams, refine_matte
 

@@ -27,8 +27,7 @@ from pathlib import Path
 import onnx
 import torch
 
-from camseg.contract import (CLASS_OUTPUT, INPUT_NAME, MASK_OUTPUT, METADATA_KEY, SCENE_OUTPUT,
-                             ModelContract)
+from camseg.contract import INPUT_NAME, METADATA_KEY, ModelContract
 from camseg.train.model import ExportWrapper, HyperDetr, HyperDetrConfig
 from camseg.train.quantize import quantize_weights
 
