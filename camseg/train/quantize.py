@@ -22,6 +22,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 #: Initializers smaller than this stay fp32 (biases, norms: tiny and sensitive).
 MIN_ELEMENTS = 1024
+#: Other float initializers with at least this many elements are stored as float16.
+HALF_MIN_ELEMENTS = 16
 
 
 def quantize_weights(model: onnx.ModelProto, *, min_elements: int = MIN_ELEMENTS) -> onnx.ModelProto:
@@ -52,7 +54,15 @@ def quantize_weights(model: onnx.ModelProto, *, min_elements: int = MIN_ELEMENTS
         ops = consumers.get(init.name, [])
         if (arr.dtype != np.float32 or arr.size < min_elements or arr.ndim < 2
                 or not ops or any(op not in ("Conv", "MatMul", "Gemm") for op in ops)):
-            new_inits.append(init)
+            if arr.dtype == np.float32 and arr.size >= HALF_MIN_ELEMENTS and np.abs(arr).max() < 6e4:
+                # Small tensors (biases, norms, per-channel vectors) are kept at float16 precision:
+                # half the bytes, and a Cast of a constant is folded at load like the dequantisation.
+                hname = init.name + "_fp16"
+                new_inits.append(numpy_helper.from_array(arr.astype(np.float16), hname))
+                new_nodes.append(helper.make_node("Cast", [hname], [init.name], to=TensorProto.FLOAT,
+                                                  name=init.name + "_cast"))
+            else:
+                new_inits.append(init)
             continue
         # MatMul weights are (in, out): quantise per output column (axis 1); Conv/Gemm(transB) per row.
         axis = 1 if ops[0] == "MatMul" else 0
@@ -61,11 +71,10 @@ def quantize_weights(model: onnx.ModelProto, *, min_elements: int = MIN_ELEMENTS
         shape = [1] * arr.ndim
         shape[axis] = -1
         q = np.clip(np.round(arr / scale.reshape(shape)), -127, 127).astype(np.int8)
-        qname, sname, zname = init.name + "_int8", init.name + "_scale", init.name + "_zero"
-        new_inits += [numpy_helper.from_array(q, qname),
-                      numpy_helper.from_array(scale.astype(np.float32), sname),
-                      numpy_helper.from_array(np.zeros(scale.shape, np.int8), zname)]
-        new_nodes.append(helper.make_node("DequantizeLinear", [qname, sname, zname], [init.name],
+        qname, sname = init.name + "_int8", init.name + "_scale"
+        new_inits += [numpy_helper.from_array(q, qname), numpy_helper.from_array(scale.astype(np.float32), sname)]
+        # No zero-point input: symmetric quantisation, and the int8 input type fixes the output type.
+        new_nodes.append(helper.make_node("DequantizeLinear", [qname, sname], [init.name],
                                           axis=axis, name=init.name + "_dequant"))
     del graph.initializer[:]
     graph.initializer.extend(new_inits)
