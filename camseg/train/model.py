@@ -323,7 +323,7 @@ class HyperDetr(nn.Module):
     (H, W multiples of 32) and returns a tuple
     ``(scene_logits (B, S, H, W), class_logits (L, B, N, T+1), mask_logits (L, B, N, H, W))``
     where L is the number of decoder layers run (all of them during training,
-    so auxiliary losses see every layer).
+    so auxiliary losses see every layer; 1 with ``last_layer_only=True``).
     """
 
     def __init__(self, config: HyperDetrConfig = HyperDetrConfig()):
@@ -356,12 +356,16 @@ class HyperDetr(nn.Module):
         mask_features = self.decoder(features, image)
         return features, mask_features, self.scene_head(mask_features)
 
-    def forward(self, image):
+    def forward(self, image, last_layer_only: bool = False):
         features, mask_features, scene_logits = self.conv_path(image)
         src = self.input_proj(features[-1])
         b, d, h, w = src.shape
         pos = sine_position_encoding(h, w, d, device=src.device).unsqueeze(0)
         memory, hs = self.transformer(src.flatten(2).transpose(1, 2), pos)  # hs: L,B,N,d
+        if last_layer_only:
+            # Inference: the heads run on the last decoder layer only (L = 1). Applying them to
+            # every layer and keeping the last would double the mask work for nothing.
+            hs = hs[-1:]
         class_logits = self.class_head(hs)
         if isinstance(self.mask_head, DetrPanopticHead):
             memory_map = memory.transpose(1, 2).reshape(b, d, h, w)  # B,d,h,w for the attention maps
@@ -392,5 +396,5 @@ class ExportWrapper(nn.Module):
     def forward(self, image):
         if self.scene_only:
             return (self.model.conv_path(image)[2],)
-        scene, classes, masks = self.model(image)
-        return scene, classes[-1], masks[-1]
+        scene, classes, masks = self.model(image, last_layer_only=True)
+        return scene, classes[0], masks[0]
