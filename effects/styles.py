@@ -193,7 +193,9 @@ def _rgb_to_oklab(rgb: np.ndarray) -> np.ndarray:
 
 def _oklab_to_rgb(lab: np.ndarray) -> np.ndarray:
     lmsp = cv2.transform(lab, _LAB_TO_LMSP)
-    return cv2.transform(lmsp * lmsp * lmsp, _LMS_TO_RGB)
+    lms = lmsp * lmsp
+    lms *= lmsp
+    return cv2.transform(lms, _LMS_TO_RGB)
 
 
 def apply_style(
@@ -257,8 +259,9 @@ def apply_style(
     if st.warmth != 0.0:
         g = np.array([2.0 ** (0.2 * st.warmth), 1.0, 2.0 ** (-0.4 * st.warmth)])
         g /= float(_LUMA @ g)
-        warm = cv2.merge([c * np.float32(gi) for c, gi in zip(cv2.split(rgb), g)])
+        warm = cv2.multiply(rgb, (float(g[0]), float(g[1]), float(g[2]), 0.0))
         lab_adj = _rgb_to_oklab(warm)
+        del warm
     else:
         lab_adj = lab_in.copy()
 
@@ -271,7 +274,8 @@ def apply_style(
     chroma = np.float32(1.0 + st.saturation)
     if sky is not None and st.sky_saturation != 0.0:
         chroma = chroma + np.float32(st.sky_saturation) * sky
-        lab_adj[..., 1:] *= chroma[..., None]
+        # Per-pixel (1, c, c) factors as a 3-channel image: one fused multiply, no broadcast temporaries.
+        cv2.multiply(lab_adj, cv2.merge([np.ones_like(chroma), chroma, chroma]), dst=lab_adj)
     elif chroma != 1.0:
         lab_adj[..., 1:] *= chroma
 
@@ -281,30 +285,62 @@ def apply_style(
         protect = np.float32(st.skin_protection) * skin
     if teeth is not None:
         protect = teeth if protect is None else np.maximum(protect, teeth)
-    delta = lab_adj - lab_in
+    delta = cv2.subtract(lab_adj, lab_in, dst=lab_adj)  # lab_adj is ours: reuse its buffer
     if protect is not None:
         weight = np.float32(strength) * (1.0 - protect)
-        delta *= weight[..., None]
+        cv2.multiply(delta, cv2.merge([weight, weight, weight]), dst=delta)
     elif strength != 1.0:
         delta *= np.float32(strength)
-    out = _oklab_to_rgb(lab_in + delta)
+    out = _oklab_to_rgb(cv2.add(lab_in, delta))
 
     # 5. Gamut: pull out-of-cube pixels back toward their original colour (bisection).
-    lo_px = np.minimum(rgb.min(axis=2), _FIT_LO)
-    hi_px = np.maximum(rgb.max(axis=2), _FIT_HI)
-    bad = np.flatnonzero((out.min(axis=2) < lo_px) | (out.max(axis=2) > hi_px))
+    # Channel minima/maxima from channel views (numpy reductions over a length-3 last axis are slow).
+    def cmin(x):
+        return np.minimum(np.minimum(x[..., 0], x[..., 1]), x[..., 2])
+
+    def cmax(x):
+        return np.maximum(np.maximum(x[..., 0], x[..., 1]), x[..., 2])
+
+    lo_px = np.minimum(cmin(rgb), np.float32(_FIT_LO))
+    hi_px = np.maximum(cmax(rgb), np.float32(_FIT_HI))
+    bad_mask = (cmin(out) < lo_px) | (cmax(out) > hi_px)
+    bad = np.flatnonzero(bad_mask)
     if bad.size:
-        lab0 = lab_in.reshape(-1, 3)[bad]
-        d = delta.reshape(-1, 3)[bad]
-        lo_b, hi_b = lo_px.reshape(-1)[bad, None], hi_px.reshape(-1)[bad, None]
-        t_ok = np.zeros((bad.size, 1), np.float32)  # t = 0 is the original colour: always fits
-        t_bad = np.ones((bad.size, 1), np.float32)
-        for _ in range(10):
-            t = 0.5 * (t_ok + t_bad)
-            c = _oklab_to_rgb((lab0 + t * d)[:, None, :])[:, 0, :]
-            fits = ((c >= lo_b) & (c <= hi_b)).all(axis=1, keepdims=True)
-            t_ok = np.where(fits, t, t_ok)
-            t_bad = np.where(fits, t_bad, t)
-        out.reshape(-1, 3)[bad] = _oklab_to_rgb((lab0 + t_ok * d)[:, None, :])[:, 0, :]
+        flat_out = out.reshape(-1, 3)
+        lab_flat, delta_flat = lab_in.reshape(-1, 3), delta.reshape(-1, 3)
+        lo_flat, hi_flat = lo_px.reshape(-1), hi_px.reshape(-1)
+        # Chunks small enough to stay in cache across the bisection steps.
+        for s0 in range(0, bad.size, _GAMUT_CHUNK):
+            idx = bad[s0:s0 + _GAMUT_CHUNK]
+            flat_out[idx] = _pull_into_gamut(lab_flat[idx], delta_flat[idx], lo_flat[idx], hi_flat[idx])
     np.clip(out, 0.0, 1.0, out=out)
     return out
+
+
+_GAMUT_CHUNK = 1 << 16
+_LAB_TO_LMSP_T = np.ascontiguousarray(_LAB_TO_LMSP.T)
+
+
+def _pull_into_gamut(lab0: np.ndarray, d: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Largest blend ``t`` (10-step bisection) with ``lab0 + t d`` inside ``[lo, hi]`` per pixel.
+
+    ``lab0``, ``d``: float32 N×3 Oklab original colour and adjustment; ``lo``, ``hi``: float32 N.
+    Returns the fitted linear RGB, float32 N×3. The Oklab path is affine in LMS' (a linear map
+    of Oklab), so LMS' of both ends is computed once and each step is a cube and a 3×3 matrix
+    on planar (3×N) data.
+    """
+    p0 = (lab0 @ _LAB_TO_LMSP_T).T.copy()  # 3×N, contiguous planes
+    q = (d @ _LAB_TO_LMSP_T).T.copy()
+    t_ok = np.zeros(lab0.shape[0], np.float32)  # t = 0 is the original colour: always fits
+    t_bad = np.ones(lab0.shape[0], np.float32)
+    for _ in range(10):
+        t = 0.5 * (t_ok + t_bad)
+        lms = p0 + t * q
+        lms *= lms * lms
+        c = _LMS_TO_RGB @ lms
+        fits = ((c >= lo) & (c <= hi)).all(axis=0)
+        t_ok = np.where(fits, t, t_ok)
+        t_bad = np.where(fits, t_bad, t)
+    lms = p0 + t_ok * q
+    lms *= lms * lms
+    return (_LMS_TO_RGB @ lms).T
