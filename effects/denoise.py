@@ -176,31 +176,57 @@ def _region_weights(sky, skin, luma, p: DenoiseParams):
     return sky_w, skin_w
 
 
-def _denoise_channel(x, bright_pyr, var_fn, k_base, k_sky, k_skin, sky_pyr, skin_pyr, levels, window, strength):
-    """Wiener-shrink the Laplacian bands of one opponent channel."""
+def _strength_maps(k_base, k_sky, k_skin, sky_pyr, skin_pyr, levels, strength):
+    """Per band: squared strength map ``k^2`` (H_l×W_l float32), a scalar when uniform, or None when 0."""
+    out = []
+    for lv in range(levels):
+        kb, ks, kk = (float(strength) * _band(t, lv) for t in (k_base, k_sky, k_skin))
+        # Per-pixel strength k: blend of region profiles; squared because it scales a variance.
+        use_sky = sky_pyr is not None and ks != kb
+        use_skin = skin_pyr is not None and kk != kb
+        if not use_sky and not use_skin:
+            out.append(np.float32(kb * kb) if kb != 0 else None)
+            continue
+        if use_sky and use_skin:
+            k = cv2.addWeighted(sky_pyr[lv], ks - kb, skin_pyr[lv], kk - kb, kb)
+        elif use_sky:
+            k = cv2.addWeighted(sky_pyr[lv], ks - kb, sky_pyr[lv], 0.0, kb)
+        else:
+            k = cv2.addWeighted(skin_pyr[lv], kk - kb, skin_pyr[lv], 0.0, kb)
+        out.append(cv2.multiply(k, k) if k.any() else None)
+    return out
+
+
+def _denoise_channel(x, bright_pyr, a, b, k2_maps, levels, window):
+    """Wiener-shrink the Laplacian bands of one opponent channel.
+
+    ``bright_pyr``: per band, the non-negative local luma; ``a``, ``b``: this channel's noise
+    model ``var = a * luma + b``; ``k2_maps``: per band squared strength (see :func:`_strength_maps`).
+    """
     bands, residual = _laplacian_pyramid(x, levels)
     band_std = _band_noise_std(levels)
     ksize = (2 * window + 1, 2 * window + 1)
     for lv, c in enumerate(bands):
-        kb, ks, kk = (strength * _band(t, lv) for t in (k_base, k_sky, k_skin))
-        # Per-pixel strength k: blend of region profiles; squared because it scales a variance.
-        k = np.full(c.shape, kb, dtype=np.float32)
-        if sky_pyr is not None and ks != kb:
-            k += (ks - kb) * sky_pyr[lv]
-        if skin_pyr is not None and kk != kb:
-            k += (kk - kb) * skin_pyr[lv]
-        if not k.any():
+        k2 = k2_maps[lv]
+        if k2 is None:
             continue
-        noise_var = var_fn(bright_pyr[lv]) * np.float32(band_std[lv] ** 2)
+        bs2 = band_std[lv] ** 2
+        # Threshold k^2 * var(brightness) in one pass, then the gain max(E - T, 0) / max(E, tiny)
+        # as max(1 - T / E, 0): fused cv2/in-place operations on the band's own buffers.
+        thresh = cv2.addWeighted(bright_pyr[lv], float(a) * bs2, bright_pyr[lv], 0.0, float(b) * bs2)
+        thresh *= k2
         energy = cv2.boxFilter(c * c, -1, ksize, borderType=cv2.BORDER_REFLECT)
-        thresh = k * k * noise_var
-        gain = np.maximum(energy - thresh, 0.0) / np.maximum(energy, np.float32(1e-20))
-        bands[lv] = c * gain
+        np.maximum(energy, np.float32(1e-20), out=energy)
+        gain = cv2.divide(thresh, energy, dst=thresh)
+        np.subtract(np.float32(1.0), gain, out=gain)
+        np.maximum(gain, 0.0, out=gain)
+        c *= gain  # the band is ours (a fresh array from the pyramid)
     # Collapse the pyramid.
     g = residual
     for lv in range(levels - 1, -1, -1):
-        b = bands[lv]
-        g = cv2.pyrUp(g, dstsize=(b.shape[1], b.shape[0])) + b
+        bnd = bands[lv]
+        g = cv2.pyrUp(g, dstsize=(bnd.shape[1], bnd.shape[0]))
+        g += bnd
     return g
 
 
@@ -274,12 +300,17 @@ def denoise(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
     bright = [cv2.pyrUp(gpyr[lv + 1], dstsize=(gpyr[lv].shape[1], gpyr[lv].shape[0])) for lv in range(levels)]
 
     p = params
-    out = np.empty_like(opp)
-    for ch in range(3):
-        kb, ks, kk = (p.luma_base, p.luma_sky, p.luma_skin) if ch == 0 else (p.chroma_base, p.chroma_sky, p.chroma_skin)
-        out[..., ch] = _denoise_channel(
-            np.ascontiguousarray(opp[..., ch]), bright, functools.partial(noise.variance_of, channel=ch),
-            kb, ks, kk, sky_pyr, skin_pyr, levels, p.window, np.float32(p.strength))
+    # Shared by the three channels: non-negative brightness per band, and k^2 maps per profile.
+    bright = [np.maximum(bb, 0.0, out=bb) for bb in bright]
+    strength = np.float32(p.strength)
+    k2_luma = _strength_maps(p.luma_base, p.luma_sky, p.luma_skin, sky_pyr, skin_pyr, levels, strength)
+    k2_chroma = _strength_maps(p.chroma_base, p.chroma_sky, p.chroma_skin, sky_pyr, skin_pyr, levels, strength)
+    planes = []
+    for ch, x in enumerate(cv2.split(opp)):
+        planes.append(_denoise_channel(x, bright, noise.a[ch], noise.b[ch], k2_luma if ch == 0 else k2_chroma,
+                                       levels, p.window))
+    out = cv2.merge(planes)
+    del planes
     rgb = opponent_to_rgb(out)
     hi = max(1.0, float(img.max()))
     return np.clip(rgb, 0.0, hi, out=rgb)
