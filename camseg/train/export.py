@@ -93,6 +93,7 @@ def export_onnx(model: HyperDetr, path: "str | Path", *, input_size=(384, 512), 
     os.close(fd)
     try:
         onnx.save(proto, tmp_name)
+        os.chmod(tmp_name, 0o644)  # mkstemp makes 0600 files; a shipped model must be world-readable
         os.replace(tmp_name, path)
     finally:
         if os.path.exists(tmp_name):
