@@ -16,7 +16,7 @@ inside the people (example-only stand-in for ``Segmentation.skin``).
 Writes ``photographic_styles.png`` (input, tone-mapped, then one tile per preset) to ``--out``
 (default ``examples/out/``).
 
-    python examples/photographic_styles.py [--image 000000000308] [--out examples/out]
+    python examples/photographic_styles.py [--image 000000000529] [--out examples/out]
 """
 import argparse
 import sys
@@ -36,7 +36,7 @@ from tone_map_people import crude_skin, label, load_scene, to8  # noqa: E402
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--image", default="000000000308", help="COCO image id (when the data folder exists)")
+    ap.add_argument("--image", default="000000000529", help="COCO image id (when the data folder exists)")
     ap.add_argument("--out", type=Path, default=REPO / "examples" / "out")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ Data defect handled here: in the shared ``coco_panoptic`` snapshot most
 panoptic PNGs do not belong to the photo of the same name (88 of 100 differ
 in size; of the 12 that match in size only about 8 have segment boundaries on
 image edges). :func:`load_coco` keeps only pairs whose boundaries align with
-image edges (:func:`_labels_align`).
+image edges (:func:`labels_align`).
 
 Synthetic glasses: frames and lenses drawn with alpha at the eye positions
 given by FASSEG's eye labels (class 3), which yields exact glasses masks.
@@ -101,7 +101,7 @@ def load_coco(root: Path, names: set | None = None) -> list[Record]:
         pan = cv2.imread(str(root / "panoptic" / ann["file_name"]), cv2.IMREAD_COLOR)
         pan = _fit(cv2.cvtColor(pan, cv2.COLOR_BGR2RGB), cv2.INTER_NEAREST).astype(np.int64)
         ids = pan[:, :, 0] + 256 * pan[:, :, 1] + 65536 * pan[:, :, 2]
-        if not _labels_align(image, ids):
+        if not labels_align(image, ids):
             continue  # see the module docstring: most COCO label files here do not fit their photo
         sky = np.zeros(ids.shape, np.uint8)
         instances = []
@@ -115,7 +115,7 @@ def load_coco(root: Path, names: set | None = None) -> list[Record]:
     return records
 
 
-def _labels_align(image: np.ndarray, ids: np.ndarray, threshold: float = 1.6) -> bool:
+def labels_align(image: np.ndarray, ids: np.ndarray, threshold: float = 1.6) -> bool:
     """True when segment boundaries of a label map sit on image edges.
 
     Score: mean normalised gradient magnitude of the photo on the (dilated)
