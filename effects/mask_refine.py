@@ -29,6 +29,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ._validate import check_image
+from ._validate import resize as _resize
+
 __all__ = ["RefineMatteParams", "refine_matte"]
 
 
@@ -76,21 +79,7 @@ class RefineMatteParams:
 
 
 def _check_guide(guide) -> np.ndarray:
-    if not isinstance(guide, np.ndarray):
-        raise TypeError(f"guide: expected a numpy array (H×W×3 float32 linear RGB), got {type(guide).__name__}.")
-    if guide.ndim != 3 or guide.shape[2] != 3 or guide.shape[0] < 1 or guide.shape[1] < 1:
-        raise ValueError(
-            f"guide: expected shape H×W×3 (linear RGB), got {guide.shape}. "
-            "Convert grayscale to 3 channels and drop alpha first."
-        )
-    if not np.issubdtype(guide.dtype, np.floating):
-        raise TypeError(
-            f"guide: expected a float array (float32 linear RGB in [0, 1]), got dtype {guide.dtype}. "
-            "Decode integer images with camseg.io.as_linear_rgb first."
-        )
-    if not np.isfinite(guide).all():
-        raise ValueError("guide: contains NaN or infinite values; expected finite linear RGB in [0, 1].")
-    return guide
+    return check_image(guide, "guide")
 
 
 def _check_matte(matte, guide_hw) -> np.ndarray:
@@ -118,14 +107,6 @@ def _check_matte(matte, guide_hw) -> np.ndarray:
             "Apply a sigmoid to logits, or divide 0/255 masks by 255."
         )
     return matte
-
-
-def _resize(array: np.ndarray, hw: tuple[int, int], interpolation: int) -> np.ndarray:
-    """cv2.resize that keeps a trailing channel axis of length 1 (cv2 drops it)."""
-    out = cv2.resize(array, (hw[1], hw[0]), interpolation=interpolation)
-    if out.ndim == 2 and array.ndim == 3:
-        out = out[:, :, None]
-    return out
 
 
 def _encode_guide(rgb: np.ndarray) -> np.ndarray:

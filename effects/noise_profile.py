@@ -39,6 +39,8 @@ import cv2
 import numpy as np
 from scipy.optimize import nnls
 
+from ._validate import check_image, check_mask
+
 __all__ = ["NoiseProfile", "estimate_noise", "noise_profile_from_iso"]
 
 CHANNELS = ("luma", "chroma_rb", "chroma_gm")
@@ -129,46 +131,12 @@ class NoiseProfile:
 
 def _check_image(image, name: str = "image") -> np.ndarray:
     """Validate an H×W×3 float image; return it as float32 (no copy if already float32)."""
-    if not isinstance(image, np.ndarray):
-        raise TypeError(f"`{name}` must be a numpy array (float32 H×W×3 linear RGB in [0, 1]); "
-                        f"got {type(image).__name__}. Decode files with camseg.io.read_image first.")
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"`{name}` must have shape (H, W, 3); got shape {image.shape}. "
-                         "Drop alpha / expand grey images to 3 channels first.")
-    if image.shape[0] < 1 or image.shape[1] < 1:
-        raise ValueError(f"`{name}` must be at least 1×1; got shape {image.shape}.")
-    if not np.issubdtype(image.dtype, np.floating):
-        raise TypeError(f"`{name}` must be a float array of linear RGB in [0, 1]; got dtype {image.dtype}. "
-                        "Convert with camseg.io.as_linear_rgb (uint8/uint16 are sRGB-encoded, not linear).")
-    img = image.astype(np.float32, copy=False)
-    if not np.isfinite(img).all():
-        raise ValueError(f"`{name}` contains NaN or infinite values; clean or clip them before calling.")
-    return img
+    return check_image(image, name)
 
 
 def _check_mask(mask, shape: tuple[int, int], name: str) -> np.ndarray | None:
     """Validate an optional H×W soft mask in [0, 1]; return float32 or None."""
-    if mask is None:
-        return None
-    if not isinstance(mask, np.ndarray):
-        raise TypeError(f"`{name}` must be a numpy array (float32 H×W in [0, 1]) or None; "
-                        f"got {type(mask).__name__}.")
-    if mask.shape != tuple(shape):
-        raise ValueError(f"`{name}` must have the image's height and width {tuple(shape)}; got shape "
-                         f"{mask.shape}. Resize the mask to the image (e.g. cv2.resize) first.")
-    if mask.dtype == bool:
-        return mask.astype(np.float32)
-    if not np.issubdtype(mask.dtype, np.floating):
-        raise TypeError(f"`{name}` must be float in [0, 1] (or bool); got dtype {mask.dtype}. "
-                        "Divide uint8 masks by 255.")
-    m = mask.astype(np.float32, copy=False)
-    if not np.isfinite(m).all():
-        raise ValueError(f"`{name}` contains NaN or infinite values.")
-    lo, hi = float(m.min()), float(m.max())
-    if lo < 0.0 or hi > 1.0:
-        raise ValueError(f"`{name}` values must lie in [0, 1]; got range [{lo:.4g}, {hi:.4g}]. "
-                         "Clip it or divide by its maximum.")
-    return m
+    return check_mask(mask, name, shape, allow_none=True, tol=0.0)
 
 
 def _check_iso(iso) -> float | None:

@@ -47,6 +47,8 @@ import cv2
 import numpy as np
 from colour.models import oklab as _oklab
 
+from ._validate import check_image, check_mask
+
 __all__ = ["Style", "STYLE_PRESETS", "apply_style"]
 
 _LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float64)
@@ -141,39 +143,11 @@ STYLE_PRESETS = {
 
 
 def _check_image(image) -> np.ndarray:
-    if not isinstance(image, np.ndarray):
-        raise TypeError(f"image: expected a numpy array (float32 H×W×3 linear RGB), got {type(image).__name__}.")
-    if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] < 1 or image.shape[1] < 1:
-        raise ValueError(f"image: expected shape H×W×3, got {image.shape}; convert with camseg.io.as_linear_rgb.")
-    if not np.issubdtype(image.dtype, np.floating):
-        raise TypeError(
-            f"image: expected float linear RGB in [0, 1], got dtype {image.dtype}; "
-            f"convert integer (sRGB-encoded) pixels with camseg.io.as_linear_rgb first."
-        )
-    lo, hi = float(image.min()), float(image.max())  # NaN propagates, inf shows
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise ValueError("image: expected finite values, got NaN or inf; clean the input first.")
-    if lo < -1e-4 or hi > 1.0 + 1e-4:
-        raise ValueError(f"image: expected linear RGB in [0, 1], got values in [{lo:.4g}, {hi:.4g}]; clip or rescale it.")
-    return image
+    return check_image(image, check_range=True)
 
 
-def _check_mask(mask, name: str, shape):
-    if mask is None:
-        return None
-    if not isinstance(mask, np.ndarray):
-        raise TypeError(f"{name}: expected a float32 H×W matte in [0, 1] or None, got {type(mask).__name__}.")
-    if mask.shape != tuple(shape):
-        raise ValueError(f"{name}: expected shape {tuple(shape)} (the image's H×W), got {mask.shape}; resize the matte to the image.")
-    if not (np.issubdtype(mask.dtype, np.floating) or mask.dtype == bool):
-        raise TypeError(f"{name}: expected a float matte in [0, 1], got dtype {mask.dtype}; divide 8-bit masks by 255.")
-    m = mask.astype(np.float32)
-    lo, hi = float(m.min()), float(m.max())
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise ValueError(f"{name}: expected finite values, got NaN or inf.")
-    if lo < -1e-6 or hi > 1.0 + 1e-6:
-        raise ValueError(f"{name}: expected values in [0, 1], got [{lo:.4g}, {hi:.4g}]; divide 8-bit masks by 255.")
-    return m
+def _check_mask(mask, name: str, shape) -> np.ndarray | None:
+    return check_mask(mask, name, shape, allow_none=True, tol=1e-6)
 
 
 def _resolve_style(style) -> Style:

@@ -82,6 +82,8 @@ import colour
 import cv2
 import numpy as np
 
+from ._validate import check_image, check_mask
+
 __all__ = ["ToneMapParams", "PersonExposure", "tone_map_people", "MONK_SKIN_TONES_SRGB"]
 
 #: Monk Skin Tone scale, MST-1 (lightest) .. MST-10 (darkest), sRGB hex as published by Google.
@@ -221,38 +223,11 @@ class PersonExposure:
 
 
 def _check_image(image) -> np.ndarray:
-    if not isinstance(image, np.ndarray):
-        raise TypeError(f"image: expected a numpy array (float32 H×W×3 linear RGB), got {type(image).__name__}.")
-    if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] < 1 or image.shape[1] < 1:
-        raise ValueError(f"image: expected shape H×W×3, got {image.shape}; convert with camseg.io.as_linear_rgb.")
-    if not np.issubdtype(image.dtype, np.floating):
-        raise TypeError(
-            f"image: expected float linear RGB in [0, 1], got dtype {image.dtype}; "
-            f"convert integer (sRGB-encoded) pixels with camseg.io.as_linear_rgb first."
-        )
-    # min/max propagate NaN and show inf, so one pass checks range and finiteness.
-    lo, hi = float(image.min()), float(image.max())
-    if not (np.isfinite(lo) and np.isfinite(hi)):
-        raise ValueError("image: expected finite values, got NaN or inf; clean the input first.")
-    if lo < -1e-4 or hi > 1.0 + 1e-4:
-        raise ValueError(f"image: expected linear RGB in [0, 1], got values in [{lo:.4g}, {hi:.4g}]; clip or rescale it.")
-    return image
+    return check_image(image, check_range=True)
 
 
 def _check_mask(mask, name: str, shape) -> np.ndarray:
-    if not isinstance(mask, np.ndarray):
-        raise TypeError(f"{name}: expected a float32 H×W matte in [0, 1], got {type(mask).__name__}.")
-    if mask.shape != tuple(shape):
-        raise ValueError(f"{name}: expected shape {tuple(shape)} (the image's H×W), got {mask.shape}; resize the matte to the image.")
-    if not (np.issubdtype(mask.dtype, np.floating) or mask.dtype == bool):
-        raise TypeError(f"{name}: expected a float matte in [0, 1], got dtype {mask.dtype}; divide 8-bit masks by 255.")
-    if mask.dtype != bool:
-        lo, hi = float(mask.min()), float(mask.max())
-        if not (np.isfinite(lo) and np.isfinite(hi)):
-            raise ValueError(f"{name}: expected finite values, got NaN or inf.")
-        if lo < -1e-6 or hi > 1.0 + 1e-6:
-            raise ValueError(f"{name}: expected values in [0, 1], got [{lo:.4g}, {hi:.4g}]; divide 8-bit masks by 255.")
-    return mask
+    return check_mask(mask, name, shape, tol=1e-6)
 
 
 # ----------------------------------------------------------------------------- helpers

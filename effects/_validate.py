@@ -1,0 +1,127 @@
+"""Argument checks shared by the effects (private).
+
+Every effect validates its public arguments the same way (DESIGN.md §4: real
+exceptions whose message names the argument, what was expected, what was given
+and the fix), so the checks live here once instead of once per module.
+"""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+__all__ = ["check_image", "check_mask", "resize"]
+
+
+def check_image(image, name: str = "image", *, check_range: bool = False) -> np.ndarray:
+    """Validate an H×W×3 float linear-RGB image and return it as float32.
+
+    Parameters
+    ----------
+    image : np.ndarray
+        H×W×3 float (any float dtype) linear RGB, nominally in [0, 1].
+    name : str
+        Argument name used in error messages.
+    check_range : bool
+        Also reject values outside [0, 1] (1e-4 tolerance for rounding).
+
+    Returns
+    -------
+    np.ndarray
+        ``image`` as float32 (no copy if it already is float32): callers that
+        write must copy.
+
+    Raises
+    ------
+    TypeError
+        Not a numpy array, or not a float dtype.
+    ValueError
+        Wrong shape, NaN/inf, or (``check_range``) values outside [0, 1].
+    """
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy array (float32 H×W×3 linear RGB in [0, 1]), got "
+                        f"{type(image).__name__}. Decode files with camseg.io.read_image first.")
+    if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f"{name}: expected shape H×W×3, i.e. shape (H, W, 3) linear RGB with H, W >= 1, got "
+                         f"{image.shape}. Drop alpha / repeat grey to 3 channels first.")
+    if not np.issubdtype(image.dtype, np.floating):
+        raise TypeError(f"{name}: expected a float array (linear RGB in [0, 1]), got dtype {image.dtype}. "
+                        "Convert integer (sRGB-encoded) pixels with camseg.io.as_linear_rgb first.")
+    img = image.astype(np.float32, copy=False)
+    if check_range:
+        lo, hi = float(img.min()), float(img.max())  # min/max propagate NaN and show inf: one pass for both checks
+        finite = math.isfinite(lo) and math.isfinite(hi)
+    else:
+        finite = bool(np.isfinite(img).all())
+    if not finite:
+        raise ValueError(f"{name}: contains NaN or infinite values; expected finite linear RGB in [0, 1]. "
+                         "Clean or clip the input first.")
+    if check_range and (lo < -1e-4 or hi > 1.0 + 1e-4):
+        raise ValueError(f"{name}: expected linear RGB in [0, 1], got values in [{lo:.4g}, {hi:.4g}]; clip or rescale it.")
+    return img
+
+
+def check_mask(mask, name: str, shape: tuple[int, int], *, allow_none: bool = False,
+               allow_stack: bool = False, tol: float = 1e-5) -> np.ndarray | None:
+    """Validate a soft matte the size of the image and return a float32 copy.
+
+    Parameters
+    ----------
+    mask : np.ndarray or None
+        H×W (or H×W×N when ``allow_stack``) float or bool matte in [0, 1].
+    name : str
+        Argument name used in error messages.
+    shape : tuple of int
+        The image's (H, W).
+    allow_none : bool
+        Accept ``None`` (an optional mask) and return ``None``.
+    allow_stack : bool
+        Also accept an H×W×N stack (one matte per person); it is returned as is.
+    tol : float
+        Values in [-tol, 1 + tol] are accepted (and clipped into [0, 1]) to
+        forgive rounding in upstream resizes.
+
+    Returns
+    -------
+    np.ndarray or None
+        A new float32 array in [0, 1] (never the caller's array), or ``None``.
+
+    Raises
+    ------
+    TypeError
+        Not a numpy array (or None when allowed), or not float/bool.
+    ValueError
+        Wrong shape, NaN/inf, or values outside [0, 1].
+    """
+    if mask is None and allow_none:
+        return None
+    hw = tuple(int(s) for s in shape)
+    if not isinstance(mask, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy array (float32 H×W matte in [0, 1])"
+                        f"{' or None' if allow_none else ''}, got {type(mask).__name__}.")
+    if mask.shape[:2] != hw or not (mask.ndim == 2 or (allow_stack and mask.ndim == 3)):
+        stack = " or H×W×N, one matte per person" if allow_stack else ""
+        raise ValueError(f"{name}: expected shape {hw} (the image's height and width{stack}), got {mask.shape}. "
+                         "Resize or refine the mask to the image (e.g. cv2.resize) first.")
+    if not (np.issubdtype(mask.dtype, np.floating) or mask.dtype == bool):
+        raise TypeError(f"{name}: expected a float array in [0, 1] (or bool), got dtype {mask.dtype}. "
+                        "Convert 0/255 masks with m.astype(np.float32) / 255.")
+    m = mask.astype(np.float32)  # copy: never hand the caller's mask on to code that may write
+    if m.size == 0:
+        return m
+    lo, hi = float(m.min()), float(m.max())  # min/max propagate NaN and show inf
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"{name}: contains NaN or infinite values; expected finite values in [0, 1].")
+    if lo < -tol or hi > 1.0 + tol:
+        raise ValueError(f"{name}: expected values in [0, 1], got range [{lo:.4g}, {hi:.4g}]. "
+                         "Clip it, apply a sigmoid to logits, or divide 0/255 masks by 255.")
+    if lo < 0.0 or hi > 1.0:
+        np.clip(m, 0.0, 1.0, out=m)  # only the rounding tolerance is removed (m is our copy)
+    return m
+
+
+def resize(array: np.ndarray, hw: tuple[int, int], interpolation: int) -> np.ndarray:
+    """``cv2.resize`` to (H, W) that keeps a trailing channel axis of length 1 (cv2 drops it)."""
+    out = cv2.resize(array, (hw[1], hw[0]), interpolation=interpolation)
+    return out[..., None] if out.ndim == 2 and array.ndim == 3 else out
