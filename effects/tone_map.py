@@ -75,7 +75,7 @@ E. Monk, "Monk Skin Tone Scale", 2019; sRGB swatches as published by Google (ski
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Sequence
 
 import colour
