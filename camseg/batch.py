@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from camseg.develop import DevelopSettings, check_settings, develop
+from camseg.develop import DevelopSettings, check_settings, develop, optional_matte
 from camseg.io import PHOTO_FORMATS, _atomic_write, linear_to_srgb, read_photo, remove_stale_temp_files, write_photo
 
 __all__ = ["BatchItem", "ItemResult", "BatchSummary", "plan_batch", "run_batch", "mask_overlay",
@@ -235,14 +235,6 @@ _PERSON_COLOURS = ((230, 60, 60), (60, 200, 80), (150, 80, 230), (240, 200, 40),
                    (230, 90, 200), (140, 140, 140), (255, 130, 0))
 
 
-def _matte(seg, name):
-    try:
-        value = getattr(seg, name)
-    except (AttributeError, RuntimeError, ValueError, KeyError):
-        return None
-    return None if value is None else np.asarray(value, dtype=np.float32)
-
-
 def mask_overlay(image: np.ndarray, seg, *, opacity: float = 0.5) -> np.ndarray:
     """Render mattes over a photo for inspection.
 
@@ -268,7 +260,7 @@ def mask_overlay(image: np.ndarray, seg, *, opacity: float = 0.5) -> np.ndarray:
     out = linear_to_srgb(image) * np.float32(255.0)
     layers = [(m, _PERSON_COLOURS[i % len(_PERSON_COLOURS)])
               for i, m in enumerate(getattr(seg, "persons", None) or [])]
-    layers += [(_matte(seg, name), colour) for name, colour in _MASK_COLOURS.items()]
+    layers += [(optional_matte(seg, name), colour) for name, colour in _MASK_COLOURS.items()]
     for matte, colour in layers:
         if matte is None:
             continue
@@ -300,7 +292,7 @@ def write_segmentation(folder, photo, seg) -> list:
         written.append(path)
 
     for name in SCENE_MASKS:
-        matte = _matte(seg, name)
+        matte = optional_matte(seg, name)
         if matte is not None and matte.ndim == 2:
             save_png(f"{name}.png", matte)
     for i, matte in enumerate(getattr(seg, "persons", None) or []):

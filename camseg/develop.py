@@ -345,7 +345,8 @@ def available_portrait_effects() -> list:
 # develop()
 # ---------------------------------------------------------------------------
 
-def _mask(seg, name):
+def optional_matte(seg, name):
+    """``seg.<name>`` as float32, or None when the segmentation did not compute it."""
     try:
         m = getattr(seg, name)
     except (AttributeError, RuntimeError, ValueError, KeyError):
@@ -480,7 +481,7 @@ def develop(image, settings: "DevelopSettings | None" = None, *, segmenter=None,
         seg = _segment(pixels, segmenter, categories)
         timings.append(StageReport("segment", "applied", time.perf_counter() - t,
                                    "all categories" if wants_persons else "scene-level only (sky, skin)"))
-    sky, skin = _mask(seg, "sky"), _mask(seg, "skin")
+    sky, skin = optional_matte(seg, "sky"), optional_matte(seg, "skin")
     for name, m in (("sky", sky), ("skin", skin)):
         if m is not None and m.shape != pixels.shape[:2]:
             raise ValueError(f"segmentation.{name} has shape {m.shape} but the image is {pixels.shape[:2]}; "
@@ -489,13 +490,13 @@ def develop(image, settings: "DevelopSettings | None" = None, *, segmenter=None,
         if wants_persons else []
     subject = None
     if persons:
-        subject = _mask(seg, "person")
+        subject = optional_matte(seg, "person")
         if subject is None or subject.shape != pixels.shape[:2]:
             subject = np.maximum.reduce(persons)
     ctx = _Context(seg=seg, settings=settings, iso=photo.iso if photo is not None else None,
                    persons=persons, skin=skin, sky=sky, subject=subject,
-                   hair=_mask(seg, "hair") if subject is not None else None,
-                   glasses=_mask(seg, "glasses") if subject is not None else None)
+                   hair=optional_matte(seg, "hair") if subject is not None else None,
+                   glasses=optional_matte(seg, "glasses") if subject is not None else None)
 
     current = pixels
     for stage, fn, params_or_why in plan:
