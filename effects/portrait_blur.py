@@ -45,7 +45,7 @@ import numpy as np
 
 from effects._validate import check_image, check_mask
 from effects._validate import resize as _resize
-from effects.mask_refine import RefineMatteParams, refine_matte_at, sample_at
+from effects.mask_refine import RefineMatteParams, refine_matte, sample_at
 
 __all__ = ["PortraitBlurParams", "portrait_blur", "disk_kernel", "estimate_noise_sigma"]
 
@@ -428,54 +428,96 @@ def subject_alpha(
     if g > 1:
         core_fg = cv2.resize(core_fg, (W, H), interpolation=cv2.INTER_NEAREST)
         core_bg = cv2.resize(core_bg, (W, H), interpolation=cv2.INTER_NEAREST)
+    band_m = (core_fg | core_bg) == 0
+    rows, cols = np.nonzero(band_m.any(axis=1))[0], np.nonzero(band_m.any(axis=0))[0]
     alpha = core_fg.astype(np.float32)  # 1 in the subject core, 0 elsewhere; band filled below
-    ys, xs = np.nonzero((core_fg | core_bg) == 0)
-    if ys.size == 0:
+    if rows.size == 0:
         return alpha
-    # Guided-filter refinement, evaluated in the band only (cost independent of photo size).
-    guided = refine_matte_at(image, mattes, ys, xs, params=refine_params).max(axis=1)
+    # Everything below is evaluated densely on the band's bounding box with planar float32
+    # arrays: for soft model mattes the band holds millions of pixels, and gathering them
+    # (fancy indexing, (N, 3) reductions) cost several times more than whole-box cv2 ops.
+    y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    box = (slice(y0, y1), slice(x0, x1))
+    in_band = band_m[box]
+    # Guided-filter refinement (strip-wise over the frame; the fit needs the whole photo).
+    guided = refine_matte(image, mattes, params=refine_params)[box]
+    guided = guided.max(axis=2) if guided.shape[2] > 1 else guided[..., 0]
     if not core_fg.any() or not core_bg.any():
-        alpha[ys, xs] = guided
+        alpha[box] = np.where(in_band, guided, alpha[box])
         return alpha
+    h, w = y1 - y0, x1 - x0
+
+    # Bilinear upsampling maps (half-pixel centres, as cv2.resize) from a reduced grid
+    # covering H×W to the box.
+    def maps(gh, gw):
+        mx = ((np.arange(x0, x1, dtype=np.float64) + 0.5) * (gw / W) - 0.5).astype(np.float32)
+        my = ((np.arange(y0, y1, dtype=np.float64) + 0.5) * (gh / H) - 0.5).astype(np.float32)
+        return np.ascontiguousarray(np.broadcast_to(mx, (h, w))), np.ascontiguousarray(np.broadcast_to(my[:, None], (h, w)))
+
+    def up(grid, mxy):
+        return cv2.remap(np.ascontiguousarray(grid, dtype=np.float32), *mxy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
     # Local subject / background colours from the cores, on a grid of ~band/2 cells.
     f = max(1, b // 2)
     hw = (max(1, H // f), max(1, W // f))
     img_low = _resize(image, hw, cv2.INTER_AREA)
     colours = []
     for core in (core_fg, core_bg):
-        w = _resize(core.astype(np.float32), hw, cv2.INTER_AREA)
-        w = np.where(w > 0.99, 1.0, 0.0).astype(np.float32)  # cells wholly inside the core only
-        P, Wt = _pull(img_low * w[..., None], w, 1)
-        colours.append(_push(P, Wt, 0)[0])
-    Fp = sample_at(colours[0], ys, xs, H, W)
-    Bp = sample_at(colours[1], ys, xs, H, W)
-    I = image[ys, xs]
-    d = Fp - Bp
-    dd = (d * d).sum(axis=1)
-    a_col = np.clip(((I - Bp) * d).sum(axis=1) / np.maximum(dd, 1e-6), 0.0, 1.0)
+        w_ = _resize(core.astype(np.float32), hw, cv2.INTER_AREA)
+        w_ = np.where(w_ > 0.99, 1.0, 0.0).astype(np.float32)  # cells wholly inside the core only
+        P, Wt = _pull(img_low * w_[..., None], w_, 1)
+        colours.append(_push(P, Wt, 0)[0].astype(np.float32))
+    Fg, Bg = colours
+    # Colour line (Gastal & Oliveira eq. 2): α = (I − B)·(F − B)/|F − B|² = Σ k_c·I_c + k0 with
+    # k = (F − B)/|F − B|², k0 = −B·k. F and B are smooth (band/2 cells), so every term that
+    # does not involve the pixel colour is formed on their grid and upsampled; per pixel only
+    # a few multiply-adds remain (the band of a soft model matte can cover the whole photo).
+    dg = Fg - Bg
+    kg = dg / np.maximum((dg * dg).sum(axis=2), 1e-6)[..., None]
+    sFg, sBg = np.sqrt(np.clip(Fg, 0, 1)), np.sqrt(np.clip(Bg, 0, 1))
+    eg = sFg - sBg
+    sep = (eg * eg).sum(axis=2)
     # Confidence: subject and background colours must differ (judged in a gamma-2, roughly
     # perceptual space), and the pixel must lie near the line between them -- a colour
     # off that line (a red sign next to a brown-haired head on a white wall) is neither,
     # and projecting it would invent alpha.
-    sF, sB, sI = (np.sqrt(np.clip(x, 0, 1)) for x in (Fp, Bp, I))
-    sep = ((sF - sB) ** 2).sum(axis=1)
-    model = sB + a_col[:, None] * (sF - sB)
-    resid = ((sI - model) ** 2).sum(axis=1)
-    conf = np.clip(sep / 0.03, 0.0, 1.0) * np.exp(-resid / np.maximum(0.05 * sep, 1e-4))
-    est = conf * a_col + (1.0 - conf) * guided
+    misc = np.dstack([-(Bg * kg).sum(axis=2), np.clip(sep / 0.03, 0.0, 1.0), 1.0 / np.maximum(0.05 * sep, 1e-4)])
+    mxy = maps(*hw)
+    k_up, sB_up, e_up, misc_up = (up(x, mxy) for x in (kg, sBg, eg, misc))
+    k0, conf0, inv_den = cv2.split(misc_up)
+    del misc_up
+    Ib = np.array(image[box], dtype=np.float32)  # a copy: clipped in place below
+    ones = np.ones((1, 3), np.float32)
+    a_col = cv2.add(cv2.transform(cv2.multiply(k_up, Ib), ones), k0)
+    cv2.max(a_col, 0.0, dst=a_col)
+    cv2.min(a_col, 1.0, dst=a_col)
+    np.clip(Ib, 0.0, 1.0, out=Ib)  # (not cv2.min: a scalar is (v, 0, 0, 0) on 3 channels)
+    # residual in gamma-2: sqrt(I) − (sB + α·(sF − sB))
+    r_ = cv2.subtract(cv2.subtract(cv2.sqrt(Ib), sB_up), cv2.multiply(e_up, cv2.merge([a_col, a_col, a_col])))
+    del Ib, k_up, sB_up, e_up
+    resid = cv2.transform(cv2.multiply(r_, r_), ones)
+    del r_
+    conf = cv2.multiply(conf0, cv2.exp(cv2.multiply(cv2.multiply(resid, inv_den), -1.0)))
+    # est = conf·a_col + (1 − conf)·guided
+    est = cv2.add(guided, cv2.multiply(conf, cv2.subtract(a_col, guided)))
     # Spatial prior: the given mask is roughly right. The further a band pixel lies outside
     # (inside) it, the more evidence it takes to give it alpha (to take alpha away): the
     # estimate is pulled toward 0 (1) with distance, on the scale of half (all) the band.
     lowb = (low >= 0.5).astype(np.uint8)
-    d_out = cv2.distanceTransform(1 - lowb, cv2.DIST_L2, 3) * g
-    d_in = cv2.distanceTransform(lowb, cv2.DIST_L2, 3) * g
-    d = sample_at(np.dstack([d_out, d_in]), ys, xs, H, W)
+    mxy = maps(*lowb.shape)
+    d_out = up(cv2.distanceTransform(1 - lowb, cv2.DIST_L2, 3) * g, mxy)
+    d_in = up(cv2.distanceTransform(lowb, cv2.DIST_L2, 3) * g, mxy)
     s_out, s_in = max(1.0, b / 2.0), max(1.0, float(b))  # holes between curls are real: gentler inside
-    est = np.where(d[:, 0] > 0, est * np.exp(-d[:, 0] / s_out), 1.0 - (1.0 - est) * np.exp(-d[:, 1] / s_in))
+    pull_out = cv2.multiply(est, cv2.exp(cv2.multiply(d_out, -1.0 / s_out)))
+    pull_in = cv2.subtract(1.0, cv2.multiply(cv2.subtract(1.0, est), cv2.exp(cv2.multiply(d_in, -1.0 / s_in))))
+    est = np.where(d_out > 0, pull_out, pull_in)
     # Soft threshold: sensor noise projects to α of a few percent either side of 0 and 1;
     # on a black or white stage that would show as speckle around the subject.
     t = 0.03
-    alpha[ys, xs] = np.clip((est - t) / (1.0 - 2.0 * t), 0.0, 1.0)
+    est = cv2.multiply(cv2.subtract(est, t), 1.0 / (1.0 - 2.0 * t))
+    cv2.max(est, 0.0, dst=est)
+    cv2.min(est, 1.0, dst=est)
+    alpha[box] = np.where(in_band, est, alpha[box])
     return alpha
 
 
