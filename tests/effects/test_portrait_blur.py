@@ -212,3 +212,15 @@ def test_model_matte_floor_does_not_black_out_background():
     out = portrait_blur(img, np.maximum(a, 0.03), hair_mask=hair, glasses_mask=floor)
     bg = a < 0.01
     assert abs(out[bg].mean() - img[bg].mean()) < 0.01 * img[bg].mean() + 1e-3
+
+
+def test_soft_matte_over_whole_frame_keeps_input_and_colour(rng):
+    """A model-like matte that is soft everywhere (the band is the whole frame)."""
+    img = (rng.random((H, W, 3)) * 0.2 + np.array([0.5, 0.3, 0.1])).astype(np.float32)
+    before = img.copy()
+    yy, xx = np.mgrid[0:H, 0:W]
+    soft = np.clip(1.2 - np.hypot(xx - W / 2, yy - H / 2) / 40, 0, 1).astype(np.float32) * 0.9 + 0.05
+    out = portrait_blur(img, soft)
+    np.testing.assert_array_equal(img, before)  # the caller's image is untouched
+    # every channel keeps its level: nothing zeroes green/blue or darkens the frame
+    np.testing.assert_allclose(out.reshape(-1, 3).mean(0), img.reshape(-1, 3).mean(0), rtol=0.05)
