@@ -116,10 +116,10 @@ def as_linear_rgb(array: np.ndarray, *, name: str = "image") -> np.ndarray:
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise ValueError(f"{name} is empty (shape {array.shape}); pass an image with at least one pixel")
     array = array[:, :, :3]
-    if array.dtype == np.uint8:
-        return srgb_to_linear(array.astype(np.float32) / np.float32(255.0))
+    if array.dtype == np.uint8:  # table lookup: a 100 MP photo decodes in a fraction of the power() time
+        return _decode(array, None, 8)
     if array.dtype == np.uint16:
-        return srgb_to_linear(array.astype(np.float32) / np.float32(65535.0))
+        return _decode(array, None, 16)
     if array.dtype in (np.float16, np.float32, np.float64):
         out = array.astype(np.float32)  # always a copy: callers' arrays are never modified
         if not np.isfinite(out).all():
