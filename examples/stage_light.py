@@ -32,25 +32,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from camseg.io import linear_to_srgb, read_image  # noqa: E402
+from camseg.io import linear_to_srgb  # noqa: E402
 from effects import contour_light, high_key_mono, stage_light, studio_light  # noqa: E402
 
-DATA = REPO.parent / "shared" / "data" / "person_binary" / "train"
-
-
-def load(image_id):
-    """Linear photo, person matte, and a label saying where they came from."""
-    if DATA.exists():
-        image = read_image(DATA / "images" / f"{image_id}.jpg")
-        mask = cv2.imread(str(DATA / "masks" / f"{image_id}.png"), cv2.IMREAD_GRAYSCALE)
-        return image, (mask / 255.0).astype(np.float32), f"person_binary {image_id} (machine-made mask)"
-    image = read_image(REPO / "camseg" / "samples" / "astronaut.jpg")
-    h, w = image.shape[:2]
-    bgr = (linear_to_srgb(image)[..., ::-1] * 255).astype(np.uint8)
-    gc = np.zeros((h, w), np.uint8)
-    cv2.grabCut(bgr, gc, (int(0.12 * w), int(0.02 * h), int(0.76 * w), int(0.97 * h)), None, None, 5, cv2.GC_INIT_WITH_RECT)
-    mask = np.isin(gc, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.float32)
-    return image, mask, "bundled astronaut.jpg (GrabCut mask)"
+from portrait_blur import load  # noqa: E402  (same photos and masks as the blur example)
 
 
 def crude_skin(image, mask):

@@ -19,14 +19,6 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "camseg" / "samples" / "astronaut.jpg"
 
 
-def _model_or_skip():
-    try:
-        from camseg.segmenter import Segmenter
-        Segmenter()
-    except (ImportError, FileNotFoundError, OSError) as exc:
-        pytest.skip(f"default segmentation model not available: {exc}")
-
-
 def _photos(folder, n, size=(96, 128)):
     folder.mkdir(parents=True, exist_ok=True)
     base = np.asarray(Image.open(SAMPLE).resize(size[::-1]))
@@ -135,7 +127,6 @@ def test_mask_overlay_and_write_segmentation(tmp_path):
 # --- with the real model -----------------------------------------------------------------
 
 def test_batch_develop_two_workers_and_resume(tmp_path):
-    _model_or_skip()
     photos = _photos(tmp_path / "in", 4)
     before = _digest(photos)
     summary = run_batch([tmp_path / "in"], tmp_path / "out", jobs=2, progress=False)
@@ -149,7 +140,6 @@ def test_batch_develop_two_workers_and_resume(tmp_path):
 
 def test_kill_mid_run_then_resume(tmp_path):
     """A batch killed with SIGKILL mid-run and restarted completes; outputs whole, inputs untouched."""
-    _model_or_skip()
     photos = _photos(tmp_path / "in", 6, size=(144, 192))
     before = _digest(photos)
     out = tmp_path / "out"

@@ -1,9 +1,6 @@
 """The camseg command line: exit statuses, messages, and real runs."""
 import hashlib
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -16,14 +13,6 @@ from camseg.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "camseg" / "samples" / "astronaut.jpg"
-
-
-def _model_or_skip():
-    try:
-        from camseg.segmenter import Segmenter
-        Segmenter()
-    except (ImportError, FileNotFoundError, OSError) as exc:
-        pytest.skip(f"default segmentation model not available: {exc}")
 
 
 def test_no_command_prints_help(capsys):
@@ -112,7 +101,6 @@ def _edge_case_library(folder):
 
 
 def test_develop_edge_case_library(tmp_path, capsys):
-    _model_or_skip()
     inp, out = tmp_path / "in", tmp_path / "out"
     _edge_case_library(inp)
     before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in inp.iterdir()}
@@ -140,7 +128,6 @@ def test_develop_edge_case_library(tmp_path, capsys):
 
 
 def test_segment_command(tmp_path):
-    _model_or_skip()
     rc = main(["segment", str(SAMPLE), "--out", str(tmp_path / "masks"), "--jobs", "1", "--no-progress"])
     assert rc == 0
     folder = tmp_path / "masks" / "astronaut"
