@@ -147,11 +147,23 @@ class PortraitBlurParams:
 _check_image = check_image
 
 
+def _max_planes(m: np.ndarray) -> np.ndarray:
+    """Per-pixel maximum over the last axis of an H×W×K float32 stack, as a new H×W array.
+
+    Why: ``ndarray.max(axis=2)`` over a short last axis is a slow strided
+    reduction (~0.1 s per 12 MP plane); cv2.max on contiguous planes is not.
+    """
+    out = np.array(m[:, :, 0], dtype=np.float32)  # always a copy: callers may own or alias m
+    for k in range(1, m.shape[2]):
+        cv2.max(out, np.ascontiguousarray(m[:, :, k], dtype=np.float32), dst=out)
+    return out
+
+
 def _check_mask(mask, name: str, hw: tuple[int, int], *, allow_stack: bool = False) -> np.ndarray:
     """Validate a matte (H×W, or H×W×N when ``allow_stack``) and return an H×W float32 union."""
     m = check_mask(mask, name, hw, allow_stack=allow_stack)
     if m.ndim == 3:
-        m = m.max(axis=2) if m.shape[2] else np.zeros(hw, np.float32)  # several people share the focal plane
+        m = _max_planes(m) if m.shape[2] else np.zeros(hw, np.float32)  # several people share the focal plane
     return m
 
 
@@ -409,7 +421,7 @@ def subject_alpha(
     np.ndarray
         H×W float32 alpha in [0, 1].
     """
-    union = mattes.max(axis=2)
+    union = _max_planes(mattes)
     if not refine:
         return union
     H, W = union.shape
@@ -441,21 +453,31 @@ def subject_alpha(
     in_band = band_m[box]
     # Guided-filter refinement (strip-wise over the frame; the fit needs the whole photo).
     guided = refine_matte(image, mattes, params=refine_params)[box]
-    guided = guided.max(axis=2) if guided.shape[2] > 1 else guided[..., 0]
+    guided = _max_planes(guided)
     if not core_fg.any() or not core_bg.any():
         alpha[box] = np.where(in_band, guided, alpha[box])
         return alpha
     h, w = y1 - y0, x1 - x0
 
-    # Bilinear upsampling maps (half-pixel centres, as cv2.resize) from a reduced grid
-    # covering H×W to the box.
+    # Bilinear upsampling (half-pixel centres, as cv2.resize) from a reduced grid covering
+    # H×W to the box. When the box is a large part of the frame (soft model mattes), resizing
+    # to the whole frame and cropping is the same mapping and several times faster than
+    # cv2.remap with float maps; small boxes use remap.
+    whole = h * w >= 0.25 * H * W
+
     def maps(gh, gw):
+        if whole:
+            return None
         mx = ((np.arange(x0, x1, dtype=np.float64) + 0.5) * (gw / W) - 0.5).astype(np.float32)
         my = ((np.arange(y0, y1, dtype=np.float64) + 0.5) * (gh / H) - 0.5).astype(np.float32)
         return np.ascontiguousarray(np.broadcast_to(mx, (h, w))), np.ascontiguousarray(np.broadcast_to(my[:, None], (h, w)))
 
     def up(grid, mxy):
-        return cv2.remap(np.ascontiguousarray(grid, dtype=np.float32), *mxy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        grid = np.ascontiguousarray(grid, dtype=np.float32)
+        if whole:
+            full = cv2.resize(grid, (W, H), interpolation=cv2.INTER_LINEAR)
+            return full if (h, w) == (H, W) else np.ascontiguousarray(full[box])
+        return cv2.remap(grid, *mxy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
     # Local subject / background colours from the cores, on a grid of ~band/2 cells.
     f = max(1, b // 2)
@@ -481,25 +503,34 @@ def subject_alpha(
     # perceptual space), and the pixel must lie near the line between them -- a colour
     # off that line (a red sign next to a brown-haired head on a white wall) is neither,
     # and projecting it would invent alpha.
-    misc = np.dstack([-(Bg * kg).sum(axis=2), np.clip(sep / 0.03, 0.0, 1.0), 1.0 / np.maximum(0.05 * sep, 1e-4)])
+    misc = (-(Bg * kg).sum(axis=2), np.clip(sep / 0.03, 0.0, 1.0), 1.0 / np.maximum(0.05 * sep, 1e-4))
     mxy = maps(*hw)
-    k_up, sB_up, e_up, misc_up = (up(x, mxy) for x in (kg, sBg, eg, misc))
-    k0, conf0, inv_den = cv2.split(misc_up)
-    del misc_up
-    Ib = np.array(image[box], dtype=np.float32)  # a copy: clipped in place below
+    # Box-sized buffers are reused in place below (dst=): at 12 MP every fresh one costs
+    # ~50-150 ms of page faults, more than the arithmetic.
+    k_up, sB_up, e_up = (up(x, mxy) for x in (kg, sBg, eg))
+    k0, conf0, inv_den = (up(x, mxy) for x in misc)
     ones = np.ones((1, 3), np.float32)
-    a_col = cv2.add(cv2.transform(cv2.multiply(k_up, Ib), ones), k0)
+    a_col = cv2.transform(cv2.multiply(k_up, image[box], dst=k_up), ones)
+    cv2.add(a_col, k0, dst=a_col)
+    del k0
     cv2.max(a_col, 0.0, dst=a_col)
     cv2.min(a_col, 1.0, dst=a_col)
-    np.clip(Ib, 0.0, 1.0, out=Ib)  # (not cv2.min: a scalar is (v, 0, 0, 0) on 3 channels)
+    # The clipped photo goes into k_up's buffer, free now (not cv2.min: a scalar is (v, 0, 0, 0) on 3 channels).
+    Ib = np.clip(image[box], 0.0, 1.0, out=k_up)
+    del k_up
     # residual in gamma-2: sqrt(I) − (sB + α·(sF − sB))
-    r_ = cv2.subtract(cv2.subtract(cv2.sqrt(Ib), sB_up), cv2.multiply(e_up, cv2.merge([a_col, a_col, a_col])))
-    del Ib, k_up, sB_up, e_up
-    resid = cv2.transform(cv2.multiply(r_, r_), ones)
-    del r_
-    conf = cv2.multiply(conf0, cv2.exp(cv2.multiply(cv2.multiply(resid, inv_den), -1.0)))
+    r_ = cv2.subtract(cv2.sqrt(Ib, dst=Ib), sB_up, dst=Ib)
+    np.multiply(e_up, a_col[..., None], out=e_up)
+    cv2.subtract(r_, e_up, dst=r_)
+    del sB_up, e_up
+    resid = cv2.transform(cv2.multiply(r_, r_, dst=r_), ones)
+    del r_, Ib
+    # conf = conf0·exp(−resid·inv_den)
+    conf = cv2.multiply(conf0, cv2.exp(cv2.multiply(resid, inv_den, dst=resid, scale=-1.0), dst=resid), dst=conf0)
+    del resid, inv_den
     # est = conf·a_col + (1 − conf)·guided
-    est = cv2.add(guided, cv2.multiply(conf, cv2.subtract(a_col, guided)))
+    est = cv2.add(guided, cv2.multiply(conf, cv2.subtract(a_col, guided, dst=a_col), dst=a_col), dst=a_col)
+    del conf
     # Spatial prior: the given mask is roughly right. The further a band pixel lies outside
     # (inside) it, the more evidence it takes to give it alpha (to take alpha away): the
     # estimate is pulled toward 0 (1) with distance, on the scale of half (all) the band.
@@ -507,17 +538,24 @@ def subject_alpha(
     mxy = maps(*lowb.shape)
     d_out = up(cv2.distanceTransform(1 - lowb, cv2.DIST_L2, 3) * g, mxy)
     d_in = up(cv2.distanceTransform(lowb, cv2.DIST_L2, 3) * g, mxy)
+    outside = d_out > 0
     s_out, s_in = max(1.0, b / 2.0), max(1.0, float(b))  # holes between curls are real: gentler inside
-    pull_out = cv2.multiply(est, cv2.exp(cv2.multiply(d_out, -1.0 / s_out)))
-    pull_in = cv2.subtract(1.0, cv2.multiply(cv2.subtract(1.0, est), cv2.exp(cv2.multiply(d_in, -1.0 / s_in))))
-    est = np.where(d_out > 0, pull_out, pull_in)
+    # pull_out = est·exp(−d_out/s_out) (into d_out); pull_in = 1 − (1 − est)·exp(−d_in/s_in) (into est)
+    pull_out = cv2.multiply(est, cv2.exp(cv2.multiply(d_out, -1.0 / s_out, dst=d_out), dst=d_out), dst=d_out)
+    cv2.exp(cv2.multiply(d_in, -1.0 / s_in, dst=d_in), dst=d_in)
+    cv2.subtract(est, 1.0, dst=est)
+    cv2.multiply(est, d_in, dst=est)
+    cv2.add(est, 1.0, dst=est)
+    np.copyto(est, pull_out, where=outside)
+    del d_in, pull_out
     # Soft threshold: sensor noise projects to α of a few percent either side of 0 and 1;
     # on a black or white stage that would show as speckle around the subject.
     t = 0.03
-    est = cv2.multiply(cv2.subtract(est, t), 1.0 / (1.0 - 2.0 * t))
+    cv2.subtract(est, t, dst=est)
+    cv2.multiply(est, 1.0 / (1.0 - 2.0 * t), dst=est)
     cv2.max(est, 0.0, dst=est)
     cv2.min(est, 1.0, dst=est)
-    alpha[box] = np.where(in_band, est, alpha[box])
+    np.copyto(alpha[box], est, where=in_band)
     return alpha
 
 
@@ -606,9 +644,11 @@ def portrait_blur(
         return img.copy()
 
     # 1. Subject alpha: union of subject, hair and glasses, refined against the photo.
-    mattes = np.stack([subj, *extra], axis=2)
+    # Planes are kept separate (contiguous): reductions over a short last axis of an
+    # H×W×K stack are slow strided loops.
+    planes = [subj, *extra]
     if p.matte_floor > 0:
-        mattes = np.where(mattes < p.matte_floor, np.float32(0), mattes)
+        planes = [np.where(m_ < p.matte_floor, np.float32(0), m_) for m_ in planes]
     if extra:
         # Hair and glasses count only near the subject (see PortraitBlurParams.matte_floor):
         # within three refine bands, room for hair the person matte left out.
@@ -616,16 +656,19 @@ def portrait_blur(
         # Dilate on a grid where the radius is ~8 cells: a 600-px structuring element at 12 MP
         # would take tens of seconds, and "near" needs no pixel precision.
         g = max(1, b // 8)
-        core = (mattes[:, :, 0] >= 0.5).astype(np.uint8)
+        core = (planes[0] >= 0.5).astype(np.uint8)
         low = cv2.resize(core, (max(1, W // g), max(1, H // g)), interpolation=cv2.INTER_AREA) if g > 1 else core
         kb = max(1, int(round(b / g)))
         near = cv2.dilate((low > 0).astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * kb + 1,) * 2))
         if g > 1:
             near = cv2.resize(near, (W, H), interpolation=cv2.INTER_NEAREST)
-        mattes[:, :, 1:] *= near[:, :, None]
         # One union refined once: refining K mattes and taking their maximum costs K times more
         # in the band for the same edge.
-        mattes = mattes.max(axis=2, keepdims=True)
+        union = np.array(planes[0], dtype=np.float32)  # a copy: the caller's mask is not touched
+        for m_ in planes[1:]:
+            cv2.max(union, cv2.multiply(m_, near, dtype=cv2.CV_32F), dst=union)
+        planes = [union]
+    mattes = planes[0][..., None] if len(planes) == 1 else np.stack(planes, axis=2)
     alpha = subject_alpha(img, mattes, refine=p.refine, refine_params=p.refine_params, band=p.refine_band)
     if alpha.min() >= 1.0:
         return img.copy()
@@ -639,7 +682,9 @@ def portrait_blur(
 
     # 3. Defocus radius (full-res pixels): constant r_inf, or the thin-lens CoC from depth.
     level_of = lambda r: max(0, int(np.ceil(np.log2(r / _MAX_LOW_RADIUS))))  # noqa: E731
-    premult = img * w_bg[..., None]
+    # w_bg is 0/1: premult = img·w_bg is a masked copy (cv2, no H×W×3 temporaries).
+    premult = np.zeros_like(img)
+    cv2.copyTo(img, (w_bg > 0).view(np.uint8), premult)
     _boost_highlights(premult, img, p.highlight_threshold, p.highlight_gain, r_inf)
     P, Wt = _pull(premult, w_bg, level_of(r_inf))
     del premult
@@ -742,7 +787,8 @@ def portrait_blur(
         bg_soft = out[soft]
         cols = np.nonzero(alpha[rows[0] : rows[-1] + 1].max(axis=0) > 0)[0]
         box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-        out[box] += alpha[box][..., None] * (img[box] - out[box])
+        # α = 1 takes the photo, α = 0 keeps B; the soft pixels are overwritten just below.
+        np.copyto(out[box], img[box], where=(alpha[box] >= 1.0)[..., None])
         if soft[0].size:
             F = _decontaminate(img, alpha, soft, float(np.hypot(H, W)))
             a = alpha[soft][:, None]
