@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 from camseg.io import linear_to_srgb  # noqa: E402
 from effects import contour_light, high_key_mono, stage_light, studio_light  # noqa: E402
 
-from portrait_blur import load  # noqa: E402  (same photos and masks as the blur example)
+from portrait_blur import label, load, to_bgr8  # noqa: E402  (same photos, masks and sheet helpers as the blur example)
 
 
 def crude_skin(image, mask):
@@ -45,17 +45,6 @@ def crude_skin(image, mask):
     skin = ((cr >= 133) & (cr <= 173) & (cb >= 77) & (cb <= 127)).astype(np.float32) * (mask > 0.5)
     skin = cv2.morphologyEx(skin, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
     return np.clip(cv2.GaussianBlur(skin, (0, 0), 2), 0, 1).astype(np.float32)
-
-
-def to_bgr8(linear):
-    return (linear_to_srgb(linear)[..., ::-1] * 255 + 0.5).astype(np.uint8)
-
-
-def label(img, text):
-    out = img.copy()
-    cv2.putText(out, text, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(out, text, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
-    return out
 
 
 def main():
