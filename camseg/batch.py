@@ -536,5 +536,8 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
                     raise
     finally:
         bar.close()
+        # Writers killed just before this run started may have still held their temporaries'
+        # locks at the first sweep (the kernel releases them as the process is torn down).
+        remove_stale_temp_files(out_dir)
         summary.seconds = time.perf_counter() - t0
     return summary

@@ -20,6 +20,11 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+try:
+    import fcntl  # POSIX: writers lock their temporaries (see _atomic_write)
+except ImportError:  # Windows
+    fcntl = None
+
 import cv2
 import numpy as np
 
@@ -688,17 +693,29 @@ def _atomic_write(path: Path, write) -> None:
 
     A crash or kill at any moment leaves either the old file or the new,
     complete one at ``path`` — never a partial file (POSIX rename is atomic).
-    The temporary name embeds the process id so stale ones can be recognised.
+    The writer holds an exclusive ``flock`` on its temporary file until the
+    rename, so :func:`remove_stale_temp_files` can tell a live writer from a
+    killed one without trusting process ids (which get reused, and differ
+    between containers sharing a folder). The name also embeds the process id,
+    the fallback where ``fcntl`` is missing.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
+            if fcntl is not None:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+            if hasattr(os, "fchmod"):
+                os.fchmod(fh.fileno(), 0o644)
+            else:
+                os.chmod(tmp, 0o644)
+            if fcntl is not None:  # renamed while open and locked: never an unlocked live temporary
+                os.replace(tmp, path)
+        if fcntl is None:  # Windows cannot rename an open file
+            os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -708,21 +725,39 @@ def _atomic_write(path: Path, write) -> None:
 def remove_stale_temp_files(directory: "str | os.PathLike") -> int:
     """Delete temporary files left in ``directory`` (recursively) by killed writers.
 
-    Only files named by :func:`write_photo` whose writing process is no longer
-    alive are removed. Returns how many were removed.
+    Only files named by :func:`write_photo` whose writer is gone are removed:
+    on POSIX a temporary whose ``flock`` can be taken has no live writer (the
+    kernel drops the lock when the writer dies); elsewhere the process id in
+    the name is checked. A writer killed moments ago may still hold its lock
+    while the kernel tears it down, so callers sweep again when they finish.
+    Returns how many files were removed.
     """
     removed = 0
     for tmp in Path(directory).rglob(f".*{TEMP_SUFFIX}"):
-        try:
-            pid = int(tmp.name[:-len(TEMP_SUFFIX)].rsplit(".", 2)[-2])
-        except (ValueError, IndexError):
-            continue
-        if pid != os.getpid() and _pid_alive(pid):
+        if _temp_file_in_use(tmp):
             continue
         with contextlib.suppress(OSError):
             tmp.unlink()
             removed += 1
     return removed
+
+
+def _temp_file_in_use(tmp: Path) -> bool:
+    """True if a live writer still owns temporary file ``tmp``."""
+    if fcntl is not None:
+        try:
+            with open(tmp, "rb") as fh:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False  # vanished meanwhile (renamed into place or removed)
+        return False
+    try:
+        pid = int(tmp.name[:-len(TEMP_SUFFIX)].rsplit(".", 2)[-2])
+    except (ValueError, IndexError):
+        return True  # not ours to judge: leave it
+    return pid == os.getpid() or _pid_alive(pid)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -3,6 +3,7 @@ import io as pyio
 import os
 import subprocess
 import sys
+import threading
 
 import cv2
 import numpy as np
@@ -241,15 +242,38 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
 
 
 def test_stale_temp_files_of_dead_writers_are_removed(tmp_path):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
-    dead_pid = int(dead.stdout)
-    stale = tmp_path / f".a.jpg.{dead_pid}.abc{cio.TEMP_SUFFIX}"
-    stale.write_bytes(b"partial")
-    alive = tmp_path / f".b.jpg.{os.getppid()}.abc{cio.TEMP_SUFFIX}"
-    alive.write_bytes(b"being written")
-    assert cio.remove_stale_temp_files(tmp_path) == 1
-    assert not stale.exists() and alive.exists()
+    """A temporary whose writer died is removed; one a live writer is still filling is kept."""
+    target = tmp_path / "a.jpg"
+    killed = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time, pathlib; from camseg import io as cio\n"
+         "def hang(fh):\n    fh.write(b'partial'); fh.flush(); print('writing', flush=True); time.sleep(60)\n"
+         f"cio._atomic_write(pathlib.Path({str(target)!r}), hang)"],
+        stdout=subprocess.PIPE, text=True)
+    assert killed.stdout.readline().strip() == "writing"
+    live_started = threading.Event()
+    release = threading.Event()
+
+    def slow(fh):
+        fh.write(b"being written")
+        live_started.set()
+        release.wait(30)
+
+    live = threading.Thread(target=cio._atomic_write, args=(tmp_path / "b.jpg", slow))
+    live.start()
+    assert live_started.wait(30)
+    assert cio.remove_stale_temp_files(tmp_path) == 0  # both writers alive
+    killed.kill()
+    killed.wait()
+    try:
+        assert cio.remove_stale_temp_files(tmp_path) == 1  # only the killed writer's temporary
+        assert not target.exists()
+        assert len(list(tmp_path.glob(f".b.jpg.*{cio.TEMP_SUFFIX}"))) == 1
+    finally:
+        release.set()
+        live.join()
+    assert (tmp_path / "b.jpg").read_bytes() == b"being written"
+    assert list(tmp_path.glob(f".*{cio.TEMP_SUFFIX}")) == []
 
 
 def test_encoding_is_accurate_in_shadows_and_highlights():
