@@ -21,10 +21,14 @@ in size; of the 12 that match in size only about 8 have segment boundaries on
 image edges). :func:`load_coco` keeps only pairs whose boundaries align with
 image edges (:func:`labels_align`).
 
-Synthetic glasses: frames and lenses drawn with alpha at the eye positions
-given by FASSEG's eye labels (class 3), which yields exact glasses masks.
-Teeth: bright, low-saturation pixels inside the filled lip outline of FASSEG
-(class 5) — the mouth interior — in place of a landmark model.
+Teeth and eyes come from MediaPipe's face mesh, run once by
+``camseg/train/face_labels.py`` (its own venv) over the portrait sets
+(celeb_hair, FASSEG) and passed in as ``face_labels``: teeth are the bright,
+low-saturation, not-red pixels inside the inner-lip polygon; a closed mouth
+is a real "no teeth" label. Without that folder, FASSEG's teeth fall back to
+the filled lip outline (class 5) and celeb_hair leaves teeth unlabelled.
+Synthetic glasses: frames and lenses drawn with alpha at the eyes (face-mesh
+eye contours, or FASSEG's eye class 3), which yields exact glasses masks.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ MAX_INSTANCES = 16
 COCO_VAL = ("000000000110", "000000000529")
 #: person_binary has no val split: every 6th photo is held out.
 PERSON_VAL_EVERY = 6
+#: Where ``camseg/train/face_labels.py`` writes face-mesh teeth and eye labels by default.
+DEFAULT_FACE_LABELS = Path.home() / ".cache" / "camseg" / "face_labels"
 
 
 @dataclass
@@ -56,6 +62,7 @@ class Record:
     scene: dict = field(default_factory=dict)  # channel index -> H×W uint8 mask
     instances: list | None = None  # list of H×W uint8 masks, or None if unknown
     source: str = ""
+    eyes: np.ndarray | None = None  # H×W uint8, nonzero on both eyes: where synthetic glasses go
 
 
 def _fit(img: np.ndarray, interp) -> np.ndarray:
@@ -137,10 +144,30 @@ def coco_names(root: Path) -> list[str]:
     return sorted(Path(a["file_name"]).stem for a in meta["annotations"])
 
 
-def load_binary(folder: Path, channel: int, source: str) -> list[Record]:
-    """A set of 0/255 masks supervising one scene channel."""
-    return [Record(_read_rgb(i), {channel: (_read_mask(m) > 127).astype(np.uint8) * 255}, None, source)
-            for i, m in _pairs(folder)]
+def load_binary(folder: Path, channel: int, source: str, face_labels: Path | None = None) -> list[Record]:
+    """A set of 0/255 masks supervising one scene channel (plus face-mesh teeth/eyes where given)."""
+    records = []
+    for i, m in _pairs(folder):
+        rec = Record(_read_rgb(i), {channel: (_read_mask(m) > 127).astype(np.uint8) * 255}, None, source)
+        _attach_face_labels(rec, face_labels, folder, i.stem)
+        records.append(rec)
+    return records
+
+
+def _attach_face_labels(rec: Record, face_labels: Path | None, folder: Path, stem: str) -> bool:
+    """Set ``rec``'s teeth channel and eyes from ``face_labels/{teeth,eyes}/<set>/<split>/<stem>.png``.
+
+    Returns False (record unchanged) when the face mesh found no face there.
+    """
+    if face_labels is None:
+        return False
+    rel = Path(folder.parent.name) / folder.name / (stem + ".png")
+    teeth, eyes = face_labels / "teeth" / rel, face_labels / "eyes" / rel
+    if not (teeth.exists() and eyes.exists()):
+        return False
+    rec.scene[TEETH] = (_read_mask(teeth) > 127).astype(np.uint8) * 255
+    rec.eyes = (_read_mask(eyes) > 127).astype(np.uint8)
+    return True
 
 
 def load_person_binary(folder: Path) -> list[Record]:
@@ -169,17 +196,18 @@ def teeth_from_lips(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return teeth.astype(np.uint8) * 255
 
 
-def load_fasseg(folder: Path) -> list[Record]:
-    """FASSEG faces: skin = classes 1 (skin) and 4 (nose); hair = 2; teeth built from lips."""
+def load_fasseg(folder: Path, face_labels: Path | None = None) -> list[Record]:
+    """FASSEG faces: skin = classes 1 (skin) and 4 (nose); hair = 2; teeth from the face mesh (else lips)."""
     records = []
     for i, m in _pairs(folder):
         image, labels = _read_rgb(i), _read_mask(m)
         if labels.shape != image.shape[:2]:
             labels = cv2.resize(labels, image.shape[1::-1], interpolation=cv2.INTER_NEAREST)
         rec = Record(image, {SKIN: (np.isin(labels, (1, 4))).astype(np.uint8) * 255,
-                             HAIR: (labels == 2).astype(np.uint8) * 255,
-                             TEETH: teeth_from_lips(image, labels)}, None, "fasseg")
-        rec.eyes = (labels == 3).astype(np.uint8)
+                             HAIR: (labels == 2).astype(np.uint8) * 255}, None, "fasseg")
+        if not _attach_face_labels(rec, face_labels, folder, i.stem):
+            rec.scene[TEETH] = teeth_from_lips(image, labels)
+            rec.eyes = (labels == 3).astype(np.uint8)
         records.append(rec)
     return records
 
@@ -222,8 +250,13 @@ def draw_glasses(image: np.ndarray, eyes: np.ndarray, rng: np.random.Generator):
     return np.clip(out, 0, 255).astype(np.uint8), mask
 
 
-def load_all(root: Path, *, split: str = "train", coco_val: set | None = None) -> list[Record]:
-    """Load every training set's ``split``; COCO uses ``coco_val`` to hold out its own val split."""
+def load_all(root: Path, *, split: str = "train", coco_val: set | None = None,
+             face_labels: Path | None = None) -> list[Record]:
+    """Load every training set's ``split``; COCO uses ``coco_val`` to hold out its own val split.
+
+    ``face_labels``: the folder written by ``camseg/train/face_labels.py`` (teeth and eyes from
+    the face mesh), or None to do without (see the module docstring).
+    """
     records: list[Record] = []
     names = coco_names(root / "coco_panoptic")
     if coco_val is None:
@@ -233,14 +266,14 @@ def load_all(root: Path, *, split: str = "train", coco_val: set | None = None) -
     if (root / "ade_sky" / split).exists():
         records += load_binary(root / "ade_sky" / split, SKY, "ade_sky")
     if (root / "celeb_hair" / split).exists():
-        records += load_binary(root / "celeb_hair" / split, HAIR, "celeb_hair")
+        records += load_binary(root / "celeb_hair" / split, HAIR, "celeb_hair", face_labels)
     people = load_person_binary(root / "person_binary" / "train")
     if split == "train":
-        records += load_fasseg(root / "fasseg" / "train")
+        records += load_fasseg(root / "fasseg" / "train", face_labels)
         records += [r for i, r in enumerate(people) if i % PERSON_VAL_EVERY]
         records += load_binary(root / "fullbody_skin" / "train", SKIN, "fullbody_skin")
     elif split == "val":
-        records += load_fasseg(root / "fasseg" / "test")
+        records += load_fasseg(root / "fasseg" / "test", face_labels)
         records += [r for i, r in enumerate(people) if i % PERSON_VAL_EVERY == 0]
     return records
 
@@ -295,7 +328,7 @@ class TrainingSet:
         image = rec.image
         scene = dict(rec.scene)
         instances = list(rec.instances) if rec.instances is not None else None
-        if self.augment and rec.source == "fasseg" and rng.random() < self.params.p_glasses:
+        if self.augment and rec.eyes is not None and rng.random() < self.params.p_glasses:
             drawn = draw_glasses(image, rec.eyes, rng)
             if drawn is not None:
                 image, scene[GLASSES] = drawn

@@ -39,7 +39,7 @@ import numpy as np
 
 from camseg.contract import SCENE_CATEGORIES
 from camseg.segmenter import Segmenter
-from camseg.train.data import GLASSES, draw_glasses, load_all
+from camseg.train.data import DEFAULT_FACE_LABELS, GLASSES, draw_glasses, load_all
 
 
 def boundary(mask: np.ndarray) -> np.ndarray:
@@ -100,9 +100,14 @@ def overlay(image: np.ndarray, seg, persons: list) -> np.ndarray:
     return out
 
 
-def evaluate(model: Path, data: Path, out: Path | None = None, *, limit: int | None = None) -> dict:
-    """Run the model over the validation photos; return the metrics dict."""
-    records = load_all(data, split="val")
+def evaluate(model: Path, data: Path, out: Path | None = None, *, limit: int | None = None,
+             face_labels: Path | None = None) -> dict:
+    """Run the model over the validation photos; return the metrics dict.
+
+    ``face_labels``: face-mesh teeth labels (``camseg/train/face_labels.py``), which add the
+    held-out CelebAMask faces to the teeth figures.
+    """
+    records = load_all(data, split="val", face_labels=face_labels)
     if limit:
         records = records[::max(1, len(records) // limit)]
     inter, union = defaultdict(float), defaultdict(float)
@@ -173,10 +178,14 @@ def main(argv=None) -> int:
     parser.add_argument("--data", default="../shared/data")
     parser.add_argument("--out", default=None, help="folder for overlays and metrics.json")
     parser.add_argument("--limit", type=int, default=None, help="evaluate about this many photos")
+    parser.add_argument("--face-labels", default=str(DEFAULT_FACE_LABELS),
+                        help="teeth labels written by camseg/train/face_labels.py (skipped if missing)")
     args = parser.parse_args(argv)
+    face_labels = Path(args.face_labels).expanduser()
     from camseg.segmenter import DEFAULT_MODEL
     out = Path(args.out) if args.out else None
-    metrics = evaluate(Path(args.model) if args.model else DEFAULT_MODEL, Path(args.data), out, limit=args.limit)
+    metrics = evaluate(Path(args.model) if args.model else DEFAULT_MODEL, Path(args.data), out, limit=args.limit,
+                       face_labels=face_labels if face_labels.is_dir() else None)
     print(format_table(metrics))
     if out:
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from camseg.train.data import AugmentParams, TrainingSet, load_all
+from camseg.train.data import DEFAULT_FACE_LABELS, AugmentParams, TrainingSet, load_all
 from camseg.train.losses import LossWeights, total_loss
 from camseg.train.model import HyperDetr, HyperDetrConfig
 
@@ -60,6 +60,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--save-every", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--face-labels", default=str(DEFAULT_FACE_LABELS),
+                        help="teeth/eye labels written by camseg/train/face_labels.py (skipped if missing)")
     parser.add_argument("--p-copy-paste", type=float, default=AugmentParams.p_copy_paste,
                         help="probability of pasting extra people into a photo with known instances")
     args = parser.parse_args(argv)
@@ -95,7 +97,12 @@ def main(argv=None) -> int:
         optim.load_state_dict(state["optim"])
         step = state["step"]
 
-    records = load_all(Path(args.data), split="train")
+    face_labels = Path(args.face_labels).expanduser()
+    if not face_labels.is_dir():
+        print(f"no face labels at {face_labels}: teeth only from FASSEG lips, glasses only on FASSEG "
+              "(run camseg/train/face_labels.py first for face-mesh teeth on every portrait)")
+        face_labels = None
+    records = load_all(Path(args.data), split="train", face_labels=face_labels)
     dataset = TrainingSet(records, tuple(args.size), params=AugmentParams(p_copy_paste=args.p_copy_paste),
                           seed=args.seed + step)
     print(f"{len(records)} training photos; {len(dataset.paste_sources)} people for copy-paste; "
