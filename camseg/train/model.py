@@ -53,6 +53,8 @@ class HyperDetrConfig:
     scene_categories: tuple = SCENE_CATEGORIES
     thing_categories: tuple = THING_CATEGORIES
     mask_head: str = "hyper"  # "hyper" (dynamic 1×1 conv) or "detr" (baseline, benchmark only)
+    #: Position terms the dynamic head may use: 0, or 5 for x, y, x², y², xy (see DynamicMaskHead).
+    mask_coords: int = 5
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -60,6 +62,7 @@ class HyperDetrConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "HyperDetrConfig":
         data = dict(data)
+        data.setdefault("mask_coords", 0)  # checkpoints from before the field had no position terms
         for key in ("scene_categories", "thing_categories"):
             if key in data:
                 data[key] = tuple(data[key])
@@ -246,21 +249,44 @@ class MLP(nn.Module):
 
 
 class DynamicMaskHead(nn.Module):
-    """HyperDETR's head: query embedding → weights and bias of a 1×1 conv over the mask map."""
+    """HyperDETR's head: query embedding → weights and bias of a 1×1 conv over the mask map.
 
-    def __init__(self, dim, mask_channels):
+    With ``coords = 5`` each query also gets five position weights, for x, y,
+    x², y² and xy on the output grid normalised to [-1, 1]: a quadratic in
+    position, so a query can confine its mask to an ellipse around its person.
+    Without them the head is translation-equivariant (a 1×1 conv over shared
+    features), so two look-alike people give identical logits under every
+    query and the queries collapse onto the union — what the first trained
+    model did. CondInst (Tian et al., "Conditional Convolutions for Instance
+    Segmentation", ECCV 2020) feeds relative coordinates to its dynamic
+    filters for the same reason. The terms are built from two 1-D ramps and
+    broadcast, so the exported graph carries no full-size constant.
+    """
+
+    def __init__(self, dim, mask_channels, coords: int = 0):
         super().__init__()
+        if coords not in (0, 5):
+            raise ValueError(f"coords must be 0 or 5, got {coords}")
         self.mask_channels = mask_channels
-        self.weights = MLP(dim, dim, mask_channels + 1, 3)
+        self.coords = coords
+        self.weights = MLP(dim, dim, mask_channels + coords + 1, 3)
 
     def forward(self, hs, mask_features, image_features=None, memory=None):
         """hs (..., B, N, dim), mask_features (B, C, H, W) → mask logits (..., B, N, H, W)."""
         params = self.weights(hs)
-        w, bias = params[..., :-1], params[..., -1:]
-        b, c, h, wd = mask_features.shape
+        c = self.mask_channels
+        w, bias = params[..., :c], params[..., -1:]
+        b, _, h, wd = mask_features.shape
         flat = mask_features.reshape(b, c, h * wd)  # B, C, HW
         masks = torch.matmul(w, flat) + bias  # (..., B, N, HW)
-        return masks.reshape(*masks.shape[:-1], h, wd)
+        masks = masks.reshape(*masks.shape[:-1], h, wd)
+        if self.coords:
+            x = torch.linspace(-1.0, 1.0, wd, device=masks.device, dtype=masks.dtype)
+            y = torch.linspace(-1.0, 1.0, h, device=masks.device, dtype=masks.dtype)[:, None]
+            a = params[..., c:c + 5, None, None]  # (..., B, N, 5, 1, 1)
+            masks = (masks + a[..., 0, :, :] * x + a[..., 2, :, :] * (x * x)
+                     + a[..., 1, :, :] * y + a[..., 3, :, :] * (y * y) + (a[..., 4, :, :] * y) * x)
+        return masks
 
 
 class DetrPanopticHead(nn.Module):
@@ -341,7 +367,7 @@ class HyperDetr(nn.Module):
                                        config.encoder_layers, config.decoder_layers, config.num_queries)
         self.class_head = nn.Linear(config.hidden_dim, len(config.thing_categories) + 1)
         if config.mask_head == "hyper":
-            self.mask_head = DynamicMaskHead(config.hidden_dim, config.mask_channels)
+            self.mask_head = DynamicMaskHead(config.hidden_dim, config.mask_channels, config.mask_coords)
         elif config.mask_head == "detr":
             self.mask_head = DetrPanopticHead(config.hidden_dim, config.num_heads, channels)
         else:

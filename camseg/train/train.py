@@ -7,11 +7,16 @@ Usage::
 Re-running the same command resumes from ``<run>/last.pt``. Checkpoints hold
 the model config, weights, optimiser state, step and RNG so a resumed run
 continues the same schedule.
+
+``--init CKPT`` starts a new run (step 0, fresh optimiser and schedule) from
+another run's weights — a fine-tune. Tensors whose shape changed with the
+architecture are carried over where they can be (see :func:`warm_start`).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import time
@@ -40,6 +45,36 @@ def save_atomic(obj, path: Path):
     os.replace(tmp, path)
 
 
+def warm_start(model: HyperDetr, state: dict) -> list:
+    """Load a checkpoint's weights into ``model``, whose architecture may be newer.
+
+    Same-shape tensors are copied. The dynamic mask head's output layer grew
+    position weights (``mask_coords``): its rows for the mask-map weights and
+    the bias are copied and the new position rows start at zero, so the warm
+    model first predicts exactly what the checkpoint did. Returns the names
+    that could not be carried over.
+    """
+    own = model.state_dict()
+    skipped = []
+    old_cfg = HyperDetrConfig.from_dict(state["config"])
+    c = old_cfg.mask_channels
+    for name, tensor in state["model"].items():
+        if name not in own:
+            skipped.append(name)
+        elif own[name].shape == tensor.shape:
+            own[name].copy_(tensor)
+        elif name.startswith("mask_head.weights.layers.") and tensor.shape[0] == c + old_cfg.mask_coords + 1:
+            target = own[name]
+            target.zero_()
+            target[:c] = tensor[:c]
+            target[-1] = tensor[-1]
+            target[c:c + old_cfg.mask_coords] = tensor[c:c + old_cfg.mask_coords]
+        else:
+            skipped.append(name)
+    model.load_state_dict(own)
+    return skipped
+
+
 def learning_rate(step, total, base, warmup=200):
     """Linear warm-up then cosine decay to 5 % of ``base``."""
     if step < warmup:
@@ -58,6 +93,8 @@ def main(argv=None) -> int:
     parser.add_argument("--lr", type=float, default=4e-4)
     parser.add_argument("--backbone", default="mobilenet_v2", choices=["mobilenet_v2", "mobilenet_v3_large"])
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--init", default=None, metavar="CKPT",
+                        help="start a new run from this checkpoint's weights (fine-tune; ignored when resuming)")
     parser.add_argument("--save-every", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--face-labels", default=str(DEFAULT_FACE_LABELS),
@@ -81,6 +118,13 @@ def main(argv=None) -> int:
         model = HyperDetr(HyperDetrConfig.from_dict(state["config"]))
         model.load_state_dict(state["model"])
         print(f"resuming {last} at step {state['step']}")
+    elif args.init:
+        init = torch.load(Path(args.init).expanduser(), map_location="cpu", weights_only=False)
+        # the checkpoint's architecture, brought up to this version's head
+        model = HyperDetr(dataclasses.replace(HyperDetrConfig.from_dict(init["config"]),
+                                              mask_coords=HyperDetrConfig.mask_coords))
+        skipped = warm_start(model, init)
+        print(f"initialised from {args.init} (step {init['step']}); not carried over: {skipped or 'nothing'}")
     elif args.backbone == "mobilenet_v2":
         print(f"loaded {model.backbone.load_imagenet()} ImageNet tensors into the MobileNetV2 backbone")
     model.to(device).train()
