@@ -13,6 +13,14 @@
 * **never touches inputs**: an output path that is an input is refused;
 * **fault-tolerant**: a photo that cannot be read or processed is reported and
   skipped, the rest goes on; :attr:`BatchSummary.ok` says whether anything failed.
+
+The same job runs on a Dask cluster (``dask_scheduler=``; the ``[dask]``
+extra) for libraries larger than one machine: each photo is one task, each
+Dask worker process loads the model once (on its first photo) and keeps it,
+and a worker lost mid-photo has its task retried elsewhere by Dask. Every
+guarantee above holds, because the workers write through the same atomic
+writer; inputs and the output folder must be at the same paths on every
+worker (a shared file system).
 """
 
 from __future__ import annotations
@@ -182,11 +190,12 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
 # Workers
 # ---------------------------------------------------------------------------
 
-_WORKER = {"segmenter": None, "error": None}
+_WORKER = {"segmenter": None, "error": None, "model": None}
 
 
 def _init_worker(model_path, threads):
     """Process-pool initializer: limit threads, load the model once for this worker."""
+    _WORKER["model"] = (str(model_path), threads)
     try:
         import cv2
 
@@ -201,6 +210,14 @@ def _init_worker(model_path, threads):
     except Exception as exc:  # noqa: BLE001 - reported for every photo instead of killing the pool
         _WORKER["segmenter"] = None
         _WORKER["error"] = f"cannot load the segmentation model: {type(exc).__name__}: {exc}"
+
+
+def _process_on_dask_worker(item: BatchItem, task: str, settings: DevelopSettings, write_options: dict,
+                            model_path, threads: int) -> ItemResult:
+    """A Dask task: load the model on this worker's first photo (and keep it), then process."""
+    if _WORKER["model"] != (str(model_path), threads):
+        _init_worker(model_path, threads)
+    return _process(item, task, settings, write_options)
 
 
 def _process(item: BatchItem, task: str, settings: DevelopSettings, write_options: dict) -> ItemResult:
@@ -386,12 +403,15 @@ def _progress(total, desc, enabled):
 # Running
 # ---------------------------------------------------------------------------
 
+#: Environment variables that fix BLAS/OpenMP thread counts in a worker process.
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 @contextlib.contextmanager
 def _thread_env(threads):
     """Set BLAS/OpenMP thread counts for spawned workers (they read them at import)."""
-    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-    saved = {n: os.environ.get(n) for n in names}
-    os.environ.update({n: str(threads) for n in names})
+    saved = {n: os.environ.get(n) for n in _THREAD_VARS}
+    os.environ.update({n: str(threads) for n in _THREAD_VARS})
     try:
         yield
     finally:
@@ -420,10 +440,47 @@ def _pool_context():
     return multiprocessing.get_context("spawn")
 
 
+@contextlib.contextmanager
+def _dask_client(scheduler: str, jobs: int, threads: int):
+    """A ``distributed.Client`` on ``scheduler``, or on a local cluster started (and stopped) here."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as exc:
+        raise ImportError("running a batch on Dask needs the distributed scheduler: "
+                          "pip install 'camseg[dask]' (or pip install 'dask[distributed]')") from exc
+    if scheduler == "local":
+        # One thread per worker task: the effects and onnxruntime use `threads` each inside it.
+        with LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None,
+                          env={k: str(threads) for k in _THREAD_VARS}) as cluster, Client(cluster) as client:
+            yield client
+    else:
+        with Client(scheduler) as client:
+            yield client
+
+
+def _run_on_dask(client, todo, task, settings, write_options, model_path, threads, record):
+    from distributed import as_completed
+
+    futures = {client.submit(_process_on_dask_worker, item, task, settings, write_options, model_path,
+                             threads, pure=False, key=f"camseg-{task}-{i}-{item.source.name}"): item
+               for i, item in enumerate(todo)}
+    try:
+        for future in as_completed(futures):
+            item = futures[future]
+            try:
+                record(future.result())
+            except Exception as exc:  # noqa: BLE001 - e.g. KilledWorker after Dask's retries
+                record(ItemResult(item.source, item.output, "failed",
+                                  f"Dask task failed: {type(exc).__name__}: {exc}"))
+    except BaseException:
+        client.cancel(list(futures))
+        raise
+
+
 def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSettings | None" = None,
               jobs: "int | None" = None, output_format: "str | None" = None, quality: int = 95,
               bit_depth: "int | None" = None, overwrite: bool = False, model_path=None,
-              progress: bool = True, on_result=None) -> BatchSummary:
+              progress: bool = True, on_result=None, dask_scheduler: "str | None" = None) -> BatchSummary:
     """Develop or segment many photos in parallel; see the module docstring for the guarantees.
 
     Parameters
@@ -453,6 +510,10 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
         Show a progress bar on stderr.
     on_result : callable, optional
         Called with each :class:`ItemResult` as it completes (in this process).
+    dask_scheduler : str, optional
+        Run on Dask instead of a local process pool: a scheduler address
+        (``"tcp://host:8786"``), or ``"local"`` to start a local cluster of
+        ``jobs`` worker processes for this run. Needs ``pip install camseg[dask]``.
 
     Returns
     -------
@@ -468,6 +529,9 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
     jobs = cpus if jobs is None else jobs
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
+    if dask_scheduler is not None and (not isinstance(dask_scheduler, str) or not dask_scheduler):
+        raise ValueError(f"dask_scheduler must be a scheduler address like 'tcp://host:8786' or 'local', "
+                         f"got {dask_scheduler!r}")
     if bit_depth is not None and bit_depth not in (8, 16):
         raise ValueError(f"bit_depth must be 8, 16 or None, got {bit_depth!r}")
     if output_format and output_format.lower().lstrip(".") in ("jpg", "jpeg") and bit_depth == 16:
@@ -510,7 +574,11 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
         bar.update(failed=result.status == "failed")
 
     try:
-        if jobs == 1:
+        if dask_scheduler is not None:
+            with _dask_client(dask_scheduler, jobs, threads) as client:
+                bar = _progress(len(todo), task, progress)
+                _run_on_dask(client, todo, task, settings, write_options, model_path, threads, record)
+        elif jobs == 1:
             bar = _progress(len(todo), task, progress)
             if todo:
                 _init_worker(model_path, threads)

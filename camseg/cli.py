@@ -53,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="redo photos whose output exists (default: skip them, so runs resume)")
         p.add_argument("--model", type=Path, default=None, metavar="PATH",
                        help="ONNX segmentation model (default: the bundled one)")
+        p.add_argument("--dask", default=None, metavar="SCHEDULER",
+                       help="run on Dask: a scheduler address (tcp://host:8786) or 'local' for a local "
+                            "cluster of --jobs workers; needs pip install 'camseg[dask]' and, on a real "
+                            "cluster, the same paths on every worker")
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
         p.add_argument("--quiet", "-q", action="store_true", help="print only failures")
 
@@ -162,7 +166,11 @@ def main(argv=None) -> int:
 
         summary = run_batch(args.inputs, args.out, task=args.command, jobs=args.jobs,
                             overwrite=args.overwrite, model_path=args.model,
-                            progress=not (args.no_progress or args.quiet), on_result=report, **kwargs)
+                            progress=not (args.no_progress or args.quiet), on_result=report,
+                            dask_scheduler=args.dask, **kwargs)
+    except ImportError as exc:
+        print(f"camseg {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     except (ValueError, TypeError) as exc:
         print(f"camseg {args.command}: error: {exc}", file=sys.stderr)
         return 2

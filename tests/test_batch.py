@@ -180,3 +180,35 @@ def test_resume_with_other_settings_is_flagged(tmp_path):
     assert first.ok and first.skipped == 1 and not first.notes and (out / STAMP_NAME).exists()
     second = run_batch([tmp_path / "in"], out, settings=DevelopSettings(style="warm"), progress=False)
     assert second.skipped == 1 and "different settings" in second.notes[0]
+
+
+# --- Dask ---------------------------------------------------------------------------
+
+def test_dask_local_cluster_matches_the_process_pool(tmp_path):
+    """The same batch on a local Dask cluster: same outputs, bad files reported, resumable."""
+    distributed = pytest.importorskip("distributed")
+    photos = _photos(tmp_path / "in", 3)
+    (tmp_path / "in" / "zero.jpg").write_bytes(b"")
+    before = _digest(photos)
+    reference = run_batch([tmp_path / "in"], tmp_path / "ref", jobs=1, progress=False)
+    summary = run_batch([tmp_path / "in"], tmp_path / "dask", jobs=2, progress=False, dask_scheduler="local")
+    assert summary.done == 3 and len(summary.failed) == 1 and "empty" in summary.failed[0].message
+    assert reference.done == 3
+    for p in photos:
+        a = np.asarray(Image.open(tmp_path / "ref" / p.name), dtype=int)
+        b = np.asarray(Image.open(tmp_path / "dask" / p.name), dtype=int)
+        assert np.abs(a - b).max() <= 1  # same pipeline, other process: at most JPEG rounding
+    (tmp_path / "dask" / photos[0].name).unlink()  # resume on a running cluster, by its address
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster:
+        again = run_batch([tmp_path / "in"], tmp_path / "dask", progress=False,
+                          dask_scheduler=cluster.scheduler_address)
+    assert again.done == 1 and again.skipped == 2
+    assert _decodes_fully(tmp_path / "dask" / photos[0].name)
+    assert _digest(photos) == before
+    assert not list((tmp_path / "dask").glob(f".*{cio.TEMP_SUFFIX}"))
+
+
+def test_dask_scheduler_argument_is_checked(tmp_path):
+    _photos(tmp_path / "in", 1)
+    with pytest.raises(ValueError, match="dask_scheduler must be a scheduler address"):
+        run_batch([tmp_path / "in"], tmp_path / "out", progress=False, dask_scheduler="")
