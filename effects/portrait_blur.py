@@ -45,7 +45,7 @@ import numpy as np
 
 from effects._validate import check_image, check_mask
 from effects._validate import resize as _resize
-from effects.mask_refine import RefineMatteParams, refine_matte, sample_at
+from effects.mask_refine import GuidedStrips, RefineMatteParams, RowUpsampler, sample_at
 
 __all__ = ["PortraitBlurParams", "portrait_blur", "disk_kernel", "estimate_noise_sigma"]
 
@@ -342,46 +342,6 @@ def _add_grain(bg: np.ndarray, sigma_map: np.ndarray, seed: int) -> None:
 _STRIP_ROWS = 32  # full-resolution rows per pass of the strip loops: a few 32×W planes stay in cache
 
 
-class _RowUpsampler:
-    """Bilinear upsampling of a reduced grid covering H×W, delivered strip by strip.
-
-    Same mapping as ``cv2.resize`` (half-pixel centres, edge replicated): the
-    grid is resized along x once, to the wanted columns only, then each strip
-    of rows is a linear interpolation between two of those rows.
-
-    Why: upsampling smooth grids to full frames (and the arithmetic on them) in
-    whole 12 MP planes spends more time faulting in fresh memory and streaming
-    it through the cache than computing; a strip of 32 rows stays in cache and
-    its buffers are reused.
-    """
-
-    def __init__(self, grid: np.ndarray, H: int, W: int, cols: slice, rows: int):
-        g = np.ascontiguousarray(grid, dtype=np.float32)
-        self.h = g.shape[0]
-        self.sy = self.h / H
-        wide = cv2.resize(g, (W, self.h), interpolation=cv2.INTER_LINEAR)  # shape (h, W[, C])
-        self.wide = np.ascontiguousarray(wide[:, cols]).reshape(self.h, -1)  # shape (h, w·C)
-        self.shape = ((cols.stop - cols.start),) + ((wide.shape[2],) if wide.ndim == 3 else ())
-        self.buf = np.empty((rows, self.wide.shape[1]), np.float32)
-        self.tmp = np.empty_like(self.buf)
-
-    def __call__(self, y0: int, y1: int) -> np.ndarray:
-        """Rows y0..y1 of the upsampled grid, shape (y1−y0, w[, C]); valid until the next call."""
-        sy = (np.arange(y0, y1, dtype=np.float64) + 0.5) * self.sy - 0.5
-        fl = np.floor(sy)
-        i0 = np.clip(fl, 0, self.h - 1).astype(np.intp)
-        i1 = np.clip(fl + 1, 0, self.h - 1).astype(np.intp)
-        f = (sy - fl).astype(np.float32)[:, None]
-        n = y1 - y0
-        out, tmp = self.buf[:n], self.tmp[:n]
-        np.take(self.wide, i0, axis=0, out=out)
-        np.take(self.wide, i1, axis=0, out=tmp)
-        cv2.subtract(tmp, out, dst=tmp)
-        np.multiply(tmp, f, out=tmp)
-        cv2.add(out, tmp, dst=out)
-        return out.reshape((n,) + self.shape)
-
-
 def _decontamination_grids(img: np.ndarray, alpha: np.ndarray, diag: float) -> tuple[np.ndarray, np.ndarray]:
     """Smooth foreground / background colour grids of the multi-level blur fusion (Germer et al. 2020).
 
@@ -457,7 +417,7 @@ def _composite(out: np.ndarray, img: np.ndarray, alpha: np.ndarray, box: tuple) 
     Fb, Bb = _decontamination_grids(img, alpha, float(np.hypot(H, W)))
     rs, cs = box
     S = _STRIP_ROWS
-    up_f, up_b = _RowUpsampler(Fb, H, W, cs, S), _RowUpsampler(Bb, H, W, cs, S)
+    up_f, up_b = RowUpsampler(Fb, H, W, cs, S), RowUpsampler(Bb, H, W, cs, S)
     w = cs.stop - cs.start
     a3 = np.empty((S, w, 3), np.float32)
     t = np.empty((S, w, 3), np.float32)
@@ -545,35 +505,15 @@ def subject_alpha(
     # arrays: for soft model mattes the band holds millions of pixels, and gathering them
     # (fancy indexing, (N, 3) reductions) cost several times more than whole-box cv2 ops.
     y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-    box = (slice(y0, y1), slice(x0, x1))
-    in_band = band_m[box]
-    # Guided-filter refinement (strip-wise over the frame; the fit needs the whole photo).
-    guided = refine_matte(image, mattes, params=refine_params)[box]
-    guided = _max_planes(guided)
+    S = _STRIP_ROWS
+    cs = slice(x0, x1)
+    # Guided-filter refinement (fitted on the whole photo, evaluated strip by strip in the box).
+    guided = GuidedStrips(image, mattes, refine_params, cs, S)
     if not core_fg.any() or not core_bg.any():
-        alpha[box] = np.where(in_band, guided, alpha[box])
+        for r0 in range(y0, y1, S):
+            r1 = min(y1, r0 + S)
+            np.copyto(alpha[r0:r1, cs], guided(r0, r1), where=band_m[r0:r1, cs])
         return alpha
-    h, w = y1 - y0, x1 - x0
-
-    # Bilinear upsampling (half-pixel centres, as cv2.resize) from a reduced grid covering
-    # H×W to the box. When the box is a large part of the frame (soft model mattes), resizing
-    # to the whole frame and cropping is the same mapping and several times faster than
-    # cv2.remap with float maps; small boxes use remap.
-    whole = h * w >= 0.25 * H * W
-
-    def maps(gh, gw):
-        if whole:
-            return None
-        mx = ((np.arange(x0, x1, dtype=np.float64) + 0.5) * (gw / W) - 0.5).astype(np.float32)
-        my = ((np.arange(y0, y1, dtype=np.float64) + 0.5) * (gh / H) - 0.5).astype(np.float32)
-        return np.ascontiguousarray(np.broadcast_to(mx, (h, w))), np.ascontiguousarray(np.broadcast_to(my[:, None], (h, w)))
-
-    def up(grid, mxy):
-        grid = np.ascontiguousarray(grid, dtype=np.float32)
-        if whole:
-            full = cv2.resize(grid, (W, H), interpolation=cv2.INTER_LINEAR)
-            return full if (h, w) == (H, W) else np.ascontiguousarray(full[box])
-        return cv2.remap(grid, *mxy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
     # Local subject / background colours from the cores, on a grid of ~band/2 cells.
     f = max(1, b // 2)
@@ -600,58 +540,63 @@ def subject_alpha(
     # off that line (a red sign next to a brown-haired head on a white wall) is neither,
     # and projecting it would invent alpha.
     misc = (-(Bg * kg).sum(axis=2), np.clip(sep / 0.03, 0.0, 1.0), 1.0 / np.maximum(0.05 * sep, 1e-4))
-    mxy = maps(*hw)
-    # Box-sized buffers are reused in place below (dst=): at 12 MP every fresh one costs
-    # ~50-150 ms of page faults, more than the arithmetic.
-    k_up, sB_up, e_up = (up(x, mxy) for x in (kg, sBg, eg))
-    k0, conf0, inv_den = (up(x, mxy) for x in misc)
-    ones = np.ones((1, 3), np.float32)
-    a_col = cv2.transform(cv2.multiply(k_up, image[box], dst=k_up), ones)
-    cv2.add(a_col, k0, dst=a_col)
-    del k0
-    cv2.max(a_col, 0.0, dst=a_col)
-    cv2.min(a_col, 1.0, dst=a_col)
-    # The clipped photo goes into k_up's buffer, free now (not cv2.min: a scalar is (v, 0, 0, 0) on 3 channels).
-    Ib = np.clip(image[box], 0.0, 1.0, out=k_up)
-    del k_up
-    # residual in gamma-2: sqrt(I) − (sB + α·(sF − sB))
-    r_ = cv2.subtract(cv2.sqrt(Ib, dst=Ib), sB_up, dst=Ib)
-    np.multiply(e_up, a_col[..., None], out=e_up)
-    cv2.subtract(r_, e_up, dst=r_)
-    del sB_up, e_up
-    resid = cv2.transform(cv2.multiply(r_, r_, dst=r_), ones)
-    del r_, Ib
-    # conf = conf0·exp(−resid·inv_den)
-    conf = cv2.multiply(conf0, cv2.exp(cv2.multiply(resid, inv_den, dst=resid, scale=-1.0), dst=resid), dst=conf0)
-    del resid, inv_den
-    # est = conf·a_col + (1 − conf)·guided
-    est = cv2.add(guided, cv2.multiply(conf, cv2.subtract(a_col, guided, dst=a_col), dst=a_col), dst=a_col)
-    del conf
     # Spatial prior: the given mask is roughly right. The further a band pixel lies outside
     # (inside) it, the more evidence it takes to give it alpha (to take alpha away): the
     # estimate is pulled toward 0 (1) with distance, on the scale of half (all) the band.
     lowb = (low >= 0.5).astype(np.uint8)
-    mxy = maps(*lowb.shape)
-    d_out = up(cv2.distanceTransform(1 - lowb, cv2.DIST_L2, 3) * g, mxy)
-    d_in = up(cv2.distanceTransform(lowb, cv2.DIST_L2, 3) * g, mxy)
-    outside = d_out > 0
+    dist = (cv2.distanceTransform(1 - lowb, cv2.DIST_L2, 3) * g, cv2.distanceTransform(lowb, cv2.DIST_L2, 3) * g)
     s_out, s_in = max(1.0, b / 2.0), max(1.0, float(b))  # holes between curls are real: gentler inside
-    # pull_out = est·exp(−d_out/s_out) (into d_out); pull_in = 1 − (1 − est)·exp(−d_in/s_in) (into est)
-    pull_out = cv2.multiply(est, cv2.exp(cv2.multiply(d_out, -1.0 / s_out, dst=d_out), dst=d_out), dst=d_out)
-    cv2.exp(cv2.multiply(d_in, -1.0 / s_in, dst=d_in), dst=d_in)
-    cv2.subtract(est, 1.0, dst=est)
-    cv2.multiply(est, d_in, dst=est)
-    cv2.add(est, 1.0, dst=est)
-    np.copyto(est, pull_out, where=outside)
-    del d_in, pull_out
-    # Soft threshold: sensor noise projects to α of a few percent either side of 0 and 1;
-    # on a black or white stage that would show as speckle around the subject.
-    t = 0.03
-    cv2.subtract(est, t, dst=est)
-    cv2.multiply(est, 1.0 / (1.0 - 2.0 * t), dst=est)
-    cv2.max(est, 0.0, dst=est)
-    cv2.min(est, 1.0, dst=est)
-    np.copyto(alpha[box], est, where=in_band)
+    # Everything per pixel runs strip by strip over the band's box, on cache-sized buffers
+    # reused in place (dst=): in whole 12 MP planes, faulting in fresh memory and streaming
+    # it cost more than the arithmetic.
+    k_up, sB_up, e_up, k0_up, conf0_up, inv_up, dout_up, din_up = (
+        RowUpsampler(x, H, W, cs, S) for x in (kg, sBg, eg, *misc, *dist))
+    ones = np.ones((1, 3), np.float32)
+    w = x1 - x0
+    A3, I3 = np.empty((S, w, 3), np.float32), np.empty((S, w, 3), np.float32)
+    outside = np.empty((S, w), bool)
+    for r0 in range(y0, y1, S):
+        r1 = min(y1, r0 + S)
+        n = r1 - r0
+        img_s = image[r0:r1, cs]
+        # α_col = k·I + k0, clipped
+        k = k_up(r0, r1)
+        a_col = cv2.transform(cv2.multiply(k, img_s, dst=k), ones)
+        cv2.add(a_col, k0_up(r0, r1), dst=a_col)
+        cv2.max(a_col, 0.0, dst=a_col)
+        cv2.min(a_col, 1.0, dst=a_col)
+        # residual in gamma-2: sqrt(I) − (sB + α·(sF − sB)) (np.clip: a cv2 scalar is (v, 0, 0, 0) on 3 channels)
+        r_ = np.clip(img_s, 0.0, 1.0, out=I3[:n])
+        cv2.sqrt(r_, dst=r_)
+        cv2.subtract(r_, sB_up(r0, r1), dst=r_)
+        e = e_up(r0, r1)
+        cv2.multiply(e, cv2.merge((a_col, a_col, a_col), dst=A3[:n]), dst=e)
+        cv2.subtract(r_, e, dst=r_)
+        resid = cv2.transform(cv2.multiply(r_, r_, dst=r_), ones)
+        # conf = conf0·exp(−resid·inv_den)
+        conf = cv2.multiply(resid, inv_up(r0, r1), dst=resid, scale=-1.0)
+        cv2.multiply(conf0_up(r0, r1), cv2.exp(conf, dst=conf), dst=conf)
+        # est = conf·a_col + (1 − conf)·guided
+        gd = guided(r0, r1)
+        est = cv2.add(gd, cv2.multiply(conf, cv2.subtract(a_col, gd, dst=a_col), dst=a_col), dst=a_col)
+        # pull_out = est·exp(−d_out/s_out) (into d_out); pull_in = 1 − (1 − est)·exp(−d_in/s_in) (into est)
+        d_out = dout_up(r0, r1)
+        np.greater(d_out, 0, out=outside[:n])
+        pull_out = cv2.multiply(est, cv2.exp(cv2.multiply(d_out, -1.0 / s_out, dst=d_out), dst=d_out), dst=d_out)
+        d_in = din_up(r0, r1)
+        cv2.exp(cv2.multiply(d_in, -1.0 / s_in, dst=d_in), dst=d_in)
+        cv2.subtract(est, 1.0, dst=est)
+        cv2.multiply(est, d_in, dst=est)
+        cv2.add(est, 1.0, dst=est)
+        np.copyto(est, pull_out, where=outside[:n])
+        # Soft threshold: sensor noise projects to α of a few percent either side of 0 and 1;
+        # on a black or white stage that would show as speckle around the subject.
+        t = 0.03
+        cv2.subtract(est, t, dst=est)
+        cv2.multiply(est, 1.0 / (1.0 - 2.0 * t), dst=est)
+        cv2.max(est, 0.0, dst=est)
+        cv2.min(est, 1.0, dst=est)
+        np.copyto(alpha[r0:r1, cs], est, where=band_m[r0:r1, cs])
     return alpha
 
 
