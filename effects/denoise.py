@@ -1,11 +1,12 @@
-"""Sky- and skin-aware denoising driven by a brightness-dependent noise model.
+"""Sky- and skin-aware denoising driven by a brightness- and scale-dependent noise model.
 
-Technique (what a camera's noise-reduction block does, in three steps):
+Technique (what a camera's noise-reduction block does, in four steps):
 
 1. **Noise model.** ``sigma^2(I) = a I + b`` per opponent channel, fitted from the image itself
-   (:func:`effects.estimate_noise`, Foi et al. 2008) or given by the caller. Every threshold
-   below is in units of this local sigma, so one strength fits shadows and highlights alike
-   (the role a variance-stabilising transform plays, without its inverse bias in the shadows).
+   (:func:`effects.estimate_noise`, Foi et al. 2008) or given by the caller, refitted at two
+   coarser scales so the noise left by JPEG compression (fine scales removed, coarse kept) is
+   known per pyramid band. Every threshold below is in units of this local, per-band sigma,
+   so one strength fits shadows and highlights, raw-like and compressed noise alike.
 2. **Multiscale shrinkage.** Luma and the two chroma channels are split into a Laplacian
    pyramid (Burt & Adelson 1983). Each band coefficient ``c`` is scaled by a locally adaptive
    Wiener gain ``max(0, E[c^2] - k^2 v) / E[c^2]`` where ``E[c^2]`` is the local band energy
@@ -15,12 +16,25 @@ Technique (what a camera's noise-reduction block does, in three steps):
    their gain near 1; flat noisy areas go to 0. Nothing is quantised, so smooth skies stay
    free of banding.
 3. **Region strengths.** ``k`` is a per-pixel, per-band map blended from three profiles with
-   the sky and skin masks: strong at every scale in sky (incl. coarse blotches), strong at the
-   finest scale but light at pore scale on skin, light elsewhere (hair, fabric, foliage). The
-   masks are first made edge-aware with a fast guided filter on luma (He, Sun & Tang 2013;
+   the sky and skin masks: strong at every scale in sky (incl. coarse blotches), medium at
+   the finest scale and light at pore scale on skin, light elsewhere (hair, fabric, foliage).
+   The masks are first made edge-aware with a fast guided filter on luma (He, Sun & Tang 2013;
    He & Sun 2015), so a soft or low-resolution mask does not spill sky-strength smoothing
    across a horizon or a hairline. Chroma uses its own, stronger profiles: chroma noise is
    blotchy and the eye is far less sensitive to fine chroma detail.
+4. **Skin chroma from luma.** Skin texture (pores, fine lines, freckles) is a change of
+   brightness far more than of hue: in linear light a multiplicative albedo change scales
+   R, G and B alike, so locally ``chroma = alpha * luma + beta``. Shrinking chroma bands
+   independently of luma erases that chroma part of the texture (a visible "plastic" look);
+   instead, on skin the chroma is the guided filter of the noisy chroma with the *denoised*
+   luma as guide (He, Sun & Tang 2013, the colour-line model of Levin et al. 2008): chroma
+   noise (independent of the guide) averages out over the window while chroma that follows
+   the luma texture is kept. Coefficients are computed at half resolution and applied with
+   the full-resolution guide (fast guided filter, He & Sun 2015).
+
+The finest band, which holds most of the pixels, is processed in horizontal strips (with a
+halo so the result equals whole-frame processing) to keep the temporaries in cache; coarser
+levels are whole-array operations on images 4x and more smaller.
 """
 
 from __future__ import annotations
@@ -32,9 +46,11 @@ import cv2
 import numpy as np
 
 from .noise_profile import (NoiseProfile, _check_image, _check_iso, _check_mask,
-                            estimate_noise, opponent_to_rgb, rgb_to_opponent)
+                            _estimate_from_opponent, opponent_to_rgb, rgb_to_opponent)
 
 __all__ = ["DenoiseParams", "denoise"]
+
+_STRIP = 64  # full-resolution rows per strip of the finest band (temporaries stay in cache)
 
 
 @dataclass(frozen=True)
@@ -53,7 +69,8 @@ class DenoiseParams:
     luma_base, luma_sky, luma_skin : tuple of float
         Luma strengths outside the masks, in sky, on skin.
     chroma_base, chroma_sky, chroma_skin : tuple of float
-        Chroma strengths for the same regions.
+        Chroma strengths for the same regions (on skin they apply only where
+        ``skin_chroma_radius`` is 0; otherwise skin chroma comes from the luma-guided filter).
     levels : int
         Number of pyramid bands (>= 1); fewer are used on images too small for them.
     window : int
@@ -65,6 +82,12 @@ class DenoiseParams:
     refine_eps : float
         Guided-filter regulariser on sqrt-luma (≈ squared edge contrast below which
         edges are ignored). > 0.
+    skin_chroma_radius : int
+        Radius, in half-resolution pixels, of the luma-guided chroma filter on skin
+        (0 = shrink skin chroma like elsewhere, with ``chroma_skin``). >= 0.
+    skin_chroma_eps : float
+        Its regulariser in units of the local luma noise variance: below that much luma
+        texture energy chroma is averaged, above it chroma follows the luma texture. > 0.
     """
 
     strength: float = 1.0
@@ -81,6 +104,8 @@ class DenoiseParams:
     refine_masks: bool = True
     refine_radius: int = 16
     refine_eps: float = 1e-3
+    skin_chroma_radius: int = 4
+    skin_chroma_eps: float = 1.0
 
     def __post_init__(self):
         for f in fields(self):
@@ -96,8 +121,13 @@ class DenoiseParams:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"DenoiseParams.{name} must be an integer >= 1; got {v!r}.")
-        if not (isinstance(self.refine_eps, (int, float)) and self.refine_eps > 0):
-            raise ValueError(f"DenoiseParams.refine_eps must be a number > 0; got {self.refine_eps!r}.")
+        v = self.skin_chroma_radius
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ValueError(f"DenoiseParams.skin_chroma_radius must be an integer >= 0 (0 = off); got {v!r}.")
+        for name in ("refine_eps", "skin_chroma_eps"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
+                raise ValueError(f"DenoiseParams.{name} must be a finite number > 0; got {v!r}.")
 
 
 def _band(values: tuple[float, ...], level: int) -> float:
@@ -110,28 +140,22 @@ def _band_noise_std(levels: int) -> tuple[float, ...]:
     rng = np.random.default_rng(0)
     side = 32 * 2 ** levels if levels <= 4 else 512
     noise = rng.standard_normal((side, side)).astype(np.float32)
-    bands, _ = _laplacian_pyramid(noise, levels)
+    bands = []
+    g = noise
+    for _ in range(levels):
+        down = cv2.pyrDown(g)
+        bands.append(g - cv2.pyrUp(down, dstsize=(g.shape[1], g.shape[0])))
+        g = down
     # Skip a border strip: reflections at the edge change the statistics.
     return tuple(float(b[8:-8, 8:-8].std()) if min(b.shape) > 24 else float(b.std()) for b in bands)
 
 
-def _laplacian_pyramid(x: np.ndarray, levels: int):
-    """Bands (finest first) and the coarsest Gaussian level, plus nothing else (Burt & Adelson 1983)."""
-    bands = []
-    g = x
-    for _ in range(levels):
-        down = cv2.pyrDown(g)
-        up = cv2.pyrUp(down, dstsize=(g.shape[1], g.shape[0]))
-        bands.append(g - up)
-        g = down
-    return bands, g
+def _up(x: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    return cv2.pyrUp(x, dstsize=(shape[1], shape[0]))
 
 
-def _gaussian_pyramid(x: np.ndarray, levels: int):
-    out = [x]
-    for _ in range(levels):
-        out.append(cv2.pyrDown(out[-1]))
-    return out
+def _box(x: np.ndarray, r: int) -> np.ndarray:
+    return cv2.boxFilter(x, -1, (2 * r + 1, 2 * r + 1), borderType=cv2.BORDER_REFLECT)
 
 
 def _guided_filter_fast(guide: np.ndarray, src: np.ndarray, radius: int, eps: float, sub: int) -> np.ndarray:
@@ -141,93 +165,162 @@ def _guided_filter_fast(guide: np.ndarray, src: np.ndarray, radius: int, eps: fl
     g = cv2.resize(guide, (ws, hs), interpolation=cv2.INTER_AREA)
     p = cv2.resize(src, (ws, hs), interpolation=cv2.INTER_AREA)
     r = max(1, radius // sub)
-    ksize = (2 * r + 1, 2 * r + 1)
-    box = lambda z: cv2.boxFilter(z, -1, ksize, borderType=cv2.BORDER_REFLECT)
-    mean_g, mean_p = box(g), box(p)
-    var_g = box(g * g) - mean_g * mean_g
-    cov = box(g * p) - mean_g * mean_p
+    mean_g, mean_p = _box(g, r), _box(p, r)
+    var_g = _box(g * g, r) - mean_g * mean_g
+    cov = _box(g * p, r) - mean_g * mean_p
     a = cov / (var_g + np.float32(eps))
     b = mean_p - a * mean_g
-    a = cv2.resize(box(a), (w, h), interpolation=cv2.INTER_LINEAR)
-    b = cv2.resize(box(b), (w, h), interpolation=cv2.INTER_LINEAR)
+    a = cv2.resize(_box(a, r), (w, h), interpolation=cv2.INTER_LINEAR)
+    b = cv2.resize(_box(b, r), (w, h), interpolation=cv2.INTER_LINEAR)
     return a * guide + b
 
 
-def _region_weights(sky, skin, luma, p: DenoiseParams):
-    """Edge-aware (sky, skin) weights with sky + skin <= 1, or None where a mask is absent."""
-    h, w = luma.shape
+def _region_weights(sky, skin, luma1, p: DenoiseParams):
+    """Edge-aware (sky, skin) weights at half resolution (the grid of ``luma1``), sky + skin <= 1.
+
+    ``sky``/``skin`` are full-resolution masks or None; the guided filter runs on the
+    half-resolution luma (radius halved), which keeps edges to about one full-res pixel.
+    """
+    h1, w1 = luma1.shape
     guide = None
     out = []
     for m in (sky, skin):
         if m is None or not m.any():
             out.append(None)
             continue
-        if p.refine_masks and min(h, w) >= 16:
+        m1 = cv2.resize(m, (w1, h1), interpolation=cv2.INTER_AREA) if m.shape != (h1, w1) else m
+        if p.refine_masks and min(h1, w1) >= 8:
             if guide is None:
-                guide = np.sqrt(np.maximum(luma, 0.0))
-            sub = max(1, min(4, min(h, w) // 64))
-            m = np.clip(_guided_filter_fast(guide, m, p.refine_radius, p.refine_eps, sub), 0.0, 1.0)
-        out.append(m.astype(np.float32, copy=False))
+                guide = np.sqrt(np.maximum(luma1, 0.0))
+            sub = max(1, min(2, min(h1, w1) // 64))
+            m1 = np.clip(_guided_filter_fast(guide, m1, max(1, p.refine_radius // 2), p.refine_eps, sub), 0.0, 1.0)
+        out.append(m1.astype(np.float32, copy=False))
     sky_w, skin_w = out
     if sky_w is not None and skin_w is not None:
-        total = sky_w + skin_w
-        over = np.maximum(total, 1.0)
+        over = np.maximum(sky_w + skin_w, 1.0)
         sky_w, skin_w = sky_w / over, skin_w / over
     return sky_w, skin_w
 
 
-def _strength_maps(k_base, k_sky, k_skin, sky_pyr, skin_pyr, levels, strength):
-    """Per band: squared strength map ``k^2`` (H_l×W_l float32), a scalar when uniform, or None when 0."""
-    out = []
-    for lv in range(levels):
-        kb, ks, kk = (float(strength) * _band(t, lv) for t in (k_base, k_sky, k_skin))
-        # Per-pixel strength k: blend of region profiles; squared because it scales a variance.
-        use_sky = sky_pyr is not None and ks != kb
-        use_skin = skin_pyr is not None and kk != kb
-        if not use_sky and not use_skin:
-            out.append(np.float32(kb * kb) if kb != 0 else None)
-            continue
-        if use_sky and use_skin:
-            k = cv2.addWeighted(sky_pyr[lv], ks - kb, skin_pyr[lv], kk - kb, kb)
-        elif use_sky:
-            k = cv2.addWeighted(sky_pyr[lv], ks - kb, sky_pyr[lv], 0.0, kb)
-        else:
-            k = cv2.addWeighted(skin_pyr[lv], kk - kb, skin_pyr[lv], 0.0, kb)
-        out.append(cv2.multiply(k, k) if k.any() else None)
-    return out
+def _k2(profile, level, sky_w, skin_w, strength, skin_override=None):
+    """Squared strength ``k^2`` of one band: an array on the band's grid, or a scalar.
 
-
-def _denoise_channel(x, bright_pyr, a, b, k2_maps, levels, window):
-    """Wiener-shrink the Laplacian bands of one opponent channel.
-
-    ``bright_pyr``: per band, the non-negative local luma; ``a``, ``b``: this channel's noise
-    model ``var = a * luma + b``; ``k2_maps``: per band squared strength (see :func:`_strength_maps`).
+    ``profile`` = (base, sky, skin) strength tuples; ``sky_w``/``skin_w`` the region weights on
+    this band's grid (or None). ``skin_override`` replaces the skin strength (0 where skin
+    chroma comes from the guided filter instead).
     """
-    bands, residual = _laplacian_pyramid(x, levels)
-    band_std = _band_noise_std(levels)
-    ksize = (2 * window + 1, 2 * window + 1)
-    for lv, c in enumerate(bands):
-        k2 = k2_maps[lv]
-        if k2 is None:
-            continue
-        bs2 = band_std[lv] ** 2
-        # Threshold k^2 * var(brightness) in one pass, then the gain max(E - T, 0) / max(E, tiny)
-        # as max(1 - T / E, 0): fused cv2/in-place operations on the band's own buffers.
-        thresh = cv2.addWeighted(bright_pyr[lv], float(a) * bs2, bright_pyr[lv], 0.0, float(b) * bs2)
-        thresh *= k2
-        energy = cv2.boxFilter(c * c, -1, ksize, borderType=cv2.BORDER_REFLECT)
-        np.maximum(energy, np.float32(1e-20), out=energy)
-        gain = cv2.divide(thresh, energy, dst=thresh)
-        np.subtract(np.float32(1.0), gain, out=gain)
-        np.maximum(gain, 0.0, out=gain)
-        c *= gain  # the band is ours (a fresh array from the pyramid)
-    # Collapse the pyramid.
-    g = residual
-    for lv in range(levels - 1, -1, -1):
-        bnd = bands[lv]
-        g = cv2.pyrUp(g, dstsize=(bnd.shape[1], bnd.shape[0]))
-        g += bnd
-    return g
+    kb, ks, kk = (strength * _band(t, level) for t in profile)
+    if skin_override is not None:
+        kk = skin_override
+    use_sky = sky_w is not None and ks != kb
+    use_skin = skin_w is not None and kk != kb
+    if not use_sky and not use_skin:
+        return np.float32(kb * kb)
+    if use_sky and use_skin:
+        k = cv2.addWeighted(sky_w, ks - kb, skin_w, kk - kb, kb)
+    elif use_sky:
+        k = cv2.addWeighted(sky_w, ks - kb, sky_w, 0.0, kb)
+    else:
+        k = cv2.addWeighted(skin_w, kk - kb, skin_w, 0.0, kb)
+    return cv2.multiply(k, k, dst=k)
+
+
+def _shrink(band, bright, coef_a, coef_b, k2_luma, k2_chroma, window):
+    """Local Wiener shrinkage of one 3-channel band, in place.
+
+    ``band``: H×W×3 opponent band; ``bright``: H×W non-negative luma; ``coef_a/b``: (3,) noise
+    model of this band (band std folded in); ``k2_*``: squared strengths (H×W or scalar).
+    All steps are whole-array cv2/in-place ops on the interleaved band (strided per-channel
+    numpy views were the slowest part).
+    """
+    energy = _box(cv2.multiply(band, band), window)
+    # Threshold T = k^2 * (a * brightness + b) per channel: one transform from 1 to 3 channels.
+    m = np.stack([coef_a, coef_b], axis=1).astype(np.float32)  # (3, 2): out_c = a_c * y + b_c
+    thresh = cv2.transform(bright[..., None], m)
+    if np.ndim(k2_luma) == 0 and np.ndim(k2_chroma) == 0:
+        thresh = cv2.multiply(thresh, (float(k2_luma), float(k2_chroma), float(k2_chroma), 0.0), dst=thresh)
+    else:
+        shape = bright.shape
+        kl = k2_luma if np.ndim(k2_luma) else np.full(shape, k2_luma, np.float32)
+        kc = k2_chroma if np.ndim(k2_chroma) else np.full(shape, k2_chroma, np.float32)
+        thresh = cv2.multiply(thresh, cv2.merge((kl, kc, kc)), dst=thresh)
+    # gain = max(1 - T / E, 0); E floored so flat zero bands give gain 0, not NaN.
+    np.maximum(energy, np.float32(1e-20), out=energy)
+    gain = cv2.divide(thresh, energy, dst=thresh)
+    np.subtract(np.float32(1.0), gain, out=gain)
+    np.maximum(gain, 0.0, out=gain)
+    return cv2.multiply(band, gain, dst=band)
+
+
+def _model(noise: NoiseProfile, level: int, band_std: float):
+    """(a, b) vectors (3,) for a band: the per-scale noise model times the band's white-noise variance."""
+    ab = [noise.model_at(level, ch) for ch in range(3)]
+    bs2 = band_std * band_std
+    return (np.array([x[0] * bs2 for x in ab], np.float32), np.array([x[1] * bs2 for x in ab], np.float32))
+
+
+def _denoise_coarse(g1, sky1, skin1, noise, p, levels, band_std, skin_chroma):
+    """Denoise the half-resolution Gaussian level ``g1`` (H1×W1×3 opponent) over bands 1..levels-1.
+
+    Returns the reconstructed, denoised level 1 (a new array).
+    """
+    gs = [g1]
+    for _ in range(1, levels):
+        gs.append(cv2.pyrDown(gs[-1]))
+    sky_ws = [sky1] if sky1 is not None else None
+    skin_ws = [skin1] if skin1 is not None else None
+    for _ in range(1, levels):
+        if sky_ws is not None:
+            sky_ws.append(cv2.pyrDown(sky_ws[-1]))
+        if skin_ws is not None:
+            skin_ws.append(cv2.pyrDown(skin_ws[-1]))
+    strength = float(p.strength)
+    rec = gs[-1].copy()  # coarsest Gaussian level: not shrunk (mean brightness and colour)
+    for lv in range(levels - 1, 0, -1):
+        i = lv - 1  # index in gs of this band's level
+        g = gs[i]
+        hw = g.shape[:2]
+        up_noisy = _up(gs[i + 1], hw)
+        band = g - up_noisy
+        bright = np.maximum(cv2.extractChannel(up_noisy, 0), 0.0)
+        sw = sky_ws[i] if sky_ws is not None else None
+        kw = skin_ws[i] if skin_ws is not None else None
+        k2l = _k2((p.luma_base, p.luma_sky, p.luma_skin), lv, sw, kw, strength)
+        k2c = _k2((p.chroma_base, p.chroma_sky, p.chroma_skin), lv, sw, kw, strength,
+                  skin_override=0.0 if skin_chroma else None)
+        coef_a, coef_b = _model(noise, lv, band_std[lv])
+        _shrink(band, bright, coef_a, coef_b, k2l, k2c, p.window)
+        rec = _up(rec, hw)
+        rec += band
+    return rec
+
+
+def _skin_chroma_coefs(y1_denoised, chroma1_noisy, skin1, noise, p):
+    """Guided-filter coefficients (a, b), each H1×W1×2, for chroma = a * luma + b on skin.
+
+    Computed on the half-resolution grid with the denoised luma as guide (He, Sun & Tang
+    2013); applied later with the full-resolution denoised luma (He & Sun 2015). ``eps`` is
+    ``skin_chroma_eps`` times the full-resolution luma noise variance at the local brightness.
+    """
+    r = p.skin_chroma_radius
+    y = y1_denoised
+    mean_y = _box(y, r)
+    a0, b0 = noise.model_at(0, 0)
+    eps = np.maximum(mean_y, 0.0) * np.float32(a0 * p.skin_chroma_eps) + np.float32(b0 * p.skin_chroma_eps)
+    eps = np.maximum(eps, np.float32(1e-12))
+    var_y = _box(y * y, r) - mean_y * mean_y
+    np.maximum(var_y, 0.0, out=var_y)
+    denom = var_y + eps
+    coefs_a, coefs_b = [], []
+    for c in range(2):
+        ch = np.ascontiguousarray(chroma1_noisy[..., c])
+        mean_c = _box(ch, r)
+        cov = _box(y * ch, r) - mean_y * mean_c
+        a = cov / denom
+        b = mean_c - a * mean_y
+        coefs_a.append(_box(a, r))
+        coefs_b.append(_box(b, r))
+    return cv2.merge(coefs_a), cv2.merge(coefs_b)
 
 
 def denoise(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask: np.ndarray | None = None,
@@ -236,9 +329,10 @@ def denoise(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
     """Denoise an image with strengths that depend on sky and skin masks.
 
     Strong luma and chroma denoising at every scale in sky, medium on skin (fine-scale noise
-    removed, pore-scale texture kept), light elsewhere; transitions follow image edges.
-    Method: Laplacian-pyramid local Wiener shrinkage (Mihçak et al. 1999) scaled by a
-    Poissonian-Gaussian noise model (Foi et al. 2008); see the module docstring.
+    removed, pore-scale texture kept, chroma following the luma texture), light elsewhere;
+    transitions follow image edges. Method: Laplacian-pyramid local Wiener shrinkage
+    (Mihçak et al. 1999) scaled by a per-scale Poissonian-Gaussian noise model (Foi et al.
+    2008), with luma-guided chroma on skin (He, Sun & Tang 2013); see the module docstring.
 
     Parameters
     ----------
@@ -279,38 +373,71 @@ def denoise(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
         params = DenoiseParams()
     elif not isinstance(params, DenoiseParams):
         raise TypeError(f"`params` must be a DenoiseParams or None; got {type(params).__name__}.")
-    if noise is None:
-        noise = estimate_noise(img, iso=iso)
-    elif not isinstance(noise, NoiseProfile):
+    if noise is not None and not isinstance(noise, NoiseProfile):
         raise TypeError(f"`noise` must be a NoiseProfile (see effects.estimate_noise) or None; got {type(noise).__name__}.")
-
+    p = params
     # A band needs at least a few pixels to have a meaningful local energy.
-    levels = min(params.levels, max(0, int(np.log2(max(1, min(h, w)))) - 2))
-    if levels == 0 or params.strength == 0 or (max(noise.a) == 0 and max(noise.b) == 0):
+    levels = min(p.levels, max(0, int(np.log2(max(1, min(h, w)))) - 2))
+    if levels == 0 or p.strength == 0:
         return img.copy()
 
     opp = rgb_to_opponent(img)  # new array; H×W×3 (luma, chroma_rb, chroma_gm)
-    luma = np.ascontiguousarray(opp[..., 0])
-    sky_w, skin_w = _region_weights(sky, skin, luma, params)
-    sky_pyr = _gaussian_pyramid(sky_w, levels) if sky_w is not None else None
-    skin_pyr = _gaussian_pyramid(skin_w, levels) if skin_w is not None else None
-    # Brightness for the noise model: the next-coarser Gaussian level expanded, so the noise
-    # of the image itself barely perturbs its own variance estimate.
-    gpyr = _gaussian_pyramid(luma, levels + 1)
-    bright = [cv2.pyrUp(gpyr[lv + 1], dstsize=(gpyr[lv].shape[1], gpyr[lv].shape[0])) for lv in range(levels)]
+    if noise is None:
+        noise = _estimate_from_opponent(opp, iso)
+    if max(noise.a) == 0 and max(noise.b) == 0 and not any(map(any, noise.coarse_a + noise.coarse_b)):
+        return img.copy()
 
-    p = params
-    # Shared by the three channels: non-negative brightness per band, and k^2 maps per profile.
-    bright = [np.maximum(bb, 0.0, out=bb) for bb in bright]
-    strength = np.float32(p.strength)
-    k2_luma = _strength_maps(p.luma_base, p.luma_sky, p.luma_skin, sky_pyr, skin_pyr, levels, strength)
-    k2_chroma = _strength_maps(p.chroma_base, p.chroma_sky, p.chroma_skin, sky_pyr, skin_pyr, levels, strength)
-    planes = []
-    for ch, x in enumerate(cv2.split(opp)):
-        planes.append(_denoise_channel(x, bright, noise.a[ch], noise.b[ch], k2_luma if ch == 0 else k2_chroma,
-                                       levels, p.window))
-    out = cv2.merge(planes)
-    del planes
-    rgb = opponent_to_rgb(out)
-    hi = max(1.0, float(img.max()))
-    return np.clip(rgb, 0.0, hi, out=rgb)
+    band_std = _band_noise_std(levels)
+    g1 = cv2.pyrDown(opp)
+    h1, w1 = g1.shape[:2]
+    sky1, skin1 = _region_weights(sky, skin, np.ascontiguousarray(g1[..., 0]), p)
+    skin_chroma = skin1 is not None and p.skin_chroma_radius > 0
+    rec1 = _denoise_coarse(g1, sky1, skin1, noise, p, levels, band_std, skin_chroma)
+    if skin_chroma:
+        ca1, cb1 = _skin_chroma_coefs(np.ascontiguousarray(rec1[..., 0]), g1[..., 1:], skin1, noise, p)
+
+    coef_a, coef_b = _model(noise, 0, band_std[0])
+    strength = float(p.strength)
+    luma_prof = (p.luma_base, p.luma_sky, p.luma_skin)
+    chroma_prof = (p.chroma_base, p.chroma_sky, p.chroma_skin)
+    hi = np.float32(max(1.0, float(img.max())))
+    out = np.empty_like(img)
+    win = p.window
+    # Finest band in strips: rows [r0, r1) of the output need band rows widened by the
+    # energy window, which need half-resolution rows widened by the pyrUp kernel (2 rows).
+    for r0 in range(0, h, _STRIP):
+        r1 = min(h, r0 + _STRIP)
+        e0, e1 = max(0, r0 - win), min(h, r1 + win)            # band rows incl. halo
+        q0, q1 = max(0, e0 // 2 - 2), min(h1, (e1 + 1) // 2 + 2)  # half-res rows
+        u0, u1 = 2 * q0, min(h, 2 * q1)                        # rows pyrUp of [q0, q1) covers
+        shp = (u1 - u0, w)
+        up = _up(g1[q0:q1], shp)
+        band = opp[u0:u1] - up
+        bright = np.maximum(cv2.extractChannel(up, 0), 0.0)
+        sw = _up(sky1[q0:q1], shp) if sky1 is not None else None
+        kw = _up(skin1[q0:q1], shp) if skin1 is not None else None
+        k2l = _k2(luma_prof, 0, sw, kw, strength)
+        k2c = _k2(chroma_prof, 0, sw, kw, strength, skin_override=0.0 if skin_chroma else None)
+        _shrink(band, bright, coef_a, coef_b, k2l, k2c, win)
+        res = _up(rec1[q0:q1], shp)
+        res = cv2.add(res, band, dst=res)
+        if skin_chroma:
+            # Skin chroma = a * denoised luma + b, blended in by the skin weight:
+            # res_c += w * (a_c * y + b_c - res_c), on planes (contiguous, cache-resident).
+            y, c1, c2 = cv2.split(res)
+            ca, cb = _up(ca1[q0:q1], shp), _up(cb1[q0:q1], shp)
+            wk = np.clip(kw, 0.0, 1.0, out=kw)
+            planes = [y]
+            for c, plane in enumerate((c1, c2)):
+                g = cv2.multiply(ca[..., c], y)
+                g += cb[..., c]
+                g -= plane
+                g *= wk
+                plane += g
+                planes.append(plane)
+            res = cv2.merge(planes)
+        s0, s1 = r0 - u0, r1 - u0
+        rgb = opponent_to_rgb(res[s0:s1])
+        np.maximum(rgb, 0.0, out=rgb)
+        np.minimum(rgb, hi, out=out[r0:r1])
+    return out

@@ -61,6 +61,7 @@ _BLOCK = 16          # block side for the local estimates (pixels)
 _N_BINS = 16         # brightness bins, uniform in sqrt(luma) to resolve the shadows
 _PERCENTILE = 10.0   # flattest 10 % of each bin's blocks are trusted
 _MIN_BLOCKS = 6      # a bin needs this many blocks to count
+_SCALE_LEVELS = 2     # coarser scales measured for the noise colour (JPEG)
 _IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32) / 6.0
 
 # ISO prior: a sensor with ~20 000 e- full well at ISO 100 and ~2.5 e- read noise (typical
@@ -85,12 +86,29 @@ class NoiseProfile:
     source : str
         ``"estimated"`` (image only), ``"estimated+iso"`` (image with ISO prior),
         ``"iso"`` (prior only: no flat area found) or ``"none"`` (no information: zero noise).
+    coarse_a, coarse_b : tuple of (float, float, float)
+        Noise *colour*: entry ``l - 1`` is the ``(a, b)`` model measured at pyramid scale
+        ``l`` (image halved ``l`` times), expressed as the white noise at full resolution that
+        would show that much noise there. Empty (default) = white noise (every scale follows
+        ``a, b``); a shorter tuple repeats its last entry for coarser scales. JPEG compression
+        removes fine-scale noise but keeps the coarse, so on a compressed image these exceed
+        ``a, b``.
     """
 
     a: tuple[float, float, float]
     b: tuple[float, float, float]
     n_bins: int = 0
     source: str = "estimated"
+    coarse_a: tuple[tuple[float, float, float], ...] = ()
+    coarse_b: tuple[tuple[float, float, float], ...] = ()
+
+    def model_at(self, level: int, channel: int) -> tuple[float, float]:
+        """``(a, b)`` of one opponent channel at pyramid scale ``level`` (0 = full resolution)."""
+        n = min(len(self.coarse_a), len(self.coarse_b))
+        if level <= 0 or n == 0:
+            return float(self.a[channel]), float(self.b[channel])
+        k = min(level, n) - 1
+        return float(self.coarse_a[k][channel]), float(self.coarse_b[k][channel])
 
     def sigma(self, brightness) -> np.ndarray:
         """Noise standard deviation at the given luma.
@@ -123,8 +141,9 @@ class NoiseProfile:
     def scaled(self, factor: float) -> "NoiseProfile":
         """The same profile with every sigma multiplied by ``factor`` (variances by factor²)."""
         f2 = float(factor) ** 2
+        sc = lambda t: tuple(tuple(x * f2 for x in row) for row in t)
         return NoiseProfile(tuple(x * f2 for x in self.a), tuple(x * f2 for x in self.b),
-                            self.n_bins, self.source)
+                            self.n_bins, self.source, sc(self.coarse_a), sc(self.coarse_b))
 
 
 # --------------------------------------------------------------------------- validation
@@ -168,29 +187,139 @@ def _block_stats(opp: np.ndarray):
     hb, wb = (h - 2) // _BLOCK, (w - 2) // _BLOCK
     if hb < 1 or wb < 1:
         return None
+    core = opp[1:1 + hb * _BLOCK, 1:1 + wb * _BLOCK]
     # Immerkær residual: unit-gain for white noise (kernel L2 norm is 6 before the /6).
-    res = cv2.filter2D(opp, cv2.CV_32F, _IMMERKAER, borderType=cv2.BORDER_REFLECT)
-    res = np.abs(res[1:1 + hb * _BLOCK, 1:1 + wb * _BLOCK])
-    # shape (hb, B, wb, B, 3) -> block means; mean |r| * sqrt(pi/2) = sigma for Gaussian r.
-    sig = res.reshape(hb, _BLOCK, wb, _BLOCK, 3).mean(axis=(1, 3)) * np.float32(math.sqrt(math.pi / 2))
-    core = opp[1:1 + hb * _BLOCK, 1:1 + wb * _BLOCK, 0].reshape(hb, _BLOCK, wb, _BLOCK)
-    mean_y = core.mean(axis=(1, 3))
+    # filter2D on the block region plus a 1-px frame of real pixels (no border effects).
+    res = cv2.filter2D(opp[: hb * _BLOCK + 2, : wb * _BLOCK + 2], cv2.CV_32F, _IMMERKAER,
+                       borderType=cv2.BORDER_REFLECT)[1:-1, 1:-1]
+    np.abs(res, out=res)
+    # Block means by area resampling at an exact integer factor (= mean over each block);
+    # mean |r| * sqrt(pi/2) = sigma for Gaussian r.
+    area = lambda z: cv2.resize(z, (wb, hb), interpolation=cv2.INTER_AREA)
+    sig = area(res).reshape(-1, 3) * np.float32(math.sqrt(math.pi / 2))
+    luma = np.ascontiguousarray(core[..., 0])
+    mean_y = area(luma).ravel()
     # Clipped blocks have compressed noise: drop any block touching 0 or 1 in luma.
-    clipped = (core.max(axis=(1, 3)) >= 0.995) | (core.min(axis=(1, 3)) <= 1e-4)
-    return mean_y.ravel(), sig.reshape(-1, 3), clipped.ravel()
+    bad = ((luma >= 0.995) | (luma <= 1e-4)).astype(np.float32)
+    clipped = area(bad).ravel() > 0
+    return mean_y, sig, clipped
 
 
-@functools.lru_cache(maxsize=1)
-def _percentile_correction() -> float:
-    """median / P-th percentile of block sigmas on pure white noise (same block size).
+def _pyr_down(opp: np.ndarray, level: int) -> np.ndarray:
+    for _ in range(level):
+        opp = cv2.pyrDown(opp)
+    return opp
 
-    Makes the low-percentile estimate unbiased when the bin's flattest blocks are pure noise.
+
+@functools.lru_cache(maxsize=None)
+def _calibration(level: int) -> tuple[float, float]:
+    """White-noise calibration of the block estimator at pyramid ``level``.
+
+    Returns ``(corr, c)``: ``corr`` = median / P-th percentile of the block sigmas (makes the
+    low-percentile estimate unbiased when the flattest blocks are pure noise) and ``c`` =
+    median block sigma at this level for unit white noise at full resolution (how much of
+    white noise the operator sees after ``level`` pyrDowns). Deterministic, measured once.
     """
     rng = np.random.default_rng(0)
-    noise = rng.standard_normal((64 * _BLOCK + 2, 64 * _BLOCK + 2, 3)).astype(np.float32)
-    _, sig, _ = _block_stats(noise + 0.5)
+    side = 32 * _BLOCK * 2 ** level + 8  # ~1000 blocks at this level
+    noise = rng.standard_normal((side, side, 3)).astype(np.float32)
+    _, sig, _ = _block_stats(_pyr_down(noise + 0.5, level))
     s = sig[:, 0]
-    return float(np.median(s) / np.percentile(s, _PERCENTILE))
+    return float(np.median(s) / np.percentile(s, _PERCENTILE)), float(np.median(s))
+
+
+def _bin_estimates(opp: np.ndarray, level: int):
+    """Per brightness bin: median luma, per-channel noise sigma (n, 3), weight; or None.
+
+    Sigmas are at this pyramid level's scale (not yet divided by the white-noise factor).
+    """
+    stats = _block_stats(opp)
+    if stats is None:
+        return None
+    mean_y, sig, clipped = stats
+    ok = ~clipped
+    mean_y, sig = mean_y[ok], sig[ok]
+    if not mean_y.size:
+        return None
+    corr = _calibration(level)[0]
+    edges = np.linspace(0.0, 1.0, _N_BINS + 1) ** 2
+    idx = np.clip(np.searchsorted(edges, mean_y, side="right") - 1, 0, _N_BINS - 1)
+    xs, ss, ws = [], [], []
+    for k in range(_N_BINS):
+        sel = idx == k
+        n = int(sel.sum())
+        if n < _MIN_BLOCKS:
+            continue
+        s_bin = sig[sel]
+        # Flattest blocks by luma sigma; chroma taken from those same blocks.
+        order = np.argsort(s_bin[:, 0])
+        keep = order[: max(2, int(round(n * _PERCENTILE / 100.0)))]
+        # Luma: low percentile, de-biased. Chroma: median over the luma-flat blocks
+        # (chroma noise is independent of the luma noise that chose them, so no bias).
+        sig_c = np.empty(3)
+        sig_c[0] = corr * np.percentile(s_bin[:, 0], _PERCENTILE)
+        sig_c[1:] = np.median(s_bin[keep, 1:], axis=0)
+        xs.append(float(np.median(mean_y[sel][keep])))
+        ss.append(sig_c)
+        ws.append(math.sqrt(n))
+    if not xs:
+        return None
+    return np.asarray(xs), np.asarray(ss), np.asarray(ws)
+
+
+def _fit(xs, vs, ws, prior):
+    """Weighted NNLS fit of ``var = a x + b`` per channel; ``vs`` (n, 3) variances."""
+    xs_a, vs_a, ws_a = np.asarray(xs, np.float64), np.asarray(vs, np.float64), np.asarray(ws, np.float64)
+    if prior is not None:
+        # Prior as pseudo-observations on a grid, worth about 3 well-populated bins in total.
+        grid = np.linspace(0.02, 0.9, 5)
+        w_prior = 3.0 * float(ws_a.max()) / grid.size
+        prior_var = np.stack([np.asarray(prior.a) * g + np.asarray(prior.b) for g in grid])
+        xs_a = np.concatenate([xs_a, grid])
+        vs_a = np.concatenate([vs_a, prior_var])
+        ws_a = np.concatenate([ws_a, np.full(grid.size, w_prior)])
+    # Variances are weighted relative to their size so dark and bright bins count alike.
+    a_out, b_out = [], []
+    for c in range(3):
+        scale = np.maximum(vs_a[:, c], 1e-12)
+        w = ws_a / scale
+        A = np.stack([xs_a, np.ones_like(xs_a)], axis=1) * w[:, None]
+        coef, _ = nnls(A, vs_a[:, c] * w)
+        a_out.append(float(coef[0]))
+        b_out.append(float(coef[1]))
+    return tuple(a_out), tuple(b_out)
+
+
+def _coarse_models(opp: np.ndarray, a0, b0, prior, levels: int):
+    """The ``(a, b)`` model refitted after 1 .. ``levels`` pyrDowns (white-noise equivalent).
+
+    JPEG's quantisation removes mostly the finest-scale noise (and 4:2:0 subsampling most
+    fine chroma noise), so a model fitted at full resolution under-states the noise that
+    remains at coarser scales. The same block statistic after ``l`` pyrDowns, divided by
+    what unit white noise gives there, measures it. Each scale's variance is kept >= the
+    full-resolution model's: camera noise after demosaicing and compression is never bluer
+    than white, so a lower reading is estimation noise. The walk stops when a scale has too
+    few flat blocks (coarser scales then repeat the last one).
+    """
+    ca, cb = [], []
+    prev_a, prev_b = np.asarray(a0), np.asarray(b0)
+    g = opp
+    for lv in range(1, levels + 1):
+        g = cv2.pyrDown(g)
+        est = _bin_estimates(g, lv)
+        if est is None or len(est[0]) < 2:
+            break
+        xs, ss, ws = est
+        c = _calibration(lv)[1]
+        a_l, b_l = _fit(xs, (ss / c) ** 2, ws, prior)
+        # Never below the full-resolution model at any brightness in [0, 1].
+        a_l, b_l = np.asarray(a_l), np.asarray(b_l)
+        lo0, hi0 = prev_b, prev_a + prev_b
+        lo, hi = np.maximum(b_l, lo0), np.maximum(a_l + b_l, hi0)
+        ca.append(tuple(float(x) for x in hi - lo))
+        cb.append(tuple(float(x) for x in lo))
+        prev_a, prev_b = np.asarray(ca[-1]), np.asarray(cb[-1])
+    return tuple(ca), tuple(cb)
 
 
 def noise_profile_from_iso(iso: float) -> NoiseProfile:
@@ -254,59 +383,21 @@ def estimate_noise(image: np.ndarray, *, iso: float | None = None) -> NoiseProfi
     """
     img = _check_image(image)
     iso = _check_iso(iso)
-    prior = noise_profile_from_iso(iso) if iso is not None else None
+    return _estimate_from_opponent(rgb_to_opponent(img), iso)
 
-    xs, vs, ws = [], [], []  # bin brightness, per-channel variance (3,), weight
-    stats = _block_stats(rgb_to_opponent(img))
-    if stats is not None:
-        mean_y, sig, clipped = stats
-        ok = ~clipped
-        mean_y, sig = mean_y[ok], sig[ok]
-        if mean_y.size:
-            corr = _percentile_correction()
-            edges = np.linspace(0.0, 1.0, _N_BINS + 1) ** 2
-            idx = np.clip(np.searchsorted(edges, mean_y, side="right") - 1, 0, _N_BINS - 1)
-            for k in range(_N_BINS):
-                sel = idx == k
-                n = int(sel.sum())
-                if n < _MIN_BLOCKS:
-                    continue
-                s_bin = sig[sel]
-                # Flattest blocks by luma sigma; chroma taken from those same blocks.
-                order = np.argsort(s_bin[:, 0])
-                keep = order[: max(2, int(round(n * _PERCENTILE / 100.0)))]
-                # Luma: low percentile, de-biased. Chroma: median over the luma-flat blocks
-                # (chroma noise is independent of the luma noise that chose them, so no bias).
-                sig_c = np.empty(3)
-                sig_c[0] = corr * np.percentile(s_bin[:, 0], _PERCENTILE)
-                sig_c[1:] = np.median(s_bin[keep, 1:], axis=0)
-                xs.append(float(np.median(mean_y[sel][keep])))
-                vs.append(sig_c.astype(np.float64) ** 2)
-                ws.append(math.sqrt(n))
+
+def _estimate_from_opponent(opp: np.ndarray, iso: float | None) -> NoiseProfile:
+    """:func:`estimate_noise` on an already converted, validated opponent image (the denoiser
+    converts once and shares it)."""
+    prior = noise_profile_from_iso(iso) if iso is not None else None
+    est = _bin_estimates(opp, 0)
+    xs, vs, ws = ([], [], []) if est is None else (list(est[0]), list(est[1] ** 2), list(est[2]))
 
     if not xs:
         if prior is not None:
             return prior
         return NoiseProfile((0.0, 0.0, 0.0), (0.0, 0.0, 0.0), 0, "none")
 
-    xs_a = np.asarray(xs)
-    vs_a = np.asarray(vs)  # (n_bins, 3)
-    ws_a = np.asarray(ws)
-    if prior is not None:
-        # Prior as pseudo-observations on a grid, worth about 3 well-populated bins in total.
-        grid = np.linspace(0.02, 0.9, 5)
-        w_prior = 3.0 * float(ws_a.max()) / grid.size
-        prior_var = np.stack([np.asarray(prior.a) * g + np.asarray(prior.b) for g in grid])
-        xs_a = np.concatenate([xs_a, grid])
-        vs_a = np.concatenate([vs_a, prior_var])
-        ws_a = np.concatenate([ws_a, np.full(grid.size, w_prior)])
-    # Weighted NNLS; variances are weighted relative to their size so dark and bright bins count alike.
-    a_out, b_out = [], []
-    for c in range(3):
-        scale = np.maximum(vs_a[:, c], 1e-12)
-        w = ws_a / scale
-        A = np.stack([xs_a, np.ones_like(xs_a)], axis=1) * w[:, None]
-        coef, _ = nnls(A, vs_a[:, c] * w)
-        a_out.append(float(coef[0]))
-        b_out.append(float(coef[1]))
-    return NoiseProfile(tuple(a_out), tuple(b_out), len(xs), "estimated+iso" if prior is not None else "estimated")
+    a_out, b_out = _fit(xs, vs, ws, prior)
+    ca, cb = _coarse_models(opp, a_out, b_out, prior, _SCALE_LEVELS)
+    return NoiseProfile(a_out, b_out, len(xs), "estimated+iso" if prior is not None else "estimated", ca, cb)

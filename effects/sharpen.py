@@ -29,6 +29,7 @@ from .noise_profile import _check_image, _check_mask
 __all__ = ["SharpenParams", "sharpen"]
 
 _EPS = np.float32(1e-6)
+_STRIP = 64  # rows per strip (temporaries stay in cache)
 
 
 @dataclass(frozen=True)
@@ -113,37 +114,73 @@ def sharpen(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
         return img.copy()
 
     # Region gain map; sky and skin weights renormalised where they overlap above 1.
-    gain = np.full((h, w), p.amount, dtype=np.float32)
     if sky is not None and skin is not None:
         over = np.maximum(sky + skin, 1.0)
         sky, skin = sky / over, skin / over
-    if sky is not None:
-        gain += np.float32(p.sky_amount - p.amount) * sky
-    if skin is not None:
-        gain += np.float32(p.skin_amount - p.amount) * skin
-    if not gain.any():
+    gain = None  # None = uniform p.amount
+    if sky is not None and p.sky_amount != p.amount:
+        gain = cv2.addWeighted(sky, p.sky_amount - p.amount, sky, 0.0, p.amount)
+    if skin is not None and p.skin_amount != p.amount:
+        if gain is None:
+            gain = cv2.addWeighted(skin, p.skin_amount - p.amount, skin, 0.0, p.amount)
+        else:
+            gain = cv2.scaleAdd(skin, p.skin_amount - p.amount, gain)
+    if gain is None and p.amount == 0 or gain is not None and not gain.any():
         return img.copy()
 
-    y = img.mean(axis=2)  # luma consistent with effects.denoise's opponent luma
-    light = np.cbrt(np.maximum(y, 0.0)).astype(np.float32)
-    blur = cv2.GaussianBlur(light, (0, 0), p.radius, borderType=cv2.BORDER_REFLECT)
-    detail = light - blur
-    if p.threshold > 0:
-        d2 = detail * detail
-        detail = detail * d2 / (d2 + np.float32(p.threshold ** 2))
-    sharp = light + gain * detail
-    # Overshoot clamp to the local range of the original lightness.
-    k = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * p.clamp_radius + 1, 2 * p.clamp_radius + 1))
-    lo = cv2.erode(light, k, borderType=cv2.BORDER_REFLECT)
-    hi = cv2.dilate(light, k, borderType=cv2.BORDER_REFLECT)
-    slack = np.float32(p.overshoot) * (hi - lo)
-    np.clip(sharp, lo - slack, hi + slack, out=sharp)
-    np.maximum(sharp, 0.0, out=sharp)
-
-    y_new = sharp * sharp * sharp
-    # Scale RGB by the luma ratio (keeps chromaticity); near black add the luma change instead.
-    ratio = np.where(y > 1e-4, y_new / np.maximum(y, _EPS), 1.0).astype(np.float32)
-    add = np.where(y > 1e-4, 0.0, y_new - y).astype(np.float32)
-    out = img * ratio[..., None] + add[..., None]
-    top = max(1.0, float(img.max()))
-    return np.clip(out, 0.0, top, out=out).astype(np.float32, copy=False)
+    # Strips of rows with a halo (Gaussian support + clamp window): the chain of per-pixel
+    # operations then runs on cache-resident temporaries instead of ~15 full-frame arrays.
+    # Every operation is row-local within the halo, so the result equals whole-frame processing.
+    halo = int(np.ceil(4 * p.radius)) + p.clamp_radius + 1
+    ksize = 2 * int(np.ceil(4 * p.radius)) + 1
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * p.clamp_radius + 1, 2 * p.clamp_radius + 1))
+    luma_row = np.full((1, 3), 1.0 / 3.0, np.float32)  # luma consistent with effects.denoise's opponent luma
+    t2 = np.float32(p.threshold ** 2)
+    top = np.float32(max(1.0, float(img.max())))
+    out = np.empty_like(img)
+    for r0 in range(0, h, _STRIP):
+        r1 = min(h, r0 + _STRIP)
+        e0, e1 = max(0, r0 - halo), min(h, r1 + halo)
+        y = cv2.transform(img[e0:e1], luma_row)
+        np.maximum(y, 0.0, out=y)
+        light = cv2.pow(y, 1.0 / 3.0)  # cube root; y >= 0
+        blur = cv2.GaussianBlur(light, (ksize, ksize), p.radius, borderType=cv2.BORDER_REFLECT)
+        detail = cv2.subtract(light, blur, dst=blur)
+        if p.threshold > 0:
+            # Soft coring D * D^2 / (D^2 + t^2).
+            d2 = cv2.multiply(detail, detail)
+            den = cv2.add(d2, float(t2))
+            cv2.divide(d2, den, dst=d2)
+            cv2.multiply(detail, d2, dst=detail)
+        if gain is None:
+            sharp = cv2.scaleAdd(detail, float(p.amount), light)
+        else:
+            sharp = cv2.multiply(detail, gain[e0:e1], dst=detail)
+            sharp = cv2.add(sharp, light, dst=sharp)
+        # Overshoot clamp to the local range of the original lightness.
+        lo = cv2.erode(light, kernel, borderType=cv2.BORDER_REFLECT)
+        hi = cv2.dilate(light, kernel, borderType=cv2.BORDER_REFLECT)
+        slack = cv2.subtract(hi, lo)
+        slack *= np.float32(p.overshoot)
+        lo -= slack
+        hi += slack
+        np.maximum(sharp, lo, out=sharp)
+        np.minimum(sharp, hi, out=sharp)
+        np.maximum(sharp, 0.0, out=sharp)
+        s0, s1 = r0 - e0, r1 - e0
+        yc, sc = y[s0:s1], sharp[s0:s1]
+        y_new = cv2.multiply(sc, sc)
+        y_new *= sc
+        # Scale RGB by the luma ratio (keeps chromaticity); near black add the luma change instead.
+        dark = yc <= 1e-4
+        ratio = cv2.divide(y_new, np.maximum(yc, _EPS))
+        add = np.zeros_like(ratio)
+        if dark.any():
+            ratio[dark] = 1.0
+            add[dark] = (y_new - yc)[dark]
+        o = cv2.multiply(img[r0:r1], cv2.merge((ratio, ratio, ratio)))
+        if dark.any():
+            o += cv2.merge((add, add, add))
+        np.maximum(o, 0.0, out=o)
+        np.minimum(o, top, out=out[r0:r1])
+    return out
