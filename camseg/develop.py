@@ -481,6 +481,8 @@ def develop(image, settings: "DevelopSettings | None" = None, *, segmenter=None,
         seg = _segment(pixels, segmenter, categories)
         timings.append(StageReport("segment", "applied", time.perf_counter() - t,
                                    "all categories" if wants_persons else "scene-level only (sky, skin)"))
+    if hasattr(seg, "prefetch"):  # one edge-aware upsampling pass for every matte the stages read
+        seg.prefetch(["sky", "skin"] + (["persons", "hair", "glasses"] if wants_persons else []))
     sky, skin = optional_matte(seg, "sky"), optional_matte(seg, "skin")
     for name, m in (("sky", sky), ("skin", skin)):
         if m is not None and m.shape != pixels.shape[:2]:

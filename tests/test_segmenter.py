@@ -52,6 +52,22 @@ def test_persons_sum_to_person_union(segmenter, photo):
     np.testing.assert_allclose(np.sum(seg.persons, axis=0), seg.person, atol=1e-4)
 
 
+def test_prefetch_gives_the_same_mattes_as_reading_one_by_one(segmenter, photo):
+    lazy = segmenter.segment(photo)
+    batched = segmenter.segment(photo)
+    batched.prefetch(["sky", "skin", "hair", "persons", "no_such_matte"])
+    assert set(batched._cache) >= {"sky", "skin", "hair", "persons"}  # computed by the one pass
+    for name in ("sky", "skin", "hair", "person"):
+        np.testing.assert_allclose(getattr(batched, name), getattr(lazy, name), atol=1e-5)
+    assert len(batched.persons) == len(lazy.persons)
+    for a, b in zip(batched.persons, lazy.persons):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    scene_only = segmenter.segment(photo, categories={"sky"})
+    scene_only.prefetch(["sky", "persons"])  # persons were not computed: ignored here...
+    with pytest.raises(AttributeError, match="not computed"):
+        scene_only.persons  # ...and reading them still says why
+
+
 def test_portrait_is_turned_not_squashed(segmenter, landscape):
     """A portrait copy of a landscape photo gives the same mattes, turned."""
     flat = segmenter.segment(landscape)
