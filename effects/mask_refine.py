@@ -209,8 +209,10 @@ class RowUpsampler:
     """Bilinear upsampling of a reduced grid covering H×W, delivered strip by strip.
 
     Same mapping as ``cv2.resize`` (half-pixel centres, edge replicated): the
-    grid is resized along x once, to the wanted columns only, then each strip
-    of rows is a linear interpolation between two of those rows.
+    grid is resized along x once, to the wanted columns only; each output row
+    is then ``row_i + f·(row_{i+1} − row_i)`` of that wide grid, one
+    ``cv2.scaleAdd`` per row (a single pass over the output, ~3× faster than
+    gathering both rows for a whole strip and blending).
 
     Why: upsampling smooth grids to full frames (and the arithmetic on them) in
     whole 12 MP planes spends more time faulting in fresh memory and streaming
@@ -231,29 +233,32 @@ class RowUpsampler:
 
     def __init__(self, grid: np.ndarray, H: int, W: int, cols: slice, rows: int):
         g = np.ascontiguousarray(grid, dtype=np.float32)
-        self.h = g.shape[0]
-        self.sy = self.h / H
-        wide = cv2.resize(g, (W, self.h), interpolation=cv2.INTER_LINEAR)  # shape (h, W[, C])
-        self.wide = np.ascontiguousarray(wide[:, cols]).reshape(self.h, -1)  # shape (h, w·C)
+        h = g.shape[0]
+        wide = cv2.resize(g, (W, h), interpolation=cv2.INTER_LINEAR)  # shape (h, W[, C])
         self.shape = ((cols.stop - cols.start),) + ((wide.shape[2],) if wide.ndim == 3 else ())
-        self.buf = np.empty((rows, self.wide.shape[1]), np.float32)
-        self.tmp = np.empty_like(self.buf)
-
-    def __call__(self, y0: int, y1: int) -> np.ndarray:
-        """Rows y0..y1 of the upsampled grid, shape (y1−y0, w[, C]); valid until the next call."""
-        sy = (np.arange(y0, y1, dtype=np.float64) + 0.5) * self.sy - 0.5
+        self.wide = np.ascontiguousarray(wide[:, cols]).reshape(h, -1)  # shape (h, w·C)
+        # differences to the next row (0 after the last: the edge is replicated)
+        self.diff = np.zeros_like(self.wide)
+        cv2.subtract(self.wide[1:], self.wide[:-1], dst=self.diff[:-1])
+        sy = (np.arange(H, dtype=np.float64) + 0.5) * (h / H) - 0.5
         fl = np.floor(sy)
-        i0 = np.clip(fl, 0, self.h - 1).astype(np.intp)
-        i1 = np.clip(fl + 1, 0, self.h - 1).astype(np.intp)
-        f = (sy - fl).astype(np.float32)[:, None]
+        self.i0 = np.clip(fl, 0, h - 1).astype(int).tolist()
+        self.f = np.where((fl < 0) | (fl >= h - 1), 0.0, sy - fl).tolist()
+        self.buf = np.empty((rows, self.wide.shape[1]), np.float32)
+
+    def __call__(self, y0: int, y1: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Rows y0..y1 of the upsampled grid, shape (y1−y0, w[, C]).
+
+        Written into ``out`` (C-contiguous, that shape) when given, else into an
+        internal buffer that is valid until the next call.
+        """
         n = y1 - y0
-        out, tmp = self.buf[:n], self.tmp[:n]
-        np.take(self.wide, i0, axis=0, out=out)
-        np.take(self.wide, i1, axis=0, out=tmp)
-        cv2.subtract(tmp, out, dst=tmp)
-        np.multiply(tmp, f, out=tmp)
-        cv2.add(out, tmp, dst=out)
-        return out.reshape((n,) + self.shape)
+        dst = self.buf[:n] if out is None else out.reshape(n, -1)  # a view: out is contiguous
+        wide, diff, i0, f = self.wide, self.diff, self.i0, self.f
+        for r in range(n):
+            i = i0[y0 + r]
+            cv2.scaleAdd(diff[i], f[y0 + r], wide[i], dst=dst[r])
+        return dst.reshape((n,) + self.shape)
 
 
 class GuidedStrips:

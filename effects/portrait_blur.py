@@ -316,30 +316,44 @@ def _boost_highlights(premult: np.ndarray, img: np.ndarray, threshold: float, ga
     premult[ys, xs] *= (1.0 + gain * s * s * small)[:, None]
 
 
-_GRAIN_TILE = 256
-
-
-def _add_grain(bg: np.ndarray, sigma_map: np.ndarray, seed: int) -> None:
-    """Add Gaussian grain of per-pixel, per-channel σ to ``bg`` in place.
-
-    Hack for speed: white noise is drawn for four 256² tiles only and laid out
-    with random choice and offset per tile position; white noise has no
-    structure the eye could see repeat, and this is ~5× cheaper than drawing
-    H·W·3 normals.
-    """
-    rng = np.random.default_rng(seed)
-    T = _GRAIN_TILE
-    tiles = rng.standard_normal((4, 2 * T, 2 * T, 3), dtype=np.float32)
-    H, W = bg.shape[:2]
-    for y in range(0, H, T):
-        for x in range(0, W, T):
-            h, w = min(T, H - y), min(T, W - x)
-            t = tiles[rng.integers(4)]
-            oy, ox = rng.integers(0, T, size=2)
-            bg[y : y + h, x : x + w] += t[oy : oy + h, ox : ox + w] * sigma_map[y : y + h, x : x + w]
-
-
 _STRIP_ROWS = 32  # full-resolution rows per pass of the strip loops: a few 32×W planes stay in cache
+
+
+class _Grain:
+    """Gaussian grain of per-pixel, per-channel σ, added strip by strip.
+
+    Hack for speed: white noise is drawn for four 512² tiles only and laid out
+    in 256² cells with a random tile and offset per cell; white noise has no
+    structure the eye could see repeat, and this is ~5× cheaper than drawing
+    H·W·3 normals. The layout is drawn up front (row-major over the cells), so
+    the grain does not depend on how the caller splits the rows.
+    """
+
+    T = 256
+
+    def __init__(self, H: int, W: int, seed: int):
+        rng = np.random.default_rng(seed)
+        T = self.T
+        self.tiles = rng.standard_normal((4, 2 * T, 2 * T, 3), dtype=np.float32)
+        self.W = W
+        self.layout = [[(int(rng.integers(4)), *(int(v) for v in rng.integers(0, T, size=2))) for _ in range(0, W, T)]
+                       for _ in range(0, H, T)]
+        self.tmp = np.empty((T, T, 3), np.float32)
+
+    def add(self, bg: np.ndarray, sigma: np.ndarray, y0: int, y1: int) -> None:
+        """``bg += noise·sigma`` for frame rows y0..y1 (within one 256-row cell band), in place.
+
+        ``bg`` and ``sigma`` are (y1−y0)×W×3 float32 strips of those rows.
+        """
+        T = self.T
+        cy = y0 // T
+        assert (y1 - 1) // T == cy, "strips must not cross a grain cell boundary"
+        dy, n = y0 - cy * T, y1 - y0
+        for cx, (k, oy, ox) in enumerate(self.layout[cy]):
+            x0, x1 = cx * T, min(self.W, cx * T + T)
+            noise = self.tiles[k, oy + dy : oy + dy + n, ox : ox + x1 - x0]
+            t = cv2.multiply(noise, sigma[:, x0:x1], dst=self.tmp[:n, : x1 - x0])
+            cv2.add(bg[:, x0:x1], t, dst=bg[:, x0:x1])
 
 
 def _decontamination_grids(img: np.ndarray, alpha: np.ndarray, diag: float) -> tuple[np.ndarray, np.ndarray]:
@@ -404,32 +418,38 @@ def _decontaminate(img: np.ndarray, alpha: np.ndarray, soft: tuple, diag: float)
     return np.clip(F, 0.0, 1.0)
 
 
-def _composite(out: np.ndarray, img: np.ndarray, alpha: np.ndarray, box: tuple) -> None:
-    """``out = α·F + (1 − α)·out`` over ``box``, in place, F decontaminated (Germer et al. 2020).
+class _Compositor:
+    """``out = α·F + (1 − α)·out`` over the subject's box, strip by strip, F decontaminated.
 
-    Dense over the subject's bounding box, strip by strip: with model mattes
-    the soft pixels are millions, and gathering them (fancy indexing, (N, 3)
+    F is the multi-level foreground estimate of Germer et al. (2020) (see
+    :func:`_decontamination_grids`). Dense over the box: with model mattes the
+    soft pixels are millions, and gathering them (fancy indexing, (N, 3)
     temporaries) cost several times more than cache-sized dense strips. The
     formula gives F = I where α = 1 and leaves ``out`` where α = 0, so no
     special cases are needed.
     """
-    H, W = alpha.shape
-    Fb, Bb = _decontamination_grids(img, alpha, float(np.hypot(H, W)))
-    rs, cs = box
-    S = _STRIP_ROWS
-    up_f, up_b = RowUpsampler(Fb, H, W, cs, S), RowUpsampler(Bb, H, W, cs, S)
-    w = cs.stop - cs.start
-    a3 = np.empty((S, w, 3), np.float32)
-    t = np.empty((S, w, 3), np.float32)
-    for y0 in range(rs.start, rs.stop, S):
-        y1 = min(rs.stop, y0 + S)
-        n = y1 - y0
-        a = alpha[y0:y1, cs]
-        A, T = a3[:n], t[:n]
+
+    def __init__(self, img: np.ndarray, alpha: np.ndarray, box: tuple, rows: int):
+        H, W = alpha.shape
+        Fb, Bb = _decontamination_grids(img, alpha, float(np.hypot(H, W)))
+        self.img, self.alpha, (self.rs, self.cs) = img, alpha, box
+        self.up_f, self.up_b = RowUpsampler(Fb, H, W, self.cs, rows), RowUpsampler(Bb, H, W, self.cs, rows)
+        w = self.cs.stop - self.cs.start
+        self.a3 = np.empty((rows, w, 3), np.float32)
+        self.t = np.empty((rows, w, 3), np.float32)
+
+    def __call__(self, out: np.ndarray, y0: int, y1: int) -> None:
+        """Composite frame rows y0..y1 (clipped to the box) of ``out`` (H×W×3) in place."""
+        y0, y1 = max(y0, self.rs.start), min(y1, self.rs.stop)
+        if y0 >= y1:
+            return
+        cs, n = self.cs, y1 - y0
+        a = self.alpha[y0:y1, cs]
+        A, T = self.a3[:n], self.t[:n]
         cv2.merge((a, a, a), dst=A)
-        fb, bb = up_f(y0, y1), up_b(y0, y1)
+        fb, bb = self.up_f(y0, y1), self.up_b(y0, y1)
         # F = fb + α·(I − bb − α·(fb − bb)), clipped; out += α·(F − out)
-        cv2.subtract(img[y0:y1, cs], bb, dst=T)
+        cv2.subtract(self.img[y0:y1, cs], bb, dst=T)
         cv2.subtract(fb, bb, dst=bb)
         cv2.multiply(bb, A, dst=bb)
         cv2.subtract(T, bb, dst=T)
@@ -809,21 +829,34 @@ def portrait_blur(
             # A disk of radius r leaves σ/sqrt(π r² + 1) of white noise: add back the rest.
             sigma_low *= np.sqrt(1.0 - 1.0 / (np.pi * np.square(low_r) + 1.0))[..., None]
 
-    bg = low if low.shape[:2] == (H, W) else _resize(low, (H, W), cv2.INTER_LINEAR)
-    if sigma_low is not None:
-        smap = sigma_low if sigma_low.shape[:2] == (H, W) else _resize(sigma_low, (H, W), cv2.INTER_LINEAR)
-        if w0_full is not None:
-            smap *= (1.0 - w0_full)[..., None]
-        _add_grain(bg, smap, p.seed)
-    if w0_full is not None:
-        bg += w0_full[..., None] * (filled[0] - bg)
-    np.clip(bg, 0.0, 1.0, out=bg)
-
-    # 6. Composite: out = α·F + (1 − α)·B, with F = I where α = 1 and decontaminated at soft
-    # pixels. Only the subject's bounding box needs any work: elsewhere out = B.
-    out = bg  # bg is ours (a fresh array): composite in place
+    # 6. Background (blur upsampled, grain added, clipped) and composite out = α·F + (1 − α)·B
+    # (F = I where α = 1, decontaminated at soft pixels; only the subject's box needs it),
+    # fused in one pass of cache-sized strips: whole-frame temporaries (B, the σ map) cost
+    # more in page faults and memory traffic than the arithmetic.
+    S = _STRIP_ROWS
+    assert _Grain.T % S == 0
+    out = np.empty((H, W, 3), np.float32)
+    up_bg = RowUpsampler(low, H, W, slice(0, W), S)
+    up_sigma = None if sigma_low is None else RowUpsampler(sigma_low, H, W, slice(0, W), S)
+    grain = None if sigma_low is None else _Grain(H, W, p.seed)
     rows = np.nonzero(alpha.max(axis=1) > 0)[0]
+    composite = None
     if rows.size:
         cols = np.nonzero(alpha[rows[0] : rows[-1] + 1].max(axis=0) > 0)[0]
-        _composite(out, img, alpha, (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)))
-    return np.clip(out, 0.0, 1.0, out=out)
+        composite = _Compositor(img, alpha, (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)), S)
+    for y0 in range(0, H, S):
+        y1 = min(H, y0 + S)
+        o = out[y0:y1]
+        up_bg(y0, y1, out=o)
+        if grain is not None:
+            smap = up_sigma(y0, y1)
+            if w0_full is not None:
+                smap *= (1.0 - w0_full[y0:y1])[..., None]
+            grain.add(o, smap, y0, y1)
+        if w0_full is not None:
+            o += w0_full[y0:y1, :, None] * (filled[0][y0:y1] - o)
+        np.clip(o, 0.0, 1.0, out=o)
+        if composite is not None:
+            composite(out, y0, y1)
+            np.clip(o, 0.0, 1.0, out=o)
+    return out
