@@ -283,7 +283,7 @@ def _push(P: list, Wt: list, finest: int) -> dict:
     return filled
 
 
-def _boost_highlights(premult: np.ndarray, img: np.ndarray, threshold: float, gain: float, radius: float) -> None:
+def _highlight_gains(img: np.ndarray, threshold: float, gain: float, radius: float):
     """Give small near-clipped highlights back some of the energy the sensor clipped.
 
     Why: a point light is far brighter than the clipped value 1.0; without a
@@ -292,18 +292,27 @@ def _boost_highlights(premult: np.ndarray, img: np.ndarray, threshold: float, ga
     ~10 % of the lens disc around them -- so a white wall or an overcast sky
     is not turned into a glowing blob. Gain ``1 + gain·s²·c`` with ``s`` the
     position of the brightest channel in [threshold, 1] and ``c`` that
-    smallness factor, applied in place to ``premult`` (the weight-premultiplied
-    background) at the few highlight pixels only (sparse: a per-pixel channel
-    max over 12 MP would cost more than the whole blur).
+    smallness factor, for the few highlight pixels only (sparse: a per-pixel
+    channel max over 12 MP would cost more than the whole blur).
+
+    Returns
+    -------
+    ys, xs : np.ndarray
+        Row and column of each highlight pixel, in row-major order (empty if none).
+    factor : np.ndarray
+        (N,) float32 multiplier of each pixel's colour.
     """
+    none = (np.zeros(0, np.intp), np.zeros(0, np.intp), np.zeros(0, np.float32))
     if gain <= 0 or threshold >= 1:
-        return
+        return none
     H, W = img.shape[:2]
-    flat = np.flatnonzero(img.reshape(-1) > threshold) // 3
-    if flat.size == 0:
-        return
-    flat = np.unique(flat)
-    ys, xs = flat // W, flat % W
+    # Pixels with any channel above the threshold: inRange marks "all channels <= threshold".
+    low = cv2.inRange(img, (-float(np.finfo(np.float32).max),) * 3, (float(threshold),) * 3)
+    pts = cv2.findNonZero(cv2.bitwise_not(low))  # (x, y) points in row-major order, or None
+    if pts is None:
+        return none
+    pts = pts.reshape(-1, 2)
+    xs, ys = pts[:, 0].astype(np.intp), pts[:, 1].astype(np.intp)
     peak = img[ys, xs].max(axis=1)
     s = np.clip((peak - threshold) / (1.0 - threshold), 0.0, 1.0)
     # Fraction of highlight pixels within the lens disc, on a grid where the disc is ~8 cells.
@@ -313,10 +322,62 @@ def _boost_highlights(premult: np.ndarray, img: np.ndarray, threshold: float, ga
     k = max(1, int(round(radius / f)))
     frac = cv2.blur(count / (f * f), (2 * k + 1, 2 * k + 1), borderType=cv2.BORDER_REFLECT)
     small = np.clip(1.0 - frac[ys // f, xs // f] / 0.1, 0.0, 1.0)
-    premult[ys, xs] *= (1.0 + gain * s * s * small)[:, None]
+    return ys, xs, (1.0 + gain * s * s * small).astype(np.float32)
+
+
+def _background_level1(img: np.ndarray, keep: np.ndarray, boost: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """Level 1 of the pull pyramid of the masked, highlight-boosted background, strip by strip.
+
+    Equals ``INTER_AREA`` halving of ``img·keep`` (boosted) and of ``keep`` for
+    even H and W (2×2 means, so 64-row strips halve independently) without
+    forming the full-resolution premultiplied frame (a 12 MP × 3 temporary
+    whose page faults alone cost more than the halving).
+
+    Parameters
+    ----------
+    img : np.ndarray
+        H×W×3 float32 photo, H and W even.
+    keep : np.ndarray
+        H×W uint8, 1 where the background is kept, 0 where it is removed.
+    boost : tuple
+        ``(ys, xs, factor)`` of :func:`_highlight_gains`.
+    """
+    H, W = keep.shape
+    S = 2 * _STRIP_ROWS
+    P1 = np.empty((H // 2, W // 2, 3), np.float32)
+    W1 = np.empty((H // 2, W // 2), np.float32)
+    buf = np.empty((S, W, 3), np.float32)
+    wbuf = np.empty((S, W), np.float32)
+    ys, xs, factor = boost
+    for y0 in range(0, H, S):
+        y1 = min(H, y0 + S)
+        n = y1 - y0
+        b, m = buf[:n], keep[y0:y1]
+        b[:] = 0
+        cv2.copyTo(img[y0:y1], m, b)
+        i0, i1 = np.searchsorted(ys, (y0, y1))  # ys is sorted (row-major)
+        if i1 > i0:
+            b[ys[i0:i1] - y0, xs[i0:i1]] *= factor[i0:i1, None]
+        cv2.resize(b, (W // 2, n // 2), dst=P1[y0 // 2 : y1 // 2], interpolation=cv2.INTER_AREA)
+        wb = wbuf[:n]
+        np.copyto(wb, m)  # 0/1 as float32
+        cv2.resize(wb, (W // 2, n // 2), dst=W1[y0 // 2 : y1 // 2], interpolation=cv2.INTER_AREA)
+    return P1, W1
 
 
 _STRIP_ROWS = 32  # full-resolution rows per pass of the strip loops: a few 32×W planes stay in cache
+
+
+def _clip01(x: np.ndarray) -> np.ndarray:
+    """Clip a C-contiguous float32 array to [0, 1] in place and return it.
+
+    cv2 on a single-channel 2-D view: a cv2 scalar on a 3-channel array is
+    (v, 0, 0, 0), and np.clip is several times slower.
+    """
+    v = x.reshape(x.shape[0], -1)  # a view: x is contiguous
+    cv2.max(v, 0.0, dst=v)
+    cv2.min(v, 1.0, dst=v)
+    return x
 
 
 class _Grain:
@@ -455,7 +516,7 @@ class _Compositor:
         cv2.subtract(T, bb, dst=T)
         cv2.multiply(T, A, dst=T)
         cv2.add(T, fb, dst=T)
-        np.clip(T, 0.0, 1.0, out=T)  # not cv2.min: a scalar is (v, 0, 0, 0) on 3 channels
+        _clip01(T)
         o = out[y0:y1, cs]
         cv2.subtract(T, o, dst=T)
         cv2.multiply(T, A, dst=T)
@@ -585,8 +646,8 @@ def subject_alpha(
         cv2.add(a_col, k0_up(r0, r1), dst=a_col)
         cv2.max(a_col, 0.0, dst=a_col)
         cv2.min(a_col, 1.0, dst=a_col)
-        # residual in gamma-2: sqrt(I) − (sB + α·(sF − sB)) (np.clip: a cv2 scalar is (v, 0, 0, 0) on 3 channels)
-        r_ = np.clip(img_s, 0.0, 1.0, out=I3[:n])
+        # residual in gamma-2: sqrt(I) − (sB + α·(sF − sB))
+        r_ = _clip01(cv2.max(img_s, 0.0, dst=I3[:n]))
         cv2.sqrt(r_, dst=r_)
         cv2.subtract(r_, sB_up(r0, r1), dst=r_)
         e = e_up(r0, r1)
@@ -709,7 +770,10 @@ def portrait_blur(
     # H×W×K stack are slow strided loops.
     planes = [subj, *extra]
     if p.matte_floor > 0:
-        planes = [np.where(m_ < p.matte_floor, np.float32(0), m_) for m_ in planes]
+        # The planes are our copies (validation copies): zero them in place, m < floor -> 0.
+        floor_below = float(np.nextafter(np.float32(p.matte_floor), np.float32(-1)))
+        for m_ in planes:
+            cv2.threshold(m_, floor_below, 0.0, cv2.THRESH_TOZERO, dst=m_)
     if extra:
         # Hair and glasses count only near the subject (see PortraitBlurParams.matte_floor):
         # within three refine bands, room for hair the person matte left out.
@@ -739,16 +803,24 @@ def portrait_blur(
     if p.edge_dilation:
         k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * p.edge_dilation + 1,) * 2)
         grown = cv2.dilate(alpha, k)
-    w_bg = (grown < 0.01).astype(np.float32)
+    keep = (grown < 0.01).view(np.uint8)  # 0/1
 
     # 3. Defocus radius (full-res pixels): constant r_inf, or the thin-lens CoC from depth.
     level_of = lambda r: max(0, int(np.ceil(np.log2(r / _MAX_LOW_RADIUS))))  # noqa: E731
-    # w_bg is 0/1: premult = img·w_bg is a masked copy (cv2, no H×W×3 temporaries).
-    premult = np.zeros_like(img)
-    cv2.copyTo(img, (w_bg > 0).view(np.uint8), premult)
-    _boost_highlights(premult, img, p.highlight_threshold, p.highlight_gain, r_inf)
-    P, Wt = _pull(premult, w_bg, level_of(r_inf))
-    del premult
+    boost = _highlight_gains(img, p.highlight_threshold, p.highlight_gain, r_inf)
+    if depth is None and level_of(r_inf) >= 1 and H % 2 == 0 and W % 2 == 0:
+        # Only levels >= 1 are used: start the pyramid there, built strip by strip.
+        P, Wt = _pull(*_background_level1(img, keep, boost), level_of(r_inf) - 1)
+        P, Wt = [None, *P], [None, *Wt]
+    else:
+        # keep is 0/1: premult = img·keep is a masked copy (cv2, no H×W×3 temporaries).
+        w_bg = keep.astype(np.float32)
+        premult = np.zeros_like(img)
+        cv2.copyTo(img, keep, premult)
+        ys, xs, factor = boost
+        premult[ys, xs] *= factor[:, None]
+        P, Wt = _pull(premult, w_bg, level_of(r_inf))
+        del premult
     if depth is None:
         ladder = np.array([r_inf], np.float32)
         finest = min(level_of(r_inf), len(P) - 1)
@@ -855,8 +927,8 @@ def portrait_blur(
             grain.add(o, smap, y0, y1)
         if w0_full is not None:
             o += w0_full[y0:y1, :, None] * (filled[0][y0:y1] - o)
-        np.clip(o, 0.0, 1.0, out=o)
+        _clip01(o)
         if composite is not None:
             composite(out, y0, y1)
-            np.clip(o, 0.0, 1.0, out=o)
+            _clip01(o)
     return out
