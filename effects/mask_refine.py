@@ -168,12 +168,15 @@ def _guided_coefficients(I: np.ndarray, p: np.ndarray, radius: int, eps: float) 
     c_gg = vrr * vbb - vrb * vrb
     c_gb = vrb * vrg - vrr * vgb
     c_bb = vrr * vgg - vrg * vrg
-    det = vrr * c_rr + vrg * c_rg + vrb * c_rb
-    inv = np.stack([c_rr, c_rg, c_rb, c_rg, c_gg, c_gb, c_rb, c_gb, c_bb], axis=2) / det[..., None]
-    inv = inv.reshape(h, w, 3, 3).astype(np.float32)
-    a = np.einsum("hwij,hwjk->hwik", inv, cov_Ip)  # h×w×3×K
-    b_coef = mean_p - np.einsum("hwik,hwi->hwk", a, m[..., :3])  # h×w×K
-    coef = np.concatenate([a.reshape(h, w, 3 * K), b_coef], axis=2).astype(np.float32)
+    rdet = 1.0 / (vrr * c_rr + vrg * c_rg + vrb * c_rb)
+    # a = Σ⁻¹·cov(I, p) per pixel, entry by entry (h×w planes; a stacked (h, w, 3, 3) einsum
+    # is several times slower for the same arithmetic).
+    inv = [[(c * rdet).astype(np.float32)[..., None] for c in row]
+           for row in ((c_rr, c_rg, c_rb), (c_rg, c_gg, c_gb), (c_rb, c_gb, c_bb))]
+    cov = [cov_Ip[:, :, j, :] for j in range(3)]  # h×w×K each
+    a = [inv[c][0] * cov[0] + inv[c][1] * cov[1] + inv[c][2] * cov[2] for c in range(3)]  # h×w×K each
+    b_coef = mean_p - (a[0] * m[..., 0:1] + a[1] * m[..., 1:2] + a[2] * m[..., 2:3])  # h×w×K
+    coef = np.concatenate([*a, b_coef], axis=2).astype(np.float32)
     # Average the coefficients of all windows covering a pixel (eq. 8).
     return box(coef)
 
@@ -206,59 +209,86 @@ def _fit(g32: np.ndarray, m: np.ndarray, p: RefineMatteParams) -> tuple[np.ndarr
 
 
 class RowUpsampler:
-    """Bilinear upsampling of a reduced grid covering H×W, delivered strip by strip.
+    """Bilinear upsampling of reduced grids covering H×W, delivered strip by strip.
 
-    Same mapping as ``cv2.resize`` (half-pixel centres, edge replicated): the
-    grid is resized along x once, to the wanted columns only; each output row
-    is then ``row_i + f·(row_{i+1} − row_i)`` of that wide grid, one
-    ``cv2.scaleAdd`` per row (a single pass over the output, ~3× faster than
+    Same mapping as ``cv2.resize`` (half-pixel centres, edge replicated): grid
+    rows are resized along x (to the wanted columns) in blocks of 16, when a
+    strip first needs them; each output row is then
+    ``row_i + f·(row_{i+1} − row_i)``, one ``cv2.scaleAdd`` per row for all
+    grids side by side (a single pass over the output, ~3× faster than
     gathering both rows for a whole strip and blending).
 
     Why: upsampling smooth grids to full frames (and the arithmetic on them) in
     whole 12 MP planes spends more time faulting in fresh memory and streaming
     it through the cache than computing; a strip of 32 rows stays in cache and
-    its buffers are reused. (Internal helper, shared with effects.portrait_blur.)
+    its buffers are reused. Resizing a fine grid along x up front would be
+    such a frame too. (Internal helper, shared with effects.portrait_blur.)
 
     Parameters
     ----------
-    grid : np.ndarray
-        h×w or h×w×C float32 grid covering the H×W frame.
+    grids : np.ndarray or sequence of np.ndarray
+        h×w or h×w×C float32 grids covering the H×W frame, all with the same h and w.
     H, W : int
-        Full-resolution size the grid covers.
+        Full-resolution size the grids cover.
     cols : slice
         Columns of the frame wanted (``start`` and ``stop`` set).
     rows : int
         Most rows asked for in one call.
     """
 
-    def __init__(self, grid: np.ndarray, H: int, W: int, cols: slice, rows: int):
-        g = np.ascontiguousarray(grid, dtype=np.float32)
-        h = g.shape[0]
-        wide = cv2.resize(g, (W, h), interpolation=cv2.INTER_LINEAR)  # shape (h, W[, C])
-        self.shape = ((cols.stop - cols.start),) + ((wide.shape[2],) if wide.ndim == 3 else ())
-        self.wide = np.ascontiguousarray(wide[:, cols]).reshape(h, -1)  # shape (h, w·C)
-        # differences to the next row (0 after the last: the edge is replicated)
-        self.diff = np.zeros_like(self.wide)
-        cv2.subtract(self.wide[1:], self.wide[:-1], dst=self.diff[:-1])
+    BLOCK = 16
+
+    def __init__(self, grids, H: int, W: int, cols: slice, rows: int):
+        self.single = isinstance(grids, np.ndarray)
+        grids = [grids] if self.single else list(grids)
+        self.grids = [np.ascontiguousarray(g, dtype=np.float32) for g in grids]
+        h = self.grids[0].shape[0]
+        assert all(g.shape[:2] == self.grids[0].shape[:2] for g in self.grids), "grids upsampled together share their size"
+        w = cols.stop - cols.start
+        # cv2 keeps a channel axis only for C > 1
+        self.shapes = [(w,) + ((g.shape[2],) if g.ndim == 3 and g.shape[2] > 1 else ()) for g in self.grids]
+        self.splits = np.cumsum([0] + [int(np.prod(s)) for s in self.shapes]).tolist()
+        self.h, self.W, self.cols = h, W, cols
         sy = (np.arange(H, dtype=np.float64) + 0.5) * (h / H) - 0.5
         fl = np.floor(sy)
         self.i0 = np.clip(fl, 0, h - 1).astype(int).tolist()
         self.f = np.where((fl < 0) | (fl >= h - 1), 0.0, sy - fl).tolist()
-        self.buf = np.empty((rows, self.wide.shape[1]), np.float32)
+        self.blocks = {}
+        self.buf = np.empty((rows, self.splits[-1]), np.float32)
 
-    def __call__(self, y0: int, y1: int, out: np.ndarray | None = None) -> np.ndarray:
-        """Rows y0..y1 of the upsampled grid, shape (y1−y0, w[, C]).
+    def _block(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Grid rows [16k, 16k+16) resized along x, and their differences to the next row."""
+        B, h = self.BLOCK, self.h
+        r0, r1 = k * B, min(h, k * B + B + 1)  # one row more, for the last difference
+        wide = np.empty((r1 - r0, self.splits[-1]), np.float32)
+        for g, a, b in zip(self.grids, self.splits, self.splits[1:]):
+            # same row count: the vertical mapping of cv2.resize is the identity
+            wide[:, a:b] = cv2.resize(g[r0:r1], (self.W, r1 - r0), interpolation=cv2.INTER_LINEAR)[:, self.cols].reshape(r1 - r0, -1)
+        diff = np.zeros_like(wide)  # 0 after the last grid row: the edge is replicated
+        cv2.subtract(wide[1:], wide[:-1], dst=diff[:-1])
+        return wide, diff
 
-        Written into ``out`` (C-contiguous, that shape) when given, else into an
-        internal buffer that is valid until the next call.
+    def __call__(self, y0: int, y1: int, out: np.ndarray | None = None):
+        """Rows y0..y1 of the upsampled grid(s): shape (y1−y0, w[, C]) each.
+
+        A single array when one grid was given (written into ``out``,
+        C-contiguous and of that shape, when given), else a tuple of views, one
+        per grid, into an internal buffer that is valid until the next call.
         """
         n = y1 - y0
         dst = self.buf[:n] if out is None else out.reshape(n, -1)  # a view: out is contiguous
-        wide, diff, i0, f = self.wide, self.diff, self.i0, self.f
+        B, blocks, i0, f = self.BLOCK, self.blocks, self.i0, self.f
+        for k in [k for k in blocks if k < i0[y0] // B]:  # rows only ever move down: free what is behind
+            del blocks[k]
         for r in range(n):
             i = i0[y0 + r]
-            cv2.scaleAdd(diff[i], f[y0 + r], wide[i], dst=dst[r])
-        return dst.reshape((n,) + self.shape)
+            k = i // B
+            blk = blocks.get(k)
+            if blk is None:
+                blk = blocks[k] = self._block(k)
+            cv2.scaleAdd(blk[1][i - k * B], f[y0 + r], blk[0][i - k * B], dst=dst[r])
+        views = tuple(dst[:, a:b].reshape((n,) + s) for a, b, s in zip(self.splits, self.splits[1:], self.shapes))
+        return views[0] if self.single else views
 
 
 class GuidedStrips:
@@ -290,21 +320,28 @@ class GuidedStrips:
         self.g32 = guide.astype(np.float32, copy=False)
         self.cols = cols
         coef, (wh, ww) = _fit(self.g32, np.clip(matte, 0.0, 1.0).astype(np.float32), params)
-        # Planar coefficient maps (a_r, a_g, a_b for every matte, then b), one upsampler each.
-        self.planes = [RowUpsampler(coef[..., i], H, W, cols, rows) for i in range(4 * self.K)]
+        # Planar coefficient maps (a_r, a_g, a_b for every matte, then b), upsampled together.
+        self.planes = RowUpsampler([coef[..., i] for i in range(4 * self.K)], H, W, cols, rows)
         self.q = np.empty((rows, cols.stop - cols.start), np.float32)
+        self.rgb = np.empty((rows, cols.stop - cols.start, 3), np.float32)
 
     def __call__(self, y0: int, y1: int) -> np.ndarray:
         """(y1−y0)×w float32 union of the refined mattes in [0, 1]; valid until the next call."""
         K, n = self.K, y1 - y0
-        Ir, Ig, Ib = cv2.split(_encode_guide(self.g32[y0:y1, self.cols]))
+        # guide encoding of _encode_guide (clip to [0, 1], sqrt) into a reused buffer
+        rgb = cv2.max(self.g32[y0:y1, self.cols], 0.0, dst=self.rgb[:n])
+        v = rgb.reshape(n, -1)  # 2-D view: a cv2 scalar on 3 channels is (v, 0, 0, 0)
+        cv2.min(v, 1.0, dst=v)
+        cv2.sqrt(v, dst=v)
+        Ir, Ig, Ib = cv2.split(rgb)
+        c = self.planes(y0, y1)
         out = self.q[:n]
         for k in range(K):
             # q = a_r·I_r + a_g·I_g + a_b·I_b + b (He et al. 2013, eq. 8), clipped
-            q = cv2.multiply(self.planes[k](y0, y1), Ir) if k else cv2.multiply(self.planes[k](y0, y1), Ir, dst=out)
-            cv2.accumulateProduct(self.planes[K + k](y0, y1), Ig, q)
-            cv2.accumulateProduct(self.planes[2 * K + k](y0, y1), Ib, q)
-            cv2.add(q, self.planes[3 * K + k](y0, y1), dst=q)
+            q = cv2.multiply(c[k], Ir) if k else cv2.multiply(c[k], Ir, dst=out)
+            cv2.accumulateProduct(c[K + k], Ig, q)
+            cv2.accumulateProduct(c[2 * K + k], Ib, q)
+            cv2.add(q, c[3 * K + k], dst=q)
             if k:
                 cv2.max(out, q, dst=out)
         cv2.max(out, 0.0, dst=out)

@@ -443,16 +443,23 @@ def _decontamination_grids(img: np.ndarray, alpha: np.ndarray, diag: float) -> t
     def box(x, k):
         return cv2.boxFilter(x, -1, (2 * k + 1, 2 * k + 1), borderType=cv2.BORDER_REFLECT)
 
-    a2e = a2[..., None]
+    # Same-shape 3-channel weights: numpy broadcasting an (h, w, 1) array over a last axis of
+    # 3 runs a slow inner loop of length 3.
+    a3 = cv2.merge((a2, a2, a2))
+    b3 = 1.0 - a3
     F, B = I2, I2
     Fb = Bb = None
+    dens = {}
     for r in (r1, r1, 0.5 * r1, r2):  # coarse to fine (Germer et al. iterate levels)
         k = max(1, int(round(r / f2)))
-        Fb = box(F * a2e, k) / np.maximum(box(a2, k), 1e-4)[..., None]
-        Bb = box(B * (1.0 - a2e), k) / np.maximum(box(1.0 - a2, k), 1e-4)[..., None]
-        e = I2 - a2e * Fb - (1.0 - a2e) * Bb
-        F = np.clip(Fb + a2e * e, 0.0, 1.0)
-        B = np.clip(Bb + (1.0 - a2e) * e, 0.0, 1.0)
+        if k not in dens:
+            dens[k] = (np.maximum(box(a3, k), 1e-4), np.maximum(box(b3, k), 1e-4))
+        den_f, den_b = dens[k]
+        Fb = box(F * a3, k) / den_f
+        Bb = box(B * b3, k) / den_b
+        e = I2 - a3 * Fb - b3 * Bb
+        F = np.clip(Fb + a3 * e, 0.0, 1.0)
+        B = np.clip(Bb + b3 * e, 0.0, 1.0)
     return Fb.astype(np.float32), Bb.astype(np.float32)
 
 
@@ -494,7 +501,7 @@ class _Compositor:
         H, W = alpha.shape
         Fb, Bb = _decontamination_grids(img, alpha, float(np.hypot(H, W)))
         self.img, self.alpha, (self.rs, self.cs) = img, alpha, box
-        self.up_f, self.up_b = RowUpsampler(Fb, H, W, self.cs, rows), RowUpsampler(Bb, H, W, self.cs, rows)
+        self.up = RowUpsampler([Fb, Bb], H, W, self.cs, rows)
         w = self.cs.stop - self.cs.start
         self.a3 = np.empty((rows, w, 3), np.float32)
         self.t = np.empty((rows, w, 3), np.float32)
@@ -508,7 +515,7 @@ class _Compositor:
         a = self.alpha[y0:y1, cs]
         A, T = self.a3[:n], self.t[:n]
         cv2.merge((a, a, a), dst=A)
-        fb, bb = self.up_f(y0, y1), self.up_b(y0, y1)
+        fb, bb = self.up(y0, y1)
         # F = fb + α·(I − bb − α·(fb − bb)), clipped; out += α·(F − out)
         cv2.subtract(self.img[y0:y1, cs], bb, dst=T)
         cv2.subtract(fb, bb, dst=bb)
@@ -630,8 +637,8 @@ def subject_alpha(
     # Everything per pixel runs strip by strip over the band's box, on cache-sized buffers
     # reused in place (dst=): in whole 12 MP planes, faulting in fresh memory and streaming
     # it cost more than the arithmetic.
-    k_up, sB_up, e_up, k0_up, conf0_up, inv_up, dout_up, din_up = (
-        RowUpsampler(x, H, W, cs, S) for x in (kg, sBg, eg, *misc, *dist))
+    colour_line = RowUpsampler([kg, sBg, eg, *misc], H, W, cs, S)
+    distance = RowUpsampler(list(dist), H, W, cs, S)
     ones = np.ones((1, 3), np.float32)
     w = x1 - x0
     A3, I3 = np.empty((S, w, 3), np.float32), np.empty((S, w, 3), np.float32)
@@ -640,31 +647,29 @@ def subject_alpha(
         r1 = min(y1, r0 + S)
         n = r1 - r0
         img_s = image[r0:r1, cs]
+        k, sB, e, k0, conf0, inv_den = colour_line(r0, r1)
         # α_col = k·I + k0, clipped
-        k = k_up(r0, r1)
         a_col = cv2.transform(cv2.multiply(k, img_s, dst=k), ones)
-        cv2.add(a_col, k0_up(r0, r1), dst=a_col)
+        cv2.add(a_col, k0, dst=a_col)
         cv2.max(a_col, 0.0, dst=a_col)
         cv2.min(a_col, 1.0, dst=a_col)
         # residual in gamma-2: sqrt(I) − (sB + α·(sF − sB))
         r_ = _clip01(cv2.max(img_s, 0.0, dst=I3[:n]))
         cv2.sqrt(r_, dst=r_)
-        cv2.subtract(r_, sB_up(r0, r1), dst=r_)
-        e = e_up(r0, r1)
+        cv2.subtract(r_, sB, dst=r_)
         cv2.multiply(e, cv2.merge((a_col, a_col, a_col), dst=A3[:n]), dst=e)
         cv2.subtract(r_, e, dst=r_)
         resid = cv2.transform(cv2.multiply(r_, r_, dst=r_), ones)
         # conf = conf0·exp(−resid·inv_den)
-        conf = cv2.multiply(resid, inv_up(r0, r1), dst=resid, scale=-1.0)
-        cv2.multiply(conf0_up(r0, r1), cv2.exp(conf, dst=conf), dst=conf)
+        conf = cv2.multiply(resid, inv_den, dst=resid, scale=-1.0)
+        cv2.multiply(conf0, cv2.exp(conf, dst=conf), dst=conf)
         # est = conf·a_col + (1 − conf)·guided
         gd = guided(r0, r1)
         est = cv2.add(gd, cv2.multiply(conf, cv2.subtract(a_col, gd, dst=a_col), dst=a_col), dst=a_col)
         # pull_out = est·exp(−d_out/s_out) (into d_out); pull_in = 1 − (1 − est)·exp(−d_in/s_in) (into est)
-        d_out = dout_up(r0, r1)
+        d_out, d_in = distance(r0, r1)
         np.greater(d_out, 0, out=outside[:n])
         pull_out = cv2.multiply(est, cv2.exp(cv2.multiply(d_out, -1.0 / s_out, dst=d_out), dst=d_out), dst=d_out)
-        d_in = din_up(r0, r1)
         cv2.exp(cv2.multiply(d_in, -1.0 / s_in, dst=d_in), dst=d_in)
         cv2.subtract(est, 1.0, dst=est)
         cv2.multiply(est, d_in, dst=est)
