@@ -3,10 +3,11 @@
 Technique (what a camera's noise-reduction block does, in four steps):
 
 1. **Noise model.** ``sigma^2(I) = a I + b`` per opponent channel, fitted from the image itself
-   (:func:`effects.estimate_noise`, Foi et al. 2008) or given by the caller, refitted at two
-   coarser scales so the noise left by JPEG compression (fine scales removed, coarse kept) is
-   known per pyramid band. Every threshold below is in units of this local, per-band sigma,
-   so one strength fits shadows and highlights, raw-like and compressed noise alike.
+   (:func:`effects.estimate_noise`, Foi et al. 2008) or given by the caller; with an EXIF ISO
+   it is also refitted at two coarser scales (bounded by the ISO prior) so the noise left by
+   JPEG compression (fine scales removed, coarse kept) is known per pyramid band. Every
+   threshold below is in units of this local, per-band sigma, so one strength fits shadows
+   and highlights, raw-like and compressed noise alike.
 2. **Multiscale shrinkage.** Luma and the two chroma channels are split into a Laplacian
    pyramid (Burt & Adelson 1983). Each band coefficient ``c`` is scaled by a locally adaptive
    Wiener gain ``max(0, E[c^2] - k^2 v) / E[c^2]`` where ``E[c^2]`` is the local band energy
@@ -26,11 +27,16 @@ Technique (what a camera's noise-reduction block does, in four steps):
    brightness far more than of hue: in linear light a multiplicative albedo change scales
    R, G and B alike, so locally ``chroma = alpha * luma + beta``. Shrinking chroma bands
    independently of luma erases that chroma part of the texture (a visible "plastic" look);
-   instead, on skin the chroma is the guided filter of the noisy chroma with the *denoised*
-   luma as guide (He, Sun & Tang 2013, the colour-line model of Levin et al. 2008): chroma
-   noise (independent of the guide) averages out over the window while chroma that follows
-   the luma texture is kept. Coefficients are computed at half resolution and applied with
-   the full-resolution guide (fast guided filter, He & Sun 2015).
+   instead, on skin the chromaticity ``chroma / luma`` is the guided filter of the noisy
+   ratio with the *denoised* luma as guide (He, Sun & Tang 2013; cf. the colour-line model
+   of Levin et al. 2008), clamped to the local range of window means, and multiplied back by
+   the denoised luma: chroma noise (independent of the guide) averages out over the window
+   while chroma that follows the luma texture is kept. Coefficients are computed at half
+   resolution and applied with the full-resolution guide (fast guided filter, He & Sun 2015).
+   The skin luma strengths are lowered as the noise approaches the texture's own contrast
+   (``skin_texture_contrast``), and on a compressed image (coarse noise > 2x the fine) the
+   finest skin band is thresholded at the coarse, white-equivalent level, because JPEG keeps
+   noise in textured blocks while removing it from the flat blocks the estimate reads.
 
 The finest band, which holds most of the pixels, is processed in horizontal strips (with a
 halo so the result equals whole-frame processing) to keep the temporaries in cache; coarser
@@ -40,7 +46,7 @@ levels are whole-array operations on images 4x and more smaller.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import cv2
 import numpy as np
@@ -88,24 +94,32 @@ class DenoiseParams:
     skin_chroma_eps : float
         Its regulariser in units of the local luma noise variance: below that much luma
         texture energy chroma is averaged, above it chroma follows the luma texture. > 0.
+    skin_texture_contrast : float
+        Typical relative luma modulation of skin texture (pores ~5–10 %). The skin luma
+        strengths are scaled by ``1 / sqrt(1 + (sigma / (c * Y))^2)``, ``sigma`` the luma
+        noise and ``Y`` the mean skin luma: as the noise approaches the texture's own contrast
+        the filter leaves fine grain rather than erasing the pores (a perceptual choice, as
+        camera noise reduction keeps "grain over plastic" at high ISO, not the MSE optimum).
+        ``inf`` disables the scaling. > 0.
     """
 
     strength: float = 1.0
     # Tuned on benchmarks/denoise.py. Above ~2 the Wiener gain over-subtracts and costs PSNR
     # even in sky (soft cloud edges and gradients live in the coarse bands), hence the taper.
     luma_base: tuple[float, ...] = (1.0, 0.8, 0.6, 0.4, 0.3)
-    luma_sky: tuple[float, ...] = (2.0, 2.0, 1.5, 1.0, 1.0)
-    luma_skin: tuple[float, ...] = (0.9, 0.45, 0.25)
+    luma_sky: tuple[float, ...] = (2.0, 1.5, 1.0, 0.7, 0.6)
+    luma_skin: tuple[float, ...] = (1.0, 0.5, 0.3)
     chroma_base: tuple[float, ...] = (1.0, 1.0, 0.8, 0.6, 0.5)
     chroma_sky: tuple[float, ...] = (4.0, 3.0, 2.0, 1.0, 0.8)
     chroma_skin: tuple[float, ...] = (4.0, 4.0, 3.0, 2.0, 1.5)
     levels: int = 5
-    window: int = 2
     refine_masks: bool = True
     refine_radius: int = 16
     refine_eps: float = 1e-3
     skin_chroma_radius: int = 4
     skin_chroma_eps: float = 1.0
+    skin_texture_contrast: float = 0.10
+    window: int = 1
 
     def __post_init__(self):
         for f in fields(self):
@@ -124,6 +138,9 @@ class DenoiseParams:
         v = self.skin_chroma_radius
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise ValueError(f"DenoiseParams.skin_chroma_radius must be an integer >= 0 (0 = off); got {v!r}.")
+        v = self.skin_texture_contrast
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+            raise ValueError(f"DenoiseParams.skin_texture_contrast must be a number > 0 (inf = off); got {v!r}.")
         for name in ("refine_eps", "skin_chroma_eps"):
             v = getattr(self, name)
             if isinstance(v, bool) or not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
@@ -252,6 +269,25 @@ def _shrink(band, bright, coef_a, coef_b, k2_luma, k2_chroma, window):
     return cv2.multiply(band, gain, dst=band)
 
 
+def _skin_fine_ratio(noise: NoiseProfile, y: float) -> float:
+    """Variance ratio, at luma ``y``, of the half-resolution model to the full-resolution one
+    when that ratio says the image was compressed (> 2; white noise gives 1), else 1.
+
+    JPEG quantisation zeroes small DCT coefficients, so in flat blocks (where
+    :func:`effects.estimate_noise` measures) fine-scale noise is gone, while in textured
+    blocks, whose coefficients are large anyway, it survives at nearly its full level. Skin
+    is such a mid-texture region, so on skin the finest band is thresholded with the coarse,
+    white-equivalent level. Not in sky (faint real cloud texture would be erased there) nor
+    elsewhere (hair, fabric: light denoising is wanted anyway).
+    """
+    if not noise.coarse_a:
+        return 1.0
+    a0, b0 = noise.model_at(0, 0)
+    a1, b1 = noise.model_at(1, 0)
+    v0, v1 = a0 * y + b0, a1 * y + b1
+    return v1 / v0 if v0 > 0 and v1 > 2.0 * v0 else 1.0
+
+
 def _model(noise: NoiseProfile, level: int, band_std: float):
     """(a, b) vectors (3,) for a band: the per-scale noise model times the band's white-noise variance."""
     ab = [noise.model_at(level, ch) for ch in range(3)]
@@ -295,15 +331,25 @@ def _denoise_coarse(g1, sky1, skin1, noise, p, levels, band_std, skin_chroma):
     return rec
 
 
-def _skin_chroma_coefs(y1_denoised, chroma1_noisy, skin1, noise, p):
-    """Guided-filter coefficients (a, b), each H1×W1×2, for chroma = a * luma + b on skin.
+_RATIO_FLOOR = np.float32(2e-3)  # luma floor (linear) when forming chroma/luma ratios
 
-    Computed on the half-resolution grid with the denoised luma as guide (He, Sun & Tang
-    2013); applied later with the full-resolution denoised luma (He & Sun 2015). ``eps`` is
-    ``skin_chroma_eps`` times the full-resolution luma noise variance at the local brightness.
+
+def _skin_chroma_coefs(y1_denoised, chroma1_noisy, noise, p):
+    """Guided-filter coefficients for the chroma/luma ratio on skin, on the half-res grid.
+
+    Returns ``(a, b, lo, hi)``, each H1×W1×2: the ratio ``chroma / luma`` is modelled as
+    ``a * luma + b`` (He, Sun & Tang 2013, denoised luma as guide) and clamped to
+    ``[lo, hi]``, the range of the window-mean ratios around each pixel. Working on the
+    ratio (chromaticity) rather than on chroma itself is the multiplicative-texture model:
+    pores and shading scale all channels, so the ratio is locally constant and the texture
+    is carried by luma alone; and where the linear fit extrapolates (a dark mouth corner
+    next to lips) the result stays a plausible chromaticity scaled by a small luma instead
+    of a saturated colour. ``eps`` is ``skin_chroma_eps`` times the full-resolution luma
+    noise variance at the local brightness.
     """
     r = p.skin_chroma_radius
     y = y1_denoised
+    yf = np.maximum(y, _RATIO_FLOOR)
     mean_y = _box(y, r)
     a0, b0 = noise.model_at(0, 0)
     eps = np.maximum(mean_y, 0.0) * np.float32(a0 * p.skin_chroma_eps) + np.float32(b0 * p.skin_chroma_eps)
@@ -311,16 +357,19 @@ def _skin_chroma_coefs(y1_denoised, chroma1_noisy, skin1, noise, p):
     var_y = _box(y * y, r) - mean_y * mean_y
     np.maximum(var_y, 0.0, out=var_y)
     denom = var_y + eps
-    coefs_a, coefs_b = [], []
+    kernel = np.ones((3, 3), np.uint8)
+    out = [[], [], [], []]
     for c in range(2):
-        ch = np.ascontiguousarray(chroma1_noisy[..., c])
-        mean_c = _box(ch, r)
-        cov = _box(y * ch, r) - mean_y * mean_c
+        ratio = chroma1_noisy[..., c] / yf
+        mean_r = _box(ratio, r)
+        cov = _box(y * ratio, r) - mean_y * mean_r
         a = cov / denom
-        b = mean_c - a * mean_y
-        coefs_a.append(_box(a, r))
-        coefs_b.append(_box(b, r))
-    return cv2.merge(coefs_a), cv2.merge(coefs_b)
+        b = mean_r - a * mean_y
+        out[0].append(_box(a, r))
+        out[1].append(_box(b, r))
+        out[2].append(cv2.erode(mean_r, kernel, borderType=cv2.BORDER_REFLECT))
+        out[3].append(cv2.dilate(mean_r, kernel, borderType=cv2.BORDER_REFLECT))
+    return tuple(cv2.merge(x) for x in out)
 
 
 def denoise(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask: np.ndarray | None = None,
@@ -390,11 +439,23 @@ def denoise(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
     band_std = _band_noise_std(levels)
     g1 = cv2.pyrDown(opp)
     h1, w1 = g1.shape[:2]
-    sky1, skin1 = _region_weights(sky, skin, np.ascontiguousarray(g1[..., 0]), p)
+    luma1 = np.ascontiguousarray(g1[..., 0])
+    sky1, skin1 = _region_weights(sky, skin, luma1, p)
+    if skin1 is not None and np.isfinite(p.skin_texture_contrast):
+        # Noise-to-texture scaling of the skin luma strengths (see DenoiseParams).
+        wsum = float(skin1.sum())
+        y_skin = max(float((skin1 * luma1).sum()) / max(wsum, 1e-6), 1e-4)
+        a_f, b_f = noise.model_at(0, 0)
+        jpeg_ratio = _skin_fine_ratio(noise, y_skin)
+        rel2 = jpeg_ratio * (a_f * y_skin + b_f) / (p.skin_texture_contrast * y_skin) ** 2
+        f = 1.0 / float(np.sqrt(1.0 + rel2))
+        # Finest band: also scaled up to the noise JPEG left in textured blocks (see above).
+        ls = tuple(x * f * (np.sqrt(jpeg_ratio) if i == 0 else 1.0) for i, x in enumerate(p.luma_skin))
+        p = replace(p, luma_skin=ls)
     skin_chroma = skin1 is not None and p.skin_chroma_radius > 0
     rec1 = _denoise_coarse(g1, sky1, skin1, noise, p, levels, band_std, skin_chroma)
     if skin_chroma:
-        ca1, cb1 = _skin_chroma_coefs(np.ascontiguousarray(rec1[..., 0]), g1[..., 1:], skin1, noise, p)
+        ca1, cb1, lo1, hi1 = _skin_chroma_coefs(np.ascontiguousarray(rec1[..., 0]), g1[..., 1:], noise, p)
 
     coef_a, coef_b = _model(noise, 0, band_std[0])
     strength = float(p.strength)
@@ -421,16 +482,20 @@ def denoise(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
         _shrink(band, bright, coef_a, coef_b, k2l, k2c, win)
         res = _up(rec1[q0:q1], shp)
         res = cv2.add(res, band, dst=res)
-        if skin_chroma:
-            # Skin chroma = a * denoised luma + b, blended in by the skin weight:
-            # res_c += w * (a_c * y + b_c - res_c), on planes (contiguous, cache-resident).
+        if skin_chroma and kw.any():
+            # Skin chroma = clamp(a * y + b, lo, hi) * y with y the denoised luma, blended in
+            # by the skin weight: res_c += w * (ratio_c * y - res_c), on contiguous planes.
             y, c1, c2 = cv2.split(res)
             ca, cb = _up(ca1[q0:q1], shp), _up(cb1[q0:q1], shp)
+            lo, hi_r = _up(lo1[q0:q1], shp), _up(hi1[q0:q1], shp)
             wk = np.clip(kw, 0.0, 1.0, out=kw)
             planes = [y]
             for c, plane in enumerate((c1, c2)):
                 g = cv2.multiply(ca[..., c], y)
                 g += cb[..., c]
+                np.maximum(g, lo[..., c], out=g)
+                np.minimum(g, hi_r[..., c], out=g)
+                g *= y
                 g -= plane
                 g *= wk
                 plane += g

@@ -18,7 +18,9 @@ each as a function of the local luma ``I``, from the image alone:
    and that percentile measured once on pure white noise;
 3. ``a`` and ``b`` come from non-negative weighted least squares over the bins. An EXIF ISO,
    when the caller knows it, adds a prior (typical sensor constants scaled by gain) as
-   pseudo-observations, which is what is used when the image has no flat area at all.
+   pseudo-observations, which is what is used when the image has no flat area at all;
+4. with an ISO, steps 1–3 are repeated at half and quarter resolution (noise colour: JPEG
+   removes fine-scale noise but keeps the coarse), bounded by the ISO prior.
 
 References
 ----------
@@ -290,19 +292,24 @@ def _fit(xs, vs, ws, prior):
     return tuple(a_out), tuple(b_out)
 
 
-def _coarse_models(opp: np.ndarray, a0, b0, prior, levels: int):
+def _coarse_models(opp: np.ndarray, a0, b0, prior: NoiseProfile, levels: int):
     """The ``(a, b)`` model refitted after 1 .. ``levels`` pyrDowns (white-noise equivalent).
 
     JPEG's quantisation removes mostly the finest-scale noise (and 4:2:0 subsampling most
     fine chroma noise), so a model fitted at full resolution under-states the noise that
     remains at coarser scales. The same block statistic after ``l`` pyrDowns, divided by
-    what unit white noise gives there, measures it. Each scale's variance is kept >= the
-    full-resolution model's: camera noise after demosaicing and compression is never bluer
-    than white, so a lower reading is estimation noise. The walk stops when a scale has too
-    few flat blocks (coarser scales then repeat the last one).
+    what unit white noise gives there, measures it — but on real photos it also reads
+    coarse image structure (gradients, JPEG blocking, fine texture) as noise, by as much as
+    30x in variance on a clean portrait, so it is only used with an upper bound that the
+    image itself cannot provide: the sensor's white noise from the ISO prior (compression
+    removes noise, it never adds sensor noise). Each scale is floored at the full-resolution
+    model (camera noise is never bluer than white) and capped, coefficient by coefficient,
+    at the prior. The walk stops when a scale has too few flat blocks (coarser scales then
+    repeat the last one).
     """
     ca, cb = [], []
     prev_a, prev_b = np.asarray(a0), np.asarray(b0)
+    cap_a, cap_b = np.asarray(prior.a), np.asarray(prior.b)
     g = opp
     for lv in range(1, levels + 1):
         g = cv2.pyrDown(g)
@@ -311,14 +318,12 @@ def _coarse_models(opp: np.ndarray, a0, b0, prior, levels: int):
             break
         xs, ss, ws = est
         c = _calibration(lv)[1]
-        a_l, b_l = _fit(xs, (ss / c) ** 2, ws, prior)
-        # Never below the full-resolution model at any brightness in [0, 1].
-        a_l, b_l = np.asarray(a_l), np.asarray(b_l)
-        lo0, hi0 = prev_b, prev_a + prev_b
-        lo, hi = np.maximum(b_l, lo0), np.maximum(a_l + b_l, hi0)
-        ca.append(tuple(float(x) for x in hi - lo))
-        cb.append(tuple(float(x) for x in lo))
-        prev_a, prev_b = np.asarray(ca[-1]), np.asarray(cb[-1])
+        a_l, b_l = (np.asarray(x) for x in _fit(xs, (ss / c) ** 2, ws, None))
+        a_l = np.maximum(np.minimum(a_l, np.maximum(cap_a, prev_a)), prev_a)
+        b_l = np.maximum(np.minimum(b_l, np.maximum(cap_b, prev_b)), prev_b)
+        ca.append(tuple(float(x) for x in a_l))
+        cb.append(tuple(float(x) for x in b_l))
+        prev_a, prev_b = a_l, b_l
     return tuple(ca), tuple(cb)
 
 
@@ -363,7 +368,8 @@ def estimate_noise(image: np.ndarray, *, iso: float | None = None) -> NoiseProfi
     iso : float, optional
         EXIF ISO speed when known. Adds a prior from typical sensor constants
         (:func:`noise_profile_from_iso`) as pseudo-observations; it decides the result when the
-        image has no usable flat area.
+        image has no usable flat area. It also enables the per-scale models
+        (``coarse_a``/``coarse_b``), which need it as an upper bound (see Notes).
 
     Returns
     -------
@@ -378,8 +384,13 @@ def estimate_noise(image: np.ndarray, *, iso: float | None = None) -> NoiseProfi
 
     Notes
     -----
-    JPEG compression removes part of the finest-scale noise and correlates the rest, so on
-    compressed images the estimate describes the noise that is left at the finest scale.
+    JPEG compression removes most of the finest-scale noise in flat blocks but keeps the
+    coarse-scale noise, so ``a, b`` describe the noise left at the finest scale. With ``iso``
+    the model is refitted after 1 and 2 pyrDowns (``coarse_a``/``coarse_b``), floored at the
+    full-resolution model and capped at the ISO prior: on real photos the coarse-scale
+    statistic also reads image structure as noise (up to ~30x in variance on a clean
+    portrait), and only the sensor's white noise bounds it. Without ``iso`` no per-scale
+    model is returned (white noise assumed).
     """
     img = _check_image(image)
     iso = _check_iso(iso)
@@ -399,5 +410,5 @@ def _estimate_from_opponent(opp: np.ndarray, iso: float | None) -> NoiseProfile:
         return NoiseProfile((0.0, 0.0, 0.0), (0.0, 0.0, 0.0), 0, "none")
 
     a_out, b_out = _fit(xs, vs, ws, prior)
-    ca, cb = _coarse_models(opp, a_out, b_out, prior, _SCALE_LEVELS)
+    ca, cb = _coarse_models(opp, a_out, b_out, prior, _SCALE_LEVELS) if prior is not None else ((), ())
     return NoiseProfile(a_out, b_out, len(xs), "estimated+iso" if prior is not None else "estimated", ca, cb)

@@ -140,7 +140,100 @@ def test_bad_arguments(kwargs, exc, match):
     (dict(levels=0), "levels"),
     (dict(window=1.5), "window"),
     (dict(refine_eps=0.0), "refine_eps"),
+    (dict(skin_chroma_radius=-1), "skin_chroma_radius"),
+    (dict(skin_chroma_eps=0.0), "skin_chroma_eps"),
+    (dict(skin_texture_contrast=0.0), "skin_texture_contrast"),
 ])
 def test_bad_params(kwargs, match):
     with pytest.raises(ValueError, match=match):
         DenoiseParams(**kwargs)
+
+
+def _skin_scene(h=96, w=96, seed=3):
+    """Skin-coloured patch with multiplicative pore-like texture (5 % contrast) and dark dots."""
+    r = np.random.default_rng(seed)
+    pores = r.standard_normal((h, w)).astype(np.float32)
+    import cv2
+    pores = cv2.GaussianBlur(pores, (0, 0), 1.2) - cv2.GaussianBlur(pores, (0, 0), 4.0)
+    pores /= pores.std()
+    dots = cv2.GaussianBlur((r.random((h, w)) < 0.01).astype(np.float32), (0, 0), 1.3)
+    tex = 1.0 + 0.05 * pores - 0.25 * dots / dots.max()
+    return (np.array([0.55, 0.36, 0.27], np.float32) * tex[..., None]).astype(np.float32)
+
+
+def _pore_band(x):
+    import cv2
+    y = x.mean(axis=2)
+    return cv2.GaussianBlur(y, (0, 0), 0.8) - cv2.GaussianBlur(y, (0, 0), 3.0)
+
+
+def test_skin_keeps_texture_and_removes_noise(rng):
+    clean = _skin_scene()
+    skin = np.ones(clean.shape[:2], np.float32)
+    noisy = _noisy(clean, 3200, rng)
+    out = denoise(noisy, skin_mask=skin)
+    c = (slice(8, -8), slice(8, -8))
+    bc, bo = _pore_band(clean)[c], _pore_band(out)[c]
+    kept = float((bo * bc).sum() / (bc * bc).sum())
+    removed = 1.0 - np.sqrt(_mse(out[c], clean[c], ...) / _mse(noisy[c], clean[c], ...))
+    assert kept > 0.65, kept
+    assert removed > 0.45, removed
+
+
+def test_skin_chroma_follows_luma_texture(rng):
+    """On skin, chroma that scales with luma (multiplicative texture) survives the luma-guided
+    filter; independent chroma shrinkage (radius 0) erases much more of it."""
+    clean = _skin_scene()
+    skin = np.ones(clean.shape[:2], np.float32)
+    noisy = _noisy(clean, 800, rng)
+    chroma_rb = lambda x: x[8:-8, 8:-8, 0] - x[8:-8, 8:-8, 2]  # red-blue difference
+    err = lambda x: float(np.sqrt(np.mean((chroma_rb(x) - chroma_rb(clean)) ** 2)))
+    guided = denoise(noisy, skin_mask=skin)
+    plain = denoise(noisy, skin_mask=skin, params=DenoiseParams(skin_chroma_radius=0))
+    assert err(guided) < 0.75 * err(plain)
+    assert err(guided) < 0.5 * err(noisy)
+
+
+def test_no_colour_blowout_at_dark_skin_edge(rng):
+    """A dark gap next to red lips inside the skin mask: the chroma ratio is clamped, so the
+    dark pixels stay dark and near neutral instead of turning saturated red."""
+    img = np.zeros((64, 64, 3), np.float32)
+    img[:] = (0.5, 0.33, 0.25)
+    img[28:36, 16:48] = (0.35, 0.08, 0.08)  # lips
+    img[31:33, 16:48] = (0.004, 0.003, 0.003)  # dark gap between the lips
+    noisy = np.clip(_noisy(img, 800, rng), 0, 1)
+    out = denoise(noisy, skin_mask=np.ones((64, 64), np.float32))
+    gap = out[31:33, 20:44]
+    assert float(gap.max()) < 0.03  # clean gap 0.004; lips 0.35
+
+
+def test_strips_equal_whole_frame(rng, monkeypatch):
+    """The finest band is processed in row strips with a halo: any strip height gives the
+    whole-frame result (up to float rounding)."""
+    import sys
+    mod = sys.modules["effects.denoise"]
+    clean, sky = _scene(77, 64)
+    noisy = _noisy(clean, 3200, rng)
+    skin = np.zeros_like(sky)
+    skin[50:70, 10:40] = 1.0
+    monkeypatch.setattr(mod, "_STRIP", 10_000)
+    whole = denoise(noisy, sky_mask=sky, skin_mask=skin)
+    for strip in (1, 5, 16):
+        monkeypatch.setattr(mod, "_STRIP", strip)
+        np.testing.assert_allclose(denoise(noisy, sky_mask=sky, skin_mask=skin), whole, atol=1e-6)
+
+
+def test_per_scale_model_used_with_iso(rng):
+    """A JPEG-like sky (fine noise removed, coarse kept) is denoised more at coarse scales
+    when the ISO is known (per-scale model) than without it."""
+    import cv2
+    y = np.linspace(0.1, 0.4, 384, dtype=np.float32)[None, :, None]
+    clean = np.repeat(np.repeat(y, 256, axis=0), 3, axis=2)  # smooth ramp: brightness bins for the fit
+    g = 3200 / 100.0
+    white = rng.standard_normal(clean.shape).astype(np.float32) * np.sqrt(5e-5 * g * clean).astype(np.float32)
+    coarse = cv2.GaussianBlur(white, (0, 0), 1.5) * 2.5  # fine scales gone, coarse kept
+    noisy = clean + coarse
+    sky = np.ones(clean.shape[:2], np.float32)  # a sky: denoised at every scale
+    without = denoise(noisy, sky_mask=sky)
+    with_iso = denoise(noisy, sky_mask=sky, iso=3200)
+    assert _mse(with_iso, clean, ...) < 0.7 * _mse(without, clean, ...)

@@ -95,3 +95,41 @@ def test_bad_image(bad, exc, match):
 def test_bad_iso(iso, exc):
     with pytest.raises(exc, match="iso"):
         estimate_noise(np.zeros((8, 8, 3), np.float32), iso=iso)
+
+
+def test_coarse_models_only_with_iso(rng):
+    noisy = _noisy(_ramp(), 4e-4, 1e-5, rng)
+    assert estimate_noise(noisy).coarse_a == ()
+    prof = estimate_noise(noisy, iso=800)
+    assert len(prof.coarse_a) >= 1 and len(prof.coarse_a) == len(prof.coarse_b)
+    # White noise: the coarse models match the fine one (floored at it, close above).
+    for lv in (1, 2):
+        a, b = prof.model_at(lv, 0)
+        assert prof.a[0] <= a <= 1.3 * prof.a[0] + 1e-9
+
+
+def test_coarse_model_reads_jpeg_like_noise_and_is_capped(rng):
+    import cv2
+    img = _ramp()
+    white = rng.standard_normal(img.shape).astype(np.float32) * np.sqrt(4e-4 * img + 1e-5).astype(np.float32)
+    coarse = cv2.GaussianBlur(white, (0, 0), 1.5) * 2.5  # fine scales removed, coarse kept
+    prof = estimate_noise(img + coarse, iso=800)
+    prior = noise_profile_from_iso(800)
+    y = 0.3
+    v0 = prof.a[0] * y + prof.b[0]
+    a1, b1 = prof.model_at(1, 0)
+    assert a1 * y + b1 > 3 * v0  # coarse scale sees much more than the fine scale
+    for lv in (1, 2):
+        a, b = prof.model_at(lv, 0)
+        assert a <= max(prior.a[0], prof.a[0]) + 1e-12 and b <= max(prior.b[0], prof.b[0]) + 1e-12
+
+
+def test_model_at_and_scaled():
+    prof = NoiseProfile((1.0, 2.0, 3.0), (0.1, 0.2, 0.3), 4, "estimated",
+                        ((2.0, 4.0, 6.0),), ((0.2, 0.4, 0.6),))
+    assert prof.model_at(0, 1) == (2.0, 0.2)
+    assert prof.model_at(1, 2) == (6.0, 0.6)
+    assert prof.model_at(5, 0) == (2.0, 0.2)  # coarser scales repeat the last entry
+    s = prof.scaled(2.0)
+    assert s.model_at(1, 0) == (8.0, 0.8) and s.a == (4.0, 8.0, 12.0)
+    assert NoiseProfile((1.0,) * 3, (0.0,) * 3).model_at(3, 0) == (1.0, 0.0)  # white by default

@@ -93,3 +93,20 @@ def test_errors():
         SharpenParams(amount=-1)
     with pytest.raises(ValueError, match="clamp_radius"):
         SharpenParams(clamp_radius=0)
+
+
+def test_strips_equal_whole_frame(rng, monkeypatch):
+    """Row strips with a halo give the whole-frame result for any strip height."""
+    import sys
+    mod = sys.modules["effects.sharpen"]
+    img = rng.random((70, 50, 3)).astype(np.float32)
+    img[:5] = 0.0  # near-black rows take the additive path
+    sky = np.zeros((70, 50), np.float32)
+    sky[:20] = 1.0
+    skin = np.zeros((70, 50), np.float32)
+    skin[40:60, 10:30] = 1.0
+    monkeypatch.setattr(mod, "_STRIP", 10_000)
+    whole = sharpen(img, sky_mask=sky, skin_mask=skin)
+    for strip in (1, 7, 32):
+        monkeypatch.setattr(mod, "_STRIP", strip)
+        np.testing.assert_allclose(sharpen(img, sky_mask=sky, skin_mask=skin), whole, atol=1e-6)
