@@ -52,13 +52,22 @@ from ._validate import check_image, check_mask
 __all__ = ["Style", "STYLE_PRESETS", "apply_style"]
 
 _LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float64)
-_RGB_TO_LMS = (np.asarray(_oklab.MATRIX_1_XYZ_TO_LMS) @ np.asarray(colour.RGB_COLOURSPACES["sRGB"].matrix_RGB_to_XYZ)).astype(np.float32)
-_LMS_TO_RGB = np.linalg.inv(_RGB_TO_LMS.astype(np.float64)).astype(np.float32)
-_LMSP_TO_LAB = np.asarray(_oklab.MATRIX_2_LMS_TO_LAB, dtype=np.float32)
-_LAB_TO_LMSP = np.linalg.inv(_LMSP_TO_LAB.astype(np.float64)).astype(np.float32)
+# Linear sRGB -> Oklab LMS (Ottosson's M1 after colour-science's sRGB RGB -> XYZ matrix).
+_RGB_TO_LMS_64 = np.asarray(_oklab.MATRIX_1_XYZ_TO_LMS) @ np.asarray(colour.RGB_COLOURSPACES["sRGB"].matrix_RGB_to_XYZ)
+_RGB_TO_LMS = _RGB_TO_LMS_64.astype(np.float32)
+_LMS_TO_RGB = np.linalg.inv(_RGB_TO_LMS_64).astype(np.float32)
+# Oklab's M2 (LMS' -> Lab). Only its L row is needed: the closed form in apply_style uses
+# that the first column of M2's inverse is (1, 1, 1), i.e. Oklab's (L, 0, 0) is LMS' = (L, L, L).
+_LMSP_TO_LAB_64 = np.asarray(_oklab.MATRIX_2_LMS_TO_LAB, dtype=np.float64)
+_LMSP_TO_L = _LMSP_TO_LAB_64[:1].astype(np.float32)  # 1×3
+assert np.allclose(np.linalg.inv(_LMSP_TO_LAB_64)[:, 0], 1.0, atol=1e-6)
 _GREY_L = float(np.cbrt(0.18))  # Oklab lightness of 18 % grey: the tone curve's pivot
 _TONE_GAIN = 1.2
 _FIT_LO, _FIT_HI = 0.001, 0.998
+# Slack of the gamut test: a pixel whose own channel sits on a bound (0 or 1) starts its path
+# there, and without slack float rounding (~1e-8) alone would decide whether it is pulled back.
+_FIT_TOL = 1e-6
+_FIT_BOUNDS = ((_FIT_LO - _FIT_TOL,) * 3, (_FIT_HI + _FIT_TOL,) * 3)
 
 
 @dataclass(frozen=True)
@@ -160,18 +169,6 @@ def _resolve_style(style) -> Style:
     raise TypeError(f"style: expected a preset name {sorted(STYLE_PRESETS)} or a Style, got {type(style).__name__}.")
 
 
-def _rgb_to_oklab(rgb: np.ndarray) -> np.ndarray:
-    lms = cv2.transform(rgb, _RGB_TO_LMS)
-    return cv2.transform(np.cbrt(lms), _LMSP_TO_LAB)
-
-
-def _oklab_to_rgb(lab: np.ndarray) -> np.ndarray:
-    lmsp = cv2.transform(lab, _LAB_TO_LMSP)
-    lms = lmsp * lmsp
-    lms *= lmsp
-    return cv2.transform(lms, _LMS_TO_RGB)
-
-
 def apply_style(
     image: np.ndarray,
     style,
@@ -223,98 +220,184 @@ def apply_style(
     sky = _check_mask(sky_mask, "sky_mask", hw)
     teeth = _check_mask(teeth_mask, "teeth_mask", hw)
 
-    rgb = np.clip(image.astype(np.float32, copy=True), 0.0, 1.0)
     if strength == 0.0 or st.is_neutral:
-        return rgb  # exact identity (a new array)
+        return np.clip(image, 0.0, 1.0)  # exact identity (a new array)
 
-    lab_in = _rgb_to_oklab(rgb)
-
-    # 1. Warmth: luminance-preserving diagonal gain (white-balance shift).
+    h, w = hw
+    out = np.empty((h, w, 3), np.float32)
+    warm_matrix = None
     if st.warmth != 0.0:
+        # 1. Warmth: luminance-preserving diagonal gain, folded into the RGB -> LMS matrix.
         g = np.array([2.0 ** (0.2 * st.warmth), 1.0, 2.0 ** (-0.4 * st.warmth)])
         g /= float(_LUMA @ g)
-        warm = cv2.multiply(rgb, (float(g[0]), float(g[1]), float(g[2]), 0.0))
-        lab_adj = _rgb_to_oklab(warm)
-        del warm
-    else:
-        lab_adj = lab_in.copy()
-
-    # 2. Tone on Oklab L; black (0) and white (1) are fixed points.
-    if st.tone != 0.0:
-        L = lab_adj[..., 0]
-        lab_adj[..., 0] = L + np.float32(_TONE_GAIN * st.tone) * L * (1.0 - L) * (L - np.float32(_GREY_L))
-
-    # 3. Saturation: scale (a, b) around the neutral axis; the sky may get more.
+        warm_matrix = (_RGB_TO_LMS_64 * g[None, :]).astype(np.float32)
+    tone_gain = np.float32(_TONE_GAIN * st.tone)
     chroma = np.float32(1.0 + st.saturation)
-    if sky is not None and st.sky_saturation != 0.0:
-        chroma = chroma + np.float32(st.sky_saturation) * sky
-        # Per-pixel (1, c, c) factors as a 3-channel image: one fused multiply, no broadcast temporaries.
-        cv2.multiply(lab_adj, cv2.merge([np.ones_like(chroma), chroma, chroma]), dst=lab_adj)
-    elif chroma != 1.0:
-        lab_adj[..., 1:] *= chroma
+    sky_sat = np.float32(st.sky_saturation) if sky is not None and st.sky_saturation != 0.0 else None
+    protect_skin = np.float32(st.skin_protection) if skin is not None and st.skin_protection > 0.0 else None
 
-    # 4. Selective blend weight: skin protected by skin_protection, teeth fully (never tinted).
-    protect = None
-    if skin is not None and st.skin_protection > 0.0:
-        protect = np.float32(st.skin_protection) * skin
-    if teeth is not None:
-        protect = teeth if protect is None else np.maximum(protect, teeth)
-    delta = cv2.subtract(lab_adj, lab_in, dst=lab_adj)  # lab_adj is ours: reuse its buffer
-    if protect is not None:
-        weight = np.float32(strength) * (1.0 - protect)
-        cv2.multiply(delta, cv2.merge([weight, weight, weight]), dst=delta)
-    elif strength != 1.0:
-        delta *= np.float32(strength)
-    out = _oklab_to_rgb(cv2.add(lab_in, delta))
+    # Horizontal strips: every temporary stays cache-sized (full-frame temporaries cost more
+    # in page faults and memory traffic than in arithmetic).
+    rows = max(1, _STRIP_PIXELS // w)
+    buf = _StripBuffers(min(rows, h), w)
+    for r0 in range(0, h, rows):
+        r1 = min(h, r0 + rows)
+        n = r1 - r0
+        x = np.clip(image[r0:r1], 0.0, 1.0, out=buf.rgb[:n])
+        p0 = _cbrt_lms(x, _RGB_TO_LMS, buf.p0[:n])  # LMS' of the original colour
+        pw = _cbrt_lms(x, warm_matrix, buf.pw[:n]) if warm_matrix is not None else p0
+        lum = cv2.transform(pw, _LMSP_TO_L, dst=buf.lum[:n])  # Oklab L of the warmed colour
 
-    # 5. Gamut: pull out-of-cube pixels back toward their original colour (bisection).
-    # Channel minima/maxima from channel views (numpy reductions over a length-3 last axis are slow).
-    def cmin(x):
-        return np.minimum(np.minimum(x[..., 0], x[..., 1]), x[..., 2])
+        # Per-pixel chroma scale c and blend weight wt (section 4 and 5 of the module docstring).
+        c = np.multiply(sky[r0:r1], sky_sat, out=buf.c[:n]) if sky_sat is not None else None
+        if c is not None:
+            c += chroma
+        wt = None
+        if protect_skin is not None or teeth is not None:
+            wt = buf.wt[:n]
+            if protect_skin is not None:
+                np.multiply(skin[r0:r1], protect_skin, out=wt)
+                if teeth is not None:
+                    np.maximum(wt, teeth[r0:r1], out=wt)
+            else:
+                wt[...] = teeth[r0:r1]
+            np.subtract(np.float32(1.0), wt, out=wt)
+            if strength != 1.0:
+                wt *= np.float32(strength)
+        elif strength != 1.0 or warm_matrix is not None or c is not None:
+            wt = buf.wt[:n]
+            wt.fill(np.float32(strength))
+        if c is None:
+            c = buf.c[:n]
+            c.fill(chroma)
 
-    def cmax(x):
-        return np.maximum(np.maximum(x[..., 0], x[..., 1]), x[..., 2])
+        # u = (1 - c) L + T(L): the part of the adjusted colour along LMS' = (1, 1, 1) L.
+        u = np.subtract(np.float32(1.0), c, out=buf.u[:n])
+        u *= lum
+        if tone_gain != 0.0:
+            t = np.subtract(np.float32(1.0), lum, out=buf.t[:n])
+            t *= lum
+            t *= tone_gain
+            d = np.subtract(lum, np.float32(_GREY_L), out=buf.lum[:n])  # lum is not needed after this
+            t *= d
+            u += t
 
-    lo_px = np.minimum(cmin(rgb), np.float32(_FIT_LO))
-    hi_px = np.maximum(cmax(rgb), np.float32(_FIT_HI))
-    bad_mask = (cmin(out) < lo_px) | (cmax(out) > hi_px)
-    bad = np.flatnonzero(bad_mask)
-    if bad.size:
-        flat_out = out.reshape(-1, 3)
-        lab_flat, delta_flat = lab_in.reshape(-1, 3), delta.reshape(-1, 3)
-        lo_flat, hi_flat = lo_px.reshape(-1), hi_px.reshape(-1)
-        # Chunks small enough to stay in cache across the bisection steps.
-        for s0 in range(0, bad.size, _GAMUT_CHUNK):
-            idx = bad[s0:s0 + _GAMUT_CHUNK]
-            flat_out[idx] = _pull_into_gamut(lab_flat[idx], delta_flat[idx], lo_flat[idx], hi_flat[idx])
-    np.clip(out, 0.0, 1.0, out=out)
+        # LMS' of the result: p0 + wt (c pw + u - p0).
+        res = buf.res[:n]
+        if warm_matrix is None:
+            if wt is not None:
+                np.subtract(c, np.float32(1.0), out=c)
+                c *= wt
+                c += np.float32(1.0)  # k = 1 + wt (c - 1)
+                u *= wt
+            cv2.multiply(p0, cv2.merge([c, c, c], dst=buf.m3[:n]), dst=res)
+        else:
+            np.subtract(np.float32(1.0), wt, out=buf.t[:n])
+            cv2.multiply(p0, cv2.merge([buf.t[:n]] * 3, dst=buf.m3[:n]), dst=res)
+            c *= wt
+            cv2.multiply(pw, cv2.merge([c, c, c], dst=buf.m3[:n]), dst=buf.pw[:n])
+            cv2.add(res, buf.pw[:n], dst=res)
+            u *= wt
+        cv2.add(res, cv2.merge([u, u, u], dst=buf.m3[:n]), dst=res)
+        lms = cv2.multiply(res, res, dst=buf.m3[:n])
+        cv2.multiply(lms, res, dst=lms)
+        y = cv2.transform(lms, _LMS_TO_RGB, dst=out[r0:r1])
+
+        # 6. Gamut: pull out-of-cube pixels back toward their original colour (bisection).
+        # Bounds: [0.001, 0.998] widened to the pixel's own original range. Cheap first pass
+        # with the fixed bounds; only the pixels it flags look at their own range.
+        ok = cv2.inRange(y, _FIT_BOUNDS[0], _FIT_BOUNDS[1], dst=buf.ok[:n])
+        cand = np.flatnonzero(ok == 0)
+        if cand.size:
+            xc = np.take(x.reshape(-1, 3), cand, axis=0)  # N×3 copies
+            yc = np.take(y.reshape(-1, 3), cand, axis=0)
+            lo = np.minimum(np.minimum(xc[:, 0], xc[:, 1]), xc[:, 2])
+            np.minimum(lo, np.float32(_FIT_LO), out=lo)
+            lo -= np.float32(_FIT_TOL)
+            hi = np.maximum(np.maximum(xc[:, 0], xc[:, 1]), xc[:, 2])
+            np.maximum(hi, np.float32(_FIT_HI), out=hi)
+            hi += np.float32(_FIT_TOL)
+            bad = yc[:, 0] < lo
+            for ch in range(3):
+                if ch:
+                    bad |= yc[:, ch] < lo
+                bad |= yc[:, ch] > hi
+            idx = cand[bad]
+            if idx.size:
+                p_bad = np.take(p0.reshape(-1, 3), idx, axis=0)[None]  # 1×N×3
+                q_bad = np.take(res.reshape(-1, 3), idx, axis=0)[None]
+                q_bad -= p_bad
+                y.reshape(-1, 3)[idx] = _pull_into_gamut(p_bad, q_bad, lo[bad][None], hi[bad][None])[0]
+        np.clip(y, 0.0, 1.0, out=y)
     return out
 
 
-_GAMUT_CHUNK = 1 << 16
-_LAB_TO_LMSP_T = np.ascontiguousarray(_LAB_TO_LMSP.T)
+#: Pixels per strip: ~1.5 MB per 3-channel float32 strip buffer, so a strip's working set
+#: stays in the L2/L3 caches.
+_STRIP_PIXELS = 1 << 17
 
 
-def _pull_into_gamut(lab0: np.ndarray, d: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Largest blend ``t`` (10-step bisection) with ``lab0 + t d`` inside ``[lo, hi]`` per pixel.
+class _StripBuffers:
+    """Preallocated strip-sized temporaries of :func:`apply_style` (reused for every strip)."""
 
-    ``lab0``, ``d``: float32 N×3 Oklab original colour and adjustment; ``lo``, ``hi``: float32 N.
-    Returns the fitted linear RGB, float32 N×3. The Oklab path is affine in LMS' (a linear map
-    of Oklab), so LMS' of both ends is computed once and each step is a cube and a 3×3 matrix
-    on planar (3×N) data.
+    def __init__(self, rows: int, w: int):
+        for name in ("rgb", "p0", "pw", "res", "m3"):
+            setattr(self, name, np.empty((rows, w, 3), np.float32))
+        for name in ("lum", "c", "wt", "u", "t"):
+            setattr(self, name, np.empty((rows, w), np.float32))
+        self.ok = np.empty((rows, w), np.uint8)
+
+
+def _cbrt_lms(rgb: np.ndarray, matrix: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Oklab's LMS' = cbrt(M1 · RGB_to_XYZ · rgb), in ``dst`` (float32 h×w×3)."""
+    cv2.transform(rgb, matrix, dst=dst)
+    return np.cbrt(dst, out=dst)
+
+
+def _channel_min(x: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    # Channel views: numpy reductions over a length-3 last axis are slow.
+    np.minimum(x[..., 0], x[..., 1], out=dst)
+    return np.minimum(dst, x[..., 2], out=dst)
+
+
+def _channel_max(x: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    np.maximum(x[..., 0], x[..., 1], out=dst)
+    return np.maximum(dst, x[..., 2], out=dst)
+
+
+def _pull_into_gamut(p0: np.ndarray, q: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Largest blend ``t`` (10-step bisection) with ``p0 + t q`` inside ``[lo, hi]`` per pixel.
+
+    ``p0``, ``q``: float32 1×N×3 LMS' of the original colour and the style's change (the
+    Oklab path from the original to the adjusted colour is a straight line in LMS', a linear
+    map of Oklab); ``lo``, ``hi``: float32 1×N per-pixel RGB bounds. Returns the fitted linear
+    RGB, float32 1×N×3 (one image row: OpenCV's per-row overhead once); ``t = 0`` (the original colour) always fits.
+
+    Each step tries ``t_ok + 2**-(k+1)``, the midpoint of the remaining bracket (the bracket
+    halves every step, so its upper end never needs storing). All steps are OpenCV
+    per-pixel ops on 1×N×3 data: a cube, a 3×3 matrix and an in-range test.
     """
-    p0 = (lab0 @ _LAB_TO_LMSP_T).T.copy()  # 3×N, contiguous planes
-    q = (d @ _LAB_TO_LMSP_T).T.copy()
-    t_ok = np.zeros(lab0.shape[0], np.float32)  # t = 0 is the original colour: always fits
-    t_bad = np.ones(lab0.shape[0], np.float32)
+    lo3, hi3 = cv2.merge([lo, lo, lo]), cv2.merge([hi, hi, hi])
+    t_ok = np.zeros(lo.shape, np.float32)
+    t = np.empty_like(t_ok)
+    t3, lms, rgb = np.empty_like(p0), np.empty_like(p0), np.empty_like(p0)
+    fits = np.empty(lo.shape, np.uint8)
+    step = 1.0
     for _ in range(10):
-        t = 0.5 * (t_ok + t_bad)
-        lms = p0 + t * q
-        lms *= lms * lms
-        c = _LMS_TO_RGB @ lms
-        fits = ((c >= lo) & (c <= hi)).all(axis=0)
-        t_ok = np.where(fits, t, t_ok)
-        t_bad = np.where(fits, t_bad, t)
-    lms = p0 + t_ok * q
-    lms *= lms * lms
-    return (_LMS_TO_RGB @ lms).T
+        step *= 0.5
+        np.add(t_ok, np.float32(step), out=t)
+        _lms_at(p0, q, t, t3, lms)
+        cv2.transform(lms, _LMS_TO_RGB, dst=rgb)
+        cv2.inRange(rgb, lo3, hi3, dst=fits)
+        cv2.copyTo(t, fits, dst=t_ok)
+    _lms_at(p0, q, t_ok, t3, lms)
+    return cv2.transform(lms, _LMS_TO_RGB, dst=rgb)
+
+
+def _lms_at(p0, q, t, t3, dst):
+    """LMS = (p0 + t q)**3 in ``dst`` (1×N×3; ``t3`` is scratch)."""
+    cv2.merge([t, t, t], dst=t3)
+    cv2.multiply(q, t3, dst=dst)
+    cv2.add(dst, p0, dst=dst)
+    cv2.multiply(dst, dst, dst=t3)
+    return cv2.multiply(dst, t3, dst=dst)
