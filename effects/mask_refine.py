@@ -305,7 +305,7 @@ class GuidedStrips:
     guide : np.ndarray
         H×W×3 float32 linear RGB (the photo).
     matte : np.ndarray
-        h×w×K float32 mattes in [0, 1], h <= H, w <= W.
+        h×w×K float32 mattes in [0, 1] (not clipped here), h <= H, w <= W.
     params : RefineMatteParams
         Filter options.
     cols : slice
@@ -319,7 +319,8 @@ class GuidedStrips:
         self.K = matte.shape[2]
         self.g32 = guide.astype(np.float32, copy=False)
         self.cols = cols
-        coef, (wh, ww) = _fit(self.g32, np.clip(matte, 0.0, 1.0).astype(np.float32), params)
+        # matte is in [0, 1] (validated by the caller): no full-resolution clipped copy
+        coef, (wh, ww) = _fit(self.g32, matte.astype(np.float32, copy=False), params)
         # Planar coefficient maps (a_r, a_g, a_b for every matte, then b), upsampled together.
         self.planes = RowUpsampler([coef[..., i] for i in range(4 * self.K)], H, W, cols, rows)
         self.q = np.empty((rows, cols.stop - cols.start), np.float32)

@@ -565,9 +565,10 @@ def subject_alpha(
     np.ndarray
         H×W float32 alpha in [0, 1].
     """
-    union = _max_planes(mattes)
     if not refine:
-        return union
+        return _max_planes(mattes)
+    # a view for one matte (only read below), else their per-pixel maximum
+    union = mattes[:, :, 0] if mattes.shape[2] == 1 else _max_planes(mattes)
     H, W = union.shape
     # Trimap: far inside the subject a colour match with the background must not punch
     # holes (nor, outside, add islands), so only the band is re-estimated.
@@ -608,8 +609,8 @@ def subject_alpha(
     hw = (max(1, H // f), max(1, W // f))
     img_low = _resize(image, hw, cv2.INTER_AREA)
     colours = []
-    for core in (core_fg, core_bg):
-        w_ = _resize(core.astype(np.float32), hw, cv2.INTER_AREA)
+    for core in (alpha, core_bg):  # alpha is core_fg as float32 here
+        w_ = _resize(core if core.dtype == np.float32 else core.astype(np.float32), hw, cv2.INTER_AREA)
         w_ = np.where(w_ > 0.99, 1.0, 0.0).astype(np.float32)  # cells wholly inside the core only
         P, Wt = _pull(img_low * w_[..., None], w_, 1)
         colours.append(_push(P, Wt, 0)[0].astype(np.float32))
@@ -786,7 +787,7 @@ def portrait_blur(
         # Dilate on a grid where the radius is ~8 cells: a 600-px structuring element at 12 MP
         # would take tens of seconds, and "near" needs no pixel precision.
         g = max(1, b // 8)
-        core = (planes[0] >= 0.5).astype(np.uint8)
+        core = (planes[0] >= 0.5).view(np.uint8)
         low = cv2.resize(core, (max(1, W // g), max(1, H // g)), interpolation=cv2.INTER_AREA) if g > 1 else core
         kb = max(1, int(round(b / g)))
         near = cv2.dilate((low > 0).astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * kb + 1,) * 2))
@@ -794,9 +795,10 @@ def portrait_blur(
             near = cv2.resize(near, (W, H), interpolation=cv2.INTER_NEAREST)
         # One union refined once: refining K mattes and taking their maximum costs K times more
         # in the band for the same edge.
-        union = np.array(planes[0], dtype=np.float32)  # a copy: the caller's mask is not touched
+        # The planes are our validation copies: combined in place.
+        union = planes[0]
         for m_ in planes[1:]:
-            cv2.max(union, cv2.multiply(m_, near, dtype=cv2.CV_32F), dst=union)
+            cv2.max(union, cv2.multiply(m_, near, dst=m_, dtype=cv2.CV_32F), dst=union)
         planes = [union]
     mattes = planes[0][..., None] if len(planes) == 1 else np.stack(planes, axis=2)
     alpha = subject_alpha(img, mattes, refine=p.refine, refine_params=p.refine_params, band=p.refine_band)
