@@ -331,6 +331,106 @@ def _estimate_illumination(log_skin: float, chroma: np.ndarray, log_e0: float, p
     return float(d[j]), float(2.0 ** log_rho[j])
 
 
+# ----------------------------------------------------------------------------- full resolution
+
+#: Pixels per strip of the full-resolution pass (~1.5 MB per 3-channel float32 buffer), so
+#: every temporary stays in cache instead of costing a fresh full-frame buffer.
+_STRIP_PIXELS = 1 << 17
+
+
+class _RowUpsampler:
+    """Bilinear upsampling of working-grid coefficient planes, one strip of rows at a time.
+
+    Same sampling as ``cv2.resize(..., INTER_LINEAR)`` (pixel centres aligned, edges clamped):
+    the planes are resized horizontally once to full width (``lh`` rows), and each strip
+    interpolates between two of those rows, so no full-resolution plane is ever made.
+    """
+
+    def __init__(self, planes, shape):
+        h, w = shape
+        lh = planes[0].shape[0]
+        self.rows = [cv2.resize(c, (w, lh), interpolation=cv2.INTER_LINEAR) for c in planes]  # lh×w each
+        # Row differences (a zero row last: the clamped bottom edge interpolates nothing).
+        self.diffs = [np.concatenate([np.diff(r, axis=0), np.zeros((1, w), np.float32)]) for r in self.rows]
+        src_y = (np.arange(h, dtype=np.float64) + 0.5) * (lh / h) - 0.5
+        y0 = np.floor(src_y)
+        fy = src_y - y0
+        fy[y0 < 0], y0[y0 < 0] = 0.0, 0
+        fy[y0 >= lh - 1], y0[y0 >= lh - 1] = 0.0, lh - 1
+        self.y0, self.fy = y0.astype(np.intp), fy.astype(np.float32)
+
+    def strip(self, i: int, r0: int, r1: int, dst: np.ndarray, tmp: np.ndarray) -> np.ndarray:
+        """Rows ``r0:r1`` of upsampled plane ``i`` into ``dst`` ((r1-r0)×w; ``tmp`` is scratch)."""
+        y0 = self.y0[r0:r1]
+        np.take(self.rows[i], y0, axis=0, out=dst)
+        np.take(self.diffs[i], y0, axis=0, out=tmp)
+        tmp *= self.fy[r0:r1, None]
+        dst += tmp
+        return dst
+
+
+def _apply_gains(image: np.ndarray, coeffs, sky_mask, p: ToneMapParams) -> np.ndarray:
+    """Full-resolution pass: fast-guided-filter gains and base, ceilings, hue-preserving gain.
+
+    ``coeffs`` = working-grid ``(a_gain, b_gain, a_base, b_base)``: gain (EV) and base (log2
+    luminance) at full resolution are ``a * log2(Y) + b`` with upsampled ``a``, ``b``
+    (He & Sun 2015). Works in horizontal strips so temporaries stay cache-sized.
+    """
+    h, w = image.shape[:2]
+    up = _RowUpsampler(coeffs, (h, w))
+    out = np.empty((h, w, 3), np.float32)
+    rows = max(1, _STRIP_PIXELS // w)
+    n_max = min(rows, h)
+    x_buf, f3_buf = np.empty((n_max, w, 3), np.float32), np.empty((n_max, w, 3), np.float32)
+    ll_b, g_b, base_b, t_b, u_b = (np.empty((n_max, w), np.float32) for _ in range(5))
+    hl_ceiling = np.float32(np.log2(p.highlight_ceiling))
+    sky_ceiling = np.float32(np.log2(p.sky_ceiling))
+    for r0 in range(0, h, rows):
+        r1 = min(h, r0 + rows)
+        n = r1 - r0
+        x = np.clip(image[r0:r1], 0.0, 1.0, out=x_buf[:n])
+        # The guide: log2 luminance (floored so black stays finite).
+        ll = cv2.transform(x, _LUMA[None, :], dst=ll_b[:n])
+        np.maximum(ll, _Y_FLOOR, out=ll)
+        cv2.log(ll, dst=ll)
+        ll *= np.float32(1.0 / _LN2)
+        t, u = t_b[:n], u_b[:n]
+        gain = up.strip(0, r0, r1, g_b[:n], t)
+        gain *= ll
+        gain += up.strip(1, r0, r1, u, t)
+        base = up.strip(2, r0, r1, base_b[:n], t)
+        base *= ll
+        base += up.strip(3, r0, r1, u, t)
+
+        # Ceilings: never brighten the base past the highlight shoulder; keep the sky below its ceiling.
+        np.subtract(hl_ceiling, base, out=t)
+        np.maximum(t, np.float32(0.0), out=t)
+        np.minimum(gain, t, out=gain)
+        if sky_mask is not None:
+            # The sky is never brightened, and bright sky is brought down toward its ceiling:
+            # gain += sky * (min(gain, cap, 0) - gain), cap = max(sky_ceiling - base, -max_local_ev).
+            np.subtract(sky_ceiling, base, out=t)
+            np.maximum(t, np.float32(-p.max_local_ev), out=t)
+            np.minimum(t, gain, out=t)
+            np.minimum(t, np.float32(0.0), out=t)
+            t -= gain
+            t *= sky_mask[r0:r1]
+            gain += t
+
+        # factor = 2**gain, limited to 1 / (largest channel): a pixel that would exceed 1 is
+        # scaled as a whole (hue kept), never clipped per channel.
+        gain *= np.float32(_LN2)
+        factor = cv2.exp(gain, dst=gain)
+        np.maximum(x[..., 0], x[..., 1], out=t)
+        np.maximum(t, x[..., 2], out=t)
+        np.maximum(t, np.float32(1e-30), out=t)
+        np.divide(np.float32(1.0), t, out=t)
+        np.minimum(factor, t, out=factor)
+        y = cv2.multiply(x, cv2.merge([factor, factor, factor], dst=f3_buf[:n]), dst=out[r0:r1])
+        np.clip(y, 0.0, 1.0, out=y)
+    return out
+
+
 # ----------------------------------------------------------------------------- public
 
 
@@ -413,17 +513,12 @@ def tone_map_people(
 
     p = params
     h, w = hw
-    img = np.clip(image.astype(np.float32, copy=False), 0.0, 1.0)  # new array; tiny tolerance removed
-
-    # -- full-resolution log luminance (the guide) --------------------------------------------
-    lum = cv2.transform(img, _LUMA[None, :])  # H×W
-    lum = np.maximum(lum, _Y_FLOOR)
-    log_l = cv2.log(lum) * np.float32(1.0 / _LN2)  # log2 luminance, H×W
-
     # -- working grid ----------------------------------------------------------------------------
     scale = min(1.0, p.working_size / max(h, w))
     lh, lw = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
-    img_lo = _downsample(img, (lh, lw)).reshape(lh, lw, 3)
+    # Clipping after the area average equals clipping before it for in-range input (the
+    # check allows a 1e-4 rounding tolerance), without a full-resolution clipped copy.
+    img_lo = np.clip(_downsample(image, (lh, lw)).reshape(lh, lw, 3), 0.0, 1.0)
     lum_lo = np.maximum(cv2.transform(img_lo, _LUMA[None, :]), _Y_FLOOR)
     log_lo = np.log2(lum_lo).astype(np.float32)
     side = max(lh, lw)
@@ -461,10 +556,13 @@ def tone_map_people(
     chroma_lo = np.log(np.maximum(img_lo[..., [0, 2]], 1e-6) / np.maximum(img_lo[..., 1:2], 1e-6))  # lh×lw×2
     # Pass 1: per-person statistics and a broad-prior illumination estimate.
     stats = []
+    skins_lo = {}  # a shared scene-level skin matte is downsampled once, not once per person
     for i, (m_lo, skin) in enumerate(zip(persons_lo, skins)):
         weight = m_lo
         if skin is not None:
-            skin_w = m_lo * _downsample(skin, (lh, lw))
+            if id(skin) not in skins_lo:
+                skins_lo[id(skin)] = _downsample(skin, (lh, lw))
+            skin_w = m_lo * skins_lo[id(skin)]
             # Fall back to the whole person when the skin inside them is tiny (back view, masks off).
             if skin_w.sum() >= max(4.0, 0.02 * m_lo.sum()):
                 weight = skin_w
@@ -510,27 +608,7 @@ def tone_map_people(
         confidence *= np.abs(2.0 * m - 1.0) ** 32
     confidence = np.maximum(confidence, np.float32(1e-3))
     a_g, b_g = _weighted_guided_coefficients(log_lo, gain_lo.astype(np.float32), confidence, r_gain, p.gain_eps)
-    gain = _upsample(a_g, hw) * log_l + _upsample(b_g, hw)
-    base = _upsample(a_b, hw) * log_l + _upsample(b_b, hw)
-
-    # Ceilings: never brighten the base past the highlight shoulder; keep the sky below its ceiling.
-    gain = np.minimum(gain, np.maximum(np.float32(np.log2(p.highlight_ceiling)) - base, 0.0))
-    if sky_mask is not None:
-        # The sky is never brightened, and bright sky is brought down toward its ceiling.
-        sky_cap = np.maximum(np.float32(np.log2(p.sky_ceiling)) - base, np.float32(-p.max_local_ev))
-        sky_gain = np.minimum(np.minimum(gain, sky_cap), 0.0)
-        sky_f = sky_mask.astype(np.float32, copy=False)
-        gain = gain + sky_f * (sky_gain - gain)
-
-    factor = cv2.exp(gain * np.float32(_LN2))
-    out = cv2.merge([c * factor for c in cv2.split(img)])
-    # Hue-preserving highlight handling: scale the whole pixel rather than clip one channel.
-    peak = np.maximum(np.maximum(out[..., 0], out[..., 1]), out[..., 2])
-    over = np.flatnonzero(peak > 1.0)
-    if over.size:
-        flat = out.reshape(-1, 3)  # view, N×3
-        flat[over] /= peak.reshape(-1)[over][:, None]
-    np.clip(out, 0.0, 1.0, out=out)
+    out = _apply_gains(image, (a_g, b_g, a_b, b_b), sky_mask, p)
     if return_gains:
         return out, tuple(exposures)
     return out
