@@ -177,3 +177,31 @@ def test_bad_params():
         ToneMapParams(local_compression=1.5)
     with pytest.raises(ValueError, match="ToneMapParams.contrast_limits"):
         ToneMapParams(contrast_limits=(1.2, 0.9))
+
+
+def test_strip_size_does_not_change_the_result(rng, monkeypatch):
+    """The full-resolution pass runs in strips; the strip height must not matter."""
+    import effects.tone_map as tm
+
+    img, persons, skins, _ = scene([-1.5, 0.5], [MST3, MST8], rng, h=200)
+    sky = np.zeros(img.shape[:2], np.float32)
+    sky[:20] = 1.0
+    params = ToneMapParams(working_size=48)  # working grid smaller than the image: gains upsampled
+    whole = tone_map_people(img, persons, skin_masks=skins, sky_mask=sky, params=params)
+    monkeypatch.setattr(tm, "_STRIP_PIXELS", 7 * img.shape[1] + 3)
+    np.testing.assert_allclose(tone_map_people(img, persons, skin_masks=skins, sky_mask=sky, params=params),
+                               whole, atol=1e-6)
+
+
+@pytest.mark.parametrize("small,big", [((12, 16), (96, 128)), ((7, 5), (50, 33)), ((9, 9), (9, 9)), ((1, 1), (3, 4))])
+def test_row_upsampler_equals_cv2_bilinear_resize(rng, small, big):
+    import cv2
+
+    from effects.tone_map import _RowUpsampler
+
+    coeff = rng.standard_normal(small).astype(np.float32)
+    up = _RowUpsampler([coeff], big)
+    got = np.empty(big, np.float32)
+    up.strip(0, 0, big[0], got, np.empty_like(got))
+    want = cv2.resize(coeff, (big[1], big[0]), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_allclose(got, want, atol=1e-6)
