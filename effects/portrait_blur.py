@@ -347,21 +347,24 @@ def _background_level1(img: np.ndarray, keep: np.ndarray, boost: tuple) -> tuple
     P1 = np.empty((H // 2, W // 2, 3), np.float32)
     W1 = np.empty((H // 2, W // 2), np.float32)
     buf = np.empty((S, W, 3), np.float32)
+    w3 = np.empty((S, W, 3), np.float32)
     wbuf = np.empty((S, W), np.float32)
     ys, xs, factor = boost
+    # An exact 2× reduction with bilinear weights at half-pixel centres is the 2×2 mean,
+    # i.e. INTER_AREA, at half its cost.
+    half = cv2.INTER_LINEAR
     for y0 in range(0, H, S):
         y1 = min(H, y0 + S)
         n = y1 - y0
-        b, m = buf[:n], keep[y0:y1]
-        b[:] = 0
-        cv2.copyTo(img[y0:y1], m, b)
+        wb = wbuf[:n]
+        np.copyto(wb, keep[y0:y1])  # 0/1 as float32
+        # masked copy as a product with the 0/1 weight (cv2.copyTo with a mask is ~3× slower)
+        b = cv2.multiply(img[y0:y1], cv2.merge((wb, wb, wb), dst=w3[:n]), dst=buf[:n])
         i0, i1 = np.searchsorted(ys, (y0, y1))  # ys is sorted (row-major)
         if i1 > i0:
             b[ys[i0:i1] - y0, xs[i0:i1]] *= factor[i0:i1, None]
-        cv2.resize(b, (W // 2, n // 2), dst=P1[y0 // 2 : y1 // 2], interpolation=cv2.INTER_AREA)
-        wb = wbuf[:n]
-        np.copyto(wb, m)  # 0/1 as float32
-        cv2.resize(wb, (W // 2, n // 2), dst=W1[y0 // 2 : y1 // 2], interpolation=cv2.INTER_AREA)
+        cv2.resize(b, (W // 2, n // 2), dst=P1[y0 // 2 : y1 // 2], interpolation=half)
+        cv2.resize(wb, (W // 2, n // 2), dst=W1[y0 // 2 : y1 // 2], interpolation=half)
     return P1, W1
 
 
