@@ -133,3 +133,43 @@ def test_invalid_params():
         RefineMatteParams(eps=-1.0)
     with pytest.raises(TypeError, match="params"):
         refine_matte(np.zeros((4, 4, 3), np.float32), np.zeros((4, 4), np.float32), params={"radius": 2})
+
+
+# ----------------------------------------------------------------------------- strip helpers (internal)
+@pytest.mark.parametrize("hw, grid_hw, cols", [((61, 83), (7, 9), (0, 83)), ((64, 50), (64, 50), (3, 47)), ((40, 30), (1, 1), (5, 6))])
+def test_row_upsampler_matches_cv2_resize(hw, grid_hw, cols):
+    from effects.mask_refine import RowUpsampler
+
+    rng = np.random.default_rng(0)
+    H, W = hw
+    grids = [rng.random((*grid_hw, 3), dtype=np.float32), rng.random(grid_hw, dtype=np.float32)]
+    cs = slice(*cols)
+    refs = [cv2.resize(g, (W, H), interpolation=cv2.INTER_LINEAR)[:, cs] for g in grids]
+    up = RowUpsampler(grids, H, W, cs, 16)
+    for y0 in range(0, H, 16):  # strips delivered in order, as the callers do
+        y1 = min(H, y0 + 16)
+        for ref, got in zip(refs, up(y0, y1)):
+            assert got.shape == ref[y0:y1].shape
+            np.testing.assert_allclose(got, ref[y0:y1], atol=1e-6)
+    # one grid, written into a given buffer
+    single = RowUpsampler(grids[0], H, W, slice(0, W), 16)
+    out = np.zeros((H, W, 3), np.float32)
+    for y0 in range(0, H, 16):
+        single(y0, min(H, y0 + 16), out=out[y0 : y0 + 16])
+    np.testing.assert_allclose(out, cv2.resize(grids[0], (W, H), interpolation=cv2.INTER_LINEAR), atol=1e-6)
+
+
+def test_guided_strips_match_refine_matte():
+    from effects.mask_refine import GuidedStrips
+
+    rng = np.random.default_rng(3)
+    img, alpha = _chart(rng)
+    H, W = alpha.shape
+    mattes = np.stack([cv2.resize(cv2.resize(alpha, (W // 4, H // 4), interpolation=cv2.INTER_AREA), (W, H)),
+                       np.clip(alpha[:, ::-1] * 0.7, 0, 1)], axis=2).astype(np.float32)
+    p = RefineMatteParams(radius=3, max_work_pixels=2000)
+    ref = refine_matte(img, mattes, params=p).max(axis=2)
+    cs = slice(10, W - 7)
+    gs = GuidedStrips(img, mattes, p, cs, 8)
+    got = np.concatenate([gs(y0, min(H, y0 + 8)).copy() for y0 in range(0, H, 8)])
+    np.testing.assert_allclose(got, ref[:, cs], atol=1e-5)

@@ -224,3 +224,91 @@ def test_soft_matte_over_whole_frame_keeps_input_and_colour(rng):
     np.testing.assert_array_equal(img, before)  # the caller's image is untouched
     # every channel keeps its level: nothing zeroes green/blue or darkens the frame
     np.testing.assert_allclose(out.reshape(-1, 3).mean(0), img.reshape(-1, 3).mean(0), rtol=0.05)
+
+
+# ----------------------------------------------------------------------------- strip-wise internals
+def test_dense_composite_matches_the_per_pixel_formula(rng):
+    """The strip-wise dense composite equals α·F + (1 − α)·B with F from the sparse decontamination."""
+    from effects.portrait_blur import _STRIP_ROWS, _Compositor, _decontaminate
+
+    h, w = 83, 70
+    img = rng.random((h, w, 3), dtype=np.float32)
+    alpha = np.clip(rng.random((h, w), dtype=np.float32) * 3 - 1, 0, 1)  # 0, 1 and soft pixels
+    bg = rng.random((h, w, 3), dtype=np.float32)
+    box = (slice(5, 80), slice(3, 66))
+    inside = np.zeros_like(alpha)
+    inside[box] = alpha[box]
+    soft = np.nonzero((inside > 0) & (inside < 1))
+    ref = bg.copy()
+    ref[box] = np.where((alpha[box] >= 1)[..., None], img[box], bg[box])
+    a = alpha[soft][:, None]
+    ref[soft] = a * _decontaminate(img, alpha, soft, float(np.hypot(h, w))) + (1 - a) * bg[soft]
+    out = bg.copy()
+    comp = _Compositor(img, alpha, box, _STRIP_ROWS)
+    for y0 in range(0, h, _STRIP_ROWS):
+        comp(out, y0, y0 + _STRIP_ROWS)
+    np.testing.assert_allclose(out, ref, atol=1e-5)
+    assert np.array_equal(out[:5], bg[:5]) and np.array_equal(out[:, 66:], bg[:, 66:])  # outside the box: untouched
+
+
+def test_grain_is_independent_of_the_strip_split_and_has_the_given_sigma():
+    from effects.portrait_blur import _Grain
+
+    h, w = 300, 520
+    sigma = np.full((h, w, 3), 0.02, np.float32)
+    sigma[:, :, 1] = 0.05
+    by_strip = {}
+    for S in (32, 64, 256):
+        g = _Grain(h, w, seed=7)
+        bg = np.zeros((h, w, 3), np.float32)
+        for y0 in range(0, h, S):
+            y1 = min(h, y0 + S)
+            g.add(bg[y0:y1], sigma[y0:y1], y0, y1)
+        by_strip[S] = bg
+    assert np.array_equal(by_strip[32], by_strip[64]) and np.array_equal(by_strip[32], by_strip[256])
+    np.testing.assert_allclose(by_strip[32].std(axis=(0, 1)), [0.02, 0.05, 0.02], rtol=0.05)
+    assert not np.array_equal(by_strip[32], _grain_with_seed(h, w, sigma, 8))
+
+
+def _grain_with_seed(h, w, sigma, seed):
+    from effects.portrait_blur import _Grain
+
+    bg = np.zeros((h, w, 3), np.float32)
+    g = _Grain(h, w, seed=seed)
+    for y0 in range(0, h, 32):
+        g.add(bg[y0 : y0 + 32], sigma[y0 : y0 + 32], y0, min(h, y0 + 32))
+    return bg
+
+
+def test_highlights_and_level1_of_the_background_pyramid(rng):
+    """Highlights are pixels with any channel above the threshold; the strip-built pyramid level 1
+    equals INTER_AREA halving of the masked, boosted photo."""
+    from effects.portrait_blur import _background_level1, _highlight_gains
+
+    h, w = 90, 124
+    img = (0.5 * rng.random((h, w, 3))).astype(np.float32)
+    img[10, 20, 1] = 1.0  # one channel clipped
+    img[50, 7] = 0.97
+    img[80, 100, 2] = 0.95  # at the threshold: not a highlight
+    ys, xs, factor = _highlight_gains(img, 0.95, 4.0, 20.0)
+    assert list(zip(ys.tolist(), xs.tolist())) == [(10, 20), (50, 7)]
+    assert factor[0] > factor[1] > 1.0
+    keep = (rng.random((h, w)) > 0.3).astype(np.uint8)
+    P1, W1 = _background_level1(img, keep, (ys, xs, factor))
+    premult = img * keep[..., None]
+    premult[ys, xs] *= factor[:, None]
+    np.testing.assert_allclose(P1, cv2.resize(premult, (w // 2, h // 2), interpolation=cv2.INTER_AREA), atol=1e-6)
+    np.testing.assert_allclose(W1, cv2.resize(keep.astype(np.float32), (w // 2, h // 2), interpolation=cv2.INTER_AREA), atol=1e-6)
+    assert _highlight_gains(img, 0.95, 0.0, 20.0)[0].size == 0  # gain 0: nothing boosted
+
+
+def test_odd_and_even_sizes_agree(rng):
+    """Even sizes build the pyramid's first level strip-wise, odd sizes the whole-frame way:
+    one more column must not change the result away from that column (a wrong strip-wise
+    level, e.g. flipped, differs by ~0.65 here)."""
+    img = cv2.resize(rng.random((9, 12, 3)).astype(np.float32), (W, H), interpolation=cv2.INTER_CUBIC).clip(0, 1)
+    a = _disc()
+    p = PortraitBlurParams(f_number=0.5, match_grain=False)  # radius ~7 px: pyramid level 1 is used
+    out_even = portrait_blur(img, a, params=p)
+    out_odd = portrait_blur(np.concatenate([img, img[:, -1:]], axis=1), np.concatenate([a, a[:, -1:]], axis=1), params=p)
+    assert np.abs(out_odd[:, : W // 2] - out_even[:, : W // 2]).max() < 0.1
