@@ -24,8 +24,16 @@ Algorithm
    takes the full look.
 6. Gamut: a pixel whose adjusted colour would leave the RGB cube is pulled back toward its
    original colour along the same path (bisection on the blend factor) until it fits
-   ``[0.001, 0.998]`` (or its own original range): colours are desaturated rather than
-   clipped, so no channel is newly clipped and smooth skies keep smooth.
+   ``[0.001, 0.998]`` (or its own original range, with 1e-6 slack so that float rounding
+   cannot decide the fate of a pixel whose channel sits exactly on 0 or 1): colours are
+   desaturated rather than clipped, so no channel is newly clipped and smooth skies keep smooth.
+
+Implementation: steps 2-5 are evaluated in Oklab's LMS' (cube-root cone) space without
+forming a and b. Oklab's ``(L, 0, 0)`` is ``LMS' = (L, L, L)`` (the first column of M2's
+inverse is 1), so scaling (a, b) by ``c`` and adding ``T`` to L is
+``LMS'_adj = c LMS' + ((1 - c) L + T) (1, 1, 1)``, and the blend is
+``LMS'_out = LMS'_0 + weight (LMS'_adj - LMS'_0)``. The image is processed in horizontal
+strips with reused buffers so every temporary stays in cache.
 
 References
 ----------
