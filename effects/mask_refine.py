@@ -280,13 +280,16 @@ class RowUpsampler:
         B, blocks, i0, f = self.BLOCK, self.blocks, self.i0, self.f
         for k in [k for k in blocks if k < i0[y0] // B]:  # rows only ever move down: free what is behind
             del blocks[k]
-        for r in range(n):
+        last = -1
+        for r, row in enumerate(dst):
             i = i0[y0 + r]
-            k = i // B
-            blk = blocks.get(k)
-            if blk is None:
-                blk = blocks[k] = self._block(k)
-            cv2.scaleAdd(blk[1][i - k * B], f[y0 + r], blk[0][i - k * B], dst=dst[r])
+            if i != last:  # consecutive output rows mostly share their grid row (coarse grids)
+                k = i // B
+                blk = blocks.get(k)
+                if blk is None:
+                    blk = blocks[k] = self._block(k)
+                wide_i, diff_i, last = blk[0][i - k * B], blk[1][i - k * B], i
+            cv2.scaleAdd(diff_i, f[y0 + r], wide_i, dst=row)
         views = tuple(dst[:, a:b].reshape((n,) + s) for a, b, s in zip(self.splits, self.splits[1:], self.shapes))
         return views[0] if self.single else views
 
@@ -326,14 +329,20 @@ class GuidedStrips:
         self.q = np.empty((rows, cols.stop - cols.start), np.float32)
         self.rgb = np.empty((rows, cols.stop - cols.start, 3), np.float32)
 
-    def __call__(self, y0: int, y1: int) -> np.ndarray:
-        """(y1−y0)×w float32 union of the refined mattes in [0, 1]; valid until the next call."""
+    def __call__(self, y0: int, y1: int, encoded: np.ndarray | None = None) -> np.ndarray:
+        """(y1−y0)×w float32 union of the refined mattes in [0, 1]; valid until the next call.
+
+        ``encoded``: the strip's guide already encoded as :func:`_encode_guide` does
+        (``sqrt(clip(I, 0, 1))``, (y1−y0)×w×3), when the caller has it.
+        """
         K, n = self.K, y1 - y0
-        # guide encoding of _encode_guide (clip to [0, 1], sqrt) into a reused buffer
-        rgb = cv2.max(self.g32[y0:y1, self.cols], 0.0, dst=self.rgb[:n])
-        v = rgb.reshape(n, -1)  # 2-D view: a cv2 scalar on 3 channels is (v, 0, 0, 0)
-        cv2.min(v, 1.0, dst=v)
-        cv2.sqrt(v, dst=v)
+        rgb = encoded
+        if rgb is None:
+            # guide encoding of _encode_guide (clip to [0, 1], sqrt) into a reused buffer
+            rgb = cv2.max(self.g32[y0:y1, self.cols], 0.0, dst=self.rgb[:n])
+            v = rgb.reshape(n, -1)  # 2-D view: a cv2 scalar on 3 channels is (v, 0, 0, 0)
+            cv2.min(v, 1.0, dst=v)
+            cv2.sqrt(v, dst=v)
         Ir, Ig, Ib = cv2.split(rgb)
         c = self.planes(y0, y1)
         out = self.q[:n]

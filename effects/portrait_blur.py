@@ -34,6 +34,15 @@ inside the hair. This module renders instead:
    is a mix of subject and the old sharp background; the subject colour is
    re-estimated (Germer et al., "Fast Multi-Level Foreground Estimation", ICPR
    2020) before compositing ``α·F + (1 − α)·B_blur``.
+
+Speed: every smooth quantity (colour-line terms, guided-filter coefficients,
+the blurred background, the grain level, the foreground/background colour
+estimates) lives on a reduced grid; the full-resolution work -- band alpha,
+background, grain and composite -- runs in strips of 32 rows that upsample
+those grids on the fly (``effects.mask_refine.RowUpsampler``) into reused,
+cache-sized buffers. Whole 12 MP temporaries cost more in page faults and
+memory traffic than the arithmetic; the result does not depend on the strip
+height.
 """
 
 from __future__ import annotations
@@ -657,9 +666,11 @@ def subject_alpha(
         cv2.add(a_col, k0, dst=a_col)
         cv2.max(a_col, 0.0, dst=a_col)
         cv2.min(a_col, 1.0, dst=a_col)
-        # residual in gamma-2: sqrt(I) − (sB + α·(sF − sB))
+        # gamma-2 photo sqrt(clip(I)): the guide of the guided filter, and the residual's start
         r_ = _clip01(cv2.max(img_s, 0.0, dst=I3[:n]))
         cv2.sqrt(r_, dst=r_)
+        gd = guided(r0, r1, encoded=r_)  # before r_ is overwritten below
+        # residual in gamma-2: sqrt(I) − (sB + α·(sF − sB))
         cv2.subtract(r_, sB, dst=r_)
         cv2.multiply(e, cv2.merge((a_col, a_col, a_col), dst=A3[:n]), dst=e)
         cv2.subtract(r_, e, dst=r_)
@@ -668,7 +679,6 @@ def subject_alpha(
         conf = cv2.multiply(resid, inv_den, dst=resid, scale=-1.0)
         cv2.multiply(conf0, cv2.exp(conf, dst=conf), dst=conf)
         # est = conf·a_col + (1 − conf)·guided
-        gd = guided(r0, r1)
         est = cv2.add(gd, cv2.multiply(conf, cv2.subtract(a_col, gd, dst=a_col), dst=a_col), dst=a_col)
         # pull_out = est·exp(−d_out/s_out) (into d_out); pull_in = 1 − (1 − est)·exp(−d_in/s_in) (into est)
         d_out, d_in = distance(r0, r1)
