@@ -56,6 +56,15 @@ class SegmenterOptions:
         Minimum person area as a fraction of the frame (at mask > 0.5).
     duplicate_iou : float
         Two person queries whose masks overlap more than this are one person.
+    min_visible_fraction : float
+        A person query must own at least this fraction of its own mask once
+        every pixel goes to the most confident query; less means it is a
+        fragment of a stronger query's person (Mask2Former's panoptic
+        inference, Cheng et al. 2022, uses 0.8).
+    min_mask_score : float
+        Minimum of class probability × mean matte value inside the mask
+        ("maskness", SOLOv2, Wang et al. 2020): drops confident queries with
+        vague masks.
     refine : RefineMatteParams
         Guided-filter upsampling options (``effects.refine_matte``).
     """
@@ -63,6 +72,8 @@ class SegmenterOptions:
     person_threshold: float = 0.5
     min_person_area: float = 0.001
     duplicate_iou: float = 0.7
+    min_visible_fraction: float = 0.8
+    min_mask_score: float = 0.5
     refine: RefineMatteParams = RefineMatteParams()
 
 
@@ -253,15 +264,22 @@ def _select_persons(class_logits, mask_logits, frame: _Frame, options: Segmenter
     if keep.size == 0:
         return np.zeros((0, *frame.restore(mask_logits[0]).shape), np.float32), np.zeros(0, np.float32)
     masks = _sigmoid(frame.restore(mask_logits[keep]))  # K, h, w: only the selected queries
-    hard = (masks > 0.5).reshape(len(keep), -1).astype(np.float32)
+    flat = masks.reshape(len(keep), -1)
+    hard = (flat > 0.5).astype(np.float32)
     area = hard.sum(1)
-    order = np.argsort(-person_prob[keep])
+    maskness = (flat * hard).sum(1) / np.maximum(area, 1)
+    score = person_prob[keep] * maskness
+    # Every pixel goes to its most confident query; a query left with little of its own mask
+    # is a fragment of another query's person.
+    owner = np.argmax(flat * score[:, None], axis=0)
+    visible = np.array([hard[i, owner == i].sum() for i in range(len(keep))])
     inter = hard @ hard.T
     union = area[:, None] + area[None, :] - inter
     iou = inter / np.maximum(union, 1)
     chosen = []
-    for i in order:  # at most N (4) iterations: queries, not pixels
-        if area[i] < options.min_person_area * hard.shape[1]:
+    for i in np.argsort(-score):  # at most N (4) iterations: queries, not pixels
+        if (area[i] < options.min_person_area * hard.shape[1] or score[i] < options.min_mask_score
+                or visible[i] < options.min_visible_fraction * area[i]):
             continue
         if all(iou[i, j] <= options.duplicate_iou for j in chosen):
             chosen.append(i)

@@ -1,6 +1,5 @@
 """camseg.io: real files in tmp_path, every edge case a photo library contains."""
 import io as pyio
-import os
 import subprocess
 import sys
 import threading

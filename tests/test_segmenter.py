@@ -175,3 +175,28 @@ def test_runtime_imports_without_torch():
             "assert seg.sky.shape == (512, 512)\n"
             "assert 'torch' not in {m.split('.')[0] for m, v in sys.modules.items() if v is not None}\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_person_selection_drops_fragments_and_keeps_separate_people():
+    """Query post-processing: a fragment inside another query's person is not a person of its own."""
+    from camseg.segmenter import _Frame, _select_persons
+    h, w = 40, 60
+    logits = np.full((4, h, w), -8.0, np.float32)
+    logits[0, 5:35, 5:25] = 8.0  # person A
+    logits[1, 10:20, 8:20] = 6.0  # fragment of A (IoU with A 0.2: not a "duplicate")
+    logits[2, 5:35, 35:55] = 8.0  # person B, apart from A
+    logits[3, 38, 58] = 8.0  # a one-pixel speck: below the minimum area
+    classes = np.array([[4.0, -4.0]] * 4, np.float32)  # all four confidently "person"
+    frame = _Frame(False, (h, w), (h, w))
+    masks, scores = _select_persons(classes, logits, frame, SegmenterOptions())
+    assert len(masks) == 2 and len(scores) == 2
+    got = sorted((m > 0.5).nonzero()[1].mean() for m in masks)
+    assert got[0] < 30 < got[1]  # A on the left, B on the right
+    vague = logits.copy()
+    vague[2, 5:35, 35:55] = 0.3  # B's matte barely above 0.5 ...
+    unsure = classes.copy()
+    unsure[2] = (0.7, -0.7)  # ... and its class only 0.8 sure: 0.8 × 0.57 is below min_mask_score
+    masks, _ = _select_persons(unsure, vague, frame, SegmenterOptions())
+    assert len(masks) == 1
+    masks, _ = _select_persons(unsure, vague, frame, SegmenterOptions(min_mask_score=0.4))
+    assert len(masks) == 2
