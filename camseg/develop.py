@@ -475,14 +475,18 @@ def develop(image, settings: "DevelopSettings | None" = None, *, segmenter=None,
     t = time.perf_counter()
     if segmentation is not None:
         seg = segmentation
-        timings.append(StageReport("segment", "skipped", 0.0, "precomputed segmentation given"))
     else:
         categories = None if wants_persons else {"sky", "skin"}
         seg = _segment(pixels, segmenter, categories)
-        timings.append(StageReport("segment", "applied", time.perf_counter() - t,
-                                   "all categories" if wants_persons else "scene-level only (sky, skin)"))
     if hasattr(seg, "prefetch"):  # one edge-aware upsampling pass for every matte the stages read
         seg.prefetch(["sky", "skin"] + (["persons", "hair", "glasses"] if wants_persons else []))
+    # The stage's time includes the full-resolution mattes, which are most of its cost on big photos.
+    if segmentation is not None:
+        timings.append(StageReport("segment", "skipped", time.perf_counter() - t,
+                                   "precomputed segmentation given"))
+    else:
+        timings.append(StageReport("segment", "applied", time.perf_counter() - t,
+                                   "all categories" if wants_persons else "scene-level only (sky, skin)"))
     sky, skin = optional_matte(seg, "sky"), optional_matte(seg, "skin")
     for name, m in (("sky", sky), ("skin", skin)):
         if m is not None and m.shape != pixels.shape[:2]:
