@@ -50,6 +50,8 @@ MAX_INSTANCES = 16
 COCO_VAL = ("000000000110", "000000000529")
 #: person_binary has no val split: every 6th photo is held out.
 PERSON_VAL_EVERY = 6
+#: Sets whose person masks are whole people: copy-paste sources and targets.
+PEOPLE_SOURCES = ("coco", "person_binary")
 #: Where ``camseg/train/face_labels.py`` writes face-mesh teeth and eye labels by default.
 DEFAULT_FACE_LABELS = Path.home() / ".cache" / "camseg" / "face_labels"
 
@@ -144,24 +146,33 @@ def coco_names(root: Path) -> list[str]:
     return sorted(Path(a["file_name"]).stem for a in meta["annotations"])
 
 
-def load_binary(folder: Path, channel: int, source: str, face_labels: Path | None = None) -> list[Record]:
+def load_binary(folder: Path, channel: int, source: str, face_labels: Path | None = None,
+                persons: bool = False) -> list[Record]:
     """A set of 0/255 masks supervising one scene channel (plus face-mesh teeth/eyes where given)."""
     records = []
     for i, m in _pairs(folder):
         rec = Record(_read_rgb(i), {channel: (_read_mask(m) > 127).astype(np.uint8) * 255}, None, source)
-        _attach_face_labels(rec, face_labels, folder, i.stem)
+        _attach_face_labels(rec, face_labels, folder, i.stem, persons)
         records.append(rec)
     return records
 
 
-def _attach_face_labels(rec: Record, face_labels: Path | None, folder: Path, stem: str) -> bool:
+def _attach_face_labels(rec: Record, face_labels: Path | None, folder: Path, stem: str,
+                        persons: bool = False) -> bool:
     """Set ``rec``'s teeth channel and eyes from ``face_labels/{teeth,eyes}/<set>/<split>/<stem>.png``.
 
-    Returns False (record unchanged) when the face mesh found no face there.
+    With ``persons``, also its person instance from the selfie-segmenter pseudo-label
+    (``face_labels/person/...``) when that is one clear blob (as for ``person_binary``).
+    Returns False (teeth and eyes unchanged) when the face mesh found no face there.
     """
     if face_labels is None:
         return False
     rel = Path(folder.parent.name) / folder.name / (stem + ".png")
+    person = face_labels / "person" / rel
+    if persons and person.exists():
+        instance = _single_person((_read_mask(person) > 127).astype(np.uint8))
+        if instance is not None:
+            rec.instances = [instance * 255]
     teeth, eyes = face_labels / "teeth" / rel, face_labels / "eyes" / rel
     if not (teeth.exists() and eyes.exists()):
         return False
@@ -174,12 +185,17 @@ def load_person_binary(folder: Path) -> list[Record]:
     """Machine-made union person masks: kept only as one instance when the mask is one blob."""
     records = []
     for i, m in _pairs(folder):
-        mask = (_read_mask(m) > 127).astype(np.uint8)
-        n, labels, stats, _ = cv2.connectedComponentsWithStats(mask)
-        big = [k for k in range(1, n) if stats[k, cv2.CC_STAT_AREA] > 0.02 * mask.size]
-        if len(big) == 1:
+        mask = _single_person((_read_mask(m) > 127).astype(np.uint8))
+        if mask is not None:
             records.append(Record(_read_rgb(i), {}, [mask * 255], "person_binary"))
     return records
+
+
+def _single_person(mask: np.ndarray) -> np.ndarray | None:
+    """A 0/1 union person mask, if it is one person (one blob over 2 % of the frame); else None."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask)
+    big = [k for k in range(1, n) if stats[k, cv2.CC_STAT_AREA] > 0.02 * mask.size]
+    return mask if len(big) == 1 else None
 
 
 def teeth_from_lips(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -196,7 +212,7 @@ def teeth_from_lips(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return teeth.astype(np.uint8) * 255
 
 
-def load_fasseg(folder: Path, face_labels: Path | None = None) -> list[Record]:
+def load_fasseg(folder: Path, face_labels: Path | None = None, persons: bool = False) -> list[Record]:
     """FASSEG faces: skin = classes 1 (skin) and 4 (nose); hair = 2; teeth from the face mesh (else lips)."""
     records = []
     for i, m in _pairs(folder):
@@ -205,7 +221,7 @@ def load_fasseg(folder: Path, face_labels: Path | None = None) -> list[Record]:
             labels = cv2.resize(labels, image.shape[1::-1], interpolation=cv2.INTER_NEAREST)
         rec = Record(image, {SKIN: (np.isin(labels, (1, 4))).astype(np.uint8) * 255,
                              HAIR: (labels == 2).astype(np.uint8) * 255}, None, "fasseg")
-        if not _attach_face_labels(rec, face_labels, folder, i.stem):
+        if not _attach_face_labels(rec, face_labels, folder, i.stem, persons):
             rec.scene[TEETH] = teeth_from_lips(image, labels)
             rec.eyes = (labels == 3).astype(np.uint8)
         records.append(rec)
@@ -266,10 +282,12 @@ def load_all(root: Path, *, split: str = "train", coco_val: set | None = None,
     if (root / "ade_sky" / split).exists():
         records += load_binary(root / "ade_sky" / split, SKY, "ade_sky")
     if (root / "celeb_hair" / split).exists():
-        records += load_binary(root / "celeb_hair" / split, HAIR, "celeb_hair", face_labels)
+        # person pseudo-labels for training only: held-out person figures stay on human labels
+        records += load_binary(root / "celeb_hair" / split, HAIR, "celeb_hair", face_labels,
+                               persons=split == "train")
     people = load_person_binary(root / "person_binary" / "train")
     if split == "train":
-        records += load_fasseg(root / "fasseg" / "train", face_labels)
+        records += load_fasseg(root / "fasseg" / "train", face_labels, persons=True)
         records += [r for i, r in enumerate(people) if i % PERSON_VAL_EVERY]
         records += load_binary(root / "fullbody_skin" / "train", SKIN, "fullbody_skin")
     elif split == "val":
@@ -332,8 +350,9 @@ class TrainingSet:
         self.augment = augment
         self.params = params
         self.rng = np.random.default_rng(seed)
-        self.paste_sources = [(r, k) for r in records if r.instances for k in range(len(r.instances))
-                              if r.instances[k].sum() > 255 * 400]
+        # Whole people only: the portrait sets' pseudo-labelled people are heads cut by the frame.
+        self.paste_sources = [(r, k) for r in records if r.instances and r.source in PEOPLE_SOURCES
+                              for k in range(len(r.instances)) if r.instances[k].sum() > 255 * 400]
         self.paste_targets = [r for r in records if r.source == "coco"]
         # Sampling weights: the small person-instance sets are what matter most; person_binary is low trust.
         # Measured at step 300: sky (100 ADE photos, 7.6 % sky pixels) and people lagged far behind
@@ -363,7 +382,9 @@ class TrainingSet:
                 and rng.random() < self.params.p_copy_paste):
             # outdoor scenes as backgrounds for pasted people (ADE sky scenes rarely show people)
             image, scene, instances = self._copy_paste(image, scene, [])
-        elif self.augment and instances is not None and rng.random() < self.params.p_copy_paste:
+        elif (self.augment and instances is not None and rec.source in PEOPLE_SOURCES
+              and rng.random() < self.params.p_copy_paste):
+            # (not on portraits: pasting would take away their hair/skin/teeth labels)
             image, scene, instances = self._copy_paste(image, scene, instances)
         return self._geometric_and_colour(image, scene, instances)
 

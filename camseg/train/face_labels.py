@@ -12,6 +12,13 @@ portrait sets and writes, per photo where a face is found:
   which is a real label ("no teeth here"), not a missing one.
 - ``eyes/<set>/<split>/<stem>.png`` (0/255): both eye contours filled, the
   anchor ``data.draw_glasses`` places synthetic glasses on.
+- ``person/<set>/<split>/<stem>.png`` (0/255): a person pseudo-label from
+  MediaPipe's selfie segmenter (same wheel, ``mp.solutions.selfie_segmentation``,
+  confidence > 0.5). No set labels people on close-up portraits, and a model
+  trained only on full- and half-body people learns to leave big faces out
+  of the person matte — fatal for portrait blur on a headshot. The selfie
+  segmenter is built for exactly these photos. Used for training only (the
+  evaluation keeps its human-made person labels).
 
 A photo with no face found gets no file: the loader then leaves teeth
 unlabelled for it (ignored by the loss, never "background").
@@ -109,6 +116,7 @@ def main(argv=None) -> int:
     data, out = Path(args.data), Path(args.out)
     mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=4, refine_landmarks=False,
                                            min_detection_confidence=0.5)
+    selfie = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
     for name, split in PORTRAIT_SETS:
         folder = data / name / split / "images"
         if not folder.is_dir():
@@ -120,6 +128,9 @@ def main(argv=None) -> int:
             if bgr is None:
                 continue
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            person = selfie.process(rgb).segmentation_mask
+            if person is not None:
+                _write_png(out / "person" / name / split / (f.stem + ".png"), (person > 0.5).astype(np.uint8) * 255)
             result = mesh.process(rgb)
             if not result.multi_face_landmarks:
                 continue
