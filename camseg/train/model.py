@@ -259,8 +259,10 @@ class DynamicMaskHead(nn.Module):
     query and the queries collapse onto the union — what the first trained
     model did. CondInst (Tian et al., "Conditional Convolutions for Instance
     Segmentation", ECCV 2020) feeds relative coordinates to its dynamic
-    filters for the same reason. The terms are built from two 1-D ramps and
-    broadcast, so the exported graph carries no full-size constant.
+    filters for the same reason. The terms are extra input channels of the
+    same matrix product (constant maps built from two 1-D ramps by broadcasting:
+    the exported file carries no full-size constant, and onnxruntime folds them
+    once at load), so the head stays one product whatever N is.
     """
 
     def __init__(self, dim, mask_channels, coords: int = 0):
@@ -274,19 +276,16 @@ class DynamicMaskHead(nn.Module):
     def forward(self, hs, mask_features, image_features=None, memory=None):
         """hs (..., B, N, dim), mask_features (B, C, H, W) → mask logits (..., B, N, H, W)."""
         params = self.weights(hs)
-        c = self.mask_channels
-        w, bias = params[..., :c], params[..., -1:]
-        b, _, h, wd = mask_features.shape
+        w, bias = params[..., :-1], params[..., -1:]
+        b, c, h, wd = mask_features.shape
         flat = mask_features.reshape(b, c, h * wd)  # B, C, HW
-        masks = torch.matmul(w, flat) + bias  # (..., B, N, HW)
-        masks = masks.reshape(*masks.shape[:-1], h, wd)
         if self.coords:
-            x = torch.linspace(-1.0, 1.0, wd, device=masks.device, dtype=masks.dtype)
-            y = torch.linspace(-1.0, 1.0, h, device=masks.device, dtype=masks.dtype)[:, None]
-            a = params[..., c:c + 5, None, None]  # (..., B, N, 5, 1, 1)
-            masks = (masks + a[..., 0, :, :] * x + a[..., 2, :, :] * (x * x)
-                     + a[..., 1, :, :] * y + a[..., 3, :, :] * (y * y) + (a[..., 4, :, :] * y) * x)
-        return masks
+            x = torch.linspace(-1.0, 1.0, wd, device=flat.device, dtype=flat.dtype).expand(h, wd)
+            y = torch.linspace(-1.0, 1.0, h, device=flat.device, dtype=flat.dtype)[:, None].expand(h, wd)
+            grid = torch.stack([x, y, x * x, y * y, x * y]).reshape(1, 5, h * wd).expand(b, 5, h * wd)
+            flat = torch.cat([flat, grid], dim=1)  # B, C + 5, HW
+        masks = torch.matmul(w, flat) + bias  # (..., B, N, HW)
+        return masks.reshape(*masks.shape[:-1], h, wd)
 
 
 class DetrPanopticHead(nn.Module):
