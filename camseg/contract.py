@@ -80,6 +80,12 @@ class ModelContract:
         ``"fp32"`` or ``"int8"`` (8-bit weight storage).
     trained : dict
         Free-form training facts (data, steps, which categories were supervised).
+    logit_offsets : dict
+        Calibration, category name → offset the runtime adds to that category's
+        logits before the sigmoid ("person" applies to every person query's
+        mask). Chosen on held-out photos so that matte > 0.5 is the
+        IoU-best decision (``python -m camseg.train.evaluate --calibrate``);
+        empty means none.
     """
 
     input_size: tuple = (384, 512)
@@ -92,6 +98,7 @@ class ModelContract:
     input_encoding: str = "sRGB [0,1], NCHW, normalised inside the graph"
     version: int = CONTRACT_VERSION
     trained: dict = field(default_factory=dict)
+    logit_offsets: dict = field(default_factory=dict)
 
     @property
     def scene_only(self) -> bool:

@@ -197,11 +197,13 @@ class Segmenter:
             class_logits = mask_logits = None
         else:
             scene_logits, class_logits, mask_logits = self._full.run(None, {INPUT_NAME: batch})
-        scene = {name: frame.restore(scene_logits[0, i])
+        offsets = self.contract.logit_offsets  # the model's calibration (see ModelContract)
+        scene = {name: frame.restore(scene_logits[0, i]) + np.float32(offsets.get(name, 0.0))
                  for i, name in enumerate(self.scene_categories) if wanted is None or name in wanted}
         persons = None
         if not scene_only:
-            persons = _select_persons(class_logits[0], mask_logits[0], frame, self.options)
+            persons = _select_persons(class_logits[0], mask_logits[0] + np.float32(offsets.get("person", 0.0)),
+                                      frame, self.options)
         return Segmentation(linear, scene, persons, self.options.refine)
 
 

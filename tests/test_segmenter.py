@@ -200,3 +200,27 @@ def test_person_selection_drops_fragments_and_keeps_separate_people():
     assert len(masks) == 1
     masks, _ = _select_persons(unsure, vague, frame, SegmenterOptions(min_mask_score=0.4))
     assert len(masks) == 2
+
+
+def test_logit_offsets_from_the_contract_shift_the_mattes(tmp_path, photo):
+    """Calibration offsets written into a model's contract are applied by the runtime before the sigmoid."""
+    pytest.importorskip("onnx")
+    import shutil
+
+    from camseg.train.export import set_logit_offsets
+    model = tmp_path / "m.onnx"
+    shutil.copy(DEFAULT_MODEL, model)
+    set_logit_offsets(model, {"sky": 0.0, "person": 0.0})
+    with Segmenter(model) as s:
+        assert s.contract.logit_offsets == {"sky": 0.0, "person": 0.0}
+        base = s.segment(photo)
+        sky0, union0 = base.low_resolution("sky"), base.person
+    contract = set_logit_offsets(model, {"sky": 2.0, "person": 1.0})
+    assert contract.logit_offsets == {"sky": 2.0, "person": 1.0}
+    with Segmenter(model) as s:
+        shifted = s.segment(photo)
+        sky1 = shifted.low_resolution("sky")
+        logit = lambda p: np.log(p / (1 - p))  # noqa: E731
+        inside = (sky0 > 0.01) & (sky0 < 0.99) & (sky1 < 0.99)
+        np.testing.assert_allclose(logit(sky1[inside]) - logit(sky0[inside]), 2.0, atol=1e-3)
+        assert shifted.person.sum() >= union0.sum()  # a positive person offset widens people

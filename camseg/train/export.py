@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import os
 import tempfile
 from pathlib import Path
@@ -85,6 +86,27 @@ def export_onnx(model: HyperDetr, path: "str | Path", *, input_size=(384, 512), 
         proto = onnx.load(str(raw))
     if int8:
         proto = quantize_weights(proto)
+    _save_with_contract(proto, contract, path)
+    return contract
+
+
+def set_logit_offsets(path: "str | Path", offsets: dict) -> ModelContract:
+    """Write calibration offsets (category → logit offset) into an exported model's contract.
+
+    The weights are untouched; the runtime adds the offsets before the sigmoid
+    (see :class:`camseg.contract.ModelContract`). Returns the new contract.
+    """
+    path = Path(path)
+    proto = onnx.load(str(path))
+    meta = {e.key: e.value for e in proto.metadata_props}
+    contract = dataclasses.replace(ModelContract.from_json(meta[METADATA_KEY]),
+                                   logit_offsets={k: round(float(v), 4) for k, v in offsets.items()})
+    _save_with_contract(proto, contract, path)
+    return contract
+
+
+def _save_with_contract(proto, contract: ModelContract, path: Path) -> None:
+    """Embed ``contract`` and write ``proto`` to ``path`` atomically (temp file, then rename)."""
     del proto.metadata_props[:]
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, contract.to_json()
@@ -98,7 +120,6 @@ def export_onnx(model: HyperDetr, path: "str | Path", *, input_size=(384, 512), 
     finally:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
-    return contract
 
 
 def export_pair(model: HyperDetr, stem: "str | Path", **kwargs) -> tuple[Path, Path]:
