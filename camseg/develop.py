@@ -474,19 +474,15 @@ def develop(image, settings: "DevelopSettings | None" = None, *, segmenter=None,
     wants_persons = any(fn is not None and stage.needs_persons for stage, fn, _ in plan)
     t = time.perf_counter()
     if segmentation is not None:
-        seg = segmentation
+        seg, status, detail = segmentation, "skipped", "precomputed segmentation given"
     else:
         categories = None if wants_persons else {"sky", "skin"}
         seg = _segment(pixels, segmenter, categories)
+        status, detail = "applied", "all categories" if wants_persons else "scene-level only (sky, skin)"
     if hasattr(seg, "prefetch"):  # one edge-aware upsampling pass for every matte the stages read
         seg.prefetch(["sky", "skin"] + (["persons", "hair", "glasses"] if wants_persons else []))
     # The stage's time includes the full-resolution mattes, which are most of its cost on big photos.
-    if segmentation is not None:
-        timings.append(StageReport("segment", "skipped", time.perf_counter() - t,
-                                   "precomputed segmentation given"))
-    else:
-        timings.append(StageReport("segment", "applied", time.perf_counter() - t,
-                                   "all categories" if wants_persons else "scene-level only (sky, skin)"))
+    timings.append(StageReport("segment", status, time.perf_counter() - t, detail))
     sky, skin = optional_matte(seg, "sky"), optional_matte(seg, "skin")
     for name, m in (("sky", sky), ("skin", skin)):
         if m is not None and m.shape != pixels.shape[:2]:

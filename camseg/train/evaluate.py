@@ -87,6 +87,20 @@ def panoptic_quality(pred: list, gt: list) -> tuple[float, int, int, int]:
     return iou_sum, tp, len(pred) - tp, len(gt) - tp
 
 
+def pq_sq_rq(counts) -> tuple[float, float, float]:
+    """(PQ, SQ, RQ) from summed :func:`panoptic_quality` tuples (IoU sum, TP, FP, FN)."""
+    iou_sum, tp, fp, fn = counts
+    denominator = max(tp + fp / 2 + fn / 2, 1)
+    return float(iou_sum / denominator), float(iou_sum / max(tp, 1)), float(tp / denominator)
+
+
+def person_union_label(rec) -> np.ndarray:
+    """(H, W) bool: the union of a record's labelled people (all False when it has none)."""
+    if not rec.instances:
+        return np.zeros(rec.image.shape[:2], bool)
+    return np.any([m > 127 for m in rec.instances], axis=0)
+
+
 def overlay(image: np.ndarray, seg, persons: list) -> np.ndarray:
     """A photo with sky (blue), hair (brown), skin (orange), teeth (white), glasses (green) and people outlined."""
     out = image.astype(np.float32)
@@ -147,7 +161,7 @@ def evaluate(model: Path, data: Path, out: Path | None = None, *, limit: int | N
             if rec.instances is not None:
                 gt_inst = [m > 127 for m in rec.instances]
                 pred_inst = [p > 0.5 for p in persons]
-                gt_union = np.any(gt_inst, axis=0) if gt_inst else np.zeros(rec.image.shape[:2], bool)
+                gt_union = person_union_label(rec)
                 pred_union = seg.person > 0.5
                 if rec.source == "group_composite":  # reported apart: synthetic photos
                     group_pq += panoptic_quality(pred_inst, gt_inst)
@@ -163,13 +177,12 @@ def evaluate(model: Path, data: Path, out: Path | None = None, *, limit: int | N
             if out and k % 4 == 0:
                 vis = overlay(image, seg, persons)
                 cv2.imwrite(str(out / f"{k:03d}_{rec.source}.jpg"), np.concatenate([image, vis], 1)[:, :, ::-1])
-    iou_sum, tp, fp, fn = pq
+    person_pq, person_sq, person_rq = pq_sq_rq(pq)
+    group_pq, _, group_rq = pq_sq_rq(group_pq)
     metrics = {"iou": {k: float(inter[k] / union[k]) for k in inter if union[k]},
                "boundary_f": {k: float(np.mean(v)) for k, v in bf.items()},
-               "person_pq": float(iou_sum / max(tp + fp / 2 + fn / 2, 1)),
-               "person_sq": float(iou_sum / max(tp, 1)), "person_rq": float(tp / max(tp + fp / 2 + fn / 2, 1)),
-               "group_pq": float(group_pq[0] / max(group_pq[1] + group_pq[2] / 2 + group_pq[3] / 2, 1)),
-               "group_rq": float(group_pq[1] / max(group_pq[1] + group_pq[2] / 2 + group_pq[3] / 2, 1)),
+               "person_pq": person_pq, "person_sq": person_sq, "person_rq": person_rq,
+               "group_pq": group_pq, "group_rq": group_rq,
                "group_person_iou": float(group_inter / group_union) if group_union else None,
                "photos": len(records),
                "photos_by_source": {s: sum(r.source == s for r in records) for s in {r.source for r in records}}}
@@ -199,8 +212,7 @@ def calibrate(model: Path, data: Path, *, face_labels: Path | None = None) -> di
             seg = segmenter.segment(rec.image)
             truths = {SCENE_CATEGORIES[c]: label > 127 for c, label in rec.scene.items()}
             if rec.instances is not None:
-                truths["person"] = np.any([m > 127 for m in rec.instances], axis=0) if rec.instances \
-                    else np.zeros(rec.image.shape[:2], bool)
+                truths["person"] = person_union_label(rec)
             for name, gt in truths.items():
                 if name not in CALIBRATED:
                     continue
