@@ -345,6 +345,12 @@ def available_portrait_effects() -> list:
 # develop()
 # ---------------------------------------------------------------------------
 
+#: Edge detail of the mattes the stages read (pixels of the photo they are refined
+#: against): about 5× the model's output. Denoise, sharpen, tone and style use them as
+#: smooth region weights, and the portrait stage re-refines its subject edge against
+#: the full-resolution photo itself; full detail would cost ~4× more on a 12 MP photo.
+STAGE_MATTE_PIXELS = 1_000_000
+
 def optional_matte(seg, name):
     """``seg.<name>`` as float32, or None when the segmentation did not compute it."""
     try:
@@ -479,26 +485,33 @@ def develop(image, settings: "DevelopSettings | None" = None, *, segmenter=None,
         categories = None if wants_persons else {"sky", "skin"}
         seg = _segment(pixels, segmenter, categories)
         status, detail = "applied", "all categories" if wants_persons else "scene-level only (sky, skin)"
-    if hasattr(seg, "prefetch"):  # one edge-aware upsampling pass for every matte the stages read
-        seg.prefetch(["sky", "skin"] + (["persons", "hair", "glasses"] if wants_persons else []))
+    names = ["sky", "skin"] + (["persons", "person", "hair", "glasses"] if wants_persons else [])
+    if hasattr(seg, "mattes"):
+        # One guided-filter pass for every matte the stages read, with edges refined at
+        # about 1 MP: the stages use them as smooth region weights, and the portrait stage
+        # refines its subject edge against the full-resolution photo itself.
+        mattes = seg.mattes(names, max_pixels=STAGE_MATTE_PIXELS)
+    else:  # precomputed masks from elsewhere: plain attributes
+        mattes = {n: m for n in names if n != "persons" and (m := optional_matte(seg, n)) is not None}
+        if wants_persons:
+            mattes["persons"] = list(getattr(seg, "persons", None) or [])
     # The stage's time includes the full-resolution mattes, which are most of its cost on big photos.
     timings.append(StageReport("segment", status, time.perf_counter() - t, detail))
-    sky, skin = optional_matte(seg, "sky"), optional_matte(seg, "skin")
+    sky, skin = mattes.get("sky"), mattes.get("skin")
     for name, m in (("sky", sky), ("skin", skin)):
         if m is not None and m.shape != pixels.shape[:2]:
             raise ValueError(f"segmentation.{name} has shape {m.shape} but the image is {pixels.shape[:2]}; "
                              "the segmentation must come from this image")
-    persons = [np.asarray(p, dtype=np.float32) for p in (getattr(seg, "persons", None) or [])] \
-        if wants_persons else []
+    persons = [np.asarray(p, dtype=np.float32) for p in mattes.get("persons", [])] if wants_persons else []
     subject = None
     if persons:
-        subject = optional_matte(seg, "person")
+        subject = mattes.get("person")
         if subject is None or subject.shape != pixels.shape[:2]:
             subject = np.maximum.reduce(persons)
     ctx = _Context(seg=seg, settings=settings, iso=photo.iso if photo is not None else None,
                    persons=persons, skin=skin, sky=sky, subject=subject,
-                   hair=optional_matte(seg, "hair") if subject is not None else None,
-                   glasses=optional_matte(seg, "glasses") if subject is not None else None)
+                   hair=mattes.get("hair") if subject is not None else None,
+                   glasses=mattes.get("glasses") if subject is not None else None)
 
     current = pixels
     for stage, fn, params_or_why in plan:

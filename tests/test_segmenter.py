@@ -68,6 +68,29 @@ def test_prefetch_gives_the_same_mattes_as_reading_one_by_one(segmenter, photo):
         scene_only.persons  # ...and reading them still says why
 
 
+def test_mattes_with_reduced_edge_detail_stay_close_to_full_detail(segmenter, photo):
+    big = np.asarray(Image.fromarray(photo).resize((1536, 1536), Image.BICUBIC))  # 2.4 MP
+    seg = segmenter.segment(big)
+    names = ["sky", "skin", "hair", "person", "persons"]
+    cheap = seg.mattes(names, max_pixels=250_000)
+    assert "sky" not in seg._cache  # full-detail mattes are not replaced by the cheap ones
+    full = seg.mattes(names)
+    for name in ("sky", "skin", "hair", "person"):
+        assert cheap[name].shape == (1536, 1536) and cheap[name].dtype == np.float32
+        assert 0.0 <= cheap[name].min() and cheap[name].max() <= 1.0
+        diff = np.abs(cheap[name] - full[name])
+        # only edge detail finer than the reduced photo (3 px here) may differ
+        assert diff.mean() < 0.005 and np.quantile(diff, 0.99) < 0.05, name
+    assert len(cheap["persons"]) == len(full["persons"])
+    if cheap["persons"]:
+        np.testing.assert_allclose(np.sum(cheap["persons"], axis=0), np.minimum(cheap["person"], 1), atol=1e-4)
+    assert seg.mattes(["sky"], max_pixels=250_000)["sky"] is cheap["sky"]  # cached per max_pixels
+    small = segmenter.segment(photo)  # 0.26 MP: reducing would gain nothing, full detail is given
+    np.testing.assert_array_equal(small.mattes(["sky"], max_pixels=10 ** 6)["sky"], small.sky)
+    with pytest.raises(ValueError, match="max_pixels"):
+        small.mattes(["sky"], max_pixels=0)
+
+
 def test_portrait_is_turned_not_squashed(segmenter, landscape):
     """A portrait copy of a landscape photo gives the same mattes, turned."""
     flat = segmenter.segment(landscape)
