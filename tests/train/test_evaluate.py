@@ -1,0 +1,40 @@
+"""Evaluation bookkeeping: metrics from known masks, and the calibration / test split."""
+import numpy as np
+
+from camseg.train.evaluate import _Scores, calibration_half, panoptic_quality
+
+
+def _square(y0, x0, size, shape=(40, 40)):
+    m = np.zeros(shape, bool)
+    m[y0:y0 + size, x0:x0 + size] = True
+    return m
+
+
+def test_scores_from_known_masks():
+    s = _Scores()
+    gt = _square(0, 0, 10)
+    pred = _square(0, 0, 10) | _square(10, 0, 10)[:, :]  # twice the label: IoU 0.5
+    s.add("ade_sky", {"sky": (pred, gt)})
+    a, b = _square(0, 0, 10), _square(20, 20, 10)
+    # one person found exactly, one missed, one false positive
+    s.add("coco", {}, ([a, _square(0, 25, 5)], [a, b], a | _square(0, 25, 5), a | b))
+    m = s.metrics()
+    assert m["iou"]["sky"] == 0.5
+    assert abs(m["iou"]["person"] - 100 / 225) < 1e-9
+    assert abs(m["person_pq"] - 1.0 / (1 + 0.5 + 0.5)) < 1e-9
+    assert m["photos"] == 2 and m["photos_by_source"] == {"ade_sky": 1, "coco": 1}
+    assert m["group_person_iou"] is None
+
+
+def test_composites_are_reported_apart():
+    s = _Scores()
+    a = _square(0, 0, 10)
+    s.add("group_composite", {}, ([a], [a], a, a))
+    m = s.metrics()
+    assert "person" not in m["iou"] and m["group_pq"] == 1.0 and m["group_person_iou"] == 1.0
+
+
+def test_calibration_and_test_halves_partition_the_photos():
+    halves = [calibration_half(i) for i in range(10)]
+    assert sum(halves) == 5 and halves[0] != halves[1]
+    assert panoptic_quality([], [_square(0, 0, 3)]) == (0.0, 0, 0, 1)
