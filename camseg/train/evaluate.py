@@ -184,7 +184,7 @@ def evaluate(model: Path, data: Path, out: Path | None = None, *, limit: int | N
     val = load_all(data, split="val", face_labels=face_labels)
     records = list(enumerate(val)) + [(None, c) for c in group_composites(val)]
     if limit and limit < len(records):  # evenly spread, both halves and the composites represented
-        records = [records[i] for i in np.unique(np.linspace(0, len(records) - 1, limit).round().astype(int))]
+        records = records[::max(1, len(records) // limit) | 1]  # an odd stride: both halves
     scores, test_half = _Scores(), _Scores()
     if out:
         out.mkdir(parents=True, exist_ok=True)
