@@ -19,8 +19,9 @@ each as a function of the local luma ``I``, from the image alone:
 3. ``a`` and ``b`` come from non-negative weighted least squares over the bins. An EXIF ISO,
    when the caller knows it, adds a prior (typical sensor constants scaled by gain) as
    pseudo-observations, which is what is used when the image has no flat area at all;
-4. with an ISO, steps 1–3 are repeated at half and quarter resolution (noise colour: JPEG
-   removes fine-scale noise but keeps the coarse), bounded by the ISO prior.
+4. steps 1–3 are repeated at half and quarter resolution (noise colour: JPEG removes
+   fine-scale noise from flat blocks but keeps the coarse), bounded by the ISO prior when the
+   ISO is known, else by 8x the full-resolution variance.
 
 References
 ----------
@@ -63,6 +64,12 @@ _BLOCK = 16          # block side for the local estimates (pixels)
 _N_BINS = 16         # brightness bins, uniform in sqrt(luma) to resolve the shadows
 _PERCENTILE = 10.0   # flattest 10 % of each bin's blocks are trusted
 _MIN_BLOCKS = 6      # a bin needs this many blocks to count
+# Without an ISO, the half/quarter-resolution models are bounded by this multiple of the
+# full-resolution variance instead of by the ISO prior. JPEG q90 removes about 11x of the
+# fine-scale noise variance from flat blocks at ISO 800 (0.30x in sigma, benchmarks/denoise.py),
+# less at higher ISO; image structure read as coarse "noise" on clean portraits reaches 30-60x,
+# so 8x keeps most of the compressed-noise case while limiting what a clean photo loses.
+_BLIND_RATIO = 8.0
 _SCALE_LEVELS = 2     # coarser scales measured for the noise colour (JPEG)
 _IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32) / 6.0
 
@@ -292,7 +299,7 @@ def _fit(xs, vs, ws, prior):
     return tuple(a_out), tuple(b_out)
 
 
-def _coarse_models(opp: np.ndarray, a0, b0, prior: NoiseProfile, levels: int):
+def _coarse_models(opp: np.ndarray, a0, b0, prior: NoiseProfile | None, levels: int):
     """The ``(a, b)`` model refitted after 1 .. ``levels`` pyrDowns (white-noise equivalent).
 
     JPEG's quantisation removes mostly the finest-scale noise (and 4:2:0 subsampling most
@@ -302,14 +309,21 @@ def _coarse_models(opp: np.ndarray, a0, b0, prior: NoiseProfile, levels: int):
     coarse image structure (gradients, JPEG blocking, fine texture) as noise, by as much as
     30x in variance on a clean portrait, so it is only used with an upper bound that the
     image itself cannot provide: the sensor's white noise from the ISO prior (compression
-    removes noise, it never adds sensor noise). Each scale is floored at the full-resolution
-    model (camera noise is never bluer than white) and capped, coefficient by coefficient,
-    at the prior. The walk stops when a scale has too few flat blocks (coarser scales then
+    removes noise, it never adds sensor noise). Without ISO (``prior`` None) the cap is
+    ``_BLIND_RATIO`` (8) times the full-resolution model: compression at usual qualities
+    removes up to ~11x of the fine noise variance from flat blocks, while structure read as
+    noise on clean portraits reaches 30-60x (a compromise: a clean JPEG portrait then loses
+    some fine texture on skin, 0.94 -> 0.88 pore band kept on FASSEG faces). Each scale is
+    floored at the full-resolution model (camera noise is never bluer than white) and
+    capped, coefficient by coefficient. The walk stops when a scale has too few flat blocks (coarser scales then
     repeat the last one).
     """
     ca, cb = [], []
     prev_a, prev_b = np.asarray(a0), np.asarray(b0)
-    cap_a, cap_b = np.asarray(prior.a), np.asarray(prior.b)
+    if prior is not None:
+        cap_a, cap_b = np.asarray(prior.a), np.asarray(prior.b)
+    else:
+        cap_a, cap_b = _BLIND_RATIO * np.asarray(a0), _BLIND_RATIO * np.asarray(b0)
     g = opp
     for lv in range(1, levels + 1):
         g = cv2.pyrDown(g)
@@ -368,8 +382,8 @@ def estimate_noise(image: np.ndarray, *, iso: float | None = None) -> NoiseProfi
     iso : float, optional
         EXIF ISO speed when known. Adds a prior from typical sensor constants
         (:func:`noise_profile_from_iso`) as pseudo-observations; it decides the result when the
-        image has no usable flat area. It also enables the per-scale models
-        (``coarse_a``/``coarse_b``), which need it as an upper bound (see Notes).
+        image has no usable flat area. It also bounds the per-scale models
+        (``coarse_a``/``coarse_b``, see Notes).
 
     Returns
     -------
@@ -385,12 +399,13 @@ def estimate_noise(image: np.ndarray, *, iso: float | None = None) -> NoiseProfi
     Notes
     -----
     JPEG compression removes most of the finest-scale noise in flat blocks but keeps the
-    coarse-scale noise, so ``a, b`` describe the noise left at the finest scale. With ``iso``
-    the model is refitted after 1 and 2 pyrDowns (``coarse_a``/``coarse_b``), floored at the
-    full-resolution model and capped at the ISO prior: on real photos the coarse-scale
-    statistic also reads image structure as noise (up to ~30x in variance on a clean
-    portrait), and only the sensor's white noise bounds it. Without ``iso`` no per-scale
-    model is returned (white noise assumed).
+    coarse-scale noise (at ISO 800 and quality 90 the full-resolution estimate reads 0.30x
+    the true sigma), so ``a, b`` describe the noise left at the finest scale. The model is
+    refitted after 1 and 2 pyrDowns (``coarse_a``/``coarse_b``), floored at the
+    full-resolution model and capped at the ISO prior, or without ``iso`` at 8x the
+    full-resolution variance: on real photos the coarse-scale statistic also reads image
+    structure as noise (30-60x in variance on clean portraits), and only an outside bound
+    keeps it in check. On white (raw-like) noise the coarse models equal the fine one.
     """
     img = _check_image(image)
     iso = _check_iso(iso)
@@ -410,5 +425,5 @@ def _estimate_from_opponent(opp: np.ndarray, iso: float | None) -> NoiseProfile:
         return NoiseProfile((0.0, 0.0, 0.0), (0.0, 0.0, 0.0), 0, "none")
 
     a_out, b_out = _fit(xs, vs, ws, prior)
-    ca, cb = _coarse_models(opp, a_out, b_out, prior, _SCALE_LEVELS) if prior is not None else ((), ())
+    ca, cb = _coarse_models(opp, a_out, b_out, prior, _SCALE_LEVELS)
     return NoiseProfile(a_out, b_out, len(xs), "estimated+iso" if prior is not None else "estimated", ca, cb)

@@ -97,15 +97,31 @@ def test_bad_iso(iso, exc):
         estimate_noise(np.zeros((8, 8, 3), np.float32), iso=iso)
 
 
-def test_coarse_models_only_with_iso(rng):
+@pytest.mark.parametrize("iso", [None, 800])
+def test_coarse_models_match_fine_on_white_noise(rng, iso):
     noisy = _noisy(_ramp(), 4e-4, 1e-5, rng)
-    assert estimate_noise(noisy).coarse_a == ()
-    prof = estimate_noise(noisy, iso=800)
+    prof = estimate_noise(noisy, iso=iso)
     assert len(prof.coarse_a) >= 1 and len(prof.coarse_a) == len(prof.coarse_b)
     # White noise: the coarse models match the fine one (floored at it, close above).
     for lv in (1, 2):
         a, b = prof.model_at(lv, 0)
         assert prof.a[0] <= a <= 1.3 * prof.a[0] + 1e-9
+
+
+def test_blind_coarse_model_reads_jpeg_like_noise_capped_at_8x(rng):
+    import cv2
+    img = _ramp()
+    white = rng.standard_normal(img.shape).astype(np.float32) * np.sqrt(4e-4 * img + 1e-5).astype(np.float32)
+    # Coarse noise only, strong: the half-resolution estimate alone would exceed 8x the fine.
+    coarse = cv2.GaussianBlur(white, (0, 0), 2.0) * 6.0
+    prof = estimate_noise(img + coarse)
+    y = 0.3
+    v0 = prof.a[0] * y + prof.b[0]
+    a1, b1 = prof.model_at(1, 0)
+    assert a1 * y + b1 > 3 * v0  # no ISO, yet the coarse scale is seen
+    for lv in (1, 2):
+        a, b = prof.model_at(lv, 0)
+        assert a <= 8 * prof.a[0] * (1 + 1e-6) and b <= 8 * prof.b[0] * (1 + 1e-6) + 1e-15
 
 
 def test_coarse_model_reads_jpeg_like_noise_and_is_capped(rng):
