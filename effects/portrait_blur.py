@@ -47,11 +47,13 @@ height.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
+from effects._bands import run_in_row_bands
 from effects._validate import check_image, check_mask
 from effects._validate import resize as _resize
 from effects.mask_refine import GuidedStrips, RefineMatteParams, RowUpsampler, sample_at
@@ -413,6 +415,12 @@ class _Grain:
                        for _ in range(0, H, T)]
         self.tmp = np.empty((T, T, 3), np.float32)
 
+    def for_band(self) -> "_Grain":
+        """The same grain with its own scratch buffer, for one thread's band of rows."""
+        band = copy.copy(self)
+        band.tmp = np.empty_like(self.tmp)
+        return band
+
     def add(self, bg: np.ndarray, sigma: np.ndarray, y0: int, y1: int) -> None:
         """``bg += noise·sigma`` for frame rows y0..y1 (within one 256-row cell band), in place.
 
@@ -513,10 +521,21 @@ class _Compositor:
         H, W = alpha.shape
         Fb, Bb = _decontamination_grids(img, alpha, float(np.hypot(H, W)))
         self.img, self.alpha, (self.rs, self.cs) = img, alpha, box
-        self.up = RowUpsampler([Fb, Bb], H, W, self.cs, rows)
+        self.grids, self.rows = (Fb, Bb), rows
+        self._buffers()
+
+    def _buffers(self) -> None:
+        H, W = self.alpha.shape
+        self.up = RowUpsampler(list(self.grids), H, W, self.cs, self.rows)
         w = self.cs.stop - self.cs.start
-        self.a3 = np.empty((rows, w, 3), np.float32)
-        self.t = np.empty((rows, w, 3), np.float32)
+        self.a3 = np.empty((self.rows, w, 3), np.float32)
+        self.t = np.empty((self.rows, w, 3), np.float32)
+
+    def for_band(self) -> "_Compositor":
+        """The same compositor with its own upsampler and buffers, for one thread's band of rows."""
+        band = copy.copy(self)
+        band._buffers()
+        return band
 
     def __call__(self, out: np.ndarray, y0: int, y1: int) -> None:
         """Composite frame rows y0..y1 (clipped to the box) of ``out`` (H×W×3) in place."""
@@ -928,27 +947,34 @@ def portrait_blur(
     S = _STRIP_ROWS
     assert _Grain.T % S == 0
     out = np.empty((H, W, 3), np.float32)
-    up_bg = RowUpsampler(low, H, W, slice(0, W), S)
-    up_sigma = None if sigma_low is None else RowUpsampler(sigma_low, H, W, slice(0, W), S)
     grain = None if sigma_low is None else _Grain(H, W, p.seed)
     rows = np.nonzero(alpha.max(axis=1) > 0)[0]
     composite = None
     if rows.size:
         cols = np.nonzero(alpha[rows[0] : rows[-1] + 1].max(axis=0) > 0)[0]
         composite = _Compositor(img, alpha, (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)), S)
-    for y0 in range(0, H, S):
-        y1 = min(H, y0 + S)
-        o = out[y0:y1]
-        up_bg(y0, y1, out=o)
-        if grain is not None:
-            smap = up_sigma(y0, y1)
+
+    def process_rows(r0: int, r1: int) -> None:
+        # Upsamplers and scratch buffers per band: the bands run in parallel threads.
+        up_bg = RowUpsampler(low, H, W, slice(0, W), S)
+        up_sigma = None if sigma_low is None else RowUpsampler(sigma_low, H, W, slice(0, W), S)
+        band_grain = None if grain is None else grain.for_band()
+        band_composite = None if composite is None else composite.for_band()
+        for y0 in range(r0, r1, S):
+            y1 = min(r1, y0 + S)
+            o = out[y0:y1]
+            up_bg(y0, y1, out=o)
+            if band_grain is not None:
+                smap = up_sigma(y0, y1)
+                if w0_full is not None:
+                    smap *= (1.0 - w0_full[y0:y1])[..., None]
+                band_grain.add(o, smap, y0, y1)
             if w0_full is not None:
-                smap *= (1.0 - w0_full[y0:y1])[..., None]
-            grain.add(o, smap, y0, y1)
-        if w0_full is not None:
-            o += w0_full[y0:y1, :, None] * (filled[0][y0:y1] - o)
-        _clip01(o)
-        if composite is not None:
-            composite(out, y0, y1)
+                o += w0_full[y0:y1, :, None] * (filled[0][y0:y1] - o)
             _clip01(o)
+            if band_composite is not None:
+                band_composite(out, y0, y1)
+                _clip01(o)
+
+    run_in_row_bands(process_rows, H, W, align=_Grain.T)  # grain cells never straddle two bands
     return out

@@ -55,6 +55,7 @@ import cv2
 import numpy as np
 from colour.models import oklab as _oklab
 
+from ._bands import run_in_row_bands
 from ._validate import check_image, check_mask
 
 __all__ = ["Style", "STYLE_PRESETS", "apply_style"]
@@ -247,96 +248,100 @@ def apply_style(
     # Horizontal strips: every temporary stays cache-sized (full-frame temporaries cost more
     # in page faults and memory traffic than in arithmetic).
     rows = max(1, _STRIP_PIXELS // w)
-    buf = _StripBuffers(min(rows, h), w)
-    for r0 in range(0, h, rows):
-        r1 = min(h, r0 + rows)
-        n = r1 - r0
-        x = np.clip(image[r0:r1], 0.0, 1.0, out=buf.rgb[:n])
-        p0 = _cbrt_lms(x, _RGB_TO_LMS, buf.p0[:n])  # LMS' of the original colour
-        pw = _cbrt_lms(x, warm_matrix, buf.pw[:n]) if warm_matrix is not None else p0
-        lum = cv2.transform(pw, _LMSP_TO_L, dst=buf.lum[:n])  # Oklab L of the warmed colour
 
-        # Per-pixel chroma scale c and blend weight wt (section 4 and 5 of the module docstring).
-        c = np.multiply(sky[r0:r1], sky_sat, out=buf.c[:n]) if sky_sat is not None else None
-        if c is not None:
-            c += chroma
-        wt = None
-        if protect_skin is not None or teeth is not None:
-            wt = buf.wt[:n]
-            if protect_skin is not None:
-                np.multiply(skin[r0:r1], protect_skin, out=wt)
-                if teeth is not None:
-                    np.maximum(wt, teeth[r0:r1], out=wt)
+    def process_rows(y0: int, y1: int) -> None:
+        buf = _StripBuffers(min(rows, y1 - y0), w)  # per band: bands run in parallel threads
+        for r0 in range(y0, y1, rows):
+            r1 = min(y1, r0 + rows)
+            n = r1 - r0
+            x = np.clip(image[r0:r1], 0.0, 1.0, out=buf.rgb[:n])
+            p0 = _cbrt_lms(x, _RGB_TO_LMS, buf.p0[:n])  # LMS' of the original colour
+            pw = _cbrt_lms(x, warm_matrix, buf.pw[:n]) if warm_matrix is not None else p0
+            lum = cv2.transform(pw, _LMSP_TO_L, dst=buf.lum[:n])  # Oklab L of the warmed colour
+
+            # Per-pixel chroma scale c and blend weight wt (section 4 and 5 of the module docstring).
+            c = np.multiply(sky[r0:r1], sky_sat, out=buf.c[:n]) if sky_sat is not None else None
+            if c is not None:
+                c += chroma
+            wt = None
+            if protect_skin is not None or teeth is not None:
+                wt = buf.wt[:n]
+                if protect_skin is not None:
+                    np.multiply(skin[r0:r1], protect_skin, out=wt)
+                    if teeth is not None:
+                        np.maximum(wt, teeth[r0:r1], out=wt)
+                else:
+                    wt[...] = teeth[r0:r1]
+                np.subtract(np.float32(1.0), wt, out=wt)
+                if strength != 1.0:
+                    wt *= np.float32(strength)
+            elif strength != 1.0 or warm_matrix is not None or c is not None:
+                wt = buf.wt[:n]
+                wt.fill(np.float32(strength))
+            if c is None:
+                c = buf.c[:n]
+                c.fill(chroma)
+
+            # u = (1 - c) L + T(L): the part of the adjusted colour along LMS' = (1, 1, 1) L.
+            u = np.subtract(np.float32(1.0), c, out=buf.u[:n])
+            u *= lum
+            if tone_gain != 0.0:
+                t = np.subtract(np.float32(1.0), lum, out=buf.t[:n])
+                t *= lum
+                t *= tone_gain
+                d = np.subtract(lum, np.float32(_GREY_L), out=buf.lum[:n])  # lum is not needed after this
+                t *= d
+                u += t
+
+            # LMS' of the result: p0 + wt (c pw + u - p0).
+            res = buf.res[:n]
+            if warm_matrix is None:
+                if wt is not None:
+                    np.subtract(c, np.float32(1.0), out=c)
+                    c *= wt
+                    c += np.float32(1.0)  # k = 1 + wt (c - 1)
+                    u *= wt
+                cv2.multiply(p0, cv2.merge([c, c, c], dst=buf.m3[:n]), dst=res)
             else:
-                wt[...] = teeth[r0:r1]
-            np.subtract(np.float32(1.0), wt, out=wt)
-            if strength != 1.0:
-                wt *= np.float32(strength)
-        elif strength != 1.0 or warm_matrix is not None or c is not None:
-            wt = buf.wt[:n]
-            wt.fill(np.float32(strength))
-        if c is None:
-            c = buf.c[:n]
-            c.fill(chroma)
-
-        # u = (1 - c) L + T(L): the part of the adjusted colour along LMS' = (1, 1, 1) L.
-        u = np.subtract(np.float32(1.0), c, out=buf.u[:n])
-        u *= lum
-        if tone_gain != 0.0:
-            t = np.subtract(np.float32(1.0), lum, out=buf.t[:n])
-            t *= lum
-            t *= tone_gain
-            d = np.subtract(lum, np.float32(_GREY_L), out=buf.lum[:n])  # lum is not needed after this
-            t *= d
-            u += t
-
-        # LMS' of the result: p0 + wt (c pw + u - p0).
-        res = buf.res[:n]
-        if warm_matrix is None:
-            if wt is not None:
-                np.subtract(c, np.float32(1.0), out=c)
+                np.subtract(np.float32(1.0), wt, out=buf.t[:n])
+                cv2.multiply(p0, cv2.merge([buf.t[:n]] * 3, dst=buf.m3[:n]), dst=res)
                 c *= wt
-                c += np.float32(1.0)  # k = 1 + wt (c - 1)
+                cv2.multiply(pw, cv2.merge([c, c, c], dst=buf.m3[:n]), dst=buf.pw[:n])
+                cv2.add(res, buf.pw[:n], dst=res)
                 u *= wt
-            cv2.multiply(p0, cv2.merge([c, c, c], dst=buf.m3[:n]), dst=res)
-        else:
-            np.subtract(np.float32(1.0), wt, out=buf.t[:n])
-            cv2.multiply(p0, cv2.merge([buf.t[:n]] * 3, dst=buf.m3[:n]), dst=res)
-            c *= wt
-            cv2.multiply(pw, cv2.merge([c, c, c], dst=buf.m3[:n]), dst=buf.pw[:n])
-            cv2.add(res, buf.pw[:n], dst=res)
-            u *= wt
-        cv2.add(res, cv2.merge([u, u, u], dst=buf.m3[:n]), dst=res)
-        lms = cv2.multiply(res, res, dst=buf.m3[:n])
-        cv2.multiply(lms, res, dst=lms)
-        y = cv2.transform(lms, _LMS_TO_RGB, dst=out[r0:r1])
+            cv2.add(res, cv2.merge([u, u, u], dst=buf.m3[:n]), dst=res)
+            lms = cv2.multiply(res, res, dst=buf.m3[:n])
+            cv2.multiply(lms, res, dst=lms)
+            y = cv2.transform(lms, _LMS_TO_RGB, dst=out[r0:r1])
 
-        # 6. Gamut: pull out-of-cube pixels back toward their original colour (bisection).
-        # Bounds: [0.001, 0.998] widened to the pixel's own original range. Cheap first pass
-        # with the fixed bounds; only the pixels it flags look at their own range.
-        ok = cv2.inRange(y, _FIT_BOUNDS[0], _FIT_BOUNDS[1], dst=buf.ok[:n])
-        cand = np.flatnonzero(ok == 0)
-        if cand.size:
-            xc = np.take(x.reshape(-1, 3), cand, axis=0)  # N×3 copies
-            yc = np.take(y.reshape(-1, 3), cand, axis=0)
-            lo = np.minimum(np.minimum(xc[:, 0], xc[:, 1]), xc[:, 2])
-            np.minimum(lo, np.float32(_FIT_LO), out=lo)
-            lo -= np.float32(_FIT_TOL)
-            hi = np.maximum(np.maximum(xc[:, 0], xc[:, 1]), xc[:, 2])
-            np.maximum(hi, np.float32(_FIT_HI), out=hi)
-            hi += np.float32(_FIT_TOL)
-            bad = yc[:, 0] < lo
-            for ch in range(3):
-                if ch:
-                    bad |= yc[:, ch] < lo
-                bad |= yc[:, ch] > hi
-            idx = cand[bad]
-            if idx.size:
-                p_bad = np.take(p0.reshape(-1, 3), idx, axis=0)[None]  # 1×N×3
-                q_bad = np.take(res.reshape(-1, 3), idx, axis=0)[None]
-                q_bad -= p_bad
-                y.reshape(-1, 3)[idx] = _pull_into_gamut(p_bad, q_bad, lo[bad][None], hi[bad][None])[0]
-        np.clip(y, 0.0, 1.0, out=y)
+            # 6. Gamut: pull out-of-cube pixels back toward their original colour (bisection).
+            # Bounds: [0.001, 0.998] widened to the pixel's own original range. Cheap first pass
+            # with the fixed bounds; only the pixels it flags look at their own range.
+            ok = cv2.inRange(y, _FIT_BOUNDS[0], _FIT_BOUNDS[1], dst=buf.ok[:n])
+            cand = np.flatnonzero(ok == 0)
+            if cand.size:
+                xc = np.take(x.reshape(-1, 3), cand, axis=0)  # N×3 copies
+                yc = np.take(y.reshape(-1, 3), cand, axis=0)
+                lo = np.minimum(np.minimum(xc[:, 0], xc[:, 1]), xc[:, 2])
+                np.minimum(lo, np.float32(_FIT_LO), out=lo)
+                lo -= np.float32(_FIT_TOL)
+                hi = np.maximum(np.maximum(xc[:, 0], xc[:, 1]), xc[:, 2])
+                np.maximum(hi, np.float32(_FIT_HI), out=hi)
+                hi += np.float32(_FIT_TOL)
+                bad = yc[:, 0] < lo
+                for ch in range(3):
+                    if ch:
+                        bad |= yc[:, ch] < lo
+                    bad |= yc[:, ch] > hi
+                idx = cand[bad]
+                if idx.size:
+                    p_bad = np.take(p0.reshape(-1, 3), idx, axis=0)[None]  # 1×N×3
+                    q_bad = np.take(res.reshape(-1, 3), idx, axis=0)[None]
+                    q_bad -= p_bad
+                    y.reshape(-1, 3)[idx] = _pull_into_gamut(p_bad, q_bad, lo[bad][None], hi[bad][None])[0]
+            np.clip(y, 0.0, 1.0, out=y)
+
+    run_in_row_bands(process_rows, h, w, align=rows)
     return out
 
 

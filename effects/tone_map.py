@@ -82,6 +82,7 @@ import colour
 import cv2
 import numpy as np
 
+from ._bands import run_in_row_bands
 from ._validate import check_image, check_mask
 
 __all__ = ["ToneMapParams", "PersonExposure", "tone_map_people", "MONK_SKIN_TONES_SRGB"]
@@ -380,54 +381,59 @@ def _apply_gains(image: np.ndarray, coeffs, sky_mask, p: ToneMapParams) -> np.nd
     up = _RowUpsampler(coeffs, (h, w))
     out = np.empty((h, w, 3), np.float32)
     rows = max(1, _STRIP_PIXELS // w)
-    n_max = min(rows, h)
-    x_buf, f3_buf = np.empty((n_max, w, 3), np.float32), np.empty((n_max, w, 3), np.float32)
-    ll_b, g_b, base_b, t_b, u_b = (np.empty((n_max, w), np.float32) for _ in range(5))
     hl_ceiling = np.float32(np.log2(p.highlight_ceiling))
     sky_ceiling = np.float32(np.log2(p.sky_ceiling))
-    for r0 in range(0, h, rows):
-        r1 = min(h, r0 + rows)
-        n = r1 - r0
-        x = np.clip(image[r0:r1], 0.0, 1.0, out=x_buf[:n])
-        # The guide: log2 luminance (floored so black stays finite).
-        ll = cv2.transform(x, _LUMA[None, :], dst=ll_b[:n])
-        np.maximum(ll, _Y_FLOOR, out=ll)
-        cv2.log(ll, dst=ll)
-        ll *= np.float32(1.0 / _LN2)
-        t, u = t_b[:n], u_b[:n]
-        gain = up.strip(0, r0, r1, g_b[:n], t)
-        gain *= ll
-        gain += up.strip(1, r0, r1, u, t)
-        base = up.strip(2, r0, r1, base_b[:n], t)
-        base *= ll
-        base += up.strip(3, r0, r1, u, t)
 
-        # Ceilings: never brighten the base past the highlight shoulder; keep the sky below its ceiling.
-        np.subtract(hl_ceiling, base, out=t)
-        np.maximum(t, np.float32(0.0), out=t)
-        np.minimum(gain, t, out=gain)
-        if sky_mask is not None:
-            # The sky is never brightened, and bright sky is brought down toward its ceiling:
-            # gain += sky * (min(gain, cap, 0) - gain), cap = max(sky_ceiling - base, -max_local_ev).
-            np.subtract(sky_ceiling, base, out=t)
-            np.maximum(t, np.float32(-p.max_local_ev), out=t)
-            np.minimum(t, gain, out=t)
-            np.minimum(t, np.float32(0.0), out=t)
-            t -= gain
-            t *= sky_mask[r0:r1]
-            gain += t
+    def process_rows(y0: int, y1: int) -> None:
+        # Buffers per band: the bands run in parallel threads (effects._bands).
+        n_max = min(rows, y1 - y0)
+        x_buf, f3_buf = np.empty((n_max, w, 3), np.float32), np.empty((n_max, w, 3), np.float32)
+        ll_b, g_b, base_b, t_b, u_b = (np.empty((n_max, w), np.float32) for _ in range(5))
+        for r0 in range(y0, y1, rows):
+            r1 = min(y1, r0 + rows)
+            n = r1 - r0
+            x = np.clip(image[r0:r1], 0.0, 1.0, out=x_buf[:n])
+            # The guide: log2 luminance (floored so black stays finite).
+            ll = cv2.transform(x, _LUMA[None, :], dst=ll_b[:n])
+            np.maximum(ll, _Y_FLOOR, out=ll)
+            cv2.log(ll, dst=ll)
+            ll *= np.float32(1.0 / _LN2)
+            t, u = t_b[:n], u_b[:n]
+            gain = up.strip(0, r0, r1, g_b[:n], t)
+            gain *= ll
+            gain += up.strip(1, r0, r1, u, t)
+            base = up.strip(2, r0, r1, base_b[:n], t)
+            base *= ll
+            base += up.strip(3, r0, r1, u, t)
 
-        # factor = 2**gain, limited to 1 / (largest channel): a pixel that would exceed 1 is
-        # scaled as a whole (hue kept), never clipped per channel.
-        gain *= np.float32(_LN2)
-        factor = cv2.exp(gain, dst=gain)
-        np.maximum(x[..., 0], x[..., 1], out=t)
-        np.maximum(t, x[..., 2], out=t)
-        np.maximum(t, np.float32(1e-30), out=t)
-        np.divide(np.float32(1.0), t, out=t)
-        np.minimum(factor, t, out=factor)
-        y = cv2.multiply(x, cv2.merge([factor, factor, factor], dst=f3_buf[:n]), dst=out[r0:r1])
-        np.clip(y, 0.0, 1.0, out=y)
+            # Ceilings: never brighten the base past the highlight shoulder; keep the sky below its ceiling.
+            np.subtract(hl_ceiling, base, out=t)
+            np.maximum(t, np.float32(0.0), out=t)
+            np.minimum(gain, t, out=gain)
+            if sky_mask is not None:
+                # The sky is never brightened, and bright sky is brought down toward its ceiling:
+                # gain += sky * (min(gain, cap, 0) - gain), cap = max(sky_ceiling - base, -max_local_ev).
+                np.subtract(sky_ceiling, base, out=t)
+                np.maximum(t, np.float32(-p.max_local_ev), out=t)
+                np.minimum(t, gain, out=t)
+                np.minimum(t, np.float32(0.0), out=t)
+                t -= gain
+                t *= sky_mask[r0:r1]
+                gain += t
+
+            # factor = 2**gain, limited to 1 / (largest channel): a pixel that would exceed 1 is
+            # scaled as a whole (hue kept), never clipped per channel.
+            gain *= np.float32(_LN2)
+            factor = cv2.exp(gain, dst=gain)
+            np.maximum(x[..., 0], x[..., 1], out=t)
+            np.maximum(t, x[..., 2], out=t)
+            np.maximum(t, np.float32(1e-30), out=t)
+            np.divide(np.float32(1.0), t, out=t)
+            np.minimum(factor, t, out=factor)
+            y = cv2.multiply(x, cv2.merge([factor, factor, factor], dst=f3_buf[:n]), dst=out[r0:r1])
+            np.clip(y, 0.0, 1.0, out=y)
+
+    run_in_row_bands(process_rows, h, w, align=rows)
     return out
 
 
