@@ -378,6 +378,12 @@ class TrainingSet:
                 image, scene[GLASSES] = drawn
         if self.augment and rec.source == "fasseg" and GLASSES not in scene:
             scene[GLASSES] = np.zeros(image.shape[:2], np.uint8)  # FASSEG faces wear no glasses
+        if rec.source == "ade_sky":
+            # Scenes without people: no glasses, no teeth anywhere. Without these negatives the
+            # two face channels only ever saw faces, and fired on face-coloured things elsewhere
+            # (the bundled astronaut's orange sleeve). Pasted people below make them unknown again.
+            for c in (GLASSES, TEETH):
+                scene.setdefault(c, np.zeros(image.shape[:2], np.uint8))
         if (self.augment and instances is None and rec.source == "ade_sky"
                 and rng.random() < self.params.p_copy_paste):
             # outdoor scenes as backgrounds for pasted people (ADE sky scenes rarely show people)
