@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import functools
 import io
+import math
 import os
 import struct
 import tempfile
@@ -127,7 +128,11 @@ def as_linear_rgb(array: np.ndarray, *, name: str = "image") -> np.ndarray:
         return _decode(array, None, 16)
     if array.dtype in (np.float16, np.float32, np.float64):
         out = array.astype(np.float32)  # always a copy: callers' arrays are never modified
-        if not np.isfinite(out).all():
+        # A sum is one fast pass and any NaN/inf makes it non-finite; only then (or on a
+        # float32 overflow of absurd values) is the exact, slower check needed.
+        with np.errstate(over="ignore"):
+            total = float(out.sum())
+        if not math.isfinite(total) and not np.isfinite(out).all():
             raise ValueError(f"{name} contains NaN or infinite values; replace them "
                              "(e.g. np.nan_to_num) before calling")
         return out
