@@ -329,6 +329,10 @@ class AugmentParams:
     """Seed augmentations; probabilities and ranges."""
 
     min_scale: float = 0.5  # crop side as a fraction of the largest crop of the output aspect
+    # Zoom out (crop larger than the photo, the rest unknown): portraits' faces at the size of a
+    # face in a half-body shot, where teeth and glasses were missed (the bundled astronaut).
+    p_zoom_out: float = 0.25
+    max_zoom_out: float = 2.0
     rotate_deg: float = 12.0
     p_rotate: float = 0.3
     p_turn: float = 0.15  # random 90° orientation
@@ -435,10 +439,10 @@ class TrainingSet:
         if self.augment:
             # random resize–crop–resize: a crop with the output aspect, random scale and position
             aspect = W / H
-            s = rng.uniform(p.min_scale, 1.0)
+            s = rng.uniform(1.0, p.max_zoom_out) if rng.random() < p.p_zoom_out else rng.uniform(p.min_scale, 1.0)
             ch = min(h, w / aspect) * s
             cw = ch * aspect
-            cy, cx = rng.uniform(0, h - ch), rng.uniform(0, w - cw)
+            cy, cx = rng.uniform(min(0, h - ch), max(0, h - ch)), rng.uniform(min(0, w - cw), max(0, w - cw))
             angle = rng.uniform(-p.rotate_deg, p.rotate_deg) if rng.random() < p.p_rotate else 0.0
             turn = rng.random() < p.p_turn
         else:

@@ -29,3 +29,19 @@ def test_group_composites_have_several_exact_people_and_no_scene_labels():
         assert g.image.shape == (120, 160, 3)
     again = group_composites(records, count=5, seed=0)  # fixed seed: the same evaluation set every run
     assert all(np.array_equal(a.image, b.image) for a, b in zip(groups, again))
+
+
+def test_zoom_out_leaves_the_padding_unknown_and_scene_photos_teach_no_glasses():
+    from camseg.train.data import GLASSES, TEETH, AugmentParams, TrainingSet
+
+    rec = Record(np.full((100, 200, 3), 128, np.uint8), {SKY: np.full((100, 200), 255, np.uint8)}, None, "ade_sky")
+    ts = TrainingSet([rec], size=(64, 80), params=AugmentParams(p_zoom_out=1.0, max_zoom_out=2.0, p_copy_paste=0.0))
+    fractions = []
+    for _ in range(8):
+        img, scene, valid, inst, n, inst_valid, inside = ts.sample(0)
+        fractions.append(inside.mean())
+        core = inside > 0.5
+        assert scene[SKY][core].mean() > 0.95  # the label follows the photo, wherever it lands
+        assert img[:, ~core].max(initial=0) < 0.3  # the padding is dark (and ignored by the loss)
+        assert valid[GLASSES] == 1 and valid[TEETH] == 1 and scene[GLASSES].max() == 0
+    assert min(fractions) < 0.9  # the photo no longer fills the frame
