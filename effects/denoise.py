@@ -255,33 +255,48 @@ def _k2(profile, level, sky_w, skin_w, strength, skin_override=None):
     return cv2.multiply(k, k, dst=k)
 
 
-def _shrink(band, bright, coef_a, coef_b, k2_luma, k2_chroma, window, floor=None):
-    """Local Wiener shrinkage of one 3-channel band, in place.
+def _threshold(bright, coef_a, coef_b, k2_luma, k2_chroma):
+    """Wiener threshold ``T = k^2 (a * brightness + b)`` per opponent channel: H×W×3 float32.
 
-    ``band``: H×W×3 opponent band; ``bright``: H×W non-negative luma; ``coef_a/b``: (3,) noise
-    model of this band (band std folded in); ``k2_*``: squared strengths (H×W or scalar).
-    All steps are whole-array cv2/in-place ops on the interleaved band (strided per-channel
-    numpy views were the slowest part).
+    ``bright``: H×W non-negative luma; ``coef_a/b``: (3,) noise model of the band (band std
+    folded in); ``k2_*``: squared strengths (H×W arrays or scalars).
     """
-    energy = _box(cv2.multiply(band, band), window)
-    # Threshold T = k^2 * (a * brightness + b) per channel: one transform from 1 to 3 channels.
-    m = np.stack([coef_a, coef_b], axis=1).astype(np.float32)  # (3, 2): out_c = a_c * y + b_c
+    # One transform from 1 to 3 channels: out_c = a_c * y + b_c.
+    m = np.stack([coef_a, coef_b], axis=1).astype(np.float32)  # (3, 2)
     thresh = cv2.transform(bright[..., None], m)
     if np.ndim(k2_luma) == 0 and np.ndim(k2_chroma) == 0:
-        thresh = cv2.multiply(thresh, (float(k2_luma), float(k2_chroma), float(k2_chroma), 0.0), dst=thresh)
-    else:
-        shape = bright.shape
-        kl = k2_luma if np.ndim(k2_luma) else np.full(shape, k2_luma, np.float32)
-        kc = k2_chroma if np.ndim(k2_chroma) else np.full(shape, k2_chroma, np.float32)
-        thresh = cv2.multiply(thresh, cv2.merge((kl, kc, kc)), dst=thresh)
-    # gain = max(1 - T / E, 0); E floored so flat zero bands give gain 0, not NaN.
-    np.maximum(energy, np.float32(1e-20), out=energy)
+        return cv2.multiply(thresh, (float(k2_luma), float(k2_chroma), float(k2_chroma), 0.0), dst=thresh)
+    shape = bright.shape
+    kl = k2_luma if np.ndim(k2_luma) else np.full(shape, k2_luma, np.float32)
+    kc = k2_chroma if np.ndim(k2_chroma) else np.full(shape, k2_chroma, np.float32)
+    return cv2.multiply(thresh, cv2.merge((kl, kc, kc)), dst=thresh)
+
+
+def _apply_gain(band, thresh, window, floor=None):
+    """Local Wiener shrinkage of one H×W×3 band in place: ``band *= max(1 - T / E, 0)``.
+
+    ``thresh`` (H×W×3, overwritten) is ``T``; ``E`` the box-window mean of ``band^2``;
+    ``floor`` the smallest luma gain: None, an H×W array, or ``(array, column slice)`` for
+    a floor that is zero outside those columns. Whole-array cv2/in-place ops on the
+    interleaved band (strided per-channel numpy views were the slowest part).
+    """
+    energy = _box(cv2.multiply(band, band), window)  # (2x faster than cv2.sqrBoxFilter here)
+    # E floored so flat zero bands give gain 0, not NaN. (np.clip with both bounds and
+    # cv2.threshold: several times faster here than np.maximum with a scalar.)
+    np.clip(energy, np.float32(1e-20), np.inf, out=energy)
     gain = cv2.divide(thresh, energy, dst=thresh)
     np.subtract(np.float32(1.0), gain, out=gain)
-    np.maximum(gain, 0.0, out=gain)
+    cv2.threshold(gain, 0.0, 0.0, cv2.THRESH_TOZERO, dst=gain)  # max(gain, 0)
     if floor is not None:
-        np.maximum(gain[..., 0], floor, out=gain[..., 0])
+        fl, cols = floor if isinstance(floor, tuple) else (floor, slice(None))
+        g0 = gain[:, cols, 0]
+        np.maximum(g0, fl, out=g0)
     return cv2.multiply(band, gain, dst=band)
+
+
+def _shrink(band, bright, coef_a, coef_b, k2_luma, k2_chroma, window, floor=None):
+    """:func:`_threshold` then :func:`_apply_gain` (``band`` shrunk in place)."""
+    return _apply_gain(band, _threshold(bright, coef_a, coef_b, k2_luma, k2_chroma), window, floor)
 
 
 def _floor_map(p: DenoiseParams, level: int, skin_w):
@@ -359,21 +374,29 @@ def _denoise_coarse(g1, sky1, skin1, noise, p, levels, band_std, skin_chroma):
 _RATIO_FLOOR = np.float32(2e-3)  # luma floor (linear) when forming chroma/luma ratios
 
 
-def _skin_chroma_coefs(y1_denoised, chroma1_noisy, noise, p):
+def _skin_chroma_coefs(y1_denoised, g1_noisy, noise, p, rows, cols):
     """Guided-filter coefficients for the chroma/luma ratio on skin, on the half-res grid.
 
-    Returns ``(a, b, lo, hi)``, each H1×W1×2: the ratio ``chroma / luma`` is modelled as
-    ``a * luma + b`` (He, Sun & Tang 2013, denoised luma as guide) and clamped to
-    ``[lo, hi]``, the range of the window-mean ratios around each pixel. Working on the
-    ratio (chromaticity) rather than on chroma itself is the multiplicative-texture model:
-    pores and shading scale all channels, so the ratio is locally constant and the texture
-    is carried by luma alone; and where the linear fit extrapolates (a dark mouth corner
-    next to lips) the result stays a plausible chromaticity scaled by a small luma instead
-    of a saturated colour. ``eps`` is ``skin_chroma_eps`` times the full-resolution luma
-    noise variance at the local brightness.
+    Returns ``((a, b, lo, hi) for chroma_rb, (a, b, lo, hi) for chroma_gm)``, each an H1×W1
+    float32 plane: the ratio ``chroma / luma`` is modelled as ``a * luma + b`` (He, Sun &
+    Tang 2013, denoised luma as guide) and clamped to ``[lo, hi]``, the range of the
+    window-mean ratios around each pixel. Working on the ratio (chromaticity) rather than on
+    chroma itself is the multiplicative-texture model: pores and shading scale all channels,
+    so the ratio is locally constant and the texture is carried by luma alone; and where the
+    linear fit extrapolates (a dark mouth corner next to lips) the result stays a plausible
+    chromaticity scaled by a small luma instead of a saturated colour. ``eps`` is
+    ``skin_chroma_eps`` times the full-resolution luma noise variance at the local brightness.
+
+    Only the half-res ``rows`` × ``cols`` ranges (where skin can be) are needed: the planes are
+    computed on that region widened by the filters' reach (two box filters and a 3×3
+    min/max, so the values inside are exact) and are zero elsewhere.
     """
     r = p.skin_chroma_radius
-    y = y1_denoised
+    h1, w1 = y1_denoised.shape
+    m = 2 * r + 4
+    ys = slice(max(0, rows[0] - m), min(h1, rows[1] + m))
+    xs = slice(max(0, cols[0] - m), min(w1, cols[1] + m))
+    y = np.ascontiguousarray(y1_denoised[ys, xs])
     yf = np.maximum(y, _RATIO_FLOOR)
     mean_y = _box(y, r)
     a0, b0 = noise.model_at(0, 0)
@@ -383,18 +406,21 @@ def _skin_chroma_coefs(y1_denoised, chroma1_noisy, noise, p):
     np.maximum(var_y, 0.0, out=var_y)
     denom = var_y + eps
     kernel = np.ones((3, 3), np.uint8)
-    out = [[], [], [], []]
-    for c in range(2):
-        ratio = chroma1_noisy[..., c] / yf
+    out = []
+    for c in (1, 2):
+        ratio = g1_noisy[ys, xs, c] / yf
         mean_r = _box(ratio, r)
         cov = _box(y * ratio, r) - mean_y * mean_r
         a = cov / denom
         b = mean_r - a * mean_y
-        out[0].append(_box(a, r))
-        out[1].append(_box(b, r))
-        out[2].append(cv2.erode(mean_r, kernel, borderType=cv2.BORDER_REFLECT))
-        out[3].append(cv2.dilate(mean_r, kernel, borderType=cv2.BORDER_REFLECT))
-    return tuple(cv2.merge(x) for x in out)
+        planes = []
+        for z in (_box(a, r), _box(b, r), cv2.erode(mean_r, kernel, borderType=cv2.BORDER_REFLECT),
+                  cv2.dilate(mean_r, kernel, borderType=cv2.BORDER_REFLECT)):
+            full = np.zeros((h1, w1), np.float32)
+            full[ys, xs] = z
+            planes.append(full)
+        out.append(tuple(planes))
+    return tuple(out)
 
 
 def denoise(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask: np.ndarray | None = None,
@@ -456,15 +482,15 @@ def denoise(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
         return img.copy()
 
     opp = rgb_to_opponent(img)  # new array; H×W×3 (luma, chroma_rb, chroma_gm)
+    g1 = cv2.pyrDown(opp)
     if noise is None:
-        noise = _estimate_from_opponent(opp, iso)
+        noise = _estimate_from_opponent(opp, iso, g1)
     if max(noise.a) == 0 and max(noise.b) == 0 and not any(map(any, noise.coarse_a + noise.coarse_b)):
         return img.copy()
 
     band_std = _band_noise_std(levels)
-    g1 = cv2.pyrDown(opp)
     h1, w1 = g1.shape[:2]
-    luma1 = np.ascontiguousarray(g1[..., 0])
+    luma1 = cv2.extractChannel(g1, 0)
     sky1, skin1 = _region_weights(sky, skin, luma1, p)
     if skin1 is not None and np.isfinite(p.skin_texture_contrast):
         # Noise-to-texture scaling of the skin luma strengths (see DenoiseParams).
@@ -479,13 +505,31 @@ def denoise(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
         p = replace(p, luma_skin=ls)
     skin_chroma = skin1 is not None and p.skin_chroma_radius > 0
     rec1 = _denoise_coarse(g1, sky1, skin1, noise, p, levels, band_std, skin_chroma)
-    if skin_chroma:
-        ca1, cb1, lo1, hi1 = _skin_chroma_coefs(np.ascontiguousarray(rec1[..., 0]), g1[..., 1:], noise, p)
 
-    coef_a, coef_b = _model(noise, 0, band_std[0])
+    # Finest band. Everything smooth is computed on the half-resolution grid and brought up
+    # with one pyrUp per strip: the threshold T = k^2 (a * brightness + b) (brightness and
+    # region weights are low-pass anyway), so the full-resolution work is the band itself,
+    # its local energy, the gain, the reconstruction and the conversion back to RGB.
     strength = float(p.strength)
-    luma_prof = (p.luma_base, p.luma_sky, p.luma_skin)
-    chroma_prof = (p.chroma_base, p.chroma_sky, p.chroma_skin)
+    coef_a, coef_b = _model(noise, 0, band_std[0])
+    k2l = _k2((p.luma_base, p.luma_sky, p.luma_skin), 0, sky1, skin1, strength)
+    k2c = _k2((p.chroma_base, p.chroma_sky, p.chroma_skin), 0, sky1, skin1, strength,
+              skin_override=0.0 if skin_chroma else None)
+    # sqrt(T) = k * sigma is what is interpolated: at a mask edge k then changes linearly
+    # across the pyrUp kernel, as it did when the masks themselves were upsampled, instead of
+    # k^2 spreading the larger (sky) strength into the first pixels outside the mask.
+    root_thresh1 = cv2.sqrt(_threshold(np.maximum(luma1, 0.0), coef_a, coef_b, k2l, k2c))
+    floor0 = _band(p.skin_luma_floor, 0)
+    skin_rows = skin_cols = None
+    if skin1 is not None:
+        rows, cols = np.flatnonzero(skin1.any(axis=1)), np.flatnonzero(skin1.any(axis=0))
+        if rows.size:
+            # Half-res rows/cols where the skin weight (and so its pyrUp) can be non-zero.
+            skin_rows = (max(0, rows[0] - 2), min(h1, rows[-1] + 3))
+            skin_cols = (max(0, cols[0] - 2), min(w1, cols[-1] + 3))
+    skin_chroma = skin_chroma and skin_rows is not None
+    if skin_chroma:
+        coefs1 = _skin_chroma_coefs(cv2.extractChannel(rec1, 0), g1, noise, p, skin_rows, skin_cols)
     hi = np.float32(max(1.0, float(img.max())))
     out = np.empty_like(img)
     win = p.window
@@ -497,38 +541,40 @@ def denoise(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
         q0, q1 = max(0, e0 // 2 - 2), min(h1, (e1 + 1) // 2 + 2)  # half-res rows
         u0, u1 = 2 * q0, min(h, 2 * q1)                        # rows pyrUp of [q0, q1) covers
         shp = (u1 - u0, w)
-        up = _up(g1[q0:q1], shp)
-        band = opp[u0:u1] - up
-        bright = np.maximum(cv2.extractChannel(up, 0), 0.0)
-        sw = _up(sky1[q0:q1], shp) if sky1 is not None else None
-        kw = _up(skin1[q0:q1], shp) if skin1 is not None else None
-        k2l = _k2(luma_prof, 0, sw, kw, strength)
-        k2c = _k2(chroma_prof, 0, sw, kw, strength, skin_override=0.0 if skin_chroma else None)
-        fl = _floor_map(p, 0, kw)
-        _shrink(band, bright, coef_a, coef_b, k2l, k2c, win, fl)
+        band = cv2.subtract(opp[u0:u1], _up(g1[q0:q1], shp))
+        thresh = _up(root_thresh1[q0:q1], shp)
+        thresh = cv2.multiply(thresh, thresh, dst=thresh)
+        on_skin = skin_rows is not None and q0 < skin_rows[1] and q1 > skin_rows[0]
+        if on_skin:
+            # Skin weight on the columns that can hold skin (pyrUp of a column slice with
+            # 2 half-res columns of margin, or the image edge, equals the whole-row pyrUp there).
+            c0, c1 = skin_cols
+            s0, s1 = max(0, c0 - 2), min(w1, c1 + 2)
+            x0, x1 = 2 * s0, min(w, 2 * s1)
+            kw = _up(skin1[q0:q1, s0:s1], (u1 - u0, x1 - x0))
+            np.clip(kw, 0.0, 1.0, out=kw)
+        fl = (cv2.multiply(kw, floor0), slice(x0, x1)) if on_skin and floor0 > 0 else None
+        _apply_gain(band, thresh, win, fl)
         res = _up(rec1[q0:q1], shp)
         res = cv2.add(res, band, dst=res)
-        if skin_chroma and kw.any():
+        if skin_chroma and on_skin:
             # Skin chroma = clamp(a * y + b, lo, hi) * y with y the denoised luma, blended in
             # by the skin weight: res_c += w * (ratio_c * y - res_c), on contiguous planes.
-            y, c1, c2 = cv2.split(res)
-            ca, cb = _up(ca1[q0:q1], shp), _up(cb1[q0:q1], shp)
-            lo, hi_r = _up(lo1[q0:q1], shp), _up(hi1[q0:q1], shp)
-            wk = np.clip(kw, 0.0, 1.0, out=kw)
+            sub = res[:, x0:x1]
+            y, c1p, c2p = cv2.split(sub)
             planes = [y]
-            for c, plane in enumerate((c1, c2)):
-                g = cv2.multiply(ca[..., c], y)
-                g += cb[..., c]
-                np.maximum(g, lo[..., c], out=g)
-                np.minimum(g, hi_r[..., c], out=g)
+            for c, plane in enumerate((c1p, c2p)):
+                ca, cb, lo, hi_r = (_up(z[q0:q1, s0:s1], kw.shape) for z in coefs1[c])
+                g = cv2.multiply(ca, y)
+                g += cb
+                cv2.max(g, lo, dst=g)
+                cv2.min(g, hi_r, dst=g)
                 g *= y
                 g -= plane
-                g *= wk
+                g *= kw
                 plane += g
                 planes.append(plane)
-            res = cv2.merge(planes)
+            res[:, x0:x1] = cv2.merge(planes)
         s0, s1 = r0 - u0, r1 - u0
-        rgb = opponent_to_rgb(res[s0:s1])
-        np.maximum(rgb, 0.0, out=rgb)
-        np.minimum(rgb, hi, out=out[r0:r1])
+        np.clip(opponent_to_rgb(res[s0:s1]), 0.0, hi, out=out[r0:r1])
     return out

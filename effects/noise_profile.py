@@ -64,6 +64,7 @@ _BLOCK = 16          # block side for the local estimates (pixels)
 _N_BINS = 16         # brightness bins, uniform in sqrt(luma) to resolve the shadows
 _PERCENTILE = 10.0   # flattest 10 % of each bin's blocks are trusted
 _MIN_BLOCKS = 6      # a bin needs this many blocks to count
+_MAX_BLOCKS = 6000   # above this, rows of blocks are subsampled (see _block_stats)
 # Without an ISO, the half/quarter-resolution models are bounded by this multiple of the
 # full-resolution variance instead of by the ISO prior. JPEG q90 removes about 11x of the
 # fine-scale noise variance from flat blocks at ISO 800 (0.30x in sigma, benchmarks/denoise.py),
@@ -191,16 +192,34 @@ def opponent_to_rgb(opp: np.ndarray) -> np.ndarray:
 
 
 def _block_stats(opp: np.ndarray):
-    """Per-block mean luma, per-channel Immerkær sigma and a clipping flag."""
+    """Per-block mean luma, per-channel Immerkær sigma and a clipping flag.
+
+    On large images only every ``step``-th row of blocks is used (at most about
+    ``_MAX_BLOCKS`` blocks): a 12-MP image has ~47 000, far more than the 16 brightness
+    bins need, and this pass is one of the few over every full-resolution pixel.
+    """
     h, w, _ = opp.shape
     hb, wb = (h - 2) // _BLOCK, (w - 2) // _BLOCK
     if hb < 1 or wb < 1:
         return None
-    core = opp[1:1 + hb * _BLOCK, 1:1 + wb * _BLOCK]
-    # Immerkær residual: unit-gain for white noise (kernel L2 norm is 6 before the /6).
-    # filter2D on the block region plus a 1-px frame of real pixels (no border effects).
-    res = cv2.filter2D(opp[: hb * _BLOCK + 2, : wb * _BLOCK + 2], cv2.CV_32F, _IMMERKAER,
-                       borderType=cv2.BORDER_REFLECT)[1:-1, 1:-1]
+    step = max(1, -(-hb * wb // _MAX_BLOCKS))
+    if step > 1:
+        # Block rows 0, step, 2*step, ... each with its 1-px frame of real pixels (18 rows),
+        # stacked; the 3×3 filter's rows 1..16 of each slab only see that slab.
+        sel = range(0, hb, step)
+        slab = np.stack([opp[k * _BLOCK: k * _BLOCK + _BLOCK + 2, : wb * _BLOCK + 2] for k in sel])
+        n = slab.shape[0]
+        stacked = slab.reshape(n * (_BLOCK + 2), wb * _BLOCK + 2, 3)  # (n·18)×W'×3
+        res = cv2.filter2D(stacked, cv2.CV_32F, _IMMERKAER, borderType=cv2.BORDER_REFLECT)
+        res = res.reshape(n, _BLOCK + 2, -1, 3)[:, 1:-1, 1:-1].reshape(n * _BLOCK, wb * _BLOCK, 3)
+        core = slab[:, 1:-1, 1:-1].reshape(n * _BLOCK, wb * _BLOCK, 3)
+        hb = n
+    else:
+        core = opp[1:1 + hb * _BLOCK, 1:1 + wb * _BLOCK]
+        # Immerkær residual: unit-gain for white noise (kernel L2 norm is 6 before the /6).
+        # filter2D on the block region plus a 1-px frame of real pixels (no border effects).
+        res = cv2.filter2D(opp[: hb * _BLOCK + 2, : wb * _BLOCK + 2], cv2.CV_32F, _IMMERKAER,
+                           borderType=cv2.BORDER_REFLECT)[1:-1, 1:-1]
     np.abs(res, out=res)
     # Block means by area resampling at an exact integer factor (= mean over each block);
     # mean |r| * sqrt(pi/2) = sigma for Gaussian r.
@@ -299,7 +318,7 @@ def _fit(xs, vs, ws, prior):
     return tuple(a_out), tuple(b_out)
 
 
-def _coarse_models(opp: np.ndarray, a0, b0, prior: NoiseProfile | None, levels: int):
+def _coarse_models(opp: np.ndarray, a0, b0, prior: NoiseProfile | None, levels: int, half=None):
     """The ``(a, b)`` model refitted after 1 .. ``levels`` pyrDowns (white-noise equivalent).
 
     JPEG's quantisation removes mostly the finest-scale noise (and 4:2:0 subsampling most
@@ -326,7 +345,7 @@ def _coarse_models(opp: np.ndarray, a0, b0, prior: NoiseProfile | None, levels: 
         cap_a, cap_b = _BLIND_RATIO * np.asarray(a0), _BLIND_RATIO * np.asarray(b0)
     g = opp
     for lv in range(1, levels + 1):
-        g = cv2.pyrDown(g)
+        g = half if (lv == 1 and half is not None) else cv2.pyrDown(g)
         est = _bin_estimates(g, lv)
         if est is None or len(est[0]) < 2:
             break
@@ -412,9 +431,9 @@ def estimate_noise(image: np.ndarray, *, iso: float | None = None) -> NoiseProfi
     return _estimate_from_opponent(rgb_to_opponent(img), iso)
 
 
-def _estimate_from_opponent(opp: np.ndarray, iso: float | None) -> NoiseProfile:
+def _estimate_from_opponent(opp: np.ndarray, iso: float | None, half: np.ndarray | None = None) -> NoiseProfile:
     """:func:`estimate_noise` on an already converted, validated opponent image (the denoiser
-    converts once and shares it)."""
+    converts once and shares it, and its ``cv2.pyrDown`` of it as ``half``)."""
     prior = noise_profile_from_iso(iso) if iso is not None else None
     est = _bin_estimates(opp, 0)
     xs, vs, ws = ([], [], []) if est is None else (list(est[0]), list(est[1] ** 2), list(est[2]))
@@ -425,5 +444,5 @@ def _estimate_from_opponent(opp: np.ndarray, iso: float | None) -> NoiseProfile:
         return NoiseProfile((0.0, 0.0, 0.0), (0.0, 0.0, 0.0), 0, "none")
 
     a_out, b_out = _fit(xs, vs, ws, prior)
-    ca, cb = _coarse_models(opp, a_out, b_out, prior, _SCALE_LEVELS)
+    ca, cb = _coarse_models(opp, a_out, b_out, prior, _SCALE_LEVELS, half)
     return NoiseProfile(a_out, b_out, len(xs), "estimated+iso" if prior is not None else "estimated", ca, cb)
