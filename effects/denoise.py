@@ -31,8 +31,13 @@ Technique (what a camera's noise-reduction block does, in four steps):
    ratio with the *denoised* luma as guide (He, Sun & Tang 2013; cf. the colour-line model
    of Levin et al. 2008), clamped to the local range of window means, and multiplied back by
    the denoised luma: chroma noise (independent of the guide) averages out over the window
-   while chroma that follows the luma texture is kept. Coefficients are computed at half
-   resolution and applied with the full-resolution guide (fast guided filter, He & Sun 2015).
+   while chroma that follows the luma texture is kept. The ratio is computed at half
+   resolution and multiplied by the full-resolution denoised luma (in the spirit of the
+   fast guided filter, He & Sun 2015).
+   Where the window's chromaticity varies far more than the luma fit explains (a colour
+   edge: lips, or a coloured patch on clothing that a soft skin matte covers) the guided
+   result gives way to ordinary chroma shrinkage, so one colour is not spread across the
+   edge as a halo.
    The skin luma strengths are lowered as the noise approaches the texture's own contrast
    (``skin_texture_contrast``), the skin luma gain of the finest band never drops below
    ``skin_luma_floor`` (grain rather than plastic), and on a compressed image (coarse noise > 2x the fine) the
@@ -57,6 +62,7 @@ from .noise_profile import (NoiseProfile, _check_image, _check_iso, _check_mask,
 
 __all__ = ["DenoiseParams", "denoise"]
 
+_PYRDOWN_VAR = (70.0 / 256.0) ** 2  # white-noise variance kept by one cv2.pyrDown (binomial 5-tap)
 _STRIP = 64  # full-resolution rows per strip of the finest band (temporaries stay in cache)
 
 
@@ -76,8 +82,9 @@ class DenoiseParams:
     luma_base, luma_sky, luma_skin : tuple of float
         Luma strengths outside the masks, in sky, on skin.
     chroma_base, chroma_sky, chroma_skin : tuple of float
-        Chroma strengths for the same regions (on skin they apply only where
-        ``skin_chroma_radius`` is 0; otherwise skin chroma comes from the luma-guided filter).
+        Chroma strengths for the same regions (on skin the luma-guided filter replaces the
+        result, except at colour edges, see ``skin_chroma_edge``, and where
+        ``skin_chroma_radius`` is 0).
     levels : int
         Number of pyramid bands (>= 1); fewer are used on images too small for them.
     window : int
@@ -95,6 +102,13 @@ class DenoiseParams:
     skin_chroma_eps : float
         Its regulariser in units of the local luma noise variance: below that much luma
         texture energy chroma is averaged, above it chroma follows the luma texture. > 0.
+    skin_chroma_edge : float
+        Colour-edge guard of the luma-guided skin chroma, in chromaticity (chroma / luma)
+        units: where the chromaticity varies around a pixel more than the luma fit explains
+        (std above ``2 * max(skin_chroma_edge, noise)``: lips, eyes, a coloured patch on
+        clothing inside the skin mask) the guided result gives way to ordinary chroma
+        shrinkage with ``chroma_skin``, instead of spreading one colour across the edge as a
+        halo. ``inf`` disables it. > 0.
     skin_texture_contrast : float
         Relative luma contrast of skin texture that the noise is compared with (pores
         themselves are ~5–10 %; 0.30 is tuned together with ``skin_luma_floor``). The skin luma
@@ -128,6 +142,7 @@ class DenoiseParams:
     refine_eps: float = 1e-3
     skin_chroma_radius: int = 4
     skin_chroma_eps: float = 1.0
+    skin_chroma_edge: float = 0.10
     skin_texture_contrast: float = 0.30
     skin_luma_floor: tuple[float, ...] = (0.45, 0.0)
     window: int = 1
@@ -151,9 +166,10 @@ class DenoiseParams:
         v = self.skin_chroma_radius
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise ValueError(f"DenoiseParams.skin_chroma_radius must be an integer >= 0 (0 = off); got {v!r}.")
-        v = self.skin_texture_contrast
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-            raise ValueError(f"DenoiseParams.skin_texture_contrast must be a number > 0 (inf = off); got {v!r}.")
+        for name in ("skin_texture_contrast", "skin_chroma_edge"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                raise ValueError(f"DenoiseParams.{name} must be a number > 0 (inf = off); got {v!r}.")
         for name in ("refine_eps", "skin_chroma_eps"):
             v = getattr(self, name)
             if isinstance(v, bool) or not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
@@ -232,16 +248,13 @@ def _region_weights(sky, skin, luma1, p: DenoiseParams):
     return sky_w, skin_w
 
 
-def _k2(profile, level, sky_w, skin_w, strength, skin_override=None):
+def _k2(profile, level, sky_w, skin_w, strength):
     """Squared strength ``k^2`` of one band: an array on the band's grid, or a scalar.
 
     ``profile`` = (base, sky, skin) strength tuples; ``sky_w``/``skin_w`` the region weights on
-    this band's grid (or None). ``skin_override`` replaces the skin strength (0 where skin
-    chroma comes from the guided filter instead).
+    this band's grid (or None).
     """
     kb, ks, kk = (strength * _band(t, level) for t in profile)
-    if skin_override is not None:
-        kk = skin_override
     use_sky = sky_w is not None and ks != kb
     use_skin = skin_w is not None and kk != kb
     if not use_sky and not use_skin:
@@ -361,8 +374,7 @@ def _denoise_coarse(g1, sky1, skin1, noise, p, levels, band_std, skin_chroma):
         sw = sky_ws[i] if sky_ws is not None else None
         kw = skin_ws[i] if skin_ws is not None else None
         k2l = _k2((p.luma_base, p.luma_sky, p.luma_skin), lv, sw, kw, strength)
-        k2c = _k2((p.chroma_base, p.chroma_sky, p.chroma_skin), lv, sw, kw, strength,
-                  skin_override=0.0 if skin_chroma else None)
+        k2c = _k2((p.chroma_base, p.chroma_sky, p.chroma_skin), lv, sw, kw, strength)
         coef_a, coef_b = _model(noise, lv, band_std[lv])
         fl = _floor_map(p, lv, kw)
         _shrink(band, bright, coef_a, coef_b, k2l, k2c, p.window, fl)
@@ -371,16 +383,20 @@ def _denoise_coarse(g1, sky1, skin1, noise, p, levels, band_std, skin_chroma):
     return rec
 
 
+_EDGE_KAPPA = np.float32(4.0)  # residual above 4x its noise-only value counts as a colour edge
 _RATIO_FLOOR = np.float32(2e-3)  # luma floor (linear) when forming chroma/luma ratios
 
 
-def _skin_chroma_coefs(y1_denoised, g1_noisy, noise, p, rows, cols):
-    """Guided-filter coefficients for the chroma/luma ratio on skin, on the half-res grid.
+def _skin_chroma_coefs(y1_denoised, g1_noisy, skin1, noise, p, rows, cols):
+    """Skin chromaticity and its blend weight on the half-res grid, for chroma = ratio * luma.
 
-    Returns ``((a, b, lo, hi) for chroma_rb, (a, b, lo, hi) for chroma_gm)``, each an H1×W1
-    float32 plane: the ratio ``chroma / luma`` is modelled as ``a * luma + b`` (He, Sun &
-    Tang 2013, denoised luma as guide) and clamped to ``[lo, hi]``, the range of the
-    window-mean ratios around each pixel. Working on the ratio (chromaticity) rather than on
+    Returns ``((ratio, weight) for chroma_rb, (ratio, weight) for chroma_gm)``, each an H1×W1
+    float32 plane. The ratio ``chroma / luma`` is modelled as ``a * luma + b`` (guided
+    filter, He, Sun & Tang 2013, with the denoised half-res luma as guide), evaluated at that
+    luma and clamped to the range of the window-mean ratios around each pixel; the full-res
+    chroma is then this ratio (brought up by pyrUp) times the full-res denoised luma, so the
+    luma texture carries into chroma. ``weight`` is the skin weight times the colour-edge
+    weight (see ``DenoiseParams.skin_chroma_edge``). Working on the ratio (chromaticity) rather than on
     chroma itself is the multiplicative-texture model: pores and shading scale all channels,
     so the ratio is locally constant and the texture is carried by luma alone; and where the
     linear fit extrapolates (a dark mouth corner next to lips) the result stays a plausible
@@ -407,15 +423,33 @@ def _skin_chroma_coefs(y1_denoised, g1_noisy, noise, p, rows, cols):
     denom = var_y + eps
     kernel = np.ones((3, 3), np.uint8)
     out = []
+    inv_y2 = 1.0 / np.maximum(mean_y, _RATIO_FLOOR) ** 2
     for c in (1, 2):
         ratio = g1_noisy[ys, xs, c] / yf
         mean_r = _box(ratio, r)
         cov = _box(y * ratio, r) - mean_y * mean_r
         a = cov / denom
         b = mean_r - a * mean_y
+        # The chromaticity at the denoised half-res luma, clamped to the local range of
+        # window means; chroma = this ratio * full-res luma (see the strip loop).
+        ratio_fit = cv2.multiply(_box(a, r), y)
+        ratio_fit += _box(b, r)
+        cv2.max(ratio_fit, cv2.erode(mean_r, kernel, borderType=cv2.BORDER_REFLECT), dst=ratio_fit)
+        cv2.min(ratio_fit, cv2.dilate(mean_r, kernel, borderType=cv2.BORDER_REFLECT), dst=ratio_fit)
+        weight = skin1[ys, xs].copy()
+        if np.isfinite(p.skin_chroma_edge):
+            # Colour-edge weight: the ratio variance the luma fit leaves unexplained, against
+            # what noise alone leaves (noise of the half-res ratio, floored at
+            # skin_chroma_edge^2: JPEG's 4:2:0 chroma makes the estimated chroma noise tiny).
+            resid = _box(ratio * ratio, r) - mean_r * mean_r - a * cov
+            a1, b1 = noise.model_at(1, c)
+            nv = (np.maximum(mean_y, 0.0) * np.float32(_PYRDOWN_VAR * a1) + np.float32(_PYRDOWN_VAR * b1)) * inv_y2
+            q = resid / (_EDGE_KAPPA * np.maximum(nv, np.float32(p.skin_chroma_edge) ** 2))
+            wedge = (1.0 / (1.0 + q * q)).astype(np.float32)
+            # 3×3 minimum: the half-res window next to an edge gives way too.
+            weight *= cv2.erode(wedge, kernel, borderType=cv2.BORDER_REFLECT)
         planes = []
-        for z in (_box(a, r), _box(b, r), cv2.erode(mean_r, kernel, borderType=cv2.BORDER_REFLECT),
-                  cv2.dilate(mean_r, kernel, borderType=cv2.BORDER_REFLECT)):
+        for z in (ratio_fit, weight):
             full = np.zeros((h1, w1), np.float32)
             full[ys, xs] = z
             planes.append(full)
@@ -513,8 +547,7 @@ def denoise(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
     strength = float(p.strength)
     coef_a, coef_b = _model(noise, 0, band_std[0])
     k2l = _k2((p.luma_base, p.luma_sky, p.luma_skin), 0, sky1, skin1, strength)
-    k2c = _k2((p.chroma_base, p.chroma_sky, p.chroma_skin), 0, sky1, skin1, strength,
-              skin_override=0.0 if skin_chroma else None)
+    k2c = _k2((p.chroma_base, p.chroma_sky, p.chroma_skin), 0, sky1, skin1, strength)
     # sqrt(T) = k * sigma is what is interpolated: at a mask edge k then changes linearly
     # across the pyrUp kernel, as it did when the masks themselves were upsampled, instead of
     # k^2 spreading the larger (sky) strength into the first pixels outside the mask.
@@ -529,7 +562,7 @@ def denoise(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
             skin_cols = (max(0, cols[0] - 2), min(w1, cols[-1] + 3))
     skin_chroma = skin_chroma and skin_rows is not None
     if skin_chroma:
-        coefs1 = _skin_chroma_coefs(cv2.extractChannel(rec1, 0), g1, noise, p, skin_rows, skin_cols)
+        coefs1 = _skin_chroma_coefs(cv2.extractChannel(rec1, 0), g1, skin1, noise, p, skin_rows, skin_cols)
     hi = np.float32(max(1.0, float(img.max())))
     out = np.empty_like(img)
     win = p.window
@@ -564,14 +597,10 @@ def denoise(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
             y, c1p, c2p = cv2.split(sub)
             planes = [y]
             for c, plane in enumerate((c1p, c2p)):
-                ca, cb, lo, hi_r = (_up(z[q0:q1, s0:s1], kw.shape) for z in coefs1[c])
-                g = cv2.multiply(ca, y)
-                g += cb
-                cv2.max(g, lo, dst=g)
-                cv2.min(g, hi_r, dst=g)
-                g *= y
+                ratio, wt = (_up(z[q0:q1, s0:s1], kw.shape) for z in coefs1[c])
+                g = cv2.multiply(ratio, y)
                 g -= plane
-                g *= kw
+                g *= wt
                 plane += g
                 planes.append(plane)
             res[:, x0:x1] = cv2.merge(planes)

@@ -145,6 +145,7 @@ def test_bad_arguments(kwargs, exc, match):
     (dict(skin_texture_contrast=0.0), "skin_texture_contrast"),
     (dict(skin_luma_floor=(1.5,)), "skin_luma_floor"),
     (dict(skin_luma_floor=()), "skin_luma_floor"),
+    (dict(skin_chroma_edge=0.0), "skin_chroma_edge"),
 ])
 def test_bad_params(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -278,3 +279,19 @@ def test_skin_luma_floor(rng):
     grain = lambda x: float(np.std(x.mean(axis=2)[c]))
     g_default = grain(denoise(noisy_flat, skin_mask=skin))
     assert grain(denoise(noisy_flat, skin_mask=skin, params=plain_p)) < g_default < grain(noisy_flat)
+
+
+def test_no_colour_halo_at_chroma_edge_inside_skin_mask(rng):
+    """Orange and purple of similar luma side by side, both under the skin mask (a patch on
+    clothing that a soft matte covers): the colour-edge guard keeps the orange next to the
+    edge orange; without it the luma-guided chroma spreads purple into it (a halo)."""
+    img = np.zeros((64, 96, 3), np.float32)
+    img[:, :48] = (0.60, 0.15, 0.05)  # orange
+    img[:, 48:] = (0.30, 0.10, 0.45)  # purple, similar luma
+    noisy = np.clip(_noisy(img, 800, rng), 0, 1)
+    skin = np.ones(img.shape[:2], np.float32)
+    near = (slice(8, -8), slice(40, 46))  # 2-8 px left of the edge
+    err = lambda x: float(np.sqrt(np.mean((x[near] - img[near]) ** 2)))
+    guarded = denoise(noisy, skin_mask=skin)
+    unguarded = denoise(noisy, skin_mask=skin, params=DenoiseParams(skin_chroma_edge=float("inf")))
+    assert err(guarded) < 0.5 * err(unguarded), (err(guarded), err(unguarded))
