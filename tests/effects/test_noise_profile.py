@@ -149,3 +149,21 @@ def test_model_at_and_scaled():
     s = prof.scaled(2.0)
     assert s.model_at(1, 0) == (8.0, 0.8) and s.a == (4.0, 8.0, 12.0)
     assert NoiseProfile((1.0,) * 3, (0.0,) * 3).model_at(3, 0) == (1.0, 0.0)  # white by default
+
+
+def test_block_row_subsampling_on_large_images(rng, monkeypatch):
+    """Above _MAX_BLOCKS blocks only every n-th row of blocks is measured: the model stays
+    close to the full estimate (here 8 rows of 16×16 blocks out of 15 on a 256×384 ramp)."""
+    import sys
+    mod = sys.modules["effects.noise_profile"]
+    a, b = 4e-4, 1e-5
+    noisy = _noisy(_ramp(), a, b, rng)
+    full = estimate_noise(noisy)
+    monkeypatch.setattr(mod, "_MAX_BLOCKS", 180)  # 15 x 23 blocks -> every 2nd block row
+    sub = estimate_noise(noisy)
+    ys = np.array([0.05, 0.2, 0.6])
+    np.testing.assert_allclose(sub.sigma(ys), full.sigma(ys), rtol=0.15)
+    true_luma = np.sqrt((a * ys + b) / 3.0)
+    np.testing.assert_allclose(sub.sigma(ys)[:, 0], true_luma, rtol=0.2)
+    # Fewer blocks really were used: a bin count, or the fit, differs.
+    assert sub != full
