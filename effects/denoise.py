@@ -593,8 +593,8 @@ def denoise(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
         res = _up(rec1[q0:q1], shp)
         res = cv2.add(res, band, dst=res)
         if skin_chroma and on_skin:
-            # Skin chroma = clamp(a * y + b, lo, hi) * y with y the denoised luma, blended in
-            # by the skin weight: res_c += w * (ratio_c * y - res_c), on contiguous planes.
+            # Skin chroma = ratio_c * y with y the denoised full-res luma, blended in by the
+            # skin (and colour-edge) weight: res_c += w * (ratio_c * y - res_c).
             sub = res[:, x0:x1]
             y, c1p, c2p = cv2.split(sub)
             planes = [y]
