@@ -5,9 +5,10 @@ Technique (what a camera's noise-reduction block does, in four steps):
 1. **Noise model.** ``sigma^2(I) = a I + b`` per opponent channel, fitted from the image itself
    (:func:`effects.estimate_noise`, Foi et al. 2008) or given by the caller. It is also
    refitted at two coarser scales (bounded by the ISO prior when the EXIF ISO is known, else
-   by 8x the fine-scale variance) so the noise left by JPEG compression (fine scales removed, coarse kept) is known per pyramid band. Every
-   threshold below is in units of this local, per-band sigma, so one strength fits shadows
-   and highlights, raw-like and compressed noise alike.
+   by 8x the fine-scale variance) so the noise left by JPEG compression (fine scales removed
+   from flat blocks, coarse kept) is known per pyramid band. Every threshold below is in
+   units of this local, per-band sigma, so one strength fits shadows and highlights,
+   raw-like and compressed noise alike.
 2. **Multiscale shrinkage.** Luma and the two chroma channels are split into a Laplacian
    pyramid (Burt & Adelson 1983). Each band coefficient ``c`` is scaled by a locally adaptive
    Wiener gain ``max(0, E[c^2] - k^2 v) / E[c^2]`` where ``E[c^2]`` is the local band energy
@@ -33,20 +34,23 @@ Technique (what a camera's noise-reduction block does, in four steps):
    the denoised luma: chroma noise (independent of the guide) averages out over the window
    while chroma that follows the luma texture is kept. The ratio is computed at half
    resolution and multiplied by the full-resolution denoised luma (in the spirit of the
-   fast guided filter, He & Sun 2015).
-   Where the window's chromaticity varies far more than the luma fit explains (a colour
-   edge: lips, or a coloured patch on clothing that a soft skin matte covers) the guided
-   result gives way to ordinary chroma shrinkage, so one colour is not spread across the
-   edge as a halo.
+   fast guided filter, He & Sun 2015). Where the window's chromaticity varies far more than
+   the luma fit explains (a colour edge: lips, nostrils, or a coloured patch on clothing
+   that a soft skin matte covers) the guided result gives way to ordinary chroma shrinkage,
+   so one colour is not spread across the edge as a halo.
    The skin luma strengths are lowered as the noise approaches the texture's own contrast
    (``skin_texture_contrast``), the skin luma gain of the finest band never drops below
-   ``skin_luma_floor`` (grain rather than plastic), and on a compressed image (coarse noise > 2x the fine) the
-   finest skin band is thresholded at the coarse, white-equivalent level, because JPEG keeps
-   noise in textured blocks while removing it from the flat blocks the estimate reads.
+   ``skin_luma_floor`` (grain rather than plastic), and on a compressed image (coarse noise
+   > 2x the fine) the finest skin band is thresholded at the coarse, white-equivalent level,
+   because JPEG keeps noise in textured blocks while removing it from the flat blocks the
+   estimate reads.
 
 The finest band, which holds most of the pixels, is processed in horizontal strips (with a
-halo so the result equals whole-frame processing) to keep the temporaries in cache; coarser
-levels are whole-array operations on images 4x and more smaller.
+halo so the result equals whole-frame processing) to keep the temporaries in cache; what is
+smooth there (threshold from brightness and region strengths, skin chromaticity and
+weights) is computed on the half-resolution grid and brought up with one pyrUp per strip,
+and skin work is confined to the skin's bounding box. Coarser levels are whole-array
+operations on images 4x and more smaller.
 """
 
 from __future__ import annotations
