@@ -193,9 +193,9 @@ def evaluate(model: Path, data: Path, out: Path | None = None, *, limit: int | N
         for k, (index, rec) in enumerate(records):
             image, scene = rec.image, dict(rec.scene)
             if rec.source == "fasseg":
-                # No real glasses labels exist: every other held-out face gets synthetic glasses
+                # No real glasses labels exist: half the held-out faces get synthetic glasses
                 # (exact mask), the others are known glasses-free.
-                drawn = draw_glasses(image, rec.eyes, rng) if k % 2 == 0 else None
+                drawn = draw_glasses(image, rec.eyes, rng) if index // 2 % 2 == 0 else None  # both halves
                 if drawn is not None:
                     image, scene[GLASSES] = drawn
                 else:
