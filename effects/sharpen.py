@@ -115,8 +115,8 @@ def sharpen(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
 
     # Region gain map; sky and skin weights renormalised where they overlap above 1.
     if sky is not None and skin is not None:
-        over = np.maximum(sky + skin, 1.0)
-        sky, skin = sky / over, skin / over
+        over = cv2.max(cv2.add(sky, skin), 1.0)  # (cv2: np.maximum with a scalar is several x slower)
+        sky, skin = cv2.divide(sky, over), cv2.divide(skin, over)
     gain = None  # None = uniform p.amount
     if sky is not None and p.sky_amount != p.amount:
         gain = cv2.addWeighted(sky, p.sky_amount - p.amount, sky, 0.0, p.amount)
@@ -142,7 +142,7 @@ def sharpen(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
         r1 = min(h, r0 + _STRIP)
         e0, e1 = max(0, r0 - halo), min(h, r1 + halo)
         y = cv2.transform(img[e0:e1], luma_row)
-        np.maximum(y, 0.0, out=y)
+        cv2.threshold(y, 0.0, 0.0, cv2.THRESH_TOZERO, dst=y)  # max(y, 0)
         light = cv2.pow(y, 1.0 / 3.0)  # cube root; y >= 0
         blur = cv2.GaussianBlur(light, (ksize, ksize), p.radius, borderType=cv2.BORDER_REFLECT)
         detail = cv2.subtract(light, blur, dst=blur)
@@ -164,23 +164,23 @@ def sharpen(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
         slack *= np.float32(p.overshoot)
         lo -= slack
         hi += slack
-        np.maximum(sharp, lo, out=sharp)
-        np.minimum(sharp, hi, out=sharp)
-        np.maximum(sharp, 0.0, out=sharp)
+        cv2.max(sharp, lo, dst=sharp)
+        cv2.min(sharp, hi, dst=sharp)
+        cv2.threshold(sharp, 0.0, 0.0, cv2.THRESH_TOZERO, dst=sharp)  # max(sharp, 0)
         s0, s1 = r0 - e0, r1 - e0
         yc, sc = y[s0:s1], sharp[s0:s1]
         y_new = cv2.multiply(sc, sc)
         y_new *= sc
         # Scale RGB by the luma ratio (keeps chromaticity); near black add the luma change instead.
         dark = yc <= 1e-4
-        ratio = cv2.divide(y_new, np.maximum(yc, _EPS))
-        add = np.zeros_like(ratio)
-        if dark.any():
+        ratio = cv2.divide(y_new, cv2.max(yc, float(_EPS)))
+        any_dark = bool(dark.any())
+        if any_dark:
+            add = np.zeros_like(ratio)
             ratio[dark] = 1.0
             add[dark] = (y_new - yc)[dark]
         o = cv2.multiply(img[r0:r1], cv2.merge((ratio, ratio, ratio)))
-        if dark.any():
+        if any_dark:
             o += cv2.merge((add, add, add))
-        np.maximum(o, 0.0, out=o)
-        np.minimum(o, top, out=out[r0:r1])
+        np.clip(o, 0.0, top, out=out[r0:r1])
     return out
