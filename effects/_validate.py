@@ -64,7 +64,7 @@ def check_image(image, name: str = "image", *, check_range: bool = False) -> np.
 
 def check_mask(mask, name: str, shape: tuple[int, int], *, allow_none: bool = False,
                allow_stack: bool = False, tol: float = 1e-5) -> np.ndarray | None:
-    """Validate a soft matte the size of the image and return a float32 copy.
+    """Validate a soft matte the size of the image and return it as float32 (read-only).
 
     Parameters
     ----------
@@ -85,7 +85,9 @@ def check_mask(mask, name: str, shape: tuple[int, int], *, allow_none: bool = Fa
     Returns
     -------
     np.ndarray or None
-        A new float32 array in [0, 1] (never the caller's array), or ``None``.
+        float32 in [0, 1], or ``None``: a read-only view of a float32 ``mask``
+        already in range (callers must not write into it; numpy raises if they
+        try), else a new array.
 
     Raises
     ------
@@ -107,7 +109,13 @@ def check_mask(mask, name: str, shape: tuple[int, int], *, allow_none: bool = Fa
     if not (np.issubdtype(mask.dtype, np.floating) or mask.dtype == bool):
         raise TypeError(f"{name}: expected a float array in [0, 1] (or bool), got dtype {mask.dtype}. "
                         "Convert 0/255 masks with m.astype(np.float32) / 255.")
-    m = mask.astype(np.float32)  # copy: never hand the caller's mask on to code that may write
+    if mask.dtype == np.float32 and mask.flags.c_contiguous:
+        # No copy of a 12 MP matte per stage: a read-only view, so code that tried to write
+        # into the caller's mask would fail loudly instead of changing it.
+        m = mask.view()
+        m.flags.writeable = False
+    else:
+        m = np.ascontiguousarray(mask, dtype=np.float32)  # a copy (OpenCV wants contiguous rows)
     if m.size == 0:
         return m
     lo, hi = float(m.min()), float(m.max())  # min/max propagate NaN and show inf
@@ -117,7 +125,7 @@ def check_mask(mask, name: str, shape: tuple[int, int], *, allow_none: bool = Fa
         raise ValueError(f"{name}: expected values in [0, 1], got range [{lo:.4g}, {hi:.4g}]. "
                          "Clip it, apply a sigmoid to logits, or divide 0/255 masks by 255.")
     if lo < 0.0 or hi > 1.0:
-        np.clip(m, 0.0, 1.0, out=m)  # only the rounding tolerance is removed (m is our copy)
+        m = np.clip(m, 0.0, 1.0)  # only the rounding tolerance is removed (a new array)
     return m
 
 

@@ -171,11 +171,14 @@ def _max_planes(m: np.ndarray) -> np.ndarray:
 
 
 def _check_mask(mask, name: str, hw: tuple[int, int], *, allow_stack: bool = False) -> np.ndarray:
-    """Validate a matte (H×W, or H×W×N when ``allow_stack``) and return an H×W float32 union."""
+    """Validate a matte (H×W, or H×W×N when ``allow_stack``) and return an H×W float32 union.
+
+    The result is this module's own array (the stages below modify it in place).
+    """
     m = check_mask(mask, name, hw, allow_stack=allow_stack)
     if m.ndim == 3:
         m = _max_planes(m) if m.shape[2] else np.zeros(hw, np.float32)  # several people share the focal plane
-    return m
+    return m if m.flags.writeable else m.copy()
 
 
 # --------------------------------------------------------------------------- building blocks

@@ -1,0 +1,31 @@
+"""Shared argument checks: masks are validated without a copy, yet never writable by the effects."""
+import numpy as np
+import pytest
+
+from effects._validate import check_mask
+
+
+def test_float32_mask_is_a_read_only_view_not_a_copy():
+    mask = np.random.default_rng(0).random((8, 10), dtype=np.float32)
+    m = check_mask(mask, "sky_mask", (8, 10))
+    assert np.shares_memory(m, mask) and not m.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        m[0, 0] = 1.0
+    assert mask.flags.writeable  # the caller's own array is untouched, flags included
+
+
+def test_other_masks_become_new_contiguous_float32_arrays():
+    stack = np.random.default_rng(1).random((8, 10, 2), dtype=np.float32)
+    m = check_mask(stack[:, :, 1], "skin_mask", (8, 10))  # a strided view
+    assert m.flags.c_contiguous and m.dtype == np.float32 and not np.shares_memory(m, stack)
+    np.testing.assert_array_equal(m, stack[:, :, 1])
+    b = check_mask(np.eye(8, 10, dtype=bool), "skin_mask", (8, 10))
+    assert b.dtype == np.float32 and b.max() == 1.0
+
+
+def test_rounding_overshoot_is_clipped_into_a_new_array():
+    mask = np.full((4, 4), 1.0 + 5e-6, np.float32)
+    m = check_mask(mask, "sky_mask", (4, 4))
+    assert m.max() == 1.0 and mask.max() > 1.0 and not np.shares_memory(m, mask)
+    with pytest.raises(ValueError, match="sky_mask: expected values in"):
+        check_mask(np.full((4, 4), 1.5, np.float32), "sky_mask", (4, 4))
