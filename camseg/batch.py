@@ -42,7 +42,7 @@ from camseg.develop import DevelopSettings, check_settings, develop, optional_ma
 from camseg.io import PHOTO_FORMATS, _atomic_write, linear_to_srgb, read_photo, remove_stale_temp_files, write_photo
 
 __all__ = ["BatchItem", "ItemResult", "BatchSummary", "plan_batch", "run_batch", "mask_overlay",
-           "write_segmentation", "TASKS"]
+           "write_segmentation", "reuse_freed_memory", "TASKS"]
 
 #: What a batch can do to each photo.
 TASKS = ("develop", "segment")
@@ -192,10 +192,40 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
 
 _WORKER = {"segmenter": None, "error": None, "model": None}
 
+# glibc mallopt() parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def reuse_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed large blocks for reuse instead of returning them to the OS.
+
+    ``develop()`` allocates and frees several full-size float32 frames per photo
+    (144 MB each at 12 MP). By default glibc maps each with ``mmap`` and unmaps
+    it when freed, so every new frame is faulted in and zeroed by the kernel
+    page by page. Keeping them in the heap (mmap threshold and trim threshold
+    1 GiB) measured, on this 2-core machine, 12 MP ``develop`` with default
+    settings 1.9–3.1 s → 1.5–1.6 s wall, and much steadier. The process keeps
+    its peak heap instead of returning it between photos, which a batch worker
+    reaches on every photo anyway.
+
+    Process-wide, so it is called by the ``camseg`` command and its batch
+    workers, never on import; a program developing many large photos may call
+    it once at start. Returns False where the C library is not glibc.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (macOS, Windows, musl): nothing to tune
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, 1 << 30)) and bool(mallopt(_M_TRIM_THRESHOLD, 1 << 30))
+
 
 def _init_worker(model_path, threads):
-    """Process-pool initializer: limit threads, load the model once for this worker."""
+    """Process-pool initializer: limit threads, reuse freed frames, load the model once for this worker."""
     _WORKER["model"] = (str(model_path), threads)
+    reuse_freed_memory()
     try:
         import cv2
 

@@ -137,7 +137,9 @@ def main(argv=None) -> int:
         parser.print_help(sys.stderr)
         return 2
 
-    from camseg.batch import run_batch
+    from camseg.batch import reuse_freed_memory, run_batch
+
+    reuse_freed_memory()  # this process's photos (jobs=1) reuse freed frames too
     from camseg.develop import available_portrait_effects, available_styles
 
     if args.command == "develop" and args.list:
