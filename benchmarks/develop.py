@@ -76,8 +76,14 @@ def main(argv=None):
     parser.add_argument("--batch-size", default="1600x1200", help="WxH of the batch photos")
     parser.add_argument("--portrait", default="blur", help="portrait effect for the single-photo run ('none' = off)")
     parser.add_argument("--only", choices=("develop", "batch"), default=None, help="run only one of the two parts")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc's malloc as it is (the camseg command calls reuse_freed_memory())")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    if not args.default_malloc:
+        from camseg.batch import reuse_freed_memory
+
+        print(f"freed frames reused (as in the camseg command): {reuse_freed_memory()}")
     work = Path(tempfile.mkdtemp(prefix="camseg-bench-"))
     try:
         rows, ref, throughput = [], 1.0, {}
