@@ -61,6 +61,7 @@ from dataclasses import dataclass, fields, replace
 import cv2
 import numpy as np
 
+from ._bands import run_in_row_bands
 from .noise_profile import (NoiseProfile, _check_image, _check_iso, _check_mask,
                             _estimate_from_opponent, opponent_to_rgb, rgb_to_opponent)
 
@@ -581,42 +582,45 @@ def denoise(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
     win = p.window
     # Finest band in strips: rows [r0, r1) of the output need band rows widened by the
     # energy window, which need half-resolution rows widened by the pyrUp kernel (2 rows).
-    for r0 in range(0, h, _STRIP):
-        r1 = min(h, r0 + _STRIP)
-        e0, e1 = max(0, r0 - win), min(h, r1 + win)            # band rows incl. halo
-        q0, q1 = max(0, e0 // 2 - 2), min(h1, (e1 + 1) // 2 + 2)  # half-res rows
-        u0, u1 = 2 * q0, min(h, 2 * q1)                        # rows pyrUp of [q0, q1) covers
-        shp = (u1 - u0, w)
-        band = cv2.subtract(opp[u0:u1], _up(g1[q0:q1], shp))
-        thresh = _up(root_thresh1[q0:q1], shp)
-        thresh = cv2.multiply(thresh, thresh, dst=thresh)
-        on_skin = skin_rows is not None and q0 < skin_rows[1] and q1 > skin_rows[0]
-        if on_skin:
-            # Skin weight on the columns that can hold skin (pyrUp of a column slice with
-            # 2 half-res columns of margin, or the image edge, equals the whole-row pyrUp there).
-            c0, c1 = skin_cols
-            s0, s1 = max(0, c0 - 2), min(w1, c1 + 2)
-            x0, x1 = 2 * s0, min(w, 2 * s1)
-            kw = _up(skin1[q0:q1, s0:s1], (u1 - u0, x1 - x0))
-            np.clip(kw, 0.0, 1.0, out=kw)
-        fl = (cv2.multiply(kw, floor0), slice(x0, x1)) if on_skin and floor0 > 0 else None
-        _apply_gain(band, thresh, win, fl)
-        res = _up(rec1[q0:q1], shp)
-        res = cv2.add(res, band, dst=res)
-        if skin_chroma and on_skin:
-            # Skin chroma = ratio_c * y with y the denoised full-res luma, blended in by the
-            # skin (and colour-edge) weight: res_c += w * (ratio_c * y - res_c).
-            sub = res[:, x0:x1]
-            y, c1p, c2p = cv2.split(sub)
-            planes = [y]
-            for c, plane in enumerate((c1p, c2p)):
-                ratio, wt = (_up(z[q0:q1, s0:s1], kw.shape) for z in coefs1[c])
-                g = cv2.multiply(ratio, y)
-                g -= plane
-                g *= wt
-                plane += g
-                planes.append(plane)
-            res[:, x0:x1] = cv2.merge(planes)
-        s0, s1 = r0 - u0, r1 - u0
-        np.clip(opponent_to_rgb(res[s0:s1]), 0.0, hi, out=out[r0:r1])
+    def process_rows(y0: int, y1: int) -> None:
+        for r0 in range(y0, y1, _STRIP):
+            r1 = min(y1, r0 + _STRIP)
+            e0, e1 = max(0, r0 - win), min(h, r1 + win)            # band rows incl. halo
+            q0, q1 = max(0, e0 // 2 - 2), min(h1, (e1 + 1) // 2 + 2)  # half-res rows
+            u0, u1 = 2 * q0, min(h, 2 * q1)                        # rows pyrUp of [q0, q1) covers
+            shp = (u1 - u0, w)
+            band = cv2.subtract(opp[u0:u1], _up(g1[q0:q1], shp))
+            thresh = _up(root_thresh1[q0:q1], shp)
+            thresh = cv2.multiply(thresh, thresh, dst=thresh)
+            on_skin = skin_rows is not None and q0 < skin_rows[1] and q1 > skin_rows[0]
+            if on_skin:
+                # Skin weight on the columns that can hold skin (pyrUp of a column slice with
+                # 2 half-res columns of margin, or the image edge, equals the whole-row pyrUp there).
+                c0, c1 = skin_cols
+                s0, s1 = max(0, c0 - 2), min(w1, c1 + 2)
+                x0, x1 = 2 * s0, min(w, 2 * s1)
+                kw = _up(skin1[q0:q1, s0:s1], (u1 - u0, x1 - x0))
+                np.clip(kw, 0.0, 1.0, out=kw)
+            fl = (cv2.multiply(kw, floor0), slice(x0, x1)) if on_skin and floor0 > 0 else None
+            _apply_gain(band, thresh, win, fl)
+            res = _up(rec1[q0:q1], shp)
+            res = cv2.add(res, band, dst=res)
+            if skin_chroma and on_skin:
+                # Skin chroma = ratio_c * y with y the denoised full-res luma, blended in by the
+                # skin (and colour-edge) weight: res_c += w * (ratio_c * y - res_c).
+                sub = res[:, x0:x1]
+                y, c1p, c2p = cv2.split(sub)
+                planes = [y]
+                for c, plane in enumerate((c1p, c2p)):
+                    ratio, wt = (_up(z[q0:q1, s0:s1], kw.shape) for z in coefs1[c])
+                    g = cv2.multiply(ratio, y)
+                    g -= plane
+                    g *= wt
+                    plane += g
+                    planes.append(plane)
+                res[:, x0:x1] = cv2.merge(planes)
+            s0, s1 = r0 - u0, r1 - u0
+            np.clip(opponent_to_rgb(res[s0:s1]), 0.0, hi, out=out[r0:r1])
+
+    run_in_row_bands(process_rows, h, w, align=_STRIP)  # strips are independent: one band per thread
     return out

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ._bands import run_in_row_bands
 from .noise_profile import _check_image, _check_mask
 
 __all__ = ["SharpenParams", "sharpen"]
@@ -138,49 +139,52 @@ def sharpen(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
     t2 = np.float32(p.threshold ** 2)
     top = np.float32(max(1.0, float(img.max())))
     out = np.empty_like(img)
-    for r0 in range(0, h, _STRIP):
-        r1 = min(h, r0 + _STRIP)
-        e0, e1 = max(0, r0 - halo), min(h, r1 + halo)
-        y = cv2.transform(img[e0:e1], luma_row)
-        cv2.threshold(y, 0.0, 0.0, cv2.THRESH_TOZERO, dst=y)  # max(y, 0)
-        light = cv2.pow(y, 1.0 / 3.0)  # cube root; y >= 0
-        blur = cv2.GaussianBlur(light, (ksize, ksize), p.radius, borderType=cv2.BORDER_REFLECT)
-        detail = cv2.subtract(light, blur, dst=blur)
-        if p.threshold > 0:
-            # Soft coring D * D^2 / (D^2 + t^2).
-            d2 = cv2.multiply(detail, detail)
-            den = cv2.add(d2, float(t2))
-            cv2.divide(d2, den, dst=d2)
-            cv2.multiply(detail, d2, dst=detail)
-        if gain is None:
-            sharp = cv2.scaleAdd(detail, float(p.amount), light)
-        else:
-            sharp = cv2.multiply(detail, gain[e0:e1], dst=detail)
-            sharp = cv2.add(sharp, light, dst=sharp)
-        # Overshoot clamp to the local range of the original lightness.
-        lo = cv2.erode(light, kernel, borderType=cv2.BORDER_REFLECT)
-        hi = cv2.dilate(light, kernel, borderType=cv2.BORDER_REFLECT)
-        slack = cv2.subtract(hi, lo)
-        slack *= np.float32(p.overshoot)
-        lo -= slack
-        hi += slack
-        cv2.max(sharp, lo, dst=sharp)
-        cv2.min(sharp, hi, dst=sharp)
-        cv2.threshold(sharp, 0.0, 0.0, cv2.THRESH_TOZERO, dst=sharp)  # max(sharp, 0)
-        s0, s1 = r0 - e0, r1 - e0
-        yc, sc = y[s0:s1], sharp[s0:s1]
-        y_new = cv2.multiply(sc, sc)
-        y_new *= sc
-        # Scale RGB by the luma ratio (keeps chromaticity); near black add the luma change instead.
-        dark = yc <= 1e-4
-        ratio = cv2.divide(y_new, cv2.max(yc, float(_EPS)))
-        any_dark = bool(dark.any())
-        if any_dark:
-            add = np.zeros_like(ratio)
-            ratio[dark] = 1.0
-            add[dark] = (y_new - yc)[dark]
-        o = cv2.multiply(img[r0:r1], cv2.merge((ratio, ratio, ratio)))
-        if any_dark:
-            o += cv2.merge((add, add, add))
-        np.clip(o, 0.0, top, out=out[r0:r1])
+    def process_rows(y0: int, y1: int) -> None:
+        for r0 in range(y0, y1, _STRIP):
+            r1 = min(y1, r0 + _STRIP)
+            e0, e1 = max(0, r0 - halo), min(h, r1 + halo)
+            y = cv2.transform(img[e0:e1], luma_row)
+            cv2.threshold(y, 0.0, 0.0, cv2.THRESH_TOZERO, dst=y)  # max(y, 0)
+            light = cv2.pow(y, 1.0 / 3.0)  # cube root; y >= 0
+            blur = cv2.GaussianBlur(light, (ksize, ksize), p.radius, borderType=cv2.BORDER_REFLECT)
+            detail = cv2.subtract(light, blur, dst=blur)
+            if p.threshold > 0:
+                # Soft coring D * D^2 / (D^2 + t^2).
+                d2 = cv2.multiply(detail, detail)
+                den = cv2.add(d2, float(t2))
+                cv2.divide(d2, den, dst=d2)
+                cv2.multiply(detail, d2, dst=detail)
+            if gain is None:
+                sharp = cv2.scaleAdd(detail, float(p.amount), light)
+            else:
+                sharp = cv2.multiply(detail, gain[e0:e1], dst=detail)
+                sharp = cv2.add(sharp, light, dst=sharp)
+            # Overshoot clamp to the local range of the original lightness.
+            lo = cv2.erode(light, kernel, borderType=cv2.BORDER_REFLECT)
+            hi = cv2.dilate(light, kernel, borderType=cv2.BORDER_REFLECT)
+            slack = cv2.subtract(hi, lo)
+            slack *= np.float32(p.overshoot)
+            lo -= slack
+            hi += slack
+            cv2.max(sharp, lo, dst=sharp)
+            cv2.min(sharp, hi, dst=sharp)
+            cv2.threshold(sharp, 0.0, 0.0, cv2.THRESH_TOZERO, dst=sharp)  # max(sharp, 0)
+            s0, s1 = r0 - e0, r1 - e0
+            yc, sc = y[s0:s1], sharp[s0:s1]
+            y_new = cv2.multiply(sc, sc)
+            y_new *= sc
+            # Scale RGB by the luma ratio (keeps chromaticity); near black add the luma change instead.
+            dark = yc <= 1e-4
+            ratio = cv2.divide(y_new, cv2.max(yc, float(_EPS)))
+            any_dark = bool(dark.any())
+            if any_dark:
+                add = np.zeros_like(ratio)
+                ratio[dark] = 1.0
+                add[dark] = (y_new - yc)[dark]
+            o = cv2.multiply(img[r0:r1], cv2.merge((ratio, ratio, ratio)))
+            if any_dark:
+                o += cv2.merge((add, add, add))
+            np.clip(o, 0.0, top, out=out[r0:r1])
+
+    run_in_row_bands(process_rows, h, w, align=_STRIP)  # strips are independent: one band per thread
     return out

@@ -69,13 +69,15 @@ def scene():
     return img, person, np.clip(skin, 0, 1), np.clip(sky, 0, 1)
 
 
-@pytest.mark.parametrize("stage", ["style", "tone_map", "portrait_blur"])
+@pytest.mark.parametrize("stage", ["style", "tone_map", "portrait_blur", "denoise", "sharpen"])
 def test_parallel_bands_give_the_one_thread_result(opencv_threads, scene, stage):
     img, person, skin, sky = scene
     run = {
         "style": lambda: effects.apply_style(img, "vibrant", skin_mask=skin, sky_mask=sky),
         "tone_map": lambda: effects.tone_map_people(img, [person], skin_masks=skin, sky_mask=sky),
         "portrait_blur": lambda: effects.portrait_blur(img, person),
+        "denoise": lambda: effects.denoise(img, sky_mask=sky, skin_mask=skin),
+        "sharpen": lambda: effects.sharpen(img, sky_mask=sky, skin_mask=skin),
     }[stage]
     opencv_threads(1)
     one = run()
