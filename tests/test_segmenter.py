@@ -91,6 +91,27 @@ def test_mattes_with_reduced_edge_detail_stay_close_to_full_detail(segmenter, ph
         small.mattes(["sky"], max_pixels=0)
 
 
+def test_two_people_get_their_own_mattes_that_sum_to_the_union():
+    from effects import RefineMatteParams
+
+    H, W = 1200, 1600  # above 1 MP, so the reduced-detail path is taken too
+    img = np.full((H, W, 3), 0.2, np.float32)
+    img[300:1100, 200:600] = (0.7, 0.5, 0.4)
+    img[300:1100, 1000:1400] = (0.4, 0.5, 0.7)
+    low = np.zeros((2, 60, 80), np.float32)
+    low[0, 15:55, 10:30] = 1.0
+    low[1, 15:55, 50:70] = 1.0
+    seg = Segmentation(img, {}, (np.clip(low, 0.02, 0.98), np.array([0.9, 0.8], np.float32)),
+                       RefineMatteParams())
+    for max_pixels in (None, 500_000):
+        got = seg.mattes(["persons", "person"], max_pixels=max_pixels)
+        left, right = got["persons"]
+        np.testing.assert_allclose(left + right, got["person"], atol=1e-4)
+        assert left[700, 400] > 0.9 and left[700, 1200] < 0.1
+        assert right[700, 1200] > 0.9 and right[700, 400] < 0.1
+        assert got["person"][100, 800] < 0.1
+
+
 def test_portrait_is_turned_not_squashed(segmenter, landscape):
     """A portrait copy of a landscape photo gives the same mattes, turned."""
     flat = segmenter.segment(landscape)
