@@ -24,6 +24,7 @@ K. He, J. Sun, "Fast Guided Filter", arXiv:1505.00996, 2015
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import cv2
@@ -326,8 +327,21 @@ class GuidedStrips:
         coef, (wh, ww) = _fit(self.g32, matte.astype(np.float32, copy=False), params)
         # Planar coefficient maps (a_r, a_g, a_b for every matte, then b), upsampled together.
         self.planes = RowUpsampler([coef[..., i] for i in range(4 * self.K)], H, W, cols, rows)
-        self.q = np.empty((rows, cols.stop - cols.start), np.float32)
-        self.rgb = np.empty((rows, cols.stop - cols.start, 3), np.float32)
+        self.rows = rows
+        self._buffers()
+
+    def _buffers(self) -> None:
+        w = self.cols.stop - self.cols.start
+        self.q = np.empty((self.rows, w), np.float32)
+        self.rgb = np.empty((self.rows, w, 3), np.float32)
+
+    def for_band(self) -> "GuidedStrips":
+        """The same fitted filter with its own upsampler and buffers, for one thread's band of rows."""
+        band = copy.copy(self)
+        H, W = self.g32.shape[:2]
+        band.planes = RowUpsampler(self.planes.grids, H, W, self.cols, self.rows)
+        band._buffers()
+        return band
 
     def __call__(self, y0: int, y1: int, encoded: np.ndarray | None = None) -> np.ndarray:
         """(y1−y0)×w float32 union of the refined mattes in [0, 1]; valid until the next call.

@@ -672,53 +672,59 @@ def subject_alpha(
     # Everything per pixel runs strip by strip over the band's box, on cache-sized buffers
     # reused in place (dst=): in whole 12 MP planes, faulting in fresh memory and streaming
     # it cost more than the arithmetic.
-    colour_line = RowUpsampler([kg, sBg, eg, *misc], H, W, cs, S)
-    distance = RowUpsampler(list(dist), H, W, cs, S)
     ones = np.ones((1, 3), np.float32)
     w = x1 - x0
-    A3, I3 = np.empty((S, w, 3), np.float32), np.empty((S, w, 3), np.float32)
-    outside = np.empty((S, w), bool)
-    for r0 in range(y0, y1, S):
-        r1 = min(y1, r0 + S)
-        n = r1 - r0
-        img_s = image[r0:r1, cs]
-        k, sB, e, k0, conf0, inv_den = colour_line(r0, r1)
-        # α_col = k·I + k0, clipped
-        a_col = cv2.transform(cv2.multiply(k, img_s, dst=k), ones)
-        cv2.add(a_col, k0, dst=a_col)
-        cv2.max(a_col, 0.0, dst=a_col)
-        cv2.min(a_col, 1.0, dst=a_col)
-        # gamma-2 photo sqrt(clip(I)): the guide of the guided filter, and the residual's start
-        r_ = _clip01(cv2.max(img_s, 0.0, dst=I3[:n]))
-        cv2.sqrt(r_, dst=r_)
-        gd = guided(r0, r1, encoded=r_)  # before r_ is overwritten below
-        # residual in gamma-2: sqrt(I) − (sB + α·(sF − sB))
-        cv2.subtract(r_, sB, dst=r_)
-        cv2.multiply(e, cv2.merge((a_col, a_col, a_col), dst=A3[:n]), dst=e)
-        cv2.subtract(r_, e, dst=r_)
-        resid = cv2.transform(cv2.multiply(r_, r_, dst=r_), ones)
-        # conf = conf0·exp(−resid·inv_den)
-        conf = cv2.multiply(resid, inv_den, dst=resid, scale=-1.0)
-        cv2.multiply(conf0, cv2.exp(conf, dst=conf), dst=conf)
-        # est = conf·a_col + (1 − conf)·guided
-        est = cv2.add(gd, cv2.multiply(conf, cv2.subtract(a_col, gd, dst=a_col), dst=a_col), dst=a_col)
-        # pull_out = est·exp(−d_out/s_out) (into d_out); pull_in = 1 − (1 − est)·exp(−d_in/s_in) (into est)
-        d_out, d_in = distance(r0, r1)
-        np.greater(d_out, 0, out=outside[:n])
-        pull_out = cv2.multiply(est, cv2.exp(cv2.multiply(d_out, -1.0 / s_out, dst=d_out), dst=d_out), dst=d_out)
-        cv2.exp(cv2.multiply(d_in, -1.0 / s_in, dst=d_in), dst=d_in)
-        cv2.subtract(est, 1.0, dst=est)
-        cv2.multiply(est, d_in, dst=est)
-        cv2.add(est, 1.0, dst=est)
-        np.copyto(est, pull_out, where=outside[:n])
-        # Soft threshold: sensor noise projects to α of a few percent either side of 0 and 1;
-        # on a black or white stage that would show as speckle around the subject.
-        t = 0.03
-        cv2.subtract(est, t, dst=est)
-        cv2.multiply(est, 1.0 / (1.0 - 2.0 * t), dst=est)
-        cv2.max(est, 0.0, dst=est)
-        cv2.min(est, 1.0, dst=est)
-        np.copyto(alpha[r0:r1, cs], est, where=band_m[r0:r1, cs])
+
+    def process_rows(b0: int, b1: int) -> None:
+        # Upsamplers and buffers per band: the bands run in parallel threads.
+        colour_line = RowUpsampler([kg, sBg, eg, *misc], H, W, cs, S)
+        distance = RowUpsampler(list(dist), H, W, cs, S)
+        band_guided = guided.for_band()
+        A3, I3 = np.empty((S, w, 3), np.float32), np.empty((S, w, 3), np.float32)
+        outside = np.empty((S, w), bool)
+        for r0 in range(y0 + b0, y0 + b1, S):
+            r1 = min(y0 + b1, r0 + S)
+            n = r1 - r0
+            img_s = image[r0:r1, cs]
+            k, sB, e, k0, conf0, inv_den = colour_line(r0, r1)
+            # α_col = k·I + k0, clipped
+            a_col = cv2.transform(cv2.multiply(k, img_s, dst=k), ones)
+            cv2.add(a_col, k0, dst=a_col)
+            cv2.max(a_col, 0.0, dst=a_col)
+            cv2.min(a_col, 1.0, dst=a_col)
+            # gamma-2 photo sqrt(clip(I)): the guide of the guided filter, and the residual's start
+            r_ = _clip01(cv2.max(img_s, 0.0, dst=I3[:n]))
+            cv2.sqrt(r_, dst=r_)
+            gd = band_guided(r0, r1, encoded=r_)  # before r_ is overwritten below
+            # residual in gamma-2: sqrt(I) − (sB + α·(sF − sB))
+            cv2.subtract(r_, sB, dst=r_)
+            cv2.multiply(e, cv2.merge((a_col, a_col, a_col), dst=A3[:n]), dst=e)
+            cv2.subtract(r_, e, dst=r_)
+            resid = cv2.transform(cv2.multiply(r_, r_, dst=r_), ones)
+            # conf = conf0·exp(−resid·inv_den)
+            conf = cv2.multiply(resid, inv_den, dst=resid, scale=-1.0)
+            cv2.multiply(conf0, cv2.exp(conf, dst=conf), dst=conf)
+            # est = conf·a_col + (1 − conf)·guided
+            est = cv2.add(gd, cv2.multiply(conf, cv2.subtract(a_col, gd, dst=a_col), dst=a_col), dst=a_col)
+            # pull_out = est·exp(−d_out/s_out) (into d_out); pull_in = 1 − (1 − est)·exp(−d_in/s_in) (into est)
+            d_out, d_in = distance(r0, r1)
+            np.greater(d_out, 0, out=outside[:n])
+            pull_out = cv2.multiply(est, cv2.exp(cv2.multiply(d_out, -1.0 / s_out, dst=d_out), dst=d_out), dst=d_out)
+            cv2.exp(cv2.multiply(d_in, -1.0 / s_in, dst=d_in), dst=d_in)
+            cv2.subtract(est, 1.0, dst=est)
+            cv2.multiply(est, d_in, dst=est)
+            cv2.add(est, 1.0, dst=est)
+            np.copyto(est, pull_out, where=outside[:n])
+            # Soft threshold: sensor noise projects to α of a few percent either side of 0 and 1;
+            # on a black or white stage that would show as speckle around the subject.
+            t = 0.03
+            cv2.subtract(est, t, dst=est)
+            cv2.multiply(est, 1.0 / (1.0 - 2.0 * t), dst=est)
+            cv2.max(est, 0.0, dst=est)
+            cv2.min(est, 1.0, dst=est)
+            np.copyto(alpha[r0:r1, cs], est, where=band_m[r0:r1, cs])
+
+    run_in_row_bands(process_rows, y1 - y0, w, align=S)
     return alpha
 
 
