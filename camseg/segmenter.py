@@ -494,7 +494,7 @@ class Segmentation:
                     cache["persons"] = self._split_persons(planes[len(scene):])
             out = {n: cache[n] for n in names if n in cache}
         if "person" in names and self._persons_low is not None:
-            out["person"] = self.person if max_pixels is None else self._union(cache)
+            out["person"] = self._union(cache)  # the instance mattes are in this cache by now
         return out
 
     def _union(self, cache: dict) -> np.ndarray:
