@@ -11,9 +11,9 @@ Contract (version 1)
 Input ``image``
     float32, shape (1, 3, H, W) with H×W = ``input_size`` (384×512, landscape),
     sRGB-encoded RGB in [0, 1]. ImageNet mean/std normalisation happens inside
-    the graph, so callers only encode and resize. Portrait photos are rotated
-    to landscape by the runtime and letterboxed (aspect kept, zero padded), never
-    squashed.
+    the graph, so callers only encode and resize. Every photo is letterboxed by
+    the runtime (aspect kept, placed at the top left, zero padded): never squashed,
+    and portrait photos stay upright (people are learned upright).
 Output ``scene_logits``
     float32 (1, S, H, W): one logit map per scene-level category, in
     ``scene_categories`` order. Sigmoid gives a soft matte. Computed by the

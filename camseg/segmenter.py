@@ -7,9 +7,11 @@ resolution.
 
 Pipeline (DESIGN.md §4.8, postprocessing on a budget):
 
-1. the photo (any size, any orientation) is turned landscape (90° turn) and
-   resized to fit the model input with its aspect kept, then zero padded —
-   never squashed;
+1. the photo (any size, any orientation) is resized to fit the model input
+   with its aspect kept, then zero padded — never squashed, never turned: a
+   portrait photo sits upright at the left of the landscape input, because
+   the model finds upright people far better than sideways ones (held-out person
+   IoU 0.862 upright vs 0.762 turned a quarter, ``python -m camseg.train.evaluate``);
 2. one onnxruntime call; the scene-only model when only scene-level
    categories are asked for (the transformer is not run at all);
 3. queries are selected on their class probability *before* any mask work,
@@ -210,8 +212,7 @@ class Segmenter:
 class _Frame:
     """How a photo was placed in the model input, to map outputs back."""
 
-    def __init__(self, turned: bool, valid_hw: tuple[int, int], photo_hw: tuple[int, int]):
-        self.turned = turned
+    def __init__(self, valid_hw: tuple[int, int], photo_hw: tuple[int, int]):
         self.valid_hw = valid_hw
         self.photo_hw = photo_hw
 
@@ -223,10 +224,7 @@ class _Frame:
         larger than the photo.
         """
         vh, vw = self.valid_hw
-        plane = plane[..., :vh, :vw]
-        if self.turned:
-            plane = np.rot90(plane, k=1, axes=(-2, -1))  # undo the clockwise turn
-        plane = np.ascontiguousarray(plane, dtype=np.float32)
+        plane = np.ascontiguousarray(plane[..., :vh, :vw], dtype=np.float32)
         h, w = self.photo_hw
         if plane.shape[-2] > h or plane.shape[-1] > w:
             flat = plane.reshape(-1, *plane.shape[-2:]).transpose(1, 2, 0)  # h, w, K for cv2
@@ -237,20 +235,16 @@ class _Frame:
 
 
 def _prepare(linear: np.ndarray, input_size) -> tuple[np.ndarray, _Frame]:
-    """Photo → model batch (1, 3, H, W) sRGB [0, 1], turned landscape and letterboxed."""
+    """Photo → model batch (1, 3, H, W) sRGB [0, 1], letterboxed upright at the top left."""
     H, W = input_size
-    photo_hw = linear.shape[:2]
-    turned = linear.shape[0] > linear.shape[1]
-    if turned:  # portrait: a clockwise quarter turn instead of squashing it into a landscape input
-        linear = np.rot90(linear, k=-1)
-    h, w = linear.shape[:2]
+    h, w = photo_hw = linear.shape[:2]
     scale = min(H / h, W / w)
     vh, vw = max(1, min(H, round(h * scale))), max(1, min(W, round(w * scale)))
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     small = cv2.resize(np.ascontiguousarray(linear), (vw, vh), interpolation=interp)
     batch = np.zeros((1, 3, H, W), np.float32)
     batch[0, :, :vh, :vw] = linear_to_srgb(small).transpose(2, 0, 1)
-    return batch, _Frame(turned, (vh, vw), photo_hw)
+    return batch, _Frame((vh, vw), photo_hw)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

@@ -112,12 +112,20 @@ def test_two_people_get_their_own_mattes_that_sum_to_the_union():
         assert got["person"][100, 800] < 0.1
 
 
-def test_portrait_is_turned_not_squashed(segmenter, landscape):
-    """A portrait copy of a landscape photo gives the same mattes, turned."""
-    flat = segmenter.segment(landscape)
-    upright = segmenter.segment(np.rot90(landscape).copy())
-    assert upright.image_shape == (512, 384)
-    np.testing.assert_allclose(upright.low_resolution("skin"), np.rot90(flat.low_resolution("skin")), atol=1e-4)
+def test_portrait_is_letterboxed_upright(segmenter, landscape):
+    """A portrait photo goes into the landscape input upright, padded on the right.
+
+    Padding the same photo with black columns to the input's aspect gives the model the
+    very same input, so the mattes over the photo must agree; a quarter turn would not.
+    """
+    portrait = np.ascontiguousarray(landscape[:, :288])  # 384×288 → fills the input's height
+    padded = np.zeros_like(landscape)
+    padded[:, :288] = portrait
+    upright = segmenter.segment(portrait)
+    assert upright.image_shape == (384, 288)
+    reference = segmenter.segment(padded)
+    for name in ("skin", "sky"):
+        np.testing.assert_allclose(upright.low_resolution(name), reference.low_resolution(name)[:, :288], atol=1e-4)
 
 
 def test_exif_orientation_applied(segmenter, tmp_path, landscape):
@@ -231,7 +239,7 @@ def test_person_selection_drops_fragments_and_keeps_separate_people():
     logits[2, 5:35, 35:55] = 8.0  # person B, apart from A
     logits[3, 38, 58] = 8.0  # a one-pixel speck: below the minimum area
     classes = np.array([[4.0, -4.0]] * 4, np.float32)  # all four confidently "person"
-    frame = _Frame(False, (h, w), (h, w))
+    frame = _Frame((h, w), (h, w))
     masks, scores = _select_persons(classes, logits, frame, SegmenterOptions())
     assert len(masks) == 2 and len(scores) == 2
     got = sorted((m > 0.5).nonzero()[1].mean() for m in masks)
