@@ -333,6 +333,11 @@ class AugmentParams:
     # face in a half-body shot, where teeth and glasses were missed (the bundled astronaut).
     p_zoom_out: float = 0.25
     max_zoom_out: float = 2.0
+    # Letterbox: the whole photo fitted into the frame (scale 0.6–1 of the fit), upright, the rest
+    # unknown — how the runtime shows the model every portrait photo (camseg.segmenter._prepare).
+    # Crops with the frame's landscape aspect cut a standing person in a portrait photo in half.
+    p_letterbox: float = 0.0
+    min_letterbox: float = 0.6
     rotate_deg: float = 12.0
     p_rotate: float = 0.3
     p_turn: float = 0.15  # random 90° orientation
@@ -439,10 +444,16 @@ class TrainingSet:
         if self.augment:
             # random resize–crop–resize: a crop with the output aspect, random scale and position
             aspect = W / H
-            s = rng.uniform(1.0, p.max_zoom_out) if rng.random() < p.p_zoom_out else rng.uniform(p.min_scale, 1.0)
-            ch = min(h, w / aspect) * s
-            cw = ch * aspect
-            cy, cx = rng.uniform(min(0, h - ch), max(0, h - ch)), rng.uniform(min(0, w - cw), max(0, w - cw))
+            if p.p_letterbox and rng.random() < p.p_letterbox:  # (no draw when off: old runs replay)
+                fit = min(H / h, W / w) * rng.uniform(p.min_letterbox, 1.0)
+                ch, cw = H / fit, W / fit
+                # half at the runtime's place (top left), half anywhere in the frame
+                cy, cx = (0.0, 0.0) if rng.random() < 0.5 else (rng.uniform(h - ch, 0), rng.uniform(w - cw, 0))
+            else:
+                s = rng.uniform(1.0, p.max_zoom_out) if rng.random() < p.p_zoom_out else rng.uniform(p.min_scale, 1.0)
+                ch = min(h, w / aspect) * s
+                cw = ch * aspect
+                cy, cx = rng.uniform(min(0, h - ch), max(0, h - ch)), rng.uniform(min(0, w - cw), max(0, w - cw))
             angle = rng.uniform(-p.rotate_deg, p.rotate_deg) if rng.random() < p.p_rotate else 0.0
             turn = rng.random() < p.p_turn
         else:

@@ -103,6 +103,8 @@ def main(argv=None) -> int:
                         help="probability of pasting extra people into a photo with known instances")
     parser.add_argument("--p-zoom-out", type=float, default=AugmentParams.p_zoom_out,
                         help="probability of zooming out (the photo smaller than the frame, the rest unknown)")
+    parser.add_argument("--p-letterbox", type=float, default=AugmentParams.p_letterbox,
+                        help="probability of showing the whole photo letterboxed upright, as the runtime does")
     args = parser.parse_args(argv)
 
     if args.threads:
@@ -149,7 +151,8 @@ def main(argv=None) -> int:
               "(run camseg/train/face_labels.py first for face-mesh teeth on every portrait)")
         face_labels = None
     records = load_all(Path(args.data), split="train", face_labels=face_labels)
-    dataset = TrainingSet(records, tuple(args.size), params=AugmentParams(p_copy_paste=args.p_copy_paste, p_zoom_out=args.p_zoom_out),
+    dataset = TrainingSet(records, tuple(args.size), params=AugmentParams(p_copy_paste=args.p_copy_paste, p_zoom_out=args.p_zoom_out,
+                                               p_letterbox=args.p_letterbox),
                           seed=args.seed + step)
     print(f"{len(records)} training photos; {len(dataset.paste_sources)} people for copy-paste; "
           f"device {device}; size {args.size}")

@@ -45,3 +45,28 @@ def test_zoom_out_leaves_the_padding_unknown_and_scene_photos_teach_no_glasses()
         assert img[:, ~core].max(initial=0) < 0.3  # the padding is dark (and ignored by the loss)
         assert valid[GLASSES] == 1 and valid[TEETH] == 1 and scene[GLASSES].max() == 0
     assert min(fractions) < 0.9  # the photo no longer fills the frame
+
+
+def test_letterbox_shows_a_portrait_photo_whole_and_upright():
+    """p_letterbox: the whole standing person is in the frame, upright, as the runtime shows it."""
+    from camseg.train.data import AugmentParams, TrainingSet
+
+    h, w = 200, 120  # portrait photo, a standing person down its middle
+    image = np.full((h, w, 3), 60, np.uint8)
+    person = np.zeros((h, w), np.uint8)
+    person[20:190, 45:75] = 255
+    image[person > 0] = 200
+    rec = Record(image, {}, [person], "person_binary")
+    params = AugmentParams(p_letterbox=1.0, p_copy_paste=0.0, p_rotate=0.0, p_turn=0.0, brightness=0.0,
+                           contrast=0.0, saturation=0.0, hue_deg=0.0)
+    ts = TrainingSet([rec], size=(64, 80), params=params)
+    for _ in range(8):
+        img, scene, valid, inst, n, inst_valid, inside = ts.sample(0)
+        assert n == 1
+        ys, xs = np.nonzero(inst[0] > 0.5)
+        assert np.ptp(ys) > 1.5 * np.ptp(xs)  # still standing: taller than wide
+        rows = np.nonzero(inside.any(axis=1))[0]
+        cols = np.nonzero(inside.any(axis=0))[0]
+        assert 0.6 * 64 - 2 <= rows.size <= 64 and cols.size < 0.6 * 80 + 2  # the whole photo, fitted
+        # every pixel of the person is inside the frame: the photo's top and bottom rows are in it
+        assert inst[0].sum() > 0.9 * (person > 0).sum() * (rows.size / h) ** 2
