@@ -29,6 +29,8 @@ except ImportError:  # Windows
 import cv2
 import numpy as np
 
+from effects._bands import run_in_row_bands
+
 __all__ = [
     "srgb_to_linear",
     "linear_to_srgb",
@@ -275,14 +277,20 @@ def _encode_lut(curve_key: "bytes | None", bits: int) -> np.ndarray:
 def _encode(linear: np.ndarray, curve_key: "bytes | None", bits: int) -> np.ndarray:
     lut = _encode_lut(curve_key, bits)
     out = np.empty(linear.shape, dtype=lut.dtype)
-    # Chunked by rows to keep the int32 index temporaries small on 12-MP images.
+    # Chunked by rows to keep the int32 index temporaries small on 12-MP images; one band of
+    # rows per OpenCV thread (numpy's clip, sqrt and table lookup release the GIL).
     rows = max(1, (1 << 21) // max(1, linear.shape[1] * linear.shape[2]))
-    for start in range(0, linear.shape[0], rows):
-        block = np.clip(linear[start:start + rows], 0.0, 1.0)
-        np.sqrt(block, out=block)
-        block *= np.float32(_ENCODE_LUT_SIZE - 1)
-        block += np.float32(0.5)
-        out[start:start + rows] = lut[block.astype(np.int32)]  # fancy indexing: ~8x faster than np.take
+
+    def encode_rows(y0: int, y1: int) -> None:
+        for start in range(y0, y1, rows):
+            stop = min(y1, start + rows)
+            block = np.clip(linear[start:stop], 0.0, 1.0)
+            np.sqrt(block, out=block)
+            block *= np.float32(_ENCODE_LUT_SIZE - 1)
+            block += np.float32(0.5)
+            out[start:stop] = lut[block.astype(np.int32)]  # fancy indexing: ~8x faster than np.take
+
+    run_in_row_bands(encode_rows, linear.shape[0], linear.shape[1])
     return out
 
 

@@ -424,50 +424,57 @@ def _skin_chroma_coefs(y1_denoised, g1_noisy, skin1, noise, p, rows, cols):
     r = p.skin_chroma_radius
     h1, w1 = y1_denoised.shape
     m = 2 * r + 4
-    ys = slice(max(0, rows[0] - m), min(h1, rows[1] + m))
+    y_lo, y_hi = max(0, rows[0] - m), min(h1, rows[1] + m)
     xs = slice(max(0, cols[0] - m), min(w1, cols[1] + m))
-    y = np.ascontiguousarray(y1_denoised[ys, xs])
-    yf = np.maximum(y, _RATIO_FLOOR)
-    mean_y = _box(y, r)
     a0, b0 = noise.model_at(0, 0)
-    eps = _relu(mean_y.copy()) * np.float32(a0 * p.skin_chroma_eps) + np.float32(b0 * p.skin_chroma_eps)
-    eps = np.maximum(eps, np.float32(1e-12))
-    var_y = _box(y * y, r) - mean_y * mean_y
-    _relu(var_y)
-    denom = var_y + eps
+    noise_c = [noise.model_at(1, c) for c in (1, 2)]
     kernel = np.ones((3, 3), np.uint8)
-    out = []
-    inv_y2 = 1.0 / np.maximum(mean_y, _RATIO_FLOOR) ** 2
-    for c in (1, 2):
-        ratio = g1_noisy[ys, xs, c] / yf
-        mean_r = _box(ratio, r)
-        cov = _box(y * ratio, r) - mean_y * mean_r
-        a = cov / denom
-        b = mean_r - a * mean_y
-        # The chromaticity at the denoised half-res luma, clamped to the local range of
-        # window means; chroma = this ratio * full-res luma (see the strip loop).
-        ratio_fit = cv2.multiply(_box(a, r), y)
-        ratio_fit += _box(b, r)
-        cv2.max(ratio_fit, cv2.erode(mean_r, kernel, borderType=cv2.BORDER_REFLECT), dst=ratio_fit)
-        cv2.min(ratio_fit, cv2.dilate(mean_r, kernel, borderType=cv2.BORDER_REFLECT), dst=ratio_fit)
-        weight = skin1[ys, xs].copy()
-        if np.isfinite(p.skin_chroma_edge):
-            # Colour-edge weight: the ratio variance the luma fit leaves unexplained, against
-            # what noise alone leaves (noise of the half-res ratio, floored at
-            # skin_chroma_edge^2: JPEG's 4:2:0 chroma makes the estimated chroma noise tiny).
-            resid = _box(ratio * ratio, r) - mean_r * mean_r - a * cov
-            a1, b1 = noise.model_at(1, c)
-            nv = (_relu(mean_y.copy()) * np.float32(_PYRDOWN_VAR * a1) + np.float32(_PYRDOWN_VAR * b1)) * inv_y2
-            q = resid / (_EDGE_KAPPA * np.maximum(nv, np.float32(p.skin_chroma_edge) ** 2))
-            wedge = (1.0 / (1.0 + q * q)).astype(np.float32)
-            # 3×3 minimum: the half-res window next to an edge gives way too.
-            weight *= cv2.erode(wedge, kernel, borderType=cv2.BORDER_REFLECT)
-        planes = []
-        for z in (ratio_fit, weight):
-            full = np.zeros((h1, w1), np.float32)
-            full[ys, xs] = z
-            planes.append(full)
-        out.append(tuple(planes))
+    planes = [np.zeros((h1, w1), np.float32) for _ in range(4)]  # ratio, weight for each chroma
+
+    def process_rows(t0: int, t1: int) -> None:
+        # Rows [y_lo + t0, y_lo + t1) from a window widened by m on both sides (as the whole
+        # region is): the filters reach 2r + 2 rows, so the rows written are exact.
+        r0, r1 = y_lo + t0, y_lo + t1
+        e0, e1 = max(y_lo, r0 - m), min(y_hi, r1 + m)
+        ys = slice(e0, e1)
+        y = np.ascontiguousarray(y1_denoised[ys, xs])
+        yf = np.maximum(y, _RATIO_FLOOR)
+        mean_y = _box(y, r)
+        eps = _relu(mean_y.copy()) * np.float32(a0 * p.skin_chroma_eps) + np.float32(b0 * p.skin_chroma_eps)
+        eps = np.maximum(eps, np.float32(1e-12))
+        var_y = _box(y * y, r) - mean_y * mean_y
+        _relu(var_y)
+        denom = var_y + eps
+        inv_y2 = 1.0 / np.maximum(mean_y, _RATIO_FLOOR) ** 2
+        for k, c in enumerate((1, 2)):
+            ratio = g1_noisy[ys, xs, c] / yf
+            mean_r = _box(ratio, r)
+            cov = _box(y * ratio, r) - mean_y * mean_r
+            a = cov / denom
+            b = mean_r - a * mean_y
+            # The chromaticity at the denoised half-res luma, clamped to the local range of
+            # window means; chroma = this ratio * full-res luma (see the strip loop).
+            ratio_fit = cv2.multiply(_box(a, r), y)
+            ratio_fit += _box(b, r)
+            cv2.max(ratio_fit, cv2.erode(mean_r, kernel, borderType=cv2.BORDER_REFLECT), dst=ratio_fit)
+            cv2.min(ratio_fit, cv2.dilate(mean_r, kernel, borderType=cv2.BORDER_REFLECT), dst=ratio_fit)
+            weight = skin1[ys, xs].copy()
+            if np.isfinite(p.skin_chroma_edge):
+                # Colour-edge weight: the ratio variance the luma fit leaves unexplained, against
+                # what noise alone leaves (noise of the half-res ratio, floored at
+                # skin_chroma_edge^2: JPEG's 4:2:0 chroma makes the estimated chroma noise tiny).
+                resid = _box(ratio * ratio, r) - mean_r * mean_r - a * cov
+                a1, b1 = noise_c[k]
+                nv = (_relu(mean_y.copy()) * np.float32(_PYRDOWN_VAR * a1) + np.float32(_PYRDOWN_VAR * b1)) * inv_y2
+                q = resid / (_EDGE_KAPPA * np.maximum(nv, np.float32(p.skin_chroma_edge) ** 2))
+                wedge = (1.0 / (1.0 + q * q)).astype(np.float32)
+                # 3×3 minimum: the half-res window next to an edge gives way too.
+                weight *= cv2.erode(wedge, kernel, borderType=cv2.BORDER_REFLECT)
+            for plane, z in zip(planes[2 * k:2 * k + 2], (ratio_fit, weight)):
+                plane[r0:r1, xs] = z[r0 - e0:r1 - e0]
+
+    run_in_row_bands(process_rows, y_hi - y_lo, xs.stop - xs.start)
+    out = ((planes[0], planes[1]), (planes[2], planes[3]))
     return tuple(out)
 
 
