@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from camseg.train.data import DEFAULT_FACE_LABELS, AugmentParams, TrainingSet, load_all
+from camseg.train.data import DEFAULT_FACE_LABELS, SOURCE_WEIGHTS, AugmentParams, TrainingSet, load_all
 from camseg.train.losses import LossWeights, total_loss
 from camseg.train.model import HyperDetr, HyperDetrConfig
 
@@ -105,7 +105,20 @@ def main(argv=None) -> int:
                         help="probability of zooming out (the photo smaller than the frame, the rest unknown)")
     parser.add_argument("--p-letterbox", type=float, default=AugmentParams.p_letterbox,
                         help="probability of showing the whole photo letterboxed upright, as the runtime does")
+    parser.add_argument("--source-weight", action="append", default=[], metavar="SET=W",
+                        help="sampling weight of one training set, e.g. person_binary=3 (repeatable; "
+                             "defaults in camseg.train.data.SOURCE_WEIGHTS)")
     args = parser.parse_args(argv)
+    source_weights = {}
+    for item in args.source_weight:
+        name, _, value = item.partition("=")
+        try:
+            source_weights[name] = float(value)
+        except ValueError:
+            parser.error(f"--source-weight expects SET=NUMBER (e.g. person_binary=3), got {item!r}")
+        if name not in SOURCE_WEIGHTS or source_weights[name] < 0:
+            parser.error(f"--source-weight {item!r}: the set must be one of {sorted(SOURCE_WEIGHTS)} "
+                         "and the weight >= 0")
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -153,6 +166,7 @@ def main(argv=None) -> int:
     records = load_all(Path(args.data), split="train", face_labels=face_labels)
     dataset = TrainingSet(records, tuple(args.size), params=AugmentParams(p_copy_paste=args.p_copy_paste, p_zoom_out=args.p_zoom_out,
                                                p_letterbox=args.p_letterbox),
+                          source_weights=source_weights,
                           seed=args.seed + step)
     print(f"{len(records)} training photos; {len(dataset.paste_sources)} people for copy-paste; "
           f"device {device}; size {args.size}")
