@@ -474,8 +474,7 @@ def _skin_chroma_coefs(y1_denoised, g1_noisy, skin1, noise, p, rows, cols):
                 plane[r0:r1, xs] = z[r0 - e0:r1 - e0]
 
     run_in_row_bands(process_rows, y_hi - y_lo, xs.stop - xs.start)
-    out = ((planes[0], planes[1]), (planes[2], planes[3]))
-    return tuple(out)
+    return (planes[0], planes[1]), (planes[2], planes[3])
 
 
 def denoise(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask: np.ndarray | None = None,
