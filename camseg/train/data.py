@@ -10,7 +10,8 @@ sample therefore carries, beside its targets, *which* targets are known:
   (COCO panoptic, and copy-paste composites built from it).
 
 Augmentation follows the HyperDETR seed: random resize–crop–resize, random
-orientation (90° turns, flips) and small rotation, colour jitter. Copy-paste
+orientation (180° turns, flips) and small rotation, colour jitter, and optionally the whole
+photo letterboxed upright as the runtime shows it (``AugmentParams.p_letterbox``). Copy-paste
 (Ghiasi et al., "Simple Copy-Paste is a Strong Data Augmentation Method for
 Instance Segmentation", CVPR 2021) composes several-person scenes by pasting
 labelled people onto person-free COCO scenes.
@@ -340,7 +341,7 @@ class AugmentParams:
     min_letterbox: float = 0.6
     rotate_deg: float = 12.0
     p_rotate: float = 0.3
-    p_turn: float = 0.15  # random 90° orientation
+    p_turn: float = 0.15  # random orientation: a 180° turn (the runtime never turns a photo a quarter)
     p_flip: float = 0.5
     brightness: float = 0.3
     contrast: float = 0.3
