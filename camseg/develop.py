@@ -485,7 +485,10 @@ def develop(image, settings: "DevelopSettings | None" = None, *, segmenter=None,
         categories = None if wants_persons else {"sky", "skin"}
         seg = _segment(pixels, segmenter, categories)
         status, detail = "applied", "all categories" if wants_persons else "scene-level only (sky, skin)"
-    names = ["sky", "skin"] + (["persons", "person", "hair", "glasses"] if wants_persons else [])
+    # Hair and glasses only refine the portrait effect's subject edge: not computed without it.
+    wants_portrait = any(fn is not None and stage.name == "portrait" for stage, fn, _ in plan)
+    names = (["sky", "skin"] + (["persons", "person"] if wants_persons else [])
+             + (["hair", "glasses"] if wants_portrait else []))
     if hasattr(seg, "mattes"):
         # One guided-filter pass for every matte the stages read, with edges refined at
         # about 1 MP: the stages use them as smooth region weights, and the portrait stage
