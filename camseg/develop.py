@@ -485,10 +485,11 @@ def develop(image, settings: "DevelopSettings | None" = None, *, segmenter=None,
         categories = None if wants_persons else {"sky", "skin"}
         seg = _segment(pixels, segmenter, categories)
         status, detail = "applied", "all categories" if wants_persons else "scene-level only (sky, skin)"
-    # Hair and glasses only refine the portrait effect's subject edge: not computed without it.
+    # The subject (person union), hair and glasses only serve the portrait effect (hair and
+    # glasses refine its subject edge): not computed without it.
     wants_portrait = any(fn is not None and stage.name == "portrait" for stage, fn, _ in plan)
-    names = (["sky", "skin"] + (["persons", "person"] if wants_persons else [])
-             + (["hair", "glasses"] if wants_portrait else []))
+    names = (["sky", "skin"] + (["persons"] if wants_persons else [])
+             + (["person", "hair", "glasses"] if wants_portrait else []))
     if hasattr(seg, "mattes"):
         # One guided-filter pass for every matte the stages read, with edges refined at
         # about 1 MP: the stages use them as smooth region weights, and the portrait stage
@@ -507,7 +508,7 @@ def develop(image, settings: "DevelopSettings | None" = None, *, segmenter=None,
                              "the segmentation must come from this image")
     persons = [np.asarray(p, dtype=np.float32) for p in mattes.get("persons", [])] if wants_persons else []
     subject = None
-    if persons:
+    if persons and wants_portrait:
         subject = mattes.get("person")
         if subject is None or subject.shape != pixels.shape[:2]:
             subject = np.maximum.reduce(persons)
