@@ -9,6 +9,12 @@ sample therefore carries, beside its targets, *which* targets are known:
 - ``instances_valid`` — 1 when every person in the image has an instance mask
   (COCO panoptic, and copy-paste composites built from it).
 
+Person negatives: scene photos the selfie segmenter finds nobody in (ADE train scenes, and COCO
+photos whose labels do not fit them) get an empty instance list (``mark_person_free``,
+``load_person_free_scenes``; verdicts from ``face_labels.py --scenes-only``). Without them the
+instance head learned "nobody here" only around pasted people, and took buildings, rocks and cars
+in unseen scenes for people.
+
 Augmentation follows the HyperDETR seed: random resize–crop–resize, random
 orientation (180° turns, flips) and small rotation, colour jitter, and optionally the whole
 photo letterboxed upright as the runtime shows it (``AugmentParams.p_letterbox``). Copy-paste
@@ -267,6 +273,40 @@ def draw_glasses(image: np.ndarray, eyes: np.ndarray, rng: np.random.Generator):
     return np.clip(out, 0, 255).astype(np.uint8), mask
 
 
+#: A scene is person-free when the selfie segmenter marks less than this fraction of it.
+PERSON_FREE_FRACTION = 0.002
+
+
+def _person_free(verdict: Path) -> bool:
+    return verdict.exists() and float((_read_mask(verdict) > 127).mean()) < PERSON_FREE_FRACTION
+
+
+def mark_person_free(records: list[Record], verdicts: Path, stems: list[str]) -> None:
+    """Give scene records with nobody in them (the selfie segmenter's verdict, written by
+    ``camseg/train/face_labels.py --scenes-only``) an empty instance list: a person negative.
+
+    Without them the instance head only ever learned "nobody here" around pasted people, and
+    on unseen scenes it took buildings, rocks and cars for people. Scenes where the segmenter
+    sees someone stay person-unlabelled (it misses small people less often than it sees none).
+    """
+    for rec, stem in zip(records, stems):
+        if rec.instances is None and _person_free(verdicts / (stem + ".png")):
+            rec.instances = []
+
+
+def load_person_free_scenes(folder: Path, verdicts: Path, *, exclude: set) -> list[Record]:
+    """Photos of ``folder`` (not in ``exclude``) with nobody in them, as person negatives that
+    also show no glasses and no teeth; every other channel unlabelled."""
+    records = []
+    for path in sorted(folder.glob("*.jpg")):
+        if path.stem in exclude or not _person_free(verdicts / (path.stem + ".png")):
+            continue
+        image = _read_rgb(path)
+        zeros = np.zeros(image.shape[:2], np.uint8)
+        records.append(Record(image, {GLASSES: zeros, TEETH: zeros.copy()}, [], "scene"))
+    return records
+
+
 def load_all(root: Path, *, split: str = "train", coco_val: set | None = None,
              face_labels: Path | None = None) -> list[Record]:
     """Load every training set's ``split``; COCO uses ``coco_val`` to hold out its own val split.
@@ -281,7 +321,15 @@ def load_all(root: Path, *, split: str = "train", coco_val: set | None = None,
     coco_set = coco_val if split == "val" else set(names) - coco_val
     records += load_coco(root / "coco_panoptic", coco_set)
     if (root / "ade_sky" / split).exists():
-        records += load_binary(root / "ade_sky" / split, SKY, "ade_sky")
+        scenes = load_binary(root / "ade_sky" / split, SKY, "ade_sky")
+        if split == "train" and face_labels is not None:
+            mark_person_free(scenes, face_labels / "person" / "ade_sky" / "train",
+                             [p.stem for p, _ in _pairs(root / "ade_sky" / split)])
+        records += scenes
+    if split == "train" and face_labels is not None:
+        # COCO photos as plain scenes (their labels mostly do not fit them); never the held-out ones.
+        records += load_person_free_scenes(root / "coco_panoptic" / "images", face_labels / "person" / "coco_panoptic",
+                                           exclude=set(coco_val))
     if (root / "celeb_hair" / split).exists():
         # person pseudo-labels for training only: held-out person figures stay on human labels
         records += load_binary(root / "celeb_hair" / split, HAIR, "celeb_hair", face_labels,
@@ -355,7 +403,7 @@ class AugmentParams:
 #: is low trust. Measured at step 300: sky (100 ADE photos, 7.6 % sky pixels) and people lagged far
 #: behind hair and skin, so they are drawn more often.
 SOURCE_WEIGHTS = {"coco": 4.0, "person_binary": 1.0, "fullbody_skin": 0.5, "fasseg": 1.0, "ade_sky": 2.5,
-                  "celeb_hair": 0.4}
+                  "celeb_hair": 0.4, "scene": 1.0}
 
 
 class TrainingSet:
@@ -400,9 +448,10 @@ class TrainingSet:
             # (the bundled astronaut's orange sleeve). Pasted people below make them unknown again.
             for c in (GLASSES, TEETH):
                 scene.setdefault(c, np.zeros(image.shape[:2], np.uint8))
-        if (self.augment and instances is None and rec.source == "ade_sky"
+        if (self.augment and not instances and rec.source in ("ade_sky", "scene")
                 and rng.random() < self.params.p_copy_paste):
-            # outdoor scenes as backgrounds for pasted people (ADE sky scenes rarely show people)
+            # scenes as backgrounds for pasted people (ADE sky scenes rarely show people); a
+            # person-free one (instances == []) stays a person negative when nobody is pasted
             image, scene, instances = self._copy_paste(image, scene, [])
         elif (self.augment and instances is not None and rec.source in PEOPLE_SOURCES
               and rng.random() < self.params.p_copy_paste):

@@ -53,6 +53,8 @@ LEFT_EYE = (33, 246, 161, 160, 159, 158, 157, 173, 133, 155, 154, 153, 145, 144,
 RIGHT_EYE = (263, 466, 388, 387, 386, 385, 384, 398, 362, 382, 381, 380, 374, 373, 390, 249)
 
 # (set, split) pairs holding portraits large enough for a face mesh.
+#: Scene photos (no person labels) whose person-free ones become person negatives: name -> folder.
+SCENE_FOLDERS = (("ade_sky/train", "ade_sky/train/images"), ("coco_panoptic", "coco_panoptic/images"))
 PORTRAIT_SETS = (("celeb_hair", "train"), ("celeb_hair", "val"), ("celeb_hair", "test"),
                  ("fasseg", "train"), ("fasseg", "test"))
 
@@ -110,6 +112,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="../shared/data")
     parser.add_argument("--out", default=str(Path.home() / ".cache" / "camseg" / "face_labels"))
+    parser.add_argument("--scenes-only", action="store_true", help="only the person verdicts on scene photos")
     args = parser.parse_args(argv)
     import mediapipe as mp  # only in the face-mesh venv (see the module docstring)
 
@@ -117,7 +120,7 @@ def main(argv=None) -> int:
     mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=4, refine_landmarks=False,
                                            min_detection_confidence=0.5)
     selfie = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
-    for name, split in PORTRAIT_SETS:
+    for name, split in () if args.scenes_only else PORTRAIT_SETS:
         folder = data / name / split / "images"
         if not folder.is_dir():
             continue
@@ -148,6 +151,24 @@ def main(argv=None) -> int:
             with_teeth += bool(teeth.any())
         print(f"{name}/{split}: {len(files)} photos, face found in {found}, teeth visible in {with_teeth}",
               flush=True)
+    # Scenes: only the selfie segmenter's verdict, to find the photos with nobody in them (the
+    # loader makes those person negatives; where it sees someone the photo stays unlabelled).
+    for name, folder in SCENE_FOLDERS:
+        folder = data / folder
+        if not folder.is_dir():
+            continue
+        files = sorted(folder.glob("*.jpg"))
+        empty = 0
+        for f in files:
+            bgr = cv2.imread(str(f), cv2.IMREAD_COLOR)
+            if bgr is None:
+                continue
+            person = selfie.process(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)).segmentation_mask
+            if person is not None:
+                mask = (person > 0.5).astype(np.uint8) * 255
+                _write_png(out / "person" / name / (f.stem + ".png"), mask)
+                empty += not mask.any()
+        print(f"{name}: {len(files)} scenes, nobody found in {empty}", flush=True)
     return 0
 
 

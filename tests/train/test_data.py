@@ -70,3 +70,28 @@ def test_letterbox_shows_a_portrait_photo_whole_and_upright():
         assert 0.6 * 64 - 2 <= rows.size <= 64 and cols.size < 0.6 * 80 + 2  # the whole photo, fitted
         # every pixel of the person is inside the frame: the photo's top and bottom rows are in it
         assert inst[0].sum() > 0.9 * (person > 0).sum() * (rows.size / h) ** 2
+
+
+def test_person_free_scenes_become_person_negatives(tmp_path):
+    """Scenes the selfie segmenter finds nobody in: an empty instance list (a negative), no
+    glasses or teeth; scenes with someone in them stay person-unlabelled; held-out ones are skipped."""
+    import cv2
+
+    from camseg.train.data import GLASSES, TEETH, load_person_free_scenes, mark_person_free
+
+    verdicts, photos = tmp_path / "person", tmp_path / "images"
+    verdicts.mkdir()
+    photos.mkdir()
+    empty = np.zeros((40, 60), np.uint8)
+    someone = empty.copy()
+    someone[10:30, 20:30] = 255  # 8 % of the frame
+    for stem, verdict in (("a", empty), ("b", someone), ("c", empty)):
+        cv2.imwrite(str(verdicts / f"{stem}.png"), verdict)
+        cv2.imwrite(str(photos / f"{stem}.jpg"), np.full((40, 60, 3), 90, np.uint8))
+    recs = [Record(np.zeros((40, 60, 3), np.uint8), {SKY: empty}, None, "ade_sky") for _ in range(4)]
+    mark_person_free(recs, verdicts, ["a", "b", "c", "missing"])
+    assert [r.instances for r in recs] == [[], None, [], None]
+
+    scenes = load_person_free_scenes(photos, verdicts, exclude={"c"})
+    assert len(scenes) == 1 and scenes[0].instances == [] and scenes[0].source == "scene"
+    assert set(scenes[0].scene) == {GLASSES, TEETH} and not any(m.any() for m in scenes[0].scene.values())
