@@ -322,8 +322,8 @@ def load_all(root: Path, *, split: str = "train", coco_val: set | None = None,
     records += load_coco(root / "coco_panoptic", coco_set)
     if (root / "ade_sky" / split).exists():
         scenes = load_binary(root / "ade_sky" / split, SKY, "ade_sky")
-        if split == "train" and face_labels is not None:
-            mark_person_free(scenes, face_labels / "person" / "ade_sky" / "train",
+        if face_labels is not None:  # val: for evaluate's person false-positive figure
+            mark_person_free(scenes, face_labels / "person" / "ade_sky" / split,
                              [p.stem for p, _ in _pairs(root / "ade_sky" / split)])
         records += scenes
     if split == "train" and face_labels is not None:
@@ -357,7 +357,7 @@ def group_composites(records: list[Record], count: int = 40, *, seed: int = 0) -
     ``"group_composite"``) with at least two visible people each.
     """
     composer = TrainingSet(records, augment=False, seed=seed)
-    backgrounds = [r for r in records if r.source == "ade_sky" and r.instances is None]
+    backgrounds = [r for r in records if r.source == "ade_sky" and not r.instances]
     out = []
     for attempt in range(count * 4):
         if len(out) == count or not backgrounds or not composer.paste_sources:

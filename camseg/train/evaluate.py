@@ -17,6 +17,10 @@ Metrics
   (``group_pq``, ``group_person_iou``) on 40 composites of held-out people
   pasted onto held-out scenes (:func:`camseg.train.data.group_composites`),
   because only two real held-out photos show several labelled people.
+- Person false positives: on the held-out ADE scenes where MediaPipe's selfie
+  segmenter finds nobody (verdicts from ``face_labels.py --scenes-only``), how
+  many get a person matte over 1 % of the frame, and its mean area. Not a
+  label (the segmenter can miss small people), so it stays out of IoU and PQ.
 - Boundary F-score (Perazzi et al., "A Benchmark Dataset and Evaluation
   Methodology for Video Object Segmentation", CVPR 2016): precision/recall of
   mask boundaries within a tolerance of 0.75 % of the image diagonal.
@@ -128,6 +132,7 @@ class _Scores:
         self.pq = np.zeros(4)
         self.group_pq, self.group_inter, self.group_union = np.zeros(4), 0.0, 0.0
         self.sources = defaultdict(int)
+        self.person_free = []  # person matte area (fraction > 0.5) on held-out scenes with nobody
 
     def add(self, source: str, scene_pairs: dict, instances=None) -> None:
         """One photo: ``scene_pairs`` name -> (pred, gt) bool masks; ``instances`` =
@@ -162,6 +167,9 @@ class _Scores:
                 "person_pq": person_pq, "person_sq": person_sq, "person_rq": person_rq,
                 "group_pq": group_pq, "group_rq": group_rq,
                 "group_person_iou": float(self.group_inter / self.group_union) if self.group_union else None,
+                "person_free_scenes": len(self.person_free),
+                "person_fp_photos": int(sum(a > 0.01 for a in self.person_free)),
+                "person_fp_area": float(np.mean(self.person_free)) if self.person_free else None,
                 "photos": int(sum(self.sources.values())), "photos_by_source": dict(self.sources)}
 
 
@@ -205,7 +213,13 @@ def evaluate(model: Path, data: Path, out: Path | None = None, *, limit: int | N
             pairs = {SCENE_CATEGORIES[c]: (getattr(seg, SCENE_CATEGORIES[c]) > 0.5, label > 127)
                      for c, label in scene.items()}
             instances = None
-            if rec.instances is not None:
+            if rec.source == "ade_sky" and rec.instances == []:
+                # A scene the selfie segmenter finds nobody in: not a person label (it can miss
+                # small people), so it counts only in the false-positive figure.
+                area = float((seg.person > 0.5).mean())
+                for sc in (scores,) + ((test_half,) if index is None or not calibration_half(index) else ()):
+                    sc.person_free.append(area)
+            elif rec.instances is not None:
                 instances = ([p > 0.5 for p in persons], [m > 127 for m in rec.instances],
                              seg.person > 0.5, person_union_label(rec))
             scores.add(rec.source, pairs, instances)
@@ -273,6 +287,10 @@ def format_table(metrics: dict) -> str:
     if metrics.get("group_person_iou") is not None:
         rows.append(f"several-person composites: PQ {metrics['group_pq']:.3f} (RQ {metrics['group_rq']:.3f}), "
                     f"person IoU {metrics['group_person_iou']:.3f}")
+    if metrics.get("person_free_scenes"):
+        rows.append(f"person false positives on {metrics['person_free_scenes']} scenes with nobody in them: "
+                    f"{metrics['person_fp_photos']} with a person matte over 1 % of the frame, "
+                    f"mean area {100 * metrics['person_fp_area']:.2f} %")
     rows.append(f"photos: {metrics['photos']} {metrics['photos_by_source']}")
     return "\n".join(rows)
 
