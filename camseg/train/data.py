@@ -287,7 +287,7 @@ def mark_person_free(records: list[Record], verdicts: Path, stems: list[str]) ->
 
     Without them the instance head only ever learned "nobody here" around pasted people, and
     on unseen scenes it took buildings, rocks and cars for people. Scenes where the segmenter
-    sees someone stay person-unlabelled (it misses small people less often than it sees none).
+    sees someone stay person-unlabelled: its masks of people in scenes are not instance labels.
     """
     for rec, stem in zip(records, stems):
         if rec.instances is None and _person_free(verdicts / (stem + ".png")):

@@ -134,10 +134,13 @@ class _Scores:
         self.sources = defaultdict(int)
         self.person_free = []  # person matte area (fraction > 0.5) on held-out scenes with nobody
 
-    def add(self, source: str, scene_pairs: dict, instances=None) -> None:
+    def add(self, source: str, scene_pairs: dict, instances=None, person_free_area=None) -> None:
         """One photo: ``scene_pairs`` name -> (pred, gt) bool masks; ``instances`` =
-        (pred instances, gt instances, pred union, gt union) or None."""
+        (pred instances, gt instances, pred union, gt union) or None; ``person_free_area``:
+        the predicted person area (fraction) on a scene with nobody in it, or None."""
         self.sources[source] += 1
+        if person_free_area is not None:
+            self.person_free.append(person_free_area)
         for name, (pred, gt) in scene_pairs.items():
             self.inter[name] += (pred & gt).sum()
             self.union[name] += (pred | gt).sum()
@@ -212,19 +215,17 @@ def evaluate(model: Path, data: Path, out: Path | None = None, *, limit: int | N
             persons = seg.persons
             pairs = {SCENE_CATEGORIES[c]: (getattr(seg, SCENE_CATEGORIES[c]) > 0.5, label > 127)
                      for c, label in scene.items()}
-            instances = None
+            instances = free_area = None
             if rec.source == "ade_sky" and rec.instances == []:
                 # A scene the selfie segmenter finds nobody in: not a person label (it can miss
                 # small people), so it counts only in the false-positive figure.
-                area = float((seg.person > 0.5).mean())
-                for sc in (scores,) + ((test_half,) if index is None or not calibration_half(index) else ()):
-                    sc.person_free.append(area)
+                free_area = float((seg.person > 0.5).mean())
             elif rec.instances is not None:
                 instances = ([p > 0.5 for p in persons], [m > 127 for m in rec.instances],
                              seg.person > 0.5, person_union_label(rec))
-            scores.add(rec.source, pairs, instances)
+            scores.add(rec.source, pairs, instances, free_area)
             if index is None or not calibration_half(index):
-                test_half.add(rec.source, pairs, instances)
+                test_half.add(rec.source, pairs, instances, free_area)
             if out and k % 4 == 0:
                 vis = overlay(image, seg, persons)
                 cv2.imwrite(str(out / f"{k:03d}_{rec.source}.jpg"), np.concatenate([image, vis], 1)[:, :, ::-1])
