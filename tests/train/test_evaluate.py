@@ -38,3 +38,15 @@ def test_calibration_and_test_halves_partition_the_photos():
     halves = [calibration_half(i) for i in range(10)]
     assert sum(halves) == 5 and halves[0] != halves[1]
     assert panoptic_quality([], [_square(0, 0, 3)]) == (0.0, 0, 0, 1)
+
+
+def test_person_false_positives_on_empty_scenes_are_counted_apart():
+    s = _Scores()
+    sky = np.zeros((4, 4), bool)
+    for area in (0.0, 0.005, 0.2):  # nothing, a speck under 1 %, a "person" on a fifth of the frame
+        s.add("ade_sky", {"sky": (sky, sky)}, None, area)
+    s.add("ade_sky", {"sky": (sky, sky)})  # a scene with someone in it: not counted
+    m = s.metrics()
+    assert m["person_free_scenes"] == 3 and m["person_fp_photos"] == 1
+    assert abs(m["person_fp_area"] - 0.205 / 3) < 1e-9
+    assert "person" not in m["iou"]  # never mixed into the person IoU
