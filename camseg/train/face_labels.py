@@ -53,12 +53,12 @@ LEFT_EYE = (33, 246, 161, 160, 159, 158, 157, 173, 133, 155, 154, 153, 145, 144,
 RIGHT_EYE = (263, 466, 388, 387, 386, 385, 384, 398, 362, 382, 381, 380, 374, 373, 390, 249)
 
 # (set, split) pairs holding portraits large enough for a face mesh.
+PORTRAIT_SETS = (("celeb_hair", "train"), ("celeb_hair", "val"), ("celeb_hair", "test"),
+                 ("fasseg", "train"), ("fasseg", "test"))
 #: Scene photos (no person labels) whose person-free ones become person negatives (train) or
 #: count person false positives (``evaluate``, val): name -> folder.
 SCENE_FOLDERS = (("ade_sky/train", "ade_sky/train/images"), ("ade_sky/val", "ade_sky/val/images"),
                  ("coco_panoptic", "coco_panoptic/images"))
-PORTRAIT_SETS = (("celeb_hair", "train"), ("celeb_hair", "val"), ("celeb_hair", "test"),
-                 ("fasseg", "train"), ("fasseg", "test"))
 
 
 def teeth_in_mouth(image_rgb: np.ndarray, mouth: np.ndarray) -> np.ndarray:
