@@ -20,6 +20,11 @@ portrait sets and writes, per photo where a face is found:
   segmenter is built for exactly these photos. Used for training only (the
   evaluation keeps its human-made person labels).
 
+- ``person/<scene folder>/<stem>.png`` (0/255) for the scene photos of
+  ``SCENE_FOLDERS`` (also alone, with ``--scenes-only``): the selfie
+  segmenter's verdict, from which the loader takes the scenes with nobody in
+  them as person negatives (``data.mark_person_free``).
+
 A photo with no face found gets no file: the loader then leaves teeth
 unlabelled for it (ignored by the loss, never "background").
 
