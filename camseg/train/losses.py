@@ -126,4 +126,4 @@ def total_loss(outputs, batch, w: LossWeights = LossWeights()):
     ls = scene_loss(scene_logits, scene, scene_valid, inside, w)
     li = sum(instance_loss(c, m, inst, counts, inst_valid, inside, w)
              for c, m in zip(class_logits, mask_logits)) / len(class_logits)
-    return ls + li, {"scene": float(ls), "instances": float(li)}
+    return ls + li, {"scene": float(ls.detach()), "instances": float(li.detach())}

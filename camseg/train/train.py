@@ -4,6 +4,12 @@ Usage::
 
     python -m camseg.train.train --data ../shared/data --run ~/.cache/camseg/run1 --steps 6000
 
+``--data`` is the shared data folder, or a pack of its training split written by
+``python -m camseg.train.pack`` (for a machine that has no copy of the folder). On a GPU,
+``--workers`` builds samples in parallel processes (one sample at 384×512 takes about 13 ms
+of CPU), ``--amp`` runs the network in bfloat16 (the losses stay in float32), and
+``--minutes`` fits the schedule to a wall-clock budget.
+
 Re-running the same command resumes from ``<run>/last.pt``. Checkpoints hold
 the model config, weights, optimiser state, step and RNG so a resumed run
 continues the same schedule.
@@ -26,6 +32,7 @@ import numpy as np
 import torch
 
 from camseg.train.data import DEFAULT_FACE_LABELS, SOURCE_WEIGHTS, AugmentParams, TrainingSet, load_all
+from camseg.train.pack import load_packed
 from camseg.train.losses import LossWeights, total_loss
 from camseg.train.model import HyperDetr, HyperDetrConfig
 
@@ -37,6 +44,35 @@ def collate(samples):
     return (torch.from_numpy(np.stack(image)), torch.from_numpy(np.stack(scene)),
             torch.from_numpy(np.stack(valid)), torch.from_numpy(np.stack([i[:kmax] for i in inst])),
             list(n), torch.tensor(inst_valid, dtype=torch.float32), torch.from_numpy(np.stack(inside)))
+
+
+class _Samples(torch.utils.data.IterableDataset):
+    """Endless augmented samples; each loader worker draws from its own seeded TrainingSet."""
+
+    def __init__(self, records, size, params, source_weights, seed):
+        self.args = (records, size, params, source_weights, seed)
+
+    def __iter__(self):
+        records, size, params, source_weights, seed = self.args
+        info = torch.utils.data.get_worker_info()
+        worker = info.id if info is not None else 0
+        dataset = TrainingSet(records, size, params=params, source_weights=source_weights,
+                              seed=seed + 7919 * worker)
+        while True:
+            yield dataset.sample()
+
+
+def batches(records, size, params, source_weights, *, batch: int, seed: int, workers: int):
+    """Collated training batches forever, built in ``workers`` processes (0: in this one)."""
+    samples = _Samples(records, size, params, source_weights, seed)
+    if workers == 0:
+        stream = iter(samples)
+        while True:
+            yield collate([next(stream) for _ in range(batch)])
+    loader = torch.utils.data.DataLoader(samples, batch_size=batch, collate_fn=collate, num_workers=workers,
+                                         pin_memory=torch.cuda.is_available(), prefetch_factor=4,
+                                         persistent_workers=True)
+    yield from loader
 
 
 def save_atomic(obj, path: Path):
@@ -105,6 +141,13 @@ def main(argv=None) -> int:
                         help="probability of zooming out (the photo smaller than the frame, the rest unknown)")
     parser.add_argument("--p-letterbox", type=float, default=AugmentParams.p_letterbox,
                         help="probability of showing the whole photo letterboxed upright, as the runtime does")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="processes building samples (0: the training process itself; on a GPU, one per spare core)")
+    parser.add_argument("--amp", action="store_true",
+                        help="run the network in bfloat16 autocast (for a GPU; losses stay in float32)")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="wall-clock budget: the step count is fitted to the measured speed during "
+                             "warm-up (--steps is then an upper bound), and training stops in time")
     parser.add_argument("--source-weight", action="append", default=[], metavar="SET=W",
                         help="sampling weight of one training set, e.g. person_binary=3 (repeatable; "
                              "defaults in camseg.train.data.SOURCE_WEIGHTS)")
@@ -163,44 +206,69 @@ def main(argv=None) -> int:
         print(f"no face labels at {face_labels}: teeth only from FASSEG lips, glasses only on FASSEG "
               "(run camseg/train/face_labels.py first for face-mesh teeth on every portrait)")
         face_labels = None
-    records = load_all(Path(args.data), split="train", face_labels=face_labels)
-    dataset = TrainingSet(records, tuple(args.size), params=AugmentParams(p_copy_paste=args.p_copy_paste, p_zoom_out=args.p_zoom_out,
-                                               p_letterbox=args.p_letterbox),
-                          source_weights=source_weights,
-                          seed=args.seed + step)
-    print(f"{len(records)} training photos; {len(dataset.paste_sources)} people for copy-paste; "
-          f"device {device}; size {args.size}")
+    data = Path(args.data).expanduser()
+    records = load_packed(data) if data.is_file() else load_all(data, split="train", face_labels=face_labels)
+    params = AugmentParams(p_copy_paste=args.p_copy_paste, p_zoom_out=args.p_zoom_out, p_letterbox=args.p_letterbox)
+    paste_sources = len(TrainingSet(records, tuple(args.size), params=params).paste_sources)
+    print(f"{len(records)} training photos; {paste_sources} people for copy-paste; "
+          f"device {device}; size {args.size}; {args.workers} loader workers")
+    stream = batches(records, tuple(args.size), params, source_weights, batch=args.batch,
+                     seed=args.seed + step, workers=args.workers)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     weights = LossWeights()
     try:
         from tqdm import tqdm
         bar = tqdm(total=args.steps, initial=step, dynamic_ncols=True, mininterval=5)
     except ImportError:  # tqdm comes with the [train] extra; degrade to plain lines
         bar = None
+    def save():
+        save_atomic({"config": model.config.to_dict(), "model": model.state_dict(),
+                     "optim": optim.state_dict(), "step": step,
+                     "trained": {"steps": step, "batch": args.batch, "size": list(args.size),
+                                 "backbone": model.config.backbone,
+                                 "data": sorted({r.source for r in records})}}, last)
+
     t0, ema = time.time(), None
-    while step < args.steps:
+    total, first = args.steps, step
+    while step < total:
+        if args.minutes is not None:
+            elapsed = (time.time() - t0) / 60
+            if elapsed > args.minutes:
+                print(f"wall-clock budget of {args.minutes} min spent at step {step}")
+                break
+            if step - first in (20, 60, 120, 199):
+                # Fitted only during warm-up (learning_rate's first 200 steps do not depend on the
+                # total), so the cosine decay that follows is one schedule, not a patched one.
+                rate = (step - first) / (elapsed * 60)
+                total = min(args.steps, step + int(rate * (args.minutes - elapsed) * 60 * 0.97))
+                if bar is not None:
+                    bar.total = total
+                print(f"{rate:.2f} steps/s: {total} steps fit in {args.minutes} min")
         for group in optim.param_groups:
-            group["lr"] = learning_rate(step, args.steps, args.lr) * group["lr_scale"]
-        batch = collate([dataset.sample() for _ in range(args.batch)])
-        batch = tuple(t.to(device) if torch.is_tensor(t) else t for t in batch)
-        outputs = model(batch[0])
+            group["lr"] = learning_rate(step, total, args.lr) * group["lr_scale"]
+        batch = next(stream)
+        batch = tuple(t.to(device, non_blocking=True) if torch.is_tensor(t) else t for t in batch)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
+            outputs = model(batch[0])
+        # matching hands costs to scipy and the focal terms need float32's range
+        outputs = tuple([o.float() for o in x] if isinstance(x, (list, tuple)) else x.float() for x in outputs)
         loss, parts = total_loss(outputs, batch, weights)
         optim.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1 * 10)
         optim.step()
         step += 1
-        ema = float(loss) if ema is None else 0.95 * ema + 0.05 * float(loss)
+        value = float(loss.detach())
+        ema = value if ema is None else 0.95 * ema + 0.05 * value
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{ema:.3f}", scene=f"{parts['scene']:.3f}", inst=f"{parts['instances']:.3f}")
         elif step % 10 == 0:
             print(f"step {step}/{args.steps} loss {ema:.3f} {parts} {time.time() - t0:.0f}s", flush=True)
-        if step % args.save_every == 0 or step == args.steps:
-            save_atomic({"config": model.config.to_dict(), "model": model.state_dict(),
-                         "optim": optim.state_dict(), "step": step,
-                         "trained": {"steps": step, "batch": args.batch, "size": list(args.size),
-                                     "backbone": model.config.backbone,
-                                     "data": sorted({r.source for r in records})}}, last)
+        if step % args.save_every == 0:
+            save()
+    save()
     if bar is not None:
         bar.close()
     print(f"done: {step} steps, checkpoint {last}")

@@ -1,0 +1,75 @@
+"""The training pack: records survive the round trip, and the trainer trains from one."""
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from camseg.train.data import GLASSES, HAIR, SKY, Record
+from camseg.train.pack import load_packed, pack_records
+from camseg.train.train import main as train_main
+
+
+def _records(rng):
+    def photo():
+        # smooth, photo-like content (JPEG keeps it within a few levels), different each time
+        coarse = rng.integers(0, 255, (12, 16, 3)).astype(np.float32)
+        return np.clip(cv2.resize(coarse, (128, 96), interpolation=cv2.INTER_CUBIC), 0, 255).astype(np.uint8)
+
+    def blob(y0, y1, x0, x1):
+        m = np.zeros((96, 128), np.uint8)
+        m[y0:y1, x0:x1] = 255
+        return m
+
+    eyes = np.zeros((96, 128), np.uint8)
+    eyes[30:36, 40:50] = eyes[30:36, 70:80] = 1
+    return [
+        Record(photo(), {SKY: blob(0, 40, 0, 128)}, None, "ade_sky"),  # instances unknown
+        Record(photo(), {SKY: blob(0, 0, 0, 0)}, [], "scene"),  # a person negative
+        Record(photo(), {}, [blob(20, 90, 10, 50), blob(30, 96, 60, 120)], "coco"),
+        Record(photo(), {HAIR: blob(0, 30, 20, 100), GLASSES: blob(0, 0, 0, 0)}, [blob(0, 96, 10, 110)],
+               "celeb_hair", eyes),
+    ]
+
+
+def test_pack_round_trip_keeps_labels_exact_and_known_from_unknown(tmp_path, rng):
+    records = _records(rng)
+    path = tmp_path / "pack.npz"
+    assert pack_records(records, path) == path.stat().st_size
+    assert not list(tmp_path.glob("*.tmp*"))  # written through a temp file, then renamed
+    back = load_packed(path)
+    assert len(back) == len(records)
+    for a, b in zip(records, back):
+        assert a.source == b.source
+        assert np.abs(a.image.astype(int) - b.image.astype(int)).mean() < 4  # JPEG, q 90
+        assert a.scene.keys() == b.scene.keys()
+        assert all(np.array_equal(a.scene[c], b.scene[c]) for c in a.scene)  # masks are lossless
+        assert (a.instances is None) == (b.instances is None)  # unknown stays unknown; [] stays []
+        assert all(np.array_equal(x, y) for x, y in zip(a.instances or [], b.instances or []))
+        assert (a.eyes is None) == (b.eyes is None)
+    assert back[1].instances == []
+    assert np.array_equal(back[3].eyes, records[3].eyes)
+
+
+def test_a_damaged_or_foreign_file_is_refused_with_the_fix(tmp_path):
+    bad = tmp_path / "pack.npz"
+    bad.write_bytes(b"not a pack")
+    with pytest.raises(ValueError, match="python -m camseg.train.pack"):
+        load_packed(bad)
+
+
+def test_trainer_trains_from_a_pack_with_loader_workers_and_resumes(tmp_path, rng):
+    pack = tmp_path / "pack.npz"
+    pack_records(_records(rng) * 2, pack)
+    run = tmp_path / "run"
+    args = ["--data", str(pack), "--run", str(run), "--batch", "2", "--size", "64", "80",
+            "--workers", "1", "--threads", "1", "--save-every", "2", "--face-labels", str(tmp_path / "none")]
+    assert train_main(args + ["--steps", "2"]) == 0
+    first = torch.load(run / "last.pt", weights_only=False)
+    assert first["step"] == 2
+    assert sorted(first["trained"]["data"]) == ["ade_sky", "celeb_hair", "coco", "scene"]
+    assert train_main(args + ["--steps", "3"]) == 0  # resumes at step 2, runs one more
+    again = torch.load(run / "last.pt", weights_only=False)
+    assert again["step"] == 3
+    changed = [k for k, v in again["model"].items() if v.is_floating_point() and not torch.equal(v, first["model"][k])]
+    assert changed  # the resumed step trained the weights
