@@ -231,6 +231,7 @@ def main(argv=None) -> int:
 
     t0, ema = time.time(), None
     total, first = args.steps, step
+    probe = (step, t0)
     while step < total:
         if args.minutes is not None:
             elapsed = (time.time() - t0) / 60
@@ -239,8 +240,10 @@ def main(argv=None) -> int:
                 break
             if step - first in (20, 60, 120, 199):
                 # Fitted only during warm-up (learning_rate's first 200 steps do not depend on the
-                # total), so the cosine decay that follows is one schedule, not a patched one.
-                rate = (step - first) / (elapsed * 60)
+                # total), so the cosine decay that follows is one schedule, not a patched one. The
+                # rate is the latest interval's: the first steps include start-up (cuDNN's search).
+                rate = (step - probe[0]) / max(time.time() - probe[1], 1e-6)
+                probe = (step, time.time())
                 total = min(args.steps, step + int(rate * (args.minutes - elapsed) * 60 * 0.97))
                 if bar is not None:
                     bar.total = total
