@@ -148,7 +148,8 @@ def main(argv=None) -> int:
                              "it cost sky IoU (0.882 vs 0.897 in float32, same run otherwise) and no speed")
     parser.add_argument("--minutes", type=float, default=None,
                         help="wall-clock budget: the step count is fitted to the measured speed during "
-                             "warm-up (--steps is then an upper bound), and training stops in time")
+                             "warm-up (--steps is then an upper bound), and training stops in time; "
+                             "a resumed run gets the budget anew")
     parser.add_argument("--source-weight", action="append", default=[], metavar="SET=W",
                         help="sampling weight of one training set, e.g. person_binary=3 (repeatable; "
                              "defaults in camseg.train.data.SOURCE_WEIGHTS)")
