@@ -257,7 +257,7 @@ def main(argv=None) -> int:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
             outputs = model(batch[0])
         # matching hands costs to scipy and the focal terms need float32's range
-        outputs = tuple([o.float() for o in x] if isinstance(x, (list, tuple)) else x.float() for x in outputs)
+        outputs = tuple(x.float() for x in outputs)
         loss, parts = total_loss(outputs, batch, weights)
         optim.zero_grad(set_to_none=True)
         loss.backward()
