@@ -38,12 +38,13 @@ from camseg.train.model import HyperDetr, HyperDetrConfig
 
 
 def collate(samples):
-    """Stack numpy samples into the tensors ``total_loss`` expects."""
+    """Stack numpy samples into the tensors ``total_loss`` expects (counts and inst_valid stay
+    host-side lists: the loss reads them on the host, and a device copy would cost a GPU stall)."""
     image, scene, valid, inst, n, inst_valid, inside = zip(*samples)
     kmax = max(max(n), 1)
     return (torch.from_numpy(np.stack(image)), torch.from_numpy(np.stack(scene)),
             torch.from_numpy(np.stack(valid)), torch.from_numpy(np.stack([i[:kmax] for i in inst])),
-            list(n), torch.tensor(inst_valid, dtype=torch.float32), torch.from_numpy(np.stack(inside)))
+            list(n), [float(v) for v in inst_valid], torch.from_numpy(np.stack(inside)))
 
 
 class _Samples(torch.utils.data.IterableDataset):
@@ -264,13 +265,18 @@ def main(argv=None) -> int:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1 * 10)
         optim.step()
         step += 1
-        value = float(loss.detach())
+        # kept on the device and read every 10 steps: a read waits for the GPU to finish the step
+        value = loss.detach()
         ema = value if ema is None else 0.95 * ema + 0.05 * value
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{ema:.3f}", scene=f"{parts['scene']:.3f}", inst=f"{parts['instances']:.3f}")
-        elif step % 10 == 0:
-            print(f"step {step}/{args.steps} loss {ema:.3f} {parts} {time.time() - t0:.0f}s", flush=True)
+        if step % 10 == 0:
+            shown = {"loss": f"{float(ema):.3f}", "scene": f"{float(parts['scene']):.3f}",
+                     "inst": f"{float(parts['instances']):.3f}"}
+            if bar is not None:
+                bar.set_postfix(shown)
+            else:
+                print(f"step {step}/{args.steps} {shown} {time.time() - t0:.0f}s", flush=True)
         if step % args.save_every == 0:
             save()
     save()
