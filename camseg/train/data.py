@@ -448,6 +448,12 @@ class TrainingSet:
             # (the bundled astronaut's orange sleeve). Pasted people below make them unknown again.
             for c in (GLASSES, TEETH):
                 scene.setdefault(c, np.zeros(image.shape[:2], np.uint8))
+        if instances == [] and rec.source in ("ade_sky", "scene"):
+            # Nobody in the scene (the selfie segmenter's verdict): no hair and no skin either.
+            # Without these negatives hair and skin only ever saw people, and fired on dark
+            # glossy things and black fabric (the bundled astronaut's helmet and collar).
+            for c in (HAIR, SKIN):
+                scene.setdefault(c, np.zeros(image.shape[:2], np.uint8))
         if (self.augment and not instances and rec.source in ("ade_sky", "scene")
                 and rng.random() < self.params.p_copy_paste):
             # scenes as backgrounds for pasted people (ADE sky scenes rarely show people); a

@@ -95,3 +95,14 @@ def test_person_free_scenes_become_person_negatives(tmp_path):
     scenes = load_person_free_scenes(photos, verdicts, exclude={"c"})
     assert len(scenes) == 1 and scenes[0].instances == [] and scenes[0].source == "scene"
     assert set(scenes[0].scene) == {GLASSES, TEETH} and not any(m.any() for m in scenes[0].scene.values())
+
+    # A sample from a person-free scene labels hair and skin as absent; from a scene that may
+    # show someone, both stay unlabelled.
+    from camseg.train.data import HAIR, SKIN, AugmentParams, TrainingSet
+
+    params = AugmentParams(p_copy_paste=0.0)
+    for rec, labelled in ((recs[0], True), (recs[1], False), (scenes[0], True)):
+        _, scene, valid, *_ = TrainingSet([rec], size=(32, 48), params=params).sample(0)
+        assert bool(valid[HAIR]) == labelled and bool(valid[SKIN]) == labelled
+        assert not scene[HAIR].any() and not scene[SKIN].any()
+
