@@ -8,7 +8,10 @@ Usage::
 ``python -m camseg.train.pack`` (for a machine that has no copy of the folder). On a GPU,
 ``--workers`` builds samples in parallel processes (one sample at 384×512 takes about 13 ms
 of CPU), ``--amp`` runs the network in bfloat16 (the losses stay in float32), and
-``--minutes`` fits the schedule to a wall-clock budget.
+``--minutes`` fits the schedule to a wall-clock budget. Measured on an H200 with two runs side
+by side: 2.7–3.2 steps/s at batch 16 (at most 51 photos/s) whatever the resolution while the
+matching read each image's costs back separately (the host waited on the GPU 6 × 16 times a
+step); with one batched transfer, 3.25 steps/s at batch 32 (104 photos/s).
 
 Re-running the same command resumes from ``<run>/last.pt``. Checkpoints hold
 the model config, weights, optimiser state, step and RNG so a resumed run
