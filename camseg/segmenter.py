@@ -72,6 +72,13 @@ class SegmenterOptions:
         Minimum of class probability × mean matte value inside the mask
         ("maskness", SOLOv2, Wang et al. 2020): drops confident queries with
         vague masks.
+    glasses_face_context : float
+        Glasses are worn on faces: a glasses region (matte > 0.5, one connected
+        component at model resolution) is kept only if at least this fraction of
+        the ring around it (as wide as half its larger side) is skin or hair;
+        otherwise it is removed. Without it the matte fired on dark glossy
+        things away from any face (the bundled astronaut's helmet visor). 0 keeps
+        every region.
     refine : RefineMatteParams
         Guided-filter upsampling options (``effects.refine_matte``).
     """
@@ -81,6 +88,7 @@ class SegmenterOptions:
     duplicate_iou: float = 0.7
     min_visible_fraction: float = 0.65
     min_mask_score: float = 0.5
+    glasses_face_context: float = 0.15
     refine: RefineMatteParams = RefineMatteParams()
 
 
@@ -205,8 +213,12 @@ class Segmenter:
         else:
             scene_logits, class_logits, mask_logits = self._full.run(None, {INPUT_NAME: batch})
         offsets = self.contract.logit_offsets  # the model's calibration (see ModelContract)
-        scene = {name: frame.restore(scene_logits[0, i]) + np.float32(offsets.get(name, 0.0))
-                 for i, name in enumerate(self.scene_categories) if wanted is None or name in wanted}
+        restored = lambda name: (frame.restore(scene_logits[0, self.scene_categories.index(name)])
+                                 + np.float32(offsets.get(name, 0.0)))
+        scene = {name: restored(name) for name in self.scene_categories if wanted is None or name in wanted}
+        if "glasses" in scene and self.options.glasses_face_context > 0 and {"skin", "hair"} <= set(self.scene_categories):
+            scene["glasses"] = _glasses_on_faces(scene["glasses"], (restored("skin") > 0) | (restored("hair") > 0),
+                                                 self.options.glasses_face_context)
         persons = None
         if not scene_only:
             persons = _select_persons(class_logits[0], mask_logits[0] + np.float32(offsets.get("person", 0.0)),
@@ -250,6 +262,35 @@ def _prepare(linear: np.ndarray, input_size) -> tuple[np.ndarray, _Frame]:
     batch = np.zeros((1, 3, H, W), np.float32)
     batch[0, :, :vh, :vw] = linear_to_srgb(small).transpose(2, 0, 1)
     return batch, _Frame((vh, vw), photo_hw)
+
+
+def _glasses_on_faces(glasses: np.ndarray, face: np.ndarray, min_context: float) -> np.ndarray:
+    """Keep the glasses matte only around glasses regions that sit on a face.
+
+    ``glasses``: float32 (h, w) logits at model resolution; ``face``: bool (h, w), skin or hair
+    (matte > 0.5). A region is a connected component of ``glasses > 0``; it is on a face when
+    at least ``min_context`` of its surrounding ring — pixels within half the region's larger
+    side, outside it — is face. Everything farther than a quarter of its size (at least 3
+    pixels) from every region on a face, soft fringes and faint blobs included, gets a logit
+    of -20. Returns a new array (or ``glasses`` itself when nothing is removed).
+    """
+    count, labels, stats, _ = cv2.connectedComponentsWithStats((glasses > 0).astype(np.uint8), connectivity=8)
+    h, w = glasses.shape
+    keep = np.zeros((h, w), np.uint8)
+    for i in range(1, count):  # few regions: glasses are rare and compact
+        x, y, bw, bh = stats[i, :4]
+        r = max(2, int(0.5 * max(bw, bh)))
+        y0, y1, x0, x1 = max(0, y - r), min(h, y + bh + r), max(0, x - r), min(w, x + bw + r)
+        region = (labels[y0:y1, x0:x1] == i).astype(np.uint8)
+        disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+        ring = cv2.dilate(region, disc).astype(bool) & ~region.astype(bool)
+        if ring.any() and face[y0:y1, x0:x1][ring].mean() >= min_context:
+            m = max(3, r // 2)
+            grow = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * m + 1, 2 * m + 1))
+            keep[y0:y1, x0:x1] |= cv2.dilate(region, grow)
+    if keep.all():
+        return glasses
+    return np.where(keep.astype(bool), glasses, np.float32(-20.0)).astype(np.float32)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

@@ -276,3 +276,31 @@ def test_logit_offsets_from_the_contract_shift_the_mattes(tmp_path, photo):
         inside = (sky0 > 0.01) & (sky0 < 0.99) & (sky1 < 0.99)
         np.testing.assert_allclose(logit(sky1[inside]) - logit(sky0[inside]), 2.0, atol=1e-3)
         assert shifted.person.sum() >= union0.sum()  # a positive person offset widens people
+
+
+def test_glasses_only_on_faces():
+    """A glasses region with face (skin or hair) around it stays; one away from any face goes,
+    its faint fringe with it."""
+    from camseg.segmenter import _glasses_on_faces
+    h, w = 80, 120
+    face = np.zeros((h, w), bool)
+    face[10:50, 10:50] = True  # a face on the left
+    glasses = np.full((h, w), -6.0, np.float32)
+    glasses[25:32, 18:42] = 5.0  # spectacles across it (the lenses hide the skin below them)
+    face[25:32, 18:42] = False
+    glasses[40:70, 80:110] = 4.0  # a dark round thing on the right, nowhere near the face
+    glasses[38:40, 78:112] = -1.0  # its fringe: visible (sigmoid 0.27) but below 0.5
+    out = _glasses_on_faces(glasses, face, 0.15)
+    assert (out[25:32, 18:42] == glasses[25:32, 18:42]).all() and (out[22:35, 14:46] == glasses[22:35, 14:46]).all()
+    assert out[36:75, 75:115].max() <= -20.0
+    assert (glasses[40:70, 80:110] == 4.0).all()  # the input is not modified
+    assert _glasses_on_faces(glasses, face, 0.0) is not None
+
+
+def test_no_glasses_on_the_astronauts_helmet(segmenter):
+    """The bundled photo: her helmet visor (bottom right) drew a glasses matte before the
+    face-context rule; her face wears none either."""
+    seg = segmenter.segment(SAMPLE)
+    assert float((seg.glasses > 0.5).mean()) < 0.002
+    unfiltered = Segmenter(options=SegmenterOptions(glasses_face_context=0.0)).segment(SAMPLE)
+    assert float((unfiltered.glasses[300:, 300:] > 0.5).mean()) > 0.05  # the rule is what removed it

@@ -51,6 +51,8 @@ import numpy as np
 from camseg.contract import SCENE_CATEGORIES
 
 SKY, HAIR, SKIN, TEETH, GLASSES = (SCENE_CATEGORIES.index(n) for n in ("sky", "hair", "skin", "teeth", "glasses"))
+#: Scene channels that only occur on people.
+PERSON_PARTS = (HAIR, SKIN, TEETH, GLASSES)
 MAX_SIDE = 448  # images are cached at this long side: training crops are smaller
 MAX_INSTANCES = 16
 #: Held-out COCO photos (both have aligned labels and several people: 10 and 2).
@@ -59,6 +61,8 @@ COCO_VAL = ("000000000110", "000000000529")
 PERSON_VAL_EVERY = 6
 #: Sets whose person masks are whole people: copy-paste sources and targets.
 PEOPLE_SOURCES = ("coco", "person_binary")
+#: Sets whose instance labels include every person in the photo.
+COMPLETE_PEOPLE_SOURCES = ("coco",)
 #: Where ``camseg/train/face_labels.py`` writes face-mesh teeth and eye labels by default.
 DEFAULT_FACE_LABELS = Path.home() / ".cache" / "camseg" / "face_labels"
 
@@ -430,7 +434,9 @@ class TrainingSet:
         return len(self.records)
 
     def sample(self, index=None):
-        """Return (image float32 3×H×W sRGB [0,1], scene S×H×W, scene_valid S, instances K×H×W, n, inst_valid)."""
+        """Return (image float32 3×H×W sRGB [0,1], scene S×H×W float32 targets, scene_known S×H×W
+        uint8 (1 where the target is known: the loss ignores the rest), instances K×H×W, n,
+        inst_valid, inside H×W float32 (1 where the output shows the source photo))."""
         rng = self.rng
         rec = self.records[index] if index is not None else self.records[rng.choice(len(self.records), p=self.p)]
         image = rec.image
@@ -463,7 +469,10 @@ class TrainingSet:
               and rng.random() < self.params.p_copy_paste):
             # (not on portraits: pasting would take away their hair/skin/teeth labels)
             image, scene, instances = self._copy_paste(image, scene, instances)
-        return self._geometric_and_colour(image, scene, instances)
+        # COCO labels every person; a person-free scene (instances == []) has nobody but the
+        # people pasted into it. person_binary's machine-made masks can miss bystanders.
+        people_complete = instances is not None and (rec.source in COMPLETE_PEOPLE_SOURCES or rec.instances == [])
+        return self._geometric_and_colour(image, scene, instances, people_complete)
 
     def _copy_paste(self, image, scene, instances):
         rng = self.rng
@@ -497,7 +506,7 @@ class TrainingSet:
         instances = [i for i in instances if i.sum() > 255 * 32]
         return image, scene, instances
 
-    def _geometric_and_colour(self, image, scene, instances):
+    def _geometric_and_colour(self, image, scene, instances, people_complete=False):
         rng, p = self.rng, self.params
         H, W = self.size
         h, w = image.shape[:2]
@@ -545,10 +554,10 @@ class TrainingSet:
             img = self._colour_jitter(img)
         S = len(SCENE_CATEGORIES)
         scene_t = np.zeros((S, H, W), np.float32)
-        scene_valid = np.zeros((S,), np.float32)
+        scene_known = np.zeros((S, H, W), np.uint8)
         for c, t in zip(channels, warped[:len(channels)]):
             scene_t[c] = t / 255.0
-            scene_valid[c] = 1.0
+            scene_known[c] = 1
         inst = np.zeros((MAX_INSTANCES, H, W), np.float32)
         n = 0
         if instances is not None:
@@ -556,7 +565,17 @@ class TrainingSet:
                 if n < MAX_INSTANCES and (t > 127).sum() > 16:
                     inst[n] = t / 255.0
                     n += 1
-        return (np.ascontiguousarray(img.transpose(2, 0, 1)), scene_t, scene_valid, inst, n,
+        if people_complete:
+            # Every person here is an instance, so hair, skin, teeth and glasses are absent
+            # wherever nobody is: negatives off the people (grown by 3 px for label slop),
+            # unknown on them. Without these, skin fired on walls, skies and backgrounds.
+            people = (np.max(warped[len(channels):], axis=0) if len(warped) > len(channels)
+                      else np.zeros((H, W), np.uint8)) > 0
+            off_people = ~(cv2.dilate(people.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0)
+            for c in PERSON_PARTS:
+                if c not in channels:
+                    scene_known[c] = off_people
+        return (np.ascontiguousarray(img.transpose(2, 0, 1)), scene_t, scene_known, inst, n,
                 float(instances is not None), np.ascontiguousarray(inside, dtype=np.float32))
 
     def _colour_jitter(self, img):

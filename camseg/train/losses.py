@@ -2,8 +2,8 @@
 
 - Scene channels: sigmoid focal loss (Lin et al., "Focal Loss for Dense Object
   Detection", ICCV 2017) + dice loss (Milletari et al., V-Net, 2016), counted
-  only where the channel is labelled for the image and the pixel lies inside
-  the source photo (``scene_valid`` × ``inside``): unlabelled is ignored, never
+  only where the pixel's label is known and the pixel lies inside the source
+  photo (``scene_known`` × ``inside``): unlabelled is ignored, never
   "background".
 - Person instances: DETR's set prediction loss (Carion et al. 2020): Hungarian
   matching of queries to instances on a class + mask cost, cross-entropy class
@@ -53,9 +53,14 @@ def dice_loss(logits, target, weight):
     return 1 - num / den
 
 
-def scene_loss(logits, target, valid, inside, w: LossWeights):
-    """logits/target (B,S,H,W); valid (B,S); inside (B,H,W)."""
-    weight = valid[:, :, None, None] * inside[:, None]
+def scene_loss(logits, target, known, inside, w: LossWeights):
+    """logits/target (B,S,H,W); known (B,S,H,W), 1 where the target is known; inside (B,H,W).
+
+    Focal is the mean over an image's known pixels of a channel, dice is over them too; both
+    are averaged over the (image, channel) pairs with any known pixel.
+    """
+    weight = known.float() * inside[:, None]
+    valid = (weight.flatten(2).amax(-1) > 0).float()  # B,S
     n_valid = valid.sum().clamp(min=1)
     # alpha = 0.5: scene positives are sparse (sky covers 7.6 % of ADE pixels), so they are not down-weighted
     focal = (focal_map(logits, target, alpha=0.5) * weight).flatten(2).sum(-1) / weight.flatten(2).sum(-1).clamp(min=1)
@@ -140,7 +145,7 @@ def total_loss(outputs, batch, w: LossWeights = LossWeights()):
     make the host wait for the GPU.
     """
     scene_logits, class_logits, mask_logits = outputs
-    image, scene, scene_valid, inst, counts, inst_valid, inside = batch
-    ls = scene_loss(scene_logits, scene, scene_valid, inside, w)
+    image, scene, scene_known, inst, counts, inst_valid, inside = batch
+    ls = scene_loss(scene_logits, scene, scene_known, inside, w)
     li = instance_loss(class_logits, mask_logits, inst, counts, inst_valid, inside, w)
     return ls + li, {"scene": ls.detach(), "instances": li.detach()}

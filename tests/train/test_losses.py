@@ -68,11 +68,13 @@ def test_scene_loss_ignores_unlabelled_channels():
     targets, inside, g = _batch()
     scene = torch.randn(3, 5, 32, 40, generator=g, requires_grad=True)
     scene_target = (torch.rand(3, 5, 32, 40, generator=g) > 0.5).float()
-    valid = torch.ones(3, 5)
+    valid = torch.ones(3, 5, 32, 40)
     valid[1, 2] = 0  # image 1 does not label channel 2
+    valid[2, 3, :, :20] = 0  # image 2 labels channel 3 on its right half only
     batch = (None, scene_target, valid, targets, [0, 0, 0], torch.zeros(3), inside)
     classes, masks = torch.zeros(1, 3, 4, 2), torch.zeros(1, 3, 4, 32, 40)
     loss, parts = total_loss((scene, classes, masks), batch)
     loss.backward()
     assert float(scene.grad[1, 2].abs().max()) == 0 and float(scene.grad[1, 1].abs().max()) > 0
+    assert float(scene.grad[2, 3, :, :20].abs().max()) == 0 and float(scene.grad[2, 3, :, 20:].abs().min()) > 0
     assert float(parts["instances"]) == 0
