@@ -133,12 +133,21 @@ class _Scores:
         self.group_pq, self.group_inter, self.group_union = np.zeros(4), 0.0, 0.0
         self.sources = defaultdict(int)
         self.person_free = []  # person matte area (fraction > 0.5) on held-out scenes with nobody
+        self.off_people = defaultdict(lambda: np.zeros(2))  # name -> (pixels > 0.5 off people, pixels off people)
+        self.off_people_photos = 0
 
-    def add(self, source: str, scene_pairs: dict, instances=None, person_free_area=None) -> None:
+    def add(self, source: str, scene_pairs: dict, instances=None, person_free_area=None,
+            off_people: dict | None = None) -> None:
         """One photo: ``scene_pairs`` name -> (pred, gt) bool masks; ``instances`` =
         (pred instances, gt instances, pred union, gt union) or None; ``person_free_area``:
-        the predicted person area (fraction) on a scene with nobody in it, or None."""
+        the predicted person area (fraction) on a scene with nobody in it, or None;
+        ``off_people``: name -> (pixels predicted off every person, pixels off every person) on a
+        photo whose people are all labelled, or None."""
         self.sources[source] += 1
+        if off_people:
+            self.off_people_photos += 1
+            for name, counts in off_people.items():
+                self.off_people[name] += counts
         if person_free_area is not None:
             self.person_free.append(person_free_area)
         for name, (pred, gt) in scene_pairs.items():
@@ -173,6 +182,8 @@ class _Scores:
                 "person_free_scenes": len(self.person_free),
                 "person_fp_photos": int(sum(a > 0.01 for a in self.person_free)),
                 "person_fp_area": float(np.mean(self.person_free)) if self.person_free else None,
+                "off_people_photos": self.off_people_photos,
+                "off_people_fraction": {k: float(v[0] / max(v[1], 1)) for k, v in self.off_people.items()},
                 "photos": int(sum(self.sources.values())), "photos_by_source": dict(self.sources)}
 
 
@@ -181,6 +192,9 @@ def calibration_half(index: int) -> bool:
     calibration offsets; the other half never does, and scores them honestly."""
     return index % 2 == 0
 
+
+#: Person parts whose mattes off every person are counted as false positives.
+OFF_PEOPLE_CHECKED = ("hair", "skin", "teeth", "glasses")
 
 def evaluate(model: Path, data: Path, out: Path | None = None, *, limit: int | None = None,
              face_labels: Path | None = None) -> dict:
@@ -223,9 +237,16 @@ def evaluate(model: Path, data: Path, out: Path | None = None, *, limit: int | N
             elif rec.instances is not None:
                 instances = ([p > 0.5 for p in persons], [m > 127 for m in rec.instances],
                              seg.person > 0.5, person_union_label(rec))
-            scores.add(rec.source, pairs, instances, free_area)
+            off_people = None
+            if rec.source in ("coco", "group_composite") or free_area is not None:
+                # every person is labelled: hair and skin off them are false positives (a 3-pixel
+                # band around the people is left out for label slop)
+                near = cv2.dilate(person_union_label(rec).astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+                off_people = {name: np.array([(getattr(seg, name)[~near] > 0.5).sum(), (~near).sum()], float)
+                              for name in OFF_PEOPLE_CHECKED if name in seg.categories}
+            scores.add(rec.source, pairs, instances, free_area, off_people)
             if index is None or not calibration_half(index):
-                test_half.add(rec.source, pairs, instances, free_area)
+                test_half.add(rec.source, pairs, instances, free_area, off_people)
             if out and k % 4 == 0:
                 vis = overlay(image, seg, persons)
                 cv2.imwrite(str(out / f"{k:03d}_{rec.source}.jpg"), np.concatenate([image, vis], 1)[:, :, ::-1])
@@ -292,6 +313,10 @@ def format_table(metrics: dict) -> str:
         rows.append(f"person false positives on {metrics['person_free_scenes']} scenes with nobody in them: "
                     f"{metrics['person_fp_photos']} with a person matte over 1 % of the frame, "
                     f"mean area {100 * metrics['person_fp_area']:.2f} %")
+    if metrics.get("off_people_photos"):
+        parts = ", ".join(f"{k} {100 * v:.2f} %" for k, v in metrics["off_people_fraction"].items())
+        rows.append(f"person parts off every person ({metrics['off_people_photos']} photos whose people are all "
+                    f"labelled; share of those pixels with matte > 0.5): {parts}")
     rows.append(f"photos: {metrics['photos']} {metrics['photos_by_source']}")
     return "\n".join(rows)
 
