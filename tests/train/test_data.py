@@ -118,7 +118,8 @@ def test_person_parts_are_negatives_off_the_people_of_fully_labelled_photos():
     person[20:110, 60:100] = 255
     params = AugmentParams(p_copy_paste=0.0, p_letterbox=1.0, min_letterbox=1.0, p_rotate=0.0, p_turn=0.0,
                            p_flip=0.0)
-    image = np.full((120, 160, 3), 100, np.uint8)
+    image = np.zeros((120, 160, 3), np.uint8)
+    image[:] = (200, 150, 120)  # skin-coloured everywhere, so the colour rule stays out
     coco = Record(image, {SKY: np.zeros((120, 160), np.uint8)}, [person], "coco")
     _, scene, known, inst, n, *_ = TrainingSet([coco], size=(96, 128), params=params).sample(0)
     on = inst[0] > 0.5
@@ -128,3 +129,21 @@ def test_person_parts_are_negatives_off_the_people_of_fully_labelled_photos():
     binary = Record(image, {}, [person], "person_binary")
     _, _, known, *_ = TrainingSet([binary], size=(96, 128), params=params).sample(0)
     assert not known[HAIR].any() and not known[SKIN].any()
+
+
+def test_colours_no_skin_has_are_skin_negatives_where_skin_is_unlabelled():
+    from camseg.train.data import SKIN, AugmentParams, TrainingSet
+
+    image = np.zeros((60, 80, 3), np.uint8)
+    image[:, :40] = (90, 120, 200)  # sky blue: Cr - Cb far below 0
+    image[:, 40:] = (200, 150, 120)  # skin tone
+    image[50:, :] = (10, 10, 30)  # too dark to judge
+    params = AugmentParams(p_copy_paste=0.0, p_letterbox=1.0, min_letterbox=1.0, p_rotate=0.0, p_turn=0.0,
+                           p_flip=0.0, brightness=0.0, contrast=0.0, saturation=0.0, hue_deg=0.0)
+    rec = Record(image, {SKY: np.zeros((60, 80), np.uint8)}, None, "ade_sky")
+    _, scene, known, *_ = TrainingSet([rec], size=(60, 80), params=params).sample(0)
+    assert known[SKIN][5:45, 5:35].all() and not known[SKIN][5:45, 45:75].any()
+    assert not known[SKIN][53:, :].any() and not scene[SKIN].any()
+    labelled = Record(image, {SKIN: np.zeros((60, 80), np.uint8)}, None, "fasseg")
+    _, _, known, *_ = TrainingSet([labelled], size=(60, 80), params=params).sample(0)
+    assert known[SKIN].all()  # a real skin label is used as it is
