@@ -218,7 +218,8 @@ class Segmenter:
                                  + np.float32(offsets.get(name, 0.0)))
         scene = {name: restored(name) for name in self.scene_categories if wanted is None or name in wanted}
         if "glasses" in scene and {"skin", "hair"} <= set(self.scene_categories):
-            scene["glasses"] = _glasses_on_faces(scene["glasses"], (restored("skin") > 0) | (restored("hair") > 0),
+            face = [scene[n] if n in scene else restored(n) for n in ("skin", "hair")]  # restored once
+            scene["glasses"] = _glasses_on_faces(scene["glasses"], (face[0] > 0) | (face[1] > 0),
                                                  self.options.glasses_face_context)
         persons = None
         if not scene_only:
