@@ -187,3 +187,22 @@ def test_portrait_effects_end_to_end_with_the_default_model(portrait):
     plain = develop(str(sample), return_details=True)
     changed = np.abs(res.image.pixels - plain.image.pixels).mean()
     assert changed > 0.01  # the background really changed
+
+
+def test_decisive_alpha():
+    from camseg.develop import decisive_alpha
+    matte = np.array([[0.0, 0.3, 0.5, 0.9, 1.0]], np.float32)
+    out = decisive_alpha(matte)
+    assert out.dtype == np.float32 and out[0, 2] == pytest.approx(0.5)
+    assert out[0, 0] == 0 and out[0, 4] == 1 and out[0, 1] < 0.08 and out[0, 3] > 0.998
+    assert (matte == np.array([[0.0, 0.3, 0.5, 0.9, 1.0]], np.float32)).all()  # input untouched
+    assert np.allclose(decisive_alpha(matte, 1.0), matte)
+
+
+def test_portrait_blur_keeps_the_dark_table_beside_the_astronaut(segmenter):
+    """The black table right of her (behind the helmet) must stay black: with the model's soft
+    matte over it taken as a half-subject alpha, the blur filled it with the bright backdrop."""
+    orig = cio.read_photo(SAMPLE).pixels
+    out = develop(SAMPLE, segmenter=segmenter, portrait="blur").pixels
+    table = (slice(300, 360), slice(440, 500))
+    assert float(orig[table].mean()) < 0.03 and float(out[table].mean()) < 0.05
