@@ -81,6 +81,12 @@ class Record:
     eyes: np.ndarray | None = None  # H×W uint8, nonzero on both eyes: where synthetic glasses go
 
 
+def off_every_person(people: np.ndarray) -> np.ndarray:
+    """(H, W) bool: pixels more than 3 px from every person (``people``: bool union), the
+    margin leaving room for label slop at person edges."""
+    return ~(cv2.dilate(people.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0)
+
+
 def _fit(img: np.ndarray, interp) -> np.ndarray:
     h, w = img.shape[:2]
     scale = MAX_SIDE / max(h, w)
@@ -576,7 +582,7 @@ class TrainingSet:
             # unknown on them. Without these, skin fired on walls, skies and backgrounds.
             people = (np.max(warped[len(channels):], axis=0) if len(warped) > len(channels)
                       else np.zeros((H, W), np.uint8)) > 0
-            off_people = ~(cv2.dilate(people.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0)
+            off_people = off_every_person(people)
             for c in PERSON_PARTS:
                 if c not in channels:
                     scene_known[c] = off_people

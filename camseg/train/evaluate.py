@@ -48,7 +48,8 @@ import numpy as np
 
 from camseg.contract import SCENE_CATEGORIES
 from camseg.segmenter import Segmenter
-from camseg.train.data import DEFAULT_FACE_LABELS, GLASSES, SKIN, draw_glasses, group_composites, load_all
+from camseg.train.data import (DEFAULT_FACE_LABELS, GLASSES, PERSON_PARTS, SKIN, draw_glasses, group_composites,
+                               load_all, off_every_person)
 
 
 def boundary(mask: np.ndarray) -> np.ndarray:
@@ -194,7 +195,8 @@ def calibration_half(index: int) -> bool:
 
 
 #: Person parts whose mattes off every person are counted as false positives.
-OFF_PEOPLE_CHECKED = ("hair", "skin", "teeth", "glasses")
+OFF_PEOPLE_CHECKED = tuple(SCENE_CATEGORIES[c] for c in PERSON_PARTS)
+
 
 def evaluate(model: Path, data: Path, out: Path | None = None, *, limit: int | None = None,
              face_labels: Path | None = None) -> dict:
@@ -247,8 +249,8 @@ def evaluate(model: Path, data: Path, out: Path | None = None, *, limit: int | N
             if rec.source in ("coco", "group_composite") or free_area is not None:
                 # every person is labelled: hair and skin off them are false positives (a 3-pixel
                 # band around the people is left out for label slop)
-                near = cv2.dilate(person_union_label(rec).astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
-                off_people = {name: np.array([(getattr(seg, name)[~near] > 0.5).sum(), (~near).sum()], float)
+                off = off_every_person(person_union_label(rec))
+                off_people = {name: np.array([(getattr(seg, name)[off] > 0.5).sum(), off.sum()], float)
                               for name in OFF_PEOPLE_CHECKED if name in seg.categories}
             scores.add(rec.source, pairs, instances, free_area, off_people)
             if index is None or not calibration_half(index):
