@@ -42,7 +42,9 @@ bright-sky/dark-subject edge (no halo), which plain bilinear upsampling of gains
      light, a group darker than the scene (backlit) is lifted to the scene's light, but a
      group brighter than its background is *not* darkened to it (the camera exposed for the
      people; the scene key of a real photo is a poor absolute reference); the second pass
-     re-estimates each ``d_i`` with the prior centred on ``t``;
+     re-estimates each ``d_i`` with the prior centred on ``t``. Only people measured on their
+     skin vote on ``t`` when there are any: a light estimated from clothes (a back view, or a
+     false detection with no skin) is a guess and must not move the others;
    * exposure gain ``g_i = -person_strength * (d_i - t)``, limited to ``+-max_person_ev``;
    * contrast factor ``k_i = clip((person_contrast_target_ev / spread_i) ** person_contrast)``
      where ``spread_i`` is the 10-90 % range of the base within the person; applied around
@@ -564,14 +566,14 @@ def tone_map_people(
     stats = []
     skins_lo = {}  # a shared scene-level skin matte is downsampled once, not once per person
     for i, (m_lo, skin) in enumerate(zip(persons_lo, skins)):
-        weight = m_lo
+        weight, from_skin = m_lo, False
         if skin is not None:
             if id(skin) not in skins_lo:
                 skins_lo[id(skin)] = _downsample(skin, (lh, lw))
             skin_w = m_lo * skins_lo[id(skin)]
             # Fall back to the whole person when the skin inside them is tiny (back view, masks off).
             if skin_w.sum() >= max(4.0, 0.02 * m_lo.sum()):
-                weight = skin_w
+                weight, from_skin = skin_w, True
         wsum = float(weight.sum())
         if wsum < 1e-3:
             stats.append(None)
@@ -586,10 +588,14 @@ def tone_map_people(
         spread = max(float(q90 - q10), 1e-3)
         k_i = float(np.clip((p.person_contrast_target_ev / spread) ** p.person_contrast, *p.contrast_limits))
         pivot = float(_weighted_quantile(base_lo[sel], wv, 0.5)[0])
-        stats.append((s_i, c_i, d1, k_i, pivot, wsum))
+        stats.append((s_i, c_i, d1, k_i, pivot, wsum, from_skin))
 
-    # Target light: the group's common light (median), lifted to the scene's when darker.
-    d_pass1 = [st[2] for st in stats if st is not None]
+    # Target light: the group's common light (median), lifted to the scene's when darker. Only
+    # people measured on their skin vote when there are any: a light estimated from clothes (a
+    # back view, or a false detection such as a red flag) is a guess, and one guess in a pair
+    # moved the median far enough to darken a correctly exposed face by 1 EV.
+    voters = [st for st in stats if st is not None and st[6]] or [st for st in stats if st is not None]
+    d_pass1 = [st[2] for st in voters]
     target = max(float(np.median(d_pass1)), 0.0) if d_pass1 else 0.0
 
     # Pass 2: MAP with the prior centred on the target; gains bring each person to it.
@@ -598,7 +604,7 @@ def tone_map_people(
         if st is None:
             exposures.append(PersonExposure(i, 0.0, 0.0, float("nan"), float("nan"), 1.0, 0.0, False))
             continue
-        s_i, c_i, _, k_i, pivot, wsum = st
+        s_i, c_i, _, k_i, pivot, wsum, _ = st
         d_i, rho = _estimate_illumination(s_i, c_i, log_e0, p, centre=target)
         g_i = -p.person_strength * (d_i - target)
         limited = abs(g_i) > p.max_person_ev

@@ -205,3 +205,18 @@ def test_row_upsampler_equals_cv2_bilinear_resize(rng, small, big):
     up.strip(0, 0, big[0], got, np.empty_like(got))
     want = cv2.resize(coeff, (big[1], big[0]), interpolation=cv2.INTER_LINEAR)
     np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_person_without_skin_does_not_move_the_group_light(rng):
+    """A 'person' with no skin (a false detection on a red flag, a back view) is measured on its
+    clothes; that guess must not pull the group's light and re-expose a correctly lit face."""
+    img, persons, skins, inner = scene([0.8, 0.0], [MST3, MST3], rng)
+    alone = tone_map_people(img, persons[:1], skin_masks=skins[0])
+    # The second person's face is clothes now: no skin in its matte at all.
+    flag = persons[1] * (1.0 - skins[1])
+    out, gains = tone_map_people(img, [persons[0], flag], skin_masks=skins[0], return_gains=True)
+    assert abs(gains[0].gain_ev) < 0.05
+    assert abs(face_ev(out, inner[0], MST3) - face_ev(alone, inner[0], MST3)) < 0.05
+    # With both measured on skin the group light is their common one, as before.
+    _, both = tone_map_people(img, persons, skin_masks=skins, return_gains=True)
+    assert both[0].gain_ev < -0.2
