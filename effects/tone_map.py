@@ -38,7 +38,8 @@ bright-sky/dark-subject edge (no halo), which plain bilinear upsampling of gains
      term picks the skin tone, the illumination prior resolves ambiguity toward "lit like the
      scene" (i.e. toward no correction);
    * two passes: first with a broad prior centred on the scene's light; the group's target
-     light is then ``t = max(median_i d_i, 0)`` -- people are equalised to their common
+     light is then ``t = max(median_i d_i, 0)``, the median weighted by each person's measured skin
+     area (the big face the camera metered for anchors it) -- people are equalised to their common
      light, a group darker than the scene (backlit) is lifted to the scene's light, but a
      group brighter than its background is *not* darkened to it (the camera exposed for the
      people; the scene key of a real photo is a poor absolute reference); the second pass
@@ -305,6 +306,16 @@ def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q) -> np.ndarray
     cw = np.cumsum(w)
     cw /= cw[-1]
     return np.interp(np.atleast_1d(q), cw, v)
+
+
+def _midpoint_weighted_median(values, weights) -> float:
+    """Weighted median that interpolates between neighbours (each value sits at the centre of its
+    weight): equal weights give ``np.median`` exactly, an outlier of small weight moves it little."""
+    v, w = np.asarray(values, np.float64), np.asarray(weights, np.float64)
+    order = np.argsort(v)
+    v, w = v[order], w[order]
+    centres = (np.cumsum(w) - 0.5 * w) / w.sum()
+    return float(np.interp(0.5, centres, v))
 
 
 def _skin_tone_table(samples_per_step: int = 16):
@@ -594,9 +605,10 @@ def tone_map_people(
     # people measured on their skin vote when there are any: a light estimated from clothes (a
     # back view, or a false detection such as a red flag) is a guess, and one guess in a pair
     # moved the median far enough to darken a correctly exposed face by 1 EV.
+    # Each voter weighs by the skin (or matte) area measured: the big face the camera metered
+    # for anchors the group, a few stray pixels of a far or false detection barely move it.
     voters = [st for st in stats if st is not None and st[6]] or [st for st in stats if st is not None]
-    d_pass1 = [st[2] for st in voters]
-    target = max(float(np.median(d_pass1)), 0.0) if d_pass1 else 0.0
+    target = max(_midpoint_weighted_median([st[2] for st in voters], [st[5] for st in voters]), 0.0) if voters else 0.0
 
     # Pass 2: MAP with the prior centred on the target; gains bring each person to it.
     exposures = []

@@ -220,3 +220,30 @@ def test_person_without_skin_does_not_move_the_group_light(rng):
     # With both measured on skin the group light is their common one, as before.
     _, both = tone_map_people(img, persons, skin_masks=skins, return_gains=True)
     assert both[0].gain_ev < -0.2
+
+
+def test_small_detection_with_some_skin_barely_moves_the_group_light(rng):
+    """A small false detection whose matte holds a few skin-coloured pixels (the astronaut's flag)
+    weighs by the skin it has: the big face the camera exposed for keeps its exposure."""
+    img, persons, skins, inner = scene([0.8, 0.0], [MST3, MST3], rng)
+    alone = tone_map_people(img, persons[:1], skin_masks=skins[0])
+    # A small matte: 200 clothes pixels and 12 skin pixels of the second person (6 % skin, enough
+    # to be measured on skin) against the big face's ~700 skin pixels.
+    small = np.zeros_like(skins[1])
+    ys, xs = np.nonzero(skins[1])
+    small[ys[:12], xs[:12]] = 1.0
+    speck = small.copy()
+    ys, xs = np.nonzero(persons[1] - skins[1])
+    small[ys[:200], xs[:200]] = 1.0
+    out, gains = tone_map_people(img, [persons[0], small], skin_masks=[skins[0], speck], return_gains=True)
+    assert np.isfinite(gains[1].skin_reflectance)  # the small one was measured on its skin
+    assert abs(gains[0].gain_ev) < 0.1
+    assert abs(face_ev(out, inner[0], MST3) - face_ev(alone, inner[0], MST3)) < 0.1
+
+
+@pytest.mark.parametrize("values", [[0.3], [-1.0, 2.0], [0.5, -0.2, 1.0], [3.0, 1.0, -2.0, 0.0]])
+def test_midpoint_weighted_median_with_equal_weights_is_the_median(values):
+    from effects.tone_map import _midpoint_weighted_median
+    assert _midpoint_weighted_median(values, [2.0] * len(values)) == pytest.approx(np.median(values))
+    # A tiny weight barely moves it from the heavy value.
+    assert _midpoint_weighted_median([0.0, 5.0], [1000.0, 1.0]) == pytest.approx(0.0, abs=0.01)
