@@ -360,6 +360,45 @@ def optional_matte(seg, name):
     return None if m is None else np.asarray(m, dtype=np.float32)
 
 
+#: A person smaller than this fraction of the biggest one is background to a portrait (see
+#: :func:`portrait_subject`).
+PORTRAIT_SUBJECT_MIN_RELATIVE_AREA = 0.1
+
+
+def portrait_subject(persons, min_relative_area: float = PORTRAIT_SUBJECT_MIN_RELATIVE_AREA) -> np.ndarray:
+    """The subject of a portrait effect: the union of the people that matter in the frame.
+
+    A portrait lens focuses on its subjects; a person with a tenth of the biggest one's area is
+    about three times farther away (area falls with the square of distance) and lies far outside
+    a wide-aperture depth of field, so the effect treats them as background. Such small
+    detections are also where the model's false positives live (run17 took 2.7 % of the
+    astronaut photo, the red stripes of the flag, for a person, and the blur kept that patch of
+    flag sharp).
+
+    Parameters
+    ----------
+    persons : sequence of np.ndarray
+        Person mattes, float32 H×W in [0, 1], at least one.
+    min_relative_area : float
+        A person is kept when its matte area (sum) is at least this fraction of the largest.
+
+    Returns
+    -------
+    np.ndarray
+        float32 H×W in [0, 1]: the kept mattes summed and clipped to 1 (a new array).
+    """
+    areas = [float(m.sum(dtype=np.float64)) for m in persons]
+    largest = max(areas)
+    kept = [m for m, a in zip(persons, areas) if a >= min_relative_area * largest]
+    # The sum, not the maximum: the segmenter's person mattes split the union between people
+    # (they sum to it), so where two people overlap each holds half and the maximum would open
+    # a hole in the subject. Mattes that each claim the whole overlap are clipped back to 1.
+    subject = np.zeros(persons[0].shape, np.float32)
+    for m in kept:
+        subject += m
+    return np.minimum(subject, 1.0, out=subject)
+
+
 def decisive_alpha(matte: np.ndarray, steepness: float = 3.0) -> np.ndarray:
     """A person matte made decisive enough to serve as a portrait effect's subject alpha.
 
@@ -517,11 +556,11 @@ def develop(image, settings: "DevelopSettings | None" = None, *, segmenter=None,
         categories = None if wants_persons else {"sky", "skin"}
         seg = _segment(pixels, segmenter, categories)
         status, detail = "applied", "all categories" if wants_persons else "scene-level only (sky, skin)"
-    # The subject (person union), hair and glasses only serve the portrait effect (hair and
-    # glasses refine its subject edge): not computed without it.
+    # Hair and glasses only serve the portrait effect (they refine its subject edge; the subject
+    # itself is made from the person mattes): not computed without it.
     wants_portrait = any(fn is not None and stage.name == "portrait" for stage, fn, _ in plan)
     names = (["sky", "skin"] + (["persons"] if wants_persons else [])
-             + (["person", "hair", "glasses"] if wants_portrait else []))
+             + (["hair", "glasses"] if wants_portrait else []))
     if hasattr(seg, "mattes"):
         # One guided-filter pass for every matte the stages read, with edges refined at
         # about 1 MP: the stages use them as smooth region weights, and the portrait stage
@@ -541,10 +580,7 @@ def develop(image, settings: "DevelopSettings | None" = None, *, segmenter=None,
     persons = [np.asarray(p, dtype=np.float32) for p in mattes.get("persons", [])] if wants_persons else []
     subject = None
     if persons and wants_portrait:
-        subject = mattes.get("person")
-        if subject is None or subject.shape != pixels.shape[:2]:
-            subject = np.maximum.reduce(persons)
-        subject = decisive_alpha(subject)
+        subject = decisive_alpha(portrait_subject(persons))
     ctx = _Context(seg=seg, settings=settings, iso=photo.iso if photo is not None else None,
                    persons=persons, skin=skin, sky=sky, subject=subject,
                    hair=mattes.get("hair") if subject is not None else None,

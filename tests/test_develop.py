@@ -206,3 +206,39 @@ def test_portrait_blur_keeps_the_dark_table_beside_the_astronaut(segmenter):
     out = develop(SAMPLE, segmenter=segmenter, portrait="blur").pixels
     table = (slice(300, 360), slice(440, 500))
     assert float(orig[table].mean()) < 0.03 and float(out[table].mean()) < 0.05
+
+
+def test_portrait_subject_keeps_the_people_that_matter():
+    from camseg.develop import portrait_subject
+    big = np.zeros((40, 60), np.float32)
+    big[5:40, 5:35] = 1.0  # 1050 px
+    small = np.zeros_like(big)
+    small[2:8, 50:58] = 1.0  # 48 px: under a tenth of the big one, background to a portrait
+    near = np.zeros_like(big)
+    near[10:40, 36:56] = 1.0  # 600 px: a second subject
+    assert (portrait_subject([big, small]) == big).all()
+    both = portrait_subject([big, small, near])
+    assert both[20, 45] == 1 and both[4, 54] == 0 and both.dtype == np.float32
+    # The segmenter's mattes split an overlap between people (they sum to the union): the subject
+    # has no hole there. Mattes that each claim the overlap stay at 1.
+    half = big * 0.5
+    assert portrait_subject([half, half]).max() == pytest.approx(1.0)
+    assert portrait_subject([big, big]).max() == 1.0
+    assert portrait_subject([big, small], min_relative_area=0.0)[4, 54] == 1
+
+
+def test_portrait_blur_leaves_a_small_distant_person_to_the_background(rng):
+    h, w = 64, 96
+    img = np.clip(rng.uniform(0.1, 0.9, (h, w, 3)), 0, 1).astype(np.float32)  # texture everywhere
+    seg = _fake_segmentation(h, w, persons=1)
+    far = np.zeros((h, w), np.float32)
+    far[2:10, 80:90] = 1.0  # 80 px against the subject's ~2000
+    seg.persons = seg.persons + [far]
+    seg.person = np.maximum(seg.person, far)
+    out = develop(img, segmentation=seg, portrait="blur", denoise=False, sharpen=False, tone_map=False,
+                  style="standard")
+    plain = develop(img, segmentation=seg, denoise=False, sharpen=False, tone_map=False, style="standard")
+    # The far person's texture is blurred like the background around it; the subject's is not.
+    far_change = np.abs(out[3:9, 82:88] - plain[3:9, 82:88]).mean()
+    subject_change = np.abs(out[40:60, 10:40] - plain[40:60, 10:40]).mean()
+    assert far_change > 0.05 and subject_change < 0.02, (far_change, subject_change)
