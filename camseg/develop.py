@@ -387,13 +387,24 @@ def portrait_subject(persons, min_relative_area: float = PORTRAIT_SUBJECT_MIN_RE
     np.ndarray
         float32 H×W in [0, 1]: the kept mattes summed and clipped to 1 (a new array).
     """
-    areas = [float(m.sum(dtype=np.float64)) for m in persons]
+    persons = list(persons)
+    if not persons:
+        raise ValueError("portrait_subject: expected at least one person matte, got none; "
+                         "a portrait effect needs a subject")
+    if not (isinstance(min_relative_area, (int, float, np.floating)) and 0.0 <= min_relative_area <= 1.0):
+        raise ValueError(f"portrait_subject: min_relative_area must be a number in [0, 1], got {min_relative_area!r}")
+    shape = np.shape(persons[0])
+    for i, m in enumerate(persons):
+        if np.ndim(m) != 2 or np.shape(m) != shape:
+            raise ValueError(f"portrait_subject: persons[{i}] has shape {np.shape(m)}, expected one H×W shape for "
+                             f"all mattes ({shape}); pass mattes of the same photo")
+    areas = [float(np.sum(m, dtype=np.float64)) for m in persons]
     largest = max(areas)
     kept = [m for m, a in zip(persons, areas) if a >= min_relative_area * largest]
     # The sum, not the maximum: the segmenter's person mattes split the union between people
     # (they sum to it), so where two people overlap each holds half and the maximum would open
     # a hole in the subject. Mattes that each claim the whole overlap are clipped back to 1.
-    subject = np.zeros(persons[0].shape, np.float32)
+    subject = np.zeros(shape, np.float32)
     for m in kept:
         subject += m
     return np.minimum(subject, 1.0, out=subject)
@@ -578,6 +589,10 @@ def develop(image, settings: "DevelopSettings | None" = None, *, segmenter=None,
             raise ValueError(f"segmentation.{name} has shape {m.shape} but the image is {pixels.shape[:2]}; "
                              "the segmentation must come from this image")
     persons = [np.asarray(p, dtype=np.float32) for p in mattes.get("persons", [])] if wants_persons else []
+    for i, m in enumerate(persons):
+        if m.shape != pixels.shape[:2]:
+            raise ValueError(f"segmentation.persons[{i}] has shape {m.shape} but the image is {pixels.shape[:2]}; "
+                             "the segmentation must come from this image")
     subject = None
     if persons and wants_portrait:
         subject = decisive_alpha(portrait_subject(persons))

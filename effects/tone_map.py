@@ -39,7 +39,8 @@ bright-sky/dark-subject edge (no halo), which plain bilinear upsampling of gains
      scene" (i.e. toward no correction);
    * two passes: first with a broad prior centred on the scene's light; the group's target
      light is then ``t = max(median_i d_i, 0)``, the median weighted by each person's measured skin
-     area (the big face the camera metered for anchors it) -- people are equalised to their common
+     area (the matte area when no one was measured on skin; the big face the camera metered for
+     anchors it, and people under ``min_voter_weight`` of the largest do not vote) -- people are equalised to their common
      light, a group darker than the scene (backlit) is lifted to the scene's light, but a
      group brighter than its background is *not* darkened to it (the camera exposed for the
      people; the scene key of a real photo is a poor absolute reference); the second pass
@@ -133,6 +134,10 @@ class ToneMapParams:
         Prior standard deviation (EV) of a person's illumination offset from the scene's.
     chroma_sigma : float
         Tolerance of the skin chromaticity match, natural-log ratio units.
+    min_voter_weight : float
+        A person votes on the group's light only if the area measured on them (skin, or the
+        whole matte when nobody was measured on skin) is at least this fraction in [0, 1] of
+        the largest one's; a few stray pixels of a far or false detection do not vote.
     person_contrast : float
         Strength in [0, 1] of the per-person contrast normalisation (0 switches it off).
     person_contrast_target_ev : float
@@ -157,6 +162,7 @@ class ToneMapParams:
     max_person_ev: float = 2.0
     illumination_sigma_ev: float = 1.5
     chroma_sigma: float = 0.06
+    min_voter_weight: float = 0.1
     person_contrast: float = 0.5
     person_contrast_target_ev: float = 2.5
     contrast_limits: tuple = (0.95, 1.2)
@@ -178,7 +184,7 @@ class ToneMapParams:
         for name in ("base_eps", "gain_eps", "illumination_sigma_ev", "chroma_sigma",
                      "person_contrast_target_ev", "scene_grey"):
             need(getattr(self, name) > 0.0, name, "a float > 0")
-        for name in ("local_compression", "person_strength", "person_contrast"):
+        for name in ("local_compression", "person_strength", "person_contrast", "min_voter_weight"):
             need(0.0 <= getattr(self, name) <= 1.0, name, "a float in [0, 1]")
         for name in ("max_local_ev", "max_person_ev"):
             need(0.0 <= getattr(self, name) <= 8.0, name, "a float in [0, 8]")
@@ -605,10 +611,16 @@ def tone_map_people(
     # people measured on their skin vote when there are any: a light estimated from clothes (a
     # back view, or a false detection such as a red flag) is a guess, and one guess in a pair
     # moved the median far enough to darken a correctly exposed face by 1 EV.
-    # Each voter weighs by the skin (or matte) area measured: the big face the camera metered
-    # for anchors the group, a few stray pixels of a far or false detection barely move it.
+    # Each voter weighs by the skin (or matte) area measured, so the big face the camera metered
+    # for anchors the group; voters under min_voter_weight of the largest do not vote at all (a
+    # weighted median can still land on a tiny voter that sits between two big ones).
     voters = [st for st in stats if st is not None and st[6]] or [st for st in stats if st is not None]
-    target = max(_midpoint_weighted_median([st[2] for st in voters], [st[5] for st in voters]), 0.0) if voters else 0.0
+    if voters:
+        heaviest = max(st[5] for st in voters)
+        voters = [st for st in voters if st[5] >= p.min_voter_weight * heaviest]
+        target = max(_midpoint_weighted_median([st[2] for st in voters], [st[5] for st in voters]), 0.0)
+    else:
+        target = 0.0
 
     # Pass 2: MAP with the prior centred on the target; gains bring each person to it.
     exposures = []

@@ -242,3 +242,24 @@ def test_portrait_blur_leaves_a_small_distant_person_to_the_background(rng):
     far_change = np.abs(out[3:9, 82:88] - plain[3:9, 82:88]).mean()
     subject_change = np.abs(out[40:60, 10:40] - plain[40:60, 10:40]).mean()
     assert far_change > 0.05 and subject_change < 0.02, (far_change, subject_change)
+
+
+def test_portrait_subject_errors():
+    from camseg.develop import portrait_subject
+    m = np.ones((4, 5), np.float32)
+    with pytest.raises(ValueError, match="at least one person"):
+        portrait_subject([])
+    with pytest.raises(ValueError, match=r"min_relative_area .* \[0, 1\]"):
+        portrait_subject([m], min_relative_area=1.5)
+    with pytest.raises(ValueError, match=r"min_relative_area"):
+        portrait_subject([m], min_relative_area=float("nan"))
+    with pytest.raises(ValueError, match=r"persons\[1\] has shape \(4, 4\)"):
+        portrait_subject([m, np.ones((4, 4), np.float32)])
+
+
+def test_develop_rejects_person_mattes_of_another_size(rng):
+    img = _photo_array(rng)
+    seg = _fake_segmentation(*img.shape[:2])
+    seg.persons = [np.ones((10, 10), np.float32)]
+    with pytest.raises(ValueError, match=r"segmentation.persons\[0\] has shape \(10, 10\)"):
+        develop(img, segmentation=seg, portrait="blur")

@@ -236,7 +236,7 @@ def test_small_detection_with_some_skin_barely_moves_the_group_light(rng):
     ys, xs = np.nonzero(persons[1] - skins[1])
     small[ys[:200], xs[:200]] = 1.0
     out, gains = tone_map_people(img, [persons[0], small], skin_masks=[skins[0], speck], return_gains=True)
-    assert np.isfinite(gains[1].skin_reflectance)  # the small one was measured on its skin
+    assert gains[1].weight == pytest.approx(12)  # measured on its 12 skin pixels (212 on the whole matte)
     assert abs(gains[0].gain_ev) < 0.1
     assert abs(face_ev(out, inner[0], MST3) - face_ev(alone, inner[0], MST3)) < 0.1
 
@@ -245,5 +245,29 @@ def test_small_detection_with_some_skin_barely_moves_the_group_light(rng):
 def test_midpoint_weighted_median_with_equal_weights_is_the_median(values):
     from effects.tone_map import _midpoint_weighted_median
     assert _midpoint_weighted_median(values, [2.0] * len(values)) == pytest.approx(np.median(values))
-    # A tiny weight barely moves it from the heavy value.
+
+
+def test_midpoint_weighted_median_leans_to_the_heavy_values():
+    from effects.tone_map import _midpoint_weighted_median
     assert _midpoint_weighted_median([0.0, 5.0], [1000.0, 1.0]) == pytest.approx(0.0, abs=0.01)
+    # Unequal weights: centres at 0.25 and 0.75 of the total for weights 1 and 1, here 3 and 1.
+    assert _midpoint_weighted_median([0.0, 4.0], [3.0, 1.0]) == pytest.approx(4.0 * (0.5 - 0.375) / (0.875 - 0.375))
+
+
+def test_a_tiny_person_between_two_big_faces_does_not_set_the_group_light(rng):
+    """A weighted median can still land on a tiny voter lying between two heavy ones; people
+    under min_voter_weight of the largest do not vote."""
+    img, persons, skins, inner = scene([0.0, 1.2, 0.1], [MST3, MST3, MST3], rng)
+    both = tone_map_people(img, persons[:2], skin_masks=skins[:2], return_gains=True)[1]
+    small = np.zeros_like(skins[2])
+    ys, xs = np.nonzero(skins[2])
+    small[ys[:12], xs[:12]] = 1.0
+    _, gains = tone_map_people(img, [persons[0], persons[1], small], skin_masks=[skins[0], skins[1], small],
+                               return_gains=True)
+    assert gains[2].weight == pytest.approx(12)
+    for i in range(2):
+        assert gains[i].gain_ev == pytest.approx(both[i].gain_ev, abs=0.05)
+    # Everyone votes when the floor is 0: the tiny one becomes the median and moves the others.
+    _, all_vote = tone_map_people(img, [persons[0], persons[1], small], skin_masks=[skins[0], skins[1], small],
+                                  params=ToneMapParams(min_voter_weight=0.0), return_gains=True)
+    assert abs(all_vote[0].gain_ev - both[0].gain_ev) > 0.2
