@@ -248,8 +248,28 @@ def load_fasseg(folder: Path, face_labels: Path | None = None, persons: bool = F
     return records
 
 
+def _lens_outline(centre, rx: float, ry: float, exponent: float, angle_deg: float) -> np.ndarray:
+    """One lens rim as a closed polygon (int32 N×2): a superellipse |x/rx|^n + |y/ry|^n = 1 turned by
+    ``angle_deg`` -- n = 2 an oval, 3–5 the rounded rectangles of most real frames."""
+    t = np.linspace(0.0, 2.0 * np.pi, 72, endpoint=False)
+    c, s = np.cos(t), np.sin(t)
+    x = rx * np.sign(c) * np.abs(c) ** (2.0 / exponent)
+    y = ry * np.sign(s) * np.abs(s) ** (2.0 / exponent)
+    a = math.radians(angle_deg)
+    px = centre[0] + x * math.cos(a) - y * math.sin(a)
+    py = centre[1] + x * math.sin(a) + y * math.cos(a)
+    return np.round(np.stack([px, py], 1)).astype(np.int32)
+
+
 def draw_glasses(image: np.ndarray, eyes: np.ndarray, rng: np.random.Generator):
-    """Draw synthetic glasses (frame + tinted lens, with alpha) at the labelled eyes.
+    """Draw synthetic glasses (rims, bridge, temple arms, lenses, with alpha) at the labelled eyes.
+
+    The styles span what portraits show: oval to rectangular rims (superellipse exponent 2–5),
+    thin metal to thick acetate (rim width 1.5–8 % of the eye distance, log-uniform), dark,
+    metallic or coloured frames, clear lenses (half of them, tint alpha <= 0.08, sometimes a
+    specular streak) or tinted ones up to sunglasses. Until this version every lens was tinted and
+    every rim an oval at least 3 % of the eye distance wide, and the model found sunglasses but
+    not a held-out CelebA face's thin clear glasses.
 
     Returns (new image uint8, glasses mask uint8 0/255), or None if two eyes are not found.
     """
@@ -262,25 +282,49 @@ def draw_glasses(image: np.ndarray, eyes: np.ndarray, rng: np.random.Generator):
     if dist < 8:
         return None
     angle = math.degrees(math.atan2(y2 - y1, x2 - x1))
-    rx, ry = dist * rng.uniform(0.38, 0.5), dist * rng.uniform(0.25, 0.38)
-    thick = max(1, int(round(dist * rng.uniform(0.03, 0.08))))
+    ux, uy = (x2 - x1) / dist, (y2 - y1) / dist  # along the eye line
+    rx = dist * rng.uniform(0.36, 0.5)
+    ry = dist * rng.uniform(0.25, 0.4)
+    exponent = rng.uniform(2.0, 5.0)
+    thick = max(1, int(round(dist * math.exp(rng.uniform(math.log(0.015), math.log(0.08))))))
     frame = np.zeros(eyes.shape, np.uint8)
     lens = np.zeros(eyes.shape, np.uint8)
-    for cx, cy in ((x1, y1), (x2, y2)):
-        centre = (int(round(cx)), int(round(cy)))
-        axes = (int(round(rx)), int(round(ry)))
-        cv2.ellipse(lens, centre, axes, angle, 0, 360, 255, -1)
-        cv2.ellipse(frame, centre, axes, angle, 0, 360, 255, thick)
-    bridge_a = (int(x1 + rx * 0.9), int(y1))
-    bridge_b = (int(x2 - rx * 0.9), int(y2))
-    cv2.line(frame, bridge_a, bridge_b, 255, thick)
-    colour = rng.uniform(0, 80, 3) if rng.random() < 0.7 else rng.uniform(100, 220, 3)
-    tint = rng.uniform(0, 1, 3) * 60
-    tint_alpha = rng.uniform(0.05, 0.6)
+    rims = [_lens_outline((cx, cy), rx, ry, exponent, angle) for cx, cy in ((x1, y1), (x2, y2))]
+    cv2.fillPoly(lens, rims, 255, cv2.LINE_AA)
+    cv2.polylines(frame, rims, True, 255, thick, cv2.LINE_AA)
+    # Bridge between the inner rims, a little above the lens centres (where real bridges sit).
+    lift = ry * rng.uniform(0.0, 0.4)
+    bridge_a = (int(round(x1 + rx * ux + lift * uy)), int(round(y1 + rx * uy - lift * ux)))
+    bridge_b = (int(round(x2 - rx * ux + lift * uy)), int(round(y2 - rx * uy - lift * ux)))
+    cv2.line(frame, bridge_a, bridge_b, 255, thick, cv2.LINE_AA)
+    if rng.random() < 0.7:  # temple arms, running from the outer rims toward the ears
+        arm = dist * rng.uniform(0.15, 0.4)
+        for (cx, cy), sign in (((x1, y1), -1.0), ((x2, y2), 1.0)):
+            a = (cx + sign * rx * ux, cy + sign * rx * uy)
+            b = (a[0] + sign * arm * ux, a[1] + sign * arm * uy)
+            cv2.line(frame, tuple(int(round(v)) for v in a), tuple(int(round(v)) for v in b), 255,
+                     max(1, thick), cv2.LINE_AA)
+    style = rng.random()
+    colour = (rng.uniform(0, 70, 3) if style < 0.55 else  # black / dark acetate
+              rng.uniform(110, 230) * np.array([1.0, rng.uniform(0.8, 1.0), rng.uniform(0.5, 1.0)]) if style < 0.8
+              else rng.uniform(30, 230, 3))  # metal (silver to gold) / coloured
     out = image.astype(np.float32)
+    if rng.random() < 0.5:  # clear lenses: a faint grey or blue cast, sometimes a reflection
+        tint, tint_alpha = rng.uniform(150, 255, 3), rng.uniform(0.0, 0.08)
+    else:
+        tint, tint_alpha = rng.uniform(0, 1, 3) * 60, rng.uniform(0.1, 0.7)
     la = (lens / 255.0)[:, :, None] * tint_alpha
     out = out * (1 - la) + tint * la
-    fa = cv2.GaussianBlur(frame, (3, 3), 0)[:, :, None] / 255.0
+    if rng.random() < 0.4:  # a specular streak across each lens (clipped to the lens)
+        streak = np.zeros(eyes.shape, np.uint8)
+        for cx, cy in ((x1, y1), (x2, y2)):
+            off = rx * rng.uniform(-0.3, 0.3)
+            p0 = (int(round(cx - 0.6 * rx + off)), int(round(cy + 0.6 * ry)))
+            p1 = (int(round(cx + 0.2 * rx + off)), int(round(cy - 0.7 * ry)))
+            cv2.line(streak, p0, p1, 255, max(1, int(round(rx * rng.uniform(0.08, 0.3)))), cv2.LINE_AA)
+        sa = (np.minimum(streak, lens) / 255.0)[:, :, None] * rng.uniform(0.1, 0.45)
+        out = out * (1 - sa) + 255.0 * sa
+    fa = (frame / 255.0)[:, :, None]
     out = out * (1 - fa) + colour * fa
     mask = np.maximum(frame, lens)
     return np.clip(out, 0, 255).astype(np.uint8), mask

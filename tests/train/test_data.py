@@ -1,5 +1,6 @@
 """Training data helpers: several-person composites for evaluation."""
 
+import cv2
 import numpy as np
 
 from camseg.train.data import SKY, Record, group_composites
@@ -147,3 +148,29 @@ def test_colours_no_skin_has_are_skin_negatives_where_skin_is_unlabelled():
     labelled = Record(image, {SKIN: np.zeros((60, 80), np.uint8)}, None, "fasseg")
     _, _, known, *_ = TrainingSet([labelled], size=(60, 80), params=params).sample(0)
     assert known[SKIN].all()  # a real skin label is used as it is
+
+
+def test_synthetic_glasses_sit_on_the_eyes_and_the_label_covers_what_was_drawn():
+    from camseg.train.data import draw_glasses
+    h, w = 160, 200
+    face = np.full((h, w, 3), (200, 160, 130), np.uint8)
+    eyes = np.zeros((h, w), np.uint8)
+    eyes[70:78, 62:78] = 1
+    eyes[70:78, 122:138] = 1
+    styles = set()
+    for seed in range(40):
+        out, mask = draw_glasses(face, eyes, np.random.default_rng(seed))
+        assert out.shape == face.shape and out.dtype == np.uint8 and mask.dtype == np.uint8
+        assert (face == (200, 160, 130)).all()  # the input is not modified
+        on = mask > 0
+        # both eyes are inside the glasses, the rest of the face mostly is not
+        assert on[74, 70] and on[74, 130] and not on[10, 10] and not on[150, 100]
+        # what changed is (antialiased) glasses: nothing changes far from the label
+        changed = np.abs(out.astype(int) - face).max(axis=2) > 2
+        near = cv2.dilate(mask, np.ones((5, 5), np.uint8)) > 0
+        assert not (changed & ~near).any()
+        styles.add("clear" if np.abs(out[74, 70].astype(int) - face[74, 70]).max() < 25 else "tinted")
+    assert styles == {"clear", "tinted"}  # both kinds of lens are drawn
+    one_eye = eyes.copy()
+    one_eye[:, 100:] = 0
+    assert draw_glasses(face, one_eye, np.random.default_rng(0)) is None
