@@ -243,6 +243,7 @@ class _Context:
     skin: "np.ndarray | None"
     sky: "np.ndarray | None"
     subject: "np.ndarray | None"
+    portrait_people: list = field(default_factory=list)
     hair: "np.ndarray | None" = None
     glasses: "np.ndarray | None" = None
 
@@ -297,9 +298,15 @@ def _call_portrait(fn, image, ctx, params):
     for name in ("hair", "glasses") + (("skin",) if fn is effects.portrait_lighting else ()):
         if getattr(ctx, name) is not None:
             kwargs[f"{name}_mask"] = getattr(ctx, name)
+    detail = kind
+    if fn is effects.portrait_blur:
+        depth = ground_plane_depth(ctx.portrait_people, ctx.subject)
+        if depth is not None:
+            kwargs["depth"] = depth
+            detail += ", ground in focus at the feet"
     if params is not None:
         kwargs["params"] = params
-    return fn(image, ctx.subject, **kwargs), kind
+    return fn(image, ctx.subject, **kwargs), detail
 
 
 #: Portrait effects: settings/CLI name -> (effect function, fixed keyword arguments).
@@ -365,8 +372,9 @@ def optional_matte(seg, name):
 PORTRAIT_SUBJECT_MIN_RELATIVE_AREA = 0.1
 
 
-def portrait_subject(persons, min_relative_area: float = PORTRAIT_SUBJECT_MIN_RELATIVE_AREA) -> np.ndarray:
-    """The subject of a portrait effect: the union of the people that matter in the frame.
+def portrait_people(persons, min_relative_area: float = PORTRAIT_SUBJECT_MIN_RELATIVE_AREA) -> list:
+    """The people a portrait effect keeps in focus: those with at least ``min_relative_area`` of
+    the biggest one's matte area.
 
     A portrait lens focuses on its subjects; a person with a tenth of the biggest one's area is
     about three times farther away (area falls with the square of distance) and lies far outside
@@ -380,34 +388,111 @@ def portrait_subject(persons, min_relative_area: float = PORTRAIT_SUBJECT_MIN_RE
     persons : sequence of np.ndarray
         Person mattes, float32 H×W in [0, 1], at least one.
     min_relative_area : float
-        A person is kept when its matte area (sum) is at least this fraction of the largest.
+        A person is kept when its matte area (sum) is at least this fraction in [0, 1] of the
+        largest.
+
+    Returns
+    -------
+    list of np.ndarray
+        The kept mattes (the same arrays, in the given order).
+    """
+    persons = list(persons)
+    if not persons:
+        raise ValueError("portrait_people: expected at least one person matte, got none; "
+                         "a portrait effect needs a subject")
+    if not (isinstance(min_relative_area, (int, float, np.floating)) and 0.0 <= min_relative_area <= 1.0):
+        raise ValueError(f"portrait_people: min_relative_area must be a number in [0, 1], got {min_relative_area!r}")
+    shape = np.shape(persons[0])
+    for i, m in enumerate(persons):
+        if np.ndim(m) != 2 or np.shape(m) != shape:
+            raise ValueError(f"portrait_people: persons[{i}] has shape {np.shape(m)}, expected one H×W shape for "
+                             f"all mattes ({shape}); pass mattes of the same photo")
+    areas = [float(np.sum(m, dtype=np.float64)) for m in persons]
+    largest = max(areas)
+    return [m for m, a in zip(persons, areas) if a >= min_relative_area * largest]
+
+
+def portrait_subject(persons, min_relative_area: float = PORTRAIT_SUBJECT_MIN_RELATIVE_AREA) -> np.ndarray:
+    """The subject of a portrait effect: the mattes of :func:`portrait_people`, summed.
+
+    Parameters
+    ----------
+    persons : sequence of np.ndarray
+        Person mattes, float32 H×W in [0, 1], at least one.
+    min_relative_area : float
+        See :func:`portrait_people`.
 
     Returns
     -------
     np.ndarray
         float32 H×W in [0, 1]: the kept mattes summed and clipped to 1 (a new array).
     """
-    persons = list(persons)
-    if not persons:
-        raise ValueError("portrait_subject: expected at least one person matte, got none; "
-                         "a portrait effect needs a subject")
-    if not (isinstance(min_relative_area, (int, float, np.floating)) and 0.0 <= min_relative_area <= 1.0):
-        raise ValueError(f"portrait_subject: min_relative_area must be a number in [0, 1], got {min_relative_area!r}")
-    shape = np.shape(persons[0])
-    for i, m in enumerate(persons):
-        if np.ndim(m) != 2 or np.shape(m) != shape:
-            raise ValueError(f"portrait_subject: persons[{i}] has shape {np.shape(m)}, expected one H×W shape for "
-                             f"all mattes ({shape}); pass mattes of the same photo")
-    areas = [float(np.sum(m, dtype=np.float64)) for m in persons]
-    largest = max(areas)
-    kept = [m for m, a in zip(persons, areas) if a >= min_relative_area * largest]
+    kept = portrait_people(persons, min_relative_area)
     # The sum, not the maximum: the segmenter's person mattes split the union between people
     # (they sum to it), so where two people overlap each holds half and the maximum would open
     # a hole in the subject. Mattes that each claim the whole overlap are clipped back to 1.
-    subject = np.zeros(shape, np.float32)
+    subject = np.zeros(np.shape(kept[0]), np.float32)
     for m in kept:
         subject += m
     return np.minimum(subject, 1.0, out=subject)
+
+
+def ground_plane_depth(people, subject: np.ndarray, *, horizon: float = 0.15, far: float = 30.0,
+                       min_standing_ratio: float = 1.6) -> "np.ndarray | None":
+    """Relative depth of the ground under standing people, for a portrait blur that keeps the
+    ground at their feet in focus; None where that geometry is not seen.
+
+    Blurring the whole background by one amount makes a full-length shot look like a cut-out: the
+    pavement the person stands on is as soft as the far houses. A real lens keeps the ground
+    at the feet sharp and blurs it more with distance. With the camera level and the people on a
+    ground plane, the plane's distance at image row ``y`` is ``z(y) = z_s · (y_f − y_h) / (y −
+    y_h)`` (Hoiem, Efros, Hebert, "Putting Objects in Perspective", CVPR 2006): ``y_f`` the feet
+    row (depth ``z_s`` = 1, the people), ``y_h`` the horizon, taken ``horizon`` of the tallest
+    person's height below their top (a camera at chest to eye height); rows above it are ``far``.
+    Rows below the feet come nearer than the people and blur as foreground.
+
+    Applied only when every kept person stands (matte height at least ``min_standing_ratio``
+    times its width) with their lowest point inside the frame: a head-and-shoulders portrait or
+    a seated group keeps the one background blur (None). The depth-driven blur costs about three
+    times the constant one (12 MP: 2.4 vs 0.7 s of CPU, ``effects.portrait_blur``).
+
+    Parameters
+    ----------
+    people : sequence of np.ndarray
+        The in-focus people's mattes (:func:`portrait_people`), float32 H×W in [0, 1].
+    subject : np.ndarray
+        Their union (the portrait subject alpha), float32 H×W in [0, 1]; depth 1 where > 0.5.
+    horizon, far, min_standing_ratio : float
+        As above.
+
+    Returns
+    -------
+    np.ndarray or None
+        float32 H×W relative distance (> 0, the people at 1), or None.
+    """
+    H, W = subject.shape
+    tops, feet = [], []
+    for m in people:
+        on = m > 0.5
+        rows, cols = np.flatnonzero(on.any(axis=1)), np.flatnonzero(on.any(axis=0))
+        if rows.size == 0:
+            return None
+        height, width = rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
+        if height < min_standing_ratio * width or rows[-1] >= H - 1 - max(2, 0.01 * H):
+            return None  # not standing, or the feet are out of the frame: no ground seen at them
+        tops.append(rows[0])
+        feet.append(rows[-1])
+    y_f = float(max(feet))
+    tallest = int(np.argmax(np.subtract(feet, tops)))
+    y_h = tops[tallest] + horizon * (feet[tallest] - tops[tallest])
+    y = np.arange(H, dtype=np.float32)
+    below = y > y_h + 0.5
+    z = np.full(H, far, np.float32)
+    z[below] = (y_f - y_h) / (y[below] - y_h)
+    np.clip(z, 1.0 / far, far, out=z)
+    depth = np.repeat(z[:, None], W, axis=1)
+    depth[subject > 0.5] = 1.0
+    return depth
 
 
 def decisive_alpha(matte: np.ndarray, steepness: float = 3.0) -> np.ndarray:
@@ -593,11 +678,12 @@ def develop(image, settings: "DevelopSettings | None" = None, *, segmenter=None,
         if m.shape != pixels.shape[:2]:
             raise ValueError(f"segmentation.persons[{i}] has shape {m.shape} but the image is {pixels.shape[:2]}; "
                              "the segmentation must come from this image")
-    subject = None
+    subject, people = None, []
     if persons and wants_portrait:
-        subject = decisive_alpha(portrait_subject(persons))
+        people = portrait_people(persons)
+        subject = decisive_alpha(portrait_subject(people, 0.0))
     ctx = _Context(seg=seg, settings=settings, iso=photo.iso if photo is not None else None,
-                   persons=persons, skin=skin, sky=sky, subject=subject,
+                   persons=persons, skin=skin, sky=sky, subject=subject, portrait_people=people,
                    hair=mattes.get("hair") if subject is not None else None,
                    glasses=mattes.get("glasses") if subject is not None else None)
 

@@ -263,3 +263,43 @@ def test_develop_rejects_person_mattes_of_another_size(rng):
     seg.persons = [np.ones((10, 10), np.float32)]
     with pytest.raises(ValueError, match=r"segmentation.persons\[0\] has shape \(10, 10\)"):
         develop(img, segmentation=seg, portrait="blur")
+
+
+def _standing(h=120, w=100, top=20, feet=90, x0=40, x1=60):
+    m = np.zeros((h, w), np.float32)
+    m[top:feet + 1, x0:x1] = 1.0
+    return m
+
+
+def test_ground_plane_depth_puts_the_feet_in_focus():
+    from camseg.develop import ground_plane_depth
+    person = _standing()
+    depth = ground_plane_depth([person], person)
+    assert depth.dtype == np.float32 and depth.shape == person.shape and (depth > 0).all()
+    assert (depth[person > 0.5] == 1).all()
+    assert depth[90, 5] == pytest.approx(1.0)  # the ground beside the feet: the people's distance
+    horizon = 20 + 0.15 * 70
+    assert depth[int(horizon) - 2, 5] == 30.0  # above the horizon: far
+    assert depth[60, 5] > depth[80, 5] > 1.0  # the ground recedes toward the horizon
+    assert depth[110, 5] < 1.0  # below the feet: nearer than the people
+    # No ground seen at the feet: feet out of the frame, or people who do not stand.
+    assert ground_plane_depth([_standing(feet=119)], _standing(feet=119)) is None
+    seated = _standing(top=50, feet=90, x0=10, x1=80)
+    assert ground_plane_depth([seated], seated) is None
+    assert ground_plane_depth([person, seated], np.maximum(person, seated)) is None
+
+
+def test_portrait_blur_keeps_the_ground_at_a_standing_persons_feet_sharp(rng):
+    h, w = 128, 96
+    img = np.clip(rng.uniform(0.1, 0.9, (h, w, 3)), 0, 1).astype(np.float32)
+    person = _standing(h=h, w=w, top=20, feet=95, x0=40, x1=60)
+    seg = types.SimpleNamespace(sky=np.zeros((h, w), np.float32), skin=person * 0.5, persons=[person],
+                                person=person, hair=np.zeros((h, w), np.float32),
+                                teeth=np.zeros((h, w), np.float32), glasses=np.zeros((h, w), np.float32))
+    kw = dict(segmentation=seg, denoise=False, sharpen=False, tone_map=False, style="standard")
+    res = develop(img, portrait="blur", return_details=True, **kw)
+    plain = develop(img, **kw)
+    change = np.abs(res.image - plain).mean(axis=2)
+    at_feet, far_away = change[92:98, 5:30].mean(), change[5:12, 5:30].mean()
+    assert at_feet < 0.5 * far_away, (at_feet, far_away)
+    assert "ground in focus" in res.report.stage("portrait").detail
