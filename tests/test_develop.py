@@ -303,3 +303,23 @@ def test_portrait_blur_keeps_the_ground_at_a_standing_persons_feet_sharp(rng):
     at_feet, far_away = change[92:98, 5:30].mean(), change[5:12, 5:30].mean()
     assert at_feet < 0.5 * far_away, (at_feet, far_away)
     assert "ground in focus" in res.report.stage("portrait").detail
+
+
+def test_a_faint_hair_haze_does_not_leak_sharp_background_into_the_portrait(rng):
+    """The hair matte's haze (0.2-0.45) around a person must not become subject alpha: the
+    background there would keep some of its sharp texture, a glow around the person."""
+    h, w = 96, 96
+    img = np.clip(rng.uniform(0.05, 0.95, (h, w, 3)), 0, 1).astype(np.float32)
+    person = np.zeros((h, w), np.float32)
+    person[30:, 35:60] = 1.0
+    hazy = np.where(person > 0, 0.0, 0.3).astype(np.float32)
+
+    def seg(hair):
+        return types.SimpleNamespace(sky=np.zeros((h, w), np.float32), skin=person * 0.5, persons=[person],
+                                     person=person, hair=hair, teeth=np.zeros((h, w), np.float32),
+                                     glasses=np.zeros((h, w), np.float32))
+    kw = dict(denoise=False, sharpen=False, tone_map=False, style="standard", portrait="blur")
+    with_haze = develop(img, segmentation=seg(hazy), **kw)
+    without = develop(img, segmentation=seg(np.zeros((h, w), np.float32)), **kw)
+    beside = (slice(40, 90), slice(26, 35))  # background just left of the person
+    assert np.abs(with_haze[beside] - without[beside]).mean() < 0.002
