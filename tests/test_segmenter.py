@@ -297,6 +297,23 @@ def test_glasses_only_on_faces():
     assert (_glasses_on_faces(glasses, face, 0.0) == glasses).all()  # 0: every region stays
 
 
+def test_a_speck_on_an_eye_is_not_glasses():
+    """A glasses region must cover a share of the face it sits on: the matte's specks on light
+    irises cover a few thousandths of a face, real glasses (or one lens) more than 0.7 %."""
+    from camseg.segmenter import _glasses_on_faces
+    h, w = 120, 200
+    face = np.zeros((h, w), bool)
+    face[10:110, 10:90] = True  # 8000 px
+    face[10:110, 110:190] = True
+    glasses = np.full((h, w), -6.0, np.float32)
+    glasses[50:53, 30:33] = 5.0  # 9 px on the left face's eye: 0.1 % of it
+    glasses[45:60, 120:180] = 5.0  # a pair of glasses on the right face: 11 %
+    out = _glasses_on_faces(glasses, face, 0.3, 0.005)
+    assert out[50:53, 30:33].max() <= -20.0
+    assert (out[45:60, 120:180] == 5.0).all()
+    assert (_glasses_on_faces(glasses, face, 0.3, 0.0)[50:53, 30:33] == 5.0).all()  # 0 keeps it
+
+
 def test_no_glasses_on_the_astronauts_helmet(segmenter):
     """The bundled photo: her helmet visor (bottom right) drew a glasses matte before the
     face-context rule. (Her mission patch keeps a small one, 0.4 % of the frame: the skin
