@@ -304,9 +304,10 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     # The face labels mark which held-out ADE scenes are person-free: the composites' backgrounds,
     # exactly as ``camseg.train.evaluate`` builds them.
-    val = load_all(args.data, split="val", face_labels=DEFAULT_FACE_LABELS if DEFAULT_FACE_LABELS.is_dir() else None)
+    have_face_labels = DEFAULT_FACE_LABELS.is_dir()
+    val = load_all(args.data, split="val", face_labels=DEFAULT_FACE_LABELS if have_face_labels else None)
     records = [r for r in val if r.instances]
-    if DEFAULT_FACE_LABELS.is_dir():
+    if have_face_labels:
         records += group_composites(val)
     else:
         print(f"NOTE: no face labels at {DEFAULT_FACE_LABELS} (camseg/train/face_labels.py writes them): the held-out "

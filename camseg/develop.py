@@ -427,12 +427,16 @@ def portrait_subject(persons, min_relative_area: float = PORTRAIT_SUBJECT_MIN_RE
     np.ndarray
         float32 H×W in [0, 1]: the kept mattes summed and clipped to 1 (a new array).
     """
-    kept = portrait_people(persons, min_relative_area)
+    return _summed_mattes(portrait_people(persons, min_relative_area))
+
+
+def _summed_mattes(mattes: list) -> np.ndarray:
+    """float32 H×W: the mattes (at least one, same shape) summed and clipped to 1, a new array."""
     # The sum, not the maximum: the segmenter's person mattes split the union between people
     # (they sum to it), so where two people overlap each holds half and the maximum would open
     # a hole in the subject. Mattes that each claim the whole overlap are clipped back to 1.
-    subject = np.zeros(np.shape(kept[0]), np.float32)
-    for m in kept:
+    subject = np.zeros(np.shape(mattes[0]), np.float32)
+    for m in mattes:
         subject += m
     return np.minimum(subject, 1.0, out=subject)
 
@@ -669,19 +673,15 @@ def develop(image, settings: "DevelopSettings | None" = None, *, segmenter=None,
     # The stage's time includes the full-resolution mattes, which are most of its cost on big photos.
     timings.append(StageReport("segment", status, time.perf_counter() - t, detail))
     sky, skin = mattes.get("sky"), mattes.get("skin")
-    for name, m in (("sky", sky), ("skin", skin)):
+    persons = [np.asarray(p, dtype=np.float32) for p in mattes.get("persons", [])] if wants_persons else []
+    for name, m in [("sky", sky), ("skin", skin)] + [(f"persons[{i}]", p) for i, p in enumerate(persons)]:
         if m is not None and m.shape != pixels.shape[:2]:
             raise ValueError(f"segmentation.{name} has shape {m.shape} but the image is {pixels.shape[:2]}; "
-                             "the segmentation must come from this image")
-    persons = [np.asarray(p, dtype=np.float32) for p in mattes.get("persons", [])] if wants_persons else []
-    for i, m in enumerate(persons):
-        if m.shape != pixels.shape[:2]:
-            raise ValueError(f"segmentation.persons[{i}] has shape {m.shape} but the image is {pixels.shape[:2]}; "
                              "the segmentation must come from this image")
     subject, people, edge = None, [], {}
     if persons and wants_portrait:
         people = portrait_people(persons)
-        subject = decisive_alpha(portrait_subject(people, 0.0))
+        subject = decisive_alpha(_summed_mattes(people))
         # Hair and glasses extend the subject's alpha: decisive like it. Raw, the hair matte's
         # haze of 0.2-0.45 around a person in a light coat (a back view on foliage) entered the
         # alpha at ~0.15 and left a bright glow of sharp leaves around the coat.
