@@ -9,11 +9,12 @@ sample therefore carries, beside its targets, *which* targets are known:
 - ``instances_valid`` — 1 when every person in the image has an instance mask
   (COCO panoptic, and copy-paste composites built from it).
 
-Person negatives: scene photos the selfie segmenter finds nobody in (ADE train scenes, and COCO
-photos whose labels do not fit them) get an empty instance list (``mark_person_free``,
-``load_person_free_scenes``; verdicts from ``face_labels.py --scenes-only``). Without them the
-instance head learned "nobody here" only around pasted people, and took buildings, rocks and cars
-in unseen scenes for people.
+Person negatives: ADE train scenes the selfie segmenter finds nobody in (``mark_person_free``;
+verdicts from ``face_labels.py --scenes-only``) and the COCO photos whose ``panoptic.json`` entry
+lists no person (``coco_person_free``, ``load_person_free_scenes``: animals, vases, clocks — the
+salient objects the selfie segmenter itself calls people) get an empty instance list. Without
+them the instance head learned "nobody here" only around pasted people, and took buildings,
+rocks and cars, then zebras and elephants, in unseen scenes for people.
 
 Augmentation follows the HyperDETR seed: random resize–crop–resize, random
 orientation (180° turns, flips) and small rotation, colour jitter, and optionally the whole
@@ -60,6 +61,8 @@ MAX_SIDE = 448  # images are cached at this long side: training crops are smalle
 MAX_INSTANCES = 16
 #: Held-out COCO photos (both have aligned labels and several people: 10 and 2).
 COCO_VAL = ("000000000110", "000000000529")
+#: Every third person-free COCO photo is held out (:func:`coco_person_free_val`).
+COCO_PERSON_FREE_VAL_EVERY = 3
 #: person_binary has no val split: every 6th photo is held out.
 PERSON_VAL_EVERY = 6
 #: Sets whose person masks are whole people: copy-paste sources and targets.
@@ -164,6 +167,28 @@ def labels_align(image: np.ndarray, ids: np.ndarray, threshold: float = 1.6) -> 
 def coco_names(root: Path) -> list[str]:
     meta = json.loads((root / "panoptic.json").read_text())
     return sorted(Path(a["file_name"]).stem for a in meta["annotations"])
+
+
+def coco_person_free(root: Path) -> list[str]:
+    """COCO photos with nobody in them: no person segment in their ``panoptic.json`` entry.
+
+    The per-photo category lists fit their photos (a zebra photo lists a zebra) even where the
+    label PNGs do not (see the module docstring), and COCO labels every person, so an entry
+    without one is a person-free photo. These are the hard negatives: zebras, elephants, dogs,
+    a vase, a clock — salient objects that the selfie segmenter's verdict calls people (it marks
+    8–84 % of such photos), so its verdicts never offered them as negatives, and a model
+    trained without them took every salient object for a person.
+    """
+    meta = json.loads((root / "panoptic.json").read_text())
+    people = {c["id"] for c in meta["categories"] if c["name"] == "person"}
+    return sorted(Path(a["file_name"]).stem for a in meta["annotations"]
+                  if not any(s["category_id"] in people for s in a["segments_info"]))
+
+
+def coco_person_free_val(root: Path) -> set:
+    """The person-free COCO photos held out from training (every third, in name order), for
+    evaluate's false-positive figure on scenes of animals and objects."""
+    return set(coco_person_free(root)[::COCO_PERSON_FREE_VAL_EVERY])
 
 
 def load_binary(folder: Path, channel: int, source: str, face_labels: Path | None = None,
@@ -351,12 +376,12 @@ def mark_person_free(records: list[Record], verdicts: Path, stems: list[str]) ->
             rec.instances = []
 
 
-def load_person_free_scenes(folder: Path, verdicts: Path, *, exclude: set) -> list[Record]:
-    """Photos of ``folder`` (not in ``exclude``) with nobody in them, as person negatives that
-    also show no glasses and no teeth; every other channel unlabelled."""
+def load_person_free_scenes(folder: Path, free: set, *, exclude: set = frozenset()) -> list[Record]:
+    """The photos of ``folder`` named in ``free`` (nobody in them) and not in ``exclude``, as
+    person negatives that also show no glasses and no teeth; every other channel unlabelled."""
     records = []
     for path in sorted(folder.glob("*.jpg")):
-        if path.stem in exclude or not _person_free(verdicts / (path.stem + ".png")):
+        if path.stem in exclude or path.stem not in free:
             continue
         image = _read_rgb(path)
         zeros = np.zeros(image.shape[:2], np.uint8)
@@ -383,10 +408,13 @@ def load_all(root: Path, *, split: str = "train", coco_val: set | None = None,
             mark_person_free(scenes, face_labels / "person" / "ade_sky" / split,
                              [p.stem for p, _ in _pairs(root / "ade_sky" / split)])
         records += scenes
-    if split == "train" and face_labels is not None:
+    coco_free_val = coco_person_free_val(root / "coco_panoptic")
+    if split == "train":
         # COCO photos as plain scenes (their labels mostly do not fit them); never the held-out ones.
-        records += load_person_free_scenes(root / "coco_panoptic" / "images", face_labels / "person" / "coco_panoptic",
-                                           exclude=set(coco_val))
+        # Person-free by their panoptic.json entries (the selfie segmenter's verdicts, used before,
+        # called zebras and vases people and missed 5 photos' small people).
+        records += load_person_free_scenes(root / "coco_panoptic" / "images", set(coco_person_free(root / "coco_panoptic")),
+                                           exclude=set(coco_val) | coco_free_val)
     if (root / "celeb_hair" / split).exists():
         # person pseudo-labels for training only: held-out person figures stay on human labels
         records += load_binary(root / "celeb_hair" / split, HAIR, "celeb_hair", face_labels,
@@ -399,6 +427,9 @@ def load_all(root: Path, *, split: str = "train", coco_val: set | None = None,
     elif split == "val":
         records += load_fasseg(root / "fasseg" / "test", face_labels)
         records += [r for i, r in enumerate(people) if i % PERSON_VAL_EVERY == 0]
+        # Last, so the earlier records keep their indices (evaluate's calibration halves).
+        records += [Record(_read_rgb(root / "coco_panoptic" / "images" / (stem + ".jpg")), {}, [], "scene")
+                    for stem in sorted(coco_free_val)]
     return records
 
 

@@ -133,7 +133,7 @@ class _Scores:
         self.pq = np.zeros(4)
         self.group_pq, self.group_inter, self.group_union = np.zeros(4), 0.0, 0.0
         self.sources = defaultdict(int)
-        self.person_free = []  # person matte area (fraction > 0.5) on held-out scenes with nobody
+        self.person_free = defaultdict(list)  # source -> person matte area (fraction > 0.5), scenes with nobody
         self.off_people = defaultdict(lambda: np.zeros(2))  # name -> (pixels > 0.5 off people, pixels off people)
         self.off_people_photos = 0
 
@@ -150,7 +150,7 @@ class _Scores:
             for name, counts in off_people.items():
                 self.off_people[name] += counts
         if person_free_area is not None:
-            self.person_free.append(person_free_area)
+            self.person_free[source].append(person_free_area)
         for name, (pred, gt) in scene_pairs.items():
             self.inter[name] += (pred & gt).sum()
             self.union[name] += (pred | gt).sum()
@@ -180,9 +180,10 @@ class _Scores:
                 "person_pq": person_pq, "person_sq": person_sq, "person_rq": person_rq,
                 "group_pq": group_pq, "group_rq": group_rq,
                 "group_person_iou": float(self.group_inter / self.group_union) if self.group_union else None,
-                "person_free_scenes": len(self.person_free),
-                "person_fp_photos": int(sum(a > 0.01 for a in self.person_free)),
-                "person_fp_area": float(np.mean(self.person_free)) if self.person_free else None,
+                # per source of person-free scenes: ade_sky landscapes and streets, scene = COCO
+                # photos of animals and objects (the salient things a person head may fire on)
+                "person_free": {src: {"scenes": len(a), "fp_photos": int(sum(x > 0.01 for x in a)),
+                                      "fp_area": float(np.mean(a))} for src, a in sorted(self.person_free.items())},
                 "off_people_photos": self.off_people_photos,
                 "off_people_fraction": {k: float(v[0] / max(v[1], 1)) for k, v in self.off_people.items()},
                 "photos": int(sum(self.sources.values())), "photos_by_source": dict(self.sources)}
@@ -238,9 +239,10 @@ def evaluate(model: Path, data: Path, out: Path | None = None, *, limit: int | N
                 pred, gt = pairs["skin"]
                 pairs["skin"] = (pred & seen, gt & seen)
             instances = free_area = None
-            if rec.source == "ade_sky" and rec.instances == []:
-                # A scene the selfie segmenter finds nobody in: not a person label (it can miss
-                # small people), so it counts only in the false-positive figure.
+            if rec.source in PERSON_FREE_KINDS and rec.instances == []:
+                # A scene with nobody in it (ADE: the selfie segmenter's verdict, which can miss
+                # small people; COCO: its panoptic entry lists no person): it counts only in the
+                # false-positive figure.
                 free_area = float((seg.person > 0.5).mean())
             elif rec.instances is not None:
                 instances = ([p > 0.5 for p in persons], [m > 127 for m in rec.instances],
@@ -307,6 +309,10 @@ def calibrate(model: Path, data: Path, *, face_labels: Path | None = None) -> di
     return offsets
 
 
+#: How the false-positive lines name each source of person-free scenes.
+PERSON_FREE_KINDS = {"ade_sky": "ADE landscapes and streets", "scene": "COCO photos of animals and objects"}
+
+
 def format_table(metrics: dict) -> str:
     rows = ["category   IoU    boundary-F"]
     for name in ("person",) + SCENE_CATEGORIES:
@@ -317,10 +323,11 @@ def format_table(metrics: dict) -> str:
     if metrics.get("group_person_iou") is not None:
         rows.append(f"several-person composites: PQ {metrics['group_pq']:.3f} (RQ {metrics['group_rq']:.3f}), "
                     f"person IoU {metrics['group_person_iou']:.3f}")
-    if metrics.get("person_free_scenes"):
-        rows.append(f"person false positives on {metrics['person_free_scenes']} scenes with nobody in them: "
-                    f"{metrics['person_fp_photos']} with a person matte over 1 % of the frame, "
-                    f"mean area {100 * metrics['person_fp_area']:.2f} %")
+    for src, fp in metrics.get("person_free", {}).items():
+        kind = PERSON_FREE_KINDS.get(src, src)
+        rows.append(f"person false positives on {fp['scenes']} {kind} with nobody in them: "
+                    f"{fp['fp_photos']} with a person matte over 1 % of the frame, "
+                    f"mean area {100 * fp['fp_area']:.2f} %")
     if metrics.get("off_people_photos"):
         parts = ", ".join(f"{k} {100 * v:.2f} %" for k, v in metrics["off_people_fraction"].items())
         rows.append(f"person parts off every person ({metrics['off_people_photos']} photos whose people are all "

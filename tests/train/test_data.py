@@ -74,8 +74,9 @@ def test_letterbox_shows_a_portrait_photo_whole_and_upright():
 
 
 def test_person_free_scenes_become_person_negatives(tmp_path):
-    """Scenes the selfie segmenter finds nobody in: an empty instance list (a negative), no
-    glasses or teeth; scenes with someone in them stay person-unlabelled; held-out ones are skipped."""
+    """Scenes with nobody in them (the selfie segmenter's verdict, or a named list): an empty
+    instance list (a negative), no glasses or teeth; scenes with someone in them stay
+    person-unlabelled; held-out ones are skipped."""
     import cv2
 
     from camseg.train.data import GLASSES, TEETH, load_person_free_scenes, mark_person_free
@@ -93,7 +94,7 @@ def test_person_free_scenes_become_person_negatives(tmp_path):
     mark_person_free(recs, verdicts, ["a", "b", "c", "missing"])
     assert [r.instances for r in recs] == [[], None, [], None]
 
-    scenes = load_person_free_scenes(photos, verdicts, exclude={"c"})
+    scenes = load_person_free_scenes(photos, {"a", "c"}, exclude={"c"})
     assert len(scenes) == 1 and scenes[0].instances == [] and scenes[0].source == "scene"
     assert set(scenes[0].scene) == {GLASSES, TEETH} and not any(m.any() for m in scenes[0].scene.values())
 
@@ -174,3 +175,20 @@ def test_synthetic_glasses_sit_on_the_eyes_and_the_label_covers_what_was_drawn()
     one_eye = eyes.copy()
     one_eye[:, 100:] = 0
     assert draw_glasses(face, one_eye, np.random.default_rng(0)) is None
+
+
+def test_coco_person_free_reads_the_panoptic_entries(tmp_path):
+    """A COCO photo is person-free when its panoptic.json entry lists no person segment; every
+    third of them (name order) is held out for evaluation, never trained on."""
+    import json
+
+    from camseg.train.data import coco_person_free, coco_person_free_val
+
+    cats = [{"id": 1, "name": "person"}, {"id": 24, "name": "zebra"}, {"id": 187, "name": "sky-other-merged"}]
+    entries = {"p1": [1, 187], "z1": [24], "z2": [24, 187], "e": [], "p2": [24, 1], "z3": [187]}
+    meta = {"categories": cats, "annotations": [
+        {"file_name": f"{stem}.png", "segments_info": [{"id": i + 1, "category_id": c} for i, c in enumerate(ids)]}
+        for stem, ids in entries.items()]}
+    (tmp_path / "panoptic.json").write_text(json.dumps(meta))
+    assert coco_person_free(tmp_path) == ["e", "z1", "z2", "z3"]
+    assert coco_person_free_val(tmp_path) == {"e", "z3"}

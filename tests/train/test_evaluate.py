@@ -1,7 +1,7 @@
 """Evaluation bookkeeping: metrics from known masks, and the calibration / test split."""
 import numpy as np
 
-from camseg.train.evaluate import _Scores, calibration_half, panoptic_quality
+from camseg.train.evaluate import _Scores, calibration_half, format_table, panoptic_quality
 
 
 def _square(y0, x0, size, shape=(40, 40)):
@@ -46,7 +46,11 @@ def test_person_false_positives_on_empty_scenes_are_counted_apart():
     for area in (0.0, 0.005, 0.2):  # nothing, a speck under 1 %, a "person" on a fifth of the frame
         s.add("ade_sky", {"sky": (sky, sky)}, None, area)
     s.add("ade_sky", {"sky": (sky, sky)})  # a scene with someone in it: not counted
+    s.add("scene", {}, None, 0.3)  # a zebra taken for a person: reported apart from the landscapes
     m = s.metrics()
-    assert m["person_free_scenes"] == 3 and m["person_fp_photos"] == 1
-    assert abs(m["person_fp_area"] - 0.205 / 3) < 1e-9
+    assert m["person_free"]["ade_sky"]["scenes"] == 3 and m["person_free"]["ade_sky"]["fp_photos"] == 1
+    assert abs(m["person_free"]["ade_sky"]["fp_area"] - 0.205 / 3) < 1e-9
+    assert m["person_free"]["scene"] == {"scenes": 1, "fp_photos": 1, "fp_area": 0.3}
     assert "person" not in m["iou"]  # never mixed into the person IoU
+    table = format_table(m)
+    assert "on 3 ADE landscapes and streets" in table and "on 1 COCO photos of animals and objects" in table
