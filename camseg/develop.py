@@ -291,6 +291,10 @@ def _call_style(fn, image, ctx, params):
 def _call_portrait(fn, image, ctx, params):
     if ctx.subject is None or float(ctx.subject.max(initial=0.0)) < 0.5:
         return None, "no person found: portrait effect not applied"
+    share = float(np.mean(ctx.subject > 0.5))
+    if share < PORTRAIT_MIN_SUBJECT_SHARE:
+        return None, (f"no portrait subject: the people cover {100 * share:.1f} % of the frame, a portrait "
+                      f"needs {100 * PORTRAIT_MIN_SUBJECT_SHARE:.0f} % (move closer or zoom in); effect not applied")
     kind = ctx.settings.portrait
     kwargs = dict(PORTRAIT_EFFECTS[kind][1])
     # Hair and glasses mattes sharpen the subject edge where the person matte is weakest;
@@ -370,6 +374,13 @@ def optional_matte(seg, name):
 #: A person smaller than this fraction of the biggest one is background to a portrait (see
 #: :func:`portrait_subject`).
 PORTRAIT_SUBJECT_MIN_RELATIVE_AREA = 0.1
+
+#: Portrait effects need their subject to cover at least this fraction of the frame. A phone's
+#: portrait mode asks the photographer to come closer past about 2.5 m; a standing person at
+#: 2.5 m fills about 6 % of a 4:3 frame through a 26 mm-equivalent lens, at 4–5 m about 2 %.
+#: Below that the "subject" is a far figure (a snowboarder mid-air, 0.4 % of the frame) and
+#: blurring or relighting everything around it only ruins the photo.
+PORTRAIT_MIN_SUBJECT_SHARE = 0.02
 
 
 def portrait_people(persons, min_relative_area: float = PORTRAIT_SUBJECT_MIN_RELATIVE_AREA) -> list:

@@ -323,3 +323,28 @@ def test_a_faint_hair_haze_does_not_leak_sharp_background_into_the_portrait(rng)
     without = develop(img, segmentation=seg(np.zeros((h, w), np.float32)), **kw)
     beside = (slice(40, 90), slice(26, 35))  # background just left of the person
     assert np.abs(with_haze[beside] - without[beside]).mean() < 0.002
+
+
+@pytest.mark.parametrize("portrait", ["blur", "stage_light"])
+def test_portrait_effects_skip_a_subject_too_small_for_a_portrait(rng, portrait):
+    """A far figure (under PORTRAIT_MIN_SUBJECT_SHARE of the frame) is no portrait subject: the
+    effect is skipped and the report says why, instead of blurring or darkening the whole photo."""
+    from camseg.develop import PORTRAIT_MIN_SUBJECT_SHARE
+
+    h, w = 100, 100
+    img = np.clip(rng.uniform(0.1, 0.9, (h, w, 3)), 0, 1).astype(np.float32)
+    kw = dict(denoise=False, sharpen=False, tone_map=False, style="standard", portrait=portrait,
+              return_details=True)
+    for side, applied in ((12, False), (16, True)):  # 1.44 % and 2.56 % of the frame
+        person = np.zeros((h, w), np.float32)
+        person[40:40 + side, 40:40 + side] = 1.0
+        seg = types.SimpleNamespace(sky=np.zeros((h, w), np.float32), skin=person * 0.5, persons=[person],
+                                    person=person, hair=np.zeros((h, w), np.float32),
+                                    teeth=np.zeros((h, w), np.float32), glasses=np.zeros((h, w), np.float32))
+        res = develop(img, segmentation=seg, **kw)
+        stage = res.report.stage("portrait")
+        assert (stage.status == "applied") == applied, (side, stage)
+        assert (side * side / (h * w) >= PORTRAIT_MIN_SUBJECT_SHARE) == applied
+        if not applied:
+            assert "no portrait subject" in stage.detail and "1.4 %" in stage.detail
+            assert np.array_equal(res.image, develop(img, segmentation=seg, **{**kw, "portrait": None}).image)
