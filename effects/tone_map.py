@@ -26,8 +26,11 @@ bright-sky/dark-subject edge (no halo), which plain bilinear upsampling of gains
    ``+-max_local_ev``: shadows lifted, highlights lowered, detail kept.
 5. Per person ``i`` (working grid statistics):
 
-   * ``s_i`` = weighted median of ``l`` over the person's skin (``person * skin``; the whole
-     person matte when there is no skin in it);
+   * ``s_i`` = weighted median of ``l`` over the person's skin (``person * skin``). A person
+     with under 2 % skin in their matte is rendered like the scene around them (local tone map,
+     no exposure or contrast of their own): their light cannot be measured, and an estimate
+     from clothes or fur as if it were skin is a guess (it lifted a "person" that was an
+     elephant by an EV). Without any skin matte the whole person matte is measured;
    * ``c_i`` = weighted median skin chromaticity ``(ln R/G, ln B/G)``, which does not depend
      on exposure;
    * a skin reflectance / illumination estimate by MAP over a continuum of reference skin
@@ -214,7 +217,8 @@ class PersonExposure:
     contrast : float
         Contrast factor applied to the person's base layer (1 = unchanged).
     weight : float
-        Matte area used for the statistics, in working-grid pixels (0 = empty mask: untouched).
+        Matte area used for the statistics, in working-grid pixels (0 = not rendered as a
+        person: an empty matte, or no skin in it while skin mattes were given).
     limited : bool
         True when ``gain_ev`` hit ``max_person_ev``.
     """
@@ -312,6 +316,11 @@ def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q) -> np.ndarray
     cw = np.cumsum(w)
     cw /= cw[-1]
     return np.interp(np.atleast_1d(q), cw, v)
+
+
+def _measured_on_skin(person_lo: np.ndarray, skin_lo: np.ndarray) -> bool:
+    """Whether a person's matte holds enough skin to measure their light on (2 % of its area)."""
+    return float((person_lo * skin_lo).sum()) >= max(4.0, 0.02 * float(person_lo.sum()))
 
 
 def _midpoint_weighted_median(values, weights) -> float:
@@ -482,8 +491,10 @@ def tone_map_people(
     skin_masks : np.ndarray or sequence of np.ndarray, optional
         Skin matte(s), float H×W in [0, 1]. Either one scene-level skin matte shared by all
         people (each person's skin is ``skin * person``, as ``Segmentation.skin`` provides) or
-        a sequence of the same length as ``person_masks``. Without skin, a person's statistics
-        use the whole person matte (clothes included), which is less accurate.
+        a sequence of the same length as ``person_masks``. A person with under 2 % skin in
+        their matte is then rendered like the scene (no exposure of their own). Without skin
+        mattes, a person's statistics use the whole person matte (clothes included), which is
+        less accurate.
     sky_mask : np.ndarray, optional
         Sky matte, float H×W in [0, 1]; the sky is excluded from the key and held below
         ``params.sky_ceiling``.
@@ -555,6 +566,17 @@ def tone_map_people(
 
     persons_lo = [_downsample(m, (lh, lw)) for m in persons]
     sky_lo = _downsample(sky_mask, (lh, lw)) if sky_mask is not None else None
+    skins_lo = {}  # a shared scene-level skin matte is downsampled once, not once per person
+    for skin in skins:
+        if skin is not None and id(skin) not in skins_lo:
+            skins_lo[id(skin)] = _downsample(skin, (lh, lw))
+    # With skin mattes given, a "person" without skin in it is rendered like the scene around
+    # it: its light cannot be measured (a back view, or a false detection: an elephant or a
+    # zebra, whose whole-matte "skin tone" estimate lifted it by an EV and whitened it).
+    rendered = [i for i, (m_lo, skin) in enumerate(zip(persons_lo, skins))
+                if skin is None or _measured_on_skin(m_lo, skins_lo[id(skin)])]
+    all_persons = len(persons_lo)
+    persons_lo, skins = [persons_lo[i] for i in rendered], [skins[i] for i in rendered]
 
     # Person mattes normalised where they overlap; coverage in [0, 1].
     if persons_lo:
@@ -581,16 +603,10 @@ def tone_map_people(
     chroma_lo = np.log(np.maximum(img_lo[..., [0, 2]], 1e-6) / np.maximum(img_lo[..., 1:2], 1e-6))  # lh×lw×2
     # Pass 1: per-person statistics and a broad-prior illumination estimate.
     stats = []
-    skins_lo = {}  # a shared scene-level skin matte is downsampled once, not once per person
     for i, (m_lo, skin) in enumerate(zip(persons_lo, skins)):
         weight, from_skin = m_lo, False
-        if skin is not None:
-            if id(skin) not in skins_lo:
-                skins_lo[id(skin)] = _downsample(skin, (lh, lw))
-            skin_w = m_lo * skins_lo[id(skin)]
-            # Fall back to the whole person when the skin inside them is tiny (back view, masks off).
-            if skin_w.sum() >= max(4.0, 0.02 * m_lo.sum()):
-                weight, from_skin = skin_w, True
+        if skin is not None:  # measured on skin (the others were set aside above)
+            weight, from_skin = m_lo * skins_lo[id(skin)], True
         wsum = float(weight.sum())
         if wsum < 1e-3:
             stats.append(None)
@@ -623,10 +639,10 @@ def tone_map_people(
         target = 0.0
 
     # Pass 2: MAP with the prior centred on the target; gains bring each person to it.
-    exposures = []
-    for i, (m_lo, st) in enumerate(zip(persons_lo, stats)):
+    exposures = [PersonExposure(i, 0.0, 0.0, float("nan"), float("nan"), 1.0, 0.0, False)
+                 for i in range(all_persons)]  # replaced below for every person rendered
+    for i, m_lo, st in zip(rendered, persons_lo, stats):
         if st is None:
-            exposures.append(PersonExposure(i, 0.0, 0.0, float("nan"), float("nan"), 1.0, 0.0, False))
             continue
         s_i, c_i, _, k_i, pivot, wsum, _ = st
         d_i, rho = _estimate_illumination(s_i, c_i, log_e0, p, centre=target)
@@ -634,7 +650,7 @@ def tone_map_people(
         limited = abs(g_i) > p.max_person_ev
         g_i = float(np.clip(g_i, -p.max_person_ev, p.max_person_ev))
         gain_lo += m_lo * (g_i + (k_i - 1.0) * (base_lo - pivot))
-        exposures.append(PersonExposure(i, g_i, d_i, rho, float(2.0 ** s_i), k_i, wsum, bool(limited)))
+        exposures[i] = PersonExposure(i, g_i, d_i, rho, float(2.0 ** s_i), k_i, wsum, bool(limited))
 
     # -- edge-aware smoothing of the gains, upsampled with the fast guided filter -----------------
     # Confidence: ~1 where every matte is sure (near 0 or 1), ~0 on mixed boundary pixels

@@ -271,3 +271,18 @@ def test_a_tiny_person_between_two_big_faces_does_not_set_the_group_light(rng):
     _, all_vote = tone_map_people(img, [persons[0], persons[1], small], skin_masks=[skins[0], skins[1], small],
                                   params=ToneMapParams(min_voter_weight=0.0), return_gains=True)
     assert abs(all_vote[0].gain_ev - both[0].gain_ev) > 0.2
+
+
+def test_person_without_skin_is_rendered_like_the_scene(rng):
+    """With skin mattes given, a 'person' with no skin in it (a back view, or an elephant taken
+    for a person) gets no exposure of its own: the output equals tone mapping without it."""
+    img, persons, skins, _ = scene([-1.5, 0.0], [MST3, MST3], rng)
+    furry = persons[0] * (1.0 - skins[0])  # the dark person, face removed: nothing to measure
+    out, gains = tone_map_people(img, [furry, persons[1]], skin_masks=[np.zeros_like(furry), skins[1]],
+                                 return_gains=True)
+    without = tone_map_people(img, [persons[1]], skin_masks=[skins[1]])
+    np.testing.assert_allclose(out, without, atol=1e-6)
+    assert gains[0].weight == 0.0 and gains[0].gain_ev == 0.0 and gains[1].weight > 0
+    # Without skin mattes at all the whole matte is still measured (and the dark one lifted).
+    _, guessed = tone_map_people(img, [furry, persons[1]], return_gains=True)
+    assert guessed[0].weight > 0 and guessed[0].gain_ev > 0.3
