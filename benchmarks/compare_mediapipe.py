@@ -32,7 +32,10 @@ Segmentation", CVPR 2016: precision/recall of boundary pixels within a
 tolerance of 0.75 % of the image diagonal) and latency per image (median,
 after one warm-up image; camseg's time is given as a ratio to MediaPipe's), as
 wall time and as process CPU time (all threads summed; steadier on a loaded
-machine).
+machine). Person false positives on held-out scenes with nobody in them: the
+COCO photos whose panoptic entry lists no person (animals, vases, clocks) and
+the ADE scenes MediaPipe's own verdict calls empty — how many get a person
+mask over 1 % of the frame, and its mean share.
 MediaPipe runs in its own process (its own venv): its time covers
 ``segment()`` only (mp.Image wrapping included), camseg's covers
 ``segment()`` plus reading ``.person``. Both use their default CPU threading.
@@ -135,6 +138,17 @@ def run_mediapipe(images, python: str, tflite: str):
 
 
 # ----------------------------------------------------------------------------- camseg
+#: Person-free held-out scenes (``Record.source`` -> how the table names them).
+FREE_KINDS = {"scene": "COCO animals and objects", "ade_sky": "ADE scenes MediaPipe calls empty"}
+
+
+def _false_positives(person_masks: list) -> dict:
+    """False-positive figures over scenes with nobody in them (masks float H×W in [0, 1])."""
+    areas = [float(np.mean(m > THRESHOLD)) for m in person_masks]
+    return {"n": len(areas), "over_1_percent": int(sum(a > 0.01 for a in areas)),
+            "mean_area": float(np.mean(areas)) if areas else 0.0}
+
+
 def run_camseg(images, model: Path, threads: int | None):
     from camseg.segmenter import Segmenter
 
@@ -313,7 +327,12 @@ def main(argv=None) -> int:
         print(f"NOTE: no face labels at {DEFAULT_FACE_LABELS} (camseg/train/face_labels.py writes them): the held-out "
               "scenes cannot be told person-free, so the composites row is left out")
     records = records[:args.limit]
+    # Scenes with nobody in them, for the false-positive figure: the COCO photos whose panoptic
+    # entry lists no person (animals, vases, clocks: unbiased), and the ADE scenes that MediaPipe's
+    # own verdict calls empty (so it scores ~0 there by construction).
+    free = [r for r in val if r.instances == [] and r.source in FREE_KINDS][:args.limit]
     images = [np.ascontiguousarray(r.image) for r in records]
+    free_images = [np.ascontiguousarray(r.image) for r in free]
     truths = [np.any(np.stack(r.instances) > 127, axis=0) for r in records]
     sources = [r.source for r in records]
     print(f"validation set: {len(records)} photos with person masks "
@@ -321,17 +340,27 @@ def main(argv=None) -> int:
           f"loaded in {time.perf_counter() - t0:.0f} s")
 
     masks, seconds, cpu = {}, {}, {}
+    free_masks = {}
     masks["mediapipe"], seconds["mediapipe"], cpu["mediapipe"], mp_version = run_mediapipe(
-        images, args.mediapipe_python, args.tflite)
+        images + free_images, args.mediapipe_python, args.tflite)
     model_info, post_cpu = None, None
     if args.model.exists():
         stat = args.model.stat()
         model_info = {"path": str(args.model), "sha256": sha256(args.model), "bytes": stat.st_size,
                       "mtime": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stat.st_mtime))}
-        masks["camseg"], seconds["camseg"], cpu["camseg"], post_cpu = run_camseg(images, args.model, args.threads)
+        masks["camseg"], seconds["camseg"], cpu["camseg"], post_cpu = run_camseg(images + free_images, args.model,
+                                                                                 args.threads)
     else:
         print(f"NOTE: camseg model {str(args.model)!r} does not exist yet: measuring MediaPipe only")
 
+    n = len(images)
+    for m in masks:  # the person-free scenes' masks apart from the person photos'
+        free_masks[m] = masks[m][n:]
+        masks[m], seconds[m], cpu[m] = masks[m][:n], np.asarray(seconds[m])[:n], np.asarray(cpu[m])[:n]
+    if post_cpu is not None:
+        post_cpu = post_cpu[:n]
+    free_summary = {m: {kind: _false_positives([fm for fm, r in zip(free_masks[m], free) if r.source == kind])
+                        for kind in FREE_KINDS if any(r.source == kind for r in free)} for m in masks}
     results = {m: [score(masks[m][i] > THRESHOLD, truths[i]) for i in range(len(images))] for m in masks}
     # "all" is the real photos; the composites (real people pasted onto real scenes) are their own row.
     real = [s for s in sorted(set(sources)) if s != COMPOSITE]
@@ -376,6 +405,15 @@ def main(argv=None) -> int:
     print(f"{MAIN_SUBJECT} = diagnostic: person_binary scored with only the predicted regions that touch "
           "the truth (its machine-made masks omit people behind the main subject), same rule for both methods")
     print()
+    print(f"{'method':<10} {'person-free scenes':<34} {'n':>3} {'over 1 %':>8} {'mean area':>9}")
+    for m in masks:
+        for kind, fp in free_summary[m].items():
+            print(f"{m:<10} {FREE_KINDS[kind]:<34} {fp['n']:>3} {fp['over_1_percent']:>8} "
+                  f"{100 * fp['mean_area']:>8.2f}%")
+    print("person false positives: photos whose person mask (> 0.5) covers over 1 % of the frame, and the mean "
+          "share of the frame; the ADE scenes are those MediaPipe's own verdict finds empty (~0 for it by "
+          "construction), the COCO ones list no person in their panoptic labels")
+    print()
     ref, ref_cpu = median_s["mediapipe"], median_cpu["mediapipe"]
     print(f"{'method':<10} {'wall ms/image':>13} {'× MediaPipe':>11} {'CPU ms/image':>13} {'× MediaPipe':>11}   (medians)")
     for m in masks:
@@ -400,7 +438,7 @@ def main(argv=None) -> int:
                       "latency medians over the real photos only",
               "threshold": THRESHOLD, "boundary_tolerance_of_diagonal": BOUNDARY_TOL,
               "mediapipe": {"version": mp_version, "tflite": str(args.tflite), "sha256": sha256(Path(args.tflite))},
-              "camseg_model": model_info, "summary": summary, 
+              "camseg_model": model_info, "summary": summary, "person_free_scenes": free_summary,
               "median_ms": {m: v * 1e3 for m, v in median_s.items()},
               "median_cpu_ms": {m: v * 1e3 for m, v in median_cpu.items()}, "camseg_threads": args.threads,
               "camseg_median_upsampling_cpu_ms": None if post_cpu is None else float(np.median(post_cpu) * 1e3),
