@@ -274,8 +274,11 @@ def _call_sharpen(fn, image, ctx, params):
 
 
 def _call_tone_map(fn, image, ctx, params):
-    out = fn(image, ctx.persons, skin_masks=ctx.skin, sky_mask=ctx.sky, params=params)
-    return out, f"{len(ctx.persons)} person(s)"
+    out, exposures = fn(image, ctx.persons, skin_masks=ctx.skin, sky_mask=ctx.sky, params=params,
+                        return_gains=True)
+    unmeasured = sum(e.weight == 0.0 for e in exposures)
+    return out, f"{len(ctx.persons)} person(s)" + (f", {unmeasured} without skin rendered like the scene"
+                                                     if unmeasured else "")
 
 
 def _call_style(fn, image, ctx, params):

@@ -603,7 +603,7 @@ def tone_map_people(
     chroma_lo = np.log(np.maximum(img_lo[..., [0, 2]], 1e-6) / np.maximum(img_lo[..., 1:2], 1e-6))  # lh×lw×2
     # Pass 1: per-person statistics and a broad-prior illumination estimate.
     stats = []
-    for i, (m_lo, skin) in enumerate(zip(persons_lo, skins)):
+    for m_lo, skin in zip(persons_lo, skins):
         weight, from_skin = m_lo, False
         if skin is not None:  # measured on skin (the others were set aside above)
             weight, from_skin = m_lo * skins_lo[id(skin)], True

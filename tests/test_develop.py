@@ -348,3 +348,15 @@ def test_portrait_effects_skip_a_subject_too_small_for_a_portrait(rng, portrait)
         if not applied:
             assert "no portrait subject" in stage.detail and "1.4 %" in stage.detail
             assert np.array_equal(res.image, develop(img, segmentation=seg, **{**kw, "portrait": None}).image)
+
+
+def test_tone_map_report_names_people_without_skin(rng):
+    """A 'person' with no skin in it is rendered like the scene, and the report says so."""
+    img = _photo_array(rng, 64, 96)
+    seg = _fake_segmentation(64, 96, persons=2)
+    seg.skin = seg.persons[0] * 0.8  # the second person shows no skin (a back view, or a false detection)
+    res = develop(img, segmentation=seg, denoise=False, sharpen=False, style="standard", return_details=True)
+    assert res.report.stage("tone_map").detail == "2 person(s), 1 without skin rendered like the scene"
+    seg.skin = np.maximum(seg.persons[0], seg.persons[1]) * 0.8
+    res = develop(img, segmentation=seg, denoise=False, sharpen=False, style="standard", return_details=True)
+    assert res.report.stage("tone_map").detail == "2 person(s)"
