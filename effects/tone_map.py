@@ -27,10 +27,11 @@ bright-sky/dark-subject edge (no halo), which plain bilinear upsampling of gains
 5. Per person ``i`` (working grid statistics):
 
    * ``s_i`` = weighted median of ``l`` over the person's skin (``person * skin``). A person
-     with under 2 % skin in their matte is rendered like the scene around them (local tone map,
-     no exposure or contrast of their own): their light cannot be measured, and an estimate
-     from clothes or fur as if it were skin is a guess (it lifted a "person" that was an
-     elephant by an EV). Without any skin matte the whole person matte is measured;
+     with skin (matte over 0.5) on under 2 % of their matte is rendered like the scene around
+     them (local tone map, no exposure or contrast of their own): their light cannot be
+     measured, and an estimate from clothes or fur as if it were skin is a guess (it lifted a
+     "person" that was a zebra by 2 EV). Without any skin matte the whole person matte is
+     measured;
    * ``c_i`` = weighted median skin chromaticity ``(ln R/G, ln B/G)``, which does not depend
      on exposure;
    * a skin reflectance / illumination estimate by MAP over a continuum of reference skin
@@ -319,8 +320,10 @@ def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q) -> np.ndarray
 
 
 def _measured_on_skin(person_lo: np.ndarray, skin_lo: np.ndarray) -> bool:
-    """Whether a person's matte holds enough skin to measure their light on (2 % of its area)."""
-    return float((person_lo * skin_lo).sum()) >= max(4.0, 0.02 * float(person_lo.sum()))
+    """Whether a person's matte holds enough skin to measure their light on: skin matte over 0.5
+    on 2 % of its area. Decisive skin, not the soft matte: a faint 0.1–0.3 skin response spread
+    over a zebra's whole coat summed past 2 % and had it "measured" and lifted by 2 EV."""
+    return float((person_lo * (skin_lo > 0.5)).sum()) >= max(4.0, 0.02 * float(person_lo.sum()))
 
 
 def _midpoint_weighted_median(values, weights) -> float:
@@ -491,8 +494,8 @@ def tone_map_people(
     skin_masks : np.ndarray or sequence of np.ndarray, optional
         Skin matte(s), float H×W in [0, 1]. Either one scene-level skin matte shared by all
         people (each person's skin is ``skin * person``, as ``Segmentation.skin`` provides) or
-        a sequence of the same length as ``person_masks``. A person with under 2 % skin in
-        their matte is then rendered like the scene (no exposure of their own). Without skin
+        a sequence of the same length as ``person_masks``. A person with skin (over 0.5) on
+        under 2 % of their matte is then rendered like the scene (no exposure of their own). Without skin
         mattes, a person's statistics use the whole person matte (clothes included), which is
         less accurate.
     sky_mask : np.ndarray, optional
@@ -571,8 +574,8 @@ def tone_map_people(
         if skin is not None and id(skin) not in skins_lo:
             skins_lo[id(skin)] = _downsample(skin, (lh, lw))
     # With skin mattes given, a "person" without skin in it is rendered like the scene around
-    # it: its light cannot be measured (a back view, or a false detection: an elephant or a
-    # zebra, whose whole-matte "skin tone" estimate lifted it by an EV and whitened it).
+    # it: its light cannot be measured (a back view, or a false detection: a zebra, whose faint
+    # skin response over the whole coat was taken for its skin and lifted it by 2 EV).
     rendered = [i for i, (m_lo, skin) in enumerate(zip(persons_lo, skins))
                 if skin is None or _measured_on_skin(m_lo, skins_lo[id(skin)])]
     all_persons = len(persons_lo)

@@ -283,6 +283,9 @@ def test_person_without_skin_is_rendered_like_the_scene(rng):
     without = tone_map_people(img, [persons[1]], skin_masks=[skins[1]])
     np.testing.assert_allclose(out, without, atol=1e-6)
     assert gains[0].weight == 0.0 and gains[0].gain_ev == 0.0 and gains[1].weight > 0
+    # A faint skin response (0.25) over the whole coat is not skin either: decisive skin counts.
+    faint = tone_map_people(img, [furry, persons[1]], skin_masks=[0.25 * furry, skins[1]])
+    np.testing.assert_allclose(faint, without, atol=1e-6)
     # Without skin mattes at all the whole matte is still measured (and the dark one lifted).
     _, guessed = tone_map_people(img, [furry, persons[1]], return_gains=True)
     assert guessed[0].weight > 0 and guessed[0].gain_ev > 0.3
