@@ -138,17 +138,6 @@ def run_mediapipe(images, python: str, tflite: str):
 
 
 # ----------------------------------------------------------------------------- camseg
-#: Person-free held-out scenes (``Record.source`` -> how the table names them).
-FREE_KINDS = {"scene": "COCO animals and objects", "ade_sky": "ADE scenes MediaPipe calls empty"}
-
-
-def _false_positives(person_masks: list) -> dict:
-    """False-positive figures over scenes with nobody in them (masks float H×W in [0, 1])."""
-    areas = [float(np.mean(m > THRESHOLD)) for m in person_masks]
-    return {"n": len(areas), "over_1_percent": int(sum(a > 0.01 for a in areas)),
-            "mean_area": float(np.mean(areas)) if areas else 0.0}
-
-
 def run_camseg(images, model: Path, threads: int | None):
     from camseg.segmenter import Segmenter
 
@@ -314,6 +303,7 @@ def main(argv=None) -> int:
 
     sys.path.insert(0, str(REPO))
     from camseg.train.data import DEFAULT_FACE_LABELS, group_composites, load_all
+    from camseg.train.evaluate import PERSON_FREE_KINDS, false_positive_figures
 
     t0 = time.perf_counter()
     # The face labels mark which held-out ADE scenes are person-free: the composites' backgrounds,
@@ -330,7 +320,7 @@ def main(argv=None) -> int:
     # Scenes with nobody in them, for the false-positive figure: the COCO photos whose panoptic
     # entry lists no person (animals, vases, clocks: unbiased), and the ADE scenes that MediaPipe's
     # own verdict calls empty (so it scores ~0 there by construction).
-    free = [r for r in val if r.instances == [] and r.source in FREE_KINDS][:args.limit]
+    free = [r for r in val if r.instances == [] and r.source in PERSON_FREE_KINDS][:args.limit]
     images = [np.ascontiguousarray(r.image) for r in records]
     free_images = [np.ascontiguousarray(r.image) for r in free]
     truths = [np.any(np.stack(r.instances) > 127, axis=0) for r in records]
@@ -359,8 +349,9 @@ def main(argv=None) -> int:
         masks[m], seconds[m], cpu[m] = masks[m][:n], np.asarray(seconds[m])[:n], np.asarray(cpu[m])[:n]
     if post_cpu is not None:
         post_cpu = post_cpu[:n]
-    free_summary = {m: {kind: _false_positives([fm for fm, r in zip(free_masks[m], free) if r.source == kind])
-                        for kind in FREE_KINDS if any(r.source == kind for r in free)} for m in masks}
+    free_summary = {m: {kind: false_positive_figures([np.mean(fm > THRESHOLD)
+                                                      for fm, r in zip(free_masks[m], free) if r.source == kind])
+                        for kind in PERSON_FREE_KINDS if any(r.source == kind for r in free)} for m in masks}
     results = {m: [score(masks[m][i] > THRESHOLD, truths[i]) for i in range(len(images))] for m in masks}
     # "all" is the real photos; the composites (real people pasted onto real scenes) are their own row.
     real = [s for s in sorted(set(sources)) if s != COMPOSITE]
@@ -408,8 +399,8 @@ def main(argv=None) -> int:
     print(f"{'method':<10} {'person-free scenes':<34} {'n':>3} {'over 1 %':>8} {'mean area':>9}")
     for m in masks:
         for kind, fp in free_summary[m].items():
-            print(f"{m:<10} {FREE_KINDS[kind]:<34} {fp['n']:>3} {fp['over_1_percent']:>8} "
-                  f"{100 * fp['mean_area']:>8.2f}%")
+            print(f"{m:<10} {PERSON_FREE_KINDS[kind]:<34} {fp['scenes']:>3} {fp['fp_photos']:>8} "
+                  f"{100 * fp['fp_area']:>8.2f}%")
     print("person false positives: photos whose person mask (> 0.5) covers over 1 % of the frame, and the mean "
           "share of the frame; the ADE scenes are those MediaPipe's own verdict finds empty (~0 for it by "
           "construction), the COCO ones list no person in their panoptic labels")

@@ -300,11 +300,16 @@ def _call_portrait(fn, image, ctx, params):
                       f"needs {100 * PORTRAIT_MIN_SUBJECT_SHARE:.0f} % (move closer or zoom in); effect not applied")
     kind = ctx.settings.portrait
     kwargs = dict(PORTRAIT_EFFECTS[kind][1])
-    # Hair and glasses mattes sharpen the subject edge where the person matte is weakest;
-    # lighting looks also treat the face with the skin matte.
-    for name in ("hair", "glasses") + (("skin",) if fn is effects.portrait_lighting else ()):
+    # Hair and glasses mattes sharpen the subject edge where the person matte is weakest, made
+    # decisive like the subject's alpha they extend. Raw, the hair matte's haze of 0.2-0.45
+    # around a person in a light coat (a back view on foliage) entered the alpha at ~0.15 and
+    # left a bright glow of sharp leaves around the coat. Lighting looks also treat the face
+    # with the skin matte.
+    for name in ("hair", "glasses"):
         if getattr(ctx, name) is not None:
-            kwargs[f"{name}_mask"] = getattr(ctx, name)
+            kwargs[f"{name}_mask"] = decisive_alpha(getattr(ctx, name))
+    if fn is effects.portrait_lighting and ctx.skin is not None:
+        kwargs["skin_mask"] = ctx.skin
     detail = kind
     if fn is effects.portrait_blur:
         depth = ground_plane_depth(ctx.portrait_people, ctx.subject)
@@ -692,17 +697,14 @@ def develop(image, settings: "DevelopSettings | None" = None, *, segmenter=None,
         if m is not None and m.shape != pixels.shape[:2]:
             raise ValueError(f"segmentation.{name} has shape {m.shape} but the image is {pixels.shape[:2]}; "
                              "the segmentation must come from this image")
-    subject, people, edge = None, [], {}
+    subject, people = None, []
     if persons and wants_portrait:
         people = portrait_people(persons)
         subject = decisive_alpha(_summed_mattes(people))
-        # Hair and glasses extend the subject's alpha: decisive like it. Raw, the hair matte's
-        # haze of 0.2-0.45 around a person in a light coat (a back view on foliage) entered the
-        # alpha at ~0.15 and left a bright glow of sharp leaves around the coat.
-        edge = {n: decisive_alpha(mattes[n]) for n in ("hair", "glasses") if mattes.get(n) is not None}
     ctx = _Context(seg=seg, settings=settings, iso=photo.iso if photo is not None else None,
                    persons=persons, skin=skin, sky=sky, subject=subject, portrait_people=people,
-                   hair=edge.get("hair"), glasses=edge.get("glasses"))
+                   hair=mattes.get("hair") if subject is not None else None,
+                   glasses=mattes.get("glasses") if subject is not None else None)
 
     current = pixels
     for stage, fn, params_or_why in plan:

@@ -607,9 +607,9 @@ def tone_map_people(
     # Pass 1: per-person statistics and a broad-prior illumination estimate.
     stats = []
     for m_lo, skin in zip(persons_lo, skins):
-        weight, from_skin = m_lo, False
-        if skin is not None:  # measured on skin (the others were set aside above)
-            weight, from_skin = m_lo * skins_lo[id(skin)], True
+        # Measured on skin (the people without were set aside above), or on the whole matte
+        # when no skin matte was given at all.
+        weight = m_lo if skin is None else m_lo * skins_lo[id(skin)]
         wsum = float(weight.sum())
         if wsum < 1e-3:
             stats.append(None)
@@ -624,16 +624,16 @@ def tone_map_people(
         spread = max(float(q90 - q10), 1e-3)
         k_i = float(np.clip((p.person_contrast_target_ev / spread) ** p.person_contrast, *p.contrast_limits))
         pivot = float(_weighted_quantile(base_lo[sel], wv, 0.5)[0])
-        stats.append((s_i, c_i, d1, k_i, pivot, wsum, from_skin))
+        stats.append((s_i, c_i, d1, k_i, pivot, wsum))
 
-    # Target light: the group's common light (median), lifted to the scene's when darker. Only
-    # people measured on their skin vote when there are any: a light estimated from clothes (a
-    # back view, or a false detection such as a red flag) is a guess, and one guess in a pair
-    # moved the median far enough to darken a correctly exposed face by 1 EV.
+    # Target light: the group's common light (median), lifted to the scene's when darker. With
+    # skin mattes given only people measured on their skin are here: a light estimated from
+    # clothes (a back view, or a false detection such as a red flag) is a guess, and one guess in
+    # a pair moved the median far enough to darken a correctly exposed face by 1 EV.
     # Each voter weighs by the skin (or matte) area measured, so the big face the camera metered
     # for anchors the group; voters under min_voter_weight of the largest do not vote at all (a
     # weighted median can still land on a tiny voter that sits between two big ones).
-    voters = [st for st in stats if st is not None and st[6]] or [st for st in stats if st is not None]
+    voters = [st for st in stats if st is not None]
     if voters:
         heaviest = max(st[5] for st in voters)
         voters = [st for st in voters if st[5] >= p.min_voter_weight * heaviest]
@@ -647,7 +647,7 @@ def tone_map_people(
     for i, m_lo, st in zip(rendered, persons_lo, stats):
         if st is None:
             continue
-        s_i, c_i, _, k_i, pivot, wsum, _ = st
+        s_i, c_i, _, k_i, pivot, wsum = st
         d_i, rho = _estimate_illumination(s_i, c_i, log_e0, p, centre=target)
         g_i = -p.person_strength * (d_i - target)
         limited = abs(g_i) > p.max_person_ev

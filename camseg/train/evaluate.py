@@ -124,6 +124,22 @@ def overlay(image: np.ndarray, seg, persons: list) -> np.ndarray:
     return out
 
 
+#: A scene with nobody in it counts as a person false positive when a person matte (> 0.5)
+#: covers more than this share of the frame.
+FALSE_POSITIVE_AREA = 0.01
+
+
+def false_positive_figures(areas) -> dict:
+    """Person false-positive figures over scenes with nobody in them.
+
+    ``areas``: per scene, the share of the frame where the person matte is over 0.5. Returns
+    ``{"scenes": n, "fp_photos": scenes over FALSE_POSITIVE_AREA, "fp_area": mean share}``.
+    """
+    areas = [float(a) for a in areas]
+    return {"scenes": len(areas), "fp_photos": int(sum(a > FALSE_POSITIVE_AREA for a in areas)),
+            "fp_area": float(np.mean(areas)) if areas else 0.0}
+
+
 class _Scores:
     """Running sums of every metric over a set of photos (see :func:`evaluate`)."""
 
@@ -182,8 +198,7 @@ class _Scores:
                 "group_person_iou": float(self.group_inter / self.group_union) if self.group_union else None,
                 # per source of person-free scenes: ade_sky landscapes and streets, scene = COCO
                 # photos of animals and objects (the salient things a person head may fire on)
-                "person_free": {src: {"scenes": len(a), "fp_photos": int(sum(x > 0.01 for x in a)),
-                                      "fp_area": float(np.mean(a))} for src, a in sorted(self.person_free.items())},
+                "person_free": {src: false_positive_figures(a) for src, a in sorted(self.person_free.items())},
                 "off_people_photos": self.off_people_photos,
                 "off_people_fraction": {k: float(v[0] / max(v[1], 1)) for k, v in self.off_people.items()},
                 "photos": int(sum(self.sources.values())), "photos_by_source": dict(self.sources)}
