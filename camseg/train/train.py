@@ -115,6 +115,18 @@ def warm_start(model: HyperDetr, state: dict) -> list:
     return skipped
 
 
+def freeze_batchnorm_statistics(model) -> int:
+    """Put every BatchNorm layer in eval mode (normalise with, and keep, its running statistics)
+    while the rest of ``model`` trains; its scale and shift still learn. Returns how many layers.
+
+    At batch 8 a layer's batch statistics are noisy and the running averages drift with every
+    step of a fine-tune; frozen, the features the later layers were trained on stay put."""
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in layers:
+        m.eval()
+    return len(layers)
+
+
 def learning_rate(step, total, base, warmup=200):
     """Linear warm-up then cosine decay to 5 % of ``base``."""
     if step < warmup:
@@ -150,6 +162,9 @@ def main(argv=None) -> int:
     parser.add_argument("--amp", action="store_true",
                         help="run the network in bfloat16 autocast (for a GPU; losses stay in float32). Measured: "
                              "it cost sky IoU (0.882 vs 0.897 in float32, same run otherwise) and no speed")
+    parser.add_argument("--freeze-bn", action="store_true",
+                        help="keep every BatchNorm layer's running statistics as loaded (eval mode) while the "
+                             "weights train: for fine-tuning at small batches, whose batch statistics are noisy")
     parser.add_argument("--minutes", type=float, default=None,
                         help="wall-clock budget: the step count is fitted to the measured speed during "
                              "warm-up (--steps is then an upper bound), and training stops in time; "
@@ -194,6 +209,9 @@ def main(argv=None) -> int:
     elif args.backbone == "mobilenet_v2":
         print(f"loaded {model.backbone.load_imagenet()} ImageNet tensors into the MobileNetV2 backbone")
     model.to(device).train()
+    if args.freeze_bn:
+        frozen = freeze_batchnorm_statistics(model)
+        print(f"BatchNorm running statistics frozen in {frozen} layers")
     backbone_params = list(model.backbone.parameters())
     ids = {id(p) for p in backbone_params}
     other = [p for p in model.parameters() if id(p) not in ids]

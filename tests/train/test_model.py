@@ -116,3 +116,18 @@ def test_warm_start_from_a_checkpoint_without_position_terms(image):
     with torch.no_grad():
         for a, b in zip(old(image), new(image)):
             assert torch.equal(a, b)  # position rows start at zero: same predictions
+
+
+def test_freeze_batchnorm_statistics_keeps_running_stats_and_trains_scales(image):
+    from camseg.train.train import freeze_batchnorm_statistics
+    model = HyperDetr(HyperDetrConfig(decoder_layers=2)).train()
+    n = freeze_batchnorm_statistics(model)
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert n == len(bns) > 0 and not any(m.training for m in bns)
+    assert model.transformer.training  # the rest still trains (dropout etc.)
+    before = {k: v.clone() for k, v in model.state_dict().items() if "running_" in k}
+    scene, classes, masks = model(image * 3.0 + 1.0)  # statistics far from the loaded ones
+    (scene.mean() + masks.mean() + classes.mean()).backward()
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert any(m.weight.grad is not None and m.weight.grad.abs().sum() > 0 for m in bns)
