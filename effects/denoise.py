@@ -386,6 +386,19 @@ def _denoise_coarse(g1, sky1, skin1, noise, p, levels, band_std, skin_chroma):
     return rec
 
 
+def _strip_halo(r0: int, r1: int, h: int, h_coarse: int, window: int) -> tuple[int, int, int, int]:
+    """Rows a strip ``[r0, r1)`` of a band needs: ``(q0, q1, u0, u1)``.
+
+    The band's local energy reaches ``window`` rows beyond the strip, and pyrUp of the coarser
+    level's rows ``[q0, q1)`` covers this level's rows ``[u0, u1)``; two coarse rows of margin
+    keep pyrUp's own border handling out of the rows used, so the strip's rows equal
+    whole-frame processing.
+    """
+    e0, e1 = max(0, r0 - window), min(h, r1 + window)  # band rows incl. the energy halo
+    q0, q1 = max(0, e0 // 2 - 2), min(h_coarse, (e1 + 1) // 2 + 2)
+    return q0, q1, 2 * q0, min(h, 2 * q1)
+
+
 def _denoise_band(g, g_coarse, rec_coarse, sky_w, skin_w, noise, p, lv, band_std):
     """One band of the pyramid: ``pyrUp(rec_coarse) + shrunk(g - pyrUp(g_coarse))``, a new array.
 
@@ -404,9 +417,7 @@ def _denoise_band(g, g_coarse, rec_coarse, sky_w, skin_w, noise, p, lv, band_std
     def process_rows(y0: int, y1: int) -> None:
         for r0 in range(y0, y1, _STRIP):
             r1 = min(y1, r0 + _STRIP)
-            e0, e1 = max(0, r0 - win), min(h, r1 + win)            # band rows incl. halo
-            q0, q1 = max(0, e0 // 2 - 2), min(hc, (e1 + 1) // 2 + 2)  # coarse rows
-            u0, u1 = 2 * q0, min(h, 2 * q1)                        # rows pyrUp of [q0, q1) covers
+            q0, q1, u0, u1 = _strip_halo(r0, r1, h, hc, win)
             shp = (u1 - u0, w)
             up_noisy = _up(g_coarse[q0:q1], shp)
             band = cv2.subtract(g[u0:u1], up_noisy)
@@ -618,9 +629,7 @@ def denoise(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
     def process_rows(y0: int, y1: int) -> None:
         for r0 in range(y0, y1, _STRIP):
             r1 = min(y1, r0 + _STRIP)
-            e0, e1 = max(0, r0 - win), min(h, r1 + win)            # band rows incl. halo
-            q0, q1 = max(0, e0 // 2 - 2), min(h1, (e1 + 1) // 2 + 2)  # half-res rows
-            u0, u1 = 2 * q0, min(h, 2 * q1)                        # rows pyrUp of [q0, q1) covers
+            q0, q1, u0, u1 = _strip_halo(r0, r1, h, h1, win)
             shp = (u1 - u0, w)
             band = cv2.subtract(opp[u0:u1], _up(g1[q0:q1], shp))
             thresh = _up(root_thresh1[q0:q1], shp)
