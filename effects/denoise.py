@@ -49,8 +49,9 @@ The finest band, which holds most of the pixels, is processed in horizontal stri
 halo so the result equals whole-frame processing) to keep the temporaries in cache; what is
 smooth there (threshold from brightness and region strengths, skin chromaticity and
 weights) is computed on the half-resolution grid and brought up with one pyrUp per strip,
-and skin work is confined to the skin's bounding box. Coarser levels are whole-array
-operations on images 4x and more smaller.
+and skin work is confined to the skin's bounding box. The coarser bands are processed in
+strips the same way (band 1 alone holds a quarter of the frame's pixels); strips run on one
+contiguous row band per thread.
 """
 
 from __future__ import annotations
