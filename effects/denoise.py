@@ -49,9 +49,8 @@ The finest band, which holds most of the pixels, is processed in horizontal stri
 halo so the result equals whole-frame processing) to keep the temporaries in cache; what is
 smooth there (threshold from brightness and region strengths, skin chromaticity and
 weights) is computed on the half-resolution grid and brought up with one pyrUp per strip,
-and skin work is confined to the skin's bounding box. The coarser bands are processed in
-strips the same way (band 1 alone holds a quarter of the frame's pixels); strips run on one
-contiguous row band per thread.
+and skin work is confined to the skin's bounding box. Coarser levels are whole-array
+operations on images 4x and more smaller.
 """
 
 from __future__ import annotations
@@ -365,9 +364,7 @@ def _model(noise: NoiseProfile, level: int, band_std: float):
 def _denoise_coarse(g1, sky1, skin1, noise, p, levels, band_std, skin_chroma):
     """Denoise the half-resolution Gaussian level ``g1`` (H1×W1×3 opponent) over bands 1..levels-1.
 
-    Returns the reconstructed, denoised level 1 (a new array). Each band is processed in
-    strips of rows on concurrent row bands, as the finest band is: band 1 alone is a quarter
-    of the frame's pixels, and whole-array passes over it were a third of the denoiser's time.
+    Returns the reconstructed, denoised level 1 (a new array).
     """
     gs = [g1]
     for _ in range(1, levels):
@@ -379,61 +376,25 @@ def _denoise_coarse(g1, sky1, skin1, noise, p, levels, band_std, skin_chroma):
             sky_ws.append(cv2.pyrDown(sky_ws[-1]))
         if skin_ws is not None:
             skin_ws.append(cv2.pyrDown(skin_ws[-1]))
+    strength = float(p.strength)
     rec = gs[-1].copy()  # coarsest Gaussian level: not shrunk (mean brightness and colour)
     for lv in range(levels - 1, 0, -1):
         i = lv - 1  # index in gs of this band's level
-        rec = _denoise_band(gs[i], gs[i + 1], rec, sky_ws[i] if sky_ws is not None else None,
-                            skin_ws[i] if skin_ws is not None else None, noise, p, lv, band_std[lv])
+        g = gs[i]
+        hw = g.shape[:2]
+        up_noisy = _up(gs[i + 1], hw)
+        band = g - up_noisy
+        bright = _relu(cv2.extractChannel(up_noisy, 0))
+        sw = sky_ws[i] if sky_ws is not None else None
+        kw = skin_ws[i] if skin_ws is not None else None
+        k2l = _k2((p.luma_base, p.luma_sky, p.luma_skin), lv, sw, kw, strength)
+        k2c = _k2((p.chroma_base, p.chroma_sky, p.chroma_skin), lv, sw, kw, strength)
+        coef_a, coef_b = _model(noise, lv, band_std[lv])
+        fl = _floor_map(p, lv, kw)
+        _shrink(band, bright, coef_a, coef_b, k2l, k2c, p.window, fl)
+        rec = _up(rec, hw)
+        rec += band
     return rec
-
-
-def _strip_halo(r0: int, r1: int, h: int, h_coarse: int, window: int) -> tuple[int, int, int, int]:
-    """Rows a strip ``[r0, r1)`` of a band needs: ``(q0, q1, u0, u1)``.
-
-    The band's local energy reaches ``window`` rows beyond the strip, and pyrUp of the coarser
-    level's rows ``[q0, q1)`` covers this level's rows ``[u0, u1)``; two coarse rows of margin
-    keep pyrUp's own border handling out of the rows used, so the strip's rows equal
-    whole-frame processing.
-    """
-    e0, e1 = max(0, r0 - window), min(h, r1 + window)  # band rows incl. the energy halo
-    q0, q1 = max(0, e0 // 2 - 2), min(h_coarse, (e1 + 1) // 2 + 2)
-    return q0, q1, 2 * q0, min(h, 2 * q1)
-
-
-def _denoise_band(g, g_coarse, rec_coarse, sky_w, skin_w, noise, p, lv, band_std):
-    """One band of the pyramid: ``pyrUp(rec_coarse) + shrunk(g - pyrUp(g_coarse))``, a new array.
-
-    ``g``: this level's noisy Gaussian image (H×W×3); ``g_coarse``/``rec_coarse``: the next
-    coarser level, noisy and already denoised; ``sky_w``/``skin_w``: region weights on this grid
-    (or None). Rows are processed in strips whose halos (the energy window, and two coarse rows
-    for pyrUp) make each strip's rows equal to whole-frame processing.
-    """
-    h, w = g.shape[:2]
-    hc = g_coarse.shape[0]
-    strength = float(p.strength)
-    coef_a, coef_b = _model(noise, lv, band_std)
-    win = p.window
-    out = np.empty_like(g)
-
-    def process_rows(y0: int, y1: int) -> None:
-        for r0 in range(y0, y1, _STRIP):
-            r1 = min(y1, r0 + _STRIP)
-            q0, q1, u0, u1 = _strip_halo(r0, r1, h, hc, win)
-            shp = (u1 - u0, w)
-            up_noisy = _up(g_coarse[q0:q1], shp)
-            band = cv2.subtract(g[u0:u1], up_noisy)
-            bright = _relu(cv2.extractChannel(up_noisy, 0))
-            sw = sky_w[u0:u1] if sky_w is not None else None
-            kw = skin_w[u0:u1] if skin_w is not None else None
-            k2l = _k2((p.luma_base, p.luma_sky, p.luma_skin), lv, sw, kw, strength)
-            k2c = _k2((p.chroma_base, p.chroma_sky, p.chroma_skin), lv, sw, kw, strength)
-            _shrink(band, bright, coef_a, coef_b, k2l, k2c, win, _floor_map(p, lv, kw))
-            res = _up(rec_coarse[q0:q1], shp)
-            s0, s1 = r0 - u0, r1 - u0
-            np.add(res[s0:s1], band[s0:s1], out=out[r0:r1])
-
-    run_in_row_bands(process_rows, h, w, align=_STRIP)
-    return out
 
 
 _EDGE_KAPPA = np.float32(4.0)  # residual above 4x its noise-only value counts as a colour edge
@@ -630,7 +591,9 @@ def denoise(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
     def process_rows(y0: int, y1: int) -> None:
         for r0 in range(y0, y1, _STRIP):
             r1 = min(y1, r0 + _STRIP)
-            q0, q1, u0, u1 = _strip_halo(r0, r1, h, h1, win)
+            e0, e1 = max(0, r0 - win), min(h, r1 + win)            # band rows incl. halo
+            q0, q1 = max(0, e0 // 2 - 2), min(h1, (e1 + 1) // 2 + 2)  # half-res rows
+            u0, u1 = 2 * q0, min(h, 2 * q1)                        # rows pyrUp of [q0, q1) covers
             shp = (u1 - u0, w)
             band = cv2.subtract(opp[u0:u1], _up(g1[q0:q1], shp))
             thresh = _up(root_thresh1[q0:q1], shp)
