@@ -38,6 +38,9 @@ Figures (PSNR on sRGB-encoded values, peak 1, i.e. what is seen on screen):
   signal and noise energies of every band (the ideal-Wiener reference used e.g. in BM3D's
   papers): what shrinkage in this pyramid can reach at best, for reading the skin goal. On
   JPEG rows it stays near or below 0.5 removed at ISO 800 and 3200 with >= 0.7 kept.
+* ``chart+jpeg+dct`` rows: the same JPEG rows with ``DenoiseParams(jpeg_skin=True)``, the
+  quantisation-aware skin luma estimated in the JPEG's own 8×8 DCT blocks (effects/_jpeg.py;
+  off by default for its cost at 12 MP).
 * ``flat``: residual-noise flatness across brightness on the neutral ramp: max/min of the
   residual sRGB noise std over 8 brightness bins (input's ratio in brackets; 1 = flat).
 * sharpening overshoot on clean step edges at the sky boundary, inside skin, and on a plain
@@ -263,23 +266,27 @@ def sky_params(p: DenoiseParams) -> DenoiseParams:
 
 # ----------------------------------------------------------------------------- runs
 
-def run_chart(results, rng, jpeg: bool, exif_iso: bool = False):
+def run_chart(results, rng, jpeg: bool, exif_iso: bool = False, jpeg_skin: bool = False):
     """Rows for one noise kind. ``exif_iso``: pass the ISO to the denoiser as a camera's EXIF
-    would (enables the per-scale noise model, see effects.noise_profile)."""
+    would (enables the per-scale noise model, see effects.noise_profile). ``jpeg_skin``: with
+    ``DenoiseParams(jpeg_skin=True)``, the quantisation-aware skin luma (effects/_jpeg.py)."""
+    from dataclasses import replace
+    params = DenoiseParams(jpeg_skin=jpeg_skin)
     clean, sky, skin, tex, ramp = make_chart()
     jc = jpeg_roundtrip(clean) if jpeg else None
     rows = []
     for iso in ISOS:
         noisy = add_noise(clean, iso, rng, jpeg)
         kw = dict(iso=iso) if exif_iso else {}
-        ours = denoise(noisy, sky_mask=sky, skin_mask=skin, **kw)
-        glob = denoise(noisy, **kw)
-        glob_sky = denoise(noisy, params=sky_params(DenoiseParams()), **kw)
+        ours = denoise(noisy, sky_mask=sky, skin_mask=skin, params=params, **kw)
+        glob = denoise(noisy, params=params, **kw)
+        glob_sky = denoise(noisy, params=replace(sky_params(DenoiseParams()), jpeg_skin=jpeg_skin), **kw)
         sky_in = _erode(sky, 4).astype(np.float32)
         kept, nr, nr_rem = skin_figures(ours, noisy, clean, skin, jc)
         o_kept, _, o_rem = skin_figures(oracle_wiener(noisy, clean), noisy, clean, skin, jc)
         row = dict(
-            scene="chart" + ("+jpeg" if jpeg else "") + ("+iso" if exif_iso else ""), iso=iso,
+            scene="chart" + ("+jpeg" if jpeg else "") + ("+iso" if exif_iso else "") + ("+dct" if jpeg_skin else ""),
+            iso=iso,
             psnr_in_sky=psnr(noisy, clean, sky_in),
             sky_gain=psnr(ours, clean, sky_in) - psnr(glob, clean, sky_in),
             tex_change=psnr(ours, clean, tex) - psnr(glob, clean, tex),
@@ -505,7 +512,8 @@ def main(argv=None):
     results = {}
 
     chart_rows = (run_chart(results, rng, jpeg=False) + run_chart(results, rng, jpeg=True)
-                  + run_chart(results, rng, jpeg=True, exif_iso=True))
+                  + run_chart(results, rng, jpeg=True, exif_iso=True)
+                  + run_chart(results, rng, jpeg=True, jpeg_skin=True))
     print("\n== Denoise on the synthetic chart (PSNR on sRGB values; global = same denoiser, no masks, default strength)")
     print(f"{'scene':<16}{'ISO':>6}{'sky in':>8}{'sky+dB':>8}{'tex dB':>8}{'tex@sky':>9}{'skin kept':>10}{'skin nr':>9}"
           f"{'nr rem':>8}{'oracle kept/rem':>16}{'flat(in)':>14}")

@@ -1,0 +1,274 @@
+"""Quantisation-aware skin luma for JPEG inputs: Bayesian estimation in the file's own 8×8 DCT.
+
+Why
+---
+A RAW-derived JPEG's noise is not white. The encoder rounds each 8×8 block's DCT coefficient
+``x = c + n`` (clean signal plus sensor noise) to a multiple ``k * Q`` of its quantisation step:
+where ``|x| < Q / 2`` signal and noise are both gone, where ``k != 0`` the noise survives at
+its full level. On skin — texture of the same size as the noise — a pixel-domain denoiser
+cannot tell the two kinds of block apart (an oracle Wiener filter in our Laplacian pyramid
+that knows the true local noise energy still misses "0.7 texture kept with 0.5 of the noise
+removed" at ISO 3200, ``benchmarks/denoise.py``); in the JPEG's own blocks the same oracle
+meets it, because every coefficient's quantisation bin is known exactly.
+
+Method
+------
+1. Model of the encoder: linear RGB → sRGB transfer (IEC 61966-2-1) → 8 bits → JFIF luma
+   ``Y = 0.299 R + 0.587 G + 0.114 B`` (0–255) → orthonormal 8×8 DCT-II on the block grid
+   anchored at the top-left pixel.
+2. The steps ``Q[u, v]`` are read back from the decoded pixels: decoded coefficients sit on
+   multiples of ``Q``, so ``mean(cos(2 pi d / q))`` over the non-zero coefficients is near 1
+   for ``q = Q`` and its divisors and near 0 otherwise (the JPEG-history periodicity of Fan
+   & de Queiroz, "Identification of bitmap compression history: JPEG detection and quantizer
+   estimation", IEEE TIP 2003); the largest such ``q >= 3`` is taken. An image without that
+   structure (raw-like, PNG, resampled or re-gridded after compression) is left alone.
+3. Each AC coefficient gets the posterior mean of ``c`` given its bin, with a local Gaussian
+   prior ``c ~ N(0, s^2)`` and noise ``n ~ N(0, sigma^2)``: ``x = c + n ~ N(0, tau^2)``,
+   ``tau^2 = s^2 + sigma^2``, and ``E[c | x in bin] = s^2 / tau^2 * E[x | x in bin]``, the
+   mean of a truncated normal (the MMSE "biased reconstruction" of quantised coefficients,
+   Price & Rabbani, IEEE SPL 1999, here with the noise in the model). ``tau^2`` of each
+   frequency comes from the quantised second moment ``mean(k^2)`` over a skin-weighted
+   neighbourhood of blocks, inverting ``E[k^2](tau / Q)`` (moment matching that accounts for
+   the coefficients JPEG zeroed); ``sigma^2`` from the caller's white-equivalent luma noise
+   model, capped by the smallest ``tau^2`` among the frequencies where enough coefficients
+   survive (at those, skin has next to no texture, so ``tau^2`` is the noise itself).
+4. The new luma replaces the pyramid result's luma on skin (the DC term — block means — and
+   the chroma stay the pyramid's), blended by the skin weight.
+
+The sRGB transfer curve appears here (not only in ``camseg.io``) because it is part of the
+*camera encoder's* model, and ``effects`` never imports ``camseg``.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import cv2
+import numpy as np
+from scipy.special import ndtr
+
+# JFIF (ITU-R BT.601) luma weights used by every baseline JPEG encoder.
+_JFIF_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+# Orthonormal DCT-II matrix D: the 2-D DCT of a block X is D @ X @ D.T.
+_DCT8 = cv2.dct(np.eye(8, dtype=np.float32), flags=cv2.DCT_ROWS).T.copy()
+_MIN_STEP = 3           # smaller steps cannot be told from the 8-bit rounding of the decoded pixels
+_MIN_SURVIVING = 30     # non-zero coefficients a frequency needs for its step to be read
+_PERIODICITY = 0.75     # mean cos(2 pi d / q) above which d sits on multiples of q
+_MIN_STEPS_FOUND = 6    # fewer quantised frequencies than this: not a JPEG on this grid
+_SAMPLE_BLOCKS = 4000   # blocks used to read the steps (every k-th block of the region)
+_SKIN_BLOCK = 0.1       # blocks whose mean skin weight is below this are left to the pyramid
+_MIN_NOISE_VAR = 0.5    # skin noise variance (8-bit luma levels^2) below which the step is skipped
+
+
+def _encode_srgb(linear: np.ndarray) -> np.ndarray:
+    lo = linear * np.float32(12.92)
+    hi = cv2.pow(np.maximum(linear, np.float32(0.0031308)), 1 / 2.4) * np.float32(1.055) - np.float32(0.055)
+    return np.where(linear <= 0.0031308, lo, hi).astype(np.float32, copy=False)
+
+
+def _decode_srgb(encoded: np.ndarray) -> np.ndarray:
+    lo = encoded / np.float32(12.92)
+    hi = cv2.pow((np.maximum(encoded, np.float32(0.04045)) + np.float32(0.055)) * np.float32(1 / 1.055), 2.4)
+    return np.where(encoded <= 0.04045, lo, hi).astype(np.float32, copy=False)
+
+
+def _srgb_slope(linear: np.ndarray) -> np.ndarray:
+    """d sRGB / d linear (per unit), for carrying a linear noise variance into 8-bit sRGB."""
+    x = np.maximum(linear, 0.0031308)
+    return np.where(linear <= 0.0031308, 12.92, 1.055 / 2.4 * np.power(x, 1 / 2.4 - 1)).astype(np.float32)
+
+
+def _to_blocks(plane: np.ndarray) -> np.ndarray:
+    h, w = plane.shape
+    return plane.reshape(h // 8, 8, w // 8, 8).transpose(0, 2, 1, 3)
+
+
+def _from_blocks(blocks: np.ndarray) -> np.ndarray:
+    bh, bw = blocks.shape[:2]
+    return np.ascontiguousarray(blocks.transpose(0, 2, 1, 3)).reshape(bh * 8, bw * 8)
+
+
+def block_dct(plane: np.ndarray) -> np.ndarray:
+    """float32 (8h)×(8w) plane → (h, w, 8, 8) orthonormal DCT-II of its 8×8 blocks."""
+    return _DCT8 @ _to_blocks(plane) @ _DCT8.T
+
+
+def block_idct(coefs: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`block_dct`."""
+    return _from_blocks(_DCT8.T @ coefs @ _DCT8)
+
+
+def jfif_luma(linear_rgb: np.ndarray) -> np.ndarray:
+    """float32 H×W×3 linear RGB → float32 H×W JFIF luma of its 8-bit sRGB encoding (0–255)."""
+    return cv2.transform(_encode_srgb(np.clip(linear_rgb, 0.0, 1.0)), (255.0 * _JFIF_LUMA)[None, :]).reshape(
+        linear_rgb.shape[:2])
+
+
+def estimate_quantisation(coefs: np.ndarray) -> np.ndarray | None:
+    """Luma quantisation steps read back from decoded DCT coefficients.
+
+    Parameters
+    ----------
+    coefs : np.ndarray
+        float32 (n, 8, 8) block DCTs of JFIF luma (0–255 scale) of decoded blocks.
+
+    Returns
+    -------
+    np.ndarray or None
+        float64 (8, 8) steps, 1 where a frequency's step could not be read (too few surviving
+        coefficients, or a step below 3); None when fewer than 6 frequencies show a step —
+        the image was not JPEG-compressed on this block grid.
+    """
+    steps = np.ones((8, 8))
+    cand = np.arange(_MIN_STEP, 64, dtype=np.float32)
+    for u in range(8):
+        for v in range(8):
+            if u == 0 and v == 0:
+                continue
+            d = np.abs(coefs[:, u, v])
+            d = d[d >= 2.0]  # clearly non-zero (the decoded pixels' rounding moves d by ~0.3)
+            if d.size < _MIN_SURVIVING:
+                continue
+            # Step q: the coefficients it rounds to k != 0 (|d| >= q / 2) sit on its multiples
+            # (a divisor of the true step passes too, hence the largest q that does), and none
+            # lie clearly between 0 and q / 2, where q would have rounded them to 0 (this
+            # rejects a q far above most coefficients, whose few large ones score by chance).
+            big = d[:, None] >= 0.5 * cand
+            count = big.sum(axis=0)
+            score = (np.cos((2 * np.pi) * d[:, None] / cand) * big).sum(axis=0) / np.maximum(count, 1)
+            forbidden = (d[:, None] < 0.5 * cand - 1.0).mean(axis=0)
+            passing = (count >= _MIN_SURVIVING) & (score > _PERIODICITY) & (forbidden <= 0.05)
+            if passing.any():
+                # Largest q scoring as well as the best: with only k = 1 present a q one above
+                # the true step still scores fairly high (cos(2 pi 11 / 12) = 0.87), divisors
+                # of the step score as high as the step itself.
+                best = score[passing].max()
+                steps[u, v] = cand[np.flatnonzero(passing & (score >= best - 0.05))[-1]]
+    return steps if int((steps >= _MIN_STEP).sum()) >= _MIN_STEPS_FOUND else None
+
+
+@functools.lru_cache(maxsize=1)
+def _second_moment_table() -> tuple[np.ndarray, np.ndarray]:
+    """(E[k^2], t) for k = round(x / Q), x ~ N(0, (t Q)^2), t on a log grid: monotone in t."""
+    t = np.exp(np.linspace(np.log(0.02), np.log(60.0), 500))
+    k = np.arange(-500, 501, dtype=np.float64)[:, None]
+    p = ndtr((k + 0.5) / t) - ndtr((k - 0.5) / t)
+    return (p * k * k).sum(axis=0), t
+
+
+def _total_variance(mean_k2: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """tau^2 whose quantised second moment ``E[round(x / Q)^2]`` equals ``mean_k2``."""
+    m2, t = _second_moment_table()
+    return (np.interp(mean_k2, m2, t) * steps) ** 2
+
+
+def _posterior_mean(coefs, steps, signal_var, noise_var, gain_power=1.0):
+    """E[c | x in its quantisation bin] under c ~ N(0, s^2), x = c + n, n ~ N(0, sigma^2);
+    ``gain_power`` < 1 raises the Wiener factor ``s^2 / tau^2`` to that power (keeps more).
+
+    ``coefs`` (..., 8, 8) float32, ``steps`` (8, 8), the variances broadcastable to ``coefs``.
+    """
+    tau2 = np.broadcast_to(signal_var + noise_var, coefs.shape)
+    gain = np.power(signal_var / np.maximum(tau2, 1e-12), gain_power, dtype=np.float32)
+    q = np.broadcast_to(steps.astype(np.float32), coefs.shape)
+    k = np.round(coefs / q)
+    # Fine bins (unknown or tiny steps, or a prior much wider than the bin) carry x itself:
+    # no rounding to undo. Coarse bins with k = 0 are symmetric: E[x | bin] = 0.
+    coarse = (q >= _MIN_STEP) & (q * q >= 0.0025 * tau2)
+    x = np.where(coarse, np.float32(0.0), coefs)
+    sel = coarse & (k != 0)  # the few surviving coefficients: the only truncated-normal work
+    if sel.any():
+        tau = np.sqrt(tau2[sel].astype(np.float64))
+        ks, qs = k[sel].astype(np.float64), q[sel].astype(np.float64)
+        a, b = (ks - 0.5) * qs / tau, (ks + 0.5) * qs / tau
+        mass = ndtr(b) - ndtr(a)
+        mean = tau * (np.exp(-0.5 * a * a) - np.exp(-0.5 * b * b)) / (np.sqrt(2 * np.pi) * np.maximum(mass, 1e-300))
+        x[sel] = np.where(mass > 1e-9, mean, ks * qs)
+    return gain * x
+
+
+def jpeg_skin_luma(image: np.ndarray, out: np.ndarray, skin_weight: np.ndarray, luma_noise: tuple[float, float], *,
+                   prior_radius: int, gain_power: float, ceiling: float) -> bool:
+    """Replace the luma of ``out`` on skin by the quantisation-aware estimate (in place).
+
+    Parameters
+    ----------
+    image : np.ndarray
+        float32 H×W×3 linear RGB, the noisy input (as decoded from the JPEG).
+    out : np.ndarray
+        float32 H×W×3 linear RGB, the pyramid denoiser's result; modified in place on skin.
+    skin_weight : np.ndarray
+        float32 H×W skin weight in [0, 1] (the denoiser's refined skin matte).
+    luma_noise : tuple of float
+        ``(a, b)`` of the white-equivalent noise of linear luma (RGB mean), ``a * Y + b``.
+    prior_radius : int
+        Radius, in blocks, of the neighbourhood that sets each coefficient's prior. >= 1.
+    gain_power : float
+        Exponent of the posterior's Wiener factor (1 = the MMSE posterior mean). In (0, 1].
+    ceiling : float
+        Upper clip of the result (the denoiser's ``max(1, image.max())``).
+
+    Returns
+    -------
+    bool
+        True when applied; False when the image shows no JPEG quantisation on the 8×8 grid
+        anchored at the top-left pixel, or there is no skin.
+    """
+    h8, w8 = (image.shape[0] // 8) * 8, (image.shape[1] // 8) * 8
+    if h8 == 0 or w8 == 0:
+        return False
+    wb = cv2.resize(skin_weight[:h8, :w8], (w8 // 8, h8 // 8), interpolation=cv2.INTER_AREA)
+    rows, cols = np.flatnonzero((wb >= _SKIN_BLOCK).any(axis=1)), np.flatnonzero((wb >= _SKIN_BLOCK).any(axis=0))
+    if rows.size == 0:
+        return False
+    # Noise: the white-equivalent model carried into 8-bit sRGB luma at each block's colour.
+    mean_lin = cv2.resize(out[:h8, :w8], (w8 // 8, h8 // 8), interpolation=cv2.INTER_AREA)
+    a, b = luma_noise
+    slope = _srgb_slope(mean_lin) * (255.0 * _JFIF_LUMA)
+    noise_all = ((slope * slope) * (3.0 * (a * np.maximum(mean_lin, 0.0) + b))).sum(axis=2)
+    if float(np.median(noise_all[wb >= _SKIN_BLOCK])) < _MIN_NOISE_VAR:
+        return False  # (nearly) clean skin: nothing for the quantisation model to tell apart
+    # The region: skin blocks plus the prior's neighbourhood (for the statistics only).
+    b0, b1 = max(0, rows[0] - prior_radius), min(wb.shape[0], rows[-1] + 1 + prior_radius)
+    c0, c1 = max(0, cols[0] - prior_radius), min(wb.shape[1], cols[-1] + 1 + prior_radius)
+    ys, xs = slice(8 * b0, 8 * b1), slice(8 * c0, 8 * c1)
+    coefs = block_dct(jfif_luma(image[ys, xs]))
+    flat = coefs.reshape(-1, 8, 8)
+    steps = estimate_quantisation(flat[:: max(1, flat.shape[0] // _SAMPLE_BLOCKS)])
+    if steps is None:
+        return False
+    wreg = wb[b0:b1, c0:c1]
+    k2 = np.round(coefs / steps.astype(np.float32)) ** 2  # (bh, bw, 8, 8)
+    bh, bw = wreg.shape
+    # Skin-weighted mean of k^2 over (2r+1)^2 blocks per frequency: background blocks at the
+    # skin's edge would otherwise inflate the prior with their edges.
+    ksize = (2 * prior_radius + 1, 2 * prior_radius + 1)
+    num = cv2.blur(np.ascontiguousarray((k2 * wreg[..., None, None]).reshape(bh, bw, 64)), ksize,
+                   borderType=cv2.BORDER_REFLECT).reshape(bh, bw, 8, 8)
+    den = cv2.blur(wreg, ksize, borderType=cv2.BORDER_REFLECT)[..., None, None]
+    tau2 = _total_variance(num / np.maximum(den, 1e-6), steps)
+
+    sout = _encode_srgb(np.clip(out[ys, xs], 0.0, None))
+    noise_var = noise_all[b0:b1, c0:c1, None, None]
+    # The noise model, capped by the skin's own noise floor: the smallest tau^2 among frequencies where
+    # enough coefficients survive quantisation (texture-free there, so tau^2 is the noise).
+    on_skin = wreg >= 0.5
+    if on_skin.sum() >= _MIN_SURVIVING:
+        k2s = k2[on_skin]
+        surviving = ((k2s > 0).mean(axis=0) >= 0.05) & (steps >= _MIN_STEP)
+        surviving[0, 0] = False
+        if surviving.any():
+            floor = float(_total_variance(k2s.mean(axis=0), steps)[surviving].min())
+            noise_var = np.minimum(noise_var, floor)
+    signal_var = np.maximum(tau2 - noise_var, 0.0)
+    est = _posterior_mean(coefs, steps, signal_var.astype(np.float32), noise_var, gain_power)
+    y_out = cv2.transform(sout, (255.0 * _JFIF_LUMA)[None, :]).reshape(sout.shape[:2])
+    est[..., 0, 0] = block_dct(y_out)[..., 0, 0]  # block means stay the pyramid's
+    delta = block_idct(est) - y_out
+    # Blend weight: 0 below the skin-block threshold, 1 on full skin, so no seam at the cut.
+    wpix = np.clip((skin_weight[ys, xs] - _SKIN_BLOCK) / (1.0 - _SKIN_BLOCK), 0.0, 1.0)
+    sout += (wpix * delta * np.float32(1 / 255))[..., None]
+    new = np.clip(_decode_srgb(np.clip(sout, 0.0, None)), 0.0, ceiling)
+    # Only where the weight is positive: elsewhere the sRGB round trip would move the last bit.
+    np.copyto(out[ys, xs], new, where=(wpix > 0)[..., None])
+    return True
