@@ -5,21 +5,11 @@ import pytest
 
 from effects import DenoiseParams, denoise
 from effects._jpeg import _decode_srgb, _encode_srgb, block_dct, estimate_quantisation, jfif_luma
+from test_denoise import _skin_scene  # pytest puts this folder on sys.path
 
 _ZIGZAG = np.array([0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27,
                     20, 13, 6, 7, 14, 21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51,
                     58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63])
-
-
-def _skin_scene(h, w, seed=3):
-    """Skin-coloured patch with 5 % pore-like texture and dark dots (as in test_denoise)."""
-    r = np.random.default_rng(seed)
-    pores = r.standard_normal((h, w)).astype(np.float32)
-    pores = cv2.GaussianBlur(pores, (0, 0), 1.2) - cv2.GaussianBlur(pores, (0, 0), 4.0)
-    pores /= pores.std()
-    dots = cv2.GaussianBlur((r.random((h, w)) < 0.004).astype(np.float32), (0, 0), 1.3)
-    tex = 1.0 + 0.05 * pores - 0.25 * dots / dots.max()
-    return (np.array([0.55, 0.36, 0.27], np.float32) * tex[..., None]).astype(np.float32)
 
 
 def _noisy(clean, iso, rng):
