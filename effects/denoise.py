@@ -44,6 +44,14 @@ Technique (what a camera's noise-reduction block does, in four steps):
    > 2x the fine) the finest skin band is thresholded at the coarse, white-equivalent level,
    because JPEG keeps noise in textured blocks while removing it from the flat blocks the
    estimate reads.
+5. **Optional: skin luma in the JPEG's own blocks** (``DenoiseParams(jpeg_skin=True)``). On a
+   JPEG input the luma quantisation table is read back from the pixels, and every 8×8 DCT
+   coefficient of the skin's luma is replaced by its posterior mean given its quantisation
+   bin (``effects/_jpeg.py``): the only way to tell the coefficients whose noise JPEG zeroed
+   from those where it survived whole. Chart JPEG skin (ISO 800 / 3200 / 12800, texture kept
+   / removable noise removed): 0.97/0.55, 0.91/0.49, 0.71/0.64 against 0.92/0.44, 0.78/0.42,
+   0.71/0.49 without. Off by default for its cost (+1.1 s on a 12-MP develop whose skin
+   matte covers a quarter of the frame, 1.27 -> 2.36 s).
 
 The finest band, which holds most of the pixels, is processed in horizontal strips (with a
 halo so the result equals whole-frame processing) to keep the temporaries in cache; what is
@@ -138,9 +146,9 @@ class DenoiseParams:
         happens on other images, nor on skin whose noise is under one 8-bit level), replace
         the skin luma by the quantisation-aware Bayesian estimate of ``effects/_jpeg.py``:
         JPEG zeroed the noise in some DCT coefficients and left it whole in others, which
-        only the file's own blocks can tell apart. Off by default for its cost: on a 12-MP
-        close-up portrait whose skin matte covers half the frame it adds ~2.6 s to ~0.6 s
-        (whole-frame float work in NumPy; not yet optimised).
+        only the file's own blocks can tell apart. Off by default for its cost: it adds 1.1 s
+        to a 12-MP ``develop`` (1.27 -> 2.36 s, ``benchmarks/develop.py``'s photo, whose skin
+        matte covers a quarter of the frame); its work grows with the skin's bounding box.
     jpeg_prior_radius : int
         Radius, in 8×8 blocks, of the skin neighbourhood whose quantised coefficients set each
         coefficient's Gaussian prior (6 = 104 px windows). >= 1.
@@ -149,8 +157,10 @@ class DenoiseParams:
         MMSE posterior mean; below 1 every coefficient keeps more of itself (texture and
         noise), the same "grain over plastic" choice as ``skin_texture_contrast``. In (0, 1].
         On the benchmark chart's JPEG rows (ISO 800 / 3200 / 12800, texture kept / removable
-        noise removed): 1.0 gives 0.97/0.57, 0.88/0.49, 0.63/0.65; 0.8 gives 0.97/0.56,
-        0.90/0.47, 0.68/0.63; without the JPEG step 0.92/0.45, 0.78/0.41, 0.70/0.49.
+        noise removed, worst of three noise draws): 1.0 gives 0.96/0.55, 0.88/0.50,
+        0.66/0.64; 0.8 gives 0.97/0.53, 0.90/0.48, 0.71/0.62 (the JPEG step off: 0.92/0.45,
+        0.78/0.41, 0.70/0.49). No value reaches both 0.5 removed at ISO 3200 and 0.7 kept at
+        12800.
     """
 
     strength: float = 1.0

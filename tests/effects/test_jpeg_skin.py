@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from effects import DenoiseParams, denoise
-from effects._jpeg import _decode_srgb, _encode_srgb, block_dct, estimate_quantisation, jfif_luma
+from effects._jpeg import _decode_srgb, _encode_srgb, as_blocks, block_dct, estimate_quantisation, jfif_luma
 from test_denoise import _skin_scene  # pytest puts this folder on sys.path
 
 _ZIGZAG = np.array([0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27,
@@ -55,7 +55,7 @@ def test_reads_the_luma_table_of_a_real_jpeg(rng):
     clean = _skin_scene(256, 256)
     for quality in (90, 75):
         dec, data = _jpeg(_noisy(clean, 3200, rng), quality)
-        steps = estimate_quantisation(block_dct(jfif_luma(dec)).reshape(-1, 8, 8))
+        steps = estimate_quantisation(as_blocks(block_dct(jfif_luma(dec))))
         assert steps is not None
         true = _luma_table(data)
         read = steps >= 3
@@ -65,7 +65,7 @@ def test_reads_the_luma_table_of_a_real_jpeg(rng):
 
 def test_no_jpeg_no_change(rng):
     noisy = _noisy(_skin_scene(128, 128), 3200, rng)  # float noise: never quantised
-    assert estimate_quantisation(block_dct(jfif_luma(noisy)).reshape(-1, 8, 8)) is None
+    assert estimate_quantisation(as_blocks(block_dct(jfif_luma(noisy)))) is None
     skin = np.ones(noisy.shape[:2], np.float32)
     np.testing.assert_array_equal(denoise(noisy, skin_mask=skin, params=DenoiseParams(jpeg_skin=True)),
                                   denoise(noisy, skin_mask=skin))
