@@ -38,9 +38,9 @@ Figures (PSNR on sRGB-encoded values, peak 1, i.e. what is seen on screen):
   signal and noise energies of every band (the ideal-Wiener reference used e.g. in BM3D's
   papers): what shrinkage in this pyramid can reach at best, for reading the skin goal. On
   JPEG rows it stays near or below 0.5 removed at ISO 800 and 3200 with >= 0.7 kept.
-* ``chart+jpeg+dct`` rows: the same JPEG rows with ``DenoiseParams(jpeg_skin=True)``, the
-  quantisation-aware skin luma estimated in the JPEG's own 8×8 DCT blocks (effects/_jpeg.py;
-  off by default for its cost at 12 MP).
+* ``chart+jpeg-dct`` rows: the same JPEG rows with ``DenoiseParams(jpeg_skin=False)``, i.e.
+  without the quantisation-aware skin luma estimated in the JPEG's own 8×8 DCT blocks
+  (effects/_jpeg.py): what that step adds.
 * ``flat``: residual-noise flatness across brightness on the neutral ramp: max/min of the
   residual sRGB noise std over 8 brightness bins (input's ratio in brackets; 1 = flat).
 * sharpening overshoot on clean step edges at the sky boundary, inside skin, and on a plain
@@ -266,10 +266,10 @@ def sky_params(p: DenoiseParams) -> DenoiseParams:
 
 # ----------------------------------------------------------------------------- runs
 
-def run_chart(results, rng, jpeg: bool, exif_iso: bool = False, jpeg_skin: bool = False):
+def run_chart(results, rng, jpeg: bool, exif_iso: bool = False, jpeg_skin: bool = True):
     """Rows for one noise kind. ``exif_iso``: pass the ISO to the denoiser as a camera's EXIF
-    would (enables the per-scale noise model, see effects.noise_profile). ``jpeg_skin``: with
-    ``DenoiseParams(jpeg_skin=True)``, the quantisation-aware skin luma (effects/_jpeg.py)."""
+    would (enables the per-scale noise model, see effects.noise_profile). ``jpeg_skin=False``:
+    without the quantisation-aware skin luma (effects/_jpeg.py), for comparison."""
     from dataclasses import replace
     params = DenoiseParams(jpeg_skin=jpeg_skin)
     clean, sky, skin, tex, ramp = make_chart()
@@ -285,7 +285,7 @@ def run_chart(results, rng, jpeg: bool, exif_iso: bool = False, jpeg_skin: bool 
         kept, nr, nr_rem = skin_figures(ours, noisy, clean, skin, jc)
         o_kept, _, o_rem = skin_figures(oracle_wiener(noisy, clean), noisy, clean, skin, jc)
         row = dict(
-            scene="chart" + ("+jpeg" if jpeg else "") + ("+iso" if exif_iso else "") + ("+dct" if jpeg_skin else ""),
+            scene="chart" + ("+jpeg" if jpeg else "") + ("+iso" if exif_iso else "") + ("" if jpeg_skin else "-dct"),
             iso=iso,
             psnr_in_sky=psnr(noisy, clean, sky_in),
             sky_gain=psnr(ours, clean, sky_in) - psnr(glob, clean, sky_in),
@@ -513,7 +513,7 @@ def main(argv=None):
 
     chart_rows = (run_chart(results, rng, jpeg=False) + run_chart(results, rng, jpeg=True)
                   + run_chart(results, rng, jpeg=True, exif_iso=True)
-                  + run_chart(results, rng, jpeg=True, jpeg_skin=True))
+                  + run_chart(results, rng, jpeg=True, jpeg_skin=False))
     print("\n== Denoise on the synthetic chart (PSNR on sRGB values; global = same denoiser, no masks, default strength)")
     print(f"{'scene':<16}{'ISO':>6}{'sky in':>8}{'sky+dB':>8}{'tex dB':>8}{'tex@sky':>9}{'skin kept':>10}{'skin nr':>9}"
           f"{'nr rem':>8}{'oracle kept/rem':>16}{'flat(in)':>14}")

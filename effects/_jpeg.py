@@ -58,7 +58,7 @@ _MIN_SURVIVING = 30     # non-zero coefficients a frequency needs for its step t
 _PERIODICITY = 0.75     # mean cos(2 pi d / q) above which d sits on multiples of q
 _MIN_STEPS_FOUND = 6    # fewer quantised frequencies than this: not a JPEG on this grid
 _SAMPLE_BLOCKS = 4000   # blocks used to read the steps (every k-th block of the region)
-_STRIP_BLOCKS = 16     # block rows per strip (128 px): temporaries stay in cache, not in new pages
+_STRIP_BLOCKS = 32     # block rows per strip (256 px): temporaries stay in cache, not in new pages
 _SKIN_BLOCK = 0.1       # blocks whose mean skin weight is below this are left to the pyramid
 _MIN_NOISE_VAR = 0.5    # skin noise variance (8-bit luma levels^2) below which the step is skipped
 
@@ -186,16 +186,13 @@ def _total_variance(mean_k2: np.ndarray, steps: np.ndarray) -> np.ndarray:
     return t2 * np.square(steps)
 
 
-def _posterior_mean(coefs, steps, signal_var, noise_var, gain_power=1.0):
-    """E[c | x in its quantisation bin] under c ~ N(0, s^2), x = c + n, n ~ N(0, sigma^2);
-    ``gain_power`` < 1 raises the Wiener factor ``s^2 / tau^2`` to that power (keeps more).
+def _posterior_mean(coefs, steps, signal_var, noise_var):
+    """E[c | x in its quantisation bin] under c ~ N(0, s^2), x = c + n, n ~ N(0, sigma^2).
 
     ``coefs`` float32, ``steps`` and the variances broadcastable to its shape.
     """
     tau2 = np.broadcast_to(signal_var + noise_var, coefs.shape)
     gain = signal_var / np.maximum(tau2, np.float32(1e-12))
-    if gain_power != 1.0:
-        gain = cv2.pow(gain.reshape(gain.shape[0], -1), float(gain_power)).reshape(gain.shape)
     q = np.broadcast_to(steps.astype(np.float32), coefs.shape)
     k = np.round(coefs / q)
     # Fine bins (unknown or tiny steps, or a prior much wider than the bin) carry x itself:
@@ -214,7 +211,7 @@ def _posterior_mean(coefs, steps, signal_var, noise_var, gain_power=1.0):
 
 
 def jpeg_skin_luma(image: np.ndarray, out: np.ndarray, skin_weight: np.ndarray, luma_noise: tuple[float, float], *,
-                   prior_radius: int, gain_power: float, ceiling: float) -> bool:
+                   prior_radius: int, noise_scale: float, ceiling: float) -> bool:
     """Replace the luma of ``out`` on skin by the quantisation-aware estimate (in place).
 
     Parameters
@@ -229,8 +226,9 @@ def jpeg_skin_luma(image: np.ndarray, out: np.ndarray, skin_weight: np.ndarray, 
         ``(a, b)`` of the white-equivalent noise of linear luma (RGB mean), ``a * Y + b``.
     prior_radius : int
         Radius, in blocks, of the neighbourhood that sets each coefficient's prior. >= 1.
-    gain_power : float
-        Exponent of the posterior's Wiener factor (1 = the MMSE posterior mean). In (0, 1].
+    noise_scale : float
+        Factor on the noise variance (the denoiser's noise-to-texture scaling ``f^2`` on skin:
+        below 1 the estimate keeps more grain as the noise nears the texture's contrast). > 0.
     ceiling : float
         Upper clip of the result (the denoiser's ``max(1, image.max())``).
 
@@ -258,8 +256,7 @@ def jpeg_skin_luma(image: np.ndarray, out: np.ndarray, skin_weight: np.ndarray, 
     r = prior_radius
     b0, b1 = max(0, rows[0] - r), min(wb.shape[0], rows[-1] + 1 + r)
     c0, c1 = max(0, cols[0] - r), min(wb.shape[1], cols[-1] + 1 + r)
-    xs = slice(8 * c0, 8 * c1)
-    luma_coefs = lambda q0, q1: block_dct(jfif_luma(image[8 * q0:8 * q1, xs]))  # (q1-q0, 8, bw, 8)
+    luma_coefs = lambda q0, q1: block_dct(jfif_luma(image[8 * q0:8 * q1, 8 * c0:8 * c1]))  # (rows, 8, cols, 8)
 
     # Steps and the skin's noise floor from a sample of block rows (~_SAMPLE_BLOCKS blocks).
     every = max(1, ((b1 - b0) * (c1 - c0)) // _SAMPLE_BLOCKS)
@@ -282,37 +279,46 @@ def jpeg_skin_luma(image: np.ndarray, out: np.ndarray, skin_weight: np.ndarray, 
             floor = np.float32(_total_variance(k2s.mean(axis=0), q88)[surviving].min())
 
     ksize = (2 * r + 1, 2 * r + 1)
-    wpix_all = (skin_weight - np.float32(_SKIN_BLOCK)) * np.float32(1 / (1 - _SKIN_BLOCK))
+    skin_blocks = wb >= _SKIN_BLOCK
 
     def process(s0: int, s1: int) -> None:
-        """Block rows [b0 + s0, b0 + s1) of the region, with r rows of halo for the prior."""
+        """Block rows [b0 + s0, b0 + s1) of the region, strip by strip; each strip works on the
+        columns holding skin in its rows, with r blocks of halo (rows and columns) for the prior
+        (the halo makes the result equal to whole-region processing)."""
         for t0 in range(b0 + s0, b0 + s1, _STRIP_BLOCKS):
             t1 = min(b0 + s1, t0 + _STRIP_BLOCKS)
-            h0, h1 = max(b0, t0 - r), min(b1, t1 + r)  # halo'd rows (the region's edge reflects)
-            coefs = luma_coefs(h0, h1)
-            wreg = wb[h0:h1, c0:c1]
-            hh, bw = wreg.shape
+            cols_here = np.flatnonzero(skin_blocks[t0:t1].any(axis=0))
+            if cols_here.size == 0:
+                continue
+            e0, e1 = cols_here[0], cols_here[-1] + 1                  # columns to write
+            g0, g1 = max(c0, e0 - r), min(c1, e1 + r)                  # with the prior's halo
+            h0, h1 = max(b0, t0 - r), min(b1, t1 + r)                  # halo'd rows
+            coefs = block_dct(jfif_luma(image[8 * h0:8 * h1, 8 * g0:8 * g1]))  # (rows, 8, cols, 8)
+            wreg = wb[h0:h1, g0:g1]
+            hh, gw = wreg.shape
             # Skin-weighted mean of k^2 over (2r+1)^2 blocks per frequency: background blocks
             # at the skin's edge would otherwise inflate the prior with their edges.
             k2w = np.square(np.round(coefs / steps)) * wreg[:, None, :, None]
-            per_block = np.ascontiguousarray(k2w.transpose(0, 2, 1, 3)).reshape(hh, bw, 64)
-            i0, i1 = t0 - h0, t1 - h0
-            num = cv2.blur(per_block, ksize, borderType=cv2.BORDER_REFLECT)[i0:i1]
-            num = num.reshape(i1 - i0, bw, 8, 8).transpose(0, 2, 1, 3)
-            den = cv2.blur(wreg, ksize, borderType=cv2.BORDER_REFLECT)[i0:i1, None, :, None]
+            per_block = np.ascontiguousarray(k2w.transpose(0, 2, 1, 3)).reshape(hh, gw, 64)
+            i0, i1, j0, j1 = t0 - h0, t1 - h0, e0 - g0, e1 - g0
+            num = cv2.blur(per_block, ksize, borderType=cv2.BORDER_REFLECT)[i0:i1, j0:j1]
+            num = num.reshape(i1 - i0, j1 - j0, 8, 8).transpose(0, 2, 1, 3)
+            den = cv2.blur(wreg, ksize, borderType=cv2.BORDER_REFLECT)[i0:i1, None, j0:j1, None]
             tau2 = _total_variance(num / np.maximum(den, np.float32(1e-6)), steps)
-            noise_var = noise_all[t0:t1, c0:c1][:, None, :, None]
+            noise_var = noise_all[t0:t1, e0:e1][:, None, :, None]
             if floor is not None:
                 noise_var = np.minimum(noise_var, floor)
+            noise_var = noise_var * np.float32(noise_scale)
             signal_var = np.maximum(tau2 - noise_var, np.float32(0.0))
-            est = _posterior_mean(coefs[i0:i1], steps, signal_var, noise_var, gain_power)
-            ys = slice(8 * t0, 8 * t1)
+            est = _posterior_mean(coefs[i0:i1, :, j0:j1], steps, signal_var, noise_var)
+            ys, xs = slice(8 * t0, 8 * t1), slice(8 * e0, 8 * e1)
             sout = _encode_srgb(out[ys, xs])
             y_out = cv2.transform(sout, (255.0 * _JFIF_LUMA)[None, :]).reshape(sout.shape[:2])
             est[:, 0, :, 0] = block_dct(y_out)[:, 0, :, 0]  # block means stay the pyramid's
             delta = block_idct(est) - y_out
             # Blend weight: 0 below the skin-block threshold, 1 on full skin: no seam at the cut.
-            wpix = np.clip(wpix_all[ys, xs], 0.0, 1.0)
+            wpix = np.clip((skin_weight[ys, xs] - np.float32(_SKIN_BLOCK)) * np.float32(1 / (1 - _SKIN_BLOCK)),
+                           0.0, 1.0)
             if ceiling > 1.0:
                 wpix[(out[ys, xs] > 1.0).any(axis=2)] = 0.0  # the 8-bit encoder model ends at 1
             sout += (wpix * (delta * np.float32(1 / 255)))[..., None]

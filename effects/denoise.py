@@ -44,14 +44,13 @@ Technique (what a camera's noise-reduction block does, in four steps):
    > 2x the fine) the finest skin band is thresholded at the coarse, white-equivalent level,
    because JPEG keeps noise in textured blocks while removing it from the flat blocks the
    estimate reads.
-5. **Optional: skin luma in the JPEG's own blocks** (``DenoiseParams(jpeg_skin=True)``). On a
-   JPEG input the luma quantisation table is read back from the pixels, and every 8×8 DCT
-   coefficient of the skin's luma is replaced by its posterior mean given its quantisation
-   bin (``effects/_jpeg.py``): the only way to tell the coefficients whose noise JPEG zeroed
+5. **Skin luma in the JPEG's own blocks** (``jpeg_skin``). On a JPEG input the luma
+   quantisation table is read back from the pixels, and every 8×8 DCT coefficient of the
+   skin's luma is replaced by its posterior mean given its quantisation bin
+   (``effects/_jpeg.py``): the only way to tell the coefficients whose noise JPEG zeroed
    from those where it survived whole. Chart JPEG skin (ISO 800 / 3200 / 12800, texture kept
-   / removable noise removed): 0.97/0.55, 0.91/0.49, 0.71/0.64 against 0.92/0.44, 0.78/0.42,
-   0.71/0.49 without. Off by default for its cost (+1.1 s on a 12-MP develop whose skin
-   matte covers a quarter of the frame, 1.27 -> 2.36 s).
+   / removable noise removed, ``benchmarks/denoise.py``): 0.96/0.55, 0.89/0.50, 0.70/0.62
+   against 0.92/0.44, 0.78/0.42, 0.71/0.49 without.
 
 The finest band, which holds most of the pixels, is processed in horizontal strips (with a
 halo so the result equals whole-frame processing) to keep the temporaries in cache; what is
@@ -143,24 +142,16 @@ class DenoiseParams:
         0.39 removed to 0.70 / 0.49 with raw rows still >= 0.7 kept (benchmarks/denoise.py).
     jpeg_skin : bool
         On JPEG inputs (detected from the 8×8 DCT quantisation left in the pixels; nothing
-        happens on other images, nor on skin whose noise is under one 8-bit level), replace
-        the skin luma by the quantisation-aware Bayesian estimate of ``effects/_jpeg.py``:
-        JPEG zeroed the noise in some DCT coefficients and left it whole in others, which
-        only the file's own blocks can tell apart. Off by default for its cost: it adds 1.1 s
-        to a 12-MP ``develop`` (1.27 -> 2.36 s, ``benchmarks/develop.py``'s photo, whose skin
-        matte covers a quarter of the frame); its work grows with the skin's bounding box.
+        happens on other images, nor on skin whose noise is under 0.7 of an 8-bit level),
+        replace the skin luma by the quantisation-aware Bayesian estimate of
+        ``effects/_jpeg.py``: JPEG zeroed the noise in some DCT coefficients and left it whole
+        in others, which only the file's own blocks can tell apart. Its noise variance is
+        scaled by the same noise-to-texture factor ``f^2`` as the pyramid's skin luma
+        (``skin_texture_contrast``). Costs time in proportion to the skin's area: 0.7 s on a
+        12-MP photo whose skin matte covers a quarter of the frame.
     jpeg_prior_radius : int
         Radius, in 8×8 blocks, of the skin neighbourhood whose quantised coefficients set each
         coefficient's Gaussian prior (6 = 104 px windows). >= 1.
-    jpeg_skin_texture : float
-        Exponent applied to that estimate's Wiener factor ``s^2 / (s^2 + sigma^2)``: 1 is the
-        MMSE posterior mean; below 1 every coefficient keeps more of itself (texture and
-        noise), the same "grain over plastic" choice as ``skin_texture_contrast``. In (0, 1].
-        On the benchmark chart's JPEG rows (ISO 800 / 3200 / 12800, texture kept / removable
-        noise removed, worst of three noise draws): 1.0 gives 0.96/0.55, 0.88/0.50,
-        0.66/0.64; 0.8 gives 0.97/0.53, 0.90/0.48, 0.71/0.62 (the JPEG step off: 0.92/0.45,
-        0.78/0.41, 0.70/0.49). No value reaches both 0.5 removed at ISO 3200 and 0.7 kept at
-        12800.
     """
 
     strength: float = 1.0
@@ -181,9 +172,8 @@ class DenoiseParams:
     skin_chroma_edge: float = 0.02
     skin_texture_contrast: float = 0.30
     skin_luma_floor: tuple[float, ...] = (0.45, 0.0)
-    jpeg_skin: bool = False
+    jpeg_skin: bool = True
     jpeg_prior_radius: int = 6
-    jpeg_skin_texture: float = 0.8
     window: int = 1
 
     def __post_init__(self):
@@ -198,9 +188,6 @@ class DenoiseParams:
             raise ValueError(f"DenoiseParams.strength must be a finite number >= 0; got {self.strength!r}.")
         if not isinstance(self.jpeg_skin, bool):
             raise ValueError(f"DenoiseParams.jpeg_skin must be True or False; got {self.jpeg_skin!r}.")
-        v = self.jpeg_skin_texture
-        if isinstance(v, bool) or not (isinstance(v, (int, float)) and 0 < v <= 1):
-            raise ValueError(f"DenoiseParams.jpeg_skin_texture must be a number in (0, 1]; got {v!r}.")
         for name in ("levels", "window", "refine_radius", "jpeg_prior_radius"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -583,6 +570,7 @@ def denoise(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
     h1, w1 = g1.shape[:2]
     luma1 = cv2.extractChannel(g1, 0)
     sky1, skin1 = _region_weights(sky, skin, luma1, p)
+    texture_scale = 1.0  # f of the noise-to-texture scaling below (1 = none)
     if skin1 is not None and np.isfinite(p.skin_texture_contrast):
         # Noise-to-texture scaling of the skin luma strengths (see DenoiseParams).
         wsum = float(skin1.sum())
@@ -590,7 +578,7 @@ def denoise(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
         a_f, b_f = noise.model_at(0, 0)
         jpeg_ratio = _skin_fine_ratio(noise, y_skin)
         rel2 = jpeg_ratio * (a_f * y_skin + b_f) / (p.skin_texture_contrast * y_skin) ** 2
-        f = 1.0 / float(np.sqrt(1.0 + rel2))
+        f = texture_scale = 1.0 / float(np.sqrt(1.0 + rel2))
         # Finest band: also scaled up to the noise JPEG left in textured blocks (see above).
         ls = tuple(x * f * (np.sqrt(jpeg_ratio) if i == 0 else 1.0) for i, x in enumerate(p.luma_skin))
         p = replace(p, luma_skin=ls)
@@ -670,6 +658,8 @@ def denoise(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
         # JPEG inputs: skin luma re-estimated in the file's own DCT blocks (effects/_jpeg.py);
         # a no-op on images without JPEG quantisation on the 8×8 grid.
         skin_full = np.clip(_up(skin1, (h, w)), 0.0, 1.0)
+        # The strength scaling f of the pyramid's skin luma (threshold k^2 sigma^2 times f^2)
+        # becomes the same f^2 on the noise variance there.
         jpeg_skin_luma(img, out, skin_full, noise.model_at(1, 0), prior_radius=p.jpeg_prior_radius,
-                       gain_power=p.jpeg_skin_texture, ceiling=float(hi))
+                       noise_scale=texture_scale ** 2, ceiling=float(hi))
     return out
