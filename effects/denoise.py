@@ -570,7 +570,7 @@ def denoise(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
     h1, w1 = g1.shape[:2]
     luma1 = cv2.extractChannel(g1, 0)
     sky1, skin1 = _region_weights(sky, skin, luma1, p)
-    texture_scale = 1.0  # f of the noise-to-texture scaling below (1 = none)
+    y_skin = None
     if skin1 is not None and np.isfinite(p.skin_texture_contrast):
         # Noise-to-texture scaling of the skin luma strengths (see DenoiseParams).
         wsum = float(skin1.sum())
@@ -578,7 +578,7 @@ def denoise(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
         a_f, b_f = noise.model_at(0, 0)
         jpeg_ratio = _skin_fine_ratio(noise, y_skin)
         rel2 = jpeg_ratio * (a_f * y_skin + b_f) / (p.skin_texture_contrast * y_skin) ** 2
-        f = texture_scale = 1.0 / float(np.sqrt(1.0 + rel2))
+        f = 1.0 / float(np.sqrt(1.0 + rel2))
         # Finest band: also scaled up to the noise JPEG left in textured blocks (see above).
         ls = tuple(x * f * (np.sqrt(jpeg_ratio) if i == 0 else 1.0) for i, x in enumerate(p.luma_skin))
         p = replace(p, luma_skin=ls)
@@ -658,8 +658,13 @@ def denoise(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
         # JPEG inputs: skin luma re-estimated in the file's own DCT blocks (effects/_jpeg.py);
         # a no-op on images without JPEG quantisation on the 8×8 grid.
         skin_full = np.clip(_up(skin1, (h, w)), 0.0, 1.0)
-        # The strength scaling f of the pyramid's skin luma (threshold k^2 sigma^2 times f^2)
-        # becomes the same f^2 on the noise variance there.
-        jpeg_skin_luma(img, out, skin_full, noise.model_at(1, 0), prior_radius=p.jpeg_prior_radius,
-                       noise_scale=texture_scale ** 2, ceiling=float(hi))
+        # The same noise-to-texture scaling as the pyramid's skin luma (its threshold k^2
+        # sigma^2 is scaled by f^2), with the noise the JPEG step models: the white-equivalent
+        # (pre-compression) level of the half-resolution scale.
+        a1, b1 = noise.model_at(1, 0)
+        f2 = 1.0
+        if y_skin is not None:
+            f2 = 1.0 / (1.0 + (a1 * y_skin + b1) / (p.skin_texture_contrast * y_skin) ** 2)
+        jpeg_skin_luma(img, out, skin_full, (a1, b1), prior_radius=p.jpeg_prior_radius, noise_scale=f2,
+                       ceiling=float(hi))
     return out
