@@ -38,9 +38,12 @@ Figures (PSNR on sRGB-encoded values, peak 1, i.e. what is seen on screen):
   signal and noise energies of every band (the ideal-Wiener reference used e.g. in BM3D's
   papers): what shrinkage in this pyramid can reach at best, for reading the skin goal. On
   JPEG rows it stays near or below 0.5 removed at ISO 800 and 3200 with >= 0.7 kept.
-* ``chart+jpeg-dct`` rows: the same JPEG rows with ``DenoiseParams(jpeg_skin=False)``, i.e.
-  without the quantisation-aware skin luma estimated in the JPEG's own 8×8 DCT blocks
-  (effects/_jpeg.py): what that step adds.
+* ``chart+jpeg+dct`` rows: the same JPEG rows with ``DenoiseParams(jpeg_skin=True)``, the
+  experimental quantisation-aware skin luma estimated in the JPEG's own 8×8 DCT blocks
+  (effects/_jpeg.py): what it gains on the skin figures, and the grid it leaves.
+* ``grid``: blockiness on skin — mean luma step across 8×8 block boundaries over that inside
+  blocks (clean chart 0.99; the noisy input's in brackets). A per-block filter that shrinks
+  each block on its own (the optional ``jpeg_skin`` step) raises it: the JPEG grid shows.
 * ``flat``: residual-noise flatness across brightness on the neutral ramp: max/min of the
   residual sRGB noise std over 8 brightness bins (input's ratio in brackets; 1 = flat).
 * sharpening overshoot on clean step edges at the sky boundary, inside skin, and on a plain
@@ -212,6 +215,22 @@ def skin_figures(out, noisy, clean, skin, jpeg_clean=None):
     return kept, nr_old, 1.0 - np.sqrt(max(e_out - e_j, 0.0) / removable)
 
 
+def blockiness(image, region):
+    """8×8-grid visibility on a region: mean |luma step| (sRGB, both axes) between pixels that
+    straddle a block boundary over that between pixels inside a block. ~1 on a photo without
+    a grid; JPEG blocking, or a per-block filter, raises it."""
+    y = linear_to_srgb(np.clip(image, 0.0, 1.0)).mean(axis=2)
+    m = _erode(region, 6)
+    ratios = []
+    for axis in (0, 1):
+        d = np.abs(np.diff(y, axis=axis))
+        both = (m[1:] & m[:-1]) if axis == 0 else (m[:, 1:] & m[:, :-1])
+        at = (np.arange(d.shape[axis]) % 8) == 7
+        at = at[:, None] if axis == 0 else at[None, :]
+        ratios.append(d[both & at].mean() / d[both & ~at].mean())
+    return float(np.mean(ratios))
+
+
 def flatness(out, clean, ramp):
     m = _erode(ramp, 3)
     r = (linear_to_srgb(out) - linear_to_srgb(clean)).mean(axis=2)
@@ -266,10 +285,10 @@ def sky_params(p: DenoiseParams) -> DenoiseParams:
 
 # ----------------------------------------------------------------------------- runs
 
-def run_chart(results, rng, jpeg: bool, exif_iso: bool = False, jpeg_skin: bool = True):
+def run_chart(results, rng, jpeg: bool, exif_iso: bool = False, jpeg_skin: bool = False):
     """Rows for one noise kind. ``exif_iso``: pass the ISO to the denoiser as a camera's EXIF
-    would (enables the per-scale noise model, see effects.noise_profile). ``jpeg_skin=False``:
-    without the quantisation-aware skin luma (effects/_jpeg.py), for comparison."""
+    would (enables the per-scale noise model, see effects.noise_profile). ``jpeg_skin``: with the
+    experimental quantisation-aware skin luma (effects/_jpeg.py, off by default)."""
     from dataclasses import replace
     params = DenoiseParams(jpeg_skin=jpeg_skin)
     clean, sky, skin, tex, ramp = make_chart()
@@ -285,7 +304,7 @@ def run_chart(results, rng, jpeg: bool, exif_iso: bool = False, jpeg_skin: bool 
         kept, nr, nr_rem = skin_figures(ours, noisy, clean, skin, jc)
         o_kept, _, o_rem = skin_figures(oracle_wiener(noisy, clean), noisy, clean, skin, jc)
         row = dict(
-            scene="chart" + ("+jpeg" if jpeg else "") + ("+iso" if exif_iso else "") + ("" if jpeg_skin else "-dct"),
+            scene="chart" + ("+jpeg" if jpeg else "") + ("+iso" if exif_iso else "") + ("+dct" if jpeg_skin else ""),
             iso=iso,
             psnr_in_sky=psnr(noisy, clean, sky_in),
             sky_gain=psnr(ours, clean, sky_in) - psnr(glob, clean, sky_in),
@@ -293,6 +312,7 @@ def run_chart(results, rng, jpeg: bool, exif_iso: bool = False, jpeg_skin: bool 
             tex_at_sky=psnr(glob_sky, clean, tex) - psnr(ours, clean, tex),
             skin_kept=kept, skin_nr=nr, skin_nr_rem=nr_rem, oracle_kept=o_kept, oracle_rem=o_rem,
             flat=flatness(ours, clean, ramp), flat_in=flatness(noisy, clean, ramp),
+            skin_grid=blockiness(ours, skin), skin_grid_in=blockiness(noisy, skin),
         )
         rows.append(row)
         if iso == 3200 and not jpeg:
@@ -513,16 +533,18 @@ def main(argv=None):
 
     chart_rows = (run_chart(results, rng, jpeg=False) + run_chart(results, rng, jpeg=True)
                   + run_chart(results, rng, jpeg=True, exif_iso=True)
-                  + run_chart(results, rng, jpeg=True, jpeg_skin=False))
+                  + run_chart(results, rng, jpeg=True, jpeg_skin=True))
     print("\n== Denoise on the synthetic chart (PSNR on sRGB values; global = same denoiser, no masks, default strength)")
     print(f"{'scene':<16}{'ISO':>6}{'sky in':>8}{'sky+dB':>8}{'tex dB':>8}{'tex@sky':>9}{'skin kept':>10}{'skin nr':>9}"
-          f"{'nr rem':>8}{'oracle kept/rem':>16}{'flat(in)':>14}")
+          f"{'nr rem':>8}{'oracle kept/rem':>16}{'flat(in)':>14}{'grid(in)':>13}")
     for r in chart_rows:
         print(f"{r['scene']:<16}{r['iso']:>6}{r['psnr_in_sky']:>8.2f}{r['sky_gain']:>+8.2f}{r['tex_change']:>+8.3f}"
               f"{r['tex_at_sky']:>+9.2f}{r['skin_kept']:>10.2f}{r['skin_nr']:>9.2f}{r['skin_nr_rem']:>8.2f}"
               f"{r['oracle_kept']:>10.2f}/{r['oracle_rem']:.2f}"
-              f"{r['flat']:>7.2f} ({r['flat_in']:.2f})")
+              f"{r['flat']:>7.2f} ({r['flat_in']:.2f})"
+              f"{r['skin_grid']:>7.2f} ({r['skin_grid_in']:.2f})")
     print("(skin nr: old definition, vs clean; nr rem: removable part — JPEG-of-clean error subtracted, see docstring;"
+          " grid: 8x8 block-boundary visibility on skin, 1 = none, clean chart 0.99;"
           " +iso: EXIF ISO passed to denoise; oracle: ideal Wiener in the same pyramid with the true local energies)")
 
     real = run_real(rng, 4 if args.quick else 10)
