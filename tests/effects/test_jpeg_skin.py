@@ -67,8 +67,8 @@ def test_no_jpeg_no_change(rng):
     noisy = _noisy(_skin_scene(128, 128), 3200, rng)  # float noise: never quantised
     assert estimate_quantisation(as_blocks(block_dct(jfif_luma(noisy)))) is None
     skin = np.ones(noisy.shape[:2], np.float32)
-    np.testing.assert_array_equal(denoise(noisy, skin_mask=skin, params=DenoiseParams(jpeg_skin=True)),
-                                  denoise(noisy, skin_mask=skin))
+    np.testing.assert_array_equal(denoise(noisy, skin_mask=skin),
+                                  denoise(noisy, skin_mask=skin, params=DenoiseParams(jpeg_skin=False)))
 
 
 @pytest.mark.parametrize("iso", [1600, 3200, 12800])
@@ -78,8 +78,8 @@ def test_removes_more_noise_and_keeps_more_texture_on_jpeg_skin(rng, iso):
     noisy, _ = _jpeg(_noisy(clean, iso, rng))
     before = noisy.copy()
     skin = np.ones(clean.shape[:2], np.float32)
-    k0, r0 = _figures(denoise(noisy, skin_mask=skin), noisy, clean, jpeg_clean)
-    k1, r1 = _figures(denoise(noisy, skin_mask=skin, params=DenoiseParams(jpeg_skin=True)), noisy, clean, jpeg_clean)
+    k0, r0 = _figures(denoise(noisy, skin_mask=skin, params=DenoiseParams(jpeg_skin=False)), noisy, clean, jpeg_clean)
+    k1, r1 = _figures(denoise(noisy, skin_mask=skin), noisy, clean, jpeg_clean)  # on by default
     np.testing.assert_array_equal(noisy, before)  # input untouched
     assert r1 > r0 + 0.04, (r0, r1)
     # More texture kept too, except at ISO 12800 (0.72 -> 0.70 here: the prior is less sure there).
@@ -91,8 +91,8 @@ def test_only_where_the_skin_mask_is(rng):
     noisy, _ = _jpeg(_noisy(clean, 3200, rng))
     skin = np.zeros(clean.shape[:2], np.float32)
     skin[:, :128] = 1.0
-    a = denoise(noisy, skin_mask=skin)
-    b = denoise(noisy, skin_mask=skin, params=DenoiseParams(jpeg_skin=True))
+    a = denoise(noisy, skin_mask=skin, params=DenoiseParams(jpeg_skin=False))
+    b = denoise(noisy, skin_mask=skin)
     assert np.abs(a[:, :96] - b[:, :96]).max() > 1e-3  # skin: changed
     np.testing.assert_array_equal(a[:, 176:], b[:, 176:])  # far from skin: identical
 
@@ -119,9 +119,9 @@ def _grid(image):
 
 
 @pytest.mark.parametrize("iso", [800, 3200, 12800])
-def test_default_denoise_prints_no_block_grid_on_jpeg_skin(rng, iso):
-    # The pyramid is translation invariant: it must not make the JPEG grid more visible than
-    # the input shows it (the per-block jpeg_skin step does, which is why it is off).
+def test_denoise_prints_no_block_grid_on_jpeg_skin(rng, iso):
+    # The DCT step estimates each 8x8 block on its own; without its deblocking the grid shows
+    # (chart: 1.41-1.83 against 0.99 clean). It must not be more visible than in the input.
     clean = _skin_scene(256, 256)
     noisy, _ = _jpeg(_noisy(clean, iso, rng))
     out = denoise(noisy, skin_mask=np.ones(clean.shape[:2], np.float32))
