@@ -126,3 +126,21 @@ def test_denoise_prints_no_block_grid_on_jpeg_skin(rng, iso):
     noisy, _ = _jpeg(_noisy(clean, iso, rng))
     out = denoise(noisy, skin_mask=np.ones(clean.shape[:2], np.float32))
     assert _grid(out) <= max(_grid(noisy), 1.0) + 0.05, (_grid(noisy), _grid(out))
+
+
+def test_strips_and_threads_give_the_same_result(rng, monkeypatch):
+    """The JPEG step works in strips of block rows, one band of strips per thread: any strip
+    height and any split gives the whole-frame result exactly."""
+    import effects._bands as bands
+    import effects._jpeg as jpeg_module
+    clean = _skin_scene(200, 264)
+    noisy, _ = _jpeg(_noisy(clean, 3200, rng))
+    skin = np.zeros(clean.shape[:2], np.float32)
+    skin[30:170, 40:230] = 1.0
+    monkeypatch.setattr(jpeg_module, "_STRIP_BLOCKS", 10_000)
+    whole = denoise(noisy, skin_mask=skin)
+    assert np.abs(whole - denoise(noisy, skin_mask=skin, params=DenoiseParams(jpeg_skin=False))).max() > 1e-3
+    monkeypatch.setattr(bands, "MIN_BAND_PIXELS", 1)  # split even this small frame across threads
+    for strip in (1, 3, 7):
+        monkeypatch.setattr(jpeg_module, "_STRIP_BLOCKS", strip)
+        np.testing.assert_array_equal(denoise(noisy, skin_mask=skin), whole)
