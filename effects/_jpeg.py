@@ -31,7 +31,8 @@ Method
    neighbourhood of blocks, inverting ``E[k^2](tau / Q)`` (moment matching that accounts for
    the coefficients JPEG zeroed); ``sigma^2`` from the caller's white-equivalent luma noise
    model, capped by the smallest ``tau^2`` among the frequencies where enough coefficients
-   survive (at those, skin has next to no texture, so ``tau^2`` is the noise itself).
+   survive (at those, skin has next to no texture, so ``tau^2`` is the noise itself), and
+   scaled by the denoiser's noise-to-texture factor (grain kept as noise nears the texture).
 4. Blocks estimated on their own leave noise in the steps between them (no coefficient of
    either block describes that step), which would print the 8×8 grid on smooth skin: a weak
    deblocking filter moves the two pixels at each boundary toward each other, by at most
@@ -63,8 +64,8 @@ _MIN_SURVIVING = 30     # non-zero coefficients a frequency needs for its step t
 _PERIODICITY = 0.75     # mean cos(2 pi d / q) above which d sits on multiples of q
 _MIN_STEPS_FOUND = 6    # fewer quantised frequencies than this: not a JPEG on this grid
 _SAMPLE_BLOCKS = 4000   # blocks used to read the steps (every k-th block of the region)
-_DEBLOCK = 0.3        # deblocking limit in noise sigmas (chart skin grid 1.12/1.03/0.90; clean 0.99)
-_STRIP_BLOCKS = 32     # block rows per strip (256 px): temporaries stay in cache, not in new pages
+_DEBLOCK = 0.3          # deblocking limit in noise sigmas (chart skin grid 1.12/1.03/0.90; clean 0.99)
+_STRIP_BLOCKS = 32      # block rows per strip (256 px): temporaries stay in cache, not in new pages
 _SKIN_BLOCK = 0.1       # blocks whose mean skin weight is below this are left to the pyramid
 _MIN_NOISE_VAR = 0.5    # skin noise variance (8-bit luma levels^2) below which the step is skipped
 
@@ -285,8 +286,10 @@ def jpeg_skin_luma(image: np.ndarray, out: np.ndarray, skin_weight: np.ndarray, 
     Returns
     -------
     bool
-        True when applied; False when the image shows no JPEG quantisation on the 8×8 grid
-        anchored at the top-left pixel, or there is no skin.
+        True when applied; False when there is no skin, when the skin's noise is under
+        ``_MIN_NOISE_VAR`` (0.7 of an 8-bit level), or when the image shows no JPEG
+        quantisation on the 8×8 grid anchored at the top-left pixel (e.g. a JPEG cropped by a
+        non-multiple of 8 before denoising).
     """
     h8, w8 = (image.shape[0] // 8) * 8, (image.shape[1] // 8) * 8
     if h8 == 0 or w8 == 0:
