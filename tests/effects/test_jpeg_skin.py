@@ -144,3 +144,22 @@ def test_strips_and_threads_give_the_same_result(rng, monkeypatch):
     for strip in (1, 3, 7):
         monkeypatch.setattr(jpeg_module, "_STRIP_BLOCKS", strip)
         np.testing.assert_array_equal(denoise(noisy, skin_mask=skin), whole)
+
+
+def test_finds_the_grid_of_a_cropped_jpeg(rng):
+    """A JPEG cropped by a non-multiple of 8 before denoising: the grid is found where the
+    block boundaries show, and the step gives the same figures as on the uncropped file."""
+    from effects._jpeg import _grid_offsets
+    clean = _skin_scene(264, 264)
+    noisy, _ = _jpeg(_noisy(clean, 3200, rng))
+    skin = np.ones(clean.shape[:2], np.float32)
+    dy, dx = 3, 5
+    crop = np.ascontiguousarray(noisy[dy:, dx:])
+    assert _grid_offsets(crop, skin[dy:, dx:])[-1] == ((8 - dy) % 8, (8 - dx) % 8)
+    on = denoise(crop, skin_mask=skin[dy:, dx:])
+    off = denoise(crop, skin_mask=skin[dy:, dx:], params=DenoiseParams(jpeg_skin=False))
+    jpeg_clean, _ = _jpeg(clean)
+    c = (slice(dy, None), slice(dx, None))
+    k0, r0 = _figures(off, crop, clean[c], jpeg_clean[c])
+    k1, r1 = _figures(on, crop, clean[c], jpeg_clean[c])
+    assert r1 > r0 + 0.04 and k1 > k0, (k0, r0, k1, r1)
