@@ -70,21 +70,28 @@ _SKIN_BLOCK = 0.1       # blocks whose mean skin weight is below this are left t
 _MIN_NOISE_VAR = 0.5    # skin noise variance (8-bit luma levels^2) below which the step is skipped
 
 
-def _encode_srgb(linear: np.ndarray) -> np.ndarray:
-    """sRGB transfer (IEC 61966-2-1) of float32 values, clipped to [0, 1] (a new array).
+def _srgb_power(linear: np.ndarray) -> np.ndarray:
+    """``p`` with sRGB(linear) = 1.055 p - 0.055 (IEC 61966-2-1), float32 values clipped to
+    [0, 1] (a new array): ``linear ** (1/2.4)``, and on the linear toe the ``p`` that gives
+    12.92 linear. Callers fold the affine part into their next operation.
 
-    In-place passes and ``cv2.pow`` (SIMD, ~4x ``np.power``); the linear toe is patched in
-    afterwards only where it applies (rare on skin).
+    ``cv2.pow`` (SIMD, ~4x ``np.power``); the toe is patched only where it applies (rare).
     """
-    y = np.maximum(linear, np.float32(0.0031308))
-    np.minimum(y, np.float32(1.0), out=y)
-    flat = y.reshape(y.shape[0], -1)
+    p = np.maximum(linear, np.float32(0.0031308))
+    np.minimum(p, np.float32(1.0), out=p)
+    flat = p.reshape(p.shape[0], -1)
     cv2.pow(flat, 1 / 2.4, dst=flat)
-    y *= np.float32(1.055)
-    y -= np.float32(0.055)
     toe = linear < np.float32(0.0031308)
     if toe.any():
-        y[toe] = np.maximum(linear[toe], np.float32(0.0)) * np.float32(12.92)
+        p[toe] = (np.maximum(linear[toe], np.float32(0.0)) * np.float32(12.92) + np.float32(0.055)) * np.float32(1 / 1.055)
+    return p
+
+
+def _encode_srgb(linear: np.ndarray) -> np.ndarray:
+    """sRGB transfer (IEC 61966-2-1) of float32 values, clipped to [0, 1] (a new array)."""
+    y = _srgb_power(linear)
+    y *= np.float32(1.055)
+    y -= np.float32(0.055)
     return y
 
 
@@ -135,8 +142,9 @@ def as_blocks(coefs: np.ndarray) -> np.ndarray:
 
 def jfif_luma(linear_rgb: np.ndarray) -> np.ndarray:
     """float32 H×W×3 linear RGB → float32 H×W JFIF luma of its 8-bit sRGB encoding (0–255)."""
-    return cv2.transform(_encode_srgb(np.clip(linear_rgb, 0.0, 1.0)), (255.0 * _JFIF_LUMA)[None, :]).reshape(
-        linear_rgb.shape[:2])
+    # 255 * sum(w * (1.055 p - 0.055)) as one affine transform of p (sum(w) = 1).
+    affine = np.append(255.0 * 1.055 * _JFIF_LUMA, -255.0 * 0.055)[None, :].astype(np.float32)
+    return cv2.transform(_srgb_power(linear_rgb), affine).reshape(linear_rgb.shape[:2])
 
 
 def estimate_quantisation(coefs: np.ndarray) -> np.ndarray | None:
