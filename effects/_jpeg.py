@@ -172,6 +172,7 @@ def estimate_quantisation(coefs: np.ndarray) -> np.ndarray | None:
             d = d[d >= 2.0]  # clearly non-zero (the decoded pixels' rounding moves d by ~0.3)
             if d.size < _MIN_SURVIVING:
                 continue
+            d = d[:: max(1, d.size // 1000)]  # ~1000 votes are plenty (and keep this cheap)
             # Step q: the coefficients it rounds to k != 0 (|d| >= q / 2) sit on its multiples
             # (a divisor of the true step passes too, hence the largest q that does), and none
             # lie clearly between 0 and q / 2, where q would have rounded them to 0 (this
@@ -300,11 +301,13 @@ def jpeg_skin_luma(image: np.ndarray, out: np.ndarray, skin_weight: np.ndarray, 
         decoded), then where block boundaries show (a JPEG cropped before denoising).
     """
     options = dict(prior_radius=prior_radius, noise_scale=noise_scale, ceiling=ceiling)
-    if _jpeg_skin_luma_on_grid(image, out, skin_weight, luma_noise, **options):
-        return True
-    dy, dx = _grid_offsets(image, skin_weight)[-1]
-    return (dy, dx) != (0, 0) and _jpeg_skin_luma_on_grid(image[dy:, dx:], out[dy:, dx:], skin_weight[dy:, dx:],
-                                                          luma_noise, **options)
+    applied = _jpeg_skin_luma_on_grid(image, out, skin_weight, luma_noise, **options)
+    if applied is None:  # no grid at the top-left pixel: where do block boundaries show?
+        dy, dx = _grid_offsets(image, skin_weight)[-1]
+        if (dy, dx) != (0, 0):
+            applied = _jpeg_skin_luma_on_grid(image[dy:, dx:], out[dy:, dx:], skin_weight[dy:, dx:], luma_noise,
+                                              **options)
+    return bool(applied)
 
 
 def _grid_offsets(image: np.ndarray, skin_weight: np.ndarray) -> list:
@@ -328,8 +331,9 @@ def _grid_offsets(image: np.ndarray, skin_weight: np.ndarray) -> list:
 
 
 def _jpeg_skin_luma_on_grid(image: np.ndarray, out: np.ndarray, skin_weight: np.ndarray, luma_noise: tuple[float, float], *,
-                   prior_radius: int, noise_scale: float, ceiling: float) -> bool:
-    """:func:`jpeg_skin_luma` for a JPEG grid anchored at the top-left pixel of these arrays."""
+                   prior_radius: int, noise_scale: float, ceiling: float) -> "bool | None":
+    """:func:`jpeg_skin_luma` for a JPEG grid anchored at the top-left pixel of these arrays;
+    None when no quantisation shows on that grid (checked before anything costly)."""
     h8, w8 = (image.shape[0] // 8) * 8, (image.shape[1] // 8) * 8
     if h8 == 0 or w8 == 0:
         return False
@@ -337,13 +341,6 @@ def _jpeg_skin_luma_on_grid(image: np.ndarray, out: np.ndarray, skin_weight: np.
     rows, cols = np.flatnonzero((wb >= _SKIN_BLOCK).any(axis=1)), np.flatnonzero((wb >= _SKIN_BLOCK).any(axis=0))
     if rows.size == 0:
         return False
-    # Noise: the white-equivalent model carried into 8-bit sRGB luma at each block's colour.
-    mean_lin = cv2.resize(out[:h8, :w8], (w8 // 8, h8 // 8), interpolation=cv2.INTER_AREA)
-    a, b = luma_noise
-    slope = _srgb_slope(mean_lin) * (255.0 * _JFIF_LUMA)
-    noise_all = ((slope * slope) * (3.0 * (a * np.maximum(mean_lin, 0.0) + b))).sum(axis=2)
-    if float(np.median(noise_all[wb >= _SKIN_BLOCK])) < _MIN_NOISE_VAR:
-        return False  # (nearly) clean skin: nothing for the quantisation model to tell apart
     # The region: skin blocks plus the prior's neighbourhood (for the statistics only).
     r = prior_radius
     b0, b1 = max(0, rows[0] - r), min(wb.shape[0], rows[-1] + 1 + r)
@@ -356,7 +353,14 @@ def _jpeg_skin_luma_on_grid(image: np.ndarray, out: np.ndarray, skin_weight: np.
     sample = np.concatenate([luma_coefs(q, q + 1) for q in sample_rows])  # (n_rows, 8, bw, 8)
     steps = estimate_quantisation(as_blocks(sample))
     if steps is None:
-        return False
+        return None
+    # Noise: the white-equivalent model carried into 8-bit sRGB luma at each block's colour.
+    mean_lin = cv2.resize(out[:h8, :w8], (w8 // 8, h8 // 8), interpolation=cv2.INTER_AREA)
+    a, b = luma_noise
+    slope = _srgb_slope(mean_lin) * (255.0 * _JFIF_LUMA)
+    noise_all = ((slope * slope) * (3.0 * (a * np.maximum(mean_lin, 0.0) + b))).sum(axis=2)
+    if float(np.median(noise_all[wb >= _SKIN_BLOCK])) < _MIN_NOISE_VAR:
+        return False  # (nearly) clean skin: nothing for the quantisation model to tell apart
     q88 = steps.astype(np.float32)
     steps = q88[None, :, None, :]
     floor = None

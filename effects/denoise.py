@@ -1,6 +1,6 @@
 """Sky- and skin-aware denoising driven by a brightness- and scale-dependent noise model.
 
-Technique (what a camera's noise-reduction block does, in four steps):
+Technique (what a camera's noise-reduction block does, in five steps):
 
 1. **Noise model.** ``sigma^2(I) = a I + b`` per opponent channel, fitted from the image itself
    (:func:`effects.estimate_noise`, Foi et al. 2008) or given by the caller. It is also
