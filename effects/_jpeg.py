@@ -81,8 +81,8 @@ def _srgb_power(linear: np.ndarray) -> np.ndarray:
     np.minimum(p, np.float32(1.0), out=p)
     flat = p.reshape(p.shape[0], -1)
     cv2.pow(flat, 1 / 2.4, dst=flat)
-    toe = linear < np.float32(0.0031308)
-    if toe.any():
+    if float(linear.min()) < 0.0031308:  # one reduction; the mask only when some pixel needs it
+        toe = linear < np.float32(0.0031308)
         p[toe] = (np.maximum(linear[toe], np.float32(0.0)) * np.float32(12.92) + np.float32(0.055)) * np.float32(1 / 1.055)
     return p
 
@@ -103,8 +103,8 @@ def _decode_srgb(encoded: np.ndarray) -> np.ndarray:
     y *= np.float32(1 / 1.055)
     flat = y.reshape(y.shape[0], -1)
     cv2.pow(flat, 2.4, dst=flat)
-    toe = encoded < np.float32(0.04045)
-    if toe.any():
+    if float(encoded.min()) < 0.04045:
+        toe = encoded < np.float32(0.04045)
         y[toe] = np.maximum(encoded[toe], np.float32(0.0)) * np.float32(1 / 12.92)
     return y
 
