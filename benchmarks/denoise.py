@@ -511,16 +511,19 @@ def save_plot(results, chart_rows, out_dir: Path):
     fig.savefig(out_dir / "denoise_crops.png", dpi=90)
     plt.close(fig)
     fig, ax = plt.subplots(1, 2, figsize=(10, 4))
-    for jpeg in (False, True):
-        rr = [r for r in chart_rows if r["scene"].endswith("+jpeg") == jpeg]
-        lab = "jpeg" if jpeg else "raw"
-        ax[0].plot([r["iso"] for r in rr], [r["sky_gain"] for r in rr], "o-", label=lab)
-        ax[1].plot([r["iso"] for r in rr], [r["skin_kept"] for r in rr], "o-", label=lab + " kept")
-        ax[1].plot([r["iso"] for r in rr], [r["skin_nr_rem"] for r in rr], "s--", label=lab + " noise removed (removable)")
+    # One line per row kind (scene name): raw, JPEG, JPEG with EXIF ISO, JPEG without the DCT step.
+    for scene in dict.fromkeys(r["scene"] for r in chart_rows):
+        rr = [r for r in chart_rows if r["scene"] == scene]
+        lab = scene.replace("chart+", "").replace("chart", "raw")
+        line = ax[0].plot([r["iso"] for r in rr], [r["sky_gain"] for r in rr], "o-", label=lab)[0]
+        ax[1].plot([r["iso"] for r in rr], [r["skin_kept"] for r in rr], "o-", color=line.get_color(), label=lab + " kept")
+        ax[1].plot([r["iso"] for r in rr], [r["skin_nr_rem"] for r in rr], "s--", color=line.get_color(),
+                   label=lab + " removed")
     ax[0].axhline(1.0, color="k", lw=0.5)
     ax[0].set_xscale("log"); ax[0].set_title("sky PSNR gain vs global (dB)"); ax[0].legend()
     ax[1].axhline(0.7, color="k", lw=0.5); ax[1].axhline(0.5, color="k", lw=0.5, ls=":")
-    ax[1].set_xscale("log"); ax[1].set_title("skin"); ax[1].legend()
+    ax[1].set_xscale("log"); ax[1].set_title("skin: kept (solid) and removable noise removed (dashed)")
+    ax[1].legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(out_dir / "denoise_figures.png", dpi=90)
     plt.close(fig)
