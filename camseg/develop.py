@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 
 from typing import Any, Callable
 
-import cv2
 import numpy as np
 
 import effects
+from effects._srgb import pow_in_place
 from camseg.io import Photo, as_linear_rgb, read_photo
 
 __all__ = [
@@ -541,13 +541,12 @@ def decisive_alpha(matte: np.ndarray, steepness: float = 3.0) -> np.ndarray:
     np.ndarray
         New float32 H×W array in [0, 1].
     """
-    p = np.clip(matte, 0.0, 1.0, dtype=np.float32)
+    p = np.clip(matte, 0.0, 1.0, out=np.empty(np.shape(matte), np.float32))
     q = np.float32(1.0) - p
     # p^k / (p^k + (1-p)^k) = sigmoid(k · logit p), without a logarithm or an overflow; the
-    # denominator is at least 2 · 0.5^k > 0. cv2.pow: ~8x np.power on a 12 MP matte.
-    flat_p, flat_q = p.reshape(p.shape[0], -1), q.reshape(q.shape[0], -1)
-    cv2.pow(flat_p, float(steepness), dst=flat_p)
-    cv2.pow(flat_q, float(steepness), dst=flat_q)
+    # denominator is at least 2 · 0.5^k > 0.
+    pow_in_place(p, steepness)
+    pow_in_place(q, steepness)
     q += p
     p /= q
     return p

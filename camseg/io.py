@@ -30,6 +30,9 @@ import cv2
 import numpy as np
 
 from effects._bands import run_in_row_bands
+# The sRGB curve is written once, in effects (its JPEG step models the encoder with it);
+# this module is where photos are converted with it, and re-exports it.
+from effects._srgb import linear_to_srgb, srgb_to_linear
 
 __all__ = [
     "srgb_to_linear",
@@ -44,62 +47,6 @@ __all__ = [
     "PHOTO_FORMATS",
     "remove_stale_temp_files",
 ]
-
-
-def srgb_to_linear(encoded: np.ndarray) -> np.ndarray:
-    """Decode sRGB-encoded values to linear light (IEC 61966-2-1).
-
-    Parameters
-    ----------
-    encoded : np.ndarray
-        Any shape, float, sRGB-encoded values in [0, 1].
-
-    Returns
-    -------
-    np.ndarray
-        float32, same shape, linear light in [0, 1].
-    """
-    encoded = np.asarray(encoded, dtype=np.float32)
-    out = np.maximum(encoded, np.float32(0.04045))  # a new array: the power law's domain
-    out += np.float32(0.055)
-    out /= np.float32(1.055)
-    _pow_in_place(out, 2.4)
-    if encoded.size and float(encoded.min()) <= 0.04045:  # the linear toe, patched where it applies
-        toe = encoded <= np.float32(0.04045)
-        out[toe] = encoded[toe] / np.float32(12.92)
-    return out
-
-
-def linear_to_srgb(linear: np.ndarray) -> np.ndarray:
-    """Encode linear light to sRGB values (IEC 61966-2-1).
-
-    Parameters
-    ----------
-    linear : np.ndarray
-        Any shape, float, linear light; values are clipped to [0, 1] first.
-
-    Returns
-    -------
-    np.ndarray
-        float32, same shape, sRGB-encoded values in [0, 1].
-    """
-    linear = np.asarray(linear, dtype=np.float32)
-    out = np.clip(linear, np.float32(0.0031308), np.float32(1.0))  # a new array: the power law's domain
-    _pow_in_place(out, 1.0 / 2.4)
-    out *= np.float32(1.055)
-    out -= np.float32(0.055)
-    if linear.size and float(linear.min()) <= 0.0031308:  # the linear toe, patched where it applies
-        toe = linear <= np.float32(0.0031308)
-        out[toe] = np.maximum(linear[toe], np.float32(0.0)) * np.float32(12.92)
-    return out
-
-
-def _pow_in_place(x: np.ndarray, exponent: float) -> None:
-    """``x **= exponent`` for a C-contiguous float32 array of non-negative values, with
-    OpenCV's SIMD ``pow`` (~8x ``np.power`` on a 12 MP frame)."""
-    if x.size:
-        flat = x.reshape(-1, x.shape[-1]) if x.ndim >= 2 else x.reshape(-1, 1)
-        cv2.pow(flat, float(exponent), dst=flat)
 
 
 def as_linear_rgb(array: np.ndarray, *, name: str = "image") -> np.ndarray:

@@ -40,8 +40,8 @@ Method
 5. The new luma replaces the pyramid result's luma on skin (the DC term — block means — and
    the chroma stay the pyramid's), blended by the skin weight.
 
-The sRGB transfer curve appears here (not only in ``camseg.io``) because it is part of the
-*camera encoder's* model, and ``effects`` never imports ``camseg``.
+The sRGB transfer curve (``effects/_srgb.py``, the one ``camseg.io`` converts photos with) is
+part of the *camera encoder's* model here.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ import numpy as np
 from scipy.special import ndtr
 
 from ._bands import run_in_row_bands
+from ._srgb import srgb_power, srgb_slope, srgb_to_linear
 
 
 # JFIF (ITU-R BT.601) luma weights used by every baseline JPEG encoder.
@@ -70,51 +71,6 @@ _DEBLOCK = 0.3          # deblocking limit in noise sigmas (chart skin grid 1.12
 _STRIP_BLOCKS = 32      # block rows per strip (256 px): temporaries stay in cache, not in new pages
 _SKIN_BLOCK = 0.1       # blocks whose mean skin weight is below this are left to the pyramid
 _MIN_NOISE_VAR = 0.5    # skin noise variance (8-bit luma levels^2) below which the step is skipped
-
-
-def _srgb_power(linear: np.ndarray) -> np.ndarray:
-    """``p`` with sRGB(linear) = 1.055 p - 0.055 (IEC 61966-2-1), float32 values clipped to
-    [0, 1] (a new array): ``linear ** (1/2.4)``, and on the linear toe the ``p`` that gives
-    12.92 linear. Callers fold the affine part into their next operation.
-
-    ``cv2.pow`` (SIMD, ~4x ``np.power``); the toe is patched only where it applies (rare).
-    """
-    p = np.maximum(linear, np.float32(0.0031308))
-    np.minimum(p, np.float32(1.0), out=p)
-    flat = p.reshape(p.shape[0], -1)
-    cv2.pow(flat, 1 / 2.4, dst=flat)
-    if float(linear.min()) < 0.0031308:  # one reduction; the mask only when some pixel needs it
-        toe = linear < np.float32(0.0031308)
-        p[toe] = (np.maximum(linear[toe], np.float32(0.0)) * np.float32(12.92) + np.float32(0.055)) * np.float32(1 / 1.055)
-    return p
-
-
-def _encode_srgb(linear: np.ndarray) -> np.ndarray:
-    """sRGB transfer (IEC 61966-2-1) of float32 values, clipped to [0, 1] (a new array)."""
-    y = _srgb_power(linear)
-    y *= np.float32(1.055)
-    y -= np.float32(0.055)
-    return y
-
-
-def _decode_srgb(encoded: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`_encode_srgb` for float32 values, clipped to [0, 1] (a new array)."""
-    y = np.maximum(encoded, np.float32(0.04045))
-    np.minimum(y, np.float32(1.0), out=y)
-    y += np.float32(0.055)
-    y *= np.float32(1 / 1.055)
-    flat = y.reshape(y.shape[0], -1)
-    cv2.pow(flat, 2.4, dst=flat)
-    if float(encoded.min()) < 0.04045:
-        toe = encoded < np.float32(0.04045)
-        y[toe] = np.maximum(encoded[toe], np.float32(0.0)) * np.float32(1 / 12.92)
-    return y
-
-
-def _srgb_slope(linear: np.ndarray) -> np.ndarray:
-    """d sRGB / d linear (per unit), for carrying a linear noise variance into 8-bit sRGB."""
-    x = np.maximum(linear, 0.0031308)
-    return np.where(linear <= 0.0031308, 12.92, 1.055 / 2.4 * np.power(x, 1 / 2.4 - 1)).astype(np.float32)
 
 
 def block_dct(plane: np.ndarray) -> np.ndarray:
@@ -144,7 +100,7 @@ def as_blocks(coefs: np.ndarray) -> np.ndarray:
 
 def jfif_luma(linear_rgb: np.ndarray) -> np.ndarray:
     """float32 H×W×3 linear RGB → float32 H×W JFIF luma of its 8-bit sRGB encoding (0–255)."""
-    return cv2.transform(_srgb_power(linear_rgb), _JFIF_AFFINE).reshape(linear_rgb.shape[:2])
+    return cv2.transform(srgb_power(linear_rgb), _JFIF_AFFINE).reshape(linear_rgb.shape[:2])
 
 
 def estimate_quantisation(coefs: np.ndarray) -> np.ndarray | None:
@@ -242,13 +198,13 @@ def _posterior_mean(coefs, steps, signal_var, noise_var):
     return gain * x
 
 
-def _deblock(luma: np.ndarray, done: np.ndarray, limit: np.ndarray) -> None:
+def _deblock(luma: np.ndarray, estimated: np.ndarray, limit: np.ndarray) -> None:
     """Weak deblocking of the block-wise estimate ``luma`` (H×W, multiples of 8), in place.
 
     Each block's coefficients are shrunk on their own, so noise inside a block drops while the
     step between two blocks (which no coefficient of either describes) keeps it: the JPEG grid
-    would show on smooth skin. At every boundary between two estimated blocks (``done``, the
-    (H/8, W/8) block mask) the two pixels that meet move toward each other by
+    would show on smooth skin. At every boundary between two estimated blocks (``estimated``,
+    the (H/8, W/8) block mask) the two pixels that meet move toward each other by
     ``(9 (q0 - p0) - 3 (q1 - p1)) / 16`` (the step less what the neighbouring gradient
     explains; the weak filter of H.264/HEVC deblocking, Norkin et al., IEEE TCSVT 2012),
     clipped to ``limit`` (per block, the smaller of the two blocks'): noise-sized steps are
@@ -256,7 +212,7 @@ def _deblock(luma: np.ndarray, done: np.ndarray, limit: np.ndarray) -> None:
     """
     for axis in (1, 0):
         v = np.moveaxis(luma, axis, 0)  # a view: boundaries lie between rows 8j - 1 and 8j
-        mask = np.moveaxis(done, axis, 0)
+        mask = np.moveaxis(estimated, axis, 0)
         lim = np.moveaxis(limit, axis, 0)
         n = v.shape[0] // 8
         if n < 2:
@@ -303,20 +259,47 @@ def jpeg_skin_luma(image: np.ndarray, out: np.ndarray, skin_weight: np.ndarray, 
     options = dict(prior_radius=prior_radius, noise_scale=noise_scale, ceiling=ceiling)
     applied = _jpeg_skin_luma_on_grid(image, out, skin_weight, luma_noise, **options)
     if applied is None:  # no grid at the top-left pixel: where do block boundaries show?
-        dy, dx = _grid_offsets(image, skin_weight)[-1]
+        dy, dx = _grid_offset(image, skin_weight)
         if (dy, dx) != (0, 0):
             applied = _jpeg_skin_luma_on_grid(image[dy:, dx:], out[dy:, dx:], skin_weight[dy:, dx:], luma_noise,
                                               **options)
     return bool(applied)
 
 
-def _grid_offsets(image: np.ndarray, skin_weight: np.ndarray) -> list:
-    """Where the JPEG's 8×8 grid may start: (0, 0), then the offset whose row and column
-    boundaries carry the largest luma steps (JPEG blocking), if different. Measured on a
-    crop of at most 512×512 pixels around the skin's centre."""
+def grid_visibility(luma: np.ndarray, *, origin=(0, 0), mask: "np.ndarray | None" = None) -> float:
+    """How visible an 8×8 block grid is in a luma plane: the mean |step| between pixels that
+    straddle a block boundary over the mean |step| between pixels inside a block, averaged
+    over the two axes. ~1 without a grid; JPEG blocking, or a filter that works on each block
+    on its own, raises it.
+
+    Parameters
+    ----------
+    luma : np.ndarray
+        float H×W luma (any scale).
+    origin : tuple of int
+        (row, column) of ``luma[0, 0]`` in the image whose grid starts at (0, 0) (a crop's
+        offset; only its value modulo 8 matters).
+    mask : np.ndarray, optional
+        bool H×W: steps count only between two pixels inside it.
+    """
+    ratios = []
+    for axis in (0, 1):
+        steps = np.abs(np.diff(luma, axis=axis))
+        inside = np.ones(steps.shape, bool) if mask is None else (
+            (mask[1:] & mask[:-1]) if axis == 0 else (mask[:, 1:] & mask[:, :-1]))
+        boundary = (np.arange(origin[axis], origin[axis] + steps.shape[axis]) % 8) == 7
+        boundary = boundary[:, None] if axis == 0 else boundary[None, :]
+        ratios.append(steps[inside & boundary].mean() / steps[inside & ~boundary].mean())
+    return float(np.mean(ratios))
+
+
+def _grid_offset(image: np.ndarray, skin_weight: np.ndarray) -> tuple:
+    """Where the JPEG's 8×8 grid most likely starts, (row, column) in 0..7: the offset whose
+    row and column boundaries carry the largest luma steps (JPEG blocking), measured on a crop
+    of at most 512×512 pixels around the skin's centre; (0, 0) when there is too little."""
     rows, cols = np.nonzero(skin_weight[::8, ::8] >= _SKIN_BLOCK)
     if rows.size == 0 or min(image.shape[:2]) < 64:
-        return [(0, 0)]
+        return (0, 0)
     cy, cx = int(np.median(rows)) * 8, int(np.median(cols)) * 8
     y0, x0 = max(0, min(cy - 256, image.shape[0] - 512)), max(0, min(cx - 256, image.shape[1] - 512))
     luma = jfif_luma(image[y0:y0 + 512, x0:x0 + 512])
@@ -326,8 +309,7 @@ def _grid_offsets(image: np.ndarray, skin_weight: np.ndarray) -> list:
         phase = np.array([steps[j::8].mean() for j in range(8)])      # by position mod 8
         # A boundary between pixels 8k - 1 and 8k of the grid: diff index 8k - 1 - start.
         offset.append(int((np.argmax(phase) + 1 + start) % 8))
-    found = (offset[0], offset[1])
-    return [(0, 0)] if found == (0, 0) else [(0, 0), found]
+    return (offset[0], offset[1])
 
 
 def _jpeg_skin_luma_on_grid(image: np.ndarray, out: np.ndarray, skin_weight: np.ndarray, luma_noise: tuple[float, float], *,
@@ -357,7 +339,7 @@ def _jpeg_skin_luma_on_grid(image: np.ndarray, out: np.ndarray, skin_weight: np.
     # Noise: the white-equivalent model carried into 8-bit sRGB luma at each block's colour.
     mean_lin = cv2.resize(out[:h8, :w8], (w8 // 8, h8 // 8), interpolation=cv2.INTER_AREA)
     a, b = luma_noise
-    slope = _srgb_slope(mean_lin) * (255.0 * _JFIF_LUMA)
+    slope = srgb_slope(mean_lin) * (255.0 * _JFIF_LUMA)
     noise_all = ((slope * slope) * (3.0 * (a * np.maximum(mean_lin, 0.0) + b))).sum(axis=2)
     if float(np.median(noise_all[wb >= _SKIN_BLOCK])) < _MIN_NOISE_VAR:
         return False  # (nearly) clean skin: nothing for the quantisation model to tell apart
@@ -385,8 +367,7 @@ def _jpeg_skin_luma_on_grid(image: np.ndarray, out: np.ndarray, skin_weight: np.
     # new estimate, filled strip by strip (blocks without skin keep new = old: no change).
     y_old = np.zeros((8 * (b1 - b0), 8 * (c1 - c0)), np.float32)
     y_new = np.zeros_like(y_old)
-    p_old = np.zeros(y_old.shape + (3,), np.float32)  # the pyramid result's sRGB power (see _srgb_power)
-    done = np.zeros((b1 - b0, c1 - c0), bool)
+    p_old = np.zeros(y_old.shape + (3,), np.float32)  # the pyramid result's sRGB power (see srgb_power)
 
     def strip_columns(t0: int, t1: int):
         cols_here = np.flatnonzero(processed[t0:t1].any(axis=0))
@@ -434,14 +415,13 @@ def _jpeg_skin_luma_on_grid(image: np.ndarray, out: np.ndarray, skin_weight: np.
             signal_var = np.maximum(tau2 - noise_var, np.float32(0.0))
             est = _posterior_mean(coefs_all[rr, :, rc], steps, signal_var, noise_var)
             ry, rx = slice(8 * (t0 - b0), 8 * (t1 - b0)), slice(8 * (e0 - c0), 8 * (e1 - c0))
-            p = p_old[ry, rx] = _srgb_power(out[8 * t0:8 * t1, 8 * e0:8 * e1])
+            p = p_old[ry, rx] = srgb_power(out[8 * t0:8 * t1, 8 * e0:8 * e1])
             y_out = cv2.transform(p, _JFIF_AFFINE).reshape(p.shape[:2])
             est[:, 0, :, 0] = block_dct(y_out)[:, 0, :, 0]  # block means stay the pyramid's
             keep = processed[t0:t1, e0:e1]
             keep_px = np.repeat(np.repeat(keep, 8, axis=0), 8, axis=1)
             y_old[ry, rx] = y_out
             y_new[ry, rx] = np.where(keep_px, block_idct(est), y_out)
-            done[rr, rc] = keep
 
     def write(s0: int, s1: int) -> None:
         """Blend the new luma into ``out`` on skin, strip by strip (writes its own rows only)."""
@@ -463,9 +443,10 @@ def _jpeg_skin_luma_on_grid(image: np.ndarray, out: np.ndarray, skin_weight: np.
             sout += (wpix * ((y_new[ry, rx] - y_old[ry, rx]) * np.float32(1 / 255)))[..., None]
             # Only where the weight is positive: elsewhere the sRGB round trip would move the
             # last bit of the pyramid's result.
-            np.copyto(out[ys, xs], _decode_srgb(sout), where=(wpix > 0)[..., None])
+            np.clip(sout, 0.0, 1.0, out=sout)
+            np.copyto(out[ys, xs], srgb_to_linear(sout), where=(wpix > 0)[..., None])
 
     run_in_row_bands(estimate, bh, 64 * bw, align=_STRIP_BLOCKS)
-    _deblock(y_new, done, np.sqrt(noise_eff[b0:b1, c0:c1]) * np.float32(_DEBLOCK))
+    _deblock(y_new, processed[b0:b1, c0:c1], np.sqrt(noise_eff[b0:b1, c0:c1]) * np.float32(_DEBLOCK))
     run_in_row_bands(write, bh, 64 * bw, align=_STRIP_BLOCKS)  # rows of its own only
     return True

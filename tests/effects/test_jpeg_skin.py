@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from effects import DenoiseParams, denoise
-from effects._jpeg import _decode_srgb, _encode_srgb, as_blocks, block_dct, estimate_quantisation, jfif_luma
+from effects._jpeg import as_blocks, block_dct, estimate_quantisation, grid_visibility, jfif_luma
+from effects._srgb import linear_to_srgb, srgb_to_linear
 from test_denoise import _skin_scene  # pytest puts this folder on sys.path
 
 _ZIGZAG = np.array([0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27,
@@ -21,11 +22,11 @@ def _noisy(clean, iso, rng):
 
 def _jpeg(linear, quality=90):
     """A real JPEG round trip (OpenCV's libjpeg, 4:2:0) of 8-bit sRGB; returns (linear, bytes)."""
-    enc = np.round(_encode_srgb(np.clip(linear, 0, 1)) * 255).astype(np.uint8)
+    enc = np.round(linear_to_srgb(linear) * 255).astype(np.uint8)
     ok, buf = cv2.imencode(".jpg", enc[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
     assert ok
     dec = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].astype(np.float32) / 255.0
-    return _decode_srgb(dec), buf.tobytes()
+    return srgb_to_linear(dec), buf.tobytes()
 
 
 def _luma_table(data: bytes) -> np.ndarray:
@@ -40,7 +41,7 @@ def _luma_table(data: bytes) -> np.ndarray:
 def _figures(out, noisy, clean, jpeg_clean):
     """(pore texture kept, removable noise removed) on sRGB, as benchmarks/denoise.py."""
     c = (slice(16, -16), slice(16, -16))
-    s = lambda x: _encode_srgb(np.clip(x, 0, 1))[c]
+    s = lambda x: linear_to_srgb(x)[c]
     def band(x):
         y = s(x).mean(axis=2)
         return cv2.GaussianBlur(y, (0, 0), 0.8) - cv2.GaussianBlur(y, (0, 0), 3.0)
@@ -108,14 +109,7 @@ def test_bad_params(kwargs, match):
 
 def _grid(image):
     """Mean |luma step| across 8×8 block boundaries over that inside blocks (1 = no grid)."""
-    y = _encode_srgb(np.clip(image, 0, 1)).mean(axis=2)[16:-16, 16:-16]
-    ratios = []
-    for axis in (0, 1):
-        d = np.abs(np.diff(y, axis=axis))
-        at = (np.arange(16, 16 + d.shape[axis]) % 8) == 7
-        d = np.moveaxis(d, axis, 0)
-        ratios.append(d[at].mean() / d[~at].mean())
-    return float(np.mean(ratios))
+    return grid_visibility(linear_to_srgb(image).mean(axis=2)[16:-16, 16:-16], origin=(16, 16))
 
 
 @pytest.mark.parametrize("iso", [800, 3200, 12800])
@@ -149,13 +143,13 @@ def test_strips_and_threads_give_the_same_result(rng, monkeypatch):
 def test_finds_the_grid_of_a_cropped_jpeg(rng):
     """A JPEG cropped by a non-multiple of 8 before denoising: the grid is found where the
     block boundaries show, and the step gives the same figures as on the uncropped file."""
-    from effects._jpeg import _grid_offsets
+    from effects._jpeg import _grid_offset
     clean = _skin_scene(264, 264)
     noisy, _ = _jpeg(_noisy(clean, 3200, rng))
     skin = np.ones(clean.shape[:2], np.float32)
     dy, dx = 3, 5
     crop = np.ascontiguousarray(noisy[dy:, dx:])
-    assert _grid_offsets(crop, skin[dy:, dx:])[-1] == ((8 - dy) % 8, (8 - dx) % 8)
+    assert _grid_offset(crop, skin[dy:, dx:]) == ((8 - dy) % 8, (8 - dx) % 8)
     on = denoise(crop, skin_mask=skin[dy:, dx:])
     off = denoise(crop, skin_mask=skin[dy:, dx:], params=DenoiseParams(jpeg_skin=False))
     jpeg_clean, _ = _jpeg(clean)
@@ -163,3 +157,16 @@ def test_finds_the_grid_of_a_cropped_jpeg(rng):
     k0, r0 = _figures(off, crop, clean[c], jpeg_clean[c])
     k1, r1 = _figures(on, crop, clean[c], jpeg_clean[c])
     assert r1 > r0 + 0.04 and k1 > k0, (k0, r0, k1, r1)
+
+
+def test_srgb_curve_and_jfif_luma_on_any_memory_layout():
+    """Views with reversed channels (a BGR decode flipped to RGB), transposes, Fortran order and
+    strides give the contiguous result: the in-place power law never lands in a silent copy
+    (the first JPEG step's luma skipped the power on transposed / Fortran-ordered input, 16-bit
+    PNGs included, and so never found their grid)."""
+    x = np.random.default_rng(0).random((24, 40, 3)).astype(np.float32)
+    for view in (x[..., ::-1], x.transpose(1, 0, 2), np.asfortranarray(x), x[::2, ::3]):
+        dense = np.ascontiguousarray(view)
+        np.testing.assert_array_equal(linear_to_srgb(view), linear_to_srgb(dense))
+        np.testing.assert_array_equal(srgb_to_linear(view), srgb_to_linear(dense))
+        np.testing.assert_array_equal(jfif_luma(view), jfif_luma(dense))
