@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import errno
 import json
 import multiprocessing
 import os
@@ -149,16 +150,23 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
     out_dir = Path(out_dir)
     out_abs = out_dir.resolve()
     candidates, results = [], []
+    seen = set()
     for raw in inputs:
         path = Path(raw)
         if path.is_dir():
+            # An --out folder inside this one holds earlier outputs, not photos to develop. (An
+            # --out that is this folder or above it hides nothing: every photo is then checked
+            # against its output below, and refused by name where it would be overwritten.)
+            skip_out = path.resolve() in out_abs.parents
             found = sorted(p for p in path.rglob("*") if p.is_file() and _is_photo(p)
-                           and out_abs not in p.resolve().parents)
+                           and not (skip_out and out_abs in p.resolve().parents))
             candidates.extend((p, p.relative_to(path)) for p in found)
         elif path.is_file():
             candidates.append((path, Path(path.name)))
         else:
             results.append(ItemResult(path, None, "failed", "no such file or folder"))
+    # The same photo named twice (a file and its folder, or a repeated argument) is one photo.
+    candidates = [c for c in candidates if not (c[0].resolve() in seen or seen.add(c[0].resolve()))]
     input_set = {p.resolve() for p, _ in candidates}
     claimed = {}
     todo = []
@@ -250,6 +258,26 @@ def _process_on_dask_worker(item: BatchItem, task: str, settings: DevelopSetting
     return _process(item, task, settings, write_options)
 
 
+#: What to do when an output cannot be written, by errno.
+_WRITE_FIXES = {errno.ENOSPC: "free some space and run the same command again (finished photos are kept)",
+                errno.EDQUOT: "free some space and run the same command again (finished photos are kept)",
+                errno.EROFS: "choose an --out folder on a writable disk",
+                errno.EACCES: "choose an --out folder you may write to, or change its permissions",
+                errno.EPERM: "choose an --out folder you may write to, or change its permissions"}
+
+
+@contextlib.contextmanager
+def _write_errors_explained(output: Path):
+    """Re-raise an OSError from writing ``output`` with the path and the fix in its message."""
+    try:
+        yield
+    except OSError as exc:
+        fix = _WRITE_FIXES.get(exc.errno)
+        if fix is None:
+            raise
+        raise OSError(exc.errno, f"cannot write {str(output)!r}: {exc.strerror}; {fix}") from exc
+
+
 def _process(item: BatchItem, task: str, settings: DevelopSettings, write_options: dict) -> ItemResult:
     t0 = time.perf_counter()
     try:
@@ -258,10 +286,12 @@ def _process(item: BatchItem, task: str, settings: DevelopSettings, write_option
             raise RuntimeError(_WORKER["error"] or "the segmentation model is not loaded")
         if task == "develop":
             result = develop(photo, settings, segmenter=_WORKER["segmenter"])
-            write_photo(item.output, result.pixels, like=photo, **write_options)
+            with _write_errors_explained(item.output):
+                write_photo(item.output, result.pixels, like=photo, **write_options)
         else:
             seg = _WORKER["segmenter"].segment(photo.pixels)
-            write_segmentation(item.output, photo, seg)
+            with _write_errors_explained(item.output):
+                write_segmentation(item.output, photo, seg)
         notes = "; ".join(photo.notes)
         return ItemResult(item.source, item.output, "done", notes, time.perf_counter() - t0)
     except Exception as exc:  # noqa: BLE001 - one bad photo must not stop the batch
@@ -568,7 +598,11 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
         raise ValueError("JPEG output is 8-bit only; use output_format='png' or 'tif' for bit_depth=16")
     out_dir = Path(out_dir)
     todo, settled = plan_batch(inputs, out_dir, task=task, output_format=output_format, overwrite=overwrite)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        what = "is a file, not a folder" if out_dir.is_file() else f"cannot be created ({exc.strerror or exc})"
+        raise ValueError(f"the output folder {str(out_dir)!r} {what}; choose another --out folder") from exc
     remove_stale_temp_files(out_dir)
     summary = BatchSummary(results=list(settled))
     # Remember what produced the outputs, so a resumed run with other settings is flagged:
@@ -585,7 +619,11 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
         summary.notes.append(f"{skipped} finished output(s) in {str(out_dir)!r} were made with different "
                              "settings and were kept; pass overwrite=True (--overwrite) to redo them")
     if previous != stamp and (previous is None or overwrite or not skipped):
-        _atomic_write(stamp_path, lambda fh: fh.write(json.dumps(stamp, indent=2, sort_keys=True).encode()))
+        try:
+            _atomic_write(stamp_path, lambda fh: fh.write(json.dumps(stamp, indent=2, sort_keys=True).encode()))
+        except OSError as exc:  # checked before any photo: a folder nothing can be written to
+            raise ValueError(f"cannot write to the output folder {str(out_dir)!r} ({exc.strerror or exc}); "
+                             "choose a folder you can write to (--out)") from exc
     if on_result is not None:
         for r in settled:
             on_result(r)

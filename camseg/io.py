@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import functools
 import io
 import math
@@ -522,6 +523,17 @@ _STRUCTURAL_TIFF_TAGS = {254, 255, 256, 257, 258, 259, 262, 263, 266, 269, 273, 
                          532, 700, 33723, 34377, 34665, 34675, 34853, 37724, 50838, 50839}
 
 
+@functools.lru_cache(maxsize=1)
+def _opencv_orients_tiff() -> bool:
+    """Whether this OpenCV build applies a TIFF's orientation tag itself when decoding (OpenCV 5
+    does, even with ``IMREAD_UNCHANGED``; 4.x does not): probed once on a 2×3 16-bit TIFF
+    tagged with orientation 3 (a half turn), so the turn is never applied twice or not at all."""
+    codes = np.arange(18, dtype=np.uint16).reshape(2, 3, 3)
+    decoded = cv2.imdecode(np.frombuffer(_tiff_bytes(codes, None, None, orientation=3), np.uint8),
+                           cv2.IMREAD_UNCHANGED)
+    return decoded is not None and decoded.shape[:2] == (2, 3) and int(decoded[0, 0, 2]) == int(codes[-1, -1, 0])
+
+
 def _bit_depth(img, data: bytes) -> int:
     if img.format == "PNG" and len(data) > 24:
         return 16 if data[24] == 16 else 8
@@ -579,8 +591,17 @@ def read_photo(path: "str | os.PathLike") -> Photo:
         with Image.open(io.BytesIO(data)) as img:
             fmt = img.format or "unknown"
             bits = _bit_depth(img, data)
+            stored_orientation = int(img.getexif().get(_ORIENTATION_TAG, 1) or 1)
+            if bits != 16:
+                # Full decode first: truncated files fail here, not later; and a Pillow that
+                # turns a TIFF by its orientation tag (Pillow 13) does it here and drops the tag,
+                # so the tag read below is what is left to apply. (Deleting the tag before the
+                # decode left Pillow a turned frame it would not fill: a crash on orientations 5-8.)
+                img.load()
             exif_obj = img.getexif()
             orientation = int(exif_obj.get(_ORIENTATION_TAG, 1) or 1)
+            if orientation != stored_orientation:
+                notes.append(f"EXIF orientation {stored_orientation} applied")  # by Pillow, above
             try:
                 iso = exif_obj.get_ifd(_EXIF_IFD_TAG).get(_ISO_TAG)
                 iso = float(iso[0] if isinstance(iso, (tuple, list)) else iso) if iso else None
@@ -603,8 +624,10 @@ def read_photo(path: "str | os.PathLike") -> Photo:
                     raise OSError("OpenCV could not decode the 16-bit pixels")
                 if codes.ndim == 3:
                     codes = codes[:, :, [2, 1, 0]] if codes.shape[2] >= 3 else codes[:, :, 0]
+                if fmt == "TIFF" and orientation != 1 and _opencv_orients_tiff():
+                    notes.append(f"EXIF orientation {orientation} applied")
+                    orientation = 1  # already upright: OpenCV turned it
             else:
-                img.load()  # full decode: truncated files fail here, not later
                 if mode == "CMYK":
                     img, note = _cmyk_to_srgb(img, icc)
                     notes.append(note)
@@ -683,9 +706,19 @@ def _atomic_write(path: Path, write) -> None:
         with os.fdopen(fd, "wb") as fh:
             if fcntl is not None:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-            write(fh)
+            # The writer fills memory, not the file: Pillow's encoders write straight to a
+            # file's descriptor and ignore a short write, so a full disk left a truncated
+            # JPEG that was renamed into place as if whole. Python's own writes raise instead.
+            buffer = io.BytesIO()
+            write(buffer)
+            data = buffer.getbuffer()
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+            if os.fstat(fh.fileno()).st_size != data.nbytes:
+                raise OSError(errno.EIO, f"only {os.fstat(fh.fileno()).st_size} of {data.nbytes} bytes of "
+                              f"{str(path)!r} reached the disk; free some space and run again")
+            del data
             if hasattr(os, "fchmod"):
                 os.fchmod(fh.fileno(), 0o644)
             else:
@@ -771,7 +804,7 @@ def _png_with_metadata(png: bytes, icc: "bytes | None", exif: "bytes | None") ->
     return png[:ihdr_end] + extra + png[ihdr_end:]
 
 
-def _tiff_bytes(codes: np.ndarray, icc: "bytes | None", exif: "bytes | None") -> bytes:
+def _tiff_bytes(codes: np.ndarray, icc: "bytes | None", exif: "bytes | None", *, orientation: int = 1) -> bytes:
     """Encode an uncompressed baseline RGB TIFF (TIFF 6.0), 8 or 16 bit, with ICC and EXIF.
 
     EXIF is kept by a trick that needs no offset relocation: the EXIF block is
@@ -819,7 +852,7 @@ def _tiff_bytes(codes: np.ndarray, icc: "bytes | None", exif: "bytes | None") ->
     entries[259] = entry(259, 3, [1])
     entries[262] = entry(262, 3, [2])
     entries[273] = entry(273, 4, [strip_offset])
-    entries[274] = entry(274, 3, [1])
+    entries[274] = entry(274, 3, [orientation])  # 1: upright (other values only to probe decoders)
     entries[277] = entry(277, 3, [3])
     entries[278] = entry(278, 4, [h])
     entries[279] = entry(279, 4, [h * w * 3 * bits // 8])

@@ -78,6 +78,35 @@ def test_plan_skips_finished_outputs_and_ignores_its_own_output_folder(tmp_path)
     assert len(todo) == 2
 
 
+def test_plan_when_out_is_the_input_folder_or_above_it(tmp_path):
+    """--out equal to the input folder refused photo by photo, by name (it hid every photo and
+    reported "0 done" with exit 0); --out above the input folder develops them."""
+    photos = _photos(tmp_path / "lib" / "sub", 2)
+    todo, settled = plan_batch([tmp_path / "lib" / "sub"], tmp_path / "lib" / "sub")
+    assert todo == [] and [r.status for r in settled] == ["failed", "failed"]
+    assert all("overwrite an input" in r.message for r in settled)
+    todo, settled = plan_batch([tmp_path / "lib" / "sub"], tmp_path / "lib")
+    assert [i.source for i in todo] == photos and settled == []
+    assert [i.output for i in todo] == [tmp_path / "lib" / p.name for p in photos]
+
+
+def test_plan_takes_a_photo_named_twice_once(tmp_path):
+    photos = _photos(tmp_path / "lib", 2)
+    todo, settled = plan_batch([photos[0], photos[0], tmp_path / "lib", tmp_path / "lib" / ".." / "lib"],
+                               tmp_path / "out")
+    assert sorted(i.source.name for i in todo) == ["img_00.jpg", "img_01.jpg"] and settled == []
+
+
+def test_an_output_folder_that_cannot_be_made_is_one_clear_error(tmp_path):
+    photos = _photos(tmp_path / "lib", 1)
+    (tmp_path / "taken").write_bytes(b"a file")
+    with pytest.raises(ValueError, match="is a file, not a folder; choose another --out"):
+        run_batch(photos, tmp_path / "taken", jobs=1, progress=False)
+    with pytest.raises(ValueError, match="cannot be created"):
+        run_batch(photos, tmp_path / "taken" / "below", jobs=1, progress=False)
+    assert (tmp_path / "taken").read_bytes() == b"a file"
+
+
 def test_bad_files_are_reported_and_the_rest_goes_on(tmp_path):
     inp = tmp_path / "in"
     inp.mkdir()

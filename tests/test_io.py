@@ -88,6 +88,26 @@ def test_exif_orientation_matches_pillow(tmp_path, orientation):
     np.testing.assert_array_equal(_encoded(photo.pixels), expected)
 
 
+@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_tiff_orientation_applied_once(tmp_path, orientation, bits):
+    """TIFF orientation tags: Pillow 13 and OpenCV 5 turn TIFFs themselves while decoding (older
+    ones do not). 8-bit orientations 5-8 crashed ("tile cannot extend outside image") and
+    16-bit ones were turned twice."""
+    src = _gradient(10, 16)
+    Image.fromarray(src).save(tmp_path / "o.png", exif=_exif(orientation))
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / "o.png")))
+    if bits == 8:
+        Image.fromarray(src).save(tmp_path / "o.tif", exif=_exif(orientation))
+    else:
+        (tmp_path / "o.tif").write_bytes(cio._tiff_bytes(src.astype(np.uint16) * 257, None, None,
+                                                         orientation=orientation))
+    photo = cio.read_photo(tmp_path / "o.tif")
+    assert photo.bit_depth == bits
+    np.testing.assert_array_equal(_encoded(photo.pixels), expected)
+    assert any(f"orientation {orientation}" in n for n in photo.notes) == (orientation != 1)
+
+
 @pytest.mark.parametrize("ext", ["jpg", "png", "tif"])
 def test_exif_kept_and_orientation_reset(tmp_path, ext):
     Image.fromarray(_gradient(20, 30)).save(tmp_path / "r.jpg", exif=_exif(6), quality=95)
@@ -238,6 +258,28 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
         cio._atomic_write(target, broken)
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["x.jpg"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs RLIMIT_FSIZE (Linux)")
+@pytest.mark.parametrize("ext", ["jpg", "png", "tif"])
+def test_a_write_the_disk_cuts_short_fails_and_leaves_nothing(tmp_path, ext):
+    """A real short write (the kernel's file-size limit, as a full disk does): the photo is
+    reported as failed and no partial file takes its name. Pillow's JPEG encoder ignored the
+    short write and a truncated JPEG was renamed into place as if whole."""
+    target = tmp_path / f"out.{ext}"
+    script = (
+        "import resource, signal, sys, numpy as np\n"
+        "from camseg import io as cio\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "img = np.random.default_rng(0).random((100, 100, 3), dtype=np.float32)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (10000, resource.RLIM_INFINITY))\n"
+        "try:\n    cio.write_photo(sys.argv[1], img)\n"
+        "except OSError as exc:\n    print('failed:', exc)\n"
+        "else:\n    print('written')\n")
+    done = subprocess.run([sys.executable, "-c", script, str(target)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("failed:"), done.stdout  # the unlimited file is 12-30 kB: it cannot fit
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_stale_temp_files_of_dead_writers_are_removed(tmp_path):
