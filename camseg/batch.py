@@ -31,6 +31,7 @@ import errno
 import json
 import multiprocessing
 import os
+import re
 import sys
 import time
 import traceback
@@ -158,10 +159,20 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
             # --out that is this folder or above it hides nothing: every photo is then checked
             # against its output below, and refused by name where it would be overwritten.)
             skip_out = path.resolve() in out_abs.parents
-            found = sorted(p for p in path.rglob("*") if p.is_file() and _is_photo(p)
-                           and not (skip_out and out_abs in p.resolve().parents))
+            files = [p for p in path.rglob("*") if p.is_file() and not (skip_out and out_abs in p.resolve().parents)]
+            found = sorted(p for p in files if _is_photo(p))
+            if not found:
+                others = sorted({p.suffix.lower() or p.name for p in files if not p.name.startswith(".")})
+                results.append(ItemResult(path, None, "failed", "no JPEG, PNG or TIFF photo in this folder"
+                                          + (f" (other files: {', '.join(others[:5])})" if others else "")
+                                          + "; camseg reads .jpg/.jpeg/.png/.tif/.tiff files"))
             candidates.extend((p, p.relative_to(path)) for p in found)
         elif path.is_file():
+            if task == "develop" and output_format is None and path.suffix.lower() not in PHOTO_FORMATS:
+                results.append(ItemResult(path, None, "failed", f"camseg writes JPEG, PNG or TIFF, not "
+                                          f"{path.suffix or 'files without an extension'}; pass --format jpg "
+                                          "(or png, tif) to develop it into one of those"))
+                continue
             candidates.append((path, Path(path.name)))
         else:
             results.append(ItemResult(path, None, "failed", "no such file or folder"))
@@ -374,6 +385,12 @@ def write_segmentation(folder, photo, seg) -> list:
             save_png(f"{name}.png", matte)
     for i, matte in enumerate(getattr(seg, "persons", None) or []):
         save_png(f"person_{i:02d}.png", matte)
+    # Masks of an earlier run that this one did not make (a person fewer, --overwrite) would
+    # mix two segmentations in one folder: removed before the overlay marks the folder done.
+    ours = {f"{name}.png" for name in SCENE_MASKS}
+    for old in folder.glob("*.png"):
+        if old not in written and (old.name in ours or re.fullmatch(r"person_\d{2,}\.png", old.name)):
+            old.unlink()
     overlay = Image.fromarray(mask_overlay(photo.pixels, seg))
     path = folder / OVERLAY_NAME
     _atomic_write(path, lambda fh: overlay.save(fh, format="JPEG", quality=90))
@@ -594,6 +611,8 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
                          f"got {dask_scheduler!r}")
     if bit_depth is not None and bit_depth not in (8, 16):
         raise ValueError(f"bit_depth must be 8, 16 or None, got {bit_depth!r}")
+    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
+        raise ValueError(f"quality must be a JPEG quality 1..100, got {quality!r}")  # before any photo is decoded
     if output_format and output_format.lower().lstrip(".") in ("jpg", "jpeg") and bit_depth == 16:
         raise ValueError("JPEG output is 8-bit only; use output_format='png' or 'tif' for bit_depth=16")
     out_dir = Path(out_dir)

@@ -153,6 +153,37 @@ def test_mask_overlay_and_write_segmentation(tmp_path):
                                   np.rint(person * 127.5 + 1e-3).astype(np.uint8))
 
 
+def test_rewriting_a_segmentation_removes_the_earlier_runs_extra_masks(tmp_path):
+    """Re-segmenting into the same folder (--overwrite) left the old person_01.png of a person
+    the new run did not find: two segmentations mixed in one folder."""
+    h, w = 20, 30
+    people = [np.zeros((h, w), np.float32) for _ in range(2)]
+    people[0][5:, 2:8], people[1][5:, 20:26] = 1.0, 1.0
+    photo = cio.Photo(pixels=np.full((h, w, 3), 0.2, np.float32))
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "notes.png").write_bytes(b"the user's own file")
+    write_segmentation(tmp_path / "m", photo, types.SimpleNamespace(sky=people[1], persons=people))
+    assert (tmp_path / "m" / "person_01.png").exists() and (tmp_path / "m" / "sky.png").exists()
+    write_segmentation(tmp_path / "m", photo, types.SimpleNamespace(skin=people[0], persons=people[:1]))
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == sorted([OVERLAY_NAME, "notes.png", "person_00.png",
+                                                                         "skin.png"])
+
+
+def test_plan_reports_a_folder_without_photos_and_unwritable_formats(tmp_path):
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "a.heic").write_bytes(b"x")
+    (tmp_path / "raw" / "b.CR2").write_bytes(b"x")
+    Image.new("RGB", (16, 16)).save(tmp_path / "c.webp")
+    todo, settled = plan_batch([tmp_path / "raw", tmp_path / "c.webp"], tmp_path / "out")
+    assert todo == [] and [r.status for r in settled] == ["failed", "failed"]
+    assert "no JPEG, PNG or TIFF photo in this folder (other files: .cr2, .heic)" in settled[0].message
+    assert "pass --format jpg" in settled[1].message
+    todo, settled = plan_batch([tmp_path / "c.webp"], tmp_path / "out", output_format="jpg")
+    assert [i.output.name for i in todo] == ["c.jpg"] and settled == []
+    with pytest.raises(ValueError, match="quality must be a JPEG quality 1..100, got 101"):
+        run_batch([tmp_path / "c.webp"], tmp_path / "out", quality=101, progress=False)
+
+
 # --- with the real model -----------------------------------------------------------------
 
 def test_batch_develop_two_workers_and_resume(tmp_path):
