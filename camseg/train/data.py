@@ -485,6 +485,13 @@ class AugmentParams:
     hue_deg: float = 8.0
     p_copy_paste: float = 0.5
     p_glasses: float = 0.5
+    # Portrait-mode backgrounds: everything off the labelled people blurred by a lens-like disc
+    # (radius a fraction of the frame). The model's person matte bled into warm out-of-focus
+    # backgrounds of close-ups (model card: held-out photos 40 and 41) — appearance it learnt
+    # from sharp training backgrounds. On every photo with person labels (a bystander the
+    # machine-made portrait masks miss is blurred as background, as the label already says).
+    p_defocus: float = 0.0
+    defocus_radius: tuple = (0.006, 0.03)  # disc radius as a fraction of the frame's diagonal
 
 
 #: Sampling weight of each set. The small person-instance sets are what matter most; person_binary
@@ -492,6 +499,32 @@ class AugmentParams:
 #: behind hair and skin, so they are drawn more often.
 SOURCE_WEIGHTS = {"coco": 4.0, "person_binary": 1.0, "fullbody_skin": 0.5, "fasseg": 1.0, "ade_sky": 2.5,
                   "celeb_hair": 0.4, "scene": 1.0}
+
+
+def defocus_background(image: np.ndarray, people: np.ndarray, radius: float,
+                       valid: "np.ndarray | None" = None) -> np.ndarray:
+    """Blur everything off ``people`` as a wide aperture would (a portrait-mode photo).
+
+    ``image`` float32 H×W×3 in [0, 1]; ``people`` float32 H×W coverage in [0, 1]; ``radius`` the
+    defocus disc's radius in pixels; ``valid`` bool H×W, where the frame shows the photo (the
+    padding outside is neither averaged in nor changed). The background is convolved with a uniform disc (the
+    geometric-optics point spread of a defocused lens) by normalised convolution — only
+    background pixels are averaged, so the people's colours do not bleed into it as a halo
+    (Knutsson & Westin 1993) — and the people are composited back sharp over it.
+    """
+    r = max(1, int(round(radius)))
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)).astype(np.float32)
+    disc /= disc.sum()
+    alpha = cv2.GaussianBlur(np.clip(people, 0.0, 1.0), (3, 3), 0)
+    background = 1.0 - alpha
+    if valid is not None:
+        background *= valid
+    weight = cv2.filter2D(background, -1, disc, borderType=cv2.BORDER_REFLECT)
+    blurred = cv2.filter2D(image * background[:, :, None], -1, disc, borderType=cv2.BORDER_REFLECT)
+    blurred /= np.maximum(weight, 1e-4)[:, :, None]
+    # Deep inside a person no background reaches the disc: those pixels stay the person's anyway.
+    out = image * (1.0 - background)[:, :, None] + np.clip(blurred, 0.0, 1.0) * background[:, :, None]
+    return out.astype(np.float32)
 
 
 class TrainingSet:
@@ -636,6 +669,11 @@ class TrainingSet:
         # before the colour jitter: the skin-colour rule below reads the photo's own colours
         ycc = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2YCrCb) if SKIN not in channels else None
         img = img.astype(np.float32) / 255.0
+        if (self.augment and p.p_defocus and len(warped) > len(channels)
+                and rng.random() < p.p_defocus):  # (no draw when off: old runs replay)
+            people = np.max(warped[len(channels):], axis=0).astype(np.float32) / 255.0
+            img = defocus_background(img, people, float(rng.uniform(*p.defocus_radius)) * np.hypot(H, W),
+                                     valid=inside)
         if self.augment:
             img = self._colour_jitter(img)
         S = len(SCENE_CATEGORIES)

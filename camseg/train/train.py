@@ -158,6 +158,8 @@ def main(argv=None) -> int:
                         help="probability of zooming out (the photo smaller than the frame, the rest unknown)")
     parser.add_argument("--p-letterbox", type=float, default=AugmentParams.p_letterbox,
                         help="probability of showing the whole photo letterboxed upright, as the runtime does")
+    parser.add_argument("--p-defocus", type=float, default=AugmentParams.p_defocus,
+                        help="probability of blurring the background off the labelled people (portrait mode)")
     parser.add_argument("--workers", type=int, default=0,
                         help="processes building samples (0: the training process itself; on a GPU, one per spare core)")
     parser.add_argument("--amp", action="store_true",
@@ -234,7 +236,8 @@ def main(argv=None) -> int:
         face_labels = None
     data = Path(args.data).expanduser()
     records = load_packed(data) if data.is_file() else load_all(data, split="train", face_labels=face_labels)
-    params = AugmentParams(p_copy_paste=args.p_copy_paste, p_zoom_out=args.p_zoom_out, p_letterbox=args.p_letterbox)
+    params = AugmentParams(p_copy_paste=args.p_copy_paste, p_zoom_out=args.p_zoom_out, p_letterbox=args.p_letterbox,
+                           p_defocus=args.p_defocus)
     paste_sources = len(TrainingSet(records, tuple(args.size), params=params).paste_sources)
     print(f"{len(records)} training photos; {paste_sources} people for copy-paste; "
           f"device {device}; size {args.size}; {args.workers} loader workers")

@@ -192,3 +192,28 @@ def test_coco_person_free_reads_the_panoptic_entries(tmp_path):
     (tmp_path / "panoptic.json").write_text(json.dumps(meta))
     assert coco_person_free(tmp_path) == ["e", "z1", "z2", "z3"]
     assert coco_person_free_val(tmp_path) == {"e", "z3"}
+
+
+def test_defocus_blurs_the_background_only_without_a_halo_of_the_people():
+    from camseg.train.data import defocus_background
+
+    rng = np.random.default_rng(0)
+    h, w = 64, 96
+    image = rng.random((h, w, 3)).astype(np.float32) * 0.5  # textured background
+    people = np.zeros((h, w), np.float32)
+    people[16:48, 40:56] = 1.0
+    image[16:48, 40:56] = (1.0, 0.9, 0.8)                   # a bright person
+    valid = np.ones((h, w), bool)
+    valid[:, :8] = False                                     # letterbox padding
+    image[:, :8] = 0.0
+    out = defocus_background(image, people, 4.0, valid=valid)
+    assert out.dtype == np.float32 and out.shape == image.shape
+    np.testing.assert_allclose(out[20:44, 43:53], image[20:44, 43:53], atol=1e-6)  # the person stays sharp
+    np.testing.assert_array_equal(out[:, :8], 0.0)                                  # the padding untouched
+    bg = np.ones((h, w), bool)
+    bg[12:52, 36:60] = False
+    bg[:, :14] = False
+    assert out[bg].std() < 0.5 * image[bg].std()            # background texture blurred away
+    # Normalised convolution: next to the person the background keeps its own level (~0.25),
+    # not the person's brightness smeared into it.
+    assert abs(float(out[30, 32:37].mean()) - float(image[bg].mean())) < 0.05
