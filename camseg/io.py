@@ -181,7 +181,17 @@ class Photo:
         ISO speed from EXIF, if recorded (used to set the denoising strength).
     notes : tuple of str
         What was done on decoding that a user may want to know (CMYK converted,
-        alpha dropped, orientation applied, profile not understood, ...).
+        orientation applied, profile not understood, ...).
+    alpha : np.ndarray or None
+        float32 H×W opacity in [0, 1] (straight, not premultiplied), upright like
+        ``pixels``, of a PNG or TIFF with transparency; written back to PNG and TIFF
+        (a JPEG cannot hold it). The stages develop the colour under it unchanged.
+    xmp : bytes or None
+        The XMP packet (UTF-8 XML: ratings, keywords, captions, edit history), its
+        orientation reset to 1 like the EXIF; written back to JPEG, PNG and TIFF.
+    jpeg_subsampling : str or None
+        Chroma subsampling of a JPEG source (``"4:4:4"``, ``"4:2:2"``, ``"4:2:0"``);
+        a JPEG written "like" it uses the same.
     """
 
     pixels: np.ndarray
@@ -193,6 +203,9 @@ class Photo:
     source: "Path | None" = None
     iso: "float | None" = None
     notes: tuple = ()
+    alpha: "np.ndarray | None" = None
+    xmp: "bytes | None" = None
+    jpeg_subsampling: "str | None" = None
 
     @property
     def shape(self) -> tuple:
@@ -617,12 +630,17 @@ def read_photo(path: "str | os.PathLike") -> Photo:
             else:
                 exif = _normalise_exif(img.info.get("exif"))
             icc = img.info.get("icc_profile") or None
+            xmp = _read_xmp(img)
+            subsampling = _jpeg_subsampling(img) if fmt == "JPEG" else None
             mode = img.mode
+            alpha_codes = None
             if bits == 16:
                 codes = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
                 if codes is None or codes.dtype != np.uint16:
                     raise OSError("OpenCV could not decode the 16-bit pixels")
                 if codes.ndim == 3:
+                    if codes.shape[2] in (2, 4):  # gray + alpha, BGR + alpha
+                        alpha_codes = codes[:, :, -1]
                     codes = codes[:, :, [2, 1, 0]] if codes.shape[2] >= 3 else codes[:, :, 0]
                 if fmt == "TIFF" and orientation != 1 and _opencv_orients_tiff():
                     notes.append(f"EXIF orientation {orientation} applied")
@@ -632,8 +650,9 @@ def read_photo(path: "str | os.PathLike") -> Photo:
                     img, note = _cmyk_to_srgb(img, icc)
                     notes.append(note)
                     icc = None
-                elif mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
-                    notes.append("alpha channel dropped")
+                elif mode in ("RGBA", "LA", "PA") or (mode in ("P", "L", "RGB") and "transparency" in img.info):
+                    img = img.convert("RGBA")
+                    alpha_codes = np.asarray(img.getchannel("A"))
                     img = img.convert("RGB")
                 elif mode not in ("RGB", "L"):
                     notes.append(f"converted from mode {mode} to RGB")
@@ -665,11 +684,62 @@ def read_photo(path: "str | os.PathLike") -> Photo:
     if orientation != 1:
         notes.append(f"EXIF orientation {orientation} applied")
         codes = _orient(codes, orientation)
+        alpha_codes = _orient(alpha_codes, orientation) if alpha_codes is not None else None
     pixels = _decode(codes, curve_key, bits)
+    alpha = None
+    if alpha_codes is not None and int(alpha_codes.min()) < np.iinfo(alpha_codes.dtype).max:
+        # Opacity is coverage, not light: stored linearly (PNG 3rd ed. §12.4), no transfer curve.
+        alpha = np.ascontiguousarray(alpha_codes, dtype=np.float32) / np.float32(np.iinfo(alpha_codes.dtype).max)
     if exif is not None:
         exif = _exif_reset_orientation(exif)
     return Photo(pixels=pixels, exif=exif, icc_profile=icc, bit_depth=bits, format=fmt,
-                 colour_space=colour_space, source=path, iso=iso, notes=tuple(notes))
+                 colour_space=colour_space, source=path, iso=iso, notes=tuple(notes), alpha=alpha,
+                 xmp=_xmp_reset_orientation(xmp) if xmp else None, jpeg_subsampling=subsampling)
+
+
+_XMP_APP1 = b"http://ns.adobe.com/xap/1.0/\x00"
+
+
+def _read_xmp(img) -> "bytes | None":
+    """The XMP packet of a Pillow image as UTF-8 bytes: JPEG APP1, PNG iTXt, TIFF tag 700."""
+    value = img.info.get("xmp") or img.info.get("XML:com.adobe.xmp")
+    if value is None and img.format == "TIFF":
+        value = getattr(img, "tag_v2", {}).get(700)
+    if isinstance(value, str):
+        value = value.encode("utf-8")
+    elif isinstance(value, tuple):  # some Pillow versions give TIFF BYTE tags as tuples
+        value = bytes(value)
+    return bytes(value) if value else None
+
+
+def _xmp_reset_orientation(xmp: bytes) -> bytes:
+    """``tiff:Orientation`` set to 1 (attribute or element form): the pixels are upright now, and a
+    viewer reading the XMP copy of the tag would turn them again."""
+    import re
+
+    xmp = re.sub(rb'(tiff:Orientation\s*=\s*["\'])\d(["\'])', rb"\g<1>1\g<2>", xmp)
+    return re.sub(rb"(<tiff:Orientation>\s*)\d(\s*</tiff:Orientation>)", rb"\g<1>1\g<2>", xmp)
+
+
+def _jpeg_subsampling(img) -> "str | None":
+    """Chroma subsampling of a Pillow JPEG image, or None when it is not one of the three common ones."""
+    try:
+        from PIL import JpegImagePlugin
+
+        return {0: "4:4:4", 1: "4:2:2", 2: "4:2:0"}.get(JpegImagePlugin.get_sampling(img))
+    except Exception:  # noqa: BLE001 - metadata only: never stops decoding
+        return None
+
+
+def _jpeg_with_xmp(jpeg: bytes, xmp: bytes) -> bytes:
+    """Insert an XMP APP1 segment (XMP spec part 3, §1.1.3) after the JFIF/EXIF segments of ``jpeg``."""
+    segment = _XMP_APP1 + xmp
+    if len(segment) + 2 > 0xFFFF:
+        return jpeg  # larger packets need Extended XMP across several segments: not written
+    pos = 2  # after SOI
+    while pos + 4 <= len(jpeg) and jpeg[pos] == 0xFF and jpeg[pos + 1] in (0xE0, 0xE1):
+        pos += 2 + struct.unpack(">H", jpeg[pos + 2:pos + 4])[0]
+    return jpeg[:pos] + b"\xff\xe1" + struct.pack(">H", len(segment) + 2) + segment + jpeg[pos:]
 
 
 def _cmyk_to_srgb(img, icc):
@@ -793,19 +863,24 @@ def _png_chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
 
-def _png_with_metadata(png: bytes, icc: "bytes | None", exif: "bytes | None") -> bytes:
-    """Insert iCCP and eXIf chunks (PNG 3rd ed. §11.3) after IHDR of an encoded PNG."""
+def _png_with_metadata(png: bytes, icc: "bytes | None", exif: "bytes | None", xmp: "bytes | None" = None) -> bytes:
+    """Insert iCCP, eXIf and XMP iTXt chunks (PNG 3rd ed. §11.3; XMP spec part 3, §1.1.5)
+    after IHDR of an encoded PNG."""
     extra = b""
     if icc:
         extra += _png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc))
     if exif:
         extra += _png_chunk(b"eXIf", exif)
+    if xmp:  # keyword, no compression, no language, no translated keyword, UTF-8 text
+        extra += _png_chunk(b"iTXt", b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + xmp)
     ihdr_end = 8 + 8 + 13 + 4
     return png[:ihdr_end] + extra + png[ihdr_end:]
 
 
-def _tiff_bytes(codes: np.ndarray, icc: "bytes | None", exif: "bytes | None", *, orientation: int = 1) -> bytes:
-    """Encode an uncompressed baseline RGB TIFF (TIFF 6.0), 8 or 16 bit, with ICC and EXIF.
+def _tiff_bytes(codes: np.ndarray, icc: "bytes | None", exif: "bytes | None", *, orientation: int = 1,
+                xmp: "bytes | None" = None) -> bytes:
+    """Encode an uncompressed baseline RGB or RGBA TIFF (TIFF 6.0), 8 or 16 bit, with ICC, EXIF
+    and XMP (tag 700). ``codes`` H×W×3, or H×W×4 with straight alpha last (ExtraSamples = 2).
 
     EXIF is kept by a trick that needs no offset relocation: the EXIF block is
     itself a TIFF structure, so the file *starts* with it unchanged (all its
@@ -813,7 +888,7 @@ def _tiff_bytes(codes: np.ndarray, icc: "bytes | None", exif: "bytes | None", *,
     holds the image tags plus the original IFD0 entries (copied verbatim, so
     their out-of-line values and the Exif/GPS sub-IFD pointers still resolve).
     """
-    h, w, _ = codes.shape
+    h, w, samples = codes.shape
     bits = codes.dtype.itemsize * 8
     if exif:
         bo = "<" if exif[:2] == b"II" else ">"
@@ -848,15 +923,19 @@ def _tiff_bytes(codes: np.ndarray, icc: "bytes | None", exif: "bytes | None", *,
     entries = dict(kept)
     entries[256] = entry(256, 4, [w])
     entries[257] = entry(257, 4, [h])
-    entries[258] = entry(258, 3, [bits] * 3)
+    entries[258] = entry(258, 3, [bits] * samples)
     entries[259] = entry(259, 3, [1])
     entries[262] = entry(262, 3, [2])
     entries[273] = entry(273, 4, [strip_offset])
     entries[274] = entry(274, 3, [orientation])  # 1: upright (other values only to probe decoders)
-    entries[277] = entry(277, 3, [3])
+    entries[277] = entry(277, 3, [samples])
     entries[278] = entry(278, 4, [h])
-    entries[279] = entry(279, 4, [h * w * 3 * bits // 8])
+    entries[279] = entry(279, 4, [h * w * samples * bits // 8])
     entries[284] = entry(284, 3, [1])
+    if samples == 4:
+        entries[338] = entry(338, 3, [2])  # the fourth sample is unassociated (straight) alpha
+    if xmp:
+        entries[700] = entry(700, 1, list(xmp))
     if icc:
         entries[34675] = entry(34675, 7, list(icc))
     align()
@@ -870,7 +949,7 @@ def _tiff_bytes(codes: np.ndarray, icc: "bytes | None", exif: "bytes | None", *,
 
 
 def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | None" = None,
-                bit_depth: "int | None" = None, quality: int = 95, subsampling: str = "4:2:0",
+                bit_depth: "int | None" = None, quality: int = 95, subsampling: "str | None" = None,
                 overwrite: bool = True) -> Path:
     """Encode linear pixels to a JPEG, PNG or TIFF file, atomically.
 
@@ -878,7 +957,8 @@ def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | 
     renamed into place, so an interrupted write never leaves a partial file.
     With ``like``, the result keeps that photo's colour profile (pixels are
     encoded with its tone curve and the same ICC profile is embedded) and its
-    EXIF (orientation reset to 1, since pixels are stored upright).
+    EXIF and XMP (orientation reset to 1, since pixels are stored upright), its
+    transparency (PNG and TIFF) and its JPEG chroma subsampling.
 
     Parameters
     ----------
@@ -895,8 +975,8 @@ def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | 
         Bits per channel. Default: ``like.bit_depth`` for PNG/TIFF, else 8. JPEG is 8-bit only.
     quality : int
         JPEG quality, 1-100.
-    subsampling : {"4:4:4", "4:2:2", "4:2:0"}
-        JPEG chroma subsampling.
+    subsampling : {"4:4:4", "4:2:2", "4:2:0"}, optional
+        JPEG chroma subsampling. Default: ``like``'s, when it was a JPEG; else "4:2:0".
     overwrite : bool
         If False, raise FileExistsError when ``path`` exists.
 
@@ -931,6 +1011,8 @@ def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | 
     if not 1 <= int(quality) <= 100:
         raise ValueError(f"quality must be in 1..100, got {quality!r}")
     subsamplings = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
+    if subsampling is None:
+        subsampling = (like.jpeg_subsampling if like is not None else None) or "4:2:0"
     if subsampling not in subsamplings:
         raise ValueError(f"subsampling must be one of {list(subsamplings)}, got {subsampling!r}")
     linear = as_linear_rgb(image, name="image") if image.dtype != np.float32 or image.ndim != 3 \
@@ -941,7 +1023,12 @@ def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | 
     icc = like.icc_profile if like is not None else None
     exif = like.exif if like is not None else None
     curve_key = _parse_icc(icc).curve_key if icc else None
+    xmp = like.xmp if like is not None else None
     codes = _encode(linear, curve_key, bit_depth)
+    alpha = like.alpha if like is not None and like.alpha is not None and fmt != "JPEG" else None
+    if alpha is not None and alpha.shape == codes.shape[:2]:
+        top = np.float32(np.iinfo(codes.dtype).max)
+        codes = np.dstack([codes, (np.clip(alpha, 0.0, 1.0) * top + np.float32(0.5)).astype(codes.dtype)])
 
     if fmt == "JPEG":
         options = {"quality": int(quality), "subsampling": subsamplings[subsampling]}
@@ -950,15 +1037,22 @@ def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | 
         if exif and len(exif) + len(_EXIF_PREFIX) < 65000:
             options["exif"] = _EXIF_PREFIX + exif
         pil = Image.fromarray(codes, "RGB")
-        _atomic_write(path, lambda fh: pil.save(fh, format="JPEG", **options))
+
+        def write_jpeg(fh):
+            buffer = io.BytesIO()
+            pil.save(buffer, format="JPEG", **options)
+            fh.write(_jpeg_with_xmp(buffer.getvalue(), xmp) if xmp else buffer.getvalue())
+
+        _atomic_write(path, write_jpeg)
     elif fmt == "PNG":
-        ok, png = cv2.imencode(".png", np.ascontiguousarray(codes[:, :, ::-1]),
+        channels = [2, 1, 0, 3] if codes.shape[2] == 4 else [2, 1, 0]  # OpenCV's BGR(A) order
+        ok, png = cv2.imencode(".png", np.ascontiguousarray(codes[:, :, channels]),
                                [cv2.IMWRITE_PNG_COMPRESSION, 3])
         if not ok:
             raise OSError(f"OpenCV failed to encode {str(path)!r} as PNG")
-        data = _png_with_metadata(png.tobytes(), icc, exif)
+        data = _png_with_metadata(png.tobytes(), icc, exif, xmp)
         _atomic_write(path, lambda fh: fh.write(data))
     else:
-        data = _tiff_bytes(codes, icc, exif)
+        data = _tiff_bytes(codes, icc, exif, xmp=xmp)
         _atomic_write(path, lambda fh: fh.write(data))
     return path

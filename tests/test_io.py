@@ -189,10 +189,68 @@ def test_grayscale_jpeg(tmp_path):
     np.testing.assert_array_equal(photo.pixels[..., 0], photo.pixels[..., 1])
 
 
-def test_rgba_png_drops_alpha_with_a_note(tmp_path):
-    Image.fromarray(np.full((4, 4, 4), 200, np.uint8), "RGBA").save(tmp_path / "a.png")
+@pytest.mark.parametrize("bits", [8, 16])
+def test_transparency_is_kept_in_png_and_tiff(tmp_path, bits):
+    """A PNG's alpha used to be dropped, so what it hid became visible in the developed photo."""
+    rgb = _gradient(12, 20)
+    alpha = np.tile(np.linspace(0, 255, 20).astype(np.uint8), (12, 1))
+    if bits == 8:
+        Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(tmp_path / "a.png", exif=_exif(6))
+    else:  # OpenCV writes 16-bit BGRA; EXIF orientation 6 as an eXIf chunk
+        ok, png = cv2.imencode(".png", np.dstack([rgb[:, :, ::-1], alpha]).astype(np.uint16) * 257)
+        (tmp_path / "a.png").write_bytes(cio._png_with_metadata(png.tobytes(), None, _exif(6)[6:]))
     photo = cio.read_photo(tmp_path / "a.png")
-    assert photo.pixels.shape == (4, 4, 3) and any("alpha" in n for n in photo.notes)
+    assert photo.bit_depth == bits and photo.alpha is not None and photo.alpha.dtype == np.float32
+    np.testing.assert_allclose(photo.alpha, np.rot90(alpha, -1) / 255.0, atol=1e-6)  # turned with the pixels
+    assert photo.pixels.shape == (20, 12, 3)
+    for ext in ("png", "tif"):
+        out = photo.save(tmp_path / f"b.{ext}")
+        back = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+        assert back.shape == (20, 12, 4) and back.dtype == (np.uint8 if bits == 8 else np.uint16)
+        scale = 1 if bits == 8 else 257
+        np.testing.assert_array_equal(back[:, :, 3], np.rot90(alpha, -1).astype(back.dtype) * scale)
+        np.testing.assert_allclose(cio.read_photo(out).alpha, photo.alpha, atol=1e-6)
+    with Image.open(photo.save(tmp_path / "b.jpg")) as im:
+        assert im.mode == "RGB"  # JPEG has no alpha
+
+
+def test_opaque_alpha_and_palette_transparency(tmp_path):
+    Image.fromarray(np.dstack([np.full((4, 4, 3), 200, np.uint8), np.full((4, 4), 255, np.uint8)]),
+                    "RGBA").save(tmp_path / "opaque.png")
+    assert cio.read_photo(tmp_path / "opaque.png").alpha is None  # nothing to keep
+    pal = Image.fromarray(np.arange(16, dtype=np.uint8).reshape(4, 4), "P")
+    pal.info["transparency"] = 0
+    pal.save(tmp_path / "p.png", transparency=0)
+    photo = cio.read_photo(tmp_path / "p.png")
+    assert photo.alpha is not None and photo.alpha[0, 0] == 0.0 and photo.alpha[0, 1] == 1.0
+
+
+_XMP = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        b'<rdf:Description xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmlns:tiff="http://ns.adobe.com/tiff/1.0/" '
+        b'xmp:Rating="5" tiff:Orientation="6"><tiff:Orientation>6</tiff:Orientation></rdf:Description>'
+        b'</rdf:RDF></x:xmpmeta>')
+
+
+def test_xmp_and_chroma_subsampling_are_kept(tmp_path):
+    """Ratings and keywords live in XMP: it used to be dropped. Its copy of the orientation is
+    reset with the EXIF one, or a viewer reading it would turn the upright pixels again."""
+    Image.fromarray(_gradient(16, 24)).save(tmp_path / "a.jpg", exif=_exif(6), xmp=_XMP, subsampling=0,
+                                            quality=95)
+    photo = cio.read_photo(tmp_path / "a.jpg")
+    assert photo.jpeg_subsampling == "4:4:4" and b'xmp:Rating="5"' in photo.xmp
+    assert b'tiff:Orientation="1"' in photo.xmp and b"<tiff:Orientation>1</tiff:Orientation>" in photo.xmp
+    from PIL import JpegImagePlugin
+
+    for ext in ("jpg", "png", "tif"):
+        out = photo.save(tmp_path / f"b.{ext}")
+        back = cio.read_photo(out)
+        assert back.xmp == photo.xmp, ext
+        with Image.open(out) as im:
+            assert im.getexif().get(0x010F) == "TestCam"
+            if ext == "jpg":
+                assert JpegImagePlugin.get_sampling(im) == 0  # 4:4:4 kept
+    with Image.open(photo.save(tmp_path / "c.jpg", subsampling="4:2:0")) as im:
+        assert JpegImagePlugin.get_sampling(im) == 2
 
 
 def test_bad_files_raise_clear_errors(tmp_path):
