@@ -600,6 +600,9 @@ def read_photo(path: "str | os.PathLike") -> Photo:
     if not data:
         raise ValueError(f"cannot read {str(path)!r}: the file is empty (0 bytes); re-export or re-copy the photo")
     notes = []
+    if _missing_only_the_jpeg_end_marker(data):
+        data += b"\xff\xd9"
+        notes.append("JPEG end marker missing (all image data present); decoded as complete")
     try:
         with Image.open(io.BytesIO(data)) as img:
             fmt = img.format or "unknown"
@@ -740,6 +743,32 @@ def _jpeg_with_xmp(jpeg: bytes, xmp: bytes) -> bytes:
     while pos + 4 <= len(jpeg) and jpeg[pos] == 0xFF and jpeg[pos + 1] in (0xE0, 0xE1):
         pos += 2 + struct.unpack(">H", jpeg[pos + 2:pos + 4])[0]
     return jpeg[:pos] + b"\xff\xe1" + struct.pack(">H", len(segment) + 2) + segment + jpeg[pos:]
+
+
+def _missing_only_the_jpeg_end_marker(data: bytes) -> bool:
+    """A baseline JPEG whose EOI marker (FFD9) is missing but whose entropy-coded data is whole
+    (some cameras and copy tools write such files; viewers show them complete).
+
+    Told apart from a truncated file by decoding with the marker appended: the decoder then
+    fills whatever data is missing with mid-grey blocks (every coefficient zero: RGB exactly
+    128, 128, 128), so a whole file's last 8×8 block is not flat 128 and a cut file's is.
+    Progressive JPEGs are not judged (a cut one still decodes, only blurrier).
+    """
+    from PIL import Image
+
+    # FFD9 cannot occur inside entropy-coded data (a coded FF is followed by 00 or a restart
+    # marker), so any FFD9 after the last start-of-scan is the end marker (data may follow it).
+    if data[:2] != b"\xff\xd8" or data.find(b"\xff\xd9", max(0, data.rfind(b"\xff\xda"))) != -1:
+        return False
+    try:
+        with Image.open(io.BytesIO(data + b"\xff\xd9")) as img:
+            if img.format != "JPEG" or img.info.get("progressive") or img.info.get("progression"):
+                return False
+            img.load()
+            corner = np.asarray(img)[-8:, -8:]
+    except Exception:  # noqa: BLE001 - not decodable even so: the normal error path reports it
+        return False
+    return not bool((corner == 128).all())
 
 
 def _cmyk_to_srgb(img, icc):

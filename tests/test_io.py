@@ -3,6 +3,7 @@ import io as pyio
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -10,6 +11,8 @@ import pytest
 from PIL import Image, ImageCms, ImageOps
 
 from camseg import io as cio
+
+SAMPLE_JPEG = Path(__file__).resolve().parents[1] / "camseg" / "samples" / "astronaut.jpg"
 
 P3 = cio.make_icc_profile(cio.DISPLAY_P3_PRIMARIES, description="Display P3")
 
@@ -251,6 +254,19 @@ def test_xmp_and_chroma_subsampling_are_kept(tmp_path):
                 assert JpegImagePlugin.get_sampling(im) == 0  # 4:4:4 kept
     with Image.open(photo.save(tmp_path / "c.jpg", subsampling="4:2:0")) as im:
         assert JpegImagePlugin.get_sampling(im) == 2
+
+
+def test_a_jpeg_missing_only_its_end_marker_is_read_a_cut_one_is_not(tmp_path):
+    data = SAMPLE_JPEG.read_bytes()
+    assert data[-2:] == b"\xff\xd9"
+    (tmp_path / "no_eoi.jpg").write_bytes(data[:-2])
+    photo = cio.read_photo(tmp_path / "no_eoi.jpg")
+    np.testing.assert_array_equal(photo.pixels, cio.read_photo(SAMPLE_JPEG).pixels)
+    assert any("end marker missing" in n for n in photo.notes)
+    for keep in (0.9, 0.99):  # cut inside the image data: still refused
+        (tmp_path / "cut.jpg").write_bytes(data[: int(len(data) * keep)])
+        with pytest.raises(ValueError, match="truncated"):
+            cio.read_photo(tmp_path / "cut.jpg")
 
 
 def test_bad_files_raise_clear_errors(tmp_path):
