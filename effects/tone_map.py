@@ -22,8 +22,11 @@ bright-sky/dark-subject edge (no halo), which plain bilinear upsampling of gains
 3. Scene key ``k``: weighted log-average luminance (Reinhard et al.) of the pixels that are
    neither person nor sky. The scene illumination is taken as ``E0 = 2**k / scene_grey``
    (the usual "average scene reflectance is 18 % grey" assumption of auto exposure).
-4. Local tone map gain outside people: ``g = -local_compression * (base - k)``, limited to
-   ``+-max_local_ev``: shadows lifted, highlights lowered, detail kept.
+4. Local tone map gain outside people: ``g = local_compression * (max(k - base, 0) -
+   max(base - knee, 0))``, ``knee = max(k, log2(highlight_knee))``, limited to
+   ``+-max_local_ev``: shadows lifted, highlights lowered, detail kept, and the range between
+   the key and the knee left at its exposure. (A symmetric ``-c (base - k)`` darkened every
+   well-exposed photo: a real key, pulled down by deep shadows, sits far below the midtones.)
 5. Per person ``i`` (working grid statistics):
 
    * ``s_i`` = weighted median of ``l`` over the person's skin (``person * skin``). A person
@@ -121,7 +124,11 @@ class ToneMapParams:
     base_eps : float
         Base-layer guided-filter regulariser in EV^2 (log2 luminance units squared).
     local_compression : float
-        Fraction in [0, 1] of the base's deviation from the scene key removed outside people.
+        Fraction in [0, 1] of the base's deviation removed outside people: below the scene
+        key (shadows lifted) and above ``highlight_knee`` (highlights lowered).
+    highlight_knee : float
+        Linear luminance in (0, 1] above which (and above the key) the base is lowered; the
+        midtones and highlights between the key and the knee keep their exposure.
     max_local_ev : float
         Limit (EV) of the local tone-map gain.
     gain_radius : float
@@ -158,6 +165,7 @@ class ToneMapParams:
     base_radius: float = 0.04
     base_eps: float = 0.02
     local_compression: float = 0.2
+    highlight_knee: float = 0.5
     max_local_ev: float = 1.5
     gain_radius: float = 0.008
     gain_eps: float = 0.01
@@ -192,7 +200,7 @@ class ToneMapParams:
             need(0.0 <= getattr(self, name) <= 1.0, name, "a float in [0, 1]")
         for name in ("max_local_ev", "max_person_ev"):
             need(0.0 <= getattr(self, name) <= 8.0, name, "a float in [0, 8]")
-        for name in ("highlight_ceiling", "sky_ceiling"):
+        for name in ("highlight_ceiling", "sky_ceiling", "highlight_knee"):
             need(0.0 < getattr(self, name) <= 1.0, name, "a float in (0, 1]")
         lo_hi = self.contrast_limits
         need(len(lo_hi) == 2 and 0.0 < lo_hi[0] <= 1.0 <= lo_hi[1] <= 4.0, "contrast_limits",
@@ -600,7 +608,13 @@ def tone_map_people(
     log_e0 = key - float(np.log2(p.scene_grey))
 
     # -- gain field on the working grid ------------------------------------------------------------
-    gain_lo = np.clip(-p.local_compression * (base_lo - key), -p.max_local_ev, p.max_local_ev).astype(np.float32)
+    # Shadows under the key are lifted; highlights are lowered only above the knee. The key of
+    # a real photo sits far below its midtones (a log-average that deep shadows pull down), so
+    # lowering everything above it darkened well-exposed, unclipped scenes by up to a stop
+    # (a sunlit building and its pastel sky, ADE_val_00000002: sRGB 143 -> 105 and 202 -> 145).
+    knee = max(key, float(np.log2(p.highlight_knee)))
+    gain_lo = (np.maximum(key - base_lo, 0.0) - np.maximum(base_lo - knee, 0.0)) * p.local_compression
+    gain_lo = np.clip(gain_lo, -p.max_local_ev, p.max_local_ev).astype(np.float32)
     gain_lo *= 1.0 - coverage
 
     chroma_lo = np.log(np.maximum(img_lo[..., [0, 2]], 1e-6) / np.maximum(img_lo[..., 1:2], 1e-6))  # lh×lw×2

@@ -98,6 +98,25 @@ def test_no_person_flat_scene_unchanged(rng):
     np.testing.assert_allclose(out, img, atol=1e-5)
 
 
+def test_well_exposed_scene_keeps_its_exposure_and_only_deep_shadows_lift(rng):
+    """Deep shadows pull a real scene's log-average key far below its midtones; lowering all that
+    lies above the key darkened a sunlit building (0.27 linear) and its unclipped sky by up to a
+    stop (ADE_val_00000002). Midtones between the key and the highlight knee keep their level."""
+    h, w = 96, 128
+    img = np.empty((h, w, 3), np.float32)
+    img[:32] = 0.45                     # bright, unclipped sky-like band
+    img[32:64] = 0.25                   # sunlit wall
+    img[64:] = 0.004                    # deep shadow foreground
+    img *= np.exp(0.02 * rng.standard_normal((h, w, 1))).astype(np.float32)
+    out = tone_map_people(img, [])
+    ev = lambda rows: float(np.log2(np.median(out[rows] @ LUMA) / np.median(img[rows] @ LUMA)))
+    assert abs(ev(slice(40, 56))) < 0.05 and abs(ev(slice(4, 24))) < 0.05  # midtones and sky kept
+    assert ev(slice(76, 96)) > 0.3                                         # shadows lifted
+    # The old symmetric operator (knee at the key) is what darkened them:
+    old = tone_map_people(img, [], params=ToneMapParams(highlight_knee=1e-6))
+    assert float(np.log2(np.median(old[40:56] @ LUMA) / np.median(img[40:56] @ LUMA))) < -0.3
+
+
 def test_empty_person_mask_reported_and_untouched(rng):
     img, persons, skins, _ = scene([-1.0], [MST3], rng)
     empty = np.zeros(img.shape[:2], np.float32)
