@@ -417,7 +417,9 @@ def _jpeg_skin_luma_on_grid(image: np.ndarray, out: np.ndarray, skin_weight: np.
             ry, rx = slice(8 * (t0 - b0), 8 * (t1 - b0)), slice(8 * (e0 - c0), 8 * (e1 - c0))
             p = p_old[ry, rx] = srgb_power(out[8 * t0:8 * t1, 8 * e0:8 * e1])
             y_out = cv2.transform(p, _JFIF_AFFINE).reshape(p.shape[:2])
-            est[:, 0, :, 0] = block_dct(y_out)[:, 0, :, 0]  # block means stay the pyramid's
+            # Block means stay the pyramid's: the orthonormal DCT's DC term is 8x the block mean.
+            est[:, 0, :, 0] = cv2.resize(y_out, (y_out.shape[1] // 8, y_out.shape[0] // 8),
+                                         interpolation=cv2.INTER_AREA) * np.float32(8.0)
             keep = processed[t0:t1, e0:e1]
             keep_px = np.repeat(np.repeat(keep, 8, axis=0), 8, axis=1)
             y_old[ry, rx] = y_out
