@@ -388,3 +388,29 @@ def test_develop_cleans_the_skin_of_a_noisy_jpeg_in_its_own_blocks(tmp_path):
     grid = lambda x: grid_visibility(cio.linear_to_srgb(x[inner]).mean(axis=2), origin=(40, 48))
     decoded = cio.read_photo(path).pixels
     assert grid(on) <= grid(decoded) + 0.05, (grid(decoded), grid(off), grid(on))  # the grid shows no more
+
+
+def test_stage_light_keeps_the_teeth_of_a_broad_smile(rng):
+    """The person matte sits near 0.45 on a smile's bright teeth: stage light blacked them out
+    (celeb_hair test 28405). The teeth matte joins the subject near it; teeth of nobody in the
+    subject (a stray response) stay background."""
+    h, w = 120, 160
+    img = np.full((h, w, 3), 0.3, np.float32)
+    img += rng.normal(0, 0.01, img.shape).astype(np.float32)
+    person = np.zeros((h, w), np.float32)
+    person[20:, 40:120] = 1.0
+    teeth = np.zeros((h, w), np.float32)
+    teeth[50:58, 64:96] = 1.0                 # the smile
+    person[50:58, 64:96] = 0.45
+    img[50:58, 64:96] = 0.85                  # bright teeth
+    teeth[10:14, 140:150] = 1.0               # a stray response far from the subject
+    img[10:14, 140:150] = 0.85
+    seg = types.SimpleNamespace(sky=np.zeros((h, w), np.float32), skin=person * 0.5, persons=[person],
+                                person=person, hair=np.zeros((h, w), np.float32), teeth=teeth,
+                                glasses=np.zeros((h, w), np.float32))
+    kw = dict(denoise=False, sharpen=False, tone_map=False, style="standard", portrait="stage_light")
+    out = develop(img, segmentation=seg, **kw)
+    assert float(out[52:56, 68:92].mean()) > 0.5    # the teeth stay lit
+    assert float(out[10:14, 140:150].mean()) < 0.1  # the stray response is background (dark)
+    seg.teeth = np.zeros((h, w), np.float32)
+    assert float(develop(img, segmentation=seg, **kw)[52:56, 68:92].mean()) < 0.5  # what happened before
