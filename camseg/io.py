@@ -662,6 +662,10 @@ def read_photo(path: "str | os.PathLike") -> Photo:
                     img = img.convert("RGB")
                 codes = np.asarray(img)
     except UnidentifiedImageError as exc:
+        if data[:4] in (b"II*\x00", b"MM\x00*"):  # a TIFF, in a layout Pillow cannot read
+            raise ValueError(f"cannot read {str(path)!r}: a TIFF whose pixel layout camseg cannot decode "
+                             "(e.g. 32-bit floating point, or an unusual compression); export it as an "
+                             "8- or 16-bit integer TIFF, PNG or JPEG") from exc
         raise ValueError(f"cannot read {str(path)!r}: not an image format camseg can decode "
                          "(JPEG, PNG, TIFF)") from exc
     except (OSError, SyntaxError, struct.error, EOFError) as exc:

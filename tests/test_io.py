@@ -269,6 +269,15 @@ def test_a_jpeg_missing_only_its_end_marker_is_read_a_cut_one_is_not(tmp_path):
             cio.read_photo(tmp_path / "cut.jpg")
 
 
+def test_a_float_tiff_is_reported_as_a_tiff_camseg_cannot_decode(tmp_path):
+    """It was reported as "not an image format camseg can decode (JPEG, PNG, TIFF)": a TIFF."""
+    ok, data = cv2.imencode(".tiff", np.random.default_rng(0).random((8, 8, 3)).astype(np.float32))
+    assert ok
+    (tmp_path / "f.tif").write_bytes(data.tobytes())
+    with pytest.raises(ValueError, match="a TIFF whose pixel layout camseg cannot decode.*8- or 16-bit integer TIFF"):
+        cio.read_photo(tmp_path / "f.tif")
+
+
 def test_bad_files_raise_clear_errors(tmp_path):
     (tmp_path / "zero.jpg").write_bytes(b"")
     with pytest.raises(ValueError, match="empty"):
