@@ -192,6 +192,9 @@ class Photo:
     jpeg_subsampling : str or None
         Chroma subsampling of a JPEG source (``"4:4:4"``, ``"4:2:2"``, ``"4:2:0"``);
         a JPEG written "like" it uses the same.
+    dpi : tuple of float or None
+        (x, y) print resolution of the source (JFIF density, PNG pHYs, TIFF resolution);
+        written back to JPEG and PNG (TIFF keeps it in its kept tags).
     """
 
     pixels: np.ndarray
@@ -206,6 +209,7 @@ class Photo:
     alpha: "np.ndarray | None" = None
     xmp: "bytes | None" = None
     jpeg_subsampling: "str | None" = None
+    dpi: "tuple | None" = None
 
     @property
     def shape(self) -> tuple:
@@ -635,6 +639,7 @@ def read_photo(path: "str | os.PathLike") -> Photo:
             icc = img.info.get("icc_profile") or None
             xmp = _read_xmp(img)
             subsampling = _jpeg_subsampling(img) if fmt == "JPEG" else None
+            dpi = _read_dpi(img)
             mode = img.mode
             alpha_codes = None
             if bits == 16:
@@ -701,7 +706,16 @@ def read_photo(path: "str | os.PathLike") -> Photo:
         exif = _exif_reset_orientation(exif)
     return Photo(pixels=pixels, exif=exif, icc_profile=icc, bit_depth=bits, format=fmt,
                  colour_space=colour_space, source=path, iso=iso, notes=tuple(notes), alpha=alpha,
-                 xmp=_xmp_reset_orientation(xmp) if xmp else None, jpeg_subsampling=subsampling)
+                 xmp=_xmp_reset_orientation(xmp) if xmp else None, jpeg_subsampling=subsampling, dpi=dpi)
+
+
+def _read_dpi(img) -> "tuple | None":
+    """(x, y) dots per inch a Pillow image records, or None (unset, zero, or nonsense)."""
+    try:
+        x, y = (float(v) for v in img.info.get("dpi", ()))
+    except (TypeError, ValueError):
+        return None
+    return (x, y) if 1.0 <= x <= 100000.0 and 1.0 <= y <= 100000.0 else None
 
 
 _XMP_APP1 = b"http://ns.adobe.com/xap/1.0/\x00"
@@ -896,10 +910,13 @@ def _png_chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
 
-def _png_with_metadata(png: bytes, icc: "bytes | None", exif: "bytes | None", xmp: "bytes | None" = None) -> bytes:
-    """Insert iCCP, eXIf and XMP iTXt chunks (PNG 3rd ed. §11.3; XMP spec part 3, §1.1.5)
+def _png_with_metadata(png: bytes, icc: "bytes | None", exif: "bytes | None", xmp: "bytes | None" = None,
+                       dpi: "tuple | None" = None) -> bytes:
+    """Insert iCCP, eXIf, XMP iTXt and pHYs chunks (PNG 3rd ed. §11.3; XMP spec part 3, §1.1.5)
     after IHDR of an encoded PNG."""
     extra = b""
+    if dpi:  # pixels per metre, unit 1 (metre)
+        extra += _png_chunk(b"pHYs", struct.pack(">IIB", *(round(v / 0.0254) for v in dpi), 1))
     if icc:
         extra += _png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc))
     if exif:
@@ -1057,6 +1074,7 @@ def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | 
     exif = like.exif if like is not None else None
     curve_key = _parse_icc(icc).curve_key if icc else None
     xmp = like.xmp if like is not None else None
+    dpi = like.dpi if like is not None else None
     codes = _encode(linear, curve_key, bit_depth)
     alpha = like.alpha if like is not None and like.alpha is not None and fmt != "JPEG" else None
     if alpha is not None and alpha.shape == codes.shape[:2]:
@@ -1069,6 +1087,8 @@ def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | 
             options["icc_profile"] = icc
         if exif and len(exif) + len(_EXIF_PREFIX) < 65000:
             options["exif"] = _EXIF_PREFIX + exif
+        if dpi:
+            options["dpi"] = dpi
         pil = Image.fromarray(codes, "RGB")
 
         def write_jpeg(fh):
@@ -1083,7 +1103,7 @@ def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | 
                                [cv2.IMWRITE_PNG_COMPRESSION, 3])
         if not ok:
             raise OSError(f"OpenCV failed to encode {str(path)!r} as PNG")
-        data = _png_with_metadata(png.tobytes(), icc, exif, xmp)
+        data = _png_with_metadata(png.tobytes(), icc, exif, xmp, dpi)
         _atomic_write(path, lambda fh: fh.write(data))
     else:
         data = _tiff_bytes(codes, icc, exif, xmp=xmp)

@@ -256,6 +256,16 @@ def test_xmp_and_chroma_subsampling_are_kept(tmp_path):
         assert JpegImagePlugin.get_sampling(im) == 2
 
 
+@pytest.mark.parametrize("ext", ["jpg", "png", "tif"])
+def test_print_resolution_is_kept(tmp_path, ext):
+    """The JFIF density / PNG pHYs of a photo set for print (300 dpi) was dropped (72 dpi out)."""
+    Image.fromarray(_gradient(16, 24)).save(tmp_path / f"a.{ext}", dpi=(300, 300))
+    photo = cio.read_photo(tmp_path / f"a.{ext}")
+    assert photo.dpi is not None and np.allclose(photo.dpi, 300, atol=0.5)
+    with Image.open(photo.save(tmp_path / f"b.{ext}")) as im:
+        assert np.allclose(im.info["dpi"], 300, atol=0.5)
+
+
 def test_a_jpeg_missing_only_its_end_marker_is_read_a_cut_one_is_not(tmp_path):
     data = SAMPLE_JPEG.read_bytes()
     assert data[-2:] == b"\xff\xd9"
