@@ -151,7 +151,6 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
     out_dir = Path(out_dir)
     out_abs = out_dir.resolve()
     candidates, results = [], []
-    seen = set()
     for raw in inputs:
         path = Path(raw)
         if path.is_dir():
@@ -176,9 +175,12 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
             candidates.append((path, Path(path.name)))
         else:
             results.append(ItemResult(path, None, "failed", "no such file or folder"))
-    # The same photo named twice (a file and its folder, or a repeated argument) is one photo.
-    candidates = [c for c in candidates if not (c[0].resolve() in seen or seen.add(c[0].resolve()))]
-    input_set = {p.resolve() for p, _ in candidates}
+    # The same photo named twice (a file and its folder, or a repeated argument) is one photo:
+    # the first naming of each resolved path is kept, in order.
+    unique = {}
+    for path, rel in candidates:
+        unique.setdefault(path.resolve(), (path, rel))
+    candidates, input_set = list(unique.values()), set(unique)
     claimed = {}
     todo = []
     for path, rel in candidates:

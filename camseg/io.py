@@ -16,6 +16,7 @@ import functools
 import io
 import math
 import os
+import re
 import struct
 import tempfile
 import zlib
@@ -736,8 +737,6 @@ def _read_xmp(img) -> "bytes | None":
 def _xmp_reset_orientation(xmp: bytes) -> bytes:
     """``tiff:Orientation`` set to 1 (attribute or element form): the pixels are upright now, and a
     viewer reading the XMP copy of the tag would turn them again."""
-    import re
-
     xmp = re.sub(rb'(tiff:Orientation\s*=\s*["\'])\d(["\'])', rb"\g<1>1\g<2>", xmp)
     return re.sub(rb"(<tiff:Orientation>\s*)\d(\s*</tiff:Orientation>)", rb"\g<1>1\g<2>", xmp)
 
@@ -832,9 +831,10 @@ def _atomic_write(path: Path, write) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-            if os.fstat(fh.fileno()).st_size != data.nbytes:
-                raise OSError(errno.EIO, f"only {os.fstat(fh.fileno()).st_size} of {data.nbytes} bytes of "
-                              f"{str(path)!r} reached the disk; free some space and run again")
+            written = os.fstat(fh.fileno()).st_size
+            if written != data.nbytes:
+                raise OSError(errno.EIO, f"only {written} of {data.nbytes} bytes of {str(path)!r} reached "
+                              "the disk; free some space and run again")
             del data
             if hasattr(os, "fchmod"):
                 os.fchmod(fh.fileno(), 0o644)
@@ -1089,14 +1089,10 @@ def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | 
             options["exif"] = _EXIF_PREFIX + exif
         if dpi:
             options["dpi"] = dpi
-        pil = Image.fromarray(codes, "RGB")
-
-        def write_jpeg(fh):
-            buffer = io.BytesIO()
-            pil.save(buffer, format="JPEG", **options)
-            fh.write(_jpeg_with_xmp(buffer.getvalue(), xmp) if xmp else buffer.getvalue())
-
-        _atomic_write(path, write_jpeg)
+        encoded = io.BytesIO()
+        Image.fromarray(codes, "RGB").save(encoded, format="JPEG", **options)
+        data = _jpeg_with_xmp(encoded.getvalue(), xmp) if xmp else encoded.getvalue()
+        _atomic_write(path, lambda fh: fh.write(data))
     elif fmt == "PNG":
         channels = [2, 1, 0, 3] if codes.shape[2] == 4 else [2, 1, 0]  # OpenCV's BGR(A) order
         ok, png = cv2.imencode(".png", np.ascontiguousarray(codes[:, :, channels]),
