@@ -22,6 +22,7 @@ import statistics
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 
 import cv2
@@ -173,18 +174,29 @@ def main(argv=None):
         try:
             import matplotlib
 
+            # colour-science puts a MagicMock in sys.modules when matplotlib is missing: an
+            # import that "succeeds" is not enough (`pip install -e '.[bench]'` gives the real one).
+            if not isinstance(matplotlib, types.ModuleType):
+                raise ImportError("matplotlib is not installed")
             matplotlib.use("Agg")
             import matplotlib.pyplot as plt
 
-            fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [3, 1]})
-            labels = [r[0] for r in rows]
-            a.barh(labels[::-1], [r[1] / ref for r in rows][::-1], color="tab:blue")
-            a.set_xlabel("time / (cv2 JPEG decode + encode)")
-            a.set_title(f"develop() on {width * height / 1e6:.0f} MP")
-            b.bar([str(j) for j in throughput], list(throughput.values()), color="tab:green")
-            b.set_xlabel("workers")
-            b.set_ylabel("photos / s (steady state)")
-            b.set_title("batch throughput")
+            panels = [p for p in ("develop", "batch") if args.only in (None, p)]
+            fig, axes = plt.subplots(1, len(panels), figsize=(4 + 7 * ("develop" in panels), 4), squeeze=False,
+                                     gridspec_kw={"width_ratios": [3 if p == "develop" else 1 for p in panels]})
+            axes = dict(zip(panels, axes[0]))
+            if "develop" in axes:
+                a = axes["develop"]
+                labels = [r[0] for r in rows]
+                a.barh(labels[::-1], [r[1] / ref for r in rows][::-1], color="tab:blue")
+                a.set_xlabel("time / (cv2 JPEG decode + encode)")
+                a.set_title(f"develop() on {width * height / 1e6:.0f} MP")
+            if "batch" in axes:
+                b = axes["batch"]
+                b.bar([str(j) for j in throughput], list(throughput.values()), color="tab:green")
+                b.set_xlabel("workers")
+                b.set_ylabel("photos / s (steady state)")
+                b.set_title("batch throughput")
             fig.tight_layout()
             fig.savefig(args.out / "develop_benchmark.png", dpi=100)
             print(f"\nplot: {args.out / 'develop_benchmark.png'}")

@@ -49,6 +49,7 @@ import argparse
 import os
 import sys
 import time
+import types
 from pathlib import Path
 
 import colour
@@ -388,6 +389,8 @@ def main(argv=None):
 
     try:
         import matplotlib
+        if not isinstance(matplotlib, types.ModuleType):  # colour-science's stand-in when it is missing
+            raise ImportError("matplotlib is not installed")
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         fig, axes = plt.subplots(1, 2, figsize=(12, 4))
