@@ -42,18 +42,27 @@ Method
 
 The sRGB transfer curve (``effects/_srgb.py``, the one ``camseg.io`` converts photos with) is
 part of the *camera encoder's* model here.
+
+Cost (a third of the first version's CPU time on a 12 MP portrait whose hazy skin matte covers
+half the frame): the work follows the skin, in strips of block rows and, within a strip, runs of
+columns, shared out to the threads as they come free; coefficients are kept a plane per
+frequency (the quantised ones in one slice, so that the posterior maths runs on the surviving
+coefficients only, the zero bins' estimate being exactly 0); the variance table is indexed by
+the float's bit pattern; the 3-channel steps use OpenCV where numpy would broadcast slowly.
+The result does not depend on the strips or threads (``tests/effects/test_jpeg_skin.py``).
 """
 
 from __future__ import annotations
 
 import functools
+import threading
 
 import cv2
 import numpy as np
 from scipy.special import ndtr
 
 from ._bands import run_in_row_bands
-from ._srgb import srgb_power, srgb_slope, srgb_to_linear
+from ._srgb import pow_in_place, srgb_power, srgb_slope
 
 
 # JFIF (ITU-R BT.601) luma weights used by every baseline JPEG encoder.
@@ -68,9 +77,12 @@ _PERIODICITY = 0.75     # mean cos(2 pi d / q) above which d sits on multiples o
 _MIN_STEPS_FOUND = 6    # fewer quantised frequencies than this: not a JPEG on this grid
 _SAMPLE_BLOCKS = 4000   # blocks used to read the steps (every k-th block of the region)
 _DEBLOCK = 0.3          # deblocking limit in noise sigmas (chart skin grid 1.12/1.03/0.90; clean 0.99)
-_STRIP_BLOCKS = 32      # block rows per strip (256 px): temporaries stay in cache, not in new pages
+_STRIP_BLOCKS = 16      # block rows per strip (128 px): temporaries stay in cache, not in new pages
 _SKIN_BLOCK = 0.1       # blocks whose mean skin weight is below this are left to the pyramid
 _MIN_NOISE_VAR = 0.5    # skin noise variance (8-bit luma levels^2) below which the step is skipped
+_RUN_GAP = 8            # skin-free block columns bridged by one run of work (fewer, longer numpy calls)
+# sRGB power p = (sRGB + 0.055) / 1.055 at the decoder's toe (sRGB 0.04045, IEC 61966-2-1).
+_TOE_P = np.float32((0.04045 + 0.055) / 1.055)
 
 
 def block_dct(plane: np.ndarray) -> np.ndarray:
@@ -101,6 +113,26 @@ def as_blocks(coefs: np.ndarray) -> np.ndarray:
 def jfif_luma(linear_rgb: np.ndarray) -> np.ndarray:
     """float32 H×W×3 linear RGB → float32 H×W JFIF luma of its 8-bit sRGB encoding (0–255)."""
     return cv2.transform(srgb_power(linear_rgb), _JFIF_AFFINE).reshape(linear_rgb.shape[:2])
+
+
+_LINEAR_TOE = np.float32(0.0031308)  # where the encoder's power law starts (effects/_srgb.py)
+
+
+def _srgb_power_strip(linear: np.ndarray) -> np.ndarray:
+    """:func:`srgb_power` of an H×W×3 float32 array whose rows may be strided (a crop of a
+    frame): the same values, a new C-contiguous array. The linear toe, common on a dark
+    background, is patched by one affine map and a masked copy (OpenCV) where numpy's boolean
+    indexing took longer than the power law itself; ``linear`` is read once."""
+    p = np.clip(linear, np.float32(0.0), np.float32(1.0), out=np.empty(linear.shape, np.float32))
+    toe = None
+    if p.size and float(p.min()) < _LINEAR_TOE:
+        toe = np.less(p, _LINEAR_TOE).view(np.uint8)
+        toe_value = cv2.addWeighted(p, 12.92 / 1.055, p, 0.0, 0.055 / 1.055)  # (12.92 x + 0.055) / 1.055
+    np.maximum(p, _LINEAR_TOE, out=p)
+    pow_in_place(p, 1.0 / 2.4)
+    if toe is not None:
+        cv2.copyTo(toe_value, toe, p)
+    return p
 
 
 def estimate_quantisation(coefs: np.ndarray) -> np.ndarray | None:
@@ -156,74 +188,152 @@ def _second_moment_table() -> tuple[np.ndarray, np.ndarray]:
     return (p * k * k).sum(axis=0), t
 
 
+# Bits of a float32 dropped to index the variance table: 2^(23 - 13) = 1024 bins per octave of
+# E[k^2] (0.07 % wide), read straight from the bit pattern (no logarithm per coefficient).
+_TABLE_SHIFT = 13
+_TABLE_TOP = 2.0 ** 24  # E[k^2] past this takes Sheppard's value directly (8-bit luma stays far below)
+
+
 @functools.lru_cache(maxsize=1)
-def _variance_table() -> tuple[float, float, np.ndarray]:
-    """``t^2`` as a function of ``log E[k^2]`` on a uniform grid: (start, spacing, float32 table)."""
+def _variance_table() -> tuple[int, np.ndarray]:
+    """``t^2`` as a function of ``E[k^2]`` in bins of its float32 bit pattern: (first bin, float32
+    table), each bin's value taken at its centre, from 1e-7 to ``_TABLE_TOP``."""
     m2, t = _second_moment_table()
-    grid = np.linspace(np.log(1e-7), np.log(3000.0), 8192)
-    return float(grid[0]), float(grid[1] - grid[0]), (np.interp(np.exp(grid), m2, t) ** 2).astype(np.float32)
-
-
-def _total_variance(mean_k2: np.ndarray, steps: np.ndarray) -> np.ndarray:
-    """tau^2 whose quantised second moment ``E[round(x / Q)^2]`` equals ``mean_k2``."""
-    start, spacing, table = _variance_table()
-    index = (np.log(np.maximum(mean_k2, np.float32(1e-7))) - np.float32(start)) * np.float32(1 / spacing)
-    t2 = table.take(np.clip(index + np.float32(0.5), 0, table.size - 1).astype(np.int32))
+    lo, hi = (int(np.array(v, np.float32).view(np.int32)) >> _TABLE_SHIFT for v in (1e-7, _TABLE_TOP))
+    bins = np.arange(lo, hi + 1, dtype=np.int32)
+    centre = ((bins << _TABLE_SHIFT) | (1 << (_TABLE_SHIFT - 1))).view(np.float32).astype(np.float64)
     # Past the table (tau > ~55 Q) Sheppard's correction is exact enough: E[k^2] = t^2 + 1/12.
-    t2 = np.where(mean_k2 > 3000.0, mean_k2 - np.float32(1 / 12), t2)
-    return t2 * np.square(steps)
+    t2 = np.where(centre > 3000.0, centre - 1 / 12, np.interp(centre, m2, t) ** 2)
+    return lo, t2.astype(np.float32)
 
 
-def _posterior_mean(coefs, steps, signal_var, noise_var):
-    """E[c | x in its quantisation bin] under c ~ N(0, s^2), x = c + n, n ~ N(0, sigma^2).
+def _total_variance(mean_k2: np.ndarray, steps) -> np.ndarray:
+    """tau^2 whose quantised second moment ``E[round(x / Q)^2]`` equals ``mean_k2``.
 
-    ``coefs`` float32, ``steps`` and the variances broadcastable to its shape.
+    ``mean_k2`` float of any shape (values under 1e-7, negative ones from a box filter's
+    rounding included, count as 1e-7), ``steps`` broadcastable to it; a new float32 array.
     """
-    tau2 = np.broadcast_to(signal_var + noise_var, coefs.shape)
-    gain = signal_var / np.maximum(tau2, np.float32(1e-12))
-    q = np.broadcast_to(steps.astype(np.float32), coefs.shape)
-    k = np.round(coefs / q)
-    # Fine bins (unknown or tiny steps, or a prior much wider than the bin) carry x itself:
-    # no rounding to undo. Coarse bins with k = 0 are symmetric: E[x | bin] = 0.
-    coarse = (q >= _MIN_STEP) & (q * q >= 0.0025 * tau2)
-    x = np.where(coarse, np.float32(0.0), coefs)
-    sel = coarse & (k != 0)  # the few surviving coefficients: the only truncated-normal work
-    if sel.any():
-        tau = np.sqrt(tau2[sel].astype(np.float64))
-        ks, qs = k[sel].astype(np.float64), q[sel].astype(np.float64)
-        a, b = (ks - 0.5) * qs / tau, (ks + 0.5) * qs / tau
-        mass = ndtr(b) - ndtr(a)
-        mean = tau * (np.exp(-0.5 * a * a) - np.exp(-0.5 * b * b)) / (np.sqrt(2 * np.pi) * np.maximum(mass, 1e-300))
-        x[sel] = np.where(mass > 1e-9, mean, ks * qs)
-    return gain * x
+    lo, table = _variance_table()
+    m = np.ascontiguousarray(mean_k2, dtype=np.float32)
+    # The bit pattern of a non-negative float32 grows with its value: exponent, then mantissa.
+    # (intp: what take indexes with; mode="clip": negative and past-the-end indices clipped.)
+    index = np.right_shift(m.view(np.int32), _TABLE_SHIFT, dtype=np.intp)
+    index -= lo
+    t2 = table.take(index, mode="clip")
+    if m.size and float(m.max()) > _TABLE_TOP:
+        big = m > _TABLE_TOP
+        t2[big] = m[big] - np.float32(1 / 12)
+    t2 *= np.square(steps)
+    return t2
 
 
-def _deblock(luma: np.ndarray, estimated: np.ndarray, limit: np.ndarray) -> None:
-    """Weak deblocking of the block-wise estimate ``luma`` (H×W, multiples of 8), in place.
+# Coarse-binned coefficients with k = 0 whose neighbourhood's mean_k2 is below this are
+# certainly estimated as 0 (a bin is "fine" only from tau > 20 Q, where E[k^2] ~ 400).
+_FINE_MEAN_K2 = 300.0
 
-    Each block's coefficients are shrunk on their own, so noise inside a block drops while the
-    step between two blocks (which no coefficient of either describes) keeps it: the JPEG grid
-    would show on smooth skin. At every boundary between two estimated blocks (``estimated``,
-    the (H/8, W/8) block mask) the two pixels that meet move toward each other by
-    ``(9 (q0 - p0) - 3 (q1 - p1)) / 16`` (the step less what the neighbouring gradient
-    explains; the weak filter of H.264/HEVC deblocking, Norkin et al., IEEE TCSVT 2012),
-    clipped to ``limit`` (per block, the smaller of the two blocks'): noise-sized steps are
-    smoothed, real edges move by at most that much. Columns first, then rows.
+
+def _estimate_blocks(coefs: np.ndarray, mean_k2: np.ndarray, noise_var: np.ndarray, steps: np.ndarray,
+                     n_fine: int) -> np.ndarray:
+    """Posterior means E[c | x in its quantisation bin] of the AC coefficients of ``n`` blocks.
+
+    The prior ``c ~ N(0, s^2)``, ``s^2 = max(tau^2 - sigma^2, 0)``, noise ``N(0, sigma^2)``
+    (module docstring, step 3). Frequency-major arrays: each frequency's row is contiguous.
+
+    Parameters
+    ----------
+    coefs : np.ndarray
+        float32 (64, n) block DCTs (JFIF luma, 0–255 scale), frequencies in the order of
+        ``steps``: first the ``n_fine`` with steps under 3 (fine bins: ``x`` itself is known),
+        then the quantised ones, the DC term last.
+    mean_k2 : np.ndarray
+        float32 (63, n) the neighbourhood's mean ``round(x / Q)^2`` of each AC frequency.
+    noise_var : np.ndarray
+        float32 (n,) noise variance ``sigma^2`` of each block.
+    steps : np.ndarray
+        float32 (64,) quantisation steps in that order.
+    n_fine : int
+        How many frequencies come first with steps under 3.
+
+    Returns
+    -------
+    np.ndarray
+        float32 (64, n) estimates; the DC row is left for the caller.
     """
-    for axis in (1, 0):
-        v = np.moveaxis(luma, axis, 0)  # a view: boundaries lie between rows 8j - 1 and 8j
-        mask = np.moveaxis(estimated, axis, 0)
-        lim = np.moveaxis(limit, axis, 0)
-        n = v.shape[0] // 8
-        if n < 2:
-            continue
-        both = mask[:-1] & mask[1:]                       # (n - 1, m_blocks)
-        clip = np.where(both, np.minimum(lim[:-1], lim[1:]), 0.0)
-        clip = np.repeat(clip, 8, axis=1)[:, : v.shape[1]]  # per pixel along the boundary
-        p1, p0, q0, q1 = v[6:-2:8][: n - 1], v[7:-1:8][: n - 1], v[8::8][: n - 1], v[9::8][: n - 1]
-        step = np.clip((9.0 * (q0 - p0) - 3.0 * (q1 - p1)) * np.float32(1 / 16), -clip, clip)
-        v[7:-1:8][: n - 1] += step
-        v[8::8][: n - 1] -= step
+    coefs, mean_k2 = np.ascontiguousarray(coefs), np.ascontiguousarray(mean_k2)  # (flat indices below)
+    n = coefs.shape[1]
+    est = np.empty_like(coefs)
+    # Fine bins (unknown or tiny steps): no rounding to undo, E[c | x] = s^2 / tau^2 x.
+    tau2 = _total_variance(mean_k2[:n_fine], steps[:n_fine, None])
+    gain = np.subtract(tau2, noise_var, out=est[:n_fine])
+    np.maximum(gain, np.float32(0.0), out=gain)
+    gain /= np.maximum(tau2, np.float32(1e-12), out=tau2)  # = s^2 / (s^2 + sigma^2) where s^2 > 0
+    gain *= coefs[:n_fine]
+    # Quantised frequencies: a coefficient in the zero bin is estimated as exactly 0 (the bin
+    # is symmetric) unless its prior is much wider than the bin (then the bin is fine): the
+    # posterior maths runs only on the surviving coefficients and those few fine ones.
+    q = steps[n_fine:63]
+    k = np.divide(coefs[n_fine:63], q[:, None])
+    np.round(k, out=k)
+    sel = k != 0
+    sel |= mean_k2[n_fine:63] > np.float32(_FINE_MEAN_K2)
+    if float(noise_var.max(initial=0.0)) * 0.0025 >= 0.9 * float(np.square(q).min(initial=np.inf)):
+        sel |= noise_var * np.float32(0.0025) >= np.float32(0.9) * np.square(q)[:, None]  # noise alone: a fine bin
+    est[n_fine:63] = 0.0
+    # The selected coefficients by flat index (numpy's boolean indexing of each array would
+    # scan the whole mask again).
+    at = np.flatnonzero(sel)
+    if at.size:
+        freq, block = np.divmod(at, n)
+        at += n_fine * n  # in the (64, n) and (63, n) arrays
+        ks, cs, qs, nvs = k.ravel().take(at - n_fine * n), coefs.ravel().take(at), q.take(freq), noise_var.take(block)
+        signal_var = np.maximum(_total_variance(mean_k2.ravel().take(at), qs) - nvs, np.float32(0.0))
+        tau2 = signal_var + nvs
+        gain = signal_var / np.maximum(tau2, np.float32(1e-12))
+        coarse = (qs >= _MIN_STEP) & (qs * qs >= 0.0025 * tau2)
+        x = np.where(coarse, np.float32(0.0), cs)
+        trunc = coarse & (ks != 0)  # the truncated-normal mean of x over its bin
+        if trunc.any():
+            tau = np.sqrt(tau2[trunc].astype(np.float64))
+            kt, qt = ks[trunc].astype(np.float64), qs[trunc].astype(np.float64)
+            a, b = (kt - 0.5) * qt / tau, (kt + 0.5) * qt / tau
+            mass = ndtr(b) - ndtr(a)
+            mean = tau * (np.exp(-0.5 * a * a) - np.exp(-0.5 * b * b)) / (np.sqrt(2 * np.pi) * np.maximum(mass, 1e-300))
+            x[trunc] = np.where(mass > 1e-9, mean, kt * qt)
+        est.ravel()[at] = gain * x
+    return est
+
+
+def _deblock_steps(p1, p0, q0, q1, clip):
+    """The weak deblocking filter's move of the two pixels ``p0 | q0`` that meet at a block
+    boundary: ``(9 (q0 - p0) - 3 (q1 - p1)) / 16`` (the step less what the neighbouring
+    gradient explains; the weak filter of H.264/HEVC deblocking, Norkin et al., IEEE TCSVT
+    2012), clipped to ``±clip``: noise-sized steps are smoothed, real edges move by at most
+    that much. Each block's coefficients are shrunk on their own, so noise inside a block
+    drops while the step between two blocks (which no coefficient of either describes) keeps
+    it: without this the JPEG grid would show on smooth skin."""
+    return np.clip((9.0 * (q0 - p0) - 3.0 * (q1 - p1)) * np.float32(1 / 16), -clip, clip)
+
+
+def _boundary_clip(keep_a: np.ndarray, keep_b: np.ndarray, lim_a: np.ndarray, lim_b: np.ndarray) -> np.ndarray:
+    """Per block along a boundary: the smaller deblocking limit of the two blocks where both
+    were estimated, else 0 (a boundary with a block the pyramid keeps does not move)."""
+    return np.where(keep_a & keep_b, np.minimum(lim_a, lim_b), np.float32(0.0))
+
+
+def _deblock_columns(luma: np.ndarray, keep: np.ndarray, limit: np.ndarray) -> None:
+    """The vertical boundaries of :func:`_deblock_steps` in a strip, in place.
+
+    ``luma`` float32 (8t)×(8e) (a view is fine), ``keep`` bool and ``limit`` float32 (t, e)
+    per block. Done before the horizontal boundaries (columns first, then rows), and on whole
+    rows, so a strip gives the whole frame's result.
+    """
+    if keep.shape[1] < 2:
+        return
+    clip = np.repeat(_boundary_clip(keep[:, :-1], keep[:, 1:], limit[:, :-1], limit[:, 1:]), 8, axis=0)
+    p1, p0, q0, q1 = luma[:, 6:-2:8], luma[:, 7:-1:8], luma[:, 8::8], luma[:, 9::8]
+    step = _deblock_steps(p1, p0, q0, q1, clip)
+    p0 += step
+    q0 -= step
 
 
 def jpeg_skin_luma(image: np.ndarray, out: np.ndarray, skin_weight: np.ndarray, luma_noise: tuple[float, float], *,
@@ -312,6 +422,53 @@ def _grid_offset(image: np.ndarray, skin_weight: np.ndarray) -> tuple:
     return (offset[0], offset[1])
 
 
+def _column_runs(blocks: np.ndarray, gap: int = _RUN_GAP) -> list:
+    """Runs ``(start, stop)`` of the block columns where some row of ``blocks`` (bool) is set,
+    runs apart by at most ``gap`` columns merged: a strip's work covers its skin, not the span
+    between the first and last skin column (a portrait's background between an arm and the body)."""
+    cols = np.flatnonzero(blocks.any(axis=0))
+    if cols.size == 0:
+        return []
+    cut = np.flatnonzero(np.diff(cols) > gap + 1)
+    return list(zip(np.r_[cols[0], cols[cut + 1]].tolist(), np.r_[cols[cut] + 1, cols[-1] + 1].tolist()))
+
+
+def _row_runs(blocks: np.ndarray, t0: int, t1: int, c0: int, c1: int) -> list:
+    """``(row, start, stop)``: the runs of set blocks in each block row ``t0 <= row < t1`` of
+    ``blocks`` (bool) within columns ``[c0, c1)``, runs apart by at most ``_RUN_GAP`` columns
+    merged (:func:`_column_runs` of each row; a row's runs lie inside those of the rows together).
+
+    The block DCTs are taken one block row and one such run at a time: BLAS's float32 products
+    differ in the last bit with the shape of the call (and a row's place in it), and these calls
+    depend on the row alone, not on how rows were grouped into strips and bands.
+    """
+    rows, cols = np.nonzero(blocks[t0:t1, c0:c1])
+    if rows.size == 0:
+        return []
+    # Sorted by row, then column: a run starts at a new row or after more than _RUN_GAP empty columns.
+    new = np.flatnonzero((np.diff(rows) != 0) | (np.diff(cols) > _RUN_GAP + 1)) + 1
+    first, last = np.r_[0, new], np.r_[new - 1, rows.size - 1]
+    return list(zip((rows[first] + t0).tolist(), (cols[first] + c0).tolist(), (cols[last] + c0 + 1).tolist()))
+
+
+def _run_strips(process_strip, starts: range, height: int, width: int) -> None:
+    """``process_strip(t0)`` for every ``t0`` in ``starts``, on :func:`run_in_row_bands`' threads,
+    each taking the next strip as it comes free: a portrait's skin, and so the work, is far from
+    even between the halves of a frame (30 % / 70 % of the blocks on the 12 MP test portrait),
+    which fixed bands would leave to one thread. Each strip writes only its own rows."""
+    queue, lock = iter(starts), threading.Lock()
+
+    def band(_y0: int, _y1: int) -> None:
+        while True:
+            with lock:
+                t0 = next(queue, None)
+            if t0 is None:
+                return
+            process_strip(t0)
+
+    run_in_row_bands(band, height, width, align=_STRIP_BLOCKS)
+
+
 def _jpeg_skin_luma_on_grid(image: np.ndarray, out: np.ndarray, skin_weight: np.ndarray, luma_noise: tuple[float, float], *,
                    prior_radius: int, noise_scale: float, ceiling: float) -> "bool | None":
     """:func:`jpeg_skin_luma` for a JPEG grid anchored at the top-left pixel of these arrays;
@@ -362,93 +519,158 @@ def _jpeg_skin_luma_on_grid(image: np.ndarray, out: np.ndarray, skin_weight: np.
     # that how the work is split into strips and threads cannot change the result.
     processed = cv2.dilate((wb >= _SKIN_BLOCK).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
     noise_eff = noise_all if floor is None else np.minimum(noise_all, floor)
-    noise_eff = noise_eff * np.float32(noise_scale)
-    # Region planes (pixels of block rows b0..b1, columns c0..c1): the pyramid's luma and the
-    # new estimate, filled strip by strip (blocks without skin keep new = old: no change).
-    y_old = np.zeros((8 * (b1 - b0), 8 * (c1 - c0)), np.float32)
-    y_new = np.zeros_like(y_old)
-    p_old = np.zeros(y_old.shape + (3,), np.float32)  # the pyramid result's sRGB power (see srgb_power)
+    noise_eff = (noise_eff * np.float32(noise_scale)).astype(np.float32)
+    limit = np.sqrt(noise_eff) * np.float32(_DEBLOCK)  # deblocking limit per block
+    # Frequencies in the order the estimate wants them (module docstring, step 3): those with
+    # fine bins first, then the quantised ones, the DC term last, so that each group is one
+    # slice of the frequency-major coefficient arrays. (u, v) of each: fu, fv.
+    flat_steps = q88.ravel()
+    ac = np.arange(1, 64)
+    order = np.concatenate([ac[flat_steps[1:] < _MIN_STEP], ac[flat_steps[1:] >= _MIN_STEP], [0]])
+    n_fine = int((flat_steps[1:] < _MIN_STEP).sum())
+    steps_ordered = np.ascontiguousarray(flat_steps[order])
+    fu, fv = np.divmod(order, 8)
 
-    def strip_columns(t0: int, t1: int):
-        cols_here = np.flatnonzero(processed[t0:t1].any(axis=0))
-        return (None, None) if cols_here.size == 0 else (int(cols_here[0]), int(cols_here[-1]) + 1)
-
-    # The region's luma coefficients and the skin-weighted k^2 per block (one pass, by strips).
+    # The region's luma coefficients, frequency-major ((frequency, block row, block column):
+    # a plane per frequency), and the skin-weighted k^2 of the AC frequencies (one pass, by strips).
     bh, bw = b1 - b0, c1 - c0
-    coefs_all = np.empty((bh, 8, bw, 8), np.float32)
-    k2w_all = np.zeros((bh, bw, 64), np.float32)
+    coefs_all = np.empty((64, bh, bw), np.float32)
+    # Zeroed by each strip first (the box filter's running sums see every block), in the
+    # threads: np.zeros' lazily zeroed pages would each cost a fault at their first write.
+    k2w_all = np.empty((63, bh, bw), np.float32)
     wreg = np.ascontiguousarray(wb[b0:b1, c0:c1])
     # Blocks whose coefficients are needed: within the prior's reach of an estimated block.
     needed = cv2.dilate(processed[b0:b1, c0:c1].astype(np.uint8), np.ones(ksize, np.uint8)).astype(bool)
 
-    def transform(s0: int, s1: int) -> None:
-        for t0 in range(s0, s1, _STRIP_BLOCKS):
-            t1 = min(s1, t0 + _STRIP_BLOCKS)
-            cols_here = np.flatnonzero(needed[t0:t1].any(axis=0))
-            if cols_here.size == 0:
-                continue
-            n0, n1 = int(cols_here[0]), int(cols_here[-1]) + 1
-            c = block_dct(jfif_luma(image[8 * (b0 + t0):8 * (b0 + t1), 8 * (c0 + n0):8 * (c0 + n1)]))
-            coefs_all[t0:t1, :, n0:n1] = c
-            k2w = np.square(np.round(c / steps)) * wreg[t0:t1, None, n0:n1, None]
-            k2w_all[t0:t1, n0:n1] = k2w.transpose(0, 2, 1, 3).reshape(t1 - t0, n1 - n0, 64)
+    def transform(t0: int) -> None:
+        """Strip of region block rows [t0, t0 + _STRIP_BLOCKS)."""
+        t1 = min(bh, t0 + _STRIP_BLOCKS)
+        k2w_all[:, t0:t1] = 0.0
+        for n0, n1 in _column_runs(needed[t0:t1]):
+            p = _srgb_power_strip(image[8 * (b0 + t0):8 * (b0 + t1), 8 * (c0 + n0):8 * (c0 + n1)])
+            luma = cv2.transform(p, _JFIF_AFFINE).reshape(p.shape[:2])
+            for i, a, b in _row_runs(needed, t0, t1, n0, n1):
+                # (1, 8, n, 8) -> (64, 1, n): advanced indices apart put their axis first.
+                c = block_dct(luma[8 * (i - t0):8 * (i - t0 + 1), 8 * (a - n0):8 * (b - n0)])[:, fu, :, fv]
+                coefs_all[:, i, a:b] = c[:, 0]
+                k = np.divide(c[:63, 0], steps_ordered[:63, None])
+                np.round(k, out=k)
+                k *= k
+                k *= wreg[i, a:b]
+                k2w_all[:, i, a:b] = k
 
-    # Strips are independent: one band of strips per thread (0.75 vs 0.82 s on one, same output).
-    run_in_row_bands(transform, bh, 64 * bw, align=_STRIP_BLOCKS)
+    # Strips are independent: shared out to the threads (same output).
+    _run_strips(transform, range(0, bh, _STRIP_BLOCKS), bh, 64 * bw)
     # Skin-weighted mean of k^2 over (2r+1)^2 blocks per frequency: background blocks at the
-    # skin's edge would otherwise inflate the prior with their edges.
-    mean_k2 = cv2.blur(k2w_all, ksize, borderType=cv2.BORDER_REFLECT)
-    mean_k2 /= np.maximum(cv2.blur(wreg, ksize, borderType=cv2.BORDER_REFLECT), np.float32(1e-6))[..., None]
+    # skin's edge would otherwise inflate the prior with their edges. (The division by the
+    # weights' sum happens in `estimate`, on the blocks estimated only.)
+    sum_k2 = np.empty_like(k2w_all)
+
+    def blur_planes(f0: int, f1: int) -> None:
+        for f in range(f0, f1):  # a plane at a time: OpenCV's box filter is fastest on one channel
+            cv2.blur(k2w_all[f], ksize, dst=sum_k2[f], borderType=cv2.BORDER_REFLECT)
+
+    run_in_row_bands(blur_planes, 63, bh * bw)
     del k2w_all
+    sum_w = np.maximum(cv2.blur(wreg, ksize, borderType=cv2.BORDER_REFLECT), np.float32(1e-6))
 
-    def estimate(s0: int, s1: int) -> None:
-        """Block rows [b0 + s0, b0 + s1), strip by strip, on the columns holding skin in each
-        strip's rows. Reads ``image`` and ``out`` only."""
-        for t0 in range(b0 + s0, b0 + s1, _STRIP_BLOCKS):
-            t1 = min(b0 + s1, t0 + _STRIP_BLOCKS)
-            e0, e1 = strip_columns(t0, t1)
-            if e0 is None:
-                continue
+    # Region planes (pixels of block rows b0..b1, columns c0..c1): the pyramid's luma and the
+    # new estimate, filled strip by strip (blocks without skin keep new = old: no change).
+    # y_new is zeroed by each strip first (not left as it comes): the horizontal deblocking
+    # reads the rows next to a strip's own, possibly unwritten (and masked out, but garbage
+    # could be NaN). y_old is read where written only. (Not np.zeros: it hands out lazily
+    # zeroed pages whose first write each costs a page fault, ~40 ms on a 12 MP frame.)
+    y_old = np.empty((8 * bh, 8 * bw), np.float32)
+    y_new = np.empty_like(y_old)
+    # The pyramid result's sRGB power (see srgb_power) per (strip, run), from `estimate` to
+    # `write` (both walk the same strips and runs): no frame-sized copy.
+    p_old = {}
+
+    def estimate(t0: int) -> None:
+        """Strip of block rows [t0, t0 + _STRIP_BLOCKS), on the runs of columns holding skin
+        in its rows. Reads ``image`` and ``out`` only."""
+        t1 = min(b1, t0 + _STRIP_BLOCKS)
+        y_new[8 * (t0 - b0):8 * (t1 - b0)] = 0.0
+        for e0, e1 in _column_runs(processed[t0:t1]):
             rr, rc = slice(t0 - b0, t1 - b0), slice(e0 - c0, e1 - c0)
-            tau2 = _total_variance(mean_k2[rr, rc].reshape(t1 - t0, e1 - e0, 8, 8).transpose(0, 2, 1, 3), steps)
-            noise_var = noise_eff[t0:t1, e0:e1][:, None, :, None]
-            signal_var = np.maximum(tau2 - noise_var, np.float32(0.0))
-            est = _posterior_mean(coefs_all[rr, :, rc], steps, signal_var, noise_var)
             ry, rx = slice(8 * (t0 - b0), 8 * (t1 - b0)), slice(8 * (e0 - c0), 8 * (e1 - c0))
-            p = p_old[ry, rx] = srgb_power(out[8 * t0:8 * t1, 8 * e0:8 * e1])
+            p = p_old[t0, e0] = _srgb_power_strip(out[8 * t0:8 * t1, 8 * e0:8 * e1])
             y_out = cv2.transform(p, _JFIF_AFFINE).reshape(p.shape[:2])
-            # Block means stay the pyramid's: the orthonormal DCT's DC term is 8x the block mean.
-            est[:, 0, :, 0] = cv2.resize(y_out, (y_out.shape[1] // 8, y_out.shape[0] // 8),
-                                         interpolation=cv2.INTER_AREA) * np.float32(8.0)
-            keep = processed[t0:t1, e0:e1]
-            keep_px = np.repeat(np.repeat(keep, 8, axis=0), 8, axis=1)
             y_old[ry, rx] = y_out
-            y_new[ry, rx] = np.where(keep_px, block_idct(est), y_out)
+            shape = (t1 - t0, e1 - e0)
+            n = shape[0] * shape[1]
+            # Every block of the run (the few without skin are put back below).
+            est = _estimate_blocks(coefs_all[:, rr, rc].reshape(64, n),
+                                   (sum_k2[:, rr, rc] / sum_w[rr, rc]).reshape(63, n),
+                                   np.ascontiguousarray(noise_eff[t0:t1, e0:e1]).reshape(n), steps_ordered, n_fine)
+            # Block means stay the pyramid's: the orthonormal DCT's DC term is 8x the block mean.
+            est[63] = cv2.resize(y_out, shape[::-1], interpolation=cv2.INTER_AREA).reshape(n) * np.float32(8.0)
+            blocks = np.empty((shape[0], 8, shape[1], 8), np.float32)  # block_idct's layout
+            blocks[:, fu, :, fv] = est.reshape(64, *shape)
+            for i, a, b in _row_runs(processed, t0, t1, e0, e1):  # every estimated block
+                y_new[8 * (i - b0):8 * (i - b0 + 1), 8 * (a - c0):8 * (b - c0)] = \
+                    block_idct(blocks[i - t0:i - t0 + 1, :, a - e0:b - e0])
+            keep = processed[t0:t1, e0:e1]
+            if not keep.all():  # the others (and those the runs bridge) keep the pyramid's luma
+                drop = cv2.resize((~keep).view(np.uint8), y_out.shape[::-1], interpolation=cv2.INTER_NEAREST)
+                cv2.copyTo(y_out, drop, y_new[ry, rx])
+            _deblock_columns(y_new[ry, rx], keep, limit[t0:t1, e0:e1])
 
-    def write(s0: int, s1: int) -> None:
-        """Blend the new luma into ``out`` on skin, strip by strip (writes its own rows only)."""
-        for t0 in range(b0 + s0, b0 + s1, _STRIP_BLOCKS):
-            t1 = min(b0 + s1, t0 + _STRIP_BLOCKS)
-            e0, e1 = strip_columns(t0, t1)
-            if e0 is None:
-                continue
+    def write(t0: int) -> None:
+        """Blend the new luma into ``out`` on skin in a strip (writes its own rows only)."""
+        t1 = min(b1, t0 + _STRIP_BLOCKS)
+        for e0, e1 in _column_runs(processed[t0:t1]):
             ys, xs = slice(8 * t0, 8 * t1), slice(8 * e0, 8 * e1)
             ry, rx = slice(8 * (t0 - b0), 8 * (t1 - b0)), slice(8 * (e0 - c0), 8 * (e1 - c0))
-            sout = p_old[ry, rx] * np.float32(1.055)
-            sout -= np.float32(0.055)
+            delta = np.subtract(y_new[ry, rx], y_old[ry, rx])
+            # Horizontal block boundaries touching this strip's rows, from the column-deblocked
+            # planes (each boundary reads two rows either side and moves the two that meet, so
+            # boundaries are independent): rows 8j - 1 and 8j of boundary j, b0 < j < b1.
+            j0, j1 = max(t0, b0 + 1), min(t1, b1 - 1)
+            if j1 >= j0:
+                js = np.arange(j0, j1 + 1) - b0  # region block rows below each boundary
+                rows = y_new.reshape(bh, 8, 8 * bw)[:, :, rx]  # a view: (block row, y, x)
+                clip = np.repeat(_boundary_clip(processed[js + b0 - 1, e0:e1], processed[js + b0, e0:e1],
+                                                limit[js + b0 - 1, e0:e1], limit[js + b0, e0:e1]), 8, axis=1)
+                step = _deblock_steps(rows[js - 1, 6], rows[js - 1, 7], rows[js, 0], rows[js, 1], clip)
+                strip_rows = delta.reshape(t1 - t0, 8, -1)
+                above = js - 1 >= t0 - b0  # row 8j - 1 is in this strip
+                strip_rows[js[above] - 1 - (t0 - b0), 7] += step[above]
+                below = js < t1 - b0  # row 8j is in this strip
+                strip_rows[js[below] - (t0 - b0), 0] -= step[below]
             # Blend weight: 0 below the skin-block threshold, 1 on full skin: no seam at the cut.
-            wpix = np.clip((skin_weight[ys, xs] - np.float32(_SKIN_BLOCK)) * np.float32(1 / (1 - _SKIN_BLOCK)),
-                           0.0, 1.0)
-            wpix *= np.repeat(np.repeat(processed[t0:t1, e0:e1], 8, axis=0), 8, axis=1)
+            wpix = np.subtract(skin_weight[ys, xs], np.float32(_SKIN_BLOCK))
+            wpix *= np.float32(1 / (1 - _SKIN_BLOCK))
+            np.clip(wpix, 0.0, 1.0, out=wpix)
+            keep = processed[t0:t1, e0:e1]
+            if not keep.all():
+                wpix *= cv2.resize(keep.astype(np.float32), wpix.shape[::-1], interpolation=cv2.INTER_NEAREST)
             if ceiling > 1.0:
                 wpix[(out[ys, xs] > 1.0).any(axis=2)] = 0.0  # the 8-bit encoder model ends at 1
-            sout += (wpix * ((y_new[ry, rx] - y_old[ry, rx]) * np.float32(1 / 255)))[..., None]
+            # sRGB out = 1.055 p - 0.055 + w (y_new - y_old) / 255, decoded: in units of p,
+            # u = p + w (y_new - y_old) / (255 * 1.055) and linear = u^2.4 above the toe.
+            delta *= wpix
+            delta *= np.float32(1 / (255 * 1.055))
+            # (OpenCV's merge and add: numpy's broadcast of one channel over three runs ~5x slower.)
+            u = cv2.add(p_old.pop((t0, e0)), cv2.merge((delta, delta, delta)))
+            toe = None
+            if float(u.min()) <= _TOE_P:
+                # The decoder's linear toe, sRGB / 12.92 with sRGB = 1.055 u - 0.055 clipped at 0.
+                toe = np.less_equal(u, _TOE_P).view(np.uint8)
+                toe_value = cv2.max(cv2.addWeighted(u, 1.055 / 12.92, u, 0.0, -0.055 / 12.92), 0.0)
+            np.clip(u, _TOE_P, np.float32(1.0), out=u)  # sRGB clipped to [0, 1]: u to [toe, 1]
+            pow_in_place(u, 2.4)
+            if toe is not None:
+                cv2.copyTo(toe_value, toe, u)
             # Only where the weight is positive: elsewhere the sRGB round trip would move the
             # last bit of the pyramid's result.
-            np.clip(sout, 0.0, 1.0, out=sout)
-            np.copyto(out[ys, xs], srgb_to_linear(sout), where=(wpix > 0)[..., None])
+            dst, mask = out[ys, xs], wpix > 0
+            if dst.strides[0] > 0 and dst.strides[1:] == (12, 4):  # rows of RGB pixels: an OpenCV Mat
+                cv2.copyTo(u, mask.view(np.uint8), dst)  # (writes into the view: same size and type)
+            else:  # a caller's Fortran-ordered or transposed frame (empty_like keeps the layout)
+                np.copyto(dst, u, where=mask[..., None])
 
-    run_in_row_bands(estimate, bh, 64 * bw, align=_STRIP_BLOCKS)
-    _deblock(y_new, processed[b0:b1, c0:c1], np.sqrt(noise_eff[b0:b1, c0:c1]) * np.float32(_DEBLOCK))
-    run_in_row_bands(write, bh, 64 * bw, align=_STRIP_BLOCKS)  # rows of its own only
+    _run_strips(estimate, range(b0, b1, _STRIP_BLOCKS), bh, 64 * bw)
+    # Then the horizontal boundaries, in `write`: it reads the rows next to its strip's.
+    _run_strips(write, range(b0, b1, _STRIP_BLOCKS), bh, 64 * bw)  # rows of its own only
     return True
