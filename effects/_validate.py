@@ -11,10 +11,12 @@ import math
 import cv2
 import numpy as np
 
+from ._bands import run_in_row_bands
+
 __all__ = ["check_image", "check_mask", "resize"]
 
 
-def check_image(image, name: str = "image", *, check_range: bool = False) -> np.ndarray:
+def check_image(image, name: str = "image", *, check_range: bool = False, return_range: bool = False):
     """Validate an H×W×3 float linear-RGB image and return it as float32.
 
     Parameters
@@ -25,12 +27,16 @@ def check_image(image, name: str = "image", *, check_range: bool = False) -> np.
         Argument name used in error messages.
     check_range : bool
         Also reject values outside [0, 1] (1e-4 tolerance for rounding).
+    return_range : bool
+        Also return the image's minimum and maximum (found with the finiteness
+        check, in one pass split over OpenCV's threads: callers that clip or
+        scale by them need no pass of their own).
 
     Returns
     -------
-    np.ndarray
+    np.ndarray or (np.ndarray, float, float)
         ``image`` as float32 (no copy if it already is float32): callers that
-        write must copy.
+        write must copy. With ``return_range``, ``(image, min, max)``.
 
     Raises
     ------
@@ -49,8 +55,8 @@ def check_image(image, name: str = "image", *, check_range: bool = False) -> np.
         raise TypeError(f"{name}: expected a float array (linear RGB in [0, 1]), got dtype {image.dtype}. "
                         "Convert integer (sRGB-encoded) pixels with camseg.io.as_linear_rgb first.")
     img = image.astype(np.float32, copy=False)
-    if check_range:
-        lo, hi = float(img.min()), float(img.max())  # min/max propagate NaN and show inf: one pass for both checks
+    if check_range or return_range:
+        lo, hi = _min_max(img)  # min/max propagate NaN and show inf: one pass for both checks
         finite = math.isfinite(lo) and math.isfinite(hi)
     else:
         finite = bool(np.isfinite(img).all())
@@ -59,7 +65,27 @@ def check_image(image, name: str = "image", *, check_range: bool = False) -> np.
                          "Clean or clip the input first.")
     if check_range and (lo < -1e-4 or hi > 1.0 + 1e-4):
         raise ValueError(f"{name}: expected linear RGB in [0, 1], got values in [{lo:.4g}, {hi:.4g}]; clip or rescale it.")
-    return img
+    return (img, lo, hi) if return_range else img
+
+
+def _min_max(img: np.ndarray) -> tuple[float, float]:
+    """``(img.min(), img.max())`` of an H×W×C array; NaN propagates into both, inf shows.
+
+    One read of the image instead of two: row chunks small enough to stay in cache between
+    their min and their max, the rows split over OpenCV's threads (effects._bands).
+    """
+    h, w = img.shape[:2]
+    rows = max(1, (1 << 18) // max(1, img[0].size))  # ~1 MB of float32 per chunk
+    found = []
+
+    def scan(y0: int, y1: int) -> None:
+        for r0 in range(y0, y1, rows):
+            chunk = img[r0:min(y1, r0 + rows)]
+            found.append((chunk.min(), chunk.max()))  # list.append is atomic: bands may share it
+
+    run_in_row_bands(scan, h, w, align=rows)
+    both = np.array(found, np.float32)  # np.min/np.max propagate NaN (Python's min() would not)
+    return float(both[:, 0].min()), float(both[:, 1].max())
 
 
 def check_mask(mask, name: str, shape: tuple[int, int], *, allow_none: bool = False,
@@ -118,7 +144,7 @@ def check_mask(mask, name: str, shape: tuple[int, int], *, allow_none: bool = Fa
         m = np.ascontiguousarray(mask, dtype=np.float32)  # a copy (OpenCV wants contiguous rows)
     if m.size == 0:
         return m
-    lo, hi = float(m.min()), float(m.max())  # min/max propagate NaN and show inf
+    lo, hi = _min_max(m)  # min/max propagate NaN and show inf
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise ValueError(f"{name}: contains NaN or infinite values; expected finite values in [0, 1].")
     if lo < -tol or hi > 1.0 + tol:

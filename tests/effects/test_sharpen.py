@@ -110,3 +110,28 @@ def test_strips_equal_whole_frame(rng, monkeypatch):
     for strip in (1, 7, 32):
         monkeypatch.setattr(mod, "_STRIP", strip)
         np.testing.assert_allclose(sharpen(img, sky_mask=sky, skin_mask=skin), whole, atol=1e-6)
+
+
+def test_rotated_view_input_gives_the_contiguous_result(rng):
+    """A photo rotated by its EXIF orientation arrives as a non-contiguous view."""
+    img = _texture(rng, 40, 56)
+    view = np.rot90(img)
+    sky = np.zeros(view.shape[:2], np.float32)
+    sky[:10] = 1.0
+    out = sharpen(view, sky_mask=sky)
+    assert out.flags.c_contiguous
+    np.testing.assert_array_equal(out, sharpen(np.ascontiguousarray(view), sky_mask=sky))
+
+
+def test_dark_pixels_take_the_additive_path(rng):
+    """Near-black pixels (luma <= 1e-4) get the luma change added to every channel instead of
+    a luma ratio (which would amplify their noise)."""
+    img = _texture(rng, 48, 48)
+    img[10:20, 5:30] *= 1e-4  # a dark patch with texture
+    out = sharpen(img)
+    dark = (img.mean(axis=2) <= 1e-4) & (out > 0).all(axis=2)  # dark and not clipped at 0
+    assert dark.sum() > 100
+    # Where dark, every channel moved by the same amount (additive), unlike the ratio path.
+    d = (out - img)[dark]
+    np.testing.assert_allclose(d[:, 0], d[:, 1], atol=1e-7)
+    np.testing.assert_allclose(d[:, 0], d[:, 2], atol=1e-7)

@@ -218,12 +218,14 @@ def test_row_upsampler_equals_cv2_bilinear_resize(rng, small, big):
 
     from effects.tone_map import _RowUpsampler
 
-    coeff = rng.standard_normal(small).astype(np.float32)
-    up = _RowUpsampler([coeff], big)
-    got = np.empty(big, np.float32)
-    up.strip(0, 0, big[0], got, np.empty_like(got))
-    want = cv2.resize(coeff, (big[1], big[0]), interpolation=cv2.INTER_LINEAR)
-    np.testing.assert_allclose(got, want, atol=1e-6)
+    coeffs = [rng.standard_normal(small).astype(np.float32) for _ in range(2)]
+    up = _RowUpsampler(coeffs, big)
+    got = np.empty((big[0], 2, big[1]), np.float32)
+    for r0 in range(0, big[0], 5):  # strips that start and end inside runs of rows
+        up.strip(r0, min(big[0], r0 + 5), got[r0:r0 + 5])
+    for i, coeff in enumerate(coeffs):
+        want = cv2.resize(coeff, (big[1], big[0]), interpolation=cv2.INTER_LINEAR)
+        np.testing.assert_allclose(got[:, i], want, atol=1e-6)
 
 
 def test_person_without_skin_does_not_move_the_group_light(rng):
@@ -308,3 +310,47 @@ def test_person_without_skin_is_rendered_like_the_scene(rng):
     # Without skin mattes at all the whole matte is still measured (and the dark one lifted).
     _, guessed = tone_map_people(img, [furry, persons[1]], return_gains=True)
     assert guessed[0].weight > 0 and guessed[0].gain_ev > 0.3
+
+
+def test_sort_order_is_argsort_for_float32(rng):
+    """The packed-key sort of the weighted quantiles orders float32 exactly like np.argsort."""
+    from effects.tone_map import _sort_order
+
+    for v in (rng.standard_normal(3000).astype(np.float32),
+              np.round(rng.standard_normal(3000) * 2).astype(np.float32),  # many ties
+              np.array([0.0, -0.0, -1.0, 1e-40, -1e-40, 3e38, -3e38, 1.0], np.float32)):  # signs, denormals
+        np.testing.assert_array_equal(v[_sort_order(v)], np.sort(v))
+
+
+def test_clip_free_path_equals_clipped_input(rng):
+    """An in-range image skips the input clip; values within the rounding tolerance outside
+    [0, 1] are clipped first, so both give the tone map of the clipped image."""
+    img, persons, skins, _ = scene([-1.0], [MST3], rng, h=64)
+    nudged = img.copy()
+    nudged[0, 0] = [-5e-5, 1.0 + 5e-5, 0.5]
+    clipped = np.clip(nudged, 0.0, 1.0)
+    np.testing.assert_allclose(tone_map_people(nudged, persons, skin_masks=skins),
+                               tone_map_people(clipped, persons, skin_masks=skins), atol=1e-6)
+
+
+def test_rotated_view_input_gives_the_contiguous_result(rng):
+    """A photo rotated by its EXIF orientation arrives as a non-contiguous view."""
+    img, persons, skins, _ = scene([-1.0], [MST3], rng, h=64)
+    view = np.rot90(img)
+    pv, sv = [np.ascontiguousarray(np.rot90(persons[0]))], np.ascontiguousarray(np.rot90(skins[0]))
+    np.testing.assert_array_equal(tone_map_people(view, pv, skin_masks=sv),
+                                  tone_map_people(np.ascontiguousarray(view), pv, skin_masks=sv))
+
+
+def test_brightened_saturated_pixels_are_scaled_as_a_whole(rng):
+    """Where a lift would push a channel past 1, the pixel is scaled as a whole: its largest
+    channel lands at <= 1 and its channel ratios (hue) are kept, on every channel."""
+    img, persons, skins, inner = scene([-2.0], [MST3], rng, h=64)
+    img = img.copy()
+    img[inner[0]] = np.array([0.9, 0.45, 0.2], np.float32)  # a bright saturated face, lifted
+    out, gains = tone_map_people(img, persons, skin_masks=skins, return_gains=True)
+    face = out[inner[0]]
+    assert face.max() <= 1.0 and face.min() > 0.0
+    np.testing.assert_allclose(face[:, 1] / face[:, 0], 0.5, rtol=1e-4)
+    np.testing.assert_allclose(face[:, 2] / face[:, 0], 0.2 / 0.9, rtol=1e-4)
+    assert face[:, 0].max() > 0.99  # the limit was reached

@@ -29,3 +29,20 @@ def test_rounding_overshoot_is_clipped_into_a_new_array():
     assert m.max() == 1.0 and mask.max() > 1.0 and not np.shares_memory(m, mask)
     with pytest.raises(ValueError, match="sky_mask: expected values in"):
         check_mask(np.full((4, 4), 1.5, np.float32), "sky_mask", (4, 4))
+
+
+def test_returned_range_matches_numpy_and_still_rejects_nan_and_inf():
+    from effects._validate import check_image
+
+    img = np.random.default_rng(2).random((700, 900, 3), dtype=np.float32)  # several chunks and bands
+    img[650, 10, 2] = 1.5
+    img[3, 800, 0] = -0.25
+    out, lo, hi = check_image(img, return_range=True)
+    assert out is img and (lo, hi) == (-0.25, 1.5)
+    for bad in (np.nan, np.inf, -np.inf):
+        img2 = img.copy()
+        img2[699, 899, 1] = bad
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            check_image(img2, return_range=True)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        check_image(img, check_range=True, return_range=True)
