@@ -10,12 +10,13 @@ limits this.
 """
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import cv2
 
-__all__ = ["run_in_row_bands"]
+__all__ = ["run_in_row_bands", "run_strips"]
 
 #: Fewer pixels than this per band and the threads cost more than they save.
 MIN_BAND_PIXELS = 1 << 19
@@ -56,3 +57,33 @@ def run_in_row_bands(process_rows: Callable[[int, int], None], height: int, widt
                 f.exception()  # wait for every band before anything is raised or returned
         for f in futures:
             f.result()
+
+
+def run_strips(process_strip: Callable[[int], None], starts: range, height: int, width: int) -> None:
+    """Call ``process_strip(s)`` for every ``s`` in ``starts``, each thread taking the next strip as it comes free.
+
+    Use this instead of :func:`run_in_row_bands` when the work per row is uneven (it follows
+    a skin matte, say: 30 % / 70 % between the halves of a 12 MP portrait), which fixed
+    bands would leave mostly to one thread. Each strip must write only its own rows, so the
+    result does not depend on which thread ran it.
+
+    Parameters
+    ----------
+    process_strip : callable
+        Processes the strip starting at row (or block row) ``s`` completely.
+    starts : range
+        Strip starts; its step is the strip height.
+    height, width : int
+        Extent the strips cover (decides, as for :func:`run_in_row_bands`, how many threads).
+    """
+    queue, lock = iter(starts), threading.Lock()
+
+    def band(_y0: int, _y1: int) -> None:
+        while True:
+            with lock:
+                s = next(queue, None)
+            if s is None:
+                return
+            process_strip(s)
+
+    run_in_row_bands(band, height, width, align=max(1, starts.step))

@@ -55,13 +55,12 @@ The result does not depend on the strips or threads (``tests/effects/test_jpeg_s
 from __future__ import annotations
 
 import functools
-import threading
 
 import cv2
 import numpy as np
 from scipy.special import ndtr
 
-from ._bands import run_in_row_bands
+from ._bands import run_in_row_bands, run_strips
 from ._srgb import pow_in_place, srgb_power, srgb_slope
 
 
@@ -451,24 +450,6 @@ def _row_runs(blocks: np.ndarray, t0: int, t1: int, c0: int, c1: int) -> list:
     return list(zip((rows[first] + t0).tolist(), (cols[first] + c0).tolist(), (cols[last] + c0 + 1).tolist()))
 
 
-def _run_strips(process_strip, starts: range, height: int, width: int) -> None:
-    """``process_strip(t0)`` for every ``t0`` in ``starts``, on :func:`run_in_row_bands`' threads,
-    each taking the next strip as it comes free: a portrait's skin, and so the work, is far from
-    even between the halves of a frame (30 % / 70 % of the blocks on the 12 MP test portrait),
-    which fixed bands would leave to one thread. Each strip writes only its own rows."""
-    queue, lock = iter(starts), threading.Lock()
-
-    def band(_y0: int, _y1: int) -> None:
-        while True:
-            with lock:
-                t0 = next(queue, None)
-            if t0 is None:
-                return
-            process_strip(t0)
-
-    run_in_row_bands(band, height, width, align=_STRIP_BLOCKS)
-
-
 def _jpeg_skin_luma_on_grid(image: np.ndarray, out: np.ndarray, skin_weight: np.ndarray, luma_noise: tuple[float, float], *,
                    prior_radius: int, noise_scale: float, ceiling: float) -> "bool | None":
     """:func:`jpeg_skin_luma` for a JPEG grid anchored at the top-left pixel of these arrays;
@@ -560,7 +541,7 @@ def _jpeg_skin_luma_on_grid(image: np.ndarray, out: np.ndarray, skin_weight: np.
                 k2w_all[:, i, a:b] = k
 
     # Strips are independent: shared out to the threads (same output).
-    _run_strips(transform, range(0, bh, _STRIP_BLOCKS), bh, 64 * bw)
+    run_strips(transform, range(0, bh, _STRIP_BLOCKS), bh, 64 * bw)
     # Skin-weighted mean of k^2 over (2r+1)^2 blocks per frequency: background blocks at the
     # skin's edge would otherwise inflate the prior with their edges. (The division by the
     # weights' sum happens in `estimate`, on the blocks estimated only.)
@@ -670,7 +651,7 @@ def _jpeg_skin_luma_on_grid(image: np.ndarray, out: np.ndarray, skin_weight: np.
             else:  # a caller's Fortran-ordered or transposed frame (empty_like keeps the layout)
                 np.copyto(dst, u, where=mask[..., None])
 
-    _run_strips(estimate, range(b0, b1, _STRIP_BLOCKS), bh, 64 * bw)
+    run_strips(estimate, range(b0, b1, _STRIP_BLOCKS), bh, 64 * bw)
     # Then the horizontal boundaries, in `write`: it reads the rows next to its strip's.
-    _run_strips(write, range(b0, b1, _STRIP_BLOCKS), bh, 64 * bw)  # rows of its own only
+    run_strips(write, range(b0, b1, _STRIP_BLOCKS), bh, 64 * bw)  # rows of its own only
     return True

@@ -318,7 +318,7 @@ def _fit(xs, vs, ws, prior):
     return tuple(a_out), tuple(b_out)
 
 
-def _coarse_models(opp: np.ndarray, a0, b0, prior: NoiseProfile | None, levels: int, half=None):
+def _coarse_models(opp: np.ndarray, a0, b0, prior: NoiseProfile | None, levels: int, half=None, quarter=None):
     """The ``(a, b)`` model refitted after 1 .. ``levels`` pyrDowns (white-noise equivalent).
 
     JPEG's quantisation removes mostly the finest-scale noise (and 4:2:0 subsampling most
@@ -345,7 +345,8 @@ def _coarse_models(opp: np.ndarray, a0, b0, prior: NoiseProfile | None, levels: 
         cap_a, cap_b = _BLIND_RATIO * np.asarray(a0), _BLIND_RATIO * np.asarray(b0)
     g = opp
     for lv in range(1, levels + 1):
-        g = half if (lv == 1 and half is not None) else cv2.pyrDown(g)
+        known = {1: half, 2: quarter}.get(lv)  # pyrDowns the caller already has
+        g = known if known is not None else cv2.pyrDown(g)
         est = _bin_estimates(g, lv)
         if est is None or len(est[0]) < 2:
             break
@@ -431,9 +432,10 @@ def estimate_noise(image: np.ndarray, *, iso: float | None = None) -> NoiseProfi
     return _estimate_from_opponent(rgb_to_opponent(img), iso)
 
 
-def _estimate_from_opponent(opp: np.ndarray, iso: float | None, half: np.ndarray | None = None) -> NoiseProfile:
+def _estimate_from_opponent(opp: np.ndarray, iso: float | None, half: np.ndarray | None = None,
+                            quarter: np.ndarray | None = None) -> NoiseProfile:
     """:func:`estimate_noise` on an already converted, validated opponent image (the denoiser
-    converts once and shares it, and its ``cv2.pyrDown`` of it as ``half``)."""
+    converts once and shares it, its ``cv2.pyrDown`` as ``half`` and that one's as ``quarter``)."""
     prior = noise_profile_from_iso(iso) if iso is not None else None
     est = _bin_estimates(opp, 0)
     xs, vs, ws = ([], [], []) if est is None else (list(est[0]), list(est[1] ** 2), list(est[2]))
@@ -444,5 +446,5 @@ def _estimate_from_opponent(opp: np.ndarray, iso: float | None, half: np.ndarray
         return NoiseProfile((0.0, 0.0, 0.0), (0.0, 0.0, 0.0), 0, "none")
 
     a_out, b_out = _fit(xs, vs, ws, prior)
-    ca, cb = _coarse_models(opp, a_out, b_out, prior, _SCALE_LEVELS, half)
+    ca, cb = _coarse_models(opp, a_out, b_out, prior, _SCALE_LEVELS, half, quarter)
     return NoiseProfile(a_out, b_out, len(xs), "estimated+iso" if prior is not None else "estimated", ca, cb)

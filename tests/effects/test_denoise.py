@@ -227,6 +227,36 @@ def test_strips_equal_whole_frame(rng, monkeypatch):
             np.testing.assert_allclose(denoise(noisy, sky_mask=sky, skin_mask=skin), whole, atol=1e-6)
 
 
+def test_threads_and_strips_do_not_change_the_result(rng, monkeypatch):
+    """The half-resolution band and the skin chromaticity are processed in row strips too, and
+    all strips are shared out to the threads as they come free: any strip heights, on one
+    thread or two, give the single-threaded whole-frame result (up to float rounding)."""
+    import sys
+
+    import cv2
+    mod, bands = sys.modules["effects.denoise"], sys.modules["effects._bands"]
+    clean, sky = _scene(150, 130)
+    noisy = _noisy(clean, 3200, rng)
+    skin = np.zeros_like(sky)
+    skin[90:140, 20:90] = 1.0
+    threads = cv2.getNumThreads()
+    try:
+        cv2.setNumThreads(1)
+        for name, v in (("_STRIP", 10_000), ("_COEF_STRIP", 10_000), ("_COARSE_STRIPS_MIN", 1 << 40)):
+            monkeypatch.setattr(mod, name, v)
+        whole = denoise(noisy, sky_mask=sky, skin_mask=skin)
+        monkeypatch.setattr(bands, "MIN_BAND_PIXELS", 1)  # split even this small frame
+        monkeypatch.setattr(mod, "_COARSE_STRIPS_MIN", 0)
+        for n in (1, 2):
+            cv2.setNumThreads(n)
+            for strip, coef_strip in ((8, 7), (5, 16)):
+                monkeypatch.setattr(mod, "_STRIP", strip)
+                monkeypatch.setattr(mod, "_COEF_STRIP", coef_strip)
+                np.testing.assert_allclose(denoise(noisy, sky_mask=sky, skin_mask=skin), whole, atol=1e-6)
+    finally:
+        cv2.setNumThreads(threads)
+
+
 def test_per_scale_model_used_with_iso(rng):
     """A JPEG-like sky (fine noise removed, coarse kept) is denoised more at coarse scales
     when the ISO is known (per-scale model) than without it."""
