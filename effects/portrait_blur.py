@@ -42,18 +42,23 @@ background, grain and composite -- runs in strips of 32 rows that upsample
 those grids on the fly (``effects.mask_refine.RowUpsampler``) into reused,
 cache-sized buffers. Whole 12 MP temporaries cost more in page faults and
 memory traffic than the arithmetic; the result does not depend on the strip
-height.
+height. Within a strip, the per-pixel matte and compositing formulas run only on
+the column runs that need them (the subject's edges). Steps that need only the
+photo (highlight gains, noise level, grain) or only the alpha (the foreground
+colour grids) run on a side thread, overlapping the single-threaded parts of the
+alpha refinement and the background pyramid.
 """
 
 from __future__ import annotations
 
 import copy
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
-from effects._bands import run_in_row_bands
+from effects._bands import MIN_BAND_PIXELS, run_in_row_bands
 from effects._validate import check_image, check_mask
 from effects._validate import resize as _resize
 from effects.mask_refine import GuidedStrips, RefineMatteParams, RowUpsampler, sample_at
@@ -170,15 +175,17 @@ def _max_planes(m: np.ndarray) -> np.ndarray:
     return out
 
 
-def _check_mask(mask, name: str, hw: tuple[int, int], *, allow_stack: bool = False) -> np.ndarray:
+def _check_mask(mask, name: str, hw: tuple[int, int], *, allow_stack: bool = False, own: bool = True) -> np.ndarray:
     """Validate a matte (H×W, or H×W×N when ``allow_stack``) and return an H×W float32 union.
 
-    The result is this module's own array (the stages below modify it in place).
+    With ``own`` the result is this module's own array (the stages below modify it in
+    place); without, it may be a read-only view of the caller's matte (no 12 MP copy for a
+    caller that writes its result elsewhere).
     """
     m = check_mask(mask, name, hw, allow_stack=allow_stack)
     if m.ndim == 3:
         m = _max_planes(m) if m.shape[2] else np.zeros(hw, np.float32)  # several people share the focal plane
-    return m if m.flags.writeable else m.copy()
+    return m if m.flags.writeable or not own else m.copy()
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -250,9 +257,13 @@ def estimate_noise_sigma(image: np.ndarray, *, bins: int = 8, rows: int = 96) ->
     starts = np.unique(np.linspace(0, H - 3, min(rows, H - 2)).astype(int))
     band = np.concatenate([image[s : s + 3] for s in starts], axis=0)
     kern = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32) / 6.0
-    resp = np.concatenate([cv2.filter2D(image[s : s + 3], -1, kern, borderType=cv2.BORDER_REFLECT)[1:2, 1:-1] for s in starts], axis=0)
-    lum = np.concatenate([band[3 * i + 1 : 3 * i + 2, 1:-1].mean(axis=2) for i in range(len(starts))], axis=0)
-    lum, resp = lum.reshape(-1), np.abs(resp.reshape(-1, 3))
+    # One filter over the stacked bands (not one call per band): the centre row of each 3-row
+    # band sees only its own band, so its response is the same.
+    resp = cv2.filter2D(band, -1, kern, borderType=cv2.BORDER_REFLECT)[1::3, 1:-1]
+    lum = band[1::3, 1:-1].mean(axis=2).reshape(-1)
+    # Channels first and contiguous: medians along the short last axis of an N×3 array are
+    # slow strided partitions.
+    resp = np.ascontiguousarray(np.abs(resp.reshape(-1, 3)).T)  # 3×N
     edges = np.quantile(lum, np.linspace(0, 1, bins + 1))
     centers = np.zeros(bins, np.float32)
     sigma = np.zeros((bins, 3), np.float32)
@@ -261,7 +272,7 @@ def estimate_noise_sigma(image: np.ndarray, *, bins: int = 8, rows: int = 96) ->
         sel = idx == b
         if sel.any():
             centers[b] = lum[sel].mean()
-            sigma[b] = 1.4826 * np.median(resp[sel], axis=0)
+            sigma[b] = 1.4826 * np.median(resp[:, sel], axis=1)
         elif b:
             centers[b], sigma[b] = centers[b - 1], sigma[b - 1]
     order = np.argsort(centers, kind="stable")
@@ -360,25 +371,30 @@ def _background_level1(img: np.ndarray, keep: np.ndarray, boost: tuple) -> tuple
     S = 2 * _STRIP_ROWS
     P1 = np.empty((H // 2, W // 2, 3), np.float32)
     W1 = np.empty((H // 2, W // 2), np.float32)
-    buf = np.empty((S, W, 3), np.float32)
-    w3 = np.empty((S, W, 3), np.float32)
-    wbuf = np.empty((S, W), np.float32)
     ys, xs, factor = boost
     # An exact 2× reduction with bilinear weights at half-pixel centres is the 2×2 mean,
     # i.e. INTER_AREA, at half its cost.
     half = cv2.INTER_LINEAR
-    for y0 in range(0, H, S):
-        y1 = min(H, y0 + S)
-        n = y1 - y0
-        wb = wbuf[:n]
-        np.copyto(wb, keep[y0:y1])  # 0/1 as float32
-        # masked copy as a product with the 0/1 weight (cv2.copyTo with a mask is ~3× slower)
-        b = cv2.multiply(img[y0:y1], cv2.merge((wb, wb, wb), dst=w3[:n]), dst=buf[:n])
-        i0, i1 = np.searchsorted(ys, (y0, y1))  # ys is sorted (row-major)
-        if i1 > i0:
-            b[ys[i0:i1] - y0, xs[i0:i1]] *= factor[i0:i1, None]
-        cv2.resize(b, (W // 2, n // 2), dst=P1[y0 // 2 : y1 // 2], interpolation=half)
-        cv2.resize(wb, (W // 2, n // 2), dst=W1[y0 // 2 : y1 // 2], interpolation=half)
+
+    def process_rows(r0: int, r1: int) -> None:
+        # Buffers per band: the bands run in parallel threads.
+        buf = np.empty((S, W, 3), np.float32)
+        w3 = np.empty((S, W, 3), np.float32)
+        wbuf = np.empty((S, W), np.float32)
+        for y0 in range(r0, r1, S):
+            y1 = min(r1, y0 + S)
+            n = y1 - y0
+            wb = wbuf[:n]
+            np.copyto(wb, keep[y0:y1])  # 0/1 as float32
+            # masked copy as a product with the 0/1 weight (cv2.copyTo with a mask is ~3× slower)
+            b = cv2.multiply(img[y0:y1], cv2.merge((wb, wb, wb), dst=w3[:n]), dst=buf[:n])
+            i0, i1 = np.searchsorted(ys, (y0, y1))  # ys is sorted (row-major)
+            if i1 > i0:
+                b[ys[i0:i1] - y0, xs[i0:i1]] *= factor[i0:i1, None]
+            cv2.resize(b, (W // 2, n // 2), dst=P1[y0 // 2 : y1 // 2], interpolation=half)
+            cv2.resize(wb, (W // 2, n // 2), dst=W1[y0 // 2 : y1 // 2], interpolation=half)
+
+    run_in_row_bands(process_rows, H, W, align=S)  # S is even: every band halves on its own
     return P1, W1
 
 
@@ -513,11 +529,12 @@ class _Compositor:
     """``out = α·F + (1 − α)·out`` over the subject's box, strip by strip, F decontaminated.
 
     F is the multi-level foreground estimate of Germer et al. (2020) (see
-    :func:`_decontamination_grids`). Dense over the box: with model mattes the
-    soft pixels are millions, and gathering them (fancy indexing, (N, 3)
-    temporaries) cost several times more than cache-sized dense strips. The
-    formula gives F = I where α = 1 and leaves ``out`` where α = 0, so no
-    special cases are needed.
+    :func:`_decontamination_grids`). Dense over column runs: with model mattes
+    the soft pixels are millions, and gathering them (fancy indexing, (N, 3)
+    temporaries) cost several times more than cache-sized dense strips. But in
+    a 32-row strip they sit in a few column runs (the subject's edges), so the
+    formula runs on those runs only; elsewhere α ∈ {0, 1}, where it leaves
+    ``out`` (α = 0) or gives F = I (α = 1, a masked copy of the photo).
     """
 
     def __init__(self, img: np.ndarray, alpha: np.ndarray, box: tuple, rows: int):
@@ -533,6 +550,7 @@ class _Compositor:
         w = self.cs.stop - self.cs.start
         self.a3 = np.empty((self.rows, w, 3), np.float32)
         self.t = np.empty((self.rows, w, 3), np.float32)
+        self.m = np.empty((self.rows, w), np.uint8)
 
     def for_band(self) -> "_Compositor":
         """The same compositor with its own upsampler and buffers, for one thread's band of rows."""
@@ -547,21 +565,50 @@ class _Compositor:
             return
         cs, n = self.cs, y1 - y0
         a = self.alpha[y0:y1, cs]
-        A, T = self.a3[:n], self.t[:n]
-        cv2.merge((a, a, a), dst=A)
-        fb, bb = self.up(y0, y1)
-        # F = fb + α·(I − bb − α·(fb − bb)), clipped; out += α·(F − out)
-        cv2.subtract(self.img[y0:y1, cs], bb, dst=T)
-        cv2.subtract(fb, bb, dst=bb)
-        cv2.multiply(bb, A, dst=bb)
-        cv2.subtract(T, bb, dst=T)
-        cv2.multiply(T, A, dst=T)
-        cv2.add(T, fb, dst=T)
-        _clip01(T)
-        o = out[y0:y1, cs]
-        cv2.subtract(T, o, dst=T)
-        cv2.multiply(T, A, dst=T)
-        cv2.add(o, T, dst=o)
+        o, img = out[y0:y1, cs], self.img[y0:y1, cs]
+        # α = 1: F = I (the formula's value there, up to float rounding).
+        cv2.copyTo(img, cv2.compare(a, 1.0, cv2.CMP_GE, dst=self.m[:n]), dst=o)
+        runs = _column_runs(cv2.inRange(a, _ABOVE_ZERO, _BELOW_ONE, dst=self.m[:n]))
+        if not runs:
+            return
+        fb_all, bb_all = self.up(y0, y1)
+        for c0, c1 in runs:
+            A, T = self.a3[:n, c0:c1], self.t[:n, c0:c1]
+            ar = a[:, c0:c1]
+            cv2.merge((ar, ar, ar), dst=A)
+            fb, bb, orun = fb_all[:, c0:c1], bb_all[:, c0:c1], o[:, c0:c1]
+            # F = fb + α·(I − bb − α·(fb − bb)), clipped; out += α·(F − out)
+            cv2.subtract(img[:, c0:c1], bb, dst=T)
+            cv2.subtract(fb, bb, dst=bb)
+            cv2.multiply(bb, A, dst=bb)
+            cv2.subtract(T, bb, dst=T)
+            cv2.multiply(T, A, dst=T)
+            cv2.add(T, fb, dst=T)
+            _clip01(T)
+            cv2.subtract(T, orun, dst=T)
+            cv2.multiply(T, A, dst=T)
+            cv2.add(orun, T, dst=orun)
+
+
+#: cv2.inRange bounds (inclusive) of a soft alpha, 0 < α < 1, in float32.
+_ABOVE_ZERO = float(np.nextafter(np.float32(0), np.float32(1)))
+_BELOW_ONE = float(np.nextafter(np.float32(1), np.float32(0)))
+
+
+def _column_runs(mask: np.ndarray, gap: int = 64) -> list[tuple[int, int]]:
+    """Column runs ``[(c0, c1), ...]`` holding every nonzero of an n×w uint8 strip mask.
+
+    Runs closer than ``gap`` columns are merged: each run costs a handful of
+    OpenCV calls, and a few extra columns cost less than those calls.
+    """
+    cols = cv2.reduce(mask, 0, cv2.REDUCE_MAX).ravel()  # 1×w: any over the strip's rows
+    nz = np.flatnonzero(cols)
+    if nz.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(nz) > gap)
+    starts = np.concatenate(([nz[0]], nz[breaks + 1]))
+    stops = np.concatenate((nz[breaks], [nz[-1]])) + 1
+    return list(zip(starts.tolist(), stops.tolist()))
 
 
 def subject_alpha(
@@ -686,43 +733,50 @@ def subject_alpha(
             r1 = min(y0 + b1, r0 + S)
             n = r1 - r0
             img_s = image[r0:r1, cs]
-            k, sB, e, k0, conf0, inv_den = colour_line(r0, r1)
-            # α_col = k·I + k0, clipped
-            a_col = cv2.transform(cv2.multiply(k, img_s, dst=k), ones)
-            cv2.add(a_col, k0, dst=a_col)
-            cv2.max(a_col, 0.0, dst=a_col)
-            cv2.min(a_col, 1.0, dst=a_col)
             # gamma-2 photo sqrt(clip(I)): the guide of the guided filter, and the residual's start
-            r_ = _clip01(cv2.max(img_s, 0.0, dst=I3[:n]))
-            cv2.sqrt(r_, dst=r_)
-            gd = band_guided(r0, r1, encoded=r_)  # before r_ is overwritten below
-            # residual in gamma-2: sqrt(I) − (sB + α·(sF − sB))
-            cv2.subtract(r_, sB, dst=r_)
-            cv2.multiply(e, cv2.merge((a_col, a_col, a_col), dst=A3[:n]), dst=e)
-            cv2.subtract(r_, e, dst=r_)
-            resid = cv2.transform(cv2.multiply(r_, r_, dst=r_), ones)
-            # conf = conf0·exp(−resid·inv_den)
-            conf = cv2.multiply(resid, inv_den, dst=resid, scale=-1.0)
-            cv2.multiply(conf0, cv2.exp(conf, dst=conf), dst=conf)
-            # est = conf·a_col + (1 − conf)·guided
-            est = cv2.add(gd, cv2.multiply(conf, cv2.subtract(a_col, gd, dst=a_col), dst=a_col), dst=a_col)
-            # pull_out = est·exp(−d_out/s_out) (into d_out); pull_in = 1 − (1 − est)·exp(−d_in/s_in) (into est)
-            d_out, d_in = distance(r0, r1)
-            np.greater(d_out, 0, out=outside[:n])
-            pull_out = cv2.multiply(est, cv2.exp(cv2.multiply(d_out, -1.0 / s_out, dst=d_out), dst=d_out), dst=d_out)
-            cv2.exp(cv2.multiply(d_in, -1.0 / s_in, dst=d_in), dst=d_in)
-            cv2.subtract(est, 1.0, dst=est)
-            cv2.multiply(est, d_in, dst=est)
-            cv2.add(est, 1.0, dst=est)
-            np.copyto(est, pull_out, where=outside[:n])
-            # Soft threshold: sensor noise projects to α of a few percent either side of 0 and 1;
-            # on a black or white stage that would show as speckle around the subject.
-            t = 0.03
-            cv2.subtract(est, t, dst=est)
-            cv2.multiply(est, 1.0 / (1.0 - 2.0 * t), dst=est)
-            cv2.max(est, 0.0, dst=est)
-            cv2.min(est, 1.0, dst=est)
-            np.copyto(alpha[r0:r1, cs], est, where=band_m[r0:r1, cs])
+            enc = _clip01(cv2.max(img_s, 0.0, dst=I3[:n]))
+            cv2.sqrt(enc, dst=enc)
+            gd_all = band_guided(r0, r1, encoded=enc)
+            cl_all = colour_line(r0, r1)
+            d_all = distance(r0, r1)
+            # Only the strip's band pixels are kept: the per-pixel terms below are evaluated on
+            # the column runs that hold them (about half the box: the subject's edges).
+            for c0, c1 in _column_runs(band_m[r0:r1, cs].view(np.uint8)):
+                c_ = slice(c0, c1)
+                k, sB, e, k0, conf0, inv_den = (v[:, c_] for v in cl_all)
+                img_r, r_, gd = img_s[:, c_], enc[:, c_], gd_all[:, c_]
+                # α_col = k·I + k0, clipped
+                a_col = cv2.transform(cv2.multiply(k, img_r, dst=k), ones)
+                cv2.add(a_col, k0, dst=a_col)
+                cv2.max(a_col, 0.0, dst=a_col)
+                cv2.min(a_col, 1.0, dst=a_col)
+                # residual in gamma-2: sqrt(I) − (sB + α·(sF − sB))
+                cv2.subtract(r_, sB, dst=r_)
+                cv2.multiply(e, cv2.merge((a_col, a_col, a_col), dst=A3[:n, c_]), dst=e)
+                cv2.subtract(r_, e, dst=r_)
+                resid = cv2.transform(cv2.multiply(r_, r_, dst=r_), ones)
+                # conf = conf0·exp(−resid·inv_den)
+                conf = cv2.multiply(resid, inv_den, dst=resid, scale=-1.0)
+                cv2.multiply(conf0, cv2.exp(conf, dst=conf), dst=conf)
+                # est = conf·a_col + (1 − conf)·guided
+                est = cv2.add(gd, cv2.multiply(conf, cv2.subtract(a_col, gd, dst=a_col), dst=a_col), dst=a_col)
+                # pull_out = est·exp(−d_out/s_out) (into d_out); pull_in = 1 − (1 − est)·exp(−d_in/s_in) (into est)
+                d_out, d_in = d_all[0][:, c_], d_all[1][:, c_]
+                out_r = np.greater(d_out, 0, out=outside[:n, c_])
+                pull_out = cv2.multiply(est, cv2.exp(cv2.multiply(d_out, -1.0 / s_out, dst=d_out), dst=d_out), dst=d_out)
+                cv2.exp(cv2.multiply(d_in, -1.0 / s_in, dst=d_in), dst=d_in)
+                cv2.subtract(est, 1.0, dst=est)
+                cv2.multiply(est, d_in, dst=est)
+                cv2.add(est, 1.0, dst=est)
+                np.copyto(est, pull_out, where=out_r)
+                # Soft threshold: sensor noise projects to α of a few percent either side of 0 and 1;
+                # on a black or white stage that would show as speckle around the subject.
+                t = 0.03
+                cv2.subtract(est, t, dst=est)
+                cv2.multiply(est, 1.0 / (1.0 - 2.0 * t), dst=est)
+                cv2.max(est, 0.0, dst=est)
+                cv2.min(est, 1.0, dst=est)
+                np.copyto(alpha[r0:r1, x0 + c0 : x0 + c1], est, where=band_m[r0:r1, x0 + c0 : x0 + c1])
 
     run_in_row_bands(process_rows, y1 - y0, w, align=S)
     return alpha
@@ -800,8 +854,9 @@ def portrait_blur(
         raise TypeError(f"params: expected PortraitBlurParams or None, got {type(p).__name__}.")
     img = _check_image(image)
     H, W = img.shape[:2]
-    subj = _check_mask(subject_mask, "subject_mask", (H, W), allow_stack=True)
-    extra = [_check_mask(m, n, (H, W)) for m, n in ((hair_mask, "hair_mask"), (glasses_mask, "glasses_mask")) if m is not None]
+    # Possibly read-only views: the matte floor below writes each one into an array of our own.
+    subj = _check_mask(subject_mask, "subject_mask", (H, W), allow_stack=True, own=False)
+    extra = [_check_mask(m, n, (H, W), own=False) for m, n in ((hair_mask, "hair_mask"), (glasses_mask, "glasses_mask")) if m is not None]
     if depth is not None:
         if not isinstance(depth, np.ndarray) or depth.shape != (H, W):
             raise ValueError(f"depth: expected an H×W array of shape {(H, W)}, got {getattr(depth, 'shape', type(depth).__name__)}.")
@@ -812,15 +867,64 @@ def portrait_blur(
     if r_inf < 0.5 or subj.size == 0:
         return img.copy()
 
+    # Steps that need only the photo (highlight gains, noise level, grain tiles) and, once the
+    # alpha is known, the decontamination grids run on a side thread while this one refines
+    # the alpha and builds the background: they are single-threaded, and would otherwise
+    # leave the other core idle. Not when OpenCV is limited to one thread (batch workers).
+    side = ThreadPoolExecutor(max_workers=1) if cv2.getNumThreads() > 1 and H * W >= MIN_BAND_PIXELS else None
+    try:
+        return _portrait_blur(img, subj, extra, depth, p, r_inf, side)
+    finally:
+        if side is not None:
+            side.shutdown(wait=True, cancel_futures=True)  # an early return leaves some unused
+
+
+class _OnDemand:
+    """``fn(*args)`` computed when its result is first asked for (the no-thread stand-in of a Future)."""
+
+    def __init__(self, fn, *args):
+        self._call, self._done, self._value = (fn, args), False, None
+
+    def result(self):
+        if not self._done:
+            fn, args = self._call
+            self._value, self._done = fn(*args), True
+        return self._value
+
+
+def _later(pool: ThreadPoolExecutor | None, fn, *args) -> "Future | _OnDemand":
+    """``fn(*args)`` started on ``pool``'s thread, or computed on demand when there is no pool."""
+    return pool.submit(fn, *args) if pool is not None else _OnDemand(fn, *args)
+
+
+def _compositor(img: np.ndarray, alpha: np.ndarray) -> "_Compositor | None":
+    """The :class:`_Compositor` of the subject's box (where α > 0), or None when α = 0 everywhere."""
+    rows = np.nonzero(alpha.max(axis=1) > 0)[0]
+    if not rows.size:
+        return None
+    cols = np.nonzero(alpha[rows[0] : rows[-1] + 1].max(axis=0) > 0)[0]
+    return _Compositor(img, alpha, (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)), _STRIP_ROWS)
+
+
+def _portrait_blur(img, subj, extra, depth, p: PortraitBlurParams, r_inf: float, side) -> np.ndarray:
+    """:func:`portrait_blur` after validation; ``side`` runs independent steps concurrently."""
+    H, W = img.shape[:2]
+    boost_f = _later(side, _highlight_gains, img, p.highlight_threshold, p.highlight_gain, r_inf)
+    noise_f = _later(side, estimate_noise_sigma, img) if p.match_grain else None
+    grain_f = _later(side, _Grain, H, W, p.seed) if p.match_grain else None
+
     # 1. Subject alpha: union of subject, hair and glasses, refined against the photo.
     # Planes are kept separate (contiguous): reductions over a short last axis of an
     # H×W×K stack are slow strided loops.
     planes = [subj, *extra]
     if p.matte_floor > 0:
-        # The planes are our copies (validation copies): zero them in place, m < floor -> 0.
+        # m < floor -> 0, into arrays of our own (in place where the plane already is ours):
+        # one pass instead of a copy and a pass.
         floor_below = float(np.nextafter(np.float32(p.matte_floor), np.float32(-1)))
-        for m_ in planes:
-            cv2.threshold(m_, floor_below, 0.0, cv2.THRESH_TOZERO, dst=m_)
+        planes = [cv2.threshold(m_, floor_below, 0.0, cv2.THRESH_TOZERO, dst=m_ if m_.flags.writeable else None)[1]
+                  for m_ in planes]
+    else:
+        planes = [m_ if m_.flags.writeable else m_.copy() for m_ in planes]  # modified in place below
     if extra:
         # Hair and glasses count only near the subject (see PortraitBlurParams.matte_floor):
         # within three refine bands, room for hair the person matte left out.
@@ -845,6 +949,7 @@ def portrait_blur(
     alpha = subject_alpha(img, mattes, refine=p.refine, refine_params=p.refine_params, band=p.refine_band)
     if alpha.min() >= 1.0:
         return img.copy()
+    composite_f = _later(side, _compositor, img, alpha)
 
     # 2. Background weight: anything the (grown) subject touches is removed and filled.
     grown = alpha
@@ -855,7 +960,7 @@ def portrait_blur(
 
     # 3. Defocus radius (full-res pixels): constant r_inf, or the thin-lens CoC from depth.
     level_of = lambda r: max(0, int(np.ceil(np.log2(r / _MAX_LOW_RADIUS))))  # noqa: E731
-    boost = _highlight_gains(img, p.highlight_threshold, p.highlight_gain, r_inf)
+    boost = boost_f.result()
     if depth is None and level_of(r_inf) >= 1 and H % 2 == 0 and W % 2 == 0:
         # Only levels >= 1 are used: start the pyramid there, built strip by strip.
         P, Wt = _pull(*_background_level1(img, keep, boost), level_of(r_inf) - 1)
@@ -942,7 +1047,7 @@ def portrait_blur(
     # 5. Grain σ map on the reduced grid (the blurred background is smooth there).
     sigma_low = None
     if p.match_grain:
-        centers, sig = estimate_noise_sigma(img)
+        centers, sig = noise_f.result()
         if sig.max() > 0:
             lum = low.mean(axis=2)
             sigma_low = np.stack([np.interp(lum, centers, sig[:, c]) for c in range(3)], axis=2).astype(np.float32)
@@ -956,12 +1061,8 @@ def portrait_blur(
     S = _STRIP_ROWS
     assert _Grain.T % S == 0
     out = np.empty((H, W, 3), np.float32)
-    grain = None if sigma_low is None else _Grain(H, W, p.seed)
-    rows = np.nonzero(alpha.max(axis=1) > 0)[0]
-    composite = None
-    if rows.size:
-        cols = np.nonzero(alpha[rows[0] : rows[-1] + 1].max(axis=0) > 0)[0]
-        composite = _Compositor(img, alpha, (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)), S)
+    grain = None if sigma_low is None else grain_f.result()
+    composite = composite_f.result()
 
     def process_rows(r0: int, r1: int) -> None:
         # Upsamplers and scratch buffers per band: the bands run in parallel threads.

@@ -33,7 +33,9 @@ forming a and b. Oklab's ``(L, 0, 0)`` is ``LMS' = (L, L, L)`` (the first column
 inverse is 1), so scaling (a, b) by ``c`` and adding ``T`` to L is
 ``LMS'_adj = c LMS' + ((1 - c) L + T) (1, 1, 1)``, and the blend is
 ``LMS'_out = LMS'_0 + weight (LMS'_adj - LMS'_0)``. The image is processed in horizontal
-strips with reused buffers so every temporary stays in cache.
+strips with reused buffers so every temporary stays in cache; the strips are shared among
+threads in an interleaved order (the gamut step's cost varies with the content), and the cube
+root runs as OpenCV's SIMD ``pow``.
 
 References
 ----------
@@ -56,6 +58,7 @@ import numpy as np
 from colour.models import oklab as _oklab
 
 from ._bands import run_in_row_bands
+from ._srgb import pow_in_place
 from ._validate import check_image, check_mask
 
 __all__ = ["Style", "STYLE_PRESETS", "apply_style"]
@@ -65,6 +68,7 @@ _LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float64)
 _RGB_TO_LMS_64 = np.asarray(_oklab.MATRIX_1_XYZ_TO_LMS) @ np.asarray(colour.RGB_COLOURSPACES["sRGB"].matrix_RGB_to_XYZ)
 _RGB_TO_LMS = _RGB_TO_LMS_64.astype(np.float32)
 _LMS_TO_RGB = np.linalg.inv(_RGB_TO_LMS_64).astype(np.float32)
+assert (_RGB_TO_LMS_64 > 0).all()  # LMS >= 0 on the RGB cube: _cbrt_lms relies on it
 # Oklab's M2 (LMS' -> Lab). Only its L row is needed: the closed form in apply_style uses
 # that the first column of M2's inverse is (1, 1, 1), i.e. Oklab's (L, 0, 0) is LMS' = (L, L, L).
 _LMSP_TO_LAB_64 = np.asarray(_oklab.MATRIX_2_LMS_TO_LAB, dtype=np.float64)
@@ -248,13 +252,17 @@ def apply_style(
     # Horizontal strips: every temporary stays cache-sized (full-frame temporaries cost more
     # in page faults and memory traffic than in arithmetic).
     rows = max(1, _STRIP_PIXELS // w)
+    # Strips are dealt to the threads' bands in a spread order, not as contiguous halves: the
+    # gamut step's cost follows the content (e.g. 2.3 M of 3.3 M pixels to pull back in the
+    # top half of a 12 MP portrait), and contiguous bands left one thread idle at the end.
+    order = _spread_order(-(-h // rows))
 
-    def process_rows(y0: int, y1: int) -> None:
-        buf = _StripBuffers(min(rows, y1 - y0), w)  # per band: bands run in parallel threads
-        for r0 in range(y0, y1, rows):
-            r1 = min(y1, r0 + rows)
+    def process_strips(s0: int, s1: int) -> None:
+        buf = _StripBuffers(min(rows, h), w)  # per band: bands run in parallel threads
+        for r0 in sorted(order[s0:s1] * rows):
+            r1 = min(h, r0 + rows)
             n = r1 - r0
-            x = np.clip(image[r0:r1], 0.0, 1.0, out=buf.rgb[:n])
+            x = _clip01(image[r0:r1], buf.rgb[:n])
             p0 = _cbrt_lms(x, _RGB_TO_LMS, buf.p0[:n])  # LMS' of the original colour
             pw = _cbrt_lms(x, warm_matrix, buf.pw[:n]) if warm_matrix is not None else p0
             lum = cv2.transform(pw, _LMSP_TO_L, dst=buf.lum[:n])  # Oklab L of the warmed colour
@@ -310,8 +318,7 @@ def apply_style(
                 cv2.add(res, buf.pw[:n], dst=res)
                 u *= wt
             cv2.add(res, cv2.merge([u, u, u], dst=buf.m3[:n]), dst=res)
-            lms = cv2.multiply(res, res, dst=buf.m3[:n])
-            cv2.multiply(lms, res, dst=lms)
+            lms = cv2.pow(res, 3, dst=buf.m3[:n])  # integer power: repeated products in one pass
             y = cv2.transform(lms, _LMS_TO_RGB, dst=out[r0:r1])
 
             # 6. Gamut: pull out-of-cube pixels back toward their original colour (bisection).
@@ -339,10 +346,22 @@ def apply_style(
                     q_bad = np.take(res.reshape(-1, 3), idx, axis=0)[None]
                     q_bad -= p_bad
                     y.reshape(-1, 3)[idx] = _pull_into_gamut(p_bad, q_bad, lo[bad][None], hi[bad][None])[0]
-            np.clip(y, 0.0, 1.0, out=y)
+            _clip01(y, y)
 
-    run_in_row_bands(process_rows, h, w, align=rows)
+    run_in_row_bands(process_strips, len(order), w * rows)
     return out
+
+
+def _spread_order(n: int) -> np.ndarray:
+    """A permutation of ``range(n)`` whose every contiguous slice is spread over the range.
+
+    Van der Corput order (bit-reversed indices): the first half is the even indices, each
+    quarter every fourth one, and so on, so contiguous bands of strips taken from it sample
+    the whole image evenly, whatever the number of bands.
+    """
+    bits = max(1, (n - 1).bit_length())
+    key = [int(format(i, f"0{bits}b")[::-1], 2) for i in range(n)]
+    return np.argsort(key, kind="stable")
 
 
 #: Pixels per strip: ~1.5 MB per 3-channel float32 strip buffer, so a strip's working set
@@ -362,9 +381,26 @@ class _StripBuffers:
 
 
 def _cbrt_lms(rgb: np.ndarray, matrix: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Oklab's LMS' = cbrt(M1 · RGB_to_XYZ · rgb), in ``dst`` (float32 h×w×3)."""
+    """Oklab's LMS' = cbrt(M1 · RGB_to_XYZ · rgb), in ``dst`` (float32 h×w×3, C-contiguous).
+
+    ``rgb`` is clipped to [0, 1] and every entry of the matrix is positive, so LMS >= 0 and
+    the cube root is OpenCV's SIMD ``pow`` (exp-log; ~8× faster than ``np.cbrt``, relative
+    error ~1e-6, and exactly 0 at 0).
+    """
     cv2.transform(rgb, matrix, dst=dst)
-    return np.cbrt(dst, out=dst)
+    pow_in_place(dst, 1.0 / 3.0)
+    return dst
+
+
+def _clip01(x: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """``np.clip(x, 0, 1, out=dst)`` for float32 h×w×3 strips (``dst`` C-contiguous), in OpenCV.
+
+    cv2 on 2-D views: a cv2 scalar on a 3-channel array would be (v, 0, 0, 0).
+    """
+    x2, d2 = x.reshape(x.shape[0], -1), dst.reshape(dst.shape[0], -1)  # d2 a view (x2 one if x is contiguous)
+    cv2.max(x2, 0.0, dst=d2)
+    cv2.min(d2, 1.0, dst=d2)
+    return dst
 
 
 def _channel_min(x: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -410,7 +446,7 @@ def _pull_into_gamut(p0: np.ndarray, q: np.ndarray, lo: np.ndarray, hi: np.ndarr
 def _lms_at(p0, q, t, t3, dst):
     """LMS = (p0 + t q)**3 in ``dst`` (1×N×3; ``t3`` is scratch)."""
     cv2.merge([t, t, t], dst=t3)
-    cv2.multiply(q, t3, dst=dst)
-    cv2.add(dst, p0, dst=dst)
-    cv2.multiply(dst, dst, dst=t3)
-    return cv2.multiply(dst, t3, dst=dst)
+    cv2.multiply(q, t3, dst=t3)
+    cv2.add(t3, p0, dst=t3)
+    # cv2.pow with an integer power is x·x·x (the same rounding as two multiplies) in one pass
+    return cv2.pow(t3, 3, dst=dst)

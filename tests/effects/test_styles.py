@@ -212,3 +212,36 @@ def test_gamut_pull_is_stable_for_a_channel_at_zero():
     out = apply_style(img, "cool")
     assert np.ptp(out.reshape(-1, 3), axis=0).max() < 1e-5
     assert out.min() >= 0.0
+
+
+def test_spread_order_is_a_permutation_whose_halves_interleave():
+    from effects.styles import _spread_order
+
+    for n in (1, 2, 7, 10, 94):
+        order = _spread_order(n)
+        assert sorted(order.tolist()) == list(range(n))
+    assert sorted(_spread_order(10)[:5].tolist()) == [0, 2, 4, 6, 8]  # two bands: even and odd strips
+
+
+def test_thread_bands_do_not_change_the_result(rng, monkeypatch):
+    """Strips are dealt to the threads in a spread order; any split gives the same image."""
+    import cv2
+
+    import effects._bands as bands
+    import effects.styles as styles
+
+    img = rng.uniform(0.0, 1.0, (64, 50, 3)).astype(np.float32)  # many pixels pulled into gamut
+    img[:, :7, 1] = 0.0
+    sky = np.zeros((64, 50), np.float32)
+    sky[:20] = 1.0
+    monkeypatch.setattr(styles, "_STRIP_PIXELS", 5 * 50)  # 13 strips, a partial last one
+    monkeypatch.setattr(bands, "MIN_BAND_PIXELS", 200)  # room for several bands
+    before = cv2.getNumThreads()
+    try:
+        cv2.setNumThreads(1)
+        one = apply_style(img, "vibrant", sky_mask=sky)
+        cv2.setNumThreads(3)
+        three = apply_style(img, "vibrant", sky_mask=sky)
+    finally:
+        cv2.setNumThreads(before)
+    assert np.array_equal(one, three)
