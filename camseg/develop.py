@@ -567,15 +567,24 @@ def decisive_alpha(matte: np.ndarray, steepness: float = 3.0) -> np.ndarray:
     return p
 
 
-def _segment(image, segmenter, categories):
+def _segment(pixels, segmenter, categories, *, keep_copy: bool = True):
+    """Segment develop's ``pixels`` (float32 linear RGB, never written to by develop).
+
+    A camseg Segmenter reads them without its defensive copy unless ``keep_copy``
+    (see ``Segmenter.segment_borrowed``), and reduces the photo for the stage
+    mattes while its model runs; any other segmenter gets ``segment(pixels)``.
+    """
     if segmenter is None:
         try:
-            from camseg.segmenter import segment as default_segment
+            from camseg.segmenter import default_segmenter
         except ImportError as exc:
             raise ImportError("camseg.segmenter is not available, so develop() cannot segment the photo; "
                               "pass segmentation=... (masks from elsewhere) or install the full package") from exc
-        return default_segment(image, categories=categories)
-    return segmenter.segment(image, categories=categories)
+        segmenter = default_segmenter()
+    if hasattr(segmenter, "segment_borrowed"):
+        return segmenter.segment_borrowed(pixels, categories=categories, guide_pixels=STAGE_MATTE_PIXELS,
+                                          keep_copy=keep_copy)
+    return segmenter.segment(pixels, categories=categories)
 
 
 def _plan(settings: DevelopSettings) -> list:
@@ -697,13 +706,19 @@ def develop(image, settings: "DevelopSettings | None" = None, *, segmenter=None,
         seg, status, detail = segmentation, "skipped", "precomputed segmentation given"
     else:
         categories = None if wants_persons else {"sky", "skin"}
-        seg = _segment(pixels, segmenter, categories)
+        # develop never writes to ``pixels``, so the segmenter need not copy them, except when
+        # they are the caller's own array (a Photo's) and the segmentation is handed back: the
+        # caller's later edits must not change it.
+        callers = isinstance(image, Photo) and pixels is image.pixels
+        seg = _segment(pixels, segmenter, categories, keep_copy=return_details and callers)
         status, detail = "applied", "all categories" if wants_persons else "scene-level only (sky, skin)"
     # Hair and glasses only serve the portrait effect (they refine its subject edge; the subject
-    # itself is made from the person mattes): not computed without it.
+    # itself is made from the person mattes, and teeth only mend it): not computed without it,
+    # nor when nobody was found.
     wants_portrait = any(fn is not None and stage.name == "portrait" for stage, fn, _ in plan)
+    nobody = getattr(seg, "person_scores", None) is not None and len(seg.person_scores) == 0
     names = (["sky", "skin"] + (["persons"] if wants_persons else [])
-             + (["hair", "glasses", "teeth"] if wants_portrait else []))
+             + (["hair", "glasses", "teeth"] if wants_portrait and not nobody else []))
     if hasattr(seg, "mattes"):
         # One guided-filter pass for every matte the stages read, with edges refined at
         # about 1 MP: the stages use them as smooth region weights, and the portrait stage

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +38,8 @@ import onnxruntime as ort
 
 from camseg.contract import INPUT_NAME, METADATA_KEY, PANOPTIC_CATEGORIES, ModelContract
 from camseg.io import linear_to_srgb, read_image
-from effects import RefineMatteParams, refine_matte
+from effects import RefineMatteParams
+from effects.mask_refine import refine_matte_planes
 
 __all__ = ["Segmenter", "Segmentation", "SegmenterOptions", "segment", "DEFAULT_MODEL"]
 
@@ -208,13 +210,92 @@ class Segmenter:
         if self._full is None:
             raise RuntimeError("this Segmenter was closed; create a new one")
         wanted = self._check_categories(categories)
-        linear = read_image(image)
+        linear = read_image(image)  # a copy: the Segmentation reads it later, whatever the caller does
+        self._check_size(linear)
+        batch, frame = _prepare(linear, self.contract.input_size)
+        return Segmentation(linear, *self._infer(batch, frame, wanted), self.options.refine)
+
+    def segment_borrowed(self, pixels: np.ndarray, *, categories=None, guide_pixels: "int | None" = None,
+                         keep_copy: bool = True) -> "Segmentation":
+        """:meth:`segment` for a caller that does not modify ``pixels`` while it works (camseg.develop).
+
+        The same segmentation as ``segment(pixels)``, without its defensive copy of the
+        photo (12 MP: ~30 ms) where none is needed, and with the photo reduced for
+        ``Segmentation.mattes(max_pixels=guide_pixels)`` while the model runs.
+
+        Parameters
+        ----------
+        pixels : np.ndarray
+            float32 H×W×3 linear RGB in [0, 1]; anything else goes through :meth:`segment`.
+            It is only read, and only during this call unless ``keep_copy`` is False.
+        categories : set of str, optional
+            As :meth:`segment`.
+        guide_pixels : int, optional
+            The ``max_pixels`` the caller will ask mattes for next: the photo reduced to that
+            size (as :meth:`Segmentation.mattes` would) is made on a second thread while
+            onnxruntime runs, and kept by the Segmentation.
+        keep_copy : bool
+            True (default): the Segmentation keeps its own copy of ``pixels`` (made on the
+            second thread too), so it does not change when the caller later writes to
+            ``pixels``, as with :meth:`segment`. False: it keeps ``pixels`` itself — only for a
+            caller that owns the array and never writes to it while the Segmentation is in use.
+
+        Returns
+        -------
+        Segmentation
+
+        Raises
+        ------
+        ValueError
+            As :meth:`segment` (NaN or infinite values, too small a photo, unknown
+            categories), or for a ``guide_pixels`` that is not a positive integer.
+        """
+        if guide_pixels is not None and (isinstance(guide_pixels, bool)
+                                         or not isinstance(guide_pixels, (int, np.integer)) or guide_pixels < 1):
+            raise ValueError(f"guide_pixels must be a positive integer or None, got {guide_pixels!r}")
+        if (not isinstance(pixels, np.ndarray) or pixels.dtype != np.float32 or pixels.ndim != 3
+                or pixels.shape[2] != 3):
+            return self.segment(pixels, categories=categories)
+        if self._full is None:
+            raise RuntimeError("this Segmenter was closed; create a new one")
+        wanted = self._check_categories(categories)
+        self._check_size(pixels)
+        H, W = pixels.shape[:2]
+        guide_size = None
+        if guide_pixels is not None and H * W > guide_pixels:
+            # the size Segmentation.mattes(max_pixels=guide_pixels) will reduce the photo to
+            low_hw = _Frame(_input_placement((H, W), self.contract.input_size)[0], (H, W)).restored_hw
+            guide_size = _reduced_size((H, W), low_hw, guide_pixels)
+
+        def side_work():
+            # Passes over the whole photo that need no model output: on a second thread while
+            # onnxruntime computes (its two threads leave gaps; the copy is memory-bound).
+            guide = None if guide_size is None else cv2.resize(pixels, guide_size, interpolation=cv2.INTER_AREA)
+            return guide, (pixels.copy() if keep_copy else pixels)
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            side = pool.submit(side_work)
+            prepared = _prepare(pixels, self.contract.input_size, require_finite=True)
+            if prepared is None:  # a NaN or an infinity
+                side.result()
+                return self.segment(pixels, categories=categories)  # raises read_image's error
+            parts = self._infer(*prepared, wanted)
+            guide, kept = side.result()
+        seg = Segmentation(kept, *parts, self.options.refine)
+        if guide is not None:
+            seg._reduced_guides[guide_size] = guide
+        return seg
+
+    @staticmethod
+    def _check_size(linear: np.ndarray) -> None:
         h, w = linear.shape[:2]
         if min(h, w) < MIN_SIDE:
             raise ValueError(f"image is {h}×{w} pixels; segmentation needs at least {MIN_SIDE}×{MIN_SIDE} "
                              "(a photo, not a thumbnail)")
+
+    def _infer(self, batch: np.ndarray, frame: "_Frame", wanted) -> tuple:
+        """One model run on a prepared batch → (scene logits by name, persons or None) at model resolution."""
         scene_only = wanted is not None and not (wanted & set(PERSON_NAMES))
-        batch, frame = _prepare(linear, self.contract.input_size)
         if scene_only and self._scene is not None:
             (scene_logits,) = self._scene.run(None, {INPUT_NAME: batch})
             class_logits = mask_logits = None
@@ -226,14 +307,14 @@ class Segmenter:
         scene = {name: restored(name) for name in self.scene_categories if wanted is None or name in wanted}
         if "glasses" in scene and {"skin", "hair"} <= set(self.scene_categories):
             face = [scene[n] if n in scene else restored(n) for n in ("skin", "hair")]  # restored once
-            scene["glasses"] = _glasses_on_faces(scene["glasses"], (face[0] > 0) | (face[1] > 0),
-                                                 self.options.glasses_face_context,
-                                                 self.options.glasses_min_face_share)
+            # Checked when the glasses matte is first read (most callers never read it).
+            scene["glasses"] = _Deferred(_glasses_where_faces, scene["glasses"], face[0], face[1],
+                                         self.options.glasses_face_context, self.options.glasses_min_face_share)
         persons = None
         if not scene_only:
             persons = _select_persons(class_logits[0], mask_logits[0] + np.float32(offsets.get("person", 0.0)),
                                       frame, self.options)
-        return Segmentation(linear, scene, persons, self.options.refine)
+        return scene, persons
 
 
 class _Frame:
@@ -242,6 +323,12 @@ class _Frame:
     def __init__(self, valid_hw: tuple[int, int], photo_hw: tuple[int, int]):
         self.valid_hw = valid_hw
         self.photo_hw = photo_hw
+
+    @property
+    def restored_hw(self) -> tuple[int, int]:
+        """(h, w) of the planes :meth:`restore` gives."""
+        (vh, vw), (h, w) = self.valid_hw, self.photo_hw
+        return (h, w) if vh > h or vw > w else (vh, vw)
 
     def restore(self, plane: np.ndarray) -> np.ndarray:
         """Model-input plane (..., H, W) → plane in the photo's orientation and aspect.
@@ -261,17 +348,54 @@ class _Frame:
         return plane
 
 
-def _prepare(linear: np.ndarray, input_size) -> tuple[np.ndarray, _Frame]:
-    """Photo → model batch (1, 3, H, W) sRGB [0, 1], letterboxed upright at the top left."""
+def _input_placement(photo_hw, input_size) -> tuple[tuple[int, int], float]:
+    """(valid rows, valid columns) of the photo in the model input, and its scale."""
     H, W = input_size
-    h, w = photo_hw = linear.shape[:2]
+    h, w = photo_hw
     scale = min(H / h, W / w)
-    vh, vw = max(1, min(H, round(h * scale))), max(1, min(W, round(w * scale)))
+    return (max(1, min(H, round(h * scale))), max(1, min(W, round(w * scale)))), scale
+
+
+def _reduced_size(photo_hw, low_hw, max_pixels: int) -> tuple[int, int]:
+    """cv2 (width, height) of the photo reduced to about ``max_pixels``, never below the low-res mattes."""
+    H, W = photo_hw
+    s = np.sqrt(max_pixels / (H * W))
+    return max(low_hw[1], int(round(W * s))), max(low_hw[0], int(round(H * s)))
+
+
+def _prepare(linear: np.ndarray, input_size, *, require_finite: bool = False) -> "tuple[np.ndarray, _Frame] | None":
+    """Photo → model batch (1, 3, H, W) sRGB [0, 1], letterboxed upright at the top left.
+
+    With ``require_finite``: None when the photo holds a NaN or an infinity. Every pixel
+    takes part in the resized photo (by a sum, or a product with a weight), so one
+    non-finite value anywhere leaves one there — a check of 0.2 MP instead of 12.
+    """
+    H, W = input_size
+    photo_hw = linear.shape[:2]
+    (vh, vw), scale = _input_placement(photo_hw, input_size)
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     small = cv2.resize(np.ascontiguousarray(linear), (vw, vh), interpolation=interp)
+    if require_finite and not np.isfinite(small).all():
+        return None
     batch = np.zeros((1, 3, H, W), np.float32)
     batch[0, :, :vh, :vw] = linear_to_srgb(small).transpose(2, 0, 1)
     return batch, _Frame((vh, vw), photo_hw)
+
+
+class _Deferred:
+    """A low-resolution plane whose last step runs when it is first needed (see Segmentation._logits)."""
+
+    def __init__(self, fn, *args):
+        self.fn, self.args = fn, args
+
+    def __call__(self) -> np.ndarray:
+        return self.fn(*self.args)
+
+
+def _glasses_where_faces(glasses: np.ndarray, skin: np.ndarray, hair: np.ndarray, min_context: float,
+                         min_face_share: float) -> np.ndarray:
+    """:func:`_glasses_on_faces` with the face (skin or hair matte > 0.5) taken from their logits."""
+    return _glasses_on_faces(glasses, (skin > 0) | (hair > 0), min_context, min_face_share)
 
 
 def _glasses_on_faces(glasses: np.ndarray, face: np.ndarray, min_context: float,
@@ -400,7 +524,15 @@ class Segmentation:
         """A scene matte at model resolution (aspect kept), float32 in [0, 1], without upsampling."""
         if name not in self._scene_low:
             raise self._missing(name)
-        return _sigmoid(self._scene_low[name])
+        return _sigmoid(self._logits(name))
+
+    def _logits(self, name: str) -> np.ndarray:
+        """A scene category's logits at model resolution, finishing a deferred plane on first use."""
+        logits = self._scene_low[name]
+        if isinstance(logits, _Deferred):
+            # Computed once; a concurrent first read computes the same array (the dict update is atomic).
+            logits = self._scene_low[name] = logits()
+        return logits
 
     def _missing(self, name):
         return AttributeError(f"{name!r} was not computed for this photo (available: {list(self.categories)}); "
@@ -418,21 +550,17 @@ class Segmentation:
         """
         H, W = self.image_shape
         if max_pixels is None or H * W <= max_pixels:
-            full = refine_matte(self._image, stack_low, params=self._refine)
-            return [np.ascontiguousarray(full[:, :, k]) for k in range(full.shape[2])]
+            return refine_matte_planes(self._image, stack_low, params=self._refine)
         return [cv2.resize(plane, (W, H), interpolation=cv2.INTER_LINEAR)
                 for plane in self._upsample_reduced(stack_low, max_pixels)]
 
     def _upsample_reduced(self, stack_low: np.ndarray, max_pixels: int) -> list:
         """The guided filter against the photo reduced to about ``max_pixels`` pixels (planes)."""
-        H, W = self.image_shape
-        s = np.sqrt(max_pixels / (H * W))
-        size = (max(stack_low.shape[1], int(round(W * s))), max(stack_low.shape[0], int(round(H * s))))
-        guide = self._reduced_guides.get(size)
+        size = _reduced_size(self.image_shape, stack_low.shape[:2], max_pixels)
+        guide = self._reduced_guides.get(size)  # Segmenter.segment_borrowed may have made it
         if guide is None:
             guide = self._reduced_guides[size] = cv2.resize(self._image, size, interpolation=cv2.INTER_AREA)
-        q = refine_matte(guide, stack_low, params=self._refine)
-        return [np.ascontiguousarray(q[:, :, k]) for k in range(q.shape[2])]
+        return refine_matte_planes(guide, stack_low, params=self._refine)
 
     def matte(self, name: str) -> np.ndarray:
         """The full-resolution matte of a scene category or of the person union."""
@@ -547,7 +675,7 @@ class Segmentation:
             if want_persons and len(self._persons_low) == 0:
                 cache["persons"], want_persons = [], False
             if scene or want_persons:
-                parts = [_sigmoid(self._scene_low[n])[:, :, None] for n in scene]
+                parts = [_sigmoid(self._logits(n))[:, :, None] for n in scene]
                 if want_persons:
                     parts.append(self._persons_planes_low())
                 planes = self._upsample(np.ascontiguousarray(np.concatenate(parts, axis=2)), max_pixels)

@@ -12,7 +12,9 @@ the matte.
 The fast guided filter computes the coefficients on a low-resolution grid and
 only upsamples the (smooth) coefficients, so the full-resolution work is one
 bilinear upsampling and one multiply-add per pixel, done in row strips to keep
-memory bounded.
+memory bounded (on frames of up to a few megapixels the coefficients are
+upsampled whole, which is faster), the strips split into one band of rows per
+OpenCV thread.
 
 References
 ----------
@@ -30,10 +32,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ._bands import run_in_row_bands
 from ._validate import check_image
 from ._validate import resize as _resize
 
-__all__ = ["RefineMatteParams", "refine_matte"]
+__all__ = ["RefineMatteParams", "refine_matte", "refine_matte_planes"]
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,9 @@ class RefineMatteParams:
         what keeps refinement of an already full-resolution 12 MP matte fast.
     strip_rows : int
         Full-resolution output rows produced per pass. Bounds the temporary
-        memory to a few ``strip_rows × W`` float32 planes per matte.
+        memory to a few ``strip_rows × W`` float32 planes per matte (frames with
+        at most ``_WHOLE_COEFFICIENT_VALUES`` upsampled coefficients, e.g. 1 MP
+        with 4 mattes, take 4 whole planes per matte instead: faster).
     """
 
     radius: int = 4
@@ -77,6 +82,11 @@ class RefineMatteParams:
             )
         if not isinstance(self.strip_rows, (int, np.integer)) or self.strip_rows < 1:
             raise ValueError(f"RefineMatteParams.strip_rows: expected an integer >= 1, got {self.strip_rows!r}.")
+
+
+#: Upsampled coefficient planes (4 per matte) of at most this many values in all are made
+#: whole (64 MB: a 1 MP frame with 4 mattes); bigger frames are upsampled strip by strip.
+_WHOLE_COEFFICIENT_VALUES = 16 * 1024 * 1024
 
 
 def _check_guide(guide) -> np.ndarray:
@@ -120,6 +130,135 @@ def _encode_guide(rgb: np.ndarray) -> np.ndarray:
     return np.sqrt(np.clip(rgb, 0.0, 1.0, dtype=np.float32))
 
 
+def _box(x: np.ndarray, ksize: tuple[int, int], dst: np.ndarray | None = None) -> np.ndarray:
+    return cv2.boxFilter(x, -1, ksize, dst=dst, normalize=True, borderType=cv2.BORDER_REFLECT)
+
+
+def _box_planes(planes, ksize: tuple[int, int], out: np.ndarray) -> np.ndarray:
+    """Box means of N h×w float32 planes into ``out`` (N×h×w), four planes per filter call.
+
+    Why: ``cv2.boxFilter`` costs about 0.4× as much per plane on a 4-channel
+    image as on a single plane (3- and 2-channel images are no faster than 4);
+    merging into and splitting out of a reused 4-channel buffer is cheap next to it.
+    """
+    n = len(planes)
+    h, w = out.shape[1:]
+    four = np.empty((h, w, 4), np.float32)
+    filtered = np.empty((h, w, 4), np.float32)
+    for i in range(0, n, 4):
+        group = list(planes[i : i + 4])
+        if len(group) == 1:
+            out[i] = _box(group[0], ksize)  # not in place: cv2 may filter row stripes in parallel
+            continue
+        dst = [out[j] for j in range(i, i + len(group))]
+        if len(group) < 4:  # padded with copies; their results are dropped
+            group += [group[-1]] * (4 - len(group))
+            dst += [np.empty((h, w), np.float32) for _ in range(4 - len(dst))]
+        cv2.merge(group, four)
+        _box(four, ksize, dst=filtered)
+        cv2.split(filtered, dst)  # into the views of ``out``
+    return out
+
+
+def _coefficient_planes(I: np.ndarray, p: np.ndarray, radius: int, eps: float) -> np.ndarray:
+    """Mean linear coefficients of the colour guided filter (He et al. 2013, eq. 14-16), as planes.
+
+    Parameters
+    ----------
+    I : np.ndarray
+        h×w×3 float32, encoded guide.
+    p : np.ndarray
+        h×w×K float32, mattes to filter.
+
+    Returns
+    -------
+    np.ndarray
+        4K×h×w float32 (each ``[i]`` a contiguous plane): box-averaged ``a``
+        channel-major (``[c*K + k]`` is the coefficient of guide channel c for
+        matte k), then ``b`` (``[3K + k]``).
+
+    Notes
+    -----
+    Everything is float32, on whole planes written into preallocated arrays
+    (fresh temporaries cost more than the arithmetic at this size). The 3×3
+    inverse used to be evaluated in float64 "for stability", but its inputs
+    (the box-filtered moments) are float32 already, and with ``eps`` on the
+    diagonal the matrix is well conditioned: its determinant is at least
+    eps³ (1e-9 by default, far above float32's smallest normal number) and the
+    cofactor differences lose only ~1e-5 relatively even for a grey guide
+    (r = g = b: eigenvalues 3v + eps, eps, eps). Measured: against the filter
+    computed wholly in float64, the float32 and the float64 inverse err alike
+    (≤ 1e-5, the float32 moments' error); on a 12 MP photo's 1 MP refinement
+    they differ by ≤ 6e-5 in the mattes.
+    """
+    h, w, K = p.shape
+    ksize = (2 * radius + 1, 2 * radius + 1)
+    f32 = np.float32
+    n_stats = 9 + 4 * K
+    # stats: guide r, g, b; rr, rg, rb, gg, gb, bb; K mattes; 3K cross products (channel major)
+    stats = np.empty((n_stats, h, w), f32)
+    cv2.split(I, [stats[0], stats[1], stats[2]])
+    r, g, b = stats[0], stats[1], stats[2]
+    for j, (x, y) in enumerate(((r, r), (r, g), (r, b), (g, g), (g, b), (b, b))):
+        cv2.multiply(x, y, dst=stats[3 + j])
+    if K > 1:
+        cv2.split(p, [stats[9 + k] for k in range(K)])
+    else:
+        stats[9] = p[:, :, 0]
+    for c in range(3):
+        for k in range(K):
+            cv2.multiply(stats[c], stats[9 + k], dst=stats[9 + K + c * K + k])
+    m = _box_planes(stats, ksize, stats)  # means in place: each group is read before it is written
+    mr, mg, mb = m[0], m[1], m[2]
+    mean_p = m[9 : 9 + K]
+    tmp = np.empty((h, w), f32)
+
+    def centred(moment, x, y, add=0.0):
+        """moment − x·y (+ add), in place in ``moment``."""
+        np.multiply(x, y, out=tmp)
+        np.subtract(moment, tmp, out=moment)
+        if add:
+            moment += f32(add)
+        return moment
+
+    # Covariance of the guide plus eps·Identity (eq. 14).
+    vrr, vrg, vrb = centred(m[3], mr, mr, eps), centred(m[4], mr, mg), centred(m[5], mr, mb)
+    vgg, vgb, vbb = centred(m[6], mg, mg, eps), centred(m[7], mg, mb), centred(m[8], mb, mb, eps)
+    # cov(I_c, p_k) = mean(I_c·p_k) − mean(I_c)·mean(p_k), in place in the cross-moment means
+    cov = [[centred(m[9 + K + c * K + k], m[c], mean_p[k]) for k in range(K)] for c in range(3)]
+
+    # Closed-form inverse of the symmetric 3×3 matrix via cofactors (vectorised; no per-pixel solve):
+    # its six distinct entries, then 1/det.
+    work = np.empty((7 + 4 * K, h, w), f32)
+    cof = work[:6]
+    for j, (a1, b1, a2, b2) in enumerate(((vgg, vbb, vgb, vgb), (vgb, vrb, vrg, vbb), (vrg, vgb, vgg, vrb),
+                                          (vrr, vbb, vrb, vrb), (vrb, vrg, vrr, vgb), (vrr, vgg, vrg, vrg))):
+        np.multiply(a1, b1, out=cof[j])
+        np.multiply(a2, b2, out=tmp)
+        cof[j] -= tmp
+    c_rr, c_rg, c_rb, c_gg, c_gb, c_bb = cof
+    rdet = np.multiply(vrr, c_rr, out=work[6])
+    rdet += np.multiply(vrg, c_rg, out=tmp)
+    rdet += np.multiply(vrb, c_rb, out=tmp)
+    np.divide(f32(1.0), rdet, out=rdet)
+    cof *= rdet  # Σ⁻¹
+    inv = ((c_rr, c_rg, c_rb), (c_rg, c_gg, c_gb), (c_rb, c_gb, c_bb))
+    coef = work[7:]  # a (3K planes, channel major), then b (K planes)
+    for c in range(3):
+        for k in range(K):
+            # a = Σ⁻¹·cov(I, p) per pixel, entry by entry on planes
+            out = np.multiply(inv[c][0], cov[0][k], out=coef[c * K + k])
+            out += np.multiply(inv[c][1], cov[1][k], out=tmp)
+            out += np.multiply(inv[c][2], cov[2][k], out=tmp)
+    for k in range(K):
+        out = coef[3 * K + k]  # b = mean(p) − a·mean(I)
+        out[...] = mean_p[k]
+        for c in range(3):
+            out -= np.multiply(coef[c * K + k], m[c], out=tmp)
+    # Average the coefficients of all windows covering a pixel (eq. 8).
+    return _box_planes(coef, ksize, coef)
+
+
 def _guided_coefficients(I: np.ndarray, p: np.ndarray, radius: int, eps: float) -> np.ndarray:
     """Mean linear coefficients of the colour guided filter (He et al. 2013, eq. 14-16).
 
@@ -135,68 +274,16 @@ def _guided_coefficients(I: np.ndarray, p: np.ndarray, radius: int, eps: float) 
     np.ndarray
         h×w×4K float32: box-averaged ``a`` laid out channel-major
         (``[..., c*K:(c+1)*K]`` is the coefficient of guide channel c for all K
-        mattes), then ``b`` in ``[..., 3K:4K]``.
+        mattes), then ``b`` in ``[..., 3K:4K]`` (:func:`_coefficient_planes`, merged).
     """
-    h, w, K = p.shape
-    ksize = (2 * radius + 1, 2 * radius + 1)
-
-    def box(x):
-        out = cv2.boxFilter(x, -1, ksize, normalize=True, borderType=cv2.BORDER_REFLECT)
-        return out.reshape(x.shape)
-
-    r, g, b = I[..., 0], I[..., 1], I[..., 2]
-    # One box-filter call over all statistics: 3 means, 6 second moments, K means, 3K cross moments.
-    stats = np.concatenate(
-        [I, np.stack([r * r, r * g, r * b, g * g, g * b, b * b], axis=2), p, I[..., :, None].repeat(K, 3).reshape(h, w, 3 * K) * np.tile(p, (1, 1, 3))],
-        axis=2,
-    ).astype(np.float32, copy=False)
-    m = box(stats)
-    mr, mg, mb = m[..., 0], m[..., 1], m[..., 2]
-    # Covariance of the guide plus eps·Identity (eq. 14), in float64 for a stable inverse.
-    vrr = (m[..., 3] - mr * mr).astype(np.float64) + eps
-    vrg = (m[..., 4] - mr * mg).astype(np.float64)
-    vrb = (m[..., 5] - mr * mb).astype(np.float64)
-    vgg = (m[..., 6] - mg * mg).astype(np.float64) + eps
-    vgb = (m[..., 7] - mg * mb).astype(np.float64)
-    vbb = (m[..., 8] - mb * mb).astype(np.float64) + eps
-    mean_p = m[..., 9 : 9 + K]  # h×w×K
-    # cross moments laid out (h, w, 3, K): guide channel major
-    cov_Ip = m[..., 9 + K :].reshape(h, w, 3, K) - m[..., :3, None] * mean_p[:, :, None, :]
-    # Closed-form inverse of the symmetric 3×3 matrix via cofactors (vectorised; no per-pixel solve).
-    c_rr = vgg * vbb - vgb * vgb
-    c_rg = vgb * vrb - vrg * vbb
-    c_rb = vrg * vgb - vgg * vrb
-    c_gg = vrr * vbb - vrb * vrb
-    c_gb = vrb * vrg - vrr * vgb
-    c_bb = vrr * vgg - vrg * vrg
-    rdet = 1.0 / (vrr * c_rr + vrg * c_rg + vrb * c_rb)
-    # a = Σ⁻¹·cov(I, p) per pixel, entry by entry (h×w planes; a stacked (h, w, 3, 3) einsum
-    # is several times slower for the same arithmetic).
-    inv = [[(c * rdet).astype(np.float32)[..., None] for c in row]
-           for row in ((c_rr, c_rg, c_rb), (c_rg, c_gg, c_gb), (c_rb, c_gb, c_bb))]
-    cov = [cov_Ip[:, :, j, :] for j in range(3)]  # h×w×K each
-    a = [inv[c][0] * cov[0] + inv[c][1] * cov[1] + inv[c][2] * cov[2] for c in range(3)]  # h×w×K each
-    b_coef = mean_p - (a[0] * m[..., 0:1] + a[1] * m[..., 1:2] + a[2] * m[..., 2:3])  # h×w×K
-    coef = np.concatenate([*a, b_coef], axis=2).astype(np.float32)
-    # Average the coefficients of all windows covering a pixel (eq. 8).
-    return box(coef)
-
-
-def _upsample_maps(h: int, w: int, H: int, W: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """Source coordinates for bilinear upsampling h×w → H×W (half-pixel centres, as cv2.resize).
-
-    Returns the x map for a strip of ``rows`` rows (identical for every strip)
-    and the y coordinate of every output row.
-    """
-    xs = ((np.arange(W, dtype=np.float64) + 0.5) * (w / W) - 0.5).astype(np.float32)
-    ys = ((np.arange(H, dtype=np.float64) + 0.5) * (h / H) - 0.5).astype(np.float32)
-    return np.ascontiguousarray(np.broadcast_to(xs, (rows, W))), ys
+    planes = _coefficient_planes(I, p, radius, eps)
+    return cv2.merge(list(planes))
 
 
 def _fit(g32: np.ndarray, m: np.ndarray, p: RefineMatteParams) -> tuple[np.ndarray, tuple[int, int]]:
     """Guided-filter coefficients on the working grid (the matte's resolution, capped).
 
-    Returns the h×w×4K coefficient grid (see :func:`_guided_coefficients`) and its size.
+    Returns the 4K×h×w coefficient planes (see :func:`_coefficient_planes`) and the grid's size.
     """
     H, W = g32.shape[:2]
     h, w = m.shape[:2]
@@ -206,7 +293,7 @@ def _fit(g32: np.ndarray, m: np.ndarray, p: RefineMatteParams) -> tuple[np.ndarr
         wh, ww = max(1, int(round(h * s))), max(1, int(round(w * s)))
         m = _resize(m, (wh, ww), cv2.INTER_AREA)
     g_low = g32 if (wh, ww) == (H, W) else _resize(g32, (wh, ww), cv2.INTER_AREA)
-    return _guided_coefficients(_encode_guide(g_low), m, int(p.radius), float(p.eps)), (wh, ww)
+    return _coefficient_planes(_encode_guide(g_low), m, int(p.radius), float(p.eps)), (wh, ww)
 
 
 class RowUpsampler:
@@ -326,7 +413,7 @@ class GuidedStrips:
         # matte is in [0, 1] (validated by the caller): no full-resolution clipped copy
         coef, (wh, ww) = _fit(self.g32, matte.astype(np.float32, copy=False), params)
         # Planar coefficient maps (a_r, a_g, a_b for every matte, then b), upsampled together.
-        self.planes = RowUpsampler([coef[..., i] for i in range(4 * self.K)], H, W, cols, rows)
+        self.planes = RowUpsampler(list(coef), H, W, cols, rows)
         self.rows = rows
         self._buffers()
 
@@ -417,7 +504,7 @@ def refine_matte_at(guide: np.ndarray, matte: np.ndarray, ys: np.ndarray, xs: np
     K = m.shape[2]
     g32 = guide.astype(np.float32, copy=False)
     coef, _ = _fit(g32, np.clip(m, 0.0, 1.0).astype(np.float32), p)
-    c = sample_at(coef, ys, xs, H, W)
+    c = sample_at(cv2.merge(list(coef)), ys, xs, H, W)
     I = _encode_guide(g32[ys, xs])
     q = c[:, 3 * K :] + sum(c[:, ch * K : (ch + 1) * K] * I[:, ch : ch + 1] for ch in range(3))
     return np.clip(q, 0.0, 1.0)
@@ -465,50 +552,85 @@ def refine_matte(guide: np.ndarray, matte: np.ndarray, *, params: RefineMattePar
     background -- counts as much as the eye sees it. Constant mattes (all 0, all
     1) are returned unchanged.
     """
+    out = _refine(guide, matte, params, planar=False)
+    return out[:, :, 0] if matte.ndim == 2 else out
+
+
+def refine_matte_planes(guide: np.ndarray, matte: np.ndarray, *, params: RefineMatteParams | None = None) -> list:
+    """:func:`refine_matte`, with the K refined mattes as separate H×W planes.
+
+    For callers that use the mattes one by one (e.g. resize each, or keep them
+    as separate arrays): each plane is written directly, with no H×W×K array
+    interleaved and then split again. Arguments, validation and errors as
+    :func:`refine_matte`.
+
+    Returns
+    -------
+    list of np.ndarray
+        K (1 for an h×w matte) C-contiguous H×W float32 mattes in [0, 1],
+        each a new array.
+    """
+    return _refine(guide, matte, params, planar=True)
+
+
+def _refine(guide, matte, params, *, planar: bool):
+    """Validate, fit, then apply the coefficients in strips: K planes (``planar``) or H×W×K."""
     p = RefineMatteParams() if params is None else params
     if not isinstance(p, RefineMatteParams):
         raise TypeError(f"params: expected RefineMatteParams or None, got {type(p).__name__}.")
     guide = _check_guide(guide)
     matte = _check_matte(matte, guide.shape[:2])
-    squeeze = matte.ndim == 2
-    m = matte[:, :, None] if squeeze else matte
+    m = matte[:, :, None] if matte.ndim == 2 else matte
     m = np.clip(m, 0.0, 1.0).astype(np.float32)  # a copy: the caller's array is never touched
     H, W = guide.shape[:2]
     K = m.shape[2]
     g32 = guide.astype(np.float32, copy=False)
-    coef, (wh, ww) = _fit(g32, m, p)
+    coef, grid_hw = _fit(g32, m, p)
+    if planar or K == 1:
+        planes = [np.empty((H, W), np.float32) for _ in range(K)]
+        out = planes if planar else planes[0][:, :, None]
+    else:
+        planes, out = None, np.empty((H, W, K), np.float32)
+    rows = int(p.strip_rows)
+    whole = grid_hw == (H, W)
+    if not whole and 4 * K * H * W <= _WHOLE_COEFFICIENT_VALUES:
+        # A small frame (e.g. a 1 MP guide): upsampling each coefficient plane whole is ~5×
+        # faster than strip by strip, for a few tens of MB.
+        coef = [cv2.resize(c, (W, H), interpolation=cv2.INTER_LINEAR) for c in coef]
+        whole = True
 
-    out = np.empty((H, W, K), dtype=np.float32)
-    same = (wh, ww) == (H, W)
-    # Planar coefficient maps: per-plane cv2.remap is the fastest bilinear path and
-    # numpy's inner loops then run over W rather than over the tiny K axis.
-    coef_planes = [np.ascontiguousarray(coef[..., i]) for i in range(4 * K)]
-    del coef
-    if not same:
-        map_x, ys = _upsample_maps(wh, ww, H, W, p.strip_rows)
-    for y0 in range(0, H, p.strip_rows):
-        y1 = min(H, y0 + p.strip_rows)
-        if same:
-            def plane(i):
-                return coef_planes[i][y0:y1]
-        else:
-            map_y = np.ascontiguousarray(np.broadcast_to(ys[y0:y1, None], (y1 - y0, W)))
-            mx = map_x[: y1 - y0]
+    def process_rows(ya: int, yb: int) -> None:
+        # Unless whole, coefficients are upsampled strip by strip (memory stays ~strip size) with
+        # this band's own upsampler and buffers (RowUpsampler: ~3× faster than cv2.remap per plane).
+        up = None if whole else RowUpsampler(list(coef), H, W, slice(0, W), rows)
+        rgb = np.empty((rows, W, 3), np.float32)
+        guide_planes = [np.empty((rows, W), np.float32) for _ in range(3)]
+        strips = None if planes is not None else [np.empty((rows, W), np.float32) for _ in range(K)]
+        for y0 in range(ya, yb, rows):
+            y1 = min(yb, y0 + rows)
+            n = y1 - y0
+            # guide encoding of _encode_guide (clip to [0, 1], sqrt) into a reused buffer
+            enc = np.clip(g32[y0:y1], 0.0, 1.0, out=rgb[:n])
+            np.sqrt(enc, out=enc)
+            if n * W < 8:  # cv2 would take a strip of at most 4 values for a scalar
+                Ir, Ig, Ib = (np.ascontiguousarray(enc[..., i]) for i in range(3))
+            else:
+                Ir, Ig, Ib = cv2.split(enc, [gp[:n] for gp in guide_planes])
+            c = [plane[y0:y1] for plane in coef] if whole else up(y0, y1)
+            qs = [plane[y0:y1] for plane in planes] if planes is not None else [s[:n] for s in strips]
+            for k, q in enumerate(qs):
+                # q = a_r·I_r + a_g·I_g + a_b·I_b + b (He et al. 2013, eq. 8), clipped (cv2 ops:
+                # SIMD, ~2× numpy here)
+                cv2.multiply(c[k], Ir, dst=q)
+                cv2.accumulateProduct(c[K + k], Ig, q)
+                cv2.accumulateProduct(c[2 * K + k], Ib, q)
+                cv2.add(q, c[3 * K + k], dst=q)
+                cv2.max(q, 0.0, dst=q)
+                cv2.min(q, 1.0, dst=q)
+            if planes is None:
+                out[y0:y1] = cv2.merge(qs)
 
-            def plane(i):
-                # Bilinear upsampling of this strip's rows only (memory stays ~strip size).
-                return cv2.remap(coef_planes[i], mx, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-
-        Ir, Ig, Ib = cv2.split(_encode_guide(g32[y0:y1]))
-        qs = []
-        for k in range(K):
-            # q = a_r·I_r + a_g·I_g + a_b·I_b + b, clipped (cv2 ops: SIMD, ~2× numpy here).
-            q = cv2.multiply(plane(k), Ir)
-            cv2.accumulateProduct(plane(K + k), Ig, q)
-            cv2.accumulateProduct(plane(2 * K + k), Ib, q)
-            cv2.add(q, plane(3 * K + k), dst=q)
-            cv2.max(q, 0.0, dst=q)
-            cv2.min(q, 1.0, dst=q)
-            qs.append(q)
-        out[y0:y1] = cv2.merge(qs).reshape(y1 - y0, W, K) if K > 1 else qs[0][..., None]
-    return out[..., 0] if squeeze else out
+    # Bands on OpenCV's threads. Each pixel costs about K planes' work, so the band-size
+    # threshold of run_in_row_bands is counted in planes: a 1 MP frame with 3 mattes splits.
+    run_in_row_bands(process_rows, H, W * K, align=rows)
+    return out

@@ -171,6 +171,29 @@ def test_develop_sample_with_the_default_model(segmenter):
     assert abs(float(img.mean()) - float(orig.mean())) < 0.1
 
 
+def test_returned_segmentation_ignores_later_edits_of_the_callers_photo(segmenter):
+    """develop reads the photo without a copy, except when its own pixels could change under a
+    segmentation it hands back: a Photo's pixels are the caller's."""
+    photo = cio.read_photo(SAMPLE)
+    res = develop(photo, segmenter=segmenter, return_details=True)
+    fresh = segmenter.segment(photo.pixels)
+    photo.pixels[:] = 0.5
+    # hair is not among develop's mattes (no portrait effect): refined against the photo when read
+    np.testing.assert_array_equal(res.segmentation.hair, fresh.hair)
+    res = develop(SAMPLE, segmenter=segmenter, return_details=True)  # develop's own pixels
+    np.testing.assert_array_equal(res.segmentation.hair, fresh.hair)
+
+
+def test_no_hair_or_glasses_mattes_without_people(segmenter):
+    from camseg.segmenter import SegmenterOptions, Segmenter
+
+    with Segmenter(options=SegmenterOptions(person_threshold=1.0)) as nobody:
+        res = develop(SAMPLE, segmenter=nobody, portrait="blur", return_details=True)
+    assert res.report.persons == 0 and res.report.stage("portrait").status == "skipped"
+    cached = {n for cache in [res.segmentation._cache, *res.segmentation._reduced_cache.values()] for n in cache}
+    assert {"sky", "skin"} <= cached and not cached & {"hair", "glasses", "teeth"}
+
+
 def test_scene_level_only_when_no_stage_needs_persons(segmenter):
     res = develop(SAMPLE, segmenter=segmenter, tone_map=False, return_details=True)
     assert "scene-level" in res.report.stage("segment").detail

@@ -322,3 +322,54 @@ def test_no_glasses_on_the_astronauts_helmet(segmenter):
     assert float((seg.glasses[300:, 300:] > 0.5).mean()) < 0.002 and float((seg.glasses > 0.5).mean()) < 0.01
     unfiltered = Segmenter(options=SegmenterOptions(glasses_face_context=0.0)).segment(SAMPLE)
     assert float((unfiltered.glasses[300:, 300:] > 0.5).mean()) > 0.05  # the rule is what removed it
+
+
+# --- the borrowed path camseg.develop uses ---------------------------------------------
+
+def test_segment_borrowed_matches_segment_and_keeps_the_copy_promise(segmenter, photo):
+    from PIL import Image as _Image
+
+    from camseg.io import as_linear_rgb
+
+    big = as_linear_rgb(np.asarray(_Image.fromarray(photo).resize((1200, 1000), _Image.BICUBIC)))  # 1.2 MP
+    names = ["sky", "skin", "persons", "glasses"]
+    ref = segmenter.segment(big)
+    want = ref.mattes(names, max_pixels=500_000)
+    kept = segmenter.segment_borrowed(big, guide_pixels=500_000)  # the photo reduced while the model ran
+    got = kept.mattes(names, max_pixels=500_000)
+    assert len(kept._reduced_guides) == 1  # the guide made while the model ran was the one used
+    for name in ("sky", "skin", "glasses"):
+        np.testing.assert_array_equal(got[name], want[name])
+    assert len(got["persons"]) == len(want["persons"])
+    for a, b in zip(got["persons"], want["persons"]):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(kept.low_resolution("glasses"), ref.low_resolution("glasses"))
+    # keep_copy (default): later edits of the caller's array do not reach the segmentation
+    sky = ref.sky
+    edited = big.copy()
+    kept = segmenter.segment_borrowed(edited, categories={"sky"})
+    edited[:] = 0.5
+    np.testing.assert_array_equal(kept.sky, sky)
+    # keep_copy=False: the segmentation reads the caller's array itself (no 144 MB copy at 12 MP)
+    shared = segmenter.segment_borrowed(big, categories={"sky"}, keep_copy=False)
+    assert np.shares_memory(shared._image, big)
+    np.testing.assert_array_equal(shared.sky, sky)
+
+
+def test_segment_borrowed_errors_and_other_inputs(segmenter, photo):
+    nan = np.full((32, 32, 3), 0.5, np.float32)
+    nan[3, 5, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        segmenter.segment_borrowed(nan, guide_pixels=100)
+    for shape in ((32, 32, 3), (600, 1100, 3)):  # enlarged / reduced for the model
+        inf = np.full(shape, 0.5, np.float32)
+        inf[30, 2, 0] = np.inf
+        with pytest.raises(ValueError, match="infinite"):
+            segmenter.segment_borrowed(inf, keep_copy=False)
+    with pytest.raises(ValueError, match="at least 8"):
+        segmenter.segment_borrowed(np.zeros((4, 40, 3), np.float32))
+    with pytest.raises(ValueError, match="guide_pixels"):
+        segmenter.segment_borrowed(nan, guide_pixels=0)
+    # anything but float32 H×W×3 goes through segment() (validated and converted there)
+    seg = segmenter.segment_borrowed(photo, categories={"skin"})
+    np.testing.assert_array_equal(seg.skin, segmenter.segment(photo, categories={"skin"}).skin)

@@ -173,3 +173,47 @@ def test_guided_strips_match_refine_matte():
     gs = GuidedStrips(img, mattes, p, cs, 8)
     got = np.concatenate([gs(y0, min(H, y0 + 8)).copy() for y0 in range(0, H, 8)])
     np.testing.assert_allclose(got, ref[:, cs], atol=1e-5)
+
+
+def test_planes_equal_refine_matte_whole_or_in_strips(rng, monkeypatch):
+    import effects.mask_refine as mr
+    from effects.mask_refine import refine_matte_planes
+
+    img, alpha = _chart(rng)
+    low = cv2.resize(alpha, (32, 24), interpolation=cv2.INTER_AREA)
+    mattes = np.stack([low, 1 - low, np.full_like(low, 0.25)], axis=2)
+    whole = refine_matte(img, mattes)  # small: coefficients upsampled as whole planes
+    planes = refine_matte_planes(img, mattes)
+    assert len(planes) == 3 and all(p.shape == (96, 128) and p.flags.c_contiguous for p in planes)
+    for k in range(3):
+        np.testing.assert_array_equal(planes[k], whole[..., k])
+    assert refine_matte_planes(img, low)[0].shape == (96, 128)
+    monkeypatch.setattr(mr, "_WHOLE_COEFFICIENT_VALUES", 0)  # as a big frame: strip by strip
+    np.testing.assert_allclose(refine_matte(img, mattes, params=RefineMatteParams(strip_rows=8)), whole, atol=1e-6)
+
+
+def test_float32_coefficients_match_a_float64_reference():
+    """The closed-form 3×3 inverse in float32 (eps on the diagonal keeps it well conditioned),
+    against He et al.'s filter evaluated in float64, also for a grey guide (r = g = b)."""
+    from effects.mask_refine import _coefficient_planes
+
+    rng = np.random.default_rng(5)
+    p = cv2.GaussianBlur(rng.random((60, 80)).astype(np.float32), (0, 0), 3)
+    p = ((p - p.min()) / np.ptp(p))[..., None]
+    colour = cv2.GaussianBlur(rng.random((60, 80, 3)).astype(np.float32), (0, 0), 1.5)
+    for I in (colour, np.repeat(colour[..., :1], 3, axis=2), np.full((60, 80, 3), 0.3, np.float32)):
+        got = _coefficient_planes(I, p, 3, 1e-3)
+
+        def box(x):
+            return cv2.boxFilter(x, -1, (7, 7), borderType=cv2.BORDER_REFLECT)
+
+        I64, p64 = I.astype(np.float64), p[..., 0].astype(np.float64)
+        mI = box(I64)
+        cov = np.stack([box(I64[..., i] * I64[..., j]) - mI[..., i] * mI[..., j] for i in range(3) for j in range(3)],
+                       axis=-1).reshape(60, 80, 3, 3) + 1e-3 * np.eye(3)
+        cIp = box(I64 * p64[..., None]) - mI * box(p64)[..., None]
+        a = np.linalg.solve(cov, cIp[..., None])[..., 0]
+        b = box(p64) - (a * mI).sum(-1)
+        ref = [box(a[..., c]) for c in range(3)] + [box(b)]
+        for c in range(4):
+            np.testing.assert_allclose(got[c], ref[c], atol=5e-5)  # float32 moments: ~1e-5
