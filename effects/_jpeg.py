@@ -516,7 +516,7 @@ def _jpeg_skin_luma_on_grid(image: np.ndarray, out: np.ndarray, skin_weight: np.
     # a plane per frequency), and the skin-weighted k^2 of the AC frequencies (one pass, by strips).
     bh, bw = b1 - b0, c1 - c0
     coefs_all = np.empty((64, bh, bw), np.float32)
-    # Zeroed by each strip first (the box filter's running sums see every block), in the
+    # Both zeroed by each strip first (the box filter's running sums see every block), in the
     # threads: np.zeros' lazily zeroed pages would each cost a fault at their first write.
     k2w_all = np.empty((63, bh, bw), np.float32)
     wreg = np.ascontiguousarray(wb[b0:b1, c0:c1])
@@ -527,6 +527,9 @@ def _jpeg_skin_luma_on_grid(image: np.ndarray, out: np.ndarray, skin_weight: np.
         """Strip of region block rows [t0, t0 + _STRIP_BLOCKS)."""
         t1 = min(bh, t0 + _STRIP_BLOCKS)
         k2w_all[:, t0:t1] = 0.0
+        # Also the coefficients: `estimate` works on runs of columns that may bridge blocks
+        # no prior needs (their results are discarded), and must not read uninitialised memory.
+        coefs_all[:, t0:t1] = 0.0
         for n0, n1 in _column_runs(needed[t0:t1]):
             p = _srgb_power_strip(image[8 * (b0 + t0):8 * (b0 + t1), 8 * (c0 + n0):8 * (c0 + n1)])
             luma = cv2.transform(p, _JFIF_AFFINE).reshape(p.shape[:2])

@@ -170,3 +170,50 @@ def test_srgb_curve_and_jfif_luma_on_any_memory_layout():
         np.testing.assert_array_equal(linear_to_srgb(view), linear_to_srgb(dense))
         np.testing.assert_array_equal(srgb_to_linear(view), srgb_to_linear(dense))
         np.testing.assert_array_equal(jfif_luma(view), jfif_luma(dense))
+
+
+def test_reads_no_uninitialised_memory(rng, monkeypatch):
+    """Work buffers are allocated with np.empty for speed; the estimate's runs of columns may
+    bridge blocks no prior needed. Filled with inf instead of whatever memory held (garbage
+    bits can be inf or NaN; inf * 0 warns where NaN would pass silently), the result must be
+    the same, and finite, with no warning (a batch printed "invalid value encountered in
+    multiply" from such blocks)."""
+    import warnings
+
+    import effects._jpeg as jpeg_module
+
+    class GarbageEmpty:
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+        @staticmethod
+        def empty(shape, dtype=float, **kw):
+            return np.full(shape, np.inf, dtype=dtype)
+
+        @staticmethod
+        def empty_like(a, dtype=None, **kw):
+            return np.full(np.shape(a), np.inf, dtype=dtype or a.dtype)
+
+    clean = _skin_scene(256, 384)
+    noisy, _ = _jpeg(_noisy(clean, 3200, rng))
+    skin = np.zeros(clean.shape[:2], np.float32)
+    # Two patches far apart in rows but inside one strip, and apart in columns: the run of
+    # columns for the strip covers blocks of each patch's rows that no prior (radius 1) needs.
+    # (The step is called directly: denoise's refinement would spread this skin matte.)
+    skin[8:40, 0:64] = 1.0
+    skin[96:128, 128:192] = 1.0
+    gain = 3200 / 100.0
+    noise = (5e-5 * gain, (2.5 * 5e-5 * gain) ** 2)
+
+    def step():
+        out = noisy.copy()
+        assert jpeg_module.jpeg_skin_luma(noisy, out, skin, noise, prior_radius=1, noise_scale=1.0, ceiling=1.0)
+        return out
+
+    expected = step()
+    monkeypatch.setattr(jpeg_module, "np", GarbageEmpty())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        out = step()
+    assert np.isfinite(out).all()
+    np.testing.assert_array_equal(out, expected)
