@@ -763,8 +763,10 @@ def develop(image, settings: "DevelopSettings | None" = None, *, segmenter=None,
         current = np.clip(out, 0.0, 1.0, out=out if in_place_ok else None).astype(np.float32, copy=False)
         timings.append(StageReport(stage.name, "applied", time.perf_counter() - t, detail))
 
-    if photo is not None and current is photo.pixels:
-        current = current.copy()  # every stage was off: never hand back the caller's own buffer
+    if current is pixels:
+        # Every stage was off: never hand back the caller's own buffer, nor the one the
+        # segmentation may hold (it reads it again for full-resolution mattes later).
+        current = current.copy()
     result_image = photo.with_pixels(current) if photo is not None else current
     if not return_details:
         return result_image

@@ -4,6 +4,7 @@ import types
 import camseg
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -182,6 +183,23 @@ def test_returned_segmentation_ignores_later_edits_of_the_callers_photo(segmente
     np.testing.assert_array_equal(res.segmentation.hair, fresh.hair)
     res = develop(SAMPLE, segmenter=segmenter, return_details=True)  # develop's own pixels
     np.testing.assert_array_equal(res.segmentation.hair, fresh.hair)
+
+
+def test_returned_segmentation_ignores_later_edits_of_the_returned_image(segmenter):
+    """With every stage off develop returns its input pixels unchanged; the segmentation it
+    hands back reads those pixels without a copy when they are develop's own (an array
+    argument, a clipped Photo), so the result must be a copy of them."""
+    # Over develop's 1 MP stage mattes, so full-detail mattes are left to be made when read.
+    pixels = cv2.resize(cio.read_photo(SAMPLE).pixels, (1280, 1024), interpolation=cv2.INTER_LINEAR)
+    off = dict(denoise=False, sharpen=False, tone_map=False, style_strength=0.0)
+    fresh = segmenter.segment(pixels)
+    for image in (pixels, cio.read_photo(SAMPLE).with_pixels(pixels * np.float32(1.00005))):
+        res = develop(image, segmenter=segmenter, return_details=True, **off)
+        out = res.image if isinstance(res.image, np.ndarray) else res.image.pixels
+        out[:] = 0.5
+        # Full-detail sky: refined against the photo when first read (develop used 1 MP mattes).
+        # (The scaled photo is clipped, so not bit-equal; edits of the result moved it by 0.25.)
+        np.testing.assert_allclose(res.segmentation.sky, fresh.sky, atol=1e-3)
 
 
 def test_no_hair_or_glasses_mattes_without_people(segmenter):
