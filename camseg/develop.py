@@ -665,7 +665,7 @@ def develop(image, settings: "DevelopSettings | None" = None, *, segmenter=None,
     A program developing many large photos should call
     :func:`camseg.batch.reuse_freed_memory` once at start (the ``camseg`` command does): with
     glibc's default malloc every full-size frame is a fresh mapping, and a 12 MP develop took
-    1.8–2.7 s instead of 1.3–1.4 s (``benchmarks/develop.py --default-malloc``).
+    2.1 s instead of 1.5 s file to file (``benchmarks/develop.py --default-malloc``).
     """
     if settings is None:
         settings = DevelopSettings()

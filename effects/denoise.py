@@ -156,7 +156,7 @@ class DenoiseParams:
         kept / removable noise removed, worst of six noise draws): 0.96/0.71, 0.90/0.56,
         0.73/0.66, against 0.92/0.45, 0.78/0.41, 0.70/0.49 without; block grid on skin 1.12,
         1.03, 0.90 (without 1.24, 1.17, 0.96; clean chart 0.99). Costs time in proportion to
-        the skin's bounding box: 0.8 s on a 12-MP photo whose skin matte covers a quarter
+        the skin's area: 0.3 s (2 threads) on a 12-MP photo whose skin matte covers a quarter
         of the frame.
     jpeg_prior_radius : int
         Radius, in 8×8 blocks, of the skin neighbourhood whose quantised coefficients set each
