@@ -58,7 +58,6 @@ import functools
 
 import cv2
 import numpy as np
-from scipy.special import ndtr
 
 from ._bands import run_in_row_bands, run_strips
 from ._srgb import pow_in_place, srgb_power, srgb_slope
@@ -176,6 +175,14 @@ def estimate_quantisation(coefs: np.ndarray) -> np.ndarray | None:
                 best = score[passing].max()
                 steps[u, v] = cand[np.flatnonzero(passing & (score >= best - 0.05))[-1]]
     return steps if int((steps >= _MIN_STEP).sum()) >= _MIN_STEPS_FOUND else None
+
+
+def ndtr(x: np.ndarray) -> np.ndarray:
+    """Standard normal CDF, ``scipy.special.ndtr``: imported at the first JPEG step rather than
+    with the module (scipy.special costs ~0.3 s to import, paid by every process otherwise)."""
+    from scipy.special import ndtr as scipy_ndtr
+
+    return scipy_ndtr(x)
 
 
 @functools.lru_cache(maxsize=1)

@@ -49,13 +49,13 @@ skin protection in benchmarks/tone_styles.py).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, fields
+from typing import NamedTuple
 
-import colour
 import cv2
 import numpy as np
-from colour.models import oklab as _oklab
 
 from ._bands import run_in_row_bands
 from ._srgb import pow_in_place
@@ -64,16 +64,37 @@ from ._validate import check_image, check_mask
 __all__ = ["Style", "STYLE_PRESETS", "apply_style"]
 
 _LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float64)
-# Linear sRGB -> Oklab LMS (Ottosson's M1 after colour-science's sRGB RGB -> XYZ matrix).
-_RGB_TO_LMS_64 = np.asarray(_oklab.MATRIX_1_XYZ_TO_LMS) @ np.asarray(colour.RGB_COLOURSPACES["sRGB"].matrix_RGB_to_XYZ)
-_RGB_TO_LMS = _RGB_TO_LMS_64.astype(np.float32)
-_LMS_TO_RGB = np.linalg.inv(_RGB_TO_LMS_64).astype(np.float32)
-assert (_RGB_TO_LMS_64 > 0).all()  # LMS >= 0 on the RGB cube: _cbrt_lms relies on it
-# Oklab's M2 (LMS' -> Lab). Only its L row is needed: the closed form in apply_style uses
-# that the first column of M2's inverse is (1, 1, 1), i.e. Oklab's (L, 0, 0) is LMS' = (L, L, L).
-_LMSP_TO_LAB_64 = np.asarray(_oklab.MATRIX_2_LMS_TO_LAB, dtype=np.float64)
-_LMSP_TO_L = _LMSP_TO_LAB_64[:1].astype(np.float32)  # 1×3
-assert np.allclose(np.linalg.inv(_LMSP_TO_LAB_64)[:, 0], 1.0, atol=1e-6)
+
+
+class _OklabMatrices(NamedTuple):
+    rgb_to_lms_64: np.ndarray  # 3×3 float64, linear sRGB -> Oklab LMS
+    rgb_to_lms: np.ndarray     # the same, float32
+    lms_to_rgb: np.ndarray     # its inverse, float32
+    lmsp_to_l: np.ndarray      # 1×3 float32: the L row of Oklab's M2 (LMS' -> Lab)
+
+
+@functools.cache
+def _oklab_matrices() -> _OklabMatrices:
+    """The Oklab matrices from colour-science, built at the first non-identity style.
+
+    Imported here, not with the module: importing colour-science takes 0.3-0.7 s (it pulls
+    in scipy, and matplotlib when installed), which every process that imports the effects
+    (the ``camseg`` command, each batch worker) paid even for the identity style.
+    """
+    import colour
+    from colour.models import oklab
+
+    # Linear sRGB -> Oklab LMS (Ottosson's M1 after colour-science's sRGB RGB -> XYZ matrix).
+    rgb_to_lms_64 = np.asarray(oklab.MATRIX_1_XYZ_TO_LMS) @ np.asarray(colour.RGB_COLOURSPACES["sRGB"].matrix_RGB_to_XYZ)
+    assert (rgb_to_lms_64 > 0).all()  # LMS >= 0 on the RGB cube: _cbrt_lms relies on it
+    # Oklab's M2 (LMS' -> Lab). Only its L row is needed: the closed form in apply_style uses
+    # that the first column of M2's inverse is (1, 1, 1), i.e. Oklab's (L, 0, 0) is LMS' = (L, L, L).
+    lmsp_to_lab_64 = np.asarray(oklab.MATRIX_2_LMS_TO_LAB, dtype=np.float64)
+    assert np.allclose(np.linalg.inv(lmsp_to_lab_64)[:, 0], 1.0, atol=1e-6)
+    return _OklabMatrices(rgb_to_lms_64, rgb_to_lms_64.astype(np.float32),
+                          np.linalg.inv(rgb_to_lms_64).astype(np.float32),
+                          lmsp_to_lab_64[:1].astype(np.float32))
+
 _GREY_L = float(np.cbrt(0.18))  # Oklab lightness of 18 % grey: the tone curve's pivot
 _TONE_GAIN = 1.2
 _FIT_LO, _FIT_HI = 0.001, 0.998
@@ -238,12 +259,13 @@ def apply_style(
 
     h, w = hw
     out = np.empty((h, w, 3), np.float32)
+    oklab = _oklab_matrices()
     warm_matrix = None
     if st.warmth != 0.0:
         # 1. Warmth: luminance-preserving diagonal gain, folded into the RGB -> LMS matrix.
         g = np.array([2.0 ** (0.2 * st.warmth), 1.0, 2.0 ** (-0.4 * st.warmth)])
         g /= float(_LUMA @ g)
-        warm_matrix = (_RGB_TO_LMS_64 * g[None, :]).astype(np.float32)
+        warm_matrix = (oklab.rgb_to_lms_64 * g[None, :]).astype(np.float32)
     tone_gain = np.float32(_TONE_GAIN * st.tone)
     chroma = np.float32(1.0 + st.saturation)
     sky_sat = np.float32(st.sky_saturation) if sky is not None and st.sky_saturation != 0.0 else None
@@ -263,9 +285,9 @@ def apply_style(
             r1 = min(h, r0 + rows)
             n = r1 - r0
             x = _clip01(image[r0:r1], buf.rgb[:n])
-            p0 = _cbrt_lms(x, _RGB_TO_LMS, buf.p0[:n])  # LMS' of the original colour
+            p0 = _cbrt_lms(x, oklab.rgb_to_lms, buf.p0[:n])  # LMS' of the original colour
             pw = _cbrt_lms(x, warm_matrix, buf.pw[:n]) if warm_matrix is not None else p0
-            lum = cv2.transform(pw, _LMSP_TO_L, dst=buf.lum[:n])  # Oklab L of the warmed colour
+            lum = cv2.transform(pw, oklab.lmsp_to_l, dst=buf.lum[:n])  # Oklab L of the warmed colour
 
             # Per-pixel chroma scale c and blend weight wt (section 4 and 5 of the module docstring).
             c = np.multiply(sky[r0:r1], sky_sat, out=buf.c[:n]) if sky_sat is not None else None
@@ -319,7 +341,7 @@ def apply_style(
                 u *= wt
             cv2.add(res, cv2.merge([u, u, u], dst=buf.m3[:n]), dst=res)
             lms = cv2.pow(res, 3, dst=buf.m3[:n])  # integer power: repeated products in one pass
-            y = cv2.transform(lms, _LMS_TO_RGB, dst=out[r0:r1])
+            y = cv2.transform(lms, oklab.lms_to_rgb, dst=out[r0:r1])
 
             # 6. Gamut: pull out-of-cube pixels back toward their original colour (bisection).
             # Bounds: [0.001, 0.998] widened to the pixel's own original range. Cheap first pass
@@ -431,16 +453,17 @@ def _pull_into_gamut(p0: np.ndarray, q: np.ndarray, lo: np.ndarray, hi: np.ndarr
     t = np.empty_like(t_ok)
     t3, lms, rgb = np.empty_like(p0), np.empty_like(p0), np.empty_like(p0)
     fits = np.empty(lo.shape, np.uint8)
+    lms_to_rgb = _oklab_matrices().lms_to_rgb
     step = 1.0
     for _ in range(10):
         step *= 0.5
         np.add(t_ok, np.float32(step), out=t)
         _lms_at(p0, q, t, t3, lms)
-        cv2.transform(lms, _LMS_TO_RGB, dst=rgb)
+        cv2.transform(lms, lms_to_rgb, dst=rgb)
         cv2.inRange(rgb, lo3, hi3, dst=fits)
         cv2.copyTo(t, fits, dst=t_ok)
     _lms_at(p0, q, t_ok, t3, lms)
-    return cv2.transform(lms, _LMS_TO_RGB, dst=rgb)
+    return cv2.transform(lms, lms_to_rgb, dst=rgb)
 
 
 def _lms_at(p0, q, t, t3, dst):

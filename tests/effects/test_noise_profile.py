@@ -167,3 +167,23 @@ def test_block_row_subsampling_on_large_images(rng, monkeypatch):
     np.testing.assert_allclose(sub.sigma(ys)[:, 0], true_luma, rtol=0.2)
     # Fewer blocks really were used: a bin count, or the fit, differs.
     assert sub != full
+
+
+def test_two_column_nnls_matches_scipy():
+    """The noise fit's own two-variable NNLS (scipy.optimize is not imported at run time)."""
+    from scipy.optimize import nnls
+
+    from effects.noise_profile import _nnls_two
+
+    rng = np.random.default_rng(3)
+    faces = 0
+    for _ in range(300):
+        n = int(rng.integers(2, 12))
+        A = np.stack([rng.uniform(0, 1, n), np.ones(n)], axis=1) * rng.uniform(0.1, 10, n)[:, None]
+        y = A @ rng.normal(0, 1, 2) + rng.normal(0, 0.3, n)
+        expected, _ = nnls(A, y)
+        got = _nnls_two(A, y)
+        faces += bool((expected == 0).any())
+        assert (got >= 0).all()
+        np.testing.assert_allclose(got, expected, atol=1e-9)
+    assert faces > 50  # the constrained cases were exercised
