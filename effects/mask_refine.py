@@ -260,14 +260,7 @@ def _coefficient_planes(I: np.ndarray, p: np.ndarray, radius: int, eps: float) -
 
 
 def _guided_coefficients(I: np.ndarray, p: np.ndarray, radius: int, eps: float) -> np.ndarray:
-    """Mean linear coefficients of the colour guided filter (He et al. 2013, eq. 14-16).
-
-    Parameters
-    ----------
-    I : np.ndarray
-        h×w×3 float32, encoded guide.
-    p : np.ndarray
-        h×w×K float32, mattes to filter.
+    """:func:`_coefficient_planes` (same arguments) interleaved into one array.
 
     Returns
     -------
