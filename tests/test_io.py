@@ -420,6 +420,28 @@ def test_encoding_is_accurate_in_shadows_and_highlights():
     np.testing.assert_array_equal(cio._encode(cio._decode(codes8, None, 8), None, 8), codes8)
 
 
+def test_encoding_equals_the_sqrt_table_lookup_and_the_jpeg_gets_those_codes(tmp_path):
+    # The banded, buffered encoder must give exactly the codes of the plain formula
+    # lut[int(sqrt(clip(x)) * (N - 1) + 0.5)], also just outside [0, 1] and in the RGBX layout
+    # handed to Pillow (fourth channel = the maximum code).
+    rng = np.random.default_rng(3)
+    lin = np.concatenate([np.linspace(-0.01, 1.01, 3 * 40_000, dtype=np.float32),
+                          rng.random(3 * 20_000, dtype=np.float32) ** 4]).reshape(-1, 100, 3)
+    for bits in (8, 16):
+        lut = cio._encode_lut(None, bits)
+        index = (np.sqrt(np.clip(lin, 0.0, 1.0)) * np.float32(cio._ENCODE_LUT_SIZE - 1) + np.float32(0.5))
+        np.testing.assert_array_equal(cio._encode(lin, None, bits), lut[index.astype(np.int32)])
+    padded = cio._encode(lin, None, 8, padded=True)
+    np.testing.assert_array_equal(padded[..., :3], cio._encode(lin, None, 8))
+    assert (padded[..., 3] == 255).all()
+    # The JPEG written from the RGBX buffer is byte for byte Pillow's JPEG of the RGB codes.
+    image = rng.random((64, 48, 3), dtype=np.float32)
+    path = cio.write_photo(tmp_path / "q.jpg", image, quality=90, subsampling="4:2:0")
+    expected = pyio.BytesIO()
+    Image.fromarray(cio._encode(image, None, 8), "RGB").save(expected, format="JPEG", quality=90, subsampling=2)
+    assert path.read_bytes() == expected.getvalue()
+
+
 def test_photo_save_and_with_pixels(tmp_path):
     Image.fromarray(_gradient()).save(tmp_path / "a.png", icc_profile=P3)
     photo = cio.read_photo(tmp_path / "a.png")
