@@ -353,7 +353,10 @@ def jpeg_skin_luma(image: np.ndarray, out: np.ndarray, skin_weight: np.ndarray, 
     out : np.ndarray
         float32 H×W×3 linear RGB, the pyramid denoiser's result; modified in place on skin.
     skin_weight : np.ndarray
-        float32 H×W skin weight in [0, 1] (the denoiser's refined skin matte).
+        float32 skin weight in [0, 1] (the denoiser's refined skin matte): H×W, or on the
+        half-resolution grid of ``cv2.pyrDown`` (``(H + 1) // 2`` × ``(W + 1) // 2``), in which
+        case the weight is its ``cv2.pyrUp`` clipped to [0, 1], brought up where it is used
+        (the denoiser's own grid: no frame-sized plane written and read again).
     luma_noise : tuple of float
         ``(a, b)`` of the white-equivalent noise of linear luma (RGB mean), ``a * Y + b``.
     prior_radius : int
@@ -372,14 +375,63 @@ def jpeg_skin_luma(image: np.ndarray, out: np.ndarray, skin_weight: np.ndarray, 
         quantisation. The 8×8 grid is looked for at the top-left pixel first (a file as
         decoded), then where block boundaries show (a JPEG cropped before denoising).
     """
+    h, w = image.shape[:2]
+    if skin_weight.shape == (h, w):
+        weight = _SkinWeight(skin_weight, None)
+    elif skin_weight.shape == ((h + 1) // 2, (w + 1) // 2):
+        weight = _SkinWeight(skin_weight, (h, w))
+    else:
+        raise ValueError(f"skin_weight must be {h}x{w} or {(h + 1) // 2}x{(w + 1) // 2}; got {skin_weight.shape}.")
     options = dict(prior_radius=prior_radius, noise_scale=noise_scale, ceiling=ceiling)
-    applied = _jpeg_skin_luma_on_grid(image, out, skin_weight, luma_noise, **options)
+    applied = _jpeg_skin_luma_on_grid(image, out, weight, luma_noise, **options)
     if applied is None:  # no grid at the top-left pixel: where do block boundaries show?
         dy, dx = _grid_offset(image, skin_weight)
         if (dy, dx) != (0, 0):
-            applied = _jpeg_skin_luma_on_grid(image[dy:, dx:], out[dy:, dx:], skin_weight[dy:, dx:], luma_noise,
+            applied = _jpeg_skin_luma_on_grid(image[dy:, dx:], out[dy:, dx:], weight.cropped(dy, dx), luma_noise,
                                               **options)
     return bool(applied)
+
+
+class _SkinWeight:
+    """The skin weight at full resolution (``shape`` None) or as the half-resolution plane
+    whose ``cv2.pyrUp`` to the frame's ``shape`` (clipped to [0, 1]) it stands for, seen from
+    pixel ``origin`` of the frame on (a crop, for a grid found off the top-left pixel): block
+    means and the pixels of a window, computed from whichever is held."""
+
+    def __init__(self, plane: np.ndarray, shape: "tuple[int, int] | None", origin: tuple = (0, 0)):
+        self.plane, self.shape, self.origin = plane, shape, origin
+
+    def cropped(self, dy: int, dx: int) -> "_SkinWeight":
+        """The weight of the crop ``[dy:, dx:]``."""
+        if self.shape is None:
+            return _SkinWeight(self.plane[dy:, dx:], None)
+        return _SkinWeight(self.plane, self.shape, (self.origin[0] + dy, self.origin[1] + dx))
+
+    def block_means(self, h8: int, w8: int) -> np.ndarray:
+        """Mean weight of each 8×8 block of the top-left ``h8``×``w8`` pixels (multiples of 8).
+        From the half-resolution plane, the mean of its 4×4 pixels under the block: pyrUp
+        keeps local means, so it differs from the upsampled weight's block mean only by what
+        its kernel moves across block edges (at a soft matte's edge; the blend weight is
+        exact). On a crop by an odd offset the 4×4 pixels are half a pixel off."""
+        if self.shape is None:
+            return cv2.resize(self.plane[:h8, :w8], (w8 // 8, h8 // 8), interpolation=cv2.INTER_AREA)
+        oy, ox = self.origin[0] // 2, self.origin[1] // 2
+        return cv2.resize(self.plane[oy:oy + h8 // 2, ox:ox + w8 // 2], (w8 // 8, h8 // 8),
+                          interpolation=cv2.INTER_AREA)
+
+    def window(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """The weight at pixels ``[y0, y1) × [x0, x1)``, unclipped: a view of the full-resolution
+        plane, or the pyrUp of the half-resolution rows and columns under the window with two
+        of margin (or the frame's edge), which equals the whole-frame pyrUp there."""
+        if self.shape is None:
+            return self.plane[y0:y1, x0:x1]
+        (h, w), (h1, w1) = self.shape, self.plane.shape
+        y0, y1, x0, x1 = y0 + self.origin[0], y1 + self.origin[0], x0 + self.origin[1], x1 + self.origin[1]
+        q0, q1 = max(0, y0 // 2 - 2), min(h1, (y1 + 1) // 2 + 2)
+        s0, s1 = max(0, x0 // 2 - 2), min(w1, (x1 + 1) // 2 + 2)
+        u0, v0 = 2 * q0, 2 * s0
+        up = cv2.pyrUp(self.plane[q0:q1, s0:s1], dstsize=(min(w, 2 * s1) - v0, min(h, 2 * q1) - u0))
+        return up[y0 - u0:y1 - u0, x0 - v0:x1 - v0]
 
 
 def grid_visibility(luma: np.ndarray, *, origin=(0, 0), mask: "np.ndarray | None" = None) -> float:
@@ -412,8 +464,10 @@ def grid_visibility(luma: np.ndarray, *, origin=(0, 0), mask: "np.ndarray | None
 def _grid_offset(image: np.ndarray, skin_weight: np.ndarray) -> tuple:
     """Where the JPEG's 8×8 grid most likely starts, (row, column) in 0..7: the offset whose
     row and column boundaries carry the largest luma steps (JPEG blocking), measured on a crop
-    of at most 512×512 pixels around the skin's centre; (0, 0) when there is too little."""
-    rows, cols = np.nonzero(skin_weight[::8, ::8] >= _SKIN_BLOCK)
+    of at most 512×512 pixels around the skin's centre; (0, 0) when there is too little.
+    ``skin_weight``: H×W, or the half-resolution weight (see :func:`jpeg_skin_luma`)."""
+    every = 8 if skin_weight.shape == image.shape[:2] else 4  # one sample per 8 pixels
+    rows, cols = np.nonzero(skin_weight[::every, ::every] >= _SKIN_BLOCK)
     if rows.size == 0 or min(image.shape[:2]) < 64:
         return (0, 0)
     cy, cx = int(np.median(rows)) * 8, int(np.median(cols)) * 8
@@ -457,14 +511,14 @@ def _row_runs(blocks: np.ndarray, t0: int, t1: int, c0: int, c1: int) -> list:
     return list(zip((rows[first] + t0).tolist(), (cols[first] + c0).tolist(), (cols[last] + c0 + 1).tolist()))
 
 
-def _jpeg_skin_luma_on_grid(image: np.ndarray, out: np.ndarray, skin_weight: np.ndarray, luma_noise: tuple[float, float], *,
+def _jpeg_skin_luma_on_grid(image: np.ndarray, out: np.ndarray, skin_weight: "_SkinWeight", luma_noise: tuple[float, float], *,
                    prior_radius: int, noise_scale: float, ceiling: float) -> "bool | None":
     """:func:`jpeg_skin_luma` for a JPEG grid anchored at the top-left pixel of these arrays;
     None when no quantisation shows on that grid (checked before anything costly)."""
     h8, w8 = (image.shape[0] // 8) * 8, (image.shape[1] // 8) * 8
     if h8 == 0 or w8 == 0:
         return False
-    wb = cv2.resize(skin_weight[:h8, :w8], (w8 // 8, h8 // 8), interpolation=cv2.INTER_AREA)
+    wb = skin_weight.block_means(h8, w8)
     rows, cols = np.flatnonzero((wb >= _SKIN_BLOCK).any(axis=1)), np.flatnonzero((wb >= _SKIN_BLOCK).any(axis=0))
     if rows.size == 0:
         return False
@@ -630,7 +684,8 @@ def _jpeg_skin_luma_on_grid(image: np.ndarray, out: np.ndarray, skin_weight: np.
                 below = js < t1 - b0  # row 8j is in this strip
                 strip_rows[js[below] - (t0 - b0), 0] -= step[below]
             # Blend weight: 0 below the skin-block threshold, 1 on full skin: no seam at the cut.
-            wpix = np.subtract(skin_weight[ys, xs], np.float32(_SKIN_BLOCK))
+            # (The weight's clip to [0, 1] is implied by this one's.)
+            wpix = np.subtract(skin_weight.window(8 * t0, 8 * t1, 8 * e0, 8 * e1), np.float32(_SKIN_BLOCK))
             wpix *= np.float32(1 / (1 - _SKIN_BLOCK))
             np.clip(wpix, 0.0, 1.0, out=wpix)
             keep = processed[t0:t1, e0:e1]

@@ -59,8 +59,8 @@ and skin work is confined to the skin's bounding box. The half-resolution band a
 chromaticity are computed in strips too; coarser levels are whole-array operations on images
 16x and more smaller. Strips go to the threads of ``effects._bands`` as they come free, and
 the region weights are refined while the noise is estimated, so on a multi-core machine
-little of the work runs on one core. The strips also write the full-resolution skin weight
-that the JPEG step takes.
+little of the work runs on one core. The JPEG step takes the half-resolution skin weight and
+brings it up per strip where it blends, as the finest band does.
 """
 
 from __future__ import annotations
@@ -738,10 +738,6 @@ def denoise(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
     out = np.empty(img.shape, np.float32)  # C order: strips of it are contiguous OpenCV outputs
     win = p.window
     jpeg_step = p.jpeg_skin and skin_rows is not None
-    # The JPEG step's full-resolution skin weight: the strips' own pyrUp of it, written as they
-    # go (it is zero outside the skin's rows and columns), instead of a frame-sized pyrUp and
-    # clip after them in one thread.
-    skin_full = np.empty((h, w), np.float32) if jpeg_step else None
     # Finest band in strips: rows [r0, r1) of the output need band rows widened by the
     # energy window, which need half-resolution rows widened by the pyrUp kernel (2 rows).
     def process_strip(r0: int) -> None:
@@ -762,13 +758,6 @@ def denoise(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
             x0, x1 = 2 * s0, min(w, 2 * s1)
             kw = _up(skin1[q0:q1, s0:s1], (u1 - u0, x1 - x0))
             np.clip(kw, 0.0, 1.0, out=kw)
-            if skin_full is not None:
-                sf = skin_full[r0:r1]
-                sf[:, :x0] = 0.0
-                sf[:, x1:] = 0.0
-                sf[:, x0:x1] = kw[r0 - u0:r1 - u0]
-        elif skin_full is not None:
-            skin_full[r0:r1] = 0.0
         fl = (cv2.multiply(kw, floor0), slice(x0, x1)) if on_skin and floor0 > 0 else None
         _apply_gain(band, thresh, win, fl)
         res = _up(rec1[q0:q1], shp)
@@ -807,6 +796,7 @@ def denoise(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
         f2 = 1.0
         if y_skin is not None:
             f2 = 1.0 / (1.0 + (a1 * y_skin + b1) / (p.skin_texture_contrast * y_skin) ** 2)
-        jpeg_skin_luma(img, out, skin_full, (a1, b1), prior_radius=p.jpeg_prior_radius, noise_scale=f2,
+        # (The half-resolution skin weight: the step brings it up where it blends.)
+        jpeg_skin_luma(img, out, skin1, (a1, b1), prior_radius=p.jpeg_prior_radius, noise_scale=f2,
                        ceiling=float(hi))
     return out

@@ -217,3 +217,33 @@ def test_reads_no_uninitialised_memory(rng, monkeypatch):
         out = step()
     assert np.isfinite(out).all()
     np.testing.assert_array_equal(out, expected)
+
+
+def test_half_resolution_weight_gives_the_full_resolution_result(rng):
+    """The denoiser hands over its half-resolution skin weight, brought up where it blends (the
+    blend weight is the same pyrUp, clipped) and area-averaged for the block means: the result
+    matches the step given the full-resolution weight, up to a soft matte's edge blocks, on a
+    file as decoded and on one cropped by an odd offset (the grid off the half-res pixels)."""
+    import effects._jpeg as jpeg_module
+
+    clean = _skin_scene(264, 264)
+    noisy, _ = _jpeg(_noisy(clean, 3200, rng))
+    gain = 3200 / 100.0
+    noise = (5e-5 * gain, (2.5 * 5e-5 * gain) ** 2)
+    for dy, dx in ((0, 0), (3, 5)):
+        image = np.ascontiguousarray(noisy[dy:, dx:])
+        h, w = image.shape[:2]
+        half = np.zeros(((h + 1) // 2, (w + 1) // 2), np.float32)
+        half[20:110, 15:115] = 1.0
+        half = cv2.GaussianBlur(half, (0, 0), 3.0)
+        full = np.clip(cv2.pyrUp(half, dstsize=(w, h)), 0.0, 1.0)
+        outs = []
+        for weight in (half, full):
+            out = image.copy()
+            assert jpeg_module.jpeg_skin_luma(image, out, weight, noise, prior_radius=2, noise_scale=1.0, ceiling=1.0)
+            outs.append(out)
+        assert np.abs(outs[0] - image).max() > 1e-2  # (the step did something)
+        diff = np.abs(linear_to_srgb(outs[0]) - linear_to_srgb(outs[1])) * 255
+        assert diff.max() < 1.0 and diff.mean() < 0.03, (dy, dx, diff.max(), diff.mean())
+    with pytest.raises(ValueError, match="skin_weight"):
+        jpeg_module.jpeg_skin_luma(image, image.copy(), half[:-1], noise, prior_radius=2, noise_scale=1.0, ceiling=1.0)
