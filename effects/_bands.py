@@ -10,13 +10,15 @@ limits this.
 """
 from __future__ import annotations
 
+import contextlib
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable
 
 import cv2
+import numpy as np
 
-__all__ = ["run_in_row_bands", "run_strips"]
+__all__ = ["column_runs", "later", "run_in_row_bands", "run_strips", "side_thread"]
 
 #: Fewer pixels than this per band and the threads cost more than they save.
 MIN_BAND_PIXELS = 1 << 19
@@ -87,3 +89,63 @@ def run_strips(process_strip: Callable[[int], None], starts: range, height: int,
             process_strip(s)
 
     run_in_row_bands(band, height, width, align=max(1, starts.step))
+
+
+def column_runs(mask: np.ndarray, bridge: int) -> list[tuple[int, int]]:
+    """Runs ``[(c0, c1), ...]`` of the columns of ``mask`` where some row is set, runs apart by
+    at most ``bridge`` empty columns merged into one.
+
+    For strip loops whose per-pixel work only matters where a mask is set (a subject's edges,
+    skin): the work covers the runs, not the span from the first to the last set column,
+    while close runs stay one (each run costs a handful of calls; a few extra columns cost
+    less than those).
+
+    Parameters
+    ----------
+    mask : np.ndarray
+        2-D bool or uint8 (rows × columns; strided rows are fine).
+    bridge : int
+        Most empty columns between two set ones that still join their runs. >= 0.
+    """
+    cols = np.flatnonzero(cv2.reduce(mask.view(np.uint8), 0, cv2.REDUCE_MAX).ravel())  # any over rows
+    if cols.size == 0:
+        return []
+    cut = np.flatnonzero(np.diff(cols) > bridge + 1)
+    return list(zip(np.r_[cols[0], cols[cut + 1]].tolist(), np.r_[cols[cut] + 1, cols[-1] + 1].tolist()))
+
+
+@contextlib.contextmanager
+def side_thread(height: int, width: int):
+    """A one-worker thread pool for steps that can run beside the calling thread's (single-
+    threaded numpy/OpenCV phases that would leave a core idle), or None where a thread would
+    not pay: OpenCV limited to one thread (e.g. camseg's batch workers, one per core), or a
+    frame under ``MIN_BAND_PIXELS``. On exit it waits for the steps started and drops the
+    others (an early return leaves some unused). Use with :func:`later`.
+    """
+    if cv2.getNumThreads() <= 1 or height * width < MIN_BAND_PIXELS:
+        yield None
+        return
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _OnDemand:
+    """``fn(*args)`` computed when its result is first asked for (the no-thread stand-in of a Future)."""
+
+    def __init__(self, fn, *args):
+        self._call, self._done, self._value = (fn, args), False, None
+
+    def result(self):
+        if not self._done:
+            fn, args = self._call
+            self._value, self._done = fn(*args), True
+        return self._value
+
+
+def later(pool: "ThreadPoolExecutor | None", fn, *args) -> "Future | _OnDemand":
+    """``fn(*args)`` started on ``pool``'s thread (see :func:`side_thread`), or computed when its
+    ``result()`` is first asked for when there is no pool."""
+    return pool.submit(fn, *args) if pool is not None else _OnDemand(fn, *args)

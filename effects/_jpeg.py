@@ -59,8 +59,8 @@ import functools
 import cv2
 import numpy as np
 
-from ._bands import run_in_row_bands, run_strips
-from ._srgb import pow_in_place, srgb_power, srgb_slope
+from ._bands import column_runs, run_in_row_bands, run_strips
+from ._srgb import srgb_power, srgb_power_to_linear_in_place, srgb_slope
 
 
 # JFIF (ITU-R BT.601) luma weights used by every baseline JPEG encoder.
@@ -79,8 +79,6 @@ _STRIP_BLOCKS = 16      # block rows per strip (128 px): temporaries stay in cac
 _SKIN_BLOCK = 0.1       # blocks whose mean skin weight is below this are left to the pyramid
 _MIN_NOISE_VAR = 0.5    # skin noise variance (8-bit luma levels^2) below which the step is skipped
 _RUN_GAP = 8            # skin-free block columns bridged by one run of work (fewer, longer numpy calls)
-# sRGB power p = (sRGB + 0.055) / 1.055 at the decoder's toe (sRGB 0.04045, IEC 61966-2-1).
-_TOE_P = np.float32((0.04045 + 0.055) / 1.055)
 
 
 def block_dct(plane: np.ndarray) -> np.ndarray:
@@ -111,26 +109,6 @@ def as_blocks(coefs: np.ndarray) -> np.ndarray:
 def jfif_luma(linear_rgb: np.ndarray) -> np.ndarray:
     """float32 H×W×3 linear RGB → float32 H×W JFIF luma of its 8-bit sRGB encoding (0–255)."""
     return cv2.transform(srgb_power(linear_rgb), _JFIF_AFFINE).reshape(linear_rgb.shape[:2])
-
-
-_LINEAR_TOE = np.float32(0.0031308)  # where the encoder's power law starts (effects/_srgb.py)
-
-
-def _srgb_power_strip(linear: np.ndarray) -> np.ndarray:
-    """:func:`srgb_power` of an H×W×3 float32 array whose rows may be strided (a crop of a
-    frame): the same values, a new C-contiguous array. The linear toe, common on a dark
-    background, is patched by one affine map and a masked copy (OpenCV) where numpy's boolean
-    indexing took longer than the power law itself; ``linear`` is read once."""
-    p = np.clip(linear, np.float32(0.0), np.float32(1.0), out=np.empty(linear.shape, np.float32))
-    toe = None
-    if p.size and float(p.min()) < _LINEAR_TOE:
-        toe = np.less(p, _LINEAR_TOE).view(np.uint8)
-        toe_value = cv2.addWeighted(p, 12.92 / 1.055, p, 0.0, 0.055 / 1.055)  # (12.92 x + 0.055) / 1.055
-    np.maximum(p, _LINEAR_TOE, out=p)
-    pow_in_place(p, 1.0 / 2.4)
-    if toe is not None:
-        cv2.copyTo(toe_value, toe, p)
-    return p
 
 
 def estimate_quantisation(coefs: np.ndarray) -> np.ndarray | None:
@@ -482,21 +460,10 @@ def _grid_offset(image: np.ndarray, skin_weight: np.ndarray) -> tuple:
     return (offset[0], offset[1])
 
 
-def _column_runs(blocks: np.ndarray, gap: int = _RUN_GAP) -> list:
-    """Runs ``(start, stop)`` of the block columns where some row of ``blocks`` (bool) is set,
-    runs apart by at most ``gap`` columns merged: a strip's work covers its skin, not the span
-    between the first and last skin column (a portrait's background between an arm and the body)."""
-    cols = np.flatnonzero(blocks.any(axis=0))
-    if cols.size == 0:
-        return []
-    cut = np.flatnonzero(np.diff(cols) > gap + 1)
-    return list(zip(np.r_[cols[0], cols[cut + 1]].tolist(), np.r_[cols[cut] + 1, cols[-1] + 1].tolist()))
-
-
 def _row_runs(blocks: np.ndarray, t0: int, t1: int, c0: int, c1: int) -> list:
     """``(row, start, stop)``: the runs of set blocks in each block row ``t0 <= row < t1`` of
     ``blocks`` (bool) within columns ``[c0, c1)``, runs apart by at most ``_RUN_GAP`` columns
-    merged (:func:`_column_runs` of each row; a row's runs lie inside those of the rows together).
+    merged (:func:`effects._bands.column_runs` of each row; a row's runs lie inside those of the rows together).
 
     The block DCTs are taken one block row and one such run at a time: BLAS's float32 products
     differ in the last bit with the shape of the call (and a row's place in it), and these calls
@@ -591,9 +558,8 @@ def _jpeg_skin_luma_on_grid(image: np.ndarray, out: np.ndarray, skin_weight: "_S
         # Also the coefficients: `estimate` works on runs of columns that may bridge blocks
         # no prior needs (their results are discarded), and must not read uninitialised memory.
         coefs_all[:, t0:t1] = 0.0
-        for n0, n1 in _column_runs(needed[t0:t1]):
-            p = _srgb_power_strip(image[8 * (b0 + t0):8 * (b0 + t1), 8 * (c0 + n0):8 * (c0 + n1)])
-            luma = cv2.transform(p, _JFIF_AFFINE).reshape(p.shape[:2])
+        for n0, n1 in column_runs(needed[t0:t1], _RUN_GAP):
+            luma = jfif_luma(image[8 * (b0 + t0):8 * (b0 + t1), 8 * (c0 + n0):8 * (c0 + n1)])
             for i, a, b in _row_runs(needed, t0, t1, n0, n1):
                 # (1, 8, n, 8) -> (64, 1, n): advanced indices apart put their axis first.
                 c = block_dct(luma[8 * (i - t0):8 * (i - t0 + 1), 8 * (a - n0):8 * (b - n0)])[:, fu, :, fv]
@@ -636,10 +602,10 @@ def _jpeg_skin_luma_on_grid(image: np.ndarray, out: np.ndarray, skin_weight: "_S
         in its rows. Reads ``image`` and ``out`` only."""
         t1 = min(b1, t0 + _STRIP_BLOCKS)
         y_new[8 * (t0 - b0):8 * (t1 - b0)] = 0.0
-        for e0, e1 in _column_runs(processed[t0:t1]):
+        for e0, e1 in column_runs(processed[t0:t1], _RUN_GAP):
             rr, rc = slice(t0 - b0, t1 - b0), slice(e0 - c0, e1 - c0)
             ry, rx = slice(8 * (t0 - b0), 8 * (t1 - b0)), slice(8 * (e0 - c0), 8 * (e1 - c0))
-            p = p_old[t0, e0] = _srgb_power_strip(out[8 * t0:8 * t1, 8 * e0:8 * e1])
+            p = p_old[t0, e0] = srgb_power(out[8 * t0:8 * t1, 8 * e0:8 * e1])
             y_out = cv2.transform(p, _JFIF_AFFINE).reshape(p.shape[:2])
             y_old[ry, rx] = y_out
             shape = (t1 - t0, e1 - e0)
@@ -664,7 +630,7 @@ def _jpeg_skin_luma_on_grid(image: np.ndarray, out: np.ndarray, skin_weight: "_S
     def write(t0: int) -> None:
         """Blend the new luma into ``out`` on skin in a strip (writes its own rows only)."""
         t1 = min(b1, t0 + _STRIP_BLOCKS)
-        for e0, e1 in _column_runs(processed[t0:t1]):
+        for e0, e1 in column_runs(processed[t0:t1], _RUN_GAP):
             ys, xs = slice(8 * t0, 8 * t1), slice(8 * e0, 8 * e1)
             ry, rx = slice(8 * (t0 - b0), 8 * (t1 - b0)), slice(8 * (e0 - c0), 8 * (e1 - c0))
             delta = np.subtract(y_new[ry, rx], y_old[ry, rx])
@@ -698,16 +664,7 @@ def _jpeg_skin_luma_on_grid(image: np.ndarray, out: np.ndarray, skin_weight: "_S
             delta *= wpix
             delta *= np.float32(1 / (255 * 1.055))
             # (OpenCV's merge and add: numpy's broadcast of one channel over three runs ~5x slower.)
-            u = cv2.add(p_old.pop((t0, e0)), cv2.merge((delta, delta, delta)))
-            toe = None
-            if float(u.min()) <= _TOE_P:
-                # The decoder's linear toe, sRGB / 12.92 with sRGB = 1.055 u - 0.055 clipped at 0.
-                toe = np.less_equal(u, _TOE_P).view(np.uint8)
-                toe_value = cv2.max(cv2.addWeighted(u, 1.055 / 12.92, u, 0.0, -0.055 / 12.92), 0.0)
-            np.clip(u, _TOE_P, np.float32(1.0), out=u)  # sRGB clipped to [0, 1]: u to [toe, 1]
-            pow_in_place(u, 2.4)
-            if toe is not None:
-                cv2.copyTo(toe_value, toe, u)
+            u = srgb_power_to_linear_in_place(cv2.add(p_old.pop((t0, e0)), cv2.merge((delta, delta, delta))))
             # Only where the weight is positive: elsewhere the sRGB round trip would move the
             # last bit of the pyramid's result.
             dst, mask = out[ys, xs], wpix > 0

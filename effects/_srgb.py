@@ -17,6 +17,7 @@ import numpy as np
 
 _ENCODED_TOE = np.float32(0.04045)
 _LINEAR_TOE = np.float32(0.0031308)
+_POWER_TOE = np.float32((0.04045 + 0.055) / 1.055)  # srgb_power's value at the decoder's toe
 
 
 def pow_in_place(x: np.ndarray, exponent: float) -> None:
@@ -91,12 +92,39 @@ def srgb_power(linear: np.ndarray) -> np.ndarray:
     """``p`` with ``linear_to_srgb(linear) = 1.055 p - 0.055``, float32, values clipped to
     [0, 1] first: ``linear ** (1/2.4)``, and on the linear toe the ``p`` that gives
     ``12.92 linear``. For callers that fold the affine part into their next operation."""
-    linear = np.asarray(linear, dtype=np.float32)
-    p = _power_law(linear)
-    if linear.size and float(linear.min()) < _LINEAR_TOE:
-        toe = linear < _LINEAR_TOE
-        p[toe] = (np.maximum(linear[toe], np.float32(0.0)) * np.float32(12.92) + np.float32(0.055)) \
-            * np.float32(1 / 1.055)
+    p = np.clip(np.asarray(linear, dtype=np.float32), np.float32(0.0), np.float32(1.0),
+                out=np.empty(np.shape(linear), np.float32))  # new, C-ordered: views of any layout
+    flat = p.reshape(p.shape[0] if p.ndim > 1 else 1, -1)  # 2-D for OpenCV (a cv2 scalar is per channel)
+    toe = None
+    if p.size and float(p.min()) < _LINEAR_TOE:
+        # The toe by one affine map and a masked copy: numpy's boolean indexing took longer
+        # than the power law itself where a dark background puts many pixels there.
+        toe = np.less(flat, _LINEAR_TOE).view(np.uint8)
+        toe_value = cv2.addWeighted(flat, 12.92 / 1.055, flat, 0.0, 0.055 / 1.055)  # (12.92 x + 0.055) / 1.055
+    np.maximum(p, _LINEAR_TOE, out=p)
+    pow_in_place(p, 1.0 / 2.4)
+    if toe is not None:
+        cv2.copyTo(toe_value, toe, flat)
+    return p
+
+
+def srgb_power_to_linear_in_place(p: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`srgb_power`, in place: the linear light of ``sRGB = 1.055 p - 0.055``
+    clipped to [0, 1] (IEC 61966-2-1 decoding, in units of ``p``), returned.
+
+    ``p``: C-contiguous float32, any shape. For callers that worked in units of ``p`` (an
+    adjustment of sRGB values added as ``Δ / 1.055``), decoding without forming sRGB.
+    """
+    flat = p.reshape(p.shape[0] if p.ndim > 1 else 1, -1)  # a view (checked by pow_in_place)
+    toe = None
+    if p.size and float(p.min()) <= _POWER_TOE:
+        # The linear toe, sRGB / 12.92 (sRGB clipped at 0), by an affine map and a masked copy.
+        toe = np.less_equal(flat, _POWER_TOE).view(np.uint8)
+        toe_value = cv2.max(cv2.addWeighted(flat, 1.055 / 12.92, flat, 0.0, -0.055 / 12.92), 0.0)
+    np.clip(p, _POWER_TOE, np.float32(1.0), out=p)  # sRGB clipped to [0, 1]: p to [toe, 1]
+    pow_in_place(p, 2.4)
+    if toe is not None:
+        cv2.copyTo(toe_value, toe, flat)
     return p
 
 

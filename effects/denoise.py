@@ -66,16 +66,16 @@ brings it up per strip where it blends, as the finest band does.
 from __future__ import annotations
 
 import functools
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields, replace
 
 import cv2
 import numpy as np
 
-from ._bands import run_in_row_bands, run_strips
+from ._bands import later, run_in_row_bands, run_strips, side_thread
 from ._jpeg import jpeg_skin_luma
 from ._validate import check_image
-from .noise_profile import _OPP_TO_RGB, _RGB_TO_OPP, NoiseProfile, _check_iso, _check_mask, _estimate_from_opponent
+from .noise_profile import (NoiseProfile, _check_iso, _check_mask, _estimate_from_opponent, opponent_to_rgb,
+                            rgb_to_opponent)
 
 __all__ = ["DenoiseParams", "denoise"]
 
@@ -243,26 +243,6 @@ def _relu(x: np.ndarray) -> np.ndarray:
     return x
 
 
-class _InThisThread:
-    """Stand-in for a one-worker executor when OpenCV is limited to one thread: ``submit``
-    runs the call at once (its result or exception kept in the returned Future)."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    @staticmethod
-    def submit(fn, *args) -> Future:
-        fut = Future()
-        try:
-            fut.set_result(fn(*args))
-        except Exception as e:  # re-raised by fut.result(), as a pool's would be
-            fut.set_exception(e)
-        return fut
-
-
 def _to_opponent(img: np.ndarray) -> np.ndarray:
     """:func:`effects.noise_profile.rgb_to_opponent` in row bands over the threads (a new
     C-ordered H×W×3 float32 array; the frame's fresh pages are first touched in parallel too)."""
@@ -270,10 +250,7 @@ def _to_opponent(img: np.ndarray) -> np.ndarray:
     opp = np.empty((h, w, 3), np.float32)
 
     def rows(y0: int, y1: int) -> None:
-        dst = opp[y0:y1]
-        if cv2.transform(img[y0:y1], _RGB_TO_OPP, dst=dst) is not dst:
-            raise AssertionError("cv2.transform did not write into its dst")  # (it writes in place
-            # whenever dst has the result's size and type, as here)
+        rgb_to_opponent(img[y0:y1], dst=opp[y0:y1])
 
     run_in_row_bands(rows, h, w)
     return opp
@@ -685,8 +662,8 @@ def denoise(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
         g2 = cv2.pyrDown(g1)
         # The region weights do not depend on the noise: refined on a second thread while
         # this one estimates the noise (both are mostly single-threaded OpenCV and numpy).
-        with ThreadPoolExecutor(max_workers=1) if cv2.getNumThreads() > 1 else _InThisThread() as pool:
-            weights = pool.submit(_region_weights, sky, skin, luma1, p)
+        with side_thread(h, w) as side:
+            weights = later(side, _region_weights, sky, skin, luma1, p)
             noise = _estimate_from_opponent(opp, iso, g1, g2)
             sky1, skin1 = weights.result()
     else:
@@ -778,9 +755,7 @@ def denoise(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
                 res[:, x0:x1] = sub
         # Back to RGB straight into the output rows, clipped to [0, hi] in place (two
         # cv2.threshold passes: several times faster than np.clip with out=).
-        o = out[r0:r1]
-        if cv2.transform(res[r0 - u0:r1 - u0], _OPP_TO_RGB, dst=o) is not o:
-            raise AssertionError("cv2.transform did not write into its dst")
+        o = opponent_to_rgb(res[r0 - u0:r1 - u0], dst=out[r0:r1])
         cv2.threshold(o, 0.0, 0.0, cv2.THRESH_TOZERO, dst=o)
         cv2.threshold(o, hi, 0.0, cv2.THRESH_TRUNC, dst=o)
 

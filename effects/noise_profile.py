@@ -180,14 +180,26 @@ def _check_iso(iso) -> float | None:
 
 # --------------------------------------------------------------------------- helpers
 
-def rgb_to_opponent(image: np.ndarray) -> np.ndarray:
-    """float32 H×W×3 linear RGB -> float32 H×W×3 (luma, chroma_rb, chroma_gm), a new array."""
-    return cv2.transform(image, _RGB_TO_OPP)
+def rgb_to_opponent(image: np.ndarray, dst: "np.ndarray | None" = None) -> np.ndarray:
+    """float32 H×W×3 linear RGB -> float32 H×W×3 (luma, chroma_rb, chroma_gm): a new array, or
+    written into ``dst`` (float32 H×W×3 whose rows are contiguous pixels, e.g. a row slice of
+    a frame) and returned."""
+    return _transform(image, _RGB_TO_OPP, dst)
 
 
-def opponent_to_rgb(opp: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`rgb_to_opponent`."""
-    return cv2.transform(opp, _OPP_TO_RGB)
+def opponent_to_rgb(opp: np.ndarray, dst: "np.ndarray | None" = None) -> np.ndarray:
+    """Inverse of :func:`rgb_to_opponent` (``dst`` as there)."""
+    return _transform(opp, _OPP_TO_RGB, dst)
+
+
+def _transform(x: np.ndarray, matrix: np.ndarray, dst: "np.ndarray | None") -> np.ndarray:
+    if dst is None:
+        return cv2.transform(x, matrix)
+    # OpenCV writes in place when dst has the result's size and type, and silently hands back a
+    # new array otherwise: the result would be lost.
+    if cv2.transform(x, matrix, dst=dst) is not dst:
+        raise ValueError(f"dst must be a float32 array of shape {x.shape[:2] + (3,)} with contiguous rows")
+    return dst
 
 
 def _block_stats(opp: np.ndarray):

@@ -52,13 +52,12 @@ alpha refinement and the background pyramid.
 from __future__ import annotations
 
 import copy
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
-from effects._bands import MIN_BAND_PIXELS, run_in_row_bands
+from effects._bands import column_runs, later, run_in_row_bands, side_thread
 from effects._validate import check_image, check_mask
 from effects._validate import resize as _resize
 from effects.mask_refine import GuidedStrips, RefineMatteParams, RowUpsampler, sample_at
@@ -568,7 +567,7 @@ class _Compositor:
         o, img = out[y0:y1, cs], self.img[y0:y1, cs]
         # α = 1: F = I (the formula's value there, up to float rounding).
         cv2.copyTo(img, cv2.compare(a, 1.0, cv2.CMP_GE, dst=self.m[:n]), dst=o)
-        runs = _column_runs(cv2.inRange(a, _ABOVE_ZERO, _BELOW_ONE, dst=self.m[:n]))
+        runs = column_runs(cv2.inRange(a, _ABOVE_ZERO, _BELOW_ONE, dst=self.m[:n]), _RUN_BRIDGE)
         if not runs:
             return
         fb_all, bb_all = self.up(y0, y1)
@@ -595,20 +594,8 @@ _ABOVE_ZERO = float(np.nextafter(np.float32(0), np.float32(1)))
 _BELOW_ONE = float(np.nextafter(np.float32(1), np.float32(0)))
 
 
-def _column_runs(mask: np.ndarray, gap: int = 64) -> list[tuple[int, int]]:
-    """Column runs ``[(c0, c1), ...]`` holding every nonzero of an n×w uint8 strip mask.
-
-    Runs closer than ``gap`` columns are merged: each run costs a handful of
-    OpenCV calls, and a few extra columns cost less than those calls.
-    """
-    cols = cv2.reduce(mask, 0, cv2.REDUCE_MAX).ravel()  # 1×w: any over the strip's rows
-    nz = np.flatnonzero(cols)
-    if nz.size == 0:
-        return []
-    breaks = np.flatnonzero(np.diff(nz) > gap)
-    starts = np.concatenate(([nz[0]], nz[breaks + 1]))
-    stops = np.concatenate((nz[breaks], [nz[-1]])) + 1
-    return list(zip(starts.tolist(), stops.tolist()))
+#: Empty columns bridged by one column run of a strip's per-pixel work (see effects._bands.column_runs).
+_RUN_BRIDGE = 63
 
 
 def subject_alpha(
@@ -741,7 +728,7 @@ def subject_alpha(
             d_all = distance(r0, r1)
             # Only the strip's band pixels are kept: the per-pixel terms below are evaluated on
             # the column runs that hold them (about half the box: the subject's edges).
-            for c0, c1 in _column_runs(band_m[r0:r1, cs].view(np.uint8)):
+            for c0, c1 in column_runs(band_m[r0:r1, cs], _RUN_BRIDGE):
                 c_ = slice(c0, c1)
                 k, sB, e, k0, conf0, inv_den = (v[:, c_] for v in cl_all)
                 img_r, r_, gd = img_s[:, c_], enc[:, c_], gd_all[:, c_]
@@ -871,30 +858,8 @@ def portrait_blur(
     # alpha is known, the decontamination grids run on a side thread while this one refines
     # the alpha and builds the background: they are single-threaded, and would otherwise
     # leave the other core idle. Not when OpenCV is limited to one thread (batch workers).
-    side = ThreadPoolExecutor(max_workers=1) if cv2.getNumThreads() > 1 and H * W >= MIN_BAND_PIXELS else None
-    try:
+    with side_thread(H, W) as side:
         return _portrait_blur(img, subj, extra, depth, p, r_inf, side)
-    finally:
-        if side is not None:
-            side.shutdown(wait=True, cancel_futures=True)  # an early return leaves some unused
-
-
-class _OnDemand:
-    """``fn(*args)`` computed when its result is first asked for (the no-thread stand-in of a Future)."""
-
-    def __init__(self, fn, *args):
-        self._call, self._done, self._value = (fn, args), False, None
-
-    def result(self):
-        if not self._done:
-            fn, args = self._call
-            self._value, self._done = fn(*args), True
-        return self._value
-
-
-def _later(pool: ThreadPoolExecutor | None, fn, *args) -> "Future | _OnDemand":
-    """``fn(*args)`` started on ``pool``'s thread, or computed on demand when there is no pool."""
-    return pool.submit(fn, *args) if pool is not None else _OnDemand(fn, *args)
 
 
 def _compositor(img: np.ndarray, alpha: np.ndarray) -> "_Compositor | None":
@@ -909,9 +874,9 @@ def _compositor(img: np.ndarray, alpha: np.ndarray) -> "_Compositor | None":
 def _portrait_blur(img, subj, extra, depth, p: PortraitBlurParams, r_inf: float, side) -> np.ndarray:
     """:func:`portrait_blur` after validation; ``side`` runs independent steps concurrently."""
     H, W = img.shape[:2]
-    boost_f = _later(side, _highlight_gains, img, p.highlight_threshold, p.highlight_gain, r_inf)
-    noise_f = _later(side, estimate_noise_sigma, img) if p.match_grain else None
-    grain_f = _later(side, _Grain, H, W, p.seed) if p.match_grain else None
+    boost_f = later(side, _highlight_gains, img, p.highlight_threshold, p.highlight_gain, r_inf)
+    noise_f = later(side, estimate_noise_sigma, img) if p.match_grain else None
+    grain_f = later(side, _Grain, H, W, p.seed) if p.match_grain else None
 
     # 1. Subject alpha: union of subject, hair and glasses, refined against the photo.
     # Planes are kept separate (contiguous): reductions over a short last axis of an
@@ -949,7 +914,7 @@ def _portrait_blur(img, subj, extra, depth, p: PortraitBlurParams, r_inf: float,
     alpha = subject_alpha(img, mattes, refine=p.refine, refine_params=p.refine_params, band=p.refine_band)
     if alpha.min() >= 1.0:
         return img.copy()
-    composite_f = _later(side, _compositor, img, alpha)
+    composite_f = later(side, _compositor, img, alpha)
 
     # 2. Background weight: anything the (grown) subject touches is removed and filled.
     grown = alpha

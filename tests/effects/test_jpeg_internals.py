@@ -3,9 +3,10 @@ import numpy as np
 import pytest
 from scipy.special import ndtr
 
-from effects._jpeg import (_column_runs, _estimate_blocks, _row_runs, _second_moment_table, _srgb_power_strip,
+from effects._bands import column_runs
+from effects._jpeg import (_RUN_GAP, _estimate_blocks, _row_runs, _second_moment_table,
                            _total_variance)
-from effects._srgb import srgb_power
+from effects._srgb import srgb_power, srgb_power_to_linear_in_place
 
 
 def test_total_variance_inverts_the_quantised_second_moment():
@@ -23,16 +24,22 @@ def test_total_variance_inverts_the_quantised_second_moment():
     assert np.all(_total_variance(np.array([0.0, -1e-9], np.float32), np.float32(1.0)) == smallest)
 
 
-def test_srgb_power_strip_is_srgb_power_on_crops():
+def test_srgb_power_and_its_inverse_on_crops():
+    """srgb_power (taken by the JPEG step on strided crops of a frame) against the IEC formula
+    in float64, and srgb_power_to_linear_in_place undoing it."""
     rng = np.random.default_rng(0)
     x = rng.uniform(-0.01, 1.2, (40, 56, 3)).astype(np.float32)
     x[::3] *= 0.002  # plenty of linear toe
     frame = np.zeros((60, 80, 3), np.float32)
     frame[7:47, 13:69] = x
     for view in (x, frame[7:47, 13:69], np.full((8, 8, 3), 0.5, np.float32)):
-        got = _srgb_power_strip(view)
+        got = srgb_power(view)
         assert got.flags.c_contiguous and got.dtype == np.float32
-        np.testing.assert_allclose(got, srgb_power(view), rtol=0, atol=1e-6)
+        lin = np.clip(view.astype(np.float64), 0.0, 1.0)
+        expected = np.where(lin < 0.0031308, (12.92 * lin + 0.055) / 1.055, lin ** (1 / 2.4))
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+        back = srgb_power_to_linear_in_place(got.copy())
+        np.testing.assert_allclose(back, lin, rtol=0, atol=1e-6)
 
 
 def test_row_runs_are_each_rows_column_runs():
@@ -40,12 +47,12 @@ def test_row_runs_are_each_rows_column_runs():
     blocks = rng.random((30, 90)) > 0.85
     blocks[5] = False
     got = _row_runs(blocks, 2, 25, 4, 80)
-    want = [(i, 4 + a, 4 + b) for i in range(2, 25) for a, b in _column_runs(blocks[i:i + 1, 4:80])]
+    want = [(i, 4 + a, 4 + b) for i in range(2, 25) for a, b in column_runs(blocks[i:i + 1, 4:80], _RUN_GAP)]
     assert got == want and len(got) > 20
     # Each row's runs lie inside the runs of the rows together (the strips' runs).
-    union = _column_runs(blocks[2:25, 4:80])
+    union = column_runs(blocks[2:25, 4:80], _RUN_GAP)
     assert all(any(s + 4 <= a and b <= e + 4 for s, e in union) for _, a, b in got)
-    assert _column_runs(np.zeros((3, 5), bool)) == [] and _row_runs(blocks, 5, 6, 0, 90) == []
+    assert column_runs(np.zeros((3, 5), bool), _RUN_GAP) == [] and _row_runs(blocks, 5, 6, 0, 90) == []
 
 
 def _posterior_reference(coefs, steps, signal_var, noise_var):

@@ -315,25 +315,23 @@ def test_odd_and_even_sizes_agree(rng):
 
 
 def test_column_runs_cover_every_set_column_and_merge_small_gaps():
-    from effects.portrait_blur import _column_runs
+    from effects._bands import column_runs
 
     m = np.zeros((4, 300), np.uint8)
     m[1, [3, 4, 50, 200, 299]] = 1
     m[3, 120] = 255
-    assert _column_runs(m, gap=64) == [(3, 51), (120, 121), (200, 201), (299, 300)]
-    assert _column_runs(m, gap=70) == [(3, 121), (200, 201), (299, 300)]
-    assert _column_runs(m, gap=100) == [(3, 300)]
-    assert _column_runs(np.zeros((2, 9), np.uint8)) == []
+    assert column_runs(m, 63) == [(3, 51), (120, 121), (200, 201), (299, 300)]
+    assert column_runs(m, 69) == [(3, 121), (200, 201), (299, 300)]
+    assert column_runs(m, 99) == [(3, 300)]
+    assert column_runs(np.zeros((2, 9), np.uint8), 63) == []
+    assert column_runs(m[:, 100:].astype(bool), 0) == [(20, 21), (100, 101), (199, 200)]  # bool, a view
 
 
 def test_threads_and_side_steps_do_not_change_the_result(rng, monkeypatch):
     """Row bands and the side thread (noise, grain, highlights, colour grids) give the same image
     as one thread doing everything in order."""
-    import importlib
-
     import effects._bands as bands
 
-    pb = importlib.import_module("effects.portrait_blur")  # the module (effects.portrait_blur is the function)
     h, w = 96, 128
     img = cv2.resize(rng.random((12, 16, 3)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC).clip(0, 1)
     img += rng.normal(0, 0.01, img.shape).astype(np.float32)
@@ -341,8 +339,7 @@ def test_threads_and_side_steps_do_not_change_the_result(rng, monkeypatch):
     img[10:13, 100:103] = 1.0  # a highlight
     a = _disc(cx=w / 2, cy=h / 2, R=30.0, h=h, w=w)
     hair = np.clip(_disc(cx=w / 2, cy=h / 2 - 10, R=36.0, h=h, w=w) - a, 0, 1)
-    monkeypatch.setattr(bands, "MIN_BAND_PIXELS", 500)  # several bands on a small frame
-    monkeypatch.setattr(pb, "MIN_BAND_PIXELS", 500)  # and the side thread
+    monkeypatch.setattr(bands, "MIN_BAND_PIXELS", 500)  # several bands on a small frame, and the side thread
     before = cv2.getNumThreads()
     try:
         cv2.setNumThreads(1)
