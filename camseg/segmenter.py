@@ -209,11 +209,10 @@ class Segmenter:
         """
         if self._full is None:
             raise RuntimeError("this Segmenter was closed; create a new one")
-        wanted = self._check_categories(categories)
+        self._check_categories(categories)  # before reading a file
         linear = read_image(image)  # a copy: the Segmentation reads it later, whatever the caller does
-        self._check_size(linear)
-        batch, frame = _prepare(linear, self.contract.input_size)
-        return Segmentation(linear, *self._infer(batch, frame, wanted), self.options.refine)
+        # (float32 H×W×3, finite: segment_borrowed takes it as it is and does not call back here.)
+        return self.segment_borrowed(linear, categories=categories, keep_copy=False)
 
     def segment_borrowed(self, pixels: np.ndarray, *, categories=None, guide_pixels: "int | None" = None,
                          keep_copy: bool = True) -> "Segmentation":
@@ -275,7 +274,7 @@ class Segmenter:
 
         with ThreadPoolExecutor(max_workers=1) as pool:
             side = pool.submit(side_work)
-            prepared = _prepare(pixels, self.contract.input_size, require_finite=True)
+            prepared = _prepare(pixels, self.contract.input_size)
             if prepared is None:  # a NaN or an infinity
                 side.result()
                 return self.segment(pixels, categories=categories)  # raises read_image's error
@@ -363,10 +362,10 @@ def _reduced_size(photo_hw, low_hw, max_pixels: int) -> tuple[int, int]:
     return max(low_hw[1], int(round(W * s))), max(low_hw[0], int(round(H * s)))
 
 
-def _prepare(linear: np.ndarray, input_size, *, require_finite: bool = False) -> "tuple[np.ndarray, _Frame] | None":
+def _prepare(linear: np.ndarray, input_size) -> "tuple[np.ndarray, _Frame] | None":
     """Photo → model batch (1, 3, H, W) sRGB [0, 1], letterboxed upright at the top left.
 
-    With ``require_finite``: None when the photo holds a NaN or an infinity. Every pixel
+    None when the photo holds a NaN or an infinity. Every pixel
     takes part in the resized photo (by a sum, or a product with a weight), so one
     non-finite value anywhere leaves one there — a check of 0.2 MP instead of 12.
     """
@@ -375,7 +374,7 @@ def _prepare(linear: np.ndarray, input_size, *, require_finite: bool = False) ->
     (vh, vw), scale = _input_placement(photo_hw, input_size)
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     small = cv2.resize(np.ascontiguousarray(linear), (vw, vh), interpolation=interp)
-    if require_finite and not np.isfinite(small).all():
+    if not np.isfinite(small).all():
         return None
     batch = np.zeros((1, 3, H, W), np.float32)
     batch[0, :, :vh, :vw] = linear_to_srgb(small).transpose(2, 0, 1)

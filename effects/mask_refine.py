@@ -303,7 +303,7 @@ class RowUpsampler:
     whole 12 MP planes spends more time faulting in fresh memory and streaming
     it through the cache than computing; a strip of 32 rows stays in cache and
     its buffers are reused. Resizing a fine grid along x up front would be
-    such a frame too. (Internal helper, shared with effects.portrait_blur.)
+    such a frame too. (Internal helper, shared with effects.portrait_blur and effects.tone_map.)
 
     Parameters
     ----------

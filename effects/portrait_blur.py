@@ -58,6 +58,7 @@ import cv2
 import numpy as np
 
 from effects._bands import column_runs, later, run_in_row_bands, side_thread
+from effects._opencv import clip01
 from effects._validate import check_image, check_mask
 from effects._validate import resize as _resize
 from effects.mask_refine import GuidedStrips, RefineMatteParams, RowUpsampler, sample_at
@@ -400,18 +401,6 @@ def _background_level1(img: np.ndarray, keep: np.ndarray, boost: tuple) -> tuple
 _STRIP_ROWS = 32  # full-resolution rows per pass of the strip loops: a few 32×W planes stay in cache
 
 
-def _clip01(x: np.ndarray) -> np.ndarray:
-    """Clip a C-contiguous float32 array to [0, 1] in place and return it.
-
-    cv2 on a single-channel 2-D view: a cv2 scalar on a 3-channel array is
-    (v, 0, 0, 0), and np.clip is several times slower.
-    """
-    v = x.reshape(x.shape[0], -1)  # a view: x is contiguous
-    cv2.max(v, 0.0, dst=v)
-    cv2.min(v, 1.0, dst=v)
-    return x
-
-
 class _Grain:
     """Gaussian grain of per-pixel, per-channel σ, added strip by strip.
 
@@ -583,7 +572,7 @@ class _Compositor:
             cv2.subtract(T, bb, dst=T)
             cv2.multiply(T, A, dst=T)
             cv2.add(T, fb, dst=T)
-            _clip01(T)
+            clip01(T)
             cv2.subtract(T, orun, dst=T)
             cv2.multiply(T, A, dst=T)
             cv2.add(orun, T, dst=orun)
@@ -721,7 +710,7 @@ def subject_alpha(
             n = r1 - r0
             img_s = image[r0:r1, cs]
             # gamma-2 photo sqrt(clip(I)): the guide of the guided filter, and the residual's start
-            enc = _clip01(cv2.max(img_s, 0.0, dst=I3[:n]))
+            enc = clip01(cv2.max(img_s, 0.0, dst=I3[:n]))
             cv2.sqrt(enc, dst=enc)
             gd_all = band_guided(r0, r1, encoded=enc)
             cl_all = colour_line(r0, r1)
@@ -1046,10 +1035,10 @@ def _portrait_blur(img, subj, extra, depth, p: PortraitBlurParams, r_inf: float,
                 band_grain.add(o, smap, y0, y1)
             if w0_full is not None:
                 o += w0_full[y0:y1, :, None] * (filled[0][y0:y1] - o)
-            _clip01(o)
+            clip01(o)
             if band_composite is not None:
                 band_composite(out, y0, y1)
-                _clip01(o)
+                clip01(o)
 
     run_in_row_bands(process_rows, H, W, align=_Grain.T)  # grain cells never straddle two bands
     return out

@@ -93,6 +93,7 @@ import cv2
 import numpy as np
 
 from ._bands import run_in_row_bands
+from .mask_refine import RowUpsampler
 from ._validate import check_image, check_mask
 
 __all__ = ["ToneMapParams", "PersonExposure", "tone_map_people", "MONK_SKIN_TONES_SRGB"]
@@ -413,53 +414,6 @@ def _estimate_illumination(log_skin: float, chroma: np.ndarray, log_e0: float, p
 _STRIP_PIXELS = 1 << 17
 
 
-class _RowUpsampler:
-    """Bilinear upsampling of working-grid coefficient planes, one strip of rows at a time.
-
-    Same sampling as ``cv2.resize(..., INTER_LINEAR)`` (pixel centres aligned, edges clamped):
-    the planes are resized horizontally once to full width (``lh`` rows), and each strip
-    interpolates between two of those rows, so no full-resolution plane is ever made.
-
-    The interpolation runs per *run* of output rows that share their upper source row (about
-    ``h / lh`` rows): one broadcast multiply-add writes that run for every plane at once.
-    (Gathering rows with ``np.take(..., out=)`` per row cost 4x more than the whole rest of a
-    strip's arithmetic.)
-    """
-
-    def __init__(self, planes, shape):
-        h, w = shape
-        lh = planes[0].shape[0]
-        self.rows = np.empty((len(planes), lh, w), np.float32)  # plane, source row, x
-        for i, c in enumerate(planes):
-            self.rows[i] = cv2.resize(c, (w, lh), interpolation=cv2.INTER_LINEAR)
-        # Row differences (a zero row last: the clamped bottom edge interpolates nothing).
-        self.diffs = np.empty_like(self.rows)
-        np.subtract(self.rows[:, 1:], self.rows[:, :-1], out=self.diffs[:, :-1])
-        self.diffs[:, -1] = 0.0
-        src_y = (np.arange(h, dtype=np.float64) + 0.5) * (lh / h) - 0.5
-        y0 = np.floor(src_y)
-        fy = src_y - y0
-        fy[y0 < 0], y0[y0 < 0] = 0.0, 0
-        fy[y0 >= lh - 1], y0[y0 >= lh - 1] = 0.0, lh - 1
-        self.fy = fy.astype(np.float32)[:, None, None]  # h×1×1: broadcasts over planes and x
-        # y0 is non-decreasing: for each output row, its source row and the end of its run.
-        ends = np.append(np.flatnonzero(np.diff(y0)) + 1, h)
-        self.y0 = y0.astype(np.intp).tolist()
-        self.run_end = np.repeat(ends, np.diff(np.append(0, ends))).tolist()
-
-    def strip(self, r0: int, r1: int, dst: np.ndarray) -> np.ndarray:
-        """Rows ``r0:r1`` of every upsampled plane into ``dst`` ((r1-r0)×planes×w), returned."""
-        r = r0
-        while r < r1:
-            e = min(self.run_end[r], r1)
-            g = self.y0[r]
-            run = dst[r - r0:e - r0]
-            np.multiply(self.fy[r:e], self.diffs[:, g], out=run)
-            run += self.rows[:, g]
-            r = e
-        return dst
-
-
 def _apply_gains(image: np.ndarray, coeffs, sky_mask, p: ToneMapParams, clip_input: bool) -> np.ndarray:
     """Full-resolution pass: fast-guided-filter gains and base, ceilings, hue-preserving gain.
 
@@ -475,7 +429,7 @@ def _apply_gains(image: np.ndarray, coeffs, sky_mask, p: ToneMapParams, clip_inp
     # from cv2.log, and exp(gain) is the factor, so no pass converts between log2 and ln.
     # a * log2(Y) + b = (a / ln 2) * ln(Y) + b, and in ln units ln2 * (...) = a * ln(Y) + ln2 * b.
     ln2 = np.float32(_LN2)
-    up = _RowUpsampler((a_g, b_g * ln2, a_b, b_b * ln2), (h, w))
+    grids = (a_g, b_g * ln2, a_b, b_b * ln2)
     out = np.empty((h, w, 3), np.float32)
     rows = max(1, _STRIP_PIXELS // w)
     hl_ceiling = np.float32(np.log(p.highlight_ceiling))
@@ -488,7 +442,8 @@ def _apply_gains(image: np.ndarray, coeffs, sky_mask, p: ToneMapParams, clip_inp
         n_max = min(rows, y1 - y0)
         x_buf = np.empty((n_max, w, 3), np.float32) if clip_input else None
         f3_buf = np.empty((n_max, w, 3), np.float32)
-        planes_b = np.empty((n_max, 4, w), np.float32)
+        # Each band its own upsampler: it keeps the grid rows it resized for the next strip.
+        up = RowUpsampler(grids, h, w, slice(0, w), n_max)
         ll_b, g_b, base_b, t_b = (np.empty((n_max, w), np.float32) for _ in range(4))
         for r0 in range(y0, y1, rows):
             r1 = min(y1, r0 + rows)
@@ -498,12 +453,12 @@ def _apply_gains(image: np.ndarray, coeffs, sky_mask, p: ToneMapParams, clip_inp
             ll = cv2.transform(x, _LUMA[None, :], dst=ll_b[:n])
             cv2.max(ll, y_floor, dst=ll)
             cv2.log(ll, dst=ll)
-            planes = up.strip(r0, r1, planes_b[:n])
+            a_gain, b_gain, a_base, b_base = up(r0, r1)
             t = t_b[:n]
-            gain = cv2.multiply(planes[:, 0], ll, dst=g_b[:n])
-            gain += planes[:, 1]
-            base = cv2.multiply(planes[:, 2], ll, dst=base_b[:n])
-            base += planes[:, 3]
+            gain = cv2.multiply(a_gain, ll, dst=g_b[:n])
+            gain += b_gain
+            base = cv2.multiply(a_base, ll, dst=base_b[:n])
+            base += b_base
 
             # Ceilings: never brighten the base past the highlight shoulder; keep the sky below its ceiling.
             np.subtract(hl_ceiling, base, out=t)

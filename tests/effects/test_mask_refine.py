@@ -136,8 +136,12 @@ def test_invalid_params():
 
 
 # ----------------------------------------------------------------------------- strip helpers (internal)
-@pytest.mark.parametrize("hw, grid_hw, cols", [((61, 83), (7, 9), (0, 83)), ((64, 50), (64, 50), (3, 47)), ((40, 30), (1, 1), (5, 6))])
-def test_row_upsampler_matches_cv2_resize(hw, grid_hw, cols):
+@pytest.mark.parametrize("hw, grid_hw, cols, strip", [
+    ((61, 83), (7, 9), (0, 83), 16), ((64, 50), (64, 50), (3, 47), 16), ((40, 30), (1, 1), (5, 6), 16),
+    # the tone map's cases: strips of 5 rows start and end inside runs of rows sharing a grid row
+    ((96, 128), (12, 16), (0, 128), 5), ((50, 33), (7, 5), (0, 33), 5), ((9, 9), (9, 9), (0, 9), 5),
+    ((3, 4), (1, 1), (0, 4), 5)])
+def test_row_upsampler_matches_cv2_resize(hw, grid_hw, cols, strip):
     from effects.mask_refine import RowUpsampler
 
     rng = np.random.default_rng(0)
@@ -145,9 +149,9 @@ def test_row_upsampler_matches_cv2_resize(hw, grid_hw, cols):
     grids = [rng.random((*grid_hw, 3), dtype=np.float32), rng.random(grid_hw, dtype=np.float32)]
     cs = slice(*cols)
     refs = [cv2.resize(g, (W, H), interpolation=cv2.INTER_LINEAR)[:, cs] for g in grids]
-    up = RowUpsampler(grids, H, W, cs, 16)
-    for y0 in range(0, H, 16):  # strips delivered in order, as the callers do
-        y1 = min(H, y0 + 16)
+    up = RowUpsampler(grids, H, W, cs, strip)
+    for y0 in range(0, H, strip):  # strips delivered in order, as the callers do
+        y1 = min(H, y0 + strip)
         for ref, got in zip(refs, up(y0, y1)):
             assert got.shape == ref[y0:y1].shape
             np.testing.assert_allclose(got, ref[y0:y1], atol=1e-6)

@@ -212,22 +212,6 @@ def test_strip_size_does_not_change_the_result(rng, monkeypatch):
                                whole, atol=1e-6)
 
 
-@pytest.mark.parametrize("small,big", [((12, 16), (96, 128)), ((7, 5), (50, 33)), ((9, 9), (9, 9)), ((1, 1), (3, 4))])
-def test_row_upsampler_equals_cv2_bilinear_resize(rng, small, big):
-    import cv2
-
-    from effects.tone_map import _RowUpsampler
-
-    coeffs = [rng.standard_normal(small).astype(np.float32) for _ in range(2)]
-    up = _RowUpsampler(coeffs, big)
-    got = np.empty((big[0], 2, big[1]), np.float32)
-    for r0 in range(0, big[0], 5):  # strips that start and end inside runs of rows
-        up.strip(r0, min(big[0], r0 + 5), got[r0:r0 + 5])
-    for i, coeff in enumerate(coeffs):
-        want = cv2.resize(coeff, (big[1], big[0]), interpolation=cv2.INTER_LINEAR)
-        np.testing.assert_allclose(got[:, i], want, atol=1e-6)
-
-
 def test_person_without_skin_does_not_move_the_group_light(rng):
     """A 'person' with no skin (a false detection on a red flag, a back view) is measured on its
     clothes; that guess must not pull the group's light and re-expose a correctly lit face."""
