@@ -516,7 +516,7 @@ def _pool_context():
         # for the JPEG skin step): once in the server, not once per worker at its first photo.
         context.set_forkserver_preload(["camseg.batch", "camseg.segmenter", "effects", "effects.denoise",
                                         "effects.sharpen", "effects.tone_map", "effects.styles",
-                                        "effects.portrait_blur", "colour", "scipy.special"])
+                                        "effects.portrait_blur", "scipy.special"])
         return context
     return multiprocessing.get_context("spawn")
 

@@ -11,7 +11,8 @@ Algorithm
    balance shift toward amber (w > 0) or blue (w < 0) that does not change brightness.
 2. Conversion to Oklab (Ottosson 2020), a perceptual space whose hue lines are close to
    constant-hue, so scaling chroma there does not shift hue (CIELAB turns saturated blues
-   purple). The matrices come from colour-science (sRGB primaries, D65, then Oklab's M1, M2).
+   purple). The matrices: IEC 61966-2-1's sRGB -> XYZ (D65), then Oklab's M1, M2 (the
+   published constants, checked against colour-science's in the tests).
 3. Tone: on Oklab lightness ``L``,
    ``L' = L + 1.2 * tone * L * (1 - L) * (L - p)`` with ``p`` the lightness of 18 % grey.
    Black and white are fixed points (no new clipping from tone) and the curve is monotonic
@@ -40,7 +41,8 @@ root runs as OpenCV's SIMD ``pow``.
 References
 ----------
 B. Ottosson, "A perceptual color space for image processing" (Oklab), 2020.
-Colour-science: colour.models.oklab, colour.RGB_COLOURSPACES["sRGB"].
+IEC 61966-2-1:1999, sRGB (the RGB -> XYZ matrix); colour-science's colour.models.oklab and
+colour.RGB_COLOURSPACES["sRGB"] hold the same constants (the tests compare them).
 Apple Inc., "Photographic Styles" (iPhone 13, 2021): the preset names and the Tone / Warmth
 parameters, with skin tones preserved.
 G. Sharma, W. Wu, E. Dalal, "The CIEDE2000 color-difference formula", 2005 (used to measure
@@ -58,6 +60,7 @@ import cv2
 import numpy as np
 
 from ._bands import run_in_row_bands
+from ._opencv import clip01
 from ._srgb import pow_in_place
 from ._validate import check_image, check_mask
 
@@ -73,23 +76,30 @@ class _OklabMatrices(NamedTuple):
     lmsp_to_l: np.ndarray      # 1×3 float32: the L row of Oklab's M2 (LMS' -> Lab)
 
 
+# Published constants (tests/effects/test_styles.py checks them against colour-science's):
+# linear sRGB -> CIE XYZ (D65) of IEC 61966-2-1, and Oklab's M1 (XYZ -> LMS) and M2 (LMS' ->
+# Lab), B. Ottosson, "A perceptual color space for image processing" (2020).
+_SRGB_TO_XYZ = ((0.4124, 0.3576, 0.1805), (0.2126, 0.7152, 0.0722), (0.0193, 0.1192, 0.9505))
+_OKLAB_M1 = ((0.8189330101, 0.3618667424, -0.1288597137), (0.0329845436, 0.9293118715, 0.0361456387),
+             (0.0482003018, 0.2643662691, 0.6338517070))
+_OKLAB_M2 = ((0.2104542553, 0.7936177850, -0.0040720468), (1.9779984951, -2.4285922050, 0.4505937099),
+             (0.0259040371, 0.7827717662, -0.8086757660))
+
+
 @functools.cache
 def _oklab_matrices() -> _OklabMatrices:
-    """The Oklab matrices from colour-science, built at the first non-identity style.
+    """The Oklab matrices of the styles, built at the first non-identity style.
 
-    Imported here, not with the module: importing colour-science takes 0.3-0.7 s (it pulls
-    in scipy, and matplotlib when installed), which every process that imports the effects
-    (the ``camseg`` command, each batch worker) paid even for the identity style.
+    From the published constants above rather than from colour-science at run time:
+    importing colour-science takes 0.8-1 s (it pulls in scipy, and matplotlib when
+    installed), which a process's first styled photo paid, and every batch pool's start.
     """
-    import colour
-    from colour.models import oklab
-
-    # Linear sRGB -> Oklab LMS (Ottosson's M1 after colour-science's sRGB RGB -> XYZ matrix).
-    rgb_to_lms_64 = np.asarray(oklab.MATRIX_1_XYZ_TO_LMS) @ np.asarray(colour.RGB_COLOURSPACES["sRGB"].matrix_RGB_to_XYZ)
+    # Linear sRGB -> Oklab LMS (Ottosson's M1 after the sRGB RGB -> XYZ matrix).
+    rgb_to_lms_64 = np.array(_OKLAB_M1) @ np.array(_SRGB_TO_XYZ)
     assert (rgb_to_lms_64 > 0).all()  # LMS >= 0 on the RGB cube: _cbrt_lms relies on it
     # Oklab's M2 (LMS' -> Lab). Only its L row is needed: the closed form in apply_style uses
     # that the first column of M2's inverse is (1, 1, 1), i.e. Oklab's (L, 0, 0) is LMS' = (L, L, L).
-    lmsp_to_lab_64 = np.asarray(oklab.MATRIX_2_LMS_TO_LAB, dtype=np.float64)
+    lmsp_to_lab_64 = np.array(_OKLAB_M2)
     assert np.allclose(np.linalg.inv(lmsp_to_lab_64)[:, 0], 1.0, atol=1e-6)
     return _OklabMatrices(rgb_to_lms_64, rgb_to_lms_64.astype(np.float32),
                           np.linalg.inv(rgb_to_lms_64).astype(np.float32),
@@ -284,7 +294,7 @@ def apply_style(
         for r0 in sorted(order[s0:s1] * rows):
             r1 = min(h, r0 + rows)
             n = r1 - r0
-            x = _clip01(image[r0:r1], buf.rgb[:n])
+            x = clip01(image[r0:r1], buf.rgb[:n])
             p0 = _cbrt_lms(x, oklab.rgb_to_lms, buf.p0[:n])  # LMS' of the original colour
             pw = _cbrt_lms(x, warm_matrix, buf.pw[:n]) if warm_matrix is not None else p0
             lum = cv2.transform(pw, oklab.lmsp_to_l, dst=buf.lum[:n])  # Oklab L of the warmed colour
@@ -368,7 +378,7 @@ def apply_style(
                     q_bad = np.take(res.reshape(-1, 3), idx, axis=0)[None]
                     q_bad -= p_bad
                     y.reshape(-1, 3)[idx] = _pull_into_gamut(p_bad, q_bad, lo[bad][None], hi[bad][None])[0]
-            _clip01(y, y)
+            clip01(y, y)
 
     run_in_row_bands(process_strips, len(order), w * rows)
     return out
@@ -414,15 +424,6 @@ def _cbrt_lms(rgb: np.ndarray, matrix: np.ndarray, dst: np.ndarray) -> np.ndarra
     return dst
 
 
-def _clip01(x: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """``np.clip(x, 0, 1, out=dst)`` for float32 h×w×3 strips (``dst`` C-contiguous), in OpenCV.
-
-    cv2 on 2-D views: a cv2 scalar on a 3-channel array would be (v, 0, 0, 0).
-    """
-    x2, d2 = x.reshape(x.shape[0], -1), dst.reshape(dst.shape[0], -1)  # d2 a view (x2 one if x is contiguous)
-    cv2.max(x2, 0.0, dst=d2)
-    cv2.min(d2, 1.0, dst=d2)
-    return dst
 
 
 def _channel_min(x: np.ndarray, dst: np.ndarray) -> np.ndarray:

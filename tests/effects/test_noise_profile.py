@@ -187,3 +187,14 @@ def test_two_column_nnls_matches_scipy():
         assert (got >= 0).all()
         np.testing.assert_allclose(got, expected, atol=1e-9)
     assert faces > 50  # the constrained cases were exercised
+
+
+def test_written_calibration_is_what_is_measured():
+    """The white-noise calibration constants written into the module (so a process's first
+    estimate need not draw 13 M samples) are what the measurement gives."""
+    import sys
+
+    module = sys.modules["effects.noise_profile"]
+    assert set(module._CALIBRATION) >= {0, 1, 2}
+    for level, written in module._CALIBRATION.items():
+        np.testing.assert_allclose(module._measure_calibration(level), written, rtol=1e-5)

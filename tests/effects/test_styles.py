@@ -1,5 +1,6 @@
 """Tests for effects.styles (Photographic Styles)."""
 import json
+import sys
 
 import colour
 import numpy as np
@@ -245,3 +246,15 @@ def test_thread_bands_do_not_change_the_result(rng, monkeypatch):
     finally:
         cv2.setNumThreads(before)
     assert np.array_equal(one, three)
+
+
+def test_oklab_constants_are_colour_sciences():
+    """The published matrices written into effects.styles are colour-science's, digit for digit
+    (so the styles' colour maths is the reference library's without importing it at run time)."""
+    from colour.models import oklab
+
+    styles = sys.modules["effects.styles"]
+    assert np.array_equal(np.array(styles._SRGB_TO_XYZ), SRGB.matrix_RGB_to_XYZ)
+    assert np.array_equal(np.array(styles._OKLAB_M1), oklab.MATRIX_1_XYZ_TO_LMS)
+    assert np.array_equal(np.array(styles._OKLAB_M2), oklab.MATRIX_2_LMS_TO_LAB)
+
