@@ -70,6 +70,8 @@ bright-sky/dark-subject edge (no halo), which plain bilinear upsampling of gains
 7. Ceilings at full resolution: the base is never brightened above ``highlight_ceiling``; the
    sky (when a sky matte is given) is never brightened and its base is held at or below
    ``sky_ceiling`` (bright sky is darkened toward it) so a lifted scene never blows it out.
+   That darkening fades out as a pixel's largest channel goes from ``sky_ceiling`` to 1:
+   clipped white has no sky left to recover, and pulled down it turns a flat grey.
 8. The gain multiplies R, G and B alike (hue and chromaticity kept); a pixel whose largest
    channel would exceed 1 is scaled down as a whole (hue-preserving, no channel clipping).
 
@@ -158,7 +160,8 @@ class ToneMapParams:
     highlight_ceiling : float
         Linear luminance above which the base is never brightened.
     sky_ceiling : float
-        Linear luminance the sky's base is held at or below when a sky matte is given.
+        Linear luminance the sky's base is held at or below when a sky matte is given
+        (less so as a pixel nears clipped white, module docstring step 7).
     """
 
     working_size: int = 512
@@ -435,6 +438,8 @@ def _apply_gains(image: np.ndarray, coeffs, sky_mask, p: ToneMapParams, clip_inp
     hl_ceiling = np.float32(np.log(p.highlight_ceiling))
     sky_ceiling = np.float32(np.log(p.sky_ceiling))
     sky_floor = -float(p.max_local_ev * _LN2)
+    fade_sky = p.sky_ceiling < 1.0
+    fade_slope = 1.0 / (1.0 - p.sky_ceiling) if fade_sky else 0.0
     y_floor = float(_Y_FLOOR)
 
     def process_rows(y0: int, y1: int) -> None:
@@ -444,7 +449,7 @@ def _apply_gains(image: np.ndarray, coeffs, sky_mask, p: ToneMapParams, clip_inp
         f3_buf = np.empty((n_max, w, 3), np.float32)
         # Each band its own upsampler: it keeps the grid rows it resized for the next strip.
         up = RowUpsampler(grids, h, w, slice(0, w), n_max)
-        ll_b, g_b, base_b, t_b = (np.empty((n_max, w), np.float32) for _ in range(4))
+        ll_b, g_b, base_b, t_b, g0_b, m_b = (np.empty((n_max, w), np.float32) for _ in range(6))
         for r0 in range(y0, y1, rows):
             r1 = min(y1, r0 + rows)
             n = r1 - r0
@@ -471,6 +476,21 @@ def _apply_gains(image: np.ndarray, coeffs, sky_mask, p: ToneMapParams, clip_inp
                 cv2.max(t, sky_floor, dst=t)
                 cv2.min(t, 0.0, dst=t)
                 np.minimum(t, gain, out=t)
+                if fade_sky and float(base.max()) > sky_ceiling:
+                    # The darkening below min(gain, 0) fades out as the pixel's largest channel
+                    # goes from the ceiling to 1: clipped white holds no sky to recover, and
+                    # pulled down it turns a flat, blotchy grey (an all-white frame read as
+                    # sky came out 0.90-0.94); the mapping stays monotonic.
+                    g0 = np.minimum(gain, np.float32(0.0), out=g0_b[:n])
+                    t -= g0
+                    m = np.maximum(x[..., 0], x[..., 1], out=m_b[:n])
+                    np.maximum(m, x[..., 2], out=m)
+                    # weight = clip((1 - m) / (1 - sky_ceiling), 0, 1), in place
+                    cv2.addWeighted(m, -fade_slope, m, 0.0, fade_slope, dst=m)
+                    cv2.threshold(m, 1.0, 0.0, cv2.THRESH_TRUNC, dst=m)
+                    cv2.threshold(m, 0.0, 0.0, cv2.THRESH_TOZERO, dst=m)
+                    t *= m
+                    t += g0
                 t -= gain
                 t *= sky_mask[r0:r1]
                 gain += t

@@ -132,9 +132,25 @@ def test_all_sky_is_not_brightened_past_ceiling():
     bright = np.full((40, 40, 3), 0.97, np.float32)
     out = tone_map_people(bright, [], sky_mask=sky)
     assert out.max() <= 0.97 + 1e-6  # never brightened; held toward sky_ceiling
-    assert (out @ LUMA).mean() <= 0.9 + 1e-3
+    assert (out @ LUMA).mean() <= 0.955
     out2 = tone_map_people(img, [], sky_mask=sky)
     assert np.isfinite(out2).all()
+
+
+def test_bright_sky_darkens_monotonically_and_clipped_sky_stays_white():
+    """Toward the sky ceiling the darkening fades as a pixel nears clipped white: a white frame
+    read as sky stays white (it came out a flat 0.9 grey), and a sky ramp from 0.85 to 1 keeps
+    its gradient, never brightened and never inverted (it was flattened to 0.9 above 0.9)."""
+    sky = np.ones((48, 64), np.float32)
+    white = tone_map_people(np.ones((48, 64, 3), np.float32), [], sky_mask=sky)
+    np.testing.assert_allclose(white, 1.0, atol=1e-6)
+    ramp = np.repeat(np.linspace(0.85, 1.0, 64, dtype=np.float32)[None, :, None], 48, 0).repeat(3, 2)
+    out = tone_map_people(ramp, [], sky_mask=sky)[24, :, 0]
+    assert (np.diff(out) >= -1e-6).all()                       # monotonic
+    assert (out <= ramp[24, :, 0] + 1e-6).all()                 # never brightened
+    above = ramp[24, :, 0] > 0.92
+    assert np.ptp(out[above]) > 0.05                            # a gradient, not a flat ceiling
+    assert (out[above][:-1] < ramp[24, :, 0][above][:-1]).all()  # bright, unclipped sky still darkened
 
 
 def test_one_pixel_image():
