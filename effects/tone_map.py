@@ -21,7 +21,9 @@ bright-sky/dark-subject edge (no halo), which plain bilinear upsampling of gains
    to the detail layer, as in Durand & Dorsey's base/detail decomposition.
 3. Scene key ``k``: weighted log-average luminance (Reinhard et al.) of the pixels that are
    neither person nor sky. The scene illumination is taken as ``E0 = 2**k / scene_grey``
-   (the usual "average scene reflectance is 18 % grey" assumption of auto exposure).
+   (the usual "average scene reflectance is 18 % grey" assumption of auto exposure), at most
+   1, the white point: a bright scene (white backdrop, snow) breaks the grey assumption, and
+   an ``E0`` above the light that puts white at 1 made correctly exposed faces look backlit.
 4. Local tone map gain outside people: ``g = local_compression * (max(k - base, 0) -
    max(base - knee, 0))``, ``knee = max(k, log2(highlight_knee))``, limited to
    ``+-max_local_ev``: shadows lifted, highlights lowered, detail kept, and the range between
@@ -644,7 +646,11 @@ def tone_map_people(
     if scene_w.sum() < 1e-3 * scene_w.size:  # no background left: use the whole frame
         scene_w = np.ones_like(scene_w)
     key = float((scene_w * log_lo).sum() / scene_w.sum())
-    log_e0 = key - float(np.log2(p.scene_grey))
+    # The scene's light, from "the average scene is scene_grey", is held at or below the white
+    # point (the light that puts a white surface at 1): a bright scene (a white backdrop, snow,
+    # a beach) breaks the grey assumption, and its key made correctly exposed faces look
+    # backlit: a high-key portrait was lifted +1.8 EV and its skin blew out.
+    log_e0 = min(key - float(np.log2(p.scene_grey)), 0.0)
 
     # -- gain field on the working grid ------------------------------------------------------------
     # Shadows under the key are lifted; highlights are lowered only above the knee. The key of

@@ -48,6 +48,21 @@ def test_backlit_person_corrected_to_scene_key(rng):
         assert abs(face_ev(out, inner[i], MST3)) < 0.25
 
 
+def test_high_key_portrait_on_a_white_backdrop_is_not_lifted(rng):
+    """A light-skinned face and a white backdrop in the same bright light (a studio high-key
+    portrait): the backdrop's key, read as an 18 % grey scene, put the scene's light 2.3 EV
+    above the face's and lifted it by max_person_ev, blowing the skin out. The scene's light
+    is held at the white point: the face keeps its exposure."""
+    light = 0.9
+    img, persons, skins, inner = scene([float(np.log2(light / E0))], [MST3], rng)
+    backdrop = persons[0] == 0
+    img[backdrop] = (0.85 * light) * np.exp(0.02 * rng.standard_normal((int(backdrop.sum()), 1))).astype(np.float32)
+    out, gains = tone_map_people(img, persons, skin_masks=skins, return_gains=True)
+    assert abs(gains[0].gain_ev) < 0.2
+    before, after = (float(np.median(x[inner[0]] @ LUMA)) for x in (img, out))
+    assert abs(np.log2(after / before)) < 0.2
+
+
 def test_darker_skin_stays_darker_and_is_not_pushed_to_one_level(rng):
     img, persons, skins, inner = scene([0.0, 0.0], [MST3, MST8], rng)
     out, gains = tone_map_people(img, persons, skin_masks=skins, return_gains=True)
