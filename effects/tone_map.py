@@ -419,6 +419,33 @@ def _estimate_illumination(log_skin: float, chroma: np.ndarray, log_e0: float, p
 _STRIP_PIXELS = 1 << 17
 
 
+def _soft_shoulder(gain: np.ndarray, base: np.ndarray, knee: float, ceiling: float, lifted: np.ndarray) -> None:
+    """Roll off brightening gains in place (ln units): ``base + gain`` above ``max(knee, base)``
+    is compressed by ``m + room * tanh(excess / room)``, ``room = ceiling - m``.
+
+    Monotonic in base and gain, never below ``base``, never above ``ceiling`` (a base at or
+    above it is not brightened at all); gains <= 0 and lifts that stay under the knee are
+    untouched. A hard ceiling instead held every lifted highlight at the same level, a flat
+    plateau. ``lifted``: ``base + gain``. Works on the pixels it changes only (few, as a rule).
+    """
+    # (OpenCV's compare and count: several times faster than numpy's boolean ops here.)
+    sel = cv2.compare(lifted, knee, cv2.CMP_GT)
+    cv2.bitwise_and(sel, cv2.compare(gain, 0.0, cv2.CMP_GT), dst=sel)
+    if not cv2.countNonZero(sel):
+        return
+    sel = sel != 0
+    b, excess = base[sel], lifted[sel]
+    m = np.maximum(b, np.float32(knee))
+    excess -= m
+    room = np.maximum(np.float32(ceiling) - m, np.float32(1e-6))
+    np.divide(excess, room, out=excess)
+    np.tanh(excess, out=excess)
+    excess *= room
+    m -= b
+    excess += m  # new gain = (m - base) + compressed excess
+    gain[sel] = excess
+
+
 def _apply_gains(image: np.ndarray, coeffs, sky_mask, p: ToneMapParams, clip_input: bool) -> np.ndarray:
     """Full-resolution pass: fast-guided-filter gains and base, ceilings, hue-preserving gain.
 
@@ -438,6 +465,7 @@ def _apply_gains(image: np.ndarray, coeffs, sky_mask, p: ToneMapParams, clip_inp
     out = np.empty((h, w, 3), np.float32)
     rows = max(1, _STRIP_PIXELS // w)
     hl_ceiling = np.float32(np.log(p.highlight_ceiling))
+    shoulder = float(np.log(min(p.highlight_knee, p.highlight_ceiling)))
     sky_ceiling = np.float32(np.log(p.sky_ceiling))
     sky_floor = -float(p.max_local_ev * _LN2)
     fade_sky = p.sky_ceiling < 1.0
@@ -467,10 +495,10 @@ def _apply_gains(image: np.ndarray, coeffs, sky_mask, p: ToneMapParams, clip_inp
             base = cv2.multiply(a_base, ll, dst=base_b[:n])
             base += b_base
 
-            # Ceilings: never brighten the base past the highlight shoulder; keep the sky below its ceiling.
-            np.subtract(hl_ceiling, base, out=t)
-            cv2.max(t, 0.0, dst=t)
-            np.minimum(gain, t, out=gain)
+            # Ceilings: brightening rolls off from the knee to highlight_ceiling; the sky stays below its ceiling.
+            cv2.add(base, gain, dst=t)
+            if cv2.minMaxLoc(t)[1] > shoulder and cv2.minMaxLoc(gain)[1] > 0.0:
+                _soft_shoulder(gain, base, shoulder, float(hl_ceiling), t)
             if sky_mask is not None:
                 # The sky is never brightened, and bright sky is brought down toward its ceiling:
                 # gain += sky * (min(gain, cap, 0) - gain), cap = max(sky_ceiling - base, -max_local_ev).
@@ -663,6 +691,7 @@ def tone_map_people(
     gain_lo *= 1.0 - coverage
 
     chroma_lo = np.log(np.maximum(img_lo[..., [0, 2]], 1e-6) / np.maximum(img_lo[..., 1:2], 1e-6))  # lh×lw×2
+    channel_max_lo = img_lo.max(axis=2)
     # Pass 1: per-person statistics and a broad-prior illumination estimate.
     stats = []
     for m_lo, skin in zip(persons_lo, skins):
@@ -679,11 +708,13 @@ def tone_map_people(
         c_i = np.array([_weighted_quantile(chroma_lo[..., j][sel], wv, 0.5)[0] for j in range(2)])
         d1, _ = _estimate_illumination(s_i, c_i, log_e0, p, sigma_scale=2.0)
         msel = m_lo > 1e-3
-        q10, q90 = _weighted_quantile(base_lo[msel], m_lo[msel], [0.1, 0.9])
+        q10, q90, q95 = _weighted_quantile(base_lo[msel], m_lo[msel], [0.1, 0.9, 0.95])
+        # The person's bright end: 95th percentile of the largest channel (log2).
+        top95 = float(_weighted_quantile(np.log2(np.maximum(channel_max_lo[msel], 1e-6)), m_lo[msel], 0.95)[0])
         spread = max(float(q90 - q10), 1e-3)
         k_i = float(np.clip((p.person_contrast_target_ev / spread) ** p.person_contrast, *p.contrast_limits))
         pivot = float(_weighted_quantile(base_lo[sel], wv, 0.5)[0])
-        stats.append((s_i, c_i, d1, k_i, pivot, wsum))
+        stats.append((s_i, c_i, d1, k_i, pivot, wsum, float(q95), top95))
 
     # Target light: the group's common light (median), lifted to the scene's when darker. With
     # skin mattes given only people measured on their skin are here: a light estimated from
@@ -706,12 +737,18 @@ def tone_map_people(
     for i, m_lo, st in zip(rendered, persons_lo, stats):
         if st is None:
             continue
-        s_i, c_i, _, k_i, pivot, wsum = st
+        s_i, c_i, _, k_i, pivot, wsum, q95, top95 = st
         d_i, rho = _estimate_illumination(s_i, c_i, log_e0, p, centre=target)
         g_i = -p.person_strength * (d_i - target)
         limited = abs(g_i) > p.max_person_ev
         g_i = float(np.clip(g_i, -p.max_person_ev, p.max_person_ev))
-        gain_lo += m_lo * (g_i + (k_i - 1.0) * (base_lo - pivot))
+        # Highlight roll-off within the person: a lift that would take the person's bright end
+        # (95th percentile of the largest channel) past highlight_ceiling tapers above the
+        # skin median, reaching the bright end with only the headroom left (fill light, not
+        # exposure): a backlit face in shade lifted 1.6 EV blew out the sunlit shoulders.
+        headroom = max(float(np.log2(p.highlight_ceiling)) - top95, 0.0)
+        taper = min((g_i - headroom) / (q95 - pivot), 1.0) if g_i > headroom and q95 - pivot > 0.1 else 0.0
+        gain_lo += m_lo * (g_i + (k_i - 1.0) * (base_lo - pivot) - taper * np.maximum(base_lo - pivot, 0.0))
         exposures[i] = PersonExposure(i, g_i, d_i, rho, float(2.0 ** s_i), k_i, wsum, bool(limited))
 
     # -- edge-aware smoothing of the gains, upsampled with the fast guided filter -----------------
