@@ -72,8 +72,10 @@ bright-sky/dark-subject edge (no halo), which plain bilinear upsampling of gains
 7. Ceilings at full resolution: the base is never brightened above ``highlight_ceiling``; the
    sky (when a sky matte is given) is never brightened and its base is held at or below
    ``sky_ceiling`` (bright sky is darkened toward it) so a lifted scene never blows it out.
-   That darkening fades out as a pixel's largest channel goes from ``sky_ceiling`` to 1:
-   clipped white has no sky left to recover, and pulled down it turns a flat grey.
+   Every darkening off people (this and the highlight compression of step 4) fades out as a
+   pixel's luminance goes from ``white_fade`` to 1: clipped white has no detail to
+   recover, and pulled down it turns a flat grey, so white stays white. (A person's darkening
+   is the exposure correction of a measured face, and stays.)
 8. The gain multiplies R, G and B alike (hue and chromaticity kept); a pixel whose largest
    channel would exceed 1 is scaled down as a whole (hue-preserving, no channel clipping).
 
@@ -163,7 +165,10 @@ class ToneMapParams:
         Linear luminance above which the base is never brightened.
     sky_ceiling : float
         Linear luminance the sky's base is held at or below when a sky matte is given
-        (less so as a pixel nears clipped white, module docstring step 7).
+        (less so as a pixel nears clipped white, see ``white_fade``).
+    white_fade : float
+        Linear luminance in (0, 1] above which any darkening off people (highlight
+        compression, the sky ceiling) fades out, to none at 1: white stays white. 1 = no fade.
     """
 
     working_size: int = 512
@@ -185,6 +190,7 @@ class ToneMapParams:
     contrast_limits: tuple = (0.95, 1.2)
     highlight_ceiling: float = 0.95
     sky_ceiling: float = 0.9
+    white_fade: float = 0.8
 
     def __post_init__(self):
         def need(cond, name, expected):
@@ -205,7 +211,7 @@ class ToneMapParams:
             need(0.0 <= getattr(self, name) <= 1.0, name, "a float in [0, 1]")
         for name in ("max_local_ev", "max_person_ev"):
             need(0.0 <= getattr(self, name) <= 8.0, name, "a float in [0, 8]")
-        for name in ("highlight_ceiling", "sky_ceiling", "highlight_knee"):
+        for name in ("highlight_ceiling", "sky_ceiling", "highlight_knee", "white_fade"):
             need(0.0 < getattr(self, name) <= 1.0, name, "a float in (0, 1]")
         lo_hi = self.contrast_limits
         need(len(lo_hi) == 2 and 0.0 < lo_hi[0] <= 1.0 <= lo_hi[1] <= 4.0, "contrast_limits",
@@ -446,7 +452,8 @@ def _soft_shoulder(gain: np.ndarray, base: np.ndarray, knee: float, ceiling: flo
     gain[sel] = excess
 
 
-def _apply_gains(image: np.ndarray, coeffs, sky_mask, p: ToneMapParams, clip_input: bool) -> np.ndarray:
+def _apply_gains(image: np.ndarray, coeffs, sky_mask, p: ToneMapParams, clip_input: bool,
+                 people: "np.ndarray | None" = None) -> np.ndarray:
     """Full-resolution pass: fast-guided-filter gains and base, ceilings, hue-preserving gain.
 
     ``coeffs`` = working-grid ``(a_gain, b_gain, a_base, b_base)``: gain (EV) and base (log2
@@ -454,6 +461,8 @@ def _apply_gains(image: np.ndarray, coeffs, sky_mask, p: ToneMapParams, clip_inp
     (He & Sun 2015). Works in horizontal strips so temporaries stay cache-sized.
     ``clip_input``: clip each strip into a buffer first (values outside [0, 1] within the
     rounding tolerance, or an image that is not C-contiguous); else strips are views of ``image``.
+    ``people``: working-grid person coverage in [0, 1] (None: nobody), where the white fade
+    does not apply.
     """
     h, w = image.shape[:2]
     a_g, b_g, a_b, b_b = coeffs
@@ -461,15 +470,16 @@ def _apply_gains(image: np.ndarray, coeffs, sky_mask, p: ToneMapParams, clip_inp
     # from cv2.log, and exp(gain) is the factor, so no pass converts between log2 and ln.
     # a * log2(Y) + b = (a / ln 2) * ln(Y) + b, and in ln units ln2 * (...) = a * ln(Y) + ln2 * b.
     ln2 = np.float32(_LN2)
-    grids = (a_g, b_g * ln2, a_b, b_b * ln2)
+    grids = (a_g, b_g * ln2, a_b, b_b * ln2) + ((people,) if people is not None else ())
     out = np.empty((h, w, 3), np.float32)
     rows = max(1, _STRIP_PIXELS // w)
     hl_ceiling = np.float32(np.log(p.highlight_ceiling))
     shoulder = float(np.log(min(p.highlight_knee, p.highlight_ceiling)))
     sky_ceiling = np.float32(np.log(p.sky_ceiling))
     sky_floor = -float(p.max_local_ev * _LN2)
-    fade_sky = p.sky_ceiling < 1.0
-    fade_slope = 1.0 / (1.0 - p.sky_ceiling) if fade_sky else 0.0
+    fade_white = p.white_fade < 1.0
+    log_white_fade = float(np.log(p.white_fade))
+    fade_slope = 1.0 / (1.0 - p.white_fade) if fade_white else 0.0
     y_floor = float(_Y_FLOOR)
 
     def process_rows(y0: int, y1: int) -> None:
@@ -488,7 +498,7 @@ def _apply_gains(image: np.ndarray, coeffs, sky_mask, p: ToneMapParams, clip_inp
             ll = cv2.transform(x, _LUMA[None, :], dst=ll_b[:n])
             cv2.max(ll, y_floor, dst=ll)
             cv2.log(ll, dst=ll)
-            a_gain, b_gain, a_base, b_base = up(r0, r1)
+            a_gain, b_gain, a_base, b_base, *on_people = up(r0, r1)
             t = t_b[:n]
             gain = cv2.multiply(a_gain, ll, dst=g_b[:n])
             gain += b_gain
@@ -506,24 +516,30 @@ def _apply_gains(image: np.ndarray, coeffs, sky_mask, p: ToneMapParams, clip_inp
                 cv2.max(t, sky_floor, dst=t)
                 cv2.min(t, 0.0, dst=t)
                 np.minimum(t, gain, out=t)
-                if fade_sky and float(base.max()) > sky_ceiling:
-                    # The darkening below min(gain, 0) fades out as the pixel's largest channel
-                    # goes from the ceiling to 1: clipped white holds no sky to recover, and
-                    # pulled down it turns a flat, blotchy grey (an all-white frame read as
-                    # sky came out 0.90-0.94); the mapping stays monotonic.
-                    g0 = np.minimum(gain, np.float32(0.0), out=g0_b[:n])
-                    t -= g0
-                    m = np.maximum(x[..., 0], x[..., 1], out=m_b[:n])
-                    np.maximum(m, x[..., 2], out=m)
-                    # weight = clip((1 - m) / (1 - sky_ceiling), 0, 1), in place
-                    cv2.addWeighted(m, -fade_slope, m, 0.0, fade_slope, dst=m)
-                    cv2.threshold(m, 1.0, 0.0, cv2.THRESH_TRUNC, dst=m)
-                    cv2.threshold(m, 0.0, 0.0, cv2.THRESH_TOZERO, dst=m)
-                    t *= m
-                    t += g0
                 t -= gain
                 t *= sky_mask[r0:r1]
                 gain += t
+
+            # White stays white: every darkening off people (highlight compression, the sky
+            # ceiling) fades out as the pixel's luminance goes from white_fade to 1. Clipped
+            # white holds no detail to recover, and pulled down it turns a flat grey: white
+            # clouds ended at sRGB 240, an all-white frame read as sky at a blotchy 0.90-0.94.
+            if fade_white and cv2.minMaxLoc(ll)[1] > log_white_fade and cv2.minMaxLoc(gain)[0] < 0.0:
+                m = cv2.exp(ll, dst=m_b[:n])  # luminance
+                # weight = clip((1 - Y) / (1 - white_fade), 0, 1), in place
+                cv2.addWeighted(m, -fade_slope, m, 0.0, fade_slope, dst=m)
+                cv2.threshold(m, 1.0, 0.0, cv2.THRESH_TRUNC, dst=m)
+                cv2.threshold(m, 0.0, 0.0, cv2.THRESH_TOZERO, dst=m)
+                if on_people:
+                    # Not on people: their darkening is an exposure correction of a
+                    # measured face (weight 1 - (1 - w)(1 - coverage)).
+                    np.subtract(np.float32(1.0), m, out=m)
+                    m *= np.float32(1.0) - on_people[0]
+                    np.subtract(np.float32(1.0), m, out=m)
+                g0 = np.minimum(gain, np.float32(0.0), out=g0_b[:n])
+                g0 *= m
+                cv2.max(gain, 0.0, dst=gain)
+                gain += g0
 
             # factor = 2**gain, limited to 1 / (largest channel): a pixel that would exceed 1 is
             # scaled as a whole (hue kept), never clipped per channel. The limit only binds where
@@ -762,7 +778,8 @@ def tone_map_people(
     # The clip doubles as the copy that gives OpenCV C-ordered rows when the image is a view
     # in another layout (e.g. rotated by EXIF orientation).
     out = _apply_gains(image, (a_g, b_g, a_b, b_b), sky_mask, p,
-                       clip_input=lo < 0.0 or hi > 1.0 or not image.flags.c_contiguous)
+                       clip_input=lo < 0.0 or hi > 1.0 or not image.flags.c_contiguous,
+                       people=coverage if persons_lo else None)
     if return_gains:
         return out, tuple(exposures)
     return out

@@ -147,7 +147,7 @@ def test_all_sky_is_not_brightened_past_ceiling():
     bright = np.full((40, 40, 3), 0.97, np.float32)
     out = tone_map_people(bright, [], sky_mask=sky)
     assert out.max() <= 0.97 + 1e-6  # never brightened; held toward sky_ceiling
-    assert (out @ LUMA).mean() <= 0.955
+    assert (out @ LUMA).mean() <= 0.965  # darkened, less so near white (white_fade)
     out2 = tone_map_people(img, [], sky_mask=sky)
     assert np.isfinite(out2).all()
 
