@@ -396,3 +396,18 @@ def test_backlit_face_in_shade_is_lifted_without_blowing_out_sunlit_skin(rng):
     assert (lit.max(axis=2) >= 0.99).mean() < 0.1                       # not blown out (all of it was)
     columns = np.median(lit @ LUMA, axis=0)
     assert (np.diff(columns) > 0).all() and columns[-1] / columns[0] > 1.1  # gradation kept
+
+
+def test_clipped_white_stays_white_under_highlight_compression(rng):
+    """The local tone map lowers highlights above the knee; a clipped white (a cloud, a white
+    wall in sun) has no detail to recover and came out a flat sRGB 240 grey. It stays white,
+    while bright unclipped areas are still compressed and the mapping stays monotonic."""
+    h, w = 64, 96
+    img = np.full((h, w, 3), 0.1, np.float32) * np.exp(0.05 * rng.standard_normal((h, w, 1))).astype(np.float32)
+    img[:20] = 1.0                                                  # clipped white
+    img[20:40] = np.linspace(0.55, 1.0, w, dtype=np.float32)[None, :, None]  # bright ramp to white
+    out = tone_map_people(img, [])
+    assert out[2:18, 2:-2].min() >= 0.99
+    ramp = out[30, :, 0]
+    assert (np.diff(ramp) >= -1e-6).all()
+    assert ramp[0] < 0.55 - 0.01                                    # bright, unclipped: compressed
