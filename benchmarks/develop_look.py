@@ -6,8 +6,10 @@ Runs ``develop`` (default settings, or a portrait effect) on real photos from
 
 * ``face EV``: change of the skin's median luminance (skin matte > 0.5), in stops;
 * ``scene EV`` and ``sky EV``: the same over pixels that are neither person nor sky, and over sky;
-* ``blown``: the share of pixels whose largest channel is at or above 0.99 (linear), before
-  and after — highlights the pipeline clipped; ``skin blown`` the same on skin;
+* ``blown``: the share of pixels whose *smallest* channel is at or above 0.98 (linear),
+  before and after — highlights turned white (a saturated colour with one channel at the
+  gamut's edge is not counted: a vivid style puts sky blue there); ``skin blown``: the share
+  of the skin with its *largest* channel at or above 0.99 — skin washed out;
 * ``crushed``: the share whose largest channel is at or below 0.002 — shadows it crushed.
 
 A photo is flagged when develop blows out more than 2 % of the frame or 5 % of the skin that
@@ -43,7 +45,7 @@ SETS = {  # name -> image folder under the data root
     "people (COCO)": "coco_panoptic/images",
 }
 _LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
-BLOWN, CRUSHED = 0.99, 0.002  # linear, largest channel
+WHITE, SKIN_BLOWN, CRUSHED = 0.98, 0.99, 0.002  # linear: smallest, largest, largest channel
 MIN_REGION = 0.005  # a region (skin, sky, scene) counts when it covers this share of the frame
 
 
@@ -94,13 +96,14 @@ def measure(set_name: str, path: Path, settings: DevelopSettings, segmenter: Seg
     person = seg.person > 0.5 if len(seg.persons) else np.zeros_like(skin)
     scene = ~(person | sky)
     top_in, top_out = before.max(axis=2), after.max(axis=2)
+    low_in, low_out = before.min(axis=2), after.min(axis=2)
     frac = lambda m: float(m.mean())  # noqa: E731
     skin_frac = lambda m: float(m[skin].mean()) if skin.mean() >= MIN_REGION else 0.0  # noqa: E731
     look = Look(set_name, path,
                 face_ev=_median_ev(before, after, skin), scene_ev=_median_ev(before, after, scene),
                 sky_ev=_median_ev(before, after, sky),
-                blown_in=frac(top_in >= BLOWN), blown_out=frac(top_out >= BLOWN),
-                skin_blown_in=skin_frac(top_in >= BLOWN), skin_blown_out=skin_frac(top_out >= BLOWN),
+                blown_in=frac(low_in >= WHITE), blown_out=frac(low_out >= WHITE),
+                skin_blown_in=skin_frac(top_in >= SKIN_BLOWN), skin_blown_out=skin_frac(top_out >= SKIN_BLOWN),
                 crushed_in=frac(top_in <= CRUSHED), crushed_out=frac(top_out <= CRUSHED))
     to8 = lambda x: cv2.cvtColor((linear_to_srgb(x) * 255 + 0.5).astype(np.uint8), cv2.COLOR_RGB2BGR)  # noqa: E731
     return look, to8(before), to8(after)
@@ -147,7 +150,8 @@ def main(argv=None):
             frames[path] = (before, after)
 
     print(f"develop({settings.to_dict()}) on {len(looks)} real photos; EV = stops of median luminance "
-          f"change; blown/crushed = % of pixels (largest channel >= {BLOWN} / <= {CRUSHED}), before -> after\n")
+          f"change; blown = % of pixels white (smallest channel >= {WHITE}), skin blown = % of skin with a "
+          f"channel >= {SKIN_BLOWN}, crushed = % with the largest channel <= {CRUSHED}; before -> after\n")
     header = (f"{'set':32s}{'n':>4s}{'face EV med':>12s}{'face EV max|':>13s}{'scene EV':>10s}{'sky EV':>8s}"
               f"{'blown %':>14s}{'skin blown %':>14s}{'crushed %':>14s}{'flagged':>9s}")
     print(header)
