@@ -452,6 +452,29 @@ def _soft_shoulder(gain: np.ndarray, base: np.ndarray, knee: float, ceiling: flo
     gain[sel] = excess
 
 
+def _fade_to_white(gain: np.ndarray, log_y: np.ndarray, log_start: float, slope: float, people=None) -> None:
+    """Scale the darkening (negative ``gain``) by ``clip((1 - Y) * slope, 0, 1)`` in place,
+    where ``log_y = ln Y`` is above ``log_start``; ``people`` (None, or a function returning
+    the person coverage in [0, 1] of these rows) keeps the darkening there: weight
+    ``1 - (1 - w)(1 - coverage)``. Works on the pixels it changes only (the near-white ones)."""
+    # (OpenCV's compare and count: several times faster than numpy's boolean ops here.)
+    sel = cv2.compare(log_y, log_start, cv2.CMP_GT)
+    cv2.bitwise_and(sel, cv2.compare(gain, 0.0, cv2.CMP_LT), dst=sel)
+    if not cv2.countNonZero(sel):
+        return
+    sel = sel != 0
+    keep = np.exp(log_y[sel])  # Y, then the share of the darkening that stays
+    np.subtract(np.float32(1.0), keep, out=keep)
+    keep *= np.float32(slope)
+    np.clip(keep, 0.0, 1.0, out=keep)
+    if people is not None:
+        cov = people()[sel]
+        np.subtract(np.float32(1.0), keep, out=keep)
+        keep *= np.float32(1.0) - cov
+        np.subtract(np.float32(1.0), keep, out=keep)
+    gain[sel] *= keep
+
+
 def _apply_gains(image: np.ndarray, coeffs, sky_mask, p: ToneMapParams, clip_input: bool,
                  people: "np.ndarray | None" = None) -> np.ndarray:
     """Full-resolution pass: fast-guided-filter gains and base, ceilings, hue-preserving gain.
@@ -470,7 +493,7 @@ def _apply_gains(image: np.ndarray, coeffs, sky_mask, p: ToneMapParams, clip_inp
     # from cv2.log, and exp(gain) is the factor, so no pass converts between log2 and ln.
     # a * log2(Y) + b = (a / ln 2) * ln(Y) + b, and in ln units ln2 * (...) = a * ln(Y) + ln2 * b.
     ln2 = np.float32(_LN2)
-    grids = (a_g, b_g * ln2, a_b, b_b * ln2) + ((people,) if people is not None else ())
+    grids = (a_g, b_g * ln2, a_b, b_b * ln2)
     out = np.empty((h, w, 3), np.float32)
     rows = max(1, _STRIP_PIXELS // w)
     hl_ceiling = np.float32(np.log(p.highlight_ceiling))
@@ -489,6 +512,8 @@ def _apply_gains(image: np.ndarray, coeffs, sky_mask, p: ToneMapParams, clip_inp
         f3_buf = np.empty((n_max, w, 3), np.float32)
         # Each band its own upsampler: it keeps the grid rows it resized for the next strip.
         up = RowUpsampler(grids, h, w, slice(0, w), n_max)
+        # The person coverage only where the white fade works (few strips): its own upsampler.
+        people_up = RowUpsampler(people, h, w, slice(0, w), n_max) if people is not None else None
         ll_b, g_b, base_b, t_b, g0_b, m_b = (np.empty((n_max, w), np.float32) for _ in range(6))
         for r0 in range(y0, y1, rows):
             r1 = min(y1, r0 + rows)
@@ -498,7 +523,7 @@ def _apply_gains(image: np.ndarray, coeffs, sky_mask, p: ToneMapParams, clip_inp
             ll = cv2.transform(x, _LUMA[None, :], dst=ll_b[:n])
             cv2.max(ll, y_floor, dst=ll)
             cv2.log(ll, dst=ll)
-            a_gain, b_gain, a_base, b_base, *on_people = up(r0, r1)
+            a_gain, b_gain, a_base, b_base = up(r0, r1)
             t = t_b[:n]
             gain = cv2.multiply(a_gain, ll, dst=g_b[:n])
             gain += b_gain
@@ -525,21 +550,8 @@ def _apply_gains(image: np.ndarray, coeffs, sky_mask, p: ToneMapParams, clip_inp
             # white holds no detail to recover, and pulled down it turns a flat grey: white
             # clouds ended at sRGB 240, an all-white frame read as sky at a blotchy 0.90-0.94.
             if fade_white and cv2.minMaxLoc(ll)[1] > log_white_fade and cv2.minMaxLoc(gain)[0] < 0.0:
-                m = cv2.exp(ll, dst=m_b[:n])  # luminance
-                # weight = clip((1 - Y) / (1 - white_fade), 0, 1), in place
-                cv2.addWeighted(m, -fade_slope, m, 0.0, fade_slope, dst=m)
-                cv2.threshold(m, 1.0, 0.0, cv2.THRESH_TRUNC, dst=m)
-                cv2.threshold(m, 0.0, 0.0, cv2.THRESH_TOZERO, dst=m)
-                if on_people:
-                    # Not on people: their darkening is an exposure correction of a
-                    # measured face (weight 1 - (1 - w)(1 - coverage)).
-                    np.subtract(np.float32(1.0), m, out=m)
-                    m *= np.float32(1.0) - on_people[0]
-                    np.subtract(np.float32(1.0), m, out=m)
-                g0 = np.minimum(gain, np.float32(0.0), out=g0_b[:n])
-                g0 *= m
-                cv2.max(gain, 0.0, dst=gain)
-                gain += g0
+                _fade_to_white(gain, ll, log_white_fade, fade_slope,
+                               (lambda: people_up(r0, r1)) if people_up is not None else None)
 
             # factor = 2**gain, limited to 1 / (largest channel): a pixel that would exceed 1 is
             # scaled as a whole (hue kept), never clipped per channel. The limit only binds where
