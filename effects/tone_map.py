@@ -531,9 +531,10 @@ def _apply_gains(image: np.ndarray, coeffs, sky_mask, p: ToneMapParams, clip_inp
             base += b_base
 
             # Ceilings: brightening rolls off from the knee to highlight_ceiling; the sky stays below its ceiling.
-            cv2.add(base, gain, dst=t)
-            if cv2.minMaxLoc(t)[1] > shoulder and cv2.minMaxLoc(gain)[1] > 0.0:
-                _soft_shoulder(gain, base, shoulder, float(hl_ceiling), t)
+            # (Bounds first: most strips need neither the shoulder nor, below, the white fade.)
+            gain_min, gain_max = cv2.minMaxLoc(gain)[:2]
+            if gain_max > 0.0 and cv2.minMaxLoc(base)[1] + gain_max > shoulder:
+                _soft_shoulder(gain, base, shoulder, float(hl_ceiling), cv2.add(base, gain, dst=t))
             if sky_mask is not None:
                 # The sky is never brightened, and bright sky is brought down toward its ceiling:
                 # gain += sky * (min(gain, cap, 0) - gain), cap = max(sky_ceiling - base, -max_local_ev).
@@ -544,12 +545,13 @@ def _apply_gains(image: np.ndarray, coeffs, sky_mask, p: ToneMapParams, clip_inp
                 t -= gain
                 t *= sky_mask[r0:r1]
                 gain += t
+                gain_min = cv2.minMaxLoc(gain)[0]
 
             # White stays white: every darkening off people (highlight compression, the sky
             # ceiling) fades out as the pixel's luminance goes from white_fade to 1. Clipped
             # white holds no detail to recover, and pulled down it turns a flat grey: white
             # clouds ended at sRGB 240, an all-white frame read as sky at a blotchy 0.90-0.94.
-            if fade_white and cv2.minMaxLoc(ll)[1] > log_white_fade and cv2.minMaxLoc(gain)[0] < 0.0:
+            if fade_white and gain_min < 0.0 and cv2.minMaxLoc(ll)[1] > log_white_fade:
                 _fade_to_white(gain, ll, log_white_fade, fade_slope,
                                (lambda: people_up(r0, r1)) if people_up is not None else None)
 
