@@ -325,12 +325,15 @@ _PERSON_COLOURS = ((230, 60, 60), (60, 200, 80), (150, 80, 230), (240, 200, 40),
                    (230, 90, 200), (140, 140, 140), (255, 130, 0))
 
 
-def mask_overlay(image: np.ndarray, seg, *, opacity: float = 0.5) -> np.ndarray:
+def mask_overlay(image: np.ndarray, seg, *, opacity: float = 0.4) -> np.ndarray:
     """Render mattes over a photo for inspection.
 
-    Persons get one colour each (instances); sky, hair, skin, teeth and glasses
-    their own colour on top. Mattes blend in display (sRGB) space, weighted by
-    their soft value, so the preview shows matte softness at the edges.
+    Each person gets a colour of their own (instances), filled by their soft matte, outlined
+    where it crosses 0.5 and numbered; sky, hair, skin, teeth and glasses their own colours on
+    top, also outlined. Fills blend in display (sRGB) space weighted by the matte, so the
+    preview shows softness at the edges, and the outlines tell overlapping mattes apart. On
+    photos of 160 px and more a legend in the bottom-left corner names what is shown (each
+    person with their class probability when the segmentation has them).
 
     Parameters
     ----------
@@ -338,25 +341,81 @@ def mask_overlay(image: np.ndarray, seg, *, opacity: float = 0.5) -> np.ndarray:
         float32 H×W×3 linear RGB in [0, 1].
     seg : Segmentation
         Object with float32 H×W mattes ``.persons`` (list), ``.sky``, ``.hair``,
-        ``.skin``, ``.teeth``, ``.glasses`` (missing ones are left out).
+        ``.skin``, ``.teeth``, ``.glasses`` (missing ones are left out), and optionally
+        ``.person_scores``.
     opacity : float
-        Colour opacity where a matte is 1.
+        Fill opacity where a matte is 1.
 
     Returns
     -------
     np.ndarray
-        uint8 H×W×3 sRGB preview.
+        uint8 H×W×3 sRGB preview, the photo's size.
     """
+    import cv2
+
+    h, w = image.shape[:2]
     out = linear_to_srgb(image) * np.float32(255.0)
-    layers = [(m, _PERSON_COLOURS[i % len(_PERSON_COLOURS)])
-              for i, m in enumerate(getattr(seg, "persons", None) or [])]
-    layers += [(optional_matte(seg, name), colour) for name, colour in _MASK_COLOURS.items()]
-    for matte, colour in layers:
-        if matte is None:
-            continue
-        alpha = (np.asarray(matte, dtype=np.float32) * np.float32(opacity))[:, :, None]
+    persons = list(getattr(seg, "persons", None) or [])
+    scores = getattr(seg, "person_scores", None)
+    layers = [(f"person {i + 1}" + (f" {float(scores[i]):.2f}" if scores is not None and i < len(scores) else ""),
+               m, _PERSON_COLOURS[i % len(_PERSON_COLOURS)]) for i, m in enumerate(persons)]
+    layers += [(name, optional_matte(seg, name), colour) for name, colour in _MASK_COLOURS.items()]
+    layers = [(name, np.asarray(m, dtype=np.float32), colour) for name, m, colour in layers if m is not None]
+    for _, matte, colour in layers:
+        alpha = (matte * np.float32(opacity))[:, :, None]
         out = out * (1.0 - alpha) + np.asarray(colour, np.float32) * alpha
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    out = np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+    # Outlines at 0.5 (on top of every fill, so no later fill hides one), person numbers.
+    thick = max(1, int(round(min(h, w) / 300)))
+    shown = []
+    for k, (name, matte, colour) in enumerate(layers):
+        contours, _ = cv2.findContours((matte >= 0.5).view(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        if not contours:
+            continue
+        shown.append((name, colour))
+        cv2.drawContours(out, contours, -1, colour, thick, cv2.LINE_AA)
+        if k < len(persons) and min(h, w) >= 160:
+            top = min((tuple(c[c[:, 0, 1].argmin(), 0]) for c in contours if cv2.contourArea(c) > 0),
+                      key=lambda pt: pt[1], default=None)
+            if top is not None:
+                _label(out, str(k + 1), (int(top[0]), int(top[1]) + 4), colour, min(h, w))
+    if shown and min(h, w) >= 160:
+        _legend(out, shown)
+    return out
+
+
+def _label(out: np.ndarray, text: str, anchor: tuple, colour, side: int) -> None:
+    """``text`` centred below ``anchor`` in ``colour`` with a dark rim (readable on any photo)."""
+    import cv2
+
+    scale = max(0.4, side / 700)
+    (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    x = int(np.clip(anchor[0] - tw // 2, 0, out.shape[1] - tw))
+    y = int(np.clip(anchor[1] + th, th, out.shape[0] - 2))
+    thick = max(1, int(round(scale * 2)))
+    cv2.putText(out, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick + 2, cv2.LINE_AA)
+    cv2.putText(out, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thick, cv2.LINE_AA)
+
+
+def _legend(out: np.ndarray, entries: list) -> None:
+    """A dimmed box in the bottom-left corner: a swatch and a name per entry, one per line."""
+    import cv2
+
+    h, w = out.shape[:2]
+    scale = max(0.35, min(h, w) / 900)
+    (_, th), base = cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    line = th + base + 4
+    width = max(cv2.getTextSize(name, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] for name, _ in entries) + line + 12
+    rows = min(len(entries), max(1, (h - 8) // line))
+    y0, x0 = h - 6 - rows * line, 4
+    box = out[max(0, y0 - 4):h - 2, x0:min(w, x0 + width)]
+    box[:] = (box.astype(np.float32) * 0.35).astype(np.uint8)  # dimmed, photo still faintly visible
+    for r, (name, colour) in enumerate(entries[:rows]):
+        y = y0 + r * line
+        cv2.rectangle(out, (x0 + 4, y + 2), (x0 + 4 + th, y + 2 + th), colour, -1)
+        cv2.putText(out, name, (x0 + th + 10, y + th + 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1,
+                    cv2.LINE_AA)
 
 
 def write_segmentation(folder, photo, seg) -> list:

@@ -153,6 +153,31 @@ def test_mask_overlay_and_write_segmentation(tmp_path):
                                   np.rint(person * 127.5 + 1e-3).astype(np.uint8))
 
 
+def test_mask_overlay_outlines_each_person_and_names_the_layers():
+    """Overlapping soft fills alone read as one muddy tint: each instance is outlined in its own
+    colour where its matte crosses 0.5 and the legend names what is shown."""
+    h, w = 200, 300
+    a, b = np.zeros((h, w), np.float32), np.zeros((h, w), np.float32)
+    a[40:180, 40:140] = 1.0
+    b[40:180, 120:220] = 1.0  # overlaps a
+    zero = np.zeros((h, w), np.float32)
+    seg = types.SimpleNamespace(sky=zero, hair=zero, skin=zero, teeth=zero, glasses=zero, persons=[a, b],
+                                person_scores=np.array([0.99, 0.8], np.float32))
+    img = np.full((h, w, 3), 0.2, np.float32)
+    over = mask_overlay(img, seg)
+    assert over.shape == (h, w, 3) and over.dtype == np.uint8
+    from camseg.batch import _PERSON_COLOURS
+
+    # the left edge of a and the right edge of b: each outline in its own colour
+    np.testing.assert_allclose(over[100, 40], _PERSON_COLOURS[0], atol=40)
+    np.testing.assert_allclose(over[100, 219], _PERSON_COLOURS[1], atol=40)
+    assert over[100, 260].tolist() == [124, 124, 124]  # away from everything: the photo itself
+    # the legend (bottom-left): dimmed box with a swatch per person
+    corner = over[h - 30:h - 4, 4:60]
+    assert (corner < 60).mean() > 0.5
+    assert np.abs(corner.reshape(-1, 3).astype(int) - _PERSON_COLOURS[0]).sum(axis=1).min() < 30
+
+
 def test_rewriting_a_segmentation_removes_the_earlier_runs_extra_masks(tmp_path):
     """Re-segmenting into the same folder (--overwrite) left the old person_01.png of a person
     the new run did not find: two segmentations mixed in one folder."""
