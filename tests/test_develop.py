@@ -249,6 +249,27 @@ def test_portrait_blur_keeps_the_dark_table_beside_the_astronaut(segmenter):
     assert float(orig[table].mean()) < 0.03 and float(out[table].mean()) < 0.05
 
 
+def test_under_confident_subject_is_rendered_whole_not_as_a_ghost(rng):
+    """A person whose whole matte sits at 0.6 (a flash photo of people in dark clothes: COCO 536)
+    is the subject; with a 0.6 alpha the portrait blur drew them half over a background filled
+    in behind them from the bright wall, a ghost. They must keep their own dark, textured look."""
+    h, w = 120, 160
+    img = np.full((h, w, 3), 0.7, np.float32)  # bright wall
+    body = np.zeros((h, w), bool)
+    body[30:, 50:110] = True
+    img[body] = np.clip(0.05 + 0.04 * rng.standard_normal((int(body.sum()), 1)), 0.0, 1.0)  # dark dress
+    seg = _fake_segmentation(h, w, persons=0)
+    seg.persons = [body.astype(np.float32) * 0.6]
+    seg.person = seg.persons[0]
+    seg.skin = np.zeros((h, w), np.float32)
+    out = develop(img, segmentation=seg, portrait="blur", denoise=False, sharpen=False, tone_map=False,
+                  style="standard")
+    inner = np.zeros_like(body)
+    inner[45:, 62:98] = True  # away from the matte's edge
+    assert float(out[inner].mean()) < 0.1                                     # not washed with the wall
+    assert float(out[inner].std()) > 0.8 * float(img[inner].std())            # texture kept, not blurred
+
+
 def test_portrait_subject_keeps_the_people_that_matter():
     from camseg.develop import portrait_subject
     big = np.zeros((40, 60), np.float32)
