@@ -10,11 +10,14 @@ Runs ``develop`` (default settings, or a portrait effect) on real photos from
   before and after — highlights turned white (a saturated colour with one channel at the
   gamut's edge is not counted: a vivid style puts sky blue there); ``skin blown``: the share
   of the skin with its *largest* channel at or above 0.99 — skin washed out;
-* ``crushed``: the share whose largest channel is at or below 0.002 — shadows it crushed.
+* ``crushed``: the share whose largest channel is at or below 0.002 — shadows it crushed;
+* ``main face sharp``: the mean |Laplacian| of the main person's skin (the largest person
+  matte, skin matte > 0.5) after over before — with a portrait effect, under 0.5 means the
+  subject's own face was blurred.
 
 A photo is flagged when develop blows out more than 2 % of the frame or 5 % of the skin that
 was not blown before, crushes more than 2 % of the frame, or moves a face by more than
-1.5 stops. The table gives each set's median and worst values; the flagged photos and the
+1.5 stops, or blurs the main person's face to under half its sharpness. The table gives each set's median and worst values; the flagged photos and the
 worst of each metric are written as before/after sheets to look at (``--out``). This is how
 a high-key portrait lifted by +1.8 EV (its skin blown out) was found; it is not a test:
 the thresholds say what to look at, not what is right.
@@ -62,6 +65,7 @@ class Look:
     skin_blown_out: float
     crushed_in: float
     crushed_out: float
+    main_face_sharp: float  # nan without a person with skin
 
     @property
     def flags(self) -> list:
@@ -74,6 +78,8 @@ class Look:
             out.append(f"crushed {100 * (self.crushed_out - self.crushed_in):.1f} % of the frame")
         if np.isfinite(self.face_ev) and abs(self.face_ev) > 1.5:
             out.append(f"face moved {self.face_ev:+.1f} EV")
+        if np.isfinite(self.main_face_sharp) and self.main_face_sharp < 0.5:
+            out.append(f"main face blurred (sharpness x{self.main_face_sharp:.2f})")
         return out
 
 
@@ -104,7 +110,15 @@ def measure(set_name: str, path: Path, settings: DevelopSettings, segmenter: Seg
                 sky_ev=_median_ev(before, after, sky),
                 blown_in=frac(low_in >= WHITE), blown_out=frac(low_out >= WHITE),
                 skin_blown_in=skin_frac(top_in >= SKIN_BLOWN), skin_blown_out=skin_frac(top_out >= SKIN_BLOWN),
-                crushed_in=frac(top_in <= CRUSHED), crushed_out=frac(top_out <= CRUSHED))
+                crushed_in=frac(top_in <= CRUSHED), crushed_out=frac(top_out <= CRUSHED), main_face_sharp=float("nan"))
+    main_face_sharp = float("nan")
+    if len(seg.persons):
+        main = max(seg.persons, key=lambda m: float(m.sum()))
+        face = (main > 0.5) & skin
+        if face.mean() >= MIN_REGION / 5:
+            detail = lambda x: np.abs(cv2.Laplacian(linear_to_srgb(x) @ _LUMA, cv2.CV_32F))[face].mean()  # noqa: E731
+            main_face_sharp = float(detail(after) / max(detail(before), 1e-6))
+    look.main_face_sharp = main_face_sharp
     to8 = lambda x: cv2.cvtColor((linear_to_srgb(x) * 255 + 0.5).astype(np.uint8), cv2.COLOR_RGB2BGR)  # noqa: E731
     return look, to8(before), to8(after)
 
