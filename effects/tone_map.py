@@ -406,6 +406,10 @@ def _skin_tone_table(samples_per_step: int = 16):
 _SKIN_TABLE = _skin_tone_table()
 
 
+#: Smallest slope of a lifted person's gain curve above their skin median (see the taper).
+_MIN_HIGHLIGHT_SLOPE = 0.3
+
+
 def _estimate_illumination(log_skin: float, chroma: np.ndarray, log_e0: float, p: ToneMapParams,
                            *, centre: float = 0.0, sigma_scale: float = 1.0):
     """MAP skin reflectance / illumination offset for one person (see module docstring, step 5)."""
@@ -723,6 +727,7 @@ def tone_map_people(
     chroma_lo = np.log(np.maximum(img_lo[..., [0, 2]], 1e-6) / np.maximum(img_lo[..., 1:2], 1e-6))  # lh×lw×2
     # Largest channel (OpenCV on channel views: numpy's max over a last axis of 3 is 15x slower).
     channel_max_lo = cv2.max(cv2.max(img_lo[..., 0], img_lo[..., 1]), img_lo[..., 2])
+    log_channel_max_lo = np.log2(np.maximum(channel_max_lo, np.float32(1e-6)))
     # Pass 1: per-person statistics and a broad-prior illumination estimate.
     stats = []
     for m_lo, skin in zip(persons_lo, skins):
@@ -739,13 +744,16 @@ def tone_map_people(
         c_i = np.array([_weighted_quantile(chroma_lo[..., j][sel], wv, 0.5)[0] for j in range(2)])
         d1, _ = _estimate_illumination(s_i, c_i, log_e0, p, sigma_scale=2.0)
         msel = m_lo > 1e-3
-        q10, q90, q95 = _weighted_quantile(base_lo[msel], m_lo[msel], [0.1, 0.9, 0.95])
-        # The person's bright end: 95th percentile of the largest channel (log2).
-        top95 = float(_weighted_quantile(np.log2(np.maximum(channel_max_lo[msel], 1e-6)), m_lo[msel], 0.95)[0])
+        q10, q90 = _weighted_quantile(base_lo[msel], m_lo[msel], [0.1, 0.9])
+        # The person's bright end and their skin's median, both as the largest channel (log2):
+        # what clips is a channel, and one quantity for both keeps a saturated shirt (a channel
+        # near 1 at a low luminance) from reading as a span of highlights above the face.
+        top95 = float(_weighted_quantile(log_channel_max_lo[msel], m_lo[msel], 0.95)[0])
+        skin_top = float(_weighted_quantile(log_channel_max_lo[sel], wv, 0.5)[0])
         spread = max(float(q90 - q10), 1e-3)
         k_i = float(np.clip((p.person_contrast_target_ev / spread) ** p.person_contrast, *p.contrast_limits))
         pivot = float(_weighted_quantile(base_lo[sel], wv, 0.5)[0])
-        stats.append((s_i, c_i, d1, k_i, pivot, wsum, float(q95), top95))
+        stats.append((s_i, c_i, d1, k_i, pivot, wsum, top95 - skin_top, top95))
 
     # Target light: the group's common light (median), lifted to the scene's when darker. With
     # skin mattes given only people measured on their skin are here: a light estimated from
@@ -768,7 +776,7 @@ def tone_map_people(
     for i, m_lo, st in zip(rendered, persons_lo, stats):
         if st is None:
             continue
-        s_i, c_i, _, k_i, pivot, wsum, q95, top95 = st
+        s_i, c_i, _, k_i, pivot, wsum, span, top95 = st
         d_i, rho = _estimate_illumination(s_i, c_i, log_e0, p, centre=target)
         g_i = -p.person_strength * (d_i - target)
         limited = abs(g_i) > p.max_person_ev
@@ -777,8 +785,12 @@ def tone_map_people(
         # (95th percentile of the largest channel) past highlight_ceiling tapers above the
         # skin median, reaching the bright end with only the headroom left (fill light, not
         # exposure): a backlit face in shade lifted 1.6 EV blew out the sunlit shoulders.
+        # The slope left above the median, k_i - taper, stays at _MIN_HIGHLIGHT_SLOPE or more:
+        # the face's own highlights keep their order and some contrast (a full taper flattened
+        # and reversed them); the shoulder of the full-resolution pass takes what is left.
         headroom = max(float(np.log2(p.highlight_ceiling)) - top95, 0.0)
-        taper = min((g_i - headroom) / (q95 - pivot), 1.0) if g_i > headroom and q95 - pivot > 0.1 else 0.0
+        taper = min((g_i - headroom) / span, k_i - _MIN_HIGHLIGHT_SLOPE) if g_i > headroom and span > 0.1 else 0.0
+        taper = max(taper, 0.0)
         gain_lo += m_lo * (g_i + (k_i - 1.0) * (base_lo - pivot) - taper * np.maximum(base_lo - pivot, 0.0))
         exposures[i] = PersonExposure(i, g_i, d_i, rho, float(2.0 ** s_i), k_i, wsum, bool(limited))
 
