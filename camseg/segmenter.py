@@ -277,7 +277,11 @@ class Segmenter:
             prepared = _prepare(pixels, self.contract.input_size)
             if prepared is None:  # a NaN or an infinity
                 side.result()
-                return self.segment(pixels, categories=categories)  # raises read_image's error
+                read_image(pixels)  # raises its error for a NaN or an infinity in the photo
+                # Finite, yet the reduced photo is not: values near float32's limit overflow
+                # the area average (not a photo's linear RGB).
+                raise ValueError(f"image values reach {float(np.abs(pixels).max()):.3g}, too large to segment; "
+                                 "pass linear RGB in [0, 1] (e.g. image / image.max())")
             parts = self._infer(*prepared, wanted)
             guide, kept = side.result()
         seg = Segmentation(kept, *parts, self.options.refine)

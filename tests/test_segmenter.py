@@ -176,6 +176,8 @@ def test_mattes_follow_edges_not_bilinear(segmenter, photo):
 
 @pytest.mark.parametrize("bad, error, match", [
     (np.full((32, 32, 3), np.nan, np.float32), ValueError, "NaN"),
+    # finite, but the reduced photo overflows (it recursed between segment and segment_borrowed)
+    (np.full((768, 1024, 3), 1e38, np.float32), ValueError, "too large to segment"),
     (np.zeros((1, 1, 3), np.uint8), ValueError, "at least 8"),
     (np.zeros((32, 32, 3), np.int64), TypeError, "dtype"),
     (np.zeros((32, 32, 5), np.uint8), ValueError, "shape"),
