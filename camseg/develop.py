@@ -534,7 +534,12 @@ def _with_teeth(subject: np.ndarray, teeth: "np.ndarray | None") -> np.ndarray:
     return np.maximum(subject, decisive_alpha(teeth) * near)
 
 
-def decisive_alpha(matte: np.ndarray, steepness: float = 8.0) -> np.ndarray:
+#: Steepness of :func:`decisive_alpha` for the portrait subject (the person mattes); the
+#: hair, glasses and teeth mattes that extend it keep the function's default.
+SUBJECT_STEEPNESS = 8.0
+
+
+def decisive_alpha(matte: np.ndarray, steepness: float = 3.0) -> np.ndarray:
     """A person matte made decisive enough to serve as a portrait effect's subject alpha.
 
     The model's mattes are calibrated probabilities: a subject's interior often sits at
@@ -544,9 +549,10 @@ def decisive_alpha(matte: np.ndarray, steepness: float = 8.0) -> np.ndarray:
     such a matte leaves them almost no core and renders half-transparent people over a
     background filled in behind them: a dark table beside the astronaut turned a grey haze,
     three women in a COCO photo (536) ghosts. ``sigmoid(steepness · logit(p))`` keeps 0.5
-    where it is and moves 0.6 to 0.96, 0.7 to 0.999, 0.4 to 0.04 and 0.3 to 0.001 (steepness
-    3, the first choice, left 0.6 at 0.77: the ghosts); the effects then refine the edge
-    against the photo.
+    where it is; steepness 3 (the default, for the hair, glasses and teeth mattes, whose faint
+    strands matter) moves 0.9 to 0.9986 and 0.3 to 0.073, but left a group's 0.6 at 0.77 (the
+    ghosts), so the subject's person mattes use ``SUBJECT_STEEPNESS`` = 8: 0.6 to 0.96, 0.7 to
+    0.999, 0.4 to 0.04. The effects then refine the edge against the photo.
 
     Parameters
     ----------
@@ -743,7 +749,7 @@ def develop(image, settings: "DevelopSettings | None" = None, *, segmenter=None,
     subject, people = None, []
     if persons and wants_portrait:
         people = portrait_people(persons)
-        subject = _with_teeth(decisive_alpha(_summed_mattes(people)), mattes.get("teeth"))
+        subject = _with_teeth(decisive_alpha(_summed_mattes(people), SUBJECT_STEEPNESS), mattes.get("teeth"))
     ctx = _Context(seg=seg, settings=settings, iso=photo.iso if photo is not None else None,
                    persons=persons, skin=skin, sky=sky, subject=subject, portrait_people=people,
                    hair=mattes.get("hair") if subject is not None else None,
