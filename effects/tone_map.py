@@ -795,7 +795,7 @@ def tone_map_people(
         # and reversed them); the shoulder of the full-resolution pass takes what is left.
         # And the lift itself stops where even that slope would take the bright end past the
         # ceiling: a fill light does not make a face in shade brighter than the person's sunlit
-        # skin beside it (COCO 36: +1.6 EV put 43 % of the skin at a channel of 1; +0.9 now).
+        # skin beside it (COCO 36: +1.6 EV put 43 % of the skin at a channel of 1; +0.64 now).
         headroom = max(float(np.log2(p.highlight_ceiling)) - top95, 0.0)
         if span > 0.1 and g_i > headroom + (1.0 - _MIN_HIGHLIGHT_SLOPE) * span:
             g_i, limited = headroom + (1.0 - _MIN_HIGHLIGHT_SLOPE) * span, True
