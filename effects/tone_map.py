@@ -740,15 +740,15 @@ def tone_map_people(
         # when no skin matte was given at all.
         weight = m_lo if skin is None else m_lo * skins_lo[id(skin)]
         wsum = float(weight.sum())
-        if wsum < 1e-3:
+        sel = weight > 1e-3
+        msel = m_lo > 1e-3
+        if wsum < 1e-3 or not sel.any():  # (a faint haze that sums up but is nowhere > 1e-3)
             stats.append(None)
             continue
-        sel = weight > 1e-3
         wv = weight[sel]
         s_i = float(_weighted_quantile(log_lo[sel], wv, 0.5)[0])
         c_i = np.array([_weighted_quantile(chroma_lo[..., j][sel], wv, 0.5)[0] for j in range(2)])
         d1, _ = _estimate_illumination(s_i, c_i, log_e0, p, sigma_scale=2.0)
-        msel = m_lo > 1e-3
         q10, q90 = _weighted_quantile(base_lo[msel], m_lo[msel], [0.1, 0.9])
         # The person's bright end and their skin's median, both as the largest channel (log2):
         # what clips is a channel, and one quantity for both keeps a saturated shirt (a channel

@@ -435,3 +435,14 @@ def test_saturated_clothes_do_not_flatten_a_lifted_face():
     assert (np.diff(face) > -2e-3).all()                                       # no reversal
     top = face[len(face) // 2:]
     assert top[-1] / top[0] > 2.0 ** 0.25                                      # upper half keeps contrast (input: 1 EV)
+
+
+def test_a_faint_matte_everywhere_is_no_person(rng):
+    """A matte of 1e-4 over the whole frame sums past the 'empty' threshold but is nowhere above
+    the 1e-3 the statistics use: it raised IndexError; now it is a person that is not rendered."""
+    img, persons, skins, _ = scene([0.0], [MST3], rng)
+    haze = np.full(img.shape[:2], 1e-4, np.float32)
+    out, gains = tone_map_people(img, [persons[0], haze], skin_masks=[skins[0], haze], return_gains=True)
+    assert np.isfinite(out).all() and gains[1].weight == 0.0
+    out2 = tone_map_people(img, [haze])  # without skin mattes too
+    assert np.isfinite(out2).all()
