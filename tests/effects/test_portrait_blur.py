@@ -151,6 +151,25 @@ def test_grain_is_matched_and_deterministic(rng):
     assert smooth[outer].std() < 0.5 * out[outer].std()
 
 
+def test_grain_follows_the_photos_noise_between_channels(rng):
+    """A camera's noise is mostly luminance (the channels move together); grain drawn per channel
+    turned a blurred background into coloured confetti. Luminance noise in, luminance grain out;
+    independent noise in, independent grain out."""
+    def background_correlation(noise):
+        img, a = _red_on_grey()
+        img = np.clip(img + noise, 0, 1).astype(np.float32)
+        out = portrait_blur(img, a, params=PortraitBlurParams(refine=False))
+        outer = cv2.dilate(a, np.ones((25, 25), np.uint8)) < 0.5
+        kern = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+        hp = cv2.filter2D(out, -1, kern)[outer]  # N×3 high-pass of the background
+        c = np.corrcoef(hp.T)
+        return (c[0, 1] + c[0, 2] + c[1, 2]) / 3
+
+    luma = rng.normal(0, 0.02, (H, W, 1)).astype(np.float32) * np.ones((1, 1, 3), np.float32)
+    assert background_correlation(luma) > 0.8
+    assert abs(background_correlation(rng.normal(0, 0.02, (H, W, 3)).astype(np.float32))) < 0.3
+
+
 def test_noise_estimate_reference_value(rng):
     img = np.clip(0.4 + rng.normal(0, 0.01, (64, 64, 3)), 0, 1).astype(np.float32)
     _, sig = estimate_noise_sigma(img)
