@@ -452,14 +452,22 @@ class _Grain:
         self.tmp = np.empty((T, T, 3), np.float32)
 
     def correlate(self, rho: float) -> None:
-        """Make the channels' noise correlated by ``rho`` in [0, 1] (each channel keeps unit
-        variance): ``n_c <- sqrt(rho) n_shared + sqrt(1 - rho) n_c``, the shared part the
-        channels' mean scaled back to unit variance. Once, before any :meth:`add`."""
+        """Make the channels' noise correlated by ``rho`` in [0, 1], each channel keeping unit
+        variance. Once, before any :meth:`add`.
+
+        For independent unit normals the channels' mean ``m`` (variance 1/3) is independent of
+        the deviations ``n_c - m`` (variance 2/3, correlated -1/2 between channels). The grain
+        ``n_c' = a m + b (n_c - m)`` with ``a^2 / 3 = r``, ``2 b^2 / 3 = 1 - r`` has unit
+        variance and correlation ``r - (1 - r) / 2``, which is ``rho`` for ``r = (2 rho + 1) / 3``
+        (``rho = 0`` leaves the noise as it is)."""
         if rho <= 0.0:
             return
-        shared = self.tiles.sum(axis=3, keepdims=True) * np.float32(1.0 / np.sqrt(3.0))
-        self.tiles *= np.float32(np.sqrt(1.0 - rho))
-        self.tiles += np.float32(np.sqrt(rho)) * shared
+        r = (2.0 * min(rho, 1.0) + 1.0) / 3.0
+        a, b = np.sqrt(3.0 * r), np.sqrt(1.5 * (1.0 - r))
+        mean = self.tiles.mean(axis=3, keepdims=True)
+        self.tiles -= mean
+        self.tiles *= np.float32(b)
+        self.tiles += np.float32(a) * mean
 
     def for_band(self) -> "_Grain":
         """The same grain with its own scratch buffer, for one thread's band of rows."""

@@ -368,3 +368,15 @@ def test_threads_and_side_steps_do_not_change_the_result(rng, monkeypatch):
     finally:
         cv2.setNumThreads(before)
     assert np.array_equal(one, two)
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.5, 0.9, 1.0])
+def test_correlated_grain_keeps_unit_variance(rho):
+    from effects.portrait_blur import _Grain
+
+    grain = _Grain(512, 512, seed=0)
+    grain.correlate(rho)
+    noise = grain.tiles.reshape(-1, 3)
+    np.testing.assert_allclose(noise.std(axis=0), 1.0, atol=0.01)
+    c = np.corrcoef(noise.T)
+    assert abs((c[0, 1] + c[0, 2] + c[1, 2]) / 3 - rho) < 0.01
