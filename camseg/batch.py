@@ -330,8 +330,9 @@ def mask_overlay(image: np.ndarray, seg, *, opacity: float = 0.4) -> np.ndarray:
 
     Each person gets a colour of their own (instances), filled by their soft matte, outlined
     where it crosses 0.5 and numbered; sky, hair, skin, teeth and glasses their own colours on
-    top, also outlined. Fills blend in display (sRGB) space weighted by the matte, so the
-    preview shows softness at the edges, and the outlines tell overlapping mattes apart. On
+    top, also outlined. Persons are numbered from 0, as their files (``person_00.png``). Fills
+    blend in display (sRGB) space weighted by the matte, so the preview shows softness at the
+    edges, and the outlines tell overlapping mattes apart. On
     photos of 160 px and more a legend in the bottom-left corner names what is shown (each
     person with their class probability when the segmentation has them).
 
@@ -357,7 +358,7 @@ def mask_overlay(image: np.ndarray, seg, *, opacity: float = 0.4) -> np.ndarray:
     out = linear_to_srgb(image) * np.float32(255.0)
     persons = list(getattr(seg, "persons", None) or [])
     scores = getattr(seg, "person_scores", None)
-    layers = [(f"person {i + 1}" + (f" {float(scores[i]):.2f}" if scores is not None and i < len(scores) else ""),
+    layers = [(f"person {i}" + (f" {float(scores[i]):.2f}" if scores is not None and i < len(scores) else ""),
                m, _PERSON_COLOURS[i % len(_PERSON_COLOURS)]) for i, m in enumerate(persons)]
     layers += [(name, optional_matte(seg, name), colour) for name, colour in _MASK_COLOURS.items()]
     layers = [(name, np.asarray(m, dtype=np.float32), colour) for name, m, colour in layers if m is not None]
@@ -379,7 +380,7 @@ def mask_overlay(image: np.ndarray, seg, *, opacity: float = 0.4) -> np.ndarray:
             top = min((tuple(c[c[:, 0, 1].argmin(), 0]) for c in contours if cv2.contourArea(c) > 0),
                       key=lambda pt: pt[1], default=None)
             if top is not None:
-                _label(out, str(k + 1), (int(top[0]), int(top[1]) + 4), colour, min(h, w))
+                _label(out, str(k), (int(top[0]), int(top[1]) + 4), colour, min(h, w))
     if shown and min(h, w) >= 160:
         _legend(out, shown)
     return out
