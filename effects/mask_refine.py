@@ -259,20 +259,6 @@ def _coefficient_planes(I: np.ndarray, p: np.ndarray, radius: int, eps: float) -
     return _box_planes(coef, ksize, coef)
 
 
-def _guided_coefficients(I: np.ndarray, p: np.ndarray, radius: int, eps: float) -> np.ndarray:
-    """:func:`_coefficient_planes` (same arguments) interleaved into one array.
-
-    Returns
-    -------
-    np.ndarray
-        h×w×4K float32: box-averaged ``a`` laid out channel-major
-        (``[..., c*K:(c+1)*K]`` is the coefficient of guide channel c for all K
-        mattes), then ``b`` in ``[..., 3K:4K]`` (:func:`_coefficient_planes`, merged).
-    """
-    planes = _coefficient_planes(I, p, radius, eps)
-    return cv2.merge(list(planes))
-
-
 def _fit(g32: np.ndarray, m: np.ndarray, p: RefineMatteParams) -> tuple[np.ndarray, tuple[int, int]]:
     """Guided-filter coefficients on the working grid (the matte's resolution, capped).
 
@@ -474,33 +460,6 @@ def sample_at(grid: np.ndarray, ys: np.ndarray, xs: np.ndarray, H: int, W: int) 
     my = np.pad((ys + 0.5) * (h / H) - 0.5, (0, pad)).astype(np.float32).reshape(-1, 1024)
     out = cv2.remap(grid, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return out.reshape(-1, C)[:n]
-
-
-def refine_matte_at(guide: np.ndarray, matte: np.ndarray, ys: np.ndarray, xs: np.ndarray,
-                    *, params: RefineMatteParams | None = None) -> np.ndarray:
-    """:func:`refine_matte` evaluated only at the full-resolution pixels (ys, xs).
-
-    For callers that need the refined matte in a band only (e.g. the unknown
-    region of a trimap): the coefficients are fitted exactly as in
-    :func:`refine_matte`, then sampled and applied at those pixels, so the
-    cost no longer scales with the photo's size. Inputs are validated by the
-    caller (internal helper).
-
-    Returns
-    -------
-    np.ndarray
-        (N, K) float32 refined values in [0, 1].
-    """
-    p = RefineMatteParams() if params is None else params
-    m = matte[:, :, None] if matte.ndim == 2 else matte
-    H, W = guide.shape[:2]
-    K = m.shape[2]
-    g32 = guide.astype(np.float32, copy=False)
-    coef, _ = _fit(g32, np.clip(m, 0.0, 1.0).astype(np.float32), p)
-    c = sample_at(cv2.merge(list(coef)), ys, xs, H, W)
-    I = _encode_guide(g32[ys, xs])
-    q = c[:, 3 * K :] + sum(c[:, ch * K : (ch + 1) * K] * I[:, ch : ch + 1] for ch in range(3))
-    return np.clip(q, 0.0, 1.0)
 
 
 def refine_matte(guide: np.ndarray, matte: np.ndarray, *, params: RefineMatteParams | None = None) -> np.ndarray:
