@@ -51,10 +51,8 @@ skin protection in benchmarks/tone_styles.py).
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass, fields
-from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -69,14 +67,8 @@ __all__ = ["Style", "STYLE_PRESETS", "apply_style"]
 _LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float64)
 
 
-class _OklabMatrices(NamedTuple):
-    rgb_to_lms_64: np.ndarray  # 3×3 float64, linear sRGB -> Oklab LMS
-    rgb_to_lms: np.ndarray     # the same, float32
-    lms_to_rgb: np.ndarray     # its inverse, float32
-    lmsp_to_l: np.ndarray      # 1×3 float32: the L row of Oklab's M2 (LMS' -> Lab)
-
-
-# Published constants (tests/effects/test_styles.py checks them against colour-science's):
+# Published constants (tests/effects/test_styles.py checks them against colour-science's, which
+# this module does not import: 0.8-1 s of start-up that a process's first styled photo paid):
 # linear sRGB -> CIE XYZ (D65) of IEC 61966-2-1, and Oklab's M1 (XYZ -> LMS) and M2 (LMS' ->
 # Lab), B. Ottosson, "A perceptual color space for image processing" (2020).
 _SRGB_TO_XYZ = ((0.4124, 0.3576, 0.1805), (0.2126, 0.7152, 0.0722), (0.0193, 0.1192, 0.9505))
@@ -85,25 +77,16 @@ _OKLAB_M1 = ((0.8189330101, 0.3618667424, -0.1288597137), (0.0329845436, 0.92931
 _OKLAB_M2 = ((0.2104542553, 0.7936177850, -0.0040720468), (1.9779984951, -2.4285922050, 0.4505937099),
              (0.0259040371, 0.7827717662, -0.8086757660))
 
-
-@functools.cache
-def _oklab_matrices() -> _OklabMatrices:
-    """The Oklab matrices of the styles, built at the first non-identity style.
-
-    From the published constants above rather than from colour-science at run time:
-    importing colour-science takes 0.8-1 s (it pulls in scipy, and matplotlib when
-    installed), which a process's first styled photo paid, and every batch pool's start.
-    """
-    # Linear sRGB -> Oklab LMS (Ottosson's M1 after the sRGB RGB -> XYZ matrix).
-    rgb_to_lms_64 = np.array(_OKLAB_M1) @ np.array(_SRGB_TO_XYZ)
-    assert (rgb_to_lms_64 > 0).all()  # LMS >= 0 on the RGB cube: _cbrt_lms relies on it
-    # Oklab's M2 (LMS' -> Lab). Only its L row is needed: the closed form in apply_style uses
-    # that the first column of M2's inverse is (1, 1, 1), i.e. Oklab's (L, 0, 0) is LMS' = (L, L, L).
-    lmsp_to_lab_64 = np.array(_OKLAB_M2)
-    assert np.allclose(np.linalg.inv(lmsp_to_lab_64)[:, 0], 1.0, atol=1e-6)
-    return _OklabMatrices(rgb_to_lms_64, rgb_to_lms_64.astype(np.float32),
-                          np.linalg.inv(rgb_to_lms_64).astype(np.float32),
-                          lmsp_to_lab_64[:1].astype(np.float32))
+# Linear sRGB -> Oklab LMS (Ottosson's M1 after the sRGB RGB -> XYZ matrix).
+_RGB_TO_LMS_64 = np.array(_OKLAB_M1) @ np.array(_SRGB_TO_XYZ)
+assert (_RGB_TO_LMS_64 > 0).all()  # LMS >= 0 on the RGB cube: _cbrt_lms relies on it
+_RGB_TO_LMS = _RGB_TO_LMS_64.astype(np.float32)
+_LMS_TO_RGB = np.linalg.inv(_RGB_TO_LMS_64).astype(np.float32)
+# Oklab's M2 (LMS' -> Lab). Only its L row is needed: the closed form in apply_style uses
+# that the first column of M2's inverse is (1, 1, 1), i.e. Oklab's (L, 0, 0) is LMS' = (L, L, L).
+_LMSP_TO_LAB_64 = np.array(_OKLAB_M2)
+assert np.allclose(np.linalg.inv(_LMSP_TO_LAB_64)[:, 0], 1.0, atol=1e-6)
+_LMSP_TO_L = _LMSP_TO_LAB_64[:1].astype(np.float32)  # 1×3
 
 _GREY_L = float(np.cbrt(0.18))  # Oklab lightness of 18 % grey: the tone curve's pivot
 _TONE_GAIN = 1.2
@@ -269,13 +252,12 @@ def apply_style(
 
     h, w = hw
     out = np.empty((h, w, 3), np.float32)
-    oklab = _oklab_matrices()
     warm_matrix = None
     if st.warmth != 0.0:
         # 1. Warmth: luminance-preserving diagonal gain, folded into the RGB -> LMS matrix.
         g = np.array([2.0 ** (0.2 * st.warmth), 1.0, 2.0 ** (-0.4 * st.warmth)])
         g /= float(_LUMA @ g)
-        warm_matrix = (oklab.rgb_to_lms_64 * g[None, :]).astype(np.float32)
+        warm_matrix = (_RGB_TO_LMS_64 * g[None, :]).astype(np.float32)
     tone_gain = np.float32(_TONE_GAIN * st.tone)
     chroma = np.float32(1.0 + st.saturation)
     sky_sat = np.float32(st.sky_saturation) if sky is not None and st.sky_saturation != 0.0 else None
@@ -295,9 +277,9 @@ def apply_style(
             r1 = min(h, r0 + rows)
             n = r1 - r0
             x = clip01(image[r0:r1], buf.rgb[:n])
-            p0 = _cbrt_lms(x, oklab.rgb_to_lms, buf.p0[:n])  # LMS' of the original colour
+            p0 = _cbrt_lms(x, _RGB_TO_LMS, buf.p0[:n])  # LMS' of the original colour
             pw = _cbrt_lms(x, warm_matrix, buf.pw[:n]) if warm_matrix is not None else p0
-            lum = cv2.transform(pw, oklab.lmsp_to_l, dst=buf.lum[:n])  # Oklab L of the warmed colour
+            lum = cv2.transform(pw, _LMSP_TO_L, dst=buf.lum[:n])  # Oklab L of the warmed colour
 
             # Per-pixel chroma scale c and blend weight wt (section 4 and 5 of the module docstring).
             c = np.multiply(sky[r0:r1], sky_sat, out=buf.c[:n]) if sky_sat is not None else None
@@ -351,7 +333,7 @@ def apply_style(
                 u *= wt
             cv2.add(res, cv2.merge([u, u, u], dst=buf.m3[:n]), dst=res)
             lms = cv2.pow(res, 3, dst=buf.m3[:n])  # integer power: repeated products in one pass
-            y = cv2.transform(lms, oklab.lms_to_rgb, dst=out[r0:r1])
+            y = cv2.transform(lms, _LMS_TO_RGB, dst=out[r0:r1])
 
             # 6. Gamut: pull out-of-cube pixels back toward their original colour (bisection).
             # Bounds: [0.001, 0.998] widened to the pixel's own original range. Cheap first pass
@@ -454,17 +436,16 @@ def _pull_into_gamut(p0: np.ndarray, q: np.ndarray, lo: np.ndarray, hi: np.ndarr
     t = np.empty_like(t_ok)
     t3, lms, rgb = np.empty_like(p0), np.empty_like(p0), np.empty_like(p0)
     fits = np.empty(lo.shape, np.uint8)
-    lms_to_rgb = _oklab_matrices().lms_to_rgb
     step = 1.0
     for _ in range(10):
         step *= 0.5
         np.add(t_ok, np.float32(step), out=t)
         _lms_at(p0, q, t, t3, lms)
-        cv2.transform(lms, lms_to_rgb, dst=rgb)
+        cv2.transform(lms, _LMS_TO_RGB, dst=rgb)
         cv2.inRange(rgb, lo3, hi3, dst=fits)
         cv2.copyTo(t, fits, dst=t_ok)
     _lms_at(p0, q, t_ok, t3, lms)
-    return cv2.transform(lms, lms_to_rgb, dst=rgb)
+    return cv2.transform(lms, _LMS_TO_RGB, dst=rgb)
 
 
 def _lms_at(p0, q, t, t3, dst):
