@@ -228,7 +228,11 @@ def disk_kernel(radius: float, *, blades: int = 0, rotation: float = 0.0, supers
     return k / k.sum()
 
 
-def estimate_noise_sigma(image: np.ndarray, *, bins: int = 8, rows: int = 96) -> tuple[np.ndarray, np.ndarray]:
+_NOISE_BINS, _NOISE_ROWS = 8, 96  # estimate_noise_sigma's defaults, shared by _grain_statistics
+
+
+def estimate_noise_sigma(image: np.ndarray, *, bins: int = _NOISE_BINS,
+                         rows: int = _NOISE_ROWS) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel noise σ as a function of brightness (robust Immerkær estimator).
 
     The Laplacian-of-Laplacian mask ``[[1,-2,1],[-2,4,-2],[1,-2,1]]`` cancels
@@ -252,9 +256,18 @@ def estimate_noise_sigma(image: np.ndarray, *, bins: int = 8, rows: int = 96) ->
     sigma : np.ndarray
         (bins, 3) float32 noise σ per bin and channel (linear units).
     """
+    responses = _immerkaer_responses(image, rows)
+    if responses is None:
+        return np.linspace(0, 1, bins, dtype=np.float32), np.zeros((bins, 3), np.float32)
+    return _sigma_by_brightness(*responses, bins)
+
+
+def _immerkaer_responses(image: np.ndarray, rows: int) -> "tuple[np.ndarray, np.ndarray] | None":
+    """The mask's response (N×3 float32, signed) and mean-of-channels brightness (N,) at the
+    pixels of about ``rows`` rows spread over the image; None below 3×3 pixels."""
     H, W = image.shape[:2]
     if H < 3 or W < 3:
-        return np.linspace(0, 1, bins, dtype=np.float32), np.zeros((bins, 3), np.float32)
+        return None
     # Sample bands of 3 rows (the mask's support) spread over the image.
     starts = np.unique(np.linspace(0, H - 3, min(rows, H - 2)).astype(int))
     band = np.concatenate([image[s : s + 3] for s in starts], axis=0)
@@ -262,10 +275,14 @@ def estimate_noise_sigma(image: np.ndarray, *, bins: int = 8, rows: int = 96) ->
     # One filter over the stacked bands (not one call per band): the centre row of each 3-row
     # band sees only its own band, so its response is the same.
     resp = cv2.filter2D(band, -1, kern, borderType=cv2.BORDER_REFLECT)[1::3, 1:-1]
-    lum = band[1::3, 1:-1].mean(axis=2).reshape(-1)
+    return resp.reshape(-1, 3), band[1::3, 1:-1].mean(axis=2).reshape(-1)
+
+
+def _sigma_by_brightness(resp: np.ndarray, lum: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`estimate_noise_sigma` from the responses of :func:`_immerkaer_responses`."""
     # Channels first and contiguous: medians along the short last axis of an N×3 array are
     # slow strided partitions.
-    resp = np.ascontiguousarray(np.abs(resp.reshape(-1, 3)).T)  # 3×N
+    resp = np.ascontiguousarray(np.abs(resp).T)  # 3×N
     edges = np.quantile(lum, np.linspace(0, 1, bins + 1))
     centers = np.zeros(bins, np.float32)
     sigma = np.zeros((bins, 3), np.float32)
@@ -281,22 +298,15 @@ def estimate_noise_sigma(image: np.ndarray, *, bins: int = 8, rows: int = 96) ->
     return centers[order], sigma[order]
 
 
-def _noise_channel_correlation(image: np.ndarray, *, rows: int = 96) -> float:
-    """Mean correlation, over the three channel pairs, of the high-pass responses of
-    :func:`estimate_noise_sigma` (the same sampled rows), in [0, 1].
+def _channel_correlation(resp: np.ndarray) -> float:
+    """Mean correlation, over the three channel pairs, of the responses of
+    :func:`_immerkaer_responses` (N×3), in [0, 1].
 
     A camera's noise after demosaicing, its own noise reduction and JPEG's subsampled chroma is
     mostly luminance: the channels' noise moves together. Grain drawn independently per channel
     instead looks like coloured confetti (a blurred jungle background, COCO 61). Responses are
     clipped at 3 median absolute values so a few edges do not decide it.
     """
-    H, W = image.shape[:2]
-    if H < 3 or W < 3:
-        return 0.0
-    starts = np.unique(np.linspace(0, H - 3, min(rows, H - 2)).astype(int))
-    band = np.concatenate([image[s : s + 3] for s in starts], axis=0)
-    kern = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32) / 6.0
-    resp = cv2.filter2D(band, -1, kern, borderType=cv2.BORDER_REFLECT)[1::3, 1:-1].reshape(-1, 3)
     resp = np.ascontiguousarray(resp.T).astype(np.float64)  # 3×N
     limit = 3.0 * np.median(np.abs(resp), axis=1, keepdims=True) + 1e-12
     np.clip(resp, -limit, limit, out=resp)
@@ -306,6 +316,15 @@ def _noise_channel_correlation(image: np.ndarray, *, rows: int = 96) -> float:
         return 0.0
     c = (resp @ resp.T) / np.outer(norm, norm)
     return float(np.clip((c[0, 1] + c[0, 2] + c[1, 2]) / 3.0, 0.0, 1.0))
+
+
+def _grain_statistics(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """(centres, σ) of :func:`estimate_noise_sigma` and the channels' noise correlation, from
+    one pass of the mask over the sampled rows."""
+    responses = _immerkaer_responses(image, _NOISE_ROWS)
+    if responses is None:
+        return (*estimate_noise_sigma(image), 0.0)  # (its values for an image under 3×3)
+    return (*_sigma_by_brightness(*responses, _NOISE_BINS), _channel_correlation(responses[0]))
 
 
 def _pull(premult: np.ndarray, weight: np.ndarray, levels: int) -> tuple[list, list]:
@@ -911,8 +930,7 @@ def _portrait_blur(img, subj, extra, depth, p: PortraitBlurParams, r_inf: float,
     """:func:`portrait_blur` after validation; ``side`` runs independent steps concurrently."""
     H, W = img.shape[:2]
     boost_f = later(side, _highlight_gains, img, p.highlight_threshold, p.highlight_gain, r_inf)
-    noise_f = later(side, estimate_noise_sigma, img) if p.match_grain else None
-    correlation_f = later(side, _noise_channel_correlation, img) if p.match_grain else None
+    noise_f = later(side, _grain_statistics, img) if p.match_grain else None
     grain_f = later(side, _Grain, H, W, p.seed) if p.match_grain else None
 
     # 1. Subject alpha: union of subject, hair and glasses, refined against the photo.
@@ -1049,7 +1067,7 @@ def _portrait_blur(img, subj, extra, depth, p: PortraitBlurParams, r_inf: float,
     # 5. Grain σ map on the reduced grid (the blurred background is smooth there).
     sigma_low = None
     if p.match_grain:
-        centers, sig = noise_f.result()
+        centers, sig, correlation = noise_f.result()
         if sig.max() > 0:
             lum = low.mean(axis=2)
             sigma_low = np.stack([np.interp(lum, centers, sig[:, c]) for c in range(3)], axis=2).astype(np.float32)
@@ -1065,7 +1083,7 @@ def _portrait_blur(img, subj, extra, depth, p: PortraitBlurParams, r_inf: float,
     out = np.empty((H, W, 3), np.float32)
     grain = None if sigma_low is None else grain_f.result()
     if grain is not None:
-        grain.correlate(correlation_f.result())  # luminance grain where the photo's noise is
+        grain.correlate(correlation)  # luminance grain where the photo's noise is
     composite = composite_f.result()
 
     def process_rows(r0: int, r1: int) -> None:
