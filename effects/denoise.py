@@ -73,6 +73,7 @@ import numpy as np
 
 from ._bands import later, run_in_row_bands, run_strips, side_thread
 from ._jpeg import jpeg_skin_luma
+from ._opencv import clip01
 from ._validate import check_image
 from .noise_profile import (NoiseProfile, _check_iso, _check_mask, _estimate_from_opponent, opponent_to_rgb,
                             rgb_to_opponent)
@@ -324,8 +325,7 @@ def _region_weights(sky, skin, luma1, p: DenoiseParams):
         cv2.sqrt(guide, dst=guide)
         refined = _guided_filter_fast(guide, srcs, max(1, p.refine_radius // 2), p.refine_eps, sub)
         for k, m1 in zip(todo, refined):
-            cv2.threshold(m1, 0.0, 0.0, cv2.THRESH_TOZERO, dst=m1)  # clip to [0, 1] in place
-            out[k] = cv2.threshold(m1, 1.0, 0.0, cv2.THRESH_TRUNC, dst=m1)[1]
+            out[k] = clip01(m1)
     else:
         for k in todo:
             m = masks[k]

@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 
 from ._bands import run_in_row_bands
+from ._opencv import clip01
 from ._validate import check_image
 from ._validate import resize as _resize
 
@@ -434,9 +435,7 @@ class GuidedStrips:
             cv2.add(q, c[3 * K + k], dst=q)
             if k:
                 cv2.max(out, q, dst=out)
-        cv2.max(out, 0.0, dst=out)
-        cv2.min(out, 1.0, dst=out)
-        return out
+        return clip01(out)
 
 
 def sample_at(grid: np.ndarray, ys: np.ndarray, xs: np.ndarray, H: int, W: int) -> np.ndarray:
@@ -577,8 +576,7 @@ def _refine(guide, matte, params, *, planar: bool):
                 cv2.accumulateProduct(c[K + k], Ig, q)
                 cv2.accumulateProduct(c[2 * K + k], Ib, q)
                 cv2.add(q, c[3 * K + k], dst=q)
-                cv2.max(q, 0.0, dst=q)
-                cv2.min(q, 1.0, dst=q)
+                clip01(q)
             if planes is None:
                 out[y0:y1] = cv2.merge(qs)
 

@@ -790,8 +790,7 @@ def subject_alpha(
                 # α_col = k·I + k0, clipped
                 a_col = cv2.transform(cv2.multiply(k, img_r, dst=k), ones)
                 cv2.add(a_col, k0, dst=a_col)
-                cv2.max(a_col, 0.0, dst=a_col)
-                cv2.min(a_col, 1.0, dst=a_col)
+                clip01(a_col)
                 # residual in gamma-2: sqrt(I) − (sB + α·(sF − sB))
                 cv2.subtract(r_, sB, dst=r_)
                 cv2.multiply(e, cv2.merge((a_col, a_col, a_col), dst=A3[:n, c_]), dst=e)
@@ -816,8 +815,7 @@ def subject_alpha(
                 t = 0.03
                 cv2.subtract(est, t, dst=est)
                 cv2.multiply(est, 1.0 / (1.0 - 2.0 * t), dst=est)
-                cv2.max(est, 0.0, dst=est)
-                cv2.min(est, 1.0, dst=est)
+                clip01(est)
                 np.copyto(alpha[r0:r1, x0 + c0 : x0 + c1], est, where=band_m[r0:r1, x0 + c0 : x0 + c1])
 
     run_in_row_bands(process_rows, y1 - y0, w, align=S)
