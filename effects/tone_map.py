@@ -434,6 +434,15 @@ def _estimate_illumination(log_skin: float, chroma: np.ndarray, log_e0: float, p
 _STRIP_PIXELS = 1 << 17
 
 
+def _pixels_where(x: np.ndarray, x_op: int, bound: float, gain: np.ndarray, gain_op: int) -> "np.ndarray | None":
+    """Bool mask of the pixels where ``x <op> bound`` and ``gain <op> 0`` (OpenCV comparison
+    codes), or None where there are none. (OpenCV's compare and count: several times faster
+    than numpy's boolean operations on these strips.)"""
+    sel = cv2.compare(x, bound, x_op)
+    cv2.bitwise_and(sel, cv2.compare(gain, 0.0, gain_op), dst=sel)
+    return sel != 0 if cv2.countNonZero(sel) else None
+
+
 def _soft_shoulder(gain: np.ndarray, base: np.ndarray, knee: float, ceiling: float, lifted: np.ndarray) -> None:
     """Roll off brightening gains in place (ln units): ``base + gain`` above ``max(knee, base)``
     is compressed by ``m + room * tanh(excess / room)``, ``room = ceiling - m``.
@@ -443,12 +452,9 @@ def _soft_shoulder(gain: np.ndarray, base: np.ndarray, knee: float, ceiling: flo
     untouched. A hard ceiling instead held every lifted highlight at the same level, a flat
     plateau. ``lifted``: ``base + gain``. Works on the pixels it changes only (few, as a rule).
     """
-    # (OpenCV's compare and count: several times faster than numpy's boolean ops here.)
-    sel = cv2.compare(lifted, knee, cv2.CMP_GT)
-    cv2.bitwise_and(sel, cv2.compare(gain, 0.0, cv2.CMP_GT), dst=sel)
-    if not cv2.countNonZero(sel):
+    sel = _pixels_where(lifted, cv2.CMP_GT, knee, gain, cv2.CMP_GT)
+    if sel is None:
         return
-    sel = sel != 0
     b, excess = base[sel], lifted[sel]
     m = np.maximum(b, np.float32(knee))
     excess -= m
@@ -466,12 +472,9 @@ def _fade_to_white(gain: np.ndarray, log_y: np.ndarray, log_start: float, slope:
     where ``log_y = ln Y`` is above ``log_start``; ``people`` (None, or a function returning
     the person coverage in [0, 1] of these rows) keeps the darkening there: weight
     ``1 - (1 - w)(1 - coverage)``. Works on the pixels it changes only (the near-white ones)."""
-    # (OpenCV's compare and count: several times faster than numpy's boolean ops here.)
-    sel = cv2.compare(log_y, log_start, cv2.CMP_GT)
-    cv2.bitwise_and(sel, cv2.compare(gain, 0.0, cv2.CMP_LT), dst=sel)
-    if not cv2.countNonZero(sel):
+    sel = _pixels_where(log_y, cv2.CMP_GT, log_start, gain, cv2.CMP_LT)
+    if sel is None:
         return
-    sel = sel != 0
     keep = np.exp(log_y[sel])  # Y, then the share of the darkening that stays
     np.subtract(np.float32(1.0), keep, out=keep)
     keep *= np.float32(slope)
