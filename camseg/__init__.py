@@ -11,7 +11,7 @@ sibling package :mod:`effects`; training and export live in
 >>> photo = camseg.develop("IMG_0042.jpg", style="warm", portrait="blur")   # doctest: +SKIP
 
 Exports are resolved on first use, so ``import camseg`` (and ``camseg --help``)
-does not pay for onnxruntime and colour-science until they are needed.
+does not pay for onnxruntime and scipy until they are needed.
 """
 
 import importlib

@@ -572,8 +572,8 @@ def _pool_context():
     """
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
-        # Also what the effects import at first use (colour-science for styles, scipy.special
-        # for the JPEG skin step): once in the server, not once per worker at its first photo.
+        # Also what the effects import at first use (scipy.special, for the JPEG skin step):
+        # once in the server, not once per worker at its first photo.
         context.set_forkserver_preload(["camseg.batch", "camseg.segmenter", "effects", "effects.denoise",
                                         "effects.sharpen", "effects.tone_map", "effects.styles",
                                         "effects.portrait_blur", "scipy.special"])
