@@ -5,13 +5,7 @@ pure function (image first, keyword-only options, inputs never modified) with a
 frozen params dataclass beside it, usable with masks from any source.
 """
 
-import warnings
-
-# colour-science warns at import that its plotting API needs matplotlib; effects never plot,
-# so the warning would only alarm users of the command line.
-warnings.filterwarnings("ignore", message='"Matplotlib" related API features are not available')
-
-from effects.mask_refine import RefineMatteParams, refine_matte  # noqa: E402
+from effects.mask_refine import RefineMatteParams, refine_matte
 
 __all__ = [
     "RefineMatteParams",
