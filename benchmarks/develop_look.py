@@ -108,13 +108,6 @@ def measure(set_name: str, path: Path, settings: DevelopSettings, segmenter: Seg
     low_in, low_out = before.min(axis=2), after.min(axis=2)
     frac = lambda m: float(m.mean())  # noqa: E731
     skin_frac = lambda m: float(m[skin].mean()) if skin.mean() >= MIN_REGION else 0.0  # noqa: E731
-    look = Look(set_name, path,
-                face_ev=_median_ev(before, after, skin), scene_ev=_median_ev(before, after, scene),
-                sky_ev=_median_ev(before, after, sky),
-                blown_in=frac(low_in >= WHITE), blown_out=frac(low_out >= WHITE),
-                skin_blown_in=skin_frac(top_in >= SKIN_BLOWN), skin_blown_out=skin_frac(top_out >= SKIN_BLOWN),
-                crushed_in=frac(top_in <= CRUSHED), crushed_out=frac(top_out <= CRUSHED),
-                newly_crushed=frac((top_out <= CRUSHED) & (top_in > 2 * CRUSHED)), main_face_sharp=float("nan"))
     main_face_sharp = float("nan")
     if len(seg.persons):
         main = max(seg.persons, key=lambda m: float(m.sum()))
@@ -122,7 +115,13 @@ def measure(set_name: str, path: Path, settings: DevelopSettings, segmenter: Seg
         if face.mean() >= MIN_REGION / 5:
             detail = lambda x: np.abs(cv2.Laplacian(linear_to_srgb(x) @ _LUMA, cv2.CV_32F))[face].mean()  # noqa: E731
             main_face_sharp = float(detail(after) / max(detail(before), 1e-6))
-    look.main_face_sharp = main_face_sharp
+    look = Look(set_name, path,
+                face_ev=_median_ev(before, after, skin), scene_ev=_median_ev(before, after, scene),
+                sky_ev=_median_ev(before, after, sky),
+                blown_in=frac(low_in >= WHITE), blown_out=frac(low_out >= WHITE),
+                skin_blown_in=skin_frac(top_in >= SKIN_BLOWN), skin_blown_out=skin_frac(top_out >= SKIN_BLOWN),
+                crushed_in=frac(top_in <= CRUSHED), crushed_out=frac(top_out <= CRUSHED),
+                newly_crushed=frac((top_out <= CRUSHED) & (top_in > 2 * CRUSHED)), main_face_sharp=main_face_sharp)
     to8 = lambda x: cv2.cvtColor((linear_to_srgb(x) * 255 + 0.5).astype(np.uint8), cv2.COLOR_RGB2BGR)  # noqa: E731
     return look, to8(before), to8(after)
 
