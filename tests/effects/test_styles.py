@@ -1,10 +1,14 @@
 """Tests for effects.styles (Photographic Styles)."""
 import json
 import sys
+import warnings
 
-import colour
 import numpy as np
 import pytest
+
+with warnings.catch_warnings():  # colour-science, the reference here, warns that it cannot plot
+    warnings.filterwarnings("ignore", message='"Matplotlib" related API features are not available')
+    import colour
 
 from effects.styles import STYLE_PRESETS, Style, apply_style
 
