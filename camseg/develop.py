@@ -248,6 +248,7 @@ class _Context:
     portrait_people: list = field(default_factory=list)
     hair: "np.ndarray | None" = None
     glasses: "np.ndarray | None" = None
+    subject_midpoint: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -312,7 +313,7 @@ def _call_portrait(fn, image, ctx, params):
             kwargs[f"{name}_mask"] = decisive_alpha(getattr(ctx, name))
     if fn is effects.portrait_lighting and ctx.skin is not None:
         kwargs["skin_mask"] = ctx.skin
-    detail = kind
+    detail = f"{kind}, subject cut at matte {ctx.subject_midpoint:.2f}"
     if fn is effects.portrait_blur:
         depth = ground_plane_depth(ctx.portrait_people, ctx.subject)
         if depth is not None:
@@ -539,7 +540,7 @@ def _with_teeth(subject: np.ndarray, teeth: "np.ndarray | None") -> np.ndarray:
 SUBJECT_STEEPNESS = 8.0
 
 
-def decisive_alpha(matte: np.ndarray, steepness: float = 3.0) -> np.ndarray:
+def decisive_alpha(matte: np.ndarray, steepness: float = 3.0, midpoint: float = 0.5) -> np.ndarray:
     """A person matte made decisive enough to serve as a portrait effect's subject alpha.
 
     The model's mattes are calibrated probabilities: a subject's interior often sits at
@@ -552,29 +553,87 @@ def decisive_alpha(matte: np.ndarray, steepness: float = 3.0) -> np.ndarray:
     where it is; steepness 3 (the default, for the hair, glasses and teeth mattes, whose faint
     strands matter) moves 0.9 to 0.9986 and 0.3 to 0.073, but left a group's 0.6 at 0.77 (the
     ghosts), so the subject's person mattes use ``SUBJECT_STEEPNESS`` = 8: 0.6 to 0.96, 0.7 to
-    0.999, 0.4 to 0.04. The effects then refine the edge against the photo.
+    0.999, 0.4 to 0.04. The effects then refine the edge against the photo. ``midpoint`` moves
+    the value kept at 0.5, ``sigmoid(steepness · (logit p - logit midpoint))``: the subject's
+    is :func:`subject_midpoint`, which follows a matte that is under-confident as a whole.
 
     Parameters
     ----------
     matte : np.ndarray
         float32 H×W in [0, 1]. Not modified.
     steepness : float
-        Factor on the logit (> 0); 1 returns the matte unchanged in value.
+        Factor on the logit (> 0); 1 with ``midpoint`` 0.5 returns the matte unchanged in value.
+    midpoint : float
+        The matte value that maps to 0.5, in (0, 1).
 
     Returns
     -------
     np.ndarray
         New float32 H×W array in [0, 1].
     """
+    if not 0.0 < midpoint < 1.0:
+        raise ValueError(f"decisive_alpha: midpoint must be in (0, 1), got {midpoint!r}")
     p = np.clip(matte, 0.0, 1.0, out=np.empty(np.shape(matte), np.float32))
     q = np.float32(1.0) - p
-    # p^k / (p^k + (1-p)^k) = sigmoid(k · logit p), without a logarithm or an overflow; the
-    # denominator is at least 2 · 0.5^k > 0.
+    # p^k / (p^k + r (1-p)^k) = sigmoid(k · (logit p - logit m)) with r = (m / (1-m))^k, without
+    # a logarithm or an overflow (r <= (0.99 / 0.01)^k; the denominator is positive).
     pow_in_place(p, steepness)
     pow_in_place(q, steepness)
+    if midpoint != 0.5:
+        q *= np.float32((midpoint / (1.0 - midpoint)) ** steepness)
     q += p
     p /= q
     return p
+
+
+#: Bounds of :func:`subject_midpoint`. Below 0.3 the haze the model leaves around people and
+#: over dark furniture beside them (0.2–0.35) would join the subject.
+SUBJECT_MIDPOINT_RANGE = (0.3, 0.5)
+
+
+def subject_midpoint(subject: np.ndarray) -> float:
+    """Where a portrait subject's summed person mattes divide person from background.
+
+    The model's person mattes are calibrated on close-up portraits (matte > 0.5 is the IoU-best
+    cut there), but whole people in everyday and group photos often sit at 0.4–0.6 against a
+    background near 0.05 (a tennis player at 0.53, a woman's dark trousers at 0.3): cut at 0.5,
+    the portrait effects blurred or blacked out half of such a subject. The cut is instead
+    Otsu's threshold of the matte's histogram (the value that best separates its two classes;
+    Otsu 1979, "A threshold selection method from gray-level histograms", IEEE SMC 9(1)),
+    held to ``SUBJECT_MIDPOINT_RANGE``: a confident matte (0 and 1) keeps 0.5, an under-confident
+    one is cut lower. Cut of the subject against the people's labels
+    (``python benchmarks/subject_midpoint.py``), mean IoU fixed 0.5 → this: several-person
+    composites 0.823 → 0.890, COCO photos 0.539 → 0.569, person photos 0.873 → 0.879.
+
+    Parameters
+    ----------
+    subject : np.ndarray
+        float32 H×W in [0, 1], the summed mattes of :func:`portrait_people`.
+
+    Returns
+    -------
+    float
+        The midpoint for :func:`decisive_alpha`, within ``SUBJECT_MIDPOINT_RANGE``.
+    """
+    # A subsample of ~250k pixels: a histogram needs no more, and a 12 MP frame costs ms.
+    step = max(1, int(np.sqrt(subject.size / 250_000)))
+    levels = np.clip(subject[::step, ::step] * np.float32(255.0) + np.float32(0.5), 0, 255).astype(np.uint8)
+    p = np.bincount(levels.ravel(), minlength=256).astype(np.float64)
+    p /= p.sum()
+    # Between-class variance of each cut between level t and t + 1 (t = 0..254).
+    w0 = np.cumsum(p)[:-1]
+    m0 = np.cumsum(p * np.arange(256))[:-1]
+    mean = m0[-1] + 255.0 * p[-1]
+    between = (mean * w0 - m0) ** 2 / np.maximum(w0 * (1.0 - w0), 1e-12)
+    # Across an empty gap between the classes the criterion is flat and every cut in it is as
+    # good: the calibrated one (0.5, between levels 127 and 128) when it lies there, else the
+    # gap's middle (a matte of 0.01 and 0.97 only must not be cut just above 0.01).
+    best = np.flatnonzero(between >= between.max() * (1.0 - 1e-9))
+    low, high = SUBJECT_MIDPOINT_RANGE
+    if best[0] <= 127 <= best[-1]:
+        return high
+    cut = (0.5 * (best[0] + best[-1]) + 0.5) / 255.0
+    return float(min(high, max(low, cut)))
 
 
 def _segment(pixels, segmenter, categories, *, keep_copy: bool = True):
@@ -746,13 +805,15 @@ def develop(image, settings: "DevelopSettings | None" = None, *, segmenter=None,
         if m is not None and m.shape != pixels.shape[:2]:
             raise ValueError(f"segmentation.{name} has shape {m.shape} but the image is {pixels.shape[:2]}; "
                              "the segmentation must come from this image")
-    subject, people = None, []
+    subject, people, midpoint = None, [], 0.5
     if persons and wants_portrait:
         people = portrait_people(persons)
-        subject = _with_teeth(decisive_alpha(_summed_mattes(people), SUBJECT_STEEPNESS), mattes.get("teeth"))
+        summed = _summed_mattes(people)
+        midpoint = subject_midpoint(summed)
+        subject = _with_teeth(decisive_alpha(summed, SUBJECT_STEEPNESS, midpoint), mattes.get("teeth"))
     ctx = _Context(seg=seg, settings=settings, iso=photo.iso if photo is not None else None,
                    persons=persons, skin=skin, sky=sky, subject=subject, portrait_people=people,
-                   hair=mattes.get("hair") if subject is not None else None,
+                   subject_midpoint=midpoint, hair=mattes.get("hair") if subject is not None else None,
                    glasses=mattes.get("glasses") if subject is not None else None)
 
     current = pixels

@@ -270,6 +270,61 @@ def test_under_confident_subject_is_rendered_whole_not_as_a_ghost(rng):
     assert float(out[inner].std()) > 0.8 * float(img[inner].std())            # texture kept, not blurred
 
 
+def test_decisive_alpha_midpoint():
+    from camseg.develop import decisive_alpha
+    matte = np.linspace(0.0, 1.0, 101, dtype=np.float32)[None, :]
+    out = decisive_alpha(matte, 8.0, 0.35)
+    assert out[0, 35] == pytest.approx(0.5, abs=1e-5)              # the midpoint maps to 0.5
+    assert (np.diff(out[0]) >= 0).all() and out[0, 0] == 0 and out[0, 100] == 1
+    assert out[0, 50] > 0.99 and out[0, 20] < 0.02                   # 0.5 is decisively in, 0.2 out
+    assert np.allclose(decisive_alpha(matte, 8.0, 0.5), decisive_alpha(matte, 8.0))
+    with pytest.raises(ValueError, match="midpoint"):
+        decisive_alpha(matte, 8.0, 0.0)
+
+
+def test_subject_midpoint_follows_an_under_confident_matte(rng):
+    from camseg.develop import SUBJECT_MIDPOINT_RANGE, subject_midpoint
+    h, w = 300, 400
+    body = np.zeros((h, w), bool)
+    body[60:, 150:260] = True
+    confident = np.where(body, 0.97, 0.01).astype(np.float32)
+    assert subject_midpoint(confident) == 0.5  # a close-up's matte keeps the calibrated cut
+    # A whole person at 0.4-0.5 on a background at ~0.05 (COCO's tennis player: 0.53): the cut
+    # falls between the two, so the person is the subject.
+    unsure = np.where(body, 0.45, 0.05) + 0.03 * rng.standard_normal((h, w))
+    unsure = np.clip(unsure, 0.0, 1.0).astype(np.float32)
+    mid = subject_midpoint(unsure)
+    assert SUBJECT_MIDPOINT_RANGE[0] <= mid < 0.4
+    # Never below the range: the haze beside people (0.2-0.35) stays background.
+    faint = np.where(body, 0.25, 0.02).astype(np.float32)
+    assert subject_midpoint(faint) == SUBJECT_MIDPOINT_RANGE[0]
+
+
+def test_under_confident_whole_person_is_kept_sharp_by_the_blur(rng):
+    """A person the model puts at 0.45 everywhere, on a background at 0.05 (COCO 415: a tennis
+    player at 0.53, half of him blurred into the court when cut at 0.5; here, cut at 0.5, there
+    was no subject at all and no effect). The subject's cut follows the matte: the person keeps
+    their texture and the background is blurred."""
+    h, w = 120, 160
+    img = np.clip(rng.uniform(0.2, 0.8, (h, w, 3)), 0, 1).astype(np.float32)  # texture everywhere
+    body = np.zeros((h, w), bool)
+    body[30:, 50:110] = True
+    seg = _fake_segmentation(h, w, persons=0)
+    seg.persons = [np.where(body, 0.45, 0.05).astype(np.float32)]
+    seg.person = seg.persons[0]
+    seg.skin = np.zeros((h, w), np.float32)
+    res = develop(img, segmentation=seg, portrait="blur", denoise=False, sharpen=False, tone_map=False,
+                  style="standard", return_details=True)
+    out = res.image
+    inner = np.zeros_like(body)
+    inner[45:, 62:98] = True  # away from the matte's edge
+    outside = np.zeros_like(body)
+    outside[10:, 5:35] = True
+    assert float(np.abs(out[inner] - img[inner]).mean()) < 0.02                # the person untouched
+    assert float(np.abs(out[outside] - img[outside]).mean()) > 0.05            # the background blurred
+    assert "subject cut at matte 0.3" in res.report.stage("portrait").detail
+
+
 def test_portrait_subject_keeps_the_people_that_matter():
     from camseg.develop import portrait_subject
     big = np.zeros((40, 60), np.float32)
