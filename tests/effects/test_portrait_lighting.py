@@ -77,9 +77,35 @@ def test_high_key_mono_white_background_gray_subject(rng):
     np.testing.assert_allclose(out[_far_background(a)], 1.0, atol=1e-6)
     assert out[a == 0].min() > 0.99
     np.testing.assert_allclose(out[..., 0], out[..., 2], atol=1e-6)
-    # brighter than the photo's own luminance (subject_ev > 0)
+    # metered to the high-key level: brighter than this photo's own luminance (0.33)
     y = img @ np.array([0.2126, 0.7152, 0.0722], np.float32)
     assert out[a >= 1, 0].mean() > y[a >= 1].mean()
+
+
+@pytest.mark.parametrize("exposure", [0.4, 1.0, 2.2])
+def test_high_key_mono_meters_the_face_whatever_the_exposure(rng, exposure):
+    # The same portrait under- and over-exposed: the face lands at high_key_level each time
+    # (with the fixed +0.6 EV the dim one stayed grey and the bright one burned white).
+    img, a, skin = _scene(rng)
+    img = np.clip(img * np.float32(exposure * 0.9), 0, 1).astype(np.float32)
+    p = PortraitLightingParams()
+    out = high_key_mono(img, a, skin_mask=skin, params=p)
+    face = (skin > 0) & (a >= 1)
+    assert np.median(out[face, 0]) == pytest.approx(p.high_key_level, rel=0.08)
+
+
+def test_high_key_mono_rolls_bright_skin_off_instead_of_clipping(rng):
+    # A bright, textured face (luminance 0.5-0.8, a blonde on a white backdrop): the old look
+    # (+0.95 EV and a contrast slope around 0.18) put 84 % of such skin at white.
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    a = np.ones((H, W), np.float32)
+    y = 0.5 + 0.3 * (0.5 + 0.5 * np.sin(xx / 3.0) * np.cos(yy / 4.0))
+    img = np.repeat(y[..., None], 3, axis=2).astype(np.float32)
+    out = high_key_mono(img, a, skin_mask=a, params=PortraitLightingParams(refine=False))[..., 0]
+    assert (out >= 0.99).mean() < 0.02 and out.max() < 1.0
+    # texture kept and in order: brighter in, brighter out
+    order = np.argsort(img[..., 0].ravel())
+    assert (np.diff(out.ravel()[order]) >= -1e-6).all() and out.std() > 0.05
 
 
 def test_studio_key_light_on_skin_only(rng):
@@ -148,7 +174,8 @@ def test_invalid_arguments(kwargs, exc, match):
         portrait_lighting(image, mask, **args)
 
 
-@pytest.mark.parametrize("field, value", [("strength", 1.5), ("spot_falloff", -0.1), ("mono_contrast", 0.0), ("key_light_ev", float("nan"))])
+@pytest.mark.parametrize("field, value", [("strength", 1.5), ("spot_falloff", -0.1), ("mono_contrast", 0.0), ("key_light_ev", float("nan")),
+                                          ("high_key_level", 1.0), ("highlight_knee", 0.0)])
 def test_invalid_params(field, value):
     with pytest.raises(ValueError, match=f"PortraitLightingParams.{field}"):
         PortraitLightingParams(**{field: value})
