@@ -119,12 +119,40 @@ def test_studio_key_light_on_skin_only(rng):
     assert out[a == 0].mean() < img[a == 0].mean()  # background a touch darker
 
 
+def test_studio_key_light_rolls_off_on_bright_skin_and_keeps_its_hue(rng):
+    # Bright skin (largest channel 0.6-0.9): +0.35 EV with a hard clip put a third of such a face
+    # at a channel of 1, flat and yellowed. Rolled off, it is brighter, unclipped, same hue.
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    a = np.ones((H, W), np.float32)
+    level = 0.6 + 0.3 * (0.5 + 0.5 * np.sin(xx / 3.0) * np.cos(yy / 4.0))
+    img = (level[..., None] * np.array([1.0, 0.8, 0.65], np.float32)).astype(np.float32)
+    out = studio_light(img, a, skin_mask=a, params=PortraitLightingParams(refine=False, skin_feather=0.0))
+    assert (out.max(axis=2) >= 0.99).mean() < 0.01
+    assert (out.max(axis=2) >= img.max(axis=2) - 1e-6).all() and out.mean() > img.mean()
+    np.testing.assert_allclose(out[..., 1] / out[..., 0], 0.8, rtol=1e-3)
+    np.testing.assert_allclose(out[..., 2] / out[..., 0], 0.65, rtol=1e-3)
+
+
 def test_contour_darkens_the_side_away_from_the_light(rng):
     img, a, _ = _scene(rng)
     out = contour_light(img, a, params=PortraitLightingParams(light_angle=180.0))  # from the left
     left = out[28:36, 24:30].mean()
     right = out[28:36, 50:56].mean()
     assert right < 0.9 * left
+
+
+def test_contour_shading_has_no_crease_down_the_middle():
+    # A relief from the distance to the edge flips its normal along the medial axis: it drew a
+    # hard light/shadow line down the middle of every face and left the far half in full shadow.
+    h, w = 300, 250
+    yy, xx = np.mgrid[0:h, 0:w]
+    a = (((xx - 125) / 75.0) ** 2 + ((yy - 150) / 110.0) ** 2 <= 1).astype(np.float32)
+    img = np.full((h, w, 3), 0.5, np.float32)
+    p = PortraitLightingParams(light_angle=180.0, refine=False)  # light from the left
+    row = contour_light(img, a, params=p)[150, 60:190, 0]
+    assert np.abs(np.diff(row)).max() < 0.03                   # gradual, no line
+    assert row[:40].min() > 0.49 and row[-10:].mean() < 0.4     # lit side kept, far side shaded
+    assert (np.diff(row) <= 1e-6).all()                         # light falls off one way
 
 
 def test_strength_zero_is_identity_and_half_is_between(rng):
