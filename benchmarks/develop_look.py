@@ -11,6 +11,8 @@ Runs ``develop`` (default settings, or a portrait effect) on real photos from
   gamut's edge is not counted: a vivid style puts sky blue there); ``skin blown``: the share
   of the skin with its *largest* channel at or above 0.99 — skin washed out;
 * ``crushed``: the share whose largest channel is at or below 0.002 — shadows it crushed;
+* with a look that replaces the background (stage light, high-key mono) blown and crushed
+  count on the people only, and scene and sky exposure are not measured;
 * ``main face sharp``: the mean |Laplacian| of the main person's skin (the largest person
   matte, skin matte > 0.5) after over before — with a portrait effect, under 0.5 means the
   subject's own face was blurred.
@@ -52,6 +54,9 @@ SETS = {  # name -> image folder under the data root
 _LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
 WHITE, SKIN_BLOWN, CRUSHED = 0.98, 0.99, 0.002  # linear: smallest, largest, largest channel
 MIN_REGION = 0.005  # a region (skin, sky, scene) counts when it covers this share of the frame
+#: Portrait looks that replace the background by design (black stage, white high-key): blown and
+#: crushed are measured on the people only, and scene and sky exposure are not measured.
+NEW_BACKGROUND = {"stage_light", "stage_light_mono", "high_key_mono"}
 
 
 @dataclass
@@ -106,7 +111,10 @@ def measure(set_name: str, path: Path, settings: DevelopSettings, segmenter: Seg
     scene = ~(person | sky)
     top_in, top_out = before.max(axis=2), after.max(axis=2)
     low_in, low_out = before.min(axis=2), after.min(axis=2)
-    frac = lambda m: float(m.mean())  # noqa: E731
+    kept = person if settings.portrait in NEW_BACKGROUND else np.ones_like(person)
+    if settings.portrait in NEW_BACKGROUND:
+        scene = sky = np.zeros_like(person)  # replaced by design: nothing to measure there
+    frac = lambda m: float(m[kept].mean()) if kept.any() else 0.0  # noqa: E731
     skin_frac = lambda m: float(m[skin].mean()) if skin.mean() >= MIN_REGION else 0.0  # noqa: E731
     main_face_sharp = float("nan")
     if len(seg.persons):
