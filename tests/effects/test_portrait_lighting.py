@@ -82,7 +82,7 @@ def test_high_key_mono_white_background_gray_subject(rng):
     assert out[a >= 1, 0].mean() > y[a >= 1].mean()
 
 
-@pytest.mark.parametrize("exposure", [0.4, 1.0, 2.2])
+@pytest.mark.parametrize("exposure", [0.7, 1.0, 2.2])
 def test_high_key_mono_meters_the_face_whatever_the_exposure(rng, exposure):
     # The same portrait under- and over-exposed: the face lands at high_key_level each time
     # (with the fixed +0.6 EV the dim one stayed grey and the bright one burned white).
@@ -92,6 +92,19 @@ def test_high_key_mono_meters_the_face_whatever_the_exposure(rng, exposure):
     out = high_key_mono(img, a, skin_mask=skin, params=p)
     face = (skin > 0) & (a >= 1)
     assert np.median(out[face, 0]) == pytest.approx(p.high_key_level, rel=0.08)
+
+
+def test_high_key_mono_lifts_a_dark_face_by_at_most_one_stop(rng):
+    # Dark skin (or a very dim photo) is brightened by +1 EV at most, not metered up to the
+    # high-key level: +1.5 EV turned a dark-skinned face pale grey with a white forehead.
+    img, a, skin = _scene(rng)
+    img = (img * np.float32(0.3)).astype(np.float32)
+    p = PortraitLightingParams(skin_feather=0.0, high_key_contrast=1.0)
+    out = high_key_mono(img, a, skin_mask=skin, params=p)
+    face = (skin > 0) & (a >= 1)
+    y = img @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+    lift = np.median(out[face, 0]) / np.median(y[face] * 2 ** p.key_light_ev)
+    assert lift == pytest.approx(2.0, rel=0.03)
 
 
 def test_high_key_mono_rolls_bright_skin_off_instead_of_clipping(rng):
