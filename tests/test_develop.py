@@ -322,7 +322,8 @@ def test_under_confident_whole_person_is_kept_sharp_by_the_blur(rng):
     outside[10:, 5:35] = True
     assert float(np.abs(out[inner] - img[inner]).mean()) < 0.02                # the person untouched
     assert float(np.abs(out[outside] - img[outside]).mean()) > 0.05            # the background blurred
-    assert "subject cut at matte 0.3" in res.report.stage("portrait").detail
+    from camseg.develop import SUBJECT_MIDPOINT_RANGE
+    assert f"subject cut at matte {SUBJECT_MIDPOINT_RANGE[0]:.2f}" in res.report.stage("portrait").detail
 
 
 def test_portrait_subject_keeps_the_people_that_matter():
