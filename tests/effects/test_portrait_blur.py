@@ -176,6 +176,25 @@ def test_noise_estimate_reference_value(rng):
     np.testing.assert_allclose(np.median(sig), 0.01, rtol=0.15)
 
 
+def test_noise_estimate_reads_the_plain_part_of_a_textured_photo(rng):
+    # A plain wall (a sixth of the frame) beside foliage-like texture of ~1-2 px at the same
+    # brightness, noise 0.01 on all of it: the texture inflated the whole-frame median to 0.013
+    # (grain on a blurred jungle background came out as a sandstorm). The least textured tiles
+    # read the noise.
+    h, w = 480, 640
+    yy, xx = np.mgrid[0:h, 0:w]
+    tex = cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0), 0.8)
+    tex = np.clip(0.3 + 0.15 * tex / tex.std(), 0.02, 0.7)
+    wall = (xx < w // 3) & (yy < h // 2)
+    img = np.where(wall, np.float32(0.3), tex)[..., None] * np.ones(3, np.float32)
+    img = np.clip(img + rng.normal(0, 0.01, (h, w, 1)), 0, 1).astype(np.float32)
+    centers, sig = estimate_noise_sigma(img)
+    assert 0.007 < float(np.interp(0.3, centers, sig[:, 1])) < 0.0115
+    # Pure noise: the least textured tile reads it (a little low, the safe side for grain).
+    flat = np.clip(0.4 + rng.normal(0, 0.01, (600, 800, 3)), 0, 1).astype(np.float32)
+    np.testing.assert_allclose(np.median(estimate_noise_sigma(flat)[1]), 0.01, rtol=0.2)
+
+
 def test_hair_matte_makes_soft_semi_transparent_edges(rng):
     img, a = _red_on_grey()
     yy, xx = np.mgrid[0:H, 0:W]
