@@ -29,7 +29,9 @@ def pow_in_place(x: np.ndarray, exponent: float) -> None:
     if not x.flags.c_contiguous:
         raise ValueError("pow_in_place needs a C-contiguous array (use np.ascontiguousarray)")
     if x.size:
-        flat = x.reshape(-1, x.shape[-1]) if x.ndim >= 2 else x.reshape(-1, 1)
+        # 2-D for OpenCV, never a single column (OpenCV reads an N×1 array beside a number
+        # as a vector of N values, not as an image).
+        flat = x.reshape(-1, x.shape[-1]) if x.ndim >= 2 and x.shape[-1] > 1 else x.reshape(1, -1)
         if float(exponent).is_integer():
             cv2.pow(flat, float(exponent), dst=flat)  # exact repeated products
         else:
