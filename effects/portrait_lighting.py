@@ -73,8 +73,8 @@ class PortraitLightingParams:
         the bright face of a high-key portrait with its texture kept. The metering gain is held
         to ``HIGH_KEY_GAIN_RANGE`` (a dark-skinned face is brightened, not turned pale grey) and
         kept from pushing the skin's highlights past ``highlight_knee``: on 25 CelebA test
-        portraits 0.1 % of the skin ends at 0.97 or more (at most 1.2 % of one face), against
-        38 % (84 %) with the former fixed +0.6 EV.
+        portraits in ``develop`` 0.01 % of the skin ends at 0.99 or more, against 30 % with the
+        former fixed +0.6 EV (``benchmarks/develop_look.py --portrait high_key_mono``).
     highlight_knee : float
         Value in (0, 1) above which highlights roll off smoothly toward white (tanh shoulder)
         instead of clipping: the key light's brightening, on the largest channel (hue kept),
@@ -200,8 +200,9 @@ def _key_light(skin: np.ndarray | None, p: PortraitLightingParams, diag: float) 
 def _key_lit(F: np.ndarray, key: "np.ndarray | float", knee: float) -> np.ndarray:
     """``F * key`` with the brightening rolled off: where the lit pixel's largest channel passes
     ``knee`` it follows :func:`_shoulder` (all channels scaled alike, so the hue is kept), never
-    ending below the unlit pixel. A fixed +0.35 EV key light put 6 % of CelebA and FASSEG test
-    skin (38 % of one face) at a channel of 1 in the studio look; unlit pixels are unchanged."""
+    ending below the unlit pixel. With a hard clip the studio look put 12.8 % of the skin of 25
+    CelebA test portraits at a channel of 1, now 0.2 % (``benchmarks/develop_look.py --portrait
+    studio``); unlit pixels are unchanged."""
     if np.isscalar(key) and key == 1.0:
         return F
     m0 = F.max(axis=2)
