@@ -12,7 +12,7 @@ Runs ``develop`` (default settings, or a portrait effect) on real photos from
   of the skin with its *largest* channel at or above 0.99 — skin washed out;
 * ``crushed``: the share whose largest channel is at or below 0.002 — shadows it crushed;
 * with a look that replaces the background (stage light, high-key mono) blown and crushed
-  count on the people only, and scene and sky exposure are not measured;
+  count on the portrait subject only (as develop cuts it), and scene and sky exposure are not measured;
 * ``main face sharp``: the mean |Laplacian| of the main person's skin (the largest person
   matte, skin matte > 0.5) after over before — with a portrait effect, under 0.5 means the
   subject's own face was blurred.
@@ -41,7 +41,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from camseg.develop import DevelopSettings, develop  # noqa: E402
+from camseg.develop import DevelopSettings, develop, portrait_subject, subject_midpoint  # noqa: E402
 from camseg.io import linear_to_srgb, read_photo  # noqa: E402
 from camseg.segmenter import Segmenter  # noqa: E402
 
@@ -111,7 +111,13 @@ def measure(set_name: str, path: Path, settings: DevelopSettings, segmenter: Seg
     scene = ~(person | sky)
     top_in, top_out = before.max(axis=2), after.max(axis=2)
     low_in, low_out = before.min(axis=2), after.min(axis=2)
-    kept = person if settings.portrait in NEW_BACKGROUND else np.ones_like(person)
+    if settings.portrait in NEW_BACKGROUND and len(seg.persons):
+        # What develop keeps of the photo: its portrait subject, cut where develop cuts it (small
+        # people and false positives such as the astronaut's flag go with the background).
+        subject = portrait_subject(seg.persons)
+        kept = subject > subject_midpoint(subject)
+    else:
+        kept = np.ones_like(person) if settings.portrait not in NEW_BACKGROUND else np.zeros_like(person)
     if settings.portrait in NEW_BACKGROUND:
         scene = sky = np.zeros_like(person)  # replaced by design: nothing to measure there
     frac = lambda m: float(m[kept].mean()) if kept.any() else 0.0  # noqa: E731

@@ -575,12 +575,18 @@ def decisive_alpha(matte: np.ndarray, steepness: float = 3.0, midpoint: float = 
         raise ValueError(f"decisive_alpha: midpoint must be in (0, 1), got {midpoint!r}")
     p = np.clip(matte, 0.0, 1.0, out=np.empty(np.shape(matte), np.float32))
     q = np.float32(1.0) - p
-    # p^k / (p^k + r (1-p)^k) = sigmoid(k · (logit p - logit m)) with r = (m / (1-m))^k, without
-    # a logarithm or an overflow (r <= (0.99 / 0.01)^k; the denominator is positive).
+    # sigmoid(k · (logit p - logit m)) = a^k / (a^k + b^k) with a = p (1 - m), b = (1 - p) m:
+    # a, b in [0, 1], so no overflow. Their larger one is at least min(m, 1 - m) / 2; where its
+    # k-th power could underflow float32 (0/0) both are first divided by it (one becomes 1).
+    if midpoint != 0.5:
+        p *= np.float32(1.0 - midpoint)
+        q *= np.float32(midpoint)
+    if steepness * np.log(2.0 / min(midpoint, 1.0 - midpoint)) > 80.0:
+        top = np.maximum(p, q)
+        p /= top
+        q /= top
     pow_in_place(p, steepness)
     pow_in_place(q, steepness)
-    if midpoint != 0.5:
-        q *= np.float32((midpoint / (1.0 - midpoint)) ** steepness)
     q += p
     p /= q
     return p
@@ -632,7 +638,7 @@ def subject_midpoint(subject: np.ndarray) -> float:
     best = np.flatnonzero(between >= between.max() * (1.0 - 1e-9))
     low, high = SUBJECT_MIDPOINT_RANGE
     if best[0] <= 127 <= best[-1]:
-        return high
+        return float(min(high, max(low, 0.5)))
     cut = (0.5 * (best[0] + best[-1]) + 0.5) / 255.0
     return float(min(high, max(low, cut)))
 

@@ -20,6 +20,17 @@ _LINEAR_TOE = np.float32(0.0031308)
 _POWER_TOE = np.float32((0.04045 + 0.055) / 1.055)  # srgb_power's value at the decoder's toe
 
 
+def _image_view(x: np.ndarray) -> np.ndarray:
+    """A 2-D view of the C-contiguous ``x`` that OpenCV reads as a one-channel image.
+
+    Never a single column: beside a number OpenCV reads an N×1 array as an N-vector (a
+    ``Scalar``), and raises or computes something else. (A single value is 1×1 either way;
+    callers that clip with OpenCV handle it apart.)
+    """
+    flat = x.reshape(x.shape[0] if x.ndim > 1 else 1, -1)
+    return flat if flat.shape[1] > 1 else x.reshape(1, -1)
+
+
 def pow_in_place(x: np.ndarray, exponent: float) -> None:
     """``x **= exponent`` for a C-contiguous float32 array of non-negative values.
 
@@ -29,14 +40,13 @@ def pow_in_place(x: np.ndarray, exponent: float) -> None:
     if not x.flags.c_contiguous:
         raise ValueError("pow_in_place needs a C-contiguous array (use np.ascontiguousarray)")
     if x.size:
-        # 2-D for OpenCV, never a single column (OpenCV reads an N×1 array beside a number
-        # as a vector of N values, not as an image).
-        flat = x.reshape(-1, x.shape[-1]) if x.ndim >= 2 and x.shape[-1] > 1 else x.reshape(1, -1)
+        flat = _image_view(x)
         if float(exponent).is_integer():
             cv2.pow(flat, float(exponent), dst=flat)  # exact repeated products
         else:
-            # exp(k log x): what cv2.pow computes for a fractional power, bit for bit, without
-            # its extra pass over the signs (1.2 instead of 1.8 ns a value on a cached strip).
+            # exp(k log x): what cv2.pow computes for a fractional power (bit for bit for the
+            # exponents used here; cv2.pow takes a square-root path at +-0.5), without its
+            # extra pass over the signs: 1.2 instead of 1.8 ns a value on a cached strip.
             # log 0 = -inf, so 0 stays 0.
             cv2.log(flat, dst=flat)
             cv2.multiply(flat, float(exponent), dst=flat)
@@ -104,7 +114,9 @@ def srgb_power(linear: np.ndarray) -> np.ndarray:
     ``12.92 linear``. For callers that fold the affine part into their next operation."""
     p = np.empty(np.shape(linear), np.float32)  # new, C-ordered: views of any layout
     np.copyto(p, linear, casting="unsafe")
-    flat = p.reshape(p.shape[0] if p.ndim > 1 else 1, -1)  # 2-D for OpenCV (a cv2 scalar is per channel)
+    if p.size == 1:  # OpenCV would read a lone value beside a number as a Scalar: do it twice
+        return srgb_power(np.repeat(p.reshape(1), 2))[:1].reshape(p.shape)
+    flat = _image_view(p)  # 2-D for OpenCV (a cv2 scalar is per channel)
     # Clipped to [0, 1] with OpenCV on the one-channel view: numpy's clip and maximum with a
     # scalar were a third of this function's time on the JPEG step's strips.
     cv2.min(flat, 1.0, dst=flat)
@@ -129,7 +141,10 @@ def srgb_power_to_linear_in_place(p: np.ndarray) -> np.ndarray:
     ``p``: C-contiguous float32, any shape. For callers that worked in units of ``p`` (an
     adjustment of sRGB values added as ``Δ / 1.055``), decoding without forming sRGB.
     """
-    flat = p.reshape(p.shape[0] if p.ndim > 1 else 1, -1)  # a view (checked by pow_in_place)
+    if p.size == 1:  # OpenCV would read a lone value beside a number as a Scalar: do it twice
+        p.reshape(1)[0] = srgb_power_to_linear_in_place(np.repeat(p.reshape(1), 2))[0]
+        return p
+    flat = _image_view(p)  # a view (checked by pow_in_place)
     toe = None
     if p.size and float(p.min()) <= _POWER_TOE:
         # The linear toe, sRGB / 12.92 (sRGB clipped at 0), by an affine map and a masked copy.

@@ -165,8 +165,9 @@ def _high_key_gain(y: np.ndarray, alpha: np.ndarray, skin: "np.ndarray | None", 
     """Exposure gain that puts the median luminance of the subject's skin (``skin`` over 0.5 where
     the subject is, when that is at least 64 px; else the whole subject, alpha over 0.5) at
     ``high_key_level`` times ``2 ** subject_ev``, held to ``HIGH_KEY_GAIN_RANGE``, and no more
-    than keeps the brightest 5 % of it at or below ``highlight_knee`` (where the roll-off
-    starts: skin keeps its texture; a brightening gain is never forced below 1 by it)."""
+    than keeps the brightest 5 % of it at or below ``highlight_knee`` after the contrast slope
+    (where the roll-off starts: skin keeps its texture; a brightening gain is never forced below
+    1 by it)."""
     core = alpha > 0.5
     metered = core & (skin > 0.5) if skin is not None else core
     if np.count_nonzero(metered) < 64:
@@ -175,12 +176,17 @@ def _high_key_gain(y: np.ndarray, alpha: np.ndarray, skin: "np.ndarray | None", 
         return 1.0
     median, bright = (float(v) for v in np.percentile(y[metered], [50, 95]))
     gain = float(np.clip(p.high_key_level * _ev(p.subject_ev) / max(median, 1e-4), *HIGH_KEY_GAIN_RANGE))
-    return min(gain, max(1.0, p.highlight_knee / max(bright, 1e-4)))
+    # After the slope c around the level L, g * bright becomes L (g * bright / L)^c: at most the
+    # knee for g <= (L / bright) (knee / L)^(1/c).
+    level, c = p.high_key_level, p.high_key_contrast
+    cap = level / max(bright, 1e-4) * (p.highlight_knee / level) ** (1.0 / c)
+    return min(gain, max(1.0, cap))
 
 
 def _shoulder(y: np.ndarray, knee: float) -> np.ndarray:
     """Identity below ``knee``, above it ``knee + (1 - knee) tanh((y - knee) / (1 - knee))``:
-    slope 1 at the knee, approaching 1 (white) without reaching it; in place, returned."""
+    slope 1 at the knee, monotone, approaching 1 (white), which float32 reaches only far above
+    the knee; in place, returned."""
     over = y > knee
     if over.any():
         y[over] = knee + (1.0 - knee) * np.tanh((y[over] - knee) / (1.0 - knee))
@@ -200,14 +206,17 @@ def _key_light(skin: np.ndarray | None, p: PortraitLightingParams, diag: float) 
 def _key_lit(F: np.ndarray, key: "np.ndarray | float", knee: float) -> np.ndarray:
     """``F * key`` with the brightening rolled off: where the lit pixel's largest channel passes
     ``knee`` it follows :func:`_shoulder` (all channels scaled alike, so the hue is kept), never
-    ending below the unlit pixel. With a hard clip the studio look put 12.8 % of the skin of 25
+    ending below the unlit pixel; a key light below 1 (a negative ``key_light_ev``) darkens as
+    asked. With a hard clip the studio look put 12.8 % of the skin of 25
     CelebA test portraits at a channel of 1, now 0.2 % (``benchmarks/develop_look.py --portrait
     studio``); unlit pixels are unchanged."""
     if np.isscalar(key) and key == 1.0:
         return F
     m0 = F.max(axis=2)
     lit = m0 * key[..., 0]
-    rolled = np.maximum(_shoulder(lit.copy(), knee), m0)
+    # Brightening (lit > m0) ends between m0 and the shoulder; darkening keeps lit, since the
+    # shoulder leaves values under the knee alone and never raises one: max(shoulder, min(m0, lit)).
+    rolled = np.maximum(_shoulder(lit.copy(), knee), np.minimum(m0, lit))
     # The gain actually given: rolled / m0 (where m0 is black, any gain leaves it black).
     gain = np.where(m0 > 1e-6, rolled / np.maximum(m0, 1e-6), key[..., 0]).astype(np.float32)
     return F * gain[..., None]
@@ -247,7 +256,7 @@ def _contour_shading(alpha: np.ndarray, skin: "np.ndarray | None", p: PortraitLi
     f = max(1, int(max(H, W) // 512))  # the relief is smooth: build it on a small grid
     small = cv2.resize(alpha, (max(1, W // f), max(1, H // f)), interpolation=cv2.INTER_AREA)
     inside = small > 0.5
-    if not inside.any():
+    if not inside.any() or min(small.shape) < 2:  # nothing to shade, or no gradient to take
         return np.ones((H, W, 1), np.float32)
     h = cv2.GaussianBlur(inside.astype(np.float32), (0, 0), max(1.0, _CONTOUR_BLUR * max(small.shape)),
                          borderType=cv2.BORDER_REPLICATE)
@@ -260,7 +269,10 @@ def _contour_shading(alpha: np.ndarray, skin: "np.ndarray | None", p: PortraitLi
             h += cv2.GaussianBlur(face.astype(np.float32), (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
     gy, gx = np.gradient(h)
     steepest = float(np.percentile(np.hypot(gx, gy)[inside], 99))
-    k = _CONTOUR_SLOPE / max(steepest, 1e-6)
+    # A subject that fills the frame has no silhouette to shade: its relief is flat up to float
+    # rounding (~1e-7), which a scale to _CONTOUR_SLOPE would turn into blotches of shade. Real
+    # silhouettes give slopes of ~1 / (2.5 sigma) ~ 1e-2 per pixel here.
+    k = _CONTOUR_SLOPE / max(steepest, 1e-3)
     n = np.stack([-k * gx, k * gy, np.ones_like(h)], axis=2)  # image y points down: flip for "up"
     n /= np.linalg.norm(n, axis=2, keepdims=True)
     a = np.deg2rad(p.light_angle)

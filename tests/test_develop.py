@@ -280,6 +280,11 @@ def test_decisive_alpha_midpoint():
     assert np.allclose(decisive_alpha(matte, 8.0, 0.5), decisive_alpha(matte, 8.0))
     with pytest.raises(ValueError, match="midpoint"):
         decisive_alpha(matte, 8.0, 0.0)
+    # Steep, or far from 0.5: (m / (1 - m))^k overflowed, 0 * inf and 0 / 0 gave NaN.
+    for k, m in ((20.0, 0.99), (8.0, 1e-6), (1000.0, 0.9), (12.0, 0.999)):
+        out = decisive_alpha(matte, k, m)
+        assert np.isfinite(out).all() and out.min() >= 0 and out.max() <= 1, (k, m)
+        assert (np.diff(out[0]) >= 0).all() and out[0, 0] == 0 and out[0, 100] == 1
 
 
 def test_subject_midpoint_follows_an_under_confident_matte(rng):

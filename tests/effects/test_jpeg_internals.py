@@ -32,9 +32,13 @@ def test_srgb_power_and_its_inverse_on_crops():
     x[::3] *= 0.002  # plenty of linear toe
     frame = np.zeros((60, 80, 3), np.float32)
     frame[7:47, 13:69] = x
-    for view in (x, frame[7:47, 13:69], np.full((8, 8, 3), 0.5, np.float32)):
+    # Also a lone value and single columns: OpenCV reads an N×1 array beside a number as a
+    # vector, and [1.5] came out 1.18 (not clipped) when the clips moved to OpenCV.
+    odd = [np.array(v, np.float32) for v in ([1.5], [-0.5], [[0.2]], [[0.001], [0.7], [1.3], [0.0]],
+                                             [[[0.3], [2e-4]], [[0.9], [-1.0]]])]
+    for view in (x, frame[7:47, 13:69], np.full((8, 8, 3), 0.5, np.float32), *odd):
         got = srgb_power(view)
-        assert got.flags.c_contiguous and got.dtype == np.float32
+        assert got.flags.c_contiguous and got.dtype == np.float32 and got.shape == view.shape
         lin = np.clip(view.astype(np.float64), 0.0, 1.0)
         expected = np.where(lin < 0.0031308, (12.92 * lin + 0.055) / 1.055, lin ** (1 / 2.4))
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)

@@ -114,8 +114,12 @@ def test_high_key_mono_rolls_bright_skin_off_instead_of_clipping(rng):
     a = np.ones((H, W), np.float32)
     y = 0.5 + 0.3 * (0.5 + 0.5 * np.sin(xx / 3.0) * np.cos(yy / 4.0))
     img = np.repeat(y[..., None], 3, axis=2).astype(np.float32)
-    out = high_key_mono(img, a, skin_mask=a, params=PortraitLightingParams(refine=False))[..., 0]
+    p = PortraitLightingParams(refine=False)
+    out = high_key_mono(img, a, skin_mask=a, params=p)[..., 0]
     assert (out >= 0.99).mean() < 0.02 and out.max() < 1.0
+    # The metering stops where the skin's brightest 5 % would pass the knee after the contrast
+    # slope, not before it (8 % of such skin went past it).
+    assert np.percentile(out, 95) <= p.highlight_knee + 1e-3
     # texture kept and in order: brighter in, brighter out
     order = np.argsort(img[..., 0].ravel())
     assert (np.diff(out.ravel()[order]) >= -1e-6).all() and out.std() > 0.05
@@ -144,6 +148,27 @@ def test_studio_key_light_rolls_off_on_bright_skin_and_keeps_its_hue(rng):
     assert (out.max(axis=2) >= img.max(axis=2) - 1e-6).all() and out.mean() > img.mean()
     np.testing.assert_allclose(out[..., 1] / out[..., 0], 0.8, rtol=1e-3)
     np.testing.assert_allclose(out[..., 2] / out[..., 0], 0.65, rtol=1e-3)
+
+
+def test_a_negative_key_light_darkens_the_face(rng):
+    # The roll-off keeps brightening from ending below the unlit pixel; it must not also undo a
+    # key light asked to darken (key_light_ev < 0 left the skin as it was).
+    img, a, skin = _scene(rng)
+    p = PortraitLightingParams(skin_feather=0.0, key_light_ev=-1.0)
+    out = studio_light(img, a, skin_mask=skin, params=p)
+    np.testing.assert_allclose(out[skin > 0].mean() / img[skin > 0].mean(), 0.5, rtol=0.02)
+
+
+def test_contour_on_a_frame_filling_subject_and_on_one_row(rng):
+    # No silhouette, nothing to shade: float rounding in the flat relief was scaled up into
+    # blotches of shade (0.93 on 300x300); one row had no gradient at all (ValueError).
+    img = np.full((300, 300, 3), 0.5, np.float32)
+    full = np.ones((300, 300), np.float32)
+    for skin in (None, full):
+        out = contour_light(img, full, skin_mask=skin, params=PortraitLightingParams(refine=False))
+        assert out.max() - out.min() < 1e-4  # evenly lit (the key light brightens skin evenly)
+    row = contour_light(np.full((1, 7, 3), 0.5, np.float32), np.ones((1, 7), np.float32))
+    assert row.shape == (1, 7, 3) and np.isfinite(row).all()
 
 
 def test_contour_darkens_the_side_away_from_the_light(rng):
