@@ -8,7 +8,9 @@ everyone stood in the same light -- while a darker skin tone stays darker than a
 
 Algorithm
 ---------
-All large-scale work happens on a reduced "working" grid (long side
+A dim, underexposed photo -- its brightest 0.5 % below ``ToneMapParams.dim_floor`` -- is
+first brightened as a whole (:func:`dim_photo_lift_ev`); the steps below then see a photo
+exposed as intended. All large-scale work happens on a reduced "working" grid (long side
 ``ToneMapParams.working_size``) and is brought back to full resolution with the
 *fast guided filter* trick: the guided filter's linear coefficients ``(a, b)`` are upsampled
 bilinearly and applied to the full-resolution guide, ``q = a * guide + b``. That output follows
@@ -105,7 +107,7 @@ from ._bands import run_in_row_bands
 from .mask_refine import RowUpsampler
 from ._validate import check_image, check_mask
 
-__all__ = ["ToneMapParams", "PersonExposure", "tone_map_people", "MONK_SKIN_TONES_SRGB"]
+__all__ = ["ToneMapParams", "PersonExposure", "tone_map_people", "dim_photo_lift_ev", "MONK_SKIN_TONES_SRGB"]
 
 #: Monk Skin Tone scale, MST-1 (lightest) .. MST-10 (darkest), sRGB hex as published by Google.
 MONK_SKIN_TONES_SRGB = (
@@ -172,6 +174,13 @@ class ToneMapParams:
     white_fade : float
         Linear luminance in (0, 1] above which any darkening off people (highlight
         compression, the sky ceiling) fades out, to none at 1: white stays white. 1 = no fade.
+    dim_floor : float
+        Linear luminance in [0, 1) below which the photo's brightest 0.5 % (the 99.5th
+        percentile of luminance) marks it as underexposed: the whole photo is first brightened
+        until that level reaches ``dim_floor``, by at most ``max_dim_lift_ev`` (see
+        :func:`dim_photo_lift_ev`). 0 switches it off.
+    max_dim_lift_ev : float
+        Limit (EV) of that lift.
     """
 
     working_size: int = 512
@@ -194,6 +203,8 @@ class ToneMapParams:
     highlight_ceiling: float = 0.95
     sky_ceiling: float = 0.9
     white_fade: float = 0.8
+    dim_floor: float = 0.3
+    max_dim_lift_ev: float = 1.5
 
     def __post_init__(self):
         def need(cond, name, expected):
@@ -212,7 +223,8 @@ class ToneMapParams:
             need(getattr(self, name) > 0.0, name, "a float > 0")
         for name in ("local_compression", "person_strength", "person_contrast", "min_voter_weight"):
             need(0.0 <= getattr(self, name) <= 1.0, name, "a float in [0, 1]")
-        for name in ("max_local_ev", "max_person_ev"):
+        need(0.0 <= self.dim_floor < 1.0, "dim_floor", "a float in [0, 1)")
+        for name in ("max_local_ev", "max_person_ev", "max_dim_lift_ev"):
             need(0.0 <= getattr(self, name) <= 8.0, name, "a float in [0, 8]")
         for name in ("highlight_ceiling", "sky_ceiling", "highlight_knee", "white_fade"):
             need(0.0 < getattr(self, name) <= 1.0, name, "a float in (0, 1]")
@@ -590,6 +602,56 @@ def _apply_gains(image: np.ndarray, coeffs, sky_mask, p: ToneMapParams, clip_inp
 # ----------------------------------------------------------------------------- public
 
 
+#: Pixels of the subsample :func:`dim_photo_lift_ev` reads (a percentile needs no more).
+_DIM_SAMPLE = 250_000
+
+
+def dim_photo_lift_ev(image: np.ndarray, params: "ToneMapParams | None" = None) -> float:
+    """The exposure lift (EV, >= 0) :func:`tone_map_people` gives a dim, underexposed photo.
+
+    A photo exposed as intended puts its brightest parts near the top of the range (a lamp, a
+    white shirt, a sunlit cloud); when even its brightest 0.5 % stays below
+    ``params.dim_floor`` (0.3, sRGB 150) the photo is underexposed as a whole (a frisbee
+    game at dusk, COCO 322: 0.11), and every later step -- the scene key, each person's
+    target light -- would keep it dark. Lifted until that level reaches the floor, by at most
+    ``max_dim_lift_ev``. A night scene with lamps has its brightest 0.5 % near 1 and is left
+    as it is; of 350 test photos (``benchmarks/develop_look.py``) three sit below the floor.
+
+    Parameters
+    ----------
+    image : np.ndarray
+        float H×W×3 linear RGB in [0, 1].
+    params : ToneMapParams, optional
+        ``dim_floor`` and ``max_dim_lift_ev`` are read; defaults when None.
+
+    Returns
+    -------
+    float
+        ``min(max_dim_lift_ev, log2(dim_floor / p99.5))`` when positive, else 0.
+    """
+    p = ToneMapParams() if params is None else params
+    if p.dim_floor <= 0.0 or p.max_dim_lift_ev <= 0.0:
+        return 0.0
+    h, w = image.shape[:2]
+    step = max(1, int(np.sqrt(h * w / _DIM_SAMPLE)))
+    sample = np.asarray(image[::step, ::step], np.float32).reshape(-1, 3)
+    bright = float(np.percentile(sample @ _LUMA, 99.5))
+    if bright >= p.dim_floor:
+        return 0.0
+    return float(min(p.max_dim_lift_ev, np.log2(p.dim_floor / max(bright, 1e-6))))
+
+
+def _lifted(image: np.ndarray, gain: float) -> np.ndarray:
+    """``image * gain`` (a new float32 array), each pixel whose largest channel would pass 1
+    scaled to 1 as a whole (hue kept, as the tone map's own gains are)."""
+    out = np.multiply(image, np.float32(gain), dtype=np.float32)
+    top = out.max(axis=2)
+    over = top > 1.0
+    if over.any():
+        out[over] /= top[over][:, None]
+    return out
+
+
 def tone_map_people(
     image: np.ndarray,
     person_masks: Sequence[np.ndarray],
@@ -671,6 +733,11 @@ def tone_map_people(
 
     p = params
     h, w = hw
+    # -- a dim, underexposed photo is first brightened as a whole (see dim_photo_lift_ev) ------
+    lift_ev = dim_photo_lift_ev(image, p)
+    if lift_ev > 0.0:
+        image = _lifted(np.clip(image, 0.0, 1.0), 2.0 ** lift_ev)
+        lo, hi = 0.0, 1.0
     # -- working grid ----------------------------------------------------------------------------
     scale = min(1.0, p.working_size / max(h, w))
     lh, lw = max(1, int(round(h * scale))), max(1, int(round(w * scale)))

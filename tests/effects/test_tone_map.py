@@ -101,16 +101,39 @@ def test_invariants_shape_dtype_range_input_unchanged(rng):
 
 def test_neutral_params_are_identity(rng):
     img, persons, skins, _ = scene([-1.0, 0.5], [MST3, MST8], rng)
-    neutral = ToneMapParams(local_compression=0.0, person_strength=0.0, person_contrast=0.0)
+    neutral = ToneMapParams(local_compression=0.0, person_strength=0.0, person_contrast=0.0, dim_floor=0.0)
     out = tone_map_people(img, persons, skin_masks=skins, params=neutral)
     np.testing.assert_allclose(out, img, atol=1e-5)
 
 
 def test_no_person_flat_scene_unchanged(rng):
-    img = np.full((32, 48, 3), 0.2, np.float32)
+    img = np.full((32, 48, 3), 0.4, np.float32)  # (a flat 0.2 would count as a dim photo: lifted)
     out, gains = tone_map_people(img, [], return_gains=True)
     assert gains == ()
     np.testing.assert_allclose(out, img, atol=1e-5)
+
+
+def test_a_dim_underexposed_photo_is_lifted_as_a_whole(rng):
+    # Three stops under (its brightest 0.5 % at ~0.1): every later step, the scene key and each
+    # person's target light, kept it dark. Lifted until that level reaches dim_floor, at most
+    # max_dim_lift_ev, hue kept; a photo exposed as intended is left alone.
+    from effects.tone_map import dim_photo_lift_ev
+    img, persons, skins, _ = scene([0.0, 0.0], [MST3, MST8], rng)
+    p = ToneMapParams()
+    bright = float(np.percentile(img @ LUMA, 99.5))
+    assert bright > p.dim_floor and dim_photo_lift_ev(img) == 0.0
+    dark = (img / 8).astype(np.float32)
+    lift = dim_photo_lift_ev(dark)
+    assert lift == pytest.approx(min(p.max_dim_lift_ev, np.log2(p.dim_floor / (bright / 8))), abs=0.05)
+    out = tone_map_people(dark, persons, skin_masks=skins)
+    dark_key, out_key = (float(np.median(x @ LUMA)) for x in (dark, out))
+    assert np.log2(out_key / dark_key) > lift - 0.3           # the whole photo, not only the people
+    assert dim_photo_lift_ev(dark, ToneMapParams(dim_floor=0.0)) == 0.0
+    # A tiny lamp that would pass 1 is scaled as a whole: its hue stays.
+    lamp = dark.copy()
+    lamp[5, 5] = [0.9, 0.45, 0.1]
+    lit = tone_map_people(lamp, [], params=ToneMapParams(local_compression=0.0))
+    np.testing.assert_allclose(lit[5, 5] / lit[5, 5].max(), [1.0, 0.5, 1 / 9], rtol=1e-4)
 
 
 def test_well_exposed_scene_keeps_its_exposure_and_only_deep_shadows_lift(rng):
