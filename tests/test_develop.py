@@ -448,17 +448,20 @@ def test_a_faint_hair_haze_does_not_leak_sharp_background_into_the_portrait(rng)
     assert np.abs(with_haze[beside] - without[beside]).mean() < 0.002
 
 
-@pytest.mark.parametrize("portrait", ["blur", "stage_light"])
-def test_portrait_effects_skip_a_subject_too_small_for_a_portrait(rng, portrait):
-    """A far figure (under PORTRAIT_MIN_SUBJECT_SHARE of the frame) is no portrait subject: the
-    effect is skipped and the report says why, instead of blurring or darkening the whole photo."""
-    from camseg.develop import PORTRAIT_MIN_SUBJECT_SHARE
+@pytest.mark.parametrize("portrait, sides", [("blur", ((12, False), (16, True))),
+                                             ("stage_light", ((16, False), (20, False), (25, True)))])
+def test_portrait_effects_skip_a_subject_too_small_for_a_portrait(rng, portrait, sides):
+    """A far figure (under PORTRAIT_MIN_SUBJECT_SHARE of the frame, PORTRAIT_LIGHTING_MIN_SUBJECT_SHARE
+    for a look that replaces the whole background) is no portrait subject: the effect is skipped
+    and the report says why, instead of blurring or darkening the whole photo."""
+    from camseg.develop import PORTRAIT_LIGHTING_MIN_SUBJECT_SHARE, PORTRAIT_MIN_SUBJECT_SHARE
 
+    needed = PORTRAIT_MIN_SUBJECT_SHARE if portrait == "blur" else PORTRAIT_LIGHTING_MIN_SUBJECT_SHARE
     h, w = 100, 100
     img = np.clip(rng.uniform(0.1, 0.9, (h, w, 3)), 0, 1).astype(np.float32)
     kw = dict(denoise=False, sharpen=False, tone_map=False, style="standard", portrait=portrait,
               return_details=True)
-    for side, applied in ((12, False), (16, True)):  # 1.44 % and 2.56 % of the frame
+    for side, applied in sides:  # 1.44 %, 2.56 %, 4 %, 6.25 % of the frame
         person = np.zeros((h, w), np.float32)
         person[40:40 + side, 40:40 + side] = 1.0
         seg = types.SimpleNamespace(sky=np.zeros((h, w), np.float32), skin=person * 0.5, persons=[person],
@@ -467,9 +470,10 @@ def test_portrait_effects_skip_a_subject_too_small_for_a_portrait(rng, portrait)
         res = develop(img, segmentation=seg, **kw)
         stage = res.report.stage("portrait")
         assert (stage.status == "applied") == applied, (side, stage)
-        assert (side * side / (h * w) >= PORTRAIT_MIN_SUBJECT_SHARE) == applied
+        assert (side * side / (h * w) >= needed) == applied
         if not applied:
-            assert "no portrait subject" in stage.detail and "1.4 %" in stage.detail
+            assert "no portrait subject" in stage.detail and f"{side * side / 100:.1f} %" in stage.detail
+            assert f"{portrait} needs {100 * needed:.0f} %" in stage.detail
             assert np.array_equal(res.image, develop(img, segmentation=seg, **{**kw, "portrait": None}).image)
 
 
