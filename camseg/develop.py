@@ -396,9 +396,10 @@ PORTRAIT_SUBJECT_MIN_RELATIVE_AREA = 0.1
 #: blurring or relighting everything around it only ruins the photo.
 PORTRAIT_MIN_SUBJECT_SHARE = 0.02
 
-#: The lighting looks replace the whole background (black stage, white high-key) and light a
-#: face: they need the subject a phone asks for, about 2.5 m away (6 % of the frame). At 3-6 %
-#: a far figure in a bus station or a baseball field was left as a small lit cut-out in black.
+#: The lighting looks light a face (stage and high-key also replace the whole background with
+#: black or white): they need the subject a phone asks for, about 2.5 m away (6 % of the frame).
+#: At 3-6 % a far figure in a bus station or a baseball field was left as a small lit cut-out in
+#: black.
 PORTRAIT_LIGHTING_MIN_SUBJECT_SHARE = 0.06
 
 
