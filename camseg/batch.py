@@ -395,7 +395,10 @@ def _label(out: np.ndarray, text: str, anchor: tuple, colour, side: int) -> None
     x = int(np.clip(anchor[0] - tw // 2, 0, out.shape[1] - tw))
     y = int(np.clip(anchor[1] + th, th, out.shape[0] - 2))
     thick = max(1, int(round(scale * 2)))
-    cv2.putText(out, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick + 2, cv2.LINE_AA)
+    # The rim at the text's own thickness, drawn around it: OpenCV 5 spaces letters by thickness,
+    # and a thicker outline under the text came out misaligned ("10" as a smear).
+    for dx, dy in ((-1, -1), (-1, 1), (1, -1), (1, 1), (-2, 0), (2, 0), (0, -2), (0, 2)):
+        cv2.putText(out, text, (x + dx, y + dy), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick, cv2.LINE_AA)
     cv2.putText(out, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thick, cv2.LINE_AA)
 
 

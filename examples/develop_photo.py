@@ -43,7 +43,10 @@ out_path = result.image.save(args.out / f"developed_{args.input.stem}.jpg")
 
 def label(img, text):
     img = np.ascontiguousarray(img)
-    cv2.putText(img, text, (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 0), 4, cv2.LINE_AA)
+    # A dark rim drawn at the text's own thickness around it (OpenCV 5 spaces letters by
+    # thickness: a thick outline under thinner text came out misaligned and garbled).
+    for dx, dy in ((-1, -1), (-1, 1), (1, -1), (1, 1), (-2, 0), (2, 0), (0, -2), (0, 2)):
+        cv2.putText(img, text, (10 + dx, 30 + dy), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 0), 2, cv2.LINE_AA)
     cv2.putText(img, text, (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2, cv2.LINE_AA)
     return img
 

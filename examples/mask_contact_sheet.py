@@ -46,7 +46,10 @@ display = linear_to_srgb(photo.pixels) * 255.0
 def tile(img, text):
     h = int(round(img.shape[0] * args.width / img.shape[1]))
     img = np.ascontiguousarray(cv2.resize(img, (args.width, h), interpolation=cv2.INTER_AREA))
-    cv2.putText(img, text, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 4, cv2.LINE_AA)
+    # A dark rim drawn at the text's own thickness around it (OpenCV 5 spaces letters by
+    # thickness: a thick outline under thin text came out misaligned and garbled).
+    for dx, dy in ((-1, -1), (-1, 1), (1, -1), (1, 1), (-2, 0), (2, 0), (0, -2), (0, 2)):
+        cv2.putText(img, text, (6 + dx, 20 + dy), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(img, text, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
     return img
 

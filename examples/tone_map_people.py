@@ -83,7 +83,10 @@ def to8(img):
 
 def label(img8, text):
     img8 = np.ascontiguousarray(img8)
-    cv2.putText(img8, text, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 4, cv2.LINE_AA)
+    # A dark rim drawn at the text's own thickness around it (OpenCV 5 spaces letters by
+    # thickness: a thick outline under thin text came out misaligned and garbled).
+    for dx, dy in ((-1, -1), (-1, 1), (1, -1), (1, 1), (-2, 0), (2, 0), (0, -2), (0, 2)):
+        cv2.putText(img8, text, (8 + dx, 22 + dy), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(img8, text, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
     return img8
 
