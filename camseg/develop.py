@@ -612,9 +612,9 @@ def subject_midpoint(subject: np.ndarray) -> float:
 
     The model's person mattes are calibrated on close-up portraits (matte > 0.5 is the IoU-best
     cut there), but whole people in everyday and group photos often sit at 0.4–0.6 against a
-    background near 0.05 (a tennis player at 0.53, a woman's dark trousers at about 0.37): cut at 0.5,
-    the portrait effects blurred or blacked out half of such a subject. The cut is instead
-    Otsu's threshold of the matte's histogram (the value that best separates its two classes;
+    background near 0.05 (a tennis player at 0.53, a woman's dark trousers at about 0.37): cut
+    at 0.5, the portrait effects blurred or blacked out half of such a subject. The cut is
+    instead Otsu's threshold of the matte's histogram (the value that best separates its two classes;
     Otsu 1979, "A threshold selection method from gray-level histograms", IEEE SMC 9(1)),
     held to ``SUBJECT_MIDPOINT_RANGE``: a confident matte (0 and 1) keeps 0.5, an under-confident
     one is cut lower. Cut of the subject against the people's labels

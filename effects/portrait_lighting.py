@@ -147,7 +147,8 @@ def _contrast(y: np.ndarray, contrast: float, pivot: float) -> np.ndarray:
     """A log-exposure slope ``contrast`` around ``pivot`` (kept where it is), float32."""
     if contrast == 1.0:
         return y.astype(np.float32, copy=False)
-    return (np.float32(pivot) * np.power(np.maximum(y, 0.0) / np.float32(pivot), np.float32(contrast))).astype(np.float32)
+    ratio = np.maximum(y, 0.0) / np.float32(pivot)
+    return (np.float32(pivot) * np.power(ratio, np.float32(contrast))).astype(np.float32)
 
 
 def _mono(rgb: np.ndarray, contrast: float) -> np.ndarray:
@@ -246,8 +247,9 @@ def _contour_shading(alpha: np.ndarray, skin: "np.ndarray | None", p: PortraitLi
     The relief is the subject's silhouette blurred (a soft dome, highest where the subject is
     widest) plus, with a skin matte, the skin's own dome blurred at its scale (a face is
     rounded on its own, not a flat top of the body's dome), scaled so its steepest slope inside
-    the subject is ``_CONTOUR_SLOPE``; normals from its gradient. The surface facing the camera keeps its light (shade 1), the side
-    turned away from the light darkens by up to ``contour_depth``, gradually. (A relief built
+    the subject is ``_CONTOUR_SLOPE``; normals from its gradient. The surface facing the camera
+    keeps its light (shade 1), the side turned away from the light darkens by up to
+    ``contour_depth``, gradually. (A relief built
     from the distance to the edge has a crease along the subject's medial axis, where the
     normal flips: it drew a hard light/shadow line down the middle of every face, and put the
     whole far half in full shadow.)
@@ -296,7 +298,8 @@ def _look_studio(img, alpha, F, key, skin, p):
 
 def _look_contour(img, alpha, F, key, skin, p):
     a = alpha[..., None]
-    return a * _key_lit(F, key, p.highlight_knee) * _contour_shading(alpha, skin, p) + (1 - a) * img * _ev(p.background_ev)
+    lit = _key_lit(F, key, p.highlight_knee) * _contour_shading(alpha, skin, p)
+    return a * lit + (1 - a) * img * _ev(p.background_ev)
 
 
 def _look_stage(img, alpha, F, key, skin, p):
