@@ -196,6 +196,11 @@ class Photo:
     dpi : tuple of float or None
         (x, y) print resolution of the source (JFIF density, PNG pHYs, TIFF resolution);
         written back to JPEG and PNG (TIFF keeps it in its kept tags).
+    grayscale : bool
+        The source stored one grey channel (with or without transparency). Its pixels are
+        expanded to RGB for the stages; a result that stayed grey (every pixel's channels
+        within 2/255 of each other once encoded) is written back as grey -- one channel, a
+        third of the size -- while one a style tinted (warm, cool) is written as RGB.
     """
 
     pixels: np.ndarray
@@ -211,6 +216,7 @@ class Photo:
     xmp: "bytes | None" = None
     jpeg_subsampling: "str | None" = None
     dpi: "tuple | None" = None
+    grayscale: bool = False
 
     @property
     def shape(self) -> tuple:
@@ -661,6 +667,7 @@ def read_photo(path: "str | os.PathLike") -> Photo:
             subsampling = _jpeg_subsampling(img) if fmt == "JPEG" else None
             dpi = _read_dpi(img)
             mode = img.mode
+            grey_source = mode in ("L", "LA", "I") or mode.startswith("I;16")
             alpha_codes = None
             if bits == 16:
                 codes = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
@@ -724,7 +731,7 @@ def read_photo(path: "str | os.PathLike") -> Photo:
         alpha = np.ascontiguousarray(alpha_codes, dtype=np.float32) / np.float32(np.iinfo(alpha_codes.dtype).max)
     if exif is not None:
         exif = _exif_reset_orientation(exif)
-    return Photo(pixels=pixels, exif=exif, icc_profile=icc, bit_depth=bits, format=fmt,
+    return Photo(pixels=pixels, exif=exif, icc_profile=icc, bit_depth=bits, format=fmt, grayscale=grey_source,
                  colour_space=colour_space, source=path, iso=iso, notes=tuple(notes), alpha=alpha,
                  xmp=_xmp_reset_orientation(xmp) if xmp else None, jpeg_subsampling=subsampling, dpi=dpi)
 
@@ -948,8 +955,9 @@ def _png_with_metadata(png: bytes, icc: "bytes | None", exif: "bytes | None", xm
 
 def _tiff_bytes(codes: np.ndarray, icc: "bytes | None", exif: "bytes | None", *, orientation: int = 1,
                 xmp: "bytes | None" = None) -> bytes:
-    """Encode an uncompressed baseline RGB or RGBA TIFF (TIFF 6.0), 8 or 16 bit, with ICC, EXIF
-    and XMP (tag 700). ``codes`` H×W×3, or H×W×4 with straight alpha last (ExtraSamples = 2).
+    """Encode an uncompressed baseline RGB or grey TIFF (TIFF 6.0), 8 or 16 bit, with ICC, EXIF
+    and XMP (tag 700). ``codes`` H×W×3 (RGB) or H×W×1 (grey, BlackIsZero), each optionally with
+    straight alpha last (H×W×4, H×W×2; ExtraSamples = 2).
 
     EXIF is kept by a trick that needs no offset relocation: the EXIF block is
     itself a TIFF structure, so the file *starts* with it unchanged (all its
@@ -994,15 +1002,15 @@ def _tiff_bytes(codes: np.ndarray, icc: "bytes | None", exif: "bytes | None", *,
     entries[257] = entry(257, 4, [h])
     entries[258] = entry(258, 3, [bits] * samples)
     entries[259] = entry(259, 3, [1])
-    entries[262] = entry(262, 3, [2])
+    entries[262] = entry(262, 3, [1 if samples <= 2 else 2])  # BlackIsZero grey, or RGB
     entries[273] = entry(273, 4, [strip_offset])
     entries[274] = entry(274, 3, [orientation])  # 1: upright (other values only to probe decoders)
     entries[277] = entry(277, 3, [samples])
     entries[278] = entry(278, 4, [h])
     entries[279] = entry(279, 4, [h * w * samples * bits // 8])
     entries[284] = entry(284, 3, [1])
-    if samples == 4:
-        entries[338] = entry(338, 3, [2])  # the fourth sample is unassociated (straight) alpha
+    if samples in (2, 4):
+        entries[338] = entry(338, 3, [2])  # the last sample is unassociated (straight) alpha
     if xmp:
         entries[700] = entry(700, 1, list(xmp))
     if icc:
@@ -1015,6 +1023,18 @@ def _tiff_bytes(codes: np.ndarray, icc: "bytes | None", exif: "bytes | None", *,
     buf.extend(struct.pack(bo + "I", 0))
     struct.pack_into(bo + "I", buf, 4, ifd_offset)
     return bytes(buf)
+
+
+def _grey_codes(codes: np.ndarray) -> "np.ndarray | None":
+    """H×W×1 grey codes (the mean of R, G and B, rounded) when every pixel's three channels lie
+    within 2/255 of the range of each other, else None. ``codes``: H×W×3, or H×W×4 RGBX."""
+    rgb = codes[:, :, :3]
+    tol = 2 * (int(np.iinfo(codes.dtype).max) // 255)
+    spread = cv2.subtract(rgb.max(axis=2), rgb.min(axis=2))
+    if int(spread.max(initial=0)) > tol:
+        return None
+    total = rgb.sum(axis=2, dtype=np.uint32)
+    return ((total + 1) // 3).astype(codes.dtype)[:, :, None]
 
 
 def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | None" = None,
@@ -1098,11 +1118,29 @@ def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | 
     # instead of repacking the whole frame (a 12-MP Image.fromarray took as long as the encoder).
     codes = _encode(linear, curve_key, bit_depth, padded=fmt == "JPEG")
     alpha = like.alpha if like is not None and like.alpha is not None and fmt != "JPEG" else None
-    if alpha is not None and alpha.shape == codes.shape[:2]:
+    if alpha is not None and alpha.shape != codes.shape[:2]:
+        alpha = None
+    # A grey source whose result stayed grey goes back as grey (PNG's grey + alpha excepted:
+    # OpenCV writes no two-channel PNG, so that one stays RGBA).
+    grey = _grey_codes(codes) if like is not None and like.grayscale and not (fmt == "PNG" and alpha is not None) \
+        else None
+    if grey is not None:
+        codes, icc = grey, None  # (a grey source's profile was dropped on reading)
+    if alpha is not None:
         top = np.float32(np.iinfo(codes.dtype).max)
         codes = np.dstack([codes, (np.clip(alpha, 0.0, 1.0) * top + np.float32(0.5)).astype(codes.dtype)])
 
-    if fmt == "JPEG":
+    if fmt == "JPEG" and grey is not None:
+        options = {"quality": int(quality)}
+        if exif and len(exif) + len(_EXIF_PREFIX) < 65000:
+            options["exif"] = _EXIF_PREFIX + exif
+        if dpi:
+            options["dpi"] = dpi
+        encoded = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(codes[:, :, 0]), "L").save(encoded, format="JPEG", **options)
+        data = _jpeg_with_xmp(encoded.getvalue(), xmp) if xmp else encoded.getvalue()
+        _atomic_write(path, lambda fh: fh.write(data))
+    elif fmt == "JPEG":
         options = {"quality": int(quality), "subsampling": subsamplings[subsampling]}
         if icc:
             options["icc_profile"] = icc
@@ -1118,7 +1156,7 @@ def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | 
         data = _jpeg_with_xmp(encoded.getvalue(), xmp) if xmp else encoded.getvalue()
         _atomic_write(path, lambda fh: fh.write(data))
     elif fmt == "PNG":
-        channels = [2, 1, 0, 3] if codes.shape[2] == 4 else [2, 1, 0]  # OpenCV's BGR(A) order
+        channels = {1: [0], 3: [2, 1, 0], 4: [2, 1, 0, 3]}[codes.shape[2]]  # OpenCV's BGR(A) order
         ok, png = cv2.imencode(".png", np.ascontiguousarray(codes[:, :, channels]),
                                [cv2.IMWRITE_PNG_COMPRESSION, 3])
         if not ok:

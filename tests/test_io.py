@@ -192,6 +192,51 @@ def test_grayscale_jpeg(tmp_path):
     np.testing.assert_array_equal(photo.pixels[..., 0], photo.pixels[..., 1])
 
 
+@pytest.mark.parametrize("ext, bits", [(".jpg", 8), (".png", 8), (".png", 16), (".tif", 8), (".tif", 16)])
+def test_a_grey_photo_that_stays_grey_is_written_grey(tmp_path, ext, bits):
+    # A black-and-white photo came back as three equal channels (3x the size, and no longer a
+    # grey file to a photo library); one a style tinted is RGB, as it must be.
+    rng = np.random.default_rng(0)
+    grey = (rng.integers(0, 256, (40, 60)) * (257 if bits == 16 else 1)).astype(np.uint16 if bits == 16 else np.uint8)
+    src = tmp_path / f"bw{ext}"
+    if ext == ".jpg":
+        Image.fromarray(grey).save(src, quality=95)
+    else:
+        cv2.imwrite(str(src), grey)
+    photo = cio.read_photo(src)
+    assert photo.grayscale and photo.pixels.shape == (40, 60, 3)
+    out = cio.write_photo(tmp_path / f"out{ext}", photo.pixels, like=photo)
+    mode = Image.open(out).mode
+    assert mode == "L" if bits == 8 else mode.startswith("I;16"), mode
+    back = cio.read_photo(out)
+    assert back.grayscale and back.bit_depth == bits
+    np.testing.assert_allclose(back.pixels, photo.pixels, atol=0.04 if ext == ".jpg" else 1e-4)
+    tinted = photo.pixels * np.array([1.0, 0.9, 0.75], np.float32)
+    assert Image.open(cio.write_photo(tmp_path / f"tinted{ext}", tinted, like=photo)).mode in ("RGB", "RGBX")
+    # A colour source stays colour even when its pixels are grey.
+    colour = cio.read_photo(cio.write_photo(tmp_path / f"c{ext}", photo.pixels, bit_depth=bits))
+    assert not colour.grayscale and Image.open(cio.write_photo(tmp_path / f"c2{ext}", colour.pixels,
+                                                              like=colour)).mode in ("RGB", "RGBX")
+
+
+def test_a_grey_tiff_keeps_its_transparency(tmp_path):
+    grey = np.tile(np.arange(0, 250, 5, dtype=np.uint8), (20, 1))
+    alpha = np.full(grey.shape, 255, np.uint8)
+    alpha[:, :10] = 0
+    alpha[:, 10:20] = 128
+    Image.fromarray(np.dstack([grey, alpha]), "LA").save(tmp_path / "la.png")
+    photo = cio.read_photo(tmp_path / "la.png")
+    assert photo.grayscale and photo.alpha is not None
+    out = cio.write_photo(tmp_path / "la.tif", photo.pixels, like=photo)
+    assert Image.open(out).mode == "LA"
+    back = cio.read_photo(out)
+    np.testing.assert_allclose(back.alpha, photo.alpha, atol=1 / 255)
+    np.testing.assert_allclose(back.pixels, photo.pixels, atol=1e-4)
+    # PNG has no grey + alpha from OpenCV: written as RGBA, transparency kept.
+    png = cio.write_photo(tmp_path / "la_out.png", photo.pixels, like=photo)
+    assert Image.open(png).mode == "RGBA"
+
+
 @pytest.mark.parametrize("bits", [8, 16])
 def test_transparency_is_kept_in_png_and_tiff(tmp_path, bits):
     """A PNG's alpha used to be dropped, so what it hid became visible in the developed photo."""
