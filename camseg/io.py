@@ -201,6 +201,10 @@ class Photo:
         expanded to RGB for the stages; a result that stayed grey (every pixel's channels
         within 2/255 of each other once encoded) is written back as grey -- one channel, a
         third of the size -- while one a style tinted (warm, cool) is written as RGB.
+    grey_profile : bytes or None
+        The ICC profile of a grey source (a Gray ICC profile, e.g. "Gray Gamma 2.2"): its pixels
+        are decoded as sRGB (see ``notes``), and the grey file written back carries it again, so
+        the codes it did not change read as they did.
     """
 
     pixels: np.ndarray
@@ -217,6 +221,7 @@ class Photo:
     jpeg_subsampling: "str | None" = None
     dpi: "tuple | None" = None
     grayscale: bool = False
+    grey_profile: "bytes | None" = None
 
     @property
     def shape(self) -> tuple:
@@ -704,9 +709,11 @@ def read_photo(path: "str | os.PathLike") -> Photo:
         raise ValueError(f"cannot read {str(path)!r}: the file is damaged or truncated ({exc}); "
                          "re-export or re-copy the photo") from exc
 
-    colour_space, curve_key = "sRGB", None
+    colour_space, curve_key, grey_profile = "sRGB", None, None
     if icc:
         info = _parse_icc(icc)
+        if codes.ndim == 2 and info.colour_space == "GRAY":
+            grey_profile = icc  # written back on a grey result (see Photo.grey_profile)
         if codes.ndim == 2 or info.colour_space != "RGB ":
             notes.append(f"{info.colour_space.strip()} ICC profile {info.description!r} not applicable "
                          "to RGB output; treated as sRGB")
@@ -732,6 +739,7 @@ def read_photo(path: "str | os.PathLike") -> Photo:
     if exif is not None:
         exif = _exif_reset_orientation(exif)
     return Photo(pixels=pixels, exif=exif, icc_profile=icc, bit_depth=bits, format=fmt, grayscale=grey_source,
+                 grey_profile=grey_profile,
                  colour_space=colour_space, source=path, iso=iso, notes=tuple(notes), alpha=alpha,
                  xmp=_xmp_reset_orientation(xmp) if xmp else None, jpeg_subsampling=subsampling, dpi=dpi)
 
@@ -1125,13 +1133,15 @@ def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | 
     grey = _grey_codes(codes) if like is not None and like.grayscale and not (fmt == "PNG" and alpha is not None) \
         else None
     if grey is not None:
-        codes, icc = grey, None  # (a grey source's profile was dropped on reading)
+        codes, icc = grey, like.grey_profile  # (an RGB profile cannot describe one channel)
     if alpha is not None:
         top = np.float32(np.iinfo(codes.dtype).max)
         codes = np.dstack([codes, (np.clip(alpha, 0.0, 1.0) * top + np.float32(0.5)).astype(codes.dtype)])
 
     if fmt == "JPEG" and grey is not None:
         options = {"quality": int(quality)}
+        if icc:
+            options["icc_profile"] = icc
         if exif and len(exif) + len(_EXIF_PREFIX) < 65000:
             options["exif"] = _EXIF_PREFIX + exif
         if dpi:

@@ -219,6 +219,24 @@ def test_a_grey_photo_that_stays_grey_is_written_grey(tmp_path, ext, bits):
                                                               like=colour)).mode in ("RGB", "RGBX")
 
 
+def test_a_grey_jpeg_keeps_its_grey_profile(tmp_path):
+    # A Gray ICC profile ("Gray Gamma 2.2", "Dot Gain 20%") cannot describe the RGB the stages
+    # work in, so it is set aside on reading -- and put back on the grey file written.
+    rgb = cio.make_icc_profile(((0.64, 0.33), (0.30, 0.60), (0.15, 0.06)), description="grey test")
+    grey_icc = rgb[:16] + b"GRAY" + rgb[20:]  # the header's colour space: enough for this test
+    Image.fromarray(np.tile(np.arange(0, 250, 5, dtype=np.uint8), (20, 1))).save(
+        tmp_path / "g.jpg", quality=95, icc_profile=grey_icc)
+    photo = cio.read_photo(tmp_path / "g.jpg")
+    assert photo.grayscale and photo.icc_profile is None and photo.grey_profile == grey_icc
+    out = cio.write_photo(tmp_path / "out.jpg", photo.pixels, like=photo)
+    with Image.open(out) as im:
+        assert im.mode == "L" and im.info.get("icc_profile") == grey_icc
+    tinted = cio.write_photo(tmp_path / "tinted.jpg", photo.pixels * np.array([1.0, 0.8, 0.6], np.float32),
+                             like=photo)
+    with Image.open(tinted) as im:
+        assert im.mode == "RGB" and not im.info.get("icc_profile")  # a grey profile cannot tag RGB
+
+
 def test_a_grey_tiff_keeps_its_transparency(tmp_path):
     grey = np.tile(np.arange(0, 250, 5, dtype=np.uint8), (20, 1))
     alpha = np.full(grey.shape, 255, np.uint8)
