@@ -283,7 +283,7 @@ def _call_tone_map(fn, image, ctx, params):
     lift = effects.dim_photo_lift_ev(image, params)
     return out, (f"{len(ctx.persons)} person(s)"
                  + (f", {unmeasured} without skin rendered like the scene" if unmeasured else "")
-                 + (f", dim photo lifted {lift:+.1f} EV" if lift > 0 else ""))
+                 + (f", dim photo lifted {lift:+.1f} EV" if lift >= 0.05 else ""))
 
 
 def _call_style(fn, image, ctx, params):

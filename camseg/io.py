@@ -672,12 +672,14 @@ def read_photo(path: "str | os.PathLike") -> Photo:
             subsampling = _jpeg_subsampling(img) if fmt == "JPEG" else None
             dpi = _read_dpi(img)
             mode = img.mode
-            grey_source = mode in ("L", "LA", "I") or mode.startswith("I;16")
+            grey_source = mode in ("1", "L", "LA", "I") or mode.startswith("I;16")
             alpha_codes = None
             if bits == 16:
                 codes = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
                 if codes is None or codes.dtype != np.uint16:
                     raise OSError("OpenCV could not decode the 16-bit pixels")
+                # (Pillow opens a 16-bit grey + alpha PNG as RGBA: OpenCV's samples tell.)
+                grey_source = codes.ndim == 2 or codes.shape[2] <= 2
                 if codes.ndim == 3:
                     if codes.shape[2] in (2, 4):  # gray + alpha, BGR + alpha
                         alpha_codes = codes[:, :, -1]
@@ -712,7 +714,7 @@ def read_photo(path: "str | os.PathLike") -> Photo:
     colour_space, curve_key, grey_profile = "sRGB", None, None
     if icc:
         info = _parse_icc(icc)
-        if codes.ndim == 2 and info.colour_space == "GRAY":
+        if grey_source and info.colour_space == "GRAY":
             grey_profile = icc  # written back on a grey result (see Photo.grey_profile)
         if codes.ndim == 2 or info.colour_space != "RGB ":
             notes.append(f"{info.colour_space.strip()} ICC profile {info.description!r} not applicable "
@@ -1055,7 +1057,10 @@ def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | 
     With ``like``, the result keeps that photo's colour profile (pixels are
     encoded with its tone curve and the same ICC profile is embedded) and its
     EXIF and XMP (orientation reset to 1, since pixels are stored upright), its
-    transparency (PNG and TIFF) and its JPEG chroma subsampling.
+    transparency (PNG and TIFF) and its JPEG chroma subsampling; when ``like``
+    is a grey photo and the result is grey too (every pixel's channels within
+    2/255 of each other once encoded, an invisible difference), it is written
+    as one grey channel with the photo's Gray profile (see :class:`Photo`).
 
     Parameters
     ----------
@@ -1128,9 +1133,11 @@ def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | 
     alpha = like.alpha if like is not None and like.alpha is not None and fmt != "JPEG" else None
     if alpha is not None and alpha.shape != codes.shape[:2]:
         alpha = None
-    # A grey source whose result stayed grey goes back as grey (PNG's grey + alpha excepted:
-    # OpenCV writes no two-channel PNG, so that one stays RGBA).
-    grey = _grey_codes(codes) if like is not None and like.grayscale and not (fmt == "PNG" and alpha is not None) \
+    # A grey source whose result stayed grey goes back as grey. Grey + alpha is written as grey
+    # only to an 8-bit TIFF: OpenCV writes no two-channel PNG, and Pillow reads no 16-bit
+    # two-sample TIFF (camseg could not read it back), so those stay RGBA.
+    grey_alpha_ok = fmt == "TIFF" and bit_depth == 8
+    grey = _grey_codes(codes) if like is not None and like.grayscale and (alpha is None or grey_alpha_ok) \
         else None
     if grey is not None:
         codes, icc = grey, like.grey_profile  # (an RGB profile cannot describe one channel)

@@ -614,8 +614,10 @@ def dim_photo_lift_ev(image: np.ndarray, params: "ToneMapParams | None" = None) 
     ``params.dim_floor`` (0.3, sRGB 150) the photo is underexposed as a whole (a frisbee
     game at dusk, COCO 322: 0.11), and every later step -- the scene key, each person's
     target light -- would keep it dark. Lifted until that level reaches the floor, by at most
-    ``max_dim_lift_ev``. A night scene with lamps has its brightest 0.5 % near 1 and is left
-    as it is; of 350 test photos (``benchmarks/develop_look.py``) three sit below the floor.
+    ``max_dim_lift_ev``. A night scene whose lamps fill at least 0.5 % of the frame has its
+    brightest 0.5 % near 1 and is left as it is (one with fewer lamps is lifted); a black frame
+    has nothing to lift. Of 350 test photos (``benchmarks/develop_look.py``) three sit below
+    the floor.
 
     Parameters
     ----------
@@ -636,7 +638,7 @@ def dim_photo_lift_ev(image: np.ndarray, params: "ToneMapParams | None" = None) 
     step = max(1, int(np.sqrt(h * w / _DIM_SAMPLE)))
     sample = np.asarray(image[::step, ::step], np.float32).reshape(-1, 3)
     bright = float(np.percentile(sample @ _LUMA, 99.5))
-    if bright >= p.dim_floor:
+    if bright >= p.dim_floor or bright <= 0.0:
         return 0.0
     return float(min(p.max_dim_lift_ev, np.log2(p.dim_floor / max(bright, 1e-6))))
 

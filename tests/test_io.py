@@ -228,6 +228,10 @@ def test_a_grey_jpeg_keeps_its_grey_profile(tmp_path):
         tmp_path / "g.jpg", quality=95, icc_profile=grey_icc)
     photo = cio.read_photo(tmp_path / "g.jpg")
     assert photo.grayscale and photo.icc_profile is None and photo.grey_profile == grey_icc
+    # With transparency too (Pillow converts an LA source to RGBA on reading).
+    Image.fromarray(np.dstack([np.full((8, 8), 90, np.uint8), np.full((8, 8), 100, np.uint8)]), "LA").save(
+        tmp_path / "la.png", icc_profile=grey_icc)
+    assert cio.read_photo(tmp_path / "la.png").grey_profile == grey_icc
     out = cio.write_photo(tmp_path / "out.jpg", photo.pixels, like=photo)
     with Image.open(out) as im:
         assert im.mode == "L" and im.info.get("icc_profile") == grey_icc
@@ -235,6 +239,34 @@ def test_a_grey_jpeg_keeps_its_grey_profile(tmp_path):
                              like=photo)
     with Image.open(tinted) as im:
         assert im.mode == "RGB" and not im.info.get("icc_profile")  # a grey profile cannot tag RGB
+
+
+def test_grey_codes_tolerance_and_rounding():
+    # Grey when every pixel's channels lie within 2/255 of each other (the vibrant style leaves
+    # ~1.4 codes near black on a grey photo), as the rounded mean; a visible tint stays RGB.
+    c = np.array([[[10, 11, 12], [200, 200, 201], [0, 0, 0]]], np.uint8)
+    np.testing.assert_array_equal(cio._grey_codes(c)[..., 0], [[11, 200, 0]])
+    assert cio._grey_codes(np.array([[[10, 11, 13]]], np.uint8)) is None
+    c16 = np.array([[[1000, 1000 + 514, 1000], [65535, 65535, 65534]]], np.uint16)
+    np.testing.assert_array_equal(cio._grey_codes(c16)[..., 0], [[1171, 65535]])
+    assert cio._grey_codes(np.array([[[1000, 1515, 1000]]], np.uint16)) is None
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_grey_with_transparency_reads_back(tmp_path, bits):
+    # Grey + alpha goes grey only to an 8-bit TIFF: a 16-bit two-sample TIFF is one Pillow (and
+    # so camseg) cannot read back, and OpenCV writes no grey + alpha PNG: those stay RGBA.
+    grey = np.tile(np.arange(0, 250, 5, dtype=np.uint8), (20, 1))
+    alpha = np.full(grey.shape, 255, np.uint8)
+    alpha[:, :10] = 0
+    Image.fromarray(np.dstack([grey, alpha]), "LA").save(tmp_path / "la.png")
+    photo = cio.read_photo(tmp_path / "la.png")
+    for ext in (".tif", ".png"):
+        out = cio.write_photo(tmp_path / f"out{bits}{ext}", photo.pixels, like=photo, bit_depth=bits)
+        back = cio.read_photo(out)
+        np.testing.assert_allclose(back.alpha, photo.alpha, atol=1 / 255)
+        np.testing.assert_allclose(back.pixels, photo.pixels, atol=2e-3)
+        assert Image.open(out).mode == ("LA" if (ext, bits) == (".tif", 8) else "RGBA")
 
 
 def test_a_grey_tiff_keeps_its_transparency(tmp_path):
