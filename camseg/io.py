@@ -1145,20 +1145,10 @@ def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | 
         top = np.float32(np.iinfo(codes.dtype).max)
         codes = np.dstack([codes, (np.clip(alpha, 0.0, 1.0) * top + np.float32(0.5)).astype(codes.dtype)])
 
-    if fmt == "JPEG" and grey is not None:
+    if fmt == "JPEG":
         options = {"quality": int(quality)}
-        if icc:
-            options["icc_profile"] = icc
-        if exif and len(exif) + len(_EXIF_PREFIX) < 65000:
-            options["exif"] = _EXIF_PREFIX + exif
-        if dpi:
-            options["dpi"] = dpi
-        encoded = io.BytesIO()
-        Image.fromarray(np.ascontiguousarray(codes[:, :, 0]), "L").save(encoded, format="JPEG", **options)
-        data = _jpeg_with_xmp(encoded.getvalue(), xmp) if xmp else encoded.getvalue()
-        _atomic_write(path, lambda fh: fh.write(data))
-    elif fmt == "JPEG":
-        options = {"quality": int(quality), "subsampling": subsamplings[subsampling]}
+        if grey is None:
+            options["subsampling"] = subsamplings[subsampling]  # (a grey JPEG has no chroma)
         if icc:
             options["icc_profile"] = icc
         if exif and len(exif) + len(_EXIF_PREFIX) < 65000:
@@ -1167,9 +1157,12 @@ def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | 
             options["dpi"] = dpi
         encoded = io.BytesIO()
         height, width = codes.shape[:2]
-        # Mode RGBX is written as a 3-component JPEG (Pillow's rawmode "RGB"), byte for byte as RGB.
-        Image.frombuffer("RGBX", (width, height), codes, "raw", "RGBX", 0, 1).save(
-            encoded, format="JPEG", **options)
+        if grey is not None:
+            image = Image.fromarray(np.ascontiguousarray(codes[:, :, 0]), "L")
+        else:
+            # Mode RGBX is written as a 3-component JPEG (Pillow's rawmode "RGB"), byte for byte as RGB.
+            image = Image.frombuffer("RGBX", (width, height), codes, "raw", "RGBX", 0, 1)
+        image.save(encoded, format="JPEG", **options)
         data = _jpeg_with_xmp(encoded.getvalue(), xmp) if xmp else encoded.getvalue()
         _atomic_write(path, lambda fh: fh.write(data))
     elif fmt == "PNG":
