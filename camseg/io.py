@@ -1133,10 +1133,10 @@ def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | 
     alpha = like.alpha if like is not None and like.alpha is not None and fmt != "JPEG" else None
     if alpha is not None and alpha.shape != codes.shape[:2]:
         alpha = None
-    # A grey source whose result stayed grey goes back as grey. Grey + alpha is written as grey
-    # only to an 8-bit TIFF: OpenCV writes no two-channel PNG, and Pillow reads no 16-bit
-    # two-sample TIFF (camseg could not read it back), so those stay RGBA.
-    grey_alpha_ok = fmt == "TIFF" and bit_depth == 8
+    # A grey source whose result stayed grey goes back as grey. Grey + alpha only at 8 bits
+    # (Pillow's LA): Pillow reads no 16-bit two-sample TIFF (camseg could not read it back) and
+    # writes no 16-bit LA PNG, so those stay RGBA.
+    grey_alpha_ok = bit_depth == 8
     grey = _grey_codes(codes) if like is not None and like.grayscale and (alpha is None or grey_alpha_ok) \
         else None
     if grey is not None:
@@ -1166,12 +1166,18 @@ def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | 
         data = _jpeg_with_xmp(encoded.getvalue(), xmp) if xmp else encoded.getvalue()
         _atomic_write(path, lambda fh: fh.write(data))
     elif fmt == "PNG":
-        channels = {1: [0], 3: [2, 1, 0], 4: [2, 1, 0, 3]}[codes.shape[2]]  # OpenCV's BGR(A) order
-        ok, png = cv2.imencode(".png", np.ascontiguousarray(codes[:, :, channels]),
-                               [cv2.IMWRITE_PNG_COMPRESSION, 3])
-        if not ok:
-            raise OSError(f"OpenCV failed to encode {str(path)!r} as PNG")
-        data = _png_with_metadata(png.tobytes(), icc, exif, xmp, dpi)
+        if codes.shape[2] == 2:  # grey + alpha, 8 bit: Pillow (OpenCV writes no two-channel PNG)
+            encoded = io.BytesIO()
+            Image.fromarray(np.ascontiguousarray(codes), "LA").save(encoded, format="PNG", compress_level=3)
+            png = encoded.getvalue()
+        else:
+            channels = {1: [0], 3: [2, 1, 0], 4: [2, 1, 0, 3]}[codes.shape[2]]  # OpenCV's BGR(A) order
+            ok, encoded = cv2.imencode(".png", np.ascontiguousarray(codes[:, :, channels]),
+                                       [cv2.IMWRITE_PNG_COMPRESSION, 3])
+            if not ok:
+                raise OSError(f"OpenCV failed to encode {str(path)!r} as PNG")
+            png = encoded.tobytes()
+        data = _png_with_metadata(png, icc, exif, xmp, dpi)
         _atomic_write(path, lambda fh: fh.write(data))
     else:
         data = _tiff_bytes(codes, icc, exif, xmp=xmp)

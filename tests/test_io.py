@@ -254,8 +254,8 @@ def test_grey_codes_tolerance_and_rounding():
 
 @pytest.mark.parametrize("bits", [8, 16])
 def test_grey_with_transparency_reads_back(tmp_path, bits):
-    # Grey + alpha goes grey only to an 8-bit TIFF: a 16-bit two-sample TIFF is one Pillow (and
-    # so camseg) cannot read back, and OpenCV writes no grey + alpha PNG: those stay RGBA.
+    # Grey + alpha goes grey only at 8 bits: a 16-bit two-sample TIFF is one Pillow (and so
+    # camseg) cannot read back, and Pillow writes no 16-bit LA PNG: those stay RGBA.
     grey = np.tile(np.arange(0, 250, 5, dtype=np.uint8), (20, 1))
     alpha = np.full(grey.shape, 255, np.uint8)
     alpha[:, :10] = 0
@@ -266,7 +266,7 @@ def test_grey_with_transparency_reads_back(tmp_path, bits):
         back = cio.read_photo(out)
         np.testing.assert_allclose(back.alpha, photo.alpha, atol=1 / 255)
         np.testing.assert_allclose(back.pixels, photo.pixels, atol=2e-3)
-        assert Image.open(out).mode == ("LA" if (ext, bits) == (".tif", 8) else "RGBA")
+        assert Image.open(out).mode == ("LA" if bits == 8 else "RGBA")
 
 
 def test_a_grey_tiff_keeps_its_transparency(tmp_path):
@@ -282,9 +282,9 @@ def test_a_grey_tiff_keeps_its_transparency(tmp_path):
     back = cio.read_photo(out)
     np.testing.assert_allclose(back.alpha, photo.alpha, atol=1 / 255)
     np.testing.assert_allclose(back.pixels, photo.pixels, atol=1e-4)
-    # PNG has no grey + alpha from OpenCV: written as RGBA, transparency kept.
     png = cio.write_photo(tmp_path / "la_out.png", photo.pixels, like=photo)
-    assert Image.open(png).mode == "RGBA"
+    assert Image.open(png).mode == "LA"
+    np.testing.assert_allclose(cio.read_photo(png).alpha, photo.alpha, atol=1 / 255)
 
 
 @pytest.mark.parametrize("bits", [8, 16])
