@@ -15,20 +15,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ._opencv import clip01, image_view
+
 _ENCODED_TOE = np.float32(0.04045)
 _LINEAR_TOE = np.float32(0.0031308)
 _POWER_TOE = np.float32((0.04045 + 0.055) / 1.055)  # srgb_power's value at the decoder's toe
-
-
-def _image_view(x: np.ndarray) -> np.ndarray:
-    """A 2-D view of the C-contiguous ``x`` that OpenCV reads as a one-channel image.
-
-    Never a single column: beside a number OpenCV reads an N×1 array as an N-vector (a
-    ``Scalar``), and raises or computes something else. (A single value is 1×1 either way;
-    callers that clip with OpenCV handle it apart.)
-    """
-    flat = x.reshape(x.shape[0] if x.ndim > 1 else 1, -1)
-    return flat if flat.shape[1] > 1 else x.reshape(1, -1)
 
 
 def pow_in_place(x: np.ndarray, exponent: float) -> None:
@@ -40,7 +31,7 @@ def pow_in_place(x: np.ndarray, exponent: float) -> None:
     if not x.flags.c_contiguous:
         raise ValueError("pow_in_place needs a C-contiguous array (use np.ascontiguousarray)")
     if x.size:
-        flat = _image_view(x)
+        flat = image_view(x)
         if float(exponent).is_integer():
             cv2.pow(flat, float(exponent), dst=flat)  # exact repeated products
         else:
@@ -116,11 +107,10 @@ def srgb_power(linear: np.ndarray) -> np.ndarray:
     np.copyto(p, linear, casting="unsafe")
     if p.size == 1:  # OpenCV would read a lone value beside a number as a Scalar: do it twice
         return srgb_power(np.repeat(p.reshape(1), 2))[:1].reshape(p.shape)
-    flat = _image_view(p)  # 2-D for OpenCV (a cv2 scalar is per channel)
-    # Clipped to [0, 1] with OpenCV on the one-channel view: numpy's clip and maximum with a
-    # scalar were a third of this function's time on the JPEG step's strips.
-    cv2.min(flat, 1.0, dst=flat)
-    cv2.max(flat, 0.0, dst=flat)
+    flat = image_view(p)  # 2-D for OpenCV (a cv2 scalar is per channel)
+    # Clipped to [0, 1] with OpenCV: numpy's clip and maximum with a scalar were a third of
+    # this function's time on the JPEG step's strips.
+    clip01(flat)
     toe = None
     if p.size and float(p.min()) < _LINEAR_TOE:
         # The toe by one affine map and a masked copy: numpy's boolean indexing took longer
@@ -144,7 +134,7 @@ def srgb_power_to_linear_in_place(p: np.ndarray) -> np.ndarray:
     if p.size == 1:  # OpenCV would read a lone value beside a number as a Scalar: do it twice
         p.reshape(1)[0] = srgb_power_to_linear_in_place(np.repeat(p.reshape(1), 2))[0]
         return p
-    flat = _image_view(p)  # a view (checked by pow_in_place)
+    flat = image_view(p)  # a view (checked by pow_in_place)
     toe = None
     if p.size and float(p.min()) <= _POWER_TOE:
         # The linear toe, sRGB / 12.92 (sRGB clipped at 0), by an affine map and a masked copy.
