@@ -303,18 +303,19 @@ def _sigma_by_brightness(resp: np.ndarray, lum: np.ndarray, tile: np.ndarray, bi
     centers = np.zeros(bins, np.float32)
     sigma = np.zeros((bins, 3), np.float32)
     idx = np.clip(np.searchsorted(edges, lum, side="right") - 1, 0, bins - 1)
-    # Sorted by (bin, tile) once: each group is then a contiguous slice.
-    order = np.argsort(idx * (_NOISE_TILES ** 2) + tile, kind="stable")
-    key = (idx * (_NOISE_TILES ** 2) + tile)[order]
+    # Sorted by (bin, tile) once: each group is then a contiguous slice, group g being
+    # bounds[g]:bounds[g + 1] and bin b the groups b * per to (b + 1) * per.
+    per = _NOISE_TILES ** 2
+    key = idx * per + tile
+    order = np.argsort(key, kind="stable")
     resp, lum_sorted = resp[:, order], lum[order]
-    bounds = np.searchsorted(key, np.arange(bins * _NOISE_TILES ** 2 + 1))
+    bounds = np.searchsorted(key[order], np.arange(bins * per + 1))
     for b in range(bins):
-        lo, hi = bounds[b * _NOISE_TILES ** 2], bounds[(b + 1) * _NOISE_TILES ** 2]
+        edges = bounds[b * per:(b + 1) * per + 1]  # the bin's tile groups
+        lo, hi = edges[0], edges[-1]
         if hi > lo:
             centers[b] = lum_sorted[lo:hi].mean()
-            tiles = [np.median(resp[:, s:e], axis=1)
-                     for s, e in zip(bounds[b * _NOISE_TILES ** 2:(b + 1) * _NOISE_TILES ** 2],
-                                     bounds[b * _NOISE_TILES ** 2 + 1:(b + 1) * _NOISE_TILES ** 2 + 1])
+            tiles = [np.median(resp[:, s:e], axis=1) for s, e in zip(edges[:-1], edges[1:])
                      if e - s >= _MIN_TILE_SAMPLES]
             typical = np.min(tiles, axis=0) if len(tiles) >= 3 else np.median(resp[:, lo:hi], axis=1)
             sigma[b] = 1.4826 * typical

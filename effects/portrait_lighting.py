@@ -151,10 +151,14 @@ def _contrast(y: np.ndarray, contrast: float, pivot: float) -> np.ndarray:
     return (np.float32(pivot) * np.power(ratio, np.float32(contrast))).astype(np.float32)
 
 
+def _grey_rgb(y: np.ndarray) -> np.ndarray:
+    """H×W luminance clipped to [0, 1], as H×W×3 grey."""
+    return np.repeat(np.clip(y, 0.0, 1.0)[..., None], 3, axis=2)
+
+
 def _mono(rgb: np.ndarray, contrast: float) -> np.ndarray:
     """BT.709 luminance with a log-exposure contrast slope around 0.18, as H×W×3 gray."""
-    y = _contrast(_luminance(rgb), contrast, 0.18)
-    return np.repeat(np.clip(y, 0.0, 1.0)[..., None], 3, axis=2)
+    return _grey_rgb(_contrast(_luminance(rgb), contrast, 0.18))
 
 
 #: Bounds of the metering gain of ``high_key_mono``: at most +1 EV (+1.5 turned a dark-skinned
@@ -208,9 +212,9 @@ def _key_lit(F: np.ndarray, key: "np.ndarray | float", knee: float) -> np.ndarra
     """``F * key`` with the brightening rolled off: where the lit pixel's largest channel passes
     ``knee`` it follows :func:`_shoulder` (all channels scaled alike, so the hue is kept), never
     ending below the unlit pixel; a key light below 1 (a negative ``key_light_ev``) darkens as
-    asked. With a hard clip the studio look put 12.8 % of the skin of 25
-    CelebA test portraits at a channel of 1, now 0.2 % (``benchmarks/develop_look.py --portrait
-    studio``); unlit pixels are unchanged."""
+    asked. With a hard clip the studio look put 12.8 % of the skin of 25 CelebA test portraits
+    at a channel of 1, now 0.2 % (``benchmarks/develop_look.py --portrait studio``); unlit
+    pixels are unchanged."""
     if np.isscalar(key) and key == 1.0:
         return F
     m0 = F.max(axis=2)
@@ -249,10 +253,9 @@ def _contour_shading(alpha: np.ndarray, skin: "np.ndarray | None", p: PortraitLi
     rounded on its own, not a flat top of the body's dome), scaled so its steepest slope inside
     the subject is ``_CONTOUR_SLOPE``; normals from its gradient. The surface facing the camera
     keeps its light (shade 1), the side turned away from the light darkens by up to
-    ``contour_depth``, gradually. (A relief built
-    from the distance to the edge has a crease along the subject's medial axis, where the
-    normal flips: it drew a hard light/shadow line down the middle of every face, and put the
-    whole far half in full shadow.)
+    ``contour_depth``, gradually. (A relief built from the distance to the edge has a crease
+    along the subject's medial axis, where the normal flips: it drew a hard light/shadow line
+    down the middle of every face, and put the whole far half in full shadow.)
     """
     H, W = alpha.shape
     f = max(1, int(max(H, W) // 512))  # the relief is smooth: build it on a small grid
@@ -317,7 +320,7 @@ def _look_high_key_mono(img, alpha, F, key, skin, p):
     y *= np.float32(_high_key_gain(y, alpha, skin, p))
     y = _shoulder(_contrast(y, p.high_key_contrast, p.high_key_level), p.highlight_knee)
     a = alpha[..., None]
-    return a * np.repeat(np.clip(y, 0.0, 1.0)[..., None], 3, axis=2) + (1 - a)
+    return a * _grey_rgb(y) + (1 - a)
 
 
 LOOKS = {
