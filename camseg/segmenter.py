@@ -47,6 +47,15 @@ DEFAULT_MODEL = Path(__file__).parent / "models" / "hyperdetr.onnx"
 MIN_SIDE = 8  # below this a photo has no content a segmentation could describe
 PERSON_NAMES = ("person", "persons")
 
+#: (luma, Cr) knots of the reddest skin: 8-bit YCrCb (OpenCV's BT.601 full range) of sRGB,
+#: the 99.9th percentile of Cr among the labelled skin pixels of FASSEG and fullbody_skin
+#: (24 M pixels) in luma bins of 32 levels, interpolated linearly between bin centres. Skin
+#: is reddest in the mid-tones; shadows and highlights carry less chroma.
+SKIN_CR_ENVELOPE = ((16.0, 162.0), (48.0, 170.0), (80.0, 177.0), (112.0, 183.0), (144.0, 183.0),
+                    (176.0, 177.0), (208.0, 170.0), (240.0, 162.0))
+_SKIN_COLOUR_FADE = 10.0    # Cr levels over which the skin matte fades, past the margin
+_SKIN_COLOUR_SIGMA = 0.008  # smoothing of the skin's colour, a fraction of the longer side
+
 
 @dataclass(frozen=True)
 class SegmenterOptions:
@@ -88,6 +97,18 @@ class SegmenterOptions:
         on held-out CelebA faces: the specks the matte put on light irises of 5 glasses-free faces
         covered 0.12–0.45 % of their face; the regions on 7 faces with real glasses 0.71–12 %
         (one fragment of a lens 0.39 %). 0.5 % removes the specks; 0 keeps every region.
+    skin_colour_margin : float
+        The skin matte fades out where the colour under it is redder than any skin: its
+        8-bit YCrCb Cr above the skin envelope (:data:`SKIN_CR_ENVELOPE`, the 99.9th
+        percentile of labelled skin at each luma) by more than this margin, to 0 at 10 levels
+        further. Luma and Cr are skin-weighted averages over about 1 % of the frame (the
+        colour of a region, not of a pixel: a face under orange stage light keeps its
+        matte, which per pixel lost specks). A luma-dependent skin cluster in YCbCr as in
+        Hsu, Abdel-Mottaleb & Jain (IEEE TPAMI 2002), measured here on FASSEG and
+        fullbody_skin. It removes what the model takes for skin on red jackets, hats, flags
+        and red hair; skin-coloured orange (the bundled astronaut's suit, Cr 6 over the
+        envelope) stays. Measured with ``python -m camseg.train.evaluate``; ``inf`` switches
+        it off.
     refine : RefineMatteParams
         Guided-filter upsampling options (``effects.refine_matte``).
     """
@@ -99,6 +120,7 @@ class SegmenterOptions:
     min_mask_score: float = 0.5
     glasses_face_context: float = 0.3
     glasses_min_face_share: float = 0.005
+    skin_colour_margin: float = 5.0
     refine: RefineMatteParams = RefineMatteParams()
 
 
@@ -305,8 +327,16 @@ class Segmenter:
         else:
             scene_logits, class_logits, mask_logits = self._full.run(None, {INPUT_NAME: batch})
         offsets = self.contract.logit_offsets  # the model's calibration (see ModelContract)
-        restored = lambda name: (frame.restore(scene_logits[0, self.scene_categories.index(name)])
-                                 + np.float32(offsets.get(name, 0.0)))
+        margin = self.options.skin_colour_margin
+
+        def restored(name):
+            logits = scene_logits[0, self.scene_categories.index(name)] + np.float32(offsets.get(name, 0.0))
+            if name == "skin" and np.isfinite(margin):
+                # On the whole model input: the gate then depends on the input alone (a photo
+                # and the same photo padded to the input's aspect get the same matte).
+                logits = _skin_colour_gated(logits, batch[0], margin)
+            return frame.restore(logits)
+
         scene = {name: restored(name) for name in self.scene_categories if wanted is None or name in wanted}
         if "glasses" in scene and {"skin", "hair"} <= set(self.scene_categories):
             face = [scene[n] if n in scene else restored(n) for n in ("skin", "hair")]  # restored once
@@ -441,6 +471,34 @@ def _glasses_on_faces(glasses: np.ndarray, face: np.ndarray, min_context: float,
     if keep.all():
         return glasses
     return np.where(keep.astype(bool), glasses, np.float32(-20.0)).astype(np.float32)
+
+
+def _skin_colour_gated(skin_logits: np.ndarray, srgb: np.ndarray, margin: float) -> np.ndarray:
+    """Skin logits (h, w) with the matte faded where the skin's colour is redder than any skin's.
+
+    ``srgb``: the model input under them, (3, h, w) sRGB in [0, 1] (letterbox padding
+    included: black, Cr 128, never gated). The matte ``p`` becomes ``p * g`` with
+    ``g = clip(1 - (Cr - envelope(Y) - margin) / 10, 0, 1)``, Y and Cr (8-bit YCrCb) averaged
+    with the matte's weight over a Gaussian of ``_SKIN_COLOUR_SIGMA`` of the longer side
+    (see ``SegmenterOptions.skin_colour_margin``).
+    """
+    r, g, b = srgb
+    luma = 0.299 * r + 0.587 * g + 0.114 * b
+    cr = 0.713 * (r - luma)  # (Cr - 128) / 255
+    p = _sigmoid(skin_logits)
+    sigma = _SKIN_COLOUR_SIGMA * max(p.shape)
+    smooth = lambda x: cv2.GaussianBlur(x, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    weight = np.maximum(smooth(p), np.float32(1e-4))
+    luma_255 = smooth(p * luma) / weight * 255.0
+    cr_255 = smooth(p * cr) / weight * 255.0 + 128.0
+    knots = np.array(SKIN_CR_ENVELOPE, np.float32)
+    excess = cr_255 - np.interp(luma_255, knots[:, 0], knots[:, 1]).astype(np.float32) - np.float32(margin)
+    gate = np.clip(1.0 - excess / np.float32(_SKIN_COLOUR_FADE), 0.0, 1.0).astype(np.float32)
+    if gate.min() >= 1.0:
+        return skin_logits
+    # Back to logits (the calibration offset is already in): p * g, kept off 0 and 1.
+    q = np.clip(p * gate, np.float32(1e-6), np.float32(1 - 1e-6))
+    return (np.log(q) - np.log1p(-q)).astype(np.float32)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

@@ -326,6 +326,45 @@ def test_no_glasses_on_the_astronauts_helmet(segmenter):
     assert float((unfiltered.glasses[300:, 300:] > 0.5).mean()) > 0.05  # the rule is what removed it
 
 
+def test_skin_matte_leaves_red_clothes(segmenter, photo):
+    """The model takes red clothes for skin; the skin-colour envelope removes them (the real
+    model on the bundled photo with her orange suit dyed red) and leaves her face alone."""
+    from camseg.io import linear_to_srgb, srgb_to_linear
+    srgb = photo.astype(np.float32) / 255.0
+    r, g, b = srgb[..., 0], srgb[..., 1], srgb[..., 2]
+    suit = (r > 0.55) & (g < 0.6 * r) & (b < 0.4 * r)
+    suit[:256] = False  # the lower half: her suit, not the flag's stripes
+    red = srgb.copy()
+    red[..., 1] = np.where(suit, 0.3 * g, g)
+    red[..., 2] = np.where(suit, 0.5 * b, b)
+    red = (red * 255.0 + 0.5).astype(np.uint8)
+    face = (slice(95, 165), slice(195, 255))
+    ungated = Segmenter(options=SegmenterOptions(skin_colour_margin=float("inf")))
+    before, after = ungated.segment(red, categories={"skin"}).skin, segmenter.segment(red, categories={"skin"}).skin
+    assert before[suit].mean() > 0.4  # the model alone: a red suit is skin
+    assert after[suit].mean() < 0.05
+    assert abs(float(after[face].mean()) - float(before[face].mean())) < 0.01
+
+
+def test_skin_colour_envelope_keeps_every_skin_tone():
+    """Skin colours from pale to deep, and a face under warm orange light, keep their matte
+    exactly; saturated red loses it; the other categories are not touched."""
+    from camseg.segmenter import _skin_colour_gated
+    h, w = 60, 60
+    logits = np.full((h, w), 3.0, np.float32)
+    for rgb in [(0.95, 0.80, 0.72), (0.80, 0.60, 0.50), (0.55, 0.36, 0.26), (0.30, 0.19, 0.14),
+                (0.90, 0.62, 0.38)]:
+        srgb = np.broadcast_to(np.array(rgb, np.float32)[:, None, None], (3, h, w))
+        assert _skin_colour_gated(logits, srgb, 5.0) is logits, rgb
+    red = np.broadcast_to(np.array([0.85, 0.12, 0.10], np.float32)[:, None, None], (3, h, w))
+    gated = _skin_colour_gated(logits, red, 5.0)
+    assert gated.dtype == np.float32 and gated.shape == (h, w) and gated.max() < -5.0
+    half = np.array(red)  # red on the right half only: the left keeps its matte
+    half[:, :, :30] = np.array([0.80, 0.60, 0.50], np.float32)[:, None, None]
+    gated = _skin_colour_gated(logits, half, 5.0)
+    assert np.allclose(gated[:, :20], 3.0, atol=1e-3) and gated[:, 40:].max() < -5.0
+
+
 # --- the borrowed path camseg.develop uses ---------------------------------------------
 
 def test_segment_borrowed_matches_segment_and_keeps_the_copy_promise(segmenter, photo):
