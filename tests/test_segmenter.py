@@ -365,6 +365,35 @@ def test_skin_colour_envelope_keeps_every_skin_tone():
     assert np.allclose(gated[:, :20], 3.0, atol=1e-3) and gated[:, 40:].max() < -5.0
 
 
+def test_grey_photo_detection():
+    """Grey = every pixel's channels within 2/255 (a black-and-white photo whose channels a
+    colour encoder or a resize rounded apart by a level); the letterbox padding is not looked
+    at; a faint tint is colour."""
+    from camseg.segmenter import _is_grey
+    rng = np.random.default_rng(3)
+    grey = np.repeat(rng.integers(1, 255, (64, 96, 1)), 3, axis=2) + rng.integers(-1, 2, (64, 96, 3))
+    batch = np.zeros((3, 80, 120), np.float32)
+    batch[:, :64, :96] = grey.transpose(2, 0, 1) / 255.0
+    assert _is_grey(batch, (64, 96))
+    batch[0, 70, 100] = 1.0  # outside the photo's region
+    assert _is_grey(batch, (64, 96))
+    batch[0, 10, 10] += 5.0 / 255.0  # one tinted pixel
+    assert not _is_grey(batch, (64, 96))
+
+
+def test_grey_photos_get_their_own_calibration(segmenter, photo):
+    """On a black-and-white photo the skin matte is under-confident (FASSEG faces turned grey:
+    IoU-best cut 0.3): the grey offsets raise it on her face; a colour photo is unaffected."""
+    face = (slice(95, 165), slice(195, 255))
+    grey = np.repeat((photo.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+                      + 0.5).astype(np.uint8)[:, :, None], 3, axis=2)
+    plain = Segmenter(options=SegmenterOptions(grey_logit_offsets=()))
+    before, after = plain.segment(grey, categories={"skin"}).skin, segmenter.segment(grey, categories={"skin"}).skin
+    assert float(after[face].mean()) > float(before[face].mean()) + 0.05
+    assert float((after[face] > 0.5).mean()) > float((before[face] > 0.5).mean())
+    np.testing.assert_array_equal(plain.segment(photo).skin, segmenter.segment(photo).skin)
+
+
 # --- the borrowed path camseg.develop uses ---------------------------------------------
 
 def test_segment_borrowed_matches_segment_and_keeps_the_copy_promise(segmenter, photo):
