@@ -245,6 +245,7 @@ class _Context:
     skin: "np.ndarray | None"
     sky: "np.ndarray | None"
     subject: "np.ndarray | None"
+    teeth: "np.ndarray | None" = None
     portrait_people: list = field(default_factory=list)
     hair: "np.ndarray | None" = None
     glasses: "np.ndarray | None" = None
@@ -290,7 +291,7 @@ def _call_style(fn, image, ctx, params):
     s = ctx.settings
     if s.style_strength == 0:
         return None, "strength 0"
-    kwargs = dict(skin_mask=ctx.skin, sky_mask=ctx.sky, strength=float(s.style_strength))
+    kwargs = dict(skin_mask=ctx.skin, sky_mask=ctx.sky, teeth_mask=ctx.teeth, strength=float(s.style_strength))
     if params is not None:
         kwargs["params"] = params
     return fn(image, s.style, **kwargs), f"{s.style} at {s.style_strength:g}"
@@ -375,6 +376,15 @@ def available_portrait_effects() -> list:
 #: smooth region weights, and the portrait stage re-refines its subject edge against
 #: the full-resolution photo itself; full detail would cost ~4× more on a 12 MP photo.
 STAGE_MATTE_PIXELS = 1_000_000
+
+def _shows_teeth(seg) -> bool:
+    """Whether the segmentation has teeth anywhere (matte over 0.5), read at model resolution
+    when it can be (a full-resolution teeth matte costs a refinement most photos do not need)."""
+    if hasattr(seg, "low_resolution") and "teeth" in getattr(seg, "categories", ()):
+        return float(seg.low_resolution("teeth").max(initial=0.0)) >= 0.5
+    teeth = optional_matte(seg, "teeth")
+    return teeth is not None and float(teeth.max(initial=0.0)) >= 0.5
+
 
 def optional_matte(seg, name):
     """``seg.<name>`` as float32, or None when the segmentation did not compute it."""
@@ -786,24 +796,30 @@ def develop(image, settings: "DevelopSettings | None" = None, *, segmenter=None,
     # Segmentation: once. Person instances cost the transformer, so ask for them
     # only when an enabled stage uses them.
     wants_persons = any(fn is not None and stage.needs_persons for stage, fn, _ in plan)
+    # A style that changes colours protects teeth as well as skin (a vivid style yellowed them).
+    styles_teeth = (any(fn is not None and stage.name == "style" for stage, fn, _ in plan)
+                    and settings.style_strength > 0 and not effects.STYLE_PRESETS[settings.style].is_neutral)
     t = time.perf_counter()
     if segmentation is not None:
         seg, status, detail = segmentation, "skipped", "precomputed segmentation given"
     else:
-        categories = None if wants_persons else {"sky", "skin"}
+        categories = None if wants_persons else {"sky", "skin"} | ({"teeth"} if styles_teeth else set())
         # develop never writes to ``pixels``, so the segmenter need not copy them, except when
         # they are the caller's own array (a Photo's) and the segmentation is handed back: the
         # caller's later edits must not change it.
         callers = isinstance(image, Photo) and pixels is image.pixels
         seg = _segment(pixels, segmenter, categories, keep_copy=return_details and callers)
-        status, detail = "applied", "all categories" if wants_persons else "scene-level only (sky, skin)"
+        status, detail = "applied", "all categories" if wants_persons else f"scene-level only ({', '.join(sorted(categories))})"
     # Hair and glasses only serve the portrait effect (they refine its subject edge; the subject
     # itself is made from the person mattes, and teeth only mend it): not computed without it,
-    # nor when nobody was found.
+    # nor when nobody was found. Teeth also serve a style that changes colours (it leaves them
+    # as they are, as it leaves skin), when the photo shows any.
     wants_portrait = any(fn is not None and stage.name == "portrait" for stage, fn, _ in plan)
     nobody = getattr(seg, "person_scores", None) is not None and len(seg.person_scores) == 0
+    portrait_parts = wants_portrait and not nobody
     names = (["sky", "skin"] + (["persons"] if wants_persons else [])
-             + (["hair", "glasses", "teeth"] if wants_portrait and not nobody else []))
+             + (["hair", "glasses", "teeth"] if portrait_parts else [])
+             + (["teeth"] if styles_teeth and not portrait_parts and _shows_teeth(seg) else []))
     if hasattr(seg, "mattes"):
         # One guided-filter pass for every matte the stages read, with edges refined at
         # about 1 MP: the stages use them as smooth region weights, and the portrait stage
@@ -828,7 +844,8 @@ def develop(image, settings: "DevelopSettings | None" = None, *, segmenter=None,
         midpoint = subject_midpoint(summed)
         subject = _with_teeth(decisive_alpha(summed, SUBJECT_STEEPNESS, midpoint), mattes.get("teeth"))
     ctx = _Context(seg=seg, settings=settings, iso=photo.iso if photo is not None else None,
-                   persons=persons, skin=skin, sky=sky, subject=subject, portrait_people=people,
+                   persons=persons, skin=skin, sky=sky, teeth=mattes.get("teeth"), subject=subject,
+                   portrait_people=people,
                    subject_midpoint=midpoint, hair=mattes.get("hair") if subject is not None else None,
                    glasses=mattes.get("glasses") if subject is not None else None)
 

@@ -116,6 +116,11 @@ class SegmenterOptions:
         under-confident: on held-out FASSEG faces turned grey the IoU-best cut of the matte
         is about 0.3, not 0.5. Chosen on half of the held-out photos turned grey and
         measured on the other half with ``python benchmarks/grey_photos.py``.
+    in_front_of_sky : tuple of str
+        Scene categories the sky is always behind: the sky matte is capped to ``1 - q`` of
+        their mattes. The model takes teeth for sky (white, bright: on 9 held-out CelebA
+        smiles the sky matte over the teeth was 0.82–0.93, so develop() saturated and
+        smoothed teeth like sky); teeth are in front of any sky.
     refine : RefineMatteParams
         Guided-filter upsampling options (``effects.refine_matte``).
     """
@@ -129,6 +134,7 @@ class SegmenterOptions:
     glasses_min_face_share: float = 0.005
     skin_colour_margin: float = 5.0
     grey_logit_offsets: tuple = (("skin", 0.8), ("sky", 0.4), ("person", -0.6))
+    in_front_of_sky: tuple = ("teeth",)
     refine: RefineMatteParams = RefineMatteParams()
 
 
@@ -339,14 +345,20 @@ class Segmenter:
 
         grey = dict(self.options.grey_logit_offsets) if _is_grey(batch[0], frame.valid_hw) else {}
 
-        def restored(name):
+        def on_model_grid(name):
+            # The runtime's rules work on the whole model input: a matte then depends on the
+            # input alone (a photo and the same photo padded to the input's aspect agree).
             offset = offsets.get(name, 0.0) + grey.get(name, 0.0)
             logits = scene_logits[0, self.scene_categories.index(name)] + np.float32(offset)
             if name == "skin" and np.isfinite(margin):
-                # On the whole model input: the gate then depends on the input alone (a photo
-                # and the same photo padded to the input's aspect get the same matte).
                 logits = _skin_colour_gated(logits, batch[0], margin)
-            return frame.restore(logits)
+            if name == "sky":
+                in_front = [on_model_grid(n) for n in self.options.in_front_of_sky if n in self.scene_categories]
+                if in_front:
+                    logits = _behind(logits, in_front)
+            return logits
+
+        restored = lambda name: frame.restore(on_model_grid(name))
 
         scene = {name: restored(name) for name in self.scene_categories if wanted is None or name in wanted}
         if "glasses" in scene and {"skin", "hair"} <= set(self.scene_categories):
@@ -483,6 +495,17 @@ def _glasses_on_faces(glasses: np.ndarray, face: np.ndarray, min_context: float,
     if keep.all():
         return glasses
     return np.where(keep.astype(bool), glasses, np.float32(-20.0)).astype(np.float32)
+
+
+def _behind(logits: np.ndarray, in_front: list) -> np.ndarray:
+    """Logits (h, w) of a matte ``p`` capped to what the mattes in front leave visible:
+    ``min(p, 1 - max(q))`` over the ``in_front`` logit planes (h, w); float32."""
+    p = _sigmoid(logits)
+    visible = 1.0 - np.maximum.reduce([_sigmoid(q) for q in in_front])
+    if (p <= visible).all():
+        return logits
+    q = np.clip(np.minimum(p, visible), np.float32(1e-6), np.float32(1 - 1e-6))
+    return (np.log(q) - np.log1p(-q)).astype(np.float32)
 
 
 def _is_grey(srgb: np.ndarray, valid_hw: tuple) -> bool:

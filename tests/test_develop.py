@@ -541,3 +541,35 @@ def test_stage_light_keeps_the_teeth_of_a_broad_smile(rng):
     assert float(out[10:14, 140:150].mean()) < 0.1  # the stray response is background (dark)
     seg.teeth = np.zeros((h, w), np.float32)
     assert float(develop(img, segmentation=seg, **kw)[52:56, 68:92].mean()) < 0.5  # what happened before
+
+
+def test_a_vivid_style_leaves_teeth_as_they_are():
+    """Teeth are protected from a style like skin (a vivid style yellowed them): a region the
+    segmentation calls teeth keeps its colour through the style stage, and is styled without
+    it. The real photo's red flag stripes stand in for a mouth."""
+    photo = cio.read_photo(SAMPLE)
+    img = photo.pixels
+    h, w = img.shape[:2]
+    seg = _fake_segmentation(h, w, persons=1)
+    teeth = np.zeros((h, w), np.float32)
+    teeth[150:250, 0:60] = 1.0  # the flag's red and white stripes
+    only_style = dict(denoise=False, sharpen=False, tone_map=False, style="vibrant")
+    plain = develop(img, segmentation=seg, **only_style)
+    seg.teeth = teeth
+    kept = develop(img, segmentation=seg, **only_style)
+    region = (slice(150, 250), slice(0, 60))
+    assert float(np.abs(plain[region] - img[region]).mean()) > 0.004  # the style does change it
+    np.testing.assert_allclose(kept[region], img[region], atol=1e-5)
+    np.testing.assert_array_equal(kept[300:], plain[300:])  # elsewhere the same
+
+
+def test_teeth_matte_is_computed_only_for_styles_that_need_it(segmenter):
+    """The standard style (identity) needs no teeth matte; a colour style reads it only when
+    the model sees teeth (most photos show none: no full-resolution refinement for them)."""
+    from camseg.develop import _shows_teeth
+    res = develop(SAMPLE, segmenter=segmenter, return_details=True, style="standard")
+    assert "teeth" not in res.segmentation._reduced_cache.get(camseg.develop.STAGE_MATTE_PIXELS, {})
+    seg = segmenter.segment(SAMPLE)
+    assert _shows_teeth(seg) == (float(seg.low_resolution("teeth").max()) >= 0.5)
+    assert _shows_teeth(types.SimpleNamespace(teeth=np.full((4, 4), 0.9, np.float32)))
+    assert not _shows_teeth(types.SimpleNamespace(sky=np.zeros((4, 4), np.float32)))

@@ -394,6 +394,32 @@ def test_grey_photos_get_their_own_calibration(segmenter, photo):
     np.testing.assert_array_equal(plain.segment(photo).skin, segmenter.segment(photo).skin)
 
 
+def test_sky_stays_behind_what_is_in_front_of_it():
+    """The sky matte is capped to 1 - q of the categories in front of it (teeth by default:
+    the model takes white teeth for sky); where nothing is in front it is untouched."""
+    from camseg.segmenter import _behind, _sigmoid
+    sky = np.full((4, 6), 2.5, np.float32)  # 0.92 everywhere
+    teeth = np.full((4, 6), -8.0, np.float32)
+    teeth[1:3, 2:4] = 4.0  # 0.98: a smile
+    capped = _behind(sky, [teeth])
+    assert capped.dtype == np.float32 and capped.shape == sky.shape
+    p = _sigmoid(capped)
+    assert (p[1:3, 2:4] < 0.03).all()
+    assert np.allclose(p[0], _sigmoid(sky)[0], atol=1e-3)
+    assert _behind(sky, [np.full((4, 6), -20.0, np.float32)]) is sky  # nothing in front: as it was
+    hair = np.zeros((4, 6), np.float32)  # 0.5 in front: at most half the sky shows
+    assert np.allclose(_sigmoid(_behind(sky, [teeth, hair]))[0], 0.5, atol=1e-3)
+
+
+def test_in_front_of_sky_is_applied_by_the_runtime(photo):
+    """On the bundled photo the sky matte reaches 0.13 over 1 - hair at the hair's edge; with
+    hair in front of the sky it never does (the runtime wires the option to the matte)."""
+    over = lambda seg: float((seg.low_resolution("sky") - (1.0 - seg.low_resolution("hair"))).max())
+    assert over(Segmenter(options=SegmenterOptions(in_front_of_sky=())).segment(photo)) > 0.05
+    assert over(Segmenter(options=SegmenterOptions(in_front_of_sky=("hair",))).segment(photo)) <= 1e-5
+    assert SegmenterOptions().in_front_of_sky == ("teeth",)
+
+
 # --- the borrowed path camseg.develop uses ---------------------------------------------
 
 def test_segment_borrowed_matches_segment_and_keeps_the_copy_promise(segmenter, photo):
