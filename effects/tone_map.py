@@ -156,6 +156,13 @@ class ToneMapParams:
         Prior standard deviation (EV) of a person's illumination offset from the scene's.
     chroma_sigma : float
         Tolerance of the skin chromaticity match, natural-log ratio units.
+    grey_skin_chroma : float
+        A person's skin chromaticity closer than this to neutral (length of ``(ln R/G,
+        ln B/G)``) says nothing about the skin tone: a black-and-white photo. Every skin tone of
+        the Monk scale lies at least 0.12 from neutral, so the match would take every grey face
+        for the palest tone and lift it (faces of CelebA photos turned grey: up to +1.5 EV more
+        than in colour). Such a person's reflectance is left to the illumination prior alone:
+        lit like the scene, or like the group.
     min_voter_weight : float
         A person votes on the group's light only if the area measured on them (skin, or the
         whole matte when nobody was measured on skin) is at least this fraction in [0, 1] of
@@ -196,6 +203,7 @@ class ToneMapParams:
     max_person_ev: float = 2.0
     illumination_sigma_ev: float = 1.5
     chroma_sigma: float = 0.06
+    grey_skin_chroma: float = 0.03
     min_voter_weight: float = 0.1
     person_contrast: float = 0.5
     person_contrast_target_ev: float = 2.5
@@ -224,6 +232,7 @@ class ToneMapParams:
         for name in ("local_compression", "person_strength", "person_contrast", "min_voter_weight"):
             need(0.0 <= getattr(self, name) <= 1.0, name, "a float in [0, 1]")
         need(0.0 <= self.dim_floor < 1.0, "dim_floor", "a float in [0, 1)")
+        need(0.0 <= self.grey_skin_chroma < 0.12, "grey_skin_chroma", "a float in [0, 0.12)")
         for name in ("max_local_ev", "max_person_ev", "max_dim_lift_ev"):
             need(0.0 <= getattr(self, name) <= 8.0, name, "a float in [0, 8]")
         for name in ("highlight_ceiling", "sky_ceiling", "highlight_knee", "white_fade"):
@@ -434,7 +443,9 @@ def _estimate_illumination(log_skin: float, chroma: np.ndarray, log_e0: float, p
     d = log_skin - log_rho - log_e0
     dc = _SKIN_TABLE[:, 1:] - chroma[None, :]
     sigma = p.illumination_sigma_ev * sigma_scale
-    cost = (dc * dc).sum(axis=1) / p.chroma_sigma ** 2 + (d - centre) ** 2 / sigma ** 2
+    cost = (d - centre) ** 2 / sigma ** 2
+    if float(np.hypot(*chroma)) >= p.grey_skin_chroma:  # a grey photo's skin: no tone to match
+        cost = cost + (dc * dc).sum(axis=1) / p.chroma_sigma ** 2
     j = int(np.argmin(cost))
     return float(d[j]), float(2.0 ** log_rho[j])
 

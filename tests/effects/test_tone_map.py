@@ -473,3 +473,22 @@ def test_a_faint_matte_everywhere_is_no_person(rng):
     assert np.isfinite(out).all() and gains[1].weight == 0.0
     out2 = tone_map_people(img, [haze])  # without skin mattes too
     assert np.isfinite(out2).all()
+
+
+def test_black_and_white_people_keep_the_light_they_have(rng):
+    """In a black-and-white photo skin has no colour, so its tone cannot be told: the skin-tone
+    match took every grey face for the palest tone and lifted a mid-grey face by 1.5 EV. Grey
+    faces lit like the scene, pale or dark, keep their exposure; the same faces in colour are
+    left alone too."""
+    img, persons, skins, inner = scene([0.0, 0.0], [MST3, MST8], rng)
+    grey = np.repeat((img @ LUMA)[..., None], 3, axis=2).astype(np.float32)
+    out, gains = tone_map_people(grey, persons, skin_masks=skins, return_gains=True)
+    assert all(abs(g.gain_ev) < 0.2 for g in gains), [g.gain_ev for g in gains]
+    for m in inner:
+        assert abs(np.log2(np.median(out[m] @ LUMA) / np.median(grey[m] @ LUMA))) < 0.2
+    _, colour = tone_map_people(img, persons, skin_masks=skins, return_gains=True)
+    assert all(abs(g.gain_ev) < 0.2 for g in colour)
+    # With the match forced back on for grey skin, the dark face is read as pale and lifted.
+    _, matched = tone_map_people(grey, persons, skin_masks=skins, return_gains=True,
+                                 params=ToneMapParams(grey_skin_chroma=0.0))
+    assert max(g.gain_ev for g in matched) > 0.5
