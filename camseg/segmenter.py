@@ -48,13 +48,15 @@ MIN_SIDE = 8  # below this a photo has no content a segmentation could describe
 PERSON_NAMES = ("person", "persons")
 
 #: (luma, Cr) knots of the reddest skin: 8-bit YCrCb (OpenCV's BT.601 full range) of sRGB,
-#: the 99.9th percentile of Cr among the labelled skin pixels of FASSEG and fullbody_skin
-#: (24 M pixels) in luma bins of 32 levels, interpolated linearly between bin centres. Skin
-#: is reddest in the mid-tones; shadows and highlights carry less chroma.
+#: the 99.9th percentile of Cr among the labelled skin pixels of FASSEG (train and test) and
+#: fullbody_skin at their full resolution (24 M pixels) in luma bins of 32 levels,
+#: interpolated linearly between bin centres. Skin is reddest in the mid-tones; shadows and
+#: highlights carry less chroma (the top bin holds 71 k pixels).
 SKIN_CR_ENVELOPE = ((16.0, 162.0), (48.0, 170.0), (80.0, 177.0), (112.0, 183.0), (144.0, 183.0),
-                    (176.0, 177.0), (208.0, 170.0), (240.0, 162.0))
+                    (176.0, 177.0), (208.0, 170.0), (240.0, 150.0))
+_ENVELOPE_KNOTS = np.array(SKIN_CR_ENVELOPE, np.float32)
 _SKIN_COLOUR_FADE = 10.0    # Cr levels over which the skin matte fades, past the margin
-_SKIN_COLOUR_SIGMA = 0.008  # smoothing of the skin's colour, a fraction of the longer side
+_SKIN_COLOUR_SIGMA = 0.008  # σ of the skin colour's smoothing, a fraction of the input's longer side (~4 px)
 
 
 @dataclass(frozen=True)
@@ -101,9 +103,9 @@ class SegmenterOptions:
         The skin matte fades out where the colour under it is redder than any skin: its
         8-bit YCrCb Cr above the skin envelope (:data:`SKIN_CR_ENVELOPE`, the 99.9th
         percentile of labelled skin at each luma) by more than this margin, to 0 at 10 levels
-        further. Luma and Cr are skin-weighted averages over about 1 % of the frame (the
-        colour of a region, not of a pixel: a face under orange stage light keeps its
-        matte, which per pixel lost specks). A luma-dependent skin cluster in YCbCr as in
+        further. Luma and Cr are skin-weighted averages over a Gaussian of σ = 0.8 % of the
+        model input's longer side, about 4 px (the colour of a region, not of a pixel: a face
+        under orange stage light keeps its matte, which per pixel lost specks). A luma-dependent skin cluster in YCbCr as in
         Hsu, Abdel-Mottaleb & Jain (IEEE TPAMI 2002), measured here on FASSEG and
         fullbody_skin. It removes what the model takes for skin on red jackets, hats, flags
         and red hair; skin-coloured orange (the bundled astronaut's suit, Cr 6 over the
@@ -136,6 +138,25 @@ class SegmenterOptions:
     grey_logit_offsets: tuple = (("skin", 0.8), ("sky", 0.4), ("person", -0.6))
     in_front_of_sky: tuple = ("teeth",)
     refine: RefineMatteParams = RefineMatteParams()
+
+    def __post_init__(self):
+        # Checked here, not on the first photo that uses them (a black-and-white one, say).
+        margin = self.skin_colour_margin
+        if isinstance(margin, bool) or not isinstance(margin, (int, float, np.integer, np.floating)) \
+                or np.isnan(margin) or margin == -np.inf:
+            raise ValueError(f"SegmenterOptions.skin_colour_margin must be a number of 8-bit Cr levels "
+                             f"(inf switches the skin-colour rule off), got {margin!r}")
+        pairs = self.grey_logit_offsets
+        if not isinstance(pairs, tuple) or not all(
+                isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], str)
+                and isinstance(x[1], (int, float, np.integer, np.floating)) and not isinstance(x[1], bool)
+                and np.isfinite(x[1]) for x in pairs):
+            raise ValueError(f"SegmenterOptions.grey_logit_offsets must be a tuple of (category, finite "
+                             f"number) pairs, e.g. (('skin', 0.8),), got {pairs!r}")
+        names = self.in_front_of_sky
+        if not isinstance(names, tuple) or not all(isinstance(n, str) for n in names):
+            raise ValueError(f"SegmenterOptions.in_front_of_sky must be a tuple of category names, "
+                             f"e.g. ('teeth',), got {names!r}")
 
 
 def _session(path: Path, threads: int | None) -> tuple[ort.InferenceSession, ModelContract]:
@@ -202,6 +223,14 @@ class Segmenter:
         self._scene = _session(scene_path, threads)[0] if scene_path.exists() else None
         self.scene_categories = self.contract.scene_categories
         self.categories = self.scene_categories + PERSON_NAMES
+        o = self.options
+        for what, names, valid in (("grey_logit_offsets", [n for n, _ in o.grey_logit_offsets],
+                                    self.scene_categories + ("person",)),
+                                   ("in_front_of_sky", list(o.in_front_of_sky), self.scene_categories)):
+            unknown = sorted(set(names) - set(valid))
+            if unknown:
+                raise ValueError(f"SegmenterOptions.{what} names {unknown}, which this model does not "
+                                 f"have; valid names are {list(valid)}")
 
     def close(self) -> None:
         """Release the onnxruntime sessions."""
@@ -340,16 +369,17 @@ class Segmenter:
             class_logits = mask_logits = None
         else:
             scene_logits, class_logits, mask_logits = self._full.run(None, {INPUT_NAME: batch})
-        offsets = self.contract.logit_offsets  # the model's calibration (see ModelContract)
+        # The model's calibration (see ModelContract), plus the grey photos' own.
+        offsets = dict(self.contract.logit_offsets)
+        if _is_grey(batch[0], frame.valid_hw):
+            for name, extra in self.options.grey_logit_offsets:
+                offsets[name] = offsets.get(name, 0.0) + extra
         margin = self.options.skin_colour_margin
-
-        grey = dict(self.options.grey_logit_offsets) if _is_grey(batch[0], frame.valid_hw) else {}
 
         def on_model_grid(name):
             # The runtime's rules work on the whole model input: a matte then depends on the
             # input alone (a photo and the same photo padded to the input's aspect agree).
-            offset = offsets.get(name, 0.0) + grey.get(name, 0.0)
-            logits = scene_logits[0, self.scene_categories.index(name)] + np.float32(offset)
+            logits = scene_logits[0, self.scene_categories.index(name)] + np.float32(offsets.get(name, 0.0))
             if name == "skin" and np.isfinite(margin):
                 logits = _skin_colour_gated(logits, batch[0], margin)
             if name == "sky":
@@ -368,8 +398,7 @@ class Segmenter:
                                          self.options.glasses_face_context, self.options.glasses_min_face_share)
         persons = None
         if not scene_only:
-            person_offset = offsets.get("person", 0.0) + grey.get("person", 0.0)
-            persons = _select_persons(class_logits[0], mask_logits[0] + np.float32(person_offset),
+            persons = _select_persons(class_logits[0], mask_logits[0] + np.float32(offsets.get("person", 0.0)),
                                       frame, self.options)
         return scene, persons
 
@@ -504,18 +533,26 @@ def _behind(logits: np.ndarray, in_front: list) -> np.ndarray:
     visible = 1.0 - np.maximum.reduce([_sigmoid(q) for q in in_front])
     if (p <= visible).all():
         return logits
-    q = np.clip(np.minimum(p, visible), np.float32(1e-6), np.float32(1 - 1e-6))
+    return _logit(np.minimum(p, visible))
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`_sigmoid` for mattes the runtime changed, kept off 0 and 1 (logits
+    within ±13.8); float32."""
+    q = np.clip(p, np.float32(1e-6), np.float32(1 - 1e-6))
     return (np.log(q) - np.log1p(-q)).astype(np.float32)
 
 
 def _is_grey(srgb: np.ndarray, valid_hw: tuple) -> bool:
-    """Whether the model input (3, H, W) sRGB in [0, 1] shows a grey photo: every pixel of its
-    valid region has channels within 2/255 of each other (JPEG's chroma rounding of a
-    black-and-white photo stays well inside that)."""
+    """Whether the model input (3, H, W) sRGB in [0, 1] shows a grey photo: all but 0.1 % of
+    the pixels of its valid region have channels within 2/255 of each other (a black-and-white
+    photo whose channels a colour encoder or a resize rounded apart; a colour date stamp or
+    logo on a scan leaves it grey)."""
     vh, vw = valid_hw
     r, g, b = srgb[:, :vh, :vw]
     tol = np.float32(2.5 / 255.0)  # 2 levels, with room for float rounding
-    return bool(np.abs(r - g).max() <= tol and np.abs(g - b).max() <= tol)
+    tinted = np.count_nonzero((np.abs(r - g) > tol) | (np.abs(g - b) > tol))
+    return tinted <= 0.001 * vh * vw
 
 
 def _skin_colour_gated(skin_logits: np.ndarray, srgb: np.ndarray, margin: float) -> np.ndarray:
@@ -524,8 +561,9 @@ def _skin_colour_gated(skin_logits: np.ndarray, srgb: np.ndarray, margin: float)
     ``srgb``: the model input under them, (3, h, w) sRGB in [0, 1] (letterbox padding
     included: black, Cr 128, never gated). The matte ``p`` becomes ``p * g`` with
     ``g = clip(1 - (Cr - envelope(Y) - margin) / 10, 0, 1)``, Y and Cr (8-bit YCrCb) averaged
-    with the matte's weight over a Gaussian of ``_SKIN_COLOUR_SIGMA`` of the longer side
-    (see ``SegmenterOptions.skin_colour_margin``).
+    with the matte's weight over a Gaussian of σ = ``_SKIN_COLOUR_SIGMA`` of the input's
+    longer side (see ``SegmenterOptions.skin_colour_margin``). Returns float32 (h, w) logits:
+    ``skin_logits`` itself when nothing is faded.
     """
     r, g, b = srgb
     luma = 0.299 * r + 0.587 * g + 0.114 * b
@@ -536,14 +574,12 @@ def _skin_colour_gated(skin_logits: np.ndarray, srgb: np.ndarray, margin: float)
     weight = np.maximum(smooth(p), np.float32(1e-4))
     luma_255 = smooth(p * luma) / weight * 255.0
     cr_255 = smooth(p * cr) / weight * 255.0 + 128.0
-    knots = np.array(SKIN_CR_ENVELOPE, np.float32)
-    excess = cr_255 - np.interp(luma_255, knots[:, 0], knots[:, 1]).astype(np.float32) - np.float32(margin)
+    envelope = np.interp(luma_255, _ENVELOPE_KNOTS[:, 0], _ENVELOPE_KNOTS[:, 1]).astype(np.float32)
+    excess = cr_255 - envelope - np.float32(margin)
     gate = np.clip(1.0 - excess / np.float32(_SKIN_COLOUR_FADE), 0.0, 1.0).astype(np.float32)
     if gate.min() >= 1.0:
         return skin_logits
-    # Back to logits (the calibration offset is already in): p * g, kept off 0 and 1.
-    q = np.clip(p * gate, np.float32(1e-6), np.float32(1 - 1e-6))
-    return (np.log(q) - np.log1p(-q)).astype(np.float32)
+    return _logit(p * gate)  # (the calibration offset is already in)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

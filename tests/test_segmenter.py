@@ -329,7 +329,6 @@ def test_no_glasses_on_the_astronauts_helmet(segmenter):
 def test_skin_matte_leaves_red_clothes(segmenter, photo):
     """The model takes red clothes for skin; the skin-colour envelope removes them (the real
     model on the bundled photo with her orange suit dyed red) and leaves her face alone."""
-    from camseg.io import linear_to_srgb, srgb_to_linear
     srgb = photo.astype(np.float32) / 255.0
     r, g, b = srgb[..., 0], srgb[..., 1], srgb[..., 2]
     suit = (r > 0.55) & (g < 0.6 * r) & (b < 0.4 * r)
@@ -349,7 +348,7 @@ def test_skin_matte_leaves_red_clothes(segmenter, photo):
 def test_skin_colour_envelope_keeps_every_skin_tone():
     """Skin colours from pale to deep, and a face under warm orange light, keep their matte
     exactly; saturated red loses it; the other categories are not touched."""
-    from camseg.segmenter import _skin_colour_gated
+    from camseg.segmenter import _sigmoid, _skin_colour_gated
     h, w = 60, 60
     logits = np.full((h, w), 3.0, np.float32)
     for rgb in [(0.95, 0.80, 0.72), (0.80, 0.60, 0.50), (0.55, 0.36, 0.26), (0.30, 0.19, 0.14),
@@ -359,6 +358,19 @@ def test_skin_colour_envelope_keeps_every_skin_tone():
     red = np.broadcast_to(np.array([0.85, 0.12, 0.10], np.float32)[:, None, None], (3, h, w))
     gated = _skin_colour_gated(logits, red, 5.0)
     assert gated.dtype == np.float32 and gated.shape == (h, w) and gated.max() < -5.0
+    # At the edge: orange-red (luma 126, Cr 7.5 over the envelope) fades over 10 levels past
+    # the margin: a quarter, a half, three quarters, all of the matte kept.
+    edge = np.broadcast_to(np.array([0.9, 0.45, 0.2], np.float32)[:, None, None], (3, h, w))
+    two = np.full((h, w), 2.0, np.float32)
+    for margin, kept in [(0.0, 0.25), (2.5, 0.5), (5.0, 0.75), (7.5, 1.0)]:
+        ratio = _sigmoid(_skin_colour_gated(two, edge, margin)) / _sigmoid(two)
+        assert np.allclose(ratio, kept, atol=0.01), (margin, float(ratio.mean()))
+    # The envelope follows luma: Cr 185 is skin's in the mid-tones (luma 128), not in the
+    # shadows (luma 41), where skin carries less chroma.
+    for rgb, kept in [((0.8135, 0.3792, 0.3), True), ((0.4735, 0.025, 0.03), False)]:
+        colour = np.broadcast_to(np.array(rgb, np.float32)[:, None, None], (3, h, w))
+        gated = _sigmoid(_skin_colour_gated(two, colour, 5.0))
+        assert (np.allclose(gated, _sigmoid(two)) if kept else gated.max() < 0.01), rgb
     half = np.array(red)  # red on the right half only: the left keeps its matte
     half[:, :, :30] = np.array([0.80, 0.60, 0.50], np.float32)[:, None, None]
     gated = _skin_colour_gated(logits, half, 5.0)
@@ -366,9 +378,9 @@ def test_skin_colour_envelope_keeps_every_skin_tone():
 
 
 def test_grey_photo_detection():
-    """Grey = every pixel's channels within 2/255 (a black-and-white photo whose channels a
+    """Grey = the pixels' channels within 2/255 (a black-and-white photo whose channels a
     colour encoder or a resize rounded apart by a level); the letterbox padding is not looked
-    at; a faint tint is colour."""
+    at; a colour speck (a date stamp) leaves a photo grey, a tinted patch makes it colour."""
     from camseg.segmenter import _is_grey
     rng = np.random.default_rng(3)
     grey = np.repeat(rng.integers(1, 255, (64, 96, 1)), 3, axis=2) + rng.integers(-1, 2, (64, 96, 3))
@@ -377,7 +389,9 @@ def test_grey_photo_detection():
     assert _is_grey(batch, (64, 96))
     batch[0, 70, 100] = 1.0  # outside the photo's region
     assert _is_grey(batch, (64, 96))
-    batch[0, 10, 10] += 5.0 / 255.0  # one tinted pixel
+    batch[0, 10, 10] += 5.0 / 255.0  # one tinted pixel: a speck
+    assert _is_grey(batch, (64, 96))
+    batch[0, 10:14, 10:14] += 5.0 / 255.0  # 16 pixels, 0.26 % of the photo: colour
     assert not _is_grey(batch, (64, 96))
 
 
@@ -392,6 +406,37 @@ def test_grey_photos_get_their_own_calibration(segmenter, photo):
     assert float(after[face].mean()) > float(before[face].mean()) + 0.05
     assert float((after[face] > 0.5).mean()) > float((before[face] > 0.5).mean())
     np.testing.assert_array_equal(plain.segment(photo).skin, segmenter.segment(photo).skin)
+
+
+def test_grey_offsets_reach_sky_and_person(segmenter, photo):
+    """The grey offsets are wired to every category they name: on the grey photo the sky and
+    person mattes move with them (and a colour photo's do not)."""
+    grey = np.repeat((photo.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+                      + 0.5).astype(np.uint8)[:, :, None], 3, axis=2)
+    plain = Segmenter(options=SegmenterOptions(grey_logit_offsets=()))
+    a, b = plain.segment(grey), segmenter.segment(grey)
+    assert float(b.low_resolution("sky").mean()) > float(a.low_resolution("sky").mean()) + 0.005
+    assert float(b.person.mean()) < float(a.person.mean()) - 0.005
+    np.testing.assert_array_equal(plain.segment(photo).person, segmenter.segment(photo).person)
+
+
+@pytest.mark.parametrize("options, match", [
+    (dict(grey_logit_offsets=("skin", 0.8)), "pairs"),
+    (dict(grey_logit_offsets=(("skin", float("nan")),)), "pairs"),
+    (dict(skin_colour_margin=float("nan")), "skin_colour_margin"),
+    (dict(skin_colour_margin=None), "skin_colour_margin"),
+    (dict(in_front_of_sky="teeth"), "in_front_of_sky"),
+])
+def test_bad_options_fail_when_made(options, match):
+    with pytest.raises(ValueError, match=match):
+        SegmenterOptions(**options)
+
+
+def test_options_naming_categories_the_model_lacks_fail_at_load():
+    with pytest.raises(ValueError, match=r"'Sky'.*valid names"):
+        Segmenter(options=SegmenterOptions(grey_logit_offsets=(("Sky", 0.4),)))
+    with pytest.raises(ValueError, match="persons"):
+        Segmenter(options=SegmenterOptions(in_front_of_sky=("persons",)))
 
 
 def test_sky_stays_behind_what_is_in_front_of_it():
