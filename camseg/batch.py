@@ -116,6 +116,14 @@ def _is_photo(path: Path) -> bool:
     return path.suffix.lower() in PHOTO_FORMATS and not path.name.startswith(".")
 
 
+def _not_a_photo_file(path: Path) -> str:
+    """Why ``path``, which exists as a name but is neither a file nor a folder, is not read."""
+    if path.is_symlink() and not path.exists():
+        return (f"a broken link (its target {os.readlink(path)!r} does not exist); "
+                "restore the photo it points to or remove the link")
+    return "not a regular file (a pipe, socket or device); camseg reads photo files"
+
+
 def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | None" = None,
                overwrite: bool = False):
     """Map inputs to outputs.
@@ -158,7 +166,11 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
             # --out that is this folder or above it hides nothing: every photo is then checked
             # against its output below, and refused by name where it would be overwritten.)
             skip_out = path.resolve() in out_abs.parents
-            files = [p for p in path.rglob("*") if p.is_file() and not (skip_out and out_abs in p.resolve().parents)]
+            entries = [p for p in path.rglob("*") if not (skip_out and out_abs in p.resolve().parents)]
+            files = [p for p in entries if p.is_file()]
+            # Photo names that are not files (a broken link, a pipe) are reported, not passed over.
+            results.extend(ItemResult(p, None, "failed", _not_a_photo_file(p)) for p in sorted(entries)
+                           if _is_photo(p) and not p.is_file() and not p.is_dir())
             found = sorted(p for p in files if _is_photo(p))
             if not found:
                 others = sorted({p.suffix.lower() or p.name for p in files if not p.name.startswith(".")})
@@ -173,13 +185,25 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
                                           "(or png, tif) to develop it into one of those"))
                 continue
             candidates.append((path, Path(path.name)))
+        elif os.path.lexists(path):
+            results.append(ItemResult(path, None, "failed", _not_a_photo_file(path)))
         else:
             results.append(ItemResult(path, None, "failed", "no such file or folder"))
-    # The same photo named twice (a file and its folder, or a repeated argument) is one photo:
-    # the first naming of each resolved path is kept, in order.
+    # The same photo named twice (a file and its folder, a repeated argument, a link to it) is
+    # one photo: the first naming of each resolved path is kept, in order, except that a link
+    # gives way to the photo's own name. A dropped name that would have had an output of its
+    # own is reported.
     unique = {}
     for path, rel in candidates:
-        unique.setdefault(path.resolve(), (path, rel))
+        key = path.resolve()
+        kept = unique.setdefault(key, (path, rel))
+        if kept[0] is path:
+            continue
+        if kept[0].is_symlink() and not path.is_symlink():
+            unique[key], (path, rel) = (path, rel), kept
+        if rel != unique[key][1]:
+            results.append(ItemResult(path, None, "skipped", f"the same photo as {str(unique[key][0])!r}: "
+                                      "processed once, under that name"))
     candidates, input_set = list(unique.values()), set(unique)
     claimed = {}
     todo = []
@@ -200,7 +224,9 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
                                       "process these photos in separate runs or rename one"))
             continue
         claimed[key] = path
-        if marker.exists() and not overwrite:
+        # camseg writes whole files or none (temporary file, then rename): an empty one at the
+        # output's name is not its work and is done again.
+        if marker.exists() and not overwrite and not (marker.is_file() and marker.stat().st_size == 0):
             results.append(ItemResult(path, out, "skipped", "output exists"))
             continue
         todo.append(BatchItem(path, out))
@@ -243,8 +269,35 @@ def reuse_freed_memory() -> bool:
     return bool(mallopt(_M_MMAP_THRESHOLD, 1 << 30)) and bool(mallopt(_M_TRIM_THRESHOLD, 1 << 30))
 
 
-def _init_worker(model_path, threads):
-    """Process-pool initializer: limit threads, reuse freed frames, load the model once for this worker."""
+def _exit_with(parent_pid: int, every: float = 0.5) -> None:
+    """Make this worker process exit soon after the batch's process ``parent_pid`` is gone.
+
+    A killed batch (SIGKILL, or SIGTERM, which skips the pool's shutdown) left its workers,
+    their forkserver and its resource tracker running with no one to hand them work: about
+    300 MB a worker, until the next reboot. A daemon thread polls the batch's process; an
+    output being written when it goes is a temporary file, never a half-written photo, and
+    the next run removes it.
+    """
+    import threading
+
+    def watch():
+        while True:
+            time.sleep(every)
+            try:
+                os.kill(parent_pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except OSError:  # alive, owned by someone else
+                pass
+
+    threading.Thread(target=watch, name="camseg-parent-watch", daemon=True).start()
+
+
+def _init_worker(model_path, threads, parent_pid=None):
+    """Process-pool initializer: limit threads, reuse freed frames, load the model once for this
+    worker; with ``parent_pid``, exit when that process (the batch's) is gone."""
+    if parent_pid is not None:
+        _exit_with(parent_pid)
     _WORKER["model"] = (str(model_path), threads)
     reuse_freed_memory()
     try:
@@ -681,7 +734,8 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
     if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
         raise ValueError(f"quality must be a JPEG quality 1..100, got {quality!r}")  # before any photo is decoded
     if output_format and output_format.lower().lstrip(".") in ("jpg", "jpeg") and bit_depth == 16:
-        raise ValueError("JPEG output is 8-bit only; use output_format='png' or 'tif' for bit_depth=16")
+        raise ValueError("JPEG output is 8-bit only; for 16 bits write PNG or TIFF (output_format='png' or "
+                         "'tif'; on the command line --format png or --format tif)")
     out_dir = Path(out_dir)
     todo, settled = plan_batch(inputs, out_dir, task=task, output_format=output_format, overwrite=overwrite)
     try:
@@ -741,7 +795,7 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
         else:
             with _thread_env(threads), cf.ProcessPoolExecutor(
                     max_workers=jobs, mp_context=_pool_context(), initializer=_init_worker,
-                    initargs=(model_path, threads)) as pool:
+                    initargs=(model_path, threads, os.getpid())) as pool:
                 futures = {pool.submit(_process, item, task, settings, write_options): item for item in todo}
                 # The bar (tqdm runs a monitor thread) starts only after the workers exist.
                 bar = _progress(len(todo), task, progress)
@@ -754,6 +808,12 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
                             record(ItemResult(item.source, item.output, "failed",
                                               f"worker crashed: {type(exc).__name__}: {exc}"))
                 except BaseException:
+                    # Ctrl-C: stop after the photos in progress. Each waiting photo is cancelled
+                    # here: the pool's own exit calls shutdown() again, which would clear
+                    # shutdown(cancel_futures=True)'s request before the pool acted on it, and
+                    # every queued photo was developed before the command stopped.
+                    for future in futures:
+                        future.cancel()
                     pool.shutdown(wait=False, cancel_futures=True)
                     raise
     finally:

@@ -588,6 +588,10 @@ def _bit_depth(img, data: bytes) -> int:
     if img.format == "TIFF":
         bits = img.tag_v2.get(258, (8,))
         bits = bits if isinstance(bits, tuple) else (bits,)
+        formats = img.tag_v2.get(339, (1,))  # SampleFormat: 1 unsigned integer, 3 floating point
+        formats = formats if isinstance(formats, tuple) else (formats,)
+        if max(bits) > 16 or 3 in formats:
+            return 32  # no layout camseg decodes (see read_photo)
         return 16 if max(bits) > 8 else 8
     return 16 if img.mode.startswith("I;16") else 8
 
@@ -631,7 +635,11 @@ def read_photo(path: "str | os.PathLike") -> Photo:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image file {str(path)!r} does not exist; check the path")
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except PermissionError as exc:
+        raise PermissionError(exc.errno, f"cannot read {str(path)!r}: permission denied; give your user "
+                                         "read access to the file (chmod u+r) or run as its owner") from exc
     if not data:
         raise ValueError(f"cannot read {str(path)!r}: the file is empty (0 bytes); re-export or re-copy the photo")
     notes = []
@@ -642,7 +650,12 @@ def read_photo(path: "str | os.PathLike") -> Photo:
         with Image.open(io.BytesIO(data)) as img:
             fmt = img.format or "unknown"
             bits = _bit_depth(img, data)
+            if bits > 16:
+                raise UnidentifiedImageError("32-bit or floating-point samples")
             stored_orientation = int(img.getexif().get(_ORIENTATION_TAG, 1) or 1)
+            pages = getattr(img, "n_frames", 1)
+            if fmt == "TIFF" and pages > 1:
+                notes.append(f"a TIFF of {pages} pages: the first one read")
             if bits != 16:
                 # Full decode first: truncated files fail here, not later; and a Pillow that
                 # turns a TIFF by its orientation tag (Pillow 13) does it here and drops the tag,

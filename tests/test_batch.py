@@ -254,6 +254,86 @@ def test_kill_mid_run_then_resume(tmp_path):
     assert _digest(photos) == before
 
 
+def _start_cli_batch(tmp_path, n):
+    """A `camseg develop --jobs 2` run on ``n`` photos in its own process group, once its first
+    output is written: (process, output folder)."""
+    _photos(tmp_path / "in", n, size=(240, 320))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "camseg.cli", "develop", str(tmp_path / "in"), "--out", str(out),
+           "--jobs", "2", "--no-progress", "--quiet"]
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if out.exists() and any(p.suffix == ".jpg" for p in out.iterdir()):
+            break
+        time.sleep(0.05)
+    return proc, out
+
+
+def test_ctrl_c_stops_a_two_worker_batch_after_the_photos_in_progress(tmp_path):
+    """Ctrl-C used to print "interrupted" and then develop every queued photo before exiting."""
+    proc, out = _start_cli_batch(tmp_path, 16)
+    os.kill(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    finished = list(out.glob("*.jpg"))
+    assert len(finished) <= 10, f"{len(finished)} of 16 developed after Ctrl-C"
+    for p in finished:
+        assert _decodes_fully(p)
+
+
+def test_workers_exit_when_the_batch_process_is_killed(tmp_path):
+    """SIGKILL to the batch's own process (not its group) left its workers, their forkserver and
+    resource tracker running for good (~300 MB a worker). They now go within seconds."""
+    proc, out = _start_cli_batch(tmp_path, 8)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, 0)  # anything left in the batch's process group?
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("the batch's worker processes outlived it by 20 s")
+    for p in out.glob("*.jpg"):
+        assert _decodes_fully(p)
+
+
+def test_plan_prefers_a_photos_own_name_to_a_link_and_reports_what_it_cannot_read(tmp_path):
+    """A link beside the photo it points to used to take its place silently (only
+    `a_link.jpg` was written); broken links and pipes named like photos were passed over."""
+    folder = tmp_path / "in"
+    (photo,) = _photos(folder, 1)
+    real = folder / "photo.jpg"
+    photo.rename(real)
+    (folder / "a_link.jpg").symlink_to("photo.jpg")
+    (folder / "broken.jpg").symlink_to("nowhere.jpg")
+    os.mkfifo(folder / "pipe.jpg")
+    todo, settled = plan_batch([folder], tmp_path / "out")
+    assert [i.source.name for i in todo] == ["photo.jpg"]
+    why = {r.source.name: (r.status, r.message) for r in settled}
+    assert why["a_link.jpg"][0] == "skipped" and "photo.jpg" in why["a_link.jpg"][1]
+    assert why["broken.jpg"][0] == "failed" and "broken link" in why["broken.jpg"][1]
+    assert why["pipe.jpg"][0] == "failed" and "not a regular file" in why["pipe.jpg"][1]
+    _, settled = plan_batch([folder / "pipe.jpg"], tmp_path / "out")
+    assert "not a regular file" in settled[0].message
+
+
+def test_an_empty_file_at_an_outputs_name_is_done_again(tmp_path):
+    """camseg writes whole files or none, so an empty one there is not a finished output."""
+    photos = _photos(tmp_path / "in", 2)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / photos[0].name).write_bytes(b"")
+    (tmp_path / "out" / photos[1].name).write_bytes(b"not empty")
+    todo, settled = plan_batch([tmp_path / "in"], tmp_path / "out")
+    assert [i.source.name for i in todo] == [photos[0].name]
+    assert [r.status for r in settled] == ["skipped"]
+
+
 def test_resume_with_other_settings_is_flagged(tmp_path):
     photos = _photos(tmp_path / "in", 1)
     out = tmp_path / "out"

@@ -381,6 +381,19 @@ def test_a_float_tiff_is_reported_as_a_tiff_camseg_cannot_decode(tmp_path):
     (tmp_path / "f.tif").write_bytes(data.tobytes())
     with pytest.raises(ValueError, match="a TIFF whose pixel layout camseg cannot decode.*8- or 16-bit integer TIFF"):
         cio.read_photo(tmp_path / "f.tif")
+    # A float TIFF Pillow opens (one 32-bit float channel) was "damaged or truncated (OpenCV
+    # could not decode the 16-bit pixels)".
+    Image.fromarray(np.random.default_rng(1).random((8, 8)).astype(np.float32), mode="F").save(tmp_path / "g.tif")
+    with pytest.raises(ValueError, match="a TIFF whose pixel layout camseg cannot decode"):
+        cio.read_photo(tmp_path / "g.tif")
+
+
+def test_a_multi_page_tiff_says_which_page_was_read(tmp_path):
+    pages = [Image.fromarray(np.full((8, 12, 3), v, np.uint8)) for v in (40, 200)]
+    pages[0].save(tmp_path / "m.tif", save_all=True, append_images=pages[1:])
+    photo = cio.read_photo(tmp_path / "m.tif")
+    assert "a TIFF of 2 pages: the first one read" in photo.notes
+    assert abs(float(cio.linear_to_srgb(photo.pixels).mean()) - 40 / 255) < 0.01
 
 
 def test_bad_files_raise_clear_errors(tmp_path):
