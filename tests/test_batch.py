@@ -223,21 +223,29 @@ def test_batch_develop_two_workers_and_resume(tmp_path):
     assert _digest(photos) == before
 
 
-def test_kill_mid_run_then_resume(tmp_path):
-    """A batch killed with SIGKILL mid-run and restarted completes; outputs whole, inputs untouched."""
-    photos = _photos(tmp_path / "in", 6, size=(144, 192))
+def _start_cli_batch(tmp_path, n, size=(240, 320)):
+    """A `camseg develop --jobs 2` run on ``n`` new photos in its own process group, once its
+    first output is written: (process, output folder, photos, their digests before the run,
+    command line)."""
+    photos = _photos(tmp_path / "in", n, size=size)
     before = _digest(photos)
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "camseg.cli", "develop", str(tmp_path / "in"), "--out", str(out),
            "--jobs", "2", "--no-progress", "--quiet"]
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen(cmd, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         if out.exists() and any(p.suffix == ".jpg" for p in out.iterdir()):
             break
         time.sleep(0.05)
+    return proc, out, photos, before, cmd
+
+
+def test_kill_mid_run_then_resume(tmp_path):
+    """A batch killed with SIGKILL mid-run and restarted completes; outputs whole, inputs untouched."""
+    proc, out, photos, before, cmd = _start_cli_batch(tmp_path, 6, size=(144, 192))
     os.killpg(proc.pid, signal.SIGKILL)  # the whole process group: parent and workers
     proc.wait()
     finished = [p for p in out.glob("*.jpg")]
@@ -254,27 +262,9 @@ def test_kill_mid_run_then_resume(tmp_path):
     assert _digest(photos) == before
 
 
-def _start_cli_batch(tmp_path, n):
-    """A `camseg develop --jobs 2` run on ``n`` photos in its own process group, once its first
-    output is written: (process, output folder)."""
-    _photos(tmp_path / "in", n, size=(240, 320))
-    out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "camseg.cli", "develop", str(tmp_path / "in"), "--out", str(out),
-           "--jobs", "2", "--no-progress", "--quiet"]
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if out.exists() and any(p.suffix == ".jpg" for p in out.iterdir()):
-            break
-        time.sleep(0.05)
-    return proc, out
-
-
 def test_ctrl_c_stops_a_two_worker_batch_after_the_photos_in_progress(tmp_path):
     """Ctrl-C used to print "interrupted" and then develop every queued photo before exiting."""
-    proc, out = _start_cli_batch(tmp_path, 16)
+    proc, out, _, _, _ = _start_cli_batch(tmp_path, 16)
     os.kill(proc.pid, signal.SIGINT)
     assert proc.wait(timeout=60) == 130
     finished = list(out.glob("*.jpg"))
@@ -286,7 +276,7 @@ def test_ctrl_c_stops_a_two_worker_batch_after_the_photos_in_progress(tmp_path):
 def test_workers_exit_when_the_batch_process_is_killed(tmp_path):
     """SIGKILL to the batch's own process (not its group) left its workers, their forkserver and
     resource tracker running for good (~300 MB a worker). They now go within seconds."""
-    proc, out = _start_cli_batch(tmp_path, 8)
+    proc, out, _, _, _ = _start_cli_batch(tmp_path, 8)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     deadline = time.monotonic() + 20
