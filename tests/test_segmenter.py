@@ -256,6 +256,24 @@ def test_person_selection_drops_fragments_and_keeps_separate_people():
     assert len(masks) == 2
 
 
+def test_near_equal_duplicates_of_one_person_do_not_cancel_each_other():
+    """Two queries with one person's mask and near-equal confidence split her pixels between
+    them (each pixel to the slightly surer one), each kept under 0.65 of its mask, and both
+    were dropped as fragments: nobody found (COCO 36 enlarged to 12 MP; COCO 436 as it is).
+    Duplicates are now removed before the pixels are shared out."""
+    from camseg.segmenter import _Frame, _select_persons
+    h, w = 40, 60
+    rng = np.random.default_rng(5)
+    logits = np.full((4, h, w), -8.0, np.float32)
+    person = (slice(5, 35), slice(10, 40))
+    for q in (1, 3):  # the same person, with pixel-level differences in confidence
+        logits[q][person] = 3.0 + rng.normal(0.0, 1.0, (30, 30)).astype(np.float32)
+    classes = np.array([[-4.0, 4.0], [1.6, -1.6], [-4.0, 4.0], [1.62, -1.62]], np.float32)
+    masks, scores = _select_persons(classes, logits, _Frame((h, w), (h, w)), SegmenterOptions())
+    assert len(masks) == 1 and (masks[0][person] > 0.5).mean() > 0.9
+    assert scores[0] == pytest.approx(1.0 / (1.0 + np.exp(-3.24)), abs=1e-4)  # the surer query
+
+
 def test_logit_offsets_from_the_contract_shift_the_mattes(tmp_path, photo):
     """Calibration offsets written into a model's contract are applied by the runtime before the sigmoid."""
     pytest.importorskip("onnx")
