@@ -573,3 +573,29 @@ def test_teeth_matte_is_computed_only_for_styles_that_need_it(segmenter):
     assert _shows_teeth(seg) == (float(seg.low_resolution("teeth").max()) >= 0.5)
     assert _shows_teeth(types.SimpleNamespace(teeth=np.full((4, 4), 0.9, np.float32)))
     assert not _shows_teeth(types.SimpleNamespace(sky=np.zeros((4, 4), np.float32)))
+
+
+def test_small_gaps_inside_the_subject_are_filled_but_background_gaps_stay():
+    """A smile's teeth sit under the subject's cut in the person mattes (stage light blacked
+    out the teeth the teeth matte missed, CelebA 28405): an enclosed gap the mattes still see
+    as person is filled; an enclosed gap they see as background (between arm and body) and a
+    gap open to the frame's edge stay; a big frame is handled through its reduced copy."""
+    from camseg.develop import _without_enclosed_gaps
+    for h, w in [(200, 300), (2000, 3000)]:
+        k = h // 200
+        subject = np.zeros((h, w), np.float32)
+        subject[20 * k:180 * k, 50 * k:250 * k] = 1.0
+        mattes = subject * 0.9
+        mouth = (slice(60 * k, 66 * k), slice(100 * k, 130 * k))
+        arm_gap = (slice(120 * k, 130 * k), slice(200 * k, 215 * k))
+        notch = (slice(150 * k, 180 * k), slice(60 * k, 70 * k))  # reaches the subject's edge
+        for region, seen in [(mouth, 0.35), (arm_gap, 0.02), (notch, 0.35)]:
+            subject[region] = 0.05
+            mattes[region] = seen
+        subject[:, :50 * k] = 0.0
+        out = _without_enclosed_gaps(subject, mattes)
+        assert (out[mouth] == 1.0).all()
+        assert (out[arm_gap] == subject[arm_gap]).all() and (out[notch] == subject[notch]).all()
+        assert (out[:20 * k] == 0).all() and out is not subject
+        solid = np.ones((h, w), np.float32)
+        assert _without_enclosed_gaps(solid, mattes) is solid
