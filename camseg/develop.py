@@ -557,24 +557,36 @@ def _with_teeth(subject: np.ndarray, teeth: "np.ndarray | None") -> np.ndarray:
 #: An enclosed gap in the subject is filled when the person mattes still give it at least
 #: ENCLOSED_GAP_MIN_MATTE on average, and it is smaller than ENCLOSED_GAP_MAX_SHARE of the
 #: subject, times its mean matte over that minimum (more evidence, bigger gaps: a dark shirt
-#: between a jacket's lapels, 1.2 % of the subject at 0.45, COCO 395). See
-#: :func:`_without_enclosed_gaps`.
+#: between a jacket's lapels, 1.2 % of the subject at 0.45, COCO 395). See :func:`_tidy_subject`.
 ENCLOSED_GAP_MAX_SHARE = 0.01
 ENCLOSED_GAP_MIN_MATTE = 0.15
+#: A piece of the subject smaller than this fraction of its largest piece, and farther than
+#: ISLAND_MIN_DISTANCE (a fraction of the frame's diagonal) from every bigger piece, is not
+#: part of it (a ceiling lamp lit by stage light, COCO 536). See :func:`_tidy_subject`.
+ISLAND_MAX_SHARE = 0.05
+ISLAND_MIN_DISTANCE = 0.05
 
 
-def _without_enclosed_gaps(subject: np.ndarray, mattes: np.ndarray) -> np.ndarray:
-    """The subject alpha with the small gaps inside it filled (a new array when there are any).
+def _tidy_subject(subject: np.ndarray, mattes: np.ndarray) -> np.ndarray:
+    """The subject alpha with small gaps inside it filled and far islands outside it removed
+    (a new array when anything changed; ``subject`` itself otherwise).
 
-    A broad smile's teeth and a bright mouth sit at 0.2–0.6 in the person mattes, under the
-    subject's cut: stage light blacked out the middle teeth that the teeth matte missed (CelebA
-    28405), and blur softened them. A gap wholly enclosed by the subject (alpha over 0.5, not
-    reaching the frame's edge) is filled when the person mattes still see the person there
-    (mean ``mattes`` ``m`` at least ``ENCLOSED_GAP_MIN_MATTE``) and it is small: under
-    ``ENCLOSED_GAP_MAX_SHARE * m / ENCLOSED_GAP_MIN_MATTE`` of the subject. The gap between an
-    arm and the body shows background, which the mattes put near 0, and stays. Gaps are found on the frame reduced to about 1 MP (a
-    12 MP frame's connected components cost 0.25 s) and filled at full resolution, one pixel
-    wider than found: they are surrounded by the subject.
+    Gaps: a broad smile's teeth and a bright mouth sit at 0.2–0.6 in the person mattes, under
+    the subject's cut: stage light blacked out the middle teeth that the teeth matte missed
+    (CelebA 28405), and blur blurred a dark shirt between a jacket's lapels into the street
+    (COCO 395). A gap wholly enclosed by the subject (alpha over 0.5, not reaching the frame's
+    edge) is filled when the person mattes still see the person there (mean ``mattes`` ``m``
+    at least ``ENCLOSED_GAP_MIN_MATTE``) and it is small: under ``ENCLOSED_GAP_MAX_SHARE * m /
+    ENCLOSED_GAP_MIN_MATTE`` of the subject. The gap between an arm and the body shows
+    background, which the mattes put near 0, and stays.
+
+    Islands: a piece of the subject under ``ISLAND_MAX_SHARE`` of its largest piece and
+    farther than ``ISLAND_MIN_DISTANCE`` of the frame's diagonal from every bigger piece is a
+    stray bit of a person matte (a lamp stage light left lit on black, COCO 536); it and its
+    soft fringe leave the subject. A hand the matte cut off from its arm lies close, and stays.
+
+    Both are found on the frame reduced to about 1 MP (a 12 MP frame's connected components
+    cost 0.25 s) and applied at full resolution, one pixel wider than found.
 
     ``subject``, ``mattes``: float32 H×W in [0, 1] (the subject alpha and the summed person
     mattes it was cut from).
@@ -587,27 +599,51 @@ def _without_enclosed_gaps(subject: np.ndarray, mattes: np.ndarray) -> np.ndarra
     area = int(inside.sum())
     if area == 0:
         return subject
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(1 - inside, connectivity=4)
     sh, sw = small.shape
-    out = None
-    for k in range(1, n):
-        x, y, bw, bh, count = stats[k]
-        most = ENCLOSED_GAP_MAX_SHARE * area / ENCLOSED_GAP_MIN_MATTE  # at a mean matte of 1
-        if x == 0 or y == 0 or x + bw == sw or y + bh == sh or count > most:
-            continue  # open to the frame's edge (background), or too big for any evidence
-        # One pixel wider (the ring around a gap is subject), back to full resolution.
-        x0, y0, x1, y1 = max(0, x - 1), max(0, y - 1), min(sw, x + bw + 1), min(sh, y + bh + 1)
-        gap = (labels[y0:y1, x0:x1] == k).astype(np.uint8)
+    changes = []  # (full-resolution window, bool mask in it, value)
+
+    def at_full_resolution(labels, k, x, y, bw, bh, grow):
+        """Component ``k`` of ``labels`` (bounding box x, y, bw, bh on the small grid), grown by
+        ``grow`` small pixels: (window slices, its bool mask at full resolution, the mask ungrown)."""
+        x0, y0, x1, y1 = max(0, x - grow), max(0, y - grow), min(sw, x + bw + grow), min(sh, y + bh + grow)
+        core = (labels[y0:y1, x0:x1] == k).astype(np.uint8)
         X0, Y0 = int(x0 / scale), int(y0 / scale)
         X1, Y1 = min(w, int(np.ceil(x1 / scale))), min(h, int(np.ceil(y1 / scale)))
         up = lambda m: cv2.resize(m, (X1 - X0, Y1 - Y0), interpolation=cv2.INTER_NEAREST).astype(bool)
-        seen = float(mattes[Y0:Y1, X0:X1][up(gap)].mean())
-        if seen < ENCLOSED_GAP_MIN_MATTE or count > most * seen:
-            continue
-        if out is None:
-            out = subject.copy()
-        out[Y0:Y1, X0:X1][up(cv2.dilate(gap, np.ones((3, 3), np.uint8)))] = 1.0
-    return subject if out is None else out
+        grown = cv2.dilate(core, np.ones((2 * grow + 1, 2 * grow + 1), np.uint8))
+        return (slice(Y0, Y1), slice(X0, X1)), up(grown), up(core)
+
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(1 - inside, connectivity=4)
+    most = ENCLOSED_GAP_MAX_SHARE * area / ENCLOSED_GAP_MIN_MATTE  # at a mean matte of 1
+    for k in range(1, n):
+        x, y, bw, bh, count = stats[k]
+        if x == 0 or y == 0 or x + bw == sw or y + bh == sh or count > most:
+            continue  # open to the frame's edge (background), or too big for any evidence
+        window, grown, core = at_full_resolution(labels, k, x, y, bw, bh, 1)
+        seen = float(mattes[window][core].mean())
+        if seen >= ENCLOSED_GAP_MIN_MATTE and count <= most * seen:
+            changes.append((window, grown, 1.0))
+
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(inside, connectivity=8)
+    if n > 2:
+        sizes = stats[1:, cv2.CC_STAT_AREA]
+        big = np.isin(labels, 1 + np.flatnonzero(sizes >= ISLAND_MAX_SHARE * sizes.max()))
+        far = ISLAND_MIN_DISTANCE * float(np.hypot(sh, sw))
+        distance = None
+        for k in 1 + np.flatnonzero(sizes < ISLAND_MAX_SHARE * sizes.max()):
+            if distance is None:  # to the nearest pixel of a big piece
+                distance = cv2.distanceTransform((~big).astype(np.uint8), cv2.DIST_L2, 3)
+            if float(distance[labels == k].min()) > far:
+                x, y, bw, bh, _ = stats[k]
+                grow = max(2, int(round(2 * far / 5)))  # its soft fringe too, never a big piece
+                window, grown, _ = at_full_resolution(labels, k, x, y, bw, bh, min(grow, int(far) - 1))
+                changes.append((window, grown, 0.0))
+    if not changes:
+        return subject
+    out = subject.copy()
+    for window, mask, value in changes:
+        out[window][mask] = value
+    return out
 
 
 #: Steepness of :func:`decisive_alpha` for the portrait subject (the person mattes); the
@@ -899,7 +935,7 @@ def develop(image, settings: "DevelopSettings | None" = None, *, segmenter=None,
         summed = _summed_mattes(people)
         midpoint = subject_midpoint(summed)
         subject = _with_teeth(decisive_alpha(summed, SUBJECT_STEEPNESS, midpoint), mattes.get("teeth"))
-        subject = _without_enclosed_gaps(subject, summed)
+        subject = _tidy_subject(subject, summed)
     ctx = _Context(seg=seg, settings=settings, iso=photo.iso if photo is not None else None,
                    persons=persons, skin=skin, sky=sky, teeth=mattes.get("teeth"), subject=subject,
                    portrait_people=people,

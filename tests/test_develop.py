@@ -580,7 +580,7 @@ def test_small_gaps_inside_the_subject_are_filled_but_background_gaps_stay():
     out the teeth the teeth matte missed, CelebA 28405): an enclosed gap the mattes still see
     as person is filled; an enclosed gap they see as background (between arm and body) and a
     gap open to the frame's edge stay; a big frame is handled through its reduced copy."""
-    from camseg.develop import _without_enclosed_gaps
+    from camseg.develop import _tidy_subject
     for h, w in [(200, 300), (2000, 3000)]:
         k = h // 200
         subject = np.zeros((h, w), np.float32)
@@ -593,18 +593,18 @@ def test_small_gaps_inside_the_subject_are_filled_but_background_gaps_stay():
             subject[region] = 0.05
             mattes[region] = seen
         subject[:, :50 * k] = 0.0
-        out = _without_enclosed_gaps(subject, mattes)
+        out = _tidy_subject(subject, mattes)
         assert (out[mouth] == 1.0).all()
         assert (out[arm_gap] == subject[arm_gap]).all() and (out[notch] == subject[notch]).all()
         assert (out[:20 * k] == 0).all() and out is not subject
         solid = np.ones((h, w), np.float32)
-        assert _without_enclosed_gaps(solid, mattes) is solid
+        assert _tidy_subject(solid, mattes) is solid
 
 
 def test_bigger_gaps_are_filled_only_on_stronger_evidence():
     """A dark shirt between a jacket's lapels (COCO 395: 1.2 % of the subject, mattes 0.45)
     was blurred into the background; the same gap at 0.16 stays background."""
-    from camseg.develop import _without_enclosed_gaps
+    from camseg.develop import _tidy_subject
     subject = np.zeros((200, 300), np.float32)
     subject[20:180, 50:250] = 1.0
     shirt = (slice(60, 80), slice(100, 120))  # 400 px: 1.25 % of the subject
@@ -612,5 +612,20 @@ def test_bigger_gaps_are_filled_only_on_stronger_evidence():
     for seen, filled in [(0.45, True), (0.16, False)]:
         mattes = subject * 0.9
         mattes[shirt] = seen
-        out = _without_enclosed_gaps(subject, mattes)
+        out = _tidy_subject(subject, mattes)
         assert (out[shirt] == 1.0).all() == filled
+
+
+def test_far_islands_leave_the_subject_and_near_ones_stay():
+    """A stray bit of person matte far from the people (a ceiling lamp stage light left lit on
+    black, COCO 536) leaves the subject with its soft fringe; a hand the matte cut off from
+    its arm, close by, stays."""
+    from camseg.develop import _tidy_subject
+    subject = np.zeros((300, 400), np.float32)
+    subject[100:300, 150:250] = 1.0  # the person
+    subject[20:30, 350:360] = 1.0  # a lamp: 100 px, 0.5 % of the person, far away
+    subject[18:32, 348:362] = np.maximum(subject[18:32, 348:362], 0.3)  # its fringe
+    subject[120:135, 256:266] = 1.0  # a hand, 6 px from the arm
+    out = _tidy_subject(subject, subject * 0.9)
+    assert (out[15:35, 345:365] == 0).all()
+    assert (out[120:135, 256:266] == 1).all() and (out[100:300, 150:250] == 1).all()
