@@ -116,10 +116,18 @@ def _is_photo(path: Path) -> bool:
     return path.suffix.lower() in PHOTO_FORMATS and not path.name.startswith(".")
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` resolves to somewhere under ``folder`` (a link loop resolves nowhere)."""
+    try:
+        return folder in path.resolve().parents
+    except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
+        return False
+
+
 def _not_a_photo_file(path: Path) -> str:
     """Why ``path``, which exists as a name but is neither a file nor a folder, is not read."""
     if path.is_symlink() and not path.exists():
-        return (f"a broken link (its target {os.readlink(path)!r} does not exist); "
+        return (f"a broken link or a loop of links (to {os.readlink(path)!r}); "
                 "restore the photo it points to or remove the link")
     return "not a regular file (a pipe, socket or device); camseg reads photo files"
 
@@ -146,8 +154,9 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
     todo : list of BatchItem
         Photos to process.
     results : list of ItemResult
-        Inputs settled without processing: "skipped" (already finished) or
-        "failed" (missing file, name collision, output would overwrite an input).
+        Inputs settled without processing: "skipped" (already finished, or another name of a
+        photo that is processed under its own name: a link to it) or "failed" (missing file,
+        broken link, link loop, pipe or device, name collision, output would overwrite an input).
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
@@ -166,7 +175,7 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
             # --out that is this folder or above it hides nothing: every photo is then checked
             # against its output below, and refused by name where it would be overwritten.)
             skip_out = path.resolve() in out_abs.parents
-            entries = [p for p in path.rglob("*") if not (skip_out and out_abs in p.resolve().parents)]
+            entries = [p for p in path.rglob("*") if not (skip_out and _inside(p, out_abs))]
             files = [p for p in entries if p.is_file()]
             # Photo names that are not files (a broken link, a pipe) are reported, not passed over.
             results.extend(ItemResult(p, None, "failed", _not_a_photo_file(p)) for p in sorted(entries)
@@ -274,13 +283,27 @@ def _exit_with(parent_pid: int, every: float = 0.5) -> None:
 
     A killed batch (SIGKILL, or SIGTERM, which skips the pool's shutdown) left its workers,
     their forkserver and its resource tracker running with no one to hand them work: about
-    300 MB a worker, until the next reboot. A daemon thread polls the batch's process; an
-    output being written when it goes is a temporary file, never a half-written photo, and
-    the next run removes it.
+    300 MB a worker, until the next reboot. A daemon thread waits on a pidfd of the batch's
+    process (Linux 5.3+: readable once it has exited, even before it is reaped, and never
+    another process that got its number); elsewhere it polls the number every ``every``
+    seconds. An output being written when it goes is a temporary file, never a half-written
+    photo, and the next run removes it.
     """
     import threading
 
+    try:
+        import select
+
+        handle = os.pidfd_open(parent_pid)
+    except ProcessLookupError:
+        os._exit(1)  # gone already
+    except (AttributeError, OSError):  # no pidfd here: poll the process number
+        handle = None
+
     def watch():
+        if handle is not None:
+            select.select([handle], [], [])
+            os._exit(1)
         while True:
             time.sleep(every)
             try:

@@ -583,6 +583,8 @@ def _opencv_orients_tiff() -> bool:
 
 
 def _bit_depth(img, data: bytes) -> int:
+    """Bits per sample of an opened Pillow image: 8 or 16, or 32 for a TIFF whose samples are
+    wider than 16 bits or floating point (any width), which camseg does not decode."""
     if img.format == "PNG" and len(data) > 24:
         return 16 if data[24] == 16 else 8
     if img.format == "TIFF":

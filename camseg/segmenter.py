@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from camseg.contract import INPUT_NAME, METADATA_KEY, PANOPTIC_CATEGORIES, ModelContract
+from camseg.contract import INPUT_NAME, METADATA_KEY, PANOPTIC_CATEGORIES, SCENE_CATEGORIES, ModelContract
 from camseg.io import linear_to_srgb, read_image
 from effects import RefineMatteParams
 from effects.mask_refine import refine_matte_planes
@@ -154,9 +154,9 @@ class SegmenterOptions:
             raise ValueError(f"SegmenterOptions.grey_logit_offsets must be a tuple of (category, finite "
                              f"number) pairs, e.g. (('skin', 0.8),), got {pairs!r}")
         names = self.in_front_of_sky
-        if not isinstance(names, tuple) or not all(isinstance(n, str) for n in names):
-            raise ValueError(f"SegmenterOptions.in_front_of_sky must be a tuple of category names, "
-                             f"e.g. ('teeth',), got {names!r}")
+        if not isinstance(names, tuple) or not all(isinstance(n, str) for n in names) or "sky" in names:
+            raise ValueError(f"SegmenterOptions.in_front_of_sky must be a tuple of category names other "
+                             f"than 'sky', e.g. ('teeth',), got {names!r}")
 
 
 def _session(path: Path, threads: int | None) -> tuple[ort.InferenceSession, ModelContract]:
@@ -224,9 +224,12 @@ class Segmenter:
         self.scene_categories = self.contract.scene_categories
         self.categories = self.scene_categories + PERSON_NAMES
         o = self.options
+        # A category camseg knows but this model lacks (a model trained without teeth) is
+        # simply not in front of its sky; a name camseg does not know is a mistake.
         for what, names, valid in (("grey_logit_offsets", [n for n, _ in o.grey_logit_offsets],
                                     self.scene_categories + ("person",)),
-                                   ("in_front_of_sky", list(o.in_front_of_sky), self.scene_categories)):
+                                   ("in_front_of_sky", list(o.in_front_of_sky),
+                                    tuple(dict.fromkeys(self.scene_categories + SCENE_CATEGORIES)))):
             unknown = sorted(set(names) - set(valid))
             if unknown:
                 raise ValueError(f"SegmenterOptions.{what} names {unknown}, which this model does not "
@@ -615,9 +618,16 @@ def _select_persons(class_logits, mask_logits, frame: _Frame, options: Segmenter
     # own mask is a fragment of another's person. (Done the other way round, two near-equal
     # duplicates split one person's pixels between them, each kept under 0.65 of its mask, and
     # both were dropped as fragments: nobody found in a photo of one woman, COCO 36 enlarged.)
+    chosen = []
     if candidates:
         owner = np.asarray(candidates)[np.argmax(flat[candidates] * score[candidates, None], axis=0)]
-    chosen = [i for i in candidates if hard[i, owner == i].sum() >= options.min_visible_fraction * area[i]]
+        chosen = [i for i in candidates if hard[i, owner == i].sum() >= options.min_visible_fraction * area[i]]
+        # A fragment is a piece of someone found: when near-equal queries under the duplicate
+        # IoU split one person so that none keeps enough, the surest of them is that person.
+        # (Sharing pixels out one query at a time instead kept more true fragments: person PQ
+        # 0.762 -> 0.753 on the held-out photos.)
+        if not chosen:
+            chosen = [candidates[0]]
     chosen = sorted(chosen, key=lambda i: -area[i])  # biggest person first: a stable, useful order
     return masks[chosen], person_prob[keep][chosen]
 

@@ -311,6 +311,13 @@ def test_plan_prefers_a_photos_own_name_to_a_link_and_reports_what_it_cannot_rea
     assert why["pipe.jpg"][0] == "failed" and "not a regular file" in why["pipe.jpg"][1]
     _, settled = plan_batch([folder / "pipe.jpg"], tmp_path / "out")
     assert "not a regular file" in settled[0].message
+    # A loop of links, with --out inside the input folder (every entry's place is then looked
+    # up): planning stopped with "RuntimeError: Symlink loop".
+    (folder / "loop1.jpg").symlink_to("loop2.jpg")
+    (folder / "loop2.jpg").symlink_to("loop1.jpg")
+    todo, settled = plan_batch([folder], folder / "out")
+    assert [i.source.name for i in todo] == ["photo.jpg"]
+    assert {r.source.name for r in settled if "loop" in r.message} >= {"loop1.jpg", "loop2.jpg"}
 
 
 def test_an_empty_file_at_an_outputs_name_is_done_again(tmp_path):

@@ -563,14 +563,33 @@ def test_a_vivid_style_leaves_teeth_as_they_are():
     np.testing.assert_array_equal(kept[300:], plain[300:])  # elsewhere the same
 
 
-def test_teeth_matte_is_computed_only_for_styles_that_need_it(segmenter):
-    """The standard style (identity) needs no teeth matte; a colour style reads it only when
-    the model sees teeth (most photos show none: no full-resolution refinement for them)."""
+def test_teeth_matte_is_computed_only_for_styles_that_need_it(segmenter, monkeypatch):
+    """The standard style (identity) needs no teeth matte; a colour style asks for it only when
+    the model sees teeth (most photos show none: no full-resolution refinement for them), on
+    the full model and on the scene-only one alike."""
     from camseg.develop import _shows_teeth
-    res = develop(SAMPLE, segmenter=segmenter, return_details=True, style="standard")
-    assert "teeth" not in res.segmentation._reduced_cache.get(camseg.develop.STAGE_MATTE_PIXELS, {})
-    seg = segmenter.segment(SAMPLE)
-    assert _shows_teeth(seg) == (float(seg.low_resolution("teeth").max()) >= 0.5)
+    from camseg.segmenter import Segmentation
+    asked = []
+    real = Segmentation.mattes
+
+    def recording(self, names, **kwargs):
+        asked.append(list(names))
+        return real(self, names, **kwargs)
+
+    monkeypatch.setattr(Segmentation, "mattes", recording)
+    img = cio.read_photo(SAMPLE).pixels
+    seg = segmenter.segment(img)
+    assert _shows_teeth(seg) == (float(seg.low_resolution("teeth").max()) >= 0.5) == False  # noqa: E712
+    develop(img, segmenter=segmenter, style="vibrant")
+    assert "teeth" not in asked[-1]  # she shows none
+    # A photo that shows teeth (the bundled one does not): read on the full model and on the
+    # scene-only one (no tone map: no persons needed), not for the identity style.
+    monkeypatch.setattr(camseg.develop, "_shows_teeth", lambda seg: True)
+    for style, tone, expect in [("vibrant", True, True), ("vibrant", False, True), ("standard", True, False)]:
+        asked.clear()
+        res = develop(img, segmenter=segmenter, style=style, tone_map=tone, return_details=True)
+        assert ("teeth" in asked[-1]) == expect, (style, tone, asked)
+        assert ("teeth" in res.segmentation.categories) == (expect or tone)
     assert _shows_teeth(types.SimpleNamespace(teeth=np.full((4, 4), 0.9, np.float32)))
     assert not _shows_teeth(types.SimpleNamespace(sky=np.zeros((4, 4), np.float32)))
 
@@ -629,3 +648,33 @@ def test_far_islands_leave_the_subject_and_near_ones_stay():
     out = _tidy_subject(subject, subject * 0.9)
     assert (out[15:35, 345:365] == 0).all()
     assert (out[120:135, 256:266] == 1).all() and (out[100:300, 150:250] == 1).all()
+
+
+def test_a_person_standing_apart_is_no_island():
+    """Four touching adults make one piece of the subject; a child beside them at 15 % of an
+    adult, 200 px away, was under 5 % of that piece and erased as an island (blurred, or blacked
+    out by stage light). An island must also be under half the smallest person kept."""
+    from camseg.develop import _tidy_subject
+    subject = np.zeros((400, 900), np.float32)
+    subject[100:400, 50:450] = 1.0  # four adults, touching: 120 000 px
+    subject[340:400, 650:700] = 1.0  # the child: 3 000 px (2.5 % of the group)
+    out = _tidy_subject(subject, subject * 0.9, smallest_person=3000 / subject.size)
+    assert (out[340:400, 650:700] == 1.0).all()
+    assert (_tidy_subject(subject, subject * 0.9)[340:400, 650:700] == 0.0).all()  # no bound: an island
+
+
+def test_tidying_a_speckled_subject_stays_fast():
+    """Per-piece statistics are one pass each: a matte from elsewhere with thousands of specks
+    and holes costs about as much as a clean one (it took seconds in a loop over pieces)."""
+    import time
+    from camseg.develop import _tidy_subject
+    rng = np.random.default_rng(0)
+    subject = np.zeros((1000, 1000), np.float32)
+    subject[rng.integers(0, 1000, 4000), rng.integers(0, 1000, 4000)] = 1.0  # specks
+    subject[200:800, 300:700] = 1.0
+    subject[rng.integers(210, 790, 3000), rng.integers(310, 690, 3000)] = 0.0  # holes
+    t = time.perf_counter()
+    out = _tidy_subject(subject, np.full_like(subject, 0.5))
+    assert time.perf_counter() - t < 1.0
+    assert out[200:800, 300:700].min() == 1.0  # every hole filled
+    assert out[:120].max() == 0.0 and out[880:].max() == 0.0  # far specks gone

@@ -274,6 +274,20 @@ def test_near_equal_duplicates_of_one_person_do_not_cancel_each_other():
     assert scores[0] == pytest.approx(1.0 / (1.0 + np.exp(-3.24)), abs=1e-4)  # the surer query
 
 
+def test_overlapping_queries_that_split_one_person_still_give_one_person():
+    """Two queries on one person under the duplicate IoU (0.58), each surest on its own side,
+    split her pixels so that neither keeps 0.65 of its mask: the surest is kept, not neither."""
+    from camseg.segmenter import _Frame, _select_persons
+    h, w = 40, 60
+    logits = np.full((4, h, w), -8.0, np.float32)
+    ramp = np.linspace(4.0, 2.0, 30, dtype=np.float32)
+    logits[0, 5:35, 10:40] = ramp  # surest on the left
+    logits[1, 5:35, 18:48] = ramp[::-1]  # surest on the right
+    classes = np.array([[1.62, -1.62], [1.6, -1.6], [-4.0, 4.0], [-4.0, 4.0]], np.float32)
+    masks, scores = _select_persons(classes, logits, _Frame((h, w), (h, w)), SegmenterOptions())
+    assert len(masks) == 1 and (masks[0][5:35, 10:40] > 0.5).all()
+
+
 def test_logit_offsets_from_the_contract_shift_the_mattes(tmp_path, photo):
     """Calibration offsets written into a model's contract are applied by the runtime before the sigmoid."""
     pytest.importorskip("onnx")
@@ -444,6 +458,7 @@ def test_grey_offsets_reach_sky_and_person(segmenter, photo):
     (dict(skin_colour_margin=float("nan")), "skin_colour_margin"),
     (dict(skin_colour_margin=None), "skin_colour_margin"),
     (dict(in_front_of_sky="teeth"), "in_front_of_sky"),
+    (dict(in_front_of_sky=("sky",)), "other than 'sky'"),
 ])
 def test_bad_options_fail_when_made(options, match):
     with pytest.raises(ValueError, match=match):
