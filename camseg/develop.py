@@ -611,6 +611,7 @@ def _tidy_subject(subject: np.ndarray, mattes: np.ndarray, smallest_person: floa
     h, w = subject.shape
     scale = min(1.0, float(np.sqrt(1e6 / max(1, h * w))))
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
+
     def reduce(x):
         return x if scale == 1.0 else cv2.resize(x, size, interpolation=cv2.INTER_AREA)
 
