@@ -105,15 +105,16 @@ class SegmenterOptions:
         percentile of labelled skin at each luma) by more than this margin, to 0 at 10 levels
         further. Luma and Cr are skin-weighted averages over a Gaussian of σ = 0.8 % of the
         model input's longer side, about 4 px (the colour of a region, not of a pixel: a face
-        under orange stage light keeps its matte, which per pixel lost specks). A luma-dependent skin cluster in YCbCr as in
-        Hsu, Abdel-Mottaleb & Jain (IEEE TPAMI 2002), measured here on FASSEG and
-        fullbody_skin. It removes what the model takes for skin on red jackets, hats, flags
+        under orange stage light keeps its matte, which per pixel lost specks). A
+        luma-dependent skin cluster in YCbCr as in Hsu, Abdel-Mottaleb & Jain (IEEE TPAMI
+        2002), measured here on FASSEG and fullbody_skin. It removes what the model takes for skin on red jackets, hats, flags
         and red hair; skin-coloured orange (the bundled astronaut's suit, Cr 6 over the
         envelope) stays. Measured with ``python -m camseg.train.evaluate``; ``inf`` switches
         it off.
     grey_logit_offsets : tuple of (str, float)
         Logit offsets added, on top of the model's calibration, when the photo is grey
-        (black and white: its sRGB channels within 2/255 of each other at model resolution).
+        (black and white: at model resolution, all but 0.1 % of its pixels have sRGB channels
+        within 2/255 of each other).
         The model learnt skin mostly from colour, and on grey photos its skin matte is
         under-confident: on held-out FASSEG faces turned grey the IoU-best cut of the matte
         is about 0.3, not 0.5. Chosen on half of the held-out photos turned grey and
@@ -391,7 +392,8 @@ class Segmenter:
                     logits = _behind(logits, in_front)
             return logits
 
-        restored = lambda name: frame.restore(on_model_grid(name))
+        def restored(name):
+            return frame.restore(on_model_grid(name))
 
         scene = {name: restored(name) for name in self.scene_categories if wanted is None or name in wanted}
         if "glasses" in scene and {"skin", "hair"} <= set(self.scene_categories):
