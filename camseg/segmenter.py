@@ -55,6 +55,11 @@ PERSON_NAMES = ("person", "persons")
 SKIN_CR_ENVELOPE = ((16.0, 162.0), (48.0, 170.0), (80.0, 177.0), (112.0, 183.0), (144.0, 183.0),
                     (176.0, 177.0), (208.0, 170.0), (240.0, 150.0))
 _ENVELOPE_KNOTS = np.array(SKIN_CR_ENVELOPE, np.float32)
+#: (0.01th, 0.1th) percentiles of the 8-bit luma of labelled skin (FASSEG and fullbody_skin,
+#: 24 M pixels), each pixel's luma averaged with the skin weight as the runtime averages it.
+#: On a black-and-white photo the skin matte fades out between them: the grey offsets put
+#: skin on black things (the grey astronaut's helmet, luma 0; trousers, 10).
+SKIN_LUMA_FLOOR = (9.7, 21.7)
 _SKIN_COLOUR_FADE = 10.0    # Cr levels over which the skin matte fades, past the margin
 _SKIN_COLOUR_SIGMA = 0.008  # σ of the skin colour's smoothing, a fraction of the input's longer side (~4 px)
 
@@ -375,7 +380,8 @@ class Segmenter:
             scene_logits, class_logits, mask_logits = self._full.run(None, {INPUT_NAME: batch})
         # The model's calibration (see ModelContract), plus the grey photos' own.
         offsets = dict(self.contract.logit_offsets)
-        if _is_grey(batch[0], frame.valid_hw):
+        grey = _is_grey(batch[0], frame.valid_hw)
+        if grey:
             for name, extra in self.options.grey_logit_offsets:
                 offsets[name] = offsets.get(name, 0.0) + extra
         margin = self.options.skin_colour_margin
@@ -385,7 +391,7 @@ class Segmenter:
             # input alone (a photo and the same photo padded to the input's aspect agree).
             logits = scene_logits[0, self.scene_categories.index(name)] + np.float32(offsets.get(name, 0.0))
             if name == "skin" and np.isfinite(margin):
-                logits = _skin_colour_gated(logits, batch[0], margin)
+                logits = _skin_colour_gated(logits, batch[0], margin, dark_floor=grey)
             if name == "sky":
                 in_front = [on_model_grid(n) for n in self.options.in_front_of_sky if n in self.scene_categories]
                 if in_front:
@@ -560,14 +566,18 @@ def _is_grey(srgb: np.ndarray, valid_hw: tuple) -> bool:
     return tinted <= 0.001 * vh * vw
 
 
-def _skin_colour_gated(skin_logits: np.ndarray, srgb: np.ndarray, margin: float) -> np.ndarray:
-    """Skin logits (h, w) with the matte faded where the skin's colour is redder than any skin's.
+def _skin_colour_gated(skin_logits: np.ndarray, srgb: np.ndarray, margin: float, *,
+                       dark_floor: bool = False) -> np.ndarray:
+    """Skin logits (h, w) with the matte faded where the skin's colour is redder than any skin's
+    (and, with ``dark_floor``, darker than any skin's).
 
     ``srgb``: the model input under them, (3, h, w) sRGB in [0, 1] (letterbox padding
-    included: black, Cr 128, never gated). The matte ``p`` becomes ``p * g`` with
+    included: black, Cr 128, never gated by colour). The matte ``p`` becomes ``p * g`` with
     ``g = clip(1 - (Cr - envelope(Y) - margin) / 10, 0, 1)``, Y and Cr (8-bit YCrCb) averaged
     with the matte's weight over a Gaussian of σ = ``_SKIN_COLOUR_SIGMA`` of the input's
-    longer side (see ``SegmenterOptions.skin_colour_margin``). Returns float32 (h, w) logits:
+    longer side (see ``SegmenterOptions.skin_colour_margin``). With ``dark_floor`` (a
+    black-and-white photo, where colour says nothing) ``g`` also falls from 1 to 0 as that
+    luma falls through :data:`SKIN_LUMA_FLOOR`. Returns float32 (h, w) logits:
     ``skin_logits`` itself when nothing is faded.
     """
     r, g, b = srgb
@@ -575,13 +585,19 @@ def _skin_colour_gated(skin_logits: np.ndarray, srgb: np.ndarray, margin: float)
     cr = 0.713 * (r - luma)  # (Cr - 128) / 255
     p = _sigmoid(skin_logits)
     sigma = _SKIN_COLOUR_SIGMA * max(p.shape)
-    smooth = lambda x: cv2.GaussianBlur(x, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+
+    def smooth(x):
+        return cv2.GaussianBlur(x, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+
     weight = np.maximum(smooth(p), np.float32(1e-4))
     luma_255 = smooth(p * luma) / weight * 255.0
     cr_255 = smooth(p * cr) / weight * 255.0 + 128.0
     envelope = np.interp(luma_255, _ENVELOPE_KNOTS[:, 0], _ENVELOPE_KNOTS[:, 1]).astype(np.float32)
     excess = cr_255 - envelope - np.float32(margin)
     gate = np.clip(1.0 - excess / np.float32(_SKIN_COLOUR_FADE), 0.0, 1.0).astype(np.float32)
+    if dark_floor:
+        lo, hi = SKIN_LUMA_FLOOR
+        gate *= np.clip((luma_255 - np.float32(lo)) / np.float32(hi - lo), 0.0, 1.0).astype(np.float32)
     if gate.min() >= 1.0:
         return skin_logits
     return _logit(p * gate)  # (the calibration offset is already in)

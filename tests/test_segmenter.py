@@ -440,6 +440,21 @@ def test_grey_photos_get_their_own_calibration(segmenter, photo):
     np.testing.assert_array_equal(plain.segment(photo).skin, segmenter.segment(photo).skin)
 
 
+def test_black_and_white_skin_is_never_black():
+    """On a grey photo colour cannot rule skin out, and the grey offsets put skin on black
+    things (the grey astronaut's helmet): there the matte fades below the darkest labelled
+    skin's luma; mid-grey keeps it; a colour photo's dark skin is not touched."""
+    from camseg.segmenter import _sigmoid, _skin_colour_gated
+    h, w = 40, 40
+    two = np.full((h, w), 2.0, np.float32)
+    for level, kept in [(0.0, 0.0), (0.06, (15.3 - 9.7) / 12.0), (0.5, 1.0)]:  # luma 0, 15.3, 127.5
+        grey = np.full((3, h, w), level, np.float32)
+        ratio = _sigmoid(_skin_colour_gated(two, grey, 5.0, dark_floor=True)) / _sigmoid(two)
+        assert np.allclose(ratio, kept, atol=0.01), (level, float(ratio.mean()))
+    dark_skin = np.broadcast_to(np.array([0.06, 0.04, 0.03], np.float32)[:, None, None], (3, h, w))
+    assert _skin_colour_gated(two, dark_skin, 5.0) is two
+
+
 def test_grey_offsets_reach_sky_and_person(segmenter, photo):
     """The grey offsets are wired to every category they name: on the grey photo the sky and
     person mattes move with them (and a colour photo's do not)."""
