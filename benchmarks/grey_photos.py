@@ -3,8 +3,8 @@
 The model learnt skin mostly from colour. On a grey photo its mattes are shifted: the skin
 matte under-confident, the person matte over-confident. ``SegmenterOptions.grey_logit_offsets``
 adds a logit offset per category when the photo is grey (and the skin matte then fades where a
-region is darker than any labelled skin, ``camseg.segmenter.SKIN_LUMA_FLOOR``, in every column). This script chooses them and
-measures them. It turns the held-out photos grey (``cv2.COLOR_RGB2GRAY``, repeated to three
+region is darker than any labelled skin, ``camseg.segmenter.SKIN_LUMA_FLOOR``, in every
+column). This script chooses the offsets and measures them. It turns the held-out photos grey (``cv2.COLOR_RGB2GRAY``, repeated to three
 channels) and prints pooled IoU at the matte's 0.5 cut for each category, for a grid of
 offsets, on the even-numbered photos (where the offset is chosen) and on the odd-numbered
 ones (which no choice has seen). The colour photos' IoU is printed beside them.

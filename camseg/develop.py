@@ -923,7 +923,8 @@ def develop(image, settings: "DevelopSettings | None" = None, *, segmenter=None,
         # caller's later edits must not change it.
         callers = isinstance(image, Photo) and pixels is image.pixels
         seg = _segment(pixels, segmenter, categories, keep_copy=return_details and callers)
-        status, detail = "applied", "all categories" if wants_persons else f"scene-level only ({', '.join(sorted(categories))})"
+        status = "applied"
+        detail = "all categories" if wants_persons else f"scene-level only ({', '.join(sorted(categories))})"
     # Hair and glasses only serve the portrait effect (they refine its subject edge; the subject
     # itself is made from the person mattes, and teeth only mend it): not computed without it,
     # nor when nobody was found. Teeth also serve a style that changes colours (it leaves them

@@ -112,8 +112,8 @@ class SegmenterOptions:
         model input's longer side, about 4 px (the colour of a region, not of a pixel: a face
         under orange stage light keeps its matte, which per pixel lost specks). A
         luma-dependent skin cluster in YCbCr as in Hsu, Abdel-Mottaleb & Jain (IEEE TPAMI
-        2002), measured here on FASSEG and fullbody_skin. It removes what the model takes for skin on red jackets, hats, flags
-        and red hair; skin-coloured orange (the bundled astronaut's suit, Cr 6 over the
+        2002), measured here on FASSEG and fullbody_skin. It removes what the model takes for
+        skin on red jackets, hats, flags and red hair; skin-coloured orange (the bundled astronaut's suit, Cr 6 over the
         envelope) stays. Measured with ``python -m camseg.train.evaluate``; ``inf`` switches
         it off.
     grey_logit_offsets : tuple of (str, float)
