@@ -538,8 +538,11 @@ def _normalise_exif(raw) -> "bytes | None":
     """EXIF bytes as a bare TIFF structure, or None if absent or not parseable."""
     if not raw:
         return None
-    if raw.startswith(_EXIF_PREFIX):
-        raw = raw[len(_EXIF_PREFIX):]
+    # Twice at most: Pillow prefixes a PNG eXIf chunk's bytes with "Exif\0\0", and some
+    # writers put the JPEG APP1 prefix into the chunk as well (PNG 3rd ed. says not to).
+    for _ in range(2):
+        if raw.startswith(_EXIF_PREFIX):
+            raw = raw[len(_EXIF_PREFIX):]
     if raw[:4] not in (b"II*\x00", b"MM\x00*"):
         return None
     try:
@@ -817,9 +820,12 @@ def _missing_only_the_jpeg_end_marker(data: bytes) -> bool:
     """A baseline JPEG whose EOI marker (FFD9) is missing but whose entropy-coded data is whole
     (some cameras and copy tools write such files; viewers show them complete).
 
-    Told apart from a truncated file by decoding with the marker appended: the decoder then
-    fills whatever data is missing with mid-grey blocks (every coefficient zero: RGB exactly
-    128, 128, 128), so a whole file's last 8×8 block is not flat 128 and a cut file's is.
+    Told apart from a truncated file by decoding it twice with the marker appended, once right
+    after the data and once after 64 filler bytes. A whole stream ends with its last block, so
+    the decoder never reads the filler and both decodes agree; a cut stream reads the filler as
+    the missing blocks' codes, and they differ. (Looking only at the last block was not enough:
+    a file cut 3–50 bytes short decodes its last block from the decoder's own zero fill, not
+    flat grey, and was accepted with up to 260 pixels wrong.)
     Progressive JPEGs are not judged (a cut one still decodes, only blurrier).
     """
     from PIL import Image
@@ -828,15 +834,18 @@ def _missing_only_the_jpeg_end_marker(data: bytes) -> bool:
     # marker), so any FFD9 after the last start-of-scan is the end marker (data may follow it).
     if data[:2] != b"\xff\xd8" or data.find(b"\xff\xd9", max(0, data.rfind(b"\xff\xda"))) != -1:
         return False
-    try:
-        with Image.open(io.BytesIO(data + b"\xff\xd9")) as img:
-            if img.format != "JPEG" or img.info.get("progressive") or img.info.get("progression"):
-                return False
-            img.load()
-            corner = np.asarray(img)[-8:, -8:]
-    except Exception:  # noqa: BLE001 - not decodable even so: the normal error path reports it
-        return False
-    return not bool((corner == 128).all())
+    decoded = []
+    # 0xAA bits differ from the decoder's zero fill; no 0xFF byte, so no marker is formed.
+    for filler in (b"", b"\xaa" * 64):
+        try:
+            with Image.open(io.BytesIO(data + filler + b"\xff\xd9")) as img:
+                if img.format != "JPEG" or img.info.get("progressive") or img.info.get("progression"):
+                    return False
+                img.load()
+                decoded.append(np.asarray(img))
+        except Exception:  # noqa: BLE001 - not decodable even so: the normal error path reports it
+            return False
+    return bool(np.array_equal(decoded[0], decoded[1]))
 
 
 def _cmyk_to_srgb(img, icc):

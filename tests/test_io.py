@@ -129,6 +129,20 @@ def test_exif_kept_and_orientation_reset(tmp_path, ext):
     assert cio.read_photo(out).pixels.shape == (30, 20, 3)
 
 
+@pytest.mark.parametrize("bits", [8, 16])
+def test_exif_of_a_png_whose_exif_chunk_carries_the_jpeg_prefix_is_kept(tmp_path, bits):
+    """An eXIf chunk starting "Exif\\0\\0" (the JPEG APP1 prefix some writers copy in) lost its EXIF."""
+    codes = _gradient(12, 20).astype(np.uint16) * 257 if bits == 16 else _gradient(12, 20)
+    ok, png = cv2.imencode(".png", codes)
+    assert ok
+    (tmp_path / "a.png").write_bytes(cio._png_with_metadata(png.tobytes(), None, _exif(6)))  # prefix kept
+    photo = cio.read_photo(tmp_path / "a.png")
+    assert photo.pixels.shape == (20, 12, 3)  # orientation 6 applied
+    assert photo.iso == 1600 and photo.exif is not None and photo.exif[:4] in (b"II*\x00", b"MM\x00*")
+    with Image.open(photo.save(tmp_path / "b.jpg")) as im:
+        assert im.getexif().get(0x010F) == "TestCam"
+
+
 def test_icc_profile_builder_agrees_with_littlecms_and_colour_science():
     colour = pytest.importorskip("colour")
     vals = np.array([[[200, 100, 50], [60, 160, 90], [90, 100, 200], [128, 128, 128]]], np.uint8)
@@ -368,8 +382,10 @@ def test_a_jpeg_missing_only_its_end_marker_is_read_a_cut_one_is_not(tmp_path):
     photo = cio.read_photo(tmp_path / "no_eoi.jpg")
     np.testing.assert_array_equal(photo.pixels, cio.read_photo(SAMPLE_JPEG).pixels)
     assert any("end marker missing" in n for n in photo.notes)
-    for keep in (0.9, 0.99):  # cut inside the image data: still refused
-        (tmp_path / "cut.jpg").write_bytes(data[: int(len(data) * keep)])
+    # Cut inside the image data: still refused. A cut of 3-50 bytes (the last blocks' codes) was
+    # accepted as "end marker missing" with up to 260 pixels decoded from the decoder's zero fill.
+    for end in (int(len(data) * 0.9), int(len(data) * 0.99), len(data) - 50, len(data) - 10, len(data) - 3):
+        (tmp_path / "cut.jpg").write_bytes(data[:end])
         with pytest.raises(ValueError, match="truncated"):
             cio.read_photo(tmp_path / "cut.jpg")
 
