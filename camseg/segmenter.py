@@ -385,10 +385,13 @@ class Segmenter:
             for name, extra in self.options.grey_logit_offsets:
                 offsets[name] = offsets.get(name, 0.0) + extra
         margin = self.options.skin_colour_margin
+        grid_logits = {}  # by name: the sky's rule reads the teeth logits the teeth matte uses too
 
         def on_model_grid(name):
             # The runtime's rules work on the whole model input: a matte then depends on the
             # input alone (a photo and the same photo padded to the input's aspect agree).
+            if name in grid_logits:
+                return grid_logits[name]
             logits = scene_logits[0, self.scene_categories.index(name)] + np.float32(offsets.get(name, 0.0))
             if name == "skin" and np.isfinite(margin):
                 logits = _skin_colour_gated(logits, batch[0], margin, dark_floor=grey)
@@ -396,6 +399,7 @@ class Segmenter:
                 in_front = [on_model_grid(n) for n in self.options.in_front_of_sky if n in self.scene_categories]
                 if in_front:
                     logits = _behind(logits, in_front)
+            grid_logits[name] = logits
             return logits
 
         def restored(name):
