@@ -208,6 +208,21 @@ def summarise(rows: list[dict]) -> dict:
             "bf_mean": float(np.mean([r["bf"] for r in rows]))}
 
 
+def paired_bootstrap(rows_a: list[dict], rows_b: list[dict], resamples: int = 10000, seed: int = 0):
+    """Pooled IoU difference ``a - b`` over the same photos and its 95 % interval.
+
+    Photos are resampled with replacement, the same draw for both methods (a paired
+    bootstrap, Efron & Tibshirani 1993, ch. 13), so what varies is which photos the set
+    happened to hold: whether the difference would survive another set of photos like these.
+    """
+    ia, ua = (np.array([r[k] for r in rows_a], np.float64) for k in ("inter", "union"))
+    ib, ub = (np.array([r[k] for r in rows_b], np.float64) for k in ("inter", "union"))
+    draws = np.random.default_rng(seed).integers(0, len(rows_a), (resamples, len(rows_a)))
+    diff = ia[draws].sum(1) / ua[draws].sum(1) - ib[draws].sum(1) / ub[draws].sum(1)
+    lo, hi = np.percentile(diff, [2.5, 97.5])
+    return ia.sum() / ua.sum() - ib.sum() / ub.sum(), float(lo), float(hi), float(np.mean(diff > 0))
+
+
 # ----------------------------------------------------------------------------- pictures
 def overlay(image: np.ndarray, mask: np.ndarray, colour) -> np.ndarray:
     """The photo kept inside the mask, dimmed grey outside, mask outline drawn in ``colour``.
@@ -389,6 +404,18 @@ def main(argv=None) -> int:
         for g in summary[m]:
             s = summary[m][g]
             print(f"{m:<10} {g:<16} {s['n']:>3} {s['iou_pooled']:>10.3f} {s['iou_mean']:>9.3f} {s['bf_mean']:>8.3f}")
+    if "camseg" in masks:
+        print()
+        print(f"{'camseg - MediaPipe':<20} {'source':<16} {'n':>3} {'IoU pooled':>10} {'95 % interval':>17} "
+              f"{'share > 0':>9}")
+        for g in groups:
+            pick = [i for i, s in enumerate(sources) if s == g or (g == "all" and s != COMPOSITE)]
+            d, lo, hi, above = paired_bootstrap([results["camseg"][i] for i in pick],
+                                                [results["mediapipe"][i] for i in pick])
+            print(f"{'':<20} {g:<16} {len(pick):>3} {d:>+10.3f} {f'[{lo:+.3f}, {hi:+.3f}]':>17} {above:>9.2f}")
+        print("paired bootstrap over the photos (10 000 resamples): the interval the difference would fall in "
+              "on another set of photos like these; share > 0 = resamples where camseg is ahead")
+        print()
     print("IoU pooled = Σ intersection / Σ union over the set; IoU mean = mean of per-image IoU; "
           f"BF = boundary F-score, tolerance {BOUNDARY_TOL:.2%} of the diagonal")
     print(f"all = the real held-out photos; {COMPOSITE} = 2-3 held-out people pasted onto held-out person-free "
