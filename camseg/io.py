@@ -152,6 +152,7 @@ _EXIF_PREFIX = b"Exif\x00\x00"
 _ORIENTATION_TAG = 0x0112
 _EXIF_IFD_TAG = 0x8769
 _ISO_TAG = 0x8827
+_PHOTOMETRIC_TAG = 262
 
 
 @dataclass(frozen=True, eq=False)
@@ -525,8 +526,11 @@ def _exif_reset_orientation(exif: bytes) -> bytes:
     data = bytearray(exif)
     entries = list(_exif_ifd0_entries(exif))
     for pos, tag, typ, count, _ in entries:
-        if tag == _ORIENTATION_TAG and typ == 3 and count == 1:
-            struct.pack_into(bo + "H", data, pos + 8, 1)
+        if tag == _ORIENTATION_TAG:
+            # Rewritten as the one SHORT that TIFF 6.0 specifies, whatever it was stored as:
+            # readers also take a LONG (or a count over 1), and a LONG 6 left in place had
+            # viewers turn the already upright output a second time.
+            struct.pack_into(bo + "HIHH", data, pos + 2, 3, 1, 1, 0)
     ifd0 = struct.unpack_from(bo + "I", exif, 4)[0]
     next_ifd = ifd0 + 2 + 12 * len(entries)
     if next_ifd + 4 <= len(data):
@@ -696,6 +700,10 @@ def read_photo(path: "str | os.PathLike") -> Photo:
                 codes = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
                 if codes is None or codes.dtype != np.uint16:
                     raise OSError("OpenCV could not decode the 16-bit pixels")
+                if fmt == "TIFF" and img.tag_v2.get(_PHOTOMETRIC_TAG) == 0 and codes.ndim == 2:
+                    # WhiteIsZero grey (TIFF 6.0, PhotometricInterpretation 0), which OpenCV
+                    # returns as stored: it came out as a negative.
+                    codes = np.subtract(np.uint16(65535), codes)
                 # (Pillow opens a 16-bit grey + alpha PNG as RGBA: OpenCV's samples tell.)
                 grey_source = codes.ndim == 2 or codes.shape[2] <= 2
                 if codes.ndim == 3:

@@ -143,6 +143,33 @@ def test_exif_of_a_png_whose_exif_chunk_carries_the_jpeg_prefix_is_kept(tmp_path
         assert im.getexif().get(0x010F) == "TestCam"
 
 
+@pytest.mark.parametrize("ext", ["jpg", "png", "tif"])
+def test_an_orientation_stored_as_a_long_is_reset_too(tmp_path, ext):
+    """Pillow (and viewers) read an orientation stored as LONG; the reset only rewrote a SHORT,
+    so the upright output kept orientation 6 and was shown turned a second time."""
+    import struct
+
+    ifd = struct.pack("<H", 1) + struct.pack("<HHII", 0x0112, 4, 1, 6) + struct.pack("<I", 0)
+    Image.new("RGB", (40, 60), (40, 80, 120)).save(tmp_path / "a.jpg", exif=b"Exif\0\0II*\0" + struct.pack("<I", 8) + ifd)
+    photo = cio.read_photo(tmp_path / "a.jpg")
+    assert photo.pixels.shape == (40, 60, 3)  # turned upright
+    with Image.open(photo.save(tmp_path / f"b.{ext}")) as im:
+        assert im.size == (60, 40) and im.getexif().get(0x0112, 1) == 1
+        assert ImageOps.exif_transpose(im).size == (60, 40)
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_a_white_is_zero_grey_tiff_is_not_read_as_a_negative(tmp_path, bits):
+    """16-bit grey TIFFs stored WhiteIsZero (PhotometricInterpretation 0) came out inverted."""
+    tifffile = pytest.importorskip("tifffile")  # scikit-image's dependency
+    dark_to_light = np.tile(np.arange(256, dtype=np.uint16), (8, 1))
+    stored = (255 - dark_to_light) * (257 if bits == 16 else 1)
+    tifffile.imwrite(tmp_path / "w.tif", stored.astype(np.uint16 if bits == 16 else np.uint8), photometric="miniswhite")
+    photo = cio.read_photo(tmp_path / "w.tif")
+    assert photo.bit_depth == bits and photo.grayscale
+    assert photo.pixels[:, :4].mean() < 0.01 and photo.pixels[:, -4:].mean() > 0.95
+
+
 def test_icc_profile_builder_agrees_with_littlecms_and_colour_science():
     colour = pytest.importorskip("colour")
     vals = np.array([[[200, 100, 50], [60, 160, 90], [90, 100, 200], [128, 128, 128]]], np.uint8)
