@@ -23,11 +23,16 @@ Algorithm
    ``strength * (1 - max(skin_protection * skin, teeth))``: skin keeps its colour up to a
    small share of the look, teeth keep theirs entirely (never warmed yellow), everything else
    takes the full look.
-6. Gamut: a pixel whose adjusted colour would leave the RGB cube is pulled back toward its
-   original colour along the same path (bisection on the blend factor) until it fits
-   ``[0.001, 0.998]`` (or its own original range, with 1e-6 slack so that float rounding
-   cannot decide the fate of a pixel whose channel sits exactly on 0 or 1): colours are
-   desaturated rather than clipped, so no channel is newly clipped and smooth skies keep smooth.
+6. Gamut, with a soft knee: along each pixel's path from its original colour to the adjusted
+   one (a line in Oklab), ``reach`` is how far it can run inside ``[0.001, 0.95]`` (or its own
+   original range, with 1e-6 slack so that float rounding cannot decide the fate of a pixel
+   whose channel sits exactly on 0 or 1), found by bisection up to 1.6 times the style's
+   change; the pixel then takes ``(1 + reach**-8)**(-1/8)`` of its change: all of it far from
+   the boundary, 0.92 of the way where the full change would just touch it, and always short of
+   it. Colours are desaturated rather than clipped, so no channel is newly clipped; and unlike
+   stopping each pixel at the boundary (the previous rule, a hard knee), saturated skies keep
+   their gradation instead of flattening into patches of the one boundary colour (a vibrant
+   style had put 26-66 % of three blue skies' pixels on 255 blue).
 
 Implementation: steps 2-5 are evaluated in Oklab's LMS' (cube-root cone) space without
 forming a and b. Oklab's ``(L, 0, 0)`` is ``LMS' = (L, L, L)`` (the first column of M2's
@@ -90,11 +95,23 @@ _LMSP_TO_L = _LMSP_TO_LAB_64[:1].astype(np.float32)  # 1×3
 
 _GREY_L = float(np.cbrt(0.18))  # Oklab lightness of 18 % grey: the tone curve's pivot
 _TONE_GAIN = 1.2
-_FIT_LO, _FIT_HI = 0.001, 0.998
+_FIT_LO = 0.001
 # Slack of the gamut test: a pixel whose own channel sits on a bound (0 or 1) starts its path
 # there, and without slack float rounding (~1e-8) alone would decide whether it is pulled back.
 _FIT_TOL = 1e-6
-_FIT_BOUNDS = ((_FIT_LO - _FIT_TOL,) * 3, (_FIT_HI + _FIT_TOL,) * 3)
+# The soft knee's upper bound: a channel the style raises eases off toward linear 0.95 (sRGB
+# 249) instead of 0.998 (255), unless the pixel's own was higher. Eased only toward the hard
+# bound, a saturated sky still had 39-41 % of its pixels' blue channel at 254-255: a flat
+# colour with no headroom.
+_KNEE_HI = 0.95
+_FIT_BOUNDS = ((_FIT_LO - _FIT_TOL,) * 3, (_KNEE_HI + _FIT_TOL,) * 3)
+# Soft knee of the gamut step (_eased_blend): a path that would just reach the boundary is
+# eased to 0.92 of the way; one that reaches 1.6 times the change keeps 0.997 of it, and
+# further ones all of it (the 0.3 % step there is invisible).
+_KNEE_REACH = 1.6
+# Bisection steps for the reach: 1.6 / 2**8 = 0.006 of the change, under 0.1 of an 8-bit
+# level on a 10-level change.
+_KNEE_STEPS = 8
 
 
 @dataclass(frozen=True)
@@ -335,19 +352,25 @@ def apply_style(
             lms = cv2.pow(res, 3, dst=buf.m3[:n])  # integer power: repeated products in one pass
             y = cv2.transform(lms, _LMS_TO_RGB, dst=out[r0:r1])
 
-            # 6. Gamut: pull out-of-cube pixels back toward their original colour (bisection).
-            # Bounds: [0.001, 0.998] widened to the pixel's own original range. Cheap first pass
-            # with the fixed bounds; only the pixels it flags look at their own range.
-            ok = cv2.inRange(y, _FIT_BOUNDS[0], _FIT_BOUNDS[1], dst=buf.ok[:n])
+            # 6. Gamut, with a soft knee: how far each pixel's path could run before leaving the
+            # cube is measured out to _KNEE_REACH times the style's change, and pixels that get
+            # near the boundary are eased off before it (see _eased_blend). Cheap first pass
+            # with the fixed bounds at that reach; only the pixels it flags look at their own
+            # range. Bounds: [0.001, 0.95] widened to the pixel's own original range.
+            q = cv2.subtract(res, p0, dst=buf.pw[:n])  # the style's change, LMS'
+            reach = cv2.scaleAdd(q, _KNEE_REACH, p0, dst=buf.m3[:n])
+            cv2.pow(reach, 3, dst=reach)
+            y_reach = cv2.transform(reach, _LMS_TO_RGB, dst=buf.reach[:n])
+            ok = cv2.inRange(y_reach, _FIT_BOUNDS[0], _FIT_BOUNDS[1], dst=buf.ok[:n])
             cand = np.flatnonzero(ok == 0)
             if cand.size:
                 xc = np.take(x.reshape(-1, 3), cand, axis=0)  # N×3 copies
-                yc = np.take(y.reshape(-1, 3), cand, axis=0)
+                yc = np.take(y_reach.reshape(-1, 3), cand, axis=0)
                 lo = np.minimum(np.minimum(xc[:, 0], xc[:, 1]), xc[:, 2])
                 np.minimum(lo, np.float32(_FIT_LO), out=lo)
                 lo -= np.float32(_FIT_TOL)
                 hi = np.maximum(np.maximum(xc[:, 0], xc[:, 1]), xc[:, 2])
-                np.maximum(hi, np.float32(_FIT_HI), out=hi)
+                np.maximum(hi, np.float32(_KNEE_HI), out=hi)
                 hi += np.float32(_FIT_TOL)
                 bad = yc[:, 0] < lo
                 for ch in range(3):
@@ -357,9 +380,8 @@ def apply_style(
                 idx = cand[bad]
                 if idx.size:
                     p_bad = np.take(p0.reshape(-1, 3), idx, axis=0)[None]  # 1×N×3
-                    q_bad = np.take(res.reshape(-1, 3), idx, axis=0)[None]
-                    q_bad -= p_bad
-                    y.reshape(-1, 3)[idx] = _pull_into_gamut(p_bad, q_bad, lo[bad][None], hi[bad][None])[0]
+                    q_bad = np.take(q.reshape(-1, 3), idx, axis=0)[None]
+                    y.reshape(-1, 3)[idx] = _eased_into_gamut(p_bad, q_bad, lo[bad][None], hi[bad][None])[0]
             clip01(y, y)
 
     run_in_row_bands(process_strips, len(order), w * rows)
@@ -387,7 +409,7 @@ class _StripBuffers:
     """Preallocated strip-sized temporaries of :func:`apply_style` (reused for every strip)."""
 
     def __init__(self, rows: int, w: int):
-        for name in ("rgb", "p0", "pw", "res", "m3"):
+        for name in ("rgb", "p0", "pw", "res", "m3", "reach"):
             setattr(self, name, np.empty((rows, w, 3), np.float32))
         for name in ("lum", "c", "wt", "u", "t"):
             setattr(self, name, np.empty((rows, w), np.float32))
@@ -419,32 +441,50 @@ def _channel_max(x: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.maximum(dst, x[..., 2], out=dst)
 
 
-def _pull_into_gamut(p0: np.ndarray, q: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Largest blend ``t`` (10-step bisection) with ``p0 + t q`` inside ``[lo, hi]`` per pixel.
+def _eased_blend(reach: np.ndarray) -> np.ndarray:
+    """The blend of the style's change a pixel gets, from ``reach``: how far (in units of that
+    change) its path runs inside the gamut. A soft minimum of 1 and ``reach``,
+    ``(1 + reach**-8)**(-1/8)``: 1 for colours far inside, 0.92 of the way for one whose full
+    change would just touch the boundary, and always short of it. Pixels pressed onto the
+    boundary would all take its one colour: flat patches of electric blue in a vivid sky.
+    (Written ``reach / (1 + reach**8)**(1/8)``: three square roots, no ``pow``.)"""
+    r = np.maximum(reach, np.float32(1e-6))
+    x = r * r
+    x *= x
+    x *= x
+    x += np.float32(1.0)
+    for _ in range(3):
+        np.sqrt(x, out=x)
+    return np.divide(r, x, out=x)
 
-    ``p0``, ``q``: float32 1×N×3 LMS' of the original colour and the style's change (the
-    Oklab path from the original to the adjusted colour is a straight line in LMS', a linear
-    map of Oklab); ``lo``, ``hi``: float32 1×N per-pixel RGB bounds. Returns the fitted linear
-    RGB, float32 1×N×3 (one image row: OpenCV's per-row overhead once); ``t = 0`` (the original colour) always fits.
 
-    Each step tries ``t_ok + 2**-(k+1)``, the midpoint of the remaining bracket (the bracket
-    halves every step, so its upper end never needs storing). All steps are OpenCV
-    per-pixel ops on 1×N×3 data: a cube, a 3×3 matrix and an in-range test.
+def _eased_into_gamut(p0: np.ndarray, q: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Linear RGB of ``p0 + t q`` with ``t = _eased_blend(reach)``, where ``reach`` is the
+    largest ``t`` up to ``_KNEE_REACH`` (bisection, ``_KNEE_STEPS`` steps) with ``p0 + t q`` inside ``[lo, hi]``.
+
+    ``p0``, ``q``: float32 1×N×3 LMS' of the original colour and the style's change (the Oklab
+    path from the original to the adjusted colour is a straight line in LMS', a linear map of
+    Oklab); ``lo``, ``hi``: float32 1×N per-pixel RGB bounds. Returns float32 1×N×3 (one image
+    row: OpenCV's per-row overhead once); ``t = 0`` (the original colour) always fits.
+
+    Each step tries ``t_ok + step``, the midpoint of the remaining bracket (the bracket halves
+    every step, so its upper end never needs storing). All steps are OpenCV per-pixel ops on
+    1×N×3 data: a cube, a 3×3 matrix and an in-range test.
     """
     lo3, hi3 = cv2.merge([lo, lo, lo]), cv2.merge([hi, hi, hi])
     t_ok = np.zeros(lo.shape, np.float32)
     t = np.empty_like(t_ok)
     t3, lms, rgb = np.empty_like(p0), np.empty_like(p0), np.empty_like(p0)
     fits = np.empty(lo.shape, np.uint8)
-    step = 1.0
-    for _ in range(10):
+    step = float(_KNEE_REACH)
+    for _ in range(_KNEE_STEPS):
         step *= 0.5
         np.add(t_ok, np.float32(step), out=t)
         _lms_at(p0, q, t, t3, lms)
         cv2.transform(lms, _LMS_TO_RGB, dst=rgb)
         cv2.inRange(rgb, lo3, hi3, dst=fits)
         cv2.copyTo(t, fits, dst=t_ok)
-    _lms_at(p0, q, t_ok, t3, lms)
+    _lms_at(p0, q, _eased_blend(t_ok), t3, lms)
     return cv2.transform(lms, _LMS_TO_RGB, dst=rgb)
 
 
