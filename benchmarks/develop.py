@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from camseg.batch import run_batch  # noqa: E402
-from camseg.develop import DevelopSettings, develop  # noqa: E402
+from camseg.pipeline import DevelopSettings, develop  # noqa: E402
 from camseg.io import read_photo, write_photo  # noqa: E402
 
 SAMPLE = REPO / "camseg" / "samples" / "astronaut.jpg"

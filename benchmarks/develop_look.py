@@ -42,7 +42,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from camseg.develop import DevelopSettings, develop, portrait_subject, subject_midpoint  # noqa: E402
+from camseg.pipeline import DevelopSettings, develop, portrait_subject, subject_midpoint  # noqa: E402
 from camseg.io import linear_to_srgb, read_photo  # noqa: E402
 from camseg.segmenter import Segmenter  # noqa: E402
 

@@ -250,7 +250,7 @@ def _real_mattes_job():
     camseg or its model is not available. Model mattes are soft over large areas, which is the
     expensive case for the edge band and the composite (issue 5)."""
     try:
-        from camseg.develop import optional_matte
+        from camseg.pipeline import optional_matte
         from camseg.io import read_photo
         from camseg.segmenter import segment
     except Exception:  # noqa: BLE001 - the benchmark runs without the package's model too

@@ -2,7 +2,7 @@
 
 The portrait effects take the subject as ``decisive_alpha(mattes, 8, midpoint)``: what lies
 above ``midpoint`` is the subject. This script cuts the summed mattes of
-``camseg.develop.portrait_people`` at fixed values and at ``camseg.develop.subject_midpoint``
+``camseg.pipeline.portrait_people`` at fixed values and at ``camseg.pipeline.subject_midpoint``
 (Otsu's threshold of the matte, held to ``SUBJECT_MIDPOINT_RANGE``) and prints the mean IoU of
 each cut with the union of the labelled people, and its worst decile, on:
 
@@ -24,7 +24,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from camseg.develop import portrait_subject, subject_midpoint  # noqa: E402
+from camseg.pipeline import portrait_subject, subject_midpoint  # noqa: E402
 from camseg.segmenter import DEFAULT_MODEL, Segmenter  # noqa: E402
 from camseg.train.data import group_composites, load_all, load_coco  # noqa: E402
 

@@ -21,8 +21,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "segment": "camseg.segmenter", "Segmenter": "camseg.segmenter", "Segmentation": "camseg.segmenter",
     "SegmenterOptions": "camseg.segmenter",
-    "develop": "camseg.develop", "DevelopSettings": "camseg.develop", "DevelopReport": "camseg.develop",
-    "DevelopResult": "camseg.develop",
+    "develop": "camseg.pipeline", "DevelopSettings": "camseg.pipeline", "DevelopReport": "camseg.pipeline",
+    "DevelopResult": "camseg.pipeline",
     "Photo": "camseg.io", "read_image": "camseg.io", "read_photo": "camseg.io", "write_photo": "camseg.io",
     "run_batch": "camseg.batch",
 }

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from camseg.develop import DevelopSettings, check_settings, develop, optional_matte
+from camseg.pipeline import DevelopSettings, check_settings, develop, optional_matte
 from camseg.io import PHOTO_FORMATS, _atomic_write, linear_to_srgb, read_photo, remove_stale_temp_files, write_photo
 
 __all__ = ["BatchItem", "ItemResult", "BatchSummary", "plan_batch", "run_batch", "mask_overlay",

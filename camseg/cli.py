@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _settings_from_args(args):
-    from camseg.develop import DevelopSettings
+    from camseg.pipeline import DevelopSettings
 
     if args.settings is not None:
         try:
@@ -140,7 +140,7 @@ def main(argv=None) -> int:
     from camseg.batch import reuse_freed_memory, run_batch
 
     reuse_freed_memory()  # this process's photos (jobs=1) reuse freed frames too
-    from camseg.develop import available_portrait_effects, available_styles
+    from camseg.pipeline import available_portrait_effects, available_styles
 
     if args.command == "develop" and args.list:
         print("styles:          " + ", ".join(available_styles() or ["(none installed)"]))

@@ -22,7 +22,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from camseg.develop import available_portrait_effects, available_styles, develop  # noqa: E402
+from camseg.pipeline import available_portrait_effects, available_styles, develop  # noqa: E402
 from camseg.io import linear_to_srgb, read_photo  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

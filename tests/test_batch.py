@@ -337,7 +337,7 @@ def test_resume_with_other_settings_is_flagged(tmp_path):
     out.mkdir()
     (out / photos[0].name).write_bytes(photos[0].read_bytes())  # a finished output
     from camseg.batch import STAMP_NAME
-    from camseg.develop import DevelopSettings
+    from camseg.pipeline import DevelopSettings
     first = run_batch([tmp_path / "in"], out, settings=DevelopSettings(style="standard"), progress=False)
     assert first.ok and first.skipped == 1 and not first.notes and (out / STAMP_NAME).exists()
     second = run_batch([tmp_path / "in"], out, settings=DevelopSettings(style="warm"), progress=False)

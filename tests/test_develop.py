@@ -1,4 +1,4 @@
-"""camseg.develop: settings, the stage plan, and develop() on real photos."""
+"""camseg.pipeline (develop()): settings, the stage plan, and develop() on real photos."""
 import types
 
 import camseg
@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from camseg import io as cio
-from camseg.develop import (DevelopReport, DevelopResult, DevelopSettings, STAGES, available_styles,
+from camseg.pipeline import (DevelopReport, DevelopResult, DevelopSettings, STAGES, available_styles,
                             check_settings, develop)
 
 SAMPLE = Path(__file__).resolve().parents[1] / "camseg" / "samples" / "astronaut.jpg"
@@ -231,7 +231,7 @@ def test_portrait_effects_end_to_end_with_the_default_model(portrait):
 
 
 def test_decisive_alpha():
-    from camseg.develop import decisive_alpha
+    from camseg.pipeline import decisive_alpha
     matte = np.array([[0.0, 0.3, 0.5, 0.9, 1.0]], np.float32)
     out = decisive_alpha(matte)
     assert out.dtype == np.float32 and out[0, 2] == pytest.approx(0.5)
@@ -271,7 +271,7 @@ def test_under_confident_subject_is_rendered_whole_not_as_a_ghost(rng):
 
 
 def test_decisive_alpha_midpoint():
-    from camseg.develop import decisive_alpha
+    from camseg.pipeline import decisive_alpha
     matte = np.linspace(0.0, 1.0, 101, dtype=np.float32)[None, :]
     out = decisive_alpha(matte, 8.0, 0.35)
     assert out[0, 35] == pytest.approx(0.5, abs=1e-5)              # the midpoint maps to 0.5
@@ -288,7 +288,7 @@ def test_decisive_alpha_midpoint():
 
 
 def test_subject_midpoint_follows_an_under_confident_matte(rng):
-    from camseg.develop import SUBJECT_MIDPOINT_RANGE, subject_midpoint
+    from camseg.pipeline import SUBJECT_MIDPOINT_RANGE, subject_midpoint
     h, w = 300, 400
     body = np.zeros((h, w), bool)
     body[60:, 150:260] = True
@@ -327,12 +327,12 @@ def test_under_confident_whole_person_is_kept_sharp_by_the_blur(rng):
     outside[10:, 5:35] = True
     assert float(np.abs(out[inner] - img[inner]).mean()) < 0.02                # the person untouched
     assert float(np.abs(out[outside] - img[outside]).mean()) > 0.05            # the background blurred
-    from camseg.develop import SUBJECT_MIDPOINT_RANGE
+    from camseg.pipeline import SUBJECT_MIDPOINT_RANGE
     assert f"subject cut at matte {SUBJECT_MIDPOINT_RANGE[0]:.2f}" in res.report.stage("portrait").detail
 
 
 def test_portrait_subject_keeps_the_people_that_matter():
-    from camseg.develop import portrait_subject
+    from camseg.pipeline import portrait_subject
     big = np.zeros((40, 60), np.float32)
     big[5:40, 5:35] = 1.0  # 1050 px
     small = np.zeros_like(big)
@@ -368,7 +368,7 @@ def test_portrait_blur_leaves_a_small_distant_person_to_the_background(rng):
 
 
 def test_portrait_subject_errors():
-    from camseg.develop import portrait_subject
+    from camseg.pipeline import portrait_subject
     m = np.ones((4, 5), np.float32)
     with pytest.raises(ValueError, match="at least one person"):
         portrait_subject([])
@@ -395,7 +395,7 @@ def _standing(h=120, w=100, top=20, feet=90, x0=40, x1=60):
 
 
 def test_ground_plane_depth_puts_the_feet_in_focus():
-    from camseg.develop import ground_plane_depth
+    from camseg.pipeline import ground_plane_depth
     person = _standing()
     depth = ground_plane_depth([person], person)
     assert depth.dtype == np.float32 and depth.shape == person.shape and (depth > 0).all()
@@ -454,7 +454,7 @@ def test_portrait_effects_skip_a_subject_too_small_for_a_portrait(rng, portrait,
     """A far figure (under PORTRAIT_MIN_SUBJECT_SHARE of the frame, PORTRAIT_LIGHTING_MIN_SUBJECT_SHARE
     for a look that replaces the whole background) is no portrait subject: the effect is skipped
     and the report says why, instead of blurring or darkening the whole photo."""
-    from camseg.develop import PORTRAIT_LIGHTING_MIN_SUBJECT_SHARE, PORTRAIT_MIN_SUBJECT_SHARE
+    from camseg.pipeline import PORTRAIT_LIGHTING_MIN_SUBJECT_SHARE, PORTRAIT_MIN_SUBJECT_SHARE
 
     needed = PORTRAIT_MIN_SUBJECT_SHARE if portrait == "blur" else PORTRAIT_LIGHTING_MIN_SUBJECT_SHARE
     h, w = 100, 100
@@ -567,7 +567,7 @@ def test_teeth_matte_is_computed_only_for_styles_that_need_it(segmenter, monkeyp
     """The standard style (identity) needs no teeth matte; a colour style asks for it only when
     the model sees teeth (most photos show none: no full-resolution refinement for them), on
     the full model and on the scene-only one alike."""
-    from camseg.develop import _shows_teeth
+    from camseg.pipeline import _shows_teeth
     from camseg.segmenter import Segmentation
     asked = []
     real = Segmentation.mattes
@@ -584,7 +584,7 @@ def test_teeth_matte_is_computed_only_for_styles_that_need_it(segmenter, monkeyp
     assert "teeth" not in asked[-1]  # she shows none
     # A photo that shows teeth (the bundled one does not): read on the full model and on the
     # scene-only one (no tone map: no persons needed), not for the identity style.
-    monkeypatch.setattr(camseg.develop, "_shows_teeth", lambda seg: True)
+    monkeypatch.setattr("camseg.pipeline._shows_teeth", lambda seg: True)
     for style, tone, expect in [("vibrant", True, True), ("vibrant", False, True), ("standard", True, False)]:
         asked.clear()
         res = develop(img, segmenter=segmenter, style=style, tone_map=tone, return_details=True)
@@ -599,7 +599,7 @@ def test_small_gaps_inside_the_subject_are_filled_but_background_gaps_stay():
     out the teeth the teeth matte missed, CelebA 28405): an enclosed gap the mattes still see
     as person is filled; an enclosed gap they see as background (between arm and body) and a
     gap open to the frame's edge stay; a big frame is handled through its reduced copy."""
-    from camseg.develop import _tidy_subject
+    from camseg.pipeline import _tidy_subject
     for h, w in [(200, 300), (2000, 3000)]:
         k = h // 200
         subject = np.zeros((h, w), np.float32)
@@ -623,7 +623,7 @@ def test_small_gaps_inside_the_subject_are_filled_but_background_gaps_stay():
 def test_bigger_gaps_are_filled_only_on_stronger_evidence():
     """A dark shirt between a jacket's lapels (COCO 395: 1.2 % of the subject, mattes 0.45)
     was blurred into the background; the same gap at 0.16 stays background."""
-    from camseg.develop import _tidy_subject
+    from camseg.pipeline import _tidy_subject
     subject = np.zeros((200, 300), np.float32)
     subject[20:180, 50:250] = 1.0
     shirt = (slice(60, 80), slice(100, 120))  # 400 px: 1.25 % of the subject
@@ -639,7 +639,7 @@ def test_far_islands_leave_the_subject_and_near_ones_stay():
     """A stray bit of person matte far from the people (a ceiling lamp stage light left lit on
     black, COCO 536) leaves the subject with its soft fringe; a hand the matte cut off from
     its arm, close by, stays."""
-    from camseg.develop import _tidy_subject
+    from camseg.pipeline import _tidy_subject
     subject = np.zeros((300, 400), np.float32)
     subject[100:300, 150:250] = 1.0  # the person
     subject[20:30, 350:360] = 1.0  # a lamp: 100 px, 0.5 % of the person, far away
@@ -654,7 +654,7 @@ def test_a_person_standing_apart_is_no_island():
     """Four touching adults make one piece of the subject; a child beside them at 15 % of an
     adult, 200 px away, was under 5 % of that piece and erased as an island (blurred, or blacked
     out by stage light). An island must also be under half the smallest person kept."""
-    from camseg.develop import _tidy_subject
+    from camseg.pipeline import _tidy_subject
     subject = np.zeros((400, 900), np.float32)
     subject[100:400, 50:450] = 1.0  # four adults, touching: 120 000 px
     subject[340:400, 650:700] = 1.0  # the child: 3 000 px (2.5 % of the group)
@@ -667,7 +667,7 @@ def test_tidying_a_speckled_subject_stays_fast():
     """Per-piece statistics are one pass each: a matte from elsewhere with thousands of specks
     and holes costs about as much as a clean one (it took seconds in a loop over pieces)."""
     import time
-    from camseg.develop import _tidy_subject
+    from camseg.pipeline import _tidy_subject
     rng = np.random.default_rng(0)
     subject = np.zeros((1000, 1000), np.float32)
     subject[rng.integers(0, 1000, 4000), rng.integers(0, 1000, 4000)] = 1.0  # specks

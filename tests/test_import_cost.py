@@ -16,3 +16,15 @@ def test_importing_the_pipeline_leaves_colour_science_and_scipy_for_later():
             "print(sorted(m for m in ('colour', 'scipy', 'matplotlib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_camseg_develop_stays_the_function_whatever_is_imported_first():
+    """The pipeline module was camseg/develop.py: importing it (or anything that did, such as
+    camseg.batch, or reading camseg.DevelopSettings first) bound the package attribute
+    ``camseg.develop`` to the module, and ``camseg.develop(photo)`` raised "'module' object is
+    not callable"."""
+    code = ("import camseg, camseg.batch, camseg.cli; from camseg.pipeline import DevelopSettings; "
+            "s = camseg.DevelopSettings(style='warm'); from camseg import develop; "
+            "assert callable(camseg.develop) and develop is camseg.develop, camseg.develop; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert out.stdout.strip() == "ok", out.stdout + out.stderr

@@ -83,13 +83,13 @@ class DevelopSettings:
     def __post_init__(self):
         if not isinstance(self.style, str) or not self.style:
             raise TypeError(f"style must be a preset name (str), got {self.style!r}; "
-                            "see camseg.develop.available_styles()")
+                            "see camseg.pipeline.available_styles()")
         if isinstance(self.style_strength, bool) or not isinstance(self.style_strength, (int, float)) \
                 or not 0.0 <= float(self.style_strength) <= 2.0:
             raise ValueError(f"style_strength must be a number in [0, 2], got {self.style_strength!r}")
         if self.portrait is not None and (not isinstance(self.portrait, str) or not self.portrait):
             raise TypeError(f"portrait must be an effect name or None, got {self.portrait!r}; "
-                            "see camseg.develop.available_portrait_effects()")
+                            "see camseg.pipeline.available_portrait_effects()")
         for name in ("denoise", "sharpen", "tone_map"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
