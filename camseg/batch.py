@@ -116,12 +116,18 @@ def _is_photo(path: Path) -> bool:
     return path.suffix.lower() in PHOTO_FORMATS and not path.name.startswith(".")
 
 
+def _resolved(path: Path) -> "Path | None":
+    """``path`` resolved, or None for a link loop (RuntimeError before Python 3.13)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return None
+
+
 def _inside(path: Path, folder: Path) -> bool:
     """Whether ``path`` resolves to somewhere under ``folder`` (a link loop resolves nowhere)."""
-    try:
-        return folder in path.resolve().parents
-    except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
-        return False
+    resolved = _resolved(path)
+    return resolved is not None and folder in resolved.parents
 
 
 def _not_a_photo_file(path: Path) -> str:
@@ -168,8 +174,17 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
     out_dir = Path(out_dir)
     out_abs = out_dir.resolve()
     candidates, results = [], []
-    for raw in inputs:
-        path = Path(raw)
+    inputs = [Path(raw) for raw in inputs]
+    # The --out folder itself among other inputs holds this command's earlier outputs: `camseg
+    # develop * --out dev`, run again, finds dev among its inputs, and failed every photo as
+    # "would overwrite an input". (Alone, it is the user's folder, and its photos are checked
+    # against their outputs one by one below.)
+    is_out = [p.is_dir() and _resolved(p) == out_abs for p in inputs]
+    if any(is_out) and not all(is_out):
+        results.extend(ItemResult(p, None, "skipped", "the --out folder: its photos are earlier outputs")
+                       for p, out in zip(inputs, is_out) if out)
+        inputs = [p for p, out in zip(inputs, is_out) if not out]
+    for path in inputs:
         if path.is_dir():
             # An --out folder inside this one holds earlier outputs, not photos to develop. (An
             # --out that is this folder or above it hides nothing: every photo is then checked
@@ -230,7 +245,7 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
             continue
         if key in claimed:
             results.append(ItemResult(path, out, "failed", f"output name collides with {str(claimed[key])!r}; "
-                                      "process these photos in separate runs or rename one"))
+                                      "develop one of them into another --out folder, or rename one"))
             continue
         claimed[key] = path
         # camseg writes whole files or none (temporary file, then rename): an empty one at the

@@ -147,6 +147,7 @@ PHOTO_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".tif": "TIFF",
 
 #: Suffix of the temporary files :func:`write_photo` writes before renaming.
 TEMP_SUFFIX = ".camseg-tmp"
+_NAME_MAX = 255  # bytes in a file name on the usual file systems (ext4, XFS, APFS, NTFS)
 
 _EXIF_PREFIX = b"Exif\x00\x00"
 _ORIENTATION_TAG = 0x0112
@@ -885,7 +886,13 @@ def _atomic_write(path: Path, write) -> None:
     the fallback where ``fcntl`` is missing.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    # The photo's name is cut to fit: with the process id, mkstemp's 8 characters and the
+    # suffix, a name of 230 bytes or more made a temporary name over the 255-byte limit, and a
+    # photo with a long name could never be written ("File name too long").
+    stem = f".{os.getpid()}."
+    room = _NAME_MAX - len(stem) - 8 - len(TEMP_SUFFIX) - 1
+    name = path.name.encode()[:room].decode("utf-8", "ignore")
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}{stem}", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             if fcntl is not None:

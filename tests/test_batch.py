@@ -61,7 +61,7 @@ def test_plan_refuses_to_overwrite_inputs_and_collisions(tmp_path):
     todo, settled = plan_batch([a], tmp_path / "a")
     assert not todo and settled[0].status == "failed" and "overwrite an input" in settled[0].message
     todo, settled = plan_batch([a, b], tmp_path / "out")
-    assert len(todo) == 1 and "collides" in settled[0].message
+    assert len(todo) == 1 and "collides" in settled[0].message and "another --out folder" in settled[0].message
     todo, settled = plan_batch([tmp_path / "missing.jpg"], tmp_path / "out")
     assert settled[0].status == "failed" and "no such file" in settled[0].message
 
@@ -88,6 +88,32 @@ def test_plan_when_out_is_the_input_folder_or_above_it(tmp_path):
     todo, settled = plan_batch([tmp_path / "lib" / "sub"], tmp_path / "lib")
     assert [i.source for i in todo] == photos and settled == []
     assert [i.output for i in todo] == [tmp_path / "lib" / p.name for p in photos]
+
+
+def test_the_out_folder_among_the_inputs_is_passed_over(tmp_path):
+    """`camseg develop * --out dev`, run again, finds dev among its inputs: every photo failed
+    as "output would overwrite an input" and the exit status said failure for good."""
+    photos = _photos(tmp_path, 2)
+    out = tmp_path / "dev"
+    for p in photos:
+        out.mkdir(exist_ok=True)
+        (out / p.name).write_bytes(p.read_bytes())  # the first run's outputs
+    todo, settled = plan_batch([*photos, out], out)
+    assert todo == [] and sorted(r.status for r in settled) == ["skipped"] * 3
+    assert any("the --out folder" in r.message for r in settled)
+    todo, settled = plan_batch([out], out)  # alone, it is the user's folder: refused by name
+    assert todo == [] and all("overwrite an input" in r.message for r in settled)
+
+
+def test_a_photo_with_a_long_name_is_written(tmp_path):
+    """A temporary name of the photo's name + process id + suffix passed 255 bytes for names of
+    ~230 bytes: "File name too long", for good."""
+    (photo,) = _photos(tmp_path / "in", 1)
+    long = photo.with_name("é" * 60 + "a" * 120 + ".jpg")  # 244 bytes
+    photo.rename(long)
+    written = cio.write_photo(tmp_path / "out" / long.name, cio.read_photo(long).pixels)
+    assert written.name == long.name and _decodes_fully(written)
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.endswith(cio.TEMP_SUFFIX)]
 
 
 def test_plan_takes_a_photo_named_twice_once(tmp_path):
