@@ -606,6 +606,29 @@ def _bit_depth(img, data: bytes) -> int:
     return 16 if img.mode.startswith("I;16") else 8
 
 
+def _tiff_layout(data: bytes) -> str:
+    """What makes a TIFF's first image one camseg cannot decode, read from its tags."""
+    try:
+        tags = {tag: (typ, count, value) for _, tag, typ, count, value in _exif_ifd0_entries(data)}
+    except struct.error:
+        return "its tags could not be read"
+    bo = "<" if data[:2] == b"II" else ">"
+
+    def first(tag):  # the first value of a SHORT or LONG tag, when it is inline
+        if tag not in tags:
+            return None
+        typ, _, value = tags[tag]
+        return struct.unpack_from(bo + ("H" if typ == 3 else "I"), value)[0] if typ in (3, 4) else None
+
+    if first(284) == 2:
+        return "samples stored plane by plane (PlanarConfiguration 2)"
+    if first(339) == 3:
+        return "floating-point samples"
+    if (first(258) or 8) > 16:
+        return f"{first(258)}-bit samples"
+    return "e.g. 32-bit floating point, or an unusual compression"
+
+
 def read_photo(path: "str | os.PathLike") -> Photo:
     """Decode a photo file to linear float32 pixels with its EXIF and colour profile.
 
@@ -652,6 +675,10 @@ def read_photo(path: "str | os.PathLike") -> Photo:
                                          "read access to the file (chmod u+r) or run as its owner") from exc
     if not data:
         raise ValueError(f"cannot read {str(path)!r}: the file is empty (0 bytes); re-export or re-copy the photo")
+    hole = _zeroed_jpeg_data(data)
+    if hole is not None:
+        raise ValueError(f"cannot read {str(path)!r}: the file is damaged: {hole} bytes of zeros inside the "
+                         "JPEG image data (an incomplete copy or download); re-export or re-copy the photo")
     notes = []
     if _missing_only_the_jpeg_end_marker(data):
         data += b"\xff\xd9"
@@ -662,6 +689,11 @@ def read_photo(path: "str | os.PathLike") -> Photo:
             bits = _bit_depth(img, data)
             if bits > 16:
                 raise UnidentifiedImageError("32-bit or floating-point samples")
+            if bits == 16 and img.mode == "CMYK":
+                # OpenCV's 16-bit path has no CMYK, and the file was called "damaged": Pillow
+                # reads it at 8 bits (the top byte of each sample) and converts it as any CMYK.
+                bits = 8
+                notes.append("16-bit CMYK read at 8 bits per sample")
             stored_orientation = int(img.getexif().get(_ORIENTATION_TAG, 1) or 1)
             pages = getattr(img, "n_frames", 1)
             if fmt == "TIFF" and pages > 1:
@@ -730,8 +762,8 @@ def read_photo(path: "str | os.PathLike") -> Photo:
     except UnidentifiedImageError as exc:
         if data[:4] in (b"II*\x00", b"MM\x00*"):  # a TIFF, in a layout Pillow cannot read
             raise ValueError(f"cannot read {str(path)!r}: a TIFF whose pixel layout camseg cannot decode "
-                             "(e.g. 32-bit floating point, or an unusual compression); export it as an "
-                             "8- or 16-bit integer TIFF, PNG or JPEG") from exc
+                             f"({_tiff_layout(data)}); export it as an 8- or 16-bit integer TIFF with "
+                             "interleaved samples, PNG or JPEG") from exc
         raise ValueError(f"cannot read {str(path)!r}: not an image format camseg can decode "
                          "(JPEG, PNG, TIFF)") from exc
     except (OSError, SyntaxError, struct.error, EOFError) as exc:
@@ -814,6 +846,30 @@ def _jpeg_subsampling(img) -> "str | None":
         return None
 
 
+def _exif_fitting_a_jpeg(exif: bytes) -> "bytes | None":
+    """``exif`` if it fits one JPEG APP1 segment (65533 bytes with the "Exif\\0\\0" prefix), else
+    the same block rebuilt without its large values (maker notes, over 1 KB each), else None.
+
+    A camera's own EXIF always fits (it came in one segment); a PNG's or TIFF's need not, and
+    was dropped whole, as was a camera's of 65000-65527 bytes (a limit 500 bytes too low).
+    """
+    from PIL import Image
+
+    room = 0xFFFF - 2 - len(_EXIF_PREFIX)
+    if len(exif) <= room:
+        return exif
+    try:
+        rebuilt = Image.Exif()
+        rebuilt.load(_EXIF_PREFIX + exif)
+        for ifd in (rebuilt, rebuilt.get_ifd(_EXIF_IFD_TAG)):
+            for tag in [t for t, v in ifd.items() if isinstance(v, (bytes, str, tuple)) and len(v) > 1024]:
+                del ifd[tag]
+        compact = _normalise_exif(rebuilt.tobytes())
+    except Exception:  # noqa: BLE001 - metadata only: the photo is written without it
+        return None
+    return compact if compact and len(compact) <= room else None
+
+
 def _jpeg_with_xmp(jpeg: bytes, xmp: bytes) -> bytes:
     """Insert an XMP APP1 segment (XMP spec part 3, §1.1.3) after the JFIF/EXIF segments of ``jpeg``."""
     segment = _XMP_APP1 + xmp
@@ -823,6 +879,29 @@ def _jpeg_with_xmp(jpeg: bytes, xmp: bytes) -> bytes:
     while pos + 4 <= len(jpeg) and jpeg[pos] == 0xFF and jpeg[pos + 1] in (0xE0, 0xE1):
         pos += 2 + struct.unpack(">H", jpeg[pos + 2:pos + 4])[0]
     return jpeg[:pos] + b"\xff\xe1" + struct.pack(">H", len(segment) + 2) + segment + jpeg[pos:]
+
+
+def _zeroed_jpeg_data(data: bytes) -> "int | None":
+    """The length of a run of zero bytes inside a JPEG's entropy-coded data, or None.
+
+    Copies and downloads that stop early often leave the rest of the file as zeros (space
+    allocated up front, a sparse file), and a decoder reads zeros as valid codes: the photo's
+    lower part decodes to garbage with no error. Huffman-coded image data never holds 64 zero
+    bytes in a row (the longest run in 1855 JPEGs of ../shared/data: none of 8 or more).
+    Checked from the first start-of-scan to the end marker (data after it, e.g. an MPO's
+    second image, is not the photo's).
+    """
+    if data[:2] != b"\xff\xd8":
+        return None
+    start = data.find(b"\xff\xda")
+    if start < 0:
+        return None
+    end = data.find(b"\xff\xd9", start)
+    at = data.find(b"\x00" * 64, start, len(data) if end < 0 else end)
+    if at < 0:
+        return None
+    run_end = len(data) - len(data[at:].lstrip(b"\x00"))
+    return run_end - at
 
 
 def _missing_only_the_jpeg_end_marker(data: bytes) -> bool:
@@ -1190,7 +1269,8 @@ def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | 
             options["subsampling"] = subsamplings[subsampling]  # (a grey JPEG has no chroma)
         if icc:
             options["icc_profile"] = icc
-        if exif and len(exif) + len(_EXIF_PREFIX) < 65000:
+        exif = _exif_fitting_a_jpeg(exif) if exif else None
+        if exif:
             options["exif"] = _EXIF_PREFIX + exif
         if dpi:
             options["dpi"] = dpi

@@ -170,6 +170,40 @@ def test_a_white_is_zero_grey_tiff_is_not_read_as_a_negative(tmp_path, bits):
     assert photo.pixels[:, :4].mean() < 0.01 and photo.pixels[:, -4:].mean() > 0.95
 
 
+def test_exif_too_large_for_a_jpeg_keeps_its_small_tags(tmp_path):
+    """EXIF over 65000 bytes (a PNG's or TIFF's, or a camera's of 65000-65527) was dropped whole
+    from a JPEG output, silently; now only values over 1 KB go when it does not fit."""
+    ex = Image.Exif()
+    ex[0x010F] = "TestCam"
+    ex[0x0131] = "x" * 70000  # a huge Software string
+    ex.get_ifd(0x8769)[0x8827] = 800
+    Image.fromarray(_gradient(16, 24)).save(tmp_path / "a.png", exif=ex.tobytes())
+    photo = cio.read_photo(tmp_path / "a.png")
+    assert len(photo.exif) > 70000
+    with Image.open(photo.save(tmp_path / "b.jpg")) as im:
+        kept = im.getexif()
+        assert kept.get(0x010F) == "TestCam" and kept.get_ifd(0x8769).get(0x8827) == 800
+        assert 0x0131 not in kept
+    # One that fits, even just under the segment's limit, is kept byte for byte.
+    assert cio._exif_fitting_a_jpeg(photo.exif[:8] + bytes(65519)) == photo.exif[:8] + bytes(65519)
+
+
+def test_16_bit_cmyk_and_plane_by_plane_tiffs(tmp_path):
+    """A 16-bit CMYK TIFF was "damaged or truncated"; a plane-by-plane one was "e.g. 32-bit
+    floating point, or an unusual compression"."""
+    tifffile = pytest.importorskip("tifffile")  # scikit-image's dependency
+    cmyk = np.zeros((6, 8, 4), np.uint16)
+    cmyk[:, :4, 0] = 65535  # full cyan on the left half
+    tifffile.imwrite(tmp_path / "c.tif", cmyk, photometric="separated")
+    photo = cio.read_photo(tmp_path / "c.tif")
+    assert "16-bit CMYK read at 8 bits per sample" in photo.notes
+    left, right = photo.pixels[:, :4].mean(axis=(0, 1)), photo.pixels[:, 4:].mean(axis=(0, 1))
+    assert left[0] < 0.01 and left[1] > 0.9 and left[2] > 0.9 and right.min() > 0.9  # cyan | white
+    tifffile.imwrite(tmp_path / "p.tif", np.zeros((6, 8, 3), np.uint8), planarconfig="separate")
+    with pytest.raises(ValueError, match="plane by plane"):
+        cio.read_photo(tmp_path / "p.tif")
+
+
 def test_icc_profile_builder_agrees_with_littlecms_and_colour_science():
     colour = pytest.importorskip("colour")
     vals = np.array([[[200, 100, 50], [60, 160, 90], [90, 100, 200], [128, 128, 128]]], np.uint8)
@@ -415,6 +449,19 @@ def test_a_jpeg_missing_only_its_end_marker_is_read_a_cut_one_is_not(tmp_path):
         (tmp_path / "cut.jpg").write_bytes(data[:end])
         with pytest.raises(ValueError, match="truncated"):
             cio.read_photo(tmp_path / "cut.jpg")
+
+
+def test_a_jpeg_with_zeroed_image_data_is_refused(tmp_path):
+    """2000 zero bytes in the middle of the image data (or a zeroed tail: a download that
+    stopped early into preallocated space) decoded to garbage rows with no message."""
+    data = bytearray(SAMPLE_JPEG.read_bytes())
+    mid = (data.find(b"\xff\xda") + len(data)) // 2
+    for hole in (slice(mid, mid + 2000), slice(mid, len(data))):
+        damaged = bytearray(data)
+        damaged[hole] = bytes(len(damaged[hole]))
+        (tmp_path / "d.jpg").write_bytes(damaged)
+        with pytest.raises(ValueError, match="damaged: .* bytes of zeros inside the JPEG image data"):
+            cio.read_photo(tmp_path / "d.jpg")
 
 
 def test_a_float_tiff_is_reported_as_a_tiff_camseg_cannot_decode(tmp_path):
