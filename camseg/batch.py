@@ -776,6 +776,12 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
                          "'tif'; on the command line --format png or --format tif)")
     out_dir = Path(out_dir)
     todo, settled = plan_batch(inputs, out_dir, task=task, output_format=output_format, overwrite=overwrite)
+    as_jpeg = [item for item in todo if PHOTO_FORMATS.get(item.output.suffix.lower()) == "JPEG"]
+    if task == "develop" and bit_depth == 16 and as_jpeg:
+        # Refused before any work: each of those photos would fail alike.
+        raise ValueError(f"16-bit output cannot be JPEG (8 bits per channel), and {len(as_jpeg)} of these photos "
+                         f"would be written as JPEG (e.g. {as_jpeg[0].source.name!r}); add --format png or --format tif "
+                         "(output_format='png' or 'tif')")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

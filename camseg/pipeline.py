@@ -94,8 +94,8 @@ class DevelopSettings:
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.iso is not None and (isinstance(self.iso, bool) or not isinstance(self.iso, (int, float))
-                                     or not self.iso > 0):
-            raise ValueError(f"iso must be a positive number or None, got {self.iso!r}")
+                                     or not 1 <= self.iso <= 10_000_000):
+            raise ValueError(f"iso must be an EXIF ISO value in [1, 1e7] or None, got {self.iso!r}")
         if not isinstance(self.params, dict) or not all(
                 isinstance(k, str) and isinstance(v, dict) for k, v in self.params.items()):
             raise TypeError("params must be a dict of stage name -> dict of parameter overrides, "
@@ -231,7 +231,24 @@ def _params_for(fn: Callable, overrides: dict, stage: str):
                          f"{cls.__name__} fields are {sorted(names)}")
     fixed = {k: tuple(v) if isinstance(getattr(defaults, k), tuple) and isinstance(v, list) else v
              for k, v in overrides.items()}
+    for name, value in fixed.items():
+        # A value of another kind than the default's (null, a string for a number) reached the
+        # effects' range checks as a raw "'<=' not supported between 'float' and 'NoneType'".
+        default = getattr(defaults, name)
+        kind = (bool if isinstance(default, bool) else (int, float) if isinstance(default, (int, float))
+                else type(default))
+        if isinstance(value, bool) != isinstance(default, bool) or not isinstance(value, kind):
+            raise ValueError(f"params[{stage!r}][{name!r}] must be {_kind_name(default)} like the default "
+                             f"{default!r}, got {value!r}")
     return dataclasses.replace(defaults, **fixed)
+
+
+def _kind_name(value) -> str:
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "a list" if isinstance(value, tuple) else f"a {type(value).__name__}"
 
 
 @dataclass(frozen=True)

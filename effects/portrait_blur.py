@@ -930,7 +930,9 @@ def portrait_blur(
         if not np.issubdtype(depth.dtype, np.floating) or not np.isfinite(depth).all() or depth.min() <= 0:
             raise ValueError("depth: expected finite float distances > 0 (larger = farther); got non-float, NaN/inf or values <= 0.")
 
-    r_inf = p.blur_scale / p.f_number * float(np.hypot(H, W))
+    # A blur wider than the frame is the frame's blur: capped at the diagonal (f/1e-9 asked for
+    # a radius of exabytes' worth of memory and failed every photo).
+    r_inf = min(p.blur_scale / p.f_number, 1.0) * float(np.hypot(H, W))
     if r_inf < 0.5 or subj.size == 0:
         return img.copy()
 

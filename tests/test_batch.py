@@ -153,6 +153,10 @@ def test_argument_errors(tmp_path):
         run_batch([SAMPLE], tmp_path, output_format="jpg", bit_depth=16)
     with pytest.raises(ValueError, match="task"):
         plan_batch([SAMPLE], tmp_path, task="paint")
+    # 16 bits asked for JPEG inputs developed as JPEG: one usage error, not a failure per photo.
+    with pytest.raises(ValueError, match="16-bit output cannot be JPEG.*--format png"):
+        run_batch([SAMPLE], tmp_path / "out", bit_depth=16)
+    assert not (tmp_path / "out").exists()
 
 
 # --- segmentation outputs --------------------------------------------------------------

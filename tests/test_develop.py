@@ -83,6 +83,15 @@ def test_check_settings_rejects_bad_names_before_work():
         check_settings(DevelopSettings(params={"denoise": {"no_such_field": 1}}))
     names = [name for name, _, _ in check_settings(DevelopSettings())]
     assert names == [s.name for s in STAGES]
+    # Values that passed these checks and then failed every photo (adversarial tester): a null
+    # for a number, an infinite ISO.
+    with pytest.raises(ValueError, match=r"params\['tone_map'\]\['dim_floor'\] must be a number"):
+        check_settings(DevelopSettings(params={"tone_map": {"dim_floor": None}}))
+    with pytest.raises(ValueError, match="must be true or false"):
+        check_settings(DevelopSettings(params={"denoise": {"jpeg_skin": 1}}))
+    with pytest.raises(ValueError, match="iso must be"):
+        DevelopSettings(iso=float("inf"))
+    check_settings(DevelopSettings(params={"tone_map": {"contrast_limits": [0.5, 2], "dim_floor": 0}}))
 
 
 # --- develop with masks from elsewhere (no model needed) -------------------------

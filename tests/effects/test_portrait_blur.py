@@ -235,6 +235,15 @@ def test_invalid_arguments(kwargs, exc, match):
         portrait_blur(image, mask, **args)
 
 
+def test_a_blur_wider_than_the_frame_is_capped_at_it():
+    """f/1e-9 asked for a blur radius of 3e7 diagonals: every photo failed allocating exabytes."""
+    img = np.random.default_rng(0).random((H, W, 3)).astype(np.float32)
+    a = _disc()
+    out = portrait_blur(img, a, params=PortraitBlurParams(f_number=1e-9, match_grain=False))
+    same = portrait_blur(img, a, params=PortraitBlurParams(f_number=0.03, match_grain=False))  # radius = diagonal
+    np.testing.assert_allclose(out, same, atol=1e-6)
+
+
 @pytest.mark.parametrize("field, value", [("f_number", 0.0), ("f_number", float("nan")), ("aperture_blades", 2), ("radius_ratio", 5.0), ("highlight_threshold", 0.0)])
 def test_invalid_params(field, value):
     with pytest.raises(ValueError, match=f"PortraitBlurParams.{field}"):
