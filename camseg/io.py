@@ -412,6 +412,60 @@ def _curve_from_key(key: "bytes | None"):
     raise ValueError(f"unknown ICC curve type {kind!r}")
 
 
+_D50 = np.array([0.9642, 1.0, 0.8249])  # the ICC profile connection space's white
+
+
+def _colorants_d50(primaries_xy, white_xy) -> tuple:
+    """RGB -> XYZ matrix (columns: the primaries, white mapped to white) adapted to D50 as ICC
+    colorant tags hold it (Bradford, ICC.1:2010 Annex E), and the adaptation matrix."""
+
+    def xyz(xy):
+        x, y = xy
+        return np.array([x / y, 1.0, (1 - x - y) / y])
+
+    white = xyz(white_xy)
+    cols = np.stack([xyz(p) for p in np.asarray(primaries_xy, np.float64)], axis=1)
+    cols = cols * np.linalg.solve(cols, white)          # RGB->XYZ, white maps to white
+    bradford = np.array([[0.8951, 0.2664, -0.1614], [-0.7502, 1.7135, 0.0367], [0.0389, -0.0685, 1.0296]])
+    adapt = np.linalg.inv(bradford) @ np.diag((bradford @ _D50) / (bradford @ white)) @ bradford
+    return adapt @ cols, adapt
+
+
+def to_srgb_primaries(pixels: np.ndarray, icc_profile: "bytes | None") -> np.ndarray:
+    """Linear RGB in a photo's own primaries (its matrix ICC profile's) as linear sRGB primaries.
+
+    For what must see colours as sRGB: the segmentation model was trained on sRGB photos, and
+    a Display P3 photo's own values read as sRGB are duller (it found one person where the
+    sRGB twin had two).
+
+    Parameters
+    ----------
+    pixels : np.ndarray
+        float32 H×W×3 linear RGB in [0, 1], in the primaries of ``icc_profile``.
+    icc_profile : bytes or None
+        The photo's profile (:attr:`Photo.icc_profile`); None means sRGB.
+
+    Returns
+    -------
+    np.ndarray
+        ``pixels`` itself when they are sRGB already (no profile, sRGB's primaries, or a
+        profile without colorant tags), else a new float32 H×W×3 array, clipped to [0, 1]
+        (colours outside sRGB's gamut are clipped per channel).
+    """
+    if not icc_profile:
+        return pixels
+    try:
+        tags = _icc_tags(icc_profile)
+        own = np.array([_s15f16(tags[k], 8, 3) for k in ("rXYZ", "gXYZ", "bXYZ")]).T
+    except (KeyError, struct.error, IndexError):
+        return pixels
+    matrix = np.linalg.solve(_SRGB_COLORANTS, own)
+    if np.abs(matrix - np.eye(3)).max() < 2e-3:  # sRGB, to the profile's 16-bit fixed point
+        return pixels
+    out = cv2.transform(pixels, matrix.astype(np.float32))
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
 def make_icc_profile(primaries_xy, white_xy=(0.3127, 0.3290), *, description: str = "camseg RGB",
                      trc: str = "srgb") -> bytes:
     """Build a minimal ICC v4 matrix/TRC display profile.
@@ -443,18 +497,8 @@ def make_icc_profile(primaries_xy, white_xy=(0.3127, 0.3290), *, description: st
     if prim.shape != (3, 2):
         raise ValueError(f"primaries_xy must be three (x, y) pairs, got shape {prim.shape}")
 
-    def xyz(xy):
-        x, y = xy
-        return np.array([x / y, 1.0, (1 - x - y) / y])
-
-    white = xyz(white_xy)
-    cols = np.stack([xyz(p) for p in prim], axis=1)
-    cols = cols * np.linalg.solve(cols, white)          # RGB->XYZ, white maps to white
-    bradford = np.array([[0.8951, 0.2664, -0.1614], [-0.7502, 1.7135, 0.0367], [0.0389, -0.0685, 1.0296]])
-    d50 = np.array([0.9642, 1.0, 0.8249])
-    cone = bradford @ white
-    adapt = np.linalg.inv(bradford) @ np.diag((bradford @ d50) / cone) @ bradford
-    cols = adapt @ cols
+    cols, adapt = _colorants_d50(prim, white_xy)
+    d50 = _D50
 
     def s15(values):
         return b"".join(struct.pack(">i", int(round(v * 65536))) for v in values)
@@ -497,6 +541,9 @@ def make_icc_profile(primaries_xy, white_xy=(0.3127, 0.3290), *, description: st
 
 #: Display P3 (DCI-P3 primaries, D65 white, sRGB tone curve), as used by phone cameras.
 DISPLAY_P3_PRIMARIES = ((0.680, 0.320), (0.265, 0.690), (0.150, 0.060))
+#: sRGB's primaries (IEC 61966-2-1), D65 white.
+SRGB_PRIMARIES = ((0.64, 0.33), (0.30, 0.60), (0.15, 0.06))
+_SRGB_COLORANTS = _colorants_d50(SRGB_PRIMARIES, (0.3127, 0.3290))[0]
 
 
 # --- EXIF (TIFF structure, CIPA DC-008) ------------------------------------

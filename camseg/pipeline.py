@@ -30,7 +30,7 @@ import numpy as np
 
 import effects
 from effects._srgb import pow_in_place
-from camseg.io import Photo, as_linear_rgb, read_photo
+from camseg.io import Photo, as_linear_rgb, read_photo, to_srgb_primaries
 
 __all__ = [
     "DevelopSettings",
@@ -938,8 +938,10 @@ def develop(image, settings: "DevelopSettings | None" = None, *, segmenter=None,
         # develop never writes to ``pixels``, so the segmenter need not copy them, except when
         # they are the caller's own array (a Photo's) and the segmentation is handed back: the
         # caller's later edits must not change it.
-        callers = isinstance(image, Photo) and pixels is image.pixels
-        seg = _segment(pixels, segmenter, categories, keep_copy=return_details and callers)
+        # The model sees sRGB: a Display P3 photo's own values read as sRGB are duller.
+        model_pixels = to_srgb_primaries(pixels, photo.icc_profile) if photo is not None else pixels
+        callers = isinstance(image, Photo) and model_pixels is image.pixels
+        seg = _segment(model_pixels, segmenter, categories, keep_copy=return_details and callers)
         status = "applied"
         detail = "all categories" if wants_persons else f"scene-level only ({', '.join(sorted(categories))})"
     # Hair and glasses only serve the portrait effect (they refine its subject edge; the subject

@@ -37,7 +37,7 @@ import numpy as np
 import onnxruntime as ort
 
 from camseg.contract import INPUT_NAME, METADATA_KEY, PANOPTIC_CATEGORIES, SCENE_CATEGORIES, ModelContract
-from camseg.io import linear_to_srgb, read_image
+from camseg.io import Photo, linear_to_srgb, read_image, read_photo, to_srgb_primaries
 from effects import RefineMatteParams
 from effects.mask_refine import refine_matte_planes
 
@@ -267,10 +267,11 @@ class Segmenter:
 
         Parameters
         ----------
-        image : str, os.PathLike or np.ndarray
-            A file path (EXIF orientation applied) or an array: uint8/uint16
-            sRGB-encoded, or float32 H×W×3 linear RGB in [0, 1]; grayscale and
-            RGBA accepted.
+        image : str, os.PathLike, Photo or np.ndarray
+            A file path (EXIF orientation applied; a colour profile's primaries, e.g.
+            Display P3, converted to sRGB's for the model), a :class:`~camseg.io.Photo`,
+            or an array: uint8/uint16 sRGB-encoded, or float32 H×W×3 linear RGB in
+            [0, 1] with sRGB primaries; grayscale and RGBA accepted.
         categories : set of str, optional
             What is needed. Only scene-level names (e.g. ``{"sky", "skin"}``)
             runs the scene-only model without the transformer; ``"person"``
@@ -284,7 +285,15 @@ class Segmenter:
         if self._full is None:
             raise RuntimeError("this Segmenter was closed; create a new one")
         self._check_categories(categories)  # before reading a file
-        linear = read_image(image)  # a copy: the Segmentation reads it later, whatever the caller does
+        # A copy (the Segmentation reads it later, whatever the caller does), with sRGB primaries
+        # where a file or Photo has others (Display P3): the model learnt sRGB colours.
+        if isinstance(image, (str, os.PathLike)):
+            image = read_photo(image)
+        if isinstance(image, Photo):
+            linear = to_srgb_primaries(image.pixels, image.icc_profile)
+            linear = linear.copy() if linear is image.pixels else linear
+        else:
+            linear = read_image(image)
         # (float32 H×W×3, finite: segment_borrowed takes it as it is and does not call back here.)
         return self.segment_borrowed(linear, categories=categories, keep_copy=False)
 

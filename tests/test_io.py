@@ -204,6 +204,17 @@ def test_16_bit_cmyk_and_plane_by_plane_tiffs(tmp_path):
         cio.read_photo(tmp_path / "p.tif")
 
 
+def test_to_srgb_primaries_converts_display_p3_and_leaves_srgb_alone():
+    p3 = cio.make_icc_profile(cio.DISPLAY_P3_PRIMARIES, description="Display P3")
+    v = np.array([[[0.5, 0.4, 0.3]]], np.float32)
+    # The published linear Display P3 -> sRGB matrix (D65 both): rows (1.2249, -0.2247, 0),
+    # (-0.0420, 1.0419, 0), (-0.0197, -0.0786, 1.0979).
+    np.testing.assert_allclose(cio.to_srgb_primaries(v, p3)[0, 0], [0.5226, 0.3958, 0.2880], atol=2e-3)
+    assert cio.to_srgb_primaries(v, None) is v
+    assert cio.to_srgb_primaries(v, cio.make_icc_profile(cio.SRGB_PRIMARIES)) is v
+    assert cio.to_srgb_primaries(np.ones((1, 1, 3), np.float32) * [[[1, 0, 0]]], p3).max() <= 1.0  # clipped
+
+
 def test_icc_profile_builder_agrees_with_littlecms_and_colour_science():
     colour = pytest.importorskip("colour")
     vals = np.array([[[200, 100, 50], [60, 160, 90], [90, 100, 200], [128, 128, 128]]], np.uint8)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from camseg import io as cio
 from camseg.contract import PANOPTIC_CATEGORIES
 from camseg.segmenter import DEFAULT_MODEL, Segmenter, Segmentation, SegmenterOptions
 
@@ -562,3 +563,23 @@ def test_segment_borrowed_errors_and_other_inputs(segmenter, photo):
     # anything but float32 H×W×3 goes through segment() (validated and converted there)
     seg = segmenter.segment_borrowed(photo, categories={"skin"})
     np.testing.assert_array_equal(seg.skin, segmenter.segment(photo, categories={"skin"}).skin)
+
+
+def test_a_display_p3_photo_is_segmented_in_srgb_like_its_srgb_twin(tmp_path, segmenter):
+    """The model read a P3 file's own values as sRGB (duller): its skin differed from the sRGB
+    twin's by 0.026 on average; converted to sRGB's primaries, by 0.001."""
+    photo = cio.read_photo(SAMPLE)
+    p3 = cio.make_icc_profile(cio.DISPLAY_P3_PRIMARIES, description="Display P3")
+    own = np.array([cio._s15f16(cio._icc_tags(p3)[k], 8, 3) for k in ("rXYZ", "gXYZ", "bXYZ")]).T
+    in_p3 = np.clip(photo.pixels @ np.linalg.solve(own, cio._SRGB_COLORANTS).T.astype(np.float32), 0, 1)
+    encode = lambda x: Image.fromarray(np.round(cio.linear_to_srgb(x) * 255).astype(np.uint8))
+    encode(in_p3).save(tmp_path / "p3.png", icc_profile=p3)
+    encode(photo.pixels).save(tmp_path / "srgb.png")
+    twin = segmenter.segment(tmp_path / "srgb.png").skin
+    assert np.abs(segmenter.segment(tmp_path / "p3.png").skin - twin).mean() < 0.005
+    assert np.abs(segmenter.segment(cio.read_photo(tmp_path / "p3.png")).skin - twin).mean() < 0.005
+    assert np.abs(segmenter.segment(cio.read_photo(tmp_path / "p3.png").pixels).skin - twin).mean() > 0.015
+    from camseg.pipeline import develop  # develop segments the photo it develops the same way
+
+    res = develop(cio.read_photo(tmp_path / "p3.png"), segmenter=segmenter, return_details=True, denoise=False)
+    assert np.abs(res.segmentation.skin - twin).mean() < 0.005
