@@ -19,6 +19,7 @@ import os
 import re
 import struct
 import tempfile
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -731,81 +732,92 @@ def read_photo(path: "str | os.PathLike") -> Photo:
         data += b"\xff\xd9"
         notes.append("JPEG end marker missing (all image data present); decoded as complete")
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            fmt = img.format or "unknown"
-            bits = _bit_depth(img, data)
-            if bits > 16:
-                raise UnidentifiedImageError("32-bit or floating-point samples")
-            if bits == 16 and img.mode == "CMYK":
-                # OpenCV's 16-bit path has no CMYK, and the file was called "damaged": Pillow
-                # reads it at 8 bits (the top byte of each sample) and converts it as any CMYK.
-                bits = 8
-                notes.append("16-bit CMYK read at 8 bits per sample")
-            stored_orientation = int(img.getexif().get(_ORIENTATION_TAG, 1) or 1)
-            pages = getattr(img, "n_frames", 1)
-            if fmt == "TIFF" and pages > 1:
-                notes.append(f"a TIFF of {pages} pages: the first one read")
-            if bits != 16:
-                # Full decode first: truncated files fail here, not later; and a Pillow that
-                # turns a TIFF by its orientation tag (Pillow 13) does it here and drops the tag,
-                # so the tag read below is what is left to apply. (Deleting the tag before the
-                # decode left Pillow a turned frame it would not fill: a crash on orientations 5-8.)
-                img.load()
-            exif_obj = img.getexif()
-            orientation = int(exif_obj.get(_ORIENTATION_TAG, 1) or 1)
-            if orientation != stored_orientation:
-                notes.append(f"EXIF orientation {stored_orientation} applied")  # by Pillow, above
-            try:
-                iso = exif_obj.get_ifd(_EXIF_IFD_TAG).get(_ISO_TAG)
-                iso = float(iso[0] if isinstance(iso, (tuple, list)) else iso) if iso else None
-            except Exception:  # noqa: BLE001 - a broken EXIF block must not stop decoding
-                iso = None
-            if fmt == "TIFF":
-                for tag in list(exif_obj.keys()):
-                    # Image-structure tags describe the source file, not the photo; the
-                    # Exif/GPS sub-IFD pointers stay so Pillow re-serialises those IFDs.
-                    if tag in _STRUCTURAL_TIFF_TAGS and tag not in (34665, 34853):
-                        del exif_obj[tag]
-                exif = _normalise_exif(exif_obj.tobytes()) if len(exif_obj) else None
-            else:
-                exif = _normalise_exif(img.info.get("exif"))
-            icc = img.info.get("icc_profile") or None
-            xmp = _read_xmp(img)
-            subsampling = _jpeg_subsampling(img) if fmt == "JPEG" else None
-            dpi = _read_dpi(img)
-            mode = img.mode
-            grey_source = mode in ("1", "L", "LA", "I") or mode.startswith("I;16")
-            alpha_codes = None
-            if bits == 16:
-                codes = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-                if codes is None or codes.dtype != np.uint16:
-                    raise OSError("OpenCV could not decode the 16-bit pixels")
-                if fmt == "TIFF" and img.tag_v2.get(_PHOTOMETRIC_TAG) == 0 and codes.ndim == 2:
-                    # WhiteIsZero grey (TIFF 6.0, PhotometricInterpretation 0), which OpenCV
-                    # returns as stored: it came out as a negative.
-                    codes = np.subtract(np.uint16(65535), codes)
-                # (Pillow opens a 16-bit grey + alpha PNG as RGBA: OpenCV's samples tell.)
-                grey_source = codes.ndim == 2 or codes.shape[2] <= 2
-                if codes.ndim == 3:
-                    if codes.shape[2] in (2, 4):  # gray + alpha, BGR + alpha
-                        alpha_codes = codes[:, :, -1]
-                    codes = codes[:, :, [2, 1, 0]] if codes.shape[2] >= 3 else codes[:, :, 0]
-                if fmt == "TIFF" and orientation != 1 and _opencv_orients_tiff():
-                    notes.append(f"EXIF orientation {orientation} applied")
-                    orientation = 1  # already upright: OpenCV turned it
-            else:
-                if mode == "CMYK":
-                    img, note = _cmyk_to_srgb(img, icc)
-                    notes.append(note)
-                    icc = None
-                elif mode in ("RGBA", "LA", "PA") or (mode in ("P", "L", "RGB") and "transparency" in img.info):
-                    img = img.convert("RGBA")
-                    alpha_codes = np.asarray(img.getchannel("A"))
-                    img = img.convert("RGB")
-                elif mode not in ("RGB", "L"):
-                    notes.append(f"converted from mode {mode} to RGB")
-                    img = img.convert("RGB")
-                codes = np.asarray(img)
+        with warnings.catch_warnings():
+            # Pillow's warnings ("Corrupt EXIF data", a large image's DecompressionBombWarning) went
+            # to stderr: a damaged EXIF block is passed over below, and the size limit is an error.
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as img:
+                fmt = img.format or "unknown"
+                bits = _bit_depth(img, data)
+                if bits > 16:
+                    raise UnidentifiedImageError("32-bit or floating-point samples")
+                if bits == 16 and img.mode == "CMYK":
+                    # OpenCV's 16-bit path has no CMYK, and the file was called "damaged": Pillow
+                    # reads it at 8 bits (the top byte of each sample) and converts it as any CMYK.
+                    bits = 8
+                    notes.append("16-bit CMYK read at 8 bits per sample")
+                stored_orientation = int(img.getexif().get(_ORIENTATION_TAG, 1) or 1)
+                pages = getattr(img, "n_frames", 1)
+                if fmt == "TIFF" and pages > 1:
+                    notes.append(f"a TIFF of {pages} pages: the first one read")
+                if bits != 16:
+                    # Full decode first: truncated files fail here, not later; and a Pillow that
+                    # turns a TIFF by its orientation tag (Pillow 13) does it here and drops the tag,
+                    # so the tag read below is what is left to apply. (Deleting the tag before the
+                    # decode left Pillow a turned frame it would not fill: a crash on orientations 5-8.)
+                    img.load()
+                exif_obj = img.getexif()
+                orientation = int(exif_obj.get(_ORIENTATION_TAG, 1) or 1)
+                if orientation != stored_orientation:
+                    notes.append(f"EXIF orientation {stored_orientation} applied")  # by Pillow, above
+                try:
+                    iso = exif_obj.get_ifd(_EXIF_IFD_TAG).get(_ISO_TAG)
+                    iso = float(iso[0] if isinstance(iso, (tuple, list)) else iso) if iso else None
+                except Exception:  # noqa: BLE001 - a broken EXIF block must not stop decoding
+                    iso = None
+                if fmt == "TIFF":
+                    for tag in list(exif_obj.keys()):
+                        # Image-structure tags describe the source file, not the photo; the
+                        # Exif/GPS sub-IFD pointers stay so Pillow re-serialises those IFDs.
+                        if tag in _STRUCTURAL_TIFF_TAGS and tag not in (34665, 34853):
+                            del exif_obj[tag]
+                    exif = _normalise_exif(exif_obj.tobytes()) if len(exif_obj) else None
+                else:
+                    exif = _normalise_exif(img.info.get("exif"))
+                icc = img.info.get("icc_profile") or None
+                xmp = _read_xmp(img)
+                subsampling = _jpeg_subsampling(img) if fmt == "JPEG" else None
+                dpi = _read_dpi(img)
+                mode = img.mode
+                grey_source = mode in ("1", "L", "LA", "I") or mode.startswith("I;16")
+                alpha_codes = None
+                if bits == 16:
+                    codes = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+                    if codes is None or codes.dtype != np.uint16:
+                        raise OSError("OpenCV could not decode the 16-bit pixels")
+                    if fmt == "TIFF" and img.tag_v2.get(_PHOTOMETRIC_TAG) == 0 and codes.ndim == 2:
+                        # WhiteIsZero grey (TIFF 6.0, PhotometricInterpretation 0), which OpenCV
+                        # returns as stored: it came out as a negative.
+                        codes = np.subtract(np.uint16(65535), codes)
+                    # (Pillow opens a 16-bit grey + alpha PNG as RGBA: OpenCV's samples tell.)
+                    grey_source = codes.ndim == 2 or codes.shape[2] <= 2
+                    if codes.ndim == 3:
+                        if codes.shape[2] in (2, 4):  # gray + alpha, BGR + alpha
+                            alpha_codes = codes[:, :, -1]
+                        codes = codes[:, :, [2, 1, 0]] if codes.shape[2] >= 3 else codes[:, :, 0]
+                    if fmt == "TIFF" and orientation != 1 and _opencv_orients_tiff():
+                        notes.append(f"EXIF orientation {orientation} applied")
+                        orientation = 1  # already upright: OpenCV turned it
+                else:
+                    if mode == "CMYK":
+                        img, note = _cmyk_to_srgb(img, icc)
+                        notes.append(note)
+                        icc = None
+                    elif mode in ("RGBA", "LA", "PA") or (mode in ("P", "L", "RGB") and "transparency" in img.info):
+                        img = img.convert("RGBA")
+                        alpha_codes = np.asarray(img.getchannel("A"))
+                        img = img.convert("RGB")
+                    elif mode not in ("RGB", "L"):
+                        notes.append(f"converted from mode {mode} to RGB")
+                        img = img.convert("RGB")
+                    codes = np.asarray(img)
+    except Image.DecompressionBombError as exc:
+        # Pillow's guard against "decompression bombs" (a tiny file that claims billions of
+        # pixels): its own message spoke of a DOS attack, with a traceback.
+        limit = 2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6
+        raise ValueError(f"cannot read {str(path)!r}: the image is larger than camseg develops ({limit:.0f} "
+                         "megapixels at most; developing needs about 70 bytes per pixel, 10 GB at 144 MP); downscale it or cut it "
+                         "into parts first") from exc
     except UnidentifiedImageError as exc:
         if data[:4] in (b"II*\x00", b"MM\x00*"):  # a TIFF, in a layout Pillow cannot read
             raise ValueError(f"cannot read {str(path)!r}: a TIFF whose pixel layout camseg cannot decode "

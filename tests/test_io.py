@@ -1,8 +1,10 @@
 """camseg.io: real files in tmp_path, every edge case a photo library contains."""
 import io as pyio
+import struct
 import subprocess
 import sys
 import threading
+import zlib
 from pathlib import Path
 
 import cv2
@@ -147,8 +149,6 @@ def test_exif_of_a_png_whose_exif_chunk_carries_the_jpeg_prefix_is_kept(tmp_path
 def test_an_orientation_stored_as_a_long_is_reset_too(tmp_path, ext):
     """Pillow (and viewers) read an orientation stored as LONG; the reset only rewrote a SHORT,
     so the upright output kept orientation 6 and was shown turned a second time."""
-    import struct
-
     ifd = struct.pack("<H", 1) + struct.pack("<HHII", 0x0112, 4, 1, 6) + struct.pack("<I", 0)
     Image.new("RGB", (40, 60), (40, 80, 120)).save(tmp_path / "a.jpg", exif=b"Exif\0\0II*\0" + struct.pack("<I", 8) + ifd)
     photo = cio.read_photo(tmp_path / "a.jpg")
@@ -475,6 +475,18 @@ def test_a_jpeg_with_zeroed_image_data_is_refused(tmp_path):
             cio.read_photo(tmp_path / "d.jpg")
 
 
+def test_an_image_too_large_to_develop_is_refused_clearly(tmp_path):
+    """A 20000×20000 PNG header raised Pillow's "could be decompression bomb DOS attack"."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0))
+    (tmp_path / "big.png").write_bytes(b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", zlib.compress(bytes(99)))
+                                       + chunk(b"IEND", b""))
+    with pytest.raises(ValueError, match="larger than camseg develops .* megapixels at most.*downscale it"):
+        cio.read_photo(tmp_path / "big.png")
+
+
 def test_a_float_tiff_is_reported_as_a_tiff_camseg_cannot_decode(tmp_path):
     """It was reported as "not an image format camseg can decode (JPEG, PNG, TIFF)": a TIFF."""
     ok, data = cv2.imencode(".tiff", np.random.default_rng(0).random((8, 8, 3)).astype(np.float32))
@@ -676,8 +688,6 @@ def test_exif_survives_tiff_to_jpeg(tmp_path):
 
 
 def test_exif_thumbnail_is_unlinked(tmp_path):
-    import struct
-
     # EXIF whose IFD0 links to an IFD1 (where cameras keep the thumbnail).
     ex = Image.Exif()
     ex[0x0112] = 6
