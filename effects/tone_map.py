@@ -821,7 +821,12 @@ def tone_map_people(
     for m_lo, skin in zip(persons_lo, skins):
         # Measured on skin (the people without were set aside above), or on the whole matte
         # when no skin matte was given at all.
-        weight = m_lo if skin is None else m_lo * skins_lo[id(skin)]
+        # Decisive skin only (every person rendered has some, see _measured_on_skin): a skin
+        # response of ~0.4 over a black coat outweighed the face and read the coat's light as
+        # the face's (a 2 EV lift turned the coat charcoal, person_binary 79); over the dark
+        # hair and jacket of a flash-lit face, it read the face as dim (+1.2 EV to washed-out
+        # pink, person_binary 151).
+        weight = m_lo if skin is None else m_lo * np.where(skins_lo[id(skin)] > 0.5, skins_lo[id(skin)], 0.0)
         wsum = float(weight.sum())
         sel = weight > 1e-3
         msel = m_lo > 1e-3

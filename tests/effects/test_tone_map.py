@@ -492,3 +492,19 @@ def test_black_and_white_people_keep_the_light_they_have(rng):
     _, matched = tone_map_people(grey, persons, skin_masks=skins, return_gains=True,
                                  params=ToneMapParams(grey_skin_chroma=0.0))
     assert max(g.gain_ev for g in matched) > 0.5
+
+
+def test_a_faint_skin_response_on_a_dark_coat_does_not_set_the_persons_light(rng):
+    """person_binary 79: the skin matte's ~0.4 over a black coat outweighed the face in the
+    soft-weighted skin median, read the coat's light as the face's and lifted the person 2 EV
+    (black wool to charcoal). Only decisive skin (> 0.5) is measured now."""
+    img, persons, skins, inner = scene([0.0], [MST3], rng)
+    coat = (persons[0] > 0) & (skins[0] == 0)
+    img = img.copy()
+    img[coat] = 0.004
+    skins = [np.where(coat, 0.48, skins[0]).astype(np.float32)]
+    assert (skins[0] * coat).sum() > skins[0][~coat].sum()  # the coat's faint skin outweighs the face
+    out, gains = tone_map_people(img, persons, skin_masks=skins, return_gains=True)
+    assert abs(gains[0].gain_ev) < 0.2
+    assert np.median(out[coat]) < 0.006
+
