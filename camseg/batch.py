@@ -174,7 +174,11 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
     out_dir = Path(out_dir)
     out_abs = out_dir.resolve()
     candidates, results = [], []
-    inputs = [Path(raw) for raw in inputs]
+    if isinstance(inputs, (str, bytes, os.PathLike)):
+        # One path, not an iterable of them: a str was walked letter by letter, and its "." (or
+        # "/") developed every photo under the current folder (or tried the whole disk).
+        inputs = [inputs]
+    inputs = [Path(os.fsdecode(raw)) for raw in inputs]
     # The --out folder itself among other inputs holds this command's earlier outputs: `camseg
     # develop * --out dev`, run again, finds dev among its inputs, and failed every photo as
     # "would overwrite an input". (Alone, it is the user's folder, and its photos are checked

@@ -940,27 +940,105 @@ def _jpeg_with_xmp(jpeg: bytes, xmp: bytes) -> bytes:
     return jpeg[:pos] + b"\xff\xe1" + struct.pack(">H", len(segment) + 2) + segment + jpeg[pos:]
 
 
-def _zeroed_jpeg_data(data: bytes) -> "int | None":
-    """The length of a run of zero bytes inside a JPEG's entropy-coded data, or None.
+_ZERO_RUN = 64  # zero bytes in a row that mark a hole (see _zeroed_jpeg_data)
 
-    Copies and downloads that stop early often leave the rest of the file as zeros (space
-    allocated up front, a sparse file), and a decoder reads zeros as valid codes: the photo's
-    lower part decodes to garbage with no error. Huffman-coded image data never holds 64 zero
-    bytes in a row (the longest run in 1855 JPEGs of ../shared/data: none of 8 or more).
-    Checked from the first start-of-scan to the end marker (data after it, e.g. an MPO's
-    second image, is not the photo's).
+
+def _jpeg_structure(data: bytes) -> "dict | None":
+    """The marker segments of a JPEG (ITU-T T.81 §B.1), walked by their lengths, so that bytes
+    inside APPn segments (an EXIF thumbnail, maker notes) are never taken for image data.
+
+    Returns ``{"sof": SOFn marker or None, "tables": {(class, id): (bits, values)},
+    "scans": [(start, end) of each scan's entropy-coded data], "eoi": bool}``, or None when
+    ``data`` is not a JPEG or its segments cannot be followed.
     """
     if data[:2] != b"\xff\xd8":
         return None
-    start = data.find(b"\xff\xda")
-    if start < 0:
+    info = {"sof": None, "tables": {}, "scans": [], "eoi": False}
+    pos, n = 2, len(data)
+    try:
+        while pos + 4 <= n:
+            if data[pos] != 0xFF:
+                return None
+            marker = data[pos + 1]
+            if marker == 0xFF:  # fill byte
+                pos += 1
+                continue
+            if marker == 0xD9:
+                info["eoi"] = True
+                return info
+            if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # no length
+                pos += 2
+                continue
+            length = struct.unpack_from(">H", data, pos + 2)[0]
+            body = data[pos + 4:pos + 2 + length]
+            if marker == 0xC4:  # DHT: one or more tables
+                at = 0
+                while at + 17 <= len(body):
+                    bits = tuple(body[at + 1:at + 17])
+                    values = bytes(body[at + 17:at + 17 + sum(bits)])
+                    info["tables"][(body[at] >> 4, body[at] & 15)] = (bits, values)
+                    at += 17 + sum(bits)
+            elif 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC) and info["sof"] is None:
+                info["sof"] = marker
+            pos += 2 + length
+            if marker == 0xDA:  # the entropy-coded data runs to the next marker that is not RSTn
+                start = end = pos
+                while True:
+                    end = data.find(b"\xff", end)
+                    if end < 0 or end + 1 >= n:
+                        end = n
+                        break
+                    if data[end + 1] == 0x00 or 0xD0 <= data[end + 1] <= 0xD7 or data[end + 1] == 0xFF:
+                        end += 2 if data[end + 1] != 0xFF else 1
+                        continue
+                    break
+                info["scans"].append((start, end))
+                pos = end
+    except struct.error:
         return None
-    end = data.find(b"\xff\xd9", start)
-    at = data.find(b"\x00" * 64, start, len(data) if end < 0 else end)
-    if at < 0:
+    return info
+
+
+@functools.lru_cache(maxsize=1)
+def _standard_huffman_tables() -> frozenset:
+    """The example Huffman tables of ITU-T T.81 Annex K.3 (the ones encoders use unless they
+    optimise), read from a JPEG that libjpeg writes with its defaults."""
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (16, 16), (90, 140, 200)).save(out, format="JPEG", quality=90, optimize=False)
+    return frozenset((c, t) for (c, _), t in _jpeg_structure(out.getvalue())["tables"].items())
+
+
+def _zeroed_jpeg_data(data: bytes) -> "int | None":
+    """The length of a run of zero bytes that marks a JPEG as damaged, or None.
+
+    Copies and downloads that stop early often leave the rest of the file as zeros (space
+    allocated up front, a sparse file), and a decoder reads zeros as codes: the photo's lower
+    part decodes to garbage with no error. Two cases are certain:
+
+    - the last scan runs to the end of the file, with no end marker, and ends in zeros;
+    - a run of 64 zero bytes inside the image data of a baseline JPEG coded with the standard
+      Huffman tables (Annex K.3). There, zero bits are the code for an AC coefficient of -1,
+      again and again: no encoder writes that (no run of 8 in 1855 JPEGs of ../shared/data).
+      With optimised tables or in a progressive file, zero bits can be the code of an empty
+      block, and a black frame is a long zero run: those are not judged.
+    """
+    info = _jpeg_structure(data)
+    if info is None or not info["scans"]:
         return None
-    run_end = len(data) - len(data[at:].lstrip(b"\x00"))
-    return run_end - at
+    start, end = info["scans"][-1]
+    if not info["eoi"] and end == len(data) and data[-_ZERO_RUN:] == bytes(_ZERO_RUN):
+        return len(data) - len(data.rstrip(b"\x00"))
+    standard = info["sof"] in (0xC0, 0xC1) and info["tables"] and all(
+        (c, t) in _standard_huffman_tables() for (c, _), t in info["tables"].items())
+    if not standard:
+        return None
+    for start, end in info["scans"]:
+        at = data.find(b"\x00" * _ZERO_RUN, start, end)
+        if at >= 0:
+            return len(data[at:end]) - len(data[at:end].lstrip(b"\x00"))
+    return None
 
 
 def _missing_only_the_jpeg_end_marker(data: bytes) -> bool:

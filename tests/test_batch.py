@@ -116,6 +116,17 @@ def test_a_photo_with_a_long_name_is_written(tmp_path):
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.endswith(cio.TEMP_SUFFIX)]
 
 
+def test_one_path_given_as_a_string_is_one_input(tmp_path, monkeypatch):
+    """run_batch('a.jpg', ...) walked the string letter by letter: its '.' developed every photo
+    under the current folder."""
+    (photo,) = _photos(tmp_path / "here", 1)
+    _photos(tmp_path / "here" / "holidays", 2)
+    monkeypatch.chdir(tmp_path / "here")
+    for one in ("img_00.jpg", Path("img_00.jpg"), str(photo)):
+        todo, settled = plan_batch(one, tmp_path / "out")
+        assert [i.source.name for i in todo] == ["img_00.jpg"] and settled == []
+
+
 def test_plan_takes_a_photo_named_twice_once(tmp_path):
     photos = _photos(tmp_path / "lib", 2)
     todo, settled = plan_batch([photos[0], photos[0], tmp_path / "lib", tmp_path / "lib" / ".." / "lib"],

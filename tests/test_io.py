@@ -464,15 +464,41 @@ def test_a_jpeg_missing_only_its_end_marker_is_read_a_cut_one_is_not(tmp_path):
 
 def test_a_jpeg_with_zeroed_image_data_is_refused(tmp_path):
     """2000 zero bytes in the middle of the image data (or a zeroed tail: a download that
-    stopped early into preallocated space) decoded to garbage rows with no message."""
-    data = bytearray(SAMPLE_JPEG.read_bytes())
-    mid = (data.find(b"\xff\xda") + len(data)) // 2
-    for hole in (slice(mid, mid + 2000), slice(mid, len(data))):
-        damaged = bytearray(data)
-        damaged[hole] = bytes(len(damaged[hole]))
-        (tmp_path / "d.jpg").write_bytes(damaged)
-        with pytest.raises(ValueError, match="damaged: .* bytes of zeros inside the JPEG image data"):
-            cio.read_photo(tmp_path / "d.jpg")
+    stopped early into preallocated space) decoded to garbage rows with no message. Also when
+    an EXIF thumbnail comes first (almost every camera JPEG): its own scan was checked instead."""
+    photo = Image.open(SAMPLE_JPEG).resize((384, 384))
+    thumb = pyio.BytesIO()
+    photo.resize((64, 64)).save(thumb, format="JPEG", quality=80)
+    ex = Image.Exif()
+    ex[0x010F] = "TestCam"
+    plain, with_thumb = pyio.BytesIO(), pyio.BytesIO()
+    photo.save(plain, format="JPEG", quality=90)
+    photo.save(with_thumb, format="JPEG", quality=90,
+               exif=ex.tobytes() + bytes(8) + thumb.getvalue())  # a thumbnail's bytes inside APP1
+    for data in (bytearray(plain.getvalue()), bytearray(with_thumb.getvalue())):
+        assert data.count(b"\xff\xda") >= 1
+        mid = (data.rfind(b"\xff\xda") + len(data)) // 2
+        for hole in (slice(mid, mid + 2000), slice(mid, len(data))):
+            damaged = bytearray(data)
+            damaged[hole] = bytes(len(damaged[hole]))
+            (tmp_path / "d.jpg").write_bytes(damaged)
+            with pytest.raises(ValueError, match="damaged: .* bytes of zeros inside the JPEG image data"):
+                cio.read_photo(tmp_path / "d.jpg")
+
+
+@pytest.mark.parametrize("options", [dict(progressive=True), dict(optimize=True)])
+def test_black_areas_coded_as_zero_bytes_are_not_damage(tmp_path, options):
+    """With optimised tables or in a progressive file an all-black block codes as zero bits: a
+    letterboxed or crushed-black photo holds long zero runs and was refused as damaged."""
+    frame = np.zeros((1536, 2048, 3), np.uint8)
+    frame[192:1344] = np.asarray(Image.open(SAMPLE_JPEG).resize((2048, 1152)))
+    Image.fromarray(frame).save(tmp_path / "letterbox.jpg", quality=85, **options)
+    assert b"\x00" * 64 in (tmp_path / "letterbox.jpg").read_bytes()
+    assert cio.read_photo(tmp_path / "letterbox.jpg").pixels.shape == (1536, 2048, 3)
+    # Bytes that look like a start of scan and zeros inside an APP segment are not image data.
+    note = b"\xff\xda" + bytes(200)
+    Image.open(SAMPLE_JPEG).save(tmp_path / "note.jpg", quality=90, exif=b"Exif\x00\x00" + note)
+    cio.read_photo(tmp_path / "note.jpg")
 
 
 def test_an_image_too_large_to_develop_is_refused_clearly(tmp_path):
