@@ -218,6 +218,10 @@ def _params_for(fn: Callable, overrides: dict, stage: str):
         hints = typing.get_type_hints(fn)
     except Exception:  # noqa: BLE001 - fall back to the raw annotation below
         hints = {}
+    if "params" not in inspect.signature(fn).parameters:
+        raise ValueError(f"params[{stage!r}]: the {stage} stage takes no params; "
+                         + ("choose a preset with style=... and its strength with style_strength"
+                            if stage == "style" else "remove it"))
     annotation = hints.get("params") or inspect.signature(fn).parameters["params"].annotation
     candidates = [a for a in typing.get_args(annotation) or (annotation,) if dataclasses.is_dataclass(a)]
     if not candidates:

@@ -241,7 +241,8 @@ def apply_style(
         float H×W teeth matte in [0, 1]; fully protected (an extension beyond the develop()
         signature: skin alone is protected when it is not given).
     strength : float
-        In [0, 1]; 0 returns an exact copy of the image, 1 the full style.
+        In [0, 2]; 0 returns an exact copy of the image, 1 the full style, 2 twice its change
+        (eased at the gamut's edge like any other).
 
     Returns
     -------
@@ -257,8 +258,8 @@ def apply_style(
     st = _resolve_style(style)
     if isinstance(strength, bool) or not isinstance(strength, (int, float, np.integer, np.floating)):
         raise TypeError(f"strength: expected a number in [0, 1], got {type(strength).__name__}.")
-    if not (math.isfinite(strength) and 0.0 <= strength <= 1.0):
-        raise ValueError(f"strength: expected a number in [0, 1], got {strength!r}.")
+    if not (math.isfinite(strength) and 0.0 <= strength <= 2.0):
+        raise ValueError(f"strength: expected a number in [0, 2], got {strength!r}.")
     hw = image.shape[:2]
     skin = _check_mask(skin_mask, "skin_mask", hw)
     sky = _check_mask(sky_mask, "sky_mask", hw)

@@ -91,6 +91,8 @@ def test_check_settings_rejects_bad_names_before_work():
         check_settings(DevelopSettings(params={"denoise": {"jpeg_skin": 1}}))
     with pytest.raises(ValueError, match="iso must be"):
         DevelopSettings(iso=float("inf"))
+    with pytest.raises(ValueError, match=r"params\['style'\]: the style stage takes no params; choose a preset"):
+        check_settings(DevelopSettings(params={"style": {"saturation": 0.5}}))  # was a raw KeyError
     check_settings(DevelopSettings(params={"tone_map": {"contrast_limits": [0.5, 2], "dim_floor": 0}}))
 
 
@@ -687,3 +689,15 @@ def test_tidying_a_speckled_subject_stays_fast():
     assert time.perf_counter() - t < 1.0
     assert out[200:800, 300:700].min() == 1.0  # every hole filled
     assert out[:120].max() == 0.0 and out[880:].max() == 0.0  # far specks gone
+
+
+def test_a_style_strength_above_one_develops(rng):
+    """style_strength accepts 0..2 (as the CLI's help says), but the style refused anything
+    over 1: every photo failed after its segmentation."""
+    img = (0.1 + 0.6 * rng.random((48, 64, 3))).astype(np.float32)
+    sky = np.zeros((48, 64), np.float32)
+    seg = types.SimpleNamespace(sky=sky, skin=sky, hair=sky, teeth=sky, glasses=sky, persons=[], person=sky,
+                                categories=("sky", "skin", "hair", "teeth", "glasses"))
+    one, twice = (develop(img, segmentation=seg, style="vibrant", style_strength=k, denoise=False, sharpen=False)
+                  for k in (1.0, 2.0))
+    assert np.abs(twice - img).mean() > 1.5 * np.abs(one - img).mean()

@@ -152,7 +152,7 @@ def test_unknown_style_lists_valid_names():
         (dict(style=3), TypeError, "style: expected a preset name"),
         (dict(skin_mask=np.zeros((3, 4), np.float32)), ValueError, "skin_mask: expected shape"),
         (dict(sky_mask=np.full((4, 4), 2.0, np.float32)), ValueError, r"sky_mask: expected values in \[0, 1\]"),
-        (dict(strength=1.5), ValueError, r"strength: expected a number in \[0, 1\]"),
+        (dict(strength=2.5), ValueError, r"strength: expected a number in \[0, 2\]"),
         (dict(strength="full"), TypeError, "strength"),
     ],
 )
@@ -196,7 +196,8 @@ def reference_style(img, style, skin=None, sky=None, teeth=None, strength=1.0):
     return colour.Oklab_to_XYZ(out) @ np.linalg.inv(SRGB.matrix_RGB_to_XYZ).T
 
 
-@pytest.mark.parametrize("name,strength", [("vibrant", 1.0), ("warm", 0.7), ("rich_contrast", 1.0), ("cool", 0.4)])
+@pytest.mark.parametrize("name,strength", [("vibrant", 1.0), ("warm", 0.7), ("rich_contrast", 1.0), ("cool", 0.4),
+                                           ("warm", 1.6)])  # above 1 (develop's style_strength goes to 2)
 def test_matches_per_pixel_reference_across_strips(chart, monkeypatch, name, strength):
     """Strip processing and the LMS' closed form equal the plain Oklab algorithm (where in gamut)."""
     import effects.styles as styles
