@@ -432,6 +432,43 @@ def _colorants_d50(primaries_xy, white_xy) -> tuple:
     return adapt @ cols, adapt
 
 
+def _icc_colorants(icc_profile: "bytes | None") -> "np.ndarray | None":
+    """The RGB -> XYZ (D50-adapted) matrix of a matrix/TRC profile's colorant tags, or None for
+    no profile, a profile without them, or sRGB's own (to the tags' 16-bit fixed point)."""
+    if not icc_profile:
+        return None
+    try:
+        tags = _icc_tags(icc_profile)
+        own = np.array([_s15f16(tags[k], 8, 3) for k in ("rXYZ", "gXYZ", "bXYZ")]).T
+    except (KeyError, struct.error, IndexError):
+        return None
+    if np.abs(np.linalg.solve(_SRGB_COLORANTS, own) - np.eye(3)).max() < 2e-3:
+        return None
+    return own
+
+
+def rgb_to_xyz_d65(icc_profile: "bytes | None") -> "np.ndarray | None":
+    """The linear RGB -> CIE XYZ matrix of a photo's primaries, white mapped to D65's.
+
+    For colour maths defined on D65 XYZ (the styles' Oklab) on a photo kept in its own
+    primaries: ICC colorants are adapted to D50, and this undoes that adaptation (Bradford),
+    so the photo's white lands on D65 white whatever its profile's own white.
+
+    Parameters
+    ----------
+    icc_profile : bytes or None
+        The photo's profile (:attr:`Photo.icc_profile`).
+
+    Returns
+    -------
+    np.ndarray or None
+        float64 3×3, or None when the photo is sRGB (no profile, sRGB's primaries, or a
+        profile without colorant tags): the callers' sRGB default applies.
+    """
+    own = _icc_colorants(icc_profile)
+    return None if own is None else np.linalg.solve(_D65_TO_D50, own)
+
+
 def to_srgb_primaries(pixels: np.ndarray, icc_profile: "bytes | None") -> np.ndarray:
     """Linear RGB in a photo's own primaries (its matrix ICC profile's) as linear sRGB primaries.
 
@@ -453,17 +490,10 @@ def to_srgb_primaries(pixels: np.ndarray, icc_profile: "bytes | None") -> np.nda
         profile without colorant tags), else a new float32 H×W×3 array, clipped to [0, 1]
         (colours outside sRGB's gamut are clipped per channel).
     """
-    if not icc_profile:
+    own = _icc_colorants(icc_profile)
+    if own is None:
         return pixels
-    try:
-        tags = _icc_tags(icc_profile)
-        own = np.array([_s15f16(tags[k], 8, 3) for k in ("rXYZ", "gXYZ", "bXYZ")]).T
-    except (KeyError, struct.error, IndexError):
-        return pixels
-    matrix = np.linalg.solve(_SRGB_COLORANTS, own)
-    if np.abs(matrix - np.eye(3)).max() < 2e-3:  # sRGB, to the profile's 16-bit fixed point
-        return pixels
-    out = cv2.transform(pixels, matrix.astype(np.float32))
+    out = cv2.transform(pixels, np.linalg.solve(_SRGB_COLORANTS, own).astype(np.float32))
     return np.clip(out, 0.0, 1.0, out=out)
 
 
@@ -544,7 +574,7 @@ def make_icc_profile(primaries_xy, white_xy=(0.3127, 0.3290), *, description: st
 DISPLAY_P3_PRIMARIES = ((0.680, 0.320), (0.265, 0.690), (0.150, 0.060))
 #: sRGB's primaries (IEC 61966-2-1), D65 white.
 SRGB_PRIMARIES = ((0.64, 0.33), (0.30, 0.60), (0.15, 0.06))
-_SRGB_COLORANTS = _colorants_d50(SRGB_PRIMARIES, (0.3127, 0.3290))[0]
+_SRGB_COLORANTS, _D65_TO_D50 = _colorants_d50(SRGB_PRIMARIES, (0.3127, 0.3290))
 
 
 # --- EXIF (TIFF structure, CIPA DC-008) ------------------------------------

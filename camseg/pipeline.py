@@ -30,7 +30,7 @@ import numpy as np
 
 import effects
 from effects._srgb import pow_in_place
-from camseg.io import Photo, as_linear_rgb, read_photo, to_srgb_primaries
+from camseg.io import Photo, as_linear_rgb, read_photo, rgb_to_xyz_d65, to_srgb_primaries
 
 __all__ = [
     "DevelopSettings",
@@ -257,7 +257,7 @@ def _kind_name(value) -> str:
 
 @dataclass(frozen=True)
 class _Context:
-    """Everything a stage may read: the segmentation, the settings, the photo's ISO."""
+    """Everything a stage may read: the segmentation, the settings, the photo's ISO and primaries."""
 
     seg: Any
     settings: DevelopSettings
@@ -271,6 +271,7 @@ class _Context:
     hair: "np.ndarray | None" = None
     glasses: "np.ndarray | None" = None
     subject_midpoint: float = 0.5
+    rgb_to_xyz: "np.ndarray | None" = None  # the photo's primaries; None = sRGB
 
 
 @dataclass(frozen=True)
@@ -313,6 +314,8 @@ def _call_style(fn, image, ctx, params):
     if s.style_strength == 0:
         return None, "strength 0"
     kwargs = dict(skin_mask=ctx.skin, sky_mask=ctx.sky, teeth_mask=ctx.teeth, strength=float(s.style_strength))
+    if ctx.rgb_to_xyz is not None:  # a wide-gamut photo styled in its own primaries
+        kwargs["rgb_to_xyz"] = ctx.rgb_to_xyz
     if params is not None:
         kwargs["params"] = params
     return fn(image, s.style, **kwargs), f"{s.style} at {s.style_strength:g}"
@@ -987,7 +990,8 @@ def develop(image, settings: "DevelopSettings | None" = None, *, segmenter=None,
                    persons=persons, skin=skin, sky=sky, teeth=mattes.get("teeth"), subject=subject,
                    portrait_people=people,
                    subject_midpoint=midpoint, hair=mattes.get("hair") if subject is not None else None,
-                   glasses=mattes.get("glasses") if subject is not None else None)
+                   glasses=mattes.get("glasses") if subject is not None else None,
+                   rgb_to_xyz=rgb_to_xyz_d65(photo.icc_profile) if photo is not None else None)
 
     current = pixels
     for stage, fn, params_or_why in plan:

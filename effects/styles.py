@@ -84,8 +84,7 @@ _OKLAB_M2 = ((0.2104542553, 0.7936177850, -0.0040720468), (1.9779984951, -2.4285
 
 # Linear sRGB -> Oklab LMS (Ottosson's M1 after the sRGB RGB -> XYZ matrix).
 _RGB_TO_LMS_64 = np.array(_OKLAB_M1) @ np.array(_SRGB_TO_XYZ)
-assert (_RGB_TO_LMS_64 > 0).all()  # LMS >= 0 on the RGB cube: _cbrt_lms relies on it
-_RGB_TO_LMS = _RGB_TO_LMS_64.astype(np.float32)
+assert (_RGB_TO_LMS_64 > 0).all()  # LMS >= 0 on the sRGB cube (_cbrt_lms clamps for other primaries)
 _LMS_TO_RGB = np.linalg.inv(_RGB_TO_LMS_64).astype(np.float32)
 # Oklab's M2 (LMS' -> Lab). Only its L row is needed: the closed form in apply_style uses
 # that the first column of M2's inverse is (1, 1, 1), i.e. Oklab's (L, 0, 0) is LMS' = (L, L, L).
@@ -221,6 +220,7 @@ def apply_style(
     sky_mask: np.ndarray | None = None,
     teeth_mask: np.ndarray | None = None,
     strength: float = 1.0,
+    rgb_to_xyz: np.ndarray | None = None,
 ) -> np.ndarray:
     """Apply a Photographic Style, protecting skin and teeth and saturating the sky more.
 
@@ -229,7 +229,8 @@ def apply_style(
     Parameters
     ----------
     image : np.ndarray
-        float H×W×3 linear-light RGB (sRGB primaries) in [0, 1]. Not modified.
+        float H×W×3 linear-light RGB in [0, 1] (sRGB primaries unless ``rgb_to_xyz`` says
+        otherwise). Not modified.
     style : str or Style
         A preset name (``"standard"``, ``"rich_contrast"``, ``"vibrant"``, ``"warm"``,
         ``"cool"``) or a :class:`Style`.
@@ -243,6 +244,12 @@ def apply_style(
     strength : float
         In [0, 2]; 0 returns an exact copy of the image, 1 the full style, 2 twice its change
         (eased at the gamut's edge like any other).
+    rgb_to_xyz : np.ndarray, optional
+        3×3 linear RGB -> CIE XYZ matrix of the image's primaries, its white mapped to D65's
+        (``camseg.io.rgb_to_xyz_d65`` reads it from an ICC profile); default sRGB's (IEC
+        61966-2-1). A Display P3 or ProPhoto photo kept in its own primaries passes its own:
+        read as sRGB, a ProPhoto sky's blue turned violet under ``warm``. The gamut step then
+        keeps colours inside that image's own RGB cube.
 
     Returns
     -------
@@ -264,6 +271,7 @@ def apply_style(
     skin = _check_mask(skin_mask, "skin_mask", hw)
     sky = _check_mask(sky_mask, "sky_mask", hw)
     teeth = _check_mask(teeth_mask, "teeth_mask", hw)
+    rgb_to_lms_64, lms_to_rgb = _colour_space(rgb_to_xyz)
 
     if strength == 0.0 or st.is_neutral:
         return np.clip(image, 0.0, 1.0)  # exact identity (a new array)
@@ -275,7 +283,11 @@ def apply_style(
         # 1. Warmth: luminance-preserving diagonal gain, folded into the RGB -> LMS matrix.
         g = np.array([2.0 ** (0.2 * st.warmth), 1.0, 2.0 ** (-0.4 * st.warmth)])
         g /= float(_LUMA @ g)
-        warm_matrix = (_RGB_TO_LMS_64 * g[None, :]).astype(np.float32)
+        # The gain is a white-balance shift in sRGB's primaries whatever the image's own: the
+        # same diagonal in ProPhoto's would be another colour change (a blue sky turned violet).
+        to_srgb = np.linalg.solve(np.array(_SRGB_TO_XYZ), rgb_to_xyz) if rgb_to_xyz is not None else np.eye(3)
+        warm_matrix = (_RGB_TO_LMS_64 @ np.diag(g) @ to_srgb).astype(np.float32)
+    rgb_to_lms = rgb_to_lms_64.astype(np.float32)
     tone_gain = np.float32(_TONE_GAIN * st.tone)
     chroma = np.float32(1.0 + st.saturation)
     sky_sat = np.float32(st.sky_saturation) if sky is not None and st.sky_saturation != 0.0 else None
@@ -295,7 +307,7 @@ def apply_style(
             r1 = min(h, r0 + rows)
             n = r1 - r0
             x = clip01(image[r0:r1], buf.rgb[:n])
-            p0 = _cbrt_lms(x, _RGB_TO_LMS, buf.p0[:n])  # LMS' of the original colour
+            p0 = _cbrt_lms(x, rgb_to_lms, buf.p0[:n])  # LMS' of the original colour
             pw = _cbrt_lms(x, warm_matrix, buf.pw[:n]) if warm_matrix is not None else p0
             lum = cv2.transform(pw, _LMSP_TO_L, dst=buf.lum[:n])  # Oklab L of the warmed colour
 
@@ -351,7 +363,7 @@ def apply_style(
                 u *= wt
             cv2.add(res, cv2.merge([u, u, u], dst=buf.m3[:n]), dst=res)
             lms = cv2.pow(res, 3, dst=buf.m3[:n])  # integer power: repeated products in one pass
-            y = cv2.transform(lms, _LMS_TO_RGB, dst=out[r0:r1])
+            y = cv2.transform(lms, lms_to_rgb, dst=out[r0:r1])
 
             # 6. Gamut, with a soft knee: how far each pixel's path could run before leaving the
             # cube is measured out to _KNEE_REACH times the style's change, and pixels that get
@@ -361,7 +373,7 @@ def apply_style(
             q = cv2.subtract(res, p0, dst=buf.pw[:n])  # the style's change, LMS'
             reach = cv2.scaleAdd(q, _KNEE_REACH, p0, dst=buf.m3[:n])
             cv2.pow(reach, 3, dst=reach)
-            y_reach = cv2.transform(reach, _LMS_TO_RGB, dst=buf.reach[:n])
+            y_reach = cv2.transform(reach, lms_to_rgb, dst=buf.reach[:n])
             ok = cv2.inRange(y_reach, _FIT_BOUNDS[0], _FIT_BOUNDS[1], dst=buf.ok[:n])
             cand = np.flatnonzero(ok == 0)
             if cand.size:
@@ -382,11 +394,26 @@ def apply_style(
                 if idx.size:
                     p_bad = np.take(p0.reshape(-1, 3), idx, axis=0)[None]  # 1×N×3
                     q_bad = np.take(q.reshape(-1, 3), idx, axis=0)[None]
-                    y.reshape(-1, 3)[idx] = _eased_into_gamut(p_bad, q_bad, lo[bad][None], hi[bad][None])[0]
+                    y.reshape(-1, 3)[idx] = _eased_into_gamut(p_bad, q_bad, lo[bad][None], hi[bad][None],
+                                                              lms_to_rgb)[0]
             clip01(y, y)
 
     run_in_row_bands(process_strips, len(order), w * rows)
     return out
+
+
+def _colour_space(rgb_to_xyz) -> tuple:
+    """``(RGB -> LMS float64, LMS -> RGB float32)`` of the image's primaries: sRGB's for None,
+    else from a 3×3 RGB -> XYZ (D65) matrix, checked."""
+    if rgb_to_xyz is None:
+        return _RGB_TO_LMS_64, _LMS_TO_RGB
+    m = np.asarray(rgb_to_xyz, dtype=np.float64)
+    if m.shape != (3, 3) or not np.isfinite(m).all() or abs(float(m[1].sum()) - 1.0) > 0.02 \
+            or abs(np.linalg.det(m)) < 1e-6:
+        raise ValueError("rgb_to_xyz: expected an invertible 3×3 linear RGB -> XYZ matrix whose white (1, 1, 1) "
+                         f"has luminance Y = 1 (see camseg.io.rgb_to_xyz_d65); got {rgb_to_xyz!r}.")
+    to_lms = np.array(_OKLAB_M1) @ m
+    return to_lms, np.linalg.inv(to_lms).astype(np.float32)
 
 
 def _spread_order(n: int) -> np.ndarray:
@@ -425,6 +452,8 @@ def _cbrt_lms(rgb: np.ndarray, matrix: np.ndarray, dst: np.ndarray) -> np.ndarra
     error ~1e-6, and exactly 0 at 0).
     """
     cv2.transform(rgb, matrix, dst=dst)
+    if matrix.min() < 0:  # primaries beyond the spectral locus (ProPhoto): no LMS below 0
+        np.maximum(dst, np.float32(0.0), out=dst)
     pow_in_place(dst, 1.0 / 3.0)
     return dst
 
@@ -459,13 +488,15 @@ def _eased_blend(reach: np.ndarray) -> np.ndarray:
     return np.divide(r, x, out=x)
 
 
-def _eased_into_gamut(p0: np.ndarray, q: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+def _eased_into_gamut(p0: np.ndarray, q: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                      lms_to_rgb: np.ndarray) -> np.ndarray:
     """Linear RGB of ``p0 + t q`` with ``t = _eased_blend(reach)``, where ``reach`` is the
     largest ``t`` up to ``_KNEE_REACH`` (bisection, ``_KNEE_STEPS`` steps) with ``p0 + t q`` inside ``[lo, hi]``.
 
     ``p0``, ``q``: float32 1×N×3 LMS' of the original colour and the style's change (the Oklab
     path from the original to the adjusted colour is a straight line in LMS', a linear map of
-    Oklab); ``lo``, ``hi``: float32 1×N per-pixel RGB bounds. Returns float32 1×N×3 (one image
+    Oklab); ``lo``, ``hi``: float32 1×N per-pixel RGB bounds; ``lms_to_rgb``: the image's
+    float32 3×3 LMS -> RGB. Returns float32 1×N×3 (one image
     row: OpenCV's per-row overhead once); ``t = 0`` (the original colour) always fits.
 
     Each step tries ``t_ok + step``, the midpoint of the remaining bracket (the bracket halves
@@ -482,11 +513,11 @@ def _eased_into_gamut(p0: np.ndarray, q: np.ndarray, lo: np.ndarray, hi: np.ndar
         step *= 0.5
         np.add(t_ok, np.float32(step), out=t)
         _lms_at(p0, q, t, t3, lms)
-        cv2.transform(lms, _LMS_TO_RGB, dst=rgb)
+        cv2.transform(lms, lms_to_rgb, dst=rgb)
         cv2.inRange(rgb, lo3, hi3, dst=fits)
         cv2.copyTo(t, fits, dst=t_ok)
     _lms_at(p0, q, _eased_blend(t_ok), t3, lms)
-    return cv2.transform(lms, _LMS_TO_RGB, dst=rgb)
+    return cv2.transform(lms, lms_to_rgb, dst=rgb)
 
 
 def _lms_at(p0, q, t, t3, dst):

@@ -284,3 +284,23 @@ def test_oklab_constants_are_colour_sciences():
     assert np.array_equal(np.array(styles._OKLAB_M1), oklab.MATRIX_1_XYZ_TO_LMS)
     assert np.array_equal(np.array(styles._OKLAB_M2), oklab.MATRIX_2_LMS_TO_LAB)
 
+
+
+@pytest.mark.parametrize("name", ["warm", "vibrant", "rich_contrast"])
+def test_a_wide_gamut_image_styled_in_its_own_primaries_matches_its_srgb_twin(rng, name):
+    """develop keeps a ProPhoto or Display P3 photo in its own primaries, and the style read them
+    as sRGB: under warm a ProPhoto blue sky turned violet (11 levels off on average)."""
+    d65 = colour.CCS_ILLUMINANTS["CIE 1931 2 Degree Standard Observer"]["D65"]
+    pro = colour.RGB_COLOURSPACES["ProPhoto RGB"]
+    adapt = colour.adaptation.matrix_chromatic_adaptation_VonKries(
+        colour.xy_to_XYZ(pro.whitepoint), colour.xy_to_XYZ(d65), "Bradford")
+    pro_to_xyz = adapt @ pro.matrix_RGB_to_XYZ
+    srgb_to_xyz = np.linalg.inv(SRGB.matrix_XYZ_to_RGB)  # the exact inverse, as in reference_style
+    img = (0.15 + 0.4 * rng.random((24, 32, 3))).astype(np.float32)  # colours well inside both gamuts
+    img[:8] = [0.12, 0.25, 0.55]  # a blue sky
+    in_pro = (img @ np.linalg.solve(pro_to_xyz, srgb_to_xyz).T).astype(np.float32)
+    out = apply_style(in_pro, name, strength=0.6, rgb_to_xyz=pro_to_xyz)
+    back = out @ np.linalg.solve(srgb_to_xyz, pro_to_xyz).T
+    np.testing.assert_allclose(back, apply_style(img, name, strength=0.6), atol=2e-3)
+    with pytest.raises(ValueError, match="rgb_to_xyz"):
+        apply_style(img, name, rgb_to_xyz=np.eye(3) * 2)
