@@ -249,7 +249,7 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
             continue
         if key in claimed:
             results.append(ItemResult(path, out, "failed", f"output name collides with {str(claimed[key])!r}; "
-                                      "develop one of them into another --out folder, or rename one"))
+                                      f"{task} one of them into another --out folder, or rename one"))
             continue
         claimed[key] = path
         # camseg writes whole files or none (temporary file, then rename): an empty one at the
@@ -784,8 +784,9 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
     if task == "develop" and bit_depth == 16 and as_jpeg:
         # Refused before any work: each of those photos would fail alike.
         raise ValueError(f"16-bit output cannot be JPEG (8 bits per channel), and {len(as_jpeg)} of these photos "
-                         f"would be written as JPEG (e.g. {as_jpeg[0].source.name!r}); add --format png or --format tif "
-                         "(output_format='png' or 'tif')")
+                         f"would be written as JPEG (e.g. {as_jpeg[0].source.name!r}); add --format png or --format "
+                         "tif (in Python output_format='png' or 'tif'), or leave --bit-depth out: each photo then "
+                         "keeps its own bit depth")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

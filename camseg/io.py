@@ -86,6 +86,9 @@ def as_linear_rgb(array: np.ndarray, *, name: str = "image") -> np.ndarray:
         array = array[:, :, 0]
     if array.ndim == 2:
         array = np.repeat(array[:, :, None], 3, axis=2)
+    if array.ndim == 3 and array.shape[0] in (3, 4) and array.shape[2] not in (3, 4):
+        raise ValueError(f"{name} has shape {array.shape}, channels first; camseg takes H×W×3 "
+                         f"(channels last): pass np.moveaxis({name}, 0, -1)")
     if array.ndim != 3 or array.shape[2] not in (3, 4):
         raise ValueError(f"{name} must have shape H×W, H×W×3 or H×W×4, got {array.shape}; "
                          "pass a grayscale, RGB or RGBA image")
@@ -865,8 +868,10 @@ def read_photo(path: "str | os.PathLike") -> Photo:
         if grey_source and info.colour_space == "GRAY":
             grey_profile = icc  # written back on a grey result (see Photo.grey_profile)
         if codes.ndim == 2 or info.colour_space != "RGB ":
-            notes.append(f"{info.colour_space.strip()} ICC profile {info.description!r} not applicable "
-                         "to RGB output; treated as sRGB")
+            what = (f"an {info.colour_space.strip()} ICC profile ({info.description!r}) on a grey image"
+                    if codes.ndim == 2 and info.colour_space != "GRAY" else
+                    f"{info.colour_space.strip()} ICC profile {info.description!r}")
+            notes.append(f"{what}: not used; the pixels are read as sRGB")
             icc = None
         elif info.curve_key is None:
             notes.append(f"ICC profile {info.description!r} is not a matrix/TRC profile; its tone curve "

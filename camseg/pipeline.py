@@ -46,6 +46,15 @@ __all__ = [
 ]
 
 
+def _plain(value):
+    """A deep copy of nested dicts / lists / tuples with numpy scalars as Python values."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    return value.item() if isinstance(value, np.generic) else value
+
+
 @dataclass(frozen=True)
 class DevelopSettings:
     """Every choice :func:`develop` makes, as plain serialisable data.
@@ -81,6 +90,15 @@ class DevelopSettings:
     params: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        # numpy scalars (np.float32(1.5), np.bool_(False)) are taken as the Python values they
+        # hold: refused before as "must be a number", and unwritable as JSON. The params are
+        # copied, so the caller's dict cannot change them after they were checked.
+        for name in ("style_strength", "denoise", "sharpen", "tone_map", "iso"):
+            value = getattr(self, name)
+            if isinstance(value, np.generic):
+                object.__setattr__(self, name, value.item())
+        if isinstance(self.params, dict):
+            object.__setattr__(self, "params", _plain(self.params))
         if not isinstance(self.style, str) or not self.style:
             raise TypeError(f"style must be a preset name (str), got {self.style!r}; "
                             "see camseg.pipeline.available_styles()")
@@ -104,6 +122,9 @@ class DevelopSettings:
         if unknown:
             raise ValueError(f"params has unknown stage names {sorted(unknown)}; "
                              f"valid names are {[s.name for s in STAGES]}")
+
+    def __hash__(self) -> int:  # (a frozen dataclass would hash the params dict, and raise)
+        return hash(self.to_json())
 
     def to_dict(self) -> dict:
         """Plain dict (JSON-compatible) of every setting."""
@@ -919,6 +940,12 @@ def develop(image, settings: "DevelopSettings | None" = None, *, segmenter=None,
     elif isinstance(image, Photo):
         photo = image
         pixels = photo.pixels
+        if not (isinstance(pixels, np.ndarray) and pixels.dtype == np.float32 and pixels.ndim == 3
+                and pixels.shape[2] == 3):
+            raise TypeError(f"Photo.pixels must be a float32 H×W×3 linear RGB array, got "
+                            f"{getattr(pixels, 'dtype', type(pixels).__name__)} "
+                            f"{getattr(pixels, 'shape', '')}; make a Photo with camseg.io.read_photo, or "
+                            "photo.with_pixels(camseg.io.as_linear_rgb(codes)), or pass the array itself")
     else:
         pixels = as_linear_rgb(image, name="image")
     lo, hi = float(pixels.min()), float(pixels.max())

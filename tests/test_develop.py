@@ -1,4 +1,5 @@
 """camseg.pipeline (develop()): settings, the stage plan, and develop() on real photos."""
+import dataclasses
 import types
 
 import camseg
@@ -701,3 +702,21 @@ def test_a_style_strength_above_one_develops(rng):
     one, twice = (develop(img, segmentation=seg, style="vibrant", style_strength=k, denoise=False, sharpen=False)
                   for k in (1.0, 2.0))
     assert np.abs(twice - img).mean() > 1.5 * np.abs(one - img).mean()
+
+
+def test_settings_take_numpy_scalars_copy_their_params_and_hash():
+    """np.float32(1.5) was refused as "must be a number", a numpy value in params could not be
+    written as JSON, the caller's params dict could change checked settings, and hash() raised."""
+    params = {"denoise": {"strength": np.float32(1.5)}}
+    s = DevelopSettings(style_strength=np.float32(1.5), iso=np.int64(800), denoise=np.bool_(False), params=params)
+    params["denoise"]["strength"] = 9.0
+    assert s.params == {"denoise": {"strength": 1.5}} and s.style_strength == 1.5 and s.denoise is False
+    assert DevelopSettings.from_json(s.to_json()) == s and hash(DevelopSettings.from_json(s.to_json())) == hash(s)
+
+
+def test_bad_arrays_and_photos_are_explained():
+    with pytest.raises(ValueError, match=r"channels first.*np.moveaxis"):
+        develop(np.zeros((3, 64, 48), np.float32))
+    photo = cio.read_photo(SAMPLE)
+    with pytest.raises(TypeError, match="Photo.pixels must be a float32 H×W×3 linear RGB array.*read_photo"):
+        develop(dataclasses.replace(photo, pixels=np.zeros((64, 48, 3), np.uint8)))
