@@ -35,6 +35,7 @@ import re
 import sys
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -179,11 +180,11 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
         # "/") developed every photo under the current folder (or tried the whole disk).
         inputs = [inputs]
     inputs = [Path(os.fsdecode(raw)) for raw in inputs]
-    # The --out folder itself among other inputs holds this command's earlier outputs: `camseg
-    # develop * --out dev`, run again, finds dev among its inputs, and failed every photo as
-    # "would overwrite an input". (Alone, it is the user's folder, and its photos are checked
-    # against their outputs one by one below.)
-    is_out = [p.is_dir() and _resolved(p) == out_abs for p in inputs]
+    # The --out folder itself among other inputs, holding an earlier run's stamp, holds this
+    # command's outputs: `camseg develop * --out dev`, run again, finds dev among its inputs,
+    # and failed every photo as "would overwrite an input". (Without the stamp, or alone, it is
+    # the user's folder, and its photos are checked against their outputs one by one below.)
+    is_out = [p.is_dir() and _resolved(p) == out_abs and (p / STAMP_NAME).is_file() for p in inputs]
     if any(is_out) and not all(is_out):
         results.extend(ItemResult(p, None, "skipped", "the --out folder: its photos are earlier outputs")
                        for p, out in zip(inputs, is_out) if out)
@@ -335,11 +336,20 @@ def _exit_with(parent_pid: int, every: float = 0.5) -> None:
     threading.Thread(target=watch, name="camseg-parent-watch", daemon=True).start()
 
 
+def quiet_pillow_warnings() -> None:
+    """Keep Pillow's warnings ("Corrupt EXIF data", DecompressionBombWarning) off a batch's
+    stderr, where they broke the progress bar: camseg reads past a damaged EXIF block and
+    reports its own size limit. Process-wide, so only the command and its workers call it
+    (a library call that changed the warning filters would change them for its caller too)."""
+    warnings.filterwarnings("ignore", module=r"PIL\.")
+
+
 def _init_worker(model_path, threads, parent_pid=None):
     """Process-pool initializer: limit threads, reuse freed frames, load the model once for this
     worker; with ``parent_pid``, exit when that process (the batch's) is gone."""
     if parent_pid is not None:
         _exit_with(parent_pid)
+    quiet_pillow_warnings()
     _WORKER["model"] = (str(model_path), threads)
     reuse_freed_memory()
     try:

@@ -133,6 +133,9 @@ def main(argv=None) -> int:
     """Entry point of the ``camseg`` command; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    from camseg.batch import quiet_pillow_warnings
+
+    quiet_pillow_warnings()
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2

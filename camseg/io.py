@@ -19,7 +19,6 @@ import os
 import re
 import struct
 import tempfile
-import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -445,6 +444,10 @@ def _icc_colorants(icc_profile: "bytes | None") -> "np.ndarray | None":
         own = np.array([_s15f16(tags[k], 8, 3) for k in ("rXYZ", "gXYZ", "bXYZ")]).T
     except (KeyError, struct.error, IndexError):
         return None
+    # Unusable colorants (zeros, NaN, a white far from Y = 1) are as good as none: read as sRGB
+    # rather than hand the model a black image or fail the style (review).
+    if not np.isfinite(own).all() or abs(np.linalg.det(own)) < 1e-6 or abs(float(own[1].sum()) - 1.0) > 0.05:
+        return None
     if np.abs(np.linalg.solve(_SRGB_COLORANTS, own) - np.eye(3)).max() < 2e-3:
         return None
     return own
@@ -695,11 +698,16 @@ def _tiff_layout(data: bytes) -> str:
         return "its tags could not be read"
     bo = "<" if data[:2] == b"II" else ">"
 
-    def first(tag):  # the first value of a SHORT or LONG tag, when it is inline
+    def first(tag):  # the first value of a SHORT or LONG tag
         if tag not in tags:
             return None
-        typ, _, value = tags[tag]
-        return struct.unpack_from(bo + ("H" if typ == 3 else "I"), value)[0] if typ in (3, 4) else None
+        typ, count, field = tags[tag]
+        if typ not in (3, 4):
+            return None
+        size = 2 if typ == 3 else 4
+        # Values that do not fit the 4-byte field (3 samples' BitsPerSample) sit at its offset.
+        at = 0 if count * size <= 4 else struct.unpack_from(bo + "I", field)[0]
+        return struct.unpack_from(bo + ("H" if typ == 3 else "I"), field if count * size <= 4 else data, at)[0]
 
     if first(284) == 2:
         return "samples stored plane by plane (PlanarConfiguration 2)"
@@ -765,85 +773,81 @@ def read_photo(path: "str | os.PathLike") -> Photo:
         data += b"\xff\xd9"
         notes.append("JPEG end marker missing (all image data present); decoded as complete")
     try:
-        with warnings.catch_warnings():
-            # Pillow's warnings ("Corrupt EXIF data", a large image's DecompressionBombWarning) went
-            # to stderr: a damaged EXIF block is passed over below, and the size limit is an error.
-            warnings.simplefilter("ignore")
-            with Image.open(io.BytesIO(data)) as img:
-                fmt = img.format or "unknown"
-                bits = _bit_depth(img, data)
-                if bits > 16:
-                    raise UnidentifiedImageError("32-bit or floating-point samples")
-                if bits == 16 and img.mode == "CMYK":
-                    # OpenCV's 16-bit path has no CMYK, and the file was called "damaged": Pillow
-                    # reads it at 8 bits (the top byte of each sample) and converts it as any CMYK.
-                    bits = 8
-                    notes.append("16-bit CMYK read at 8 bits per sample")
-                stored_orientation = int(img.getexif().get(_ORIENTATION_TAG, 1) or 1)
-                pages = getattr(img, "n_frames", 1)
-                if fmt == "TIFF" and pages > 1:
-                    notes.append(f"a TIFF of {pages} pages: the first one read")
-                if bits != 16:
-                    # Full decode first: truncated files fail here, not later; and a Pillow that
-                    # turns a TIFF by its orientation tag (Pillow 13) does it here and drops the tag,
-                    # so the tag read below is what is left to apply. (Deleting the tag before the
-                    # decode left Pillow a turned frame it would not fill: a crash on orientations 5-8.)
-                    img.load()
-                exif_obj = img.getexif()
-                orientation = int(exif_obj.get(_ORIENTATION_TAG, 1) or 1)
-                if orientation != stored_orientation:
-                    notes.append(f"EXIF orientation {stored_orientation} applied")  # by Pillow, above
-                try:
-                    iso = exif_obj.get_ifd(_EXIF_IFD_TAG).get(_ISO_TAG)
-                    iso = float(iso[0] if isinstance(iso, (tuple, list)) else iso) if iso else None
-                except Exception:  # noqa: BLE001 - a broken EXIF block must not stop decoding
-                    iso = None
-                if fmt == "TIFF":
-                    for tag in list(exif_obj.keys()):
-                        # Image-structure tags describe the source file, not the photo; the
-                        # Exif/GPS sub-IFD pointers stay so Pillow re-serialises those IFDs.
-                        if tag in _STRUCTURAL_TIFF_TAGS and tag not in (34665, 34853):
-                            del exif_obj[tag]
-                    exif = _normalise_exif(exif_obj.tobytes()) if len(exif_obj) else None
-                else:
-                    exif = _normalise_exif(img.info.get("exif"))
-                icc = img.info.get("icc_profile") or None
-                xmp = _read_xmp(img)
-                subsampling = _jpeg_subsampling(img) if fmt == "JPEG" else None
-                dpi = _read_dpi(img)
-                mode = img.mode
-                grey_source = mode in ("1", "L", "LA", "I") or mode.startswith("I;16")
-                alpha_codes = None
-                if bits == 16:
-                    codes = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-                    if codes is None or codes.dtype != np.uint16:
-                        raise OSError("OpenCV could not decode the 16-bit pixels")
-                    if fmt == "TIFF" and img.tag_v2.get(_PHOTOMETRIC_TAG) == 0 and codes.ndim == 2:
-                        # WhiteIsZero grey (TIFF 6.0, PhotometricInterpretation 0), which OpenCV
-                        # returns as stored: it came out as a negative.
-                        codes = np.subtract(np.uint16(65535), codes)
-                    # (Pillow opens a 16-bit grey + alpha PNG as RGBA: OpenCV's samples tell.)
-                    grey_source = codes.ndim == 2 or codes.shape[2] <= 2
-                    if codes.ndim == 3:
-                        if codes.shape[2] in (2, 4):  # gray + alpha, BGR + alpha
-                            alpha_codes = codes[:, :, -1]
-                        codes = codes[:, :, [2, 1, 0]] if codes.shape[2] >= 3 else codes[:, :, 0]
-                    if fmt == "TIFF" and orientation != 1 and _opencv_orients_tiff():
-                        notes.append(f"EXIF orientation {orientation} applied")
-                        orientation = 1  # already upright: OpenCV turned it
-                else:
-                    if mode == "CMYK":
-                        img, note = _cmyk_to_srgb(img, icc)
-                        notes.append(note)
-                        icc = None
-                    elif mode in ("RGBA", "LA", "PA") or (mode in ("P", "L", "RGB") and "transparency" in img.info):
-                        img = img.convert("RGBA")
-                        alpha_codes = np.asarray(img.getchannel("A"))
-                        img = img.convert("RGB")
-                    elif mode not in ("RGB", "L"):
-                        notes.append(f"converted from mode {mode} to RGB")
-                        img = img.convert("RGB")
-                    codes = np.asarray(img)
+        with Image.open(io.BytesIO(data)) as img:
+            fmt = img.format or "unknown"
+            bits = _bit_depth(img, data)
+            if bits > 16:
+                raise UnidentifiedImageError("32-bit or floating-point samples")
+            if bits == 16 and img.mode == "CMYK":
+                # OpenCV's 16-bit path has no CMYK, and the file was called "damaged": Pillow
+                # reads it at 8 bits (the top byte of each sample) and converts it as any CMYK.
+                bits = 8
+                notes.append("16-bit CMYK read at 8 bits per sample")
+            stored_orientation = int(img.getexif().get(_ORIENTATION_TAG, 1) or 1)
+            pages = getattr(img, "n_frames", 1)
+            if fmt == "TIFF" and pages > 1:
+                notes.append(f"a TIFF of {pages} pages: the first one read")
+            if bits != 16:
+                # Full decode first: truncated files fail here, not later; and a Pillow that
+                # turns a TIFF by its orientation tag (Pillow 13) does it here and drops the tag,
+                # so the tag read below is what is left to apply. (Deleting the tag before the
+                # decode left Pillow a turned frame it would not fill: a crash on orientations 5-8.)
+                img.load()
+            exif_obj = img.getexif()
+            orientation = int(exif_obj.get(_ORIENTATION_TAG, 1) or 1)
+            if orientation != stored_orientation:
+                notes.append(f"EXIF orientation {stored_orientation} applied")  # by Pillow, above
+            try:
+                iso = exif_obj.get_ifd(_EXIF_IFD_TAG).get(_ISO_TAG)
+                iso = float(iso[0] if isinstance(iso, (tuple, list)) else iso) if iso else None
+            except Exception:  # noqa: BLE001 - a broken EXIF block must not stop decoding
+                iso = None
+            if fmt == "TIFF":
+                for tag in list(exif_obj.keys()):
+                    # Image-structure tags describe the source file, not the photo; the
+                    # Exif/GPS sub-IFD pointers stay so Pillow re-serialises those IFDs.
+                    if tag in _STRUCTURAL_TIFF_TAGS and tag not in (34665, 34853):
+                        del exif_obj[tag]
+                exif = _normalise_exif(exif_obj.tobytes()) if len(exif_obj) else None
+            else:
+                exif = _normalise_exif(img.info.get("exif"))
+            icc = img.info.get("icc_profile") or None
+            xmp = _read_xmp(img)
+            subsampling = _jpeg_subsampling(img) if fmt == "JPEG" else None
+            dpi = _read_dpi(img)
+            mode = img.mode
+            grey_source = mode in ("1", "L", "LA", "I") or mode.startswith("I;16")
+            alpha_codes = None
+            if bits == 16:
+                codes = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+                if codes is None or codes.dtype != np.uint16:
+                    raise OSError("OpenCV could not decode the 16-bit pixels")
+                if fmt == "TIFF" and img.tag_v2.get(_PHOTOMETRIC_TAG) == 0 and codes.ndim == 2:
+                    # WhiteIsZero grey (TIFF 6.0, PhotometricInterpretation 0), which OpenCV
+                    # returns as stored: it came out as a negative.
+                    codes = np.subtract(np.uint16(65535), codes)
+                # (Pillow opens a 16-bit grey + alpha PNG as RGBA: OpenCV's samples tell.)
+                grey_source = codes.ndim == 2 or codes.shape[2] <= 2
+                if codes.ndim == 3:
+                    if codes.shape[2] in (2, 4):  # gray + alpha, BGR + alpha
+                        alpha_codes = codes[:, :, -1]
+                    codes = codes[:, :, [2, 1, 0]] if codes.shape[2] >= 3 else codes[:, :, 0]
+                if fmt == "TIFF" and orientation != 1 and _opencv_orients_tiff():
+                    notes.append(f"EXIF orientation {orientation} applied")
+                    orientation = 1  # already upright: OpenCV turned it
+            else:
+                if mode == "CMYK":
+                    img, note = _cmyk_to_srgb(img, icc)
+                    notes.append(note)
+                    icc = None
+                elif mode in ("RGBA", "LA", "PA") or (mode in ("P", "L", "RGB") and "transparency" in img.info):
+                    img = img.convert("RGBA")
+                    alpha_codes = np.asarray(img.getchannel("A"))
+                    img = img.convert("RGB")
+                elif mode not in ("RGB", "L"):
+                    notes.append(f"converted from mode {mode} to RGB")
+                    img = img.convert("RGB")
+                codes = np.asarray(img)
     except Image.DecompressionBombError as exc:
         # Pillow's guard against "decompression bombs" (a tiny file that claims billions of
         # pixels): its own message spoke of a DOS attack, with a traceback.
@@ -982,16 +986,16 @@ def _jpeg_structure(data: bytes) -> "dict | None":
     """The marker segments of a JPEG (ITU-T T.81 §B.1), walked by their lengths, so that bytes
     inside APPn segments (an EXIF thumbnail, maker notes) are never taken for image data.
 
-    Returns ``{"sof": SOFn marker or None, "tables": {(class, id): (bits, values)},
-    "scans": [(start, end) of each scan's entropy-coded data], "eoi": bool}``, or None when
-    ``data`` is not a JPEG or its segments cannot be followed.
+    Returns ``{"sof": SOFn marker or None, "tables": [(class, (bits, values)) of every Huffman
+    table definition, in order], "scans": [(start, end) of each scan's entropy-coded data],
+    "eoi": bool}``, or None when ``data`` is not a JPEG or its segments cannot be followed.
     """
     if data[:2] != b"\xff\xd8":
         return None
-    info = {"sof": None, "tables": {}, "scans": [], "eoi": False}
+    info = {"sof": None, "tables": [], "scans": [], "eoi": False}
     pos, n = 2, len(data)
     try:
-        while pos + 4 <= n:
+        while pos + 2 <= n:
             if data[pos] != 0xFF:
                 return None
             marker = data[pos + 1]
@@ -1004,6 +1008,8 @@ def _jpeg_structure(data: bytes) -> "dict | None":
             if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # no length
                 pos += 2
                 continue
+            if pos + 4 > n:
+                break
             length = struct.unpack_from(">H", data, pos + 2)[0]
             body = data[pos + 4:pos + 2 + length]
             if marker == 0xC4:  # DHT: one or more tables
@@ -1011,7 +1017,7 @@ def _jpeg_structure(data: bytes) -> "dict | None":
                 while at + 17 <= len(body):
                     bits = tuple(body[at + 1:at + 17])
                     values = bytes(body[at + 17:at + 17 + sum(bits)])
-                    info["tables"][(body[at] >> 4, body[at] & 15)] = (bits, values)
+                    info["tables"].append((body[at] >> 4, (bits, values)))
                     at += 17 + sum(bits)
             elif 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC) and info["sof"] is None:
                 info["sof"] = marker
@@ -1042,7 +1048,7 @@ def _standard_huffman_tables() -> frozenset:
 
     out = io.BytesIO()
     Image.new("RGB", (16, 16), (90, 140, 200)).save(out, format="JPEG", quality=90, optimize=False)
-    return frozenset((c, t) for (c, _), t in _jpeg_structure(out.getvalue())["tables"].items())
+    return frozenset(_jpeg_structure(out.getvalue())["tables"])
 
 
 def _zeroed_jpeg_data(data: bytes) -> "int | None":
@@ -1066,7 +1072,7 @@ def _zeroed_jpeg_data(data: bytes) -> "int | None":
     if not info["eoi"] and end == len(data) and data[-_ZERO_RUN:] == bytes(_ZERO_RUN):
         return len(data) - len(data.rstrip(b"\x00"))
     standard = info["sof"] in (0xC0, 0xC1) and info["tables"] and all(
-        (c, t) in _standard_huffman_tables() for (c, _), t in info["tables"].items())
+        table in _standard_huffman_tables() for table in info["tables"])
     if not standard:
         return None
     for start, end in info["scans"]:
@@ -1142,7 +1148,14 @@ def _atomic_write(path: Path, write) -> None:
     # photo with a long name could never be written ("File name too long").
     stem = f".{os.getpid()}."
     room = _NAME_MAX - len(stem) - 8 - len(TEMP_SUFFIX) - 1
-    name = path.name.encode()[:room].decode("utf-8", "ignore")
+    raw = os.fsencode(path.name)
+    if len(raw) > room:  # cut back to a whole UTF-8 character (names that are not UTF-8 are cut as bytes)
+        raw = raw[:room]
+        while raw and (raw[-1] & 0xC0) == 0x80:
+            raw = raw[:-1]
+        if raw and raw[-1] >= 0xC0:
+            raw = raw[:-1]
+    name = os.fsdecode(raw)
     fd, tmp = tempfile.mkstemp(prefix=f".{name}{stem}", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:

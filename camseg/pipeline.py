@@ -65,7 +65,7 @@ class DevelopSettings:
         Photographic Style preset name (see :func:`available_styles`), e.g.
         ``"standard"``, ``"rich_contrast"``, ``"vibrant"``, ``"warm"``, ``"cool"``.
     style_strength : float
-        0 = style off, 1 = full preset.
+        In [0, 2]: 0 = style off, 1 = full preset, 2 = twice its change.
     portrait : str or None
         Portrait effect (see :func:`available_portrait_effects`): ``"blur"``
         (background blur) or a lighting look such as ``"stage_light"``,
@@ -123,8 +123,15 @@ class DevelopSettings:
             raise ValueError(f"params has unknown stage names {sorted(unknown)}; "
                              f"valid names are {[s.name for s in STAGES]}")
 
-    def __hash__(self) -> int:  # (a frozen dataclass would hash the params dict, and raise)
-        return hash(self.to_json())
+    def __hash__(self) -> int:
+        # The fields, with the params as nested sorted tuples: a frozen dataclass's own hash
+        # raised on the dict. Numbers hash by value (1, 1.0 and True alike), as == compares them.
+        def frozen(value):
+            if isinstance(value, dict):
+                return tuple(sorted((k, frozen(v)) for k, v in value.items()))
+            return tuple(frozen(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+        return hash(tuple(frozen(getattr(self, f.name)) for f in dataclasses.fields(self)))
 
     def to_dict(self) -> dict:
         """Plain dict (JSON-compatible) of every setting."""

@@ -76,8 +76,8 @@ class PortraitBlurParams:
     ----------
     f_number : float
         Aperture-like strength: the background blur radius at infinity is
-        ``blur_scale / f_number × image diagonal``. Smaller = stronger blur
-        (f/1.4 strong, f/8 subtle), independent of the image's pixel size.
+        ``blur_scale / f_number × image diagonal``, at most the diagonal. Smaller = stronger
+        blur (f/1.4 strong, f/8 subtle), independent of the image's pixel size.
     blur_scale : float
         Calibration of ``f_number``: at the default 0.03, f/2 gives a radius of
         1.5 % of the diagonal (like an 85 mm f/2 head-and-shoulders portrait on

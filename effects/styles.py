@@ -24,9 +24,10 @@ Algorithm
    small share of the look, teeth keep theirs entirely (never warmed yellow), everything else
    takes the full look.
 6. Gamut, with a soft knee: along each pixel's path from its original colour to the adjusted
-   one (a line in Oklab), ``reach`` is how far it can run inside ``[0.001, 0.95]`` (or its own
-   original range, with 1e-6 slack so that float rounding cannot decide the fate of a pixel
-   whose channel sits exactly on 0 or 1), found by bisection up to 1.6 times the style's
+   one (a line in Oklab), ``reach`` is how far it can run inside ``[0.001, 0.95]`` (a bright
+   pixel's upper bound: half-way from its own maximum to 0.998, if higher; the lower bound
+   widened to its own minimum, with 1e-6 slack so that float rounding cannot decide the fate of
+   a pixel whose channel sits exactly on 0 or 1), found by bisection up to 1.6 times the style's
    change; the pixel then takes ``(1 + reach**-8)**(-1/8)`` of its change: all of it far from
    the boundary, 0.92 of the way where the full change would just touch it, and always short of
    it. Colours are desaturated rather than clipped, so no channel is newly clipped; and unlike
@@ -99,10 +100,12 @@ _FIT_LO = 0.001
 # there, and without slack float rounding (~1e-8) alone would decide whether it is pulled back.
 _FIT_TOL = 1e-6
 # The soft knee's upper bound: a channel the style raises eases off toward linear 0.95 (sRGB
-# 249) instead of 0.998 (255), unless the pixel's own was higher. Eased only toward the hard
-# bound, a saturated sky still had 39-41 % of its pixels' blue channel at 254-255: a flat
-# colour with no headroom.
+# 249) instead of 0.998 (255), or, for a pixel whose own maximum is above 0.9, toward half-way
+# from that maximum to 0.998. Eased only toward the hard bound, a saturated sky still had
+# 39-41 % of its pixels' blue channel at 254-255: a flat colour with no headroom.
 _KNEE_HI = 0.95
+_FIT_TOP = 0.998
+_KNEE_BRIGHT_SHARE = 0.5
 _FIT_BOUNDS = ((_FIT_LO - _FIT_TOL,) * 3, (_KNEE_HI + _FIT_TOL,) * 3)
 # Soft knee of the gamut step (_eased_blend): a path that would just reach the boundary is
 # eased to 0.92 of the way; one that reaches 1.6 times the change keeps 0.997 of it, and
@@ -264,7 +267,7 @@ def apply_style(
     image = _check_image(image)
     st = _resolve_style(style)
     if isinstance(strength, bool) or not isinstance(strength, (int, float, np.integer, np.floating)):
-        raise TypeError(f"strength: expected a number in [0, 1], got {type(strength).__name__}.")
+        raise TypeError(f"strength: expected a number in [0, 2], got {type(strength).__name__}.")
     if not (math.isfinite(strength) and 0.0 <= strength <= 2.0):
         raise ValueError(f"strength: expected a number in [0, 2], got {strength!r}.")
     hw = image.shape[:2]
@@ -383,6 +386,10 @@ def apply_style(
                 np.minimum(lo, np.float32(_FIT_LO), out=lo)
                 lo -= np.float32(_FIT_TOL)
                 hi = np.maximum(np.maximum(xc[:, 0], xc[:, 1]), xc[:, 2])
+                # A bright pixel may still move half-way from its own maximum to the cube's
+                # edge: capped at its own, near-white highlights took no warm or cool tint at
+                # all (grey 250 stayed 250 under warm; it was 255/250/240; review).
+                hi += np.float32(_KNEE_BRIGHT_SHARE) * (np.float32(_FIT_TOP) - hi)
                 np.maximum(hi, np.float32(_KNEE_HI), out=hi)
                 hi += np.float32(_FIT_TOL)
                 bad = yc[:, 0] < lo

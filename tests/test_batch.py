@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from camseg import io as cio
-from camseg.batch import OVERLAY_NAME, mask_overlay, plan_batch, run_batch, write_segmentation
+from camseg.batch import OVERLAY_NAME, STAMP_NAME, mask_overlay, plan_batch, run_batch, write_segmentation
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "camseg" / "samples" / "astronaut.jpg"
@@ -98,6 +98,11 @@ def test_the_out_folder_among_the_inputs_is_passed_over(tmp_path):
     for p in photos:
         out.mkdir(exist_ok=True)
         (out / p.name).write_bytes(p.read_bytes())  # the first run's outputs
+    # Without a run's stamp it is a folder of the user's photos: refused by name, not passed over
+    # (the first version passed a real photo folder over as "earlier outputs", exit 0; review).
+    todo, settled = plan_batch([*photos, out], out)
+    assert todo == [] and sum("overwrite an input" in r.message for r in settled) == 4
+    (out / STAMP_NAME).write_text("{}")  # run_batch writes it into every --out folder
     todo, settled = plan_batch([*photos, out], out)
     assert todo == [] and sorted(r.status for r in settled) == ["skipped"] * 3
     assert any("the --out folder" in r.message for r in settled)

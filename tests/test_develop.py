@@ -712,6 +712,9 @@ def test_settings_take_numpy_scalars_copy_their_params_and_hash():
     params["denoise"]["strength"] = 9.0
     assert s.params == {"denoise": {"strength": 1.5}} and s.style_strength == 1.5 and s.denoise is False
     assert DevelopSettings.from_json(s.to_json()) == s and hash(DevelopSettings.from_json(s.to_json())) == hash(s)
+    twins = [DevelopSettings(style_strength=1, iso=100, params={"denoise": {"strength": 2}}),
+             DevelopSettings(style_strength=1.0, iso=np.float32(100), params={"denoise": {"strength": 2.0}})]
+    assert twins[0] == twins[1] and len(set(twins)) == 1  # equal settings hash alike (review)
 
 
 def test_bad_arrays_and_photos_are_explained():

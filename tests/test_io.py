@@ -1,5 +1,6 @@
 """camseg.io: real files in tmp_path, every edge case a photo library contains."""
 import io as pyio
+import os
 import struct
 import subprocess
 import sys
@@ -518,8 +519,9 @@ def test_a_float_tiff_is_reported_as_a_tiff_camseg_cannot_decode(tmp_path):
     ok, data = cv2.imencode(".tiff", np.random.default_rng(0).random((8, 8, 3)).astype(np.float32))
     assert ok
     (tmp_path / "f.tif").write_bytes(data.tobytes())
-    with pytest.raises(ValueError, match="a TIFF whose pixel layout camseg cannot decode.*8- or 16-bit integer TIFF"):
-        cio.read_photo(tmp_path / "f.tif")
+    with pytest.raises(ValueError, match="a TIFF whose pixel layout camseg cannot decode \\(floating-point samples\\)"
+                                         ".*8- or 16-bit integer TIFF"):
+        cio.read_photo(tmp_path / "f.tif")  # (the layout's reason read 3 samples' offset as "914-bit")
     # A float TIFF Pillow opens (one 32-bit float channel) was "damaged or truncated (OpenCV
     # could not decode the 16-bit pixels)".
     Image.fromarray(np.random.default_rng(1).random((8, 8)).astype(np.float32), mode="F").save(tmp_path / "g.tif")
@@ -733,3 +735,20 @@ def test_exif_thumbnail_is_unlinked(tmp_path):
     parsed = Image.Exif()
     parsed.load(b"Exif\x00\x00" + photo.exif)
     assert parsed.get(0x0112) == 1 and parsed.get(0x010F) == "TestCam"
+
+
+def test_a_photo_whose_name_is_not_utf8_is_written(tmp_path):
+    """Cutting the temporary name encoded the photo's name as strict UTF-8: a name with a
+    Latin-1 byte (old memory cards, archives) could no longer be written (review)."""
+    name = os.fsdecode(b"caf\xe9.png")
+    written = cio.write_photo(tmp_path / name, np.full((8, 8, 3), 0.5, np.float32))
+    assert os.fsencode(written.name) == b"caf\xe9.png"
+
+
+def test_a_profile_with_unusable_colorants_is_read_as_srgb():
+    broken = bytearray(cio.make_icc_profile(cio.DISPLAY_P3_PRIMARIES, description="P3"))
+    tags = cio._icc_tags(bytes(broken))
+    at = bytes(broken).find(tags["rXYZ"])
+    broken[at + 8:at + 20] = bytes(12)  # red colorant zeroed
+    pixels = np.full((2, 2, 3), 0.4, np.float32)
+    assert cio.to_srgb_primaries(pixels, bytes(broken)) is pixels and cio.rgb_to_xyz_d65(bytes(broken)) is None

@@ -117,7 +117,7 @@ def test_a_bright_saturated_sky_keeps_its_gradation_and_headroom():
     sky = np.ones(img.shape[:2], np.float32)
     out = apply_style(img, "vibrant", sky_mask=sky)
     codes = lambda x: np.round(255 * colour.cctf_encoding(np.clip(x[1], 0, 1))).astype(int)
-    assert codes(out).max() <= 249  # headroom: nothing raised to 250-255
+    assert codes(out).max() <= 251  # headroom: nothing pressed onto 252-255 (the ramp's top is 247)
     # Gradation: the ramp's 8-bit colours stay (almost) as many as the input's, and in order.
     assert len(np.unique(codes(out), axis=0)) >= 0.9 * len(np.unique(codes(img), axis=0))
     assert (np.diff(out[1].sum(axis=1)) > 0).all()
@@ -304,3 +304,13 @@ def test_a_wide_gamut_image_styled_in_its_own_primaries_matches_its_srgb_twin(rn
     np.testing.assert_allclose(back, apply_style(img, name, strength=0.6), atol=2e-3)
     with pytest.raises(ValueError, match="rgb_to_xyz"):
         apply_style(img, name, rgb_to_xyz=np.eye(3) * 2)
+
+
+@pytest.mark.parametrize("name,sign", [("warm", 1), ("cool", -1)])
+def test_near_white_highlights_still_take_a_tint(name, sign):
+    """The soft knee first capped a bright pixel at its own maximum: grey 250 stayed neutral
+    under warm (it was 255/250/240 before the knee) while the midtones were tinted (review)."""
+    img = np.full((4, 4, 3), 0.955, np.float32)  # sRGB 250
+    out = apply_style(img, name)[0, 0]
+    assert sign * (out[0] - out[2]) > 0.02  # red over blue for warm, blue over red for cool
+    assert out.max() < 0.998
