@@ -520,16 +520,17 @@ def make_icc_profile(primaries_xy, white_xy=(0.3127, 0.3290), *, description: st
         White point chromaticity (default D65).
     description : str
         Profile description (ASCII), shown by colour-managed viewers.
-    trc : {"srgb", "linear"}
-        Tone curve: the IEC 61966-2-1 curve (as Display P3 uses) or linear.
+    trc : {"srgb", "linear"} or float
+        Tone curve: the IEC 61966-2-1 curve (as Display P3 uses), linear, or a pure power
+        law of that decoding exponent (e.g. 2.2; stored as a one-entry ``curv``, u8.8).
 
     Returns
     -------
     bytes
         The ICC profile.
     """
-    if trc not in ("srgb", "linear"):
-        raise ValueError(f"trc must be 'srgb' or 'linear', got {trc!r}")
+    if not (trc in ("srgb", "linear") or (isinstance(trc, float) and 0.1 <= trc <= 10.0)):
+        raise ValueError(f"trc must be 'srgb', 'linear' or a decoding exponent in [0.1, 10], got {trc!r}")
     prim = np.asarray(primaries_xy, dtype=np.float64)
     if prim.shape != (3, 2):
         raise ValueError(f"primaries_xy must be three (x, y) pairs, got shape {prim.shape}")
@@ -545,8 +546,10 @@ def make_icc_profile(primaries_xy, white_xy=(0.3127, 0.3290), *, description: st
 
     if trc == "srgb":
         curve = b"para\0\0\0\0" + struct.pack(">HH", 3, 0) + s15([2.4, 1 / 1.055, 0.055 / 1.055, 1 / 12.92, 0.04045])
-    else:
+    elif trc == "linear":
         curve = b"curv\0\0\0\0" + struct.pack(">I", 0)
+    else:
+        curve = b"curv\0\0\0\0" + struct.pack(">IH", 1, int(round(trc * 256))) + b"\0\0"
     text = description.encode("utf-16-be")
     desc = b"mluc\0\0\0\0" + struct.pack(">II", 1, 12) + b"enUS" + struct.pack(">II", len(text), 28) + text
     cprt_text = "No copyright, use freely".encode("utf-16-be")
@@ -812,6 +815,17 @@ def read_photo(path: "str | os.PathLike") -> Photo:
             else:
                 exif = _normalise_exif(img.info.get("exif"))
             icc = img.info.get("icc_profile") or None
+            if fmt == "PNG" and icc is None and "srgb" not in img.info and img.info.get("gamma"):
+                # A PNG's gAMA chunk without iCCP or sRGB (PNG 3rd ed. §11.3.3.2): its file gamma
+                # was ignored, so a linear PNG (gAMA 1.0) was decoded as sRGB, far too bright.
+                # 1/2.2 is taken as sRGB, as viewers do; another gamma becomes the photo's own
+                # profile (sRGB primaries, that power law), written back with the photo.
+                file_gamma = float(img.info["gamma"])
+                if file_gamma > 0 and abs(file_gamma - 1 / 2.2) > 0.01:
+                    icc = make_icc_profile(SRGB_PRIMARIES, trc=round(1.0 / file_gamma, 3),
+                                           description=f"sRGB primaries, gamma {1 / file_gamma:.3g} (PNG gAMA)")
+                    notes.append(f"PNG gamma {file_gamma:.5g} (no colour profile): decoded with it, written "
+                                 "back as an equivalent ICC profile")
             xmp = _read_xmp(img)
             subsampling = _jpeg_subsampling(img) if fmt == "JPEG" else None
             dpi = _read_dpi(img)

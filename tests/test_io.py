@@ -752,3 +752,22 @@ def test_a_profile_with_unusable_colorants_is_read_as_srgb():
     broken[at + 8:at + 20] = bytes(12)  # red colorant zeroed
     pixels = np.full((2, 2, 3), 0.4, np.float32)
     assert cio.to_srgb_primaries(pixels, bytes(broken)) is pixels and cio.rgb_to_xyz_d65(bytes(broken)) is None
+
+
+def test_a_png_gamma_without_a_profile_is_honoured(tmp_path):
+    """A linear PNG (gAMA 1.0, no iCCP or sRGB chunk) was decoded as sRGB: far too bright."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    linear = np.tile(np.linspace(0.0, 1.0, 64, dtype=np.float32), (8, 1))
+    Image.fromarray(np.dstack([np.round(linear * 255).astype(np.uint8)] * 3)).save(tmp_path / "a.png")
+    data = (tmp_path / "a.png").read_bytes()
+    for gamma, expect in ((100000, linear), (45455, None)):  # 1.0; 1/2.2 reads as sRGB, as viewers do
+        (tmp_path / "g.png").write_bytes(data[:33] + chunk(b"gAMA", struct.pack(">I", gamma)) + data[33:])
+        photo = cio.read_photo(tmp_path / "g.png")
+        if expect is None:
+            assert photo.icc_profile is None and not photo.notes
+            continue
+        np.testing.assert_allclose(photo.pixels[..., 1], expect, atol=2.5e-3)
+        back = cio.read_photo(photo.save(tmp_path / "out.png"))  # written with an equivalent profile
+        np.testing.assert_allclose(back.pixels, photo.pixels, atol=1e-6)
