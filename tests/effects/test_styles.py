@@ -314,3 +314,19 @@ def test_near_white_highlights_still_take_a_tint(name, sign):
     out = apply_style(img, name)[0, 0]
     assert sign * (out[0] - out[2]) > 0.02  # red over blue for warm, blue over red for cool
     assert out.max() < 0.998
+
+
+def test_a_saturated_colour_keeps_its_weakest_channel_off_the_floor():
+    """Pressed onto 0.001, a turquoise backdrop's red went flat over a quarter of it and vibrant
+    foliage went neon (photographer); the knee eases a lowered channel toward 0.005 (sRGB 16)."""
+    t = np.linspace(0.0, 1.0, 300, dtype=np.float32)
+    img = np.stack([0.03 + 0.05 * t, 0.35 + 0.3 * t, 0.4 + 0.3 * t], axis=-1)[None].repeat(3, axis=0)
+    out = apply_style(img, "vibrant", sky_mask=np.ones(img.shape[:2], np.float32))
+    codes = lambda x: np.round(255 * colour.cctf_encoding(np.clip(x[1], 0, 1))).astype(int)
+    assert codes(out)[:, 0].min() >= 14  # the red stays off the floor (it was pressed to ~3)
+    # Its gradation, within a few levels: the reach's bisection is quantised (a level's
+    # sawtooth), and a channel's path is a cubic that can dip under the bound and come back
+    # (a step of 3 levels near sRGB 16 where the reach check switches; hard to see).
+    assert np.diff(codes(out)[:, 0]).min() >= -3
+    chroma = lambda x: np.hypot(*colour.XYZ_to_Oklab(colour.RGB_to_XYZ(x[1], SRGB, apply_cctf_decoding=False))[:, 1:].T)
+    assert (chroma(out) > chroma(img)).all()  # still more vivid
