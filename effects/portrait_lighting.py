@@ -72,7 +72,7 @@ class PortraitLightingParams:
         skin (of the whole subject without a skin matte) after the key light. 0.45 is sRGB 179,
         the bright face of a high-key portrait with its texture kept. The metering gain is held
         to ``HIGH_KEY_GAIN_RANGE`` (a dark-skinned face is brightened, not turned pale grey; a
-        bright face is never metered down to grey on the white background) and
+        bright face is metered down no further than undoing the key light: not to grey) and
         kept from pushing the skin's highlights past ``highlight_knee``: on 25 CelebA test
         portraits in ``develop`` 0.01 % of the skin ends at 0.99 or more, against 30 % with the
         former fixed +0.6 EV (``benchmarks/develop_look.py --portrait high_key_mono``).
@@ -165,7 +165,7 @@ def _mono(rgb: np.ndarray, contrast: float) -> np.ndarray:
 
 #: Bounds of the metering gain of ``high_key_mono``: at most +1 EV (+1.5 turned a dark-skinned
 #: face pale grey with a white forehead), at least -1 EV.
-HIGH_KEY_GAIN_RANGE = (1.0, 2.0)  # never darker: a bright face was metered down to grey on white
+HIGH_KEY_GAIN_RANGE = (0.5, 2.0)
 
 
 def _high_key_gain(y: np.ndarray, alpha: np.ndarray, skin: "np.ndarray | None", p: PortraitLightingParams) -> float:
@@ -177,12 +177,19 @@ def _high_key_gain(y: np.ndarray, alpha: np.ndarray, skin: "np.ndarray | None", 
     1 by it)."""
     core = alpha > 0.5
     metered = core & (skin > 0.5) if skin is not None else core
-    if np.count_nonzero(metered) < 64:
+    on_skin = skin is not None and np.count_nonzero(metered) >= 64
+    if not on_skin:
         metered = core
     if not metered.any():
         return 1.0
     median, bright = (float(v) for v in np.percentile(y[metered], [50, 95]))
-    gain = float(np.clip(p.high_key_level * _ev(p.subject_ev) / max(median, 1e-4), *HIGH_KEY_GAIN_RANGE))
+    # A bright face is metered down no further than undoing the key light on it: to the level
+    # it went grey on the white background, 0.39 EV darker than it came (photographer); not
+    # metered down at all, a flash-lit face blew out (8 % of the frame at white).
+    floor = max(HIGH_KEY_GAIN_RANGE[0], _ev(-p.key_light_ev) if on_skin else 1.0)
+    gain = float(np.clip(p.high_key_level * _ev(p.subject_ev) / max(median, 1e-4), floor, HIGH_KEY_GAIN_RANGE[1]))
+    if gain < 1.0:
+        return gain
     # After the slope c around the level L, g * bright becomes L (g * bright / L)^c: at most the
     # knee for g <= (L / bright) (knee / L)^(1/c).
     level, c = p.high_key_level, p.high_key_contrast
