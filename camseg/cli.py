@@ -133,15 +133,13 @@ def main(argv=None) -> int:
     """Entry point of the ``camseg`` command; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    from camseg.batch import quiet_pillow_warnings
-
-    quiet_pillow_warnings()
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
 
-    from camseg.batch import reuse_freed_memory, run_batch
+    from camseg.batch import quiet_pillow_warnings, reuse_freed_memory, run_batch
 
+    quiet_pillow_warnings()
     reuse_freed_memory()  # this process's photos (jobs=1) reuse freed frames too
     from camseg.pipeline import available_portrait_effects, available_styles
 

@@ -707,10 +707,11 @@ def _tiff_layout(data: bytes) -> str:
         typ, count, field = tags[tag]
         if typ not in (3, 4):
             return None
-        size = 2 if typ == 3 else 4
+        fmt, size = (bo + "H", 2) if typ == 3 else (bo + "I", 4)
+        if count * size <= 4:
+            return struct.unpack_from(fmt, field)[0]
         # Values that do not fit the 4-byte field (3 samples' BitsPerSample) sit at its offset.
-        at = 0 if count * size <= 4 else struct.unpack_from(bo + "I", field)[0]
-        return struct.unpack_from(bo + ("H" if typ == 3 else "I"), field if count * size <= 4 else data, at)[0]
+        return struct.unpack_from(fmt, data, struct.unpack_from(bo + "I", field)[0])[0]
 
     if first(284) == 2:
         return "samples stored plane by plane (PlanarConfiguration 2)"

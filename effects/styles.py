@@ -105,7 +105,9 @@ _FIT_TOL = 1e-6
 # 39-41 % of its pixels' blue channel at 254-255: a flat colour with no headroom.
 _KNEE_HI = 0.95
 _FIT_TOP = 0.998
-_KNEE_BRIGHT_SHARE = 0.5
+# The share of the way from a pixel's own extreme to the cube's edge (0.001 or 0.998) that its
+# bound may take, where the pixel lies outside [_KNEE_LO, _KNEE_HI] already.
+_KNEE_EDGE_SHARE = 0.5
 # And its lower bound: a channel the style lowers eases off toward linear 0.005 (sRGB 16), or
 # half-way from the pixel's own minimum to 0.001 if that is lower. Pressed onto 0.001, a
 # turquoise backdrop's red went flat on 24 % of it, and vibrant foliage went neon (31 % of the
@@ -376,8 +378,8 @@ def apply_style(
             # 6. Gamut, with a soft knee: how far each pixel's path could run before leaving the
             # cube is measured out to _KNEE_REACH times the style's change, and pixels that get
             # near the boundary are eased off before it (see _eased_blend). Cheap first pass
-            # with the fixed bounds at that reach; only the pixels it flags look at their own
-            # range. Bounds: [0.001, 0.95] widened to the pixel's own original range.
+            # with the fixed bounds [0.005, 0.95] at that reach; only the pixels it flags look at
+            # their own range, beyond which a bound moves half-way to the cube's edge.
             q = cv2.subtract(res, p0, dst=buf.pw[:n])  # the style's change, LMS'
             reach = cv2.scaleAdd(q, _KNEE_REACH, p0, dst=buf.m3[:n])
             cv2.pow(reach, 3, dst=reach)
@@ -389,14 +391,14 @@ def apply_style(
                 yc = np.take(y_reach.reshape(-1, 3), cand, axis=0)
                 lo = np.minimum(np.minimum(xc[:, 0], xc[:, 1]), xc[:, 2])
                 # (half-way down from its own minimum to 0.001, never above its own minimum)
-                lo -= np.float32(_KNEE_BRIGHT_SHARE) * np.maximum(lo - np.float32(_FIT_LO), np.float32(0.0))
+                lo -= np.float32(_KNEE_EDGE_SHARE) * np.maximum(lo - np.float32(_FIT_LO), np.float32(0.0))
                 np.minimum(lo, np.float32(_KNEE_LO), out=lo)
                 lo -= np.float32(_FIT_TOL)
                 hi = np.maximum(np.maximum(xc[:, 0], xc[:, 1]), xc[:, 2])
                 # A bright pixel may still move half-way from its own maximum to the cube's
                 # edge: capped at its own, near-white highlights took no warm or cool tint at
                 # all (grey 250 stayed 250 under warm; it was 255/250/240; review).
-                hi += np.float32(_KNEE_BRIGHT_SHARE) * (np.float32(_FIT_TOP) - hi)
+                hi += np.float32(_KNEE_EDGE_SHARE) * (np.float32(_FIT_TOP) - hi)
                 np.maximum(hi, np.float32(_KNEE_HI), out=hi)
                 hi += np.float32(_FIT_TOL)
                 bad = yc[:, 0] < lo
