@@ -410,8 +410,10 @@ def _process(item: BatchItem, task: str, settings: DevelopSettings, write_option
             seg = _WORKER["segmenter"].segment(photo.pixels)
             with _write_errors_explained(item.output):
                 write_segmentation(item.output, photo, seg)
-        notes = "; ".join(photo.notes)
-        return ItemResult(item.source, item.output, "done", notes, time.perf_counter() - t0)
+        notes = list(photo.notes)
+        if task == "develop" and photo.alpha is not None and PHOTO_FORMATS.get(item.output.suffix.lower()) == "JPEG":
+            notes.append("transparency flattened onto white: JPEG holds none (--format png or tif keeps it)")
+        return ItemResult(item.source, item.output, "done", "; ".join(notes), time.perf_counter() - t0)
     except Exception as exc:  # noqa: BLE001 - one bad photo must not stop the batch
         message = f"{type(exc).__name__}: {exc}"
         if not isinstance(exc, (ValueError, TypeError, FileNotFoundError, RuntimeError, OSError)):

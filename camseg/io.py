@@ -191,7 +191,8 @@ class Photo:
     alpha : np.ndarray or None
         float32 H×W opacity in [0, 1] (straight, not premultiplied), upright like
         ``pixels``, of a PNG or TIFF with transparency; written back to PNG and TIFF
-        (a JPEG cannot hold it). The stages develop the colour under it unchanged.
+        (a JPEG cannot hold it: :func:`write_photo` flattens the photo onto white). The
+        stages develop the colour under it unchanged.
     xmp : bytes or None
         The XMP packet (UTF-8 XML: ratings, keywords, captions, edit history), its
         orientation reset to 1 like the EXIF; written back to JPEG, PNG and TIFF.
@@ -1365,6 +1366,27 @@ def _grey_codes(codes: np.ndarray) -> "np.ndarray | None":
     return ((total + 1) // 3).astype(codes.dtype)[:, :, None]
 
 
+def _flatten_onto_white(linear: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """The photo seen over white: ``α·rgb + (1 − α)`` per pixel.
+
+    Parameters
+    ----------
+    linear : np.ndarray
+        float32 H×W×3 linear RGB (values above 1 are kept; the encoder clips).
+    alpha : np.ndarray
+        float32 H×W straight opacity in [0, 1].
+
+    Returns
+    -------
+    np.ndarray
+        A new float32 H×W×3 array.
+    """
+    a = np.clip(alpha, 0.0, 1.0)[:, :, None]
+    out = np.subtract(np.float32(1.0), linear, dtype=np.float32)
+    out *= a
+    return np.subtract(np.float32(1.0), out, out=out)
+
+
 def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | None" = None,
                 bit_depth: "int | None" = None, quality: int = 95, subsampling: "str | None" = None,
                 overwrite: bool = True) -> Path:
@@ -1375,7 +1397,8 @@ def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | 
     With ``like``, the result keeps that photo's colour profile (pixels are
     encoded with its tone curve and the same ICC profile is embedded) and its
     EXIF and XMP (orientation reset to 1, since pixels are stored upright), its
-    transparency (PNG and TIFF) and its JPEG chroma subsampling; when ``like``
+    transparency (PNG and TIFF; a JPEG, which has none, gets the photo flattened onto
+    white) and its JPEG chroma subsampling; when ``like``
     is a grey photo and the result is grey too (every pixel's channels within
     2/255 of each other once encoded, an invisible difference), it is written
     as one grey channel with the photo's Gray profile (see :class:`Photo`).
@@ -1447,10 +1470,16 @@ def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | 
     dpi = like.dpi if like is not None else None
     # JPEG: the codes are made in Pillow's own RGBX layout so that Image.frombuffer maps them
     # instead of repacking the whole frame (a 12-MP Image.fromarray took as long as the encoder).
-    codes = _encode(linear, curve_key, bit_depth, padded=fmt == "JPEG")
-    alpha = like.alpha if like is not None and like.alpha is not None and fmt != "JPEG" else None
-    if alpha is not None and alpha.shape != codes.shape[:2]:
+    alpha = like.alpha if like is not None and like.alpha is not None else None
+    if alpha is not None and alpha.shape != linear.shape[:2]:
         alpha = None
+    if alpha is not None and fmt == "JPEG":
+        # A JPEG holds no transparency: the photo is flattened onto white, as an editor's JPEG
+        # export does, instead of showing whatever colour the transparent pixels kept (often
+        # black). In linear light, where light adds.
+        linear = _flatten_onto_white(linear, alpha)
+        alpha = None
+    codes = _encode(linear, curve_key, bit_depth, padded=fmt == "JPEG")
     # A grey source whose result stayed grey goes back as grey. Grey + alpha only at 8 bits
     # (Pillow's LA): Pillow reads no 16-bit two-sample TIFF (camseg could not read it back) and
     # writes no 16-bit LA PNG, so those stay RGBA.

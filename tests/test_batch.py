@@ -162,6 +162,23 @@ def test_bad_files_are_reported_and_the_rest_goes_on(tmp_path):
     assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file() and not p.name.startswith(".")]
 
 
+def test_a_transparent_png_developed_to_jpeg_is_flattened_with_a_note(tmp_path):
+    rgba = np.dstack([np.asarray(Image.open(SAMPLE).resize((128, 96))), np.full((96, 128), 255, np.uint8)])
+    rgba[:, 64:, 3] = 0
+    (tmp_path / "in").mkdir()
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "in" / "cut.png")
+    seen = []
+    summary = run_batch([tmp_path / "in"], tmp_path / "out", output_format="jpg", jobs=1, progress=False,
+                        on_result=seen.append)
+    assert summary.ok and "transparency flattened onto white" in seen[0].message
+    back = np.asarray(Image.open(tmp_path / "out" / "cut.jpg"))
+    assert back[:, 70:].min() >= 250  # white where the photo was transparent
+    seen.clear()
+    assert run_batch([tmp_path / "in"], tmp_path / "png", jobs=1, progress=False, on_result=seen.append).ok
+    assert "transparency" not in seen[0].message  # a PNG keeps it
+    assert np.asarray(Image.open(tmp_path / "png" / "cut.png")).shape[2] == 4
+
+
 def test_argument_errors(tmp_path):
     with pytest.raises(ValueError, match="jobs"):
         run_batch([SAMPLE], tmp_path, jobs=0)

@@ -399,6 +399,24 @@ def test_transparency_is_kept_in_png_and_tiff(tmp_path, bits):
         assert im.mode == "RGB"  # JPEG has no alpha
 
 
+def test_transparent_photo_written_as_jpeg_is_flattened_onto_white(tmp_path):
+    """A JPEG cannot hold alpha: what the transparent pixels kept (here black) used to show."""
+    rgb = np.zeros((16, 16, 3), np.uint8)
+    rgb[:, :12, 0] = 200  # red, half-transparent on the right; black under full transparency
+    alpha = np.zeros((16, 16), np.uint8)
+    alpha[:, :8] = 255
+    alpha[:, 8:12] = 128
+    Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(tmp_path / "a.png")
+    photo = cio.read_photo(tmp_path / "a.png")
+    back = cv2.imread(str(photo.save(tmp_path / "b.jpg")))[:, :, ::-1].astype(int)
+    assert np.abs(back[:, 13:] - 255).max() <= 4  # transparent: white, not black (JPEG rings a little)
+    assert np.abs(back[:, :6] - [200, 0, 0]).max() <= 3  # opaque: unchanged
+    mid = back[:, 9:11].reshape(-1, 3).mean(0)  # half-transparent red over white, in linear light
+    want = cio.linear_to_srgb(0.5 * cio.srgb_to_linear(np.array([200, 0, 0]) / 255.0) + 0.5) * 255
+    np.testing.assert_allclose(mid, want, atol=3)
+    np.testing.assert_array_equal(photo.pixels[:, 12:], 0)  # the photo itself is left as it was
+
+
 def test_opaque_alpha_and_palette_transparency(tmp_path):
     Image.fromarray(np.dstack([np.full((4, 4, 3), 200, np.uint8), np.full((4, 4), 255, np.uint8)]),
                     "RGBA").save(tmp_path / "opaque.png")
