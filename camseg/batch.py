@@ -42,7 +42,8 @@ from pathlib import Path
 import numpy as np
 
 from camseg.pipeline import DevelopSettings, check_settings, develop, optional_matte
-from camseg.io import PHOTO_FORMATS, _atomic_write, linear_to_srgb, read_photo, remove_stale_temp_files, write_photo
+from camseg.io import (DEVELOP_BYTES_PER_PIXEL, PHOTO_FORMATS, _atomic_write, linear_to_srgb, read_photo,
+                       remove_stale_temp_files, write_photo)
 
 __all__ = ["BatchItem", "ItemResult", "BatchSummary", "plan_batch", "run_batch", "mask_overlay",
            "write_segmentation", "reuse_freed_memory", "TASKS"]
@@ -728,6 +729,60 @@ def _run_on_dask(client, todo, task, settings, write_options, model_path, thread
         raise
 
 
+def _run_in_pool(items, workers, task, settings, write_options, model_path, threads, record, start_bar) -> list:
+    """Process ``items`` on ``workers`` worker processes; record each result as it comes.
+
+    Returns the items left unfinished because a worker died (the pool broke), in the order
+    they were submitted; an empty list when every item got a result.
+    """
+    unfinished = []
+    with _thread_env(threads), cf.ProcessPoolExecutor(
+            max_workers=workers, mp_context=_pool_context(), initializer=_init_worker,
+            initargs=(model_path, threads, os.getpid())) as pool:
+        futures = {pool.submit(_process, item, task, settings, write_options): item for item in items}
+        # The bar (tqdm runs a monitor thread) starts only after the workers exist.
+        start_bar()
+        try:
+            for future in cf.as_completed(futures):
+                item = futures[future]
+                try:
+                    record(future.result())
+                except cf.process.BrokenProcessPool:
+                    unfinished.append(item)
+                except Exception as exc:  # noqa: BLE001 - one bad photo must not stop the batch
+                    record(ItemResult(item.source, item.output, "failed",
+                                      f"worker failed: {type(exc).__name__}: {exc}"))
+        except BaseException:
+            # Ctrl-C: stop after the photos in progress. Each waiting photo is cancelled
+            # here: the pool's own exit calls shutdown() again, which would clear
+            # shutdown(cancel_futures=True)'s request before the pool acted on it, and
+            # every queued photo was developed before the command stopped.
+            for future in futures:
+                future.cancel()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+    order = {id(item): i for i, item in enumerate(items)}
+    return sorted(unfinished, key=lambda item: order[id(item)])
+
+
+def _killed_worker_result(item: BatchItem) -> ItemResult:
+    """The failure of a photo whose worker process died while it alone was being developed."""
+    size = ""
+    try:
+        from PIL import Image
+
+        with Image.open(item.source) as im:
+            pixels = im.width * im.height
+        size = (f" ({pixels / 1e6:.0f} MP: developing it needs up to about "
+                f"{pixels * DEVELOP_BYTES_PER_PIXEL / 1e9:.1f} GB of memory)")
+    except Exception:  # noqa: BLE001 - only a hint for the message
+        pass
+    return ItemResult(item.source, item.output, "failed",
+                      f"its worker process was killed by the system while developing it alone{size}; most "
+                      "likely memory ran out: close other programs or downscale the photo (the other photos "
+                      "went on)")
+
+
 def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSettings | None" = None,
               jobs: "int | None" = None, output_format: "str | None" = None, quality: int = 95,
               bit_depth: "int | None" = None, overwrite: bool = False, model_path=None,
@@ -854,29 +909,32 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
             for item in todo:
                 record(_process(item, task, settings, write_options))
         else:
-            with _thread_env(threads), cf.ProcessPoolExecutor(
-                    max_workers=jobs, mp_context=_pool_context(), initializer=_init_worker,
-                    initargs=(model_path, threads, os.getpid())) as pool:
-                futures = {pool.submit(_process, item, task, settings, write_options): item for item in todo}
-                # The bar (tqdm runs a monitor thread) starts only after the workers exist.
-                bar = _progress(len(todo), task, progress)
-                try:
-                    for future in cf.as_completed(futures):
-                        item = futures[future]
-                        try:
-                            record(future.result())
-                        except Exception as exc:  # noqa: BLE001 - e.g. a worker killed by the OS
-                            record(ItemResult(item.source, item.output, "failed",
-                                              f"worker crashed: {type(exc).__name__}: {exc}"))
-                except BaseException:
-                    # Ctrl-C: stop after the photos in progress. Each waiting photo is cancelled
-                    # here: the pool's own exit calls shutdown() again, which would clear
-                    # shutdown(cancel_futures=True)'s request before the pool acted on it, and
-                    # every queued photo was developed before the command stopped.
-                    for future in futures:
-                        future.cancel()
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    raise
+            def start_bar():
+                nonlocal bar
+                if not bar_started:
+                    bar_started.append(True)
+                    bar = _progress(len(todo), task, progress)
+
+            bar_started = []
+            # A worker killed by the system (out of memory, most likely) breaks the whole pool:
+            # every photo not yet finished fails with it. The others go on in a fresh pool; the
+            # photos that were in a worker's hands are retried afterwards one by one in a pool
+            # of one worker, which names the photo that kills its worker.
+            remaining, alone = list(todo), []
+            while remaining or alone:
+                if remaining:
+                    unfinished = _run_in_pool(remaining, jobs, task, settings, write_options, model_path,
+                                              threads, record, start_bar)
+                    # In a worker's hands: at most `jobs` photos running and `jobs` + 1 queued
+                    # for them, the first unfinished ones in the order they were submitted.
+                    in_hands = 2 * jobs + 1
+                    alone, remaining = alone + unfinished[:in_hands], unfinished[in_hands:]
+                else:
+                    unfinished = _run_in_pool(alone, 1, task, settings, write_options, model_path, cpus,
+                                              record, start_bar)
+                    if unfinished:  # one worker, first in first out: the first unfinished killed it
+                        record(_killed_worker_result(unfinished[0]))
+                    alone = unfinished[1:]
     finally:
         bar.close()
         # Writers killed just before this run started may have still held their temporaries'

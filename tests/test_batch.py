@@ -1,9 +1,11 @@
 """camseg.batch: planning, fault tolerance, resumability, and kill-and-resume with the real model."""
+import contextlib
 import hashlib
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import types
 from pathlib import Path
@@ -323,6 +325,63 @@ def test_kill_mid_run_then_resume(tmp_path):
     leftovers = list(out.glob(f".*{cio.TEMP_SUFFIX}"))
     assert not leftovers, f"stale temporaries of killed writers not cleaned: {leftovers}"
     assert _digest(photos) == before
+
+
+def _descendants_rss(root: int) -> list:
+    """(pid, resident bytes) of every process below ``root`` (Linux /proc)."""
+    rows = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+                rows.append((int(d.name), int(fields[1]), int(fields[21]) * os.sysconf("SC_PAGE_SIZE")))
+            except (OSError, ValueError, IndexError):
+                pass  # gone meanwhile
+    mine, out, grew = {root}, [], True
+    while grew:
+        grew = False
+        for pid, ppid, rss in rows:
+            if ppid in mine and pid not in mine:
+                mine.add(pid)
+                out.append((pid, rss))
+                grew = True
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads worker memory from Linux /proc")
+def test_a_photo_whose_worker_runs_out_of_memory_fails_alone(tmp_path):
+    """A worker killed by the system (out of memory) broke the process pool, and every photo not
+    yet finished failed with it (8 of 10). Here a thread plays the kernel's OOM killer: any
+    worker over 600 MB is killed, which only the 7-MP photo's worker reaches (the small
+    photos' stay under 300 MB). That photo alone fails, named; the others are developed."""
+    (tmp_path / "in").mkdir()
+    with Image.open(SAMPLE) as im:
+        for i in range(5):
+            im.resize((192, 144)).save(tmp_path / "in" / f"a{i}.jpg", quality=90)
+        im.resize((3000, 2250)).save(tmp_path / "in" / "a1_big.jpg", quality=90)
+    kills, stop = [], threading.Event()
+
+    def oom_killer():
+        while not stop.is_set():
+            for pid, rss in _descendants_rss(os.getpid()):
+                if rss > 600e6:
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGKILL)
+                        kills.append(pid)
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=oom_killer, daemon=True)
+    watcher.start()
+    try:
+        summary = run_batch([tmp_path / "in"], tmp_path / "out", jobs=2, progress=False)
+    finally:
+        stop.set()
+        watcher.join()
+    assert len(kills) >= 2  # in the shared pool, then alone
+    assert [r.source.name for r in summary.failed] == ["a1_big.jpg"]
+    message = summary.failed[0].message
+    assert "killed" in message and "7 MP" in message and "GB of memory" in message
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.jpg")) == [f"a{i}.jpg" for i in range(5)]
 
 
 def test_ctrl_c_stops_a_two_worker_batch_after_the_photos_in_progress(tmp_path):
