@@ -729,6 +729,11 @@ def _run_on_dask(client, todo, task, settings, write_options, model_path, thread
         raise
 
 
+#: Photos in a row that kill their worker alone, with none finished between them, after which
+#: the batch stops trying (see run_batch).
+_MAX_KILLS_IN_A_ROW = 3
+
+
 def _run_in_pool(items, workers, task, settings, write_options, model_path, threads, record, start_bar) -> list:
     """Process ``items`` on ``workers`` worker processes; record each result as it comes.
 
@@ -921,19 +926,39 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
             # photos that were in a worker's hands are retried afterwards one by one in a pool
             # of one worker, which names the photo that kills its worker.
             remaining, alone = list(todo), []
+            kills_in_a_row = 0  # photos that killed their worker alone, with nothing finished between
+            stalled = False
             while remaining or alone:
-                if remaining:
+                if kills_in_a_row == _MAX_KILLS_IN_A_ROW:
+                    # Every photo kills its worker: the machine, not the photos (memory taken by
+                    # other programs). Trying each alone would take a worker start per photo.
+                    for item in alone + remaining:
+                        record(ItemResult(item.source, item.output, "failed",
+                                          f"not developed: {kills_in_a_row} worker processes in a row were killed "
+                                          "by the system, most likely for want of memory; free memory (close "
+                                          "other programs) and run the same command again"))
+                    break
+                finished = len(summary.results)
+                if remaining and not (stalled and alone):
                     unfinished = _run_in_pool(remaining, jobs, task, settings, write_options, model_path,
                                               threads, record, start_bar)
                     # In a worker's hands: at most `jobs` photos running and `jobs` + 1 queued
                     # for them, the first unfinished ones in the order they were submitted.
                     in_hands = 2 * jobs + 1
                     alone, remaining = alone + unfinished[:in_hands], unfinished[in_hands:]
+                    # A pool that broke before finishing anything: the suspects first, one by one.
+                    stalled = len(summary.results) == finished
+                    if not stalled:
+                        kills_in_a_row = 0
                 else:
                     unfinished = _run_in_pool(alone, 1, task, settings, write_options, model_path, cpus,
                                               record, start_bar)
+                    lived = len(summary.results) > finished  # photos finished before any kill
                     if unfinished:  # one worker, first in first out: the first unfinished killed it
                         record(_killed_worker_result(unfinished[0]))
+                        kills_in_a_row = 1 if lived else kills_in_a_row + 1
+                    elif lived:
+                        kills_in_a_row = 0
                     alone = unfinished[1:]
     finally:
         bar.close()

@@ -348,40 +348,63 @@ def _descendants_rss(root: int) -> list:
     return out
 
 
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads worker memory from Linux /proc")
-def test_a_photo_whose_worker_runs_out_of_memory_fails_alone(tmp_path):
-    """A worker killed by the system (out of memory) broke the process pool, and every photo not
-    yet finished failed with it (8 of 10). Here a thread plays the kernel's OOM killer: any
-    worker over 600 MB is killed, which only the 7-MP photo's worker reaches (the small
-    photos' stay under 300 MB). That photo alone fails, named; the others are developed."""
-    (tmp_path / "in").mkdir()
-    with Image.open(SAMPLE) as im:
-        for i in range(5):
-            im.resize((192, 144)).save(tmp_path / "in" / f"a{i}.jpg", quality=90)
-        im.resize((3000, 2250)).save(tmp_path / "in" / "a1_big.jpg", quality=90)
+@contextlib.contextmanager
+def _oom_killer(limit_bytes: float):
+    """A thread playing the kernel's OOM killer: any process below this one over ``limit_bytes``
+    resident is killed. Yields the list of the pids it killed."""
     kills, stop = [], threading.Event()
 
-    def oom_killer():
+    def watch():
         while not stop.is_set():
             for pid, rss in _descendants_rss(os.getpid()):
-                if rss > 600e6:
+                if rss > limit_bytes:
                     with contextlib.suppress(OSError):
                         os.kill(pid, signal.SIGKILL)
                         kills.append(pid)
             time.sleep(0.01)
 
-    watcher = threading.Thread(target=oom_killer, daemon=True)
+    watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     try:
-        summary = run_batch([tmp_path / "in"], tmp_path / "out", jobs=2, progress=False)
+        yield kills
     finally:
         stop.set()
         watcher.join()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads worker memory from Linux /proc")
+def test_a_photo_whose_worker_runs_out_of_memory_fails_alone(tmp_path):
+    """A worker killed by the system (out of memory) broke the process pool, and every photo not
+    yet finished failed with it (8 of 10). Here any worker over 600 MB is killed, which only
+    the 7-MP photo's worker reaches (the small photos' stay under 300 MB). That photo alone
+    fails, named; the others are developed."""
+    (tmp_path / "in").mkdir()
+    with Image.open(SAMPLE) as im:
+        for i in range(5):
+            im.resize((192, 144)).save(tmp_path / "in" / f"a{i}.jpg", quality=90)
+        im.resize((3000, 2250)).save(tmp_path / "in" / "a1_big.jpg", quality=90)
+    with _oom_killer(600e6) as kills:
+        summary = run_batch([tmp_path / "in"], tmp_path / "out", jobs=2, progress=False)
     assert len(kills) >= 2  # in the shared pool, then alone
     assert [r.source.name for r in summary.failed] == ["a1_big.jpg"]
     message = summary.failed[0].message
     assert "killed" in message and "7 MP" in message and "GB of memory" in message
     assert sorted(p.name for p in (tmp_path / "out").glob("*.jpg")) == [f"a{i}.jpg" for i in range(5)]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads worker memory from Linux /proc")
+def test_a_batch_whose_every_worker_is_killed_stops_trying(tmp_path):
+    """When every worker dies (the machine is out of memory, not the photos at fault), each
+    photo is not retried alone at a worker start apiece: after 3 in a row the rest fail at once."""
+    photos = _photos(tmp_path / "in", 12)
+    t0 = time.monotonic()
+    with _oom_killer(180e6):  # a worker with the model loaded takes ~270 MB; the forkserver ~90
+        summary = run_batch([tmp_path / "in"], tmp_path / "out", jobs=2, progress=False)
+    assert len(summary.failed) == len(photos) and not list((tmp_path / "out").glob("*.jpg"))
+    messages = [r.message for r in summary.failed]
+    assert sum("while developing it alone" in m for m in messages) == 3
+    assert sum("3 worker processes in a row" in m for m in messages) == len(photos) - 3
+    assert time.monotonic() - t0 < 60
 
 
 def test_ctrl_c_stops_a_two_worker_batch_after_the_photos_in_progress(tmp_path):
