@@ -856,7 +856,14 @@ def _plan(settings: DevelopSettings) -> list:
     plan = []
     for stage in STAGES:
         if not stage.enabled(settings):
-            plan.append((stage, None, "off in settings"))
+            why = "off in settings"
+            if settings.params.get(stage.name):
+                # Checked all the same where the function is known: a typo in a stage turned
+                # off for now would otherwise fail only the day it is turned on.
+                if stage.function is not None:
+                    _params_for(stage.function, settings.params[stage.name], stage.name)
+                why += f"; its params[{stage.name!r}] are not used"
+            plan.append((stage, None, why))
             continue
         fn = _stage_function(stage, settings)
         plan.append((stage, fn, _params_for(fn, settings.params.get(stage.name, {}), stage.name)))

@@ -95,6 +95,13 @@ def test_check_settings_rejects_bad_names_before_work():
     with pytest.raises(ValueError, match=r"params\['style'\]: the style stage takes no params; choose a preset"):
         check_settings(DevelopSettings(params={"style": {"saturation": 0.5}}))  # was a raw KeyError
     check_settings(DevelopSettings(params={"tone_map": {"contrast_limits": [0.5, 2], "dim_floor": 0}}))
+    # A stage turned off: its params were never looked at, a typo there passed silently.
+    with pytest.raises(ValueError, match="unknown fields"):
+        check_settings(DevelopSettings(denoise=False, params={"denoise": {"strenght": 2}}))
+    report = dict((name, why) for name, _, why in check_settings(
+        DevelopSettings(denoise=False, params={"denoise": {"strength": 2}, "portrait": {"f_number": 2.0}})))
+    assert "params['denoise'] are not used" in report["denoise"]
+    assert "params['portrait'] are not used" in report["portrait"]  # no effect chosen: nothing to check
 
 
 # --- develop with masks from elsewhere (no model needed) -------------------------
