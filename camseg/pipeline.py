@@ -341,7 +341,8 @@ def _call_style(fn, image, ctx, params):
     s = ctx.settings
     if s.style_strength == 0:
         return None, "strength 0"
-    kwargs = dict(skin_mask=ctx.skin, sky_mask=ctx.sky, teeth_mask=ctx.teeth, strength=float(s.style_strength))
+    skin = None if ctx.skin is None else skin_with_enclosed_gaps(ctx.skin)
+    kwargs = dict(skin_mask=skin, sky_mask=ctx.sky, teeth_mask=ctx.teeth, strength=float(s.style_strength))
     if ctx.rgb_to_xyz is not None:  # a wide-gamut photo styled in its own primaries
         kwargs["rgb_to_xyz"] = ctx.rgb_to_xyz
     if params is not None:
@@ -590,6 +591,67 @@ def ground_plane_depth(people, subject: np.ndarray, *, horizon: float = 0.15, fa
     depth = np.repeat(z[:, None], W, axis=1)
     depth[subject > 0.5] = 1.0
     return depth
+
+
+#: A gap in the skin matte wholly enclosed by skin is a face's lips, eyes or eyebrows when it
+#: is under this share of all the skin (at the grid of :func:`skin_with_enclosed_gaps`).
+ENCLOSED_SKIN_GAP_MAX_SHARE = 0.15
+#: Longer side of the grid the gaps are found on (about the model's resolution).
+_SKIN_GAP_GRID = 512
+
+
+def skin_with_enclosed_gaps(skin: np.ndarray) -> np.ndarray:
+    """The skin matte with the gaps that skin wholly encloses (lips, eyes, eyebrows) filled in,
+    for the Photographic Style's skin protection.
+
+    The skin matte leaves a face's lips out (FASSEG labels them apart from skin), so a style
+    protected the face and not the mouth: vibrant painted lips lipstick red (CIELAB chroma of
+    the 50 held-out FASSEG test faces' lips +6.7 against the standard style, skin +1.7; +2.6
+    with the gaps filled, ``python benchmarks/style_lips.py``). A gap counts when, on a grid
+    of about 512 px (the model's resolution), it is a connected region of matte ≤ 0.5 that
+    touches no edge of the frame and holds under :data:`ENCLOSED_SKIN_GAP_MAX_SHARE` of the
+    skin there; it is grown by a pixel of that grid and softened (σ 1.5 px there) over the
+    border where the matte falls off, then brought up to the photo's size.
+
+    Parameters
+    ----------
+    skin : np.ndarray
+        float32 H×W skin matte in [0, 1].
+
+    Returns
+    -------
+    np.ndarray
+        float32 H×W in [0, 1]: ``max(skin, filled gaps)``; ``skin`` itself when it encloses none.
+    """
+    h, w = skin.shape
+    step = max(1, int(round(max(h, w) / _SKIN_GAP_GRID)))
+    small = cv2.resize(skin, (max(1, w // step), max(1, h // step)), interpolation=cv2.INTER_AREA) \
+        if step > 1 else skin
+    on = (small > 0.5).astype(np.uint8)
+    total = int(on.sum())
+    if total == 0:
+        return skin
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(1 - on, connectivity=4)
+    gh, gw = on.shape
+    x, y, bw, bh, area = (stats[1:, i] for i in range(5))
+    enclosed = (x > 0) & (y > 0) & (x + bw < gw) & (y + bh < gh) & (area <= ENCLOSED_SKIN_GAP_MAX_SHARE * total)
+    if not enclosed.any():
+        return skin
+    gaps = np.concatenate([[False], enclosed])[labels].astype(np.uint8)
+    gaps = cv2.dilate(gaps, np.ones((3, 3), np.uint8)).astype(np.float32)
+    gaps = cv2.GaussianBlur(gaps, (0, 0), 1.5)
+    # Brought up to the photo's size only around the gaps (a face's features, not the frame).
+    rows, cols = np.flatnonzero(gaps.max(axis=1) > 1e-3), np.flatnonzero(gaps.max(axis=0) > 1e-3)
+    r0, r1, c0, c1 = max(0, rows[0] - 1), min(gh, rows[-1] + 2), max(0, cols[0] - 1), min(gw, cols[-1] + 2)
+    sy, sx = h / gh, w / gw  # photo pixels per grid pixel (the reduced grid's exact scale)
+    y0, y1, x0, x1 = int(r0 * sy), min(h, int(np.ceil(r1 * sy))), int(c0 * sx), min(w, int(np.ceil(c1 * sx)))
+    # The crop's pixel centres mapped onto the grid, as a whole-frame bilinear resize maps them.
+    map_x = ((np.arange(x0, x1, dtype=np.float32) + 0.5) / sx - 0.5)[None, :].repeat(y1 - y0, axis=0)
+    map_y = ((np.arange(y0, y1, dtype=np.float32) + 0.5) / sy - 0.5)[:, None].repeat(x1 - x0, axis=1)
+    up = cv2.remap(gaps, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    out = skin.copy()
+    np.maximum(out[y0:y1, x0:x1], up, out=out[y0:y1, x0:x1])
+    return out
 
 
 def _with_teeth(subject: np.ndarray, teeth: "np.ndarray | None") -> np.ndarray:
