@@ -11,6 +11,7 @@ from effects import (
     stage_light,
     studio_light,
 )
+from effects.portrait_lighting import KEY_LIGHT_CEILING
 
 H, W = 64, 80
 
@@ -143,16 +144,30 @@ def test_studio_key_light_on_skin_only(rng):
     assert out[a == 0].mean() < img[a == 0].mean()  # background a touch darker
 
 
-def test_studio_key_light_rolls_off_on_bright_skin_and_keeps_its_hue(rng):
-    # Bright skin (largest channel 0.6-0.9): +0.35 EV with a hard clip put a third of such a face
-    # at a channel of 1, flat and yellowed. Rolled off, it is brighter, unclipped, same hue.
+@pytest.mark.parametrize("low, high, lit", [(0.65, 0.95, False), (0.55, 0.85, True), (0.2, 0.45, True)])
+def test_key_light_brightens_skin_up_to_a_ceiling_and_keeps_its_hue(rng, low, high, lit):
+    # Skin whose largest channel spans low..high. +0.35 EV with a hard clip put a third of a
+    # bright face at a channel of 1, flat and yellowed; rolled off, a fair face lit by stage
+    # light still went waxy (46 % of a FASSEG face at sRGB 250+). The key light now brings the
+    # skin's bright side (95th percentile) up to KEY_LIGHT_CEILING at most, and leaves skin
+    # already past it as it is; the hue is kept.
     yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
     a = np.ones((H, W), np.float32)
-    level = 0.6 + 0.3 * (0.5 + 0.5 * np.sin(xx / 3.0) * np.cos(yy / 4.0))
+    level = low + (high - low) * (0.5 + 0.5 * np.sin(xx / 3.0) * np.cos(yy / 4.0))
     img = (level[..., None] * np.array([1.0, 0.8, 0.65], np.float32)).astype(np.float32)
-    out = studio_light(img, a, skin_mask=a, params=PortraitLightingParams(refine=False, skin_feather=0.0))
+    p = PortraitLightingParams(refine=False, skin_feather=0.0)
+    out = studio_light(img, a, skin_mask=a, params=p)
+    gain = out.max(axis=2) / img.max(axis=2)
+    if not lit:
+        np.testing.assert_allclose(out, img, atol=1e-6)  # past the ceiling already: left as it is
+    else:
+        assert out.mean() > img.mean() and (gain >= 1 - 1e-6).all()
+        knee = p.highlight_knee
+        ceiling = knee + (1 - knee) * np.tanh((KEY_LIGHT_CEILING - knee) / (1 - knee))  # after the shoulder
+        assert np.percentile(out.max(axis=2), 95) <= ceiling + 0.01
+        wanted = min(2 ** p.key_light_ev, KEY_LIGHT_CEILING / np.percentile(img.max(axis=2), 95))
+        assert gain.max() == pytest.approx(wanted, rel=0.01)  # given whole below the shoulder
     assert (out.max(axis=2) >= 0.99).mean() < 0.01
-    assert (out.max(axis=2) >= img.max(axis=2) - 1e-6).all() and out.mean() > img.mean()
     np.testing.assert_allclose(out[..., 1] / out[..., 0], 0.8, rtol=1e-3)
     np.testing.assert_allclose(out[..., 2] / out[..., 0], 0.65, rtol=1e-3)
 
