@@ -53,11 +53,13 @@ def main(argv=None) -> int:
     if not images:
         raise SystemExit(f"no FASSEG test photos under {args.data!r}; pass --data ../shared/data")
     changes = {s: {r: [] for r in (*REGIONS, "rest")} for s in args.styles}
+    measured = 0
     for path in images:
         labels = cv2.imread(str(path.parent.parent / "masks" / (path.stem + ".png")), cv2.IMREAD_GRAYSCALE)
         photo = read_photo(path)
         if labels is None or labels.shape != photo.pixels.shape[:2]:
             continue
+        measured += 1
         regions = {r: np.isin(labels, ids) for r, ids in REGIONS.items()}
         regions["rest"] = ~np.logical_or.reduce(list(regions.values()))
         seg = camseg.segment(photo)
@@ -67,7 +69,7 @@ def main(argv=None) -> int:
             for r, where in regions.items():
                 if where.sum() >= 20:
                     changes[style][r].append(float((c - base)[where].mean()))
-    print(f"{len(images)} FASSEG test faces; skin matte for the style: "
+    print(f"{measured} FASSEG test faces ({len(images) - measured} without fitting labels); skin matte for the style: "
           f"{'plain (lips left out)' if args.raw_skin else 'with enclosed gaps filled'}")
     print("mean change of CIELAB chroma against the standard style (photos with the region labelled)")
     print(f"{'style':<14}" + "".join(f"{r:>14}" for r in (*REGIONS, "rest")))

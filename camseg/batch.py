@@ -347,9 +347,16 @@ def quiet_pillow_warnings() -> None:
 
 def _init_worker(model_path, threads, parent_pid=None):
     """Process-pool initializer: limit threads, reuse freed frames, load the model once for this
-    worker; with ``parent_pid``, exit when that process (the batch's) is gone."""
+    worker; with ``parent_pid``, exit when that process (the batch's) is gone, and leave Ctrl-C
+    to it."""
     if parent_pid is not None:
         _exit_with(parent_pid)
+        # Ctrl-C in a terminal reaches the whole process group: the batch stops handing out
+        # photos and waits for those in progress, which the workers finish (a KeyboardInterrupt
+        # in a worker printed its traceback and lost its photo).
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     quiet_pillow_warnings()
     _WORKER["model"] = (str(model_path), threads)
     reuse_freed_memory()
@@ -738,13 +745,20 @@ def _run_in_pool(items, workers, task, settings, write_options, model_path, thre
     """Process ``items`` on ``workers`` worker processes; record each result as it comes.
 
     Returns the items left unfinished because a worker died (the pool broke), in the order
-    they were submitted; an empty list when every item got a result.
+    they were handed to the pool (those it broke before taking last); an empty list when
+    every item got a result.
     """
-    unfinished = []
+    unfinished, unsubmitted = [], []
     with _thread_env(threads), cf.ProcessPoolExecutor(
             max_workers=workers, mp_context=_pool_context(), initializer=_init_worker,
             initargs=(model_path, threads, os.getpid())) as pool:
-        futures = {pool.submit(_process, item, task, settings, write_options): item for item in items}
+        futures = {}
+        for i, item in enumerate(items):
+            try:
+                futures[pool.submit(_process, item, task, settings, write_options)] = item
+            except cf.process.BrokenProcessPool:  # a worker died while photos were still handed over
+                unsubmitted = list(items[i:])
+                break
         # The bar (tqdm runs a monitor thread) starts only after the workers exist.
         start_bar()
         try:
@@ -767,25 +781,39 @@ def _run_in_pool(items, workers, task, settings, write_options, model_path, thre
             pool.shutdown(wait=False, cancel_futures=True)
             raise
     order = {id(item): i for i, item in enumerate(items)}
-    return sorted(unfinished, key=lambda item: order[id(item)])
+    return sorted(unfinished, key=lambda item: order[id(item)]) + unsubmitted
 
 
-def _killed_worker_result(item: BatchItem) -> ItemResult:
-    """The failure of a photo whose worker process died while it alone was being developed."""
-    size = ""
+def _killed_worker_result(item: BatchItem, task: str) -> ItemResult:
+    """The failure of a photo whose worker process died while it alone was being processed."""
+    doing = "developing" if task == "develop" else "segmenting"
+    pixels = None
     try:
         from PIL import Image
 
         with Image.open(item.source) as im:
             pixels = im.width * im.height
-        size = (f" ({pixels / 1e6:.0f} MP: developing it needs up to about "
-                f"{pixels * DEVELOP_BYTES_PER_PIXEL / 1e9:.1f} GB of memory)")
     except Exception:  # noqa: BLE001 - only a hint for the message
         pass
+    megapixels = "" if pixels is None else f"{pixels / 1e6:.{1 if pixels >= 1e5 else 2}f} MP"
+    need = None if pixels is None or task != "develop" else pixels * DEVELOP_BYTES_PER_PIXEL
+    if pixels is not None and pixels < _SMALL_PHOTO_PIXELS:
+        # A photo this small does not exhaust memory by itself.
+        return ItemResult(item.source, item.output, "failed",
+                          f"its worker process died while {doing} it alone ({megapixels}, which needs "
+                          "little memory): it crashed, or the system killed it for memory that other programs "
+                          "hold; the other photos went on")
+    size = "" if pixels is None else f" ({megapixels})" if need is None else \
+        f" ({megapixels}: {doing} it needs up to about {need / 1e9:.1f} GB of memory)"
     return ItemResult(item.source, item.output, "failed",
-                      f"its worker process was killed by the system while developing it alone{size}; most "
+                      f"its worker process was killed by the system while {doing} it alone{size}; most "
                       "likely memory ran out: close other programs or downscale the photo (the other photos "
                       "went on)")
+
+
+#: Pixels under which a photo's dead worker is not put down to the photo's own memory need
+#: (developing 4 MP takes under 0.5 GB).
+_SMALL_PHOTO_PIXELS = 4e6
 
 
 def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSettings | None" = None,
@@ -891,6 +919,10 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
     write_options = {"quality": quality}
     if bit_depth is not None:
         write_options["bit_depth"] = bit_depth
+    # In the command's own process only when one worker was asked for: otherwise a pool, even
+    # for one photo left (a resumed run), so that a photo whose worker the system kills is
+    # reported by name instead of the command being killed ("Killed", exit status 137).
+    in_process = jobs == 1
     jobs = max(1, min(jobs, len(todo)))
     threads = max(1, cpus // jobs)
     bar = _NoProgress()
@@ -907,7 +939,7 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
             with _dask_client(dask_scheduler, jobs, threads) as client:
                 bar = _progress(len(todo), task, progress)
                 _run_on_dask(client, todo, task, settings, write_options, model_path, threads, record)
-        elif jobs == 1:
+        elif in_process or not todo:
             bar = _progress(len(todo), task, progress)
             if todo:
                 _init_worker(model_path, threads)
@@ -927,17 +959,27 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
             # of one worker, which names the photo that kills its worker.
             remaining, alone = list(todo), []
             kills_in_a_row = 0  # photos that killed their worker alone, with nothing finished between
+            probe = None  # a photo not under suspicion, tried alone before the machine is blamed
             stalled = False
             while remaining or alone:
-                if kills_in_a_row == _MAX_KILLS_IN_A_ROW:
-                    # Every photo kills its worker: the machine, not the photos (memory taken by
-                    # other programs). Trying each alone would take a worker start per photo.
-                    for item in alone + remaining:
-                        record(ItemResult(item.source, item.output, "failed",
-                                          f"not developed: {kills_in_a_row} worker processes in a row were killed "
-                                          "by the system, most likely for want of memory; free memory (close "
-                                          "other programs) and run the same command again"))
-                    break
+                if kills_in_a_row >= _MAX_KILLS_IN_A_ROW:
+                    if probe is None:
+                        # Several photos in a row killed their worker: big photos side by side,
+                        # or a machine out of memory. One more photo, alone, tells which (one
+                        # not under suspicion when there is one).
+                        probe = remaining.pop(0) if remaining else alone.pop(0)
+                        alone.insert(0, probe)
+                    else:
+                        # It died too: the machine (memory taken by other programs), not the
+                        # photos. Trying each alone would take a worker start per photo.
+                        for item in alone + remaining:
+                            record(ItemResult(item.source, item.output, "failed",
+                                              f"not {'developed' if task == 'develop' else 'segmented'}: "
+                                              f"{kills_in_a_row} worker processes in a row "
+                                              "were killed by the system, most likely for want of memory; "
+                                              "free memory (close other programs) and run the same command "
+                                              "again"))
+                        break
                 finished = len(summary.results)
                 if remaining and not (stalled and alone):
                     unfinished = _run_in_pool(remaining, jobs, task, settings, write_options, model_path,
@@ -949,16 +991,18 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
                     # A pool that broke before finishing anything: the suspects first, one by one.
                     stalled = len(summary.results) == finished
                     if not stalled:
-                        kills_in_a_row = 0
+                        kills_in_a_row, probe = 0, None
                 else:
                     unfinished = _run_in_pool(alone, 1, task, settings, write_options, model_path, cpus,
                                               record, start_bar)
                     lived = len(summary.results) > finished  # photos finished before any kill
                     if unfinished:  # one worker, first in first out: the first unfinished killed it
-                        record(_killed_worker_result(unfinished[0]))
+                        record(_killed_worker_result(unfinished[0], task))
                         kills_in_a_row = 1 if lived else kills_in_a_row + 1
-                    elif lived:
-                        kills_in_a_row = 0
+                    if lived:
+                        probe = None
+                        if not unfinished:
+                            kills_in_a_row = 0
                     alone = unfinished[1:]
     finally:
         bar.close()

@@ -145,10 +145,11 @@ def read_image(source: "str | os.PathLike | np.ndarray", *, name: str = "image")
 # Photo files: decode with metadata, encode atomically.
 # ---------------------------------------------------------------------------
 
-#: File extensions :func:`write_photo` understands, mapped to a format name.
 #: Peak memory of developing a photo, per pixel, the model and runtime aside: measured with
 #: ru_maxrss at 12 and 48 MP, about 80 bytes with the default settings and 110 with portrait blur.
 DEVELOP_BYTES_PER_PIXEL = 110
+
+#: File extensions :func:`write_photo` understands, mapped to a format name.
 PHOTO_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF"}
 
 #: Suffix of the temporary files :func:`write_photo` writes before renaming.
@@ -1370,25 +1371,23 @@ def _grey_codes(codes: np.ndarray) -> "np.ndarray | None":
     return ((total + 1) // 3).astype(codes.dtype)[:, :, None]
 
 
-def _flatten_onto_white(linear: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """The photo seen over white: ``α·rgb + (1 − α)`` per pixel.
+def _flatten_onto_white(codes: np.ndarray, alpha: np.ndarray) -> None:
+    """Integer codes drawn over white, in place: ``α·code + (1 − α)·max`` on the colour channels.
 
     Parameters
     ----------
-    linear : np.ndarray
-        float32 H×W×3 linear RGB (values above 1 are kept; the encoder clips).
+    codes : np.ndarray
+        uint8 or uint16 H×W×3 (or H×W×4 RGBX: the fourth channel is left alone) encoded pixels.
     alpha : np.ndarray
         float32 H×W straight opacity in [0, 1].
-
-    Returns
-    -------
-    np.ndarray
-        A new float32 H×W×3 array.
     """
+    top = np.float32(np.iinfo(codes.dtype).max)
     a = np.clip(alpha, 0.0, 1.0)[:, :, None]
-    out = np.subtract(np.float32(1.0), linear, dtype=np.float32)
-    out *= a
-    return np.subtract(np.float32(1.0), out, out=out)
+    rgb = codes[:, :, :3].astype(np.float32)
+    rgb -= top
+    rgb *= a
+    rgb += top + np.float32(0.5)
+    np.copyto(codes[:, :, :3], rgb, casting="unsafe")
 
 
 def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | None" = None,
@@ -1417,7 +1416,8 @@ def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | 
         uint8/uint16 arrays are taken as sRGB-encoded (see :func:`as_linear_rgb`).
     like : Photo, optional
         Source photo whose ICC profile, EXIF and bit depth to keep. Its file is
-        never overwritten.
+        never overwritten. Its transparency is used only when ``image`` has its size
+        (an image cropped or resized from it is written without).
     bit_depth : {8, 16}, optional
         Bits per channel. Default: ``like.bit_depth`` for PNG/TIFF, else 8. JPEG is 8-bit only.
     quality : int
@@ -1477,13 +1477,13 @@ def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | 
     alpha = like.alpha if like is not None and like.alpha is not None else None
     if alpha is not None and alpha.shape != linear.shape[:2]:
         alpha = None
-    if alpha is not None and fmt == "JPEG":
-        # A JPEG holds no transparency: the photo is flattened onto white, as an editor's JPEG
-        # export does, instead of showing whatever colour the transparent pixels kept (often
-        # black). In linear light, where light adds.
-        linear = _flatten_onto_white(linear, alpha)
-        alpha = None
     codes = _encode(linear, curve_key, bit_depth, padded=fmt == "JPEG")
+    if alpha is not None and fmt == "JPEG":
+        # A JPEG holds no transparency: the photo is flattened onto white instead of showing
+        # whatever colour the transparent pixels kept (often black). On the encoded values, as
+        # viewers and browsers draw a transparent PNG on a white page and editors export it.
+        _flatten_onto_white(codes, alpha)
+        alpha = None
     # A grey source whose result stayed grey goes back as grey. Grey + alpha only at 8 bits
     # (Pillow's LA): Pillow reads no 16-bit two-sample TIFF (camseg could not read it back) and
     # writes no 16-bit LA PNG, so those stay RGBA.

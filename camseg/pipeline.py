@@ -607,11 +607,15 @@ def skin_with_enclosed_gaps(skin: np.ndarray) -> np.ndarray:
     The skin matte leaves a face's lips out (FASSEG labels them apart from skin), so a style
     protected the face and not the mouth: vibrant painted lips lipstick red (CIELAB chroma of
     the 50 held-out FASSEG test faces' lips +6.7 against the standard style, skin +1.7; +2.6
-    with the gaps filled, ``python benchmarks/style_lips.py``). A gap counts when, on a grid
-    of about 512 px (the model's resolution), it is a connected region of matte ≤ 0.5 that
-    touches no edge of the frame and holds under :data:`ENCLOSED_SKIN_GAP_MAX_SHARE` of the
-    skin there; it is grown by a pixel of that grid and softened (σ 1.5 px there) over the
-    border where the matte falls off, then brought up to the photo's size.
+    with the gaps filled, ``python benchmarks/style_lips.py``). Hole filling (what
+    reconstruction from the frame's edge does not reach: Soille, *Morphological Image
+    Analysis*, 2nd ed. 2003), held to small holes: a gap counts when, on a grid of about
+    512 px (the model's resolution), it is an 8-connected region of matte ≤ 0.5 that touches
+    no edge of the frame and holds under :data:`ENCLOSED_SKIN_GAP_MAX_SHARE` of all the skin
+    there; it is grown by a pixel of that grid and softened (σ 1.5 px there) over the border
+    where the matte falls off, then brought up to the photo's size. Anything else that skin wholly encloses is kept from the
+    style too: a pendant on a bare chest, a sticker or paint on a face, a small object held
+    in two hands.
 
     Parameters
     ----------
@@ -631,7 +635,7 @@ def skin_with_enclosed_gaps(skin: np.ndarray) -> np.ndarray:
     total = int(on.sum())
     if total == 0:
         return skin
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(1 - on, connectivity=4)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(1 - on, connectivity=8)
     gh, gw = on.shape
     x, y, bw, bh, area = (stats[1:, i] for i in range(5))
     enclosed = (x > 0) & (y > 0) & (x + bw < gw) & (y + bh < gh) & (area <= ENCLOSED_SKIN_GAP_MAX_SHARE * total)
@@ -924,7 +928,8 @@ def _plan(settings: DevelopSettings) -> list:
                 # off for now would otherwise fail only the day it is turned on.
                 if stage.function is not None:
                     _params_for(stage.function, settings.params[stage.name], stage.name)
-                why += f"; its params[{stage.name!r}] are not used"
+                why += f"; its params[{stage.name!r}] are not used" + (
+                    "" if stage.function is not None else " (nor checked: no effect is chosen)")
             plan.append((stage, None, why))
             continue
         fn = _stage_function(stage, settings)

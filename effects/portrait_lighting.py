@@ -61,7 +61,20 @@ class PortraitLightingParams:
     strength : float
         0 … 1 blend between the photo and the full look; 0 returns the photo.
     key_light_ev : float
-        Exposure added to the face/skin (all looks; needs ``skin_mask``), EV.
+        Exposure added to the face/skin (all looks; needs ``skin_mask``), EV: all of it where
+        the skin is not bright, less or none where it is (``key_light_ceiling``).
+    key_light_ceiling : float
+        Linear level, > 0, that a brightening key light brings the skin's bright side up to at
+        most (the 95th percentile of its largest channel, each face -- connected region of
+        skin over 0.5 -- on its own); skin already past it gets none. 0.92 comes out at 0.90,
+        sRGB 243, after the ``highlight_knee`` roll-off: +0.35 EV on a fair, well-lit face had
+        pushed it deep into the roll-off, flat and waxy (stage light put 46 % of FASSEG train
+        03_030's skin at sRGB 250 or more, 2 % without the look; now 2 %). On 101 faces
+        (FASSEG, CelebA test, person_binary) under stage light, skin at sRGB 250 or more 4.8 %
+        -> 0.9 % (the plain develop's 1.0 %), faces with a tenth of their skin there 19 -> 2; the
+        face is still lit +0.22 EV at the median (+0.26 before; a ceiling at the knee, 0.75,
+        left +0.05). ``high_key_mono`` meters the lit face itself and takes the whole key light.
+        A large value (e.g. 10) switches the ceiling off.
     background_ev : float
         Exposure change of the background in ``studio`` and ``contour``, EV.
     subject_ev : float
@@ -103,6 +116,7 @@ class PortraitLightingParams:
 
     strength: float = 1.0
     key_light_ev: float = 0.35
+    key_light_ceiling: float = 0.92
     background_ev: float = -0.5
     subject_ev: float = 0.0
     high_key_level: float = 0.45
@@ -134,6 +148,8 @@ class PortraitLightingParams:
         for name in ("mono_contrast", "high_key_contrast"):
             if not (np.isfinite(getattr(self, name)) and 0.2 <= getattr(self, name) <= 5):
                 bad(name, "a number in [0.2, 5]")
+        if not (np.isfinite(self.key_light_ceiling) and self.key_light_ceiling > 0):
+            bad("key_light_ceiling", "a number > 0")
         if not (np.isfinite(self.skin_feather) and self.skin_feather >= 0):
             bad("skin_feather", "a number >= 0")
         if not isinstance(self.refine_params, RefineMatteParams):
@@ -207,42 +223,69 @@ def _shoulder(y: np.ndarray, knee: float) -> np.ndarray:
     return y
 
 
-#: The key light brings the skin's bright side -- this percentile of its largest channel -- up
-#: to KEY_LIGHT_CEILING at most (0.92 linear: 0.90, sRGB 243, after the default shoulder).
-#: Measured on 101 faces (FASSEG, CelebA test, person_binary) under stage light: skin at sRGB
-#: 250 or more 4.8 % -> 0.9 % (the default develop's 1.0 %), faces with over a tenth of their
-#: skin there 19 -> 2; the face is lit +0.22 EV (median) against +0.26 before. A ceiling at
-#: the knee (0.75) left +0.05 EV, no spot on the face at all.
-KEY_LIGHT_METERED_PERCENTILE = 95
-KEY_LIGHT_CEILING = 0.92
+#: Percentile of a face's largest channel that ``key_light_ceiling`` holds, and the fewest
+#: pixels (on the metering grid) a connected region of skin needs to be metered on its own.
+_KEY_LIGHT_PERCENTILE = 95
+_KEY_LIGHT_MIN_FACE = 16
+#: Longer side of the grid the faces are metered on (a percentile needs no 12 MP).
+_KEY_LIGHT_GRID = 512
+
+
+def _key_light_gains(skin: np.ndarray, F: np.ndarray, p: PortraitLightingParams) -> "np.ndarray | float":
+    """``2 ** ev - 1`` of the key light, per face: ``ev`` held so that the face's bright side
+    reaches at most ``key_light_ceiling`` (see :class:`PortraitLightingParams`).
+
+    Faces are the connected regions of skin over 0.5 on a grid of about 512 px, each with at
+    least ``_KEY_LIGHT_MIN_FACE`` pixels there; every other pixel takes the value of the
+    nearest face (a face's soft edge, a hand too small to meter), by a distance transform with
+    labels (Borgefors 1986). Metered together, one fair face had switched the key light off
+    for a darker face beside it. Returns a float32 H×W map, or a float when it is the same
+    everywhere.
+    """
+    full = float(2.0 ** p.key_light_ev - 1.0)
+    H, W = skin.shape
+    step = max(1, int(max(H, W) // _KEY_LIGHT_GRID))
+    on = (skin[::step, ::step] > 0.5).astype(np.uint8)
+    count, labels = cv2.connectedComponents(on, connectivity=8)
+    if count <= 1:
+        return full
+    bright = F[::step, ::step].max(axis=2)
+    sizes = np.bincount(labels.ravel(), minlength=count)
+    faces = [k for k in range(1, count) if sizes[k] >= _KEY_LIGHT_MIN_FACE]
+    if not faces:
+        return full
+    gains = np.full(count, full, np.float32)
+    for k in faces:
+        level = float(np.percentile(bright[labels == k], _KEY_LIGHT_PERCENTILE))
+        ev = min(p.key_light_ev, max(0.0, float(np.log2(p.key_light_ceiling / max(level, 1e-6)))))
+        gains[k] = 2.0 ** ev - 1.0
+    if np.all(gains[faces] == gains[faces[0]]):
+        return float(gains[faces[0]])
+    metered = np.isin(labels, faces)
+    # Each pixel: the label of the nearest metered pixel (zero pixels of the input, numbered in
+    # scan order), hence its face.
+    _, nearest = cv2.distanceTransformWithLabels((~metered).astype(np.uint8), cv2.DIST_L2, 3,
+                                                 labelType=cv2.DIST_LABEL_PIXEL)
+    face_of = labels[metered]  # the metered pixels in scan order
+    grid = gains[face_of[nearest - 1]].astype(np.float32)
+    return cv2.resize(grid, (W, H), interpolation=cv2.INTER_LINEAR)
 
 
 def _key_light(skin: np.ndarray | None, p: PortraitLightingParams, diag: float,
                F: "np.ndarray | None" = None) -> np.ndarray | float:
-    """Multiplicative gain from a feathered skin matte (1 where no skin).
-
-    With the subject's colours ``F``, a brightening key light is held to what brings the
-    skin's bright side (the :data:`KEY_LIGHT_METERED_PERCENTILE` th percentile of its largest
-    channel, on skin over 0.5) up to :data:`KEY_LIGHT_CEILING`, and none on skin already past
-    it: +0.35 EV on a fair, well-lit face pushed it deep into the roll-off, flat and waxy
-    (stage light put 46 % of FASSEG train 03_030's skin at sRGB 250 or more, 2 % without the
-    look; now 2 %).
-    """
+    """Multiplicative gain from a feathered skin matte (1 where no skin); with the subject's
+    colours ``F``, a brightening key light is held per face to ``key_light_ceiling``."""
     if skin is None or p.key_light_ev == 0:
         return 1.0
-    ev = p.key_light_ev
-    if ev > 0 and F is not None:
-        step = max(1, int(max(skin.shape) // 1024))  # a percentile needs no 12 MP
-        on = skin[::step, ::step] > 0.5
-        if np.count_nonzero(on) >= 64:
-            bright = float(np.percentile(F[::step, ::step].max(axis=2)[on], KEY_LIGHT_METERED_PERCENTILE))
-            ev = min(ev, max(0.0, float(np.log2(KEY_LIGHT_CEILING / max(bright, 1e-6)))))
-            if ev == 0:
-                return 1.0
+    gain = float(2.0 ** p.key_light_ev - 1.0)
+    if p.key_light_ev > 0 and F is not None:
+        gain = _key_light_gains(skin, F, p)
+        if np.isscalar(gain) and gain == 0:
+            return 1.0
     s = skin
     if p.skin_feather > 0:
         s = cv2.GaussianBlur(skin, (0, 0), max(0.5, p.skin_feather * diag))
-    return (1.0 + (2.0 ** ev - 1.0) * s)[..., None]
+    return (1.0 + gain * s)[..., None]
 
 
 def _key_lit(F: np.ndarray, key: "np.ndarray | float", knee: float) -> np.ndarray:

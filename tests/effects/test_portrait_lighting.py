@@ -11,7 +11,6 @@ from effects import (
     stage_light,
     studio_light,
 )
-from effects.portrait_lighting import KEY_LIGHT_CEILING
 
 H, W = 64, 80
 
@@ -149,7 +148,7 @@ def test_key_light_brightens_skin_up_to_a_ceiling_and_keeps_its_hue(rng, low, hi
     # Skin whose largest channel spans low..high. +0.35 EV with a hard clip put a third of a
     # bright face at a channel of 1, flat and yellowed; rolled off, a fair face lit by stage
     # light still went waxy (46 % of a FASSEG face at sRGB 250+). The key light now brings the
-    # skin's bright side (95th percentile) up to KEY_LIGHT_CEILING at most, and leaves skin
+    # skin's bright side (95th percentile) up to key_light_ceiling at most, and leaves skin
     # already past it as it is; the hue is kept.
     yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
     a = np.ones((H, W), np.float32)
@@ -163,13 +162,34 @@ def test_key_light_brightens_skin_up_to_a_ceiling_and_keeps_its_hue(rng, low, hi
     else:
         assert out.mean() > img.mean() and (gain >= 1 - 1e-6).all()
         knee = p.highlight_knee
-        ceiling = knee + (1 - knee) * np.tanh((KEY_LIGHT_CEILING - knee) / (1 - knee))  # after the shoulder
+        ceiling = knee + (1 - knee) * np.tanh((p.key_light_ceiling - knee) / (1 - knee))  # after the shoulder
         assert np.percentile(out.max(axis=2), 95) <= ceiling + 0.01
-        wanted = min(2 ** p.key_light_ev, KEY_LIGHT_CEILING / np.percentile(img.max(axis=2), 95))
+        wanted = min(2 ** p.key_light_ev, p.key_light_ceiling / np.percentile(img.max(axis=2), 95))
         assert gain.max() == pytest.approx(wanted, rel=0.01)  # given whole below the shoulder
     assert (out.max(axis=2) >= 0.99).mean() < 0.01
     np.testing.assert_allclose(out[..., 1] / out[..., 0], 0.8, rtol=1e-3)
     np.testing.assert_allclose(out[..., 2] / out[..., 0], 0.65, rtol=1e-3)
+
+
+def test_key_light_meters_each_face_on_its_own():
+    # Metered together, a fair face past the ceiling switched the key light off for a darker
+    # face beside it; a large ceiling switches the ceiling off.
+    img = np.full((H, W, 3), 0.2, np.float32)
+    skin = np.zeros((H, W), np.float32)
+    skin[10:40, 5:30] = 1.0
+    skin[10:40, 50:75] = 1.0
+    img[10:40, 5:30] = (0.95, 0.8, 0.7)  # fair, past the ceiling
+    img[10:40, 50:75] = (0.3, 0.2, 0.15)  # darker
+    a = np.ones((H, W), np.float32)
+    p = PortraitLightingParams(refine=False, skin_feather=0.0)
+    out = studio_light(img, a, skin_mask=skin, params=p)
+    np.testing.assert_allclose(out[20, 15], img[20, 15], atol=1e-6)  # no key light: past it
+    np.testing.assert_allclose(out[20, 60] / img[20, 60], 2 ** p.key_light_ev, rtol=1e-3)  # all of it
+    off = studio_light(img, a, skin_mask=skin, params=PortraitLightingParams(refine=False, skin_feather=0.0,
+                                                                             key_light_ceiling=10.0))
+    assert off[20, 15, 2] > img[20, 15, 2] + 0.02  # lit (into the roll-off), the old behaviour
+    with pytest.raises(ValueError, match="key_light_ceiling"):
+        PortraitLightingParams(key_light_ceiling=0.0)
 
 
 def test_a_negative_key_light_darkens_the_face(rng):
