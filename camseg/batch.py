@@ -571,7 +571,12 @@ def write_segmentation(folder, photo, seg) -> list:
     for old in folder.glob("*.png"):
         if old not in written and (old.name in ours or re.fullmatch(r"person_\d{2,}\.png", old.name)):
             old.unlink()
-    overlay = Image.fromarray(mask_overlay(photo.pixels, seg))
+    pixels = photo.pixels
+    if photo.alpha is not None and photo.alpha.shape == pixels.shape[:2]:
+        # The preview shows the photo as a viewer does, over white, not the colour its
+        # transparent pixels happen to keep.
+        pixels = 1.0 - (1.0 - pixels) * np.clip(photo.alpha, 0.0, 1.0)[:, :, None]
+    overlay = Image.fromarray(mask_overlay(pixels, seg))
     path = folder / OVERLAY_NAME
     _atomic_write(path, lambda fh: overlay.save(fh, format="JPEG", quality=90))
     written.append(path)

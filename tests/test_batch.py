@@ -216,6 +216,13 @@ def test_mask_overlay_and_write_segmentation(tmp_path):
     np.testing.assert_array_equal(back, (person * 255).astype(np.uint8))
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "m" / "skin.png")),
                                   np.rint(person * 127.5 + 1e-3).astype(np.uint8))
+    # A transparent photo's preview is drawn over white, not over the colour its transparent
+    # pixels keep (here black).
+    alpha = np.ones((h, w), np.float32)
+    alpha[10:, :5] = 0.0
+    write_segmentation(tmp_path / "t", cio.Photo(pixels=np.zeros((h, w, 3), np.float32), alpha=alpha), seg)
+    preview = np.asarray(Image.open(tmp_path / "t" / OVERLAY_NAME))
+    assert preview[15, 2].min() > 240 and preview[8, 2].max() < 20
 
 
 def test_mask_overlay_outlines_each_person_and_names_the_layers():
