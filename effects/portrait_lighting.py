@@ -174,9 +174,22 @@ def _grey_rgb(y: np.ndarray) -> np.ndarray:
     return np.repeat(np.clip(y, 0.0, 1.0)[..., None], 3, axis=2)
 
 
-def _mono(rgb: np.ndarray, contrast: float) -> np.ndarray:
-    """BT.709 luminance with a log-exposure contrast slope around 0.18, as H×W×3 gray."""
-    return _grey_rgb(_contrast(_luminance(rgb), contrast, 0.18))
+def _mono(rgb: np.ndarray, p: PortraitLightingParams, skin: "np.ndarray | None") -> np.ndarray:
+    """BT.709 luminance with a log-exposure slope ``mono_contrast`` around 0.18, as H×W×3 gray.
+
+    The slope brightens what is bright: each face (see :func:`_per_face`) is first exposed no
+    brighter than brings its bright side to ``key_light_ceiling`` after the slope, and the
+    highlights roll off above ``highlight_knee`` (:func:`_shoulder`). Clipped, the slope put
+    21 % of a fair face's skin at sRGB 250 or more (FASSEG train 03_030), flat white.
+    """
+    y = _luminance(rgb)
+    c = p.mono_contrast
+    if skin is not None:
+        def exposure(level):  # (0.18 (g level / 0.18)^c = ceiling)
+            return min(1.0, 0.18 / max(level, 1e-6) * (p.key_light_ceiling / 0.18) ** (1.0 / c))
+
+        y *= _per_face(skin, lambda step: y[::step, ::step], exposure, 1.0)
+    return _grey_rgb(_shoulder(_contrast(y, c, 0.18), p.highlight_knee))
 
 
 #: Bounds of the metering gain of ``high_key_mono``: at most +1 EV (+1.5 turned a dark-skinned
@@ -223,51 +236,46 @@ def _shoulder(y: np.ndarray, knee: float) -> np.ndarray:
     return y
 
 
-#: Percentile of a face's largest channel that ``key_light_ceiling`` holds, and the fewest
-#: pixels (on the metering grid) a connected region of skin needs to be metered on its own.
-_KEY_LIGHT_PERCENTILE = 95
-_KEY_LIGHT_MIN_FACE = 16
-#: Longer side of the grid the faces are metered on (a percentile needs no 12 MP).
-_KEY_LIGHT_GRID = 512
+#: Percentile of a face's brightness that ``key_light_ceiling`` holds, and the fewest pixels
+#: (on the metering grid) a connected region of skin needs to be metered on its own.
+_FACE_PERCENTILE = 95
+_MIN_FACE = 16
+#: Longer side of the grid faces are metered on (a percentile needs no 12 MP).
+_FACE_GRID = 512
 
 
-def _key_light_gains(skin: np.ndarray, F: np.ndarray, p: PortraitLightingParams) -> "np.ndarray | float":
-    """``2 ** ev - 1`` of the key light, per face: ``ev`` held so that the face's bright side
-    reaches at most ``key_light_ceiling`` (see :class:`PortraitLightingParams`).
+def _per_face(skin: np.ndarray, brightness, value_of, default: float) -> "np.ndarray | float":
+    """A value per face, from the face's bright side: ``value_of(level)`` with ``level`` the
+    ``_FACE_PERCENTILE`` th percentile of the brightness over the face (``brightness(step)``
+    gives it on the grid ``[::step, ::step]``).
 
-    Faces are the connected regions of skin over 0.5 on a grid of about 512 px, each with at
-    least ``_KEY_LIGHT_MIN_FACE`` pixels there; every other pixel takes the value of the
-    nearest face (a face's soft edge, a hand too small to meter), by a distance transform with
-    labels (Borgefors 1986). Metered together, one fair face had switched the key light off
-    for a darker face beside it. Returns a float32 H×W map, or a float when it is the same
-    everywhere.
+    Faces are the connected regions of ``skin`` over 0.5 on a grid of about 512 px, each with
+    at least ``_MIN_FACE`` pixels there; every other pixel takes the value of the nearest face
+    (a face's soft edge, the body under it, a hand too small to meter), by a distance transform
+    with labels (Borgefors 1986). Metered together, one fair face had switched the key light off
+    for a darker face beside it. ``default`` where there is no face. Returns a float32 H×W map,
+    or a float when the value is the same everywhere.
     """
-    full = float(2.0 ** p.key_light_ev - 1.0)
     H, W = skin.shape
-    step = max(1, int(max(H, W) // _KEY_LIGHT_GRID))
+    step = max(1, int(max(H, W) // _FACE_GRID))
     on = (skin[::step, ::step] > 0.5).astype(np.uint8)
     count, labels = cv2.connectedComponents(on, connectivity=8)
-    if count <= 1:
-        return full
-    bright = F[::step, ::step].max(axis=2)
     sizes = np.bincount(labels.ravel(), minlength=count)
-    faces = [k for k in range(1, count) if sizes[k] >= _KEY_LIGHT_MIN_FACE]
+    faces = [k for k in range(1, count) if sizes[k] >= _MIN_FACE]
     if not faces:
-        return full
-    gains = np.full(count, full, np.float32)
+        return float(default)
+    grid_brightness = brightness(step)
+    values = np.zeros(count, np.float32)
     for k in faces:
-        level = float(np.percentile(bright[labels == k], _KEY_LIGHT_PERCENTILE))
-        ev = min(p.key_light_ev, max(0.0, float(np.log2(p.key_light_ceiling / max(level, 1e-6)))))
-        gains[k] = 2.0 ** ev - 1.0
-    if np.all(gains[faces] == gains[faces[0]]):
-        return float(gains[faces[0]])
+        values[k] = value_of(float(np.percentile(grid_brightness[labels == k], _FACE_PERCENTILE)))
+    if np.all(values[faces] == values[faces[0]]):
+        return float(values[faces[0]])
     metered = np.isin(labels, faces)
     # Each pixel: the label of the nearest metered pixel (zero pixels of the input, numbered in
     # scan order), hence its face.
     _, nearest = cv2.distanceTransformWithLabels((~metered).astype(np.uint8), cv2.DIST_L2, 3,
                                                  labelType=cv2.DIST_LABEL_PIXEL)
-    face_of = labels[metered]  # the metered pixels in scan order
-    grid = gains[face_of[nearest - 1]].astype(np.float32)
+    grid = values[labels[metered][nearest - 1]].astype(np.float32)
     return cv2.resize(grid, (W, H), interpolation=cv2.INTER_LINEAR)
 
 
@@ -279,7 +287,10 @@ def _key_light(skin: np.ndarray | None, p: PortraitLightingParams, diag: float,
         return 1.0
     gain = float(2.0 ** p.key_light_ev - 1.0)
     if p.key_light_ev > 0 and F is not None:
-        gain = _key_light_gains(skin, F, p)
+        def held(level):  # 2^ev - 1, ev held so that the face's bright side reaches the ceiling
+            return 2.0 ** min(p.key_light_ev, max(0.0, float(np.log2(p.key_light_ceiling / max(level, 1e-6))))) - 1.0
+
+        gain = _per_face(skin, lambda step: F[::step, ::step].max(axis=2), held, gain)
         if np.isscalar(gain) and gain == 0:
             return 1.0
     s = skin
@@ -398,7 +409,7 @@ def _look_stage(img, alpha, F, key, skin, p):
 
 
 def _look_stage_mono(img, alpha, F, key, skin, p):
-    return alpha[..., None] * _mono(_key_lit(F, key, p.highlight_knee) * _spot(alpha, p, skin), p.mono_contrast)
+    return alpha[..., None] * _mono(_key_lit(F, key, p.highlight_knee) * _spot(alpha, p, skin), p, skin)
 
 
 def _look_high_key_mono(img, alpha, F, key, skin, p):

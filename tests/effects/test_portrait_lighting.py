@@ -192,6 +192,21 @@ def test_key_light_meters_each_face_on_its_own():
         PortraitLightingParams(key_light_ceiling=0.0)
 
 
+def test_stage_light_mono_rolls_bright_skin_off_instead_of_clipping():
+    # Its contrast slope around 0.18 took a fair face's skin past white, clipped: 21 % of FASSEG
+    # train 03_030's skin at sRGB 250 or more.
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    a = np.ones((H, W), np.float32)
+    y = 0.45 + 0.3 * (0.5 + 0.5 * np.sin(xx / 3.0) * np.cos(yy / 4.0))
+    img = np.repeat(y[..., None], 3, axis=2).astype(np.float32)
+    out = stage_light(img, a, mono=True, skin_mask=a, params=PortraitLightingParams(refine=False, spot_falloff=0))
+    out = out[..., 0].ravel()
+    order = np.argsort(img[..., 0].ravel())
+    assert (np.diff(out[order]) >= -1e-6).all()  # in order
+    top = out[order[-len(order) // 10:]]  # the brightest tenth: rolled off, not flat white
+    assert top.max() < 1.0 and top.std() > 1e-3
+
+
 def test_a_negative_key_light_darkens_the_face(rng):
     # The roll-off keeps brightening from ending below the unlit pixel; it must not also undo a
     # key light asked to darken (key_light_ev < 0 left the skin as it was).
