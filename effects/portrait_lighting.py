@@ -73,8 +73,9 @@ class PortraitLightingParams:
         (FASSEG, CelebA test, person_binary) under stage light, skin at sRGB 250 or more 4.8 %
         -> 0.9 % (the plain develop's 1.0 %), faces with a tenth of their skin there 19 -> 2; the
         face is still lit +0.22 EV at the median (+0.26 before; a ceiling at the knee, 0.75,
-        left +0.05). ``high_key_mono`` meters the lit face itself and takes the whole key light.
-        A large value (e.g. 10) switches the ceiling off.
+        left +0.05). ``stage_mono`` also exposes each face so that its bright side ends there
+        after its contrast slope. ``high_key_mono`` meters the lit face itself and takes the
+        whole key light. A large value (e.g. 10) switches the ceiling off.
     background_ev : float
         Exposure change of the background in ``studio`` and ``contour``, EV.
     subject_ev : float
