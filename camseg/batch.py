@@ -43,7 +43,7 @@ import numpy as np
 
 from camseg.pipeline import DevelopSettings, check_settings, develop, optional_matte
 from camseg.io import (DEVELOP_BYTES_PER_PIXEL, PHOTO_FORMATS, _atomic_write, linear_to_srgb, read_photo,
-                       remove_stale_temp_files, write_photo)
+                       remove_stale_temp_files, srgb_to_linear, write_photo)
 
 __all__ = ["BatchItem", "ItemResult", "BatchSummary", "plan_batch", "run_batch", "mask_overlay",
            "write_segmentation", "reuse_freed_memory", "TASKS"]
@@ -573,9 +573,10 @@ def write_segmentation(folder, photo, seg) -> list:
             old.unlink()
     pixels = photo.pixels
     if photo.alpha is not None and photo.alpha.shape == pixels.shape[:2]:
-        # The preview shows the photo as a viewer does, over white, not the colour its
-        # transparent pixels happen to keep.
-        pixels = 1.0 - (1.0 - pixels) * np.clip(photo.alpha, 0.0, 1.0)[:, :, None]
+        # The preview shows the photo as a viewer does, over white on its encoded values (as
+        # write_photo flattens a JPEG), not the colour its transparent pixels happen to keep.
+        encoded = 1.0 - (1.0 - linear_to_srgb(pixels)) * np.clip(photo.alpha, 0.0, 1.0)[:, :, None]
+        pixels = srgb_to_linear(encoded.astype(np.float32))
     overlay = Image.fromarray(mask_overlay(pixels, seg))
     path = folder / OVERLAY_NAME
     _atomic_write(path, lambda fh: overlay.save(fh, format="JPEG", quality=90))
@@ -758,15 +759,15 @@ def _run_in_pool(items, workers, task, settings, write_options, model_path, thre
             max_workers=workers, mp_context=_pool_context(), initializer=_init_worker,
             initargs=(model_path, threads, os.getpid())) as pool:
         futures = {}
-        for i, item in enumerate(items):
-            try:
-                futures[pool.submit(_process, item, task, settings, write_options)] = item
-            except cf.process.BrokenProcessPool:  # a worker died while photos were still handed over
-                unsubmitted = list(items[i:])
-                break
-        # The bar (tqdm runs a monitor thread) starts only after the workers exist.
-        start_bar()
         try:
+            for i, item in enumerate(items):
+                try:
+                    futures[pool.submit(_process, item, task, settings, write_options)] = item
+                except cf.process.BrokenProcessPool:  # a worker died while photos were still handed over
+                    unsubmitted = list(items[i:])
+                    break
+            # The bar (tqdm runs a monitor thread) starts only after the workers exist.
+            start_bar()
             for future in cf.as_completed(futures):
                 item = futures[future]
                 try:
@@ -789,17 +790,21 @@ def _run_in_pool(items, workers, task, settings, write_options, model_path, thre
     return sorted(unfinished, key=lambda item: order[id(item)]) + unsubmitted
 
 
-def _killed_worker_result(item: BatchItem, task: str) -> ItemResult:
-    """The failure of a photo whose worker process died while it alone was being processed."""
-    doing = "developing" if task == "develop" else "segmenting"
-    pixels = None
+def _photo_pixels(item: BatchItem) -> "int | None":
+    """The photo's pixel count from its header (None when it cannot be read)."""
     try:
         from PIL import Image
 
         with Image.open(item.source) as im:
-            pixels = im.width * im.height
-    except Exception:  # noqa: BLE001 - only a hint for the message
-        pass
+            return im.width * im.height
+    except Exception:  # noqa: BLE001 - a hint only: the worker reports unreadable photos
+        return None
+
+
+def _killed_worker_result(item: BatchItem, task: str) -> ItemResult:
+    """The failure of a photo whose worker process died while it alone was being processed."""
+    doing = "developing" if task == "develop" else "segmenting"
+    pixels = _photo_pixels(item)
     megapixels = "" if pixels is None else f"{pixels / 1e6:.{1 if pixels >= 1e5 else 2}f} MP"
     need = None if pixels is None or task != "develop" else pixels * DEVELOP_BYTES_PER_PIXEL
     if pixels is not None and pixels < _SMALL_PHOTO_PIXELS:
@@ -968,12 +973,15 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
             stalled = False
             while remaining or alone:
                 if kills_in_a_row >= _MAX_KILLS_IN_A_ROW:
+                    if probe is not None and (_photo_pixels(probe) or 0) >= _SMALL_PHOTO_PIXELS:
+                        probe = None  # it died, but a big photo may: one more big photo, named
                     if probe is None:
                         # Several photos in a row killed their worker: big photos side by side,
-                        # or a machine out of memory. One more photo, alone, tells which (one
-                        # not under suspicion when there is one).
-                        probe = remaining.pop(0) if remaining else alone.pop(0)
-                        alone.insert(0, probe)
+                        # or a machine out of memory. The smallest photo left, alone, tells which.
+                        pool_left = alone + remaining
+                        probe = min(pool_left, key=lambda item: _photo_pixels(item) or float("inf"))
+                        alone = [probe] + [item for item in alone if item is not probe]
+                        remaining = [item for item in remaining if item is not probe]
                     else:
                         # It died too: the machine (memory taken by other programs), not the
                         # photos. Trying each alone would take a worker start per photo.

@@ -189,7 +189,7 @@ def _mono(rgb: np.ndarray, p: PortraitLightingParams, skin: "np.ndarray | None")
         def exposure(level):  # (0.18 (g level / 0.18)^c = ceiling)
             return min(1.0, 0.18 / max(level, 1e-6) * (p.key_light_ceiling / 0.18) ** (1.0 / c))
 
-        y *= _per_face(skin, lambda step: y[::step, ::step], exposure, 1.0)
+        y *= _per_face(skin, lambda step: y[::step, ::step], exposure, 1.0, smooth=_MONO_EXPOSURE_SMOOTH)
     return _grey_rgb(_shoulder(_contrast(y, c, 0.18), p.highlight_knee))
 
 
@@ -243,9 +243,12 @@ _FACE_PERCENTILE = 95
 _MIN_FACE = 16
 #: Longer side of the grid faces are metered on (a percentile needs no 12 MP).
 _FACE_GRID = 512
+#: Blur of stage_mono's per-face exposure map, a fraction of the frame's diagonal: it applies
+#: to the whole subject, whose clothes lie between a face and a hand metered apart.
+_MONO_EXPOSURE_SMOOTH = 0.1
 
 
-def _per_face(skin: np.ndarray, brightness, value_of, default: float) -> "np.ndarray | float":
+def _per_face(skin: np.ndarray, brightness, value_of, default: float, *, smooth: float = 0.0) -> "np.ndarray | float":
     """A value per face, from the face's bright side: ``value_of(level)`` with ``level`` the
     ``_FACE_PERCENTILE`` th percentile of the brightness over the face (``brightness(step)``
     gives it on the grid ``[::step, ::step]``).
@@ -254,11 +257,13 @@ def _per_face(skin: np.ndarray, brightness, value_of, default: float) -> "np.nda
     at least ``_MIN_FACE`` pixels there; every other pixel takes the value of the nearest face
     (a face's soft edge, the body under it, a hand too small to meter), by a distance transform
     with labels (Borgefors 1986). Metered together, one fair face had switched the key light off
-    for a darker face beside it. ``default`` where there is no face. Returns a float32 H×W map,
-    or a float when the value is the same everywhere.
+    for a darker face beside it. ``default`` where there is no face. ``smooth``: the map is
+    blurred with a Gaussian of that fraction of the frame's diagonal, for a value that applies
+    beyond the skin (a sharp map put a step where two regions' nearest areas meet). Returns a
+    float32 H×W map, or a float when the value is the same everywhere.
     """
     H, W = skin.shape
-    step = max(1, int(max(H, W) // _FACE_GRID))
+    step = max(1, -(-max(H, W) // _FACE_GRID))  # rounded up: the grid's longer side is at most 512
     on = (skin[::step, ::step] > 0.5).astype(np.uint8)
     count, labels = cv2.connectedComponents(on, connectivity=8)
     sizes = np.bincount(labels.ravel(), minlength=count)
@@ -274,9 +279,11 @@ def _per_face(skin: np.ndarray, brightness, value_of, default: float) -> "np.nda
     metered = np.isin(labels, faces)
     # Each pixel: the label of the nearest metered pixel (zero pixels of the input, numbered in
     # scan order), hence its face.
-    _, nearest = cv2.distanceTransformWithLabels((~metered).astype(np.uint8), cv2.DIST_L2, 3,
+    _, nearest = cv2.distanceTransformWithLabels((~metered).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5,
                                                  labelType=cv2.DIST_LABEL_PIXEL)
     grid = values[labels[metered][nearest - 1]].astype(np.float32)
+    if smooth > 0:
+        grid = cv2.GaussianBlur(grid, (0, 0), smooth * float(np.hypot(*grid.shape)), borderType=cv2.BORDER_REPLICATE)
     return cv2.resize(grid, (W, H), interpolation=cv2.INTER_LINEAR)
 
 

@@ -207,6 +207,20 @@ def test_stage_light_mono_rolls_bright_skin_off_instead_of_clipping():
     assert top.max() < 1.0 and top.std() > 1e-3
 
 
+def test_stage_light_mono_exposure_has_no_step_between_a_face_and_a_hand():
+    # Each face is exposed on its own; the exposure also applies to the clothes between a
+    # fair face and a darker hand, where a map of the nearest region's value put a 0.1 step.
+    img = np.full((200, 160, 3), 0.3, np.float32)
+    skin = np.zeros((200, 160), np.float32)
+    skin[10:60, 50:110] = 1.0
+    img[10:60, 50:110] = 0.8
+    skin[150:190, 60:100] = 1.0
+    img[150:190, 60:100] = 0.1
+    out = stage_light(img, np.ones((200, 160), np.float32), mono=True, skin_mask=skin,
+                      params=PortraitLightingParams(refine=False, spot_falloff=0))
+    assert np.abs(np.diff(out[:, 20, 0])).max() < 0.01
+
+
 def test_a_negative_key_light_darkens_the_face(rng):
     # The roll-off keeps brightening from ending below the unlit pixel; it must not also undo a
     # key light asked to darken (key_light_ev < 0 left the skin as it was).
