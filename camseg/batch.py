@@ -956,13 +956,11 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
             for item in todo:
                 record(_process(item, task, settings, write_options))
         else:
-            def start_bar():
+            def start_bar():  # once, when the first pool's workers exist
                 nonlocal bar
-                if not bar_started:
-                    bar_started.append(True)
+                if isinstance(bar, _NoProgress):
                     bar = _progress(len(todo), task, progress)
 
-            bar_started = []
             # A worker killed by the system (out of memory, most likely) breaks the whole pool:
             # every photo not yet finished fails with it. The others go on in a fresh pool; the
             # photos that were in a worker's hands are retried afterwards one by one in a pool

@@ -541,7 +541,6 @@ def make_icc_profile(primaries_xy, white_xy=(0.3127, 0.3290), *, description: st
         raise ValueError(f"primaries_xy must be three (x, y) pairs, got shape {prim.shape}")
 
     cols, adapt = _colorants_d50(prim, white_xy)
-    d50 = _D50
 
     def s15(values):
         return b"".join(struct.pack(">i", int(round(v * 65536))) for v in values)
@@ -559,7 +558,7 @@ def make_icc_profile(primaries_xy, white_xy=(0.3127, 0.3290), *, description: st
     desc = b"mluc\0\0\0\0" + struct.pack(">II", 1, 12) + b"enUS" + struct.pack(">II", len(text), 28) + text
     cprt_text = "No copyright, use freely".encode("utf-16-be")
     cprt = b"mluc\0\0\0\0" + struct.pack(">II", 1, 12) + b"enUS" + struct.pack(">II", len(cprt_text), 28) + cprt_text
-    tags = [(b"desc", desc), (b"cprt", cprt), (b"wtpt", xyz_tag(d50)),
+    tags = [(b"desc", desc), (b"cprt", cprt), (b"wtpt", xyz_tag(_D50)),
             (b"chad", b"sf32\0\0\0\0" + s15(adapt.ravel())),
             (b"rXYZ", xyz_tag(cols[:, 0])), (b"gXYZ", xyz_tag(cols[:, 1])), (b"bXYZ", xyz_tag(cols[:, 2])),
             (b"rTRC", curve), (b"gTRC", curve), (b"bTRC", curve)]
@@ -579,7 +578,7 @@ def make_icc_profile(primaries_xy, white_xy=(0.3127, 0.3290), *, description: st
     size = 128 + 4 + len(table) + len(body)
     header = struct.pack(">I4sI4s4s4s", size, b"\0\0\0\0", 0x04300000, b"mntr", b"RGB ", b"XYZ ")
     header += struct.pack(">6H", 2024, 1, 1, 0, 0, 0) + b"acsp" + b"\0" * 4 + struct.pack(">I", 0)
-    header += b"\0" * 8 + b"\0" * 8 + struct.pack(">I", 0) + s15(d50) + b"\0" * 4
+    header += b"\0" * 8 + b"\0" * 8 + struct.pack(">I", 0) + s15(_D50) + b"\0" * 4
     header = header.ljust(128, b"\0")
     return header + struct.pack(">I", len(tags)) + table + body
 
@@ -1474,7 +1473,7 @@ def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | 
     dpi = like.dpi if like is not None else None
     # JPEG: the codes are made in Pillow's own RGBX layout so that Image.frombuffer maps them
     # instead of repacking the whole frame (a 12-MP Image.fromarray took as long as the encoder).
-    alpha = like.alpha if like is not None and like.alpha is not None else None
+    alpha = like.alpha if like is not None else None
     if alpha is not None and alpha.shape != linear.shape[:2]:
         alpha = None
     codes = _encode(linear, curve_key, bit_depth, padded=fmt == "JPEG")

@@ -600,6 +600,19 @@ ENCLOSED_SKIN_GAP_MAX_SHARE = 0.15
 _SKIN_GAP_GRID = 512
 
 
+def _enclosed_gaps(inside: np.ndarray, *, connectivity: int) -> tuple:
+    """The pieces of the background (``inside`` 0) that touch no edge of the frame.
+
+    ``inside``: uint8 H×W, 1 on the region (a subject, skin). Returns ``(labels, enclosed,
+    area)``: the int32 H×W labels of the background's pieces (``connectivity`` 4 or 8), and for
+    pieces 1…n−1 whether each is enclosed and its area in pixels.
+    """
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(1 - inside, connectivity=connectivity)
+    h, w = inside.shape
+    x, y, bw, bh, area = (stats[1:, i] for i in range(5))
+    return labels, (x > 0) & (y > 0) & (x + bw < w) & (y + bh < h), area
+
+
 def skin_with_enclosed_gaps(skin: np.ndarray) -> np.ndarray:
     """The skin matte with the gaps that skin wholly encloses (lips, eyes, eyebrows) filled in,
     for the Photographic Style's skin protection.
@@ -613,9 +626,9 @@ def skin_with_enclosed_gaps(skin: np.ndarray) -> np.ndarray:
     512 px (the model's resolution), it is an 8-connected region of matte ≤ 0.5 that touches
     no edge of the frame and holds under :data:`ENCLOSED_SKIN_GAP_MAX_SHARE` of all the skin
     there; it is grown by a pixel of that grid and softened (σ 1.5 px there) over the border
-    where the matte falls off, then brought up to the photo's size. Anything else that skin wholly encloses is kept from the
-    style too: a pendant on a bare chest, a sticker or paint on a face, a small object held
-    in two hands.
+    where the matte falls off, then brought up to the photo's size. Anything else that skin
+    wholly encloses is kept from the style too: a pendant on a bare chest, a sticker or paint
+    on a face, a small object held in two hands.
 
     Parameters
     ----------
@@ -635,16 +648,15 @@ def skin_with_enclosed_gaps(skin: np.ndarray) -> np.ndarray:
     total = int(on.sum())
     if total == 0:
         return skin
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(1 - on, connectivity=8)
-    gh, gw = on.shape
-    x, y, bw, bh, area = (stats[1:, i] for i in range(5))
-    enclosed = (x > 0) & (y > 0) & (x + bw < gw) & (y + bh < gh) & (area <= ENCLOSED_SKIN_GAP_MAX_SHARE * total)
+    labels, enclosed, area = _enclosed_gaps(on, connectivity=8)
+    enclosed &= area <= ENCLOSED_SKIN_GAP_MAX_SHARE * total
     if not enclosed.any():
         return skin
     gaps = np.concatenate([[False], enclosed])[labels].astype(np.uint8)
     gaps = cv2.dilate(gaps, np.ones((3, 3), np.uint8)).astype(np.float32)
     gaps = cv2.GaussianBlur(gaps, (0, 0), 1.5)
     # Brought up to the photo's size only around the gaps (a face's features, not the frame).
+    gh, gw = on.shape
     rows, cols = np.flatnonzero(gaps.max(axis=1) > 1e-3), np.flatnonzero(gaps.max(axis=0) > 1e-3)
     r0, r1, c0, c1 = max(0, rows[0] - 1), min(gh, rows[-1] + 2), max(0, cols[0] - 1), min(gw, cols[-1] + 2)
     sy, sx = h / gh, w / gw  # photo pixels per grid pixel (the reduced grid's exact scale)
@@ -743,9 +755,7 @@ def _tidy_subject(subject: np.ndarray, mattes: np.ndarray, smallest_person: floa
     sh, sw = inside.shape
 
     # Gaps: the background's pieces that touch no frame edge.
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(1 - inside, connectivity=4)
-    x, y, bw, bh, count = (stats[1:, i] for i in range(5))
-    enclosed = (x > 0) & (y > 0) & (x + bw < sw) & (y + bh < sh)
+    labels, enclosed, count = _enclosed_gaps(inside, connectivity=4)
     most = ENCLOSED_GAP_MAX_SHARE * area / ENCLOSED_GAP_MIN_MATTE  # at a mean matte of 1
     ids = 1 + np.flatnonzero(enclosed & (count <= most))
     fill = None
