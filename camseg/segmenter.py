@@ -114,8 +114,8 @@ class SegmenterOptions:
         luma-dependent skin cluster in YCbCr as in Hsu, Abdel-Mottaleb & Jain (IEEE TPAMI
         2002), measured here on FASSEG and fullbody_skin. It removes what the model takes for
         skin on red jackets, hats, flags and red hair; skin-coloured orange (the bundled
-        astronaut's suit, Cr 6 over the envelope) stays. Measured with ``python -m camseg.train.evaluate``; ``inf`` switches
-        it off.
+        astronaut's suit, Cr 6 over the envelope) stays. Measured with
+        ``python -m camseg.train.evaluate``; ``inf`` switches it off.
     grey_logit_offsets : tuple of (str, float)
         Logit offsets added, on top of the model's calibration, when the photo is grey
         (black and white: at model resolution, all but 0.1 % of its pixels have sRGB channels

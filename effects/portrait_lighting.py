@@ -248,7 +248,8 @@ _FACE_GRID = 512
 _MONO_EXPOSURE_SMOOTH = 0.1
 
 
-def _per_face(skin: np.ndarray, brightness, value_of, default: float, *, smooth: float = 0.0) -> "np.ndarray | float":
+def _per_face(skin: np.ndarray, brightness, value_of, default: float, *,
+              smooth: float = 0.0) -> "np.ndarray | float":
     """A value per face, from the face's bright side: ``value_of(level)`` with ``level`` the
     ``_FACE_PERCENTILE`` th percentile of the brightness over the face (``brightness(step)``
     gives it on the grid ``[::step, ::step]``).

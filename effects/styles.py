@@ -28,9 +28,9 @@ Algorithm
    249; a bright pixel's upper bound is half-way from its own maximum to 0.998, a dark one's
    lower bound half-way from its own minimum to 0.001; with 1e-6 slack so that float rounding
    cannot decide the fate of a pixel whose channel sits exactly on 0 or 1), found by bisection
-   up to 1.6 times the style's change; the pixel then takes ``(1 + reach**-8)**(-1/8)`` of its change: all of it far from
-   the boundary, 0.92 of the way where the full change would just touch it, and always short of
-   it. Colours are desaturated rather than clipped, so no channel is newly clipped; and unlike
+   up to 1.6 times the style's change; the pixel then takes ``(1 + reach**-8)**(-1/8)`` of its
+   change: all of it far from the boundary, 0.92 of the way where the full change would just
+   touch it, and always short of it. Colours are desaturated rather than clipped, so no channel is newly clipped; and unlike
    stopping each pixel at the boundary (the previous rule, a hard knee), saturated skies keep
    their gradation instead of flattening into patches of the one boundary colour (a vibrant
    style had put 26-66 % of three blue skies' pixels on 255 blue).
