@@ -829,7 +829,8 @@ _SMALL_PHOTO_PIXELS = 4e6
 def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSettings | None" = None,
               jobs: "int | None" = None, output_format: "str | None" = None, quality: int = 95,
               bit_depth: "int | None" = None, overwrite: bool = False, model_path=None,
-              progress: bool = True, on_result=None, dask_scheduler: "str | None" = None) -> BatchSummary:
+              progress: bool = True, on_result=None, dask_scheduler: "str | None" = None,
+              in_process: bool = False) -> BatchSummary:
     """Develop or segment many photos in parallel; see the module docstring for the guarantees.
 
     Parameters
@@ -844,7 +845,10 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
     settings : DevelopSettings, optional
         For ``develop``.
     jobs : int, optional
-        Worker processes; default: number of CPU cores. 1 runs in this process.
+        Worker processes; default: number of CPU cores. One is a worker process too, never
+        this one: a photo whose worker the system kills (out of memory) is then reported by
+        name and the rest go on, where in this process it would kill the caller with it, at
+        the same photo on every resumed run.
     output_format : {"jpg", "png", "tif"}, optional
         Output type for ``develop``; default: same as each input.
     quality : int
@@ -863,6 +867,10 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
         Run on Dask instead of a local process pool: a scheduler address
         (``"tcp://host:8786"``), or ``"local"`` to start a local cluster of
         ``jobs`` worker processes for this run. Needs ``pip install camseg[dask]``.
+    in_process : bool
+        Process the photos one by one in this process, with no worker processes (to debug,
+        or where processes cannot be started); ``jobs`` must then be None or 1. A photo that
+        exhausts memory kills this process.
 
     Returns
     -------
@@ -875,9 +883,17 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
     if task == "develop":
         check_settings(settings)
     cpus = os.cpu_count() or 1
-    jobs = cpus if jobs is None else jobs
+    jobs = (1 if in_process else cpus) if jobs is None else jobs
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
+    if not isinstance(in_process, bool):
+        raise TypeError(f"in_process must be True or False, got {in_process!r}")
+    if in_process and jobs != 1:
+        raise ValueError(f"in_process=True develops the photos in this process, one at a time; it cannot "
+                         f"run {jobs} jobs: pass jobs=1 (or leave jobs out), or in_process=False")
+    if in_process and dask_scheduler is not None:
+        raise ValueError("in_process=True and dask_scheduler are two different places to run the photos; "
+                         "pass one of them")
     if dask_scheduler is not None and (not isinstance(dask_scheduler, str) or not dask_scheduler):
         raise ValueError(f"dask_scheduler must be a scheduler address like 'tcp://host:8786' or 'local', "
                          f"got {dask_scheduler!r}")
@@ -929,10 +945,10 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
     write_options = {"quality": quality}
     if bit_depth is not None:
         write_options["bit_depth"] = bit_depth
-    # In the command's own process only when one worker was asked for: otherwise a pool, even
-    # for one photo left (a resumed run), so that a photo whose worker the system kills is
-    # reported by name instead of the command being killed ("Killed", exit status 137).
-    in_process = jobs == 1
+    # Worker processes even for one photo left (a resumed run) or one job (a one-core machine,
+    # --jobs 1 to save memory): a photo whose worker the system kills is then reported by name,
+    # where in this process it killed the command ("Killed", exit status 137), unnamed, at the
+    # same photo on every run resumed after it.
     jobs = max(1, min(jobs, len(todo)))
     threads = max(1, cpus // jobs)
     bar = _NoProgress()

@@ -1008,9 +1008,10 @@ def develop(image, settings: "DevelopSettings | None" = None, *, segmenter=None,
     Notes
     -----
     A program developing many large photos should call
-    :func:`camseg.batch.reuse_freed_memory` once at start (the ``camseg`` command does): with
-    glibc's default malloc every full-size frame is a fresh mapping, and a 12 MP develop took
-    2.1 s instead of 1.5 s file to file (``benchmarks/develop.py --default-malloc``).
+    :func:`camseg.batch.reuse_freed_memory` once at start (each worker of the ``camseg``
+    command does): with glibc's default malloc every full-size frame is a fresh mapping, and a
+    12 MP develop took 2.1 s instead of 1.5 s file to file (``benchmarks/develop.py
+    --default-malloc``).
     """
     if settings is None:
         settings = DevelopSettings()

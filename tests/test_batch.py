@@ -448,7 +448,7 @@ def test_four_big_photos_then_a_small_one(tmp_path):
     assert [p.name for p in (tmp_path / "out").glob("*.jpg")] == ["c0.jpg"]
 
 
-def test_one_photo_left_is_developed_in_a_worker_unless_one_job_is_asked(tmp_path, monkeypatch):
+def test_one_photo_left_or_one_job_is_developed_in_a_worker_unless_in_process_is_asked(tmp_path, monkeypatch):
     """A resumed run with one photo left went into the command's own process (jobs = photos
     left), where a photo that exhausts memory kills the command ("Killed", 137) unnamed."""
     import camseg.batch as batch
@@ -458,7 +458,39 @@ def test_one_photo_left_is_developed_in_a_worker_unless_one_job_is_asked(tmp_pat
     real = batch._run_in_pool
     monkeypatch.setattr(batch, "_run_in_pool", lambda items, workers, *a: pools.append(workers) or real(items, workers, *a))
     assert run_batch(photos, tmp_path / "out", jobs=2, progress=False).ok and pools == [1]
-    assert run_batch(photos, tmp_path / "one", jobs=1, progress=False).ok and pools == [1]  # in process
+    assert run_batch(photos, tmp_path / "one", jobs=1, progress=False).ok and pools == [1, 1]
+    assert run_batch(photos, tmp_path / "here", in_process=True, progress=False).ok and pools == [1, 1]
+    assert (tmp_path / "here" / photos[0].name).is_file()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads worker memory from Linux /proc")
+def test_one_job_names_the_photo_whose_worker_runs_out_of_memory_and_goes_on(tmp_path):
+    """With one job (--jobs 1, or the default on a one-core machine) the photos were developed in
+    the command's own process: a photo that exhausts memory killed the command, unnamed, and
+    killed it again at the same photo on every resumed run, so the batch could never finish."""
+    (tmp_path / "in").mkdir()
+    with Image.open(SAMPLE) as im:
+        im.resize((192, 144)).save(tmp_path / "in" / "a0.jpg", quality=90)
+        im.resize((3000, 2250)).save(tmp_path / "in" / "a1_big.jpg", quality=90)
+        im.resize((192, 144)).save(tmp_path / "in" / "a2.jpg", quality=90)
+    with _oom_killer(600e6) as kills:
+        summary = run_batch([tmp_path / "in"], tmp_path / "out", jobs=1, progress=False)
+    assert kills and os.getpid() not in kills
+    assert [r.source.name for r in summary.failed] == ["a1_big.jpg"]
+    assert "killed by the system while developing it alone (6.8 MP" in summary.failed[0].message
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.jpg")) == ["a0.jpg", "a2.jpg"]
+
+
+@pytest.mark.parametrize("options, expected", [
+    (dict(in_process=True, jobs=2), "cannot run 2 jobs"),
+    (dict(in_process=True, dask_scheduler="local"), "pass one of them"),
+    (dict(in_process="yes"), "in_process must be True or False"),
+])
+def test_in_process_refuses_options_it_cannot_honour(tmp_path, options, expected):
+    photos = _photos(tmp_path / "in", 1)
+    with pytest.raises((ValueError, TypeError), match=expected):
+        run_batch(photos, tmp_path / "out", progress=False, **options)
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("to_group", [False, True])

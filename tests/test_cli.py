@@ -104,7 +104,7 @@ def test_develop_edge_case_library(tmp_path, capsys):
     inp, out = tmp_path / "in", tmp_path / "out"
     _edge_case_library(inp)
     before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in inp.iterdir()}
-    # In-process (--jobs 1) to keep the test fast; the parallel path is covered in test_batch.py.
+    # One worker (--jobs 1) to keep the test light; two are covered in test_batch.py.
     args = ["develop", str(inp), "--out", str(out), "--jobs", "1", "--no-progress", "--style", "vibrant",
             "--portrait", "blur"]
     assert main(args) == 1
