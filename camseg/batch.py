@@ -25,9 +25,11 @@ worker (a shared file system).
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures as cf
 import contextlib
 import errno
+import hashlib
 import json
 import multiprocessing
 import os
@@ -43,7 +45,7 @@ import numpy as np
 
 from camseg.pipeline import DevelopSettings, check_settings, develop, optional_matte
 from camseg.io import (DEVELOP_BYTES_PER_PIXEL, PHOTO_FORMATS, _atomic_write, linear_to_srgb, read_photo,
-                       remove_stale_temp_files, srgb_to_linear, write_photo)
+                       remove_stale_temp_files, srgb_to_linear, to_srgb_primaries, write_photo)
 
 __all__ = ["BatchItem", "ItemResult", "BatchSummary", "plan_batch", "run_batch", "mask_overlay",
            "write_segmentation", "reuse_freed_memory", "TASKS"]
@@ -60,18 +62,41 @@ STAMP_NAME = ".camseg-batch.json"
 #: Name of the file the ``segment`` task writes last: its presence marks a finished photo.
 OVERLAY_NAME = "overlay.jpg"
 
+#: Hidden folder of the output folder holding one record per output written (see
+#: :func:`plan_batch`): which photo it was made from. An output without one is not camseg's.
+RECORDS_NAME = ".camseg-outputs"
+
+#: Bytes read at each end of a photo for its fingerprint (with its size).
+_FINGERPRINT_BYTES = 65536
+
+#: Image files that camseg does not read, reported when a folder holds them (sidecars, notes and
+#: the like are not): HEIF/AVIF/WebP/JPEG XL/GIF/BMP/PSD and camera raw formats.
+_OTHER_IMAGE_SUFFIXES = frozenset(
+    ".heic .heif .hif .avif .webp .jxl .gif .bmp .psd .jp2 .dng .cr2 .cr3 .crw .nef .nrw .arw .srf .sr2 .raf "
+    ".orf .rw2 .pef .srw .x3f .3fr .iiq .erf .mos .mrw .kdc .rwl".split())
+
+#: The photo files a folder is searched for, as messages name them.
+_READABLE = "/".join(sorted({suffix for suffix in PHOTO_FORMATS}, key=list(PHOTO_FORMATS).index))
+
 
 @dataclass(frozen=True)
 class BatchItem:
-    """One photo to process and where its result goes (a file, or a folder for ``segment``)."""
+    """One photo to process and where its result goes (a file, or a folder for ``segment``).
+
+    ``record``: where the record of the output's source is written, just before the output
+    (None: no record, for a caller's own items).
+    """
 
     source: Path
     output: Path
+    record: "Path | None" = None
 
 
 @dataclass(frozen=True)
 class ItemResult:
-    """Outcome for one input: ``status`` is "done", "skipped" (already finished) or "failed"."""
+    """Outcome for one input: ``status`` is "done", "skipped" (already finished), "passed over"
+    (not a photo to process: files camseg does not read, an earlier run's output folder, the
+    same photo named twice) or "failed"."""
 
     source: Path
     output: "Path | None"
@@ -97,6 +122,10 @@ class BatchSummary:
         return sum(r.status == "skipped" for r in self.results)
 
     @property
+    def passed_over(self) -> int:
+        return sum(r.status == "passed over" for r in self.results)
+
+    @property
     def failed(self) -> list:
         return [r for r in self.results if r.status == "failed"]
 
@@ -106,7 +135,8 @@ class BatchSummary:
 
     def __str__(self) -> str:
         rate = self.done / self.seconds if self.seconds > 0 else 0.0
-        return (f"{self.done} done, {self.skipped} already finished, {len(self.failed)} failed "
+        passed = f", {self.passed_over} passed over" if self.passed_over else ""
+        return (f"{self.done} done, {self.skipped} already finished{passed}, {len(self.failed)} failed "
                 f"in {self.seconds:.1f} s ({rate:.2f} photos/s)")
 
 
@@ -140,6 +170,55 @@ def _not_a_photo_file(path: Path) -> str:
     return "not a regular file (a pipe, socket or device); camseg reads photo files"
 
 
+def source_fingerprint(path: Path) -> str:
+    """A photo file's size and a hash of its first and last 64 KiB: what tells whether an
+    output was made from this photo (EXIF, the start and the end of the image data, so an
+    edited or another photo of the same name differs), without reading whole files."""
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        digest = hashlib.sha256(fh.read(_FINGERPRINT_BYTES))
+        if size > 2 * _FINGERPRINT_BYTES:
+            fh.seek(size - _FINGERPRINT_BYTES)
+        digest.update(fh.read(_FINGERPRINT_BYTES))
+    return f"{size}:{digest.hexdigest()[:32]}"
+
+
+def _record_path(out_dir: Path, output: Path) -> Path:
+    """Where the record of ``output`` (a path under ``out_dir``) is kept."""
+    relative = os.path.relpath(os.path.abspath(output), os.path.abspath(out_dir))
+    return out_dir / RECORDS_NAME / (hashlib.sha1(os.fsencode(relative)).hexdigest() + ".json")
+
+
+def _read_record(path: Path) -> "dict | None":
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and {"source", "fingerprint"} <= set(record) else None
+
+
+def _write_record(item: BatchItem) -> None:
+    """Record, before the output is written, which photo it is made from (atomic)."""
+    if item.record is None:
+        return
+    record = {"output": str(item.output), "source": str(item.source.resolve()),
+              "fingerprint": source_fingerprint(item.source)}
+    _atomic_write(item.record, lambda fh: fh.write(json.dumps(record, indent=1).encode()))
+
+
+def _counted(paths: list) -> str:
+    """"3 .heic, 1 .webp": the files' types, most frequent first."""
+    kinds = collections.Counter(p.suffix.lower() or "no extension" for p in paths)
+    return ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _earlier_output_folders(folder: Path, entries: list) -> list:
+    """Folders under ``folder`` (not itself) that an earlier run wrote its outputs into: they
+    hold its settings stamp. Outermost first; one inside another is left out."""
+    found = sorted(p.parent for p in entries if p.name == STAMP_NAME and p.parent != folder)
+    return [d for d in found if not any(o in d.parents for o in found)]
+
+
 def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | None" = None,
                overwrite: bool = False):
     """Map inputs to outputs.
@@ -147,24 +226,39 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
     Parameters
     ----------
     inputs : iterable of str or os.PathLike
-        Photo files and/or folders (searched recursively for .jpg/.jpeg/.png/.tif/.tiff;
-        the folder structure is kept under ``out_dir``; files inside ``out_dir`` are ignored).
+        Photo files and/or folders (searched recursively for .jpg/.jpeg/.jpe/.jfif/.png/.tif/
+        .tiff; the folder structure is kept under ``out_dir``). Passed over: files inside
+        ``out_dir``, folders an earlier run wrote into (they hold its settings stamp; named as
+        the only input, such a folder is read), and files of other types (reported by folder).
     out_dir : str or os.PathLike
         Destination folder.
     task : {"develop", "segment"}
     output_format : {"jpg", "png", "tif"} or None
         Output file type for ``develop``; None = same as each input.
     overwrite : bool
-        Redo photos whose output already exists.
+        Redo photos whose output camseg already made from them.
 
     Returns
     -------
     todo : list of BatchItem
         Photos to process.
     results : list of ItemResult
-        Inputs settled without processing: "skipped" (already finished, or another name of a
-        photo that is processed under its own name: a link to it) or "failed" (missing file,
-        broken link, link loop, pipe or device, name collision, output would overwrite an input).
+        Inputs settled without processing: "skipped" (already finished), "passed over" (another
+        name of a photo processed under its own name, such as a link to it; an earlier run's
+        output folder; files camseg does not read) or "failed" (missing file, broken link, link
+        loop, pipe or device, name collision, output would overwrite an input or a file camseg
+        did not write).
+
+    Notes
+    -----
+    Every output is recorded, just before it is written, in the output folder's hidden
+    ``.camseg-outputs`` folder: the photo it is made from, by path and by fingerprint (size and
+    the hash of both ends of the file). An output is finished only when its record names this
+    very photo (moved or renamed, it is still recognised). A file at an output's name that
+    camseg did not write (an original photo beside which the output would go) is never
+    replaced, even with ``overwrite``, nor is the output of another photo of the same name
+    from an earlier run (photo numbers repeat across a camera's cards): both fail, named. An
+    output made from an earlier version of the same photo (edited since) is made again.
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
@@ -185,9 +279,13 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
     # command's outputs: `camseg develop * --out dev`, run again, finds dev among its inputs,
     # and failed every photo as "would overwrite an input". (Without the stamp, or alone, it is
     # the user's folder, and its photos are checked against their outputs one by one below.)
-    is_out = [p.is_dir() and _resolved(p) == out_abs and (p / STAMP_NAME).is_file() for p in inputs]
+    # Any other folder an earlier run wrote into, named among other inputs (`*` in a folder
+    # that holds `dev/`), is passed over as well: its photos were developed already.
+    is_out = [p.is_dir() and (p / STAMP_NAME).is_file() for p in inputs]
     if any(is_out) and not all(is_out):
-        results.extend(ItemResult(p, None, "skipped", "the --out folder: its photos are earlier outputs")
+        results.extend(ItemResult(p, None, "passed over", "the --out folder: its photos are earlier outputs"
+                                  if _resolved(p) == out_abs else "an earlier camseg run's output folder (it holds "
+                                  f"{STAMP_NAME}): its photos are outputs; name it alone to process them")
                        for p, out in zip(inputs, is_out) if out)
         inputs = [p for p, out in zip(inputs, is_out) if not out]
     for path in inputs:
@@ -197,16 +295,30 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
             # against its output below, and refused by name where it would be overwritten.)
             skip_out = path.resolve() in out_abs.parents
             entries = [p for p in path.rglob("*") if not (skip_out and _inside(p, out_abs))]
+            # So does a folder inside it that another run wrote into (`camseg develop photos --out
+            # photos/warm` after `--out photos/dev`): developed again, dev's photos doubled the work
+            # at every run, and their names collided with the originals'.
+            earlier = _earlier_output_folders(path, entries)
+            results.extend(ItemResult(d, None, "passed over", "an earlier camseg run's output folder (it "
+                                      f"holds {STAMP_NAME}): its photos are outputs; name it as an input to "
+                                      "process them") for d in earlier)
+            entries = [p for p in entries if not any(d in p.parents for d in earlier)]
             files = [p for p in entries if p.is_file()]
             # Photo names that are not files (a broken link, a pipe) are reported, not passed over.
             results.extend(ItemResult(p, None, "failed", _not_a_photo_file(p)) for p in sorted(entries)
                            if _is_photo(p) and not p.is_file() and not p.is_dir())
             found = sorted(p for p in files if _is_photo(p))
+            others = [p for p in files if not _is_photo(p) and not any(
+                part.startswith(".") for part in p.relative_to(path).parts)]
             if not found:
-                others = sorted({p.suffix.lower() or p.name for p in files if not p.name.startswith(".")})
                 results.append(ItemResult(path, None, "failed", "no JPEG, PNG or TIFF photo in this folder"
-                                          + (f" (other files: {', '.join(others[:5])})" if others else "")
-                                          + "; camseg reads .jpg/.jpeg/.png/.tif/.tiff files"))
+                                          + (f" (other files: {_counted(others)})" if others else "")
+                                          + f"; camseg reads {_READABLE} files"))
+            elif images := [p for p in others if p.suffix.lower() in _OTHER_IMAGE_SUFFIXES]:
+                # Said, not silent: a phone's folder of mostly HEIC photos "succeeded" on its few JPEGs.
+                results.append(ItemResult(path, None, "passed over", f"{len(images)} photo file(s) of a type "
+                                          f"camseg does not read ({_counted(images)}); it reads {_READABLE}: "
+                                          "convert them to JPEG, PNG or TIFF to process them"))
             candidates.extend((p, p.relative_to(path)) for p in found)
         elif path.is_file():
             if task == "develop" and output_format is None and path.suffix.lower() not in PHOTO_FORMATS:
@@ -232,7 +344,7 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
         if kept[0].is_symlink() and not path.is_symlink():
             unique[key], (path, rel) = (path, rel), kept
         if rel != unique[key][1]:
-            results.append(ItemResult(path, None, "skipped", f"the same photo as {str(unique[key][0])!r}: "
+            results.append(ItemResult(path, None, "passed over", f"the same photo as {str(unique[key][0])!r}: "
                                       "processed once, under that name"))
     candidates, input_set = list(unique.values()), set(unique)
     claimed = {}
@@ -254,13 +366,42 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
                                       f"{task} one of them into another --out folder, or rename one"))
             continue
         claimed[key] = path
+        record_path = _record_path(out_dir, out)
         # camseg writes whole files or none (temporary file, then rename): an empty one at the
         # output's name is not its work and is done again.
-        if marker.exists() and not overwrite and not (marker.is_file() and marker.stat().st_size == 0):
-            results.append(ItemResult(path, out, "skipped", "output exists"))
-            continue
-        todo.append(BatchItem(path, out))
+        if marker.exists() and not (marker.is_file() and marker.stat().st_size == 0):
+            problem = _existing_output_problem(path, out, _read_record(record_path), task)
+            if problem == "finished":
+                if not overwrite:
+                    results.append(ItemResult(path, out, "skipped", "output exists"))
+                    continue
+            elif problem is not None:
+                results.append(ItemResult(path, out, "failed", problem))
+                continue
+        todo.append(BatchItem(path, out, record_path))
     return todo, results
+
+
+def _existing_output_problem(source: Path, output: Path, record: "dict | None", task: str) -> "str | None":
+    """Whether an existing output may be kept or made again: "finished" (made from this photo),
+    None (made from an earlier version of it: made again), or why it must not be touched."""
+    made = "develop" if task == "develop" else "segmentation"
+    if record is None:
+        # An original photo beside which the output would go (`--format jpg` of IMG_1.png next
+        # to IMG_1.jpg): it was reported as finished, and --overwrite replaced it.
+        return (f"{str(output)!r} exists and camseg did not write it (an original photo?); camseg never "
+                "replaces such a file: choose another --out folder, or move that file away")
+    try:
+        fingerprint = source_fingerprint(source)
+    except OSError as exc:
+        return f"cannot read the photo ({exc.strerror or exc})"
+    if record.get("fingerprint") == fingerprint:
+        return "finished"  # (also when the photo was moved or renamed since)
+    if record.get("source") == str(source.resolve()):
+        return None  # edited since: its output is out of date
+    # Another photo of the same name from an earlier run (camera numbers repeat across cards).
+    return (f"{str(output)!r} holds the {made} of another photo of the same name, "
+            f"{record.get('source')!r}, from an earlier run; {task} this one into another --out folder")
 
 
 # ---------------------------------------------------------------------------
@@ -413,10 +554,16 @@ def _process(item: BatchItem, task: str, settings: DevelopSettings, write_option
         if task == "develop":
             result = develop(photo, settings, segmenter=_WORKER["segmenter"])
             with _write_errors_explained(item.output):
+                # The record first: killed between the two, the output is not there and is made
+                # again; the other way round an output without its record would look foreign.
+                _write_record(item)
                 write_photo(item.output, result.pixels, like=photo, **write_options)
         else:
-            seg = _WORKER["segmenter"].segment(photo.pixels)
+            # The Photo, not its pixels: a Display P3 or ProPhoto photo is converted to sRGB's
+            # primaries for the model (its own values read as sRGB are duller).
+            seg = _WORKER["segmenter"].segment(photo)
             with _write_errors_explained(item.output):
+                _write_record(item)
                 write_segmentation(item.output, photo, seg)
         notes = list(photo.notes)
         if task == "develop" and photo.alpha is not None and PHOTO_FORMATS.get(item.output.suffix.lower()) == "JPEG":
@@ -571,7 +718,9 @@ def write_segmentation(folder, photo, seg) -> list:
     for old in folder.glob("*.png"):
         if old not in written and (old.name in ours or re.fullmatch(r"person_\d{2,}\.png", old.name)):
             old.unlink()
-    pixels = photo.pixels
+    # The overlay is an untagged JPEG, which viewers show as sRGB: a wide-gamut photo's own
+    # values (Display P3, ProPhoto) would look duller there, so it gets sRGB's primaries.
+    pixels = to_srgb_primaries(photo.pixels, photo.icc_profile)
     if photo.alpha is not None and photo.alpha.shape == pixels.shape[:2]:
         # The preview shows the photo as a viewer does, over white on its encoded values (as
         # write_photo flattens a JPEG), not the colour its transparent pixels happen to keep.

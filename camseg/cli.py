@@ -163,7 +163,7 @@ def main(argv=None) -> int:
         def report(result):
             if result.status == "failed":
                 print(f"camseg: FAILED {result.source}: {result.message}", file=sys.stderr)
-            elif result.message and not args.quiet and result.status == "done":
+            elif result.message and not args.quiet and result.status in ("done", "passed over"):
                 print(f"camseg: note {result.source}: {result.message}", file=sys.stderr)
 
         summary = run_batch(args.inputs, args.out, task=args.command, jobs=args.jobs,

@@ -150,7 +150,8 @@ def read_image(source: "str | os.PathLike | np.ndarray", *, name: str = "image")
 DEVELOP_BYTES_PER_PIXEL = 110
 
 #: File extensions :func:`write_photo` understands, mapped to a format name.
-PHOTO_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF"}
+PHOTO_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG", ".png": "PNG", ".tif": "TIFF",
+                 ".tiff": "TIFF"}
 
 #: Suffix of the temporary files :func:`write_photo` writes before renaming.
 TEMP_SUFFIX = ".camseg-tmp"

@@ -376,8 +376,8 @@ class Segmenter:
     def _check_size(linear: np.ndarray) -> None:
         h, w = linear.shape[:2]
         if min(h, w) < MIN_SIDE:
-            raise ValueError(f"image is {h}×{w} pixels; segmentation needs at least {MIN_SIDE}×{MIN_SIDE} "
-                             "(a photo, not a thumbnail)")
+            raise ValueError(f"image is {w}×{h} pixels (width × height); segmentation needs at least "
+                             f"{MIN_SIDE}×{MIN_SIDE} (a photo, not a thumbnail)")
 
     def _infer(self, batch: np.ndarray, frame: "_Frame", wanted) -> tuple:
         """One model run on a prepared batch → (scene logits by name, persons or None) at model resolution."""

@@ -32,6 +32,15 @@ def _photos(folder, n, size=(96, 128)):
     return paths
 
 
+def _finished(item):
+    """Leave ``item``'s output as a finished run does: its record, then the file."""
+    from camseg.batch import _write_record
+
+    _write_record(item)
+    item.output.parent.mkdir(parents=True, exist_ok=True)
+    item.output.write_bytes(item.source.read_bytes())
+
+
 def _digest(paths):
     return {str(p): hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths}
 
@@ -71,13 +80,85 @@ def test_plan_refuses_to_overwrite_inputs_and_collisions(tmp_path):
 def test_plan_skips_finished_outputs_and_ignores_its_own_output_folder(tmp_path):
     photos = _photos(tmp_path / "lib", 2)
     out = tmp_path / "lib" / "developed"
-    out.mkdir()
-    (out / "img_00.jpg").write_bytes(photos[0].read_bytes())
+    _finished(plan_batch([photos[0]], out)[0][0])
     todo, settled = plan_batch([tmp_path / "lib"], out)
     assert [i.source.name for i in todo] == ["img_01.jpg"]
     assert [(r.source.name, r.status) for r in settled] == [("img_00.jpg", "skipped")]
     todo, _ = plan_batch([tmp_path / "lib"], out, overwrite=True)
     assert len(todo) == 2
+
+
+def test_a_file_camseg_did_not_write_is_never_replaced_even_with_overwrite(tmp_path):
+    """`camseg develop keep/IMG_1.png --format jpg --out keep` called the camera original
+    keep/IMG_1.jpg "already finished", and with --overwrite replaced it by the develop."""
+    (original,) = _photos(tmp_path / "keep", 1)
+    png = original.with_suffix(".png")
+    Image.open(original).rotate(180).save(png)
+    before = _digest([original])
+    for overwrite in (False, True):
+        summary = run_batch([png], tmp_path / "keep", output_format="jpg", overwrite=overwrite, progress=False)
+        assert [r.source.name for r in summary.failed] == [png.name] and not summary.skipped
+        assert "camseg did not write it (an original photo?)" in summary.failed[0].message
+    assert _digest([original]) == before
+
+
+def test_another_photo_of_the_same_name_from_an_earlier_run_is_not_finished(tmp_path):
+    """Camera numbers repeat across cards: card2/IMG_0001.JPG, developed after card1's into the
+    same folder, was called "already finished" (exit 0) and never developed. The record of each
+    output names its photo by path and fingerprint: moved, a photo is still recognised; edited
+    since, it is developed again."""
+    (first,) = _photos(tmp_path / "card1", 1)
+    (tmp_path / "card2").mkdir()
+    Image.open(first).rotate(180).save(tmp_path / "card2" / first.name)
+    out = tmp_path / "dev"
+    _finished(plan_batch([tmp_path / "card1"], out)[0][0])  # card1's photo, an earlier run
+    for overwrite in (False, True):
+        todo, settled = plan_batch([tmp_path / "card2"], out, overwrite=overwrite)
+        assert todo == [] and [r.status for r in settled] == ["failed"]
+        assert "another photo of the same name" in settled[0].message and "card1" in settled[0].message
+    (tmp_path / "card1").rename(tmp_path / "moved")
+    todo, settled = plan_batch([tmp_path / "moved"], out)
+    assert todo == [] and [r.status for r in settled] == ["skipped"]
+    (tmp_path / "moved").rename(tmp_path / "card1")
+    Image.open(first).transpose(Image.FLIP_LEFT_RIGHT).save(first)  # edited since
+    todo, settled = plan_batch([tmp_path / "card1"], out)
+    assert [i.source for i in todo] == [first] and settled == []
+
+
+def test_an_earlier_runs_output_folder_among_the_inputs_is_passed_over(tmp_path):
+    """`camseg develop ph --out ph/warm` after `--out ph/dev` developed dev's outputs again (the
+    work doubled at every run), and `camseg develop * --out warm` failed originals whose names
+    collided with dev's."""
+    photos = _photos(tmp_path / "ph", 2)
+    dev = tmp_path / "ph" / "dev"
+    for item in plan_batch([tmp_path / "ph"], dev)[0]:
+        _finished(item)
+    (dev / STAMP_NAME).write_text("{}")  # run_batch writes it into every --out folder
+    todo, settled = plan_batch([tmp_path / "ph"], tmp_path / "ph" / "warm")
+    assert [i.source for i in todo] == photos
+    assert [(r.source, r.status) for r in settled] == [(dev, "passed over")] and "dev" not in str(todo)
+    todo, settled = plan_batch([*photos, dev], tmp_path / "warm")  # the shell's *
+    assert [i.source for i in todo] == photos and [r.status for r in settled] == ["passed over"]
+    todo, settled = plan_batch([dev], tmp_path / "again")  # named alone: its photos are read
+    assert [i.source.name for i in todo] == [p.name for p in photos] and settled == []
+
+
+def test_a_folder_says_which_photo_files_it_passes_over_and_reads_jfif(tmp_path):
+    """A phone's folder of mostly HEIC photos "succeeded" on its few JPEGs, without a word about
+    the others; .jfif and .jpe are JPEG files, and were passed over too."""
+    folder = tmp_path / "phone"
+    (photo,) = _photos(folder, 1)
+    Image.open(photo).save(folder / "b.jfif", format="JPEG")
+    for name in ("c.HEIC", "d.heic", "e.webp"):
+        (folder / name).write_bytes(b"x")
+    (folder / "img_00.xmp").write_text("<x/>")  # a sidecar, not a photo: not mentioned
+    todo, settled = plan_batch([folder], tmp_path / "out")
+    assert sorted(i.source.name for i in todo) == ["b.jfif", "img_00.jpg"]
+    assert [r.status for r in settled] == ["passed over"]
+    assert "3 photo file(s) of a type camseg does not read (2 .heic, 1 .webp)" in settled[0].message
+    from camseg.batch import BatchSummary
+
+    assert "1 passed over" in str(BatchSummary(results=settled))
 
 
 def test_plan_when_out_is_the_input_folder_or_above_it(tmp_path):
@@ -97,16 +178,15 @@ def test_the_out_folder_among_the_inputs_is_passed_over(tmp_path):
     as "output would overwrite an input" and the exit status said failure for good."""
     photos = _photos(tmp_path, 2)
     out = tmp_path / "dev"
-    for p in photos:
-        out.mkdir(exist_ok=True)
-        (out / p.name).write_bytes(p.read_bytes())  # the first run's outputs
+    for item in plan_batch(photos, out)[0]:
+        _finished(item)  # the first run's outputs
     # Without a run's stamp it is a folder of the user's photos: refused by name, not passed over
     # (the first version passed a real photo folder over as "earlier outputs", exit 0; review).
     todo, settled = plan_batch([*photos, out], out)
     assert todo == [] and sum("overwrite an input" in r.message for r in settled) == 4
     (out / STAMP_NAME).write_text("{}")  # run_batch writes it into every --out folder
     todo, settled = plan_batch([*photos, out], out)
-    assert todo == [] and sorted(r.status for r in settled) == ["skipped"] * 3
+    assert todo == [] and sorted(r.status for r in settled) == ["passed over", "skipped", "skipped"]
     assert any("the --out folder" in r.message for r in settled)
     todo, settled = plan_batch([out], out)  # alone, it is the user's folder: refused by name
     assert todo == [] and all("overwrite an input" in r.message for r in settled)
@@ -266,6 +346,28 @@ def test_rewriting_a_segmentation_removes_the_earlier_runs_extra_masks(tmp_path)
                                                                          "skin.png"])
 
 
+def test_segment_command_sees_a_display_p3_photo_in_srgb_like_its_srgb_twin(tmp_path):
+    """`camseg segment` handed the model a P3 photo's own values, read as sRGB (duller): its skin
+    matte differed from the sRGB twin's by 0.026 on average (develop and the Python API convert);
+    and the untagged overlay showed those values as sRGB too."""
+    photo = cio.read_photo(SAMPLE)
+    p3 = cio.make_icc_profile(cio.DISPLAY_P3_PRIMARIES, description="Display P3")
+    own = np.array([cio._s15f16(cio._icc_tags(p3)[k], 8, 3) for k in ("rXYZ", "gXYZ", "bXYZ")]).T
+    in_p3 = np.clip(photo.pixels @ np.linalg.solve(own, cio._SRGB_COLORANTS).T.astype(np.float32), 0, 1)
+    encode = lambda x: Image.fromarray(np.round(cio.linear_to_srgb(x) * 255).astype(np.uint8))
+    (tmp_path / "in").mkdir()
+    encode(in_p3).save(tmp_path / "in" / "p3.png", icc_profile=p3)
+    encode(photo.pixels).save(tmp_path / "in" / "srgb.png")
+    assert run_batch([tmp_path / "in"], tmp_path / "out", task="segment", jobs=1, progress=False).ok
+    read = lambda name, f: np.asarray(Image.open(tmp_path / name / f), np.float32)
+    assert np.abs(read("out/p3", "skin.png") - read("out/srgb", "skin.png")).mean() < 0.005 * 255
+    # The overlay (here without mattes: the photo alone) is an untagged JPEG, seen as sRGB.
+    for name, pixels, profile in (("p3", in_p3, p3), ("srgb", photo.pixels, None)):
+        write_segmentation(tmp_path / "bare" / name, cio.Photo(pixels=pixels, icc_profile=profile),
+                           types.SimpleNamespace(persons=[]))
+    assert np.abs(read("bare/p3", OVERLAY_NAME) - read("bare/srgb", OVERLAY_NAME)).mean() < 1.0
+
+
 def test_plan_reports_a_folder_without_photos_and_unwritable_formats(tmp_path):
     (tmp_path / "raw").mkdir()
     (tmp_path / "raw" / "a.heic").write_bytes(b"x")
@@ -273,7 +375,7 @@ def test_plan_reports_a_folder_without_photos_and_unwritable_formats(tmp_path):
     Image.new("RGB", (16, 16)).save(tmp_path / "c.webp")
     todo, settled = plan_batch([tmp_path / "raw", tmp_path / "c.webp"], tmp_path / "out")
     assert todo == [] and [r.status for r in settled] == ["failed", "failed"]
-    assert "no JPEG, PNG or TIFF photo in this folder (other files: .cr2, .heic)" in settled[0].message
+    assert "no JPEG, PNG or TIFF photo in this folder (other files: 1 .cr2, 1 .heic)" in settled[0].message
     assert "pass --format jpg" in settled[1].message
     todo, settled = plan_batch([tmp_path / "c.webp"], tmp_path / "out", output_format="jpg")
     assert [i.output.name for i in todo] == ["c.jpg"] and settled == []
@@ -542,7 +644,7 @@ def test_plan_prefers_a_photos_own_name_to_a_link_and_reports_what_it_cannot_rea
     todo, settled = plan_batch([folder], tmp_path / "out")
     assert [i.source.name for i in todo] == ["photo.jpg"]
     why = {r.source.name: (r.status, r.message) for r in settled}
-    assert why["a_link.jpg"][0] == "skipped" and "photo.jpg" in why["a_link.jpg"][1]
+    assert why["a_link.jpg"][0] == "passed over" and "photo.jpg" in why["a_link.jpg"][1]
     assert why["broken.jpg"][0] == "failed" and "broken link" in why["broken.jpg"][1]
     assert why["pipe.jpg"][0] == "failed" and "not a regular file" in why["pipe.jpg"][1]
     _, settled = plan_batch([folder / "pipe.jpg"], tmp_path / "out")
@@ -561,7 +663,7 @@ def test_an_empty_file_at_an_outputs_name_is_done_again(tmp_path):
     photos = _photos(tmp_path / "in", 2)
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / photos[0].name).write_bytes(b"")
-    (tmp_path / "out" / photos[1].name).write_bytes(b"not empty")
+    _finished(plan_batch([photos[1]], tmp_path / "out")[0][0])
     todo, settled = plan_batch([tmp_path / "in"], tmp_path / "out")
     assert [i.source.name for i in todo] == [photos[0].name]
     assert [r.status for r in settled] == ["skipped"]
@@ -570,8 +672,7 @@ def test_an_empty_file_at_an_outputs_name_is_done_again(tmp_path):
 def test_resume_with_other_settings_is_flagged(tmp_path):
     photos = _photos(tmp_path / "in", 1)
     out = tmp_path / "out"
-    out.mkdir()
-    (out / photos[0].name).write_bytes(photos[0].read_bytes())  # a finished output
+    _finished(plan_batch(photos, out)[0][0])  # a finished output
     from camseg.batch import STAMP_NAME
     from camseg.pipeline import DevelopSettings
     first = run_batch([tmp_path / "in"], out, settings=DevelopSettings(style="standard"), progress=False)

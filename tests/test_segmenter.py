@@ -180,6 +180,8 @@ def test_mattes_follow_edges_not_bilinear(segmenter, photo):
     # finite, but the reduced photo overflows (it recursed between segment and segment_borrowed)
     (np.full((768, 1024, 3), 1e38, np.float32), ValueError, "too large to segment"),
     (np.zeros((1, 1, 3), np.uint8), ValueError, "at least 8"),
+    # width × height, as photographers read sizes (it said "7×9" for a 9-wide, 7-high photo)
+    (np.zeros((7, 9, 3), np.uint8), ValueError, r"image is 9×7 pixels \(width × height\)"),
     (np.zeros((32, 32, 3), np.int64), TypeError, "dtype"),
     (np.zeros((32, 32, 5), np.uint8), ValueError, "shape"),
     (42, TypeError, "file path.*numpy array"),
