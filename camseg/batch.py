@@ -5,12 +5,16 @@
 * **parallel**: a process pool with one model load per worker (the worker
   initializer builds one :class:`~camseg.segmenter.Segmenter` and reuses it for
   every photo); the cores are split between workers so they do not oversubscribe;
-* **resumable**: an output that exists is finished (see next point), so a second
-  run skips it; ``overwrite=True`` redoes everything;
+* **resumable**: an output that exists, made from the same photo, is finished (see next
+  point), so a second run skips it; ``overwrite=True`` redoes everything camseg made. Each
+  output's record (in the output folder's hidden ``.camseg-outputs``) names the photo it was
+  made from, by path and fingerprint (:func:`plan_batch`);
 * **crash-safe**: every file is written to a temporary name and renamed into
   place (:func:`camseg.io.write_photo`), so a kill leaves no half-written output;
   stale temporary files of dead writers are removed at the next start;
-* **never touches inputs**: an output path that is an input is refused;
+* **never touches inputs or files it did not write**: an output path that is an input is
+  refused, and so is one where a file without camseg's record stands (an original photo) or
+  the output of another photo of the same name from an earlier run;
 * **fault-tolerant**: a photo that cannot be read or processed is reported and
   skipped, the rest goes on; :attr:`BatchSummary.ok` says whether anything failed.
 
