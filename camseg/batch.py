@@ -482,12 +482,21 @@ def _exit_with(parent_pid: int, every: float = 0.5) -> None:
     threading.Thread(target=watch, name="camseg-parent-watch", daemon=True).start()
 
 
-def quiet_pillow_warnings() -> None:
-    """Keep Pillow's warnings ("Corrupt EXIF data", DecompressionBombWarning) off a batch's
-    stderr, where they broke the progress bar: camseg reads past a damaged EXIF block and
-    reports its own size limit. Process-wide, so only the command and its workers call it
-    (a library call that changed the warning filters would change them for its caller too)."""
+def quiet_decoder_warnings() -> None:
+    """Keep the decoders' own warnings off a batch's stderr, where they broke the progress bar
+    and repeated what camseg reports itself: Pillow's ("Corrupt EXIF data",
+    DecompressionBombWarning; camseg reads past a damaged EXIF block and reports its own size
+    limit) and OpenCV's log lines (libtiff's "TIFFReadEncodedStrip" errors on a truncated
+    TIFF, which camseg reports as truncated). Process-wide, so only the command and its
+    workers call it (a library call that changed the warning filters or OpenCV's log level
+    would change them for its caller too)."""
     warnings.filterwarnings("ignore", module=r"PIL\.")
+    try:
+        import cv2
+
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_FATAL)
+    except (ImportError, AttributeError):  # an OpenCV build without its logging module
+        pass
 
 
 def _init_worker(model_path, threads, parent_pid=None):
@@ -502,7 +511,7 @@ def _init_worker(model_path, threads, parent_pid=None):
         import signal
 
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-    quiet_pillow_warnings()
+    quiet_decoder_warnings()
     _WORKER["model"] = (str(model_path), threads)
     reuse_freed_memory()
     try:

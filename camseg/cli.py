@@ -137,9 +137,9 @@ def main(argv=None) -> int:
         parser.print_help(sys.stderr)
         return 2
 
-    from camseg.batch import quiet_pillow_warnings, run_batch
+    from camseg.batch import quiet_decoder_warnings, run_batch
 
-    quiet_pillow_warnings()
+    quiet_decoder_warnings()
     from camseg.pipeline import available_portrait_effects, available_styles
 
     if args.command == "develop" and args.list:

@@ -698,12 +698,16 @@ def _bit_depth(img, data: bytes) -> int:
     return 16 if img.mode.startswith("I;16") else 8
 
 
+#: What :func:`_tiff_layout` says of a TIFF whose first directory cannot be read.
+_TIFF_TAGS_UNREADABLE = "its tags could not be read"
+
+
 def _tiff_layout(data: bytes) -> str:
     """What makes a TIFF's first image one camseg cannot decode, read from its tags."""
     try:
         tags = {tag: (typ, count, value) for _, tag, typ, count, value in _exif_ifd0_entries(data)}
     except struct.error:
-        return "its tags could not be read"
+        return _TIFF_TAGS_UNREADABLE
     bo = "<" if data[:2] == b"II" else ">"
 
     def first(tag):  # the first value of a SHORT or LONG tag
@@ -878,8 +882,14 @@ def read_photo(path: "str | os.PathLike") -> Photo:
                          "into parts first") from exc
     except UnidentifiedImageError as exc:
         if data[:4] in (b"II*\x00", b"MM\x00*"):  # a TIFF, in a layout Pillow cannot read
+            layout = _tiff_layout(data)
+            if layout == _TIFF_TAGS_UNREADABLE:
+                # Its directory lies past the end of the file, or is cut short: a truncated copy
+                # (writers put it last). It was reported as a layout to export differently.
+                raise ValueError(f"cannot read {str(path)!r}: the file is damaged or truncated (its TIFF "
+                                 "directory is missing or cut short); re-export or re-copy the photo") from exc
             raise ValueError(f"cannot read {str(path)!r}: a TIFF whose pixel layout camseg cannot decode "
-                             f"({_tiff_layout(data)}); export it as an 8- or 16-bit integer TIFF with "
+                             f"({layout}); export it as an 8- or 16-bit integer TIFF with "
                              "interleaved samples, PNG or JPEG") from exc
         raise ValueError(f"cannot read {str(path)!r}: not an image format camseg can decode "
                          "(JPEG, PNG, TIFF)") from exc

@@ -1,5 +1,6 @@
 """The camseg command line: exit statuses, messages, and real runs."""
 import hashlib
+import os
 import json
 from pathlib import Path
 
@@ -125,6 +126,24 @@ def test_develop_edge_case_library(tmp_path, capsys):
     assert after == before
     assert main(args) == 1
     assert "7 already finished" in capsys.readouterr().err
+
+
+def test_a_truncated_16_bit_tiff_is_reported_without_opencvs_log_lines(tmp_path):
+    """OpenCV's decoder printed libtiff's errors ("[ERROR:0@0.514] ... TIFFReadEncodedStrip")
+    on stderr, even with --quiet, beside camseg's own report of the truncated file."""
+    import subprocess
+    import sys
+
+    codes = (np.asarray(Image.open(SAMPLE).convert("L").resize((320, 240))).astype(np.uint16) * 257)
+    Image.fromarray(codes).save(tmp_path / "grey16.tif")  # its directory comes first: Pillow reads it
+    data = (tmp_path / "grey16.tif").read_bytes()
+    (tmp_path / "grey16.tif").write_bytes(data[: int(len(data) * 0.6)])
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    run = subprocess.run([sys.executable, "-m", "camseg.cli", "develop", str(tmp_path / "grey16.tif"), "--out",
+                          str(tmp_path / "out"), "--quiet", "--no-progress"], env=env, capture_output=True, text=True)
+    assert run.returncode == 1
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 2 and "damaged or truncated" in lines[0] and "1 failed" in lines[1], run.stderr
 
 
 def test_segment_command(tmp_path):

@@ -566,6 +566,16 @@ def test_bad_files_raise_clear_errors(tmp_path):
     (tmp_path / "text.jpg").write_text("not a photo")
     with pytest.raises(ValueError, match="not an image"):
         cio.read_photo(tmp_path / "text.jpg")
+    # A TIFF cut short where its writer put the directory last (Pillow, OpenCV): it was "a TIFF
+    # whose pixel layout camseg cannot decode ... export it as an 8- or 16-bit integer TIFF".
+    codes = _gradient(64, 64)
+    Image.fromarray(codes).save(tmp_path / "lzw.tif", compression="tiff_lzw")
+    cv2.imwrite(str(tmp_path / "cv16.tif"), codes.astype(np.uint16) * 257)
+    for name in ("lzw.tif", "cv16.tif"):
+        data = (tmp_path / name).read_bytes()
+        (tmp_path / name).write_bytes(data[: int(len(data) * 0.6)])
+        with pytest.raises(ValueError, match=r"damaged or truncated \(its TIFF directory is missing or cut short\)"):
+            cio.read_photo(tmp_path / name)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         cio.read_photo(tmp_path / "missing.jpg")
     with pytest.raises(TypeError, match="path"):
