@@ -205,8 +205,9 @@ def _write_record(item: BatchItem) -> None:
     """Record, before the output is written, which photo it is made from (atomic)."""
     if item.record is None:
         return
-    record = {"output": str(item.output), "source": str(item.source.resolve()),
-              "fingerprint": source_fingerprint(item.source)}
+    stat = item.source.stat()
+    record = {"output": str(item.output), "source": str(item.source.resolve()), "size": stat.st_size,
+              "mtime_ns": stat.st_mtime_ns, "fingerprint": source_fingerprint(item.source)}
     _atomic_write(item.record, lambda fh: fh.write(json.dumps(record, indent=1).encode()))
 
 
@@ -393,15 +394,20 @@ def _existing_output_problem(source: Path, output: Path, record: "dict | None", 
     if record is None:
         # An original photo beside which the output would go (`--format jpg` of IMG_1.png next
         # to IMG_1.jpg): it was reported as finished, and --overwrite replaced it.
-        return (f"{str(output)!r} exists and camseg did not write it (an original photo?); camseg never "
-                "replaces such a file: choose another --out folder, or move that file away")
+        return (f"{str(output)!r} exists and camseg has no record of writing it (an original photo?); "
+                "camseg never replaces a file it did not write: choose another --out folder, or move that "
+                "file away")
     try:
+        stat = source.stat()
+        same_path = record.get("source") == str(source.resolve())
+        if same_path and record.get("size") == stat.st_size and record.get("mtime_ns") == stat.st_mtime_ns:
+            return "finished"  # untouched since: no need to read it (a resumed run of 10 000 photos)
         fingerprint = source_fingerprint(source)
     except OSError as exc:
         return f"cannot read the photo ({exc.strerror or exc})"
     if record.get("fingerprint") == fingerprint:
-        return "finished"  # (also when the photo was moved or renamed since)
-    if record.get("source") == str(source.resolve()):
+        return "finished"  # (also when the photo was moved, renamed or copied since)
+    if same_path:
         return None  # edited since: its output is out of date
     # Another photo of the same name from an earlier run (camera numbers repeat across cards).
     return (f"{str(output)!r} holds the {made} of another photo of the same name, "

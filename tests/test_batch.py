@@ -98,7 +98,7 @@ def test_a_file_camseg_did_not_write_is_never_replaced_even_with_overwrite(tmp_p
     for overwrite in (False, True):
         summary = run_batch([png], tmp_path / "keep", output_format="jpg", overwrite=overwrite, progress=False)
         assert [r.source.name for r in summary.failed] == [png.name] and not summary.skipped
-        assert "camseg did not write it (an original photo?)" in summary.failed[0].message
+        assert "camseg has no record of writing it (an original photo?)" in summary.failed[0].message
     assert _digest([original]) == before
 
 
@@ -120,6 +120,9 @@ def test_another_photo_of_the_same_name_from_an_earlier_run_is_not_finished(tmp_
     todo, settled = plan_batch([tmp_path / "moved"], out)
     assert todo == [] and [r.status for r in settled] == ["skipped"]
     (tmp_path / "moved").rename(tmp_path / "card1")
+    os.utime(first, ns=(0, 0))  # touched, the same bytes: still finished
+    todo, settled = plan_batch([tmp_path / "card1"], out)
+    assert todo == [] and [r.status for r in settled] == ["skipped"]
     Image.open(first).transpose(Image.FLIP_LEFT_RIGHT).save(first)  # edited since
     todo, settled = plan_batch([tmp_path / "card1"], out)
     assert [i.source for i in todo] == [first] and settled == []
