@@ -505,10 +505,11 @@ def quiet_decoder_warnings() -> None:
         pass
 
 
-def _init_worker(model_path, threads, parent_pid=None):
+def _init_worker(model_path, threads, parent_pid=None, started=None):
     """Process-pool initializer: limit threads, reuse freed frames, load the model once for this
     worker; with ``parent_pid``, exit when that process (the batch's) is gone, and leave Ctrl-C
-    to it."""
+    to it; with ``started`` (a shared counter), count this worker in once the model is loaded
+    (or its loading failed, which each photo then reports)."""
     if parent_pid is not None:
         _exit_with(parent_pid)
         # Ctrl-C in a terminal reaches the whole process group: the batch stops handing out
@@ -534,6 +535,9 @@ def _init_worker(model_path, threads, parent_pid=None):
     except Exception as exc:  # noqa: BLE001 - reported for every photo instead of killing the pool
         _WORKER["segmenter"] = None
         _WORKER["error"] = f"cannot load the segmentation model: {type(exc).__name__}: {exc}"
+    if started is not None:
+        with started.get_lock():
+            started.value += 1
 
 
 def _process_on_dask_worker(item: BatchItem, task: str, settings: DevelopSettings, write_options: dict,
@@ -915,17 +919,21 @@ def _run_on_dask(client, todo, task, settings, write_options, model_path, thread
 _MAX_KILLS_IN_A_ROW = 3
 
 
-def _run_in_pool(items, workers, task, settings, write_options, model_path, threads, record, start_bar) -> list:
+def _run_in_pool(items, workers, task, settings, write_options, model_path, threads, record,
+                 start_bar) -> "tuple[list, bool]":
     """Process ``items`` on ``workers`` worker processes; record each result as it comes.
 
     Returns the items left unfinished because a worker died (the pool broke), in the order
-    they were handed to the pool (those it broke before taking last); an empty list when
-    every item got a result.
+    they were handed to the pool (those it broke before taking last), empty when every item
+    got a result; and whether any worker got as far as loading the model (a pool whose
+    workers all died before that failed no photo of its own).
     """
     unfinished, unsubmitted = [], []
+    context = _pool_context()
+    started = context.Value("i", 0)  # workers past their model load, counted by _init_worker
     with _thread_env(threads), cf.ProcessPoolExecutor(
-            max_workers=workers, mp_context=_pool_context(), initializer=_init_worker,
-            initargs=(model_path, threads, os.getpid())) as pool:
+            max_workers=workers, mp_context=context, initializer=_init_worker,
+            initargs=(model_path, threads, os.getpid(), started)) as pool:
         futures = {}
         try:
             for i, item in enumerate(items):
@@ -955,7 +963,23 @@ def _run_in_pool(items, workers, task, settings, write_options, model_path, thre
             pool.shutdown(wait=False, cancel_futures=True)
             raise
     order = {id(item): i for i, item in enumerate(items)}
-    return sorted(unfinished, key=lambda item: order[id(item)]) + unsubmitted
+    return sorted(unfinished, key=lambda item: order[id(item)]) + unsubmitted, started.value > 0
+
+
+def _workers_could_not_start(task: str) -> str:
+    """The failure of the photos of a batch whose worker processes died while starting, twice."""
+    main = getattr(sys.modules.get("__main__"), "__file__", None)
+    if main is not None and not os.path.isabs(main):
+        main = os.path.join(multiprocessing.process.ORIGINAL_DIR or "", main)
+    if main is not None and not os.path.exists(main):
+        # `python - <<EOF`: each worker re-reads the program's main file, here "<stdin>".
+        why = (f"this program was read from {os.path.basename(main)!r}, which a worker process cannot read "
+               "again: save it to a file and run that, or pass in_process=True")
+    else:
+        why = ("most likely memory ran out while they loaded the segmentation model (about 300 MB each), or "
+               "the model runtime crashed: free memory (close other programs) and run the same command again")
+    return (f"not {'developed' if task == 'develop' else 'segmented'}: the worker processes died while starting, "
+            f"before any photo reached them, twice; {why}")
 
 
 def _photo_pixels(item: BatchItem) -> "int | None":
@@ -1150,6 +1174,7 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
             # photos that were in a worker's hands are retried afterwards one by one in a pool
             # of one worker, which names the photo that kills its worker.
             remaining, alone = list(todo), []
+            start_failures = 0  # pools whose every worker died before loading the model
             kills_in_a_row = 0  # photos that killed their worker alone, with nothing finished between
             probe = None  # a photo not under suspicion, tried alone before the machine is blamed
             stalled = False
@@ -1177,8 +1202,18 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
                         break
                 finished = len(summary.results)
                 if remaining and not (stalled and alone):
-                    unfinished = _run_in_pool(remaining, jobs, task, settings, write_options, model_path,
-                                              threads, record, start_bar)
+                    unfinished, started = _run_in_pool(remaining, jobs, task, settings, write_options,
+                                                       model_path, threads, record, start_bar)
+                    if unfinished and not started:
+                        # No worker got as far as the model: no photo is at fault. Once more, then
+                        # the photos are reported together (one per worker start would be blamed).
+                        start_failures += 1
+                        if start_failures < 2:
+                            remaining = unfinished
+                            continue
+                        for item in unfinished + alone:
+                            record(ItemResult(item.source, item.output, "failed", _workers_could_not_start(task)))
+                        break
                     # In a worker's hands: at most `jobs` photos running and `jobs` + 1 queued
                     # for them, the first unfinished ones in the order they were submitted.
                     in_hands = 2 * jobs + 1
@@ -1188,8 +1223,16 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
                     if not stalled:
                         kills_in_a_row, probe = 0, None
                 else:
-                    unfinished = _run_in_pool(alone, 1, task, settings, write_options, model_path, cpus,
-                                              record, start_bar)
+                    unfinished, started = _run_in_pool(alone, 1, task, settings, write_options, model_path,
+                                                       cpus, record, start_bar)
+                    if unfinished and not started:  # as above: the worker died before any photo
+                        start_failures += 1
+                        if start_failures < 2:
+                            alone = unfinished
+                            continue
+                        for item in unfinished + remaining:
+                            record(ItemResult(item.source, item.output, "failed", _workers_could_not_start(task)))
+                        break
                     lived = len(summary.results) > finished  # photos finished before any kill
                     if unfinished:  # one worker, first in first out: the first unfinished killed it
                         record(_killed_worker_result(unfinished[0], task))

@@ -586,6 +586,25 @@ def test_one_job_names_the_photo_whose_worker_runs_out_of_memory_and_goes_on(tmp
     assert sorted(p.name for p in (tmp_path / "out").glob("*.jpg")) == ["a0.jpg", "a2.jpg"]
 
 
+def test_workers_that_die_before_the_model_loads_blame_no_photo(tmp_path):
+    """A program read from standard input (`python - <<EOF`) cannot start worker processes (each
+    re-reads the main file, "<stdin>"): the photo was reported as killed "for memory that other
+    programs hold". The workers are counted in as they load the model; when none gets there,
+    twice, the photos are reported together with the cause."""
+    photos = _photos(tmp_path / "in", 2)
+    script = (f"from camseg.batch import run_batch\n"
+              f"s = run_batch({[str(p) for p in photos]!r}, {str(tmp_path / 'out')!r}, jobs=2, progress=False)\n"
+              "print(s)\n"
+              "print('\\n'.join(r.message for r in s.failed))\n")
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    run = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, env=env,
+                         cwd=tmp_path, timeout=120)
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith("0 done, 0 already finished, 2 failed"), run.stdout + run.stderr
+    assert all("died while starting, before any photo reached them" in m and "save it to a file" in m
+               for m in lines[1:3]) and "memory" not in "".join(lines[1:3])
+
+
 @pytest.mark.parametrize("options, expected", [
     (dict(in_process=True, jobs=2), "cannot run 2 jobs"),
     (dict(in_process=True, dask_scheduler="local"), "pass one of them"),
