@@ -6,15 +6,15 @@
   initializer builds one :class:`~camseg.segmenter.Segmenter` and reuses it for
   every photo); the cores are split between workers so they do not oversubscribe;
 * **resumable**: an output that exists, made from the same photo, is finished (see next
-  point), so a second run skips it; ``overwrite=True`` redoes everything camseg made. Each
-  output's record (in the output folder's hidden ``.camseg-outputs``) names the photo it was
-  made from, by path and fingerprint (:func:`plan_batch`);
+  point), so a second run skips it; ``overwrite=True`` makes this photo's outputs again.
+  Each output's record (:mod:`camseg.records`) names the photo it was made from;
 * **crash-safe**: every file is written to a temporary name and renamed into
   place (:func:`camseg.io.write_photo`), so a kill leaves no half-written output;
   stale temporary files of dead writers are removed at the next start;
 * **never touches inputs or files it did not write**: an output path that is an input is
-  refused, and so is one where a file without camseg's record stands (an original photo) or
-  the output of another photo of the same name from an earlier run;
+  refused, and so is one where a file without camseg's record stands (an original photo),
+  an output retouched since camseg wrote it, or the output of another photo of the same
+  name from an earlier run;
 * **fault-tolerant**: a photo that cannot be read or processed is reported and
   skipped, the rest goes on; :attr:`BatchSummary.ok` says whether anything failed.
 
@@ -33,7 +33,6 @@ import collections
 import concurrent.futures as cf
 import contextlib
 import errno
-import hashlib
 import json
 import multiprocessing
 import os
@@ -47,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
+from camseg import records
 from camseg.pipeline import DevelopSettings, check_settings, develop, optional_matte
 from camseg.io import (DEVELOP_BYTES_PER_PIXEL, PHOTO_FORMATS, _atomic_write, linear_to_srgb, read_photo,
                        remove_stale_temp_files, srgb_to_linear, to_srgb_primaries, write_photo)
@@ -66,13 +66,6 @@ STAMP_NAME = ".camseg-batch.json"
 #: Name of the file the ``segment`` task writes last: its presence marks a finished photo.
 OVERLAY_NAME = "overlay.jpg"
 
-#: Hidden folder of the output folder holding one record per output written (see
-#: :func:`plan_batch`): which photo it was made from. An output without one is not camseg's.
-RECORDS_NAME = ".camseg-outputs"
-
-#: Bytes read at each end of a photo for its fingerprint (with its size).
-_FINGERPRINT_BYTES = 65536
-
 #: Image files that camseg does not read, reported when a folder holds them (sidecars, notes and
 #: the like are not): HEIF/AVIF/WebP/JPEG XL/GIF/BMP/PSD and camera raw formats.
 _OTHER_IMAGE_SUFFIXES = frozenset(
@@ -80,20 +73,20 @@ _OTHER_IMAGE_SUFFIXES = frozenset(
     ".orf .rw2 .pef .srw .x3f .3fr .iiq .erf .mos .mrw .kdc .rwl".split())
 
 #: The photo files a folder is searched for, as messages name them.
-_READABLE = "/".join(sorted({suffix for suffix in PHOTO_FORMATS}, key=list(PHOTO_FORMATS).index))
+_READABLE = "/".join(PHOTO_FORMATS)
 
 
 @dataclass(frozen=True)
 class BatchItem:
     """One photo to process and where its result goes (a file, or a folder for ``segment``).
 
-    ``record``: where the record of the output's source is written, just before the output
-    (None: no record, for a caller's own items).
+    ``recorded``: the output gets a record of its photo (:mod:`camseg.records`), as every
+    output :func:`plan_batch` plans does.
     """
 
     source: Path
     output: Path
-    record: "Path | None" = None
+    recorded: bool = False
 
 
 @dataclass(frozen=True)
@@ -174,54 +167,10 @@ def _not_a_photo_file(path: Path) -> str:
     return "not a regular file (a pipe, socket or device); camseg reads photo files"
 
 
-def source_fingerprint(path: Path) -> str:
-    """A photo file's size and a hash of its first and last 64 KiB: what tells whether an
-    output was made from this photo (EXIF, the start and the end of the image data, so an
-    edited or another photo of the same name differs), without reading whole files."""
-    with open(path, "rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
-        digest = hashlib.sha256(fh.read(_FINGERPRINT_BYTES))
-        if size > 2 * _FINGERPRINT_BYTES:
-            fh.seek(size - _FINGERPRINT_BYTES)
-        digest.update(fh.read(_FINGERPRINT_BYTES))
-    return f"{size}:{digest.hexdigest()[:32]}"
-
-
-def _record_path(out_dir: Path, output: Path) -> Path:
-    """Where the record of ``output`` (a path under ``out_dir``) is kept."""
-    relative = os.path.relpath(os.path.abspath(output), os.path.abspath(out_dir))
-    return out_dir / RECORDS_NAME / (hashlib.sha1(os.fsencode(relative)).hexdigest() + ".json")
-
-
-def _read_record(path: Path) -> "dict | None":
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) and {"source", "fingerprint"} <= set(record) else None
-
-
-def _write_record(item: BatchItem) -> None:
-    """Record, before the output is written, which photo it is made from (atomic)."""
-    if item.record is None:
-        return
-    stat = item.source.stat()
-    record = {"output": str(item.output), "source": str(item.source.resolve()), "size": stat.st_size,
-              "mtime_ns": stat.st_mtime_ns, "fingerprint": source_fingerprint(item.source)}
-    _atomic_write(item.record, lambda fh: fh.write(json.dumps(record, indent=1).encode()))
-
-
 def _counted(paths: list) -> str:
     """"3 .heic, 1 .webp": the files' types, most frequent first."""
     kinds = collections.Counter(p.suffix.lower() or "no extension" for p in paths)
     return ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0])))
-
-
-def _earlier_output_folders(folder: Path, entries: list) -> list:
-    """Folders under ``folder`` (not itself) that an earlier run wrote its outputs into: they
-    hold its settings stamp. Outermost first; one inside another is left out."""
-    found = sorted(p.parent for p in entries if p.name == STAMP_NAME and p.parent != folder)
-    return [d for d in found if not any(o in d.parents for o in found)]
 
 
 def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | None" = None,
@@ -232,9 +181,9 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
     ----------
     inputs : iterable of str or os.PathLike
         Photo files and/or folders (searched recursively for .jpg/.jpeg/.jpe/.jfif/.png/.tif/
-        .tiff; the folder structure is kept under ``out_dir``). Passed over: files inside
-        ``out_dir``, folders an earlier run wrote into (they hold its settings stamp; named as
-        the only input, such a folder is read), and files of other types (reported by folder).
+        .tiff; the folder structure is kept under ``out_dir``). Passed over in folders: files
+        inside ``out_dir``, outputs of earlier runs (they have a record; named as files
+        themselves, they are read), and photo files of other types (counted in a note).
     out_dir : str or os.PathLike
         Destination folder.
     task : {"develop", "segment"}
@@ -249,21 +198,22 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
         Photos to process.
     results : list of ItemResult
         Inputs settled without processing: "skipped" (already finished), "passed over" (another
-        name of a photo processed under its own name, such as a link to it; an earlier run's
-        output folder; files camseg does not read) or "failed" (missing file, broken link, link
-        loop, pipe or device, name collision, output would overwrite an input or a file camseg
-        did not write).
+        name of a photo processed under its own name, such as a link to it; earlier outputs;
+        photo files of other types) or "failed" (missing file, broken link, link loop, pipe or
+        device, name collision, output would overwrite an input, or an existing file there
+        that must not be replaced).
 
     Notes
     -----
-    Every output is recorded, just before it is written, in the output folder's hidden
-    ``.camseg-outputs`` folder: the photo it is made from, by path and by fingerprint (size and
-    the hash of both ends of the file). An output is finished only when its record names this
-    very photo (moved or renamed, it is still recognised). A file at an output's name that
-    camseg did not write (an original photo beside which the output would go) is never
-    replaced, even with ``overwrite``, nor is the output of another photo of the same name
-    from an earlier run (photo numbers repeat across a camera's cards): both fail, named. An
-    output made from an earlier version of the same photo (edited since) is made again.
+    Each output has a record of the photo it was made from (:mod:`camseg.records`). An output
+    is finished only when its record names this very photo (moved or renamed, it is still
+    recognised) and the output is as camseg wrote it. A file camseg has no record of (an
+    original photo beside which the output would go), an output changed since camseg wrote
+    it, and the output of another photo of the same name from an earlier run (photo numbers
+    repeat across a camera's cards) are never replaced, even with ``overwrite``: the photo
+    fails, named. An output made from an earlier version of the photo (edited since, the same
+    capture time) is made again, as is one whose writing a stopped run left unconfirmed. In an
+    output folder of a camseg from before records, existing outputs count as finished.
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
@@ -284,13 +234,9 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
     # command's outputs: `camseg develop * --out dev`, run again, finds dev among its inputs,
     # and failed every photo as "would overwrite an input". (Without the stamp, or alone, it is
     # the user's folder, and its photos are checked against their outputs one by one below.)
-    # Any other folder an earlier run wrote into, named among other inputs (`*` in a folder
-    # that holds `dev/`), is passed over as well: its photos were developed already.
-    is_out = [p.is_dir() and (p / STAMP_NAME).is_file() for p in inputs]
+    is_out = [p.is_dir() and _resolved(p) == out_abs and (p / STAMP_NAME).is_file() for p in inputs]
     if any(is_out) and not all(is_out):
-        results.extend(ItemResult(p, None, "passed over", "the --out folder: its photos are earlier outputs"
-                                  if _resolved(p) == out_abs else "an earlier camseg run's output folder (it holds "
-                                  f"{STAMP_NAME}): its photos are outputs; name it alone to process them")
+        results.extend(ItemResult(p, None, "passed over", "the --out folder: its photos are earlier outputs")
                        for p, out in zip(inputs, is_out) if out)
         inputs = [p for p, out in zip(inputs, is_out) if not out]
     for path in inputs:
@@ -300,30 +246,34 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
             # against its output below, and refused by name where it would be overwritten.)
             skip_out = path.resolve() in out_abs.parents
             entries = [p for p in path.rglob("*") if not (skip_out and _inside(p, out_abs))]
-            # So does a folder inside it that another run wrote into (`camseg develop photos --out
-            # photos/warm` after `--out photos/dev`): developed again, dev's photos doubled the work
-            # at every run, and their names collided with the originals'.
-            earlier = _earlier_output_folders(path, entries)
-            results.extend(ItemResult(d, None, "passed over", "an earlier camseg run's output folder (it "
-                                      f"holds {STAMP_NAME}): its photos are outputs; name it as an input to "
-                                      "process them") for d in earlier)
-            entries = [p for p in entries if not any(d in p.parents for d in earlier)]
             files = [p for p in entries if p.is_file()]
             # Photo names that are not files (a broken link, a pipe) are reported, not passed over.
             results.extend(ItemResult(p, None, "failed", _not_a_photo_file(p)) for p in sorted(entries)
                            if _is_photo(p) and not p.is_file() and not p.is_dir())
             found = sorted(p for p in files if _is_photo(p))
+            # So are outputs of earlier runs found there (`camseg develop photos --out photos/warm`
+            # after `--out photos/dev`): developed again, dev's photos doubled the work at every
+            # run, and their names collided with the originals'. Named as files, they are read.
+            earlier = [p for p in found if records.has_record(p)]
+            if earlier:
+                found = [p for p in found if p not in set(earlier)]
+                folders = sorted({str(p.parent) for p in earlier})
+                results.append(ItemResult(path, None, "passed over", f"{len(earlier)} earlier output(s) of camseg "
+                                          f"(recorded in {records.RECORDS_NAME}, in {', '.join(folders[:3])}"
+                                          f"{', ...' if len(folders) > 3 else ''}); name the files themselves "
+                                          "to process them again"))
             others = [p for p in files if not _is_photo(p) and not any(
                 part.startswith(".") for part in p.relative_to(path).parts)]
-            if not found:
+            if not found and not earlier:
                 results.append(ItemResult(path, None, "failed", "no JPEG, PNG or TIFF photo in this folder"
                                           + (f" (other files: {_counted(others)})" if others else "")
                                           + f"; camseg reads {_READABLE} files"))
             elif images := [p for p in others if p.suffix.lower() in _OTHER_IMAGE_SUFFIXES]:
                 # Said, not silent: a phone's folder of mostly HEIC photos "succeeded" on its few JPEGs.
-                results.append(ItemResult(path, None, "passed over", f"{len(images)} photo file(s) of a type "
-                                          f"camseg does not read ({_counted(images)}); it reads {_READABLE}: "
-                                          "convert them to JPEG, PNG or TIFF to process them"))
+                results.append(ItemResult(path, None, "passed over", f"{len(images)} photo file(s) of other "
+                                          f"types ({_counted(images)}): camseg searches folders for {_READABLE} "
+                                          "only; name a WebP, BMP or GIF file itself, with --format jpg, to develop "
+                                          "it, and convert HEIC, AVIF or raw files first"))
             candidates.extend((p, p.relative_to(path)) for p in found)
         elif path.is_file():
             if task == "develop" and output_format is None and path.suffix.lower() not in PHOTO_FORMATS:
@@ -352,6 +302,11 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
             results.append(ItemResult(path, None, "passed over", f"the same photo as {str(unique[key][0])!r}: "
                                       "processed once, under that name"))
     candidates, input_set = list(unique.values()), set(unique)
+    # An output folder that a camseg from before records wrote into: its outputs have none.
+    try:
+        before_records = "records" not in json.loads((out_dir / STAMP_NAME).read_text())
+    except (OSError, ValueError, TypeError):
+        before_records = False
     claimed = {}
     todo = []
     for path, rel in candidates:
@@ -371,47 +326,18 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
                                       f"{task} one of them into another --out folder, or rename one"))
             continue
         claimed[key] = path
-        record_path = _record_path(out_dir, out)
         # camseg writes whole files or none (temporary file, then rename): an empty one at the
         # output's name is not its work and is done again.
         if marker.exists() and not (marker.is_file() and marker.stat().st_size == 0):
-            problem = _existing_output_problem(path, out, _read_record(record_path), task)
-            if problem == "finished":
-                if not overwrite:
-                    results.append(ItemResult(path, out, "skipped", "output exists"))
-                    continue
-            elif problem is not None:
-                results.append(ItemResult(path, out, "failed", problem))
+            verdict = records.judge_existing_output(path, out, marker, task, before_records=before_records)
+            if verdict == records.FINISHED and not overwrite:
+                results.append(ItemResult(path, out, "skipped", "output exists"))
                 continue
-        todo.append(BatchItem(path, out, record_path))
+            if verdict not in (records.FINISHED, records.MAKE_AGAIN):
+                results.append(ItemResult(path, out, "failed", verdict))
+                continue
+        todo.append(BatchItem(path, out, recorded=True))
     return todo, results
-
-
-def _existing_output_problem(source: Path, output: Path, record: "dict | None", task: str) -> "str | None":
-    """Whether an existing output may be kept or made again: "finished" (made from this photo),
-    None (made from an earlier version of it: made again), or why it must not be touched."""
-    made = "develop" if task == "develop" else "segmentation"
-    if record is None:
-        # An original photo beside which the output would go (`--format jpg` of IMG_1.png next
-        # to IMG_1.jpg): it was reported as finished, and --overwrite replaced it.
-        return (f"{str(output)!r} exists and camseg has no record of writing it (an original photo?); "
-                "camseg never replaces a file it did not write: choose another --out folder, or move that "
-                "file away")
-    try:
-        stat = source.stat()
-        same_path = record.get("source") == str(source.resolve())
-        if same_path and record.get("size") == stat.st_size and record.get("mtime_ns") == stat.st_mtime_ns:
-            return "finished"  # untouched since: no need to read it (a resumed run of 10 000 photos)
-        fingerprint = source_fingerprint(source)
-    except OSError as exc:
-        return f"cannot read the photo ({exc.strerror or exc})"
-    if record.get("fingerprint") == fingerprint:
-        return "finished"  # (also when the photo was moved, renamed or copied since)
-    if same_path:
-        return None  # edited since: its output is out of date
-    # Another photo of the same name from an earlier run (camera numbers repeat across cards).
-    return (f"{str(output)!r} holds the {made} of another photo of the same name, "
-            f"{record.get('source')!r}, from an earlier run; {task} this one into another --out folder")
 
 
 # ---------------------------------------------------------------------------
@@ -505,11 +431,12 @@ def quiet_decoder_warnings() -> None:
         pass
 
 
-def _init_worker(model_path, threads, parent_pid=None, started=None):
+def _init_worker(model_path, threads, parent_pid=None, started=None, quiet=True):
     """Process-pool initializer: limit threads, reuse freed frames, load the model once for this
     worker; with ``parent_pid``, exit when that process (the batch's) is gone, and leave Ctrl-C
     to it; with ``started`` (a shared counter), count this worker in once the model is loaded
-    (or its loading failed, which each photo then reports)."""
+    (or its loading failed, which each photo then reports). ``quiet``: silence the decoders'
+    warnings (process-wide: not in a caller's own process, ``in_process=True``)."""
     if parent_pid is not None:
         _exit_with(parent_pid)
         # Ctrl-C in a terminal reaches the whole process group: the batch stops handing out
@@ -518,7 +445,8 @@ def _init_worker(model_path, threads, parent_pid=None, started=None):
         import signal
 
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-    quiet_decoder_warnings()
+    if quiet:
+        quiet_decoder_warnings()
     _WORKER["model"] = (str(model_path), threads)
     reuse_freed_memory()
     try:
@@ -571,23 +499,32 @@ def _write_errors_explained(output: Path):
 def _process(item: BatchItem, task: str, settings: DevelopSettings, write_options: dict) -> ItemResult:
     t0 = time.perf_counter()
     try:
+        # Before it is read: a photo changed while it is developed is not recorded as developed.
+        identity = records.photo_identity(item.source) if item.recorded else None
         photo = read_photo(item.source)  # bad files fail here, before the model is needed
         if _WORKER["segmenter"] is None:
             raise RuntimeError(_WORKER["error"] or "the segmentation model is not loaded")
         if task == "develop":
             result = develop(photo, settings, segmenter=_WORKER["segmenter"])
             with _write_errors_explained(item.output):
-                # The record first: killed between the two, the output is not there and is made
-                # again; the other way round an output without its record would look foreign.
-                _write_record(item)
+                # Pending record, output, final record: stopped anywhere between, the output is
+                # not called finished (an earlier one being made again included), and is not
+                # taken for a file camseg did not write.
+                if identity is not None:
+                    records.write_pending(item.output, identity)
                 write_photo(item.output, result.pixels, like=photo, **write_options)
+                if identity is not None:
+                    records.write_final(item.output, identity, item.output)
         else:
             # The Photo, not its pixels: a Display P3 or ProPhoto photo is converted to sRGB's
             # primaries for the model (its own values read as sRGB are duller).
             seg = _WORKER["segmenter"].segment(photo)
             with _write_errors_explained(item.output):
-                _write_record(item)
+                if identity is not None:
+                    records.write_pending(item.output, identity)
                 write_segmentation(item.output, photo, seg)
+                if identity is not None:
+                    records.write_final(item.output, identity, item.output / OVERLAY_NAME)
         notes = list(photo.notes)
         if task == "develop" and photo.alpha is not None and PHOTO_FORMATS.get(item.output.suffix.lower()) == "JPEG":
             notes.append("transparency flattened onto white: JPEG holds none (--format png or tif keeps it)")
@@ -930,7 +867,11 @@ def _run_in_pool(items, workers, task, settings, write_options, model_path, thre
     """
     unfinished, unsubmitted = [], []
     context = _pool_context()
-    started = context.Value("i", 0)  # workers past their model load, counted by _init_worker
+    try:
+        started = context.Value("i", 0)  # workers past their model load, counted by _init_worker
+    except OSError as exc:  # no shared memory or semaphores here (some sandboxes, AWS Lambda)
+        raise OSError(f"cannot start worker processes here ({exc.strerror or exc}); pass in_process=True to "
+                      "process the photos in this process") from exc
     with _thread_env(threads), cf.ProcessPoolExecutor(
             max_workers=workers, mp_context=context, initializer=_init_worker,
             initargs=(model_path, threads, os.getpid(), started)) as pool:
@@ -976,8 +917,10 @@ def _workers_could_not_start(task: str) -> str:
         why = (f"this program was read from {os.path.basename(main)!r}, which a worker process cannot read "
                "again: save it to a file and run that, or pass in_process=True")
     else:
-        why = ("most likely memory ran out while they loaded the segmentation model (about 300 MB each), or "
-               "the model runtime crashed: free memory (close other programs) and run the same command again")
+        why = ("the causes seen: memory running out while they load the segmentation model (about 300 MB "
+               "each: free memory and run the same command again); from Python, a script that calls run_batch "
+               "outside `if __name__ == \"__main__\":` (each worker re-runs the main file: put the call under "
+               "it, or pass in_process=True); the model runtime crashing; the error above, if any, tells which")
     return (f"not {'developed' if task == 'develop' else 'segmented'}: the worker processes died while starting, "
             f"before any photo reached them, twice; {why}")
 
@@ -1115,14 +1058,17 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
     # Remember what produced the outputs, so a resumed run with other settings is flagged:
     # skipped outputs would otherwise silently mix two looks in one folder.
     stamp = {"task": task, "output_format": output_format, "quality": quality, "bit_depth": bit_depth,
-             "settings": settings.to_dict() if task == "develop" else None}
+             "settings": settings.to_dict() if task == "develop" else None,
+             "records": 1}  # outputs here have records (camseg.records); an older camseg's do not
     stamp_path = out_dir / STAMP_NAME
     try:
         previous = json.loads(stamp_path.read_text())
     except (OSError, ValueError):
         previous = None
     skipped = sum(r.status == "skipped" for r in settled)
-    if previous is not None and previous != stamp and skipped and not overwrite:
+    same_settings = isinstance(previous, dict) and {k: v for k, v in previous.items() if k != "records"} == \
+        {k: v for k, v in stamp.items() if k != "records"}
+    if previous is not None and not same_settings and skipped and not overwrite:
         summary.notes.append(f"{skipped} finished output(s) in {str(out_dir)!r} were made with different "
                              "settings and were kept; pass overwrite=True (--overwrite) to redo them")
     if previous != stamp and (previous is None or overwrite or not skipped):
@@ -1160,7 +1106,7 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
         elif in_process or not todo:
             bar = _progress(len(todo), task, progress)
             if todo:
-                _init_worker(model_path, threads)
+                _init_worker(model_path, threads, quiet=False)
             for item in todo:
                 record(_process(item, task, settings, write_options))
         else:
@@ -1178,8 +1124,10 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
             kills_in_a_row = 0  # photos that killed their worker alone, with nothing finished between
             probe = None  # a photo not under suspicion, tried alone before the machine is blamed
             stalled = False
+            start_again = False  # the last pool's workers died while starting: its photos go again
             while remaining or alone:
-                if kills_in_a_row >= _MAX_KILLS_IN_A_ROW:
+                # (Not when the last pool never started: the probe it held has not been tried.)
+                if kills_in_a_row >= _MAX_KILLS_IN_A_ROW and not start_again:
                     if probe is not None and (_photo_pixels(probe) or 0) >= _SMALL_PHOTO_PIXELS:
                         probe = None  # it died, but a big photo may: one more big photo, named
                     if probe is None:
@@ -1200,6 +1148,7 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
                                               "free memory (close other programs) and run the same command "
                                               "again"))
                         break
+                start_again = False
                 finished = len(summary.results)
                 if remaining and not (stalled and alone):
                     unfinished, started = _run_in_pool(remaining, jobs, task, settings, write_options,
@@ -1209,11 +1158,12 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
                         # the photos are reported together (one per worker start would be blamed).
                         start_failures += 1
                         if start_failures < 2:
-                            remaining = unfinished
+                            remaining, start_again = unfinished, True
                             continue
                         for item in unfinished + alone:
                             record(ItemResult(item.source, item.output, "failed", _workers_could_not_start(task)))
                         break
+                    start_failures = 0  # (twice in a row, not twice in a long run)
                     # In a worker's hands: at most `jobs` photos running and `jobs` + 1 queued
                     # for them, the first unfinished ones in the order they were submitted.
                     in_hands = 2 * jobs + 1
@@ -1228,11 +1178,12 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
                     if unfinished and not started:  # as above: the worker died before any photo
                         start_failures += 1
                         if start_failures < 2:
-                            alone = unfinished
+                            alone, start_again = unfinished, True
                             continue
                         for item in unfinished + remaining:
                             record(ItemResult(item.source, item.output, "failed", _workers_could_not_start(task)))
                         break
+                    start_failures = 0
                     lived = len(summary.results) > finished  # photos finished before any kill
                     if unfinished:  # one worker, first in first out: the first unfinished killed it
                         record(_killed_worker_result(unfinished[0], task))

@@ -173,7 +173,7 @@ def main(argv=None) -> int:
     except ImportError as exc:
         print(f"camseg {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OSError) as exc:  # (OSError: worker processes cannot start here)
         print(f"camseg {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

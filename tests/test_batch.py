@@ -34,11 +34,12 @@ def _photos(folder, n, size=(96, 128)):
 
 def _finished(item):
     """Leave ``item``'s output as a finished run does: its record, then the file."""
-    from camseg.batch import _write_record
+    from camseg import records
 
-    _write_record(item)
-    item.output.parent.mkdir(parents=True, exist_ok=True)
+    identity = records.photo_identity(item.source)
+    records.write_pending(item.output, identity)
     item.output.write_bytes(item.source.read_bytes())
+    records.write_final(item.output, identity, item.output)
 
 
 def _digest(paths):
@@ -128,22 +129,125 @@ def test_another_photo_of_the_same_name_from_an_earlier_run_is_not_finished(tmp_
     assert [i.source for i in todo] == [first] and settled == []
 
 
-def test_an_earlier_runs_output_folder_among_the_inputs_is_passed_over(tmp_path):
+def _with_capture_time(path, when):
+    """Re-save the JPEG at ``path`` with EXIF DateTimeOriginal ``when``."""
+    im = Image.open(path)
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x9003] = when
+    im.save(path, exif=exif, quality=90)
+
+
+def test_records_tell_finished_outputs_from_edits_other_photos_and_retouched_outputs(tmp_path):
+    """Review findings: a redo stopped after its record left the old output "finished"; the next
+    card's IMG_0001.JPG at the same mount path replaced the first card's develop silently; a
+    run into a subfolder of the --out found no record; a retouched output was replaced; two
+    scans with the same borders (the same fingerprint) were taken for one photo moved."""
+    from camseg import records
+
+    card = tmp_path / "EOS_DIGITAL"
+    (photo,) = _photos(card, 1)
+    _with_capture_time(photo, "2026:05:01 10:00:00")
+    out = tmp_path / "dev"
+    (item,) = plan_batch([card], out)[0]
+    _finished(item)
+    def status(**kw):  # of the photo in the card's folder
+        todo, settled = plan_batch([photo], out, **kw)
+        return "todo" if todo else [(r.status, r.message) for r in settled]
+
+    assert status() == [("skipped", "output exists")]
+    # A run into a subfolder of the --out: records live beside their outputs.
+    (card / "trip").mkdir()
+    (card / "trip" / "t.jpg").write_bytes(photo.read_bytes())
+    _finished(plan_batch([card], out)[0][0])  # out/trip/t.jpg
+    assert [r.status for r in plan_batch([card / "trip"], out / "trip")[1]] == ["skipped"]
+    # Edited since (the same capture time): made again.
+    Image.open(photo).transpose(Image.FLIP_LEFT_RIGHT).save(photo, exif=Image.open(photo).getexif(), quality=90)
+    assert status() == "todo"
+    # The redo stopped after its pending record (disk full, killed): not finished.
+    records.write_pending(item.output, records.photo_identity(photo))
+    assert status() == "todo"
+    _finished(item)
+    # The next card at the same path: another photo (its own capture time), never replaced.
+    _with_capture_time(photo, "2026:06:02 11:00:00")
+    for overwrite in (False, True):
+        ((state, message),) = status(overwrite=overwrite)
+        assert state == "failed" and "another photo of the same name" in message and "2026:05:01" in message
+    # The output retouched by hand after camseg wrote it: not replaced either.
+    _finished(item)
+    with open(item.output, "ab") as fh:
+        fh.write(b"retouched")
+    ((state, message),) = status(overwrite=True)
+    assert state == "failed" and "was changed after camseg wrote it" in message
+    # Two files with the same fingerprint, both still there: not one photo moved.
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    body = os.urandom(200_000)
+    (tmp_path / "a" / "scan.tif").write_bytes(body)
+    (tmp_path / "b" / "scan.tif").write_bytes(body[:100_000] + bytes(100_000 - 5) + body[-5:])
+    _finished(plan_batch([tmp_path / "a"], tmp_path / "scans")[0][0])
+    ((state, message),) = [(r.status, r.message) for r in plan_batch([tmp_path / "b"], tmp_path / "scans")[1]]
+    assert state == "failed" and "another photo of the same name" in message
+
+
+def test_outputs_of_a_camseg_from_before_records_count_as_finished(tmp_path):
+    """An output folder an older camseg wrote (its stamp has no "records") holds outputs without
+    records: they are finished, as they were then, not files camseg "did not write"."""
+    photos = _photos(tmp_path / "in", 1)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / photos[0].name).write_bytes(photos[0].read_bytes())
+    (tmp_path / "out" / STAMP_NAME).write_text('{"task": "develop"}')
+    assert [r.status for r in plan_batch(photos, tmp_path / "out")[1]] == ["skipped"]
+    (tmp_path / "out" / STAMP_NAME).write_text('{"task": "develop", "records": 1}')
+    assert [r.status for r in plan_batch(photos, tmp_path / "out")[1]] == ["failed"]
+
+
+def test_a_redo_that_fails_after_its_record_leaves_no_finished_output(tmp_path, monkeypatch):
+    """The record was written before the output and said the photo was done: a redo that then
+    failed (disk full) left the old output, called finished on the next run."""
+    import errno
+
+    import camseg.batch as batch
+
+    (photo,) = _photos(tmp_path / "in", 1, size=(96, 128))
+    assert run_batch([photo], tmp_path / "out", in_process=True, progress=False).done == 1
+    Image.open(photo).transpose(Image.FLIP_LEFT_RIGHT).save(photo, quality=90)  # edited
+    real = batch.write_photo
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(batch, "write_photo", full)
+    assert len(run_batch([photo], tmp_path / "out", in_process=True, progress=False).failed) == 1
+    monkeypatch.setattr(batch, "write_photo", real)
+    again = run_batch([photo], tmp_path / "out", in_process=True, progress=False)
+    assert again.done == 1 and again.skipped == 0
+
+
+def test_earlier_outputs_among_the_inputs_are_passed_over(tmp_path):
     """`camseg develop ph --out ph/warm` after `--out ph/dev` developed dev's outputs again (the
     work doubled at every run), and `camseg develop * --out warm` failed originals whose names
-    collided with dev's."""
+    collided with dev's. An output has a record: found in a folder, it is passed over; named as
+    a file itself, it is read. Originals beside outputs (`--out` the input folder) are read."""
     photos = _photos(tmp_path / "ph", 2)
     dev = tmp_path / "ph" / "dev"
     for item in plan_batch([tmp_path / "ph"], dev)[0]:
         _finished(item)
-    (dev / STAMP_NAME).write_text("{}")  # run_batch writes it into every --out folder
     todo, settled = plan_batch([tmp_path / "ph"], tmp_path / "ph" / "warm")
     assert [i.source for i in todo] == photos
-    assert [(r.source, r.status) for r in settled] == [(dev, "passed over")] and "dev" not in str(todo)
+    assert [r.status for r in settled] == ["passed over"] and "2 earlier output(s) of camseg" in settled[0].message
     todo, settled = plan_batch([*photos, dev], tmp_path / "warm")  # the shell's *
     assert [i.source for i in todo] == photos and [r.status for r in settled] == ["passed over"]
-    todo, settled = plan_batch([dev], tmp_path / "again")  # named alone: its photos are read
-    assert [i.source.name for i in todo] == [p.name for p in photos] and settled == []
+    named = sorted(dev.glob("*.jpg"))
+    todo, settled = plan_batch(named, tmp_path / "again")
+    assert [i.source for i in todo] == named and settled == []
+    scans = tmp_path / "scans"
+    (scans).mkdir()
+    for p in photos:
+        Image.open(p).save(scans / (p.stem + ".png"))
+    for item in plan_batch([scans], scans, output_format="jpg")[0]:
+        _finished(item)  # JPEG outputs beside the PNG originals
+    todo, settled = plan_batch([scans], tmp_path / "dev2")
+    assert [i.source.name for i in todo] == ["img_00.png", "img_01.png"]
+    assert [r.status for r in settled] == ["passed over"]
 
 
 def test_a_folder_says_which_photo_files_it_passes_over_and_reads_jfif(tmp_path):
@@ -158,7 +262,7 @@ def test_a_folder_says_which_photo_files_it_passes_over_and_reads_jfif(tmp_path)
     todo, settled = plan_batch([folder], tmp_path / "out")
     assert sorted(i.source.name for i in todo) == ["b.jfif", "img_00.jpg"]
     assert [r.status for r in settled] == ["passed over"]
-    assert "3 photo file(s) of a type camseg does not read (2 .heic, 1 .webp)" in settled[0].message
+    assert "3 photo file(s) of other types (2 .heic, 1 .webp): camseg searches folders for" in settled[0].message
     from camseg.batch import BatchSummary
 
     assert "1 passed over" in str(BatchSummary(results=settled))
@@ -183,16 +287,17 @@ def test_the_out_folder_among_the_inputs_is_passed_over(tmp_path):
     out = tmp_path / "dev"
     for item in plan_batch(photos, out)[0]:
         _finished(item)  # the first run's outputs
-    # Without a run's stamp it is a folder of the user's photos: refused by name, not passed over
-    # (the first version passed a real photo folder over as "earlier outputs", exit 0; review).
     todo, settled = plan_batch([*photos, out], out)
-    assert todo == [] and sum("overwrite an input" in r.message for r in settled) == 4
-    (out / STAMP_NAME).write_text("{}")  # run_batch writes it into every --out folder
+    assert todo == [] and sorted(r.status for r in settled) == ["passed over", "skipped", "skipped"]
+    (out / STAMP_NAME).write_text('{"records": 1}')  # run_batch writes it into every --out folder
     todo, settled = plan_batch([*photos, out], out)
     assert todo == [] and sorted(r.status for r in settled) == ["passed over", "skipped", "skipped"]
     assert any("the --out folder" in r.message for r in settled)
-    todo, settled = plan_batch([out], out)  # alone, it is the user's folder: refused by name
-    assert todo == [] and all("overwrite an input" in r.message for r in settled)
+    # A folder of the user's own photos as --out among the inputs is not passed over (the first
+    # version passed a real photo folder over as "earlier outputs", exit 0; review): refused by name.
+    mine = _photos(tmp_path / "mine", 2)
+    todo, settled = plan_batch([*photos, tmp_path / "mine"], tmp_path / "mine")
+    assert todo == [] and sum("overwrite an input" in r.message for r in settled) == 4 and mine
 
 
 def test_a_photo_with_a_long_name_is_written(tmp_path):
