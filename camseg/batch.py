@@ -81,12 +81,13 @@ class BatchItem:
     """One photo to process and where its result goes (a file, or a folder for ``segment``).
 
     ``recorded``: the output gets a record of its photo (:mod:`camseg.records`), as every
-    output :func:`plan_batch` plans does.
+    output :func:`plan_batch` plans does. ``note``: said with the result (why it is made again).
     """
 
     source: Path
     output: Path
     recorded: bool = False
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -254,7 +255,9 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
             # So are outputs of earlier runs found there (`camseg develop photos --out photos/warm`
             # after `--out photos/dev`): developed again, dev's photos doubled the work at every
             # run, and their names collided with the originals'. Named as files, they are read.
-            earlier = [p for p in found if records.has_record(p)]
+            # (A developed photo has its own record; a segmentation's masks and overlay, their
+            # folder's.)
+            earlier = [p for p in found if records.has_record(p) or records.has_record(p.parent)]
             if earlier:
                 found = [p for p in found if p not in set(earlier)]
                 folders = sorted({str(p.parent) for p in earlier})
@@ -333,8 +336,12 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
             if verdict == records.FINISHED and not overwrite:
                 results.append(ItemResult(path, out, "skipped", "output exists"))
                 continue
-            if verdict not in (records.FINISHED, records.MAKE_AGAIN):
+            if verdict not in (records.FINISHED, records.MAKE_AGAIN, records.EDITED):
                 results.append(ItemResult(path, out, "failed", verdict))
+                continue
+            if verdict == records.EDITED:
+                todo.append(BatchItem(path, out, recorded=True, note="made again: the photo changed since "
+                                      f"{str(out)!r} was made from it"))
                 continue
         todo.append(BatchItem(path, out, recorded=True))
     return todo, results
@@ -496,6 +503,12 @@ def _write_errors_explained(output: Path):
         raise OSError(exc.errno, f"cannot write {str(output)!r}: {exc.strerror}; {fix}") from exc
 
 
+def _made_with(task: str, settings: DevelopSettings, write_options: dict) -> dict:
+    """The settings an output is made with, as its record keeps them (plain data)."""
+    return {"task": task, "settings": settings.to_dict() if task == "develop" else None,
+            "write": dict(write_options) if task == "develop" else None}
+
+
 def _process(item: BatchItem, task: str, settings: DevelopSettings, write_options: dict) -> ItemResult:
     t0 = time.perf_counter()
     try:
@@ -514,7 +527,7 @@ def _process(item: BatchItem, task: str, settings: DevelopSettings, write_option
                     records.write_pending(item.output, identity)
                 write_photo(item.output, result.pixels, like=photo, **write_options)
                 if identity is not None:
-                    records.write_final(item.output, identity, item.output)
+                    records.write_final(item.output, identity, item.output, _made_with(task, settings, write_options))
         else:
             # The Photo, not its pixels: a Display P3 or ProPhoto photo is converted to sRGB's
             # primaries for the model (its own values read as sRGB are duller).
@@ -524,8 +537,9 @@ def _process(item: BatchItem, task: str, settings: DevelopSettings, write_option
                     records.write_pending(item.output, identity)
                 write_segmentation(item.output, photo, seg)
                 if identity is not None:
-                    records.write_final(item.output, identity, item.output / OVERLAY_NAME)
-        notes = list(photo.notes)
+                    records.write_final(item.output, identity, item.output / OVERLAY_NAME,
+                                        _made_with(task, settings, write_options))
+        notes = ([item.note] if item.note else []) + list(photo.notes)
         if task == "develop" and photo.alpha is not None and PHOTO_FORMATS.get(item.output.suffix.lower()) == "JPEG":
             notes.append("transparency flattened onto white: JPEG holds none (--format png or tif keeps it)")
         return ItemResult(item.source, item.output, "done", "; ".join(notes), time.perf_counter() - t0)
@@ -1066,10 +1080,23 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
     except (OSError, ValueError):
         previous = None
     skipped = sum(r.status == "skipped" for r in settled)
-    same_settings = isinstance(previous, dict) and {k: v for k, v in previous.items() if k != "records"} == \
+    write_options = {"quality": quality}
+    if bit_depth is not None:
+        write_options["bit_depth"] = bit_depth
+    # Each finished output's record says what it was made with (the folder's stamp only says
+    # what the last run used: `develop a --style warm`, `develop b --style cool`, then `develop a
+    # b --style cool` kept a's warm outputs without a word); an older camseg's outputs have no
+    # record, and the stamp speaks for them.
+    now = json.loads(json.dumps(_made_with(task, settings, write_options)))
+    same_stamp = isinstance(previous, dict) and {k: v for k, v in previous.items() if k != "records"} == \
         {k: v for k, v in stamp.items() if k != "records"}
-    if previous is not None and not same_settings and skipped and not overwrite:
-        summary.notes.append(f"{skipped} finished output(s) in {str(out_dir)!r} were made with different "
+    differ = 0
+    for r in settled:
+        if r.status == "skipped":
+            made = (records.read(r.output) or {}).get("made_with")
+            differ += (made != now) if made is not None else (previous is not None and not same_stamp)
+    if differ and not overwrite:
+        summary.notes.append(f"{differ} finished output(s) in {str(out_dir)!r} were made with different "
                              "settings and were kept; pass overwrite=True (--overwrite) to redo them")
     if previous != stamp and (previous is None or overwrite or not skipped):
         try:
@@ -1080,9 +1107,6 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
     if on_result is not None:
         for r in settled:
             on_result(r)
-    write_options = {"quality": quality}
-    if bit_depth is not None:
-        write_options["bit_depth"] = bit_depth
     # Worker processes even for one photo left (a resumed run) or one job (a one-core machine,
     # --jobs 1 to save memory): a photo whose worker the system kills is then reported by name,
     # where in this process it killed the command ("Killed", exit status 137), unnamed, at the

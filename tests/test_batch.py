@@ -188,6 +188,56 @@ def test_records_tell_finished_outputs_from_edits_other_photos_and_retouched_out
     assert state == "failed" and "another photo of the same name" in message
 
 
+def test_moved_and_edited_photos_and_mid_file_edits_are_told_apart(tmp_path):
+    """A photo moved and then edited was "another photo" for good; an uncompressed TIFF
+    retouched in its middle (same size, same two ends) was "already finished" (tester)."""
+    from camseg import records
+
+    (photo,) = _photos(tmp_path / "in", 1)
+    _with_capture_time(photo, "2026:05:01 10:00:00")
+    (item,) = plan_batch([photo], tmp_path / "out")[0]
+    _finished(item)
+    moved = tmp_path / "elsewhere" / photo.name
+    moved.parent.mkdir()
+    photo.rename(moved)
+    Image.open(moved).transpose(Image.FLIP_LEFT_RIGHT).save(moved, exif=Image.open(moved).getexif(), quality=90)
+    (again,) = plan_batch([moved], tmp_path / "out")[0]
+    assert again.note.startswith("made again: the photo changed since")
+    _with_capture_time(moved, "2026:07:07 07:07:07")  # another photo after all
+    assert [r.status for r in plan_batch([moved], tmp_path / "out")[1]] == ["failed"]
+    scan = tmp_path / "scans" / "scan.tif"
+    scan.parent.mkdir()
+    body = np.zeros((300, 400, 3), np.uint8)
+    Image.fromarray(body).save(scan)  # uncompressed
+    (item,) = plan_batch([scan], tmp_path / "scanned")[0]
+    _finished(item)
+    body[140:160, 190:210] = 255  # retouched in the middle: the same size and the same ends
+    Image.fromarray(body).save(scan)
+    (again,) = plan_batch([scan], tmp_path / "scanned")[0]
+    assert again.note.startswith("made again") and records.read(item.output) is not None
+
+
+def test_finished_outputs_made_with_other_settings_are_counted_from_their_records(tmp_path):
+    """The folder's stamp only knew the last run's settings: `develop a --style warm`, `develop b
+    --style cool`, then `develop a b --style cool` kept a's warm output without a word."""
+    from camseg import records
+    from camseg.batch import _made_with
+    from camseg.pipeline import DevelopSettings
+
+    photos = _photos(tmp_path / "in", 2)
+    out = tmp_path / "out"
+    for item, style in zip(plan_batch(photos, out)[0], ("warm", "cool")):
+        identity = records.photo_identity(item.source)
+        item.output.parent.mkdir(parents=True, exist_ok=True)
+        item.output.write_bytes(item.source.read_bytes())
+        records.write_final(item.output, identity, item.output,
+                            _made_with("develop", DevelopSettings(style=style), {"quality": 95}))
+    summary = run_batch(photos, out, settings=DevelopSettings(style="cool"), progress=False)
+    assert summary.skipped == 2 and len(summary.notes) == 1 and summary.notes[0].startswith("1 finished output(s)")
+    summary = run_batch(photos, out, settings=DevelopSettings(style="warm"), progress=False)
+    assert summary.notes[0].startswith("1 finished output(s)")
+
+
 def test_outputs_of_a_camseg_from_before_records_count_as_finished(tmp_path):
     """An output folder an older camseg wrote (its stamp has no "records") holds outputs without
     records: they are finished, as they were then, not files camseg "did not write"."""
@@ -248,6 +298,17 @@ def test_earlier_outputs_among_the_inputs_are_passed_over(tmp_path):
     todo, settled = plan_batch([scans], tmp_path / "dev2")
     assert [i.source.name for i in todo] == ["img_00.png", "img_01.png"]
     assert [r.status for r in settled] == ["passed over"]
+    # A segmentation's masks and overlay (in a folder whose record is its parent's).
+    masks = tmp_path / "ph" / "masks"
+    from camseg import records
+
+    for item in plan_batch([tmp_path / "ph"], masks, task="segment")[0]:
+        item.output.mkdir(parents=True)
+        for name in ("sky.png", OVERLAY_NAME):
+            (item.output / name).write_bytes(item.source.read_bytes())
+        records.write_final(item.output, records.photo_identity(item.source), item.output / OVERLAY_NAME)
+    todo, settled = plan_batch([tmp_path / "ph"], tmp_path / "dev3")
+    assert [i.source for i in todo] == photos
 
 
 def test_a_folder_says_which_photo_files_it_passes_over_and_reads_jfif(tmp_path):
