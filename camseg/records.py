@@ -87,9 +87,10 @@ def _capture(path: Path) -> "str | None":
             exif = im.getexif().get_ifd(_EXIF_IFD)
     except Exception:  # noqa: BLE001 - no EXIF to read: the capture time is unknown
         return None
-    parts = [str(exif.get(tag, "")).strip("\x00 ") for tag in
-             (_EXIF_DATETIME_ORIGINAL, _EXIF_SUBSEC_ORIGINAL, _EXIF_IMAGE_UNIQUE_ID)]
-    return "|".join(parts) if any(parts) else None
+    when, subsec, unique = (str(exif.get(tag, "")).strip("\x00 ") for tag in
+                            (_EXIF_DATETIME_ORIGINAL, _EXIF_SUBSEC_ORIGINAL, _EXIF_IMAGE_UNIQUE_ID))
+    text = when + (f".{subsec}" if subsec else "") + (f" (id {unique})" if unique else "")
+    return text.strip() or None
 
 
 def _identity(path: Path, *, capture: bool) -> dict:
@@ -141,9 +142,11 @@ def _unchanged(path: Path, known: dict) -> bool:
     return stat.st_mtime_ns == known.get("mtime_ns") or fingerprint(path) == known.get("fingerprint")
 
 
-def judge_existing_output(photo: Path, output: Path, marker: Path, task: str, *, before_records: bool = False) -> str:
+def judge_existing_output(photo: Path, output: Path, marker: Path, task: str, *,
+                          before_records: bool = False) -> str:
     """What a run may do with an output that exists: :data:`FINISHED` (skip it, or redo it with
-    overwrite), :data:`MAKE_AGAIN`, or why it must not be touched (a message naming the fix).
+    overwrite), :data:`MAKE_AGAIN` (not known to be whole), :data:`EDITED` (made from an earlier
+    version of this photo: made again), or why it must not be touched (a message naming the fix).
 
     ``marker`` is the output file, or a ``segment`` folder's overlay. ``before_records``: the
     output folder was written by a camseg from before records, whose outputs have none: one
