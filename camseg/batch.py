@@ -1174,20 +1174,29 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
                         break
                 start_again = False
                 finished = len(summary.results)
-                if remaining and not (stalled and alone):
+                in_shared_pool = bool(remaining) and not (stalled and alone)
+                if in_shared_pool:
                     unfinished, started = _run_in_pool(remaining, jobs, task, settings, write_options,
                                                        model_path, threads, record, start_bar)
-                    if unfinished and not started:
-                        # No worker got as far as the model: no photo is at fault. Once more, then
-                        # the photos are reported together (one per worker start would be blamed).
-                        start_failures += 1
-                        if start_failures < 2:
-                            remaining, start_again = unfinished, True
-                            continue
-                        for item in unfinished + alone:
-                            record(ItemResult(item.source, item.output, "failed", _workers_could_not_start(task)))
-                        break
-                    start_failures = 0  # (twice in a row, not twice in a long run)
+                else:
+                    unfinished, started = _run_in_pool(alone, 1, task, settings, write_options, model_path,
+                                                       cpus, record, start_bar)
+                if unfinished and not started:
+                    # No worker got as far as the model: no photo is at fault. Once more, then the
+                    # photos are reported together (one per worker start would be blamed).
+                    start_failures += 1
+                    if start_failures < 2:
+                        if in_shared_pool:
+                            remaining = unfinished
+                        else:
+                            alone = unfinished
+                        start_again = True
+                        continue
+                    for item in unfinished + (alone if in_shared_pool else remaining):
+                        record(ItemResult(item.source, item.output, "failed", _workers_could_not_start(task)))
+                    break
+                start_failures = 0  # (twice in a row, not twice in a long run)
+                if in_shared_pool:
                     # In a worker's hands: at most `jobs` photos running and `jobs` + 1 queued
                     # for them, the first unfinished ones in the order they were submitted.
                     in_hands = 2 * jobs + 1
@@ -1197,17 +1206,6 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
                     if not stalled:
                         kills_in_a_row, probe = 0, None
                 else:
-                    unfinished, started = _run_in_pool(alone, 1, task, settings, write_options, model_path,
-                                                       cpus, record, start_bar)
-                    if unfinished and not started:  # as above: the worker died before any photo
-                        start_failures += 1
-                        if start_failures < 2:
-                            alone, start_again = unfinished, True
-                            continue
-                        for item in unfinished + remaining:
-                            record(ItemResult(item.source, item.output, "failed", _workers_could_not_start(task)))
-                        break
-                    start_failures = 0
                     lived = len(summary.results) > finished  # photos finished before any kill
                     if unfinished:  # one worker, first in first out: the first unfinished killed it
                         record(_killed_worker_result(unfinished[0], task))
