@@ -441,8 +441,8 @@ def quiet_decoder_warnings() -> None:
 def _init_worker(model_path, threads, parent_pid=None, started=None, quiet=True):
     """Process-pool initializer: limit threads, reuse freed frames, load the model once for this
     worker; with ``parent_pid``, exit when that process (the batch's) is gone, and leave Ctrl-C
-    to it; with ``started`` (a shared counter), count this worker in once the model is loaded
-    (or its loading failed, which each photo then reports). ``quiet``: silence the decoders'
+    to it; with ``started`` (a shared flag), say that a worker got past its model load (loaded,
+    or failed to load, which each photo then reports). ``quiet``: silence the decoders'
     warnings (process-wide: not in a caller's own process, ``in_process=True``)."""
     if parent_pid is not None:
         _exit_with(parent_pid)
@@ -471,8 +471,7 @@ def _init_worker(model_path, threads, parent_pid=None, started=None, quiet=True)
         _WORKER["segmenter"] = None
         _WORKER["error"] = f"cannot load the segmentation model: {type(exc).__name__}: {exc}"
     if started is not None:
-        with started.get_lock():
-            started.value += 1
+        started.value = 1
 
 
 def _process_on_dask_worker(item: BatchItem, task: str, settings: DevelopSettings, write_options: dict,
@@ -882,7 +881,10 @@ def _run_in_pool(items, workers, task, settings, write_options, model_path, thre
     unfinished, unsubmitted = [], []
     context = _pool_context()
     try:
-        started = context.Value("i", 0)  # workers past their model load, counted by _init_worker
+        # Whether any worker got past its model load (set by _init_worker). A raw value: no lock
+        # (a named semaphore, reported "leaked" by Python's resource tracker whenever the
+        # command is killed), and none needed: workers only ever set it to 1.
+        started = context.RawValue("i", 0)
     except OSError as exc:  # no shared memory or semaphores here (some sandboxes, AWS Lambda)
         raise OSError(f"cannot start worker processes here ({exc.strerror or exc}); pass in_process=True to "
                       "process the photos in this process") from exc

@@ -140,6 +140,11 @@ def main(argv=None) -> int:
     from camseg.batch import quiet_decoder_warnings, run_batch
 
     quiet_decoder_warnings()
+    # Killed (kill -9, the OOM killer), the command leaves its worker pool's semaphores to
+    # Python's resource tracker, which removes them and warns "There appear to be 5 leaked
+    # semaphore objects": alarming noise after a kill the batch is made to survive. The tracker
+    # process is started with this process's warning options, read when it starts.
+    sys.warnoptions.append("ignore:resource_tracker:UserWarning")
     from camseg.pipeline import available_portrait_effects, available_styles
 
     if args.command == "develop" and args.list:
