@@ -231,15 +231,9 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
         # "/") developed every photo under the current folder (or tried the whole disk).
         inputs = [inputs]
     inputs = [Path(os.fsdecode(raw)) for raw in inputs]
-    # The --out folder itself among other inputs, holding an earlier run's stamp, holds this
-    # command's outputs: `camseg develop * --out dev`, run again, finds dev among its inputs,
-    # and failed every photo as "would overwrite an input". (Without the stamp, or alone, it is
-    # the user's folder, and its photos are checked against their outputs one by one below.)
-    is_out = [p.is_dir() and _resolved(p) == out_abs and (p / STAMP_NAME).is_file() for p in inputs]
-    if any(is_out) and not all(is_out):
-        results.extend(ItemResult(p, None, "passed over", "the --out folder: its photos are earlier outputs")
-                       for p, out in zip(inputs, is_out) if out)
-        inputs = [p for p, out in zip(inputs, is_out) if not out]
+    # (The --out folder among the inputs, `camseg develop * --out dev` run again, needs no rule
+    # of its own: its outputs have records, and are passed over below one by one; new photos
+    # put there are read.)
     for path in inputs:
         if path.is_dir():
             # An --out folder inside this one holds earlier outputs, not photos to develop. (An
@@ -257,7 +251,7 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
             # run, and their names collided with the originals'. Named as files, they are read.
             # (A developed photo has its own record; a segmentation's masks and overlay, their
             # folder's.)
-            earlier = [p for p in found if records.has_record(p) or records.has_record(p.parent)]
+            earlier = [p for p in found if records.has_record(p) or records.has_record(p.parent, "segment")]
             if earlier:
                 found = [p for p in found if p not in set(earlier)]
                 folders = sorted({str(p.parent) for p in earlier})
@@ -305,46 +299,73 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
             results.append(ItemResult(path, None, "passed over", f"the same photo as {str(unique[key][0])!r}: "
                                       "processed once, under that name"))
     candidates, input_set = list(unique.values()), set(unique)
-    # An output folder that a camseg from before records wrote into: its outputs have none.
+    # An output folder that a camseg from before records wrote into: its outputs have none (the
+    # stamp says so from then on, rewritten or not).
     try:
-        before_records = "records" not in json.loads((out_dir / STAMP_NAME).read_text())
-    except (OSError, ValueError, TypeError):
+        stamp = json.loads((out_dir / STAMP_NAME).read_text())
+        before_records = "records" not in stamp or bool(stamp.get("older_outputs"))
+    except (OSError, ValueError, TypeError, AttributeError):
         before_records = False
     claimed = {}
     todo = []
     for path, rel in candidates:
         if task == "develop":
             out = out_dir / (rel.with_suffix("." + output_format) if output_format else rel)
-            marker = out
         else:
             out = out_dir / rel.parent / rel.stem
-            marker = out / OVERLAY_NAME
         key = out.resolve()
         if key in input_set or (task == "segment" and any(key in i.parents for i in input_set)):
             results.append(ItemResult(path, out, "failed", "output would overwrite an input photo; "
                                       "choose another --out folder"))
             continue
-        if key in claimed:
-            results.append(ItemResult(path, out, "failed", f"output name collides with {str(claimed[key])!r}; "
-                                      f"{task} one of them into another --out folder, or rename one"))
+        # Names that differ only in case (IMG_1.JPG, img_1.jpg) are one file on macOS and
+        # Windows disks and on memory cards: the second photo would replace the first.
+        if str(key).casefold() in claimed:
+            results.append(ItemResult(path, out, "failed", "output name collides with "
+                                      f"{str(claimed[str(key).casefold()])!r} (on disks that ignore case, "
+                                      f"one file); {task} one of them into another --out folder, or rename one"))
             continue
-        claimed[key] = path
+        claimed[str(key).casefold()] = path
+        try:
+            verdict = _existing_output_verdict(path, out, task, before_records)
+        except OSError as exc:  # an output folder that cannot be looked into
+            verdict = f"cannot look at {str(out)!r} ({exc.strerror or exc}); check the --out folder's permissions"
+        if verdict is None or verdict == records.MAKE_AGAIN:
+            todo.append(BatchItem(path, out, recorded=True))
+        elif verdict in (records.FINISHED, records.OLDER) and not overwrite:
+            results.append(ItemResult(path, out, "skipped", "output exists"))
+        elif verdict == records.FINISHED:
+            todo.append(BatchItem(path, out, recorded=True))
+        elif verdict == records.OLDER:
+            results.append(ItemResult(path, out, "failed", f"{str(out)!r} was made by a camseg from before "
+                                      "output records, and has none: camseg does not replace it; delete it to "
+                                      "make it again"))
+        elif verdict in (records.EDITED, records.EDITED_UNSURE):
+            unsure = (" (it has no EXIF capture time to tell an edit from another photo of the same name: if "
+                      "it is another, its earlier output is replaced)") if verdict == records.EDITED_UNSURE else ""
+            todo.append(BatchItem(path, out, recorded=True, note=f"made again: the photo changed since "
+                                  f"{str(out)!r} was made from it{unsure}"))
+        else:
+            results.append(ItemResult(path, out, "failed", verdict))
+    return todo, results
+
+
+def _existing_output_verdict(photo: Path, out: Path, task: str, before_records: bool) -> "str | None":
+    """None when there is no output yet at ``out``, else :func:`camseg.records.judge_existing_output`'s
+    verdict (or why a ``segment`` output cannot go there)."""
+    if task == "develop":
         # camseg writes whole files or none (temporary file, then rename): an empty one at the
         # output's name is not its work and is done again.
-        if marker.exists() and not (marker.is_file() and marker.stat().st_size == 0):
-            verdict = records.judge_existing_output(path, out, marker, task, before_records=before_records)
-            if verdict == records.FINISHED and not overwrite:
-                results.append(ItemResult(path, out, "skipped", "output exists"))
-                continue
-            if verdict not in (records.FINISHED, records.MAKE_AGAIN, records.EDITED):
-                results.append(ItemResult(path, out, "failed", verdict))
-                continue
-            if verdict == records.EDITED:
-                todo.append(BatchItem(path, out, recorded=True, note="made again: the photo changed since "
-                                      f"{str(out)!r} was made from it"))
-                continue
-        todo.append(BatchItem(path, out, recorded=True))
-    return todo, results
+        if not out.exists() or (out.is_file() and out.stat().st_size == 0):
+            return None
+    else:
+        if out.exists() and not out.is_dir():
+            return f"{str(out)!r} is a file, where the segmentation's folder would go; choose another --out folder"
+        # A folder of the user's own named like the photo: judged like any existing output (the
+        # masks written into it replaced and removed the user's sky.png, person_01.png).
+        if not out.is_dir() or not any(p for p in out.iterdir() if not p.name.startswith(".")):
+            return None
+    return records.judge_existing_output(photo, out, task, before_records=before_records)
 
 
 # ---------------------------------------------------------------------------
@@ -523,21 +544,22 @@ def _process(item: BatchItem, task: str, settings: DevelopSettings, write_option
                 # not called finished (an earlier one being made again included), and is not
                 # taken for a file camseg did not write.
                 if identity is not None:
-                    records.write_pending(item.output, identity)
+                    records.write_pending(item.output, identity, task)
                 write_photo(item.output, result.pixels, like=photo, **write_options)
                 if identity is not None:
-                    records.write_final(item.output, identity, item.output, _made_with(task, settings, write_options))
+                    records.write_final(item.output, identity, [item.output], _made_with(task, settings, write_options),
+                                        task)
         else:
             # The Photo, not its pixels: a Display P3 or ProPhoto photo is converted to sRGB's
             # primaries for the model (its own values read as sRGB are duller).
             seg = _WORKER["segmenter"].segment(photo)
             with _write_errors_explained(item.output):
                 if identity is not None:
-                    records.write_pending(item.output, identity)
-                write_segmentation(item.output, photo, seg)
+                    records.write_pending(item.output, identity, task)
+                written = write_segmentation(item.output, photo, seg)
                 if identity is not None:
-                    records.write_final(item.output, identity, item.output / OVERLAY_NAME,
-                                        _made_with(task, settings, write_options))
+                    records.write_final(item.output, identity, written, _made_with(task, settings, write_options),
+                                        task)
         notes = ([item.note] if item.note else []) + list(photo.notes)
         if task == "develop" and photo.alpha is not None and PHOTO_FORMATS.get(item.output.suffix.lower()) == "JPEG":
             notes.append("transparency flattened onto white: JPEG holds none (--format png or tif keeps it)")
@@ -1081,6 +1103,8 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
         previous = json.loads(stamp_path.read_text())
     except (OSError, ValueError):
         previous = None
+    if isinstance(previous, dict) and ("records" not in previous or previous.get("older_outputs")):
+        stamp["older_outputs"] = True  # outputs without records stay theirs once the stamp is rewritten
     skipped = sum(r.status == "skipped" for r in settled)
     write_options = {"quality": quality}
     if bit_depth is not None:
@@ -1090,12 +1114,12 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
     # b --style cool` kept a's warm outputs without a word); an older camseg's outputs have no
     # record, and the stamp speaks for them.
     now = json.loads(json.dumps(_made_with(task, settings, write_options)))
-    same_stamp = isinstance(previous, dict) and {k: v for k, v in previous.items() if k != "records"} == \
-        {k: v for k, v in stamp.items() if k != "records"}
+    settings_only = lambda d: {k: v for k, v in d.items() if k not in ("records", "older_outputs")}  # noqa: E731
+    same_stamp = isinstance(previous, dict) and settings_only(previous) == settings_only(stamp)
     differ = 0
     for r in settled:
         if r.status == "skipped":
-            made = (records.read(r.output) or {}).get("made_with")
+            made = (records.read(r.output, task)[0] or {}).get("made_with")
             differ += (made != now) if made is not None else (previous is not None and not same_stamp)
     if differ and not overwrite:
         summary.notes.append(f"{differ} finished output(s) in {str(out_dir)!r} were made with different "

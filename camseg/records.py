@@ -7,8 +7,12 @@ follows the file system's rules for names: on a case-insensitive disk ``IMG_1.JP
 
 1. **pending**, just before the output is written: the photo's identity (path, size,
    modification time, fingerprint, capture time);
-2. **final**, once the output is in place: the output's identity too (size, modification time,
-   fingerprint).
+2. **final**, once the output is in place: the identity (size, modification time,
+   fingerprint) of every file written -- the developed photo, or a segmentation's masks and
+   overlay -- and the settings used.
+
+A developed photo's record is ``<name>.json``, a segmentation folder's ``<name>.segment.json``
+(a photo ``a.jpg.png`` segmented into the folder ``a.jpg`` must not share ``a.jpg``'s record).
 
 A later run then tells apart (:func:`judge_existing_output`):
 
@@ -41,14 +45,16 @@ from pathlib import Path
 from camseg.io import _atomic_write
 
 __all__ = ["RECORDS_NAME", "record_path", "has_record", "photo_identity", "write_pending", "write_final",
-           "read", "judge_existing_output", "FINISHED", "MAKE_AGAIN", "EDITED"]
+           "read", "judge_existing_output", "FINISHED", "MAKE_AGAIN", "EDITED", "EDITED_UNSURE", "OLDER"]
 
 #: Hidden folder, beside the outputs, that holds their records.
 RECORDS_NAME = ".camseg-outputs"
 
 #: Verdicts of :func:`judge_existing_output` other than a reason not to touch the output:
-#: finished; not known to be whole (made again); made from an earlier version of the photo.
-FINISHED, MAKE_AGAIN, EDITED = "finished", "make again", "edited"
+#: finished; not known to be whole (made again); made from an earlier version of the photo (with
+#: or without a capture time that says so); an output of a camseg from before records (kept,
+#: never replaced).
+FINISHED, MAKE_AGAIN, EDITED, EDITED_UNSURE, OLDER = "finished", "make again", "edited", "edited?", "older"
 
 _CHUNK = 1 << 20  # bytes read at a time for the fingerprint
 _NAME_BYTES = 200  # record names longer than this are hashed (file names end at 255 bytes)
@@ -56,17 +62,21 @@ _EXIF_DATETIME_ORIGINAL, _EXIF_SUBSEC_ORIGINAL, _EXIF_IMAGE_UNIQUE_ID = 0x9003, 
 _EXIF_IFD = 0x8769
 
 
-def record_path(output: Path) -> Path:
-    """Where the record of ``output`` (a file, or a ``segment`` folder) is kept."""
+def record_path(output: Path, task: str = "develop") -> Path:
+    """Where the record of ``output`` (a developed file, or a ``segment`` folder) is kept."""
     name = output.name
     if len(os.fsencode(name)) > _NAME_BYTES:
         name = hashlib.sha1(os.fsencode(name)).hexdigest()
-    return output.parent / RECORDS_NAME / (name + ".json")
+    return output.parent / RECORDS_NAME / (name + (".json" if task == "develop" else ".segment.json"))
 
 
-def has_record(path: Path) -> bool:
-    """Whether ``path`` is an output some camseg batch wrote (its record is there)."""
-    return record_path(path).is_file()
+def has_record(path: Path, task: str = "develop") -> bool:
+    """Whether ``path`` is an output some camseg batch wrote (a record of it is there; one that
+    cannot even be looked up counts as none)."""
+    try:
+        return record_path(path, task).is_file()
+    except OSError:
+        return False
 
 
 def fingerprint(path: Path) -> str:
@@ -93,72 +103,87 @@ def _capture(path: Path) -> "str | None":
     return text.strip() or None
 
 
-def _identity(path: Path, *, capture: bool) -> dict:
+def _identity(path: Path) -> dict:
     stat = path.stat()
-    out = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "fingerprint": fingerprint(path)}
-    if capture:
-        out["capture"] = _capture(path)
-    return out
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "fingerprint": fingerprint(path)}
 
 
 def photo_identity(photo: Path) -> dict:
     """What a record says of the photo: taken before the photo is read, so that a photo changed
     while it was being developed is not recorded as the version developed."""
-    return {"source": str(photo.resolve()), **_identity(photo, capture=True)}
+    return {"source": str(photo.resolve()), **_identity(photo), "capture": _capture(photo)}
 
 
-def _write(output: Path, record: dict) -> None:
-    _atomic_write(record_path(output), lambda fh: fh.write(json.dumps(record, indent=1).encode()))
+def _write(output: Path, task: str, record: dict) -> None:
+    _atomic_write(record_path(output, task), lambda fh: fh.write(json.dumps(record, indent=1).encode()))
 
 
-def write_pending(output: Path, photo: dict) -> None:
+def write_pending(output: Path, photo: dict, task: str = "develop") -> None:
     """Before the output is written: the photo (:func:`photo_identity`), no output yet."""
-    _write(output, {"photo": photo})
+    _write(output, task, {"photo": photo})
 
 
-def write_final(output: Path, photo: dict, marker: Path, made_with: "dict | None" = None) -> None:
-    """Once the output is in place: ``marker`` is the file whose identity stands for it (the
-    output itself, or a ``segment`` folder's overlay, written last); ``made_with``, the settings
-    it was made with (plain data), so a later run can say which finished outputs differ."""
-    _write(output, {"photo": photo, "output": _identity(marker, capture=False), "made_with": made_with})
+def write_final(output: Path, photo: dict, files: list, made_with: "dict | None" = None,
+                task: str = "develop") -> None:
+    """Once the output is in place: ``files`` are all the files written (the developed photo, or
+    a segmentation's masks and overlay); ``made_with``, the settings used (plain data), so a
+    later run can say which finished outputs differ."""
+    written = {os.path.relpath(f, output.parent): _identity(Path(f)) for f in files}
+    _write(output, task, {"photo": photo, "files": written, "made_with": made_with})
 
 
-def read(output: Path) -> "dict | None":
-    """The record of ``output``; None when there is none (or it cannot be read)."""
+def _is_identity(x, keys=("size", "mtime_ns", "fingerprint")) -> bool:
+    return isinstance(x, dict) and isinstance(x.get("size"), int) and isinstance(x.get("mtime_ns"), int) \
+        and isinstance(x.get("fingerprint"), str)
+
+
+def read(output: Path, task: str = "develop") -> "tuple[dict | None, str | None]":
+    """``(record, None)``; ``(None, None)`` when there is no record; ``(None, why)`` when there
+    is one that cannot be read or is not a record."""
+    path = record_path(output, task)
     try:
-        record = json.loads(record_path(output).read_text())
-    except (OSError, ValueError):
-        return None
-    ok = isinstance(record, dict) and isinstance(record.get("photo"), dict) and "source" in record["photo"]
-    return record if ok else None
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None, None
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        return None, getattr(exc, "strerror", None) or str(exc)
+    photo = record.get("photo") if isinstance(record, dict) else None
+    files = record.get("files", {}) if isinstance(record, dict) else None
+    if not (_is_identity(photo) and isinstance(photo.get("source"), str) and isinstance(files, dict)
+            and all(isinstance(k, str) and _is_identity(v) for k, v in files.items())):
+        return None, "not a camseg record"
+    return record, None
 
 
 def _unchanged(path: Path, known: dict) -> bool:
     """Whether the file is the one ``known`` describes: same size and time, or same fingerprint
     (copied, or touched)."""
     stat = path.stat()
-    if stat.st_size != known.get("size"):
+    if stat.st_size != known["size"]:
         return False
-    return stat.st_mtime_ns == known.get("mtime_ns") or fingerprint(path) == known.get("fingerprint")
+    return stat.st_mtime_ns == known["mtime_ns"] or fingerprint(path) == known["fingerprint"]
 
 
-def judge_existing_output(photo: Path, output: Path, marker: Path, task: str, *,
-                          before_records: bool = False) -> str:
-    """What a run may do with an output that exists: :data:`FINISHED` (skip it, or redo it with
-    overwrite), :data:`MAKE_AGAIN` (not known to be whole), :data:`EDITED` (made from an earlier
-    version of this photo: made again), or why it must not be touched (a message naming the fix).
-
-    ``marker`` is the output file, or a ``segment`` folder's overlay. ``before_records``: the
-    output folder was written by a camseg from before records, whose outputs have none: one
-    without a record counts as finished, as it did then.
+def judge_existing_output(photo: Path, output: Path, task: str, *, before_records: bool = False) -> str:
+    """What a run may do with an output that exists (a developed file, or a non-empty
+    ``segment`` folder): :data:`FINISHED` (skip it, or redo it with overwrite),
+    :data:`MAKE_AGAIN` (not known to be whole), :data:`EDITED` / :data:`EDITED_UNSURE` (made
+    from an earlier version of this photo; unsure when no capture time tells an edit from
+    another photo), :data:`OLDER` (``before_records``: an output folder of a camseg from before
+    records, whose outputs have none: kept, never replaced), or why it must not be touched (a
+    message naming the fix).
     """
     made = "develop" if task == "develop" else "segmentation"
-    record = read(output)
+    record, unreadable = read(output, task)
+    if unreadable is not None:
+        return (f"{str(output)!r} has a record in {RECORDS_NAME} that cannot be read ({unreadable}); camseg does "
+                "not replace it: delete the output and its record to make it again")
     if record is None and before_records:
-        return FINISHED
+        return OLDER
     if record is None:
         # An original photo beside which the output would go (`--format jpg` of IMG_1.png next to
-        # IMG_1.jpg): it was called finished, and --overwrite replaced it.
+        # IMG_1.jpg; a folder of the user's own named like a photo, for segment): it was called
+        # finished, and --overwrite replaced it.
         return (f"{str(output)!r} exists and camseg has no record of writing it (an original photo?); camseg "
                 "never replaces a file it did not write: choose another --out folder, or move that file away "
                 f"(if camseg made it and its record in {RECORDS_NAME} was lost, delete it to make it again)")
@@ -172,24 +197,30 @@ def judge_existing_output(photo: Path, output: Path, marker: Path, task: str, *,
                 # next card at the same mount point) has its own. Without one, taken for an edit
                 # (and said so).
                 before, now = known.get("capture"), _capture(photo)
-                this_photo = "edited" if before is None or now is None or before == now else False
+                this_photo = ("edited?" if before is None or now is None else
+                              "edited" if before == now else False)
+        elif fingerprint(photo) == known["fingerprint"]:
+            this_photo = True  # moved, renamed or copied since
         elif Path(known["source"]).exists():
             this_photo = False  # the photo it was made from is still there: this is another one
-        elif fingerprint(photo) == known.get("fingerprint"):
-            this_photo = True  # moved or renamed since
         else:  # moved and edited (the same capture time), or another photo
             before, now = known.get("capture"), _capture(photo)
             this_photo = "edited" if before is not None and before == now else False
-        output_whole = "output" in record and _unchanged(marker, record["output"])
+        if this_photo is not False and "files" in record:
+            files = [(output.parent / name, ident) for name, ident in record["files"].items()]
+            missing = any(not f.exists() for f, _ in files)
+            changed = [f.name for f, ident in files if f.exists() and not _unchanged(f, ident)]
     except OSError as exc:
         return f"cannot read the photo or its output ({exc.strerror or exc})"
     if this_photo is False:
         return (f"{str(output)!r} holds the {made} of another photo of the same name, {known['source']!r} "
                 f"(taken {known.get('capture') or 'at a time not recorded'}), from an earlier run; {task} this "
                 "one into another --out folder, or delete that output to replace it")
-    if "output" not in record:
+    if "files" not in record:
         return MAKE_AGAIN  # a run stopped while writing it: not known to be whole
-    if not output_whole:
-        return (f"{str(output)!r} was changed after camseg wrote it (retouched?); camseg does not replace it: "
-                "move it away to make it again")
-    return EDITED if this_photo == "edited" else FINISHED
+    if changed:
+        return (f"{str(output)!r} was changed after camseg wrote it ({', '.join(changed[:3])} retouched?); camseg "
+                "does not replace it: move it away to make it again")
+    if missing:
+        return MAKE_AGAIN  # files of it deleted since: nothing of the user's to lose
+    return {"edited": EDITED, "edited?": EDITED_UNSURE}.get(this_photo, FINISHED)

@@ -39,7 +39,7 @@ def _finished(item):
     identity = records.photo_identity(item.source)
     records.write_pending(item.output, identity)
     item.output.write_bytes(item.source.read_bytes())
-    records.write_final(item.output, identity, item.output)
+    records.write_final(item.output, identity, [item.output])
 
 
 def _digest(paths):
@@ -214,7 +214,7 @@ def test_moved_and_edited_photos_and_mid_file_edits_are_told_apart(tmp_path):
     body[140:160, 190:210] = 255  # retouched in the middle: the same size and the same ends
     Image.fromarray(body).save(scan)
     (again,) = plan_batch([scan], tmp_path / "scanned")[0]
-    assert again.note.startswith("made again") and records.read(item.output) is not None
+    assert again.note.startswith("made again") and records.read(item.output)[0] is not None
 
 
 def test_finished_outputs_made_with_other_settings_are_counted_from_their_records(tmp_path):
@@ -230,12 +230,74 @@ def test_finished_outputs_made_with_other_settings_are_counted_from_their_record
         identity = records.photo_identity(item.source)
         item.output.parent.mkdir(parents=True, exist_ok=True)
         item.output.write_bytes(item.source.read_bytes())
-        records.write_final(item.output, identity, item.output,
+        records.write_final(item.output, identity, [item.output],
                             _made_with("develop", DevelopSettings(style=style), {"quality": 95}))
     summary = run_batch(photos, out, settings=DevelopSettings(style="cool"), progress=False)
     assert summary.skipped == 2 and len(summary.notes) == 1 and summary.notes[0].startswith("1 finished output(s)")
     summary = run_batch(photos, out, settings=DevelopSettings(style="warm"), progress=False)
     assert summary.notes[0].startswith("1 finished output(s)")
+
+
+def test_records_review_findings(tmp_path):
+    """Second review: names that differ only in case were two outputs (one file on macOS and
+    Windows disks); `segment` wrote into a folder of the user's own named like the photo and
+    removed their person_01.png; a hand-fixed mask was replaced with --overwrite; a byte-identical
+    copy of a photo was "another photo"; an unreadable record stopped the whole batch; a
+    segmentation folder `a.jpg` (of `a.jpg.png`) shared the developed `a.jpg`'s record."""
+    from camseg import records
+
+    (upper,) = _photos(tmp_path / "card1", 1)
+    upper = upper.rename(upper.with_name("IMG_1.JPG"))
+    (tmp_path / "card2").mkdir()
+    Image.open(upper).rotate(90).save(tmp_path / "card2" / "img_1.jpg")
+    todo, settled = plan_batch([tmp_path / "card1", tmp_path / "card2"], tmp_path / "fresh")
+    assert len(todo) == 1 and "on disks that ignore case" in settled[0].message
+
+    shots, album = tmp_path / "shots", tmp_path / "album"
+    shots.mkdir()
+    Image.open(upper).save(shots / "beach.jpg")
+    (album / "beach").mkdir(parents=True)
+    (album / "beach" / "person_01.png").write_bytes(b"the user's own")
+    (_, (result,)) = plan_batch([shots / "beach.jpg"], album, task="segment")
+    assert result.status == "failed" and "no record of writing it" in result.message
+
+    (item,) = plan_batch([shots / "beach.jpg"], tmp_path / "seg", task="segment")[0]
+    item.output.mkdir(parents=True)
+    for name in ("person_00.png", OVERLAY_NAME):
+        (item.output / name).write_bytes(name.encode())
+    records.write_final(item.output, records.photo_identity(item.source),
+                        [item.output / "person_00.png", item.output / OVERLAY_NAME], task="segment")
+    assert [r.status for r in plan_batch([shots / "beach.jpg"], tmp_path / "seg", task="segment")[1]] == ["skipped"]
+    (item.output / "person_00.png").write_bytes(b"fixed by hand")
+    (_, (result,)) = plan_batch([shots / "beach.jpg"], tmp_path / "seg", task="segment", overwrite=True)
+    assert result.status == "failed" and "person_00.png retouched?" in result.message
+
+    (photo,) = _photos(tmp_path / "DCIM", 1)
+    _finished(plan_batch([photo], tmp_path / "dev")[0][0])
+    (tmp_path / "Pictures").mkdir()
+    (tmp_path / "Pictures" / photo.name).write_bytes(photo.read_bytes())  # a copy; the card still there
+    assert [r.status for r in plan_batch([tmp_path / "Pictures"], tmp_path / "dev")[1]] == ["skipped"]
+
+    records.record_path(tmp_path / "dev" / photo.name).write_text('{"photo": {"source": null}}')
+    (_, (result,)) = plan_batch([photo], tmp_path / "dev")
+    assert result.status == "failed" and "record in .camseg-outputs that cannot be read" in result.message
+
+    assert records.record_path(tmp_path / "a.jpg") != records.record_path(tmp_path / "a.jpg", "segment")
+
+
+def test_outputs_of_an_older_camseg_are_kept_even_with_overwrite_and_stay_its_own(tmp_path):
+    """An older camseg's output (no record) was replaced with --overwrite, although it may be a
+    file camseg did not write; and once a run rewrote the folder's stamp, those outputs were
+    "no record of writing it" for good (review)."""
+    photos = _photos(tmp_path / "in", 2, size=(96, 128))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / photos[0].name).write_bytes(photos[0].read_bytes())
+    (out / STAMP_NAME).write_text('{"task": "develop"}')  # an older camseg's stamp
+    (_, (result,)) = plan_batch([photos[0]], out, overwrite=True)
+    assert result.status == "failed" and "from before output records" in result.message
+    assert run_batch([photos[1]], out, in_process=True, progress=False).done == 1  # rewrites the stamp
+    assert [r.status for r in plan_batch([photos[0]], out)[1]] == ["skipped"]
 
 
 def test_outputs_of_a_camseg_from_before_records_count_as_finished(tmp_path):
@@ -306,7 +368,8 @@ def test_earlier_outputs_among_the_inputs_are_passed_over(tmp_path):
         item.output.mkdir(parents=True)
         for name in ("sky.png", OVERLAY_NAME):
             (item.output / name).write_bytes(item.source.read_bytes())
-        records.write_final(item.output, records.photo_identity(item.source), item.output / OVERLAY_NAME)
+        records.write_final(item.output, records.photo_identity(item.source),
+                            [item.output / "sky.png", item.output / OVERLAY_NAME], task="segment")
     todo, settled = plan_batch([tmp_path / "ph"], tmp_path / "dev3")
     assert [i.source for i in todo] == photos
 
@@ -353,7 +416,18 @@ def test_the_out_folder_among_the_inputs_is_passed_over(tmp_path):
     (out / STAMP_NAME).write_text('{"records": 1}')  # run_batch writes it into every --out folder
     todo, settled = plan_batch([*photos, out], out)
     assert todo == [] and sorted(r.status for r in settled) == ["passed over", "skipped", "skipped"]
-    assert any("the --out folder" in r.message for r in settled)
+    assert any("2 earlier output(s) of camseg" in r.message for r in settled)
+    # A photo new in an --out folder named among other inputs is read, not passed over with the
+    # folder's outputs (it was: "its photos are earlier outputs", exit 0; review).
+    lib = tmp_path / "lib"
+    (first,) = _photos(lib, 1)
+    for item in plan_batch([lib], lib, output_format="png")[0]:
+        _finished(item)  # PNGs beside their JPEG originals
+    Image.open(first).rotate(90).save(lib / "new.jpg")
+    (tmp_path / "more").mkdir()
+    Image.open(first).rotate(45).save(tmp_path / "more" / "c.jpg")
+    todo, settled = plan_batch([lib, tmp_path / "more"], lib, output_format="png")
+    assert sorted(i.source.name for i in todo) == ["c.jpg", "new.jpg"]
     # A folder of the user's own photos as --out among the inputs is not passed over (the first
     # version passed a real photo folder over as "earlier outputs", exit 0; review): refused by name.
     mine = _photos(tmp_path / "mine", 2)
