@@ -539,27 +539,28 @@ def _process(item: BatchItem, task: str, settings: DevelopSettings, write_option
             raise RuntimeError(_WORKER["error"] or "the segmentation model is not loaded")
         if task == "develop":
             result = develop(photo, settings, segmenter=_WORKER["segmenter"])
-            with _write_errors_explained(item.output):
-                # Pending record, output, final record: stopped anywhere between, the output is
-                # not called finished (an earlier one being made again included), and is not
-                # taken for a file camseg did not write.
-                if identity is not None:
-                    records.write_pending(item.output, identity, task)
-                write_photo(item.output, result.pixels, like=photo, **write_options)
-                if identity is not None:
-                    records.write_final(item.output, identity, [item.output], _made_with(task, settings, write_options),
-                                        task)
+
+            def write() -> list:
+                return [write_photo(item.output, result.pixels, like=photo, **write_options)]
         else:
             # The Photo, not its pixels: a Display P3 or ProPhoto photo is converted to sRGB's
             # primaries for the model (its own values read as sRGB are duller).
             seg = _WORKER["segmenter"].segment(photo)
-            with _write_errors_explained(item.output):
-                if identity is not None:
-                    records.write_pending(item.output, identity, task)
-                written = write_segmentation(item.output, photo, seg)
-                if identity is not None:
-                    records.write_final(item.output, identity, written, _made_with(task, settings, write_options),
-                                        task)
+
+            def write() -> list:
+                return write_segmentation(item.output, photo, seg)
+        # Pending record, output, final record: stopped anywhere between, the output is not
+        # called finished (an earlier one being made again included), and is not taken for a
+        # file camseg did not write. A failed write names the file that failed.
+        record = records.record_path(item.output, task)
+        if identity is not None:
+            with _write_errors_explained(record):
+                records.write_pending(item.output, identity, task)
+        with _write_errors_explained(item.output):
+            written = write()
+        if identity is not None:
+            with _write_errors_explained(record):
+                records.write_final(item.output, identity, written, _made_with(task, settings, write_options), task)
         notes = ([item.note] if item.note else []) + list(photo.notes)
         if task == "develop" and photo.alpha is not None and PHOTO_FORMATS.get(item.output.suffix.lower()) == "JPEG":
             notes.append("transparency flattened onto white: JPEG holds none (--format png or tif keeps it)")
@@ -919,6 +920,12 @@ def _run_in_pool(items, workers, task, settings, write_options, model_path, thre
                 try:
                     futures[pool.submit(_process, item, task, settings, write_options)] = item
                 except cf.process.BrokenProcessPool:  # a worker died while photos were still handed over
+                    unsubmitted = list(items[i:])
+                    break
+                except (EOFError, ConnectionError):
+                    # The pool could not start a worker (its forkserver killed as it started one:
+                    # an EOFError traceback ended the command). The photos not handed over go
+                    # again, as after a worker's death.
                     unsubmitted = list(items[i:])
                     break
             # The bar (tqdm runs a monitor thread) starts only after the workers exist.

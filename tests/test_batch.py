@@ -826,6 +826,41 @@ def test_one_job_names_the_photo_whose_worker_runs_out_of_memory_and_goes_on(tmp
     assert sorted(p.name for p in (tmp_path / "out").glob("*.jpg")) == ["a0.jpg", "a2.jpg"]
 
 
+def test_a_worker_that_could_not_be_started_is_started_again(tmp_path, monkeypatch):
+    """The forkserver killed as it started a worker ended the command with an EOFError traceback
+    (tester); the photos now go again in a fresh pool."""
+    import multiprocessing.forkserver as forkserver
+
+    real, failed = forkserver.read_signed, []
+
+    def read_signed(fd):  # the new worker's pid, as the pool starts it: the server is gone
+        if not failed:
+            failed.append(fd)
+            raise EOFError("unexpected EOF")
+        return real(fd)
+
+    monkeypatch.setattr(forkserver, "read_signed", read_signed)
+    _photos(tmp_path / "in", 2, size=(96, 128))
+    summary = run_batch([tmp_path / "in"], tmp_path / "out", jobs=1, progress=False)
+    assert failed and summary.done == 2 and summary.ok
+
+
+def test_a_record_that_cannot_be_written_is_named(tmp_path, monkeypatch):
+    """A read-only records folder was reported as the output being unwritable (review)."""
+    import errno
+
+    from camseg import records
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(records, "write_pending", read_only)
+    (photo,) = _photos(tmp_path / "in", 1, size=(96, 128))
+    (result,) = run_batch([photo], tmp_path / "out", in_process=True, progress=False).failed
+    assert "cannot write" in result.message and ".camseg-outputs" in result.message
+    assert not (tmp_path / "out" / photo.name).exists()
+
+
 def test_workers_that_die_before_the_model_loads_blame_no_photo(tmp_path):
     """A program read from standard input (`python - <<EOF`) cannot start worker processes (each
     re-reads the main file, "<stdin>"): the photo was reported as killed "for memory that other
