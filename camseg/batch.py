@@ -38,6 +38,7 @@ import multiprocessing
 import os
 import re
 import sys
+import tempfile
 import time
 import traceback
 import warnings
@@ -1131,12 +1132,16 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
     if differ and not overwrite:
         summary.notes.append(f"{differ} finished output(s) in {str(out_dir)!r} were made with different "
                              "settings and were kept; pass overwrite=True (--overwrite) to redo them")
-    if previous != stamp and (previous is None or overwrite or not skipped):
-        try:
+    try:  # checked before any photo: a folder nothing can be written to
+        if previous != stamp and (previous is None or overwrite or not skipped):
             _atomic_write(stamp_path, lambda fh: fh.write(json.dumps(stamp, indent=2, sort_keys=True).encode()))
-        except OSError as exc:  # checked before any photo: a folder nothing can be written to
-            raise ValueError(f"cannot write to the output folder {str(out_dir)!r} ({exc.strerror or exc}); "
-                             "choose a folder you can write to (--out)") from exc
+        elif todo:
+            # (The stamp unchanged: without this, each photo was developed before its write failed.)
+            with tempfile.TemporaryFile(dir=out_dir):
+                pass
+    except OSError as exc:
+        raise ValueError(f"cannot write to the output folder {str(out_dir)!r} ({exc.strerror or exc}); "
+                         "choose a folder you can write to (--out)") from exc
     if on_result is not None:
         for r in settled:
             on_result(r)

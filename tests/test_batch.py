@@ -1,6 +1,7 @@
 """camseg.batch: planning, fault tolerance, resumability, and kill-and-resume with the real model."""
 import contextlib
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -843,6 +844,27 @@ def test_a_worker_that_could_not_be_started_is_started_again(tmp_path, monkeypat
     _photos(tmp_path / "in", 2, size=(96, 128))
     summary = run_batch([tmp_path / "in"], tmp_path / "out", jobs=1, progress=False)
     assert failed and summary.done == 2 and summary.ok
+
+
+def test_an_output_folder_that_became_read_only_is_refused_before_any_photo(tmp_path, monkeypatch):
+    """With the folder's stamp unchanged, nothing checked the folder first: each photo was
+    developed, then failed to be written (tester)."""
+    import errno
+
+    import camseg.batch as batch
+
+    photos = _photos(tmp_path / "in", 2, size=(96, 128))
+    _finished(plan_batch([photos[0]], tmp_path / "out")[0][0])
+    (tmp_path / "out" / STAMP_NAME).write_text(json.dumps({"records": 1}))  # a stamp that will not change
+    monkeypatch.setattr(batch, "_atomic_write", lambda *a: pytest.fail("the stamp was to stay as it is"))
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(batch.tempfile, "TemporaryFile", read_only)
+    monkeypatch.setattr(batch, "_process", lambda *a: pytest.fail("a photo was developed"))
+    with pytest.raises(ValueError, match="cannot write to the output folder .*Permission denied"):
+        run_batch([tmp_path / "in"], tmp_path / "out", in_process=True, progress=False)
 
 
 def test_a_record_that_cannot_be_written_is_named(tmp_path, monkeypatch):
