@@ -548,8 +548,13 @@ def _process(item: BatchItem, task: str, settings: DevelopSettings, write_option
             # primaries for the model (its own values read as sRGB are duller).
             seg = _WORKER["segmenter"].segment(photo)
 
+            # What the segmentation made again wrote, from its final record: what else is in its
+            # folder is the user's. (A pending record lists nothing: camseg's mask names then.)
+            previous = records.read(item.output, task)[0] if item.output.is_dir() else None
+            earlier = {Path(name).name for name in previous["files"]} if previous and "files" in previous else None
+
             def write() -> list:
-                return write_segmentation(item.output, photo, seg)
+                return write_segmentation(item.output, photo, seg, earlier=earlier)
         # Pending record, output, final record: stopped anywhere between, the output is not
         # called finished (an earlier one being made again included), and is not taken for a
         # file camseg did not write. A failed write names the file that failed.
@@ -681,11 +686,13 @@ def _legend(out: np.ndarray, entries: list) -> None:
                     cv2.LINE_AA)
 
 
-def write_segmentation(folder, photo, seg) -> list:
+def write_segmentation(folder, photo, seg, *, earlier: "set | None" = None) -> list:
     """Write one 8-bit grayscale PNG per matte plus ``overlay.jpg`` (written last) into ``folder``.
 
     Mattes are coverage values (not light), so they are stored as ``round(255 * matte)``
-    without a transfer curve. Returns the written paths.
+    without a transfer curve. Masks of an earlier segmentation in ``folder`` that this one does
+    not write are removed: those named in ``earlier`` (file names, from its record), or, when
+    None, any file named like one of camseg's masks. Returns the written paths.
     """
     import cv2
     from PIL import Image
@@ -711,9 +718,13 @@ def write_segmentation(folder, photo, seg) -> list:
         save_png(f"person_{i:02d}.png", matte)
     # Masks of an earlier run that this one did not make (a person fewer, --overwrite) would
     # mix two segmentations in one folder: removed before the overlay marks the folder done.
+    # (With the earlier one's record, only what it wrote: a mask the user added is left alone.)
     ours = {f"{name}.png" for name in SCENE_MASKS}
     for old in folder.glob("*.png"):
-        if old not in written and (old.name in ours or re.fullmatch(r"person_\d{2,}\.png", old.name)):
+        if old in written:
+            continue
+        if (old.name in earlier) if earlier is not None else \
+                (old.name in ours or re.fullmatch(r"person_\d{2,}\.png", old.name)):
             old.unlink()
     # The overlay is an untagged JPEG, which viewers show as sRGB: a wide-gamut photo's own
     # values (Display P3, ProPhoto) would look duller there, so it gets sRGB's primaries.

@@ -286,6 +286,17 @@ def test_records_review_findings(tmp_path):
     assert records.record_path(tmp_path / "a.jpg") != records.record_path(tmp_path / "a.jpg", "segment")
 
 
+def test_a_mask_added_by_hand_survives_a_segmentation_made_again(tmp_path):
+    """--overwrite removed every file named like one of camseg's masks that the new run did not
+    write, a person_07.png the user had added too (review); now only what the record lists."""
+    (photo,) = _photos(tmp_path / "in", 1, size=(96, 128))
+    assert run_batch([photo], tmp_path / "seg", task="segment", in_process=True, progress=False).done == 1
+    folder = tmp_path / "seg" / photo.stem
+    (folder / "person_07.png").write_bytes((folder / "sky.png").read_bytes())
+    again = run_batch([photo], tmp_path / "seg", task="segment", in_process=True, overwrite=True, progress=False)
+    assert again.done == 1 and (folder / "person_07.png").exists()
+
+
 def test_outputs_of_an_older_camseg_are_kept_even_with_overwrite_and_stay_its_own(tmp_path):
     """An older camseg's output (no record) was replaced with --overwrite, although it may be a
     file camseg did not write; and once a run rewrote the folder's stamp, those outputs were
