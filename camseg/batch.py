@@ -213,9 +213,10 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
     original photo beside which the output would go), an output changed since camseg wrote
     it, and the output of another photo of the same name from an earlier run (photo numbers
     repeat across a camera's cards) are never replaced, even with ``overwrite``: the photo
-    fails, named. An output made from an earlier version of the photo (edited since, the same
-    capture time) is made again, as is one whose writing a stopped run left unconfirmed. In an
-    output folder of a camseg from before records, existing outputs count as finished.
+    fails, named. An output made from an earlier version of the photo (edited since: the same
+    capture time, or none to tell, which its note says) is made again, as is one whose writing
+    a stopped run left unconfirmed. In an output folder of a camseg from before records,
+    existing outputs count as finished, and are never replaced.
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
