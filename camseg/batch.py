@@ -94,8 +94,8 @@ class BatchItem:
 @dataclass(frozen=True)
 class ItemResult:
     """Outcome for one input: ``status`` is "done", "skipped" (already finished), "passed over"
-    (not a photo to process: files camseg does not read, an earlier run's output folder, the
-    same photo named twice) or "failed"."""
+    (not a photo to process: photo files of other types, earlier outputs, the same photo named
+    twice) or "failed"."""
 
     source: Path
     output: "Path | None"
@@ -167,6 +167,22 @@ def _not_a_photo_file(path: Path) -> str:
         return (f"a broken link or a loop of links (to {os.readlink(path)!r}); "
                 "restore the photo it points to or remove the link")
     return "not a regular file (a pipe, socket or device); camseg reads photo files"
+
+
+def _read_stamp(out_dir: Path) -> "dict | None":
+    """The settings stamp an earlier run left in ``out_dir``; None when there is none (or it is
+    not one)."""
+    try:
+        stamp = json.loads((out_dir / STAMP_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+    return stamp if isinstance(stamp, dict) else None
+
+
+def _holds_older_outputs(stamp: "dict | None") -> bool:
+    """Whether a camseg from before output records wrote into the folder of ``stamp``: its
+    outputs have none (the stamp keeps saying so once a later run rewrites it)."""
+    return stamp is not None and ("records" not in stamp or bool(stamp.get("older_outputs")))
 
 
 def _counted(paths: list) -> str:
@@ -255,7 +271,8 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
             # folder's.)
             earlier = [p for p in found if records.has_record(p) or records.has_record(p.parent, "segment")]
             if earlier:
-                found = [p for p in found if p not in set(earlier)]
+                outputs = set(earlier)
+                found = [p for p in found if p not in outputs]
                 folders = sorted({str(p.parent) for p in earlier})
                 results.append(ItemResult(path, None, "passed over", f"{len(earlier)} earlier output(s) of camseg "
                                           f"(recorded in {records.RECORDS_NAME}, in {', '.join(folders[:3])}"
@@ -301,13 +318,7 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
             results.append(ItemResult(path, None, "passed over", f"the same photo as {str(unique[key][0])!r}: "
                                       "processed once, under that name"))
     candidates, input_set = list(unique.values()), set(unique)
-    # An output folder that a camseg from before records wrote into: its outputs have none (the
-    # stamp says so from then on, rewritten or not).
-    try:
-        stamp = json.loads((out_dir / STAMP_NAME).read_text())
-        before_records = "records" not in stamp or bool(stamp.get("older_outputs"))
-    except (OSError, ValueError, TypeError, AttributeError):
-        before_records = False
+    before_records = _holds_older_outputs(_read_stamp(out_dir))
     claimed = {}
     todo = []
     for path, rel in candidates:
@@ -722,10 +733,11 @@ def write_segmentation(folder, photo, seg, *, earlier: "set | None" = None) -> l
     # (With the earlier one's record, only what it wrote: a mask the user added is left alone.)
     ours = {f"{name}.png" for name in SCENE_MASKS}
     for old in folder.glob("*.png"):
-        if old in written:
-            continue
-        if (old.name in earlier) if earlier is not None else \
-                (old.name in ours or re.fullmatch(r"person_\d{2,}\.png", old.name)):
+        if earlier is not None:
+            stale = old.name in earlier
+        else:
+            stale = old.name in ours or re.fullmatch(r"person_\d{2,}\.png", old.name) is not None
+        if stale and old not in written:
             old.unlink()
     # The overlay is an untagged JPEG, which viewers show as sRGB: a wide-gamut photo's own
     # values (Display P3, ProPhoto) would look duller there, so it gets sRGB's primaries.
@@ -1119,11 +1131,8 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
              "settings": settings.to_dict() if task == "develop" else None,
              "records": 1}  # outputs here have records (camseg.records); an older camseg's do not
     stamp_path = out_dir / STAMP_NAME
-    try:
-        previous = json.loads(stamp_path.read_text())
-    except (OSError, ValueError):
-        previous = None
-    if isinstance(previous, dict) and ("records" not in previous or previous.get("older_outputs")):
+    previous = _read_stamp(out_dir)
+    if _holds_older_outputs(previous):
         stamp["older_outputs"] = True  # outputs without records stay theirs once the stamp is rewritten
     skipped = sum(r.status == "skipped" for r in settled)
     write_options = {"quality": quality}
@@ -1135,7 +1144,7 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
     # record, and the stamp speaks for them.
     now = json.loads(json.dumps(_made_with(task, settings, write_options)))
     settings_only = lambda d: {k: v for k, v in d.items() if k not in ("records", "older_outputs")}  # noqa: E731
-    same_stamp = isinstance(previous, dict) and settings_only(previous) == settings_only(stamp)
+    same_stamp = previous is not None and settings_only(previous) == settings_only(stamp)
     differ = 0
     for r in settled:
         if r.status == "skipped":

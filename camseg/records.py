@@ -132,7 +132,7 @@ def write_final(output: Path, photo: dict, files: list, made_with: "dict | None"
     _write(output, task, {"photo": photo, "files": written, "made_with": made_with})
 
 
-def _is_identity(x, keys=("size", "mtime_ns", "fingerprint")) -> bool:
+def _is_identity(x) -> bool:
     return isinstance(x, dict) and isinstance(x.get("size"), int) and isinstance(x.get("mtime_ns"), int) \
         and isinstance(x.get("fingerprint"), str)
 
