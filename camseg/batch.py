@@ -385,7 +385,7 @@ def _existing_output_verdict(photo: Path, out: Path, task: str, before_records: 
 # Workers
 # ---------------------------------------------------------------------------
 
-_WORKER = {"segmenter": None, "error": None, "model": None}
+_WORKER = {"segmenter": None, "error": None, "model": None, "model_identity": None}
 
 # glibc mallopt() parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
@@ -500,6 +500,7 @@ def _init_worker(model_path, threads, parent_pid=None, started=None, quiet=True)
         from camseg.segmenter import Segmenter
 
         _WORKER["segmenter"] = Segmenter(model_path, threads=threads)
+        _WORKER["model_identity"] = _model_identity(model_path)  # what each output's record keeps
         _WORKER["error"] = None
     except Exception as exc:  # noqa: BLE001 - reported for every photo instead of killing the pool
         _WORKER["segmenter"] = None
@@ -536,10 +537,37 @@ def _write_errors_explained(output: Path):
         raise OSError(exc.errno, f"cannot write {str(output)!r}: {exc.strerror}; {fix}") from exc
 
 
-def _made_with(task: str, settings: DevelopSettings, write_options: dict) -> dict:
-    """The settings an output is made with, as its record keeps them (plain data)."""
+def _made_with(task: str, settings: DevelopSettings, write_options: dict, model: dict) -> dict:
+    """The settings an output is made with, as its record keeps them (plain data).
+
+    ``model`` is :func:`_model_identity` of the segmentation model: another model gives
+    other masks, so its outputs differ as another style's do.
+    """
     return {"task": task, "settings": settings.to_dict() if task == "develop" else None,
-            "write": dict(write_options) if task == "develop" else None}
+            "write": dict(write_options) if task == "develop" else None, "model": model}
+
+
+def _model_identity(path) -> dict:
+    """A model file's name and SHA-256 (3.7 MB: milliseconds), what records keep of it."""
+    import hashlib
+
+    from camseg.segmenter import DEFAULT_MODEL
+
+    path = Path(DEFAULT_MODEL if path is None else path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return {"file": path.name, "sha256": digest.hexdigest()}
+
+
+def _made_otherwise(made: dict, now: dict) -> bool:
+    """Whether a record's ``made_with`` differs from this run's in what both record.
+
+    A record written before a field existed (the model, before session 19) does not know it:
+    it is not counted as different for that.
+    """
+    return any(key in made and made[key] != value for key, value in now.items())
 
 
 def _process(item: BatchItem, task: str, settings: DevelopSettings, write_options: dict) -> ItemResult:
@@ -578,7 +606,8 @@ def _process(item: BatchItem, task: str, settings: DevelopSettings, write_option
             written = write()
         if identity is not None:
             with _write_errors_explained(record):
-                records.write_final(item.output, identity, written, _made_with(task, settings, write_options), task)
+                records.write_final(item.output, identity, written,
+                                    _made_with(task, settings, write_options, _WORKER["model_identity"]), task)
         notes = ([item.note] if item.note else []) + list(photo.notes)
         if task == "develop" and photo.alpha is not None and PHOTO_FORMATS.get(item.output.suffix.lower()) == "JPEG":
             notes.append("transparency flattened onto white: JPEG holds none (--format png or tif keeps it)")
@@ -1087,6 +1116,10 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
         raise TypeError(f"settings must be a DevelopSettings, got {type(settings).__name__}")
     if task == "develop":
         check_settings(settings)
+    # A missing, foreign or scene-only model refused once, not once per photo by each worker.
+    from camseg.segmenter import check_model_file
+
+    check_model_file(model_path)
     cpus = os.cpu_count() or 1
     jobs = (1 if in_process else cpus) if jobs is None else jobs
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
@@ -1142,17 +1175,18 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
     # what the last run used: `develop a --style warm`, `develop b --style cool`, then `develop a
     # b --style cool` kept a's warm outputs without a word); an older camseg's outputs have no
     # record, and the stamp speaks for them.
-    now = json.loads(json.dumps(_made_with(task, settings, write_options)))
+    now = json.loads(json.dumps(_made_with(task, settings, write_options, _model_identity(model_path))))
     settings_only = lambda d: {k: v for k, v in d.items() if k not in ("records", "older_outputs")}  # noqa: E731
     same_stamp = previous is not None and settings_only(previous) == settings_only(stamp)
     differ = 0
     for r in settled:
         if r.status == "skipped":
             made = (records.read(r.output, task)[0] or {}).get("made_with")
-            differ += (made != now) if made is not None else (previous is not None and not same_stamp)
+            differ += _made_otherwise(made, now) if made is not None else (previous is not None and not same_stamp)
     if differ and not overwrite:
         summary.notes.append(f"{differ} finished output(s) in {str(out_dir)!r} were made with different "
-                             "settings and were kept; pass overwrite=True (--overwrite) to redo them")
+                             "settings or another model and were kept; pass overwrite=True (--overwrite) "
+                             "to redo them")
     try:  # checked before any photo: a folder nothing can be written to
         if previous != stamp and (previous is None or overwrite or not skipped):
             _atomic_write(stamp_path, lambda fh: fh.write(json.dumps(stamp, indent=2, sort_keys=True).encode()))

@@ -19,6 +19,7 @@ import os
 import re
 import struct
 import tempfile
+import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -1162,6 +1163,24 @@ def _cmyk_to_srgb(img, icc):
 
 # --- writing ---------------------------------------------------------------
 
+_UMASK_LOCK = threading.Lock()
+
+
+def _new_file_mode() -> int:
+    """The permissions a file created now gets from ``open()``: 0o666 less the process umask."""
+    try:  # Linux says it without changing it
+        with open("/proc/self/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:  # elsewhere it can only be read by setting it (briefly stricter, never looser)
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _atomic_write(path: Path, write) -> None:
     """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it into place.
 
@@ -1206,10 +1225,17 @@ def _atomic_write(path: Path, write) -> None:
                 raise OSError(errno.EIO, f"only {written} of {data.nbytes} bytes of {str(path)!r} reached "
                               "the disk; free some space and run again")
             del data
+            # mkstemp makes 0600 files: give the new file what open() would have given it (the
+            # umask's), or the mode of the file it replaces. (A fixed 0644 made a private
+            # folder's photos readable to all, and a shared folder's not writable by its group.)
+            try:
+                mode = os.stat(path).st_mode & 0o7777
+            except OSError:
+                mode = _new_file_mode()
             if hasattr(os, "fchmod"):
-                os.fchmod(fh.fileno(), 0o644)
+                os.fchmod(fh.fileno(), mode)
             else:
-                os.chmod(tmp, 0o644)
+                os.chmod(tmp, mode)
             if fcntl is not None:  # renamed while open and locked: never an unlocked live temporary
                 os.replace(tmp, path)
         if fcntl is None:  # Windows cannot rename an open file

@@ -1058,6 +1058,18 @@ def develop(image, settings: "DevelopSettings | None" = None, *, segmenter=None,
                     and settings.style_strength > 0 and not effects.STYLE_PRESETS[settings.style].is_neutral)
     t = time.perf_counter()
     if segmentation is not None:
+        try:
+            getattr(segmentation, "persons")
+        except (AttributeError, RuntimeError, ValueError, KeyError):
+            if wants_persons:
+                # Read as "nobody in the photo", it gave the photo no portrait effect and one tone
+                # for everyone without a word.
+                uses = " and ".join(stage.name for stage, fn, _ in plan if fn is not None and stage.needs_persons)
+                computed = getattr(segmentation, "categories", None)
+                raise ValueError(
+                    "segmentation has no people computed" + (f" (only {', '.join(computed)})" if computed else "")
+                    + f", and {uses} need them; segment the photo without categories= (or with 'persons' "
+                    "among them), or turn those stages off") from None
         seg, status, detail = segmentation, "skipped", "precomputed segmentation given"
     else:
         categories = None if wants_persons else {"sky", "skin"} | ({"teeth"} if styles_teeth else set())

@@ -167,8 +167,9 @@ class SegmenterOptions:
 
 def _session(path: Path, threads: int | None) -> tuple[ort.InferenceSession, ModelContract]:
     if not path.exists():
-        raise FileNotFoundError(f"model file {str(path)!r} does not exist; pass model_path= the .onnx "
-                                "file written by `python -m camseg.train.export`")
+        raise FileNotFoundError(f"model file {str(path)!r} does not exist; pass the .onnx file written by "
+                                "`python -m camseg.train.export` (--model on the command line, model_path= "
+                                "in Python), or leave it out for the bundled model")
     options = ort.SessionOptions()
     if threads is not None:
         options.intra_op_num_threads = int(threads)
@@ -191,6 +192,41 @@ def _session(path: Path, threads: int | None) -> tuple[ort.InferenceSession, Mod
         raise ValueError(f"{str(path)!r}: graph outputs {names} do not match its contract "
                          f"{contract.output_names()}; re-export the model")
     return session, contract
+
+
+def _check_full_model(path: Path, contract: ModelContract) -> None:
+    """Refuse a scene-only file where the full model is needed (it finds no people)."""
+    if contract.num_queries == 0:
+        full = path.with_name(path.stem[:-len("_scene")] + ".onnx") if path.stem.endswith("_scene") else None
+        raise ValueError(f"{str(path)!r} is a scene-only model (sky, hair, skin, teeth, glasses; no people): "
+                         f"pass the full model" + (f" beside it, {full.name!r}" if full is not None else "")
+                         + "; the scene-only twin is used by itself when only scene categories are asked for")
+
+
+def check_model_file(path: "str | os.PathLike | None" = None) -> ModelContract:
+    """Load a model file's graph and contract once, to refuse a bad one before any photo.
+
+    Parameters
+    ----------
+    path : str or os.PathLike, optional
+        The full model's ``.onnx``; None for the bundled model.
+
+    Returns
+    -------
+    ModelContract
+        Its contract.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        If it is not a camseg model, cannot be loaded, or is a scene-only model.
+    """
+    path = Path(DEFAULT_MODEL if path is None else path)
+    contract = _session(path, 1)[1]
+    _check_full_model(path, contract)
+    return contract
 
 
 def _scene_model_path(path: Path) -> Path:
@@ -225,6 +261,7 @@ class Segmenter:
         self.model_path = Path(model_path) if model_path is not None else DEFAULT_MODEL
         self.options = options or SegmenterOptions()
         self._full, self.contract = _session(self.model_path, threads)
+        _check_full_model(self.model_path, self.contract)
         scene_path = _scene_model_path(self.model_path)
         self._scene = _session(scene_path, threads)[0] if scene_path.exists() else None
         self.scene_categories = self.contract.scene_categories

@@ -222,7 +222,7 @@ def test_finished_outputs_made_with_other_settings_are_counted_from_their_record
     """The folder's stamp only knew the last run's settings: `develop a --style warm`, `develop b
     --style cool`, then `develop a b --style cool` kept a's warm output without a word."""
     from camseg import records
-    from camseg.batch import _made_with
+    from camseg.batch import _made_with, _model_identity
     from camseg.pipeline import DevelopSettings
 
     photos = _photos(tmp_path / "in", 2)
@@ -232,7 +232,8 @@ def test_finished_outputs_made_with_other_settings_are_counted_from_their_record
         item.output.parent.mkdir(parents=True, exist_ok=True)
         item.output.write_bytes(item.source.read_bytes())
         records.write_final(item.output, identity, [item.output],
-                            _made_with("develop", DevelopSettings(style=style), {"quality": 95}))
+                            _made_with("develop", DevelopSettings(style=style), {"quality": 95},
+                                       _model_identity(None)))
     summary = run_batch(photos, out, settings=DevelopSettings(style="cool"), progress=False)
     assert summary.skipped == 2 and len(summary.notes) == 1 and summary.notes[0].startswith("1 finished output(s)")
     summary = run_batch(photos, out, settings=DevelopSettings(style="warm"), progress=False)
@@ -1012,6 +1013,67 @@ def test_resume_with_other_settings_is_flagged(tmp_path):
     assert first.ok and first.skipped == 1 and not first.notes and (out / STAMP_NAME).exists()
     second = run_batch([tmp_path / "in"], out, settings=DevelopSettings(style="warm"), progress=False)
     assert second.skipped == 1 and "different settings" in second.notes[0]
+
+
+def _other_model(folder):
+    """The bundled model with one weight changed (a real, loadable model that segments otherwise)."""
+    import shutil
+
+    onnx = pytest.importorskip("onnx")
+    from onnx import numpy_helper
+
+    from camseg.segmenter import DEFAULT_MODEL
+
+    folder.mkdir(parents=True, exist_ok=True)
+    model = onnx.load(str(DEFAULT_MODEL))
+    weight = next(i for i in model.graph.initializer if i.name.endswith("_fp16"))
+    changed = numpy_helper.to_array(weight).copy()
+    changed.flat[0] += 0.5
+    weight.CopyFrom(numpy_helper.from_array(changed, weight.name))
+    onnx.save(model, str(folder / "other.onnx"))
+    shutil.copy(DEFAULT_MODEL.with_name("hyperdetr_scene.onnx"), folder / "other_scene.onnx")
+    return folder / "other.onnx"
+
+
+def test_resume_with_another_model_is_flagged(tmp_path):
+    """Another --model gives other masks: its finished outputs are named as a style change is."""
+    photos = _photos(tmp_path / "in", 1)
+    other = _other_model(tmp_path / "model")
+    for task in ("develop", "segment"):
+        out = tmp_path / task
+        first = run_batch(photos, out, task=task, jobs=1, progress=False)
+        assert first.done == 1 and not first.notes
+        again = run_batch(photos, out, task=task, jobs=1, progress=False)
+        assert again.skipped == 1 and not again.notes
+        second = run_batch(photos, out, task=task, jobs=1, progress=False, model_path=other)
+        assert second.skipped == 1 and "another model" in second.notes[0]
+
+
+def test_a_record_from_before_models_were_recorded_is_not_flagged(tmp_path):
+    from camseg import records
+
+    photos = _photos(tmp_path / "in", 1)
+    out = tmp_path / "out"
+    assert run_batch(photos, out, jobs=1, progress=False).done == 1
+    output = out / photos[0].name
+    record, _ = records.read(output, "develop")
+    del record["made_with"]["model"]
+    records.write_final(output, record["photo"], [output], record["made_with"], "develop")
+    again = run_batch(photos, out, jobs=1, progress=False)
+    assert again.skipped == 1 and not again.notes
+
+
+@pytest.mark.parametrize("which", ["missing", "scene-only", "not a model"])
+def test_a_bad_model_is_refused_before_any_photo(tmp_path, which):
+    from camseg.segmenter import DEFAULT_MODEL
+
+    photos = _photos(tmp_path / "in", 2)
+    path = {"missing": tmp_path / "nowhere.onnx", "scene-only": DEFAULT_MODEL.with_name("hyperdetr_scene.onnx"),
+            "not a model": photos[0]}[which]
+    expected = {"missing": "does not exist", "scene-only": "scene-only model", "not a model": "cannot load"}[which]
+    with pytest.raises((ValueError, FileNotFoundError), match=expected):
+        run_batch(photos, tmp_path / "out", jobs=1, progress=False, model_path=path)
+    assert not (tmp_path / "out").exists()
 
 
 # --- Dask ---------------------------------------------------------------------------

@@ -766,3 +766,18 @@ def test_bad_arrays_and_photos_are_explained():
     photo = cio.read_photo(SAMPLE)
     with pytest.raises(TypeError, match="Photo.pixels must be a float32 H×W×3 linear RGB array.*read_photo"):
         develop(dataclasses.replace(photo, pixels=np.zeros((64, 48, 3), np.uint8)))
+
+
+def test_a_segmentation_without_people_is_refused_where_people_are_needed():
+    """A scene-only segmentation given to develop read as "nobody here": the portrait effect
+    was left out and everyone toned alike, without a word."""
+    from camseg.segmenter import segment
+
+    seg = segment(SAMPLE, categories={"sky", "skin"})
+    photo = cio.read_photo(SAMPLE)
+    with pytest.raises(ValueError, match="no people computed.*tone_map and portrait need them"):
+        develop(photo, segmentation=seg, portrait="blur")
+    with pytest.raises(ValueError, match="tone_map need them"):
+        develop(photo, segmentation=seg)
+    out = develop(photo, segmentation=seg, tone_map=False)  # nothing needs them: fine
+    assert out.pixels.shape == photo.pixels.shape

@@ -798,3 +798,26 @@ def test_a_png_gamma_without_a_profile_is_honoured(tmp_path):
         np.testing.assert_allclose(photo.pixels[..., 1], expect, atol=2.5e-3)
         back = cio.read_photo(photo.save(tmp_path / "out.png"))  # written with an equivalent profile
         np.testing.assert_allclose(back.pixels, photo.pixels, atol=1e-6)
+
+
+@pytest.mark.parametrize("umask, expected", [(0o077, 0o600), (0o002, 0o664), (0o022, 0o644)])
+def test_written_files_take_the_umasks_permissions(tmp_path, umask, expected):
+    """Every output was 0644 whatever the umask: a private folder's photos readable to all,
+    a shared folder's not writable by its group."""
+    from camseg.io import _new_file_mode
+
+    old = os.umask(umask)
+    try:
+        assert _new_file_mode() == 0o666 & ~umask
+        path = cio.write_photo(tmp_path / "out.png", np.full((8, 8, 3), 0.5, np.float32))
+    finally:
+        os.umask(old)
+    assert os.stat(path).st_mode & 0o777 == expected
+
+
+def test_a_replaced_file_keeps_its_permissions(tmp_path):
+    path = tmp_path / "out.png"
+    cio.write_photo(path, np.full((8, 8, 3), 0.5, np.float32))
+    os.chmod(path, 0o640)
+    cio.write_photo(path, np.full((8, 8, 3), 0.25, np.float32))
+    assert os.stat(path).st_mode & 0o777 == 0o640

@@ -585,3 +585,9 @@ def test_a_display_p3_photo_is_segmented_in_srgb_like_its_srgb_twin(tmp_path, se
 
     res = develop(cio.read_photo(tmp_path / "p3.png"), segmenter=segmenter, return_details=True, denoise=False)
     assert np.abs(res.segmentation.skin - twin).mean() < 0.005
+
+
+def test_the_scene_only_model_is_refused_as_the_full_model():
+    """It has no people: loaded as the full model it failed on each photo with an unpacking error."""
+    with pytest.raises(ValueError, match="scene-only model.*'hyperdetr.onnx'"):
+        Segmenter(DEFAULT_MODEL.with_name("hyperdetr_scene.onnx"))
