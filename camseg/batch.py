@@ -334,11 +334,15 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
         # Names that differ only in case (IMG_1.JPG, img_1.jpg) are one file on macOS and
         # Windows disks and on memory cards: the second photo would replace the first.
         if str(key).casefold() in claimed:
-            results.append(ItemResult(path, out, "failed", "output name collides with "
-                                      f"{str(claimed[str(key).casefold()])!r} (on disks that ignore case, "
-                                      f"one file); {task} one of them into another --out folder, or rename one"))
+            other, other_key = claimed[str(key).casefold()]
+            why = (f"{str(other)!r} has the same output name" if other_key == key else
+                   f"output name collides with {str(other)!r} (on disks that ignore case, one file)")
+            # (Photos of one name from two folders, two cards' IMG_0001.JPG: each folder's photos
+            # go straight into --out, without the folder's name.)
+            results.append(ItemResult(path, out, "failed", f"{why}; {task} one of them into another --out "
+                                      "folder (one --out per folder or card), or rename one"))
             continue
-        claimed[str(key).casefold()] = path
+        claimed[str(key).casefold()] = (path, key)
         try:
             verdict = _existing_output_verdict(path, out, task, before_records)
         except OSError as exc:  # an output folder that cannot be looked into

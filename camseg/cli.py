@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"camseg {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    from camseg.pipeline import available_portrait_effects, available_styles
+
     def common(p):
         p.add_argument("inputs", nargs="+", metavar="INPUT",
                        help="photo files (JPEG, PNG, TIFF; 8 or 16 bit) and/or folders (searched recursively)")
@@ -65,11 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
                                      "tone-map each person, apply a Photographic Style and an optional "
                                      "portrait effect. EXIF and colour profile are kept.")
     common(dev)
-    dev.add_argument("--style", default=None, help="Photographic Style preset (e.g. standard, rich_contrast, "
-                                                   "vibrant, warm, cool)")
+    dev.add_argument("--style", default=None,
+                     help="Photographic Style preset: " + ", ".join(available_styles()) + " (default: standard)")
     dev.add_argument("--style-strength", type=float, default=None, metavar="X", help="0..2 (default 1)")
     dev.add_argument("--portrait", default=None,
-                     help="portrait effect: blur, stage_light, stage_light_mono (default: none)")
+                     help="portrait effect: " + ", ".join(available_portrait_effects()) + " (default: none)")
     dev.add_argument("--f-number", type=float, default=None, metavar="F",
                      help="aperture of the simulated lens for --portrait blur (smaller = more blur)")
     dev.add_argument("--iso", type=float, default=None, help="ISO for the noise model (default: from EXIF)")
@@ -82,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="write the effective settings to this JSON file")
     dev.add_argument("--format", dest="output_format", choices=("jpg", "png", "tif"), default=None,
                      help="output file type (default: same as each input)")
-    dev.add_argument("--quality", type=int, default=95, help="JPEG quality 1..100 (default 95)")
+    dev.add_argument("--quality", type=int, default=95,
+                     help="JPEG quality 1..100 (default 95; PNG and TIFF are lossless and take none)")
     dev.add_argument("--bit-depth", type=int, choices=(8, 16), default=None,
                      help="output bits per channel for PNG/TIFF (default: the input's)")
     dev.add_argument("--list", action="store_true",
@@ -109,11 +112,11 @@ def _settings_from_args(args):
         settings = DevelopSettings()
     changes = {}
     if args.style is not None:
-        changes["style"] = args.style
+        changes["style"] = args.style.lower()  # the names are lower case; "Vibrant" means vibrant
     if args.style_strength is not None:
         changes["style_strength"] = args.style_strength
     if args.portrait is not None:
-        changes["portrait"] = None if args.portrait.lower() == "none" else args.portrait
+        changes["portrait"] = None if args.portrait.lower() == "none" else args.portrait.lower()
     if args.iso is not None:
         changes["iso"] = args.iso
     if args.no_denoise:
@@ -132,6 +135,14 @@ def _settings_from_args(args):
 def main(argv=None) -> int:
     """Entry point of the ``camseg`` command; returns the exit status."""
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["develop"] and "--list" in argv[1:]:
+        # Listing needs no photos nor output folder (argparse would ask for them first).
+        from camseg.pipeline import available_portrait_effects, available_styles
+
+        print("styles:          " + ", ".join(available_styles() or ["(none installed)"]))
+        print("portrait effects: " + ", ".join(available_portrait_effects() or ["(none installed)"]))
+        return 0
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
@@ -145,12 +156,9 @@ def main(argv=None) -> int:
     # semaphore objects": alarming noise after a kill the batch is made to survive. The tracker
     # process is started with this process's warning options, read when it starts.
     sys.warnoptions.append("ignore:resource_tracker:UserWarning")
-    from camseg.pipeline import available_portrait_effects, available_styles
+    from camseg.io import _atomic_write
+    from camseg.pipeline import check_settings
 
-    if args.command == "develop" and args.list:
-        print("styles:          " + ", ".join(available_styles() or ["(none installed)"]))
-        print("portrait effects: " + ", ".join(available_portrait_effects() or ["(none installed)"]))
-        return 0
     try:
         kwargs = {}
         if args.command == "develop":
@@ -158,7 +166,10 @@ def main(argv=None) -> int:
             if args.f_number is not None and settings.portrait != "blur":
                 raise ValueError("--f-number only applies with --portrait blur")
             if args.save_settings is not None:
-                args.save_settings.write_text(settings.to_json() + "\n")
+                # Checked first: a mistyped --style saved over a good look file, and the run then
+                # refused it anyway.
+                check_settings(settings)
+                _atomic_write(args.save_settings, lambda fh: fh.write((settings.to_json() + "\n").encode()))
             kwargs = dict(settings=settings, output_format=args.output_format, quality=args.quality,
                           bit_depth=args.bit_depth)
         for path in args.inputs:

@@ -207,7 +207,7 @@ class Photo:
         a JPEG written "like" it uses the same.
     dpi : tuple of float or None
         (x, y) print resolution of the source (JFIF density, PNG pHYs, TIFF resolution);
-        written back to JPEG and PNG (TIFF keeps it in its kept tags).
+        written back to JPEG, PNG and TIFF.
     grayscale : bool
         The source stored one grey channel (with or without transparency). Its pixels are
         expanded to RGB for the stages; a result that stayed grey (every pixel's channels
@@ -1324,10 +1324,11 @@ def _png_with_metadata(png: bytes, icc: "bytes | None", exif: "bytes | None", xm
 
 
 def _tiff_bytes(codes: np.ndarray, icc: "bytes | None", exif: "bytes | None", *, orientation: int = 1,
-                xmp: "bytes | None" = None) -> bytes:
-    """Encode an uncompressed baseline RGB or grey TIFF (TIFF 6.0), 8 or 16 bit, with ICC, EXIF
-    and XMP (tag 700). ``codes`` H×W×3 (RGB) or H×W×1 (grey, BlackIsZero), each optionally with
-    straight alpha last (H×W×4, H×W×2; ExtraSamples = 2).
+                xmp: "bytes | None" = None, dpi: "tuple | None" = None) -> bytes:
+    """Encode an uncompressed baseline RGB or grey TIFF (TIFF 6.0), 8 or 16 bit, with ICC, EXIF,
+    XMP (tag 700) and, given ``dpi`` (x, y dots per inch), the print resolution (tags 282, 283,
+    296). ``codes`` H×W×3 (RGB) or H×W×1 (grey, BlackIsZero), each optionally with straight
+    alpha last (H×W×4, H×W×2; ExtraSamples = 2).
 
     EXIF is kept by a trick that needs no offset relocation: the EXIF block is
     itself a TIFF structure, so the file *starts* with it unchanged (all its
@@ -1353,15 +1354,16 @@ def _tiff_bytes(codes: np.ndarray, icc: "bytes | None", exif: "bytes | None", *,
             buf.append(0)
 
     def entry(tag, typ, values):
-        size = _TIFF_TYPE_SIZES[typ] * len(values)
-        fmt = {3: "H", 4: "I", 7: "B", 1: "B"}[typ]
+        count = len(values) // 2 if typ == 5 else len(values)  # a RATIONAL is two LONGs
+        size = _TIFF_TYPE_SIZES[typ] * count
+        fmt = {3: "H", 4: "I", 5: "I", 7: "B", 1: "B"}[typ]
         payload = struct.pack(f"{bo}{len(values)}{fmt}", *values)
         if size <= 4:
-            return struct.pack(bo + "HHI", tag, typ, len(values)) + payload.ljust(4, b"\0")
+            return struct.pack(bo + "HHI", tag, typ, count) + payload.ljust(4, b"\0")
         align()
         offset = len(buf)
         buf.extend(payload)
-        return struct.pack(bo + "HHII", tag, typ, len(values), offset)
+        return struct.pack(bo + "HHII", tag, typ, count, offset)
 
     align()
     strip_offset = len(buf)
@@ -1381,6 +1383,10 @@ def _tiff_bytes(codes: np.ndarray, icc: "bytes | None", exif: "bytes | None", *,
     entries[284] = entry(284, 3, [1])
     if samples in (2, 4):
         entries[338] = entry(338, 3, [2])  # the last sample is unassociated (straight) alpha
+    if dpi:  # the photo's own, as read (a JPEG's or PNG's too: TIFF keeps it in these tags)
+        for tag, value in zip((282, 283), dpi):
+            entries[tag] = entry(tag, 5, [round(value * 1000), 1000])
+        entries[296] = entry(296, 3, [2])  # inches
     if xmp:
         entries[700] = entry(700, 1, list(xmp))
     if icc:
@@ -1568,6 +1574,6 @@ def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | 
         data = _png_with_metadata(png, icc, exif, xmp, dpi)
         _atomic_write(path, lambda fh: fh.write(data))
     else:
-        data = _tiff_bytes(codes, icc, exif, xmp=xmp)
+        data = _tiff_bytes(codes, icc, exif, xmp=xmp, dpi=dpi)
         _atomic_write(path, lambda fh: fh.write(data))
     return path

@@ -47,11 +47,13 @@ __all__ = [
 
 
 def _plain(value):
-    """A deep copy of nested dicts / lists / tuples with numpy scalars as Python values."""
+    """A deep copy of nested dicts / lists / tuples with numpy scalars as Python values and
+    tuples as lists, JSON's form: ``from_json(s.to_json()) == s`` (a tuple in params compared
+    unequal to the list read back)."""
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(_plain(v) for v in value)
+        return [_plain(v) for v in value]
     return value.item() if isinstance(value, np.generic) else value
 
 
@@ -165,6 +167,18 @@ class DevelopSettings:
         unknown = set(changes) - names
         if unknown:
             raise ValueError(f"unknown develop options {sorted(unknown)}; valid options are {sorted(names)}")
+        portrait = changes.get("portrait", self.portrait)
+        if ("params" not in changes and portrait != self.portrait and portrait in PORTRAIT_EFFECTS
+                and self.params.get("portrait")):
+            # Options of the effect replaced mean nothing to the new one (a saved blur's f_number
+            # made `--settings blur.json --portrait stage_light` fail on an unknown field): the
+            # ones the new effect lacks are dropped, the ones it shares are kept.
+            known = {f.name for f in dataclasses.fields(_params_class(PORTRAIT_EFFECTS[portrait][0], "portrait"))}
+            params = {stage: dict(values) for stage, values in self.params.items()}
+            params["portrait"] = {k: v for k, v in params["portrait"].items() if k in known}
+            if not params["portrait"]:
+                del params["portrait"]
+            changes["params"] = params
         return dataclasses.replace(self, **changes)
 
 
@@ -235,10 +249,8 @@ class DevelopResult:
 # Stage table
 # ---------------------------------------------------------------------------
 
-def _params_for(fn: Callable, overrides: dict, stage: str):
-    """Build ``fn``'s params dataclass from its defaults plus ``overrides`` (None if no overrides)."""
-    if not overrides:
-        return None
+def _params_class(fn: Callable, stage: str) -> type:
+    """The params dataclass of effect ``fn`` (the annotation of its ``params`` argument)."""
     import inspect
     import typing
 
@@ -254,7 +266,14 @@ def _params_for(fn: Callable, overrides: dict, stage: str):
     candidates = [a for a in typing.get_args(annotation) or (annotation,) if dataclasses.is_dataclass(a)]
     if not candidates:
         raise TypeError(f"cannot find the params class of effects.{fn.__name__} to apply params[{stage!r}]")
-    cls = candidates[0]
+    return candidates[0]
+
+
+def _params_for(fn: Callable, overrides: dict, stage: str):
+    """Build ``fn``'s params dataclass from its defaults plus ``overrides`` (None if no overrides)."""
+    if not overrides:
+        return None
+    cls = _params_class(fn, stage)
     defaults = cls()
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(overrides) - names

@@ -858,7 +858,7 @@ class Segmentation:
         1.4 s CPU, together about 0.9 s). Results are cached; later reads
         are free. Names: scene categories, ``"person"`` or ``"persons"``;
         ones not computed for this photo are ignored (reading them still
-        raises).
+        raises), names no segmentation has raise ValueError.
         """
         self.mattes(names)
 
@@ -870,7 +870,8 @@ class Segmentation:
         names : iterable of str
             Scene categories, ``"person"`` (the union) and/or ``"persons"``
             (the list of instance mattes). Names this segmentation did not
-            compute are left out of the result.
+            compute are left out of the result; names no segmentation has
+            raise ValueError.
         max_pixels : int, optional
             Refine edges against the photo reduced to about this many pixels,
             then upsample bilinearly (see :meth:`_upsample`): for stages that
@@ -887,7 +888,12 @@ class Segmentation:
         if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer))
                                        or max_pixels < 1):
             raise ValueError(f"max_pixels must be a positive integer or None, got {max_pixels!r}")
+        if isinstance(names, str):  # iterated letter by letter it gave {} without a word
+            raise TypeError(f"names must be a list of category names, e.g. [{names!r}], got the string {names!r}")
         names = list(dict.fromkeys(names))
+        unknown = [n for n in names if n not in set(SCENE_CATEGORIES) | set(PERSON_NAMES) | set(self.categories)]
+        if unknown:  # a typo ("skyy") was dropped as "not computed"
+            raise ValueError(f"unknown matte names {unknown}; this segmentation has {list(self.categories)}")
         H, W = self.image_shape
         if max_pixels is not None and H * W <= max_pixels:
             max_pixels = None  # the photo is small: full detail costs nothing more

@@ -74,7 +74,9 @@ def test_plan_refuses_to_overwrite_inputs_and_collisions(tmp_path):
     todo, settled = plan_batch([a], tmp_path / "a")
     assert not todo and settled[0].status == "failed" and "overwrite an input" in settled[0].message
     todo, settled = plan_batch([a, b], tmp_path / "out")
-    assert len(todo) == 1 and "collides" in settled[0].message and "another --out folder" in settled[0].message
+    # The same name from two folders (two cards' IMG_0001.JPG) was told as a clash of case.
+    assert len(todo) == 1 and "has the same output name" in settled[0].message
+    assert "ignore case" not in settled[0].message and "another --out folder" in settled[0].message
     todo, settled = plan_batch([tmp_path / "missing.jpg"], tmp_path / "out")
     assert settled[0].status == "failed" and "no such file" in settled[0].message
 

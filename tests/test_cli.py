@@ -32,8 +32,44 @@ def test_help_and_version(capsys):
 
 
 def test_list_styles(capsys):
+    from camseg.pipeline import available_portrait_effects, available_styles
+
     assert main(["develop", "--list", SAMPLE.as_posix(), "--out", "unused"]) == 0
     assert "styles:" in capsys.readouterr().out
+    assert main(["develop", "--list"]) == 0  # asked for photos and --out first
+    listed = capsys.readouterr().out
+    # The help listed three of the six portrait effects: it now takes them from the pipeline.
+    with pytest.raises(SystemExit):
+        main(["develop", "--help"])
+    helptext = " ".join(capsys.readouterr().out.split())
+    for name in available_portrait_effects() + available_styles():
+        assert name in listed and name in helptext
+
+
+def test_saved_settings_are_checked_before_they_are_written(tmp_path, capsys):
+    """A mistyped --style was saved over a good look file, then the run refused it."""
+    look = tmp_path / "look.json"
+    look.write_text('{"style": "warm"}')
+    code = main(["develop", str(SAMPLE), "--out", str(tmp_path / "out"), "--settings", str(look),
+                 "--style", "vibrnat", "--save-settings", str(look)])
+    assert code == 2 and "not a Photographic Style" in capsys.readouterr().err
+    assert look.read_text() == '{"style": "warm"}'
+
+
+def test_a_portrait_effect_on_the_command_line_replaces_a_saved_one(tmp_path, capsys):
+    """A saved blur's f_number made --portrait stage_light fail on an unknown field."""
+    from camseg.pipeline import DevelopSettings
+
+    look = tmp_path / "blur.json"
+    assert main(["develop", str(SAMPLE), "--out", str(tmp_path / "a"), "--portrait", "Blur", "--f-number", "2.8",
+                 "--save-settings", str(look), "-q", "--no-progress"]) == 0
+    assert DevelopSettings.from_json(look.read_text()).params == {"portrait": {"f_number": 2.8}}
+    again = tmp_path / "stage.json"
+    assert main(["develop", str(SAMPLE), "--out", str(tmp_path / "b"), "--settings", str(look), "--portrait",
+                 "stage_light", "--save-settings", str(again), "-q", "--no-progress"]) == 0
+    saved = DevelopSettings.from_json(again.read_text())
+    assert saved.portrait == "stage_light" and "portrait" not in saved.params
+    assert DevelopSettings.from_json(again.read_text()) == saved
 
 
 def test_usage_errors_exit_2(tmp_path, capsys):

@@ -781,3 +781,22 @@ def test_a_segmentation_without_people_is_refused_where_people_are_needed():
         develop(photo, segmentation=seg)
     out = develop(photo, segmentation=seg, tone_map=False)  # nothing needs them: fine
     assert out.pixels.shape == photo.pixels.shape
+
+
+def test_settings_read_back_from_json_equal_the_settings_written():
+    """A tuple in params (a denoise band list) compared unequal to the list JSON gives back."""
+    s = DevelopSettings(params={"denoise": {"luma_base": (1.0, 0.8, 0.6, 0.4, 0.3)}})
+    again = DevelopSettings.from_json(s.to_json())
+    assert again == s and {s: 1}.get(again) == 1
+
+
+def test_a_new_portrait_effect_drops_the_options_only_the_old_one_had():
+    blur = DevelopSettings(portrait="blur", params={"portrait": {"f_number": 2.8, "refine_band": 0.03}})
+    check_settings(blur)
+    stage = blur.replace(portrait="stage_light")
+    assert stage.params == {"portrait": {"refine_band": 0.03}}  # an option both effects have: kept
+    check_settings(stage)
+    assert blur.replace(portrait="blur", style="warm").params == blur.params
+    explicit = blur.replace(portrait="stage_light", params={"portrait": {"f_number": 2.8}})
+    with pytest.raises(ValueError, match="unknown fields"):  # asked for outright: still an error
+        check_settings(explicit)

@@ -821,3 +821,17 @@ def test_a_replaced_file_keeps_its_permissions(tmp_path):
     os.chmod(path, 0o640)
     cio.write_photo(path, np.full((8, 8, 3), 0.25, np.float32))
     assert os.stat(path).st_mode & 0o777 == 0o640
+
+
+@pytest.mark.parametrize("source", ["jpg", "png", "tif"])
+@pytest.mark.parametrize("target", ["jpg", "png", "tif"])
+def test_print_resolution_is_kept_in_every_format(tmp_path, source, target):
+    """A JPEG or PNG developed to TIFF lost its 300 dpi (TIFF kept only a TIFF source's)."""
+    pixels = (np.random.default_rng(0).random((12, 16, 3)) * 255).astype(np.uint8)
+    src = tmp_path / f"in.{source}"
+    Image.fromarray(pixels).save(src, dpi=(300, 240))
+    photo = cio.read_photo(src)
+    assert photo.dpi == pytest.approx((300, 240), abs=0.5)
+    out = cio.write_photo(tmp_path / f"out.{target}", photo.pixels, like=photo)
+    with Image.open(out) as img:
+        assert tuple(float(v) for v in img.info["dpi"]) == pytest.approx((300, 240), abs=0.5)

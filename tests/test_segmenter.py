@@ -56,7 +56,7 @@ def test_persons_sum_to_person_union(segmenter, photo):
 def test_prefetch_gives_the_same_mattes_as_reading_one_by_one(segmenter, photo):
     lazy = segmenter.segment(photo)
     batched = segmenter.segment(photo)
-    batched.prefetch(["sky", "skin", "hair", "persons", "no_such_matte"])
+    batched.prefetch(["sky", "skin", "hair", "persons"])
     assert set(batched._cache) >= {"sky", "skin", "hair", "persons"}  # computed by the one pass
     for name in ("sky", "skin", "hair", "person"):
         np.testing.assert_allclose(getattr(batched, name), getattr(lazy, name), atol=1e-5)
@@ -591,3 +591,13 @@ def test_the_scene_only_model_is_refused_as_the_full_model():
     """It has no people: loaded as the full model it failed on each photo with an unpacking error."""
     with pytest.raises(ValueError, match="scene-only model.*'hyperdetr.onnx'"):
         Segmenter(DEFAULT_MODEL.with_name("hyperdetr_scene.onnx"))
+
+
+def test_mattes_refuses_a_bare_string_and_unknown_names():
+    """`mattes("sky")` and `mattes(["skyy"])` returned {} without a word."""
+    seg = Segmenter().segment(str(SAMPLE), categories={"sky", "skin"})
+    with pytest.raises(TypeError, match=r"\['sky'\]"):
+        seg.mattes("sky")
+    with pytest.raises(ValueError, match="unknown matte names \\['skyy'\\]"):
+        seg.mattes(["skyy"])
+    assert set(seg.mattes(["sky", "hair", "persons"])) == {"sky"}  # known but not computed: left out
