@@ -217,6 +217,13 @@ class Photo:
         The ICC profile of a grey source (a Gray ICC profile, e.g. "Gray Gamma 2.2"): its pixels
         are decoded as sRGB (see ``notes``), and the grey file written back carries it again, so
         the codes it did not change read as they did.
+    iptc : bytes or None
+        The IPTC-IIM records (copyright notice, caption, by-line, keywords: what Photo
+        Mechanic and Lightroom write) of a JPEG (Photoshop APP13, resource 0x0404) or TIFF
+        (tag 33723); written back to JPEG and TIFF (PNG has no standard place for them).
+    comment : bytes or None
+        A JPEG's comment (COM segment) or a PNG's ``Comment`` text; written back to JPEG and
+        PNG.
     """
 
     pixels: np.ndarray
@@ -234,6 +241,8 @@ class Photo:
     dpi: "tuple | None" = None
     grayscale: bool = False
     grey_profile: "bytes | None" = None
+    iptc: "bytes | None" = None
+    comment: "bytes | None" = None
 
     @property
     def shape(self) -> tuple:
@@ -632,6 +641,41 @@ def _exif_reset_orientation(exif: bytes) -> bytes:
     return bytes(data)
 
 
+#: Exif sub-IFD pointer (in IFD0), and the PixelXDimension / PixelYDimension tags in it.
+_EXIF_IFD_TAG, _PIXEL_X_TAG, _PIXEL_Y_TAG = 34665, 40962, 40963
+
+
+def _exif_with_pixel_size(exif: bytes, width: int, height: int) -> bytes:
+    """Return ``exif`` whose Exif sub-IFD gives the written image's width and height.
+
+    A photo stored sideways (orientation 6 or 8) is written upright, so the camera's
+    PixelXDimension and PixelYDimension (0xA002, 0xA003) described the output turned a quarter
+    (640×321 for a 321×640 photo). The values are rewritten in place (SHORT or LONG, in the
+    entry), so nothing moves; a block without them, or one they cannot be read from, is returned
+    as it is.
+    """
+    bo = "<" if exif[:2] == b"II" else ">"
+    try:
+        pointer = next((struct.unpack_from(bo + "I", value)[0] for _, tag, typ, count, value
+                        in _exif_ifd0_entries(exif) if tag == _EXIF_IFD_TAG and count == 1), None)
+        if pointer is None:
+            return exif
+        data = bytearray(exif)
+        n = struct.unpack_from(bo + "H", exif, pointer)[0]
+        for i in range(n):
+            pos = pointer + 2 + 12 * i
+            tag, typ, count = struct.unpack_from(bo + "HHI", exif, pos)
+            if tag in (_PIXEL_X_TAG, _PIXEL_Y_TAG) and count == 1 and typ in (3, 4):
+                value = width if tag == _PIXEL_X_TAG else height
+                if typ == 3 and value > 0xFFFF:  # a SHORT cannot hold it: a LONG can
+                    typ = 4
+                struct.pack_into(bo + "HI", data, pos + 2, typ, 1)
+                struct.pack_into(bo + ("HH" if typ == 3 else "I"), data, pos + 8, *((value, 0) if typ == 3 else (value,)))
+        return bytes(data)
+    except struct.error:
+        return exif
+
+
 def _normalise_exif(raw) -> "bytes | None":
     """EXIF bytes as a bare TIFF structure, or None if absent or not parseable."""
     if not raw:
@@ -838,6 +882,7 @@ def read_photo(path: "str | os.PathLike") -> Photo:
                     notes.append(f"PNG gamma {file_gamma:.5g} (no colour profile): decoded with it, written "
                                  "back as an equivalent ICC profile")
             xmp = _read_xmp(img)
+            iptc, comment = _read_iptc(img), _read_comment(img)
             subsampling = _jpeg_subsampling(img) if fmt == "JPEG" else None
             dpi = _read_dpi(img)
             mode = img.mode
@@ -932,7 +977,39 @@ def read_photo(path: "str | os.PathLike") -> Photo:
     return Photo(pixels=pixels, exif=exif, icc_profile=icc, bit_depth=bits, format=fmt, grayscale=grey_source,
                  grey_profile=grey_profile,
                  colour_space=colour_space, source=path, iso=iso, notes=tuple(notes), alpha=alpha,
-                 xmp=_xmp_reset_orientation(xmp) if xmp else None, jpeg_subsampling=subsampling, dpi=dpi)
+                 xmp=_xmp_reset_orientation(xmp) if xmp else None, jpeg_subsampling=subsampling, dpi=dpi,
+                 iptc=iptc, comment=comment)
+
+
+#: Photoshop image resource holding IPTC-IIM records, and the TIFF tag for them (IPTC/NAA).
+_IPTC_RESOURCE, _IPTC_TIFF_TAG = 0x0404, 33723
+
+
+def _read_iptc(img) -> "bytes | None":
+    """A Pillow image's IPTC-IIM records as bytes: JPEG APP13 resource 0x0404, TIFF tag 33723."""
+    if img.format == "TIFF":
+        value = getattr(img, "tag_v2", {}).get(_IPTC_TIFF_TAG)
+    else:
+        value = (img.info.get("photoshop") or {}).get(_IPTC_RESOURCE)
+    if isinstance(value, tuple):  # some writers store it as BYTEs or LONGs: bytes only when it is bytes
+        value = bytes(value) if all(isinstance(v, int) and 0 <= v <= 255 for v in value) else None
+    return bytes(value) if isinstance(value, (bytes, bytearray)) and value[:1] == b"\x1c" else None
+
+
+def _read_comment(img) -> "bytes | None":
+    """A JPEG's COM segment or a PNG's ``Comment`` text chunk, as bytes."""
+    value = img.info.get("comment") if img.format == "JPEG" else img.info.get("Comment")
+    if isinstance(value, str):
+        value = value.encode("latin-1", "replace")
+    return bytes(value) if value else None
+
+
+def _photoshop_iptc_segment(iptc: bytes) -> "bytes | None":
+    """The APP13 payload holding ``iptc`` as Photoshop image resource 0x0404, or None if too big."""
+    data = iptc + (b"\0" if len(iptc) % 2 else b"")  # resource data is padded to an even size
+    payload = (b"Photoshop 3.0\x00" + b"8BIM" + struct.pack(">H", _IPTC_RESOURCE) + b"\x00\x00"
+               + struct.pack(">I", len(iptc)) + data)
+    return payload if len(payload) + 2 <= 0xFFFF else None
 
 
 def _read_dpi(img) -> "tuple | None":
@@ -1000,15 +1077,20 @@ def _exif_fitting_a_jpeg(exif: bytes) -> "bytes | None":
     return compact if compact and len(compact) <= room else None
 
 
+def _jpeg_with_segment(jpeg: bytes, marker: int, payload: bytes, after: tuple) -> bytes:
+    """Insert an APPn segment into ``jpeg`` after its leading segments of the ``after`` markers."""
+    pos = 2  # after SOI
+    while pos + 4 <= len(jpeg) and jpeg[pos] == 0xFF and jpeg[pos + 1] in after:
+        pos += 2 + struct.unpack(">H", jpeg[pos + 2:pos + 4])[0]
+    return jpeg[:pos] + bytes((0xFF, marker)) + struct.pack(">H", len(payload) + 2) + payload + jpeg[pos:]
+
+
 def _jpeg_with_xmp(jpeg: bytes, xmp: bytes) -> bytes:
     """Insert an XMP APP1 segment (XMP spec part 3, §1.1.3) after the JFIF/EXIF segments of ``jpeg``."""
     segment = _XMP_APP1 + xmp
     if len(segment) + 2 > 0xFFFF:
         return jpeg  # larger packets need Extended XMP across several segments: not written
-    pos = 2  # after SOI
-    while pos + 4 <= len(jpeg) and jpeg[pos] == 0xFF and jpeg[pos + 1] in (0xE0, 0xE1):
-        pos += 2 + struct.unpack(">H", jpeg[pos + 2:pos + 4])[0]
-    return jpeg[:pos] + b"\xff\xe1" + struct.pack(">H", len(segment) + 2) + segment + jpeg[pos:]
+    return _jpeg_with_segment(jpeg, 0xE1, segment, (0xE0, 0xE1))
 
 
 _ZERO_RUN = 64  # zero bytes in a row that mark a hole (see _zeroed_jpeg_data)
@@ -1307,10 +1389,12 @@ def _png_chunk(kind: bytes, body: bytes) -> bytes:
 
 
 def _png_with_metadata(png: bytes, icc: "bytes | None", exif: "bytes | None", xmp: "bytes | None" = None,
-                       dpi: "tuple | None" = None) -> bytes:
-    """Insert iCCP, eXIf, XMP iTXt and pHYs chunks (PNG 3rd ed. §11.3; XMP spec part 3, §1.1.5)
-    after IHDR of an encoded PNG."""
+                       dpi: "tuple | None" = None, comment: "bytes | None" = None) -> bytes:
+    """Insert iCCP, eXIf, XMP iTXt, pHYs and ``Comment`` tEXt chunks (PNG 3rd ed. §11.3; XMP spec
+    part 3, §1.1.5) after IHDR of an encoded PNG."""
     extra = b""
+    if comment:  # tEXt is Latin-1 without NULs
+        extra += _png_chunk(b"tEXt", b"Comment\x00" + comment.replace(b"\x00", b" "))
     if dpi:  # pixels per metre, unit 1 (metre)
         extra += _png_chunk(b"pHYs", struct.pack(">IIB", *(round(v / 0.0254) for v in dpi), 1))
     if icc:
@@ -1324,7 +1408,7 @@ def _png_with_metadata(png: bytes, icc: "bytes | None", exif: "bytes | None", xm
 
 
 def _tiff_bytes(codes: np.ndarray, icc: "bytes | None", exif: "bytes | None", *, orientation: int = 1,
-                xmp: "bytes | None" = None, dpi: "tuple | None" = None) -> bytes:
+                xmp: "bytes | None" = None, dpi: "tuple | None" = None, iptc: "bytes | None" = None) -> bytes:
     """Encode an uncompressed baseline RGB or grey TIFF (TIFF 6.0), 8 or 16 bit, with ICC, EXIF,
     XMP (tag 700) and, given ``dpi`` (x, y dots per inch), the print resolution (tags 282, 283,
     296). ``codes`` H×W×3 (RGB) or H×W×1 (grey, BlackIsZero), each optionally with straight
@@ -1389,6 +1473,8 @@ def _tiff_bytes(codes: np.ndarray, icc: "bytes | None", exif: "bytes | None", *,
         entries[296] = entry(296, 3, [2])  # inches
     if xmp:
         entries[700] = entry(700, 1, list(xmp))
+    if iptc:
+        entries[_IPTC_TIFF_TAG] = entry(_IPTC_TIFF_TAG, 7, list(iptc))
     if icc:
         entries[34675] = entry(34675, 7, list(icc))
     align()
@@ -1511,9 +1597,13 @@ def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | 
 
     icc = like.icc_profile if like is not None else None
     exif = like.exif if like is not None else None
+    if exif:
+        exif = _exif_with_pixel_size(exif, linear.shape[1], linear.shape[0])
     curve_key = _parse_icc(icc).curve_key if icc else None
     xmp = like.xmp if like is not None else None
     dpi = like.dpi if like is not None else None
+    iptc = like.iptc if like is not None else None
+    comment = like.comment if like is not None else None
     # JPEG: the codes are made in Pillow's own RGBX layout so that Image.frombuffer maps them
     # instead of repacking the whole frame (a 12-MP Image.fromarray took as long as the encoder).
     alpha = like.alpha if like is not None else None
@@ -1540,6 +1630,8 @@ def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | 
 
     if fmt == "JPEG":
         options = {"quality": int(quality)}
+        if comment:
+            options["comment"] = comment
         if grey is None:
             options["subsampling"] = subsamplings[subsampling]  # (a grey JPEG has no chroma)
         if icc:
@@ -1558,6 +1650,9 @@ def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | 
             image = Image.frombuffer("RGBX", (width, height), codes, "raw", "RGBX", 0, 1)
         image.save(encoded, format="JPEG", **options)
         data = _jpeg_with_xmp(encoded.getvalue(), xmp) if xmp else encoded.getvalue()
+        segment = _photoshop_iptc_segment(iptc) if iptc else None
+        if segment is not None:  # (after the JFIF, EXIF, XMP and ICC segments, as Photoshop puts it)
+            data = _jpeg_with_segment(data, 0xED, segment, (0xE0, 0xE1, 0xE2))
         _atomic_write(path, lambda fh: fh.write(data))
     elif fmt == "PNG":
         if codes.shape[2] == 2:  # grey + alpha, 8 bit: Pillow (OpenCV writes no two-channel PNG)
@@ -1571,9 +1666,9 @@ def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | 
             if not ok:
                 raise OSError(f"OpenCV failed to encode {str(path)!r} as PNG")
             png = encoded.tobytes()
-        data = _png_with_metadata(png, icc, exif, xmp, dpi)
+        data = _png_with_metadata(png, icc, exif, xmp, dpi, comment)
         _atomic_write(path, lambda fh: fh.write(data))
     else:
-        data = _tiff_bytes(codes, icc, exif, xmp=xmp, dpi=dpi)
+        data = _tiff_bytes(codes, icc, exif, xmp=xmp, dpi=dpi, iptc=iptc)
         _atomic_write(path, lambda fh: fh.write(data))
     return path

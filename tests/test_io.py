@@ -835,3 +835,62 @@ def test_print_resolution_is_kept_in_every_format(tmp_path, source, target):
     out = cio.write_photo(tmp_path / f"out.{target}", photo.pixels, like=photo)
     with Image.open(out) as img:
         assert tuple(float(v) for v in img.info["dpi"]) == pytest.approx((300, 240), abs=0.5)
+
+
+def test_exif_pixel_size_follows_the_upright_output(tmp_path):
+    """A photo stored sideways is written upright: its EXIF PixelX/YDimension kept the stored
+    (turned) size."""
+    pixels = (np.random.default_rng(0).random((20, 32, 3)) * 255).astype(np.uint8)  # stored 32 wide, 20 high
+    exif = Image.Exif()
+    exif[274] = 6  # shown turned a quarter: 20 wide, 32 high
+    sub = exif.get_ifd(0x8769)
+    sub[0xA002], sub[0xA003] = 32, 20
+    sub[0x9003] = "2024:05:01 10:00:00"
+    src = tmp_path / "sideways.jpg"
+    Image.fromarray(pixels).save(src, exif=exif, quality=95)
+    photo = cio.read_photo(src)
+    assert photo.pixels.shape[:2] == (32, 20)
+    for ext in ("jpg", "png", "tif"):
+        out = cio.write_photo(tmp_path / f"out.{ext}", photo.pixels, like=photo)
+        with Image.open(out) as img:
+            written = img.getexif()
+            sub = written.get_ifd(0x8769)
+            assert (sub[0xA002], sub[0xA003]) == (20, 32), ext
+            assert written.get(274, 1) == 1 and sub[0x9003] == "2024:05:01 10:00:00"
+
+
+def _iptc_jpeg(path, pixels):
+    """A JPEG with IPTC-IIM records (copyright notice 2:116, caption 2:120) in a Photoshop APP13
+    segment and a COM comment, as Photo Mechanic writes them."""
+    from camseg.io import _jpeg_with_segment, _photoshop_iptc_segment
+
+    def dataset(number, text):
+        return b"\x1c\x02" + bytes([number]) + len(text).to_bytes(2, "big") + text
+
+    iptc = dataset(116, b"(c) Jane Doe 2024") + dataset(120, b"Harbour at dawn")
+    buffer = pyio.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=95, comment=b"shot on film")
+    path.write_bytes(_jpeg_with_segment(buffer.getvalue(), 0xED, _photoshop_iptc_segment(iptc), (0xE0, 0xE1)))
+    return iptc
+
+
+def test_iptc_and_comment_are_kept(tmp_path):
+    """Copyright and caption (IPTC) and the JPEG comment were dropped without a word."""
+    from PIL import IptcImagePlugin
+
+    pixels = (np.random.default_rng(0).random((16, 24, 3)) * 255).astype(np.uint8)
+    src = tmp_path / "in.jpg"
+    iptc = _iptc_jpeg(src, pixels)
+    photo = cio.read_photo(src)
+    assert photo.iptc == iptc and photo.comment == b"shot on film"
+    for ext in ("jpg", "tif", "png"):
+        out = cio.write_photo(tmp_path / f"out.{ext}", photo.pixels, like=photo)
+        again = cio.read_photo(out)
+        with Image.open(out) as img:
+            info = IptcImagePlugin.getiptcinfo(img) or {}
+        if ext == "png":  # no standard place for IPTC in a PNG; the comment goes in a tEXt chunk
+            assert again.iptc is None and again.comment == b"shot on film"
+        else:
+            assert again.iptc == iptc and info[(2, 116)] == b"(c) Jane Doe 2024", ext
+            assert again.comment == (b"shot on film" if ext == "jpg" else None)
+        assert again.pixels.shape == photo.pixels.shape
