@@ -792,7 +792,8 @@ def write_segmentation(folder, photo, seg, *, earlier: "set | None" = None) -> l
 # ---------------------------------------------------------------------------
 
 class _SimpleProgress:
-    """Minimal stderr progress bar, used when tqdm is not installed."""
+    """Minimal stderr progress bar: when tqdm is not installed, or stderr is not a terminal (a
+    line every 5 s and at the end, for logs)."""
 
     def __init__(self, total, desc):
         self.total, self.desc, self.n, self.failed = total, desc, 0, 0
@@ -859,6 +860,10 @@ class _NoProgress:
 def _progress(total, desc, enabled):
     if not enabled or total == 0:
         return _NoProgress()
+    if not sys.stderr.isatty():
+        # A log file or a pipe: tqdm's carriage-return redraws piled up in it; one plain line
+        # every few seconds instead.
+        return _SimpleProgress(total, desc)
     try:
         return _TqdmProgress(total, desc)
     except ImportError:  # tqdm is optional

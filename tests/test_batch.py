@@ -1135,3 +1135,16 @@ def test_reuse_freed_memory_keeps_big_frames_in_the_heap():
     # 64 MB of fresh pages by default: 16 k faults, or 32 with transparent huge pages
     assert faults["off"] >= 16
     assert faults["on"] <= faults["off"] // 10
+
+
+def test_progress_in_a_log_is_plain_lines(tmp_path):
+    """With stderr a file (a cron job's log), tqdm's carriage-return redraws piled up in it."""
+    photos = _photos(tmp_path / "in", 2)
+    log = tmp_path / "log.txt"
+    code = ("import sys; from camseg.cli import main; "
+            f"sys.exit(main(['develop', {str(tmp_path / 'in')!r}, '--out', {str(tmp_path / 'out')!r}, '-j', '1']))")
+    with open(log, "w") as fh:
+        done = subprocess.run([sys.executable, "-c", code], stderr=fh, cwd=REPO, timeout=300)
+    text = log.read_text()
+    assert done.returncode == 0 and "\r" not in text
+    assert f"develop [{'#' * 30}] 2/2" in text
