@@ -552,17 +552,24 @@ def _made_with(task: str, settings: DevelopSettings, write_options: dict, model:
 
 
 def _model_identity(path) -> dict:
-    """A model file's name and SHA-256 (3.7 MB: milliseconds), what records keep of it."""
+    """What records keep of the model: the SHA-256 of its file and of the scene-only twin beside
+    it, which serves the calls that need no people (6 MB: milliseconds). Not the file's name: a
+    copy of the same model elsewhere is the same model."""
     import hashlib
 
-    from camseg.segmenter import DEFAULT_MODEL
+    from camseg.segmenter import DEFAULT_MODEL, _scene_model_path
+
+    def sha256(file: Path) -> "str | None":
+        if not file.is_file():
+            return None
+        digest = hashlib.sha256()
+        with open(file, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
 
     path = Path(DEFAULT_MODEL if path is None else path)
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return {"file": path.name, "sha256": digest.hexdigest()}
+    return {"sha256": sha256(path), "scene_sha256": sha256(_scene_model_path(path))}
 
 
 def _made_otherwise(made: dict, now: dict) -> bool:
@@ -860,9 +867,10 @@ class _NoProgress:
 def _progress(total, desc, enabled):
     if not enabled or total == 0:
         return _NoProgress()
-    if not sys.stderr.isatty():
+    if not sys.stderr.isatty() and "ipykernel" not in sys.modules:
         # A log file or a pipe: tqdm's carriage-return redraws piled up in it; one plain line
-        # every few seconds instead.
+        # every few seconds instead. (A notebook's stderr is no terminal either, but it draws
+        # tqdm's bar.)
         return _SimpleProgress(total, desc)
     try:
         return _TqdmProgress(total, desc)

@@ -42,8 +42,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"camseg {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    from camseg.pipeline import available_portrait_effects, available_styles
-
     def common(p):
         p.add_argument("inputs", nargs="+", metavar="INPUT",
                        help="photo files (JPEG, PNG, TIFF; 8 or 16 bit) and/or folders (searched recursively)")
@@ -65,13 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     dev = sub.add_parser("develop", help="run the whole pipeline on photos",
                          description="Segment each photo once, then denoise and sharpen (sky/skin aware), "
                                      "tone-map each person, apply a Photographic Style and an optional "
-                                     "portrait effect. EXIF and colour profile are kept.")
+                                     "portrait effect. EXIF and colour profile are kept.",
+                         formatter_class=_HelpWithNames)
     common(dev)
-    dev.add_argument("--style", default=None,
-                     help="Photographic Style preset: " + ", ".join(available_styles()) + " (default: standard)")
+    dev.add_argument("--style", default=None, help="Photographic Style preset: {styles} (default: standard)")
     dev.add_argument("--style-strength", type=float, default=None, metavar="X", help="0..2 (default 1)")
-    dev.add_argument("--portrait", default=None,
-                     help="portrait effect: " + ", ".join(available_portrait_effects()) + " (default: none)")
+    dev.add_argument("--portrait", default=None, help="portrait effect: {portrait_effects} (default: none)")
     dev.add_argument("--f-number", type=float, default=None, metavar="F",
                      help="aperture of the simulated lens for --portrait blur (smaller = more blur)")
     dev.add_argument("--iso", type=float, default=None, help="ISO for the noise model (default: from EXIF)")
@@ -125,11 +122,45 @@ def _settings_from_args(args):
         changes["sharpen"] = False
     if args.no_tone_map:
         changes["tone_map"] = False
+    if changes:
+        settings = settings.replace(**changes)
     if args.f_number is not None:
+        # After the portrait effect is set: a new effect first drops the options only the old
+        # one had (DevelopSettings.replace), then the blur gets its aperture.
         params = {k: dict(v) for k, v in settings.params.items()}
         params.setdefault("portrait", {})["f_number"] = args.f_number
-        changes["params"] = params
-    return settings.replace(**changes) if changes else settings
+        settings = settings.replace(params=params)
+    return settings
+
+
+def _save_settings(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``: atomically to the file a link points to, straight to a device
+    or pipe (``--save-settings /dev/stdout``), which a rename would replace with a plain file."""
+    from camseg.io import _atomic_write
+
+    target = Path(os.path.realpath(path))
+    # /dev/stdout redirected to a file resolves to that file, whose replacement the shell would
+    # never see: names under /dev and /proc are written as they are.
+    if str(path).startswith(("/dev/", "/proc/")) or (target.exists() and not target.is_file()):
+        with open(path, "w") as fh:
+            fh.write(text)
+        return
+    _atomic_write(target, lambda fh: fh.write(text.encode()))
+
+
+class _HelpWithNames(argparse.HelpFormatter):
+    """Fills ``{styles}`` and ``{portrait_effects}`` in help texts from the pipeline, only when
+    help is shown: importing the pipeline costs ~0.3 s, which ``--version`` and every usage
+    error would otherwise pay."""
+
+    def _get_help_string(self, action):
+        text = super()._get_help_string(action) or ""
+        if "{styles}" in text or "{portrait_effects}" in text:
+            from camseg.pipeline import available_portrait_effects, available_styles
+
+            text = text.replace("{styles}", ", ".join(available_styles())).replace(
+                "{portrait_effects}", ", ".join(available_portrait_effects()))
+        return text
 
 
 def main(argv=None) -> int:
@@ -156,7 +187,6 @@ def main(argv=None) -> int:
     # semaphore objects": alarming noise after a kill the batch is made to survive. The tracker
     # process is started with this process's warning options, read when it starts.
     sys.warnoptions.append("ignore:resource_tracker:UserWarning")
-    from camseg.io import _atomic_write
     from camseg.pipeline import check_settings
 
     try:
@@ -169,7 +199,7 @@ def main(argv=None) -> int:
                 # Checked first: a mistyped --style saved over a good look file, and the run then
                 # refused it anyway.
                 check_settings(settings)
-                _atomic_write(args.save_settings, lambda fh: fh.write((settings.to_json() + "\n").encode()))
+                _save_settings(args.save_settings, settings.to_json() + "\n")
             kwargs = dict(settings=settings, output_format=args.output_format, quality=args.quality,
                           bit_depth=args.bit_depth)
         for path in args.inputs:

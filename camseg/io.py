@@ -220,10 +220,13 @@ class Photo:
     iptc : bytes or None
         The IPTC-IIM records (copyright notice, caption, by-line, keywords: what Photo
         Mechanic and Lightroom write) of a JPEG (Photoshop APP13, resource 0x0404) or TIFF
-        (tag 33723); written back to JPEG and TIFF (PNG has no standard place for them).
-    comment : bytes or None
-        A JPEG's comment (COM segment) or a PNG's ``Comment`` text; written back to JPEG and
-        PNG.
+        (tag 33723); written back to TIFF, and to JPEG when it fits one APP13 segment (64 KB).
+        PNG has no standard place for them. A block that is not whole records is left out,
+        with a note.
+    comment : str or None
+        A JPEG's comment (COM segment; UTF-8, else read as Latin-1) or a PNG's ``Comment``
+        text; written back to JPEG (UTF-8; one over a JPEG segment's 65,533 bytes is left out)
+        and PNG (tEXt, or iTXt when it is not Latin-1).
     """
 
     pixels: np.ndarray
@@ -242,7 +245,7 @@ class Photo:
     grayscale: bool = False
     grey_profile: "bytes | None" = None
     iptc: "bytes | None" = None
-    comment: "bytes | None" = None
+    comment: "str | None" = None
 
     @property
     def shape(self) -> tuple:
@@ -882,7 +885,7 @@ def read_photo(path: "str | os.PathLike") -> Photo:
                     notes.append(f"PNG gamma {file_gamma:.5g} (no colour profile): decoded with it, written "
                                  "back as an equivalent ICC profile")
             xmp = _read_xmp(img)
-            iptc, comment = _read_iptc(img), _read_comment(img)
+            iptc, comment = _read_iptc(img, notes), _read_comment(img)
             subsampling = _jpeg_subsampling(img) if fmt == "JPEG" else None
             dpi = _read_dpi(img)
             mode = img.mode
@@ -985,23 +988,54 @@ def read_photo(path: "str | os.PathLike") -> Photo:
 _IPTC_RESOURCE, _IPTC_TIFF_TAG = 0x0404, 33723
 
 
-def _read_iptc(img) -> "bytes | None":
-    """A Pillow image's IPTC-IIM records as bytes: JPEG APP13 resource 0x0404, TIFF tag 33723."""
+def _read_iptc(img, notes: list) -> "bytes | None":
+    """A Pillow image's IPTC-IIM records as bytes: JPEG APP13 resource 0x0404, TIFF tag 33723.
+
+    Kept only when it is whole records (Pillow returns a block split over several APP13
+    segments cut short, and a TIFF tag stored as LONGs as its first value only): a damaged
+    block written back would be worse than none, and ``notes`` says it was left out.
+    """
     if img.format == "TIFF":
         value = getattr(img, "tag_v2", {}).get(_IPTC_TIFF_TAG)
     else:
         value = (img.info.get("photoshop") or {}).get(_IPTC_RESOURCE)
-    if isinstance(value, tuple):  # some writers store it as BYTEs or LONGs: bytes only when it is bytes
+    if value is None:
+        return None
+    if isinstance(value, tuple):  # stored as BYTEs: bytes
         value = bytes(value) if all(isinstance(v, int) and 0 <= v <= 255 for v in value) else None
-    return bytes(value) if isinstance(value, (bytes, bytearray)) and value[:1] == b"\x1c" else None
+    if isinstance(value, (bytes, bytearray)) and _iptc_is_whole(bytes(value)):
+        return bytes(value)
+    notes.append("IPTC data (copyright, caption) that camseg cannot read whole: not written to the output")
+    return None
 
 
-def _read_comment(img) -> "bytes | None":
-    """A JPEG's COM segment or a PNG's ``Comment`` text chunk, as bytes."""
+def _iptc_is_whole(data: bytes) -> bool:
+    """Whether ``data`` is a run of whole IPTC-IIM datasets (tag 0x1C, record, dataset, size)."""
+    pos = 0
+    while pos < len(data):
+        if data[pos] == 0 and not any(data[pos:]):  # zero padding at the end
+            return pos > 0
+        if data[pos] != 0x1C or pos + 5 > len(data):
+            return False
+        size = struct.unpack_from(">H", data, pos + 3)[0]
+        if size & 0x8000:  # extended dataset: the next (size & 0x7FFF) bytes hold its length
+            n = size & 0x7FFF
+            if n > 4 or pos + 5 + n > len(data):
+                return False
+            size, pos = int.from_bytes(data[pos + 5:pos + 5 + n], "big"), pos + n
+        pos += 5 + size
+    return pos == len(data) and len(data) > 0
+
+
+def _read_comment(img) -> "str | None":
+    """A JPEG's COM segment (UTF-8, else Latin-1) or a PNG's ``Comment`` text chunk."""
     value = img.info.get("comment") if img.format == "JPEG" else img.info.get("Comment")
-    if isinstance(value, str):
-        value = value.encode("latin-1", "replace")
-    return bytes(value) if value else None
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            value = bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            value = bytes(value).decode("latin-1")
+    return value if isinstance(value, str) and value else None
 
 
 def _photoshop_iptc_segment(iptc: bytes) -> "bytes | None":
@@ -1311,7 +1345,7 @@ def _atomic_write(path: Path, write) -> None:
             # umask's), or the mode of the file it replaces. (A fixed 0644 made a private
             # folder's photos readable to all, and a shared folder's not writable by its group.)
             try:
-                mode = os.stat(path).st_mode & 0o7777
+                mode = os.stat(path).st_mode & 0o777  # (not a set-user-id bit: the new file is data)
             except OSError:
                 mode = _new_file_mode()
             if hasattr(os, "fchmod"):
@@ -1389,12 +1423,16 @@ def _png_chunk(kind: bytes, body: bytes) -> bytes:
 
 
 def _png_with_metadata(png: bytes, icc: "bytes | None", exif: "bytes | None", xmp: "bytes | None" = None,
-                       dpi: "tuple | None" = None, comment: "bytes | None" = None) -> bytes:
+                       dpi: "tuple | None" = None, comment: "str | None" = None) -> bytes:
     """Insert iCCP, eXIf, XMP iTXt, pHYs and ``Comment`` tEXt chunks (PNG 3rd ed. §11.3; XMP spec
     part 3, §1.1.5) after IHDR of an encoded PNG."""
     extra = b""
-    if comment:  # tEXt is Latin-1 without NULs
-        extra += _png_chunk(b"tEXt", b"Comment\x00" + comment.replace(b"\x00", b" "))
+    if comment:
+        text = comment.replace("\x00", " ")
+        try:  # tEXt is Latin-1; iTXt (uncompressed, no language) holds UTF-8
+            extra += _png_chunk(b"tEXt", b"Comment\x00" + text.encode("latin-1"))
+        except UnicodeEncodeError:
+            extra += _png_chunk(b"iTXt", b"Comment\x00\x00\x00\x00\x00" + text.encode("utf-8"))
     if dpi:  # pixels per metre, unit 1 (metre)
         extra += _png_chunk(b"pHYs", struct.pack(">IIB", *(round(v / 0.0254) for v in dpi), 1))
     if icc:
@@ -1630,8 +1668,8 @@ def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | 
 
     if fmt == "JPEG":
         options = {"quality": int(quality)}
-        if comment:
-            options["comment"] = comment
+        if comment and len(comment.encode("utf-8")) <= 0xFFFF - 2:  # one COM segment
+            options["comment"] = comment.encode("utf-8")
         if grey is None:
             options["subsampling"] = subsamplings[subsampling]  # (a grey JPEG has no chroma)
         if icc:

@@ -458,6 +458,27 @@ def _shows_teeth(seg) -> bool:
     return teeth is not None and float(teeth.max(initial=0.0)) >= 0.5
 
 
+def _has_people(seg) -> bool:
+    """Whether a segmentation computed people, without making their full-size mattes.
+
+    camseg's Segmentation says so in ``categories`` (reading ``persons`` would upsample every
+    person's matte to the photo's size: 64 MB each at 16 MP, which the stages, reading reduced
+    mattes, never use). Masks from elsewhere need only a ``persons`` attribute.
+    """
+    computed = getattr(seg, "categories", None)
+    if computed is not None and "persons" in computed:
+        return True
+    if "persons" in getattr(seg, "__dict__", {}):
+        return True
+    if computed is not None:
+        return False
+    try:
+        getattr(seg, "persons")
+    except (AttributeError, RuntimeError, ValueError, KeyError):
+        return False
+    return True
+
+
 def optional_matte(seg, name):
     """``seg.<name>`` as float32, or None when the segmentation did not compute it."""
     try:
@@ -1077,18 +1098,15 @@ def develop(image, settings: "DevelopSettings | None" = None, *, segmenter=None,
                     and settings.style_strength > 0 and not effects.STYLE_PRESETS[settings.style].is_neutral)
     t = time.perf_counter()
     if segmentation is not None:
-        try:
-            getattr(segmentation, "persons")
-        except (AttributeError, RuntimeError, ValueError, KeyError):
-            if wants_persons:
-                # Read as "nobody in the photo", it gave the photo no portrait effect and one tone
-                # for everyone without a word.
-                uses = " and ".join(stage.name for stage, fn, _ in plan if fn is not None and stage.needs_persons)
-                computed = getattr(segmentation, "categories", None)
-                raise ValueError(
-                    "segmentation has no people computed" + (f" (only {', '.join(computed)})" if computed else "")
-                    + f", and {uses} need them; segment the photo without categories= (or with 'persons' "
-                    "among them), or turn those stages off") from None
+        if wants_persons and not _has_people(segmentation):
+            # Read as "nobody in the photo", it gave the photo no portrait effect and one tone
+            # for everyone without a word.
+            uses = " and ".join(stage.name for stage, fn, _ in plan if fn is not None and stage.needs_persons)
+            computed = getattr(segmentation, "categories", None)
+            raise ValueError(
+                "segmentation has no people computed" + (f" (only {', '.join(computed)})" if computed else "")
+                + f", and {uses} need them; segment the photo without categories= (or with 'persons' "
+                "among them), or turn those stages off")
         seg, status, detail = segmentation, "skipped", "precomputed segmentation given"
     else:
         categories = None if wants_persons else {"sky", "skin"} | ({"teeth"} if styles_teeth else set())

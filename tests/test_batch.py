@@ -1049,6 +1049,17 @@ def test_resume_with_another_model_is_flagged(tmp_path):
         assert again.skipped == 1 and not again.notes
         second = run_batch(photos, out, task=task, jobs=1, progress=False, model_path=other)
         assert second.skipped == 1 and "another model" in second.notes[0]
+    # (Review) A byte-identical copy of the model under another name is the same model.
+    import shutil
+
+    from camseg.segmenter import DEFAULT_MODEL
+
+    copy = tmp_path / "copy" / "renamed.onnx"
+    copy.parent.mkdir()
+    shutil.copy(DEFAULT_MODEL, copy)
+    shutil.copy(DEFAULT_MODEL.with_name("hyperdetr_scene.onnx"), copy.with_name("renamed_scene.onnx"))
+    same = run_batch(photos, tmp_path / "develop", jobs=1, progress=False, model_path=copy)
+    assert same.skipped == 1 and not same.notes
 
 
 def test_a_record_from_before_models_were_recorded_is_not_flagged(tmp_path):

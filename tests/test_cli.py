@@ -192,3 +192,43 @@ def test_segment_command(tmp_path):
     assert person.shape == (512, 512) and person.dtype == np.uint8
     with Image.open(folder / "overlay.jpg") as im:
         assert im.size == (512, 512)
+
+
+def test_saved_settings_go_through_a_link_and_to_a_device(tmp_path, capfd):
+    """(Review) The atomic write replaced a link to the user's look file with a plain file, and
+    --save-settings /dev/stdout with a file (or nothing, for a normal user)."""
+    real = tmp_path / "dotfiles" / "look.json"
+    real.parent.mkdir()
+    real.write_text('{"style": "warm"}')
+    link = tmp_path / "look.json"
+    link.symlink_to(real)
+    args = ["develop", str(SAMPLE), "--out", str(tmp_path / "out"), "--style", "cool", "-q", "--no-progress"]
+    assert main(args + ["--save-settings", str(link)]) == 0
+    assert link.is_symlink() and json.loads(real.read_text())["style"] == "cool"
+    capfd.readouterr()
+    assert main(args + ["--save-settings", "/dev/stdout"]) == 0
+    assert json.loads(capfd.readouterr().out)["style"] == "cool"
+
+
+def test_f_number_with_a_new_portrait_effect_over_saved_settings(tmp_path, capsys):
+    """(Review) --f-number kept the old effect's options: a saved stage light's key_light_ev made
+    `--portrait blur --f-number 2` fail."""
+    from camseg.pipeline import DevelopSettings
+
+    look = tmp_path / "stage.json"
+    look.write_text(DevelopSettings(portrait="stage_light", params={"portrait": {"key_light_ev": 0.5}}).to_json())
+    saved = tmp_path / "blur.json"
+    assert main(["develop", str(SAMPLE), "--out", str(tmp_path / "out"), "--settings", str(look), "--portrait",
+                 "blur", "--f-number", "2", "--save-settings", str(saved), "-q", "--no-progress"]) == 0
+    assert DevelopSettings.from_json(saved.read_text()).params == {"portrait": {"f_number": 2.0}}
+
+
+def test_version_and_usage_errors_do_not_import_the_pipeline():
+    """(Review) Listing the styles in the help imported the pipeline (~0.3 s) for --version too."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom camseg.cli import main\ntry:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
+            "print('camseg.pipeline' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert out.stdout.strip().endswith("False"), out.stdout + out.stderr

@@ -800,3 +800,16 @@ def test_a_new_portrait_effect_drops_the_options_only_the_old_one_had():
     explicit = blur.replace(portrait="stage_light", params={"portrait": {"f_number": 2.8}})
     with pytest.raises(ValueError, match="unknown fields"):  # asked for outright: still an error
         check_settings(explicit)
+
+
+def test_checking_a_given_segmentation_for_people_makes_no_full_size_mattes():
+    """The check read .persons, which upsampled every person to the photo's size for nothing."""
+    from camseg.segmenter import segment
+
+    from camseg.pipeline import STAGE_MATTE_PIXELS
+
+    side = int(np.sqrt(STAGE_MATTE_PIXELS * 2))  # past what the stages read at full size
+    pixels = cv2.resize(cio.read_photo(SAMPLE).pixels, (side, side), interpolation=cv2.INTER_LINEAR)
+    seg = segment(pixels)
+    develop(pixels, segmentation=seg, denoise=False, sharpen=False)
+    assert "persons" not in seg._cache

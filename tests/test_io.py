@@ -820,7 +820,10 @@ def test_a_replaced_file_keeps_its_permissions(tmp_path):
     cio.write_photo(path, np.full((8, 8, 3), 0.5, np.float32))
     os.chmod(path, 0o640)
     cio.write_photo(path, np.full((8, 8, 3), 0.25, np.float32))
-    assert os.stat(path).st_mode & 0o777 == 0o640
+    assert os.stat(path).st_mode & 0o7777 == 0o640
+    os.chmod(path, 0o4750)  # a set-user-id bit is not carried onto data (review)
+    cio.write_photo(path, np.full((8, 8, 3), 0.5, np.float32))
+    assert os.stat(path).st_mode & 0o7777 == 0o750
 
 
 @pytest.mark.parametrize("source", ["jpg", "png", "tif"])
@@ -882,15 +885,46 @@ def test_iptc_and_comment_are_kept(tmp_path):
     src = tmp_path / "in.jpg"
     iptc = _iptc_jpeg(src, pixels)
     photo = cio.read_photo(src)
-    assert photo.iptc == iptc and photo.comment == b"shot on film"
+    assert photo.iptc == iptc and photo.comment == "shot on film"
     for ext in ("jpg", "tif", "png"):
         out = cio.write_photo(tmp_path / f"out.{ext}", photo.pixels, like=photo)
         again = cio.read_photo(out)
         with Image.open(out) as img:
             info = IptcImagePlugin.getiptcinfo(img) or {}
         if ext == "png":  # no standard place for IPTC in a PNG; the comment goes in a tEXt chunk
-            assert again.iptc is None and again.comment == b"shot on film"
+            assert again.iptc is None and again.comment == "shot on film"
         else:
             assert again.iptc == iptc and info[(2, 116)] == b"(c) Jane Doe 2024", ext
-            assert again.comment == (b"shot on film" if ext == "jpg" else None)
+            assert again.comment == ("shot on film" if ext == "jpg" else None)
         assert again.pixels.shape == photo.pixels.shape
+
+
+def test_comments_keep_their_text_and_a_long_one_does_not_stop_a_jpeg(tmp_path):
+    """(Review) A non-Latin-1 PNG comment came back as '?ód? ? ?? ©', and a PNG comment over a
+    JPEG segment's 65,533 bytes made the JPEG fail to write."""
+    from PIL import PngImagePlugin
+
+    pixels = (np.random.default_rng(0).random((8, 8, 3)) * 255).astype(np.uint8)
+    for text, as_jpeg in (("Łódź – 東京 ©", "Łódź – 東京 ©"), ("x" * 70_000, None)):
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt("Comment", text)
+        src = tmp_path / "in.png"
+        Image.fromarray(pixels).save(src, pnginfo=info)
+        photo = cio.read_photo(src)
+        assert photo.comment == text
+        assert cio.read_photo(cio.write_photo(tmp_path / "out.png", photo.pixels, like=photo)).comment == text
+        assert cio.read_photo(cio.write_photo(tmp_path / "out.jpg", photo.pixels, like=photo)).comment == as_jpeg
+
+
+def test_iptc_that_is_not_whole_records_is_left_out_with_a_note(tmp_path):
+    from camseg.io import _iptc_is_whole, _jpeg_with_segment, _photoshop_iptc_segment
+
+    record = b"\x1c\x02\x74" + (17).to_bytes(2, "big") + b"(c) Jane Doe 2024"
+    assert _iptc_is_whole(record) and _iptc_is_whole(record + b"\x00\x00")
+    assert not _iptc_is_whole(record[:-3]) and not _iptc_is_whole(b"") and not _iptc_is_whole(b"\x00" * 4)
+    buffer = pyio.BytesIO()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(buffer, format="JPEG")
+    src = tmp_path / "cut.jpg"
+    src.write_bytes(_jpeg_with_segment(buffer.getvalue(), 0xED, _photoshop_iptc_segment(record[:-3]), (0xE0,)))
+    photo = cio.read_photo(src)
+    assert photo.iptc is None and any("IPTC" in n for n in photo.notes)

@@ -601,3 +601,5 @@ def test_mattes_refuses_a_bare_string_and_unknown_names():
     with pytest.raises(ValueError, match="unknown matte names \\['skyy'\\]"):
         seg.mattes(["skyy"])
     assert set(seg.mattes(["sky", "hair", "persons"])) == {"sky"}  # known but not computed: left out
+    with pytest.raises(ValueError, match="unknown matte names"):  # prefetch too (it was ignored)
+        seg.prefetch(["sky", "no_such_matte"])
