@@ -885,7 +885,7 @@ def read_photo(path: "str | os.PathLike") -> Photo:
                     notes.append(f"PNG gamma {file_gamma:.5g} (no colour profile): decoded with it, written "
                                  "back as an equivalent ICC profile")
             xmp = _read_xmp(img)
-            iptc, comment = _read_iptc(img, notes), _read_comment(img)
+            iptc, comment = _read_iptc(img, notes, data), _read_comment(img)
             subsampling = _jpeg_subsampling(img) if fmt == "JPEG" else None
             dpi = _read_dpi(img)
             mode = img.mode
@@ -988,15 +988,19 @@ def read_photo(path: "str | os.PathLike") -> Photo:
 _IPTC_RESOURCE, _IPTC_TIFF_TAG = 0x0404, 33723
 
 
-def _read_iptc(img, notes: list) -> "bytes | None":
+def _read_iptc(img, notes: list, data: bytes = b"") -> "bytes | None":
     """A Pillow image's IPTC-IIM records as bytes: JPEG APP13 resource 0x0404, TIFF tag 33723.
 
-    Kept only when it is whole records (Pillow returns a block split over several APP13
-    segments cut short, and a TIFF tag stored as LONGs as its first value only): a damaged
-    block written back would be worse than none, and ``notes`` says it was left out.
+    A TIFF's tag is read from the file's own bytes (``data``), whatever type it was stored as:
+    writers store IPTC as BYTEs, UNDEFINED or LONGs, and Pillow gives a LONG tag's first value
+    only. Kept only when it is whole records (Pillow returns a block split over several APP13
+    segments cut short): a damaged block written back would be worse than none, and ``notes``
+    says it was left out.
     """
     if img.format == "TIFF":
-        value = getattr(img, "tag_v2", {}).get(_IPTC_TIFF_TAG)
+        value = _tiff_tag_bytes(data, _IPTC_TIFF_TAG)
+        if value is None and _IPTC_TIFF_TAG not in getattr(img, "tag_v2", {}):
+            return None
     else:
         value = (img.info.get("photoshop") or {}).get(_IPTC_RESOURCE)
     if value is None:
@@ -1006,6 +1010,24 @@ def _read_iptc(img, notes: list) -> "bytes | None":
     if isinstance(value, (bytes, bytearray)) and _iptc_is_whole(bytes(value)):
         return bytes(value)
     notes.append("IPTC data (copyright, caption) that camseg cannot read whole: not written to the output")
+    return None
+
+
+def _tiff_tag_bytes(data: bytes, tag: int) -> "bytes | None":
+    """The raw value bytes of ``tag`` in a TIFF file's first directory, or None."""
+    if data[:4] not in (b"II*\x00", b"MM\x00*"):
+        return None
+    bo = "<" if data[:2] == b"II" else ">"
+    try:
+        for pos, entry_tag, typ, count, field in _exif_ifd0_entries(data):
+            if entry_tag == tag:
+                size = _TIFF_TYPE_SIZES.get(typ, 1) * count
+                if size <= 4:
+                    return field[:size]
+                offset = struct.unpack(bo + "I", field)[0]
+                return data[offset:offset + size] if offset + size <= len(data) else None
+    except struct.error:
+        return None
     return None
 
 

@@ -928,3 +928,23 @@ def test_iptc_that_is_not_whole_records_is_left_out_with_a_note(tmp_path):
     src.write_bytes(_jpeg_with_segment(buffer.getvalue(), 0xED, _photoshop_iptc_segment(record[:-3]), (0xE0,)))
     photo = cio.read_photo(src)
     assert photo.iptc is None and any("IPTC" in n for n in photo.notes)
+
+
+def test_iptc_stored_as_longs_in_a_tiff_is_read_whole(tmp_path):
+    """(Review) Photoshop-style writers store the IPTC tag as LONGs; Pillow gives its first value
+    only, so the copyright was left out."""
+    from camseg.io import _tiff_bytes
+
+    record = b"\x1c\x02\x74" + (17).to_bytes(2, "big") + b"(c) Jane Doe 2024"
+    record += b"\x00" * (-len(record) % 4)
+    data = bytearray(_tiff_bytes(np.zeros((4, 4, 3), np.uint8), None, None, iptc=record))
+    # retype tag 33723 from UNDEFINED (7) to LONG (4): count / 4, the bytes unchanged
+    from camseg.io import _exif_ifd0_entries
+
+    for pos, tag, typ, count, _ in _exif_ifd0_entries(bytes(data)):
+        if tag == 33723:
+            struct.pack_into("<HI", data, pos + 2, 4, count // 4)
+    path = tmp_path / "longs.tif"
+    path.write_bytes(bytes(data))
+    photo = cio.read_photo(path)
+    assert photo.iptc == record and not any("IPTC" in n for n in photo.notes)
