@@ -168,7 +168,8 @@ def recover_model(path: "str | Path") -> tuple[HyperDetr, ModelContract]:
                      None)
         if match is None:
             raise ValueError(f"{path}: no weight in the file matches the parameter {key} "
-                             f"{tuple(target.shape)}; was it exported by another architecture?")
+                             f"{tuple(target.shape)}; was it exported from another architecture, or by "
+                             f"another torch version (whose node names differ: this is {torch.__version__})?")
         value = paired[match[0]]
         recovered[key] = np.ascontiguousarray(value.T if match[1] else value).reshape(target.shape)
     for key, value in recovered.items():
