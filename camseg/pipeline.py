@@ -350,7 +350,7 @@ def _call_tone_map(fn, image, ctx, params):
     out, exposures = fn(image, ctx.persons, skin_masks=ctx.skin, sky_mask=ctx.sky, params=params,
                         return_gains=True)
     unmeasured = sum(e.weight == 0.0 for e in exposures)
-    lift = effects.dim_photo_lift_ev(image, params)
+    lift = effects.dim_photo_lift_ev(image, params=params)
     return out, (f"{len(ctx.persons)} person(s)"
                  + (f", {unmeasured} without skin rendered like the scene" if unmeasured else "")
                  + (f", dim photo lifted {lift:+.1f} EV" if lift >= 0.05 else ""))

@@ -6,6 +6,7 @@ and the fix), so the checks live here once instead of once per module.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import cv2
@@ -35,7 +36,7 @@ def check_image(image, name: str = "image", *, check_range: bool = False, return
     Returns
     -------
     np.ndarray or (np.ndarray, float, float)
-        ``image`` as float32 (no copy if it already is float32): callers that
+        ``image`` as C-ordered float32 (no copy if it already is one): callers that
         write must copy. With ``return_range``, ``(image, min, max)``.
 
     Raises
@@ -54,7 +55,9 @@ def check_image(image, name: str = "image", *, check_range: bool = False, return
     if not np.issubdtype(image.dtype, np.floating):
         raise TypeError(f"{name}: expected a float array (linear RGB in [0, 1]), got dtype {image.dtype}. "
                         "Convert integer (sRGB-encoded) pixels with camseg.io.as_linear_rgb first.")
-    img = image.astype(np.float32, copy=False)
+    # C order: OpenCV takes a Fortran-ordered or channel-first view for a layout it cannot
+    # write into (portrait_blur crashed on one); a copy only for such views.
+    img = np.ascontiguousarray(image, dtype=np.float32)
     if check_range or return_range:
         lo, hi = _min_max(img)  # min/max propagate NaN and show inf: one pass for both checks
         finite = math.isfinite(lo) and math.isfinite(hi)
@@ -159,3 +162,27 @@ def resize(array: np.ndarray, hw: tuple[int, int], interpolation: int) -> np.nda
     """``cv2.resize`` to (H, W) that keeps a trailing channel axis of length 1 (cv2 drops it)."""
     out = cv2.resize(array, (hw[1], hw[0]), interpolation=interpolation)
     return out[..., None] if out.ndim == 2 and array.ndim == 3 else out
+
+
+def through_two_columns(fn):
+    """Run an effect on a one-pixel-wide image as a two-pixel-wide one (its column twice, and
+    every same-sized mask alike), and return the first column.
+
+    OpenCV takes a one-column array of up to 4 values for a scalar: sharpen failed on a 4×1
+    image, the lighting looks on 33×1 and 1×1, with OpenCV's own errors.
+    """
+    @functools.wraps(fn)
+    def wrapper(image, *args, **kwargs):
+        if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[1] == 1):
+            return fn(image, *args, **kwargs)
+        size = image.shape[:2]
+
+        def widen(value):
+            if isinstance(value, np.ndarray) and value.ndim >= 2 and value.shape[:2] == size:
+                return np.repeat(value, 2, axis=1)
+            return value
+
+        out = fn(widen(image), *(widen(a) for a in args), **{k: widen(v) for k, v in kwargs.items()})
+        return np.ascontiguousarray(out[:, :1])
+
+    return wrapper

@@ -651,8 +651,9 @@ def denoise(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
     p = params
     # A band needs at least a few pixels to have a meaningful local energy.
     levels = min(p.levels, max(0, int(np.log2(max(1, min(h, w)))) - 2))
+    # Early exits return a clipped copy, as the docstring promises of every output.
     if levels == 0 or p.strength == 0:
-        return img.copy()
+        return np.maximum(img, 0.0)
 
     opp = _to_opponent(img)  # new array; H×W×3 (luma, chroma_rb, chroma_gm)
     g1 = cv2.pyrDown(opp)
@@ -669,7 +670,7 @@ def denoise(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
     else:
         sky1, skin1 = _region_weights(sky, skin, luma1, p)
     if max(noise.a) == 0 and max(noise.b) == 0 and not any(map(any, noise.coarse_a + noise.coarse_b)):
-        return img.copy()
+        return np.maximum(img, 0.0)
 
     band_std = _band_noise_std(levels)
     h1, w1 = g1.shape[:2]

@@ -111,6 +111,27 @@ class NoiseProfile:
     coarse_a: tuple[tuple[float, float, float], ...] = ()
     coarse_b: tuple[tuple[float, float, float], ...] = ()
 
+    def __post_init__(self):
+        # Checked when built: a NaN or negative slope made denoise return NaN, b=inf a flat
+        # grey image, a short tuple an IndexError deep inside.
+        def triple(value, name):
+            try:
+                values = tuple(float(v) for v in value)
+            except (TypeError, ValueError):
+                values = ()
+            if len(values) != 3 or not all(0.0 <= v < math.inf for v in values):
+                raise ValueError(f"NoiseProfile.{name}: expected 3 finite numbers >= 0 (luma, chroma_rb, "
+                                 f"chroma_gm), got {value!r}")
+            return values
+
+        object.__setattr__(self, "a", triple(self.a, "a"))
+        object.__setattr__(self, "b", triple(self.b, "b"))
+        for name in ("coarse_a", "coarse_b"):
+            value = getattr(self, name)
+            if not isinstance(value, (tuple, list)):
+                raise ValueError(f"NoiseProfile.{name}: expected a tuple of 3-number tuples, got {value!r}")
+            object.__setattr__(self, name, tuple(triple(v, f"{name}[{k}]") for k, v in enumerate(value)))
+
     def model_at(self, level: int, channel: int) -> tuple[float, float]:
         """``(a, b)`` of one opponent channel at pyramid scale ``level`` (0 = full resolution)."""
         n = min(len(self.coarse_a), len(self.coarse_b))

@@ -61,7 +61,7 @@ import numpy as np
 
 from effects._bands import column_runs, later, run_in_row_bands, side_thread
 from effects._opencv import clip01
-from effects._validate import check_image, check_mask
+from effects._validate import check_image, check_mask, through_two_columns
 from effects._validate import resize as _resize
 from effects.mask_refine import GuidedStrips, RefineMatteParams, RowUpsampler, sample_at
 
@@ -159,6 +159,17 @@ class PortraitBlurParams:
             bad("radius_ratio", "a number in [1.01, 2]")
         if not (0 <= self.matte_floor < 1):
             bad("matte_floor", "a number in [0, 1)")
+        # (Unchecked, these failed inside the call, or seed=None made two calls differ.)
+        if not np.isfinite(self.aperture_rotation):
+            bad("aperture_rotation", "a finite angle in degrees")
+        for name in ("match_grain", "refine"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                bad(name, "True or False")
+        if not (isinstance(self.refine_band, (int, float, np.integer, np.floating))
+                and not isinstance(self.refine_band, bool) and 0 <= self.refine_band <= 0.5):
+            bad("refine_band", "a number in [0, 0.5] (a fraction of the image diagonal)")
+        if not (isinstance(self.seed, (int, np.integer)) and not isinstance(self.seed, bool) and self.seed >= 0):
+            bad("seed", "an integer >= 0 (the grain is the same for the same seed)")
 
 
 # --------------------------------------------------------------------------- validation
@@ -876,6 +887,7 @@ def foreground_colour(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 _MAX_LOW_RADIUS = 5.0  # kernel radius on a pyramid level: ≤ 11×11 keeps cv2.filter2D on its direct path
 
 
+@through_two_columns
 def portrait_blur(
     image: np.ndarray,
     subject_mask: np.ndarray,
@@ -934,7 +946,7 @@ def portrait_blur(
     # a radius of exabytes' worth of memory and failed every photo).
     r_inf = min(p.blur_scale / p.f_number, 1.0) * float(np.hypot(H, W))
     if r_inf < 0.5 or subj.size == 0:
-        return img.copy()
+        return np.clip(img, 0.0, 1.0)  # (a new array, in range as the docstring says)
 
     # Steps that need only the photo (highlight gains, noise level, grain tiles) and, once the
     # alpha is known, the decontamination grids run on a side thread while this one refines
@@ -995,7 +1007,7 @@ def _portrait_blur(img, subj, extra, depth, p: PortraitBlurParams, r_inf: float,
     mattes = planes[0][..., None] if len(planes) == 1 else np.stack(planes, axis=2)
     alpha = subject_alpha(img, mattes, refine=p.refine, refine_params=p.refine_params, band=p.refine_band)
     if alpha.min() >= 1.0:
-        return img.copy()
+        return np.clip(img, 0.0, 1.0)
     composite_f = later(side, _compositor, img, alpha)
 
     # 2. Background weight: anything the (grown) subject touches is removed and filled.

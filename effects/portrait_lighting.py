@@ -37,6 +37,7 @@ import cv2
 import numpy as np
 
 from effects.mask_refine import RefineMatteParams
+from effects._validate import through_two_columns
 from effects.portrait_blur import _check_image, _check_mask, foreground_colour, subject_alpha
 
 __all__ = [
@@ -140,9 +141,15 @@ class PortraitLightingParams:
             v = getattr(self, name)
             if not (np.isfinite(v) and 0 <= v <= 1):
                 bad(name, "a number in [0, 1]")
-        for name in ("key_light_ev", "background_ev", "subject_ev", "light_angle"):
-            if not np.isfinite(getattr(self, name)):
-                bad(name, "a finite number")
+        for name in ("key_light_ev", "background_ev", "subject_ev"):
+            # (2000 EV overflowed to NaN or an OverflowError; a camera's whole range is ~30 EV)
+            if not (np.isfinite(getattr(self, name)) and -20 <= getattr(self, name) <= 20):
+                bad(name, "a number of EV in [-20, 20]")
+        if not np.isfinite(self.light_angle):
+            bad("light_angle", "a finite number")
+        if not (isinstance(self.refine_band, (int, float, np.integer, np.floating))
+                and not isinstance(self.refine_band, bool) and 0 <= self.refine_band <= 0.5):
+            bad("refine_band", "a number in [0, 0.5] (a fraction of the image diagonal)")
         for name in ("high_key_level", "highlight_knee"):
             if not (np.isfinite(getattr(self, name)) and 0 < getattr(self, name) < 1):
                 bad(name, "a number in (0, 1)")
@@ -440,6 +447,7 @@ LOOKS = {
 }
 
 
+@through_two_columns
 def portrait_lighting(
     image: np.ndarray,
     subject_mask: np.ndarray,
@@ -490,7 +498,7 @@ def portrait_lighting(
     extra = [_check_mask(m, n, (H, W)) for m, n in ((hair_mask, "hair_mask"), (glasses_mask, "glasses_mask")) if m is not None]
     skin = None if skin_mask is None else _check_mask(skin_mask, "skin_mask", (H, W))
     if p.strength == 0:
-        return img.copy()
+        return np.clip(img, 0.0, 1.0)  # (a new array, in range as the docstring says)
 
     alpha = subject_alpha(img, np.stack([subj, *extra], axis=2), refine=p.refine, refine_params=p.refine_params, band=p.refine_band)
     F = foreground_colour(img, alpha)

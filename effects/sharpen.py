@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from ._bands import run_in_row_bands
-from ._validate import check_image
+from ._validate import check_image, through_two_columns
 from .noise_profile import _check_mask
 
 __all__ = ["SharpenParams", "sharpen"]
@@ -77,6 +77,7 @@ class SharpenParams:
             raise ValueError(f"SharpenParams.clamp_radius must be an integer >= 1; got {self.clamp_radius!r}.")
 
 
+@through_two_columns
 def sharpen(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask: np.ndarray | None = None,
             params: SharpenParams | None = None) -> np.ndarray:
     """Sharpen detail, none in sky, gently on skin, fully on textured regions, without halos.

@@ -97,6 +97,7 @@ E. Monk, "Monk Skin Tone Scale", 2019; sRGB swatches as published by Google (ski
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -228,7 +229,8 @@ class ToneMapParams:
             need(0.0 < getattr(self, name) <= 0.5, name, "a float in (0, 0.5]")
         for name in ("base_eps", "gain_eps", "illumination_sigma_ev", "chroma_sigma",
                      "person_contrast_target_ev", "scene_grey"):
-            need(getattr(self, name) > 0.0, name, "a float > 0")
+            # (finite too: an infinite eps or grey turned the whole image into NaN)
+            need(0.0 < getattr(self, name) < math.inf, name, "a finite float > 0")
         for name in ("local_compression", "person_strength", "person_contrast", "min_voter_weight"):
             need(0.0 <= getattr(self, name) <= 1.0, name, "a float in [0, 1]")
         need(0.0 <= self.dim_floor < 1.0, "dim_floor", "a float in [0, 1)")
@@ -617,7 +619,7 @@ def _apply_gains(image: np.ndarray, coeffs, sky_mask, p: ToneMapParams, clip_inp
 _DIM_SAMPLE = 250_000
 
 
-def dim_photo_lift_ev(image: np.ndarray, params: "ToneMapParams | None" = None) -> float:
+def dim_photo_lift_ev(image: np.ndarray, *, params: "ToneMapParams | None" = None) -> float:
     """The exposure lift (EV, >= 0) :func:`tone_map_people` gives a dim, underexposed photo.
 
     A photo exposed as intended puts its brightest parts near the top of the range (a lamp, a
@@ -642,7 +644,14 @@ def dim_photo_lift_ev(image: np.ndarray, params: "ToneMapParams | None" = None) 
     float
         ``min(max_dim_lift_ev, log2(dim_floor / p99.5))`` when positive, else 0.
     """
-    p = ToneMapParams() if params is None else params
+    if params is not None and not isinstance(params, ToneMapParams):
+        raise TypeError(f"params: expected ToneMapParams or None, got {type(params).__name__}.")
+    # (Unchecked, NaN pixels gave a 1.5 EV lift and 0-255 values none, without a word.)
+    return _dim_lift(check_image(image, "image", check_range=True), ToneMapParams() if params is None else params)
+
+
+def _dim_lift(image: np.ndarray, p: "ToneMapParams") -> float:
+    """:func:`dim_photo_lift_ev` of an image already checked (tone_map_people's own call)."""
     if p.dim_floor <= 0.0 or p.max_dim_lift_ev <= 0.0:
         return 0.0
     h, w = image.shape[:2]
@@ -747,7 +756,7 @@ def tone_map_people(
     p = params
     h, w = hw
     # -- a dim, underexposed photo is first brightened as a whole (see dim_photo_lift_ev) ------
-    lift_ev = dim_photo_lift_ev(image, p)
+    lift_ev = _dim_lift(image, p)
     if lift_ev > 0.0:
         image = _lifted(np.clip(image, 0.0, 1.0), 2.0 ** lift_ev)
         lo, hi = 0.0, 1.0

@@ -128,7 +128,7 @@ def test_a_dim_underexposed_photo_is_lifted_as_a_whole(rng):
     out = tone_map_people(dark, persons, skin_masks=skins)
     dark_key, out_key = (float(np.median(x @ LUMA)) for x in (dark, out))
     assert np.log2(out_key / dark_key) > lift - 0.3           # the whole photo, not only the people
-    assert dim_photo_lift_ev(dark, ToneMapParams(dim_floor=0.0)) == 0.0
+    assert dim_photo_lift_ev(dark, params=ToneMapParams(dim_floor=0.0)) == 0.0
     assert dim_photo_lift_ev(np.zeros((16, 16, 3), np.float32)) == 0.0  # a black frame: nothing to lift
     # Under the cap the lift puts the brightest 0.5 % at the floor exactly.
     half = (img * np.float32(p.dim_floor / bright * 0.5)).astype(np.float32)

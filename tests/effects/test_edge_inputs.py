@@ -1,0 +1,104 @@
+"""Inputs at the edges of what the effects accept, from an adversarial pass over the package:
+params that made NaN or failed deep inside, one-pixel-wide and Fortran-ordered images that
+OpenCV failed on, and early exits that skipped the promised clip."""
+import math
+
+import numpy as np
+import pytest
+
+import effects
+from effects import (NoiseProfile, PortraitBlurParams, PortraitLightingParams, ToneMapParams, denoise,
+                     dim_photo_lift_ev, portrait_blur, portrait_lighting, sharpen)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+@pytest.mark.parametrize("field", ["base_eps", "gain_eps", "scene_grey"])
+def test_an_infinite_tone_map_param_is_refused(field):
+    """Accepted as "> 0", each turned the whole image into NaN."""
+    with pytest.raises(ValueError, match=f"{field}.*finite"):
+        ToneMapParams(**{field: math.inf})
+
+
+@pytest.mark.parametrize("a, b", [((math.nan, 0, 0), (0, 0, 0)), ((-1e-4, 0, 0), (0, 0, 0)),
+                                  ((1e-4, 0, 0), (math.inf, 0, 0)), ((1e-4,), (0, 0, 0)), (("x", 0, 0), (0, 0, 0))])
+def test_a_noise_profile_is_checked_when_built(a, b):
+    """A NaN or negative slope made denoise return NaN, b=inf a flat grey, a short tuple an IndexError."""
+    with pytest.raises(ValueError, match="NoiseProfile"):
+        NoiseProfile(a=a, b=b)
+    with pytest.raises(ValueError, match="coarse_a"):
+        NoiseProfile(a=(1e-4, 0, 0), b=(0, 0, 0), coarse_a=((math.nan, 0, 0),), coarse_b=((0, 0, 0),))
+
+
+def test_a_fortran_ordered_image_is_blurred(rng):
+    image = np.asfortranarray(rng.random((40, 50, 3), dtype=np.float32))
+    mask = np.zeros((40, 50), np.float32)
+    mask[10:30, 15:35] = 1.0
+    out = portrait_blur(image, mask)
+    np.testing.assert_array_equal(out, portrait_blur(np.ascontiguousarray(image), mask))
+
+
+@pytest.mark.parametrize("height", [1, 4, 33, 68])
+def test_one_pixel_wide_images(rng, height):
+    """OpenCV took a one-column array of up to 4 values for a scalar: sharpen failed on 4×1, the
+    lighting looks on 33×1 and 1×1."""
+    image = rng.random((height, 1, 3), dtype=np.float32)
+    mask = np.full((height, 1), 0.5, np.float32)
+    outs = [sharpen(image), portrait_blur(image, mask)]
+    outs += [portrait_lighting(image, mask, look=look) for look in ("studio", "stage", "high_key_mono")]
+    for out in outs:
+        assert out.shape == image.shape and out.dtype == np.float32 and out.flags.c_contiguous
+        assert np.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
+
+
+@pytest.mark.parametrize("field", ["key_light_ev", "background_ev", "subject_ev"])
+def test_lighting_exposures_are_bounded(field):
+    """2000 EV gave NaN (studio) or an OverflowError (contour, high_key_mono)."""
+    with pytest.raises(ValueError, match=f"{field}.*\\[-20, 20\\]"):
+        PortraitLightingParams(**{field: 2000.0})
+    PortraitLightingParams(**{field: 3.0})
+
+
+@pytest.mark.parametrize("cls", [PortraitBlurParams, PortraitLightingParams])
+@pytest.mark.parametrize("band", [math.inf, math.nan, None, -1.0])
+def test_refine_band_is_checked_when_built(cls, band):
+    with pytest.raises(ValueError, match="refine_band"):
+        cls(refine_band=band)
+
+
+@pytest.mark.parametrize("changes", [{"seed": None}, {"seed": -1}, {"seed": 1.5}, {"match_grain": "no"},
+                                     {"refine": None}, {"aperture_rotation": math.nan}])
+def test_blur_params_are_checked_when_built(changes):
+    """seed=None made two calls differ (the docstring says deterministic); the others failed late."""
+    with pytest.raises(ValueError, match=next(iter(changes))):
+        PortraitBlurParams(**changes)
+
+
+def test_dim_lift_checks_its_input(rng):
+    """It checked nothing: NaN pixels gave a 1.5 EV lift, 0-255 values none."""
+    with pytest.raises(ValueError, match="NaN"):
+        dim_photo_lift_ev(np.full((16, 16, 3), np.nan, np.float32))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        dim_photo_lift_ev(rng.random((16, 16, 3), dtype=np.float32) * 255)
+    with pytest.raises(TypeError):
+        dim_photo_lift_ev(rng.random((16, 16, 3), dtype=np.float32), ToneMapParams())  # keyword-only
+    with pytest.raises(TypeError, match="ToneMapParams"):
+        dim_photo_lift_ev(rng.random((16, 16, 3), dtype=np.float32), params="x")
+
+
+def test_early_exits_keep_the_promised_range(rng):
+    """strength 0, a zero noise profile, blur_scale 0 or a full matte returned the input as it
+    was, values outside [0, 1] included."""
+    image = rng.random((32, 32, 3), dtype=np.float32) * 1.4 - 0.2
+    image[0, 0] = (-0.2, 1.4, 0.5)
+    zero = NoiseProfile(a=(0, 0, 0), b=(0, 0, 0))
+    for out in (denoise(image, params=effects.DenoiseParams(strength=0.0)), denoise(image, noise=zero)):
+        assert out.min() >= 0.0
+    full = np.ones((32, 32), np.float32)
+    for out in (portrait_blur(image, full), portrait_blur(image, full * 0.5, params=PortraitBlurParams(blur_scale=0.0)),
+                portrait_lighting(image, full, look="studio", params=PortraitLightingParams(strength=0.0))):
+        assert out.min() >= 0.0 and out.max() <= 1.0
+    assert denoise(image, noise=zero) is not image
