@@ -151,7 +151,7 @@ def check_mask(mask, name: str, shape: tuple[int, int], *, allow_none: bool = Fa
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise ValueError(f"{name}: contains NaN or infinite values; expected finite values in [0, 1].")
     if lo < -tol or hi > 1.0 + tol:
-        raise ValueError(f"{name}: expected values in [0, 1], got range [{lo:.4g}, {hi:.4g}]. "
+        raise ValueError(f"{name}: expected values in [0, 1], got range [{lo:.8g}, {hi:.8g}]. "
                          "Clip it, apply a sigmoid to logits, or divide 0/255 masks by 255.")
     if lo < 0.0 or hi > 1.0:
         m = np.clip(m, 0.0, 1.0)  # only the rounding tolerance is removed (a new array)

@@ -185,7 +185,7 @@ def _check_image(image, name: str = "image") -> np.ndarray:
 
 def _check_mask(mask, shape: tuple[int, int], name: str) -> np.ndarray | None:
     """Validate an optional H×W soft mask in [0, 1]; return float32 or None."""
-    return check_mask(mask, name, shape, allow_none=True, tol=0.0)
+    return check_mask(mask, name, shape, allow_none=True)
 
 
 def _check_iso(iso) -> float | None:

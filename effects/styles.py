@@ -209,7 +209,7 @@ def _check_image(image) -> np.ndarray:
 
 
 def _check_mask(mask, name: str, shape) -> np.ndarray | None:
-    return check_mask(mask, name, shape, allow_none=True, tol=1e-6)
+    return check_mask(mask, name, shape, allow_none=True)
 
 
 def _resolve_style(style) -> Style:

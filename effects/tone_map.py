@@ -290,7 +290,7 @@ def _check_image(image):
 
 
 def _check_mask(mask, name: str, shape) -> np.ndarray:
-    return check_mask(mask, name, shape, tol=1e-6)
+    return check_mask(mask, name, shape)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -691,13 +691,13 @@ def tone_map_people(
     ----------
     image : np.ndarray
         float H×W×3 linear-light RGB in [0, 1] (float32 preferred). Not modified.
-    person_masks : sequence of np.ndarray
-        One float H×W matte in [0, 1] per person (any number, may be empty). Overlapping
-        mattes are normalised where their sum exceeds 1.
+    person_masks : sequence of np.ndarray, or np.ndarray
+        One float H×W matte in [0, 1] per person (any number, may be empty), or an H×W×N
+        stack of them. Overlapping mattes are normalised where their sum exceeds 1.
     skin_masks : np.ndarray or sequence of np.ndarray, optional
         Skin matte(s), float H×W in [0, 1]. Either one scene-level skin matte shared by all
         people (each person's skin is ``skin * person``, as ``Segmentation.skin`` provides) or
-        a sequence of the same length as ``person_masks``. A person with skin (over 0.5) on
+        a sequence (or H×W×N stack) of the same length as ``person_masks``. A person with skin (over 0.5) on
         under 2 % of their matte is then rendered like the scene (no exposure of their own). Without skin
         mattes, a person's statistics use the whole person matte (clothes included), which is
         less accurate.
@@ -727,11 +727,20 @@ def tone_map_people(
         raise TypeError(f"params: expected a ToneMapParams or None, got {type(params).__name__}.")
     if isinstance(person_masks, np.ndarray) and person_masks.ndim == 2:
         raise TypeError("person_masks: expected a sequence of H×W mattes, got one H×W array; wrap it in a list: [mask].")
+    hw = image.shape[:2]
+
+    def unstacked(masks):
+        # An H×W×N stack, as the portrait effects take it, is N mattes (iterated, it was H rows
+        # of W×N: "person_masks[0] … got (64, 2)").
+        if isinstance(masks, np.ndarray) and masks.ndim == 3 and masks.shape[:2] == hw:
+            return [masks[:, :, k] for k in range(masks.shape[2])]
+        return masks
+
+    person_masks, skin_masks = unstacked(person_masks), unstacked(skin_masks)
     try:
         persons = list(person_masks)
     except TypeError:
         raise TypeError(f"person_masks: expected a sequence of float H×W mattes, got {type(person_masks).__name__}.") from None
-    hw = image.shape[:2]
     persons = [_check_mask(m, f"person_masks[{i}]", hw) for i, m in enumerate(persons)]
 
     if skin_masks is None:

@@ -102,3 +102,27 @@ def test_early_exits_keep_the_promised_range(rng):
                 portrait_lighting(image, full, look="studio", params=PortraitLightingParams(strength=0.0))):
         assert out.min() >= 0.0 and out.max() <= 1.0
     assert denoise(image, noise=zero) is not image
+
+
+def test_every_effect_takes_a_matte_a_rounding_step_over_one(rng):
+    """denoise and sharpen refused a matte at 1.0000001 that the others took, saying
+    "got range [0, 1]"."""
+    image = rng.random((16, 16, 3), dtype=np.float32)
+    matte = np.full((16, 16), 1.0000001, np.float32)
+    denoise(image, sky_mask=matte)
+    sharpen(image, skin_mask=matte)
+    effects.apply_style(image, "vibrant", skin_mask=matte)
+    effects.tone_map_people(image, [matte])
+    with pytest.raises(ValueError, match=r"got range \[1\.1000001"):
+        sharpen(image, skin_mask=matte * np.float32(1.1))
+
+
+def test_tone_map_takes_a_stack_of_mattes_as_the_portrait_effects_do(rng):
+    """An H×W×N stack was read as H mattes of W×N: "person_masks[0] … got (64, 2)"."""
+    image = rng.random((48, 64, 3), dtype=np.float32) * 0.5
+    a, b = np.zeros((48, 64), np.float32), np.zeros((48, 64), np.float32)
+    a[5:30, 5:25], b[10:40, 35:60] = 1.0, 1.0
+    skin = np.full((48, 64), 0.5, np.float32)
+    stacked = effects.tone_map_people(image, np.stack([a, b], axis=2), skin_masks=np.stack([skin, skin], axis=2))
+    listed = effects.tone_map_people(image, [a, b], skin_masks=[skin, skin])
+    np.testing.assert_array_equal(stacked, listed)
