@@ -187,6 +187,14 @@ class DenoiseParams:
     window: int = 1
 
     def __post_init__(self):
+        for f in fields(self):  # numpy scalars as the Python values they hold, as elsewhere
+            v = getattr(self, f.name)
+            if isinstance(v, np.generic):
+                object.__setattr__(self, f.name, v.item())
+            elif isinstance(v, tuple) and any(isinstance(x, np.generic) for x in v):
+                object.__setattr__(self, f.name, tuple(x.item() if isinstance(x, np.generic) else x for x in v))
+        if not isinstance(self.refine_masks, bool):
+            raise ValueError(f"DenoiseParams.refine_masks must be True or False; got {self.refine_masks!r}.")
         for f in fields(self):
             v = getattr(self, f.name)
             if f.name.startswith(("luma_", "chroma_", "skin_luma_floor")):

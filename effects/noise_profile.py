@@ -446,6 +446,9 @@ def noise_profile_from_iso(iso: float) -> NoiseProfile:
         ``source="iso"``.
     """
     iso = _check_iso(iso)
+    if iso is None:  # (None fell through to an arithmetic TypeError)
+        raise TypeError("iso: expected an EXIF ISO value (a number >= 1, e.g. 800), got None; without one, "
+                        "estimate the noise from the image (estimate_noise)")
     gain = iso / 100.0
     a_rgb = _ISO_A_PER_100 * gain
     b_rgb = (_ISO_READ_E * _ISO_A_PER_100 * gain) ** 2

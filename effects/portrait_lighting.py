@@ -487,7 +487,7 @@ def portrait_lighting(
         On an unknown look, non-float or non-array inputs, wrong shapes,
         NaN/inf, masks outside [0, 1].
     """
-    if look not in LOOKS:
+    if not isinstance(look, str) or look not in LOOKS:
         raise ValueError(f"look: expected one of {sorted(LOOKS)}, got {look!r}.")
     p = PortraitLightingParams() if params is None else params
     if not isinstance(p, PortraitLightingParams):

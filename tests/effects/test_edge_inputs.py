@@ -126,3 +126,18 @@ def test_tone_map_takes_a_stack_of_mattes_as_the_portrait_effects_do(rng):
     stacked = effects.tone_map_people(image, np.stack([a, b], axis=2), skin_masks=np.stack([skin, skin], axis=2))
     listed = effects.tone_map_people(image, [a, b], skin_masks=[skin, skin])
     np.testing.assert_array_equal(stacked, listed)
+
+
+def test_small_params_and_argument_checks():
+    """DenoiseParams refused np.float32(0.5) as "must be a finite number" and took any
+    refine_masks; a look in a list was "unhashable"; noise_profile_from_iso(None) an arithmetic
+    TypeError."""
+    p = effects.DenoiseParams(strength=np.float32(0.5), levels=np.int64(3), luma_base=(np.float32(1.0),))
+    assert p.strength == 0.5 and p.levels == 3 and type(p.luma_base[0]) is float
+    with pytest.raises(ValueError, match="refine_masks"):
+        effects.DenoiseParams(refine_masks="no")
+    image = np.full((8, 8, 3), 0.5, np.float32)
+    with pytest.raises(ValueError, match="look"):
+        portrait_lighting(image, np.ones((8, 8), np.float32), look=["studio"])
+    with pytest.raises(TypeError, match="iso"):
+        effects.noise_profile_from_iso(None)
