@@ -73,16 +73,17 @@ class RefineMatteParams:
     strip_rows: int = 128
 
     def __post_init__(self):
-        if not isinstance(self.radius, (int, np.integer)) or self.radius < 1:
-            raise ValueError(f"RefineMatteParams.radius: expected an integer >= 1, got {self.radius!r}.")
+        # (Upper limits: past them OpenCV fails on the kernel size, or memory runs out.)
+        if isinstance(self.radius, bool) or not isinstance(self.radius, (int, np.integer)) or not 1 <= self.radius <= 1024:
+            raise ValueError(f"RefineMatteParams.radius: expected an integer in [1, 1024], got {self.radius!r}.")
         if not (np.isfinite(self.eps) and self.eps > 0):
             raise ValueError(f"RefineMatteParams.eps: expected a finite float > 0, got {self.eps!r}.")
         if not isinstance(self.max_work_pixels, (int, np.integer)) or self.max_work_pixels < 16:
             raise ValueError(
                 f"RefineMatteParams.max_work_pixels: expected an integer >= 16, got {self.max_work_pixels!r}."
             )
-        if not isinstance(self.strip_rows, (int, np.integer)) or self.strip_rows < 1:
-            raise ValueError(f"RefineMatteParams.strip_rows: expected an integer >= 1, got {self.strip_rows!r}.")
+        if not isinstance(self.strip_rows, (int, np.integer)) or not 1 <= self.strip_rows <= 65536:
+            raise ValueError(f"RefineMatteParams.strip_rows: expected an integer in [1, 65536], got {self.strip_rows!r}.")
 
 
 #: Upsampled coefficient planes (4 per matte) of at most this many values in all are made

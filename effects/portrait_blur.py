@@ -153,8 +153,8 @@ class PortraitBlurParams:
             bad("highlight_gain", "a finite number >= 0")
         if not isinstance(self.refine_params, RefineMatteParams):
             bad("refine_params", "a RefineMatteParams")
-        if not (isinstance(self.edge_dilation, (int, np.integer)) and self.edge_dilation >= 0):
-            bad("edge_dilation", "an integer >= 0")
+        if not (isinstance(self.edge_dilation, (int, np.integer)) and 0 <= self.edge_dilation <= 1024):
+            bad("edge_dilation", "an integer in [0, 1024]")
         if not (1.01 <= self.radius_ratio <= 2.0):
             bad("radius_ratio", "a number in [1.01, 2]")
         if not (0 <= self.matte_floor < 1):

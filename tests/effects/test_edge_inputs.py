@@ -141,3 +141,16 @@ def test_small_params_and_argument_checks():
         portrait_lighting(image, np.ones((8, 8), np.float32), look=["studio"])
     with pytest.raises(TypeError, match="iso"):
         effects.noise_profile_from_iso(None)
+
+
+@pytest.mark.parametrize("make", [lambda: effects.SharpenParams(radius=1e9), lambda: effects.SharpenParams(clamp_radius=10**10),
+                                  lambda: effects.RefineMatteParams(radius=10**12),
+                                  lambda: effects.RefineMatteParams(strip_rows=10**12),
+                                  lambda: effects.DenoiseParams(window=10**6),
+                                  lambda: effects.DenoiseParams(skin_texture_contrast=1e-300),
+                                  lambda: PortraitBlurParams(edge_dilation=10**12)])
+def test_sizes_past_what_can_run_are_refused_when_built(make):
+    """Each failed in OpenCV ("Can't parse 'ksize'"), ran out of memory, divided by zero or
+    ran for minutes."""
+    with pytest.raises(ValueError, match=r"must be|expected"):
+        make()
