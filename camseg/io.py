@@ -609,15 +609,28 @@ _SRGB_COLORANTS, _D65_TO_D50 = _colorants_d50(SRGB_PRIMARIES, (0.3127, 0.3290))
 _TIFF_TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
 
 
-def _exif_ifd0_entries(exif: bytes):
-    """Yield ``(entry_offset, tag, type, count, value_field)`` for IFD0 of a TIFF-structured EXIF block."""
+def _exif_ifd0_entries(exif: bytes, ifd: "int | None" = None):
+    """Yield ``(entry_offset, tag, type, count, value_field)`` for IFD0 of a TIFF-structured EXIF
+    block (a TIFF file's first directory), or for the directory at offset ``ifd`` (the Exif
+    sub-IFD)."""
     bo = "<" if exif[:2] == b"II" else ">"
-    ifd = struct.unpack_from(bo + "I", exif, 4)[0]
+    if ifd is None:
+        ifd = struct.unpack_from(bo + "I", exif, 4)[0]
     n = struct.unpack_from(bo + "H", exif, ifd)[0]
     for i in range(n):
         pos = ifd + 2 + 12 * i
         tag, typ, count = struct.unpack_from(bo + "HHI", exif, pos)
         yield pos, tag, typ, count, exif[pos + 8:pos + 12]
+
+
+def _entry_value_bytes(data: bytes, typ: int, count: int, field: bytes) -> "bytes | None":
+    """The bytes of a directory entry's value: in its 4-byte ``field`` when they fit, else at the
+    offset the field holds (None when that lies past the end of ``data``)."""
+    size = _TIFF_TYPE_SIZES.get(typ, 1) * count
+    if size <= 4:
+        return field[:size]
+    offset = struct.unpack(("<" if data[:2] == b"II" else ">") + "I", field)[0]
+    return data[offset:offset + size] if offset + size <= len(data) else None
 
 
 def _exif_reset_orientation(exif: bytes) -> bytes:
@@ -664,10 +677,7 @@ def _exif_with_pixel_size(exif: bytes, width: int, height: int) -> bytes:
         if pointer is None:
             return exif
         data = bytearray(exif)
-        n = struct.unpack_from(bo + "H", exif, pointer)[0]
-        for i in range(n):
-            pos = pointer + 2 + 12 * i
-            tag, typ, count = struct.unpack_from(bo + "HHI", exif, pos)
+        for pos, tag, typ, count, _ in _exif_ifd0_entries(exif, pointer):
             if tag in (_PIXEL_X_TAG, _PIXEL_Y_TAG) and count == 1 and typ in (3, 4):
                 value = width if tag == _PIXEL_X_TAG else height
                 if typ == 3 and value > 0xFFFF:  # a SHORT cannot hold it: a LONG can
@@ -764,11 +774,9 @@ def _tiff_layout(data: bytes) -> str:
         typ, count, field = tags[tag]
         if typ not in (3, 4):
             return None
-        fmt, size = (bo + "H", 2) if typ == 3 else (bo + "I", 4)
-        if count * size <= 4:
-            return struct.unpack_from(fmt, field)[0]
-        # Values that do not fit the 4-byte field (3 samples' BitsPerSample) sit at its offset.
-        return struct.unpack_from(fmt, data, struct.unpack_from(bo + "I", field)[0])[0]
+        # (Values that do not fit the 4-byte field, 3 samples' BitsPerSample, sit at its offset.)
+        value = _entry_value_bytes(data, typ, count, field)
+        return struct.unpack_from(bo + ("H" if typ == 3 else "I"), value)[0] if value else None
 
     if first(284) == 2:
         return "samples stored plane by plane (PlanarConfiguration 2)"
@@ -1017,15 +1025,10 @@ def _tiff_tag_bytes(data: bytes, tag: int) -> "bytes | None":
     """The raw value bytes of ``tag`` in a TIFF file's first directory, or None."""
     if data[:4] not in (b"II*\x00", b"MM\x00*"):
         return None
-    bo = "<" if data[:2] == b"II" else ">"
     try:
         for pos, entry_tag, typ, count, field in _exif_ifd0_entries(data):
             if entry_tag == tag:
-                size = _TIFF_TYPE_SIZES.get(typ, 1) * count
-                if size <= 4:
-                    return field[:size]
-                offset = struct.unpack(bo + "I", field)[0]
-                return data[offset:offset + size] if offset + size <= len(data) else None
+                return _entry_value_bytes(data, typ, count, field)
     except struct.error:
         return None
     return None
