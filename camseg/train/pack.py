@@ -99,6 +99,12 @@ def load_packed(path: Path) -> list[Record]:
     return records
 
 
+def load_training_split(data: Path, face_labels: "Path | None" = DEFAULT_FACE_LABELS) -> list[Record]:
+    """The training split's records: from a pack file, or from the shared data folder (with the
+    face-mesh labels in ``face_labels``, None for none)."""
+    return load_packed(data) if data.is_file() else load_all(data, split="train", face_labels=face_labels)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Pack the training split into one .npz")
     parser.add_argument("--data", default="../shared/data")

@@ -32,7 +32,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import tempfile
 from pathlib import Path
@@ -43,9 +42,8 @@ import torch
 from onnx import numpy_helper
 
 from camseg.contract import INPUT_NAME, METADATA_KEY, ModelContract
+from camseg.train.export import export_onnx
 from camseg.train.model import ExportWrapper, HyperDetr, HyperDetrConfig
-
-OPSET = 17
 
 
 def shipped_float_weights(proto: onnx.ModelProto) -> dict:
@@ -74,18 +72,15 @@ def shipped_float_weights(proto: onnx.ModelProto) -> dict:
         elif node.op_type == "Cast" and node.input[0] in values:
             values[node.output[0]] = values[node.input[0]].astype(np.float32)
         elif node.op_type == "Identity" and node.input[0] in values:
-            values[node.output[0]] = values[node.input[0]]  # the exporter shares equal weights so
+            values[node.output[0]] = values[node.input[0]]  # how the exporter shares equal weights
     return values
 
 
 def _template_export(model: HyperDetr, input_size) -> onnx.ModelProto:
-    wrapper = ExportWrapper(copy.deepcopy(model).eval()).eval()
+    """``model`` exported in fp32 by the exporter that wrote the shipped files (same node names)."""
     with tempfile.TemporaryDirectory() as tmp:
-        raw = Path(tmp) / "template.onnx"
-        with torch.no_grad():
-            torch.onnx.export(wrapper, (torch.zeros(1, 3, *input_size),), str(raw),
-                              input_names=[INPUT_NAME], opset_version=OPSET, dynamo=False)
-        return onnx.load(str(raw))
+        export_onnx(model, Path(tmp) / "template.onnx", input_size=tuple(input_size))
+        return onnx.load(str(Path(tmp) / "template.onnx"))
 
 
 def recover_model(path: "str | Path") -> tuple[HyperDetr, ModelContract]:
@@ -172,9 +167,8 @@ def recover_model(path: "str | Path") -> tuple[HyperDetr, ModelContract]:
                              f"another torch version (whose node names differ: this is {torch.__version__})?")
         value = paired[match[0]]
         recovered[key] = np.ascontiguousarray(value.T if match[1] else value).reshape(target.shape)
-    for key, value in recovered.items():
+    for key, value in recovered.items():  # (state_dict's tensors are the parameters themselves)
         state[key].copy_(torch.from_numpy(np.asarray(value, dtype=np.float32)).reshape(state[key].shape))
-    template.load_state_dict(state)
     return template, contract
 
 
@@ -248,11 +242,9 @@ def check_recovered(model: HyperDetr, path: "str | Path", images: torch.Tensor) 
     dict
         ``scene_logits``, ``query_class_logits``, ``query_mask_logits``: max |torch − onnx|.
     """
-    import onnxruntime as ort
+    from camseg.segmenter import _session
 
-    options = ort.SessionOptions()
-    options.add_session_config_entry("session.disable_quant_qdq", "1")  # as the runtime runs it: fp32 graph
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = _session(Path(path), None)[0]  # opened as the runtime opens it (its fp32 graph)
     names = [o.name for o in session.get_outputs()]
     wrapper = ExportWrapper(model.eval()).eval()
     worst = {n: 0.0 for n in names}
@@ -269,12 +261,9 @@ def calibration_images(data: "str | Path", count: int, size=(384, 512), seed: in
     """``count`` training photos (from a data folder or a pack), resized to ``size``: (N, 3, H, W) float32."""
     import cv2
 
-    from camseg.train.data import DEFAULT_FACE_LABELS, load_all
-    from camseg.train.pack import load_packed
+    from camseg.train.pack import load_training_split
 
-    data = Path(data).expanduser()
-    records = load_packed(data) if data.is_file() else load_all(data, split="train",
-                                                                face_labels=DEFAULT_FACE_LABELS)
+    records = load_training_split(Path(data).expanduser())
     rng = np.random.default_rng(seed)
     picks = rng.choice(len(records), size=min(count, len(records)), replace=False)
     batch = []

@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from camseg.train.data import DEFAULT_FACE_LABELS, SOURCE_WEIGHTS, AugmentParams, TrainingSet, load_all
-from camseg.train.pack import load_packed
+from camseg.train.data import DEFAULT_FACE_LABELS, SOURCE_WEIGHTS, AugmentParams, TrainingSet
+from camseg.train.pack import load_training_split
 from camseg.train.losses import LossWeights, total_loss
 from camseg.train.model import HyperDetr, HyperDetrConfig
 
@@ -235,7 +235,7 @@ def main(argv=None) -> int:
               "(run camseg/train/face_labels.py first for face-mesh teeth on every portrait)")
         face_labels = None
     data = Path(args.data).expanduser()
-    records = load_packed(data) if data.is_file() else load_all(data, split="train", face_labels=face_labels)
+    records = load_training_split(data, face_labels)
     params = AugmentParams(p_copy_paste=args.p_copy_paste, p_zoom_out=args.p_zoom_out, p_letterbox=args.p_letterbox,
                            p_defocus=args.p_defocus)
     paste_sources = len(TrainingSet(records, tuple(args.size), params=params).paste_sources)
