@@ -891,7 +891,8 @@ class Segmentation:
         if isinstance(names, str):  # iterated letter by letter it gave {} without a word
             raise TypeError(f"names must be a list of category names, e.g. [{names!r}], got the string {names!r}")
         names = list(dict.fromkeys(names))
-        unknown = [n for n in names if n not in set(SCENE_CATEGORIES) | set(PERSON_NAMES) | set(self.categories)]
+        known = set(SCENE_CATEGORIES) | set(PERSON_NAMES) | set(self.categories)
+        unknown = [n for n in names if n not in known]
         if unknown:  # a typo ("skyy") was dropped as "not computed"
             raise ValueError(f"unknown matte names {unknown}; this segmentation has {list(self.categories)}")
         H, W = self.image_shape
