@@ -165,15 +165,23 @@ class PortraitBlurParams:
         for name in ("match_grain", "refine"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 bad(name, "True or False")
-        if not (isinstance(self.refine_band, (int, float, np.integer, np.floating))
-                and not isinstance(self.refine_band, bool) and 0 <= self.refine_band <= 0.5):
-            bad("refine_band", "a number in [0, 0.5] (a fraction of the image diagonal)")
+        if not _is_refine_band(self.refine_band):
+            bad("refine_band", _REFINE_BAND_EXPECTED)
         if not (isinstance(self.seed, (int, np.integer)) and not isinstance(self.seed, bool) and self.seed >= 0):
             bad("seed", "an integer >= 0 (the grain is the same for the same seed)")
 
 
 # --------------------------------------------------------------------------- validation
 _check_image = check_image
+
+#: What ``refine_band`` (of both portrait effects' params) must be, as their errors say it.
+_REFINE_BAND_EXPECTED = "a number in [0, 0.5] (a fraction of the image diagonal)"
+
+
+def _is_refine_band(value) -> bool:
+    """Whether ``value`` is a valid ``refine_band``: a number in [0, 0.5] (not a bool)."""
+    return (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+            and 0 <= value <= 0.5)
 
 
 def _max_planes(m: np.ndarray) -> np.ndarray:

@@ -38,7 +38,8 @@ import numpy as np
 
 from effects.mask_refine import RefineMatteParams
 from effects._validate import through_two_columns
-from effects.portrait_blur import _check_image, _check_mask, foreground_colour, subject_alpha
+from effects.portrait_blur import (_REFINE_BAND_EXPECTED, _check_image, _check_mask, _is_refine_band, foreground_colour,
+                                   subject_alpha)
 
 __all__ = [
     "PortraitLightingParams",
@@ -147,9 +148,8 @@ class PortraitLightingParams:
                 bad(name, "a number of EV in [-20, 20]")
         if not np.isfinite(self.light_angle):
             bad("light_angle", "a finite number")
-        if not (isinstance(self.refine_band, (int, float, np.integer, np.floating))
-                and not isinstance(self.refine_band, bool) and 0 <= self.refine_band <= 0.5):
-            bad("refine_band", "a number in [0, 0.5] (a fraction of the image diagonal)")
+        if not _is_refine_band(self.refine_band):
+            bad("refine_band", _REFINE_BAND_EXPECTED)
         for name in ("high_key_level", "highlight_knee"):
             if not (np.isfinite(getattr(self, name)) and 0 < getattr(self, name) < 1):
                 bad(name, "a number in (0, 1)")
