@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import functools
 import math
+import typing
+from dataclasses import fields
 
 import cv2
 import numpy as np
 
 from ._bands import run_in_row_bands
 
-__all__ = ["check_image", "check_mask", "resize"]
+__all__ = ["check_image", "check_mask", "check_field_types", "resize"]
 
 
 def check_image(image, name: str = "image", *, check_range: bool = False, return_range: bool = False):
@@ -186,3 +188,90 @@ def through_two_columns(fn):
         return np.ascontiguousarray(out[:, :1])
 
     return wrapper
+
+
+def _is_number(value, integer: bool) -> bool:
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    return isinstance(value, (int, np.integer)) if integer else isinstance(value, (int, float, np.integer, np.floating))
+
+
+def _plain_value(value, kind):
+    """``value`` as the plain Python value of the annotation ``kind``, or raise ``_WrongType``."""
+    if kind is bool:
+        if isinstance(value, (bool, np.bool_)):
+            return bool(value)
+    elif kind is int or kind is float:
+        if _is_number(value, kind is int):
+            return kind(value.item() if isinstance(value, np.generic) else value)
+    elif kind is str:
+        if isinstance(value, str):
+            return value
+    elif typing.get_origin(kind) is tuple:
+        # A list is taken too: settings that went through JSON come back with lists.
+        if isinstance(value, (tuple, list)):
+            args = typing.get_args(kind)
+            if len(args) == 2 and args[1] is Ellipsis:
+                return tuple(_plain_value(v, args[0]) for v in value)
+            if not args or len(value) == len(args):
+                return tuple(v if not args else _plain_value(v, a) for v, a in zip(value, args or value))
+    elif isinstance(kind, type):
+        if isinstance(value, kind):
+            return value
+    else:  # an annotation this check does not know: left to the class's own checks
+        return value
+    raise _WrongType
+
+
+class _WrongType(Exception):
+    pass
+
+
+class ParamTypeError(TypeError, ValueError):
+    """A params field of the wrong type: a TypeError, and a ValueError as every other params
+    check of the effects raises (as numpy's AxisError is both a ValueError and an IndexError),
+    so code catching either sees it."""
+
+
+def _type_words(kind) -> str:
+    if kind is float:
+        return "a number"
+    if kind is int:
+        return "an integer"
+    if kind is bool:
+        return "True or False"
+    if kind is str:
+        return "a string"
+    if typing.get_origin(kind) is tuple:
+        args = typing.get_args(kind)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a tuple of {_type_words(args[0]).removeprefix('a ').removeprefix('an ')}s"
+        return f"a tuple of {len(args)} values ({', '.join(_type_words(a) for a in args)})" if args else "a tuple"
+    return f"a {getattr(kind, '__name__', kind)}"
+
+
+def check_field_types(params) -> None:
+    """Check every field of a frozen params dataclass against its annotation, before the
+    class checks the values; numpy scalars and JSON lists become the plain Python values.
+
+    Without it a string, None or a list given for a number failed inside the class's
+    own range checks with numpy's or Python's comparison error ("'<' not supported between
+    instances of 'float' and 'str'"), which names neither the class nor the field.
+
+    Raises
+    ------
+    ParamTypeError
+        A TypeError and a ValueError, naming the class, the field, what it takes and what
+        was given.
+    """
+    cls = type(params)
+    hints = typing.get_type_hints(cls)
+    for f in fields(params):
+        kind = hints.get(f.name)
+        value = getattr(params, f.name)
+        try:
+            plain = _plain_value(value, kind)
+        except _WrongType:
+            raise ParamTypeError(f"{cls.__name__}.{f.name} must be {_type_words(kind)}; got {value!r}.") from None
+        if plain is not value:
+            object.__setattr__(params, f.name, plain)

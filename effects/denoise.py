@@ -74,7 +74,7 @@ import numpy as np
 from ._bands import later, run_in_row_bands, run_strips, side_thread
 from ._jpeg import jpeg_skin_luma
 from ._opencv import clip01
-from ._validate import check_image
+from ._validate import check_field_types, check_image
 from .noise_profile import (NoiseProfile, _check_iso, _check_mask, _estimate_from_opponent, opponent_to_rgb,
                             rgb_to_opponent)
 
@@ -187,14 +187,7 @@ class DenoiseParams:
     window: int = 1
 
     def __post_init__(self):
-        for f in fields(self):  # numpy scalars as the Python values they hold, as elsewhere
-            v = getattr(self, f.name)
-            if isinstance(v, np.generic):
-                object.__setattr__(self, f.name, v.item())
-            elif isinstance(v, tuple) and any(isinstance(x, np.generic) for x in v):
-                object.__setattr__(self, f.name, tuple(x.item() if isinstance(x, np.generic) else x for x in v))
-        if not isinstance(self.refine_masks, bool):
-            raise ValueError(f"DenoiseParams.refine_masks must be True or False; got {self.refine_masks!r}.")
+        check_field_types(self)  # (numpy scalars become the Python values they hold)
         for f in fields(self):
             v = getattr(self, f.name)
             if f.name.startswith(("luma_", "chroma_", "skin_luma_floor")):

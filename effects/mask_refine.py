@@ -34,7 +34,7 @@ import numpy as np
 
 from ._bands import run_in_row_bands
 from ._opencv import clip01
-from ._validate import check_image
+from ._validate import check_field_types, check_image
 from ._validate import resize as _resize
 
 __all__ = ["RefineMatteParams", "refine_matte", "refine_matte_planes"]
@@ -55,7 +55,7 @@ class RefineMatteParams:
         Regularisation of the linear fit (He et al. 2013, eq. 3), in units of
         squared guide values; the guide is square-root encoded in [0, 1] (see
         Notes of :func:`refine_matte`). Edges whose colour contrast variance is
-        well above ``eps`` are followed, flatter regions are smoothed.
+        well above ``eps`` are followed, flatter regions are smoothed. >= 1e-8.
     max_work_pixels : int
         Upper bound on the pixel count of the grid where coefficients are
         computed. A matte larger than this is area-downsampled first; this is
@@ -73,11 +73,14 @@ class RefineMatteParams:
     strip_rows: int = 128
 
     def __post_init__(self):
+        check_field_types(self)
         # (Upper limits: past them OpenCV fails on the kernel size, or memory runs out.)
         if isinstance(self.radius, bool) or not isinstance(self.radius, (int, np.integer)) or not 1 <= self.radius <= 1024:
             raise ValueError(f"RefineMatteParams.radius: expected an integer in [1, 1024], got {self.radius!r}.")
-        if not (np.isfinite(self.eps) and self.eps > 0):
-            raise ValueError(f"RefineMatteParams.eps: expected a finite float > 0, got {self.eps!r}.")
+        # The 3×3 inverse divides by a determinant of at least eps³, in float32: below ~1e-8 it
+        # underflows on a flat guide (eps=1e-30 gave an all-zero matte).
+        if not (np.isfinite(self.eps) and self.eps >= 1e-8):
+            raise ValueError(f"RefineMatteParams.eps: expected a finite float >= 1e-8, got {self.eps!r}.")
         if not isinstance(self.max_work_pixels, (int, np.integer)) or self.max_work_pixels < 16:
             raise ValueError(
                 f"RefineMatteParams.max_work_pixels: expected an integer >= 16, got {self.max_work_pixels!r}."

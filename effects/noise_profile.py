@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ._validate import check_image, check_mask
+from ._validate import check_field_types, check_image, check_mask
 
 __all__ = ["NoiseProfile", "estimate_noise", "noise_profile_from_iso"]
 
@@ -112,6 +112,7 @@ class NoiseProfile:
     coarse_b: tuple[tuple[float, float, float], ...] = ()
 
     def __post_init__(self):
+        check_field_types(self)
         # Checked when built: a NaN or negative slope made denoise return NaN, b=inf a flat
         # grey image, a short tuple an IndexError deep inside.
         def triple(value, name):

@@ -61,7 +61,7 @@ import numpy as np
 
 from effects._bands import column_runs, later, run_in_row_bands, side_thread
 from effects._opencv import clip01
-from effects._validate import check_image, check_mask, through_two_columns
+from effects._validate import check_field_types, check_image, check_mask, through_two_columns
 from effects._validate import resize as _resize
 from effects.mask_refine import GuidedStrips, RefineMatteParams, RowUpsampler, sample_at
 
@@ -138,6 +138,7 @@ class PortraitBlurParams:
     seed: int = 0
 
     def __post_init__(self):
+        check_field_types(self)
         def bad(name, expected):
             raise ValueError(f"PortraitBlurParams.{name}: expected {expected}, got {getattr(self, name)!r}.")
 

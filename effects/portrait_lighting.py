@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 
 from effects.mask_refine import RefineMatteParams
-from effects._validate import through_two_columns
+from effects._validate import check_field_types, through_two_columns
 from effects.portrait_blur import (_REFINE_BAND_EXPECTED, _check_image, _check_mask, _is_refine_band, foreground_colour,
                                    subject_alpha)
 
@@ -135,6 +135,7 @@ class PortraitLightingParams:
     refine_band: float = 0.02
 
     def __post_init__(self):
+        check_field_types(self)
         def bad(name, expected):
             raise ValueError(f"PortraitLightingParams.{name}: expected {expected}, got {getattr(self, name)!r}.")
 

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from ._bands import run_in_row_bands
-from ._validate import check_image, through_two_columns
+from ._validate import check_field_types, check_image, through_two_columns
 from .noise_profile import _check_mask
 
 __all__ = ["SharpenParams", "sharpen"]
@@ -66,6 +66,7 @@ class SharpenParams:
     clamp_radius: int = 1
 
     def __post_init__(self):
+        check_field_types(self)
         for name in ("amount", "skin_amount", "sky_amount", "threshold", "overshoot"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0:

@@ -66,7 +66,7 @@ import numpy as np
 from ._bands import run_in_row_bands
 from ._opencv import clip01
 from ._srgb import pow_in_place
-from ._validate import check_image, check_mask
+from ._validate import check_field_types, check_image, check_mask
 
 __all__ = ["Style", "STYLE_PRESETS", "apply_style"]
 
@@ -155,15 +155,11 @@ class Style:
                "sky_saturation": (0.0, 1.0), "skin_protection": (0.0, 1.0)}
 
     def __post_init__(self):
-        if not isinstance(self.name, str):
-            raise TypeError(f"Style.name: expected a str, got {type(self.name).__name__}.")
+        check_field_types(self)  # a str name, numbers as Python floats
         for key, (lo, hi) in self._RANGES.items():
             v = getattr(self, key)
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-                raise TypeError(f"Style.{key}: expected a number in [{lo}, {hi}], got {type(v).__name__} {v!r}.")
             if not (math.isfinite(v) and lo <= v <= hi):
                 raise ValueError(f"Style.{key}: expected a number in [{lo}, {hi}], got {v!r}; pass a value in range.")
-            object.__setattr__(self, key, float(v))
 
     @property
     def is_neutral(self) -> bool:

@@ -106,7 +106,7 @@ import numpy as np
 
 from ._bands import run_in_row_bands
 from .mask_refine import RowUpsampler
-from ._validate import check_image, check_mask
+from ._validate import check_field_types, check_image, check_mask
 
 __all__ = ["ToneMapParams", "PersonExposure", "tone_map_people", "dim_photo_lift_ev", "MONK_SKIN_TONES_SRGB"]
 
@@ -216,6 +216,7 @@ class ToneMapParams:
     max_dim_lift_ev: float = 1.5
 
     def __post_init__(self):
+        check_field_types(self)
         def need(cond, name, expected):
             if not cond:
                 raise ValueError(
@@ -257,9 +258,10 @@ class PersonExposure:
     illumination_ev : float
         Estimated illumination of the person relative to the scene (EV; -2 = backlit by 2 stops).
     skin_reflectance : float
-        Estimated skin reflectance (linear luminance of the matching Monk-scale tone).
+        Estimated skin reflectance (linear luminance of the matching Monk-scale tone); NaN
+        when ``weight`` is 0 (nothing measured).
     skin_luminance : float
-        Median linear luminance of the person's skin in the input.
+        Median linear luminance of the person's skin in the input; NaN when ``weight`` is 0.
     contrast : float
         Contrast factor applied to the person's base layer (1 = unchanged).
     weight : float

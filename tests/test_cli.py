@@ -232,3 +232,21 @@ def test_version_and_usage_errors_do_not_import_the_pipeline():
             "print('camseg.pipeline' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert out.stdout.strip().endswith("False"), out.stdout + out.stderr
+
+
+def test_python_dash_m_camseg_runs_the_command_with_workers(tmp_path):
+    """``python -m camseg``, for a venv whose scripts folder is not on PATH; its worker processes
+    import the main module again, which must not start a second command."""
+    import subprocess
+    import sys
+
+    photos = tmp_path / "in"
+    photos.mkdir()
+    for name in ("a.jpg", "b.jpg"):
+        (photos / name).write_bytes(SAMPLE.read_bytes())
+    run = subprocess.run([sys.executable, "-m", "camseg", "segment", str(photos), "--out", str(tmp_path / "out"),
+                          "--jobs", "2", "--quiet"], capture_output=True, text=True, timeout=300,
+                         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert run.returncode == 0, run.stderr
+    made = sorted(p.name for p in (tmp_path / "out").rglob("*.png"))
+    assert any(n.startswith("a") for n in made) and any(n.startswith("b") for n in made), made

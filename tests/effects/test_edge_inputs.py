@@ -1,6 +1,7 @@
 """Inputs at the edges of what the effects accept, from an adversarial pass over the package:
 params that made NaN or failed deep inside, one-pixel-wide and Fortran-ordered images that
 OpenCV failed on, and early exits that skipped the promised clip."""
+import dataclasses
 import math
 
 import numpy as np
@@ -154,3 +155,43 @@ def test_sizes_past_what_can_run_are_refused_when_built(make):
     ran for minutes."""
     with pytest.raises(ValueError, match=r"must be|expected"):
         make()
+
+
+_PARAMS_CLASSES = [effects.DenoiseParams, effects.SharpenParams, ToneMapParams, effects.Style, PortraitBlurParams,
+                   PortraitLightingParams, effects.RefineMatteParams]
+
+
+@pytest.mark.parametrize("cls", _PARAMS_CLASSES, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("wrong", ["x", None, object()], ids=["str", "None", "object"])
+def test_a_wrong_typed_param_names_its_field(cls, wrong):
+    """A string or None given for a number failed inside the range checks with Python's
+    "'<' not supported between instances of 'float' and 'str'", naming no field; a string for a
+    bool (``refine='x'``) was taken as True."""
+    for f in dataclasses.fields(cls):
+        if f.name == "name" and wrong == "x":
+            continue  # Style.name is a string
+        with pytest.raises(ValueError, match=rf"{cls.__name__}\.{f.name} must be") as caught:
+            cls(**{f.name: wrong})
+        assert isinstance(caught.value, TypeError)  # and a TypeError, for code that catches that
+
+
+def test_params_take_numpy_scalars_and_json_lists():
+    p = effects.DenoiseParams(strength=np.float32(0.5), levels=np.int64(4), luma_base=[1.0, np.float32(0.5)])
+    assert type(p.strength) is float and type(p.levels) is int
+    assert p.luma_base == (1.0, 0.5) and type(p.luma_base[1]) is float
+    assert hash(p) == hash(effects.DenoiseParams(strength=0.5, levels=4, luma_base=(1.0, 0.5)))
+    with pytest.raises(ValueError, match=r"SharpenParams.clamp_radius must be an integer"):
+        effects.SharpenParams(clamp_radius=True)
+    with pytest.raises(ValueError, match=r"NoiseProfile.a must be a tuple of 3 values"):
+        NoiseProfile(a=(1e-4, 0), b=(0, 0, 0))
+
+
+def test_refine_eps_too_small_for_float32_is_refused():
+    """eps=1e-30 underflowed the 3×3 inverse's determinant on a flat guide: an all-zero matte."""
+    with pytest.raises(ValueError, match="eps.*1e-8"):
+        effects.RefineMatteParams(eps=1e-30)
+    guide = np.full((64, 64, 3), 0.5, np.float32)
+    matte = np.zeros((16, 16), np.float32)
+    matte[:, 8:] = 1.0
+    out = effects.refine_matte(guide, matte, params=effects.RefineMatteParams(eps=1e-8))
+    assert 0.45 < float(out.mean()) < 0.55

@@ -508,3 +508,15 @@ def test_a_faint_skin_response_on_a_dark_coat_does_not_set_the_persons_light(rng
     assert abs(gains[0].gain_ev) < 0.2
     assert np.median(out[coat]) < 0.006
 
+
+
+def test_an_empty_person_matte_is_reported_unmeasured():
+    """The documented sentinel: weight 0, NaN skin figures, no gain (the other person still measured)."""
+    rng = np.random.default_rng(0)
+    img = rng.random((64, 64, 3)).astype(np.float32) * 0.5
+    someone = np.zeros((64, 64), np.float32)
+    someone[10:40, 10:40] = 1.0
+    _, (empty, found) = tone_map_people(img, [np.zeros((64, 64), np.float32), someone], return_gains=True)
+    assert empty.weight == 0.0 and empty.gain_ev == 0.0
+    assert np.isnan(empty.skin_reflectance) and np.isnan(empty.skin_luminance)
+    assert found.weight > 0 and np.isfinite(found.skin_luminance)
