@@ -843,7 +843,9 @@ def read_photo(path: "str | os.PathLike") -> Photo:
         notes.append("JPEG end marker missing (all image data present); decoded as complete")
     try:
         with Image.open(io.BytesIO(data)) as img:
-            fmt = img.format or "unknown"
+            # A phone's MPO (a JPEG with a second image after it: a gain or depth map, a stereo
+            # view) is a JPEG to read and write: its comment and chroma subsampling were lost.
+            fmt = "JPEG" if img.format == "MPO" else (img.format or "unknown")
             bits = _bit_depth(img, data)
             if bits > 16:
                 raise UnidentifiedImageError("32-bit or floating-point samples")
@@ -974,6 +976,9 @@ def read_photo(path: "str | os.PathLike") -> Photo:
     if codes.ndim == 2:
         notes.append("grayscale expanded to RGB")
         codes = np.repeat(codes[:, :, None], 3, axis=2)
+    if not 1 <= orientation <= 8:
+        notes.append(f"EXIF orientation {orientation} is not one of 1-8: ignored")
+        orientation = 1
     if orientation != 1:
         notes.append(f"EXIF orientation {orientation} applied")
         codes = _orient(codes, orientation)
@@ -1054,7 +1059,7 @@ def _iptc_is_whole(data: bytes) -> bool:
 
 def _read_comment(img) -> "str | None":
     """A JPEG's COM segment (UTF-8, else Latin-1) or a PNG's ``Comment`` text chunk."""
-    value = img.info.get("comment") if img.format == "JPEG" else img.info.get("Comment")
+    value = img.info.get("comment") if img.format in ("JPEG", "MPO") else img.info.get("Comment")
     if isinstance(value, (bytes, bytearray)):
         try:
             value = bytes(value).decode("utf-8")
@@ -1269,9 +1274,17 @@ def _missing_only_the_jpeg_end_marker(data: bytes) -> bool:
     """
     from PIL import Image
 
+    if data[:2] != b"\xff\xd8":
+        return False
+    info = _jpeg_structure(data)
+    if info is not None:
+        # Walked segment by segment: the end marker of the image itself, whatever follows it (a
+        # motion photo's video holds FFDA bytes, which the search below took for a last scan).
+        if info["eoi"]:
+            return False
     # FFD9 cannot occur inside entropy-coded data (a coded FF is followed by 00 or a restart
     # marker), so any FFD9 after the last start-of-scan is the end marker (data may follow it).
-    if data[:2] != b"\xff\xd8" or data.find(b"\xff\xd9", max(0, data.rfind(b"\xff\xda"))) != -1:
+    elif data.find(b"\xff\xd9", max(0, data.rfind(b"\xff\xda"))) != -1:
         return False
     decoded = []
     # 0xAA bits differ from the decoder's zero fill; no 0xFF byte, so no marker is formed.
