@@ -396,6 +396,36 @@ def _parse_icc(icc: bytes) -> _IccInfo:
                         "", None)
 
 
+def _icc_damage(icc: bytes) -> "str | None":
+    """What makes an embedded ICC profile unusable, or None when it is whole (ICC.1:2010 §7.2–7.3).
+
+    A cut or garbled profile was used as far as it could be read, reported as "not a
+    matrix/TRC profile" (with its garbled colour-space field in the note), and copied into the
+    output; a tone curve of gamma 0 decoded every pixel to white.
+    """
+    if len(icc) < 132 or icc[36:40] != b"acsp":
+        return "no ICC header"
+    declared = struct.unpack_from(">I", icc, 0)[0]
+    if declared > len(icc):
+        return f"cut short: {len(icc)} of its {declared} bytes"
+    try:
+        count = struct.unpack_from(">I", icc, 128)[0]
+        if 132 + 12 * count > len(icc):
+            return "its tag table runs past its end"
+        for i in range(count):
+            _, off, size = struct.unpack_from(">4sII", icc, 132 + 12 * i)
+            if off + size > len(icc):
+                return "a tag runs past its end"
+        info = _parse_icc(icc)
+        if info.curve_key is not None:
+            y = _curve_from_key(info.curve_key)(np.linspace(0.0, 1.0, 65))
+            if not (np.all(np.isfinite(y)) and y[-1] - y[0] > 0.5 and np.all(np.diff(y) >= -1e-3)):
+                return "its tone curve is constant or falls (e.g. gamma 0)"
+    except (struct.error, ValueError, OverflowError):
+        return "its tags cannot be read"
+    return None
+
+
 def _curve_from_key(key: "bytes | None"):
     """Return a vectorised encoded->linear function for an ICC curv/para tag (None = sRGB)."""
     if key is None:
@@ -957,6 +987,11 @@ def read_photo(path: "str | os.PathLike") -> Photo:
                          "re-export or re-copy the photo") from exc
 
     colour_space, curve_key, grey_profile = "sRGB", None, None
+    damage = _icc_damage(icc) if icc else None
+    if damage:
+        notes.append(f"the embedded ICC profile is damaged ({damage}): not used nor written back; "
+                     "the pixels are read as sRGB")
+        icc = None
     if icc:
         info = _parse_icc(icc)
         if grey_source and info.colour_space == "GRAY":

@@ -56,3 +56,38 @@ def test_an_invalid_orientation_is_said_to_be_ignored(tmp_path):
     assert photo.pixels.shape == (48, 64, 3)
     assert not any("applied" in n for n in photo.notes)
     assert any("orientation 9 is not one of 1-8" in n for n in photo.notes)
+
+
+def _with_icc(tmp_path, name, icc):
+    path = tmp_path / name
+    _picture().save(path, "JPEG", quality=95, icc_profile=icc)
+    return path
+
+
+@pytest.mark.parametrize("damage", ["cut", "garbage", "tags", "gamma0"])
+def test_a_damaged_icc_profile_is_dropped_with_a_note(tmp_path, damage):
+    """A cut or garbled profile was reported as "not a matrix/TRC profile" (a garbled one with
+    its junk colour-space bytes in the note) and copied into the output; a gamma-0 curve
+    decoded every pixel to white."""
+    p3 = cio.make_icc_profile(cio.DISPLAY_P3_PRIMARIES, trc=2.2, description="g")
+    icc = {"cut": p3[:len(p3) // 2], "garbage": bytes(np.random.default_rng(0).integers(0, 256, 600, np.uint8)),
+           "tags": p3[:128] + b"\x7f\xff\xff\xff" + p3[132:]}.get(damage)
+    if damage == "gamma0":
+        broken = bytearray(p3)
+        broken[broken.find(b"curv") + 12:broken.find(b"curv") + 14] = b"\0\0"
+        icc = bytes(broken)
+    path = _with_icc(tmp_path, f"{damage}.jpg", icc)
+    photo = cio.read_photo(path)
+    assert photo.icc_profile is None and photo.colour_space == "sRGB"
+    assert [n for n in photo.notes if "ICC profile is damaged" in n], photo.notes
+    plain = cio.read_photo(_with_icc(tmp_path, "plain.jpg", None))
+    np.testing.assert_array_equal(photo.pixels, plain.pixels)  # read as sRGB, as if untagged
+    out = cio.write_photo(tmp_path / f"{damage}_out.jpg", photo.pixels, like=photo)
+    with Image.open(out) as written:
+        assert written.info.get("icc_profile") is None
+
+
+def test_a_whole_profile_is_not_called_damaged(tmp_path):
+    p3 = cio.make_icc_profile(cio.DISPLAY_P3_PRIMARIES, description="Display P3")
+    photo = cio.read_photo(_with_icc(tmp_path, "p3.jpg", p3 + b"\0" * 7))  # padding after its declared size
+    assert photo.icc_profile is not None and photo.colour_space == "Display P3" and not photo.notes
