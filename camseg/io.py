@@ -215,8 +215,8 @@ class Photo:
         third of the size -- while one a style tinted (warm, cool) is written as RGB.
     grey_profile : bytes or None
         The ICC profile of a grey source (a Gray ICC profile, e.g. "Gray Gamma 2.2"): its pixels
-        are decoded as sRGB (see ``notes``), and the grey file written back carries it again, so
-        the codes it did not change read as they did.
+        are decoded with its tone curve, and a result that stayed grey is encoded with it and
+        carries it again; one a style tinted is written as sRGB (no profile needed).
     iptc : bytes or None
         The IPTC-IIM records (copyright notice, caption, by-line, keywords: what Photo
         Mechanic and Lightroom write) of a JPEG (Photoshop APP13, resource 0x0404) or TIFF
@@ -377,7 +377,7 @@ def _icc_description(tag: bytes) -> str:
 
 
 def _parse_icc(icc: bytes) -> _IccInfo:
-    """Read the colour space, description and (for matrix/TRC RGB) the tone curve of a profile."""
+    """Read the colour space, description and (for matrix/TRC RGB, and grey) the tone curve of a profile."""
     try:
         space = icc[16:20].decode("latin-1")
         tags = _icc_tags(icc)
@@ -389,6 +389,9 @@ def _parse_icc(icc: bytes) -> _IccInfo:
             # One curve for all channels is the norm (sRGB, Display P3, Adobe RGB,
             # ProPhoto); per-channel curves are rare in photos and use the green one.
             curve_key = trcs[1]
+        elif space == "GRAY" and "kTRC" in tags:  # a grey profile: its one tone curve
+            curve_key = tags["kTRC"]
+        if curve_key is not None:
             _curve_from_key(curve_key)(np.array([0.5]))  # raises if the type is not understood
         return _IccInfo(space, description, curve_key)
     except (struct.error, KeyError, ValueError, IndexError):
@@ -996,7 +999,12 @@ def read_photo(path: "str | os.PathLike") -> Photo:
         info = _parse_icc(icc)
         if grey_source and info.colour_space == "GRAY":
             grey_profile = icc  # written back on a grey result (see Photo.grey_profile)
-        if codes.ndim == 2 or info.colour_space != "RGB ":
+        if grey_source and info.colour_space == "GRAY" and info.curve_key is not None:
+            # Decoded with its own curve (Gray Gamma 1.8 read as sRGB was up to 7 L* darker, and a
+            # style's tint then wrote it out as sRGB with those codes); written back with it.
+            colour_space, curve_key = info.description or "ICC grey", info.curve_key
+            icc = None  # grey has no primaries: the stages see neutral sRGB-primaries pixels
+        elif codes.ndim == 2 or info.colour_space != "RGB ":
             what = (f"an {info.colour_space.strip()} ICC profile ({info.description!r}) on a grey image"
                     if codes.ndim == 2 and info.colour_space != "GRAY" else
                     f"{info.colour_space.strip()} ICC profile {info.description!r}")
@@ -1734,6 +1742,11 @@ def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | 
     grey = _grey_codes(codes) if like is not None and like.grayscale and (alpha is None or grey_alpha_ok) \
         else None
     if grey is not None:
+        grey_curve = _parse_icc(like.grey_profile).curve_key if like.grey_profile else None
+        if grey_curve is not None:
+            # Encoded with the grey profile's own curve, as it was decoded (a tinted result is
+            # written as sRGB codes, untagged: what the pixels are)
+            grey = _grey_codes(_encode(linear, grey_curve, bit_depth))
         codes, icc = grey, like.grey_profile  # (an RGB profile cannot describe one channel)
     if alpha is not None:
         top = np.float32(np.iinfo(codes.dtype).max)

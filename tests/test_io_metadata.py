@@ -91,3 +91,45 @@ def test_a_whole_profile_is_not_called_damaged(tmp_path):
     p3 = cio.make_icc_profile(cio.DISPLAY_P3_PRIMARIES, description="Display P3")
     photo = cio.read_photo(_with_icc(tmp_path, "p3.jpg", p3 + b"\0" * 7))  # padding after its declared size
     assert photo.icc_profile is not None and photo.colour_space == "Display P3" and not photo.notes
+
+
+def _grey_gamma_profile(gamma: float) -> bytes:
+    """A minimal ICC v2 Gray profile (ICC.1:2001-04 §6.3.1.1): desc, wtpt, kTRC as one gamma."""
+    import struct
+
+    def s15(values):
+        return b"".join(struct.pack(">i", round(v * 65536)) for v in values)
+
+    text = b"Gray Gamma test\0"
+    tags = [(b"desc", b"desc\0\0\0\0" + struct.pack(">I", len(text)) + text + bytes(8 + 70)),
+            (b"wtpt", b"XYZ \0\0\0\0" + s15((0.9642, 1.0, 0.8249))),
+            (b"kTRC", b"curv\0\0\0\0" + struct.pack(">IH", 1, round(gamma * 256)) + b"\0\0")]
+    offset, table, body = 132 + 12 * len(tags), b"", b""
+    for sig, data in tags:
+        body += bytes(-(offset + len(body)) % 4)
+        table += struct.pack(">4sII", sig, offset + len(body), len(data))
+        body += data
+    header = struct.pack(">I4sI4s4s4s", 132 + len(table) + len(body), b"none", 0x02100000, b"mntr", b"GRAY", b"XYZ ")
+    header = (header + bytes(12) + b"acsp").ljust(68, b"\0") + s15((0.9642, 1.0, 0.8249))
+    return header.ljust(128, b"\0") + struct.pack(">I", len(tags)) + table + body
+
+
+def test_a_grey_profile_curve_is_honoured_both_ways(tmp_path):
+    """Gray Gamma 1.8 codes were decoded as sRGB (code 64 read 7 L* darker), and a style's tint
+    then wrote those codes out as sRGB: the photo's midtones darkened."""
+    icc = _grey_gamma_profile(1.8)
+    ramp = np.tile(np.arange(0, 256, 4, dtype=np.uint8), (16, 1))
+    Image.fromarray(ramp).save(tmp_path / "g.png", icc_profile=icc)  # PNG: exact codes
+    photo = cio.read_photo(tmp_path / "g.png")
+    assert photo.grayscale and photo.grey_profile == icc and not any("not used" in n for n in photo.notes)
+    np.testing.assert_allclose(photo.pixels[0, :, 1], (ramp[0] / 255.0) ** 1.8, atol=2e-3)
+    # Unchanged: the same codes, with the profile.
+    with Image.open(cio.write_photo(tmp_path / "same.png", photo.pixels, like=photo)) as im:
+        assert im.mode == "L" and im.info.get("icc_profile") == icc
+        np.testing.assert_array_equal(np.asarray(im), ramp)
+    # Tinted: RGB written as sRGB, whose luminance is the grey's own.
+    tint = np.array([1.02, 1.0, 0.9], np.float32)
+    with Image.open(cio.write_photo(tmp_path / "tint.png", photo.pixels * tint, like=photo)) as im:
+        assert im.mode == "RGB" and not im.info.get("icc_profile")
+        green = cio.srgb_to_linear(np.asarray(im)[0, :, 1] / np.float32(255.0))
+    np.testing.assert_allclose(green, (ramp[0] / 255.0) ** 1.8, atol=4e-3)
