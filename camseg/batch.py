@@ -49,8 +49,8 @@ import numpy as np
 
 from camseg import records
 from camseg.pipeline import DevelopSettings, check_settings, develop, optional_matte
-from camseg.io import (DEVELOP_BYTES_PER_PIXEL, PHOTO_FORMATS, _atomic_write, linear_to_srgb, read_photo,
-                       remove_stale_temp_files, srgb_to_linear, to_srgb_primaries, write_photo)
+from camseg.io import (DEVELOP_BYTES_PER_PIXEL, PHOTO_FORMATS, _atomic_write, jpeg_leaves_out, linear_to_srgb,
+                       read_photo, remove_stale_temp_files, srgb_to_linear, to_srgb_primaries, write_photo)
 
 __all__ = ["BatchItem", "ItemResult", "BatchSummary", "plan_batch", "run_batch", "mask_overlay",
            "write_segmentation", "reuse_freed_memory", "TASKS"]
@@ -620,8 +620,8 @@ def _process(item: BatchItem, task: str, settings: DevelopSettings, write_option
                 records.write_final(item.output, identity, written,
                                     _made_with(task, settings, write_options, _WORKER["model_identity"]), task)
         notes = ([item.note] if item.note else []) + list(photo.notes)
-        if task == "develop" and photo.alpha is not None and PHOTO_FORMATS.get(item.output.suffix.lower()) == "JPEG":
-            notes.append("transparency flattened onto white: JPEG holds none (--format png or tif keeps it)")
+        if task == "develop" and PHOTO_FORMATS.get(item.output.suffix.lower()) == "JPEG":
+            notes += jpeg_leaves_out(photo)
         return ItemResult(item.source, item.output, "done", "; ".join(notes), time.perf_counter() - t0)
     except Exception as exc:  # noqa: BLE001 - one bad photo must not stop the batch
         message = f"{type(exc).__name__}: {exc}"

@@ -44,6 +44,7 @@ __all__ = [
     "read_image",
     "Photo",
     "read_photo",
+    "jpeg_leaves_out",
     "write_photo",
     "make_icc_profile",
     "DISPLAY_P3_PRIMARIES",
@@ -874,6 +875,9 @@ def read_photo(path: "str | os.PathLike") -> Photo:
     if _missing_only_the_jpeg_end_marker(data):
         data += b"\xff\xd9"
         notes.append("JPEG end marker missing (all image data present); decoded as complete")
+    elif _missing_only_the_png_end(data):
+        data += _png_chunk(b"IEND", b"")
+        notes.append("PNG end chunk missing (all image data present); decoded as complete")
     try:
         with Image.open(io.BytesIO(data)) as img:
             # A phone's MPO (a JPEG with a second image after it: a gain or depth map, a stereo
@@ -928,6 +932,10 @@ def read_photo(path: "str | os.PathLike") -> Photo:
                     notes.append(f"PNG gamma {file_gamma:.5g} (no colour profile): decoded with it, written "
                                  "back as an equivalent ICC profile")
             xmp = _read_xmp(img)
+            extended = _extended_xmp_bytes(data) if fmt == "JPEG" else 0
+            if extended:
+                notes.append(f"its Extended XMP ({max(1, extended // 1024)} KB in further JPEG segments, e.g. an "
+                             "edit history) is not carried over; the main XMP packet is")
             iptc, comment = _read_iptc(img, notes, data), _read_comment(img)
             subsampling = _jpeg_subsampling(img) if fmt == "JPEG" else None
             dpi = _read_dpi(img)
@@ -1150,6 +1158,48 @@ def _xmp_reset_orientation(xmp: bytes) -> bytes:
     return re.sub(rb"(<tiff:Orientation>\s*)\d(\s*</tiff:Orientation>)", rb"\g<1>1\g<2>", xmp)
 
 
+def _xmp_with_pixel_size(xmp: bytes, width: int, height: int) -> bytes:
+    """The XMP copies of the pixel size (``tiff:ImageWidth``/``ImageLength``,
+    ``exif:PixelXDimension``/``PixelYDimension``, attribute or element form) set to the pixels
+    written: a photo turned upright kept its stored 160×240 on a 240×160 output."""
+    for name, value in ((b"tiff:ImageWidth", width), (b"tiff:ImageLength", height),
+                        (b"exif:PixelXDimension", width), (b"exif:PixelYDimension", height)):
+        number = str(int(value)).encode()
+        xmp = re.sub(rb"(" + name + rb'\s*=\s*["\'])\d+(["\'])', rb"\g<1>" + number + rb"\g<2>", xmp)
+        xmp = re.sub(rb"(<" + name + rb">\s*)\d+(\s*</" + name + rb">)", rb"\g<1>" + number + rb"\g<2>", xmp)
+    return xmp
+
+
+_XMP_EXTENSION_APP1 = b"http://ns.adobe.com/xmp/extension/\x00"
+
+
+def _extended_xmp_bytes(data: bytes) -> int:
+    """Bytes of Extended XMP (XMP spec part 3, §1.1.3.1: the part of a large packet, e.g. an edit
+    history, that a JPEG holds in further APP1 segments) in a JPEG's segments before its image data."""
+    total, pos = 0, 2
+    while pos + 4 <= len(data) and data[pos] == 0xFF and data[pos + 1] not in (0xDA, 0xD9):
+        length = struct.unpack_from(">H", data, pos + 2)[0]
+        if data[pos + 1] == 0xE1 and data.startswith(_XMP_EXTENSION_APP1, pos + 4):
+            total += max(0, length - 2 - len(_XMP_EXTENSION_APP1) - 40)  # less the GUID, size and offset
+        pos += 2 + length
+    return total
+
+
+def jpeg_leaves_out(photo: "Photo") -> list:
+    """What a JPEG written like ``photo`` cannot hold, in words (empty when nothing): its
+    transparency (flattened onto white), an XMP packet or IPTC block over one segment's 64 KB."""
+    left = []
+    if photo.alpha is not None:
+        left.append("transparency flattened onto white: JPEG holds none (--format png or tif keeps it)")
+    if photo.xmp and len(_XMP_APP1) + len(photo.xmp) + 2 > 0xFFFF:
+        left.append(f"its XMP ({len(photo.xmp) // 1024} KB) left out: a JPEG segment holds 64 KB "
+                    "(--format png or tif keeps it)")
+    if photo.iptc and _photoshop_iptc_segment(photo.iptc) is None:
+        left.append(f"its IPTC ({len(photo.iptc) // 1024} KB) left out: a JPEG segment holds 64 KB "
+                    "(--format tif keeps it)")
+    return left
+
+
 def _jpeg_subsampling(img) -> "str | None":
     """Chroma subsampling of a Pillow JPEG image, or None when it is not one of the three common ones."""
     try:
@@ -1341,6 +1391,37 @@ def _missing_only_the_jpeg_end_marker(data: bytes) -> bool:
         except Exception:  # noqa: BLE001 - not decodable even so: the normal error path reports it
             return False
     return bool(np.array_equal(decoded[0], decoded[1]))
+
+
+def _missing_only_the_png_end(data: bytes) -> bool:
+    """A PNG whose IEND chunk is all that is missing: every chunk whole (its length and CRC), and
+    the image data's zlib stream complete. Pillow reads such a file; OpenCV's 16-bit decoder
+    called it damaged (with libpng's own error line on the terminal)."""
+    if not data.startswith(b"\x89PNG\r\n\x1a\n") or b"IEND" in data[-64:]:
+        return False  # (the usual case decided without reading the file through)
+    pos, stream = 8, zlib.decompressobj()
+    seen_data = False
+    while pos < len(data):
+        if pos + 12 > len(data):
+            return False
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        end = pos + 12 + length
+        if end > len(data) or zlib.crc32(data[pos + 4:end - 4]) != struct.unpack_from(">I", data, end - 4)[0]:
+            return False
+        if kind == b"IEND":
+            return False
+        if kind == b"IDAT":
+            seen_data = True
+            try:
+                # (The pixels are not kept: 64 KB at a time, only to find where the stream ends.)
+                chunk = data[pos + 8:end - 4]
+                while chunk and not stream.eof:
+                    stream.decompress(chunk, 1 << 16)
+                    chunk = stream.unconsumed_tail
+            except zlib.error:
+                return False
+        pos = end
+    return seen_data and stream.eof
 
 
 def _cmyk_to_srgb(img, icc):
@@ -1720,6 +1801,8 @@ def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | 
         exif = _exif_with_pixel_size(exif, linear.shape[1], linear.shape[0])
     curve_key = _parse_icc(icc).curve_key if icc else None
     xmp = like.xmp if like is not None else None
+    if xmp:
+        xmp = _xmp_with_pixel_size(xmp, linear.shape[1], linear.shape[0])
     dpi = like.dpi if like is not None else None
     iptc = like.iptc if like is not None else None
     comment = like.comment if like is not None else None

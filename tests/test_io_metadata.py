@@ -133,3 +133,85 @@ def test_a_grey_profile_curve_is_honoured_both_ways(tmp_path):
         assert im.mode == "RGB" and not im.info.get("icc_profile")
         green = cio.srgb_to_linear(np.asarray(im)[0, :, 1] / np.float32(255.0))
     np.testing.assert_allclose(green, (ramp[0] / 255.0) ** 1.8, atol=4e-3)
+
+
+def _xmp(attributes: bytes) -> bytes:
+    return (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+            b'<rdf:Description rdf:about="" xmlns:tiff="http://ns.adobe.com/tiff/1.0/" '
+            b'xmlns:exif="http://ns.adobe.com/exif/1.0/" xmlns:xmp="http://ns.adobe.com/xap/1.0/" '
+            + attributes + b"/></rdf:RDF></x:xmpmeta>")
+
+
+def test_xmp_pixel_size_follows_the_upright_pixels(tmp_path):
+    """Turned upright, a photo's XMP still gave its stored 160×240 on a 240×160 output."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    xmp = _xmp(b'tiff:Orientation="6" tiff:ImageWidth="160" tiff:ImageLength="240" '
+               b'exif:PixelXDimension="160" exif:PixelYDimension="240"')
+    _picture(240, 160).transpose(Image.Transpose.ROTATE_90).save(tmp_path / "r.jpg", exif=exif, xmp=xmp)
+    photo = cio.read_photo(tmp_path / "r.jpg")
+    with Image.open(cio.write_photo(tmp_path / "out.jpg", photo.pixels, like=photo)) as im:
+        written = im.info["xmp"]
+        assert im.size == (240, 160)
+    for field, value in ((b"tiff:Orientation", b"1"), (b"tiff:ImageWidth", b"240"), (b"tiff:ImageLength", b"160"),
+                         (b"exif:PixelXDimension", b"240"), (b"exif:PixelYDimension", b"160")):
+        assert field + b'="' + value + b'"' in written, (field, written)
+
+
+def test_extended_xmp_left_behind_is_said(tmp_path):
+    import struct
+
+    guid = b"0" * 32
+    buf = pyio.BytesIO()
+    _picture().save(buf, "JPEG", xmp=_xmp(b'xmpNote:HasExtendedXMP="' + guid + b'"'))
+    history = _xmp(b'xmp:Label="' + b"x" * 70000 + b'"')
+    segments = b""
+    for at in range(0, len(history), 65000):
+        payload = b"http://ns.adobe.com/xmp/extension/\0" + guid + struct.pack(">II", len(history), at) \
+            + history[at:at + 65000]
+        segments += b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
+    path = tmp_path / "ext.jpg"
+    path.write_bytes(buf.getvalue()[:2] + segments + buf.getvalue()[2:])
+    notes = cio.read_photo(path).notes
+    assert any("Extended XMP (68 KB" in n for n in notes), notes
+    assert not any("Extended XMP" in n for n in cio.read_photo(_with_icc(tmp_path, "plain.jpg", None)).notes)
+
+
+def test_what_a_jpeg_cannot_hold_is_said_by_the_command(tmp_path, capsys):
+    """An XMP over 64 KB (a PNG's) written to JPEG was dropped without a word."""
+    from PIL import PngImagePlugin
+
+    from camseg.cli import main
+
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", _xmp(b'xmp:Rating="5" xmp:Label="' + b"y" * 80000 + b'"').decode())
+    photos = tmp_path / "in"
+    photos.mkdir()
+    _picture(256, 192).save(photos / "big_xmp.png", pnginfo=info)
+    assert cio.jpeg_leaves_out(cio.read_photo(photos / "big_xmp.png")) == [
+        "its XMP (78 KB) left out: a JPEG segment holds 64 KB (--format png or tif keeps it)"]
+    assert main(["develop", str(photos), "--out", str(tmp_path / "out"), "--format", "jpg", "--jobs", "1"]) == 0
+    assert "its XMP (78 KB) left out" in capsys.readouterr().err
+
+
+def test_a_16_bit_png_missing_only_its_end_chunk_is_read(tmp_path):
+    """Pillow reads such a file at 8 bits; OpenCV's 16-bit decoder called it damaged."""
+    import cv2
+
+    codes = (np.asarray(_picture(64, 48)).astype(np.uint16) * 257)
+    encoded = cv2.imencode(".png", codes[:, :, ::-1])[1].tobytes()
+    assert encoded.endswith(b"IEND\xaeB`\x82")
+    (tmp_path / "no_end.png").write_bytes(encoded[:-12])
+    photo = cio.read_photo(tmp_path / "no_end.png")
+    assert photo.bit_depth == 16 and any("PNG end chunk missing" in n for n in photo.notes)
+    np.testing.assert_allclose(photo.pixels, cio.read_photo(_saved(tmp_path, "whole.png", encoded)).pixels)
+    # Cut inside its image data: still reported as damaged.
+    idat = encoded.find(b"IDAT")
+    (tmp_path / "cut.png").write_bytes(encoded[:idat + 40])
+    with pytest.raises(ValueError, match="damaged or truncated"):
+        cio.read_photo(tmp_path / "cut.png")
+
+
+def _saved(tmp_path, name, data):
+    (tmp_path / name).write_bytes(data)
+    return tmp_path / name
