@@ -920,6 +920,19 @@ def read_photo(path: "str | os.PathLike") -> Photo:
             else:
                 exif = _normalise_exif(img.info.get("exif"))
             icc = img.info.get("icc_profile") or None
+            chromaticity = img.info.get("chromaticity") if fmt == "PNG" else None
+            if icc is None and "srgb" not in img.info and _other_than_srgb(chromaticity):
+                # A PNG's cHRM chunk without iCCP or sRGB (PNG 3rd ed. §11.3.3.1): its primaries
+                # (Display P3 ones, say) were ignored and its colours read as sRGB's, duller. They
+                # become the photo's own profile, with the gAMA curve (else sRGB's).
+                wx, wy, rx, ry, gx, gy, bx, by = (float(v) for v in chromaticity)
+                file_gamma = float(img.info.get("gamma") or 0.0)
+                curve = round(1.0 / file_gamma, 3) if file_gamma > 0 and abs(file_gamma - 1 / 2.2) > 0.01 else "srgb"
+                icc = make_icc_profile(((rx, ry), (gx, gy), (bx, by)), (wx, wy), trc=curve,
+                                       description="PNG cHRM primaries" + (f", gamma {1 / file_gamma:.3g}"
+                                                                           if curve != "srgb" else ""))
+                notes.append("PNG chromaticities (cHRM, no colour profile): decoded with them, written back "
+                             "as an equivalent ICC profile")
             if fmt == "PNG" and icc is None and "srgb" not in img.info and img.info.get("gamma"):
                 # A PNG's gAMA chunk without iCCP or sRGB (PNG 3rd ed. §11.3.3.2): its file gamma
                 # was ignored, so a linear PNG (gAMA 1.0) was decoded as sRGB, far too bright.
@@ -1391,6 +1404,24 @@ def _missing_only_the_jpeg_end_marker(data: bytes) -> bool:
         except Exception:  # noqa: BLE001 - not decodable even so: the normal error path reports it
             return False
     return bool(np.array_equal(decoded[0], decoded[1]))
+
+
+def _other_than_srgb(chromaticity) -> bool:
+    """True for PNG cHRM values (white x, y, then red, green, blue) that are valid and not
+    sRGB's (within 0.01: writers round them); None or nonsense is False."""
+    try:
+        values = np.asarray(chromaticity, dtype=np.float64).reshape(4, 2)
+    except (TypeError, ValueError):
+        return False
+    srgb = np.array([(0.3127, 0.3290), *SRGB_PRIMARIES])
+    valid = np.all(np.isfinite(values)) and np.all(values > 0) and np.all(values.sum(axis=1) <= 1.0 + 1e-6)
+    if not valid:
+        return False
+    # A degenerate triangle (collinear primaries) has no matrix.
+    (rx, ry), (gx, gy), (bx, by) = values[1:]
+    if abs((gx - rx) * (by - ry) - (bx - rx) * (gy - ry)) < 1e-4:
+        return False
+    return bool(np.abs(values - srgb).max() > 0.01)
 
 
 def _missing_only_the_png_end(data: bytes) -> bool:
