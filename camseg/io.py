@@ -228,6 +228,10 @@ class Photo:
         A JPEG's comment (COM segment; UTF-8, else read as Latin-1) or a PNG's ``Comment``
         text; written back to JPEG (UTF-8; one over a JPEG segment's 65,533 bytes is left out)
         and PNG (tEXt, or iTXt when it is not Latin-1).
+    text : tuple of (str, str)
+        A PNG's other text fields (PNG 3rd ed. §11.3.4: Title, Author, Copyright,
+        Description, Creation Time, Software, ...), in file order; written back to PNG, and to
+        a JPEG or TIFF without EXIF of its own as EXIF Artist, Copyright and ImageDescription.
     """
 
     pixels: np.ndarray
@@ -247,6 +251,7 @@ class Photo:
     grey_profile: "bytes | None" = None
     iptc: "bytes | None" = None
     comment: "str | None" = None
+    text: tuple = ()
 
     @property
     def shape(self) -> tuple:
@@ -950,6 +955,7 @@ def read_photo(path: "str | os.PathLike") -> Photo:
                 notes.append(f"its Extended XMP ({max(1, extended // 1024)} KB in further JPEG segments, e.g. an "
                              "edit history) is not carried over; the main XMP packet is")
             iptc, comment = _read_iptc(img, notes, data), _read_comment(img)
+            text = _read_png_text(img) if fmt == "PNG" else ()
             subsampling = _jpeg_subsampling(img) if fmt == "JPEG" else None
             dpi = _read_dpi(img)
             mode = img.mode
@@ -1058,7 +1064,7 @@ def read_photo(path: "str | os.PathLike") -> Photo:
                  grey_profile=grey_profile,
                  colour_space=colour_space, source=path, iso=iso, notes=tuple(notes), alpha=alpha,
                  xmp=_xmp_reset_orientation(xmp) if xmp else None, jpeg_subsampling=subsampling, dpi=dpi,
-                 iptc=iptc, comment=comment)
+                 iptc=iptc, comment=comment, text=text)
 
 
 #: Photoshop image resource holding IPTC-IIM records, and the TIFF tag for them (IPTC/NAA).
@@ -1130,6 +1136,41 @@ def _read_comment(img) -> "str | None":
         except UnicodeDecodeError:
             value = bytes(value).decode("latin-1")
     return value if isinstance(value, str) and value else None
+
+
+#: PNG text keywords held elsewhere in a Photo (the comment, XMP) or not text for people (the
+#: "Raw profile type ..." hex dumps ImageMagick writes, which this reader does not decode).
+_PNG_TEXT_HELD_ELSEWHERE = ("Comment", "XML:com.adobe.xmp")
+
+
+def _read_png_text(img) -> tuple:
+    """A PNG's text fields (tEXt, zTXt, iTXt) other than its comment and XMP, as (keyword, text) pairs."""
+    try:
+        fields = getattr(img, "text", None) or {}
+    except Exception:  # noqa: BLE001 - a damaged text chunk: metadata only, never stops decoding
+        return ()
+    return tuple((str(k), str(v)) for k, v in fields.items()
+                 if k not in _PNG_TEXT_HELD_ELSEWHERE and not str(k).startswith("Raw profile type") and str(v))
+
+
+#: EXIF IFD0 tags (TIFF 6.0) that PNG's standard keywords correspond to, first keyword found wins.
+_PNG_TEXT_EXIF = ((0x013B, ("Author",)), (0x8298, ("Copyright",)), (0x010E, ("Description", "Title")))
+
+
+def _exif_from_png_text(text: tuple) -> "bytes | None":
+    """A new EXIF block holding a PNG's Author, Copyright and Description (or Title), for a JPEG or
+    TIFF written from a PNG without EXIF (those formats have no PNG text fields), or None."""
+    from PIL import Image
+
+    fields = dict(text)
+    exif = Image.Exif()
+    for tag, keywords in _PNG_TEXT_EXIF:
+        value = next((fields[k] for k in keywords if fields.get(k)), None)
+        if value is not None:
+            # (EXIF's ASCII type: other text as UTF-8 bytes, as cameras and exiftool write it;
+            # Pillow would write a str's "©" as "?")
+            exif[tag] = value if value.isascii() else value.encode("utf-8")
+    return _normalise_exif(exif.tobytes()) if len(exif) else None
 
 
 def _photoshop_iptc_segment(iptc: bytes) -> "bytes | None":
@@ -1615,17 +1656,31 @@ def _png_chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
 
+def _png_text_chunk(keyword: str, text: str) -> bytes:
+    """A tEXt chunk (Latin-1), or an iTXt one (uncompressed, no language: UTF-8) for other text;
+    b"" for a keyword PNG does not allow (1-79 Latin-1 characters)."""
+    text = text.replace("\x00", " ")
+    try:
+        key = keyword.encode("latin-1")
+    except UnicodeEncodeError:
+        return b""
+    if not 1 <= len(key) <= 79 or b"\x00" in key:
+        return b""
+    try:
+        return _png_chunk(b"tEXt", key + b"\x00" + text.encode("latin-1"))
+    except UnicodeEncodeError:
+        return _png_chunk(b"iTXt", key + b"\x00\x00\x00\x00\x00" + text.encode("utf-8"))
+
+
 def _png_with_metadata(png: bytes, icc: "bytes | None", exif: "bytes | None", xmp: "bytes | None" = None,
-                       dpi: "tuple | None" = None, comment: "str | None" = None) -> bytes:
-    """Insert iCCP, eXIf, XMP iTXt, pHYs and ``Comment`` tEXt chunks (PNG 3rd ed. §11.3; XMP spec
-    part 3, §1.1.5) after IHDR of an encoded PNG."""
+                       dpi: "tuple | None" = None, comment: "str | None" = None, text: tuple = ()) -> bytes:
+    """Insert iCCP, eXIf, XMP iTXt, pHYs, ``Comment`` and other text chunks (PNG 3rd ed. §11.3;
+    XMP spec part 3, §1.1.5) after IHDR of an encoded PNG."""
     extra = b""
     if comment:
-        text = comment.replace("\x00", " ")
-        try:  # tEXt is Latin-1; iTXt (uncompressed, no language) holds UTF-8
-            extra += _png_chunk(b"tEXt", b"Comment\x00" + text.encode("latin-1"))
-        except UnicodeEncodeError:
-            extra += _png_chunk(b"iTXt", b"Comment\x00\x00\x00\x00\x00" + text.encode("utf-8"))
+        extra += _png_text_chunk("Comment", comment)
+    for keyword, value in text:
+        extra += _png_text_chunk(keyword, value)
     if dpi:  # pixels per metre, unit 1 (metre)
         extra += _png_chunk(b"pHYs", struct.pack(">IIB", *(round(v / 0.0254) for v in dpi), 1))
     if icc:
@@ -1837,6 +1892,9 @@ def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | 
     dpi = like.dpi if like is not None else None
     iptc = like.iptc if like is not None else None
     comment = like.comment if like is not None else None
+    text = like.text if like is not None else ()
+    if text and not exif and fmt != "PNG":
+        exif = _exif_from_png_text(text)
     # JPEG: the codes are made in Pillow's own RGBX layout so that Image.frombuffer maps them
     # instead of repacking the whole frame (a 12-MP Image.fromarray took as long as the encoder).
     alpha = like.alpha if like is not None else None
@@ -1904,7 +1962,7 @@ def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | 
             if not ok:
                 raise OSError(f"OpenCV failed to encode {str(path)!r} as PNG")
             png = encoded.tobytes()
-        data = _png_with_metadata(png, icc, exif, xmp, dpi, comment)
+        data = _png_with_metadata(png, icc, exif, xmp, dpi, comment, text)
         _atomic_write(path, lambda fh: fh.write(data))
     else:
         data = _tiff_bytes(codes, icc, exif, xmp=xmp, dpi=dpi, iptc=iptc)

@@ -258,3 +258,25 @@ def test_png_chromaticities_are_honoured(tmp_path):
                             _chrm((0.3127, 0.329), (0.64, 0.33), (0.3, 0.6), (0.15, 0.06)))
     photo = cio.read_photo(srgb)
     assert photo.icc_profile is None and not photo.notes
+
+
+def test_png_text_fields_are_kept(tmp_path):
+    """Title, Author, Copyright, Description and Creation Time were dropped on every output."""
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    fields = [("Title", "Sunset"), ("Author", "Jane Doe"), ("Copyright", "© 2024 Jane Doe"),
+              ("Description", "A sunset"), ("Creation Time", "2024-05-06T07:08:09")]
+    for keyword, value in fields:
+        info.add_itxt(keyword, value) if not value.isascii() else info.add_text(keyword, value)
+    info.add_text("Comment", "hi")
+    _picture(64, 48).save(tmp_path / "t.png", pnginfo=info)
+    photo = cio.read_photo(tmp_path / "t.png")
+    assert photo.text == tuple(fields) and photo.comment == "hi"
+    with Image.open(cio.write_photo(tmp_path / "out.png", photo.pixels, like=photo)) as im:
+        assert {k: im.text[k] for k, _ in fields} == dict(fields) and im.text["Comment"] == "hi"
+    for ext in ("jpg", "tif"):  # no text fields there: EXIF's own, in a PNG without EXIF
+        with Image.open(cio.write_photo(tmp_path / f"out.{ext}", photo.pixels, like=photo)) as im:
+            exif = im.getexif()
+            assert (exif.get(0x013B), exif.get(0x010E)) == ("Jane Doe", "A sunset")
+            assert exif.get(0x8298).encode("latin-1").decode("utf-8") == "© 2024 Jane Doe"  # UTF-8 in ASCII
