@@ -924,6 +924,8 @@ def read_photo(path: "str | os.PathLike") -> Photo:
                 exif = _normalise_exif(exif_obj.tobytes()) if len(exif_obj) else None
             else:
                 exif = _normalise_exif(img.info.get("exif"))
+                if exif is None and fmt == "PNG":
+                    exif = _exif_from_raw_profile(img.info.get("Raw profile type exif"))
             icc = img.info.get("icc_profile") or None
             chromaticity = img.info.get("chromaticity") if fmt == "PNG" else None
             if icc is None and "srgb" not in img.info and _other_than_srgb(chromaticity):
@@ -1141,6 +1143,23 @@ def _read_comment(img) -> "str | None":
 #: PNG text keywords held elsewhere in a Photo (the comment, XMP) or not text for people (the
 #: "Raw profile type ..." hex dumps ImageMagick writes, which this reader does not decode).
 _PNG_TEXT_HELD_ELSEWHERE = ("Comment", "XML:com.adobe.xmp")
+
+
+def _exif_from_raw_profile(text) -> "bytes | None":
+    """EXIF from the hex dump ImageMagick (and exiftool, reading it) keep in a PNG text chunk
+    "Raw profile type exif": ``"\\nexif\\n  <length>\\n<hex digits over lines>"``. Pillow read the
+    orientation from it, but the EXIF was not kept."""
+    if not isinstance(text, str):
+        return None
+    parts = text.lstrip("\n").split("\n", 2)
+    if len(parts) < 3:
+        return None
+    try:
+        length = int(parts[1])
+        raw = bytes.fromhex("".join(parts[2].split()))
+    except ValueError:
+        return None
+    return _normalise_exif(raw[:length]) if 0 < length <= len(raw) else None
 
 
 def _read_png_text(img) -> tuple:

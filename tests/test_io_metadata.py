@@ -280,3 +280,26 @@ def test_png_text_fields_are_kept(tmp_path):
             exif = im.getexif()
             assert (exif.get(0x013B), exif.get(0x010E)) == ("Jane Doe", "A sunset")
             assert exif.get(0x8298).encode("latin-1").decode("utf-8") == "© 2024 Jane Doe"  # UTF-8 in ASCII
+
+
+def test_exif_in_an_imagemagick_png_text_chunk_is_kept(tmp_path):
+    """ImageMagick keeps a PNG's EXIF as hex in a "Raw profile type exif" zTXt chunk: its
+    orientation was applied (Pillow reads it), then the EXIF was dropped."""
+    import binascii
+
+    from PIL import PngImagePlugin
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010F] = "Cam"
+    raw = exif.tobytes()
+    raw = raw if raw.startswith(b"Exif\0\0") else b"Exif\0\0" + raw
+    digits = binascii.hexlify(raw).decode()
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Raw profile type exif", "\nexif\n" + f"{len(raw):8d}\n"
+                  + "\n".join(digits[i:i + 72] for i in range(0, len(digits), 72)) + "\n", zip=True)
+    _picture(120, 80).transpose(Image.Transpose.ROTATE_90).save(tmp_path / "im.png", pnginfo=info)
+    photo = cio.read_photo(tmp_path / "im.png")
+    assert photo.pixels.shape == (80, 120, 3) and photo.exif is not None and photo.text == ()
+    with Image.open(cio.write_photo(tmp_path / "out.jpg", photo.pixels, like=photo)) as im:
+        assert im.getexif().get(0x010F) == "Cam" and im.getexif().get(0x0112, 1) == 1
