@@ -781,15 +781,16 @@ def _opencv_orients_tiff() -> bool:
 
 def _bit_depth(img, data: bytes) -> int:
     """Bits per sample of an opened Pillow image: 8 or 16, or 32 for a TIFF whose samples are
-    wider than 16 bits or floating point (any width), which camseg does not decode."""
+    wider than 16 bits, floating point or signed integers (any width), which camseg does not
+    decode (Pillow read signed 8-bit samples as unsigned, OpenCV signed 16-bit ones as damaged)."""
     if img.format == "PNG" and len(data) > 24:
         return 16 if data[24] == 16 else 8
     if img.format == "TIFF":
         bits = img.tag_v2.get(258, (8,))
         bits = bits if isinstance(bits, tuple) else (bits,)
-        formats = img.tag_v2.get(339, (1,))  # SampleFormat: 1 unsigned integer, 3 floating point
+        formats = img.tag_v2.get(339, (1,))  # SampleFormat: 1 unsigned, 2 signed integer, 3 floating point
         formats = formats if isinstance(formats, tuple) else (formats,)
-        if max(bits) > 16 or 3 in formats:
+        if max(bits) > 16 or 2 in formats or 3 in formats:
             return 32  # no layout camseg decodes (see read_photo)
         return 16 if max(bits) > 8 else 8
     return 16 if img.mode.startswith("I;16") else 8
@@ -799,30 +800,272 @@ def _bit_depth(img, data: bytes) -> int:
 _TIFF_TAGS_UNREADABLE = "its tags could not be read"
 
 
+def _tiff_tags(data: bytes) -> "dict | None":
+    """The SHORT and LONG tags of a TIFF's first directory, ``{tag: tuple of ints}`` (values stored
+    out of line are read at their offset; one that lies past the end of the file is left out), or
+    None when the directory cannot be read or ``data`` is not a (classic) TIFF."""
+    if data[:4] not in (b"II*\x00", b"MM\x00*"):
+        return None
+    bo = "<" if data[:2] == b"II" else ">"
+    tags = {}
+    try:
+        for _, tag, typ, count, field in _exif_ifd0_entries(data):
+            if typ in (3, 4) and count:
+                value = _entry_value_bytes(data, typ, count, field)
+                if value is not None:
+                    tags[tag] = struct.unpack(f"{bo}{count}{'H' if typ == 3 else 'I'}", value)
+    except struct.error:
+        return None
+    return tags
+
+
+#: TIFF compressions that code a strip or tile as one byte stream whatever its samples are (none,
+#: LZW, Deflate, PackBits, LZMA, Zstandard): libtiff decodes such a strip of interleaved samples,
+#: or one plane's, as well when told it holds one grey sample (see _tiff_samples).
+_STREAM_COMPRESSIONS = {1, 5, 8, 32773, 32946, 34925, 50000}
+
+
+def _opencv_reads_tiff16(tags: dict) -> bool:
+    """Whether OpenCV decodes a 16-bit TIFF with these tags right by itself: interleaved grey, RGB
+    or RGB + one extra sample, or a colour model camseg has no reader of its own for. (It returned
+    a plane-by-plane RGB file as three grey copies side by side, and grey + alpha as 8 bits.)"""
+    samples = tags.get(277, (1,))[0]
+    photometric = tags.get(262, (None,))[0]
+    planar = tags.get(284, (1,))[0]
+    if photometric not in (0, 1, 2):
+        return True
+    return planar == 1 and samples in ((3, 4) if photometric == 2 else (1,))
+
+
+def _tiff16_problem(tags: dict) -> "str | None":
+    """What keeps :func:`_tiff_samples` from decoding a TIFF with these tags, or None when it can:
+    unsigned 16-bit grey or RGB samples, any extra samples, interleaved or plane by plane, in
+    strips or tiles, with a byte-stream compression and no predictor or the horizontal one."""
+    bits = tags.get(258, (1,))
+    formats = tags.get(339, (1,))
+    samples = tags.get(277, (1,))[0]
+    photometric = tags.get(262, (None,))[0]
+    if set(formats) != {1}:
+        return "signed or floating-point samples"
+    if set(bits) != {16}:
+        return f"samples of {'/'.join(map(str, bits))} bits"
+    if photometric not in (0, 1, 2):
+        return f"16-bit samples in colour model {photometric} (PhotometricInterpretation)"
+    if samples < (3 if photometric == 2 else 1):
+        return f"{'RGB' if photometric == 2 else 'grey'} in {samples} samples per pixel"
+    compression = tags.get(259, (1,))[0]
+    planar = tags.get(284, (1,))[0] == 2
+    if compression not in _STREAM_COMPRESSIONS:
+        stored = "stored plane by plane (PlanarConfiguration 2)" if planar else f"{samples} to a pixel"
+        return f"16-bit samples {stored} with compression {compression}"
+    if tags.get(317, (1,))[0] not in (1, 2):
+        return f"16-bit samples with predictor {tags[317][0]}"
+    tiled = 324 in tags
+    offsets, counts = tags.get(324 if tiled else 273), tags.get(325 if tiled else 279)
+    if not offsets or counts is None or len(counts) != len(offsets) or (planar and len(offsets) % samples) \
+            or 256 not in tags or 257 not in tags or (tiled and (322 not in tags or 323 not in tags)):
+        return "its strip or tile tables are missing or do not match the image"
+    return None
+
+
+def _tiff_samples(data: bytes, tags: dict) -> np.ndarray:
+    """Every sample of a 16-bit TIFF's first image, decoded by libtiff (through OpenCV).
+
+    OpenCV decodes 16-bit TIFFs of one, three or four interleaved samples only. Any other layout
+    :func:`_tiff16_problem` accepts is handed to it as one grey sample per pixel: the file gets a
+    second directory, pointing at the same strips or tiles, that describes each plane (plane by
+    plane) or each row of S interleaved samples (an image S times as wide) as 16-bit grey. The
+    bytes decode the same, since these compressions do not depend on the samples' meaning; the
+    horizontal predictor does (it differences each sample with the one S places before), so for
+    interleaved samples it is undone here, per row of each strip or tile.
+
+    Parameters
+    ----------
+    data : bytes
+        The TIFF file.
+    tags : dict
+        Its first directory's tags (:func:`_tiff_tags`), for which :func:`_tiff16_problem` is None.
+
+    Returns
+    -------
+    np.ndarray
+        uint16 H×W×S, the samples in the file's order, as stored (orientation not applied).
+
+    Raises
+    ------
+    OSError
+        If libtiff cannot decode them (damaged or truncated data, a codec this OpenCV lacks).
+    """
+    bo = "<" if data[:2] == b"II" else ">"
+    width, height = tags[256][0], tags[257][0]
+    samples = tags.get(277, (1,))[0]
+    planar = tags.get(284, (1,))[0] == 2
+    tiled = 324 in tags
+    offsets, counts = (tags[324], tags[325]) if tiled else (tags[273], tags[279])
+    predictor = tags.get(317, (1,))[0]
+    if any(offset + count > len(data) for offset, count in zip(offsets, counts)):
+        # (Checked here, not left to libtiff: the directories added below lie after the file's end,
+        # and a strip cut short would be completed with their bytes, as if whole.)
+        raise OSError("its pixel data ends early: a strip or tile runs past the end of the file")
+    planes, wide = (samples, 1) if planar else (1, samples)  # grey images, and samples in each pixel of them
+    per_plane = len(offsets) // planes
+    segment = tags[322][0] if tiled else width  # pixels a predictor row runs over
+    buf = bytearray(data)
+    directories = []
+    for plane in range(planes):
+        entries = {256: (4, [width * wide]), 257: (4, [height]), 258: (3, [16]), 259: (3, [tags.get(259, (1,))[0]]),
+                   262: (3, [1]), 277: (3, [1]), 284: (3, [1])}
+        if planar and predictor != 1:  # (a predictor tag without one: libtiff warns of an unknown tag)
+            entries[317] = (3, [predictor])
+        if 266 in tags:
+            entries[266] = (3, [tags[266][0]])  # FillOrder
+        part = slice(plane * per_plane, (plane + 1) * per_plane)
+        if tiled:
+            entries.update({322: (4, [segment * wide]), 323: (4, [tags[323][0]]),
+                            324: (4, list(offsets[part])), 325: (4, list(counts[part]))})
+        else:
+            entries.update({273: (4, list(offsets[part])), 279: (4, list(counts[part])),
+                            278: (4, [tags.get(278, (height,))[0]])})
+        if len(buf) % 2:
+            buf.append(0)
+        directories.append(len(buf))
+        values_at = len(buf) + 2 + 12 * len(entries) + 4
+        table, values = struct.pack(bo + "H", len(entries)), b""
+        for tag in sorted(entries):
+            typ, numbers = entries[tag]
+            payload = struct.pack(f"{bo}{len(numbers)}{'H' if typ == 3 else 'I'}", *numbers)
+            if len(payload) <= 4:
+                field = payload.ljust(4, b"\0")
+            else:
+                field = struct.pack(bo + "I", values_at + len(values))
+                values += payload
+            table += struct.pack(bo + "HHI", tag, typ, len(numbers)) + field
+        buf += table + bytes(4) + values
+    decoded = []
+    for at in directories:
+        struct.pack_into(bo + "I", buf, 4, at)  # the file's first directory is now this plane's
+        grey = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_UNCHANGED)
+        if grey is None or grey.dtype != np.uint16 or grey.shape != (height, width * wide):
+            raise OSError("OpenCV could not decode the 16-bit pixels")
+        decoded.append(grey.reshape(height, width, wide))
+    if planar:
+        return np.dstack(decoded)
+    codes = decoded[0]
+    if predictor == 2 and samples > 1:
+        # Each sample was stored as its difference from the same sample of the pixel before, within
+        # a row of a strip or tile: a running sum per row segment (modulo 2^16, as it was taken).
+        columns = -(-width // segment) * segment
+        padded = np.zeros((height, columns, samples), np.uint16)
+        padded[:, :width] = codes
+        rows = padded.reshape(height, columns // segment, segment, samples)  # H × tiles across × tile width × S
+        np.cumsum(rows, axis=2, dtype=np.uint16, out=rows)
+        codes = padded[:, :width]
+    return codes
+
+
+def _tiff_for_pillow(data: bytes) -> bytes:
+    """A copy of a TIFF whose first directory says one 16-bit grey sample, interleaved.
+
+    A hack: Pillow has no mode for 16-bit grey + alpha, or RGB with two extra samples, and will
+    not open such a file, while camseg reads those pixels itself (:func:`_tiff_samples`). Opened
+    as this copy, Pillow reads the rest of the directory: colour profile, EXIF, XMP, IPTC,
+    resolution, orientation, pages. The tags changed describe the pixels only, and are left out
+    of the kept EXIF with the other structural tags; the copy's pixels are never decoded.
+    """
+    bo = "<" if data[:2] == b"II" else ">"
+    ifd = struct.unpack_from(bo + "I", data, 4)[0]
+    stand_in = {258: 16, 262: 1, 277: 1, 284: 1, 339: 1}  # BitsPerSample ... SampleFormat
+    entries = [struct.pack(bo + "HHIHH", tag, 3, 1, stand_in[tag], 0) if tag in stand_in else data[pos:pos + 12]
+               for pos, tag, typ, count, _ in _exif_ifd0_entries(data) if tag != 338]  # (no ExtraSamples)
+    n = struct.unpack_from(bo + "H", data, ifd)[0]
+    table = struct.pack(bo + "H", len(entries)) + b"".join(entries) + data[ifd + 2 + 12 * n:ifd + 6 + 12 * n]
+    copy = bytearray(data)
+    copy[ifd:ifd + len(table)] = table  # (as long as the table it replaces, or shorter: nothing moves)
+    return bytes(copy)
+
+
+def _open_with_pillow(data: bytes):
+    """Pillow's image of a file's bytes, opened (not decoded). A 16-bit TIFF in a layout that
+    Pillow has no mode for and :func:`_tiff_samples` reads is opened as :func:`_tiff_for_pillow`'s
+    copy, for its metadata."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        return Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        tags = _tiff_tags(data)
+        if tags is None or _tiff16_problem(tags) is not None:
+            raise
+        return Image.open(io.BytesIO(_tiff_for_pillow(data)))
+
+
+def _tiff_sample_use(tags: dict) -> tuple:
+    """How the samples of a grey or RGB TIFF are read, from its tags: ``(colour samples, alpha,
+    ignored)``. ``alpha`` is the ExtraSamples kind of the first extra sample when it is
+    transparency (1 premultiplied, 2 straight), else None; ``ignored`` counts the extra samples of
+    other data (ExtraSamples 0: infrared, a mask), which are no transparency. As Pillow and
+    libtiff, only the first extra sample is taken as alpha, and one the tags leave undeclared is
+    straight alpha (Pillow's reading of an RGBA file without ExtraSamples)."""
+    colour = 3 if tags.get(_PHOTOMETRIC_TAG, (None,))[0] == 2 else 1
+    extra = max(0, tags.get(277, (1,))[0] - colour)
+    kinds = tags.get(338, ())
+    alpha = (kinds[0] if kinds else 2) if extra else None
+    alpha = alpha if alpha in (1, 2) else None
+    return colour, alpha, extra - (alpha is not None)
+
+
+def _tiff_colour_and_alpha(samples: np.ndarray, tags: dict) -> tuple:
+    """The colour and alpha codes of a grey or RGB TIFF's samples, as :func:`_tiff_sample_use` says.
+
+    Parameters
+    ----------
+    samples : np.ndarray
+        uint16 H×W×S, every sample in the file's order.
+    tags : dict
+        The TIFF's first directory (:func:`_tiff_tags`).
+
+    Returns
+    -------
+    tuple
+        ``(codes, alpha)``: uint16 H×W grey (BlackIsZero) or H×W×3 RGB codes with straight
+        colour, and uint16 H×W opacity codes or None.
+    """
+    colour, kind, _ = _tiff_sample_use(tags)
+    top = np.iinfo(samples.dtype).max
+    codes = samples[:, :, :3] if colour == 3 else samples[:, :, 0]
+    if tags.get(_PHOTOMETRIC_TAG, (None,))[0] == 0:
+        # WhiteIsZero grey (TIFF 6.0, PhotometricInterpretation 0), which OpenCV returns as
+        # stored: it came out as a negative.
+        codes = np.subtract(samples.dtype.type(top), codes)
+    alpha = samples[:, :, colour] if kind is not None and samples.shape[2] > colour else None
+    if alpha is not None and kind == 1:
+        # Premultiplied (associated) alpha, ExtraSamples 1: the colour stored is colour × opacity,
+        # and was read as the colour itself (half as bright under half opacity). Divided back on
+        # the codes, as Pillow does at 8 bits; where nothing shows (opacity 0) it stays black.
+        a = alpha.astype(np.float32)
+        scale = np.divide(np.float32(top), a, out=np.zeros_like(a), where=a > 0)
+        straight = codes.astype(np.float32) * (scale if codes.ndim == 2 else scale[:, :, None])
+        codes = np.minimum(straight + np.float32(0.5), np.float32(top)).astype(samples.dtype)
+    return codes, alpha
+
+
 def _tiff_layout(data: bytes) -> str:
     """What makes a TIFF's first image one camseg cannot decode, read from its tags."""
-    try:
-        tags = {tag: (typ, count, value) for _, tag, typ, count, value in _exif_ifd0_entries(data)}
-    except struct.error:
+    tags = _tiff_tags(data)
+    if tags is None:
         return _TIFF_TAGS_UNREADABLE
-    bo = "<" if data[:2] == b"II" else ">"
-
-    def first(tag):  # the first value of a SHORT or LONG tag
-        if tag not in tags:
-            return None
-        typ, count, field = tags[tag]
-        if typ not in (3, 4):
-            return None
-        # (Values that do not fit the 4-byte field, 3 samples' BitsPerSample, sit at its offset.)
-        value = _entry_value_bytes(data, typ, count, field)
-        return struct.unpack_from(bo + ("H" if typ == 3 else "I"), value)[0] if value else None
-
-    if first(284) == 2:
-        return "samples stored plane by plane (PlanarConfiguration 2)"
-    if first(339) == 3:
+    bits = max(tags.get(258, (1,)))
+    formats = tags.get(339, (1,))
+    if 3 in formats:
         return "floating-point samples"
-    if (first(258) or 8) > 16:
-        return f"{first(258)}-bit samples"
+    if 2 in formats:
+        return f"signed {bits}-bit integer samples"
+    if bits > 16:
+        return f"{bits}-bit samples"
+    if bits == 16 and not _opencv_reads_tiff16(tags) and _tiff16_problem(tags):
+        return _tiff16_problem(tags)
+    if tags.get(284, (1,))[0] == 2:
+        return "samples stored plane by plane (PlanarConfiguration 2)"
     return "e.g. 32-bit floating point, or an unusual compression"
 
 
@@ -830,8 +1073,11 @@ def read_photo(path: "str | os.PathLike") -> Photo:
     """Decode a photo file to linear float32 pixels with its EXIF and colour profile.
 
     The whole file is read once; Pillow reads the metadata and 8-bit pixels,
-    OpenCV the 16-bit ones (Pillow truncates 16-bit RGB to 8 bits). EXIF
-    orientation is applied to the pixels and reset in the kept EXIF block.
+    OpenCV the 16-bit ones (Pillow truncates 16-bit RGB to 8 bits): 16-bit TIFFs
+    stored plane by plane or with extra samples (grey + alpha, RGB + alpha + other
+    data) one grey plane at a time. A TIFF's extra samples are read as its tags
+    say: premultiplied alpha is divided out, other data (infrared) left out with a
+    note. EXIF orientation is applied to the pixels and reset in the kept EXIF block.
 
     Colour: a matrix/TRC ICC profile (sRGB, Display P3, Adobe RGB, ProPhoto,
     ...) is honoured by linearising with *its* tone curve and keeping *its*
@@ -884,7 +1130,7 @@ def read_photo(path: "str | os.PathLike") -> Photo:
         data += _png_chunk(b"IEND", b"")
         notes.append("PNG end chunk missing (all image data present); decoded as complete")
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with _open_with_pillow(data) as img:
             # A phone's MPO (a JPEG with a second image after it: a gain or depth map, a stereo
             # view) is a JPEG to read and write: its comment and chroma subsampling were lost.
             fmt = "JPEG" if img.format == "MPO" else (img.format or "unknown")
@@ -963,23 +1209,38 @@ def read_photo(path: "str | os.PathLike") -> Photo:
             mode = img.mode
             grey_source = mode in ("1", "L", "LA", "I") or mode.startswith("I;16")
             alpha_codes = None
+            tiff_tags = _tiff_tags(data) if fmt == "TIFF" else None
+            # A grey or RGB TIFF's extra samples are read as its tags say: alpha straight or
+            # premultiplied, or other data (infrared, a mask), which is no transparency.
+            by_tags = tiff_tags is not None and tiff_tags.get(_PHOTOMETRIC_TAG, (None,))[0] in (0, 1, 2)
+            ignored = _tiff_sample_use(tiff_tags)[2] if by_tags else 0
+            if ignored:
+                notes.append(("a TIFF extra sample" if ignored == 1 else f"{ignored} TIFF extra samples")
+                             + " of other data than transparency (ExtraSamples 0, e.g. infrared) not read")
             if bits == 16:
-                codes = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-                if codes is None or codes.dtype != np.uint16:
-                    raise OSError("OpenCV could not decode the 16-bit pixels")
-                if fmt == "TIFF" and img.tag_v2.get(_PHOTOMETRIC_TAG) == 0 and codes.ndim == 2:
-                    # WhiteIsZero grey (TIFF 6.0, PhotometricInterpretation 0), which OpenCV
-                    # returns as stored: it came out as a negative.
-                    codes = np.subtract(np.uint16(65535), codes)
-                # (Pillow opens a 16-bit grey + alpha PNG as RGBA: OpenCV's samples tell.)
-                grey_source = codes.ndim == 2 or codes.shape[2] <= 2
-                if codes.ndim == 3:
-                    if codes.shape[2] in (2, 4):  # gray + alpha, BGR + alpha
-                        alpha_codes = codes[:, :, -1]
-                    codes = codes[:, :, [2, 1, 0]] if codes.shape[2] >= 3 else codes[:, :, 0]
-                if fmt == "TIFF" and orientation != 1 and _opencv_orients_tiff():
-                    notes.append(f"EXIF orientation {orientation} applied")
-                    orientation = 1  # already upright: OpenCV turned it
+                if by_tags and not _opencv_reads_tiff16(tiff_tags):
+                    problem = _tiff16_problem(tiff_tags)
+                    if problem is not None:
+                        raise UnidentifiedImageError(problem)  # (reported as _tiff_layout words it)
+                    codes = _tiff_samples(data, tiff_tags)
+                else:
+                    codes = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+                    if codes is None or codes.dtype != np.uint16:
+                        raise OSError("OpenCV could not decode the 16-bit pixels")
+                    if fmt == "TIFF" and orientation != 1 and _opencv_orients_tiff():
+                        notes.append(f"EXIF orientation {orientation} applied")
+                        orientation = 1  # already upright: OpenCV turned it
+                    if by_tags:  # OpenCV's BGR(A) back in the file's order
+                        codes = codes[:, :, [2, 1, 0, 3][:codes.shape[2]]] if codes.ndim == 3 else codes[:, :, None]
+                if by_tags:
+                    codes, alpha_codes = _tiff_colour_and_alpha(codes, tiff_tags)
+                else:
+                    # (Pillow opens a 16-bit grey + alpha PNG as RGBA: OpenCV's samples tell.)
+                    if codes.ndim == 3:
+                        if codes.shape[2] in (2, 4):  # gray + alpha, BGR + alpha
+                            alpha_codes = codes[:, :, -1]
+                        codes = codes[:, :, [2, 1, 0]] if codes.shape[2] >= 3 else codes[:, :, 0]
+                grey_source = codes.ndim == 2
             else:
                 if mode == "CMYK":
                     img, note = _cmyk_to_srgb(img, icc)
@@ -1010,7 +1271,7 @@ def read_photo(path: "str | os.PathLike") -> Photo:
                 raise ValueError(f"cannot read {str(path)!r}: the file is damaged or truncated (its TIFF "
                                  "directory is missing or cut short); re-export or re-copy the photo") from exc
             raise ValueError(f"cannot read {str(path)!r}: a TIFF whose pixel layout camseg cannot decode "
-                             f"({layout}); export it as an 8- or 16-bit integer TIFF with "
+                             f"({layout}); export it as an 8- or 16-bit unsigned integer TIFF with "
                              "interleaved samples, PNG or JPEG") from exc
         raise ValueError(f"cannot read {str(path)!r}: not an image format camseg can decode "
                          "(JPEG, PNG, TIFF)") from exc
@@ -1927,8 +2188,8 @@ def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | 
         _flatten_onto_white(codes, alpha)
         alpha = None
     # A grey source whose result stayed grey goes back as grey. Grey + alpha only at 8 bits
-    # (Pillow's LA): Pillow reads no 16-bit two-sample TIFF (camseg could not read it back) and
-    # writes no 16-bit LA PNG, so those stay RGBA.
+    # (Pillow's LA): Pillow reads no 16-bit two-sample TIFF (tools built on it could not read it
+    # back) and writes no 16-bit LA PNG, so those stay RGBA.
     grey_alpha_ok = bit_depth == 8
     grey = _grey_codes(codes) if like is not None and like.grayscale and (alpha is None or grey_alpha_ok) \
         else None

@@ -205,6 +205,113 @@ def test_16_bit_cmyk_and_plane_by_plane_tiffs(tmp_path):
         cio.read_photo(tmp_path / "p.tif")
 
 
+def _codes16(photo):
+    """A photo's pixels as the 16-bit sRGB codes they were decoded from."""
+    return cio._encode(photo.pixels, None, 16).astype(np.int64)
+
+
+@pytest.mark.parametrize("options", [{}, {"compression": "zlib", "predictor": True, "rowsperstrip": 5},
+                                     {"tile": (16, 16), "byteorder": ">"}])
+def test_a_16_bit_plane_by_plane_tiff_is_decoded(tmp_path, options):
+    """A 16-bit RGB TIFF stored plane by plane (PlanarConfiguration 2: scanners, GIMP, tifffile)
+    was decoded by OpenCV as three grey copies of the planes side by side, with no note."""
+    tifffile = pytest.importorskip("tifffile")  # scikit-image's dependency
+    rgb = np.random.default_rng(0).integers(0, 65536, (21, 35, 3), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "p.tif", np.moveaxis(rgb, -1, 0), photometric="rgb", planarconfig="separate",
+                     **options)
+    photo = cio.read_photo(tmp_path / "p.tif")
+    assert photo.bit_depth == 16 and photo.alpha is None and not photo.grayscale
+    np.testing.assert_array_equal(_codes16(photo), rgb)
+    # Cut short (tifffile writes the directory first): reported, not completed with other bytes.
+    (tmp_path / "cut.tif").write_bytes((tmp_path / "p.tif").read_bytes()[:-1])
+    with pytest.raises(ValueError, match="damaged or truncated"):
+        cio.read_photo(tmp_path / "cut.tif")
+
+
+def test_premultiplied_alpha_of_a_16_bit_tiff_is_divided_out(tmp_path):
+    """A 16-bit TIFF with premultiplied (associated, ExtraSamples 1) alpha was read as if straight:
+    colour half as bright under half opacity (the 8-bit one, read by Pillow, was right)."""
+    tifffile = pytest.importorskip("tifffile")  # scikit-image's dependency
+    rgb = np.random.default_rng(1).integers(0, 65536, (12, 20, 3)).astype(np.float64)
+    alpha = np.full((12, 20), 65535.0)
+    alpha[:, :10] = 32768
+    stored = np.rint(np.dstack([rgb * alpha[:, :, None] / 65535, alpha])).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "a.tif", stored, photometric="rgb", extrasamples=[1])
+    photo = cio.read_photo(tmp_path / "a.tif")
+    np.testing.assert_allclose(photo.alpha, alpha / 65535, atol=1e-6)
+    assert np.abs(_codes16(photo) - rgb).max() <= 2  # (the premultiplied codes' rounding, doubled)
+    # Written back with straight alpha, said so (ExtraSamples 2), and the straight colour.
+    with tifffile.TiffFile(photo.save(tmp_path / "b.tif")) as tif:
+        assert tif.pages[0].extrasamples == (2,)
+        out = tif.pages[0].asarray()
+    assert np.abs(out[:, :, :3].astype(np.int64) - rgb).max() <= 2
+    np.testing.assert_array_equal(out[:, :, 3], stored[:, :, 3])
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_an_extra_tiff_sample_of_other_data_is_not_transparency(tmp_path, bits):
+    """A fourth sample marked as other data (ExtraSamples 0: infrared, a mask) was made the photo's
+    transparency at 16 bits (8 bits, read by Pillow, left it out); now left out at both, with a note."""
+    tifffile = pytest.importorskip("tifffile")  # scikit-image's dependency
+    scale = 257 if bits == 16 else 1
+    rgb = _gradient(10, 16).astype(np.uint16) * scale
+    infrared = np.zeros((10, 16), np.uint16)
+    infrared[:, :8] = 30 * scale
+    tifffile.imwrite(tmp_path / "x.tif", np.dstack([rgb, infrared]).astype(np.uint16 if bits == 16 else np.uint8),
+                     photometric="rgb", extrasamples=[0])
+    photo = cio.read_photo(tmp_path / "x.tif")
+    assert photo.alpha is None
+    assert any("ExtraSamples 0" in note and "not read" in note for note in photo.notes)
+    np.testing.assert_array_equal(_encoded(photo.pixels), _gradient(10, 16))
+    with Image.open(photo.save(tmp_path / "x.png")) as im:
+        assert im.mode == "RGB"
+
+
+@pytest.mark.parametrize("options", [{}, {"compression": "zlib", "predictor": True, "tile": (16, 16)},
+                                     {"planarconfig": "separate", "byteorder": ">"}])
+def test_16_bit_grey_alpha_and_rgb_alpha_extra_tiffs_are_read(tmp_path, options):
+    """16-bit grey + alpha, and RGB + alpha + one extra sample, were refused as "e.g. 32-bit
+    floating point, or an unusual compression ... export it as an 8- or 16-bit integer TIFF":
+    what they are. (Pillow has no mode for them; OpenCV read grey + alpha as 8 bits.)"""
+    tifffile = pytest.importorskip("tifffile")  # scikit-image's dependency
+    rng = np.random.default_rng(2)
+    grey = rng.integers(0, 65536, (20, 33), dtype=np.uint16)
+    alpha = np.where(rng.random((20, 33)) < 0.5, 65535, 20000).astype(np.uint16)
+    infrared = rng.integers(0, 65536, (20, 33), dtype=np.uint16)
+
+    def layout(samples):  # (plane by plane: samples first)
+        return np.stack(samples, axis=0 if options.get("planarconfig") else -1)
+
+    tifffile.imwrite(tmp_path / "ga.tif", layout([grey, alpha]), photometric="minisblack", extrasamples=[2],
+                     resolution=(300, 300), resolutionunit="INCH", extratags=[(274, 3, 1, 6, True)], **options)
+    photo = cio.read_photo(tmp_path / "ga.tif")  # its metadata as well: print resolution, orientation
+    assert photo.bit_depth == 16 and photo.grayscale and photo.dpi == pytest.approx((300, 300))
+    np.testing.assert_array_equal(_codes16(photo)[:, :, 1], np.rot90(grey, -1))
+    np.testing.assert_allclose(photo.alpha * 65535, np.rot90(alpha, -1), atol=0.01)
+    back = cio.read_photo(photo.save(tmp_path / "ga_out.tif"))
+    np.testing.assert_array_equal(_codes16(back), _codes16(photo))
+    np.testing.assert_allclose(back.alpha, photo.alpha, atol=1e-6)
+
+    rgb = [rng.integers(0, 65536, (20, 33), dtype=np.uint16) for _ in range(3)]
+    tifffile.imwrite(tmp_path / "rgbax.tif", layout(rgb + [alpha, infrared]), photometric="rgb",
+                     extrasamples=[2, 0], **options)
+    photo = cio.read_photo(tmp_path / "rgbax.tif")
+    np.testing.assert_array_equal(_codes16(photo), np.dstack(rgb))
+    np.testing.assert_allclose(photo.alpha * 65535, alpha, atol=0.01)
+    assert any("ExtraSamples 0" in note for note in photo.notes)
+
+
+def test_a_signed_16_bit_tiff_is_refused_saying_so(tmp_path):
+    """Signed samples were refused as "e.g. 32-bit floating point, or an unusual compression"."""
+    tifffile = pytest.importorskip("tifffile")  # scikit-image's dependency
+    tifffile.imwrite(tmp_path / "s.tif", np.zeros((6, 8, 3), np.int16), photometric="rgb")
+    tifffile.imwrite(tmp_path / "g.tif", np.zeros((6, 8), np.int16), photometric="minisblack")  # Pillow opens it
+    for name in ("s.tif", "g.tif"):
+        with pytest.raises(ValueError, match=r"cannot decode \(signed 16-bit integer samples\); export it as an "
+                                             "8- or 16-bit unsigned integer TIFF"):
+            cio.read_photo(tmp_path / name)
+
+
 def test_to_srgb_primaries_converts_display_p3_and_leaves_srgb_alone():
     p3 = cio.make_icc_profile(cio.DISPLAY_P3_PRIMARIES, description="Display P3")
     v = np.array([[[0.5, 0.4, 0.3]]], np.float32)
@@ -341,8 +448,8 @@ def test_grey_codes_tolerance_and_rounding():
 
 @pytest.mark.parametrize("bits", [8, 16])
 def test_grey_with_transparency_reads_back(tmp_path, bits):
-    # Grey + alpha goes grey only at 8 bits: a 16-bit two-sample TIFF is one Pillow (and so
-    # camseg) cannot read back, and Pillow writes no 16-bit LA PNG: those stay RGBA.
+    # Grey + alpha goes grey only at 8 bits: a 16-bit two-sample TIFF is one Pillow cannot read
+    # back, and Pillow writes no 16-bit LA PNG: those stay RGBA.
     grey = np.tile(np.arange(0, 250, 5, dtype=np.uint8), (20, 1))
     alpha = np.full(grey.shape, 255, np.uint8)
     alpha[:, :10] = 0
@@ -537,7 +644,7 @@ def test_a_float_tiff_is_reported_as_a_tiff_camseg_cannot_decode(tmp_path):
     assert ok
     (tmp_path / "f.tif").write_bytes(data.tobytes())
     with pytest.raises(ValueError, match="a TIFF whose pixel layout camseg cannot decode \\(floating-point samples\\)"
-                                         ".*8- or 16-bit integer TIFF"):
+                                         ".*8- or 16-bit unsigned integer TIFF"):
         cio.read_photo(tmp_path / "f.tif")  # (the layout's reason read 3 samples' offset as "914-bit")
     # A float TIFF Pillow opens (one 32-bit float channel) was "damaged or truncated (OpenCV
     # could not decode the 16-bit pixels)".
