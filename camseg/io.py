@@ -1463,6 +1463,11 @@ def _photoshop_iptc_segment(iptc: bytes) -> "bytes | None":
 
 def _read_dpi(img) -> "tuple | None":
     """(x, y) dots per inch a Pillow image records, or None (unset, zero, or nonsense)."""
+    tags = getattr(img, "tag_v2", None)
+    if img.format == "TIFF" and tags is not None and not (282 in tags and 283 in tags):
+        # Pillow gives a TIFF without XResolution and YResolution 1 dpi (its default for them),
+        # and every output claimed 1 dpi: the file sets none.
+        return None
     try:
         x, y = (float(v) for v in img.info.get("dpi", ()))
     except (TypeError, ValueError):

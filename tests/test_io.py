@@ -947,6 +947,20 @@ def test_print_resolution_is_kept_in_every_format(tmp_path, source, target):
         assert tuple(float(v) for v in img.info["dpi"]) == pytest.approx((300, 240), abs=0.5)
 
 
+def test_a_tiff_without_resolution_tags_gets_none(tmp_path):
+    """Pillow reports 1 dpi for a TIFF with no XResolution/YResolution, and every output claimed
+    1 dpi (JFIF density 1 dpi, TIFF 1/1 inch, PNG pHYs 39 px/m)."""
+    Image.fromarray(_gradient(12, 16)).save(tmp_path / "a.tif")  # Pillow writes no resolution tags
+    photo = cio.read_photo(tmp_path / "a.tif")
+    assert photo.dpi is None
+    for name in ("a.tif", photo.save(tmp_path / "b.tif")):
+        with Image.open(tmp_path / name) as im:
+            assert 282 not in im.tag_v2 and 283 not in im.tag_v2
+    with Image.open(photo.save(tmp_path / "b.jpg")) as im:
+        assert im.info.get("jfif_unit") == 0 and "dpi" not in im.info  # an aspect ratio only
+    assert b"pHYs" not in photo.save(tmp_path / "b.png").read_bytes()
+
+
 def test_exif_pixel_size_follows_the_upright_output(tmp_path):
     """A photo stored sideways is written upright: its EXIF PixelX/YDimension kept the stored
     (turned) size."""
