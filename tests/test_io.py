@@ -961,6 +961,19 @@ def test_a_tiff_without_resolution_tags_gets_none(tmp_path):
     assert b"pHYs" not in photo.save(tmp_path / "b.png").read_bytes()
 
 
+def test_a_jpeg_compressed_tiffs_tables_are_not_copied(tmp_path):
+    """A JPEG-compressed TIFF written to an (uncompressed) TIFF kept its JPEGTables tag (347):
+    libtiff warned reading the output."""
+    Image.fromarray(_gradient(16, 24)).save(tmp_path / "j.tif", compression="jpeg", dpi=(300, 300))
+    assert 347 in Image.open(tmp_path / "j.tif").tag_v2
+    photo = cio.read_photo(tmp_path / "j.tif")
+    out = photo.save(tmp_path / "out.tif")
+    with Image.open(out) as im:
+        assert 347 not in im.tag_v2 and im.tag_v2[259] == 1
+        assert im.info["dpi"] == pytest.approx((300, 300))  # (the photo's tags are still copied)
+    np.testing.assert_allclose(cio.read_photo(out).pixels, photo.pixels, atol=1e-4)
+
+
 def test_exif_pixel_size_follows_the_upright_output(tmp_path):
     """A photo stored sideways is written upright: its EXIF PixelX/YDimension kept the stored
     (turned) size."""
