@@ -213,8 +213,8 @@ def _plain_value(value, kind):
             args = typing.get_args(kind)
             if len(args) == 2 and args[1] is Ellipsis:
                 return tuple(_plain_value(v, args[0]) for v in value)
-            if not args or len(value) == len(args):
-                return tuple(v if not args else _plain_value(v, a) for v, a in zip(value, args or value))
+            if len(value) == len(args):
+                return tuple(_plain_value(v, a) for v, a in zip(value, args))
     elif isinstance(kind, type):
         if isinstance(value, kind):
             return value
@@ -246,7 +246,7 @@ def _type_words(kind) -> str:
         args = typing.get_args(kind)
         if len(args) == 2 and args[1] is Ellipsis:
             return f"a tuple of {_type_words(args[0]).removeprefix('a ').removeprefix('an ')}s"
-        return f"a tuple of {len(args)} values ({', '.join(_type_words(a) for a in args)})" if args else "a tuple"
+        return f"a tuple of {len(args)} values ({', '.join(_type_words(a) for a in args)})"
     return f"a {getattr(kind, '__name__', kind)}"
 
 

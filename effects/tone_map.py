@@ -208,7 +208,7 @@ class ToneMapParams:
     min_voter_weight: float = 0.1
     person_contrast: float = 0.5
     person_contrast_target_ev: float = 2.5
-    contrast_limits: tuple = (0.95, 1.2)
+    contrast_limits: tuple[float, float] = (0.95, 1.2)
     highlight_ceiling: float = 0.95
     sky_ceiling: float = 0.9
     white_fade: float = 0.8
