@@ -2190,24 +2190,29 @@ def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | 
     if alpha is not None and alpha.shape != linear.shape[:2]:
         alpha = None
     codes = _encode(linear, curve_key, bit_depth, padded=fmt == "JPEG")
+    flattened = None
     if alpha is not None and fmt == "JPEG":
         # A JPEG holds no transparency: the photo is flattened onto white instead of showing
         # whatever colour the transparent pixels kept (often black). On the encoded values, as
         # viewers and browsers draw a transparent PNG on a white page and editors export it.
         _flatten_onto_white(codes, alpha)
-        alpha = None
+        flattened, alpha = alpha, None
     # A grey source whose result stayed grey goes back as grey. Grey + alpha only at 8 bits
     # (Pillow's LA): Pillow reads no 16-bit two-sample TIFF (tools built on it could not read it
     # back) and writes no 16-bit LA PNG, so those stay RGBA.
     grey_alpha_ok = bit_depth == 8
     grey = _grey_codes(codes) if like is not None and like.grayscale and (alpha is None or grey_alpha_ok) \
         else None
+    grey_curve = _parse_icc(like.grey_profile).curve_key if grey is not None and like.grey_profile else None
+    if grey_curve is not None:
+        # Encoded with the grey profile's own curve, as it was decoded (and flattened as the
+        # sRGB codes were). Its steeper toe can spread channels that sRGB's kept within the
+        # tolerance: then the result is written as the sRGB RGB codes, untagged, as a tinted one is.
+        own = _encode(linear, grey_curve, bit_depth)
+        if flattened is not None:
+            _flatten_onto_white(own, flattened)
+        grey = _grey_codes(own)
     if grey is not None:
-        grey_curve = _parse_icc(like.grey_profile).curve_key if like.grey_profile else None
-        if grey_curve is not None:
-            # Encoded with the grey profile's own curve, as it was decoded (a tinted result is
-            # written as sRGB codes, untagged: what the pixels are)
-            grey = _grey_codes(_encode(linear, grey_curve, bit_depth))
         codes, icc = grey, like.grey_profile  # (an RGB profile cannot describe one channel)
     if alpha is not None:
         top = np.float32(np.iinfo(codes.dtype).max)

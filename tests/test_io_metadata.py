@@ -303,3 +303,26 @@ def test_exif_in_an_imagemagick_png_text_chunk_is_kept(tmp_path):
     assert photo.pixels.shape == (80, 120, 3) and photo.exif is not None and photo.text == ()
     with Image.open(cio.write_photo(tmp_path / "out.jpg", photo.pixels, like=photo)) as im:
         assert im.getexif().get(0x010F) == "Cam" and im.getexif().get(0x0112, 1) == 1
+
+
+def test_a_grey_profile_photo_with_transparency_is_flattened_onto_white_in_a_jpeg(tmp_path):
+    """Re-encoded with the grey curve, the codes lost the flattening: transparent parts black."""
+    la = np.zeros((8, 8, 2), np.uint8)
+    la[:4, :, 1] = 255  # top half opaque black, bottom half transparent black
+    Image.fromarray(la, "LA").save(tmp_path / "la.png", icc_profile=_grey_gamma_profile(2.2))
+    photo = cio.read_photo(tmp_path / "la.png")
+    with Image.open(cio.write_photo(tmp_path / "out.jpg", photo.pixels, like=photo)) as im:
+        codes = np.asarray(im)
+        assert im.mode == "L" and codes[6, 3] >= 250 and codes[1, 3] <= 5
+
+
+def test_a_grey_result_the_profile_curve_would_tint_is_written_as_rgb(tmp_path):
+    """Grey by the sRGB codes (within 2/255), not by the gamma-2.2 codes: write_photo failed
+    with an AttributeError."""
+    Image.fromarray(np.full((8, 8), 100, np.uint8)).save(tmp_path / "g.png", icc_profile=_grey_gamma_profile(2.2))
+    photo = cio.read_photo(tmp_path / "g.png")
+    pixels = photo.pixels.copy()
+    pixels[0, 0] = (0.0, 0.0006, 0.0)  # sRGB codes (0, 2, 0); gamma 2.2 codes (0, 8, 0)
+    with Image.open(cio.write_photo(tmp_path / "out.png", pixels, like=photo)) as im:
+        assert im.mode == "RGB" and not im.info.get("icc_profile")
+        assert tuple(np.asarray(im)[0, 0]) == (0, 2, 0)
