@@ -838,7 +838,12 @@ def _opencv_reads_tiff16(tags: dict) -> bool:
     planar = tags.get(284, (1,))[0]
     if photometric not in (0, 1, 2):
         return True
-    return planar == 1 and samples in ((3, 4) if photometric == 2 else (1,))
+    # (One sample "plane by plane" is the same layout as interleaved.)
+    return (planar == 1 or samples == 1) and samples in ((3, 4) if photometric == 2 else (1,))
+
+
+_MAX_TIFF_SAMPLES = 8  # samples per pixel of a 16-bit TIFF camseg decodes (grey or RGB, alpha, others)
+_OPENCV_MAX_SIDE = 1 << 20  # OpenCV's CV_IO_MAX_IMAGE_WIDTH and _HEIGHT: it asserts past them
 
 
 def _tiff16_problem(tags: dict) -> "str | None":
@@ -857,6 +862,13 @@ def _tiff16_problem(tags: dict) -> "str | None":
         return f"16-bit samples in colour model {photometric} (PhotometricInterpretation)"
     if samples < (3 if photometric == 2 else 1):
         return f"{'RGB' if photometric == 2 else 'grey'} in {samples} samples per pixel"
+    if samples > _MAX_TIFF_SAMPLES:
+        # (Each plane can point at the same few KB of compressed data: a 14 KB file of 1000
+        # samples took 3.9 GB.)
+        return f"{samples} samples per pixel (camseg reads up to {_MAX_TIFF_SAMPLES})"
+    width, height = tags.get(256, (0,))[0], tags.get(257, (0,))[0]
+    if width * (1 if tags.get(284, (1,))[0] == 2 else samples) > _OPENCV_MAX_SIDE or height > _OPENCV_MAX_SIDE:
+        return f"an image of {width}×{height} pixels, {samples} samples each (too wide or tall for the decoder)"
     compression = tags.get(259, (1,))[0]
     planar = tags.get(284, (1,))[0] == 2
     if compression not in _STREAM_COMPRESSIONS:
@@ -873,7 +885,8 @@ def _tiff16_problem(tags: dict) -> "str | None":
 
 
 def _tiff_samples(data: bytes, tags: dict) -> np.ndarray:
-    """Every sample of a 16-bit TIFF's first image, decoded by libtiff (through OpenCV).
+    """The samples of a 16-bit TIFF's first image, decoded by libtiff (through OpenCV): every
+    one of interleaved samples, the colour and first extra plane of planes.
 
     OpenCV decodes 16-bit TIFFs of one, three or four interleaved samples only. Any other layout
     :func:`_tiff16_problem` accepts is handed to it as one grey sample per pixel: the file gets a
@@ -893,7 +906,8 @@ def _tiff_samples(data: bytes, tags: dict) -> np.ndarray:
     Returns
     -------
     np.ndarray
-        uint16 H×W×S, the samples in the file's order, as stored (orientation not applied).
+        uint16 H×W×S, the samples in the file's order, as stored (orientation not applied);
+        plane by plane, S is at most the colour samples + 1.
 
     Raises
     ------
@@ -913,6 +927,9 @@ def _tiff_samples(data: bytes, tags: dict) -> np.ndarray:
         raise OSError("its pixel data ends early: a strip or tile runs past the end of the file")
     planes, wide = (samples, 1) if planar else (1, samples)  # grey images, and samples in each pixel of them
     per_plane = len(offsets) // planes
+    if planar:
+        # Only the planes that are read: the colour, and the first extra sample (its alpha).
+        planes = min(planes, _tiff_sample_use(tags)[0] + 1)
     segment = tags[322][0] if tiled else width  # pixels a predictor row runs over
     buf = bytearray(data)
     directories = []
@@ -948,7 +965,10 @@ def _tiff_samples(data: bytes, tags: dict) -> np.ndarray:
     decoded = []
     for at in directories:
         struct.pack_into(bo + "I", buf, 4, at)  # the file's first directory is now this plane's
-        grey = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_UNCHANGED)
+        try:
+            grey = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_UNCHANGED)
+        except cv2.error as exc:  # (its assertions on sizes and layouts)
+            raise OSError(f"OpenCV could not decode the 16-bit pixels ({str(exc).strip().splitlines()[-1]})") from exc
         if grey is None or grey.dtype != np.uint16 or grey.shape != (height, width * wide):
             raise OSError("OpenCV could not decode the 16-bit pixels")
         decoded.append(grey.reshape(height, width, wide))
@@ -1171,7 +1191,14 @@ def read_photo(path: "str | os.PathLike") -> Photo:
                     # Exif/GPS sub-IFD pointers stay so Pillow re-serialises those IFDs.
                     if tag in _STRUCTURAL_TIFF_TAGS and tag not in (34665, 34853):
                         del exif_obj[tag]
-                exif = _normalise_exif(exif_obj.tobytes()) if len(exif_obj) else None
+                try:
+                    exif = _normalise_exif(exif_obj.tobytes()) if len(exif_obj) else None
+                except (TypeError, ValueError, struct.error):
+                    # Pillow cannot write some tags back as they were stored (a resolution
+                    # stored as BYTEs): a TypeError escaped as the photo's failure.
+                    exif = None
+                    notes.append("its EXIF tags could not be carried over (stored in types that cannot be "
+                                 "written back)")
             else:
                 exif = _normalise_exif(img.info.get("exif"))
                 if exif is None and fmt == "PNG":
@@ -1281,6 +1308,13 @@ def read_photo(path: "str | os.PathLike") -> Photo:
                          "(JPEG, PNG, TIFF)") from exc
     except (OSError, SyntaxError, struct.error, EOFError) as exc:
         raise ValueError(f"cannot read {str(path)!r}: the file is damaged or truncated ({exc}); "
+                         "re-export or re-copy the photo") from exc
+    except TypeError as exc:
+        # Pillow's TIFF reader raises TypeError on some damaged directories ("Missing dimensions");
+        # one raised by camseg's own code is a bug, and is not dressed up as a damaged file.
+        if not _raised_in_pillow(exc):
+            raise
+        raise ValueError(f"cannot read {str(path)!r}: the file is damaged ({exc}); "
                          "re-export or re-copy the photo") from exc
 
     colour_space, curve_key, grey_profile = "sRGB", None, None
@@ -1752,6 +1786,14 @@ def _other_than_srgb(chromaticity) -> bool:
     if abs((gx - rx) * (by - ry) - (bx - rx) * (gy - ry)) < 1e-4:
         return False
     return bool(np.abs(values - srgb).max() > 0.01)
+
+
+def _raised_in_pillow(exc: BaseException) -> bool:
+    """Whether an exception was raised inside Pillow (the innermost frame of its traceback)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and f"{os.sep}PIL{os.sep}" in tb.tb_frame.f_code.co_filename
 
 
 def _missing_only_the_png_end(data: bytes) -> bool:

@@ -1,6 +1,7 @@
 """camseg.io: files from phones and other tools whose metadata was lost or misreported (an
 adversarial pass over the I/O module); real files written in tmp_path and decoded."""
 import io as pyio
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -326,3 +327,52 @@ def test_a_grey_result_the_profile_curve_would_tint_is_written_as_rgb(tmp_path):
     with Image.open(cio.write_photo(tmp_path / "out.png", pixels, like=photo)) as im:
         assert im.mode == "RGB" and not im.info.get("icc_profile")
         assert tuple(np.asarray(im)[0, 0]) == (0, 2, 0)
+
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+@pytest.mark.parametrize("name, outcome", [
+    ("fuzzed_missing_dimensions.tif", "damaged"),   # Pillow's TypeError escaped read_photo
+    ("fuzzed_opencv_assertion.tif", "samples per pixel"),  # cv2.error escaped (planes 50949 samples wide)
+    ("fuzzed_byte_resolution.tif", None),            # Pillow's TypeError re-writing its EXIF escaped
+])
+def test_fuzzed_tiffs_are_read_or_refused_clearly(name, outcome):
+    """Three of 1500 byte mutations of a 16-bit TIFF (review of the TIFF reader) that escaped
+    read_photo as raw TypeError and cv2.error."""
+    if outcome is None:
+        photo = cio.read_photo(DATA / name)
+        assert photo.pixels.dtype == np.float32 and any("EXIF tags could not be carried" in n for n in photo.notes)
+    else:
+        with pytest.raises(ValueError, match=outcome):
+            cio.read_photo(DATA / name)
+
+
+def _tiff16(path, samples, planar, extra):
+    import tifffile
+
+    data = np.random.default_rng(0).integers(0, 65535, (samples, 64, 96) if planar else (64, 96, samples), np.uint16)
+    tifffile.imwrite(path, data, photometric="minisblack", planarconfig="separate" if planar else "contig",
+                     extrasamples=[extra] * (samples - 1), compression="zlib")
+    return path
+
+
+def test_a_16_bit_tiff_of_many_samples_is_refused_before_decoding(tmp_path):
+    """Every plane can point at the same few KB: 1000 samples of a 1000×1000 file (14 KB) took
+    3.9 GB and 22 s to read."""
+    with pytest.raises(ValueError, match="200 samples per pixel"):
+        cio.read_photo(_tiff16(tmp_path / "many.tif", 200, True, 0))
+    photo = cio.read_photo(_tiff16(tmp_path / "four.tif", 5, True, 0))  # grey + 4 others: the grey plane read
+    assert photo.pixels.shape == (64, 96, 3) and photo.alpha is None
+    assert any("4 TIFF extra samples" in n for n in photo.notes)
+
+
+def test_a_16_bit_tiff_too_wide_for_the_decoder_is_refused_clearly(tmp_path):
+    """Grey + alpha 600000 px wide is read as one grey image 1.2 M samples wide: OpenCV's size
+    assertion escaped as cv2.error."""
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "wide.tif", np.zeros((2, 600000, 2), np.uint16), photometric="minisblack",
+                     extrasamples=[2])
+    with pytest.raises(ValueError, match="too wide or tall for the decoder"):
+        cio.read_photo(tmp_path / "wide.tif")
