@@ -351,7 +351,7 @@ def _decode(codes: np.ndarray, curve_key: "bytes | None", bits: int) -> np.ndarr
 class _IccInfo:
     colour_space: str          # header signature, e.g. "RGB ", "GRAY", "CMYK"
     description: str
-    curve_key: "bytes | None"  # serialised TRC usable as a cache key; None = not a matrix/TRC profile
+    curve_key: "bytes | None"  # serialised TRC (an RGB matrix/TRC profile's, a grey one's kTRC); None = none usable
 
 
 def _s15f16(data: bytes, offset: int, n: int) -> list:
@@ -1205,7 +1205,9 @@ def read_photo(path: "str | os.PathLike") -> Photo:
                 if exif is None and fmt == "PNG":
                     exif = _exif_from_raw_profile(dict(png_text).get("Raw profile type exif"))
             icc = img.info.get("icc_profile") or None
-            chromaticity = img.info.get("chromaticity") if fmt == "PNG" else None
+            # (Not on a grey PNG: its chromaticities say nothing a grey image can use.)
+            grey_png = img.mode in ("1", "L", "LA", "I") or img.mode.startswith("I;16")
+            chromaticity = img.info.get("chromaticity") if fmt == "PNG" and not grey_png else None
             if icc is None and "srgb" not in img.info and _other_than_srgb(chromaticity):
                 # A PNG's cHRM chunk without iCCP or sRGB (PNG 3rd ed. §11.3.3.1): its primaries
                 # (Display P3 ones, say) were ignored and its colours read as sRGB's, duller. They

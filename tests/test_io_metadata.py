@@ -409,3 +409,15 @@ def test_data_after_a_png_end_is_not_read_through(tmp_path, monkeypatch):
     monkeypatch.setattr(cio.zlib, "decompressobj", lambda *a: pytest.fail("the image data was inflated"))
     photo = cio.read_photo(path)
     assert photo.pixels.shape == (48, 64, 3) and not photo.notes
+
+
+def test_a_grey_png_with_chromaticities_gets_no_contradicting_notes():
+    """A grey PNG's cHRM became an RGB profile, then was refused as "an RGB ICC profile on a
+    grey image": two notes saying opposite things."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = _png_with_chunks(Path(folder), "g.png", _picture().convert("L"),
+                                _chrm((0.3127, 0.3290), (0.680, 0.320), (0.265, 0.690), (0.150, 0.060)))
+        photo = cio.read_photo(path)
+    assert photo.grayscale and photo.icc_profile is None and photo.notes == ("grayscale expanded to RGB",)
