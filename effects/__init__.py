@@ -5,9 +5,11 @@ pure function (image first, keyword-only options, inputs never modified) with a
 frozen params dataclass beside it, usable with masks from any source.
 """
 
+from effects._validate import ParamTypeError
 from effects.mask_refine import RefineMatteParams, refine_matte
 
 __all__ = [
+    "ParamTypeError",  # a params field of the wrong type (a TypeError and a ValueError)
     "RefineMatteParams",
     "refine_matte",
 ]

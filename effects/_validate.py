@@ -16,7 +16,7 @@ import numpy as np
 
 from ._bands import run_in_row_bands
 
-__all__ = ["check_image", "check_mask", "check_field_types", "resize"]
+__all__ = ["ParamTypeError", "check_image", "check_mask", "check_field_types", "resize"]
 
 
 def check_image(image, name: str = "image", *, check_range: bool = False, return_range: bool = False):
@@ -206,9 +206,11 @@ def _plain_value(value, kind):
             return kind(value.item() if isinstance(value, np.generic) else value)
     elif kind is str:
         if isinstance(value, str):
-            return value
+            return str(value)  # (numpy's str_ too)
     elif typing.get_origin(kind) is tuple:
-        # A list is taken too: settings that went through JSON come back with lists.
+        # A list is taken too (settings that went through JSON come back with lists), and an array.
+        if isinstance(value, np.ndarray):
+            value = value.tolist()
         if isinstance(value, (tuple, list)):
             args = typing.get_args(kind)
             if len(args) == 2 and args[1] is Ellipsis:
@@ -245,7 +247,10 @@ def _type_words(kind) -> str:
     if typing.get_origin(kind) is tuple:
         args = typing.get_args(kind)
         if len(args) == 2 and args[1] is Ellipsis:
-            return f"a tuple of {_type_words(args[0]).removeprefix('a ').removeprefix('an ')}s"
+            one = _type_words(args[0])
+            many = ("tuples" + one.removeprefix("a tuple") if one.startswith("a tuple")
+                    else one.removeprefix("a ").removeprefix("an ") + "s")
+            return f"a tuple of {many}"
         return f"a tuple of {len(args)} values ({', '.join(_type_words(a) for a in args)})"
     return f"a {getattr(kind, '__name__', kind)}"
 

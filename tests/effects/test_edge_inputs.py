@@ -195,3 +195,11 @@ def test_refine_eps_too_small_for_float32_is_refused():
     matte[:, 8:] = 1.0
     out = effects.refine_matte(guide, matte, params=effects.RefineMatteParams(eps=1e-8))
     assert 0.45 < float(out.mean()) < 0.55
+
+
+def test_field_checks_take_arrays_and_numpy_strings_and_word_nested_tuples():
+    p = ToneMapParams(contrast_limits=np.array([0.9, 1.1]))
+    assert p.contrast_limits == (0.9, 1.1) and type(p.contrast_limits[0]) is float
+    assert type(effects.Style(name=np.str_("mine")).name) is str
+    with pytest.raises(effects.ParamTypeError, match=r"coarse_a must be a tuple of tuples of 3 values \(a number"):
+        NoiseProfile(a=(0, 0, 0), b=(0, 0, 0), coarse_a=(("x", 0, 0),), coarse_b=((0, 0, 0),))
