@@ -1017,7 +1017,19 @@ def _run_in_pool(items, workers, task, settings, write_options, model_path, thre
             # every queued photo was developed before the command stopped.
             for future in futures:
                 future.cancel()
+            processes = list((getattr(pool, "_processes", None) or {}).values())  # (shutdown forgets them)
             pool.shutdown(wait=False, cancel_futures=True)
+            try:
+                cf.wait([future for future in futures if not future.cancelled()])
+            except KeyboardInterrupt:
+                # A second Ctrl-C: stop now. (It used to break the pool's wait at exit instead,
+                # and the command hung joining idle workers until killed: 5 of 5 tries with
+                # 0.1-0.5 s between the two.) What they had in progress is left as a killed
+                # run leaves it: the next run makes it again.
+                for process in processes:
+                    process.terminate()
+                for process in processes:
+                    process.join(timeout=10)
             raise
     order = {id(item): i for i, item in enumerate(items)}
     return sorted(unfinished, key=lambda item: order[id(item)]) + unsubmitted, started.value > 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -166,6 +167,7 @@ class _HelpWithNames(argparse.HelpFormatter):
 def main(argv=None) -> int:
     """Entry point of the ``camseg`` command; returns the exit status."""
     parser = build_parser()
+    as_command = argv is None  # the camseg command itself (or python -m camseg)
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["develop"] and "--list" in argv[1:]:
         # Listing needs no photos nor output folder (argparse would ask for them first).
@@ -224,6 +226,12 @@ def main(argv=None) -> int:
         return 2
     except KeyboardInterrupt:
         print("camseg: interrupted; run the same command again to resume", file=sys.stderr)
+        if as_command:
+            # What is left is the interpreter's exit (joining the pool's threads and idle
+            # workers): a Ctrl-C there printed a traceback; it now ends the command at once.
+            # (Workers exit by themselves when the command is gone.) Not for a caller's own
+            # process (main(argv) from Python): its signal handling is its own.
+            signal.signal(signal.SIGINT, lambda *_: os._exit(130))
         return 130
     for note in summary.notes:
         print(f"camseg {args.command}: warning: {note}", file=sys.stderr)
