@@ -1181,3 +1181,11 @@ def test_a_second_ctrl_c_stops_the_batch_at_once(tmp_path):
     assert main(cmd[3:]) == 0
     assert sorted(p.stem for p in out.glob("*.jpg")) == sorted(p.stem for p in photos)
     assert all(_decodes_fully(p) for p in out.glob("*.jpg")) and _digest(photos) == before
+
+
+def test_more_jobs_than_cores_are_reduced_with_a_note(tmp_path):
+    """--jobs 1000 started a worker (and a model) per photo: 7 GB for 40 small photos."""
+    photos = _photos(tmp_path / "in", 3)
+    summary = run_batch(photos, tmp_path / "out", jobs=(os.cpu_count() or 1) + 5, progress=False)
+    assert summary.ok and len(summary.results) == 3
+    assert any(f"reduced to {os.cpu_count() or 1}, the CPU cores" in n for n in summary.notes), summary.notes
