@@ -421,3 +421,24 @@ def test_a_grey_png_with_chromaticities_gets_no_contradicting_notes():
                                 _chrm((0.3127, 0.3290), (0.680, 0.320), (0.265, 0.690), (0.150, 0.060)))
         photo = cio.read_photo(path)
     assert photo.grayscale and photo.icc_profile is None and photo.notes == ("grayscale expanded to RGB",)
+
+
+@pytest.mark.skipif(cio.fcntl is None, reason="POSIX file locks")
+def test_a_temporary_swept_away_before_its_lock_is_replaced(tmp_path, monkeypatch):
+    """Another batch's sweep of stale temporaries could delete one between its creation and its
+    writer's lock: the write failed with FileNotFoundError (6 of 3000 against a sweeping process)."""
+    real = cio.fcntl.flock
+    swept = []
+
+    def flock(fd, operation):
+        if not swept and operation == cio.fcntl.LOCK_EX:
+            for tmp in tmp_path.glob(f".*{cio.TEMP_SUFFIX}"):
+                assert not cio._temp_file_in_use(tmp)  # as a sweeper sees it: no writer holds it yet
+                tmp.unlink()
+                swept.append(tmp)
+        return real(fd, operation)
+
+    monkeypatch.setattr(cio.fcntl, "flock", flock)
+    cio._atomic_write(tmp_path / "f.bin", lambda fh: fh.write(b"whole"))
+    assert swept and (tmp_path / "f.bin").read_bytes() == b"whole"
+    assert not list(tmp_path.glob(f".*{cio.TEMP_SUFFIX}"))
