@@ -1215,8 +1215,8 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
             differ += _made_otherwise(made, now) if made is not None else (previous is not None and not same_stamp)
     if differ and not overwrite:
         summary.notes.append(f"{differ} finished output(s) in {str(out_dir)!r} were made with different "
-                             "settings or another model and were kept; pass overwrite=True (--overwrite) "
-                             "to redo them")
+                             "settings or another model and were kept; --overwrite (overwrite=True) makes "
+                             "them again")
     try:  # checked before any photo: a folder nothing can be written to
         if previous != stamp and (previous is None or overwrite or not skipped):
             _atomic_write(stamp_path, lambda fh: fh.write(json.dumps(stamp, indent=2, sort_keys=True).encode()))

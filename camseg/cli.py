@@ -23,6 +23,21 @@ from pathlib import Path
 __all__ = ["main", "build_parser"]
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is (exit status 143, 128 + 15, where Ctrl-C's is 130)."""
+
+
+def _interrupt(signum, frame):
+    raise _Terminated
+
+
+def _output_folder(text):
+    if not text.strip():
+        # (--out "$DEST" with DEST unset wrote the outputs into the current folder)
+        raise argparse.ArgumentTypeError("the output folder is empty; name a folder")
+    return Path(text)
+
+
 def _positive_int(text):
     try:
         value = int(text)
@@ -46,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     def common(p):
         p.add_argument("inputs", nargs="+", metavar="INPUT",
                        help="photo files (JPEG, PNG, TIFF; 8 or 16 bit) and/or folders (searched recursively)")
-        p.add_argument("--out", required=True, type=Path, metavar="DIR",
+        p.add_argument("--out", required=True, type=_output_folder, metavar="DIR",
                        help="output folder (created; input files are never overwritten)")
         p.add_argument("--jobs", "-j", type=_positive_int, default=None, metavar="N",
                        help="worker processes, one model load each (default: number of CPU cores)")
@@ -191,6 +206,11 @@ def main(argv=None) -> int:
     sys.warnoptions.append("ignore:resource_tracker:UserWarning")
     from camseg.pipeline import check_settings
 
+    if as_command:
+        # SIGTERM (kill, systemd, docker stop) as Ctrl-C: stop after the photos in progress,
+        # clean up, say how to resume. (The command died at once, workers mid-photo, leaving
+        # temporaries in --out until the next run.)
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         kwargs = {}
         if args.command == "develop":
@@ -204,10 +224,6 @@ def main(argv=None) -> int:
                 _save_settings(args.save_settings, settings.to_json() + "\n")
             kwargs = dict(settings=settings, output_format=args.output_format, quality=args.quality,
                           bit_depth=args.bit_depth)
-        for path in args.inputs:
-            if not os.path.exists(path):
-                print(f"camseg: warning: {path}: no such file or folder", file=sys.stderr)
-
         def report(result):
             if result.status == "failed":
                 print(f"camseg: FAILED {result.source}: {result.message}", file=sys.stderr)
@@ -224,15 +240,17 @@ def main(argv=None) -> int:
     except (ValueError, TypeError, OSError) as exc:  # (OSError: worker processes cannot start here)
         print(f"camseg {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("camseg: interrupted; run the same command again to resume", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        stopped = "stopped (SIGTERM)" if isinstance(exc, _Terminated) else "interrupted"
+        print(f"camseg: {stopped}; run the same command again to resume", file=sys.stderr)
         if as_command:
             # What is left is the interpreter's exit (joining the pool's threads and idle
             # workers): a Ctrl-C there printed a traceback; it now ends the command at once.
             # (Workers exit by themselves when the command is gone.) Not for a caller's own
             # process (main(argv) from Python): its signal handling is its own.
             signal.signal(signal.SIGINT, lambda *_: os._exit(130))
-        return 130
+            signal.signal(signal.SIGTERM, lambda *_: os._exit(143))
+        return 143 if isinstance(exc, _Terminated) else 130
     for note in summary.notes:
         print(f"camseg {args.command}: warning: {note}", file=sys.stderr)
     if not args.quiet or not summary.ok:

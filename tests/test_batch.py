@@ -1189,3 +1189,27 @@ def test_more_jobs_than_cores_are_reduced_with_a_note(tmp_path):
     summary = run_batch(photos, tmp_path / "out", jobs=(os.cpu_count() or 1) + 5, progress=False)
     assert summary.ok and len(summary.results) == 3
     assert any(f"reduced to {os.cpu_count() or 1}, the CPU cores" in n for n in summary.notes), summary.notes
+
+
+def test_sigterm_stops_the_batch_as_ctrl_c_does(tmp_path):
+    """kill, systemd and docker stop send SIGTERM: the command died at once with no word, its
+    workers mid-photo, leaving temporaries in --out until the next run."""
+    proc, out, photos, before, cmd = _start_cli_batch(tmp_path, 12, size=(960, 1280), stderr=subprocess.PIPE)
+    os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and b"stopped (SIGTERM); run the same command again" in err, err[-2000:]
+    assert b"Traceback" not in err
+    assert not list(out.rglob(f"*{cio.TEMP_SUFFIX}"))
+    assert all(_decodes_fully(p) for p in out.glob("*.jpg")) and _digest(photos) == before
+
+
+def test_an_empty_output_folder_is_refused(tmp_path, monkeypatch, capsys):
+    """--out "$DEST" with DEST unset wrote the outputs into the current folder."""
+    from camseg.cli import main
+
+    photos = _photos(tmp_path / "in", 1)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(["develop", str(photos[0]), "--out", ""])
+    assert exc.value.code == 2 and "the output folder is empty" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
