@@ -49,8 +49,9 @@ import numpy as np
 
 from camseg import records
 from camseg.pipeline import DevelopSettings, check_settings, develop, optional_matte
-from camseg.io import (DEVELOP_BYTES_PER_PIXEL, PHOTO_FORMATS, _atomic_write, jpeg_leaves_out, linear_to_srgb,
-                       read_photo, remove_stale_temp_files, srgb_to_linear, to_srgb_primaries, write_photo)
+from camseg.io import (_NAME_MAX, DEVELOP_BYTES_PER_PIXEL, PHOTO_FORMATS, _atomic_write, jpeg_leaves_out,
+                       linear_to_srgb, read_photo, remove_stale_temp_files, srgb_to_linear, to_srgb_primaries,
+                       write_photo)
 
 __all__ = ["BatchItem", "ItemResult", "BatchSummary", "plan_batch", "run_batch", "mask_overlay",
            "write_segmentation", "reuse_freed_memory", "TASKS"]
@@ -326,6 +327,12 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
             out = out_dir / (rel.with_suffix("." + output_format) if output_format else rel)
         else:
             out = out_dir / rel.parent / rel.stem
+        if len(os.fsencode(out.name)) > _NAME_MAX:
+            # (It failed only after the photo was developed, with the system's "File name too long",
+            # and the next run blamed the folder's permissions.)
+            results.append(ItemResult(path, out, "failed", f"the output name would be {len(os.fsencode(out.name))} "
+                                      f"bytes, more than a file name can have ({_NAME_MAX}); rename the photo"))
+            continue
         key = out.resolve()
         if key in input_set or (task == "segment" and any(key in i.parents for i in input_set)):
             results.append(ItemResult(path, out, "failed", "output would overwrite an input photo; "

@@ -1213,3 +1213,17 @@ def test_an_empty_output_folder_is_refused(tmp_path, monkeypatch, capsys):
         main(["develop", str(photos[0]), "--out", ""])
     assert exc.value.code == 2 and "the output folder is empty" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+
+
+def test_an_output_name_too_long_is_refused_when_planned(tmp_path):
+    """A 254-byte name developed --format jpg needs a 258-byte output name: it failed only after
+    the photo was developed ("File name too long", with an orphan record), and the next run
+    blamed the folder's permissions."""
+    (photo,) = _photos(tmp_path / "in", 1)
+    long = photo.with_name("a" * 254)
+    photo.rename(long)
+    for _ in range(2):
+        summary = run_batch([long], tmp_path / "out", output_format="jpg", in_process=True, progress=False)
+        (result,) = summary.failed
+        assert "would be 258 bytes, more than a file name can have (255); rename the photo" in result.message
+    assert not list((tmp_path / "out").glob(".camseg-outputs/*"))  # no orphan record
