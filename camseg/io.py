@@ -1171,6 +1171,8 @@ def read_photo(path: "str | os.PathLike") -> Photo:
             pages = getattr(img, "n_frames", 1)
             if fmt == "TIFF" and pages > 1:
                 notes.append(f"a TIFF of {pages} pages: the first one read")
+            elif fmt in ("GIF", "WEBP", "PNG") and pages > 1:  # (an animated PNG: APNG)
+                notes.append(f"an animation of {pages} frames: the first one read")
             if bits != 16:
                 # Full decode first: truncated files fail here, not later; and a Pillow that
                 # turns a TIFF by its orientation tag (Pillow 13) does it here and drops the tag,

@@ -442,3 +442,11 @@ def test_a_temporary_swept_away_before_its_lock_is_replaced(tmp_path, monkeypatc
     cio._atomic_write(tmp_path / "f.bin", lambda fh: fh.write(b"whole"))
     assert swept and (tmp_path / "f.bin").read_bytes() == b"whole"
     assert not list(tmp_path.glob(f".*{cio.TEMP_SUFFIX}"))
+
+
+@pytest.mark.parametrize("ext", ["gif", "webp", "png"])
+def test_an_animation_says_only_its_first_frame_is_read(tmp_path, ext):
+    frames = [_picture(32, 24), _picture(32, 24).transpose(Image.Transpose.FLIP_LEFT_RIGHT), _picture(32, 24)]
+    frames[0].save(tmp_path / f"anim.{ext}", save_all=True, append_images=frames[1:])
+    photo = cio.read_photo(tmp_path / f"anim.{ext}")
+    assert any("an animation of 3 frames: the first one read" in n for n in photo.notes), photo.notes
