@@ -1599,7 +1599,8 @@ def _extended_xmp_bytes(data: bytes) -> int:
 
 def jpeg_leaves_out(photo: "Photo") -> list:
     """What a JPEG written like ``photo`` cannot hold, in words (empty when nothing): its
-    transparency (flattened onto white), an XMP packet or IPTC block over one segment's 64 KB."""
+    transparency (flattened onto white), an XMP packet, IPTC block or comment over one
+    segment's 64 KB, and an EXIF block over it (compacted, or left out)."""
     left = []
     if photo.alpha is not None:
         left.append("transparency flattened onto white: JPEG holds none (--format png or tif keeps it)")
@@ -1609,6 +1610,14 @@ def jpeg_leaves_out(photo: "Photo") -> list:
     if photo.iptc and _photoshop_iptc_segment(photo.iptc) is None:
         left.append(f"its IPTC ({len(photo.iptc) // 1024} KB) left out: a JPEG segment holds 64 KB "
                     "(--format tif keeps it)")
+    if photo.comment and len(photo.comment.encode("utf-8")) > 0xFFFF - 2:
+        left.append(f"its comment ({len(photo.comment.encode('utf-8')) // 1024} KB) left out: a JPEG "
+                    "segment holds 64 KB (--format png keeps it)")
+    if photo.exif and len(photo.exif) > 0xFFFF - 2 - len(_EXIF_PREFIX):
+        fitted = _exif_fitting_a_jpeg(photo.exif)
+        left.append(f"its EXIF ({len(photo.exif) // 1024} KB) " + (
+            "left out" if fitted is None else "written without its values over 1 KB (maker notes)")
+            + ": a JPEG segment holds 64 KB (--format png or tif keeps it)")
     return left
 
 

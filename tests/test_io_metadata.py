@@ -450,3 +450,17 @@ def test_an_animation_says_only_its_first_frame_is_read(tmp_path, ext):
     frames[0].save(tmp_path / f"anim.{ext}", save_all=True, append_images=frames[1:])
     photo = cio.read_photo(tmp_path / f"anim.{ext}")
     assert any("an animation of 3 frames: the first one read" in n for n in photo.notes), photo.notes
+
+
+def test_a_big_exif_and_comment_that_a_jpeg_cannot_hold_are_named(tmp_path):
+    exif = Image.Exif()
+    exif[0x010F] = "Cam"
+    exif.get_ifd(0x8769)[0x927C] = bytes(150000)  # a maker note over one JPEG segment
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("Comment", "c" * 70000)
+    _picture().save(tmp_path / "big.png", exif=exif, pnginfo=info)
+    left = cio.jpeg_leaves_out(cio.read_photo(tmp_path / "big.png"))
+    assert any(n.startswith("its EXIF (146 KB) written without its values over 1 KB") for n in left), left
+    assert any(n.startswith("its comment (68 KB) left out") for n in left), left
