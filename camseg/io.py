@@ -571,9 +571,10 @@ def make_icc_profile(primaries_xy, white_xy=(0.3127, 0.3290), *, description: st
 
     Parameters
     ----------
-    primaries_xy : sequence of three (x, y) pairs
+    primaries_xy : sequence of three (x, y) pairs, or None
         CIE 1931 chromaticities of red, green, blue, e.g. Display P3
-        ``((0.680, 0.320), (0.265, 0.690), (0.150, 0.060))``.
+        ``((0.680, 0.320), (0.265, 0.690), (0.150, 0.060))``; None for a grey profile
+        (colour space GRAY: the tone curve as ``kTRC``, no colorants).
     white_xy : (x, y)
         White point chromaticity (default D65).
     description : str
@@ -589,11 +590,12 @@ def make_icc_profile(primaries_xy, white_xy=(0.3127, 0.3290), *, description: st
     """
     if not (trc in ("srgb", "linear") or (isinstance(trc, float) and 0.1 <= trc <= 10.0)):
         raise ValueError(f"trc must be 'srgb', 'linear' or a decoding exponent in [0.1, 10], got {trc!r}")
-    prim = np.asarray(primaries_xy, dtype=np.float64)
-    if prim.shape != (3, 2):
-        raise ValueError(f"primaries_xy must be three (x, y) pairs, got shape {prim.shape}")
-
-    cols, adapt = _colorants_d50(prim, white_xy)
+    grey = primaries_xy is None
+    if not grey:
+        prim = np.asarray(primaries_xy, dtype=np.float64)
+        if prim.shape != (3, 2):
+            raise ValueError(f"primaries_xy must be three (x, y) pairs or None, got shape {prim.shape}")
+        cols, adapt = _colorants_d50(prim, white_xy)
 
     def s15(values):
         return b"".join(struct.pack(">i", int(round(v * 65536))) for v in values)
@@ -611,10 +613,13 @@ def make_icc_profile(primaries_xy, white_xy=(0.3127, 0.3290), *, description: st
     desc = b"mluc\0\0\0\0" + struct.pack(">II", 1, 12) + b"enUS" + struct.pack(">II", len(text), 28) + text
     cprt_text = "No copyright, use freely".encode("utf-16-be")
     cprt = b"mluc\0\0\0\0" + struct.pack(">II", 1, 12) + b"enUS" + struct.pack(">II", len(cprt_text), 28) + cprt_text
-    tags = [(b"desc", desc), (b"cprt", cprt), (b"wtpt", xyz_tag(_D50)),
-            (b"chad", b"sf32\0\0\0\0" + s15(adapt.ravel())),
-            (b"rXYZ", xyz_tag(cols[:, 0])), (b"gXYZ", xyz_tag(cols[:, 1])), (b"bXYZ", xyz_tag(cols[:, 2])),
-            (b"rTRC", curve), (b"gTRC", curve), (b"bTRC", curve)]
+    tags = [(b"desc", desc), (b"cprt", cprt), (b"wtpt", xyz_tag(_D50))]
+    if grey:
+        tags.append((b"kTRC", curve))
+    else:
+        tags += [(b"chad", b"sf32\0\0\0\0" + s15(adapt.ravel())),
+                 (b"rXYZ", xyz_tag(cols[:, 0])), (b"gXYZ", xyz_tag(cols[:, 1])), (b"bXYZ", xyz_tag(cols[:, 2])),
+                 (b"rTRC", curve), (b"gTRC", curve), (b"bTRC", curve)]
     table = b""
     body = b""
     offset = 128 + 4 + 12 * len(tags)
@@ -629,7 +634,8 @@ def make_icc_profile(primaries_xy, white_xy=(0.3127, 0.3290), *, description: st
         table += struct.pack(">4sII", sig, offset + len(body), len(data))
         body += data
     size = 128 + 4 + len(table) + len(body)
-    header = struct.pack(">I4sI4s4s4s", size, b"\0\0\0\0", 0x04300000, b"mntr", b"RGB ", b"XYZ ")
+    header = struct.pack(">I4sI4s4s4s", size, b"\0\0\0\0", 0x04300000, b"mntr", b"GRAY" if grey else b"RGB ",
+                         b"XYZ ")
     header += struct.pack(">6H", 2024, 1, 1, 0, 0, 0) + b"acsp" + b"\0" * 4 + struct.pack(">I", 0)
     header += b"\0" * 8 + b"\0" * 8 + struct.pack(">I", 0) + s15(_D50) + b"\0" * 4
     header = header.ljust(128, b"\0")
@@ -1229,8 +1235,11 @@ def read_photo(path: "str | os.PathLike") -> Photo:
                 # profile (sRGB primaries, that power law), written back with the photo.
                 file_gamma = float(img.info["gamma"])
                 if file_gamma > 0 and abs(file_gamma - 1 / 2.2) > 0.01:
-                    icc = make_icc_profile(SRGB_PRIMARIES, trc=round(1.0 / file_gamma, 3),
-                                           description=f"sRGB primaries, gamma {1 / file_gamma:.3g} (PNG gAMA)")
+                    # (A grey PNG's becomes a grey profile: an RGB one was set aside on a grey
+                    # image, and its gamma ignored.)
+                    icc = make_icc_profile(None if grey_png else SRGB_PRIMARIES, trc=round(1.0 / file_gamma, 3),
+                                           description=(f"grey, gamma {1 / file_gamma:.3g} (PNG gAMA)" if grey_png
+                                                        else f"sRGB primaries, gamma {1 / file_gamma:.3g} (PNG gAMA)"))
                     notes.append(f"PNG gamma {file_gamma:.5g} (no colour profile): decoded with it, written "
                                  "back as an equivalent ICC profile")
             xmp = _read_xmp(img)

@@ -464,3 +464,18 @@ def test_a_big_exif_and_comment_that_a_jpeg_cannot_hold_are_named(tmp_path):
     left = cio.jpeg_leaves_out(cio.read_photo(tmp_path / "big.png"))
     assert any(n.startswith("its EXIF (146 KB) written without its values over 1 KB") for n in left), left
     assert any(n.startswith("its comment (68 KB) left out") for n in left), left
+
+
+def test_a_grey_png_gamma_is_honoured(tmp_path):
+    """gAMA 1.0 on a grey PNG became an RGB profile, set aside on a grey image: code 128 read as
+    sRGB's 0.216 instead of 0.502."""
+    import struct
+
+    ramp = Image.fromarray(np.tile(np.arange(0, 256, 4, dtype=np.uint8), (8, 1)))
+    photo = cio.read_photo(_png_with_chunks(tmp_path, "g.png", ramp, (b"gAMA", struct.pack(">I", 100000))))
+    np.testing.assert_allclose(photo.pixels[0, 32], 128 / 255, atol=1e-3)
+    assert photo.grey_profile is not None and [n for n in photo.notes if "PNG gamma 1" in n]
+    assert not any("not used" in n for n in photo.notes)
+    with Image.open(cio.write_photo(tmp_path / "out.png", photo.pixels, like=photo)) as im:
+        assert im.mode == "L" and np.array_equal(np.asarray(im), np.asarray(ramp))
+        assert cio._parse_icc(im.info["icc_profile"]).colour_space == "GRAY"
