@@ -1291,8 +1291,11 @@ def read_photo(path: "str | os.PathLike") -> Photo:
                     img, note = _cmyk_to_srgb(img, icc)
                     notes.append(note)
                     icc = None
-                elif mode in ("RGBA", "LA", "PA") or (mode in ("P", "L", "RGB") and "transparency" in img.info):
-                    img = img.convert("RGBA")
+                elif mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode in ("P", "L", "RGB")
+                                                                     and "transparency" in img.info):
+                    if mode == "La":  # premultiplied grey + alpha (a TIFF's): Pillow converts it via LA only
+                        img = img.convert("LA")
+                    img = img.convert("RGBA")  # (RGBa and La: the colour divided by the opacity)
                     alpha_codes = np.asarray(img.getchannel("A"))
                     img = img.convert("RGB")
                 elif mode not in ("RGB", "L"):

@@ -479,3 +479,18 @@ def test_a_grey_png_gamma_is_honoured(tmp_path):
     with Image.open(cio.write_photo(tmp_path / "out.png", photo.pixels, like=photo)) as im:
         assert im.mode == "L" and np.array_equal(np.asarray(im), np.asarray(ramp))
         assert cio._parse_icc(im.info["icc_profile"]).colour_space == "GRAY"
+
+
+def test_an_8_bit_grey_tiff_with_premultiplied_alpha_keeps_it(tmp_path):
+    """Pillow opens it as mode "La": converted to RGB, its transparency was dropped."""
+    import tifffile
+
+    grey = np.full((8, 8), 100, np.uint8)
+    alpha = np.full((8, 8), 255, np.uint8)
+    alpha[4:] = 128
+    stored = np.dstack([np.where(alpha == 255, grey, (grey.astype(int) * 128 + 127) // 255), alpha]).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "la.tif", stored, photometric="minisblack", extrasamples=[1])  # 1: premultiplied
+    photo = cio.read_photo(tmp_path / "la.tif")
+    assert photo.alpha is not None and abs(float(photo.alpha[6, 0]) - 128 / 255) < 1e-3
+    codes = np.rint(cio.linear_to_srgb(photo.pixels[:, :, 1]) * 255)
+    assert np.abs(codes - 100).max() <= 1  # the colour divided back by the opacity
