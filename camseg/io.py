@@ -1269,6 +1269,10 @@ def read_photo(path: "str | os.PathLike") -> Photo:
                         raise UnidentifiedImageError(problem)  # (reported as _tiff_layout words it)
                     codes = _tiff_samples(data, tiff_tags)
                 else:
+                    if fmt == "PNG" and not _png_ends(data):
+                        # Said here: libpng, under OpenCV, printed its own "libpng error" line on
+                        # the terminal (libtiff's are silenced; libpng's cannot be).
+                        raise OSError("the PNG is cut short: a chunk runs past the end, or its end chunk is missing")
                     codes = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
                     if codes is None or codes.dtype != np.uint16:
                         raise OSError("OpenCV could not decode the 16-bit pixels")
@@ -1850,6 +1854,19 @@ def _raised_in_pillow(exc: BaseException) -> bool:
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
     return tb is not None and f"{os.sep}PIL{os.sep}" in tb.tb_frame.f_code.co_filename
+
+
+def _png_ends(data: bytes) -> bool:
+    """Whether a PNG's chunks, walked by their headers alone, reach an IEND chunk within the file."""
+    pos = 8
+    while pos + 12 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        if pos + 12 + length > len(data):
+            return False
+        if kind == b"IEND":
+            return True
+        pos += 12 + length
+    return False
 
 
 def _missing_only_the_png_end(data: bytes) -> bool:

@@ -494,3 +494,21 @@ def test_an_8_bit_grey_tiff_with_premultiplied_alpha_keeps_it(tmp_path):
     assert photo.alpha is not None and abs(float(photo.alpha[6, 0]) - 128 / 255) < 1e-3
     codes = np.rint(cio.linear_to_srgb(photo.pixels[:, :, 1]) * 255)
     assert np.abs(codes - 100).max() <= 1  # the colour divided back by the opacity
+
+
+def test_a_cut_16_bit_png_is_reported_without_libpng_on_the_terminal(tmp_path):
+    """libpng's own "libpng error: ..." line reached the terminal (stderr, fd 2) under OpenCV."""
+    import subprocess
+    import sys
+
+    import cv2
+
+    codes = (np.random.default_rng(0).random((48, 64, 3)) * 65535).astype(np.uint16)
+    encoded = cv2.imencode(".png", codes)[1].tobytes()
+    cut = _saved(tmp_path, "cut.png", encoded[:-20])  # the end chunk and the last bytes of the data
+    script = ("import sys\nfrom camseg import io\ntry:\n    io.read_photo(sys.argv[1])\n"
+              "except ValueError as e:\n    print('refused:', e)\n")
+    run = subprocess.run([sys.executable, "-c", script, str(cut)], capture_output=True, text=True, timeout=120,
+                         env={**__import__("os").environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert "refused:" in run.stdout and "damaged or truncated" in run.stdout, run.stdout + run.stderr
+    assert "libpng" not in run.stderr, run.stderr
