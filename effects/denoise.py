@@ -191,32 +191,29 @@ class DenoiseParams:
         for f in fields(self):
             v = getattr(self, f.name)
             if f.name.startswith(("luma_", "chroma_", "skin_luma_floor")):
-                if not isinstance(v, tuple) or len(v) == 0 or not all(
-                        isinstance(x, (int, float)) and not isinstance(x, bool) and x >= 0 and np.isfinite(x) for x in v):
+                if len(v) == 0 or not all(x >= 0 and np.isfinite(x) for x in v):
                     raise ValueError(f"DenoiseParams.{f.name} must be a non-empty tuple of finite numbers >= 0 "
                                      f"(one per pyramid band); got {v!r}.")
-        if not (isinstance(self.strength, (int, float)) and np.isfinite(self.strength) and self.strength >= 0):
+        if not (np.isfinite(self.strength) and self.strength >= 0):
             raise ValueError(f"DenoiseParams.strength must be a finite number >= 0; got {self.strength!r}.")
-        if not isinstance(self.jpeg_skin, bool):
-            raise ValueError(f"DenoiseParams.jpeg_skin must be True or False; got {self.jpeg_skin!r}.")
         # Upper limits: past them OpenCV fails on the kernel size, or a call runs for minutes.
         for name, top in (("levels", 10), ("window", 64), ("refine_radius", 1024), ("jpeg_prior_radius", 1024)):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= top:
+            if not 1 <= v <= top:
                 raise ValueError(f"DenoiseParams.{name} must be an integer in [1, {top}]; got {v!r}.")
         if any(x > 1 for x in self.skin_luma_floor):
             raise ValueError(f"DenoiseParams.skin_luma_floor values must be gains in [0, 1]; got {self.skin_luma_floor!r}.")
         v = self.skin_chroma_radius
-        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 1024:
+        if not 0 <= v <= 1024:
             raise ValueError(f"DenoiseParams.skin_chroma_radius must be an integer in [0, 1024] (0 = off); got {v!r}.")
         for name in ("skin_texture_contrast", "skin_chroma_edge"):
             v = getattr(self, name)
             # (1e-300 divided by zero)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 1e-6:
+            if not v >= 1e-6:
                 raise ValueError(f"DenoiseParams.{name} must be a number >= 1e-6 (inf = off); got {v!r}.")
         for name in ("refine_eps", "skin_chroma_eps"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
+            if not (np.isfinite(v) and v > 0):
                 raise ValueError(f"DenoiseParams.{name} must be a finite number > 0; got {v!r}.")
 
 

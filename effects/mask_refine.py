@@ -75,17 +75,17 @@ class RefineMatteParams:
     def __post_init__(self):
         check_field_types(self)
         # (Upper limits: past them OpenCV fails on the kernel size, or memory runs out.)
-        if isinstance(self.radius, bool) or not isinstance(self.radius, (int, np.integer)) or not 1 <= self.radius <= 1024:
+        if not 1 <= self.radius <= 1024:
             raise ValueError(f"RefineMatteParams.radius: expected an integer in [1, 1024], got {self.radius!r}.")
         # The 3×3 inverse divides by a determinant of at least eps³, in float32: below ~1e-8 it
         # underflows on a flat guide (eps=1e-30 gave an all-zero matte).
         if not (np.isfinite(self.eps) and self.eps >= 1e-8):
             raise ValueError(f"RefineMatteParams.eps: expected a finite float >= 1e-8, got {self.eps!r}.")
-        if not isinstance(self.max_work_pixels, (int, np.integer)) or self.max_work_pixels < 16:
+        if self.max_work_pixels < 16:
             raise ValueError(
                 f"RefineMatteParams.max_work_pixels: expected an integer >= 16, got {self.max_work_pixels!r}."
             )
-        if not isinstance(self.strip_rows, (int, np.integer)) or not 1 <= self.strip_rows <= 65536:
+        if not 1 <= self.strip_rows <= 65536:
             raise ValueError(f"RefineMatteParams.strip_rows: expected an integer in [1, 65536], got {self.strip_rows!r}.")
 
 

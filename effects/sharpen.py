@@ -69,14 +69,13 @@ class SharpenParams:
         check_field_types(self)
         for name in ("amount", "skin_amount", "sky_amount", "threshold", "overshoot"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0:
+            if not np.isfinite(v) or v < 0:
                 raise ValueError(f"SharpenParams.{name} must be a finite number >= 0; got {v!r}.")
         # Upper limits: past them OpenCV fails on the kernel size, or a call runs for minutes.
-        if isinstance(self.radius, bool) or not isinstance(self.radius, (int, float)) or not (
-                np.isfinite(self.radius) and 0 < self.radius <= 100):
+        if not (np.isfinite(self.radius) and 0 < self.radius <= 100):
             raise ValueError(f"SharpenParams.radius must be a number in (0, 100] (Gaussian sigma in px); "
                              f"got {self.radius!r}.")
-        if isinstance(self.clamp_radius, bool) or not isinstance(self.clamp_radius, int) or not 1 <= self.clamp_radius <= 100:
+        if not 1 <= self.clamp_radius <= 100:
             raise ValueError(f"SharpenParams.clamp_radius must be an integer in [1, 100]; got {self.clamp_radius!r}.")
 
 

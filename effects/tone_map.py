@@ -224,7 +224,7 @@ class ToneMapParams:
                     f"pass a value in that range."
                 )
 
-        need(isinstance(self.working_size, (int, np.integer)) and self.working_size >= 8,
+        need(self.working_size >= 8,
              "working_size", "an int >= 8")
         for name in ("base_radius", "gain_radius"):
             need(0.0 < getattr(self, name) <= 0.5, name, "a float in (0, 0.5]")
