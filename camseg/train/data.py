@@ -389,6 +389,15 @@ def load_person_free_scenes(folder: Path, free: set, *, exclude: set = frozenset
     return records
 
 
+def coco_split_names(coco_root: Path, split: str, coco_val: set) -> set:
+    """The COCO photos (stems) of ``split`` loaded with their panoptic labels: ``coco_val`` for
+    val; for train every other one, less the held-out person-free photos (training once took
+    them too, as person negatives: a training photo in evaluate's false-positive figure)."""
+    if split == "val":
+        return set(coco_val)
+    return set(coco_names(coco_root)) - set(coco_val) - coco_person_free_val(coco_root)
+
+
 def load_all(root: Path, *, split: str = "train", coco_val: set | None = None,
              face_labels: Path | None = None) -> list[Record]:
     """Load every training set's ``split``; COCO uses ``coco_val`` to hold out its own val split.
@@ -397,18 +406,16 @@ def load_all(root: Path, *, split: str = "train", coco_val: set | None = None,
     the face mesh), or None to do without (see the module docstring).
     """
     records: list[Record] = []
-    names = coco_names(root / "coco_panoptic")
     if coco_val is None:
         coco_val = set(COCO_VAL)
-    coco_set = coco_val if split == "val" else set(names) - coco_val
-    records += load_coco(root / "coco_panoptic", coco_set)
+    coco_free_val = coco_person_free_val(root / "coco_panoptic")
+    records += load_coco(root / "coco_panoptic", coco_split_names(root / "coco_panoptic", split, coco_val))
     if (root / "ade_sky" / split).exists():
         scenes = load_binary(root / "ade_sky" / split, SKY, "ade_sky")
         if face_labels is not None:  # val: for evaluate's person false-positive figure
             mark_person_free(scenes, face_labels / "person" / "ade_sky" / split,
                              [p.stem for p, _ in _pairs(root / "ade_sky" / split)])
         records += scenes
-    coco_free_val = coco_person_free_val(root / "coco_panoptic")
     if split == "train":
         # COCO photos as plain scenes (their labels mostly do not fit them); never the held-out ones.
         # Person-free by their panoptic.json entries (the selfie segmenter's verdicts, used before,

@@ -122,10 +122,23 @@ def _save_with_contract(proto, contract: ModelContract, path: Path) -> None:
             os.unlink(tmp_name)
 
 
-def export_pair(model: HyperDetr, stem: "str | Path", **kwargs) -> tuple[Path, Path]:
-    """Write ``<stem>.onnx`` (full) and ``<stem>_scene.onnx`` (scene-only)."""
+def export_paths(stem: "str | Path") -> tuple[Path, Path]:
+    """``(<stem>.onnx, <stem>_scene.onnx)``, the pair the runtime finds together
+    (``camseg.segmenter``); a stem given with ``.onnx`` is the full model's own name.
+
+    The whole stem's name is kept: ``hyperdetr.v2`` wrote the full model over ``hyperdetr.onnx``
+    (``with_suffix`` replaced ".v2") and its twin as ``hyperdetr.v2_scene.onnx``, which the
+    runtime then never paired with it.
+    """
     stem = Path(stem)
-    full, scene = stem.with_suffix(".onnx"), stem.parent / (stem.name + "_scene.onnx")
+    if stem.suffix.lower() == ".onnx":
+        stem = stem.with_suffix("")
+    return stem.parent / (stem.name + ".onnx"), stem.parent / (stem.name + "_scene.onnx")
+
+
+def export_pair(model: HyperDetr, stem: "str | Path", **kwargs) -> tuple[Path, Path]:
+    """Write ``<stem>.onnx`` (full) and ``<stem>_scene.onnx`` (scene-only); see :func:`export_paths`."""
+    full, scene = export_paths(stem)
     export_onnx(model, full, **kwargs)
     export_onnx(model, scene, scene_only=True, **{k: v for k, v in kwargs.items() if k != "decoder_layers"})
     return full, scene
@@ -135,9 +148,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", help="training checkpoint (.pt)")
     parser.add_argument("--out", required=True, help="output stem, e.g. camseg/models/hyperdetr")
-    parser.add_argument("--decoder-layers", type=int, default=None, help="keep this many decoder layers")
+    parser.add_argument("--decoder-layers", type=int, default=None, help="keep this many decoder layers (>= 1)")
     parser.add_argument("--int8", action="store_true", help="8-bit weight storage")
     args = parser.parse_args(argv)
+    if args.decoder_layers is not None and args.decoder_layers < 1:
+        parser.error(f"--decoder-layers must be at least 1 (got {args.decoder_layers}); leave it out to keep them all")
     model, state = load_checkpoint(args.checkpoint)
     full, scene = export_pair(model, args.out, decoder_layers=args.decoder_layers, int8=args.int8,
                               trained=state.get("trained", {}))

@@ -413,7 +413,7 @@ class ExportWrapper(nn.Module):
         super().__init__()
         self.model = model
         self.scene_only = scene_only
-        keep = decoder_layers or len(model.transformer.decoder)
+        keep = len(model.transformer.decoder) if decoder_layers is None else decoder_layers  # (0 is refused, not "all")
         if not 1 <= keep <= len(model.transformer.decoder):
             raise ValueError(f"decoder_layers must be in 1..{len(model.transformer.decoder)}, got {keep}")
         model.transformer.decoder = model.transformer.decoder[:keep]

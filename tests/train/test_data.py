@@ -217,3 +217,17 @@ def test_defocus_blurs_the_background_only_without_a_halo_of_the_people():
     # Normalised convolution: next to the person the background keeps its own level (~0.25),
     # not the person's brightness smeared into it.
     assert abs(float(out[30, 32:37].mean()) - float(image[bg].mean())) < 0.05
+
+
+def test_no_held_out_coco_photo_is_trained_on():
+    """The held-out person-free COCO photos were loaded for training as person negatives too
+    (000000000092): a training photo in evaluate's false-positive figure."""
+    from pathlib import Path
+
+    from camseg.train.data import COCO_VAL, coco_person_free_val, coco_split_names
+
+    coco = Path(__file__).resolve().parents[3] / "shared" / "data" / "coco_panoptic"
+    if not coco.is_dir():
+        pytest.skip("../shared/data is not here")
+    train = coco_split_names(coco, "train", set(COCO_VAL))
+    assert train and not train & (set(COCO_VAL) | coco_person_free_val(coco))

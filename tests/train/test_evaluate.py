@@ -1,5 +1,6 @@
 """Evaluation bookkeeping: metrics from known masks, and the calibration / test split."""
 import numpy as np
+import pytest
 
 from camseg.train.evaluate import _Scores, calibration_half, format_table, panoptic_quality
 
@@ -54,3 +55,28 @@ def test_person_false_positives_on_empty_scenes_are_counted_apart():
     assert "person" not in m["iou"]  # never mixed into the person IoU
     table = format_table(m)
     assert "on 3 ADE landscapes and streets" in table and "on 1 COCO photos of animals and objects" in table
+
+
+def test_calibrate_asks_which_model_to_write_into(capsys):
+    """Without --model, --calibrate wrote new offsets into the bundled model and its twin."""
+    from camseg.train.evaluate import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--calibrate", "--data", "/nonexistent"])
+    assert exc.value.code == 2 and "name it with --model" in capsys.readouterr().err
+
+
+def test_calibration_scores_person_iou_as_evaluate_does():
+    """Person-free scenes (a verdict, not a label) count only in evaluate's false-positive figure:
+    counted by calibration too, they pulled its person objective to 0.649 where evaluate
+    reported 0.859, and moved the shipped person offset."""
+    from camseg.train.data import Record
+    from camseg.train.evaluate import calibration_truths
+
+    image = np.zeros((8, 8, 3), np.uint8)
+    person = np.zeros((8, 8), np.uint8)
+    person[2:6, 2:6] = 255
+    assert "person" not in calibration_truths(Record(image, {}, [], "ade_sky"))
+    assert "person" not in calibration_truths(Record(image, {}, [], "scene"))
+    assert calibration_truths(Record(image, {}, [person], "coco"))["person"].sum() == 16
+    assert "person" in calibration_truths(Record(image, {}, [], "group_composite"))  # labelled: nobody

@@ -86,3 +86,16 @@ def test_scene_only_graph_has_no_transformer(tmp_path, model, image, reference):
     assert "Softmax" not in ops  # attention is gone, not just unused
     _, (scene,) = run(path, image)
     np.testing.assert_allclose(scene, reference[0], atol=1e-3, rtol=1e-3)
+
+
+def test_export_paths_keep_the_whole_stem():
+    """``--out hyperdetr.v2`` wrote the full model over ``hyperdetr.onnx`` (with_suffix replaced
+    ".v2") and its twin as ``hyperdetr.v2_scene.onnx``, which the runtime never paired with it."""
+    from pathlib import Path
+
+    from camseg.segmenter import _scene_model_path
+    from camseg.train.export import export_paths
+
+    for stem, full in (("m/hyperdetr.v2", "m/hyperdetr.v2.onnx"), ("m/a.onnx", "m/a.onnx"), ("m/b", "m/b.onnx")):
+        got_full, got_scene = export_paths(stem)
+        assert got_full == Path(full) and got_scene == _scene_model_path(got_full)  # the pair the runtime finds

@@ -61,6 +61,8 @@ def test_pruning_keeps_leading_layers(image):
     assert torch.allclose(masks, masks_all[1], atol=1e-4)
     with pytest.raises(ValueError, match="decoder_layers"):
         ExportWrapper(HyperDetr(model.config), decoder_layers=9)
+    with pytest.raises(ValueError, match="decoder_layers"):  # 0 exported all 6 layers
+        ExportWrapper(HyperDetr(model.config), decoder_layers=0)
 
 
 def test_scene_path_independent_of_transformer(image):
