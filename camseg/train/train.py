@@ -14,8 +14,11 @@ matching read each image's costs back separately (the host waited on the GPU 6 Ã
 step); with one batched transfer, 3.25 steps/s at batch 32 (104 photos/s).
 
 Re-running the same command resumes from ``<run>/last.pt``. Checkpoints hold
-the model config, weights, optimiser state, step and RNG so a resumed run
-continues the same schedule.
+the model config, weights, optimiser state, step and the recipe (batch, size,
+backbone: a resume with other ones is refused), so a resumed run continues the
+same learning-rate schedule; the data stream restarts from ``seed + step``, not
+from the random state where it stopped, so a resumed run is not bit-identical to
+an uninterrupted one. Ctrl-C or SIGTERM saves the step reached and stops.
 
 ``--init CKPT`` starts a new run (step 0, fresh optimiser and schedule) from
 another run's weights â€” a fine-tune. Tensors whose shape changed with the
@@ -28,6 +31,9 @@ import argparse
 import dataclasses
 import math
 import os
+import signal
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -177,6 +183,24 @@ def main(argv=None) -> int:
                         help="sampling weight of one training set, e.g. person_binary=3 (repeatable; "
                              "defaults in camseg.train.data.SOURCE_WEIGHTS)")
     args = parser.parse_args(argv)
+    # Checked before any work (--save-every 0 and --size 0 0 divided by zero, --batch 0 failed to
+    # unpack, --steps 0 wrote an untrained checkpoint, probabilities of 5 or -3 were taken).
+    for name in ("steps", "batch", "save_every"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if min(args.size) < 32:
+        parser.error(f"--size H W must be at least 32 32 (the backbone halves it 5 times), got {args.size}")
+    if not args.lr > 0:
+        parser.error(f"--lr must be > 0, got {args.lr}")
+    for name in ("p_copy_paste", "p_zoom_out", "p_letterbox", "p_defocus"):
+        if not 0 <= getattr(args, name) <= 1:
+            parser.error(f"--{name.replace('_', '-')} is a probability in [0, 1], got {getattr(args, name)}")
+    if args.init and not Path(args.init).expanduser().is_file():
+        parser.error(f"--init {args.init!r}: no such checkpoint file")
+    if Path(args.run).expanduser().exists() and not Path(args.run).expanduser().is_dir():
+        parser.error(f"--run {args.run!r} is a file, not a folder")
+    if not (Path(args.data).expanduser().is_dir() or Path(args.data).expanduser().is_file()):
+        parser.error(f"--data {args.data!r}: no such folder (../shared/data) or pack file")
     source_weights = {}
     for item in args.source_weight:
         name, _, value = item.partition("=")
@@ -202,6 +226,15 @@ def main(argv=None) -> int:
     if state is not None:
         model = HyperDetr(HyperDetrConfig.from_dict(state["config"]))
         model.load_state_dict(state["model"])
+        # A resumed run keeps its recipe: a changed batch, size or backbone was taken silently
+        # (the checkpoint then said the whole run had used the new ones; --backbone was ignored).
+        recorded = state.get("trained", {})
+        changed = [f"{name} {recorded[name]} -> {now}" for name, now in
+                   (("batch", args.batch), ("size", list(args.size)), ("backbone", args.backbone))
+                   if name in recorded and recorded[name] != now]
+        if changed:
+            parser.error(f"{last} was trained with other settings ({'; '.join(changed)}): resume with the same "
+                         "ones, or start a new --run (--init it from this checkpoint)")
         print(f"resuming {last} at step {state['step']}")
     elif args.init:
         init = torch.load(Path(args.init).expanduser(), map_location="cpu", weights_only=False)
@@ -261,55 +294,72 @@ def main(argv=None) -> int:
     t0, ema = time.time(), None
     total, first = args.steps, step
     probe = (step, t0)
-    while step < total:
-        if args.minutes is not None:
-            elapsed = (time.time() - t0) / 60
-            if elapsed > args.minutes:
-                print(f"wall-clock budget of {args.minutes} min spent at step {step}")
-                break
-            if step - first in (20, 60, 120, 199):
-                # Fitted only during warm-up (learning_rate's first 200 steps do not depend on the
-                # total), so the cosine decay that follows is one schedule, not a patched one. The
-                # rate is the latest interval's: the first steps include start-up (cuDNN's search).
-                rate = (step - probe[0]) / max(time.time() - probe[1], 1e-6)
-                probe = (step, time.time())
-                total = min(args.steps, step + int(rate * (args.minutes - elapsed) * 60 * 0.97))
-                if bar is not None:
-                    bar.total = total
-                print(f"{rate:.2f} steps/s: {total} steps fit in {args.minutes} min")
-        for group in optim.param_groups:
-            group["lr"] = learning_rate(step, total, args.lr) * group["lr_scale"]
-        batch = next(stream)
-        batch = tuple(t.to(device, non_blocking=True) if torch.is_tensor(t) else t for t in batch)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
-            outputs = model(batch[0])
-        # matching hands costs to scipy and the focal terms need float32's range
-        outputs = tuple(x.float() for x in outputs)
-        loss, parts = total_loss(outputs, batch, weights)
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1 * 10)
-        optim.step()
-        step += 1
-        # kept on the device and read every 10 steps: a read waits for the GPU to finish the step
-        value = loss.detach()
-        ema = value if ema is None else 0.95 * ema + 0.05 * value
-        if bar is not None:
-            bar.update(1)
-        if step % 10 == 0:
-            shown = {"loss": f"{float(ema):.3f}", "scene": f"{float(parts['scene']):.3f}",
-                     "inst": f"{float(parts['instances']):.3f}"}
+    # Ctrl-C and SIGTERM stop at the end of the step in progress, and the step reached is saved
+    # (they lost up to --save-every - 1 steps, Ctrl-C with a traceback); a second Ctrl-C stops at once.
+    stop = []
+
+    def request_stop(signum, frame):
+        if stop:
+            raise KeyboardInterrupt
+        stop.append(signum)
+        print(f"\nstopping after step {step + 1} and saving it; Ctrl-C again to stop at once", file=sys.stderr)
+
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        handlers = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while step < total and not stop:
+            if args.minutes is not None:
+                elapsed = (time.time() - t0) / 60
+                if elapsed > args.minutes:
+                    print(f"wall-clock budget of {args.minutes} min spent at step {step}")
+                    break
+                if step - first in (20, 60, 120, 199):
+                    # Fitted only during warm-up (learning_rate's first 200 steps do not depend on the
+                    # total), so the cosine decay that follows is one schedule, not a patched one. The
+                    # rate is the latest interval's: the first steps include start-up (cuDNN's search).
+                    rate = (step - probe[0]) / max(time.time() - probe[1], 1e-6)
+                    probe = (step, time.time())
+                    total = min(args.steps, step + int(rate * (args.minutes - elapsed) * 60 * 0.97))
+                    if bar is not None:
+                        bar.total = total
+                    print(f"{rate:.2f} steps/s: {total} steps fit in {args.minutes} min")
+            for group in optim.param_groups:
+                group["lr"] = learning_rate(step, total, args.lr) * group["lr_scale"]
+            batch = next(stream)
+            batch = tuple(t.to(device, non_blocking=True) if torch.is_tensor(t) else t for t in batch)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
+                outputs = model(batch[0])
+            # matching hands costs to scipy and the focal terms need float32's range
+            outputs = tuple(x.float() for x in outputs)
+            loss, parts = total_loss(outputs, batch, weights)
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1 * 10)
+            optim.step()
+            step += 1
+            # kept on the device and read every 10 steps: a read waits for the GPU to finish the step
+            value = loss.detach()
+            ema = value if ema is None else 0.95 * ema + 0.05 * value
             if bar is not None:
-                bar.set_postfix(shown)
-            else:
-                print(f"step {step}/{args.steps} {shown} {time.time() - t0:.0f}s", flush=True)
-        if step % args.save_every == 0:
-            save()
+                bar.update(1)
+            if step % 10 == 0:
+                shown = {"loss": f"{float(ema):.3f}", "scene": f"{float(parts['scene']):.3f}",
+                         "inst": f"{float(parts['instances']):.3f}"}
+                if bar is not None:
+                    bar.set_postfix(shown)
+                else:
+                    print(f"step {step}/{args.steps} {shown} {time.time() - t0:.0f}s", flush=True)
+            if step % args.save_every == 0:
+                save()
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
     save()
     if bar is not None:
         bar.close()
-    print(f"done: {step} steps, checkpoint {last}")
-    return 0
+    print(f"{'stopped' if stop else 'done'}: {step} steps, checkpoint {last}")
+    return 130 if stop and stop[0] == signal.SIGINT else 143 if stop else 0
 
 
 if __name__ == "__main__":

@@ -73,3 +73,36 @@ def test_trainer_trains_from_a_pack_with_loader_workers_and_resumes(tmp_path, rn
     assert again["step"] == 3
     changed = [k for k, v in again["model"].items() if v.is_floating_point() and not torch.equal(v, first["model"][k])]
     assert changed  # the resumed step trained the weights
+
+
+def test_trainer_saves_the_step_reached_at_ctrl_c_and_keeps_its_recipe(tmp_path, rng):
+    """Ctrl-C lost up to --save-every - 1 steps (with a traceback); a resume with another batch,
+    size or backbone was taken silently, and the checkpoint then said the whole run used them."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    pack = tmp_path / "pack.npz"
+    pack_records(_records(rng) * 2, pack)
+    run = tmp_path / "run"
+    args = ["--data", str(pack), "--run", str(run), "--batch", "2", "--size", "64", "80", "--threads", "1",
+            "--face-labels", str(tmp_path / "none")]
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-m", "camseg.train.train", *args, "--steps", "100000",
+                             "--save-every", "100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(repo)}, cwd=tmp_path)
+    for line in proc.stdout:  # training starts after this line
+        if "training photos" in line:
+            break
+    time.sleep(4)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
+    saved = torch.load(run / "last.pt", weights_only=False)
+    assert saved["step"] >= 1 and "stopping after step" in err
+    with pytest.raises(SystemExit) as exc:
+        train_main([a if a != "2" else "4" for a in args] + ["--steps", str(saved["step"] + 1)])  # batch 2 -> 4
+    assert exc.value.code == 2
