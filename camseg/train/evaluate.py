@@ -374,6 +374,12 @@ def main(argv=None) -> int:
                         help="choose per-category logit offsets on the held-out photos and write them into "
                              "the model (and its _scene twin), then evaluate")
     args = parser.parse_args(argv)
+    if args.limit is not None and args.limit < 1:  # (0 and -3 evaluated all 408 photos)
+        parser.error(f"--limit must be at least 1, got {args.limit}")
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        parser.error(f"--out {args.out!r} is a file, not a folder")
+    if not Path(args.data).expanduser().is_dir():
+        parser.error(f"--data {args.data!r}: no such folder (../shared/data)")
     face_labels = Path(args.face_labels).expanduser()
     from camseg.segmenter import DEFAULT_MODEL
     out = Path(args.out) if args.out else None

@@ -156,6 +156,10 @@ def main(argv=None) -> int:
     model, state = load_checkpoint(args.checkpoint)
     full, scene = export_pair(model, args.out, decoder_layers=args.decoder_layers, int8=args.int8,
                               trained=state.get("trained", {}))
+    if state.get("logit_offsets"):  # a recovered checkpoint's calibration (camseg.train.recover)
+        for path in (full, scene):
+            set_logit_offsets(path, state["logit_offsets"])
+        print(f"calibration offsets carried over: {state['logit_offsets']}")
     for p in (full, scene):
         print(f"wrote {p} ({p.stat().st_size / 1e6:.2f} MB)")
     return 0

@@ -112,6 +112,10 @@ def main(argv=None) -> int:
     parser.add_argument("--quality", type=int, default=PACK_QUALITY)
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
+    # Made before the photos are read (a missing folder failed after 40 s of work).
+    Path(args.out).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    if not Path(args.data).expanduser().is_dir():
+        parser.error(f"--data {args.data!r}: no such folder (../shared/data)")
     face_labels = Path(args.face_labels).expanduser()
     records = load_all(Path(args.data), split="train", face_labels=face_labels if face_labels.is_dir() else None)
     size = pack_records(records, Path(args.out).expanduser(), quality=args.quality)

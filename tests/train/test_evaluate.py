@@ -57,12 +57,12 @@ def test_person_false_positives_on_empty_scenes_are_counted_apart():
     assert "on 3 ADE landscapes and streets" in table and "on 1 COCO photos of animals and objects" in table
 
 
-def test_calibrate_asks_which_model_to_write_into(capsys):
+def test_calibrate_asks_which_model_to_write_into(capsys, tmp_path):
     """Without --model, --calibrate wrote new offsets into the bundled model and its twin."""
     from camseg.train.evaluate import main
 
     with pytest.raises(SystemExit) as exc:
-        main(["--calibrate", "--data", "/nonexistent"])
+        main(["--calibrate", "--data", str(tmp_path)])
     assert exc.value.code == 2 and "name it with --model" in capsys.readouterr().err
 
 
@@ -80,3 +80,13 @@ def test_calibration_scores_person_iou_as_evaluate_does():
     assert "person" not in calibration_truths(Record(image, {}, [], "scene"))
     assert calibration_truths(Record(image, {}, [person], "coco"))["person"].sum() == 16
     assert "person" in calibration_truths(Record(image, {}, [], "group_composite"))  # labelled: nobody
+
+
+@pytest.mark.parametrize("argv, message", [(["--limit", "0"], "--limit must be at least 1"),
+                                           (["--data", "/nonexistent"], "no such folder")])
+def test_evaluate_checks_its_arguments_before_any_work(argv, message, capsys):
+    from camseg.train.evaluate import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2 and message in capsys.readouterr().err
