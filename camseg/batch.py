@@ -1024,7 +1024,9 @@ def _run_in_pool(items, workers, task, settings, write_options, model_path, thre
             # every queued photo was developed before the command stopped.
             for future in futures:
                 future.cancel()
-            processes = list((getattr(pool, "_processes", None) or {}).values())  # (shutdown forgets them)
+            # (shutdown forgets them)
+            processes = list((getattr(pool, "_processes", None) or {}).values())
+            manager = getattr(pool, "_executor_manager_thread", None)
             pool.shutdown(wait=False, cancel_futures=True)
             try:
                 cf.wait([future for future in futures if not future.cancelled()])
@@ -1037,6 +1039,10 @@ def _run_in_pool(items, workers, task, settings, write_options, model_path, thre
                     process.terminate()
                 for process in processes:
                     process.join(timeout=10)
+            if manager is not None:
+                # The pool's own thread ends here, not during the interpreter's exit, where
+                # waking it raced with its closing of its pipe ("Bad file descriptor" traceback).
+                manager.join(timeout=30)
             raise
     order = {id(item): i for i, item in enumerate(items)}
     return sorted(unfinished, key=lambda item: order[id(item)]) + unsubmitted, started.value > 0
