@@ -153,7 +153,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.decoder_layers is not None and args.decoder_layers < 1:
         parser.error(f"--decoder-layers must be at least 1 (got {args.decoder_layers}); leave it out to keep them all")
-    model, state = load_checkpoint(args.checkpoint)
+    try:
+        model, state = load_checkpoint(args.checkpoint)
+    except Exception as exc:  # noqa: BLE001 - not a checkpoint: one line, not the unpickler's traceback
+        parser.error(f"{args.checkpoint!r} is not a training checkpoint that can be read ({type(exc).__name__}: "
+                     f"{str(exc)[:200]}); pass a .pt written by camseg.train.train or camseg.train.recover")
     full, scene = export_pair(model, args.out, decoder_layers=args.decoder_layers, int8=args.int8,
                               trained=state.get("trained", {}))
     if state.get("logit_offsets"):  # a recovered checkpoint's calibration (camseg.train.recover)

@@ -121,7 +121,13 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(Path.home() / ".cache" / "camseg" / "face_labels"))
     parser.add_argument("--scenes-only", action="store_true", help="only the person verdicts on scene photos")
     args = parser.parse_args(argv)
-    import mediapipe as mp  # only in the face-mesh venv (see the module docstring)
+    try:
+        import mediapipe as mp  # only in the face-mesh venv (see the module docstring)
+    except ImportError as exc:
+        raise SystemExit("camseg.train.face_labels needs mediapipe==0.10.21 (the legacy face mesh), kept in a "
+                         "venv of its own: see this module's docstring (python3.11 -m venv ~/.cache/camseg/mp10-venv "
+                         "&& ~/.cache/camseg/mp10-venv/bin/pip install mediapipe==0.10.21), and run this file with "
+                         "that venv's python") from exc
 
     data, out = Path(args.data), Path(args.out)
     mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=4, refine_landmarks=False,

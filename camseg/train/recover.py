@@ -283,7 +283,17 @@ def main(argv=None) -> int:
                         help="store the weights as float16 (half the bytes, to send to a training machine; "
                              "they were int8 in the file)")
     args = parser.parse_args(argv)
-    model, contract = recover_model(args.model)
+    if args.photos < 1:
+        parser.error(f"--photos must be at least 1, got {args.photos}")
+    if not Path(args.data).expanduser().exists():
+        parser.error(f"--data {args.data!r}: no such folder (../shared/data) or pack file")
+    try:
+        model, contract = recover_model(args.model)
+    except Exception as exc:  # noqa: BLE001 - a file that is no camseg model: one line, not protobuf's traceback
+        if isinstance(exc, ValueError) and "scene-only" in str(exc):
+            raise
+        parser.error(f"{args.model!r} is not a camseg model file that can be read ({type(exc).__name__}: "
+                     f"{str(exc)[:200]}); pass the full model, e.g. camseg/models/hyperdetr.onnx")
     images = calibration_images(args.data, args.photos, size=contract.input_size)
     worst = check_recovered(model, args.model, images[:8])
     changed = calibrate_batchnorm(model, images)

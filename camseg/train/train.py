@@ -263,7 +263,9 @@ def main(argv=None) -> int:
         step = state["step"]
 
     face_labels = Path(args.face_labels).expanduser()
-    if not face_labels.is_dir():
+    if not face_labels.is_dir() and Path(args.data).expanduser().is_file():
+        face_labels = None  # a pack carries the face labels it was made with
+    elif not face_labels.is_dir():
         print(f"no face labels at {face_labels}: teeth only from FASSEG lips, glasses only on FASSEG "
               "(run camseg/train/face_labels.py first for face-mesh teeth on every portrait)")
         face_labels = None
@@ -345,7 +347,7 @@ def main(argv=None) -> int:
                 bar.update(1)
             if step % 10 == 0:
                 shown = {"loss": f"{float(ema):.3f}", "scene": f"{float(parts['scene']):.3f}",
-                         "inst": f"{float(parts['instances']):.3f}"}
+                         "inst": f"{abs(float(parts['instances'])):.3f}"}  # (>= 0: no "-0.000")
                 if bar is not None:
                     bar.set_postfix(shown)
                 else:

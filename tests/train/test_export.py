@@ -99,3 +99,19 @@ def test_export_paths_keep_the_whole_stem():
     for stem, full in (("m/hyperdetr.v2", "m/hyperdetr.v2.onnx"), ("m/a.onnx", "m/a.onnx"), ("m/b", "m/b.onnx")):
         got_full, got_scene = export_paths(stem)
         assert got_full == Path(full) and got_scene == _scene_model_path(got_full)  # the pair the runtime finds
+
+
+def test_export_and_recover_refuse_a_file_that_is_no_checkpoint_or_model(tmp_path, capsys):
+    """A text file, or the .onnx given to export, gave the unpickler's or protobuf's traceback."""
+    from camseg.train.export import main as export_main
+    from camseg.train.recover import main as recover_main
+
+    junk = tmp_path / "notes.txt"
+    junk.write_text("not a model")
+    with pytest.raises(SystemExit) as exc:
+        export_main([str(junk), "--out", str(tmp_path / "m")])
+    assert exc.value.code == 2 and "is not a training checkpoint" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        recover_main([str(junk), "--out", str(tmp_path / "r.pt"), "--data", str(tmp_path)])
+    assert exc.value.code == 2 and "is not a camseg model file" in capsys.readouterr().err
+    assert not (tmp_path / "m.onnx").exists() and not (tmp_path / "r.pt").exists()
