@@ -872,11 +872,11 @@ def _tiff16_problem(tags: dict) -> "str | None":
         # (Each plane can point at the same few KB of compressed data: a 14 KB file of 1000
         # samples took 3.9 GB.)
         return f"{samples} samples per pixel (camseg reads up to {_MAX_TIFF_SAMPLES})"
+    planar = tags.get(284, (1,))[0] == 2
     width, height = tags.get(256, (0,))[0], tags.get(257, (0,))[0]
-    if width * (1 if tags.get(284, (1,))[0] == 2 else samples) > _OPENCV_MAX_SIDE or height > _OPENCV_MAX_SIDE:
+    if width * (1 if planar else samples) > _OPENCV_MAX_SIDE or height > _OPENCV_MAX_SIDE:
         return f"an image of {width}×{height} pixels, {samples} samples each (too wide or tall for the decoder)"
     compression = tags.get(259, (1,))[0]
-    planar = tags.get(284, (1,))[0] == 2
     if compression not in _STREAM_COMPRESSIONS:
         stored = "stored plane by plane (PlanarConfiguration 2)" if planar else f"{samples} to a pixel"
         return f"16-bit samples {stored} with compression {compression}"
@@ -1092,8 +1092,8 @@ def _tiff_layout(data: bytes) -> str:
         return f"signed {bits}-bit integer samples"
     if bits > 16:
         return f"{bits}-bit samples"
-    if bits == 16 and not _opencv_reads_tiff16(tags) and _tiff16_problem(tags):
-        return _tiff16_problem(tags)
+    if bits == 16 and not _opencv_reads_tiff16(tags) and (problem := _tiff16_problem(tags)):
+        return problem
     if tags.get(284, (1,))[0] == 2:
         return "samples stored plane by plane (PlanarConfiguration 2)"
     return "e.g. 32-bit floating point, or an unusual compression"
@@ -1213,35 +1213,12 @@ def read_photo(path: "str | os.PathLike") -> Photo:
                 if exif is None and fmt == "PNG":
                     exif = _exif_from_raw_profile(dict(png_text).get("Raw profile type exif"))
             icc = img.info.get("icc_profile") or None
-            # (Not on a grey PNG: its chromaticities say nothing a grey image can use.)
-            grey_png = img.mode in ("1", "L", "LA", "I") or img.mode.startswith("I;16")
-            chromaticity = img.info.get("chromaticity") if fmt == "PNG" and not grey_png else None
-            if icc is None and "srgb" not in img.info and _other_than_srgb(chromaticity):
-                # A PNG's cHRM chunk without iCCP or sRGB (PNG 3rd ed. §11.3.3.1): its primaries
-                # (Display P3 ones, say) were ignored and its colours read as sRGB's, duller. They
-                # become the photo's own profile, with the gAMA curve (else sRGB's).
-                wx, wy, rx, ry, gx, gy, bx, by = (float(v) for v in chromaticity)
-                file_gamma = float(img.info.get("gamma") or 0.0)
-                curve = round(1.0 / file_gamma, 3) if file_gamma > 0 and abs(file_gamma - 1 / 2.2) > 0.01 else "srgb"
-                icc = make_icc_profile(((rx, ry), (gx, gy), (bx, by)), (wx, wy), trc=curve,
-                                       description="PNG cHRM primaries" + (f", gamma {1 / file_gamma:.3g}"
-                                                                           if curve != "srgb" else ""))
-                notes.append("PNG chromaticities (cHRM, no colour profile): decoded with them, written back "
-                             "as an equivalent ICC profile")
-            if fmt == "PNG" and icc is None and "srgb" not in img.info and img.info.get("gamma"):
-                # A PNG's gAMA chunk without iCCP or sRGB (PNG 3rd ed. §11.3.3.2): its file gamma
-                # was ignored, so a linear PNG (gAMA 1.0) was decoded as sRGB, far too bright.
-                # 1/2.2 is taken as sRGB, as viewers do; another gamma becomes the photo's own
-                # profile (sRGB primaries, that power law), written back with the photo.
-                file_gamma = float(img.info["gamma"])
-                if file_gamma > 0 and abs(file_gamma - 1 / 2.2) > 0.01:
-                    # (A grey PNG's becomes a grey profile: an RGB one was set aside on a grey
-                    # image, and its gamma ignored.)
-                    icc = make_icc_profile(None if grey_png else SRGB_PRIMARIES, trc=round(1.0 / file_gamma, 3),
-                                           description=(f"grey, gamma {1 / file_gamma:.3g} (PNG gAMA)" if grey_png
-                                                        else f"sRGB primaries, gamma {1 / file_gamma:.3g} (PNG gAMA)"))
-                    notes.append(f"PNG gamma {file_gamma:.5g} (no colour profile): decoded with it, written "
-                                 "back as an equivalent ICC profile")
+            mode = img.mode
+            grey_source = mode in ("1", "L", "LA", "I") or mode.startswith("I;16")
+            if fmt == "PNG" and icc is None and "srgb" not in img.info:
+                icc, note = _png_colour_profile(img.info, grey=grey_source)
+                if note:
+                    notes.append(note)
             xmp = _read_xmp(img)
             extended = _extended_xmp_bytes(data) if fmt == "JPEG" else 0
             if extended:
@@ -1251,8 +1228,6 @@ def read_photo(path: "str | os.PathLike") -> Photo:
             text = _read_png_text(png_text) if fmt == "PNG" else ()
             subsampling = _jpeg_subsampling(img) if fmt == "JPEG" else None
             dpi = _read_dpi(img)
-            mode = img.mode
-            grey_source = mode in ("1", "L", "LA", "I") or mode.startswith("I;16")
             alpha_codes = None
             tiff_tags = _tiff_tags(data) if fmt == "TIFF" else None
             # A grey or RGB TIFF's extra samples are read as its tags say: alpha straight or
@@ -1460,8 +1435,8 @@ def _read_comment(img) -> "str | None":
     return value if isinstance(value, str) and value else None
 
 
-#: PNG text keywords held elsewhere in a Photo (the comment, XMP) or not text for people (the
-#: "Raw profile type ..." hex dumps ImageMagick writes, which this reader does not decode).
+#: PNG text keywords held elsewhere in a Photo: its comment and XMP. (The "Raw profile type ..."
+#: hex dumps ImageMagick writes are not text for people either: the EXIF one is read as EXIF.)
 _PNG_TEXT_HELD_ELSEWHERE = ("Comment", "XML:com.adobe.xmp")
 
 
@@ -1490,12 +1465,10 @@ def _png_text_chunks(data: bytes) -> list:
     image data, as (keyword, text) pairs: found by walking the chunk headers, so the pixels are
     not decoded (Pillow's ``img.text`` decodes the whole image to reach chunks after the
     data: 12 MP 16-bit PNGs read twice as slowly). Damaged chunks are skipped."""
-    out, pos = [], 8
-    while pos + 12 <= len(data):
-        length, kind = struct.unpack_from(">I4s", data, pos)
-        body = data[pos + 8:pos + 8 + length]
-        pos += 12 + length
-        if kind == b"IEND" or len(body) < length:
+    out = []
+    for kind, start, end in _png_chunks(data):
+        body = data[start:end - 4]
+        if kind == b"IEND" or end - 4 > len(data):  # (a body cut short ends the walk)
             break
         if kind not in (b"tEXt", b"zTXt", b"iTXt") or b"\x00" not in body:
             continue
@@ -1542,12 +1515,16 @@ def _exif_from_png_text(text: tuple) -> "bytes | None":
     return _normalise_exif(exif.tobytes()) if len(exif) else None
 
 
+#: Bytes a JPEG marker segment's payload can hold: its 16-bit length counts its own 2 bytes.
+_JPEG_SEGMENT_ROOM = 0xFFFF - 2
+
+
 def _photoshop_iptc_segment(iptc: bytes) -> "bytes | None":
     """The APP13 payload holding ``iptc`` as Photoshop image resource 0x0404, or None if too big."""
     data = iptc + (b"\0" if len(iptc) % 2 else b"")  # resource data is padded to an even size
     payload = (b"Photoshop 3.0\x00" + b"8BIM" + struct.pack(">H", _IPTC_RESOURCE) + b"\x00\x00"
                + struct.pack(">I", len(iptc)) + data)
-    return payload if len(payload) + 2 <= 0xFFFF else None
+    return payload if len(payload) <= _JPEG_SEGMENT_ROOM else None
 
 
 def _read_dpi(img) -> "tuple | None":
@@ -1620,17 +1597,17 @@ def jpeg_leaves_out(photo: "Photo") -> list:
     left = []
     if photo.alpha is not None:
         left.append("transparency flattened onto white: JPEG holds none (--format png or tif keeps it)")
-    if photo.xmp and len(_XMP_APP1) + len(photo.xmp) + 2 > 0xFFFF:
+    if photo.xmp and _xmp_segment(photo.xmp) is None:
         left.append(f"its XMP ({len(photo.xmp) // 1024} KB) left out: a JPEG segment holds 64 KB "
                     "(--format png or tif keeps it)")
     if photo.iptc and _photoshop_iptc_segment(photo.iptc) is None:
         left.append(f"its IPTC ({len(photo.iptc) // 1024} KB) left out: a JPEG segment holds 64 KB "
                     "(--format tif keeps it)")
-    if photo.comment and len(photo.comment.encode("utf-8")) > 0xFFFF - 2:
+    if photo.comment and len(photo.comment.encode("utf-8")) > _JPEG_SEGMENT_ROOM:
         left.append(f"its comment ({len(photo.comment.encode('utf-8')) // 1024} KB) left out: a JPEG "
                     "segment holds 64 KB (--format png keeps it)")
-    if photo.exif and len(photo.exif) > 0xFFFF - 2 - len(_EXIF_PREFIX):
-        fitted = _exif_fitting_a_jpeg(photo.exif)
+    fitted = _exif_fitting_a_jpeg(photo.exif) if photo.exif else photo.exif
+    if fitted is not photo.exif:  # (the block itself when it fits)
         left.append(f"its EXIF ({len(photo.exif) // 1024} KB) " + (
             "left out" if fitted is None else "written without its values over 1 KB (maker notes)")
             + ": a JPEG segment holds 64 KB (--format png or tif keeps it)")
@@ -1656,7 +1633,7 @@ def _exif_fitting_a_jpeg(exif: bytes) -> "bytes | None":
     """
     from PIL import Image
 
-    room = 0xFFFF - 2 - len(_EXIF_PREFIX)
+    room = _JPEG_SEGMENT_ROOM - len(_EXIF_PREFIX)
     if len(exif) <= room:
         return exif
     try:
@@ -1679,12 +1656,17 @@ def _jpeg_with_segment(jpeg: bytes, marker: int, payload: bytes, after: tuple) -
     return jpeg[:pos] + bytes((0xFF, marker)) + struct.pack(">H", len(payload) + 2) + payload + jpeg[pos:]
 
 
-def _jpeg_with_xmp(jpeg: bytes, xmp: bytes) -> bytes:
-    """Insert an XMP APP1 segment (XMP spec part 3, §1.1.3) after the JFIF/EXIF segments of ``jpeg``."""
+def _xmp_segment(xmp: bytes) -> "bytes | None":
+    """The APP1 payload holding ``xmp`` (XMP spec part 3, §1.1.3), or None when it does not fit one
+    segment (larger packets need Extended XMP across several: not written)."""
     segment = _XMP_APP1 + xmp
-    if len(segment) + 2 > 0xFFFF:
-        return jpeg  # larger packets need Extended XMP across several segments: not written
-    return _jpeg_with_segment(jpeg, 0xE1, segment, (0xE0, 0xE1))
+    return segment if len(segment) <= _JPEG_SEGMENT_ROOM else None
+
+
+def _jpeg_with_xmp(jpeg: bytes, xmp: bytes) -> bytes:
+    """Insert an XMP APP1 segment after the JFIF/EXIF segments of ``jpeg`` (none when too big)."""
+    segment = _xmp_segment(xmp)
+    return jpeg if segment is None else _jpeg_with_segment(jpeg, 0xE1, segment, (0xE0, 0xE1))
 
 
 _ZERO_RUN = 64  # zero bytes in a row that mark a hole (see _zeroed_jpeg_data)
@@ -1830,6 +1812,37 @@ def _missing_only_the_jpeg_end_marker(data: bytes) -> bool:
     return bool(np.array_equal(decoded[0], decoded[1]))
 
 
+def _png_colour_profile(info: dict, *, grey: bool) -> tuple:
+    """``(ICC profile, note)`` equivalent to a PNG's cHRM and gAMA chunks, for a PNG without an
+    iCCP or sRGB chunk (PNG 3rd ed. §11.3.3); ``(None, None)`` when they say sRGB or are absent.
+
+    - cHRM: its primaries (Display P3 ones, say) were ignored and its colours read as sRGB's,
+      duller. They become the photo's own profile, with the gAMA curve (else sRGB's). Not on a
+      grey PNG: its chromaticities say nothing a grey image can use.
+    - gAMA alone: its file gamma was ignored, so a linear PNG (gAMA 1.0) was decoded as sRGB, far
+      too bright. 1/2.2 is taken as sRGB, as viewers do; another gamma becomes the photo's own
+      profile (sRGB primaries, that power law; on a grey PNG a grey profile: an RGB one was set
+      aside on a grey image, and its gamma ignored), written back with the photo.
+    """
+    file_gamma = float(info.get("gamma") or 0.0)
+    curve = round(1.0 / file_gamma, 3) if file_gamma > 0 and abs(file_gamma - 1 / 2.2) > 0.01 else "srgb"
+    chromaticity = None if grey else info.get("chromaticity")
+    if _other_than_srgb(chromaticity):
+        wx, wy, rx, ry, gx, gy, bx, by = (float(v) for v in chromaticity)
+        gamma = f", gamma {1 / file_gamma:.3g}" if curve != "srgb" else ""
+        return (make_icc_profile(((rx, ry), (gx, gy), (bx, by)), (wx, wy), trc=curve,
+                                 description="PNG cHRM primaries" + gamma),
+                "PNG chromaticities (cHRM, no colour profile): decoded with them, written back as an "
+                "equivalent ICC profile")
+    if curve == "srgb":
+        return None, None
+    kind = "grey" if grey else "sRGB primaries"
+    return (make_icc_profile(None if grey else SRGB_PRIMARIES, trc=curve,
+                             description=f"{kind}, gamma {1 / file_gamma:.3g} (PNG gAMA)"),
+            f"PNG gamma {file_gamma:.5g} (no colour profile): decoded with it, written back as an "
+            "equivalent ICC profile")
+
+
 def _other_than_srgb(chromaticity) -> bool:
     """True for PNG cHRM values (white x, y, then red, green, blue) that are valid and not
     sRGB's (within 0.01: writers round them); None or nonsense is False."""
@@ -1856,16 +1869,24 @@ def _raised_in_pillow(exc: BaseException) -> bool:
     return tb is not None and f"{os.sep}PIL{os.sep}" in tb.tb_frame.f_code.co_filename
 
 
-def _png_ends(data: bytes) -> bool:
-    """Whether a PNG's chunks, walked by their headers alone, reach an IEND chunk within the file."""
+def _png_chunks(data: bytes):
+    """Yield ``(kind, start, end)`` of each chunk of a PNG whose 12-byte frame begins within
+    ``data``, walked by their headers alone: its body is ``data[start:end - 4]``, its CRC the 4
+    bytes before ``end``. The last one may run past the end of a cut file."""
     pos = 8
     while pos + 12 <= len(data):
         length, kind = struct.unpack_from(">I4s", data, pos)
-        if pos + 12 + length > len(data):
+        yield kind, pos + 8, pos + 12 + length
+        pos += 12 + length
+
+
+def _png_ends(data: bytes) -> bool:
+    """Whether a PNG's chunks, walked by their headers alone, reach an IEND chunk within the file."""
+    for kind, _, end in _png_chunks(data):
+        if end > len(data):
             return False
         if kind == b"IEND":
             return True
-        pos += 12 + length
     return False
 
 
@@ -1875,35 +1896,23 @@ def _missing_only_the_png_end(data: bytes) -> bool:
     called it damaged (with libpng's own error line on the terminal)."""
     if not data.startswith(b"\x89PNG\r\n\x1a\n") or b"IEND" in data[-64:]:
         return False  # (the usual case decided without reading the file through)
-    pos = 8
-    while pos + 8 <= len(data):  # the chunk headers alone first: an IEND followed by other data
-        length, kind = struct.unpack_from(">I4s", data, pos)
-        if kind == b"IEND":
-            return False
-        pos += 12 + length
-    pos, stream = 8, zlib.decompressobj()
-    seen_data = False
-    while pos < len(data):
-        if pos + 12 > len(data):
-            return False
-        length, kind = struct.unpack_from(">I4s", data, pos)
-        end = pos + 12 + length
-        if end > len(data) or zlib.crc32(data[pos + 4:end - 4]) != struct.unpack_from(">I", data, end - 4)[0]:
-            return False
-        if kind == b"IEND":
+    if _png_ends(data):  # the chunk headers alone first: an IEND followed by other data
+        return False
+    stream, seen_data, end = zlib.decompressobj(), False, 8
+    for kind, start, end in _png_chunks(data):
+        if end > len(data) or zlib.crc32(data[start - 4:end - 4]) != struct.unpack_from(">I", data, end - 4)[0]:
             return False
         if kind == b"IDAT":
             seen_data = True
             try:
                 # (The pixels are not kept: 64 KB at a time, only to find where the stream ends.)
-                chunk = data[pos + 8:end - 4]
+                chunk = data[start:end - 4]
                 while chunk and not stream.eof:
                     stream.decompress(chunk, 1 << 16)
                     chunk = stream.unconsumed_tail
             except zlib.error:
                 return False
-        pos = end
-    return seen_data and stream.eof
+    return end == len(data) and seen_data and stream.eof  # (bytes after the last whole chunk: cut)
 
 
 def _cmyk_to_srgb(img, icc):
@@ -2368,7 +2377,7 @@ def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | 
 
     if fmt == "JPEG":
         options = {"quality": int(quality)}
-        if comment and len(comment.encode("utf-8")) <= 0xFFFF - 2:  # one COM segment
+        if comment and len(comment.encode("utf-8")) <= _JPEG_SEGMENT_ROOM:  # one COM segment
             options["comment"] = comment.encode("utf-8")
         if grey is None:
             options["subsampling"] = subsamplings[subsampling]  # (a grey JPEG has no chroma)
