@@ -112,26 +112,14 @@ class NoiseProfile:
     coarse_b: tuple[tuple[float, float, float], ...] = ()
 
     def __post_init__(self):
-        check_field_types(self)
-        # Checked when built: a NaN or negative slope made denoise return NaN, b=inf a flat
-        # grey image, a short tuple an IndexError deep inside.
-        def triple(value, name):
-            try:
-                values = tuple(float(v) for v in value)
-            except (TypeError, ValueError):
-                values = ()
-            if len(values) != 3 or not all(0.0 <= v < math.inf for v in values):
+        check_field_types(self)  # three floats each (a short tuple failed deep inside), as tuples
+        # Checked when built: a NaN or negative slope made denoise return NaN, b=inf a flat grey image.
+        triples = [("a", self.a), ("b", self.b)] + [(f"{name}[{k}]", v) for name in ("coarse_a", "coarse_b")
+                                                    for k, v in enumerate(getattr(self, name))]
+        for name, values in triples:
+            if not all(0.0 <= v < math.inf for v in values):
                 raise ValueError(f"NoiseProfile.{name}: expected 3 finite numbers >= 0 (luma, chroma_rb, "
-                                 f"chroma_gm), got {value!r}")
-            return values
-
-        object.__setattr__(self, "a", triple(self.a, "a"))
-        object.__setattr__(self, "b", triple(self.b, "b"))
-        for name in ("coarse_a", "coarse_b"):
-            value = getattr(self, name)
-            if not isinstance(value, (tuple, list)):
-                raise ValueError(f"NoiseProfile.{name}: expected a tuple of 3-number tuples, got {value!r}")
-            object.__setattr__(self, name, tuple(triple(v, f"{name}[{k}]") for k, v in enumerate(value)))
+                                 f"chroma_gm), got {values!r}")
 
     def model_at(self, level: int, channel: int) -> tuple[float, float]:
         """``(a, b)`` of one opponent channel at pyramid scale ``level`` (0 = full resolution)."""
