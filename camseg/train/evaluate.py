@@ -391,7 +391,9 @@ def main(argv=None) -> int:
                          f"(the bundled one is {DEFAULT_MODEL})")
         model = Path(args.model)
         offsets = calibrate(model, Path(args.data), face_labels=face_labels if face_labels.is_dir() else None)
-        for path in (model, model.with_name(model.stem + "_scene.onnx")):
+        from camseg.segmenter import _scene_model_path
+
+        for path in (model, _scene_model_path(model)):
             if path.exists():
                 set_logit_offsets(path, offsets)
                 print(f"wrote logit offsets {offsets} into {path}")

@@ -130,10 +130,13 @@ def export_paths(stem: "str | Path") -> tuple[Path, Path]:
     (``with_suffix`` replaced ".v2") and its twin as ``hyperdetr.v2_scene.onnx``, which the
     runtime then never paired with it.
     """
+    from camseg.segmenter import _scene_model_path
+
     stem = Path(stem)
     if stem.suffix.lower() == ".onnx":
         stem = stem.with_suffix("")
-    return stem.parent / (stem.name + ".onnx"), stem.parent / (stem.name + "_scene.onnx")
+    full = stem.parent / (stem.name + ".onnx")
+    return full, _scene_model_path(full)
 
 
 def export_pair(model: HyperDetr, stem: "str | Path", **kwargs) -> tuple[Path, Path]:
