@@ -1515,6 +1515,51 @@ def _exif_from_png_text(text: tuple) -> "bytes | None":
     return _normalise_exif(exif.tobytes()) if len(exif) else None
 
 
+def _exif_with_png_text(exif: bytes, text: tuple) -> bytes:
+    """``exif`` with the PNG's Author, Copyright and Description (or Title) added where its IFD0
+    has no Artist, Copyright or ImageDescription of its own (the camera's own fields win).
+
+    A JPEG or TIFF written from a PNG that has both an eXIf chunk and text fields lost the text
+    fields. IFD0 is written again, with the new entries, after the block's end and the header
+    pointed at it: nothing else moves, so the sub-IFDs and maker notes keep their offsets (the
+    old directory stays behind, unreferenced). ``exif`` itself where nothing is added or its
+    IFD0 cannot be read.
+    """
+    fields = dict(text)
+    bo = "<" if exif[:2] == b"II" else ">"
+    try:
+        entries = list(_exif_ifd0_entries(exif))
+        ifd0 = struct.unpack_from(bo + "I", exif, 4)[0]
+    except struct.error:
+        return exif
+    have = {tag for _, tag, _, _, _ in entries}
+    added = []
+    for tag, keywords in _PNG_TEXT_EXIF:
+        value = next((fields[k] for k in keywords if fields.get(k)), None)
+        if tag not in have and value is not None:
+            added.append((tag, value.encode("utf-8") + b"\0"))  # ASCII type, UTF-8 as exiftool writes it
+    if not added:
+        return exif
+    link_at = ifd0 + 2 + 12 * len(entries)  # the next-IFD offset (IFD1, the thumbnail)
+    next_ifd = struct.unpack_from(bo + "I", exif, link_at)[0] if link_at + 4 <= len(exif) else 0
+    data = bytearray(exif)
+    data += b"\0" * (len(data) % 2)  # TIFF 6.0: a directory begins on a word boundary
+    start, count = len(data), len(entries) + len(added)
+    values, records = bytearray(), [(tag, exif[pos:pos + 12]) for pos, tag, _, _, _ in entries]
+    for tag, raw in added:
+        if len(raw) <= 4:
+            field = raw.ljust(4, b"\0")
+        else:
+            field = struct.pack(bo + "I", start + 2 + 12 * count + 4 + len(values))
+            values += raw + b"\0" * (len(raw) % 2)
+        records.append((tag, struct.pack(bo + "HHI", tag, 2, len(raw)) + field))
+    records.sort(key=lambda r: r[0])  # TIFF 6.0: entries in ascending tag order
+    data += struct.pack(bo + "H", count) + b"".join(r for _, r in records) + struct.pack(bo + "I", next_ifd)
+    data += values
+    struct.pack_into(bo + "I", data, 4, start)
+    return bytes(data)
+
+
 #: Bytes a JPEG marker segment's payload can hold: its 16-bit length counts its own 2 bytes.
 _JPEG_SEGMENT_ROOM = 0xFFFF - 2
 
@@ -2339,8 +2384,8 @@ def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | 
     iptc = like.iptc if like is not None else None
     comment = like.comment if like is not None else None
     text = like.text if like is not None else ()
-    if text and not exif and fmt != "PNG":
-        exif = _exif_from_png_text(text)
+    if text and fmt != "PNG":  # (a PNG output keeps them as text fields)
+        exif = _exif_with_png_text(exif, text) if exif else _exif_from_png_text(text)
     # JPEG: the codes are made in Pillow's own RGBX layout so that Image.frombuffer maps them
     # instead of repacking the whole frame (a 12-MP Image.fromarray took as long as the encoder).
     alpha = like.alpha if like is not None else None

@@ -283,6 +283,34 @@ def test_png_text_fields_are_kept(tmp_path):
             assert exif.get(0x8298).encode("latin-1").decode("utf-8") == "© 2024 Jane Doe"  # UTF-8 in ASCII
 
 
+def test_png_text_fields_join_the_png_s_own_exif(tmp_path):
+    """A PNG with an eXIf chunk and text fields lost the text fields in a JPEG or TIFF: only a
+    PNG without EXIF had them written into one. They join its EXIF now, where it has no field
+    of its own (the camera's Artist wins), and everything else in the EXIF is kept."""
+    from PIL import PngImagePlugin
+
+    for byte_order in ("<", ">"):
+        exif = Image.Exif()
+        exif._endian = byte_order  # (Pillow's writer follows it: both byte orders are tried)
+        exif[0x010F] = "Cam"
+        exif[0x013B] = "Camera Owner"
+        exif.get_ifd(0x8769)[0x9003] = "2024:05:06 07:08:09"
+        info = PngImagePlugin.PngInfo()
+        for keyword, value in (("Author", "Jane Doe"), ("Copyright", "© 2024 Jane Doe"), ("Title", "Sunset")):
+            info.add_itxt(keyword, value) if not value.isascii() else info.add_text(keyword, value)
+        _picture(64, 48).save(tmp_path / "t.png", pnginfo=info, exif=exif.tobytes())
+        photo = cio.read_photo(tmp_path / "t.png")
+        for ext in ("jpg", "tif"):
+            with Image.open(cio.write_photo(tmp_path / f"out.{ext}", photo.pixels, like=photo)) as im:
+                out = im.getexif()
+                assert (out.get(0x010F), out.get(0x013B), out.get(0x010E)) == ("Cam", "Camera Owner", "Sunset")
+                assert out.get(0x8298).encode("latin-1").decode("utf-8") == "© 2024 Jane Doe"
+                assert out.get_ifd(0x8769).get(0x9003) == "2024:05:06 07:08:09"
+                if ext == "jpg":  # IFD0 still in tag order (TIFF 6.0), as the JPEG holds it
+                    tags = [tag for _, tag, _, _, _ in cio._exif_ifd0_entries(cio._normalise_exif(im.info["exif"]))]
+                    assert tags == sorted(tags) and 0x013B in tags
+
+
 def test_exif_in_an_imagemagick_png_text_chunk_is_kept(tmp_path):
     """ImageMagick keeps a PNG's EXIF as hex in a "Raw profile type exif" zTXt chunk: its
     orientation was applied (Pillow reads it), then the EXIF was dropped."""
