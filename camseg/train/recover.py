@@ -83,6 +83,10 @@ def _template_export(model: HyperDetr, input_size) -> onnx.ModelProto:
         return onnx.load(str(Path(tmp) / "template.onnx"))
 
 
+class SceneOnlyModelError(ValueError):
+    """The file is a scene-only twin (``<stem>_scene.onnx``): it holds no transformer to recover."""
+
+
 def recover_model(path: "str | Path") -> tuple[HyperDetr, ModelContract]:
     """Rebuild the float model of a shipped ONNX file (BatchNorms left as identities).
 
@@ -101,6 +105,8 @@ def recover_model(path: "str | Path") -> tuple[HyperDetr, ModelContract]:
 
     Raises
     ------
+    SceneOnlyModelError
+        If the file is a scene-only model.
     ValueError
         If a parameter of the architecture has no counterpart in the file.
     """
@@ -108,7 +114,8 @@ def recover_model(path: "str | Path") -> tuple[HyperDetr, ModelContract]:
     meta = {e.key: e.value for e in proto.metadata_props}
     contract = ModelContract.from_json(meta[METADATA_KEY])
     if contract.decoder_layers == 0:
-        raise ValueError(f"{path} is a scene-only model; recover from the full model beside it")
+        raise SceneOnlyModelError(f"{path} is a scene-only model (no transformer to recover); recover from "
+                                  f"the full model beside it, e.g. camseg/models/hyperdetr.onnx")
     config = HyperDetrConfig(decoder_layers=contract.decoder_layers, mask_channels=contract.mask_channels,
                              num_queries=contract.num_queries,
                              scene_categories=tuple(contract.scene_categories),
@@ -289,9 +296,9 @@ def main(argv=None) -> int:
         parser.error(f"--data {args.data!r}: no such folder (../shared/data) or pack file")
     try:
         model, contract = recover_model(args.model)
+    except SceneOnlyModelError as exc:
+        parser.error(str(exc))
     except Exception as exc:  # noqa: BLE001 - a file that is no camseg model: one line, not protobuf's traceback
-        if isinstance(exc, ValueError) and "scene-only" in str(exc):
-            raise
         parser.error(f"{args.model!r} is not a camseg model file that can be read ({type(exc).__name__}: "
                      f"{str(exc)[:200]}); pass the full model, e.g. camseg/models/hyperdetr.onnx")
     images = calibration_images(args.data, args.photos, size=contract.input_size)

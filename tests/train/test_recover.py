@@ -87,11 +87,16 @@ def test_calibration_keeps_the_function_and_gives_batch_statistics(tmp_path, mod
     assert np.abs(scene_train - before[0]).mean() < 0.1 * np.abs(before[0]).mean()
 
 
-def test_scene_only_file_is_refused(tmp_path, model):
+def test_scene_only_file_is_refused(tmp_path, model, capsys):
     path = tmp_path / "s.onnx"
     export_onnx(model, path, input_size=SIZE, scene_only=True)
     with pytest.raises(ValueError, match="scene-only"):
         recover_model(path)
+    # The command says so in one usage line (it raised the traceback before).
+    with pytest.raises(SystemExit) as stop:
+        main([str(path), "--out", str(tmp_path / "r.pt"), "--data", str(tmp_path)])
+    assert stop.value.code == 2
+    assert "scene-only" in capsys.readouterr().err
 
 
 def test_command_writes_a_checkpoint_the_trainer_and_exporter_read(tmp_path, model, monkeypatch):
