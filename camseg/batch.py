@@ -37,8 +37,10 @@ import json
 import multiprocessing
 import os
 import re
+import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import warnings
@@ -970,6 +972,66 @@ def _run_on_dask(client, todo, task, settings, write_options, model_path, thread
 _MAX_KILLS_IN_A_ROW = 3
 
 
+class _InterruptsHeld:
+    """Ctrl-C and SIGTERM held back while the worker pool starts, and raised when released.
+
+    Two tracebacks came from a Ctrl-C in a batch's first second (a terminal sends it to the
+    whole process group):
+
+    - the forkserver's: it ignores SIGINT only once it has imported numpy, OpenCV,
+      onnxruntime and the effects (about a second). It is started here with SIGINT ignored,
+      which exec keeps (a blocked mask it does not: the interpreter that starts it clears
+      that), so it and the workers it forks never see one (the batch stops the workers);
+    - a worker's FileNotFoundError: the KeyboardInterrupt broke ``Process.start`` after the
+      forkserver had forked the worker, which the pool then never knew of; it read its
+      start-up data after the command had exited and removed the pool's semaphores.
+
+    A SIGINT or SIGTERM that arrives meanwhile is recorded and raised by :meth:`release`, once
+    the pool knows every worker it started: the batch then stops as after any Ctrl-C. Only
+    while the forkserver process itself is started (a fork and an exec, milliseconds) is
+    SIGINT ignored here too, and one sent then is lost. Nothing is held outside the main
+    thread (Python runs signal handlers there only) or where a handler is not Python's.
+    """
+
+    _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, context):
+        self._caught, self._handlers = [], None
+        if threading.current_thread() is not threading.main_thread():
+            return
+        self._handlers = {s: signal.getsignal(s) for s in self._SIGNALS}
+        record = lambda signum, _frame: self._caught.append(signum)  # noqa: E731
+        for s in self._SIGNALS:
+            if callable(self._handlers[s]):  # (an ignored or default signal stays as it is)
+                signal.signal(s, record)
+        if context.get_start_method() == "forkserver":
+            from multiprocessing import forkserver
+
+            if callable(self._handlers[signal.SIGINT]):
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                forkserver.ensure_running()  # (and the resource tracker, which it starts first)
+            finally:
+                if callable(self._handlers[signal.SIGINT]):
+                    signal.signal(signal.SIGINT, record)
+
+    def __enter__(self) -> "_InterruptsHeld":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def release(self) -> None:
+        """Back to the handlers as they were, then raise what was held (once)."""
+        if self._handlers is None:
+            return
+        for s, handler in self._handlers.items():
+            signal.signal(s, handler)
+        self._handlers = None
+        for s in dict.fromkeys(self._caught):
+            signal.raise_signal(s)
+
+
 def _run_in_pool(items, workers, task, settings, write_options, model_path, threads, record,
                  start_bar) -> "tuple[list, bool]":
     """Process ``items`` on ``workers`` worker processes; record each result as it comes.
@@ -989,7 +1051,7 @@ def _run_in_pool(items, workers, task, settings, write_options, model_path, thre
     except OSError as exc:  # no shared memory or semaphores here (some sandboxes, AWS Lambda)
         raise OSError(f"cannot start worker processes here ({exc.strerror or exc}); pass in_process=True to "
                       "process the photos in this process") from exc
-    with _thread_env(threads), cf.ProcessPoolExecutor(
+    with _InterruptsHeld(context) as held, _thread_env(threads), cf.ProcessPoolExecutor(
             max_workers=workers, mp_context=context, initializer=_init_worker,
             initargs=(model_path, threads, os.getpid(), started)) as pool:
         futures = {}
@@ -1006,6 +1068,7 @@ def _run_in_pool(items, workers, task, settings, write_options, model_path, thre
                     # again, as after a worker's death.
                     unsubmitted = list(items[i:])
                     break
+            held.release()  # a Ctrl-C while the workers started stops the batch here
             # The bar (tqdm runs a monitor thread) starts only after the workers exist.
             start_bar()
             for future in cf.as_completed(futures):

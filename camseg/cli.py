@@ -196,7 +196,12 @@ def main(argv=None) -> int:
         parser.print_help(sys.stderr)
         return 2
 
-    from camseg.batch import quiet_decoder_warnings, run_batch
+    try:
+        # (numpy, OpenCV, onnxruntime: about half a second, when a Ctrl-C printed the import's traceback)
+        from camseg.batch import quiet_decoder_warnings, run_batch
+    except KeyboardInterrupt:
+        print("camseg: interrupted", file=sys.stderr)
+        return 130
 
     quiet_decoder_warnings()
     # Killed (kill -9, the OOM killer), the command leaves its worker pool's semaphores to
