@@ -939,9 +939,20 @@ def _dask_client(scheduler: str, jobs: int, threads: int):
         raise ImportError("running a batch on Dask needs the distributed scheduler: "
                           "pip install 'camseg[dask]' (or pip install 'dask[distributed]')") from exc
     if scheduler == "local":
+        import dask
+
+        # The workers are forked from the batch's own forkserver (started with SIGINT ignored,
+        # see _InterruptsHeld): a Ctrl-C while the cluster started printed a traceback from each
+        # worker importing or starting (about 80 lines), and one from the cluster's exit. They
+        # ignore it now; the batch stops them with the cluster, and what arrives while the
+        # cluster starts is raised once it is up.
+        context = _pool_context()
         # One thread per worker task: the effects and onnxruntime use `threads` each inside it.
-        with LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None,
-                          env={k: str(threads) for k in _THREAD_VARS}) as cluster, Client(cluster) as client:
+        with _InterruptsHeld(context) as held, \
+                dask.config.set({"distributed.worker.multiprocessing-method": context.get_start_method()}), \
+                LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None,
+                             env={k: str(threads) for k in _THREAD_VARS}) as cluster, Client(cluster) as client:
+            held.release()
             yield client
     else:
         with Client(scheduler) as client:
@@ -987,10 +998,13 @@ class _InterruptsHeld:
       start-up data after the command had exited and removed the pool's semaphores.
 
     A SIGINT or SIGTERM that arrives meanwhile is recorded and raised by :meth:`release`, once
-    the pool knows every worker it started: the batch then stops as after any Ctrl-C. Only
-    while the forkserver process itself is started (a fork and an exec, milliseconds) is
-    SIGINT ignored here too, and one sent then is lost. Nothing is held outside the main
-    thread (Python runs signal handlers there only) or where a handler is not Python's.
+    the pool knows every worker it started: the batch then stops as after any Ctrl-C. While
+    the forkserver process itself is started (a fork and an exec: about a millisecond) SIGINT
+    is ignored here too; this thread blocks it then, which keeps it pending on Linux, but
+    numpy, OpenCV and onnxruntime each run a thread that does not block it, and one that
+    takes it drops it (1 of 12 tries of a test aimed at that millisecond). Nothing is held
+    outside the main thread (Python runs signal handlers there only) or where a handler is
+    not Python's.
     """
 
     _SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -1004,16 +1018,21 @@ class _InterruptsHeld:
         for s in self._SIGNALS:
             if callable(self._handlers[s]):  # (an ignored or default signal stays as it is)
                 signal.signal(s, record)
-        if context.get_start_method() == "forkserver":
+        if context.get_start_method() == "forkserver" and callable(self._handlers[signal.SIGINT]):
             from multiprocessing import forkserver
 
-            if callable(self._handlers[signal.SIGINT]):
-                signal.signal(signal.SIGINT, signal.SIG_IGN)
+            # SIGINT blocked first: Linux keeps a blocked signal pending even while it is
+            # ignored, so one sent while the server starts reaches `record` when unblocked.
+            # (Setting SIG_IGN drops one already pending: it is recorded just before.)
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
             try:
+                if signal.SIGINT in signal.sigpending():
+                    self._caught.append(signal.SIGINT)
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
                 forkserver.ensure_running()  # (and the resource tracker, which it starts first)
             finally:
-                if callable(self._handlers[signal.SIGINT]):
-                    signal.signal(signal.SIGINT, record)
+                signal.signal(signal.SIGINT, record)
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
     def __enter__(self) -> "_InterruptsHeld":
         return self
