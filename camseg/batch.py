@@ -1030,9 +1030,14 @@ class _InterruptsHeld:
                     self._caught.append(signal.SIGINT)
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
                 forkserver.ensure_running()  # (and the resource tracker, which it starts first)
-            finally:
-                signal.signal(signal.SIGINT, record)
+            except BaseException:
+                # (no `with` has this object yet: its handlers go back here, or stay replaced)
+                self._caught.clear()
                 signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+                self.release()
+                raise
+            signal.signal(signal.SIGINT, record)
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
     def __enter__(self) -> "_InterruptsHeld":
         return self

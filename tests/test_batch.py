@@ -1242,6 +1242,39 @@ def test_ctrl_c_in_the_first_second_prints_no_traceback(tmp_path, when):
     assert sorted(p.stem for p in out.glob("*.jpg")) == sorted(p.stem for p in photos)
 
 
+def test_held_interrupts_are_raised_once_and_the_handlers_come_back(monkeypatch):
+    """What the batch holds while its workers start (batch._InterruptsHeld): a Ctrl-C then is
+    raised when released, once; the handlers are the caller's again, also when the forkserver
+    cannot start."""
+    import multiprocessing
+    from multiprocessing import forkserver
+
+    from camseg.batch import _InterruptsHeld
+
+    mine = lambda signum, frame: None  # noqa: E731
+    old = signal.signal(signal.SIGTERM, mine)
+    try:
+        context = multiprocessing.get_context("spawn")  # (no forkserver to start)
+        with pytest.raises(KeyboardInterrupt):
+            with _InterruptsHeld(context) as held:
+                signal.raise_signal(signal.SIGINT)
+                signal.raise_signal(signal.SIGINT)  # held: nothing raised yet
+                held.release()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        assert signal.getsignal(signal.SIGTERM) is mine
+        if "forkserver" in multiprocessing.get_all_start_methods():
+            def fail():
+                raise OSError("no sockets here")
+
+            monkeypatch.setattr(forkserver, "ensure_running", fail)
+            with pytest.raises(OSError, match="no sockets"):
+                _InterruptsHeld(multiprocessing.get_context("forkserver"))
+            assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+            assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 def test_more_jobs_than_cores_are_reduced_with_a_note(tmp_path):
     """--jobs 1000 started a worker (and a model) per photo: 7 GB for 40 small photos."""
     photos = _photos(tmp_path / "in", 3)
