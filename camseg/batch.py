@@ -931,7 +931,7 @@ def _pool_context():
 
 
 @contextlib.contextmanager
-def _dask_client(scheduler: str, jobs: int, threads: int):
+def _dask_client(scheduler: str, jobs: int, threads: int, quiet_start: bool = False):
     """A ``distributed.Client`` on ``scheduler``, or on a local cluster started (and stopped) here."""
     try:
         from distributed import Client, LocalCluster
@@ -941,15 +941,18 @@ def _dask_client(scheduler: str, jobs: int, threads: int):
     if scheduler == "local":
         import dask
 
-        # The workers are forked from the batch's own forkserver (started with SIGINT ignored,
-        # see _InterruptsHeld): a Ctrl-C while the cluster started printed a traceback from each
-        # worker importing or starting (about 80 lines), and one from the cluster's exit. They
-        # ignore it now; the batch stops them with the cluster, and what arrives while the
-        # cluster starts is raised once it is up.
-        context = _pool_context()
+        options = {}
+        if quiet_start:
+            # The workers are forked from the batch's own forkserver, started with SIGINT ignored:
+            # a Ctrl-C while the cluster started printed a traceback from each worker importing
+            # or starting (about 80 lines). They ignore it now; the batch stops them with the
+            # cluster.
+            context = _pool_context()
+            _start_quiet_forkserver(context)
+            options["distributed.worker.multiprocessing-method"] = context.get_start_method()
+        # Held while the cluster starts: interrupted, it failed its exit with an AssertionError.
         # One thread per worker task: the effects and onnxruntime use `threads` each inside it.
-        with _InterruptsHeld(context) as held, \
-                dask.config.set({"distributed.worker.multiprocessing-method": context.get_start_method()}), \
+        with _InterruptsHeld() as held, dask.config.set(options), \
                 LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None,
                              env={k: str(threads) for k in _THREAD_VARS}) as cluster, Client(cluster) as client:
             held.release()
@@ -983,61 +986,84 @@ def _run_on_dask(client, todo, task, settings, write_options, model_path, thread
 _MAX_KILLS_IN_A_ROW = 3
 
 
+def _idle() -> None:
+    """A worker process's target that does nothing (see :func:`_start_quiet_forkserver`)."""
+
+
+def _start_quiet_forkserver(context) -> None:
+    """Start ``context``'s forkserver with SIGINT ignored (unless it runs already), and wait until
+    it has imported its modules; a no-op unless the start method is forkserver.
+
+    A terminal's Ctrl-C reaches every process of the command. The forkserver ignores SIGINT only
+    once it has imported numpy, OpenCV, onnxruntime and the effects (about a second), so a
+    Ctrl-C then printed its KeyboardInterrupt traceback. Started with SIGINT ignored (exec keeps
+    that; it keeps no blocked mask: the interpreter that starts it clears that), it and every
+    worker it forks never see one; the batch stops its workers itself. The server is the whole
+    process's, so this is for the camseg command (``run_batch(quiet_start=True)``): a program's
+    own forkserver processes would ignore Ctrl-C too.
+
+    SIGINT is blocked while ignored, which on Linux keeps one sent meanwhile pending: it is
+    raised when the caller's handler is back (numpy's, OpenCV's and onnxruntime's threads do not
+    block it; one of them can take it and drop it, a few milliseconds' window). Then a process
+    that does nothing is started, which waits for the server's imports: a Ctrl-C during that
+    wait stops the batch at once (the caller's handler), where the pool's first worker would
+    have been left half started.
+    """
+    from multiprocessing import forkserver, resource_tracker
+
+    if (context.get_start_method() != "forkserver" or threading.current_thread() is not threading.main_thread()
+            or not callable(signal.getsignal(signal.SIGINT))):
+        return
+    handler = signal.getsignal(signal.SIGINT)
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    pending = False
+    try:
+        pending = signal.SIGINT in signal.sigpending()  # (SIG_IGN would drop it)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # The resource tracker first, alone: it unblocks SIGINT when it has started its process.
+        resource_tracker.ensure_running()
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # (a pending one reaches `handler` here)
+    if pending:
+        signal.raise_signal(signal.SIGINT)
+    waiting = context.Process(target=_idle, daemon=True)
+    waiting.start()
+    waiting.join()
+
+
 class _InterruptsHeld:
-    """Ctrl-C and SIGTERM held back while the worker pool starts, and raised when released.
+    """Ctrl-C and SIGTERM held back while the worker processes start, and raised when released.
 
-    Two tracebacks came from a Ctrl-C in a batch's first second (a terminal sends it to the
-    whole process group):
-
-    - the forkserver's: it ignores SIGINT only once it has imported numpy, OpenCV,
-      onnxruntime and the effects (about a second). It is started here with SIGINT ignored,
-      which exec keeps (a blocked mask it does not: the interpreter that starts it clears
-      that), so it and the workers it forks never see one (the batch stops the workers);
-    - a worker's FileNotFoundError: the KeyboardInterrupt broke ``Process.start`` after the
-      forkserver had forked the worker, which the pool then never knew of; it read its
-      start-up data after the command had exited and removed the pool's semaphores.
-
-    A SIGINT or SIGTERM that arrives meanwhile is recorded and raised by :meth:`release`, once
-    the pool knows every worker it started: the batch then stops as after any Ctrl-C. While
-    the forkserver process itself is started (a fork and an exec: about a millisecond) SIGINT
-    is ignored here too; this thread blocks it then, which keeps it pending on Linux, but
-    numpy, OpenCV and onnxruntime each run a thread that does not block it, and one that
-    takes it drops it (1 of 12 tries of a test aimed at that millisecond). Nothing is held
-    outside the main thread (Python runs signal handlers there only) or where a handler is
-    not Python's.
+    A KeyboardInterrupt inside ``Process.start`` could leave a worker the forkserver had
+    already forked, which the pool then never knew of: it read its start-up data after the
+    command had exited and removed the pool's semaphores, and printed a FileNotFoundError
+    traceback. A SIGINT or SIGTERM that arrives while the workers start (a few milliseconds
+    each once the server is ready, see :func:`_start_quiet_forkserver`; a local Dask cluster,
+    a second or so) is recorded and raised by :meth:`release`, once the pool knows every
+    worker it started: the batch then stops as after any Ctrl-C. A second Ctrl-C meanwhile is
+    raised at once. Nothing is held outside the main thread (Python runs signal handlers there
+    only) or where a handler is not Python's; the caller's handlers are back after
+    :meth:`release`.
     """
 
     _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self, context):
+    def __init__(self):
         self._caught, self._handlers = [], None
         if threading.current_thread() is not threading.main_thread():
             return
         self._handlers = {s: signal.getsignal(s) for s in self._SIGNALS}
-        record = lambda signum, _frame: self._caught.append(signum)  # noqa: E731
         for s in self._SIGNALS:
             if callable(self._handlers[s]):  # (an ignored or default signal stays as it is)
-                signal.signal(s, record)
-        if context.get_start_method() == "forkserver" and callable(self._handlers[signal.SIGINT]):
-            from multiprocessing import forkserver
+                signal.signal(s, self._record)
 
-            # SIGINT blocked first: Linux keeps a blocked signal pending even while it is
-            # ignored, so one sent while the server starts reaches `record` when unblocked.
-            # (Setting SIG_IGN drops one already pending: it is recorded just before.)
-            mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-            try:
-                if signal.SIGINT in signal.sigpending():
-                    self._caught.append(signal.SIGINT)
-                signal.signal(signal.SIGINT, signal.SIG_IGN)
-                forkserver.ensure_running()  # (and the resource tracker, which it starts first)
-            except BaseException:
-                # (no `with` has this object yet: its handlers go back here, or stay replaced)
-                self._caught.clear()
-                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-                self.release()
-                raise
-            signal.signal(signal.SIGINT, record)
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    def _record(self, signum, frame) -> None:
+        if signum == signal.SIGINT and signum in self._caught:
+            self.release()  # Ctrl-C twice: now, whatever is left half started
+        self._caught.append(signum)
 
     def __enter__(self) -> "_InterruptsHeld":
         return self
@@ -1057,7 +1083,7 @@ class _InterruptsHeld:
 
 
 def _run_in_pool(items, workers, task, settings, write_options, model_path, threads, record,
-                 start_bar) -> "tuple[list, bool]":
+                 start_bar, quiet_start=False) -> "tuple[list, bool]":
     """Process ``items`` on ``workers`` worker processes; record each result as it comes.
 
     Returns the items left unfinished because a worker died (the pool broke), in the order
@@ -1075,7 +1101,9 @@ def _run_in_pool(items, workers, task, settings, write_options, model_path, thre
     except OSError as exc:  # no shared memory or semaphores here (some sandboxes, AWS Lambda)
         raise OSError(f"cannot start worker processes here ({exc.strerror or exc}); pass in_process=True to "
                       "process the photos in this process") from exc
-    with _InterruptsHeld(context) as held, _thread_env(threads), cf.ProcessPoolExecutor(
+    if quiet_start:
+        _start_quiet_forkserver(context)
+    with _InterruptsHeld() as held, _thread_env(threads), cf.ProcessPoolExecutor(
             max_workers=workers, mp_context=context, initializer=_init_worker,
             initargs=(model_path, threads, os.getpid(), started)) as pool:
         futures = {}
@@ -1193,7 +1221,7 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
               jobs: "int | None" = None, output_format: "str | None" = None, quality: int = 95,
               bit_depth: "int | None" = None, overwrite: bool = False, model_path=None,
               progress: bool = True, on_result=None, dask_scheduler: "str | None" = None,
-              in_process: bool = False) -> BatchSummary:
+              in_process: bool = False, quiet_start: bool = False) -> BatchSummary:
     """Develop or segment many photos in parallel; see the module docstring for the guarantees.
 
     Parameters
@@ -1235,6 +1263,12 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
         Process the photos one by one in this process, with no worker processes (to debug,
         or where processes cannot be started); ``jobs`` must then be None or 1. A photo that
         exhausts memory kills this process.
+    quiet_start : bool
+        Start the worker processes ignoring Ctrl-C from the first instant (the camseg command
+        does): a terminal's Ctrl-C reaches every process of a program, and one that came while
+        they imported their libraries (about a second) printed their tracebacks. The batch stops
+        them itself. Process-wide: the forkserver that starts them is the program's, so the
+        program's own later forkserver processes ignore Ctrl-C too; off by default.
 
     Returns
     -------
@@ -1353,7 +1387,7 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
 
     try:
         if dask_scheduler is not None:
-            with _dask_client(dask_scheduler, jobs, threads) as client:
+            with _dask_client(dask_scheduler, jobs, threads, quiet_start) as client:
                 bar = _progress(len(todo), task, progress)
                 _run_on_dask(client, todo, task, settings, write_options, model_path, threads, record)
         elif in_process or not todo:
@@ -1406,10 +1440,10 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
                 in_shared_pool = bool(remaining) and not (stalled and alone)
                 if in_shared_pool:
                     unfinished, started = _run_in_pool(remaining, jobs, task, settings, write_options,
-                                                       model_path, threads, record, start_bar)
+                                                       model_path, threads, record, start_bar, quiet_start)
                 else:
                     unfinished, started = _run_in_pool(alone, 1, task, settings, write_options, model_path,
-                                                       cpus, record, start_bar)
+                                                       cpus, record, start_bar, quiet_start)
                 if unfinished and not started:
                     # No worker got as far as the model: no photo is at fault. Once more, then the
                     # photos are reported together (one per worker start would be blamed).

@@ -238,7 +238,7 @@ def main(argv=None) -> int:
         summary = run_batch(args.inputs, args.out, task=args.command, jobs=args.jobs,
                             overwrite=args.overwrite, model_path=args.model,
                             progress=not (args.no_progress or args.quiet), on_result=report,
-                            dask_scheduler=args.dask, **kwargs)
+                            dask_scheduler=args.dask, quiet_start=as_command, **kwargs)
     except ImportError as exc:
         print(f"camseg {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -256,11 +256,18 @@ def main(argv=None) -> int:
             signal.signal(signal.SIGINT, lambda *_: os._exit(130))
             signal.signal(signal.SIGTERM, lambda *_: os._exit(143))
         return 143 if isinstance(exc, _Terminated) else 130
+    status = 0 if summary.ok else 1
+    if as_command:
+        # The batch is done: a Ctrl-C or SIGTERM while the summary is printed or the interpreter
+        # exits (joining the pool's threads) printed a traceback (exit 0 or a death by SIGINT);
+        # it now ends the command with the batch's own status.
+        signal.signal(signal.SIGINT, lambda *_: os._exit(status))
+        signal.signal(signal.SIGTERM, lambda *_: os._exit(status))
     for note in summary.notes:
         print(f"camseg {args.command}: warning: {note}", file=sys.stderr)
     if not args.quiet or not summary.ok:
         print(f"camseg {args.command}: {summary}", file=sys.stderr)
-    return 0 if summary.ok else 1
+    return status
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1244,33 +1244,41 @@ def test_ctrl_c_in_the_first_second_prints_no_traceback(tmp_path, when):
 
 def test_held_interrupts_are_raised_once_and_the_handlers_come_back(monkeypatch):
     """What the batch holds while its workers start (batch._InterruptsHeld): a Ctrl-C then is
-    raised when released, once; the handlers are the caller's again, also when the forkserver
-    cannot start."""
+    raised when released, once, and a second one at once; the handlers are the caller's again,
+    also when the quiet forkserver cannot start (batch._start_quiet_forkserver)."""
     import multiprocessing
-    from multiprocessing import forkserver
+    from multiprocessing import resource_tracker
 
-    from camseg.batch import _InterruptsHeld
+    from camseg.batch import _InterruptsHeld, _start_quiet_forkserver
 
     mine = lambda signum, frame: None  # noqa: E731
     old = signal.signal(signal.SIGTERM, mine)
     try:
-        context = multiprocessing.get_context("spawn")  # (no forkserver to start)
         with pytest.raises(KeyboardInterrupt):
-            with _InterruptsHeld(context) as held:
-                signal.raise_signal(signal.SIGINT)
-                signal.raise_signal(signal.SIGINT)  # held: nothing raised yet
-                held.release()
+            with _InterruptsHeld() as held:
+                signal.raise_signal(signal.SIGTERM)  # held: nothing happens yet
+                held.release()  # -> mine (nothing), then nothing else
+                raise KeyboardInterrupt  # (the with-statement's release is then a no-op)
+        with pytest.raises(KeyboardInterrupt):
+            with _InterruptsHeld():
+                signal.raise_signal(signal.SIGINT)  # held
+                try:
+                    signal.raise_signal(signal.SIGINT)  # a second Ctrl-C: raised at once
+                except KeyboardInterrupt:
+                    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+                    raise
+                pytest.fail("a second Ctrl-C was held too")
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
         assert signal.getsignal(signal.SIGTERM) is mine
         if "forkserver" in multiprocessing.get_all_start_methods():
             def fail():
                 raise OSError("no sockets here")
 
-            monkeypatch.setattr(forkserver, "ensure_running", fail)
+            monkeypatch.setattr(resource_tracker, "ensure_running", fail)
             with pytest.raises(OSError, match="no sockets"):
-                _InterruptsHeld(multiprocessing.get_context("forkserver"))
+                _start_quiet_forkserver(multiprocessing.get_context("forkserver"))
             assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-            assert signal.getsignal(signal.SIGTERM) is mine
+            assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, set())
     finally:
         signal.signal(signal.SIGTERM, old)
 
