@@ -1242,6 +1242,39 @@ def test_ctrl_c_in_the_first_second_prints_no_traceback(tmp_path, when):
     assert sorted(p.stem for p in out.glob("*.jpg")) == sorted(p.stem for p in photos)
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_ctrl_c_while_a_slow_forkserver_starts_stops_at_once(tmp_path):
+    """While the worker processes' server imports its libraries (a second here; far longer from
+    a cold or network disk), a Ctrl-C stops the command at once: held until the server was
+    ready, it did nothing for 20 s (tester, slow start simulated as here)."""
+    photos = _photos(tmp_path / "in", 2)
+    slow = tmp_path / "slow"
+    slow.mkdir()
+    # The forkserver is `python -c "from multiprocessing.forkserver import main; ..."`.
+    (slow / "sitecustomize.py").write_text("import sys, time\nif sys.argv[:1] == ['-c']:\n    time.sleep(30)\n")
+    cmd = [sys.executable, "-m", "camseg.cli", "develop", str(tmp_path / "in"), "--out", str(tmp_path / "out"),
+           "--jobs", "2", "--no-progress", "--quiet"]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(slow), str(REPO), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            if any(b"multiprocessing.forkserver" in c for c in _session_processes(proc.pid).values()):
+                break
+            time.sleep(0.01)
+        time.sleep(0.5)  # the command now waits for the server
+        sent = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=25)
+        took = time.monotonic() - sent
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # (the server still sleeping, and whatever is left)
+    err = proc.stderr.read().decode(errors="replace")
+    assert proc.returncode == 130 and "camseg: interrupted" in err and "Traceback" not in err, err[-2000:]
+    assert took < 10, f"the command took {took:.1f} s to stop after Ctrl-C"
+    assert not (tmp_path / "out").exists() or len(list((tmp_path / "out").glob("*.jpg"))) < len(photos)
+
+
 def test_held_interrupts_are_raised_once_and_the_handlers_come_back(monkeypatch):
     """What the batch holds while its workers start (batch._InterruptsHeld): a Ctrl-C then is
     raised when released, once, and a second one at once; the handlers are the caller's again,
