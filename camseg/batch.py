@@ -943,12 +943,12 @@ def _dask_client(scheduler: str, jobs: int, threads: int, quiet_start: bool = Fa
 
         options = {}
         if quiet_start:
-            # The workers are forked from the batch's own forkserver, started with SIGINT ignored:
+            # The workers are forked from the batch's own forkserver, started with SIGINT blocked:
             # a Ctrl-C while the cluster started printed a traceback from each worker importing
-            # or starting (about 80 lines). They ignore it now; the batch stops them with the
-            # cluster.
+            # or starting (about 80 lines). They never receive it now; the batch stops them with
+            # the cluster.
             context = _pool_context()
-            _start_quiet_forkserver(context)
+            _start_forkserver(context, quiet=True)
             options["distributed.worker.multiprocessing-method"] = context.get_start_method()
         # Held while the cluster starts: interrupted, it failed its exit with an AssertionError.
         # One thread per worker task: the effects and onnxruntime use `threads` each inside it.
@@ -987,51 +987,49 @@ _MAX_KILLS_IN_A_ROW = 3
 
 
 def _idle() -> None:
-    """A worker process's target that does nothing (see :func:`_start_quiet_forkserver`)."""
+    """A worker process's target that does nothing (see :func:`_start_forkserver`)."""
 
 
-def _start_quiet_forkserver(context) -> None:
-    """Start ``context``'s forkserver with SIGINT ignored (unless it runs already), and wait until
-    it has imported its modules; a no-op unless the start method is forkserver.
+def _start_forkserver(context, *, quiet: bool) -> None:
+    """Start ``context``'s forkserver (unless it runs already) and wait until it has imported
+    its modules, in a step a Ctrl-C stops at once; a no-op unless the start method is
+    forkserver.
 
-    A terminal's Ctrl-C reaches every process of the command. The forkserver ignores SIGINT only
-    once it has imported numpy, OpenCV, onnxruntime and the effects (about a second), so a
-    Ctrl-C then printed its KeyboardInterrupt traceback. Started with SIGINT ignored (exec keeps
-    that; it keeps no blocked mask: the interpreter that starts it clears that), it and every
-    worker it forks never see one; the batch stops its workers itself. The server is the whole
-    process's, so this is for the camseg command (``run_batch(quiet_start=True)``): a program's
-    own forkserver processes would ignore Ctrl-C too.
+    The wait: the pool's first ``Process.start`` waits for the server's imports (about a
+    second; far longer from a cold or network disk). A Ctrl-C that interrupted it there left a
+    worker the server then forked, which the pool never knew of, and which failed on its
+    semaphores after the command had gone (a FileNotFoundError traceback). Here the process
+    waited for does nothing; left half started, it exits quietly.
 
-    SIGINT is blocked while ignored, which on Linux keeps one sent meanwhile pending: it is
-    raised when the caller's handler is back (numpy's, OpenCV's and onnxruntime's threads do not
-    block it; one of them can take it and drop it, a few milliseconds' window). Then a process
-    that does nothing is started, which waits for the server's imports: a Ctrl-C during that
-    wait stops the batch at once (the caller's handler), where the pool's first worker would
-    have been left half started.
+    ``quiet``: the server is started with SIGINT blocked, which the fork and exec that start it
+    keep: a terminal's Ctrl-C reaches every process of the command, and the server's imports
+    printed a KeyboardInterrupt traceback; now it, and every worker it forks, keeps SIGINT
+    pending for good (the workers ignore it anyway: the batch stops them itself). The block
+    is this thread's only: a Ctrl-C meanwhile goes to Python's handler through another thread,
+    or waits here until the block ends, and is raised then. The server is the whole program's,
+    so its later forkserver processes cannot receive SIGINT either: for the camseg command
+    (``run_batch(quiet_start=True)``).
     """
-    from multiprocessing import forkserver, resource_tracker
-
-    if (context.get_start_method() != "forkserver" or threading.current_thread() is not threading.main_thread()
-            or not callable(signal.getsignal(signal.SIGINT))):
+    if context.get_start_method() != "forkserver":
         return
-    handler = signal.getsignal(signal.SIGINT)
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    pending = False
+    if quiet:
+        from multiprocessing import forkserver, resource_tracker
+
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, set())  # (a query: nothing changes yet)
+        try:
+            # The resource tracker blocks SIGINT itself while it starts its process, and
+            # unblocks it after: the block for the server is taken after that.
+            resource_tracker.ensure_running()
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            forkserver.ensure_running()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     try:
-        pending = signal.SIGINT in signal.sigpending()  # (SIG_IGN would drop it)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        # The resource tracker first, alone: it unblocks SIGINT when it has started its process.
-        resource_tracker.ensure_running()
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        forkserver.ensure_running()
-    finally:
-        signal.signal(signal.SIGINT, handler)
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # (a pending one reaches `handler` here)
-    if pending:
-        signal.raise_signal(signal.SIGINT)
-    waiting = context.Process(target=_idle, daemon=True)
-    waiting.start()
-    waiting.join()
+        waiting = context.Process(target=_idle, daemon=True)
+        waiting.start()
+        waiting.join()
+    except (EOFError, ConnectionError):
+        pass  # the server died as it started: the pool starts it again, and says so if it cannot
 
 
 class _InterruptsHeld:
@@ -1041,9 +1039,9 @@ class _InterruptsHeld:
     already forked, which the pool then never knew of: it read its start-up data after the
     command had exited and removed the pool's semaphores, and printed a FileNotFoundError
     traceback. A SIGINT or SIGTERM that arrives while the workers start (a few milliseconds
-    each once the server is ready, see :func:`_start_quiet_forkserver`; a local Dask cluster,
-    a second or so) is recorded and raised by :meth:`release`, once the pool knows every
-    worker it started: the batch then stops as after any Ctrl-C. A second Ctrl-C meanwhile is
+    each once the server is ready, see :func:`_start_forkserver`; a local Dask cluster, a
+    second or so) is recorded and raised by :meth:`release`, once the pool knows every worker
+    it started: the batch then stops as after any Ctrl-C. A second Ctrl-C meanwhile is
     raised at once. Nothing is held outside the main thread (Python runs signal handlers there
     only) or where a handler is not Python's; the caller's handlers are back after
     :meth:`release`.
@@ -1101,8 +1099,7 @@ def _run_in_pool(items, workers, task, settings, write_options, model_path, thre
     except OSError as exc:  # no shared memory or semaphores here (some sandboxes, AWS Lambda)
         raise OSError(f"cannot start worker processes here ({exc.strerror or exc}); pass in_process=True to "
                       "process the photos in this process") from exc
-    if quiet_start:
-        _start_quiet_forkserver(context)
+    _start_forkserver(context, quiet=quiet_start)
     with _InterruptsHeld() as held, _thread_env(threads), cf.ProcessPoolExecutor(
             max_workers=workers, mp_context=context, initializer=_init_worker,
             initargs=(model_path, threads, os.getpid(), started)) as pool:
@@ -1264,11 +1261,12 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
         or where processes cannot be started); ``jobs`` must then be None or 1. A photo that
         exhausts memory kills this process.
     quiet_start : bool
-        Start the worker processes ignoring Ctrl-C from the first instant (the camseg command
-        does): a terminal's Ctrl-C reaches every process of a program, and one that came while
-        they imported their libraries (about a second) printed their tracebacks. The batch stops
-        them itself. Process-wide: the forkserver that starts them is the program's, so the
-        program's own later forkserver processes ignore Ctrl-C too; off by default.
+        Start the worker processes with SIGINT blocked from the first instant (the camseg
+        command does): a terminal's Ctrl-C reaches every process of a program, and one that
+        came while they imported their libraries (about a second) printed their tracebacks. The
+        batch stops them itself. Process-wide: the forkserver that starts them is the
+        program's, so the program's own later forkserver processes cannot receive SIGINT
+        either; off by default. (Where the start method is not forkserver, it changes nothing.)
 
     Returns
     -------

@@ -1522,8 +1522,9 @@ def _exif_with_png_text(exif: bytes, text: tuple) -> bytes:
     A JPEG or TIFF written from a PNG that has both an eXIf chunk and text fields lost the text
     fields. IFD0 is written again, with the new entries, after the block's end and the header
     pointed at it: nothing else moves, so the sub-IFDs and maker notes keep their offsets (the
-    old directory stays behind, unreferenced). ``exif`` itself where nothing is added or its
-    IFD0 cannot be read.
+    old directory stays behind, unreferenced: 12 bytes an entry, and a block that then no
+    longer fits a JPEG's 64 KB segment loses what ``_exif_fitting_a_jpeg`` drops). ``exif``
+    itself where nothing is added or its IFD0 cannot be read.
     """
     fields = dict(text)
     bo = "<" if exif[:2] == b"II" else ">"

@@ -841,23 +841,27 @@ def test_one_job_names_the_photo_whose_worker_runs_out_of_memory_and_goes_on(tmp
     assert sorted(p.name for p in (tmp_path / "out").glob("*.jpg")) == ["a0.jpg", "a2.jpg"]
 
 
-def test_a_worker_that_could_not_be_started_is_started_again(tmp_path, monkeypatch):
+@pytest.mark.parametrize("quiet_start", [False, True])
+@pytest.mark.parametrize("failing", ["waiting for the server", "the pool's first worker"])
+def test_a_worker_that_could_not_be_started_is_started_again(tmp_path, monkeypatch, failing, quiet_start):
     """The forkserver killed as it started a worker ended the command with an EOFError traceback
-    (tester); the photos now go again in a fresh pool."""
+    (tester); the photos now go again in a fresh pool. Also when it dies while the batch waits
+    for it to be ready (batch._start_forkserver), which gave the traceback again (review)."""
     import multiprocessing.forkserver as forkserver
 
-    real, failed = forkserver.read_signed, []
+    real, calls = forkserver.read_signed, []
+    fail_at = 0 if failing == "waiting for the server" else 1
 
-    def read_signed(fd):  # the new worker's pid, as the pool starts it: the server is gone
-        if not failed:
-            failed.append(fd)
+    def read_signed(fd):  # a new process's pid, as it is started: the server is gone
+        calls.append(fd)
+        if len(calls) == fail_at + 1:
             raise EOFError("unexpected EOF")
         return real(fd)
 
     monkeypatch.setattr(forkserver, "read_signed", read_signed)
     _photos(tmp_path / "in", 2, size=(96, 128))
-    summary = run_batch([tmp_path / "in"], tmp_path / "out", jobs=1, progress=False)
-    assert failed and summary.done == 2 and summary.ok
+    summary = run_batch([tmp_path / "in"], tmp_path / "out", jobs=1, progress=False, quiet_start=quiet_start)
+    assert len(calls) > fail_at + 1 and summary.done == 2 and summary.ok
 
 
 def test_an_output_folder_that_became_read_only_is_refused_before_any_photo(tmp_path, monkeypatch):
@@ -1219,12 +1223,14 @@ def test_ctrl_c_in_the_first_second_prints_no_traceback(tmp_path, when):
             if when == "importing":
                 if "/cv2/" in Path(f"/proc/{proc.pid}/maps").read_text():
                     break  # the command imports OpenCV, then onnxruntime (camseg.batch's imports)
-            elif any(b"multiprocessing.forkserver" in c or b"multiprocessing.spawn" in c
-                     for c in _session_processes(proc.pid).values()):
-                # The server (or a Dask worker) is importing the batch's modules (about a
-                # second). (20 ms on: the command ignores SIGINT for the milliseconds it takes
-                # to start the server, see batch._InterruptsHeld.)
-                time.sleep(0.02)
+            elif when == "forkserver starting":
+                if any(b"multiprocessing.forkserver" in c for c in _session_processes(proc.pid).values()):
+                    time.sleep(0.1)  # the server is importing the batch's modules (about a second)
+                    break
+            elif sum(b"multiprocessing.forkserver" in c for c in _session_processes(proc.pid).values()) >= 3:
+                # The server and two processes forked from it: Dask's workers starting (a
+                # second or so; the batch's own process that waits for the server lives
+                # milliseconds, and one at a time).
                 break
             time.sleep(0.005)
         os.killpg(proc.pid, signal.SIGINT)
@@ -1232,8 +1238,7 @@ def test_ctrl_c_in_the_first_second_prints_no_traceback(tmp_path, when):
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    time.sleep(1.0)  # (what a half-started worker printed came after the command had exited)
-    text = err.decode(errors="replace")
+    text = err.decode(errors="replace")  # (to its end: what a half-started worker printed after the command exited)
     assert proc.returncode == 130 and "camseg: interrupted" in text, text[-2000:]
     assert "Traceback" not in text and "KeyboardInterrupt" not in text, text[-2000:]
     from camseg.cli import main
@@ -1276,44 +1281,52 @@ def test_ctrl_c_while_a_slow_forkserver_starts_stops_at_once(tmp_path):
 
 
 def test_held_interrupts_are_raised_once_and_the_handlers_come_back(monkeypatch):
-    """What the batch holds while its workers start (batch._InterruptsHeld): a Ctrl-C then is
-    raised when released, once, and a second one at once; the handlers are the caller's again,
-    also when the quiet forkserver cannot start (batch._start_quiet_forkserver)."""
+    """What the batch holds while its workers start (batch._InterruptsHeld): a signal then
+    reaches the caller's handler when released, once; a second Ctrl-C at once; the handlers
+    are the caller's again afterwards. And a quiet forkserver start that fails leaves SIGINT
+    unblocked (batch._start_forkserver)."""
     import multiprocessing
     from multiprocessing import resource_tracker
 
-    from camseg.batch import _InterruptsHeld, _start_quiet_forkserver
+    from camseg.batch import _InterruptsHeld, _start_forkserver
 
-    mine = lambda signum, frame: None  # noqa: E731
-    old = signal.signal(signal.SIGTERM, mine)
+    got = []
+
+    def mine(signum, frame):
+        got.append(signum)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+
+    old = {s: signal.signal(s, mine) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with pytest.raises(KeyboardInterrupt):
-            with _InterruptsHeld() as held:
-                signal.raise_signal(signal.SIGTERM)  # held: nothing happens yet
-                held.release()  # -> mine (nothing), then nothing else
-                raise KeyboardInterrupt  # (the with-statement's release is then a no-op)
+        with _InterruptsHeld() as held:
+            signal.raise_signal(signal.SIGTERM)
+            signal.raise_signal(signal.SIGTERM)
+            assert got == []  # held
+            held.release()
+            assert got == [signal.SIGTERM]  # once
+            held.release()
+            assert got == [signal.SIGTERM]
         with pytest.raises(KeyboardInterrupt):
             with _InterruptsHeld():
-                signal.raise_signal(signal.SIGINT)  # held
-                try:
-                    signal.raise_signal(signal.SIGINT)  # a second Ctrl-C: raised at once
-                except KeyboardInterrupt:
-                    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-                    raise
+                signal.raise_signal(signal.SIGINT)
+                assert got == [signal.SIGTERM]  # held
+                signal.raise_signal(signal.SIGINT)  # a second Ctrl-C: raised at once
                 pytest.fail("a second Ctrl-C was held too")
-        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-        assert signal.getsignal(signal.SIGTERM) is mine
+        assert got == [signal.SIGTERM, signal.SIGINT]
+        assert signal.getsignal(signal.SIGINT) is mine and signal.getsignal(signal.SIGTERM) is mine
         if "forkserver" in multiprocessing.get_all_start_methods():
             def fail():
                 raise OSError("no sockets here")
 
             monkeypatch.setattr(resource_tracker, "ensure_running", fail)
             with pytest.raises(OSError, match="no sockets"):
-                _start_quiet_forkserver(multiprocessing.get_context("forkserver"))
-            assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+                _start_forkserver(multiprocessing.get_context("forkserver"), quiet=True)
             assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, set())
+            assert got == [signal.SIGTERM, signal.SIGINT]
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for s, handler in old.items():
+            signal.signal(s, handler)
 
 
 def test_more_jobs_than_cores_are_reduced_with_a_note(tmp_path):

@@ -88,7 +88,7 @@ def test_calibration_keeps_the_function_and_gives_batch_statistics(tmp_path, mod
 
 
 def test_scene_only_file_is_refused(tmp_path, model, capsys):
-    path = tmp_path / "s.onnx"
+    path = tmp_path / "m_scene.onnx"
     export_onnx(model, path, input_size=SIZE, scene_only=True)
     with pytest.raises(ValueError, match="scene-only"):
         recover_model(path)
@@ -96,7 +96,8 @@ def test_scene_only_file_is_refused(tmp_path, model, capsys):
     with pytest.raises(SystemExit) as stop:
         main([str(path), "--out", str(tmp_path / "r.pt"), "--data", str(tmp_path)])
     assert stop.value.code == 2
-    assert "scene-only" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "scene-only" in err and f"beside it, {tmp_path / 'm.onnx'}" in err
 
 
 def test_command_writes_a_checkpoint_the_trainer_and_exporter_read(tmp_path, model, monkeypatch):
