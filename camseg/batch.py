@@ -963,7 +963,7 @@ def _dask_client(scheduler: str, jobs: int, threads: int, quiet_start: bool = Fa
 
 
 def _run_on_dask(client, todo, task, settings, write_options, model_path, threads, record):
-    from distributed import as_completed
+    from distributed import as_completed, wait
 
     futures = {client.submit(_process_on_dask_worker, item, task, settings, write_options, model_path,
                              threads, pure=False, key=f"camseg-{task}-{i}-{item.source.name}"): item
@@ -976,6 +976,19 @@ def _run_on_dask(client, todo, task, settings, write_options, model_path, thread
             except Exception as exc:  # noqa: BLE001 - e.g. KilledWorker after Dask's retries
                 record(ItemResult(item.source, item.output, "failed",
                                   f"Dask task failed: {type(exc).__name__}: {exc}"))
+    except KeyboardInterrupt:
+        # Ctrl-C (or SIGTERM): stop after the photos in progress, as the process pool does. Every
+        # photo was cancelled, those in a worker's hands too: their work lost, and a "CancelledError"
+        # warning from each. The scheduler's "processing" tasks are those sent to a worker.
+        try:
+            sent = {key for keys in client.processing().values() for key in keys}
+            running = [f for f in futures if f.key in sent]
+            client.cancel([f for f in futures if f.key not in sent])
+            wait(running)
+        except KeyboardInterrupt:  # a second Ctrl-C: now
+            pass
+        client.cancel(list(futures))
+        raise
     except BaseException:
         client.cancel(list(futures))
         raise

@@ -1119,6 +1119,36 @@ def test_dask_local_cluster_matches_the_process_pool(tmp_path):
     assert not list((tmp_path / "dask").glob(f".*{cio.TEMP_SUFFIX}"))
 
 
+def test_ctrl_c_on_a_local_dask_cluster_stops_after_the_photos_in_progress(tmp_path):
+    """On Dask, Ctrl-C cancelled every photo, those a worker was developing too: their work was
+    lost, each printed a "CancelledError" warning (tester). The photos in progress now finish,
+    as on the process pool; the next run completes the batch."""
+    pytest.importorskip("distributed")
+    photos = _photos(tmp_path / "in", 12, size=(240, 320))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "camseg.cli", "develop", str(tmp_path / "in"), "--out", str(out),
+           "--jobs", "2", "--dask", "local", "--no-progress"]
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None and not list(out.glob("*.jpg")):
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    text = err.decode(errors="replace")
+    assert proc.returncode == 130 and "Traceback" not in text and "CancelledError" not in text, text[-2000:]
+    finished = list(out.glob("*.jpg"))
+    assert 0 < len(finished) < len(photos) and all(_decodes_fully(p) for p in finished)
+    assert not list(out.rglob(f"*{cio.TEMP_SUFFIX}"))
+    again = subprocess.run(cmd, env=env, capture_output=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert sorted(p.stem for p in out.glob("*.jpg")) == sorted(p.stem for p in photos)
+
+
 def test_dask_scheduler_argument_is_checked(tmp_path):
     _photos(tmp_path / "in", 1)
     with pytest.raises(ValueError, match="dask_scheduler must be a scheduler address"):
