@@ -1130,16 +1130,10 @@ def test_ctrl_c_on_a_local_dask_cluster_stops_after_the_photos_in_progress(tmp_p
            "--jobs", "2", "--dask", "local", "--no-progress"]
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None and not list(out.glob("*.jpg")):
-            time.sleep(0.02)
-        os.killpg(proc.pid, signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    text = err.decode(errors="replace")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and not list(out.glob("*.jpg")):
+        time.sleep(0.02)
+    text = _ctrl_c(proc)
     assert proc.returncode == 130 and "Traceback" not in text and "CancelledError" not in text, text[-2000:]
     finished = list(out.glob("*.jpg"))
     assert 0 < len(finished) < len(photos) and all(_decodes_fully(p) for p in finished)
@@ -1217,6 +1211,18 @@ def test_a_second_ctrl_c_stops_the_batch_at_once(tmp_path):
     assert all(_decodes_fully(p) for p in out.glob("*.jpg")) and _digest(photos) == before
 
 
+def _ctrl_c(proc) -> str:
+    """Ctrl-C to ``proc``'s process group, as a terminal sends it; its stderr, read to the end
+    (the group is killed if it has not exited within 60 s)."""
+    try:
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    return err.decode(errors="replace")
+
+
 def _session_processes(session: int) -> dict:
     """pid -> command line of the processes in a session (Linux /proc)."""
     found = {}
@@ -1248,27 +1254,21 @@ def test_ctrl_c_in_the_first_second_prints_no_traceback(tmp_path, when):
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
-    try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            if when == "importing":
-                if "/cv2/" in Path(f"/proc/{proc.pid}/maps").read_text():
-                    break  # the command imports OpenCV, then onnxruntime (camseg.batch's imports)
-            elif when == "forkserver starting":
-                if any(b"multiprocessing.forkserver" in c for c in _session_processes(proc.pid).values()):
-                    time.sleep(0.1)  # the server is importing the batch's modules (about a second)
-                    break
-            elif sum(b"multiprocessing.forkserver" in c for c in _session_processes(proc.pid).values()) >= 3:
-                # The server and two processes forked from it: Dask's workers starting (a
-                # second or so; the batch's own process that waits for the server lives
-                # milliseconds, and one at a time).
+    while time.monotonic() < deadline and proc.poll() is None:
+        if when == "importing":
+            if "/cv2/" in Path(f"/proc/{proc.pid}/maps").read_text():
+                break  # the command imports OpenCV, then onnxruntime (camseg.batch's imports)
+        elif when == "forkserver starting":
+            if any(b"multiprocessing.forkserver" in c for c in _session_processes(proc.pid).values()):
+                time.sleep(0.1)  # the server is importing the batch's modules (about a second)
                 break
-            time.sleep(0.005)
-        os.killpg(proc.pid, signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    text = err.decode(errors="replace")  # (to its end: what a half-started worker printed after the command exited)
+        elif sum(b"multiprocessing.forkserver" in c for c in _session_processes(proc.pid).values()) >= 3:
+            # The server and two processes forked from it: Dask's workers starting (a
+            # second or so; the batch's own process that waits for the server lives
+            # milliseconds, and one at a time).
+            break
+        time.sleep(0.005)
+    text = _ctrl_c(proc)  # (read to its end: what a half-started worker printed after the command exited)
     assert proc.returncode == 130 and "camseg: interrupted" in text, text[-2000:]
     assert "Traceback" not in text and "KeyboardInterrupt" not in text, text[-2000:]
     from camseg.cli import main
