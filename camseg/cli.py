@@ -14,6 +14,7 @@ after an interruption and finished photos are skipped.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import signal
@@ -197,10 +198,20 @@ def main(argv=None) -> int:
         return 2
 
     try:
-        # (numpy, OpenCV, onnxruntime: about half a second, when a Ctrl-C printed the import's traceback)
+        # numpy, OpenCV, onnxruntime: about half a second, when a Ctrl-C printed the import's
+        # traceback; onnxruntime turns one into "ImportError: initialization failed", which the
+        # command reported as an error (exit 2).
         from camseg.batch import quiet_decoder_warnings, run_batch
-    except KeyboardInterrupt:
+        importlib.import_module("camseg.segmenter")  # (onnxruntime)
+    except (KeyboardInterrupt, ImportError) as exc:
+        if isinstance(exc, ImportError) and not isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
+            raise
         print("camseg: interrupted", file=sys.stderr)
+        if as_command:
+            # (A KeyboardInterrupt raised inside exec(), as dataclasses create their methods, makes
+            # CPython end the process by SIGINT at exit, whatever status it returns.)
+            sys.stderr.flush()
+            os._exit(130)
         return 130
 
     quiet_decoder_warnings()

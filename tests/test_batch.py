@@ -1379,6 +1379,33 @@ def test_sigterm_stops_the_batch_as_ctrl_c_does(tmp_path):
     assert all(_decodes_fully(p) for p in out.glob("*.jpg")) and _digest(photos) == before
 
 
+def test_a_ctrl_c_that_onnxruntime_turns_into_an_import_error_is_an_interruption(tmp_path, monkeypatch, capsys):
+    """onnxruntime's import turns a Ctrl-C into "ImportError: initialization failed" (its cause
+    the KeyboardInterrupt): the command reported "error: initialization failed", exit 2. An
+    ImportError of its own is still raised."""
+    import camseg.cli as cli
+
+    photos = _photos(tmp_path / "in", 1)
+    real = cli.importlib.import_module
+
+    def interrupted(name, *args):
+        if name == "camseg.segmenter":
+            raise ImportError("initialization failed") from KeyboardInterrupt()
+        return real(name, *args)
+
+    monkeypatch.setattr(cli.importlib, "import_module", interrupted)
+    assert cli.main(["develop", str(photos[0]), "--out", str(tmp_path / "out")]) == 130
+    assert capsys.readouterr().err.strip().endswith("camseg: interrupted")
+    assert not (tmp_path / "out").exists()
+
+    def missing(name, *args):
+        raise ImportError("No module named 'onnxruntime'")
+
+    monkeypatch.setattr(cli.importlib, "import_module", missing)
+    with pytest.raises(ImportError, match="onnxruntime"):
+        cli.main(["develop", str(photos[0]), "--out", str(tmp_path / "out")])
+
+
 def test_an_empty_output_folder_is_refused(tmp_path, monkeypatch, capsys):
     """--out "$DEST" with DEST unset wrote the outputs into the current folder."""
     from camseg.cli import main
