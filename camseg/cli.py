@@ -205,7 +205,8 @@ def main(argv=None) -> int:
         importlib.import_module("camseg.segmenter")  # (onnxruntime)
     except (KeyboardInterrupt, ImportError) as exc:
         if isinstance(exc, ImportError) and not isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
-            raise
+            print(f"camseg {args.command}: error: {exc}", file=sys.stderr)  # (a package missing)
+            return 2
         print("camseg: interrupted", file=sys.stderr)
         if as_command:
             # (A KeyboardInterrupt raised inside exec(), as dataclasses create their methods, makes

@@ -1382,7 +1382,7 @@ def test_sigterm_stops_the_batch_as_ctrl_c_does(tmp_path):
 def test_a_ctrl_c_that_onnxruntime_turns_into_an_import_error_is_an_interruption(tmp_path, monkeypatch, capsys):
     """onnxruntime's import turns a Ctrl-C into "ImportError: initialization failed" (its cause
     the KeyboardInterrupt): the command reported "error: initialization failed", exit 2. An
-    ImportError of its own is still raised."""
+    ImportError of its own (a package missing) is still that error."""
     import camseg.cli as cli
 
     photos = _photos(tmp_path / "in", 1)
@@ -1402,8 +1402,8 @@ def test_a_ctrl_c_that_onnxruntime_turns_into_an_import_error_is_an_interruption
         raise ImportError("No module named 'onnxruntime'")
 
     monkeypatch.setattr(cli.importlib, "import_module", missing)
-    with pytest.raises(ImportError, match="onnxruntime"):
-        cli.main(["develop", str(photos[0]), "--out", str(tmp_path / "out")])
+    assert cli.main(["develop", str(photos[0]), "--out", str(tmp_path / "out")]) == 2
+    assert "camseg develop: error: No module named 'onnxruntime'" in capsys.readouterr().err
 
 
 def test_an_empty_output_folder_is_refused(tmp_path, monkeypatch, capsys):
