@@ -980,20 +980,18 @@ def _run_on_dask(client, todo, task, settings, write_options, model_path, thread
             # An error (e.g. KilledWorker after Dask's retries) comes as (type, exception, traceback).
             exc = result[1] if isinstance(result, tuple) and len(result) == 3 else result
             record(ItemResult(item.source, item.output, "failed", f"Dask task failed: {type(exc).__name__}: {exc}"))
-    except KeyboardInterrupt:
-        # Ctrl-C (or SIGTERM): stop after the photos in progress, as the process pool does. Every
-        # photo was cancelled, those in a worker's hands too: their work lost, and a "CancelledError"
-        # warning from each. The scheduler's "processing" tasks are those sent to a worker.
-        try:
-            sent = {key for keys in client.processing().values() for key in keys}
-            running = [f for f in futures if f.key in sent]
-            client.cancel([f for f in futures if f.key not in sent])
-            wait(running)
-        except KeyboardInterrupt:  # a second Ctrl-C: now
-            pass
-        client.cancel(list(futures))
-        raise
-    except BaseException:
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            # Ctrl-C (or SIGTERM): stop after the photos in progress, as the process pool does.
+            # Every photo was cancelled, those in a worker's hands too: their work lost, and a
+            # "CancelledError" warning from each. The scheduler's "processing" tasks are those
+            # sent to a worker.
+            try:
+                sent = {key for keys in client.processing().values() for key in keys}
+                client.cancel([f for f in futures if f.key not in sent])
+                wait([f for f in futures if f.key in sent])
+            except KeyboardInterrupt:  # a second Ctrl-C: now
+                pass
         client.cancel(list(futures))
         raise
 

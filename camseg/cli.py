@@ -32,6 +32,13 @@ def _interrupt(signum, frame):
     raise _Terminated
 
 
+def _end_on_signals(sigint_status: int, sigterm_status: int) -> None:
+    """From now on Ctrl-C and SIGTERM end the command at once with these exit statuses (what is
+    left is printing and the interpreter's exit, where they printed tracebacks)."""
+    signal.signal(signal.SIGINT, lambda *_: os._exit(sigint_status))
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(sigterm_status))
+
+
 def _output_folder(text):
     if not text.strip():
         # (--out "$DEST" with DEST unset wrote the outputs into the current folder)
@@ -251,10 +258,7 @@ def main(argv=None) -> int:
                             overwrite=args.overwrite, model_path=args.model,
                             progress=not (args.no_progress or args.quiet), on_result=report,
                             dask_scheduler=args.dask, quiet_start=as_command, **kwargs)
-    except ImportError as exc:
-        print(f"camseg {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except (ValueError, TypeError, OSError) as exc:  # (OSError: worker processes cannot start here)
+    except (ImportError, ValueError, TypeError, OSError) as exc:  # (OSError: worker processes cannot start here)
         print(f"camseg {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
@@ -265,16 +269,14 @@ def main(argv=None) -> int:
             # workers): a Ctrl-C there printed a traceback; it now ends the command at once.
             # (Workers exit by themselves when the command is gone.) Not for a caller's own
             # process (main(argv) from Python): its signal handling is its own.
-            signal.signal(signal.SIGINT, lambda *_: os._exit(130))
-            signal.signal(signal.SIGTERM, lambda *_: os._exit(143))
+            _end_on_signals(130, 143)
         return 143 if isinstance(exc, _Terminated) else 130
     status = 0 if summary.ok else 1
     if as_command:
         # The batch is done: a Ctrl-C or SIGTERM while the summary is printed or the interpreter
         # exits (joining the pool's threads) printed a traceback (exit 0 or a death by SIGINT);
         # it now ends the command with the batch's own status.
-        signal.signal(signal.SIGINT, lambda *_: os._exit(status))
-        signal.signal(signal.SIGTERM, lambda *_: os._exit(status))
+        _end_on_signals(status, status)
     for note in summary.notes:
         print(f"camseg {args.command}: warning: {note}", file=sys.stderr)
     if not args.quiet or not summary.ok:

@@ -1499,19 +1499,23 @@ def _read_png_text(chunks: list) -> tuple:
 _PNG_TEXT_EXIF = ((0x013B, ("Author",)), (0x8298, ("Copyright",)), (0x010E, ("Description", "Title")))
 
 
+def _png_text_exif_values(text: tuple) -> dict:
+    """EXIF IFD0 tag -> a PNG's text for it (:data:`_PNG_TEXT_EXIF`), for the tags it has text for."""
+    fields = dict(text)
+    values = {tag: next((fields[k] for k in keywords if fields.get(k)), None) for tag, keywords in _PNG_TEXT_EXIF}
+    return {tag: value for tag, value in values.items() if value is not None}
+
+
 def _exif_from_png_text(text: tuple) -> "bytes | None":
     """A new EXIF block holding a PNG's Author, Copyright and Description (or Title), for a JPEG or
     TIFF written from a PNG without EXIF (those formats have no PNG text fields), or None."""
     from PIL import Image
 
-    fields = dict(text)
     exif = Image.Exif()
-    for tag, keywords in _PNG_TEXT_EXIF:
-        value = next((fields[k] for k in keywords if fields.get(k)), None)
-        if value is not None:
-            # (EXIF's ASCII type: other text as UTF-8 bytes, as cameras and exiftool write it;
-            # Pillow would write a str's "©" as "?")
-            exif[tag] = value if value.isascii() else value.encode("utf-8")
+    for tag, value in _png_text_exif_values(text).items():
+        # (EXIF's ASCII type: other text as UTF-8 bytes, as cameras and exiftool write it;
+        # Pillow would write a str's "©" as "?")
+        exif[tag] = value if value.isascii() else value.encode("utf-8")
     return _normalise_exif(exif.tobytes()) if len(exif) else None
 
 
@@ -1526,7 +1530,6 @@ def _exif_with_png_text(exif: bytes, text: tuple) -> bytes:
     longer fits a JPEG's 64 KB segment loses what ``_exif_fitting_a_jpeg`` drops). ``exif``
     itself where nothing is added or its IFD0 cannot be read.
     """
-    fields = dict(text)
     bo = "<" if exif[:2] == b"II" else ">"
     try:
         entries = list(_exif_ifd0_entries(exif))
@@ -1534,11 +1537,8 @@ def _exif_with_png_text(exif: bytes, text: tuple) -> bytes:
     except struct.error:
         return exif
     have = {tag for _, tag, _, _, _ in entries}
-    added = []
-    for tag, keywords in _PNG_TEXT_EXIF:
-        value = next((fields[k] for k in keywords if fields.get(k)), None)
-        if tag not in have and value is not None:
-            added.append((tag, value.encode("utf-8") + b"\0"))  # ASCII type, UTF-8 as exiftool writes it
+    added = [(tag, value.encode("utf-8") + b"\0")  # ASCII type, UTF-8 as exiftool writes it
+             for tag, value in _png_text_exif_values(text).items() if tag not in have]
     if not added:
         return exif
     link_at = ifd0 + 2 + 12 * len(entries)  # the next-IFD offset (IFD1, the thumbnail)
