@@ -197,7 +197,7 @@ def _session(path: Path, threads: int | None) -> tuple[ort.InferenceSession, Mod
 def _check_full_model(path: Path, contract: ModelContract) -> None:
     """Refuse a scene-only file where the full model is needed (it finds no people)."""
     if contract.num_queries == 0:
-        full = path.with_name(path.stem[:-len("_scene")] + ".onnx") if path.stem.endswith("_scene") else None
+        full = _full_model_path(path)
         raise ValueError(f"{str(path)!r} is a scene-only model (sky, hair, skin, teeth, glasses; no people): "
                          f"pass the full model" + (f" beside it, {full.name!r}" if full is not None else "")
                          + "; the scene-only twin is used by itself when only scene categories are asked for")
@@ -231,6 +231,12 @@ def check_model_file(path: "str | os.PathLike | None" = None) -> ModelContract:
 
 def _scene_model_path(path: Path) -> Path:
     return path.with_name(path.stem + "_scene.onnx")
+
+
+def _full_model_path(path: Path) -> "Path | None":
+    """The full model a scene-only ``<stem>_scene.onnx`` is the twin of (the inverse of
+    :func:`_scene_model_path`), or None for a file not named so."""
+    return path.with_name(path.stem.removesuffix("_scene") + ".onnx") if path.stem.endswith("_scene") else None
 
 
 class Segmenter:

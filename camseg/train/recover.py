@@ -114,9 +114,10 @@ def recover_model(path: "str | Path") -> tuple[HyperDetr, ModelContract]:
     meta = {e.key: e.value for e in proto.metadata_props}
     contract = ModelContract.from_json(meta[METADATA_KEY])
     if contract.decoder_layers == 0:
-        stem = Path(path).stem
-        full = (f"the full model beside it, {Path(path).with_name(stem.removesuffix('_scene') + '.onnx')}"
-                if stem.endswith("_scene") else "the full model exported with it")
+        from camseg.segmenter import _full_model_path
+
+        full = _full_model_path(Path(path))
+        full = f"the full model beside it, {full}" if full is not None else "the full model exported with it"
         raise SceneOnlyModelError(f"{path} is a scene-only model (no transformer to recover); recover from {full}")
     config = HyperDetrConfig(decoder_layers=contract.decoder_layers, mask_channels=contract.mask_channels,
                              num_queries=contract.num_queries,
