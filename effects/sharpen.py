@@ -25,13 +25,133 @@ import cv2
 import numpy as np
 
 from ._bands import run_in_row_bands
+from ._jit import kernel
 from ._validate import check_field_types, check_image, through_two_columns
 from .noise_profile import _check_mask
 
 __all__ = ["SharpenParams", "sharpen"]
 
-_EPS = np.float32(1e-6)
 _STRIP = 64  # rows per strip (temporaries stay in cache)
+
+
+def _read_only(matte: np.ndarray) -> np.ndarray:
+    """A read-only C-contiguous view of ``matte`` (a copy only if it is not C-contiguous)."""
+    view = np.ascontiguousarray(matte).view()
+    view.flags.writeable = False
+    return view
+
+
+@kernel
+def _luma_rows(rgb, out):  # pragma: no cover - compiled
+    """``out = max((R + G + B) / 3, 0)``: the luma whose cube root is sharpened (consistent
+    with effects.denoise's opponent luma).
+
+    Fuses ``cv2.transform`` and a threshold at 0 (two passes over the strip with its halo)
+    into one. ``rgb``: float32 m×w×3 linear RGB, C-contiguous; ``out``: float32 m×w,
+    C-contiguous, >= 0.
+    """
+    third, zero = np.float32(1.0 / 3.0), np.float32(0.0)
+    rgb_f, out_f = rgb.reshape(-1), out.reshape(-1)
+    for k in range(out_f.size):  # flat: a loop LLVM vectorises
+        out_f[k] = max(rgb_f[3 * k] * third + rgb_f[3 * k + 1] * third + rgb_f[3 * k + 2] * third, zero)
+
+
+@kernel
+def _sharpened_rows(rgb, light, blur, lo, hi, luma, mask_a, gain_a, mask_b, gain_b, regions, sky, skin,
+                    renormalise, amount, t2, coring, overshoot, top, out):  # pragma: no cover - compiled
+    """One strip of :func:`sharpen` after the blur and the min/max filters, in one pass.
+
+    Fuses what was a chain of about twenty OpenCV/numpy passes (each a strip-sized temporary):
+    the detail ``D = L - blur`` and its soft coring ``D * D^2 / (D^2 + t^2)``; the region gain
+    ``amount + gain_a mask_a [+ gain_b mask_b]``, divided by ``max(sky + skin, 1)`` where both
+    mattes are given; ``L' = L + gain D`` clamped to the local range widened by ``overshoot``
+    (and to >= 0); ``Y' = L'^3``; RGB scaled by ``Y' / max(Y, 1e-6)``, or, near black
+    (``Y <= 1e-4``), shifted by ``Y' - Y``; the clip to ``[0, top]``. The old float32
+    arithmetic, pixel by pixel.
+
+    Parameters
+    ----------
+    rgb : np.ndarray
+        float32 n×w×3 linear RGB of the strip, C-contiguous.
+    light, blur, lo, hi, luma : np.ndarray
+        float32 n×w, C-contiguous: the lightness ``L = Y^(1/3)``, its Gaussian blur, its local
+        minimum and maximum, and the luma ``Y`` (>= 0).
+    mask_a, mask_b : np.ndarray
+        float32 n×w region mattes in [0, 1] (read when ``regions`` >= 1, resp. 2);
+        ``gain_a``, ``gain_b``: np.float32, their gain relative to ``amount``.
+    regions : int
+        0, 1 or 2: how many region mattes change the gain.
+    sky, skin : np.ndarray
+        float32 n×w mattes in [0, 1], read when ``renormalise`` (both given) and ``regions``.
+    amount, t2, overshoot, top : np.float32
+        Gain outside the regions; squared coring threshold (``coring``: whether to core);
+        overshoot fraction; the output's upper clip.
+    out : np.ndarray
+        float32 n×w×3 output, C-contiguous, in [0, top].
+
+    Returns
+    -------
+    int
+        Pixels whose gain is nonzero (``regions`` 0: all of them when ``amount`` != 0).
+    """
+    n, w = light.shape
+    zero, one = np.float32(0.0), np.float32(1.0)
+    eps, dark_luma = np.float32(1e-6), np.float32(1e-4)
+    widen_own, widen_other = one + overshoot, -overshoot
+    # Flat views (C-contiguous inputs) and row buffers: each row is done in loops without
+    # branches inside (selects only), which LLVM vectorises; the choices that hold for the whole
+    # call (coring, which regions) are made outside the loops.
+    rgb_f, out_f, light_f, blur_f = rgb.reshape(-1), out.reshape(-1), light.reshape(-1), blur.reshape(-1)
+    lo_f, hi_f, luma_f = lo.reshape(-1), hi.reshape(-1), luma.reshape(-1)
+    mask_a_f, mask_b_f, sky_f, skin_f = mask_a.reshape(-1), mask_b.reshape(-1), sky.reshape(-1), skin.reshape(-1)
+    detail, gain = np.empty(w, np.float32), np.empty(w, np.float32)
+    ratio, shift = np.empty(w, np.float32), np.empty(w, np.float32)
+    nonzero = 0
+    for i in range(n):
+        row = i * w
+        if coring:
+            for j in range(w):
+                d = light_f[row + j] - blur_f[row + j]
+                d2 = d * d
+                detail[j] = d * (d2 / (d2 + t2))
+        else:
+            for j in range(w):
+                detail[j] = light_f[row + j] - blur_f[row + j]
+        if regions == 0:
+            gain[:] = amount
+        else:
+            for j in range(w):
+                gain[j] = mask_a_f[row + j] * gain_a
+            if regions == 2:
+                for j in range(w):
+                    gain[j] = gain[j] + mask_b_f[row + j] * gain_b
+            if renormalise:
+                for j in range(w):
+                    gain[j] = gain[j] / max(sky_f[row + j] + skin_f[row + j], one)
+            for j in range(w):
+                gain[j] = gain[j] + amount
+        for j in range(w):
+            nonzero += gain[j] != zero
+        for j in range(w):
+            k = row + j
+            sharp = detail[j] * gain[j] + light_f[k]
+            # Overshoot clamp: [lo - ov (hi - lo), hi + ov (hi - lo)], never below 0.
+            low = max(lo_f[k] * widen_own + hi_f[k] * widen_other, zero)
+            high = hi_f[k] * widen_own + lo_f[k] * widen_other
+            sharp = min(max(sharp, low), high)
+            y_new = sharp * sharp * sharp
+            y = luma_f[k]
+            # RGB scaled by the luma ratio (chromaticity kept); near black, where a ratio would
+            # blow up noise, shifted by the luma change instead (ratio 1: v * 1 + shift is v + shift).
+            dark = y <= dark_luma
+            ratio[j] = one if dark else y_new / max(y, eps)
+            shift[j] = y_new - y if dark else zero
+        for j in range(w):
+            k = 3 * (row + j)
+            out_f[k] = min(max(rgb_f[k] * ratio[j] + shift[j], zero), top)
+            out_f[k + 1] = min(max(rgb_f[k + 1] * ratio[j] + shift[j], zero), top)
+            out_f[k + 2] = min(max(rgb_f[k + 2] * ratio[j] + shift[j], zero), top)
+    return nonzero
 
 
 @dataclass(frozen=True)
@@ -127,99 +247,58 @@ def sharpen(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
     if not regions and p.amount == 0:
         return img.copy()
 
-    # Strips of rows with a halo (Gaussian support, or clamp window if wider): the chain of
-    # per-pixel operations then runs on cache-resident temporaries instead of ~15 full-frame
-    # arrays. Only the lightness and its blur and min/max need the halo rows; everything after
-    # them runs on the strip's own rows. Every operation is row-local within the halo, so the
-    # result equals whole-frame processing.
+    # Strips of rows with a halo (Gaussian support, or clamp window if wider): the lightness,
+    # its blur and min/max run on cache-resident strip buffers instead of full-frame arrays, and
+    # everything after them is one compiled pass over the strip's own rows (_sharpened_rows).
+    # Every operation is row-local within the halo, so the result equals whole-frame processing.
     k_half = int(np.ceil(4 * p.radius))
     ksize = 2 * k_half + 1
     cr = p.clamp_radius
     halo = max(k_half, cr)
-    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * cr + 1, 2 * cr + 1))
-    luma_row = np.full((1, 3), 1.0 / 3.0, np.float32)  # luma consistent with effects.denoise's opponent luma
-    t2 = float(p.threshold ** 2)
-    ov = float(p.overshoot)
-    top = max(1.0, hi)
+    window = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * cr + 1, 2 * cr + 1))
+    f32 = np.float32
+    t2 = f32(p.threshold ** 2)
+    ov = f32(p.overshoot)
+    top = f32(max(1.0, hi))
     out = np.empty((h, w, 3), np.float32)  # C-ordered whatever img's layout (a rotated view): OpenCV writes its rows
+    # _sharpened_rows reads C-contiguous rows (a no-op for develop()'s mattes); stand-ins where unused.
+    # (All read-only, as check_mask returns most mattes: one compiled signature, not one per mix.)
+    absent = _read_only(np.zeros((1, 1), np.float32))
+    contiguous = [(_read_only(m), f32(f)) for m, f in regions]
+    (mask_a, gain_a), (mask_b, gain_b) = (contiguous + [(absent, f32(0.0))] * 2)[:2]
+    sky_c, skin_c = (_read_only(sky), _read_only(skin)) if renormalise else (absent, absent)
     # Whether each band's gain was anywhere nonzero: an all-zero gain (e.g. all sky) returns
     # the input unchanged, as documented for the identity parameters.
     gain_seen = []
+
+    def rows_of(m, r0, r1):
+        return m[r0:r1] if m is not absent else m
 
     def process_rows(y0: int, y1: int) -> None:
         # Buffers per band: the bands run in parallel threads (effects._bands).
         n_max = min(_STRIP, y1 - y0)
         m_max = min(n_max + 2 * halo, h)
         y_b, light_b, blur_b = (np.empty((m_max, w), np.float32) for _ in range(3))
-        d_b, d2_b, g_b, t_b, lo_b, hi_b = (np.empty((n_max, w), np.float32) for _ in range(6))
-        ones = np.ones((n_max, w), np.float32)
-        r3_b = np.empty((n_max, w, 3), np.float32)
-        dark_b = np.empty((n_max, w), bool)
-        any_gain = False
+        nonzero = 0
         for r0 in range(y0, y1, _STRIP):
             r1 = min(y1, r0 + _STRIP)
-            n = r1 - r0
             e0, e1 = max(0, r0 - halo), min(h, r1 + halo)
             m = e1 - e0
             s0, s1 = r0 - e0, r1 - e0
-            y = cv2.transform(img[e0:e1], luma_row, dst=y_b[:m])
-            cv2.threshold(y, 0.0, 0.0, cv2.THRESH_TOZERO, dst=y)  # max(y, 0)
-            light = cv2.pow(y, 1.0 / 3.0, dst=light_b[:m])  # cube root; y >= 0
+            y = y_b[:m]
+            _luma_rows(img[e0:e1], y)
+            light = cv2.pow(y, 1.0 / 3.0, dst=light_b[:m])  # cube root (OpenCV's SIMD pow); y >= 0
             blur = cv2.GaussianBlur(light, (ksize, ksize), p.radius, dst=blur_b[:m], borderType=cv2.BORDER_REFLECT)
-            lc = light[s0:s1]
-            detail = cv2.subtract(lc, blur[s0:s1], dst=d_b[:n])
-            if p.threshold > 0:
-                # Soft coring D * D^2 / (D^2 + t^2).
-                d2 = cv2.multiply(detail, detail, dst=d2_b[:n])
-                den = cv2.add(d2, t2, dst=t_b[:n])
-                cv2.divide(d2, den, dst=d2)
-                cv2.multiply(detail, d2, dst=detail)
-            if regions:
-                gain = g_b[:n]
-                if len(regions) == 2:
-                    (ma, fa), (mb, fb) = regions
-                    cv2.addWeighted(ma[r0:r1], fa, mb[r0:r1], fb, 0.0, dst=gain)
-                else:
-                    (ma, fa), = regions
-                    cv2.multiply(ma[r0:r1], fa, dst=gain)
-                if renormalise:
-                    over = cv2.add(sky[r0:r1], skin[r0:r1], dst=t_b[:n])
-                    cv2.max(over, 1.0, dst=over)
-                    cv2.divide(gain, over, dst=gain)
-                gain += np.float32(p.amount)
-                any_gain = any_gain or bool(cv2.countNonZero(gain))
-                sharp = cv2.multiply(detail, gain, dst=detail)
-                sharp += lc
-            else:
-                any_gain = True  # a uniform nonzero amount
-                sharp = cv2.scaleAdd(detail, float(p.amount), lc, dst=detail)
-            # Overshoot clamp to the local range of the original lightness, widened by
-            # overshoot * range: [lo - ov (hi - lo), hi + ov (hi - lo)], and never below 0.
+            # The local range of the original lightness, for the overshoot clamp.
             c0, c1 = max(0, s0 - cr), min(m, s1 + cr)
-            lo = cv2.erode(light[c0:c1], kernel, borderType=cv2.BORDER_REFLECT)[s0 - c0:s1 - c0]
-            hi = cv2.dilate(light[c0:c1], kernel, borderType=cv2.BORDER_REFLECT)[s0 - c0:s1 - c0]
-            lo_w = cv2.addWeighted(lo, 1.0 + ov, hi, -ov, 0.0, dst=lo_b[:n])
-            hi_w = cv2.addWeighted(hi, 1.0 + ov, lo, -ov, 0.0, dst=hi_b[:n])
-            cv2.max(lo_w, 0.0, dst=lo_w)  # hi_w >= hi >= 0, so this also floors the result at 0
-            cv2.max(sharp, lo_w, dst=sharp)
-            cv2.min(sharp, hi_w, dst=sharp)
-            yc = y[s0:s1]
-            y_new = cv2.multiply(sharp, sharp, dst=d2_b[:n])
-            y_new *= sharp
-            # Scale RGB by the luma ratio (keeps chromaticity); near black add the luma change instead.
-            ratio = cv2.divide(y_new, cv2.max(yc, float(_EPS), dst=t_b[:n]), dst=g_b[:n])
-            dark = np.less_equal(yc, np.float32(1e-4), out=dark_b[:n]).view(np.uint8)  # a 0/1 mask for OpenCV
-            any_dark = cv2.countNonZero(dark) > 0
-            if any_dark:
-                cv2.copyTo(ones[:n], dark, ratio)  # ratio = 1 where dark
-                add = d_b[:n]
-                add.fill(0.0)
-                cv2.subtract(y_new, yc, dst=add, mask=dark)  # y_new - y where dark, 0 elsewhere
-            o = cv2.multiply(img[r0:r1], cv2.merge((ratio, ratio, ratio), dst=r3_b[:n]), dst=out[r0:r1])
-            if any_dark:
-                o += cv2.merge((add, add, add), dst=r3_b[:n])
-            np.clip(o, 0.0, top, out=o)
-        gain_seen.append(any_gain)
+            lo = cv2.erode(light[c0:c1], window, borderType=cv2.BORDER_REFLECT)[s0 - c0:s1 - c0]
+            hi = cv2.dilate(light[c0:c1], window, borderType=cv2.BORDER_REFLECT)[s0 - c0:s1 - c0]
+            # Everything after the filters, per pixel in one pass (see _sharpened_rows).
+            nonzero += _sharpened_rows(img[r0:r1], light[s0:s1], blur[s0:s1], lo, hi, y[s0:s1],
+                                       rows_of(mask_a, r0, r1), gain_a, rows_of(mask_b, r0, r1), gain_b,
+                                       len(regions), rows_of(sky_c, r0, r1), rows_of(skin_c, r0, r1),
+                                       renormalise, f32(p.amount), t2, p.threshold > 0, ov, top, out[r0:r1])
+        gain_seen.append(nonzero > 0)
 
     run_in_row_bands(process_rows, h, w, align=_STRIP)  # strips are independent: one band per thread
     if not any(gain_seen):

@@ -105,6 +105,7 @@ import cv2
 import numpy as np
 
 from ._bands import run_in_row_bands
+from ._jit import kernel
 from .mask_refine import RowUpsampler
 from ._validate import check_field_types, check_image, check_mask
 
@@ -461,57 +462,148 @@ def _estimate_illumination(log_skin: float, chroma: np.ndarray, log_e0: float, p
 _STRIP_PIXELS = 1 << 17
 
 
-def _pixels_where(x: np.ndarray, x_op: int, bound: float, gain: np.ndarray, gain_op: int) -> "np.ndarray | None":
-    """Bool mask of the pixels where ``x <op> bound`` and ``gain <op> 0`` (OpenCV comparison
-    codes), or None where there are none. (OpenCV's compare and count: several times faster
-    than numpy's boolean operations on these strips.)"""
-    sel = cv2.compare(x, bound, x_op)
-    cv2.bitwise_and(sel, cv2.compare(gain, 0.0, gain_op), dst=sel)
-    return sel != 0 if cv2.countNonZero(sel) else None
+@kernel
+def _luminance_rows(x, floor, out):  # pragma: no cover - compiled
+    """``out = max(Y, floor)``, Y the Rec. 709 luminance of ``x``: the guide before its log.
 
-
-def _soft_shoulder(gain: np.ndarray, base: np.ndarray, knee: float, ceiling: float, lifted: np.ndarray) -> None:
-    """Roll off brightening gains in place (ln units): ``base + gain`` above ``max(knee, base)``
-    is compressed by ``m + room * tanh(excess / room)``, ``room = ceiling - m``.
-
-    Monotonic in base and gain, never below ``base``, never above ``ceiling`` (a base at or
-    above it is not brightened at all); gains <= 0 and lifts that stay under the knee are
-    untouched. A hard ceiling instead held every lifted highlight at the same level, a flat
-    plateau. ``lifted``: ``base + gain``. Works on the pixels it changes only (few, as a rule).
+    Fuses ``cv2.transform`` and ``cv2.max`` (two passes) into one. ``x``: float32 n×w×3
+    linear RGB, C-contiguous; ``floor``: np.float32; ``out``: float32 n×w, C-contiguous.
     """
-    sel = _pixels_where(lifted, cv2.CMP_GT, knee, gain, cv2.CMP_GT)
-    if sel is None:
-        return
-    b, excess = base[sel], lifted[sel]
-    m = np.maximum(b, np.float32(knee))
-    excess -= m
-    room = np.maximum(np.float32(ceiling) - m, np.float32(1e-6))
-    np.divide(excess, room, out=excess)
-    np.tanh(excess, out=excess)
-    excess *= room
-    m -= b
-    excess += m  # new gain = (m - base) + compressed excess
-    gain[sel] = excess
+    lr, lg, lb = np.float32(0.2126), np.float32(0.7152), np.float32(0.0722)
+    x_f, out_f = x.reshape(-1), out.reshape(-1)
+    for k in range(out_f.size):  # flat: a loop LLVM vectorises
+        out_f[k] = max(x_f[3 * k] * lr + x_f[3 * k + 1] * lg + x_f[3 * k + 2] * lb, floor)
 
 
-def _fade_to_white(gain: np.ndarray, log_y: np.ndarray, log_start: float, slope: float, people=None) -> None:
+@kernel
+def _gain_rows(log_y, grids, sky, has_sky, knee, ceiling, sky_ceiling, sky_floor, fade_start,
+               base, gain):  # pragma: no cover - compiled
+    """Gain (ln units) of a strip of the full-resolution pass, from its guide ``ln Y``.
+
+    Fuses what was a chain of about a dozen OpenCV/numpy passes over the strip: the fast
+    guided filter's ``a ln Y + b`` for the gain and the base, the soft shoulder of brightening
+    gains and the sky's ceiling (see :func:`_apply_gains`), the old float32 arithmetic pixel by
+    pixel. Row by row, the common work in loops without calls (LLVM vectorises them) and the
+    shoulder's ``tanh`` in a second loop, only over rows that have a pixel on it.
+
+    Parameters
+    ----------
+    log_y : np.ndarray
+        float32 n×w ``ln max(Y, floor)``, C-contiguous.
+    grids : np.ndarray
+        float32 n×4w, C-contiguous: the upsampled ``a_gain, b_gain, a_base, b_base`` rows side
+        by side (``b`` already in ln units), as :class:`RowUpsampler` writes them.
+    sky : np.ndarray
+        float32 n×w sky matte in [0, 1] (read only when ``has_sky``).
+    knee, ceiling, sky_ceiling, sky_floor, fade_start : np.float32
+        Shoulder knee, highlight ceiling, sky ceiling (ln units); lowest sky gain (ln units);
+        ln luminance above which darkening fades to white.
+    base, gain : np.ndarray
+        float32 n×w outputs, C-contiguous: the base (scratch) and the gain (ln units).
+
+    Returns
+    -------
+    int
+        Number of pixels the white fade applies to (``ln Y > fade_start`` and gain < 0).
+    """
+    n, w = gain.shape
+    zero = np.float32(0.0)
+    room_floor = np.float32(1e-6)
+    # Flat views of the C-contiguous rows: loops of plain offsets vectorise best.
+    log_y_f, grids_f, sky_f = log_y.reshape(-1), grids.reshape(-1), sky.reshape(-1)
+    base_f, gain_f = base.reshape(-1), gain.reshape(-1)
+    fading = 0
+    for i in range(n):
+        row, grid_row = i * w, 4 * i * w
+        on_shoulder = 0
+        for j in range(w):
+            ll = log_y_f[row + j]
+            g = grids_f[grid_row + j] * ll + grids_f[grid_row + w + j]
+            b = grids_f[grid_row + 2 * w + j] * ll + grids_f[grid_row + 3 * w + j]
+            on_shoulder += (g > zero) & (b + g > knee)
+            gain_f[row + j] = g
+            base_f[row + j] = b
+        if on_shoulder:
+            for j in range(w):
+                g, b = gain_f[row + j], base_f[row + j]
+                lifted = b + g
+                if g > zero and lifted > knee:
+                    # Soft shoulder: m + room tanh(excess / room) above m = max(knee, base).
+                    m = max(b, knee)
+                    room = max(ceiling - m, room_floor)
+                    gain_f[row + j] = (m - b) + math.tanh((lifted - m) / room) * room
+        if has_sky:
+            # The sky is never brightened; bright sky is brought toward its ceiling:
+            # gain += sky (min(gain, cap, 0) - gain), cap = max(sky_ceiling - base, sky_floor).
+            for j in range(w):
+                g = gain_f[row + j]
+                t = min(min(max(sky_ceiling - base_f[row + j], sky_floor), zero), g)
+                gain_f[row + j] = g + (t - g) * sky_f[row + j]
+        for j in range(w):
+            fading += (log_y_f[row + j] > fade_start) & (gain_f[row + j] < zero)
+    return fading
+
+
+@kernel
+def _fade_to_white(gain, log_y, coverage, has_coverage, fade_start, fade_slope):  # pragma: no cover - compiled
     """Scale the darkening (negative ``gain``) by ``clip((1 - Y) * slope, 0, 1)`` in place,
-    where ``log_y = ln Y`` is above ``log_start``; ``people`` (None, or a function returning
-    the person coverage in [0, 1] of these rows) keeps the darkening there: weight
-    ``1 - (1 - w)(1 - coverage)``. Works on the pixels it changes only (the near-white ones)."""
-    sel = _pixels_where(log_y, cv2.CMP_GT, log_start, gain, cv2.CMP_LT)
-    if sel is None:
-        return
-    keep = np.exp(log_y[sel])  # Y, then the share of the darkening that stays
-    np.subtract(np.float32(1.0), keep, out=keep)
-    keep *= np.float32(slope)
-    np.clip(keep, 0.0, 1.0, out=keep)
-    if people is not None:
-        cov = people()[sel]
-        np.subtract(np.float32(1.0), keep, out=keep)
-        keep *= np.float32(1.0) - cov
-        np.subtract(np.float32(1.0), keep, out=keep)
-    gain[sel] *= keep
+    where ``log_y = ln Y`` is above ``fade_start``; the person ``coverage`` in [0, 1] (when
+    ``has_coverage``) keeps the darkening there: weight ``1 - (1 - w)(1 - coverage)``.
+
+    Replaces a masked numpy chain (compare, gather, six operations, scatter) by one loop that
+    computes ``exp`` only on the near-white pixels it changes. All arrays float32 n×w,
+    C-contiguous; ``fade_start``, ``fade_slope``: np.float32.
+    """
+    n, w = gain.shape
+    zero, one = np.float32(0.0), np.float32(1.0)
+    gain_f, log_y_f, coverage_f = gain.reshape(-1), log_y.reshape(-1), coverage.reshape(-1)
+    for i in range(n):
+        row = i * w
+        near_white = 0
+        for j in range(w):  # a loop without calls (vectorised): most rows have none
+            near_white += (gain_f[row + j] < zero) & (log_y_f[row + j] > fade_start)
+        if not near_white:
+            continue
+        for j in range(w):
+            g = gain_f[row + j]
+            if g < zero and log_y_f[row + j] > fade_start:
+                keep = min(max((one - math.exp(log_y_f[row + j])) * fade_slope, zero), one)
+                if has_coverage:
+                    keep = one - (one - keep) * (one - coverage_f[row + j])
+                gain_f[row + j] = g * keep
+
+
+@kernel
+def _scale_rows(x, factor, out):  # pragma: no cover - compiled
+    """``out = x * factor`` per pixel, and where some channel would pass 1 the factor limited
+    to ``1 / largest channel`` (then clipped at 1 against rounding): the pixel is scaled as a
+    whole, hue kept, never clipped per channel.
+
+    Fuses a 3-channel merge, the multiply and (in strips with a pixel over 1) a channel
+    maximum, a reciprocal, a minimum, a second merge and multiply and a clip. Float32.
+
+    Parameters
+    ----------
+    x : np.ndarray
+        float32 n×w×3 linear RGB in [0, 1], C-contiguous.
+    factor : np.ndarray
+        float32 n×w, > 0, C-contiguous.
+    out : np.ndarray
+        float32 n×w×3 output, C-contiguous; values in [0, 1].
+    """
+    one = np.float32(1.0)
+    tiny = np.float32(1e-30)
+    x_f, out_f, factor_f = x.reshape(-1), out.reshape(-1), factor.reshape(-1)
+    for p in range(factor_f.size):  # flat and branch-free (selects): LLVM vectorises it
+        k = 3 * p
+        f = factor_f[p]
+        # Rounding is monotonic: some channel times f passes 1 iff the largest one does.
+        top = max(max(x_f[k], x_f[k + 1]), x_f[k + 2])
+        f = min(f, one / max(top, tiny)) if top * f > one else f
+        # min(., 1) changes only a limited pixel's channels (the others are <= 1 already).
+        out_f[k] = min(x_f[k] * f, one)
+        out_f[k + 1] = min(x_f[k + 1] * f, one)
+        out_f[k + 2] = min(x_f[k + 2] * f, one)
 
 
 def _apply_gains(image: np.ndarray, coeffs, sky_mask, p: ToneMapParams, clip_input: bool,
@@ -520,11 +612,27 @@ def _apply_gains(image: np.ndarray, coeffs, sky_mask, p: ToneMapParams, clip_inp
 
     ``coeffs`` = working-grid ``(a_gain, b_gain, a_base, b_base)``: gain (EV) and base (log2
     luminance) at full resolution are ``a * log2(Y) + b`` with upsampled ``a``, ``b``
-    (He & Sun 2015). Works in horizontal strips so temporaries stay cache-sized.
+    (He & Sun 2015). Works in horizontal strips (every buffer stays cache-sized); per strip,
+    OpenCV's SIMD ``log`` and ``exp`` and four compiled one-pass kernels (:func:`_luminance_rows`,
+    :func:`_gain_rows`,
+    :func:`_fade_to_white` where it applies, :func:`_scale_rows`) do the per-pixel work.
     ``clip_input``: clip each strip into a buffer first (values outside [0, 1] within the
     rounding tolerance, or an image that is not C-contiguous); else strips are views of ``image``.
     ``people``: working-grid person coverage in [0, 1] (None: nobody), where the white fade
     does not apply.
+
+    Ceilings: a brightening ``gain > 0`` rolls off where ``base + gain`` passes
+    ``m = max(knee, base)``, as ``m + room * tanh(excess / room)``, ``room = ceiling - m``
+    (knee ``min(highlight_knee, highlight_ceiling)``): monotonic in base and gain, never below
+    ``base``, never above the ceiling (a base at or above it is not brightened at all). A hard
+    ceiling instead held every lifted highlight at the same level, a flat plateau. The sky is
+    never brightened and bright sky is brought down toward its ceiling. White stays white:
+    every darkening off people (highlight compression, the sky ceiling) fades out as the
+    pixel's luminance goes from white_fade to 1. Clipped white holds no detail to recover, and
+    pulled down it turns a flat grey: white clouds ended at sRGB 240, an all-white frame read
+    as sky at a blotchy 0.90-0.94. The factor ``exp(gain)`` is limited to 1 / (largest
+    channel) where some channel would exceed 1: the pixel is scaled as a whole (hue kept),
+    never clipped per channel.
     """
     h, w = image.shape[:2]
     a_g, b_g, a_b, b_b = coeffs
@@ -535,80 +643,46 @@ def _apply_gains(image: np.ndarray, coeffs, sky_mask, p: ToneMapParams, clip_inp
     grids = (a_g, b_g * ln2, a_b, b_b * ln2)
     out = np.empty((h, w, 3), np.float32)
     rows = max(1, _STRIP_PIXELS // w)
-    hl_ceiling = np.float32(np.log(p.highlight_ceiling))
-    shoulder = float(np.log(min(p.highlight_knee, p.highlight_ceiling)))
-    sky_ceiling = np.float32(np.log(p.sky_ceiling))
-    sky_floor = -float(p.max_local_ev * _LN2)
+    f32 = np.float32
+    hl_ceiling = f32(np.log(p.highlight_ceiling))
+    shoulder = f32(np.log(min(p.highlight_knee, p.highlight_ceiling)))
+    sky_ceiling = f32(np.log(p.sky_ceiling))
+    sky_floor = f32(-float(p.max_local_ev * _LN2))
     fade_white = p.white_fade < 1.0
-    log_white_fade = float(np.log(p.white_fade))
-    fade_slope = 1.0 / (1.0 - p.white_fade) if fade_white else 0.0
-    y_floor = float(_Y_FLOOR)
+    log_white_fade = f32(np.log(p.white_fade))
+    fade_slope = f32(1.0 / (1.0 - p.white_fade) if fade_white else 0.0)
+    y_floor = f32(_Y_FLOOR)
+    has_sky = sky_mask is not None
+    # The kernels read C-contiguous rows (a no-op for develop()'s mattes); a stand-in when absent.
+    sky = np.ascontiguousarray(sky_mask, np.float32) if has_sky else np.zeros((1, 1), np.float32)
 
     def process_rows(y0: int, y1: int) -> None:
         # Buffers per band: the bands run in parallel threads (effects._bands).
         n_max = min(rows, y1 - y0)
         x_buf = np.empty((n_max, w, 3), np.float32) if clip_input else None
-        f3_buf = np.empty((n_max, w, 3), np.float32)
         # Each band its own upsampler: it keeps the grid rows it resized for the next strip.
         up = RowUpsampler(grids, h, w, slice(0, w), n_max)
+        grid_b = np.empty((n_max, 4 * w), np.float32)  # the four grids' rows side by side
         # The person coverage only where the white fade works (few strips): its own upsampler.
         people_up = RowUpsampler(people, h, w, slice(0, w), n_max) if people is not None else None
-        ll_b, g_b, base_b, t_b, g0_b, m_b = (np.empty((n_max, w), np.float32) for _ in range(6))
+        ll_b, g_b, base_b, cov_b = (np.empty((n_max, w), np.float32) for _ in range(4))
         for r0 in range(y0, y1, rows):
             r1 = min(y1, r0 + rows)
             n = r1 - r0
             x = np.clip(image[r0:r1], 0.0, 1.0, out=x_buf[:n]) if clip_input else image[r0:r1]
-            # The guide: ln luminance (floored so black stays finite).
-            ll = cv2.transform(x, _LUMA[None, :], dst=ll_b[:n])
-            cv2.max(ll, y_floor, dst=ll)
+            # The guide: ln luminance (floored so black stays finite), in OpenCV's SIMD log.
+            ll = ll_b[:n]
+            _luminance_rows(x, y_floor, ll)
             cv2.log(ll, dst=ll)
-            a_gain, b_gain, a_base, b_base = up(r0, r1)
-            t = t_b[:n]
-            gain = cv2.multiply(a_gain, ll, dst=g_b[:n])
-            gain += b_gain
-            base = cv2.multiply(a_base, ll, dst=base_b[:n])
-            base += b_base
-
-            # Ceilings: brightening rolls off from the knee to highlight_ceiling; the sky stays below its ceiling.
-            # (Bounds first: most strips need neither the shoulder nor, below, the white fade.)
-            gain_min, gain_max = cv2.minMaxLoc(gain)[:2]
-            if gain_max > 0.0 and cv2.minMaxLoc(base)[1] + gain_max > shoulder:
-                _soft_shoulder(gain, base, shoulder, float(hl_ceiling), cv2.add(base, gain, dst=t))
-            if sky_mask is not None:
-                # The sky is never brightened, and bright sky is brought down toward its ceiling:
-                # gain += sky * (min(gain, cap, 0) - gain), cap = max(sky_ceiling - base, -max_local_ev).
-                np.subtract(sky_ceiling, base, out=t)
-                cv2.max(t, sky_floor, dst=t)
-                cv2.min(t, 0.0, dst=t)
-                np.minimum(t, gain, out=t)
-                t -= gain
-                t *= sky_mask[r0:r1]
-                gain += t
-                gain_min = cv2.minMaxLoc(gain)[0]
-
-            # White stays white: every darkening off people (highlight compression, the sky
-            # ceiling) fades out as the pixel's luminance goes from white_fade to 1. Clipped
-            # white holds no detail to recover, and pulled down it turns a flat grey: white
-            # clouds ended at sRGB 240, an all-white frame read as sky at a blotchy 0.90-0.94.
-            if fade_white and gain_min < 0.0 and cv2.minMaxLoc(ll)[1] > log_white_fade:
-                _fade_to_white(gain, ll, log_white_fade, fade_slope,
-                               (lambda: people_up(r0, r1)) if people_up is not None else None)
-
-            # factor = 2**gain, limited to 1 / (largest channel): a pixel that would exceed 1 is
-            # scaled as a whole (hue kept), never clipped per channel. The limit only binds where
-            # some channel would exceed 1, so it is computed only for strips where one does.
+            up(r0, r1, out=grid_b[:n])
+            gain = g_b[:n]
+            fading = _gain_rows(ll, grid_b[:n], sky[r0:r1] if has_sky else sky, has_sky, shoulder,
+                                hl_ceiling, sky_ceiling, sky_floor, log_white_fade, base_b[:n], gain)
+            if fade_white and fading:
+                cov = people_up(r0, r1, out=cov_b[:n]) if people_up is not None else cov_b[:n]
+                _fade_to_white(gain, ll, cov, people_up is not None, log_white_fade, fade_slope)
             factor = cv2.exp(gain, dst=gain)
-            y = cv2.multiply(x, cv2.merge([factor, factor, factor], dst=f3_buf[:n]), dst=out[r0:r1])
-            if float(y.max()) > 1.0:
-                np.maximum(x[..., 0], x[..., 1], out=t)
-                np.maximum(t, x[..., 2], out=t)
-                cv2.max(t, 1e-30, dst=t)
-                np.divide(np.float32(1.0), t, out=t)
-                np.minimum(factor, t, out=factor)
-                y = cv2.multiply(x, cv2.merge([factor, factor, factor], dst=f3_buf[:n]), dst=out[r0:r1])
-                # x >= 0 and factor > 0: only the upper bound can be crossed (rounding). NumPy, not
-                # cv2.min: OpenCV reads a bare number as (v, 0, 0, 0) on a 3-channel array.
-                np.minimum(y, np.float32(1.0), out=y)
+            _scale_rows(x, factor, out[r0:r1])
 
     run_in_row_bands(process_rows, h, w, align=rows)
     return out

@@ -520,3 +520,49 @@ def test_an_empty_person_matte_is_reported_unmeasured():
     assert empty.weight == 0.0 and empty.gain_ev == 0.0
     assert np.isnan(empty.skin_reflectance) and np.isnan(empty.skin_luminance)
     assert found.weight > 0 and np.isfinite(found.skin_luminance)
+
+
+def test_compiled_strip_kernels_match_numpy(rng):
+    """The full-resolution pass's fused kernels give the plain numpy chain's results, with
+    pixels on every path (shoulder, sky ceiling, white fade with and without people, a factor
+    limited by the largest channel); odd sizes."""
+    from effects import tone_map as tm
+    f32 = np.float32
+    n, w = 7, 33
+    log_y = np.log(rng.uniform(0.01, 1.0, (n, w))).astype(f32)
+    grids = np.concatenate([rng.uniform(-0.5, 1.5, (n, w)), rng.uniform(-1.0, 1.5, (n, w)),
+                            rng.uniform(0.5, 1.0, (n, w)), rng.uniform(-0.5, 0.2, (n, w))], axis=1).astype(f32)
+    sky = rng.uniform(0.0, 1.0, (n, w)).astype(f32)
+    knee, ceil, sky_ceil, sky_floor, fade_start = f32(np.log(0.5)), f32(np.log(0.95)), f32(np.log(0.9)), f32(-1.04), f32(np.log(0.8))
+    for has_sky in (True, False):
+        base, gain = np.empty((n, w), f32), np.empty((n, w), f32)
+        fading = tm._gain_rows(log_y, grids, sky, has_sky, knee, ceil, sky_ceil, sky_floor, fade_start, base, gain)
+        g = grids[:, :w] * log_y + grids[:, w:2 * w]
+        b = grids[:, 2 * w:3 * w] * log_y + grids[:, 3 * w:]
+        sel = (g > 0) & (b + g > knee)
+        assert sel.any() and (~sel).any()
+        m = np.maximum(b, knee)
+        room = np.maximum(ceil - m, f32(1e-6))
+        g = np.where(sel, (m - b) + np.tanh((b + g - m) / room) * room, g).astype(f32)
+        if has_sky:
+            t = np.minimum(np.minimum(np.maximum(sky_ceil - b, sky_floor), 0), g)
+            g = g + (t - g) * sky
+        np.testing.assert_allclose(gain, g, atol=1e-6)
+        assert fading == int(((log_y > fade_start) & (g < 0)).sum()) > 0
+    for people in (True, False):
+        faded = gain.copy()
+        tm._fade_to_white(faded, log_y, sky, people, fade_start, f32(5.0))
+        keep = np.clip((1 - np.exp(log_y)) * f32(5.0), 0, 1)
+        if people:
+            keep = 1 - (1 - keep) * (1 - sky)
+        ref = np.where((gain < 0) & (log_y > fade_start), gain * keep, gain)
+        np.testing.assert_allclose(faded, ref, atol=1e-6)
+    x = rng.uniform(0.0, 1.0, (n, w, 3)).astype(f32)
+    factor = np.exp(gain).astype(f32)
+    out = np.empty_like(x)
+    tm._scale_rows(x, factor, out)
+    over = (x * factor[..., None] > 1).any(axis=2)
+    assert over.any() and (~over).any()
+    limited = np.where(over, np.minimum(factor, 1 / np.maximum(x.max(axis=2), f32(1e-30))), factor)
+    ref = np.where(over[..., None], np.minimum(x * limited[..., None], 1), x * limited[..., None])
+    np.testing.assert_allclose(out, ref, atol=1e-6)
