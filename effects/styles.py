@@ -41,8 +41,14 @@ inverse is 1), so scaling (a, b) by ``c`` and adding ``T`` to L is
 ``LMS'_adj = c LMS' + ((1 - c) L + T) (1, 1, 1)``, and the blend is
 ``LMS'_out = LMS'_0 + weight (LMS'_adj - LMS'_0)``. The image is processed in horizontal
 strips with reused buffers so every temporary stays in cache; the strips are shared among
-threads in an interleaved order (the gamut step's cost varies with the content), and the cube
-root runs as OpenCV's SIMD ``pow``.
+threads in an interleaved order (the gamut step's cost varies with the content). Per strip,
+OpenCV does the colour-space matrices and the cube root (its SIMD ``pow``), and compiled
+kernels (:mod:`effects._jit`) the per-pixel rest in one pass each: the adjusted colour and
+the gamut step's inputs (``_styled_rows``), the gathering of the pixels to pull back
+(``_gamut_candidates``), and their bisection and soft knee (``_eased_paths``; on a vibrant
+12 MP portrait about 40 % of the pixels). The kernels repeat the old float32 operations in
+the old order (a fused multiply-add where OpenCV's SIMD code has one), so the result equals
+the all-OpenCV chain's to the last bit but for rare one-ulp differences.
 
 References
 ----------
@@ -62,8 +68,11 @@ from dataclasses import dataclass, fields
 
 import cv2
 import numpy as np
+from numba.core import types as _nb_types
+from numba.extending import intrinsic
 
 from ._bands import run_in_row_bands
+from ._jit import kernel
 from ._opencv import clip01
 from ._srgb import pow_in_place
 from ._validate import check_field_types, check_image, check_mask
@@ -298,6 +307,17 @@ def apply_style(
     chroma = np.float32(1.0 + st.saturation)
     sky_sat = np.float32(st.sky_saturation) if sky is not None and st.sky_saturation != 0.0 else None
     protect_skin = np.float32(st.skin_protection) if skin is not None and st.skin_protection > 0.0 else None
+    f32 = np.float32
+    sky_gain = sky_sat if sky_sat is not None else f32(0.0)
+    skin_share = protect_skin if protect_skin is not None else f32(0.0)
+    # The kernel reads C-contiguous read-only rows (as check_mask returns them: one compiled
+    # signature); a stand-in for a matte not given.
+    absent = _read_only(np.zeros((1, 1), np.float32))
+    has_teeth = teeth is not None
+    sky, skin, teeth = (absent if m is None else _read_only(m) for m in (sky, skin, teeth))
+
+    def rows_of(m, r0, r1):
+        return m if m is absent else m[r0:r1]
 
     # Horizontal strips: every temporary stays cache-sized (full-frame temporaries cost more
     # in page faults and memory traffic than in arithmetic).
@@ -317,101 +337,294 @@ def apply_style(
             pw = _cbrt_lms(x, warm_matrix, buf.pw[:n]) if warm_matrix is not None else p0
             lum = cv2.transform(pw, _LMSP_TO_L, dst=buf.lum[:n])  # Oklab L of the warmed colour
 
-            # Per-pixel chroma scale c and blend weight wt (section 4 and 5 of the module docstring).
-            c = np.multiply(sky[r0:r1], sky_sat, out=buf.c[:n]) if sky_sat is not None else None
-            if c is not None:
-                c += chroma
-            wt = None
-            if protect_skin is not None or teeth is not None:
-                wt = buf.wt[:n]
-                if protect_skin is not None:
-                    np.multiply(skin[r0:r1], protect_skin, out=wt)
-                    if teeth is not None:
-                        np.maximum(wt, teeth[r0:r1], out=wt)
-                else:
-                    wt[...] = teeth[r0:r1]
-                np.subtract(np.float32(1.0), wt, out=wt)
-                if strength != 1.0:
-                    wt *= np.float32(strength)
-            elif strength != 1.0 or warm_matrix is not None or c is not None:
-                wt = buf.wt[:n]
-                wt.fill(np.float32(strength))
-            if c is None:
-                c = buf.c[:n]
-                c.fill(chroma)
-
-            # u = (1 - c) L + T(L): the part of the adjusted colour along LMS' = (1, 1, 1) L.
-            u = np.subtract(np.float32(1.0), c, out=buf.u[:n])
-            u *= lum
-            if tone_gain != 0.0:
-                t = np.subtract(np.float32(1.0), lum, out=buf.t[:n])
-                t *= lum
-                t *= tone_gain
-                d = np.subtract(lum, np.float32(_GREY_L), out=buf.lum[:n])  # lum is not needed after this
-                t *= d
-                u += t
-
-            # LMS' of the result: p0 + wt (c pw + u - p0).
-            res = buf.res[:n]
-            if warm_matrix is None:
-                if wt is not None:
-                    np.subtract(c, np.float32(1.0), out=c)
-                    c *= wt
-                    c += np.float32(1.0)  # k = 1 + wt (c - 1)
-                    u *= wt
-                cv2.multiply(p0, cv2.merge([c, c, c], dst=buf.m3[:n]), dst=res)
-            else:
-                np.subtract(np.float32(1.0), wt, out=buf.t[:n])
-                cv2.multiply(p0, cv2.merge([buf.t[:n]] * 3, dst=buf.m3[:n]), dst=res)
-                c *= wt
-                cv2.multiply(pw, cv2.merge([c, c, c], dst=buf.m3[:n]), dst=buf.pw[:n])
-                cv2.add(res, buf.pw[:n], dst=res)
-                u *= wt
-            cv2.add(res, cv2.merge([u, u, u], dst=buf.m3[:n]), dst=res)
-            lms = cv2.pow(res, 3, dst=buf.m3[:n])  # integer power: repeated products in one pass
-            y = cv2.transform(lms, lms_to_rgb, dst=out[r0:r1])
+            # Per-pixel chroma scale c and blend weight wt (sections 4 and 5 of the module
+            # docstring), the adjusted LMS' and the gamut step's inputs: one compiled pass.
+            weighted = protect_skin is not None or has_teeth or strength != 1.0 \
+                or warm_matrix is not None or sky_sat is not None
+            cube, q, cube_reach = buf.m3[:n], buf.res[:n], buf.cube[:n]
+            _styled_rows(p0, pw, lum, rows_of(sky, r0, r1), rows_of(skin, r0, r1), rows_of(teeth, r0, r1),
+                         sky_sat is not None, protect_skin is not None, has_teeth, weighted,
+                         warm_matrix is not None, sky_gain, skin_share, f32(strength), chroma, tone_gain,
+                         cube, q, cube_reach)
+            y = cv2.transform(cube, lms_to_rgb, dst=out[r0:r1])
 
             # 6. Gamut, with a soft knee: how far each pixel's path could run before leaving the
             # cube is measured out to _KNEE_REACH times the style's change, and pixels that get
             # near the boundary are eased off before it (see _eased_blend). Cheap first pass
             # with the fixed bounds [0.005, 0.95] at that reach; only the pixels it flags look at
             # their own range, beyond which a bound moves half-way to the cube's edge.
-            q = cv2.subtract(res, p0, dst=buf.pw[:n])  # the style's change, LMS'
-            reach = cv2.scaleAdd(q, _KNEE_REACH, p0, dst=buf.m3[:n])
-            cv2.pow(reach, 3, dst=reach)
-            y_reach = cv2.transform(reach, lms_to_rgb, dst=buf.reach[:n])
+            y_reach = cv2.transform(cube_reach, lms_to_rgb, dst=buf.reach[:n])
             ok = cv2.inRange(y_reach, _FIT_BOUNDS[0], _FIT_BOUNDS[1], dst=buf.ok[:n])
-            cand = np.flatnonzero(ok == 0)
-            if cand.size:
-                xc = np.take(x.reshape(-1, 3), cand, axis=0)  # N×3 copies
-                yc = np.take(y_reach.reshape(-1, 3), cand, axis=0)
-                lo = np.minimum(np.minimum(xc[:, 0], xc[:, 1]), xc[:, 2])
-                # (half-way down from its own minimum to 0.001, never above its own minimum)
-                lo -= np.float32(_KNEE_EDGE_SHARE) * np.maximum(lo - np.float32(_FIT_LO), np.float32(0.0))
-                np.minimum(lo, np.float32(_KNEE_LO), out=lo)
-                lo -= np.float32(_FIT_TOL)
-                hi = np.maximum(np.maximum(xc[:, 0], xc[:, 1]), xc[:, 2])
-                # A bright pixel may still move half-way from its own maximum to the cube's
-                # edge: capped at its own, near-white highlights took no warm or cool tint at
-                # all (grey 250 stayed 250 under warm; it was 255/250/240; review).
-                hi += np.float32(_KNEE_EDGE_SHARE) * (np.float32(_FIT_TOP) - hi)
-                np.maximum(hi, np.float32(_KNEE_HI), out=hi)
-                hi += np.float32(_FIT_TOL)
-                bad = yc[:, 0] < lo
-                for ch in range(3):
-                    if ch:
-                        bad |= yc[:, ch] < lo
-                    bad |= yc[:, ch] > hi
-                idx = cand[bad]
-                if idx.size:
-                    p_bad = np.take(p0.reshape(-1, 3), idx, axis=0)[None]  # 1×N×3
-                    q_bad = np.take(q.reshape(-1, 3), idx, axis=0)[None]
-                    y.reshape(-1, 3)[idx] = _eased_into_gamut(p_bad, q_bad, lo[bad][None], hi[bad][None],
-                                                              lms_to_rgb)[0]
+            bad = _gamut_candidates(x, y_reach, ok, p0, q, buf.bad, buf.lo, buf.hi, buf.p0_bad, buf.q_bad)
+            if bad:
+                _eased_paths(buf.p0_bad, buf.q_bad, buf.lo, buf.hi, bad, lms_to_rgb, buf.bad, buf.t_ok, y)
+                # OpenCV's transform takes a scalar path for the last two pixels of an array,
+                # whose rounding the kernel does not model: the last two of the old 1×N call
+                # are redone by the old function, as 1×2 (or 1×1), where both take it too.
+                tail = slice(max(0, bad - 2), bad)
+                idx = buf.bad[tail]
+                y.reshape(-1, 3)[idx] = _eased_into_gamut(
+                    np.ascontiguousarray(buf.p0_bad[:, tail].T[None]), np.ascontiguousarray(buf.q_bad[:, tail].T[None]),
+                    buf.lo[tail][None], buf.hi[tail][None], lms_to_rgb)[0]
             clip01(y, y)
 
     run_in_row_bands(process_strips, len(order), w * rows)
     return out
+
+
+@intrinsic
+def _fma(typingctx, a, b, c):
+    """``a * b + c`` rounded once (LLVM's fma), for float operands: how OpenCV's SIMD
+    ``scaleAdd`` and 3×3 ``transform`` compute, so the kernels' gamut step equals the OpenCV
+    chain's bit for bit (``transform`` is ``fma(x0, m0, fma(x1, m1, x2 m2))``)."""
+    if not (a == b == c and isinstance(a, _nb_types.Float)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.fma(*args)
+
+    return a(a, b, c), codegen
+
+
+def _read_only(matte: np.ndarray) -> np.ndarray:
+    """A read-only C-contiguous view of ``matte`` (a copy only if it is not C-contiguous)."""
+    view = np.ascontiguousarray(matte).view()
+    view.flags.writeable = False
+    return view
+
+
+@kernel
+def _styled_rows(p0, pw, lum, sky, skin, teeth, has_sky_gain, has_skin, has_teeth, weighted, warm,
+                 sky_gain, skin_share, strength, chroma, tone_gain, cube, change, cube_reach):  # pragma: no cover - compiled
+    """A strip's adjusted colour in LMS' and the gamut step's inputs, in one pass.
+
+    Fuses what was about twenty numpy/OpenCV passes with three-channel merges: the chroma scale
+    ``c = 1 + saturation + sky_saturation * sky``; the blend weight ``wt = strength * (1 -
+    max(skin_protection * skin, teeth))`` (or ``strength``); ``u = (1 - c) L + T(L)`` with the
+    tone term ``T = 1.2 tone L (1 - L) (L - p)``; the result ``LMS'_out = p0 + wt (c pw + u -
+    p0)``, written as the old code did (``p0 (1 + wt (c - 1)) + wt u`` without warmth,
+    ``p0 (1 - wt) + (c wt) pw + wt u`` with it); its cube; the change ``q = LMS'_out - p0``;
+    and the cube of the reach point ``p0 + 1.6 q`` (one rounding, as cv2.scaleAdd). The old
+    float32 operations in the old order: the results equal the OpenCV chain's bit for bit.
+
+    Parameters
+    ----------
+    p0, pw : np.ndarray
+        float32 n×w×3 LMS' (cube-root cone responses, >= 0) of the original and of the warmed
+        colour (``pw`` read only when ``warm``), C-contiguous.
+    lum : np.ndarray
+        float32 n×w Oklab lightness of the warmed colour, C-contiguous.
+    sky, skin, teeth : np.ndarray
+        float32 n×w mattes in [0, 1], C-contiguous; read only when ``has_sky_gain``,
+        ``has_skin``, ``has_teeth``.
+    weighted : bool
+        Whether the blend weight is used at all (else the full change, weight 1).
+    sky_gain, skin_share, strength, chroma, tone_gain : np.float32
+        ``sky_saturation``, ``skin_protection``, the style's strength, ``1 + saturation``,
+        ``1.2 tone``.
+    cube, change, cube_reach : np.ndarray
+        float32 n×w×3 outputs, C-contiguous: ``LMS'_out ** 3`` (LMS), ``q``, and
+        ``(p0 + 1.6 q) ** 3``.
+    """
+    n, w = lum.shape
+    one = np.float32(1.0)
+    grey = np.float32(_GREY_L)
+    reach = np.float32(_KNEE_REACH)
+    p0_f, pw_f, lum_f = p0.reshape(-1), pw.reshape(-1), lum.reshape(-1)
+    sky_f, skin_f, teeth_f = sky.reshape(-1), skin.reshape(-1), teeth.reshape(-1)
+    cube_f, change_f, cube_reach_f = cube.reshape(-1), change.reshape(-1), cube_reach.reshape(-1)
+    # Row by row: the per-pixel scalars in row buffers, then the three channels. The choices
+    # that hold for the whole call are made outside the loops, whose bodies are then plain
+    # arithmetic that LLVM vectorises (a matte not given is a 1×1 stand-in: never read).
+    c, wt = np.empty(w, np.float32), np.empty(w, np.float32)
+    u, keep = np.empty(w, np.float32), np.empty(w, np.float32)
+    for i in range(n):
+        row = i * w
+        if has_sky_gain:
+            for j in range(w):
+                c[j] = sky_f[row + j] * sky_gain + chroma
+        else:
+            c[:] = chroma
+        if has_skin or has_teeth:
+            if has_skin and has_teeth:
+                for j in range(w):
+                    wt[j] = max(skin_f[row + j] * skin_share, teeth_f[row + j])
+            elif has_skin:
+                for j in range(w):
+                    wt[j] = skin_f[row + j] * skin_share
+            else:
+                for j in range(w):
+                    wt[j] = teeth_f[row + j]
+            for j in range(w):
+                wt[j] = one - wt[j]
+            if strength != one:
+                for j in range(w):
+                    wt[j] = wt[j] * strength
+        else:
+            wt[:] = strength
+        for j in range(w):
+            u[j] = (one - c[j]) * lum_f[row + j]
+        if tone_gain != np.float32(0.0):
+            for j in range(w):
+                ll = lum_f[row + j]
+                u[j] = u[j] + (one - ll) * ll * tone_gain * (ll - grey)
+        if warm:
+            for j in range(w):
+                keep[j] = one - wt[j]
+                c[j] = c[j] * wt[j]
+                u[j] = u[j] * wt[j]
+        elif weighted:
+            for j in range(w):
+                c[j] = (c[j] - one) * wt[j] + one
+                u[j] = u[j] * wt[j]
+        if warm:
+            for j in range(w):
+                k = 3 * (row + j)
+                _adjusted_pixel(p0_f, k, p0_f[k] * keep[j] + pw_f[k] * c[j], p0_f[k + 1] * keep[j] + pw_f[k + 1] * c[j],
+                                p0_f[k + 2] * keep[j] + pw_f[k + 2] * c[j], u[j], reach, cube_f, change_f, cube_reach_f)
+        else:
+            for j in range(w):
+                k = 3 * (row + j)
+                _adjusted_pixel(p0_f, k, p0_f[k] * c[j], p0_f[k + 1] * c[j], p0_f[k + 2] * c[j], u[j], reach,
+                                cube_f, change_f, cube_reach_f)
+
+
+@kernel
+def _adjusted_pixel(p0_f, k, s0, s1, s2, u, reach, cube_f, change_f, cube_reach_f):  # pragma: no cover - compiled
+    """One pixel of :func:`_styled_rows` (inlined by LLVM): ``res = s + u`` per channel, its
+    cube, the change ``res - p0`` and the cube of ``p0 + reach * change`` (one rounding)."""
+    r0, r1, r2 = s0 + u, s1 + u, s2 + u
+    cube_f[k], cube_f[k + 1], cube_f[k + 2] = r0 * r0 * r0, r1 * r1 * r1, r2 * r2 * r2
+    q0, q1, q2 = r0 - p0_f[k], r1 - p0_f[k + 1], r2 - p0_f[k + 2]
+    change_f[k], change_f[k + 1], change_f[k + 2] = q0, q1, q2
+    a0, a1, a2 = _fma(q0, reach, p0_f[k]), _fma(q1, reach, p0_f[k + 1]), _fma(q2, reach, p0_f[k + 2])
+    cube_reach_f[k], cube_reach_f[k + 1], cube_reach_f[k + 2] = a0 * a0 * a0, a1 * a1 * a1, a2 * a2 * a2
+
+@kernel
+def _gamut_candidates(x, y_reach, ok, p0, change, bad, lo, hi, p0_bad, change_bad):  # pragma: no cover - compiled
+    """Gather the pixels whose path leaves their own gamut bounds (section 6), with the bounds.
+
+    For each pixel the fixed-bounds test flagged (``ok == 0``): the lower bound, half-way down
+    from its own minimum channel to 0.001 and at most 0.005, less 1e-6; the upper bound,
+    half-way up from its own maximum to 0.998 and at least 0.95, plus 1e-6; and, if its reach
+    point ``y_reach`` passes either, its index, bounds, ``p0`` and change, packed in order.
+    Replaces numpy's gathers (``take``) and a dozen passes over them, with the same float32
+    operations.
+
+    Parameters
+    ----------
+    x, y_reach, p0, change : np.ndarray
+        float32 n×w×3, C-contiguous: the clipped linear RGB, the reach point's RGB, the LMS'
+        of the original colour and the style's change.
+    ok : np.ndarray
+        uint8 n×w, C-contiguous: nonzero where the reach point is inside the fixed bounds.
+    bad : np.ndarray
+        int64 (>= n*w,) output: flat pixel indices, in increasing order.
+    lo, hi : np.ndarray
+        float32 (>= n*w,) outputs: the bounds of those pixels.
+    p0_bad, change_bad : np.ndarray
+        float32 (3, >= n*w) outputs, planar: their ``p0`` and change.
+
+    Returns
+    -------
+    int
+        How many pixels were gathered.
+    """
+    x_f, y_f, ok_f = x.reshape(-1), y_reach.reshape(-1), ok.reshape(-1)
+    p0_f, change_f = p0.reshape(-1), change.reshape(-1)
+    share, zero = np.float32(_KNEE_EDGE_SHARE), np.float32(0.0)
+    fit_lo, knee_lo, fit_top, knee_hi = np.float32(_FIT_LO), np.float32(_KNEE_LO), np.float32(_FIT_TOP), np.float32(_KNEE_HI)
+    tol = np.float32(_FIT_TOL)
+    count = 0
+    for p in range(ok_f.size):
+        if ok_f[p]:
+            continue
+        k = 3 * p
+        low = min(min(x_f[k], x_f[k + 1]), x_f[k + 2])
+        # (half-way down from its own minimum to 0.001, never above its own minimum)
+        low = min(low - share * max(low - fit_lo, zero), knee_lo) - tol
+        # A bright pixel may still move half-way from its own maximum to the cube's edge:
+        # capped at its own, near-white highlights took no warm or cool tint at all.
+        high = max(max(x_f[k], x_f[k + 1]), x_f[k + 2])
+        high = max(high + share * (fit_top - high), knee_hi) + tol
+        if (y_f[k] < low or y_f[k + 1] < low or y_f[k + 2] < low
+                or y_f[k] > high or y_f[k + 1] > high or y_f[k + 2] > high):
+            bad[count], lo[count], hi[count] = p, low, high
+            for c in range(3):
+                p0_bad[c, count] = p0_f[k + c]
+                change_bad[c, count] = change_f[k + c]
+            count += 1
+    return count
+
+
+@kernel
+def _eased_paths(p0, change, lo, hi, count, lms_to_rgb, index, t_ok, y):  # pragma: no cover - compiled
+    """:func:`_eased_into_gamut` for ``count`` gathered pixels, written into ``y`` at ``index``.
+
+    The same bisection (``_KNEE_STEPS`` steps up to ``_KNEE_REACH``) and soft knee, each step one
+    pass over the pixels without branches (LLVM vectorises it) instead of seven OpenCV passes
+    and two merges. The 3×3 matrix product is computed as OpenCV's SIMD ``transform`` does,
+    ``fma(l0, m0, fma(l1, m1, l2 m2))``, so every decision and value equals the old one, except
+    in the last two pixels of the old 1×N call, where OpenCV took a scalar path (the caller
+    redoes those with the old function).
+
+    Parameters
+    ----------
+    p0, change : np.ndarray
+        float32 (3, >= count), planar: LMS' of the original colour and the style's change.
+    lo, hi : np.ndarray
+        float32 (>= count,) per-pixel RGB bounds.
+    lms_to_rgb : np.ndarray
+        float32 3×3 LMS -> linear RGB, C-contiguous.
+    index : np.ndarray
+        int64 (>= count,) flat pixel indices into ``y``.
+    t_ok : np.ndarray
+        float32 (>= count,) scratch: the largest fitting fraction of the change found.
+    y : np.ndarray
+        float32 n×w×3 linear RGB, C-contiguous; the pixels at ``index`` are replaced.
+    """
+    m = lms_to_rgb
+    m00, m01, m02, m10, m11, m12 = m[0, 0], m[0, 1], m[0, 2], m[1, 0], m[1, 1], m[1, 2]
+    m20, m21, m22 = m[2, 0], m[2, 1], m[2, 2]
+    # One-dimensional views of the channel rows: loads LLVM sees as contiguous (vectorised).
+    c0, c1, c2 = change[0], change[1], change[2]
+    a0, a1, a2 = p0[0], p0[1], p0[2]
+    t_ok[:count] = np.float32(0.0)
+    step = float(_KNEE_REACH)
+    for _ in range(_KNEE_STEPS):
+        step *= 0.5
+        step32 = np.float32(step)
+        for p in range(count):
+            t = t_ok[p] + step32
+            l0 = c0[p] * t + a0[p]
+            l1 = c1[p] * t + a1[p]
+            l2 = c2[p] * t + a2[p]
+            l0, l1, l2 = l0 * l0 * l0, l1 * l1 * l1, l2 * l2 * l2
+            r = _fma(l0, m00, _fma(l1, m01, l2 * m02))
+            g = _fma(l0, m10, _fma(l1, m11, l2 * m12))
+            b = _fma(l0, m20, _fma(l1, m21, l2 * m22))
+            low, high = lo[p], hi[p]
+            fits = (low <= r) & (r <= high) & (low <= g) & (g <= high) & (low <= b) & (b <= high)
+            t_ok[p] = t if fits else t_ok[p]
+    y_f = y.reshape(-1)
+    one, floor = np.float32(1.0), np.float32(1e-6)
+    for p in range(count):  # apart from the scatter below, which no SIMD store does
+        # The soft knee reach / (1 + reach**8)**(1/8), as _eased_blend writes it.
+        e = max(t_ok[p], floor)
+        s = e * e
+        s = s * s
+        s = s * s
+        t_ok[p] = e / math.sqrt(math.sqrt(math.sqrt(s + one)))
+    for p in range(count):
+        e = t_ok[p]
+        l0 = c0[p] * e + a0[p]
+        l1 = c1[p] * e + a1[p]
+        l2 = c2[p] * e + a2[p]
+        l0, l1, l2 = l0 * l0 * l0, l1 * l1 * l1, l2 * l2 * l2
+        k = 3 * index[p]
+        y_f[k] = _fma(l0, m00, _fma(l1, m01, l2 * m02))
+        y_f[k + 1] = _fma(l0, m10, _fma(l1, m11, l2 * m12))
+        y_f[k + 2] = _fma(l0, m20, _fma(l1, m21, l2 * m22))
 
 
 def _colour_space(rgb_to_xyz) -> tuple:
@@ -449,11 +662,16 @@ class _StripBuffers:
     """Preallocated strip-sized temporaries of :func:`apply_style` (reused for every strip)."""
 
     def __init__(self, rows: int, w: int):
-        for name in ("rgb", "p0", "pw", "res", "m3", "reach"):
+        for name in ("rgb", "p0", "pw", "res", "m3", "reach", "cube"):
             setattr(self, name, np.empty((rows, w, 3), np.float32))
-        for name in ("lum", "c", "wt", "u", "t"):
+        for name in ("lum",):
             setattr(self, name, np.empty((rows, w), np.float32))
         self.ok = np.empty((rows, w), np.uint8)
+        # The gamut step's pixels to pull back, gathered (see _gamut_candidates).
+        self.bad = np.empty(rows * w, np.int64)
+        self.lo, self.hi, self.t_ok = (np.empty(rows * w, np.float32) for _ in range(3))
+        # Planar (3 × pixels): per-channel rows make the bisection's loads contiguous.
+        self.p0_bad, self.q_bad = (np.empty((3, rows * w), np.float32) for _ in range(2))
 
 
 def _cbrt_lms(rgb: np.ndarray, matrix: np.ndarray, dst: np.ndarray) -> np.ndarray:

@@ -330,3 +330,62 @@ def test_a_saturated_colour_keeps_its_weakest_channel_off_the_floor():
     assert np.diff(codes(out)[:, 0]).min() >= -3
     chroma = lambda x: np.hypot(*colour.XYZ_to_Oklab(colour.RGB_to_XYZ(x[1], SRGB, apply_cctf_decoding=False))[:, 1:].T)
     assert (chroma(out) > chroma(img)).all()  # still more vivid
+
+
+def test_compiled_gamut_step_matches_the_opencv_one(rng):
+    """The gathering and bisection kernels give what the OpenCV bisection (_eased_into_gamut)
+    gives on the same pixels: bit for bit but for the last two (OpenCV's scalar tail)."""
+    import cv2
+    import effects.styles as styles
+    n, w = 5, 37
+    x = rng.random((n, w, 3)).astype(np.float32)
+    p0 = np.cbrt(cv2.transform(x, styles._RGB_TO_LMS_64.astype(np.float32))).astype(np.float32)
+    q = ((rng.random((n, w, 3)) - 0.5) * 0.4).astype(np.float32)
+    y_reach = cv2.transform((p0 + np.float32(1.6) * q) ** 3, styles._LMS_TO_RGB)
+    ok = cv2.inRange(y_reach, styles._FIT_BOUNDS[0], styles._FIT_BOUNDS[1])
+    bad_idx, lo, hi, t_ok = np.empty(n * w, np.int64), *(np.empty(n * w, np.float32) for _ in range(3))
+    p0_bad, q_bad = np.empty((3, n * w), np.float32), np.empty((3, n * w), np.float32)
+    count = styles._gamut_candidates(x, y_reach, ok, p0, q, bad_idx, lo, hi, p0_bad, q_bad)
+    assert 10 < count < n * w
+    # The numpy selection the kernel replaces.
+    lo_ref = np.minimum(x.min(axis=2), np.float32(1.0))
+    lo_ref = np.minimum(lo_ref - np.float32(0.5) * np.maximum(lo_ref - np.float32(0.001), 0), np.float32(0.005)) - np.float32(1e-6)
+    hi_ref = x.max(axis=2)
+    hi_ref = np.maximum(hi_ref + np.float32(0.5) * (np.float32(0.998) - hi_ref), np.float32(0.95)) + np.float32(1e-6)
+    outside = (ok == 0) & ((y_reach < lo_ref[..., None]) | (y_reach > hi_ref[..., None])).any(axis=2)
+    np.testing.assert_array_equal(bad_idx[:count], np.flatnonzero(outside))
+    np.testing.assert_array_equal(lo[:count], lo_ref.ravel()[outside.ravel()])
+    np.testing.assert_array_equal(hi[:count], hi_ref.ravel()[outside.ravel()])
+    y = np.zeros((n, w, 3), np.float32)
+    styles._eased_paths(p0_bad, q_bad, lo, hi, count, styles._LMS_TO_RGB, bad_idx, t_ok, y)
+    ref = styles._eased_into_gamut(np.ascontiguousarray(p0_bad[:, :count].T[None]),
+                                   np.ascontiguousarray(q_bad[:, :count].T[None]),
+                                   lo[None, :count], hi[None, :count], styles._LMS_TO_RGB)[0]
+    got = y.reshape(-1, 3)[bad_idx[:count]]
+    np.testing.assert_array_equal(got[:-2], ref[:-2])
+    np.testing.assert_allclose(got[-2:], ref[-2:], atol=1e-6)
+
+
+@pytest.mark.parametrize("warm", [False, True])
+def test_compiled_adjustment_matches_numpy(rng, warm):
+    """_styled_rows gives the plain numpy chain's adjusted LMS', change and reach point."""
+    import effects.styles as styles
+    n, w = 3, 29
+    f = np.float32
+    p0, pw = rng.random((n, w, 3)).astype(f), rng.random((n, w, 3)).astype(f)
+    lum = rng.random((n, w)).astype(f)
+    sky, skin, teeth = (rng.random((n, w)).astype(f) for _ in range(3))
+    cube, change, cube_reach = (np.empty((n, w, 3), f) for _ in range(3))
+    sky_gain, share, strength, chroma, tone = f(0.2), f(0.9), f(1.5), f(1.35), f(0.12)
+    styles._styled_rows(p0, pw, lum, sky, skin, teeth, True, True, True, True, warm, sky_gain, share,
+                        strength, chroma, tone, cube, change, cube_reach)
+    c = sky * sky_gain + chroma
+    wt = (f(1) - np.maximum(skin * share, teeth)) * strength
+    u = (f(1) - c) * lum + (f(1) - lum) * lum * tone * (lum - f(styles._GREY_L))
+    if warm:
+        res = p0 * (f(1) - wt)[..., None] + pw * (c * wt)[..., None] + (u * wt)[..., None]
+    else:
+        res = p0 * ((c - f(1)) * wt + f(1))[..., None] + (u * wt)[..., None]
+    np.testing.assert_allclose(cube, res ** 3, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(change, res - p0, atol=1e-7)
+    np.testing.assert_allclose(cube_reach, (p0 + f(1.6) * (res - p0)) ** 3, rtol=1e-6, atol=1e-7)
