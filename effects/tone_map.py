@@ -107,6 +107,7 @@ import numpy as np
 from ._bands import run_in_row_bands
 from ._jit import kernel
 from .mask_refine import RowUpsampler
+from .styles import _fma
 from ._validate import check_field_types, check_image, check_mask
 
 __all__ = ["ToneMapParams", "PersonExposure", "tone_map_people", "dim_photo_lift_ev", "MONK_SKIN_TONES_SRGB"]
@@ -476,23 +477,31 @@ def _luminance_rows(x, floor, out):  # pragma: no cover - compiled
 
 
 @kernel
-def _gain_rows(log_y, grids, sky, has_sky, knee, ceiling, sky_ceiling, sky_floor, fade_start,
-               base, gain):  # pragma: no cover - compiled
+def _gain_rows(log_y, wide, grid_row, weight, sky, has_sky, knee, ceiling, sky_ceiling, sky_floor,
+               fade_start, base, gain):  # pragma: no cover - compiled
     """Gain (ln units) of a strip of the full-resolution pass, from its guide ``ln Y``.
 
-    Fuses what was a chain of about a dozen OpenCV/numpy passes over the strip: the fast
-    guided filter's ``a ln Y + b`` for the gain and the base, the soft shoulder of brightening
-    gains and the sky's ceiling (see :func:`_apply_gains`), the old float32 arithmetic pixel by
-    pixel. Row by row, the common work in loops without calls (LLVM vectorises them) and the
-    shoulder's ``tanh`` in a second loop, only over rows that have a pixel on it.
+    Fuses what was a chain of about a dozen OpenCV/numpy passes over the strip: the vertical
+    step of the bilinear upsampling of the working-grid coefficients (as
+    :class:`~effects.mask_refine.RowUpsampler` does it, ``row_i + f (row_{i+1} - row_i)`` with
+    cv2.scaleAdd's single rounding), the fast guided filter's ``a ln Y + b`` for the gain and
+    the base, the soft shoulder of brightening gains and the sky's ceiling (see
+    :func:`_apply_gains`), the old float32 arithmetic pixel by pixel. Row by row, the common
+    work in loops without calls (LLVM vectorises them) and the shoulder's ``tanh`` in a second
+    loop, only over rows that have a pixel on it.
 
     Parameters
     ----------
     log_y : np.ndarray
         float32 n×w ``ln max(Y, floor)``, C-contiguous.
-    grids : np.ndarray
-        float32 n×4w, C-contiguous: the upsampled ``a_gain, b_gain, a_base, b_base`` rows side
-        by side (``b`` already in ln units), as :class:`RowUpsampler` writes them.
+    wide : np.ndarray
+        float32 4×m×w, C-contiguous: the working-grid rows the strip needs of ``a_gain,
+        b_gain, a_base, b_base`` (``b`` already in ln units), each resized along x to the
+        frame's width; the row after the grid's last repeats it.
+    grid_row : np.ndarray
+        int64 (n,): each output row's grid row, as an index into ``wide``'s rows.
+    weight : np.ndarray
+        float32 (n,): each output row's weight of the next grid row.
     sky : np.ndarray
         float32 n×w sky matte in [0, 1] (read only when ``has_sky``).
     knee, ceiling, sky_ceiling, sky_floor, fade_start : np.float32
@@ -510,16 +519,20 @@ def _gain_rows(log_y, grids, sky, has_sky, knee, ceiling, sky_ceiling, sky_floor
     zero = np.float32(0.0)
     room_floor = np.float32(1e-6)
     # Flat views of the C-contiguous rows: loops of plain offsets vectorise best.
-    log_y_f, grids_f, sky_f = log_y.reshape(-1), grids.reshape(-1), sky.reshape(-1)
+    log_y_f, sky_f = log_y.reshape(-1), sky.reshape(-1)
     base_f, gain_f = base.reshape(-1), gain.reshape(-1)
     fading = 0
     for i in range(n):
-        row, grid_row = i * w, 4 * i * w
+        row = i * w
         on_shoulder = 0
+        k, f = grid_row[i], weight[i]
+        # One-dimensional views of the grid rows (contiguous loads, vectorised).
+        a_g, a_g1, b_g, b_g1 = wide[0, k], wide[0, k + 1], wide[1, k], wide[1, k + 1]
+        a_b, a_b1, b_b, b_b1 = wide[2, k], wide[2, k + 1], wide[3, k], wide[3, k + 1]
         for j in range(w):
             ll = log_y_f[row + j]
-            g = grids_f[grid_row + j] * ll + grids_f[grid_row + w + j]
-            b = grids_f[grid_row + 2 * w + j] * ll + grids_f[grid_row + 3 * w + j]
+            g = _fma(a_g1[j] - a_g[j], f, a_g[j]) * ll + _fma(b_g1[j] - b_g[j], f, b_g[j])
+            b = _fma(a_b1[j] - a_b[j], f, a_b[j]) * ll + _fma(b_b1[j] - b_b[j], f, b_b[j])
             on_shoulder += (g > zero) & (b + g > knee)
             gain_f[row + j] = g
             base_f[row + j] = b
@@ -613,9 +626,10 @@ def _apply_gains(image: np.ndarray, coeffs, sky_mask, p: ToneMapParams, clip_inp
     ``coeffs`` = working-grid ``(a_gain, b_gain, a_base, b_base)``: gain (EV) and base (log2
     luminance) at full resolution are ``a * log2(Y) + b`` with upsampled ``a``, ``b``
     (He & Sun 2015). Works in horizontal strips (every buffer stays cache-sized); per strip,
-    OpenCV's SIMD ``log`` and ``exp`` and four compiled one-pass kernels (:func:`_luminance_rows`,
-    :func:`_gain_rows`,
-    :func:`_fade_to_white` where it applies, :func:`_scale_rows`) do the per-pixel work.
+    the grid rows it reads are resized along x (cv2.resize), and OpenCV's SIMD ``log`` and
+    ``exp`` and four compiled one-pass kernels (:func:`_luminance_rows`; :func:`_gain_rows`,
+    which also does the upsampling's vertical step; :func:`_fade_to_white` where it applies;
+    :func:`_scale_rows`) do the per-pixel work.
     ``clip_input``: clip each strip into a buffer first (values outside [0, 1] within the
     rounding tolerance, or an image that is not C-contiguous); else strips are views of ``image``.
     ``people``: working-grid person coverage in [0, 1] (None: nobody), where the white fade
@@ -640,7 +654,14 @@ def _apply_gains(image: np.ndarray, coeffs, sky_mask, p: ToneMapParams, clip_inp
     # from cv2.log, and exp(gain) is the factor, so no pass converts between log2 and ln.
     # a * log2(Y) + b = (a / ln 2) * ln(Y) + b, and in ln units ln2 * (...) = a * ln(Y) + ln2 * b.
     ln2 = np.float32(_LN2)
-    grids = (a_g, b_g * ln2, a_b, b_b * ln2)
+    grids = [np.ascontiguousarray(g, np.float32) for g in (a_g, b_g * ln2, a_b, b_b * ln2)]
+    # Bilinear upsampling with cv2.resize's mapping (half-pixel centres, edge replicated), as
+    # RowUpsampler: output row y blends grid rows grid_row[y] and the next by grid_weight[y].
+    lh = grids[0].shape[0]
+    source_y = (np.arange(h, dtype=np.float64) + 0.5) * (lh / h) - 0.5
+    below = np.floor(source_y)
+    grid_row = np.clip(below, 0, lh - 1).astype(np.int64)
+    grid_weight = np.where((below < 0) | (below >= lh - 1), 0.0, source_y - below).astype(np.float32)
     out = np.empty((h, w, 3), np.float32)
     rows = max(1, _STRIP_PIXELS // w)
     f32 = np.float32
@@ -660,9 +681,7 @@ def _apply_gains(image: np.ndarray, coeffs, sky_mask, p: ToneMapParams, clip_inp
         # Buffers per band: the bands run in parallel threads (effects._bands).
         n_max = min(rows, y1 - y0)
         x_buf = np.empty((n_max, w, 3), np.float32) if clip_input else None
-        # Each band its own upsampler: it keeps the grid rows it resized for the next strip.
-        up = RowUpsampler(grids, h, w, slice(0, w), n_max)
-        grid_b = np.empty((n_max, 4 * w), np.float32)  # the four grids' rows side by side
+        wide_b = np.empty((4, 0, w), np.float32)  # grown to the most grid rows a strip needs
         # The person coverage only where the white fade works (few strips): its own upsampler.
         people_up = RowUpsampler(people, h, w, slice(0, w), n_max) if people is not None else None
         ll_b, g_b, base_b, cov_b = (np.empty((n_max, w), np.float32) for _ in range(4))
@@ -674,10 +693,21 @@ def _apply_gains(image: np.ndarray, coeffs, sky_mask, p: ToneMapParams, clip_inp
             ll = ll_b[:n]
             _luminance_rows(x, y_floor, ll)
             cv2.log(ll, dst=ll)
-            up(r0, r1, out=grid_b[:n])
+            # The grid rows this strip reads (and the next), resized along x; the kernel does
+            # the vertical step. (Rows shared with the next strip are resized again: cheaper
+            # than the per-row upsampling pass it replaces.)
+            first, last = grid_row[r0], grid_row[r1 - 1] + 1
+            have = min(last + 1, lh) - first
+            if wide_b.shape[1] < last + 1 - first:
+                wide_b = np.empty((4, last + 1 - first, w), np.float32)
+            for g, grid in enumerate(grids):
+                cv2.resize(grid[first:first + have], (w, have), dst=wide_b[g, :have], interpolation=cv2.INTER_LINEAR)
+            if have < last + 1 - first:  # the grid's last row: its next is itself (no change)
+                wide_b[:, have] = wide_b[:, have - 1]
             gain = g_b[:n]
-            fading = _gain_rows(ll, grid_b[:n], sky[r0:r1] if has_sky else sky, has_sky, shoulder,
-                                hl_ceiling, sky_ceiling, sky_floor, log_white_fade, base_b[:n], gain)
+            fading = _gain_rows(ll, wide_b, grid_row[r0:r1] - first, grid_weight[r0:r1],
+                                sky[r0:r1] if has_sky else sky, has_sky, shoulder, hl_ceiling,
+                                sky_ceiling, sky_floor, log_white_fade, base_b[:n], gain)
             if fade_white and fading:
                 cov = people_up(r0, r1, out=cov_b[:n]) if people_up is not None else cov_b[:n]
                 _fade_to_white(gain, ll, cov, people_up is not None, log_white_fade, fade_slope)

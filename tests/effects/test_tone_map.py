@@ -530,15 +530,22 @@ def test_compiled_strip_kernels_match_numpy(rng):
     f32 = np.float32
     n, w = 7, 33
     log_y = np.log(rng.uniform(0.01, 1.0, (n, w))).astype(f32)
-    grids = np.concatenate([rng.uniform(-0.5, 1.5, (n, w)), rng.uniform(-1.0, 1.5, (n, w)),
-                            rng.uniform(0.5, 1.0, (n, w)), rng.uniform(-0.5, 0.2, (n, w))], axis=1).astype(f32)
+    # Four grids' rows (a_gain, b_gain, a_base, b_base) resized along x, one more row than the
+    # strip; each output row blends grid row i and i + 1 by its weight.
+    wide = np.stack([rng.uniform(-0.5, 1.5, (n + 1, w)), rng.uniform(-1.0, 1.5, (n + 1, w)),
+                     rng.uniform(0.5, 1.0, (n + 1, w)), rng.uniform(-0.5, 0.2, (n + 1, w))]).astype(f32)
+    grid_row = np.array([0, 0, 1, 2, 2, 3, 6], np.int64)
+    weight = rng.uniform(0, 1, n).astype(f32)
+    weight[0] = 0.0
+    lerp = (wide[:, grid_row] + (wide[:, grid_row + 1] - wide[:, grid_row]) * weight[None, :, None]).astype(f32)
     sky = rng.uniform(0.0, 1.0, (n, w)).astype(f32)
     knee, ceil, sky_ceil, sky_floor, fade_start = f32(np.log(0.5)), f32(np.log(0.95)), f32(np.log(0.9)), f32(-1.04), f32(np.log(0.8))
     for has_sky in (True, False):
         base, gain = np.empty((n, w), f32), np.empty((n, w), f32)
-        fading = tm._gain_rows(log_y, grids, sky, has_sky, knee, ceil, sky_ceil, sky_floor, fade_start, base, gain)
-        g = grids[:, :w] * log_y + grids[:, w:2 * w]
-        b = grids[:, 2 * w:3 * w] * log_y + grids[:, 3 * w:]
+        fading = tm._gain_rows(log_y, wide, grid_row, weight, sky, has_sky, knee, ceil, sky_ceil, sky_floor,
+                               fade_start, base, gain)
+        g = lerp[0] * log_y + lerp[1]
+        b = lerp[2] * log_y + lerp[3]
         sel = (g > 0) & (b + g > knee)
         assert sel.any() and (~sel).any()
         m = np.maximum(b, knee)
