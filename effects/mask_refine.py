@@ -27,6 +27,8 @@ K. He, J. Sun, "Fast Guided Filter", arXiv:1505.00996, 2015
 from __future__ import annotations
 
 import copy
+import functools
+import threading
 from dataclasses import dataclass
 
 import cv2
@@ -38,6 +40,51 @@ from ._validate import check_field_types, check_image
 from ._validate import resize as _resize
 
 __all__ = ["RefineMatteParams", "refine_matte", "refine_matte_planes"]
+
+
+
+class deferred_kernel:  # noqa: N801 (used as a decorator, like effects._jit.kernel)
+    """:func:`effects._jit.kernel` of a function, made on the function's first call.
+
+    Why: importing Numba costs about half a second and imports SciPy with it (Numba checks
+    its version), and every ``camseg`` command and batch worker imports ``effects``: start-up
+    must not pay for kernels a run may never call (``tests/test_import_cost.py``). The first
+    call imports :mod:`effects._jit` and compiles (or loads from its disk cache) the kernel.
+
+    A kernel may call other deferred kernels by their global names: before it is compiled,
+    those names in its module are rebound to their compiled kernels, which is what Numba
+    needs to see (a kernel calls only kernels). Calls from Python go through this object
+    (one attribute check more per call, per strip: nothing next to a strip's pixels).
+    """
+
+    _lock = threading.Lock()  # the first calls may come from several strip threads at once
+
+    def __init__(self, fn):
+        functools.update_wrapper(self, fn)
+        self.py_func, self._compiled = fn, None
+
+    def compiled(self):
+        """The compiled kernel (a Numba dispatcher), made on the first call."""
+        if self._compiled is None:
+            with self._lock:
+                from ._jit import kernel  # numba: imported on first use only
+
+                self._compile(kernel)
+        return self._compiled
+
+    def _compile(self, kernel):
+        """Compile (the lock held), first binding the deferred kernels this one calls."""
+        if self._compiled is None:
+            names = self.py_func.__globals__
+            for name in self.py_func.__code__.co_names:
+                callee = names.get(name)
+                if isinstance(callee, deferred_kernel) and callee is not self:
+                    names[name] = callee._compile(kernel)
+            self._compiled = kernel(self.py_func)
+        return self._compiled
+
+    def __call__(self, *args):
+        return (self._compiled or self.compiled())(*args)
 
 
 @dataclass(frozen=True)
@@ -364,6 +411,75 @@ class RowUpsampler:
             cv2.scaleAdd(diff_i, f[y0 + r], wide_i, dst=row)
         views = tuple(dst[:, a:b].reshape((n,) + s) for a, b, s in zip(self.splits, self.splits[1:], self.shapes))
         return views[0] if self.single else views
+
+    def lerp_rows(self, y0: int, y1: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """What a kernel needs to upsample rows y0..y1 itself, pixel by pixel (see :func:`lerp_at`).
+
+        Instead of writing the upsampled strip (one pass over it per call, the grids side by
+        side: 18 values a pixel for the portrait blur's alpha), the grid rows the strip
+        interpolates between are handed over, and a fused kernel forms each value where it
+        needs it: ``src[idx[r], 0, j] + frac[r]·src[idx[r], 1, j]``, the same float32
+        operations as :meth:`__call__`'s ``cv2.scaleAdd``.
+
+        Returns
+        -------
+        src : np.ndarray
+            m×2×L float32 (m <= y1−y0, L all the grids' values of a row side by side, grid g
+            at ``splits[g]``, channels interleaved): for each grid row the strip uses, the row
+            resized along x and its difference to the next grid row. A view of an internal
+            buffer, valid until the next call.
+        idx : np.ndarray
+            (y1−y0,) int64: the ``src`` row each output row interpolates from.
+        frac : np.ndarray
+            (y1−y0,) float32 in [0, 1): its weight of the next grid row.
+        """
+        n = y1 - y0
+        if not hasattr(self, "lerp_buf"):
+            rows = self.buf.shape[0]
+            self.lerp_buf = np.empty((rows, 2, self.splits[-1]), np.float32)
+            self.lerp_idx = np.empty(rows, np.int64)
+            self.lerp_frac = np.empty(rows, np.float32)
+        B, blocks, i0, f = self.BLOCK, self.blocks, self.i0, self.f
+        for k in [k for k in blocks if k < i0[y0] // B]:  # rows only ever move down: free what is behind
+            del blocks[k]
+        src, idx = self.lerp_buf, self.lerp_idx[:n]
+        m, last = -1, -1
+        for r in range(n):
+            i = i0[y0 + r]
+            if i != last:
+                k = i // B
+                blk = blocks.get(k)
+                if blk is None:
+                    blk = blocks[k] = self._block(k)
+                m, last = m + 1, i
+                src[m, 0] = blk[0][i - k * B]
+                src[m, 1] = blk[1][i - k * B]
+            idx[r] = m
+        frac = self.lerp_frac[:n]
+        frac[:] = f[y0:y1]
+        return src[: m + 1], idx, frac
+
+
+@deferred_kernel
+def lerp_at(wide, diff, frac, j):
+    """Value ``j`` of one output row of a :meth:`RowUpsampler.lerp_rows` strip, float32.
+
+    For output row ``r``: ``wide, diff = src[idx[r], 0], src[idx[r], 1]`` and
+    ``frac = frac[r]`` (taken once a row). ``wide + frac·diff`` in that order, as
+    ``cv2.scaleAdd`` does: the value :meth:`RowUpsampler.__call__` writes there.
+    """
+    return wide[j] + frac * diff[j]
+
+
+@deferred_kernel
+def clamp01(v):
+    """``v`` clipped to [0, 1] (float32 in, float32 out), as :func:`effects._opencv.clip01` does.
+
+    Comparisons, not ``min``/``max``: Numba's builtins carry NaN handling that keeps a
+    kernel's loop from being vectorised (4× slower measured). NaN gives 0.
+    """
+    v = v if v > np.float32(0.0) else np.float32(0.0)
+    return v if v < np.float32(1.0) else np.float32(1.0)
 
 
 class GuidedStrips:
