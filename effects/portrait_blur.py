@@ -65,7 +65,8 @@ import numpy as np
 from effects._bands import later, run_in_row_bands, side_thread
 from effects._validate import check_field_types, check_image, check_mask, through_two_columns
 from effects._validate import resize as _resize
-from effects.mask_refine import GuidedStrips, RefineMatteParams, RowUpsampler, clamp01, deferred_kernel, lerp_at, sample_at
+from effects.mask_refine import (GuidedStrips, RefineMatteParams, RowUpsampler, clamp01, deferred_kernel, lerp_at,
+                                 sample_at)
 
 __all__ = ["PortraitBlurParams", "portrait_blur", "disk_kernel", "estimate_noise_sigma"]
 
@@ -691,23 +692,24 @@ def _composite_rows(out, img, alpha, c0, c1, fb_src, fb_idx, fb_frac):
     w = c1 - c0
     zero, one = np.float32(0.0), np.float32(1.0)
     for r in range(n):
-        fb_w, fb_d, fb_f = fb_src[fb_idx[r], 0], fb_src[fb_idx[r], 1], fb_frac[r]
-        bb_w, bb_d = fb_w[3 * w:], fb_d[3 * w:]  # the background grid, beside the foreground's
-        o_r, img_r, a_r = out[r, c0:c1], img[r, c0:c1], alpha[r, c0:c1]
+        fb_w, fb_n, fb_f = fb_src[fb_idx[r]], fb_src[fb_idx[r] + 1], fb_frac[r]
+        bb_w, bb_n = fb_w[3 * w:], fb_n[3 * w:]  # the background grid, beside the foreground's
+        # rows as flat 1-D arrays: 2-D indexing in a loop keeps it from vectorising
+        o_r, img_r, a_r = out[r, c0:c1].ravel(), img[r, c0:c1].ravel(), alpha[r, c0:c1]
         for j in range(w):
             a = a_r[j]
             if a <= zero:
                 continue
             for c in range(3):
-                i = img_r[j, c]
+                i = img_r[3 * j + c]
                 if a >= one:
-                    o_r[j, c] = clamp01(i)
+                    o_r[3 * j + c] = clamp01(i)
                     continue
-                fb = lerp_at(fb_w, fb_d, fb_f, 3 * j + c)
-                bb = lerp_at(bb_w, bb_d, fb_f, 3 * j + c)
+                fb = lerp_at(fb_w, fb_n, fb_f, 3 * j + c)
+                bb = lerp_at(bb_w, bb_n, fb_f, 3 * j + c)
                 f = clamp01(((i - bb) - (fb - bb) * a) * a + fb)
-                o = o_r[j, c]
-                o_r[j, c] = clamp01(o + (f - o) * a)
+                o = o_r[3 * j + c]
+                o_r[3 * j + c] = clamp01(o + (f - o) * a)
 
 @deferred_kernel
 def _background_rows(out, bg_src, bg_idx, bg_frac, grain, tiles, cells, dy, cell, sharp, w0, fill0):
@@ -748,32 +750,35 @@ def _background_rows(out, bg_src, bg_idx, bg_frac, grain, tiles, cells, dy, cell
         bg_f = bg_frac[r]
         # the row's W×3 values, channel-interleaved, as are the grid rows and the fill
         o = out[r].ravel()
-        bg_w, bg_d = bg_src[bg_idx[r], 0], bg_src[bg_idx[r], 1]
+        bg_w, bg_n = bg_src[bg_idx[r]], bg_src[bg_idx[r] + 1]
         # One grain cell's columns at a time: within a cell the noise is one row of one tile.
         # Every array is sliced to start at the cell (not indexed at an offset): loops over
         # plain j are what the compiler vectorises.
         for x0 in range(0, W, cell):
             a, b = 3 * x0, 3 * min(W, x0 + cell)
-            o_c, v_w, v_d = o[a:b], bg_w[a:b], bg_d[a:b]
+            o_c, v_w, v_n = o[a:b], bg_w[a:b], bg_n[a:b]
             if not grain and not sharp:
                 for j in range(b - a):
-                    o_c[j] = clamp01(v_w[j] + bg_f * v_d[j])
+                    o_c[j] = clamp01(v_w[j] + bg_f * (v_n[j] - v_w[j]))
                 continue
-            s_w, s_d = bg_w[3 * W + a:3 * W + b], bg_d[3 * W + a:3 * W + b]  # the grain σ
-            cx = x0 // cell
-            ox = 3 * cells[cx, 2]
-            noise = tiles[cells[cx, 0], cells[cx, 1] + dy + r].ravel()[ox:ox + b - a]
+            s_w, s_n, noise = v_w, v_n, v_w  # (typed here; the grain σ and noise below)
+            if grain:
+                s_w, s_n = bg_w[3 * W + a:3 * W + b], bg_n[3 * W + a:3 * W + b]
+                cx = x0 // cell
+                ox = 3 * cells[cx, 2]
+                noise = tiles[cells[cx, 0], cells[cx, 1] + dy + r].ravel()[ox:ox + b - a]
             if not sharp:
                 for j in range(b - a):
-                    o_c[j] = clamp01((v_w[j] + bg_f * v_d[j]) + noise[j] * (s_w[j] + bg_f * s_d[j]))
+                    sigma = s_w[j] + bg_f * (s_n[j] - s_w[j])
+                    o_c[j] = clamp01((v_w[j] + bg_f * (v_n[j] - v_w[j])) + noise[j] * sigma)
                 continue
             w0_c, fill_c = w0[r, x0:x0 + (b - a) // 3], fill0[r].ravel()[a:b]
             for j in range(b - a):
-                v = v_w[j] + bg_f * v_d[j]
+                v = v_w[j] + bg_f * (v_n[j] - v_w[j])
                 if grain:
-                    v = v + noise[j] * ((s_w[j] + bg_f * s_d[j]) * (np.float32(1.0) - w0_c[j // 3]))
+                    sigma = (s_w[j] + bg_f * (s_n[j] - s_w[j])) * (np.float32(1.0) - w0_c[j // 3])
+                    v = v + noise[j] * sigma
                 o_c[j] = clamp01(v + w0_c[j // 3] * (fill_c[j] - v))
-
 
 
 def subject_alpha(
@@ -907,7 +912,6 @@ def subject_alpha(
     return alpha
 
 
-
 @deferred_kernel
 def _band_alpha_rows(img, band, alpha, x0, x1, cl_src, cl_idx, cl_frac, d_src, d_idx, d_frac,
                      gd_src, gd_idx, gd_frac, K, neg_inv_s_out, neg_inv_s_in, t_lo, t_scale):
@@ -948,50 +952,51 @@ def _band_alpha_rows(img, band, alpha, x0, x1, cl_src, cl_idx, cl_frac, d_src, d
     for r in range(n):
         # This row's grid rows, sliced once per grid (loops index them from 0 at the box's left).
         cl_f, d_f, gd_f = cl_frac[r], d_frac[r], gd_frac[r]
-        cl_w, cl_d = cl_src[cl_idx[r], 0], cl_src[cl_idx[r], 1]
-        k_w, k_d = cl_w[:3 * w], cl_d[:3 * w]  # (F − B)/|F − B|², w×3
-        sb_w, sb_d = cl_w[3 * w:6 * w], cl_d[3 * w:6 * w]  # sqrt(B), w×3
-        e_w, e_d = cl_w[6 * w:9 * w], cl_d[6 * w:9 * w]  # sqrt(F) − sqrt(B), w×3
-        k0_w, k0_d = cl_w[9 * w:10 * w], cl_d[9 * w:10 * w]
-        c0_w, c0_d = cl_w[10 * w:11 * w], cl_d[10 * w:11 * w]
-        inv_w, inv_d = cl_w[11 * w:], cl_d[11 * w:]
-        d_w, d_d = d_src[d_idx[r], 0], d_src[d_idx[r], 1]
-        out_w, out_d, in_w, in_d = d_w[:w], d_d[:w], d_w[w:], d_d[w:]
-        gd_w, gd_d = gd_src[gd_idx[r], 0], gd_src[gd_idx[r], 1]
-        img_r, band_r, alpha_r = img[r, x0:x1], band[r, x0:x1], alpha[r, x0:x1]
+        cl_w, cl_n = cl_src[cl_idx[r]], cl_src[cl_idx[r] + 1]
+        k_w, k_n = cl_w[:3 * w], cl_n[:3 * w]  # (F − B)/|F − B|², w×3
+        sb_w, sb_n = cl_w[3 * w:6 * w], cl_n[3 * w:6 * w]  # sqrt(B), w×3
+        e_w, e_n = cl_w[6 * w:9 * w], cl_n[6 * w:9 * w]  # sqrt(F) − sqrt(B), w×3
+        k0_w, k0_n = cl_w[9 * w:10 * w], cl_n[9 * w:10 * w]
+        c0_w, c0_n = cl_w[10 * w:11 * w], cl_n[10 * w:11 * w]
+        inv_w, inv_n = cl_w[11 * w:], cl_n[11 * w:]
+        d_w, d_n = d_src[d_idx[r]], d_src[d_idx[r] + 1]
+        out_w, out_n, in_w, in_n = d_w[:w], d_n[:w], d_w[w:], d_n[w:]
+        gd_w, gd_n = gd_src[gd_idx[r]], gd_src[gd_idx[r] + 1]
+        # (the photo's row flat: 2-D indexing in a loop is slow)
+        img_r, band_r, alpha_r = img[r, x0:x1].ravel(), band[r, x0:x1], alpha[r, x0:x1]
         for j in range(w):
             if not band_r[j]:
                 continue
-            i0, i1, i2 = img_r[j, 0], img_r[j, 1], img_r[j, 2]
+            i0, i1, i2 = img_r[3 * j], img_r[3 * j + 1], img_r[3 * j + 2]
             # gamma-2 photo sqrt(clip(I)): the guide of the guided filter, and the residual's start
             e0, e1, e2 = np.sqrt(clamp01(i0)), np.sqrt(clamp01(i1)), np.sqrt(clamp01(i2))
             # guided filter: max over k of a_r·I_r + a_g·I_g + a_b·I_b + b, clipped
             gd = zero
             for k in range(K):
-                q = lerp_at(gd_w, gd_d, gd_f, k * w + j) * e0
-                q = q + lerp_at(gd_w, gd_d, gd_f, (K + k) * w + j) * e1
-                q = q + lerp_at(gd_w, gd_d, gd_f, (2 * K + k) * w + j) * e2
-                q = q + lerp_at(gd_w, gd_d, gd_f, (3 * K + k) * w + j)
+                q = lerp_at(gd_w, gd_n, gd_f, k * w + j) * e0
+                q = q + lerp_at(gd_w, gd_n, gd_f, (K + k) * w + j) * e1
+                q = q + lerp_at(gd_w, gd_n, gd_f, (2 * K + k) * w + j) * e2
+                q = q + lerp_at(gd_w, gd_n, gd_f, (3 * K + k) * w + j)
                 gd = q if k == 0 or q > gd else gd
             gd = clamp01(gd)
             # α_col = k·I + k0, clipped
-            a_col = (lerp_at(k_w, k_d, cl_f, 3 * j) * i0 + lerp_at(k_w, k_d, cl_f, 3 * j + 1) * i1) \
-                + lerp_at(k_w, k_d, cl_f, 3 * j + 2) * i2
-            a_col = clamp01(a_col + lerp_at(k0_w, k0_d, cl_f, j))
+            a_col = (lerp_at(k_w, k_n, cl_f, 3 * j) * i0 + lerp_at(k_w, k_n, cl_f, 3 * j + 1) * i1) \
+                + lerp_at(k_w, k_n, cl_f, 3 * j + 2) * i2
+            a_col = clamp01(a_col + lerp_at(k0_w, k0_n, cl_f, j))
             # residual in gamma-2: sqrt(I) − (sB + α·(sF − sB)), its squared length
-            d0 = (e0 - lerp_at(sb_w, sb_d, cl_f, 3 * j)) - lerp_at(e_w, e_d, cl_f, 3 * j) * a_col
-            d1 = (e1 - lerp_at(sb_w, sb_d, cl_f, 3 * j + 1)) - lerp_at(e_w, e_d, cl_f, 3 * j + 1) * a_col
-            d2 = (e2 - lerp_at(sb_w, sb_d, cl_f, 3 * j + 2)) - lerp_at(e_w, e_d, cl_f, 3 * j + 2) * a_col
+            d0 = (e0 - lerp_at(sb_w, sb_n, cl_f, 3 * j)) - lerp_at(e_w, e_n, cl_f, 3 * j) * a_col
+            d1 = (e1 - lerp_at(sb_w, sb_n, cl_f, 3 * j + 1)) - lerp_at(e_w, e_n, cl_f, 3 * j + 1) * a_col
+            d2 = (e2 - lerp_at(sb_w, sb_n, cl_f, 3 * j + 2)) - lerp_at(e_w, e_n, cl_f, 3 * j + 2) * a_col
             resid = (d0 * d0 + d1 * d1) + d2 * d2
             # conf = conf0·exp(−resid·inv_den); est = conf·α_col + (1 − conf)·guided
-            conf = lerp_at(c0_w, c0_d, cl_f, j) * np.exp(-(resid * lerp_at(inv_w, inv_d, cl_f, j)))
+            conf = lerp_at(c0_w, c0_n, cl_f, j) * np.exp(-(resid * lerp_at(inv_w, inv_n, cl_f, j)))
             est = gd + conf * (a_col - gd)
             # spatial prior: outside the mask est·exp(−d_out/s_out), inside 1 − (1 − est)·exp(−d_in/s_in)
-            d_out = lerp_at(out_w, out_d, d_f, j)
+            d_out = lerp_at(out_w, out_n, d_f, j)
             if d_out > zero:
                 est = est * np.exp(d_out * neg_inv_s_out)
             else:
-                est = (est - one) * np.exp(lerp_at(in_w, in_d, d_f, j) * neg_inv_s_in) + one
+                est = (est - one) * np.exp(lerp_at(in_w, in_n, d_f, j) * neg_inv_s_in) + one
             alpha_r[j] = clamp01((est - t_lo) * t_scale)
 
 def foreground_colour(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:

@@ -462,7 +462,8 @@ def test_band_alpha_kernel_equals_the_numpy_formulas(rng):
     K = 2
     grids = {
         "k": rng.standard_normal((7, 11, 3)).astype(np.float32), "sB": rng.random((7, 11, 3), dtype=np.float32),
-        "e": rng.standard_normal((7, 11, 3)).astype(np.float32) * 0.3, "k0": rng.standard_normal((7, 11)).astype(np.float32),
+        "e": rng.standard_normal((7, 11, 3)).astype(np.float32) * 0.3,
+        "k0": rng.standard_normal((7, 11)).astype(np.float32),
         "conf0": rng.random((7, 11), dtype=np.float32), "inv": rng.random((7, 11), dtype=np.float32) * 20,
     }
     dist = [rng.random((19, 33), dtype=np.float32) * 8 - 2, rng.random((19, 33), dtype=np.float32) * 8]
