@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from effects.mask_refine import RefineMatteParams
+from effects._bands import run_in_row_bands
+from effects.mask_refine import RefineMatteParams, deferred_kernel
 from effects._validate import check_field_types, through_two_columns
 from effects.portrait_blur import (_REFINE_BAND_EXPECTED, _check_image, _check_mask, _is_refine_band, foreground_colour,
                                    subject_alpha)
@@ -322,17 +323,58 @@ def _key_lit(F: np.ndarray, key: "np.ndarray | float", knee: float) -> np.ndarra
     ending below the unlit pixel; a key light below 1 (a negative ``key_light_ev``) darkens as
     asked. With a hard clip the studio look put 12.8 % of the skin of 25 CelebA test portraits
     at a channel of 1, now 0.2 % (``benchmarks/develop_look.py --portrait studio``); unlit
-    pixels are unchanged."""
+    pixels are unchanged.
+
+    ``F``: H×W×3 float32; ``key``: 1.0, or H×W×1 float32 gains (:func:`_key_light`). Returns
+    ``F`` itself for a key of 1, else a new H×W×3 float32 array, made by :func:`_key_lit_rows`
+    in row bands (one pass; the numpy chain made ten, and a strided channel maximum).
+    """
     if np.isscalar(key) and key == 1.0:
         return F
-    m0 = F.max(axis=2)
-    lit = m0 * key[..., 0]
-    # Brightening (lit > m0) ends between m0 and the shoulder; darkening keeps lit, since the
-    # shoulder leaves values under the knee alone and never raises one: max(shoulder, min(m0, lit)).
-    rolled = np.maximum(_shoulder(lit.copy(), knee), np.minimum(m0, lit))
-    # The gain actually given: rolled / m0 (where m0 is black, any gain leaves it black).
-    gain = np.where(m0 > 1e-6, rolled / np.maximum(m0, 1e-6), key[..., 0]).astype(np.float32)
-    return F * gain[..., None]
+    H, W = F.shape[:2]
+    F = np.ascontiguousarray(F, dtype=np.float32)
+    key = np.ascontiguousarray(key, dtype=np.float32).reshape(H, W)
+    out = np.empty((H, W, 3), np.float32)
+    knee32, span = np.float32(knee), np.float32(1.0 - knee)
+
+    def rows(y0: int, y1: int) -> None:
+        _key_lit_rows(F[y0:y1].reshape(-1), key[y0:y1].reshape(-1), out[y0:y1].reshape(-1), knee32, span)
+
+    run_in_row_bands(rows, H, W)
+    return out
+
+
+@deferred_kernel
+def _key_lit_rows(F, key, out, knee, span):
+    """:func:`_key_lit` on a band of pixels (flat), float32 as its numpy chain was.
+
+    Fuses, per pixel: ``m0 = max over channels``, ``lit = m0·key``, the shoulder above ``knee``
+    (``knee + span·tanh((lit − knee)/span)``, ``span = 1 − knee``), ``max(shoulder,
+    min(m0, lit))``, the gain ``rolled / max(m0, 1e-6)`` (``key`` where m0 <= 1e-6) and
+    ``F·gain``.
+
+    Parameters
+    ----------
+    F : np.ndarray
+        (3N,) float32 colours, channel-interleaved.
+    key : np.ndarray
+        (N,) float32 key-light gains.
+    out : np.ndarray
+        (3N,) float32 output, ``F`` times the rolled-off gain.
+    knee, span : np.float32
+        ``highlight_knee`` and ``1 − highlight_knee``.
+    """
+    tiny = np.float32(1e-6)
+    for i in range(key.size):
+        f0, f1, f2, k = F[3 * i], F[3 * i + 1], F[3 * i + 2], key[i]
+        m0 = f0 if f0 > f1 else f1
+        m0 = m0 if m0 > f2 else f2
+        lit = m0 * k
+        shoulder = knee + span * np.tanh((lit - knee) / span) if lit > knee else lit
+        low = m0 if m0 < lit else lit
+        rolled = shoulder if shoulder > low else low
+        gain = rolled / m0 if m0 > tiny else k  # (m0 > 1e-6: the maximum with 1e-6 is m0)
+        out[3 * i], out[3 * i + 1], out[3 * i + 2] = f0 * gain, f1 * gain, f2 * gain
 
 
 def _spot(alpha: np.ndarray, p: PortraitLightingParams, skin: "np.ndarray | None" = None) -> np.ndarray:

@@ -328,3 +328,21 @@ def test_stage_light_lights_the_face_fully_and_falls_off_below_it(rng):
     assert np.median(out[face] / img[face]) == pytest.approx(2 ** p.key_light_ev, rel=0.03)
     low = (a >= 1) & (np.arange(H)[:, None] > 45)
     assert np.median(out[low] / img[low]) < 0.75  # still a spot: the bottom in shadow
+
+
+@pytest.mark.parametrize("knee", [0.8, 0.5])
+def test_key_lit_kernel_equals_the_numpy_chain(knee):
+    """_key_lit's fused kernel equals its formula in numpy (channel maximum, lit, shoulder, gain),
+    on odd sizes, with brightening and darkening keys and black pixels."""
+    from effects.portrait_lighting import _key_lit, _shoulder
+
+    rng = np.random.default_rng(4)
+    F = rng.random((37, 53, 3), dtype=np.float32)
+    F[3, 4] = 0.0  # black: the key itself is the gain
+    key = (rng.random((37, 53, 1), dtype=np.float32) * 2.5 + 0.3).astype(np.float32)  # darkening too
+    m0 = F.max(axis=2)
+    lit = m0 * key[..., 0]
+    rolled = np.maximum(_shoulder(lit.copy(), knee), np.minimum(m0, lit))
+    gain = np.where(m0 > 1e-6, rolled / np.maximum(m0, 1e-6), key[..., 0]).astype(np.float32)
+    np.testing.assert_allclose(_key_lit(F, key, knee), F * gain[..., None], rtol=0, atol=1e-6)
+    assert _key_lit(F, 1.0, knee) is F
