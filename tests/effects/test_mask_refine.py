@@ -155,6 +155,14 @@ def test_row_upsampler_matches_cv2_resize(hw, grid_hw, cols, strip):
         for ref, got in zip(refs, up(y0, y1)):
             assert got.shape == ref[y0:y1].shape
             np.testing.assert_allclose(got, ref[y0:y1], atol=1e-6)
+    # what kernels get instead (lerp_rows: grid rows resized along x, which one, the weight)
+    lerp = RowUpsampler(grids, H, W, cs, strip)
+    for y0 in range(0, H, strip):
+        y1 = min(H, y0 + strip)
+        rows, idx, frac = lerp.lerp_rows(y0, y1)
+        got = rows[idx] + frac[:, None] * (rows[idx + 1] - rows[idx])
+        want = np.concatenate([ref[y0:y1].reshape(y1 - y0, -1) for ref in refs], axis=1)
+        np.testing.assert_allclose(got, want, atol=1e-6)
     # one grid, written into a given buffer
     single = RowUpsampler(grids[0], H, W, slice(0, W), 16)
     out = np.zeros((H, W, 3), np.float32)
