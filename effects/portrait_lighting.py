@@ -474,11 +474,88 @@ def _look_stage_mono(img, alpha, F, key, skin, p):
 def _look_high_key_mono(img, alpha, F, key, skin, p):
     # Metered, not a fixed lift: the face goes to high_key_level, contrast pivots there (so it
     # does not move the metered level), and highlights roll off toward the white background.
-    y = _luminance(F * key)
-    y *= np.float32(_high_key_gain(y, alpha, skin, p))
-    y = _shoulder(_contrast(y, p.high_key_contrast, p.high_key_level), p.highlight_knee)
-    a = alpha[..., None]
-    return a * _grey_rgb(y) + (1 - a)
+    # Two passes over row bands (_high_key_rows): the lit luminance, then, once the metering
+    # gain is known, gain, contrast, shoulder and the composite on white.
+    H, W = alpha.shape
+    F = np.ascontiguousarray(F, dtype=np.float32)
+    alpha = np.ascontiguousarray(alpha, dtype=np.float32)
+    keyed = not np.isscalar(key)
+    key = np.ascontiguousarray(key, dtype=np.float32).reshape(H, W) if keyed else np.ones((1, 1), np.float32)
+    y = np.empty((H, W), np.float32)
+    out = np.empty((H, W, 3), np.float32)
+    weights = _Y709.astype(np.float32)
+    c, level, knee = p.high_key_contrast, p.high_key_level, p.highlight_knee
+
+    def run(*finish) -> None:
+        """One pass of _high_key_rows over row bands (``finish``: its last seven arguments)."""
+        def rows(y0: int, y1: int) -> None:
+            k = key[y0:y1].reshape(-1) if keyed else key.reshape(-1)
+            _high_key_rows(F[y0:y1].reshape(-1), k, keyed, weights, y[y0:y1].reshape(-1),
+                           alpha[y0:y1].reshape(-1), out[y0:y1].reshape(-1), *finish)
+
+        run_in_row_bands(rows, H, W)
+
+    run(False, np.float32(1), False, np.float32(1), np.float32(1), np.float32(1), np.float32(0))  # y only
+    gain = np.float32(_high_key_gain(y, alpha, skin, p))
+    run(True, gain, c != 1.0, np.float32(level), np.float32(c), np.float32(knee), np.float32(1.0 - knee))
+    return out
+
+
+@deferred_kernel
+def _high_key_rows(F, key, keyed, weights, y, alpha, out, finish, gain, contrast, pivot, slope, knee, span):
+    """:func:`_look_high_key_mono` on a band of pixels (flat): its numpy chain, fused.
+
+    Without ``finish``: ``y = luminance(F·key)`` (BT.709 weights; the metering reads it).
+    With ``finish``: ``y·gain``, the contrast slope around ``pivot`` (:func:`_contrast`), the
+    shoulder above ``knee`` (:func:`_shoulder`), clipped to [0, 1] and composited on white,
+    ``α·y + (1 − α)`` in all three channels. Float32 with the numpy chain's operations in its
+    order; one pass each, where the chain made about twelve (and a strided ``np.repeat``).
+
+    Parameters
+    ----------
+    F : np.ndarray
+        (3N,) float32 subject colours, channel-interleaved.
+    key : np.ndarray
+        (N,) float32 key-light gains when ``keyed``, else unused.
+    keyed : bool
+        Multiply by ``key`` (else the key light is 1).
+    weights : np.ndarray
+        (3,) float32 luminance weights.
+    y : np.ndarray
+        (N,) float32 luminance: written without ``finish``, read with it.
+    alpha : np.ndarray
+        (N,) float32 subject alpha in [0, 1] (read with ``finish``).
+    out : np.ndarray
+        (3N,) float32 grey subject on white (written with ``finish``).
+    finish : bool
+        Which pass (see above).
+    gain : np.float32
+        The metering gain.
+    contrast : bool
+        Apply the slope (its exponent is not 1).
+    pivot, slope : np.float32
+        The slope's pivot (``high_key_level``) and exponent (``high_key_contrast``).
+    knee, span : np.float32
+        ``highlight_knee`` and ``1 − highlight_knee``.
+    """
+    zero, one = np.float32(0.0), np.float32(1.0)
+    w0, w1, w2 = weights[0], weights[1], weights[2]
+    if not finish:
+        for i in range(y.size):
+            k = key[i] if keyed else one
+            y[i] = ((F[3 * i] * k) * w0 + (F[3 * i + 1] * k) * w1) + (F[3 * i + 2] * k) * w2
+        return
+    for i in range(y.size):
+        v = y[i] * gain
+        if contrast:
+            v = pivot * np.power((v if v > zero else zero) / pivot, slope)
+        if v > knee:
+            v = knee + span * np.tanh((v - knee) / span)
+        v = v if v > zero else zero
+        v = v if v < one else one
+        a = alpha[i]
+        g = a * v + (one - a)
+        out[3 * i], out[3 * i + 1], out[3 * i + 2] = g, g, g
 
 
 LOOKS = {
