@@ -12,9 +12,11 @@ the matte.
 The fast guided filter computes the coefficients on a low-resolution grid and
 only upsamples the (smooth) coefficients, so the full-resolution work is one
 bilinear upsampling and one multiply-add per pixel, done in row strips to keep
-memory bounded (on frames of up to a few megapixels the coefficients are
-upsampled whole, which is faster), the strips split into one band of rows per
-OpenCV thread.
+memory bounded, the strips split into one band of rows per OpenCV thread. Per
+strip and matte one compiled kernel (``effects._jit``, :func:`_apply_coefficients`)
+encodes the guide, interpolates the four coefficients from the grid rows the
+strip uses and applies them: one pass per pixel, where a chain of numpy/OpenCV
+calls made about ten (and wrote the upsampled coefficients out first).
 
 References
 ----------
@@ -27,6 +29,8 @@ K. He, J. Sun, "Fast Guided Filter", arXiv:1505.00996, 2015
 from __future__ import annotations
 
 import copy
+import functools
+import threading
 from dataclasses import dataclass
 
 import cv2
@@ -38,6 +42,50 @@ from ._validate import check_field_types, check_image
 from ._validate import resize as _resize
 
 __all__ = ["RefineMatteParams", "refine_matte", "refine_matte_planes"]
+
+
+class deferred_kernel:  # noqa: N801 (used as a decorator, like effects._jit.kernel)
+    """:func:`effects._jit.kernel` of a function, made on the function's first call.
+
+    Why: importing Numba costs about half a second and imports SciPy with it (Numba checks
+    its version), and every ``camseg`` command and batch worker imports ``effects``: start-up
+    must not pay for kernels a run may never call (``tests/test_import_cost.py``). The first
+    call imports :mod:`effects._jit` and compiles (or loads from its disk cache) the kernel.
+
+    A kernel may call other deferred kernels by their global names: before it is compiled,
+    those names in its module are rebound to their compiled kernels, which is what Numba
+    needs to see (a kernel calls only kernels). Calls from Python go through this object
+    (one attribute check more per call, per strip: nothing next to a strip's pixels).
+    """
+
+    _lock = threading.Lock()  # the first calls may come from several strip threads at once
+
+    def __init__(self, fn):
+        functools.update_wrapper(self, fn)
+        self.py_func, self._compiled = fn, None
+
+    def compiled(self):
+        """The compiled kernel (a Numba dispatcher), made on the first call."""
+        if self._compiled is None:
+            with self._lock:
+                from ._jit import kernel  # numba: imported on first use only
+
+                self._compile(kernel)
+        return self._compiled
+
+    def _compile(self, kernel):
+        """Compile (the lock held), first binding the deferred kernels this one calls."""
+        if self._compiled is None:
+            names = self.py_func.__globals__
+            for name in self.py_func.__code__.co_names:
+                callee = names.get(name)
+                if isinstance(callee, deferred_kernel) and callee is not self:
+                    names[name] = callee._compile(kernel)
+            self._compiled = kernel(self.py_func)
+        return self._compiled
+
+    def __call__(self, *args):
+        return (self._compiled or self.compiled())(*args)
 
 
 @dataclass(frozen=True)
@@ -62,9 +110,7 @@ class RefineMatteParams:
         what keeps refinement of an already full-resolution 12 MP matte fast.
     strip_rows : int
         Full-resolution output rows produced per pass. Bounds the temporary
-        memory to a few ``strip_rows × W`` float32 planes per matte (frames with
-        at most ``_WHOLE_COEFFICIENT_VALUES`` upsampled coefficients, e.g. 1 MP
-        with 4 mattes, take 4 whole planes per matte instead: faster).
+        memory to the coefficient grid's rows those use, resized along x.
     """
 
     radius: int = 4
@@ -87,11 +133,6 @@ class RefineMatteParams:
             )
         if not 1 <= self.strip_rows <= 65536:
             raise ValueError(f"RefineMatteParams.strip_rows: expected an integer in [1, 65536], got {self.strip_rows!r}.")
-
-
-#: Upsampled coefficient planes (4 per matte) of at most this many values in all are made
-#: whole (64 MB: a 1 MP frame with 4 mattes); bigger frames are upsampled strip by strip.
-_WHOLE_COEFFICIENT_VALUES = 16 * 1024 * 1024
 
 
 def _check_guide(guide) -> np.ndarray:
@@ -214,54 +255,63 @@ def _coefficient_planes(I: np.ndarray, p: np.ndarray, radius: int, eps: float) -
         for k in range(K):
             cv2.multiply(stats[c], stats[9 + k], dst=stats[9 + K + c * K + k])
     m = _box_planes(stats, ksize, stats)  # means in place: each group is read before it is written
-    mr, mg, mb = m[0], m[1], m[2]
-    mean_p = m[9 : 9 + K]
-    tmp = np.empty((h, w), f32)
-
-    def centred(moment, x, y, add=0.0):
-        """moment − x·y (+ add), in place in ``moment``."""
-        np.multiply(x, y, out=tmp)
-        np.subtract(moment, tmp, out=moment)
-        if add:
-            moment += f32(add)
-        return moment
-
-    # Covariance of the guide plus eps·Identity (eq. 14).
-    vrr, vrg, vrb = centred(m[3], mr, mr, eps), centred(m[4], mr, mg), centred(m[5], mr, mb)
-    vgg, vgb, vbb = centred(m[6], mg, mg, eps), centred(m[7], mg, mb), centred(m[8], mb, mb, eps)
-    # cov(I_c, p_k) = mean(I_c·p_k) − mean(I_c)·mean(p_k), in place in the cross-moment means
-    cov = [[centred(m[9 + K + c * K + k], m[c], mean_p[k]) for k in range(K)] for c in range(3)]
-
-    # Closed-form inverse of the symmetric 3×3 matrix via cofactors (vectorised; no per-pixel solve):
-    # its six distinct entries, then 1/det.
-    work = np.empty((7 + 4 * K, h, w), f32)
-    cof = work[:6]
-    for j, (a1, b1, a2, b2) in enumerate(((vgg, vbb, vgb, vgb), (vgb, vrb, vrg, vbb), (vrg, vgb, vgg, vrb),
-                                          (vrr, vbb, vrb, vrb), (vrb, vrg, vrr, vgb), (vrr, vgg, vrg, vrg))):
-        np.multiply(a1, b1, out=cof[j])
-        np.multiply(a2, b2, out=tmp)
-        cof[j] -= tmp
-    c_rr, c_rg, c_rb, c_gg, c_gb, c_bb = cof
-    rdet = np.multiply(vrr, c_rr, out=work[6])
-    rdet += np.multiply(vrg, c_rg, out=tmp)
-    rdet += np.multiply(vrb, c_rb, out=tmp)
-    np.divide(f32(1.0), rdet, out=rdet)
-    cof *= rdet  # Σ⁻¹
-    inv = ((c_rr, c_rg, c_rb), (c_rg, c_gg, c_gb), (c_rb, c_gb, c_bb))
-    coef = work[7:]  # a (3K planes, channel major), then b (K planes)
-    for c in range(3):
-        for k in range(K):
-            # a = Σ⁻¹·cov(I, p) per pixel, entry by entry on planes
-            out = np.multiply(inv[c][0], cov[0][k], out=coef[c * K + k])
-            out += np.multiply(inv[c][1], cov[1][k], out=tmp)
-            out += np.multiply(inv[c][2], cov[2][k], out=tmp)
-    for k in range(K):
-        out = coef[3 * K + k]  # b = mean(p) − a·mean(I)
-        out[...] = mean_p[k]
-        for c in range(3):
-            out -= np.multiply(coef[c * K + k], m[c], out=tmp)
+    # Covariance of the guide plus eps·Identity (eq. 14), its closed-form inverse via cofactors
+    # and a = Σ⁻¹·cov(I, p), b = mean(p) − a·mean(I) (eq. 15-16), per pixel in one kernel.
+    coef = np.empty((4 * K, h, w), f32)  # a (3K planes, channel major), then b (K planes)
+    inverse = np.empty((6, h, w), f32)
+    _solve_coefficients(m.reshape(n_stats, -1), K, f32(eps), inverse.reshape(6, -1), coef.reshape(4 * K, -1))
     # Average the coefficients of all windows covering a pixel (eq. 8).
     return _box_planes(coef, ksize, coef)
+
+
+@deferred_kernel
+def _solve_coefficients(means, K, eps, inverse, coef):
+    """The guided filter's per-window coefficients from the box-filtered moments (eq. 14-16).
+
+    Fuses what were some 20 + 13K whole-plane numpy passes (centred moments, the six cofactors
+    of the symmetric 3×3 covariance, its determinant and inverse, ``a = Σ⁻¹·cov(I, p)`` and
+    ``b = mean(p) − a·mean(I)``) into two passes: float32, the same operations in the same
+    order (see :func:`_coefficient_planes`, Notes, on float32 here).
+
+    Parameters
+    ----------
+    means : np.ndarray
+        (9 + 4K)×N float32 box means: guide r, g, b; rr, rg, rb, gg, gb, bb; the K mattes;
+        the 3K cross products guide channel × matte (channel major).
+    K : int
+        Number of mattes.
+    eps : np.float32
+        Regularisation added to the covariance's diagonal.
+    inverse : np.ndarray
+        6×N float32 scratch: the inverse's distinct entries (rr, rg, rb, gg, gb, bb).
+    coef : np.ndarray
+        4K×N float32 output: ``a`` (3K, channel major), then ``b`` (K).
+    """
+    mr, mg, mb = means[0], means[1], means[2]
+    rr, rg, rb, gg, gb, bb = means[3], means[4], means[5], means[6], means[7], means[8]
+    i_rr, i_rg, i_rb, i_gg, i_gb, i_bb = inverse[0], inverse[1], inverse[2], inverse[3], inverse[4], inverse[5]
+    one = np.float32(1.0)
+    for j in range(mr.size):
+        r, g, b = mr[j], mg[j], mb[j]
+        vrr, vrg, vrb = (rr[j] - r * r) + eps, rg[j] - r * g, rb[j] - r * b
+        vgg, vgb, vbb = (gg[j] - g * g) + eps, gb[j] - g * b, (bb[j] - b * b) + eps
+        c_rr, c_rg, c_rb = vgg * vbb - vgb * vgb, vgb * vrb - vrg * vbb, vrg * vgb - vgg * vrb
+        c_gg, c_gb, c_bb = vrr * vbb - vrb * vrb, vrb * vrg - vrr * vgb, vrr * vgg - vrg * vrg
+        rdet = one / ((vrr * c_rr + vrg * c_rg) + vrb * c_rb)
+        i_rr[j], i_rg[j], i_rb[j] = c_rr * rdet, c_rg * rdet, c_rb * rdet
+        i_gg[j], i_gb[j], i_bb[j] = c_gg * rdet, c_gb * rdet, c_bb * rdet
+    for k in range(K):
+        mean_p, pr, pg, pb = means[9 + k], means[9 + K + k], means[9 + 2 * K + k], means[9 + 3 * K + k]
+        a_r, a_g, a_b, b_k = coef[k], coef[K + k], coef[2 * K + k], coef[3 * K + k]
+        for j in range(mr.size):
+            p = mean_p[j]
+            # cov(I_c, p_k) = mean(I_c·p_k) − mean(I_c)·mean(p_k)
+            cr, cg, cb = pr[j] - mr[j] * p, pg[j] - mg[j] * p, pb[j] - mb[j] * p
+            ar = (i_rr[j] * cr + i_rg[j] * cg) + i_rb[j] * cb
+            ag = (i_rg[j] * cr + i_gg[j] * cg) + i_gb[j] * cb
+            ab = (i_rb[j] * cr + i_gb[j] * cg) + i_bb[j] * cb
+            a_r[j], a_g[j], a_b[j] = ar, ag, ab
+            b_k[j] = ((p - ar * mr[j]) - ag * mg[j]) - ab * mb[j]
 
 
 def _fit(g32: np.ndarray, m: np.ndarray, p: RefineMatteParams) -> tuple[np.ndarray, tuple[int, int]]:
@@ -364,6 +414,73 @@ class RowUpsampler:
             cv2.scaleAdd(diff_i, f[y0 + r], wide_i, dst=row)
         views = tuple(dst[:, a:b].reshape((n,) + s) for a, b, s in zip(self.splits, self.splits[1:], self.shapes))
         return views[0] if self.single else views
+
+    def lerp_rows(self, y0: int, y1: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """What a kernel needs to upsample rows y0..y1 itself, pixel by pixel (see :func:`lerp_at`).
+
+        Instead of writing the upsampled strip (one pass over it per call, the grids side by
+        side: 18 values a pixel for the portrait blur's alpha), the grid rows the strip
+        interpolates between are resized along x and handed over, and a fused kernel forms
+        each value where it needs it: ``rows[i, j] + frac·(rows[i + 1, j] − rows[i, j])``, the
+        same float32 operations as :meth:`__call__` (``cv2.subtract``, then ``cv2.scaleAdd``).
+
+        Returns
+        -------
+        rows : np.ndarray
+            (m+1)×L float32 (L all the grids' values of a row side by side, grid g at
+            ``splits[g]``, channels interleaved): the grid rows the strip uses, in order,
+            resized along x, then the next one (the last grid row repeated past the grid's
+            end: the edge is replicated). A view of an internal buffer, valid until the next call.
+        idx : np.ndarray
+            (y1−y0,) int64: the row of ``rows`` each output row interpolates from (and the next).
+        frac : np.ndarray
+            (y1−y0,) float32 in [0, 1): its weight of the next grid row.
+        """
+        n, h = y1 - y0, self.h
+        if not hasattr(self, "lerp_buf"):
+            rows = self.buf.shape[0]
+            # grid rows a strip of `rows` output rows can use, and the next one
+            most = min(h, int(np.ceil(rows * h / len(self.i0))) + 2) + 1
+            self.lerp_buf = np.empty((most, self.splits[-1]), np.float32)
+            self.lerp_idx = np.empty(rows, np.int64)
+            self.lerp_frac = np.empty(rows, np.float32)
+        g0, g1 = self.i0[y0], self.i0[y1 - 1] + 1  # grid rows used: g0 .. g1-1, then row g1
+        src = self.lerp_buf[: g1 - g0 + 1]
+        r1 = min(h, g1 + 1)
+        for g, a, b in zip(self.grids, self.splits, self.splits[1:]):
+            # same row count: the vertical mapping of cv2.resize is the identity
+            wide = cv2.resize(g[g0:r1], (self.W, r1 - g0), interpolation=cv2.INTER_LINEAR)[:, self.cols]
+            src[: r1 - g0, a:b] = wide.reshape(r1 - g0, -1)
+        if r1 - g0 < len(src):  # past the last grid row: repeated, so its difference is 0
+            src[-1] = src[-2]
+        idx = self.lerp_idx[:n]
+        idx[:] = self.i0[y0:y1]
+        idx -= g0
+        frac = self.lerp_frac[:n]
+        frac[:] = self.f[y0:y1]
+        return src, idx, frac
+
+
+@deferred_kernel
+def lerp_at(row, next_row, frac, j):
+    """Value ``j`` of one output row of a :meth:`RowUpsampler.lerp_rows` strip, float32.
+
+    For output row ``r``: ``row, next_row = rows[idx[r]], rows[idx[r] + 1]`` and
+    ``frac = frac[r]`` (taken once a row). ``row + frac·(next_row − row)`` in that order, as
+    ``cv2.subtract`` and ``cv2.scaleAdd`` do: the value :meth:`RowUpsampler.__call__` writes there.
+    """
+    return row[j] + frac * (next_row[j] - row[j])
+
+
+@deferred_kernel
+def clamp01(v):
+    """``v`` clipped to [0, 1] (float32 in, float32 out), as :func:`effects._opencv.clip01` does.
+
+    Comparisons, not ``min``/``max``: Numba's builtins carry NaN handling that keeps a
+    kernel's loop from being vectorised (4× slower measured). NaN gives 0.
+    """
+    v = v if v > np.float32(0.0) else np.float32(0.0)
+    return v if v < np.float32(1.0) else np.float32(1.0)
 
 
 class GuidedStrips:
@@ -539,7 +656,7 @@ def _refine(guide, matte, params, *, planar: bool):
     m = np.clip(m, 0.0, 1.0).astype(np.float32)  # a copy: the caller's array is never touched
     H, W = guide.shape[:2]
     K = m.shape[2]
-    g32 = guide.astype(np.float32, copy=False)
+    g32 = np.ascontiguousarray(guide, dtype=np.float32)
     coef, grid_hw = _fit(g32, m, p)
     if planar or K == 1:
         planes = [np.empty((H, W), np.float32) for _ in range(K)]
@@ -547,44 +664,63 @@ def _refine(guide, matte, params, *, planar: bool):
     else:
         planes, out = None, np.empty((H, W, K), np.float32)
     rows = int(p.strip_rows)
-    whole = grid_hw == (H, W)
-    if not whole and 4 * K * H * W <= _WHOLE_COEFFICIENT_VALUES:
-        # A small frame (e.g. a 1 MP guide): upsampling each coefficient plane whole is ~5×
-        # faster than strip by strip, for a few tens of MB.
-        coef = [cv2.resize(c, (W, H), interpolation=cv2.INTER_LINEAR) for c in coef]
-        whole = True
 
     def process_rows(ya: int, yb: int) -> None:
-        # Unless whole, coefficients are upsampled strip by strip (memory stays ~strip size) with
-        # this band's own upsampler and buffers (RowUpsampler: ~3× faster than cv2.remap per plane).
-        up = None if whole else RowUpsampler(list(coef), H, W, slice(0, W), rows)
-        rgb = np.empty((rows, W, 3), np.float32)
-        guide_planes = [np.empty((rows, W), np.float32) for _ in range(3)]
-        strips = None if planes is not None else [np.empty((rows, W), np.float32) for _ in range(K)]
+        # The coefficients are upsampled strip by strip (memory stays ~strip size), per pixel
+        # inside the kernel, with this band's own upsampler.
+        up = RowUpsampler(list(coef), H, W, slice(0, W), rows)
         for y0 in range(ya, yb, rows):
             y1 = min(yb, y0 + rows)
-            n = y1 - y0
-            # guide encoding of _encode_guide (clip to [0, 1], sqrt) into a reused buffer
-            enc = np.clip(g32[y0:y1], 0.0, 1.0, out=rgb[:n])
-            np.sqrt(enc, out=enc)
-            if n * W < 8:  # cv2 would take a strip of at most 4 values for a scalar
-                Ir, Ig, Ib = (np.ascontiguousarray(enc[..., i]) for i in range(3))
-            else:
-                Ir, Ig, Ib = cv2.split(enc, [gp[:n] for gp in guide_planes])
-            c = [plane[y0:y1] for plane in coef] if whole else up(y0, y1)
-            qs = [plane[y0:y1] for plane in planes] if planes is not None else [s[:n] for s in strips]
-            for k, q in enumerate(qs):
-                # q = a_r·I_r + a_g·I_g + a_b·I_b + b (He et al. 2013, eq. 8), clipped (cv2 ops:
-                # SIMD, ~2× numpy here)
-                cv2.multiply(c[k], Ir, dst=q)
-                cv2.accumulateProduct(c[K + k], Ig, q)
-                cv2.accumulateProduct(c[2 * K + k], Ib, q)
-                cv2.add(q, c[3 * K + k], dst=q)
-                clip01(q)
-            if planes is None:
-                out[y0:y1] = cv2.merge(qs)
+            src, idx, frac = up.lerp_rows(y0, y1)
+            for k in range(K):
+                # q = a_r·I_r + a_g·I_g + a_b·I_b + b (He et al. 2013, eq. 8) on the encoded guide, clipped
+                q, channel = (planes[k][y0:y1, :, None], 0) if planes is not None else (out[y0:y1], k)
+                _apply_coefficients(q, channel, g32[y0:y1], src, idx, frac, K, k)
 
     # Bands on OpenCV's threads. Each pixel costs about K planes' work, so the band-size
     # threshold of run_in_row_bands is counted in planes: a 1 MP frame with 3 mattes splits.
     run_in_row_bands(process_rows, H, W * K, align=rows)
     return out
+
+
+@deferred_kernel
+def _apply_coefficients(out, channel, guide, src, idx, frac, K, k):
+    """Matte ``k`` of the guided filter at a strip of rows: ``q = a·sqrt(clip(I)) + b``, clipped.
+
+    Fuses what were, per strip, the guide's encoding (clip, sqrt, split: three passes), the
+    bilinear upsampling of the matte's four coefficient planes (:class:`RowUpsampler`, or
+    whole-frame ``cv2.resize`` on frames up to ~1 MP) and ``multiply``, two
+    ``accumulateProduct``, ``add`` and the clip (five passes): one pass, the same float32
+    operations in the same order (which rows the bilinear weights come from aside: the
+    whole-frame resize rounds differently, by ~1e-7).
+
+    Parameters
+    ----------
+    out : np.ndarray
+        n×W×C float32 output rows; channel ``channel`` is written, in [0, 1].
+    channel : int
+        Channel of ``out`` to write.
+    guide : np.ndarray
+        n×W×3 float32 linear RGB rows (the photo; encoded here as :func:`_encode_guide` does).
+    src, idx, frac : np.ndarray
+        :meth:`RowUpsampler.lerp_rows` of the 4K coefficient planes (W values each, in the
+        order of :func:`_coefficient_planes`: ``a`` channel major, then ``b``).
+    K, k : int
+        Number of mattes, and the one to evaluate.
+    """
+    n, W = out.shape[0], out.shape[1]
+    for r in range(n):
+        f = frac[r]
+        row, nxt = src[idx[r]], src[idx[r] + 1]
+        # each plane's W values of this grid row and the next (sliced: loops from 0 vectorise)
+        ar, ar1 = row[k * W:(k + 1) * W], nxt[k * W:(k + 1) * W]
+        ag, ag1 = row[(K + k) * W:(K + k + 1) * W], nxt[(K + k) * W:(K + k + 1) * W]
+        ab, ab1 = row[(2 * K + k) * W:(2 * K + k + 1) * W], nxt[(2 * K + k) * W:(2 * K + k + 1) * W]
+        b, b1 = row[(3 * K + k) * W:(3 * K + k + 1) * W], nxt[(3 * K + k) * W:(3 * K + k + 1) * W]
+        # rows as flat 1-D arrays: 2-D indexing in the loop kept it from vectorising (5× slower)
+        g, o, C = guide[r].ravel(), out[r].ravel(), out.shape[2]
+        for x in range(W):
+            q = (ar[x] + f * (ar1[x] - ar[x])) * np.sqrt(clamp01(g[3 * x]))
+            q = q + (ag[x] + f * (ag1[x] - ag[x])) * np.sqrt(clamp01(g[3 * x + 1]))
+            q = q + (ab[x] + f * (ab1[x] - ab[x])) * np.sqrt(clamp01(g[3 * x + 2]))
+            o[C * x + channel] = clamp01(q + (b[x] + f * (b1[x] - b[x])))

@@ -40,12 +40,15 @@ inside the hair. This module renders instead:
 Speed: every smooth quantity (colour-line terms, guided-filter coefficients,
 the blurred background, the grain level, the foreground/background colour
 estimates) lives on a reduced grid; the full-resolution work -- band alpha,
-background, grain and composite -- runs in strips of 32 rows that upsample
-those grids on the fly (``effects.mask_refine.RowUpsampler``) into reused,
-cache-sized buffers. Whole 12 MP temporaries cost more in page faults and
-memory traffic than the arithmetic; the result does not depend on the strip
-height. Within a strip, the per-pixel matte and compositing formulas run only on
-the column runs that need them (the subject's edges). Steps that need only the
+background, grain and composite -- runs in strips of 32 rows, each strip in one
+compiled pass per step (``effects._jit`` kernels: :func:`_band_alpha_rows`,
+:func:`_background_rows`, :func:`_composite_rows`) that upsamples those grids
+per pixel, in registers, from the grid rows ``effects.mask_refine.RowUpsampler``
+hands it. Whole 12 MP temporaries cost more in page faults and memory traffic
+than the arithmetic, and a chain of numpy/OpenCV calls makes one pass per
+operation even on a strip; the result does not depend on the strip height. The
+per-pixel matte and compositing formulas run only where they matter (the band
+around the subject's edge, 0 < α). Steps that need only the
 photo (highlight gains, noise level, grain) or only the alpha (the foreground
 colour grids) run on a side thread, overlapping the single-threaded parts of the
 alpha refinement and the background pyramid.
@@ -59,11 +62,11 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from effects._bands import column_runs, later, run_in_row_bands, side_thread
-from effects._opencv import clip01
+from effects._bands import later, run_in_row_bands, side_thread
 from effects._validate import check_field_types, check_image, check_mask, through_two_columns
 from effects._validate import resize as _resize
-from effects.mask_refine import GuidedStrips, RefineMatteParams, RowUpsampler, sample_at
+from effects.mask_refine import (GuidedStrips, RefineMatteParams, RowUpsampler, clamp01, deferred_kernel, lerp_at,
+                                 sample_at)
 
 __all__ = ["PortraitBlurParams", "portrait_blur", "disk_kernel", "estimate_noise_sigma"]
 
@@ -509,6 +512,8 @@ class _Grain:
         self.W = W
         self.layout = [[(int(rng.integers(4)), *(int(v) for v in rng.integers(0, T, size=2))) for _ in range(0, W, T)]
                        for _ in range(0, H, T)]
+        # the same layout as cells × (tile, row offset, column offset), for _background_rows
+        self.cells = np.array(self.layout, np.int64).reshape(len(self.layout), -1, 3)
         self.tmp = np.empty((T, T, 3), np.float32)
 
     def correlate(self, rho: float) -> None:
@@ -538,7 +543,9 @@ class _Grain:
     def add(self, bg: np.ndarray, sigma: np.ndarray, y0: int, y1: int) -> None:
         """``bg += noise·sigma`` for frame rows y0..y1 (within one 256-row cell band), in place.
 
-        ``bg`` and ``sigma`` are (y1−y0)×W×3 float32 strips of those rows.
+        ``bg`` and ``sigma`` are (y1−y0)×W×3 float32 strips of those rows. (The frame loop of
+        :func:`portrait_blur` adds the same grain inside :func:`_background_rows`; this is its
+        reference, in numpy.)
         """
         T = self.T
         cy = y0 // T
@@ -624,12 +631,11 @@ class _Compositor:
     """``out = α·F + (1 − α)·out`` over the subject's box, strip by strip, F decontaminated.
 
     F is the multi-level foreground estimate of Germer et al. (2020) (see
-    :func:`_decontamination_grids`). Dense over column runs: with model mattes
-    the soft pixels are millions, and gathering them (fancy indexing, (N, 3)
-    temporaries) cost several times more than cache-sized dense strips. But in
-    a 32-row strip they sit in a few column runs (the subject's edges), so the
-    formula runs on those runs only; elsewhere α ∈ {0, 1}, where it leaves
-    ``out`` (α = 0) or gives F = I (α = 1, a masked copy of the photo).
+    :func:`_decontamination_grids`). With model mattes the soft pixels are
+    millions: gathering them (fancy indexing, (N, 3) temporaries) cost several
+    times more than a pass over cache-sized strips, which one compiled kernel
+    (:func:`_composite_rows`) makes, upsampling the F/B grids per pixel; where
+    α = 0 it leaves ``out``, where α = 1 it gives F = I (the photo).
     """
 
     def __init__(self, img: np.ndarray, alpha: np.ndarray, box: tuple, rows: int):
@@ -642,56 +648,137 @@ class _Compositor:
     def _buffers(self) -> None:
         H, W = self.alpha.shape
         self.up = RowUpsampler(list(self.grids), H, W, self.cs, self.rows)
-        w = self.cs.stop - self.cs.start
-        self.a3 = np.empty((self.rows, w, 3), np.float32)
-        self.t = np.empty((self.rows, w, 3), np.float32)
-        self.m = np.empty((self.rows, w), np.uint8)
 
     def for_band(self) -> "_Compositor":
-        """The same compositor with its own upsampler and buffers, for one thread's band of rows."""
+        """The same compositor with its own upsampler, for one thread's band of rows."""
         band = copy.copy(self)
         band._buffers()
         return band
 
     def __call__(self, out: np.ndarray, y0: int, y1: int) -> None:
-        """Composite frame rows y0..y1 (clipped to the box) of ``out`` (H×W×3) in place."""
+        """Composite frame rows y0..y1 (clipped to the box) of ``out`` (H×W×3) in place, clipped to [0, 1]."""
         y0, y1 = max(y0, self.rs.start), min(y1, self.rs.stop)
         if y0 >= y1:
             return
-        cs, n = self.cs, y1 - y0
-        a = self.alpha[y0:y1, cs]
-        o, img = out[y0:y1, cs], self.img[y0:y1, cs]
-        # α = 1: F = I (the formula's value there, up to float rounding).
-        cv2.copyTo(img, cv2.compare(a, 1.0, cv2.CMP_GE, dst=self.m[:n]), dst=o)
-        runs = column_runs(cv2.inRange(a, _ABOVE_ZERO, _BELOW_ONE, dst=self.m[:n]), _RUN_BRIDGE)
-        if not runs:
-            return
-        fb_all, bb_all = self.up(y0, y1)
-        for c0, c1 in runs:
-            A, T = self.a3[:n, c0:c1], self.t[:n, c0:c1]
-            ar = a[:, c0:c1]
-            cv2.merge((ar, ar, ar), dst=A)
-            fb, bb, orun = fb_all[:, c0:c1], bb_all[:, c0:c1], o[:, c0:c1]
-            # F = fb + α·(I − bb − α·(fb − bb)), clipped; out += α·(F − out)
-            cv2.subtract(img[:, c0:c1], bb, dst=T)
-            cv2.subtract(fb, bb, dst=bb)
-            cv2.multiply(bb, A, dst=bb)
-            cv2.subtract(T, bb, dst=T)
-            cv2.multiply(T, A, dst=T)
-            cv2.add(T, fb, dst=T)
-            clip01(T)
-            cv2.subtract(T, orun, dst=T)
-            cv2.multiply(T, A, dst=T)
-            cv2.add(orun, T, dst=orun)
+        _composite_rows(out[y0:y1], self.img[y0:y1], self.alpha[y0:y1], self.cs.start, self.cs.stop,
+                        *self.up.lerp_rows(y0, y1))
 
 
-#: cv2.inRange bounds (inclusive) of a soft alpha, 0 < α < 1, in float32.
-_ABOVE_ZERO = float(np.nextafter(np.float32(0), np.float32(1)))
-_BELOW_ONE = float(np.nextafter(np.float32(1), np.float32(0)))
+@deferred_kernel
+def _composite_rows(out, img, alpha, c0, c1, fb_src, fb_idx, fb_frac):
+    """``out = α·F + (1 − α)·out`` in columns c0..c1 of a strip of rows, F decontaminated, clipped.
 
+    Fuses the chain of a dozen cv2 calls per column run (merge, subtract, multiply, add,
+    clip...) that :class:`_Compositor` ran on a strip, and the bilinear upsampling of the F/B
+    grids into the strip, into one pass over the pixels with 0 < α (float32, the same
+    operations in the same order): ``F = fb + α·((I − bb) − α·(fb − bb))`` clipped, then
+    ``out + α·(F − out)``; α = 1 gives F = I exactly (the formula's value up to rounding).
 
-#: Empty columns bridged by one column run of a strip's per-pixel work (see effects._bands.column_runs).
-_RUN_BRIDGE = 63
+    Parameters
+    ----------
+    out : np.ndarray
+        n×W×3 float32 frame rows (the blurred background), in place; written in c0..c1 where α > 0.
+    img : np.ndarray
+        n×W×3 float32 photo rows.
+    alpha : np.ndarray
+        n×W float32 subject alpha in [0, 1].
+    c0, c1 : int
+        Columns of the subject's box, which the grids cover (w = c1 − c0).
+    fb_src, fb_idx, fb_frac : np.ndarray
+        :meth:`effects.mask_refine.RowUpsampler.lerp_rows` of the foreground and background
+        colour grids side by side (w×3 each) of :func:`_decontamination_grids`.
+    """
+    n = out.shape[0]
+    w = c1 - c0
+    zero, one = np.float32(0.0), np.float32(1.0)
+    for r in range(n):
+        fb_w, fb_n, fb_f = fb_src[fb_idx[r]], fb_src[fb_idx[r] + 1], fb_frac[r]
+        bb_w, bb_n = fb_w[3 * w:], fb_n[3 * w:]  # the background grid, beside the foreground's
+        # rows as flat 1-D arrays: 2-D indexing in a loop keeps it from vectorising
+        o_r, img_r, a_r = out[r, c0:c1].ravel(), img[r, c0:c1].ravel(), alpha[r, c0:c1]
+        for j in range(w):
+            a = a_r[j]
+            if a <= zero:
+                continue
+            for c in range(3):
+                i = img_r[3 * j + c]
+                if a >= one:
+                    o_r[3 * j + c] = clamp01(i)
+                    continue
+                fb = lerp_at(fb_w, fb_n, fb_f, 3 * j + c)
+                bb = lerp_at(bb_w, bb_n, fb_f, 3 * j + c)
+                f = clamp01(((i - bb) - (fb - bb) * a) * a + fb)
+                o = o_r[3 * j + c]
+                o_r[3 * j + c] = clamp01(o + (f - o) * a)
+
+@deferred_kernel
+def _background_rows(out, bg_src, bg_idx, bg_frac, grain, tiles, cells, dy, cell, sharp, w0, fill0):
+    """The background of a strip of rows: blur upsampled, grain added, sharp fill mixed in, clipped.
+
+    Fuses, per pixel, what :func:`portrait_blur`'s frame loop did in passes over each strip:
+    the bilinear upsampling of the blurred background and of the grain σ (two 3-channel
+    ``cv2.scaleAdd`` passes), ``σ·(1 − w0)``, ``noise·σ`` and its addition per grain cell
+    (:meth:`_Grain.add`), ``out + w0·(fill − out)`` and the clip: float32, the same operations
+    in the same order.
+
+    Parameters
+    ----------
+    out : np.ndarray
+        n×W×3 float32 frame rows, written (linear RGB in [0, 1]).
+    bg_src, bg_idx, bg_frac : np.ndarray
+        :meth:`effects.mask_refine.RowUpsampler.lerp_rows` of the blurred background (W×3)
+        and, with ``grain``, the grain σ (W×3) beside it.
+    grain : bool
+        Add grain: ``noise·σ`` with the noise of :class:`_Grain`.
+    tiles : np.ndarray
+        The grain's 4×512×512×3 float32 unit normal tiles (any float32 4-D array without grain).
+    cells : np.ndarray
+        C×3 int64: the strip's row of grain cells (tile, row offset, column offset), ``cell`` wide.
+    dy : int
+        The strip's first row within its row of grain cells.
+    cell : int
+        Grain cell side, pixels (:attr:`_Grain.T`).
+    sharp : bool
+        Mix in the sharp fill: ``out + w0·(fill − out)``, the grain weighted by ``1 − w0``.
+    w0 : np.ndarray
+        n×W float32 weight in [0, 1] of the sharp fill (any float32 2-D array without ``sharp``).
+    fill0 : np.ndarray
+        n×W×3 float32 sharp (unblurred) background fill (any float32 3-D array without ``sharp``).
+    """
+    n, W = out.shape[0], out.shape[1]
+    for r in range(n):
+        bg_f = bg_frac[r]
+        # the row's W×3 values, channel-interleaved, as are the grid rows and the fill
+        o = out[r].ravel()
+        bg_w, bg_n = bg_src[bg_idx[r]], bg_src[bg_idx[r] + 1]
+        # One grain cell's columns at a time: within a cell the noise is one row of one tile.
+        # Every array is sliced to start at the cell (not indexed at an offset): loops over
+        # plain j are what the compiler vectorises.
+        for x0 in range(0, W, cell):
+            a, b = 3 * x0, 3 * min(W, x0 + cell)
+            o_c, v_w, v_n = o[a:b], bg_w[a:b], bg_n[a:b]
+            if not grain and not sharp:
+                for j in range(b - a):
+                    o_c[j] = clamp01(v_w[j] + bg_f * (v_n[j] - v_w[j]))
+                continue
+            s_w, s_n, noise = v_w, v_n, v_w  # (typed here; the grain σ and noise below)
+            if grain:
+                s_w, s_n = bg_w[3 * W + a:3 * W + b], bg_n[3 * W + a:3 * W + b]
+                cx = x0 // cell
+                ox = 3 * cells[cx, 2]
+                noise = tiles[cells[cx, 0], cells[cx, 1] + dy + r].ravel()[ox:ox + b - a]
+            if not sharp:
+                for j in range(b - a):
+                    sigma = s_w[j] + bg_f * (s_n[j] - s_w[j])
+                    o_c[j] = clamp01((v_w[j] + bg_f * (v_n[j] - v_w[j])) + noise[j] * sigma)
+                continue
+            w0_c, fill_c = w0[r, x0:x0 + (b - a) // 3], fill0[r].ravel()[a:b]
+            for j in range(b - a):
+                v = v_w[j] + bg_f * (v_n[j] - v_w[j])
+                if grain:
+                    sigma = (s_w[j] + bg_f * (s_n[j] - s_w[j])) * (np.float32(1.0) - w0_c[j // 3])
+                    v = v + noise[j] * sigma
+                o_c[j] = clamp01(v + w0_c[j // 3] * (fill_c[j] - v))
 
 
 def subject_alpha(
@@ -754,9 +841,9 @@ def subject_alpha(
     alpha = core_fg.astype(np.float32)  # 1 in the subject core, 0 elsewhere; band filled below
     if rows.size == 0:
         return alpha
-    # Everything below is evaluated densely on the band's bounding box with planar float32
-    # arrays: for soft model mattes the band holds millions of pixels, and gathering them
-    # (fancy indexing, (N, 3) reductions) cost several times more than whole-box cv2 ops.
+    # Everything below works on the band's bounding box, strip by strip: for soft model mattes
+    # the band holds millions of pixels, and gathering them (fancy indexing, (N, 3)
+    # reductions) cost several times more than passes over the box.
     y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
     S = _STRIP_ROWS
     cs = slice(x0, x1)
@@ -799,69 +886,118 @@ def subject_alpha(
     lowb = (low >= 0.5).astype(np.uint8)
     dist = (cv2.distanceTransform(1 - lowb, cv2.DIST_L2, 3) * g, cv2.distanceTransform(lowb, cv2.DIST_L2, 3) * g)
     s_out, s_in = max(1.0, b / 2.0), max(1.0, float(b))  # holes between curls are real: gentler inside
-    # Everything per pixel runs strip by strip over the band's box, on cache-sized buffers
-    # reused in place (dst=): in whole 12 MP planes, faulting in fresh memory and streaming
-    # it cost more than the arithmetic.
-    ones = np.ones((1, 3), np.float32)
-    w = x1 - x0
+    # Everything per pixel runs strip by strip over the band's box, in one compiled pass per
+    # strip (_band_alpha_rows) that upsamples the smooth grids where it needs them: in whole
+    # 12 MP planes, faulting in fresh memory and streaming it cost more than the arithmetic,
+    # and a chain of cv2 calls on strips still made one pass per operation.
+    neg_inv_s_out, neg_inv_s_in = np.float32(-1.0 / s_out), np.float32(-1.0 / s_in)
+    # Soft threshold: sensor noise projects to α of a few percent either side of 0 and 1;
+    # on a black or white stage that would show as speckle around the subject.
+    t = 0.03
+    t_lo, t_scale = np.float32(t), np.float32(1.0 / (1.0 - 2.0 * t))
 
     def process_rows(b0: int, b1: int) -> None:
-        # Upsamplers and buffers per band: the bands run in parallel threads.
+        # Upsamplers per band: the bands run in parallel threads.
         colour_line = RowUpsampler([kg, sBg, eg, *misc], H, W, cs, S)
         distance = RowUpsampler(list(dist), H, W, cs, S)
         band_guided = guided.for_band()
-        A3, I3 = np.empty((S, w, 3), np.float32), np.empty((S, w, 3), np.float32)
-        outside = np.empty((S, w), bool)
         for r0 in range(y0 + b0, y0 + b1, S):
             r1 = min(y0 + b1, r0 + S)
-            n = r1 - r0
-            img_s = image[r0:r1, cs]
-            # gamma-2 photo sqrt(clip(I)): the guide of the guided filter, and the residual's start
-            enc = clip01(cv2.max(img_s, 0.0, dst=I3[:n]))
-            cv2.sqrt(enc, dst=enc)
-            gd_all = band_guided(r0, r1, encoded=enc)
-            cl_all = colour_line(r0, r1)
-            d_all = distance(r0, r1)
-            # Only the strip's band pixels are kept: the per-pixel terms below are evaluated on
-            # the column runs that hold them (about half the box: the subject's edges).
-            for c0, c1 in column_runs(band_m[r0:r1, cs], _RUN_BRIDGE):
-                c_ = slice(c0, c1)
-                k, sB, e, k0, conf0, inv_den = (v[:, c_] for v in cl_all)
-                img_r, r_, gd = img_s[:, c_], enc[:, c_], gd_all[:, c_]
-                # α_col = k·I + k0, clipped
-                a_col = cv2.transform(cv2.multiply(k, img_r, dst=k), ones)
-                cv2.add(a_col, k0, dst=a_col)
-                clip01(a_col)
-                # residual in gamma-2: sqrt(I) − (sB + α·(sF − sB))
-                cv2.subtract(r_, sB, dst=r_)
-                cv2.multiply(e, cv2.merge((a_col, a_col, a_col), dst=A3[:n, c_]), dst=e)
-                cv2.subtract(r_, e, dst=r_)
-                resid = cv2.transform(cv2.multiply(r_, r_, dst=r_), ones)
-                # conf = conf0·exp(−resid·inv_den)
-                conf = cv2.multiply(resid, inv_den, dst=resid, scale=-1.0)
-                cv2.multiply(conf0, cv2.exp(conf, dst=conf), dst=conf)
-                # est = conf·a_col + (1 − conf)·guided
-                est = cv2.add(gd, cv2.multiply(conf, cv2.subtract(a_col, gd, dst=a_col), dst=a_col), dst=a_col)
-                # pull_out = est·exp(−d_out/s_out) (into d_out); pull_in = 1 − (1 − est)·exp(−d_in/s_in) (into est)
-                d_out, d_in = d_all[0][:, c_], d_all[1][:, c_]
-                out_r = np.greater(d_out, 0, out=outside[:n, c_])
-                pull_out = cv2.multiply(est, cv2.exp(cv2.multiply(d_out, -1.0 / s_out, dst=d_out), dst=d_out), dst=d_out)
-                cv2.exp(cv2.multiply(d_in, -1.0 / s_in, dst=d_in), dst=d_in)
-                cv2.subtract(est, 1.0, dst=est)
-                cv2.multiply(est, d_in, dst=est)
-                cv2.add(est, 1.0, dst=est)
-                np.copyto(est, pull_out, where=out_r)
-                # Soft threshold: sensor noise projects to α of a few percent either side of 0 and 1;
-                # on a black or white stage that would show as speckle around the subject.
-                t = 0.03
-                cv2.subtract(est, t, dst=est)
-                cv2.multiply(est, 1.0 / (1.0 - 2.0 * t), dst=est)
-                clip01(est)
-                np.copyto(alpha[r0:r1, x0 + c0 : x0 + c1], est, where=band_m[r0:r1, x0 + c0 : x0 + c1])
+            _band_alpha_rows(image[r0:r1], band_m[r0:r1], alpha[r0:r1], x0, x1,
+                             *colour_line.lerp_rows(r0, r1), *distance.lerp_rows(r0, r1),
+                             *band_guided.planes.lerp_rows(r0, r1), band_guided.K,
+                             neg_inv_s_out, neg_inv_s_in, t_lo, t_scale)
 
-    run_in_row_bands(process_rows, y1 - y0, w, align=S)
+    run_in_row_bands(process_rows, y1 - y0, x1 - x0, align=S)
     return alpha
 
+
+@deferred_kernel
+def _band_alpha_rows(img, band, alpha, x0, x1, cl_src, cl_idx, cl_frac, d_src, d_idx, d_frac,
+                     gd_src, gd_idx, gd_frac, K, neg_inv_s_out, neg_inv_s_in, t_lo, t_scale):
+    """:func:`subject_alpha`'s per-pixel estimate at the band pixels of a strip of rows, in place.
+
+    Fuses what was a chain of some 25 cv2 calls per column run of a 32-row strip, each a pass
+    over it, plus the bilinear upsampling of 18 grid values a pixel (the guided filter's
+    coefficients, the colour-line terms, the two distances) into whole strips: here each band
+    pixel reads its grid values (:func:`effects.mask_refine.lerp_at`) and runs the formulas in
+    registers, in the same float32 operations in the same order.
+
+    Parameters
+    ----------
+    img : np.ndarray
+        n×W×3 float32 photo rows (linear RGB; clipped to [0, 1] here for the encoded guide).
+    band : np.ndarray
+        n×W bool, the band pixels (the trimap's unknown region); only those are written.
+    alpha : np.ndarray
+        n×W float32 output rows, set to the estimate in [0, 1] at band pixels.
+    x0, x1 : int
+        Columns of the band's box; the grids cover those (w = x1 − x0 values a row each).
+    cl_src, cl_idx, cl_frac : np.ndarray
+        :meth:`RowUpsampler.lerp_rows` of the colour-line grids side by side: k (w×3), sqrt(B)
+        (w×3), sqrt(F) − sqrt(B) (w×3), k0, the separation confidence, 1/denominator (w each).
+    d_src, d_idx, d_frac : np.ndarray
+        The same for the distances outside and inside the given mask (w each), in pixels.
+    gd_src, gd_idx, gd_frac : np.ndarray
+        The same for the guided filter's 4K coefficient planes (w each; ``a`` channel major,
+        then ``b``, as :class:`effects.mask_refine.GuidedStrips` has them).
+    K : int
+        Mattes of the guided filter (their maximum is its estimate).
+    neg_inv_s_out, neg_inv_s_in, t_lo, t_scale : np.float32
+        −1/s_out, −1/s_in of the spatial prior; the soft threshold t and 1/(1 − 2t).
+    """
+    n = img.shape[0]
+    w = x1 - x0
+    zero, one = np.float32(0.0), np.float32(1.0)
+    for r in range(n):
+        # This row's grid rows, sliced once per grid (loops index them from 0 at the box's left).
+        cl_f, d_f, gd_f = cl_frac[r], d_frac[r], gd_frac[r]
+        cl_w, cl_n = cl_src[cl_idx[r]], cl_src[cl_idx[r] + 1]
+        k_w, k_n = cl_w[:3 * w], cl_n[:3 * w]  # (F − B)/|F − B|², w×3
+        sb_w, sb_n = cl_w[3 * w:6 * w], cl_n[3 * w:6 * w]  # sqrt(B), w×3
+        e_w, e_n = cl_w[6 * w:9 * w], cl_n[6 * w:9 * w]  # sqrt(F) − sqrt(B), w×3
+        k0_w, k0_n = cl_w[9 * w:10 * w], cl_n[9 * w:10 * w]
+        c0_w, c0_n = cl_w[10 * w:11 * w], cl_n[10 * w:11 * w]
+        inv_w, inv_n = cl_w[11 * w:], cl_n[11 * w:]
+        d_w, d_n = d_src[d_idx[r]], d_src[d_idx[r] + 1]
+        out_w, out_n, in_w, in_n = d_w[:w], d_n[:w], d_w[w:], d_n[w:]
+        gd_w, gd_n = gd_src[gd_idx[r]], gd_src[gd_idx[r] + 1]
+        # (the photo's row flat: 2-D indexing in a loop is slow)
+        img_r, band_r, alpha_r = img[r, x0:x1].ravel(), band[r, x0:x1], alpha[r, x0:x1]
+        for j in range(w):
+            if not band_r[j]:
+                continue
+            i0, i1, i2 = img_r[3 * j], img_r[3 * j + 1], img_r[3 * j + 2]
+            # gamma-2 photo sqrt(clip(I)): the guide of the guided filter, and the residual's start
+            e0, e1, e2 = np.sqrt(clamp01(i0)), np.sqrt(clamp01(i1)), np.sqrt(clamp01(i2))
+            # guided filter: max over k of a_r·I_r + a_g·I_g + a_b·I_b + b, clipped
+            gd = zero
+            for k in range(K):
+                q = lerp_at(gd_w, gd_n, gd_f, k * w + j) * e0
+                q = q + lerp_at(gd_w, gd_n, gd_f, (K + k) * w + j) * e1
+                q = q + lerp_at(gd_w, gd_n, gd_f, (2 * K + k) * w + j) * e2
+                q = q + lerp_at(gd_w, gd_n, gd_f, (3 * K + k) * w + j)
+                gd = q if k == 0 or q > gd else gd
+            gd = clamp01(gd)
+            # α_col = k·I + k0, clipped
+            a_col = (lerp_at(k_w, k_n, cl_f, 3 * j) * i0 + lerp_at(k_w, k_n, cl_f, 3 * j + 1) * i1) \
+                + lerp_at(k_w, k_n, cl_f, 3 * j + 2) * i2
+            a_col = clamp01(a_col + lerp_at(k0_w, k0_n, cl_f, j))
+            # residual in gamma-2: sqrt(I) − (sB + α·(sF − sB)), its squared length
+            d0 = (e0 - lerp_at(sb_w, sb_n, cl_f, 3 * j)) - lerp_at(e_w, e_n, cl_f, 3 * j) * a_col
+            d1 = (e1 - lerp_at(sb_w, sb_n, cl_f, 3 * j + 1)) - lerp_at(e_w, e_n, cl_f, 3 * j + 1) * a_col
+            d2 = (e2 - lerp_at(sb_w, sb_n, cl_f, 3 * j + 2)) - lerp_at(e_w, e_n, cl_f, 3 * j + 2) * a_col
+            resid = (d0 * d0 + d1 * d1) + d2 * d2
+            # conf = conf0·exp(−resid·inv_den); est = conf·α_col + (1 − conf)·guided
+            conf = lerp_at(c0_w, c0_n, cl_f, j) * np.exp(-(resid * lerp_at(inv_w, inv_n, cl_f, j)))
+            est = gd + conf * (a_col - gd)
+            # spatial prior: outside the mask est·exp(−d_out/s_out), inside 1 − (1 − est)·exp(−d_in/s_in)
+            d_out = lerp_at(out_w, out_n, d_f, j)
+            if d_out > zero:
+                est = est * np.exp(d_out * neg_inv_s_out)
+            else:
+                est = (est - one) * np.exp(lerp_at(in_w, in_n, d_f, j) * neg_inv_s_in) + one
+            alpha_r[j] = clamp01((est - t_lo) * t_scale)
 
 def foreground_colour(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """Subject colour with the background's contribution removed at soft edges.
@@ -1118,8 +1254,8 @@ def _portrait_blur(img, subj, extra, depth, p: PortraitBlurParams, r_inf: float,
 
     # 6. Background (blur upsampled, grain added, clipped) and composite out = α·F + (1 − α)·B
     # (F = I where α = 1, decontaminated at soft pixels; only the subject's box needs it),
-    # fused in one pass of cache-sized strips: whole-frame temporaries (B, the σ map) cost
-    # more in page faults and memory traffic than the arithmetic.
+    # fused in one kernel pass per cache-sized strip: whole-frame temporaries (B, the σ map)
+    # cost more in page faults and memory traffic than the arithmetic.
     S = _STRIP_ROWS
     assert _Grain.T % S == 0
     out = np.empty((H, W, 3), np.float32)
@@ -1128,27 +1264,28 @@ def _portrait_blur(img, subj, extra, depth, p: PortraitBlurParams, r_inf: float,
         grain.correlate(correlation)  # luminance grain where the photo's noise is
     composite = composite_f.result()
 
+    # Placeholders of the kernel's unused inputs (one signature, compiled once).
+    tiles = grain.tiles if grain is not None else np.zeros((1, 1, 1, 3), np.float32)
+    sharp = w0_full is not None
+    if sharp:
+        w0_full = np.ascontiguousarray(w0_full, dtype=np.float32)
+        fill0 = np.ascontiguousarray(filled[0], dtype=np.float32)
+    else:
+        w0_full, fill0 = np.zeros((1, 1), np.float32), np.zeros((1, 1, 3), np.float32)
+    no_cells = np.zeros((1, 3), np.int64)
+
     def process_rows(r0: int, r1: int) -> None:
-        # Upsamplers and scratch buffers per band: the bands run in parallel threads.
-        up_bg = RowUpsampler(low, H, W, slice(0, W), S)
-        up_sigma = None if sigma_low is None else RowUpsampler(sigma_low, H, W, slice(0, W), S)
-        band_grain = None if grain is None else grain.for_band()
+        # Upsamplers and compositor per band: the bands run in parallel threads.
+        up = RowUpsampler([low] if grain is None else [low, sigma_low], H, W, slice(0, W), S)
         band_composite = None if composite is None else composite.for_band()
         for y0 in range(r0, r1, S):
             y1 = min(r1, y0 + S)
-            o = out[y0:y1]
-            up_bg(y0, y1, out=o)
-            if band_grain is not None:
-                smap = up_sigma(y0, y1)
-                if w0_full is not None:
-                    smap *= (1.0 - w0_full[y0:y1])[..., None]
-                band_grain.add(o, smap, y0, y1)
-            if w0_full is not None:
-                o += w0_full[y0:y1, :, None] * (filled[0][y0:y1] - o)
-            clip01(o)
+            cells = no_cells if grain is None else grain.cells[y0 // _Grain.T]  # strips stay in one row of cells
+            _background_rows(out[y0:y1], *up.lerp_rows(y0, y1), grain is not None, tiles, cells, y0 % _Grain.T,
+                             _Grain.T, sharp, w0_full[y0:y1] if sharp else w0_full,
+                             fill0[y0:y1] if sharp else fill0)
             if band_composite is not None:
                 band_composite(out, y0, y1)
-                clip01(o)
 
     run_in_row_bands(process_rows, H, W, align=_Grain.T)  # grain cells never straddle two bands
     return out

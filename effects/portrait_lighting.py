@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from effects.mask_refine import RefineMatteParams
+from effects._bands import run_in_row_bands
+from effects.mask_refine import RefineMatteParams, deferred_kernel
 from effects._validate import check_field_types, through_two_columns
 from effects.portrait_blur import (_REFINE_BAND_EXPECTED, _check_image, _check_mask, _is_refine_band, foreground_colour,
                                    subject_alpha)
@@ -322,17 +323,58 @@ def _key_lit(F: np.ndarray, key: "np.ndarray | float", knee: float) -> np.ndarra
     ending below the unlit pixel; a key light below 1 (a negative ``key_light_ev``) darkens as
     asked. With a hard clip the studio look put 12.8 % of the skin of 25 CelebA test portraits
     at a channel of 1, now 0.2 % (``benchmarks/develop_look.py --portrait studio``); unlit
-    pixels are unchanged."""
+    pixels are unchanged.
+
+    ``F``: H×W×3 float32; ``key``: 1.0, or H×W×1 float32 gains (:func:`_key_light`). Returns
+    ``F`` itself for a key of 1, else a new H×W×3 float32 array, made by :func:`_key_lit_rows`
+    in row bands (one pass; the numpy chain made ten, and a strided channel maximum).
+    """
     if np.isscalar(key) and key == 1.0:
         return F
-    m0 = F.max(axis=2)
-    lit = m0 * key[..., 0]
-    # Brightening (lit > m0) ends between m0 and the shoulder; darkening keeps lit, since the
-    # shoulder leaves values under the knee alone and never raises one: max(shoulder, min(m0, lit)).
-    rolled = np.maximum(_shoulder(lit.copy(), knee), np.minimum(m0, lit))
-    # The gain actually given: rolled / m0 (where m0 is black, any gain leaves it black).
-    gain = np.where(m0 > 1e-6, rolled / np.maximum(m0, 1e-6), key[..., 0]).astype(np.float32)
-    return F * gain[..., None]
+    H, W = F.shape[:2]
+    F = np.ascontiguousarray(F, dtype=np.float32)
+    key = np.ascontiguousarray(key, dtype=np.float32).reshape(H, W)
+    out = np.empty((H, W, 3), np.float32)
+    knee32, span = np.float32(knee), np.float32(1.0 - knee)
+
+    def rows(y0: int, y1: int) -> None:
+        _key_lit_rows(F[y0:y1].reshape(-1), key[y0:y1].reshape(-1), out[y0:y1].reshape(-1), knee32, span)
+
+    run_in_row_bands(rows, H, W)
+    return out
+
+
+@deferred_kernel
+def _key_lit_rows(F, key, out, knee, span):
+    """:func:`_key_lit` on a band of pixels (flat), float32 as its numpy chain was.
+
+    Fuses, per pixel: ``m0 = max over channels``, ``lit = m0·key``, the shoulder above ``knee``
+    (``knee + span·tanh((lit − knee)/span)``, ``span = 1 − knee``), ``max(shoulder,
+    min(m0, lit))``, the gain ``rolled / max(m0, 1e-6)`` (``key`` where m0 <= 1e-6) and
+    ``F·gain``.
+
+    Parameters
+    ----------
+    F : np.ndarray
+        (3N,) float32 colours, channel-interleaved.
+    key : np.ndarray
+        (N,) float32 key-light gains.
+    out : np.ndarray
+        (3N,) float32 output, ``F`` times the rolled-off gain.
+    knee, span : np.float32
+        ``highlight_knee`` and ``1 − highlight_knee``.
+    """
+    tiny = np.float32(1e-6)
+    for i in range(key.size):
+        f0, f1, f2, k = F[3 * i], F[3 * i + 1], F[3 * i + 2], key[i]
+        m0 = f0 if f0 > f1 else f1
+        m0 = m0 if m0 > f2 else f2
+        lit = m0 * k
+        shoulder = knee + span * np.tanh((lit - knee) / span) if lit > knee else lit
+        low = m0 if m0 < lit else lit
+        rolled = shoulder if shoulder > low else low
+        gain = rolled / m0 if m0 > tiny else k  # (m0 > 1e-6: the maximum with 1e-6 is m0)
+        out[3 * i], out[3 * i + 1], out[3 * i + 2] = f0 * gain, f1 * gain, f2 * gain
 
 
 def _spot(alpha: np.ndarray, p: PortraitLightingParams, skin: "np.ndarray | None" = None) -> np.ndarray:
@@ -432,11 +474,88 @@ def _look_stage_mono(img, alpha, F, key, skin, p):
 def _look_high_key_mono(img, alpha, F, key, skin, p):
     # Metered, not a fixed lift: the face goes to high_key_level, contrast pivots there (so it
     # does not move the metered level), and highlights roll off toward the white background.
-    y = _luminance(F * key)
-    y *= np.float32(_high_key_gain(y, alpha, skin, p))
-    y = _shoulder(_contrast(y, p.high_key_contrast, p.high_key_level), p.highlight_knee)
-    a = alpha[..., None]
-    return a * _grey_rgb(y) + (1 - a)
+    # Two passes over row bands (_high_key_rows): the lit luminance, then, once the metering
+    # gain is known, gain, contrast, shoulder and the composite on white.
+    H, W = alpha.shape
+    F = np.ascontiguousarray(F, dtype=np.float32)
+    alpha = np.ascontiguousarray(alpha, dtype=np.float32)
+    keyed = not np.isscalar(key)
+    key = np.ascontiguousarray(key, dtype=np.float32).reshape(H, W) if keyed else np.ones((1, 1), np.float32)
+    y = np.empty((H, W), np.float32)
+    out = np.empty((H, W, 3), np.float32)
+    weights = _Y709.astype(np.float32)
+    c, level, knee = p.high_key_contrast, p.high_key_level, p.highlight_knee
+
+    def run(*finish) -> None:
+        """One pass of _high_key_rows over row bands (``finish``: its last seven arguments)."""
+        def rows(y0: int, y1: int) -> None:
+            k = key[y0:y1].reshape(-1) if keyed else key.reshape(-1)
+            _high_key_rows(F[y0:y1].reshape(-1), k, keyed, weights, y[y0:y1].reshape(-1),
+                           alpha[y0:y1].reshape(-1), out[y0:y1].reshape(-1), *finish)
+
+        run_in_row_bands(rows, H, W)
+
+    run(False, np.float32(1), False, np.float32(1), np.float32(1), np.float32(1), np.float32(0))  # y only
+    gain = np.float32(_high_key_gain(y, alpha, skin, p))
+    run(True, gain, c != 1.0, np.float32(level), np.float32(c), np.float32(knee), np.float32(1.0 - knee))
+    return out
+
+
+@deferred_kernel
+def _high_key_rows(F, key, keyed, weights, y, alpha, out, finish, gain, contrast, pivot, slope, knee, span):
+    """:func:`_look_high_key_mono` on a band of pixels (flat): its numpy chain, fused.
+
+    Without ``finish``: ``y = luminance(F·key)`` (BT.709 weights; the metering reads it).
+    With ``finish``: ``y·gain``, the contrast slope around ``pivot`` (:func:`_contrast`), the
+    shoulder above ``knee`` (:func:`_shoulder`), clipped to [0, 1] and composited on white,
+    ``α·y + (1 − α)`` in all three channels. Float32 with the numpy chain's operations in its
+    order; one pass each, where the chain made about twelve (and a strided ``np.repeat``).
+
+    Parameters
+    ----------
+    F : np.ndarray
+        (3N,) float32 subject colours, channel-interleaved.
+    key : np.ndarray
+        (N,) float32 key-light gains when ``keyed``, else unused.
+    keyed : bool
+        Multiply by ``key`` (else the key light is 1).
+    weights : np.ndarray
+        (3,) float32 luminance weights.
+    y : np.ndarray
+        (N,) float32 luminance: written without ``finish``, read with it.
+    alpha : np.ndarray
+        (N,) float32 subject alpha in [0, 1] (read with ``finish``).
+    out : np.ndarray
+        (3N,) float32 grey subject on white (written with ``finish``).
+    finish : bool
+        Which pass (see above).
+    gain : np.float32
+        The metering gain.
+    contrast : bool
+        Apply the slope (its exponent is not 1).
+    pivot, slope : np.float32
+        The slope's pivot (``high_key_level``) and exponent (``high_key_contrast``).
+    knee, span : np.float32
+        ``highlight_knee`` and ``1 − highlight_knee``.
+    """
+    zero, one = np.float32(0.0), np.float32(1.0)
+    w0, w1, w2 = weights[0], weights[1], weights[2]
+    if not finish:
+        for i in range(y.size):
+            k = key[i] if keyed else one
+            y[i] = ((F[3 * i] * k) * w0 + (F[3 * i + 1] * k) * w1) + (F[3 * i + 2] * k) * w2
+        return
+    for i in range(y.size):
+        v = y[i] * gain
+        if contrast:
+            v = pivot * np.power((v if v > zero else zero) / pivot, slope)
+        if v > knee:
+            v = knee + span * np.tanh((v - knee) / span)
+        v = v if v > zero else zero
+        v = v if v < one else one
+        a = alpha[i]
+        g = a * v + (one - a)
+        out[3 * i], out[3 * i + 1], out[3 * i + 2] = g, g, g
 
 
 LOOKS = {

@@ -155,6 +155,14 @@ def test_row_upsampler_matches_cv2_resize(hw, grid_hw, cols, strip):
         for ref, got in zip(refs, up(y0, y1)):
             assert got.shape == ref[y0:y1].shape
             np.testing.assert_allclose(got, ref[y0:y1], atol=1e-6)
+    # what kernels get instead (lerp_rows: grid rows resized along x, which one, the weight)
+    lerp = RowUpsampler(grids, H, W, cs, strip)
+    for y0 in range(0, H, strip):
+        y1 = min(H, y0 + strip)
+        rows, idx, frac = lerp.lerp_rows(y0, y1)
+        got = rows[idx] + frac[:, None] * (rows[idx + 1] - rows[idx])
+        want = np.concatenate([ref[y0:y1].reshape(y1 - y0, -1) for ref in refs], axis=1)
+        np.testing.assert_allclose(got, want, atol=1e-6)
     # one grid, written into a given buffer
     single = RowUpsampler(grids[0], H, W, slice(0, W), 16)
     out = np.zeros((H, W, 3), np.float32)
@@ -179,21 +187,42 @@ def test_guided_strips_match_refine_matte():
     np.testing.assert_allclose(got, ref[:, cs], atol=1e-5)
 
 
-def test_planes_equal_refine_matte_whole_or_in_strips(rng, monkeypatch):
-    import effects.mask_refine as mr
+def test_planes_equal_refine_matte_in_any_strips(rng):
     from effects.mask_refine import refine_matte_planes
 
     img, alpha = _chart(rng)
     low = cv2.resize(alpha, (32, 24), interpolation=cv2.INTER_AREA)
     mattes = np.stack([low, 1 - low, np.full_like(low, 0.25)], axis=2)
-    whole = refine_matte(img, mattes)  # small: coefficients upsampled as whole planes
+    whole = refine_matte(img, mattes)
     planes = refine_matte_planes(img, mattes)
     assert len(planes) == 3 and all(p.shape == (96, 128) and p.flags.c_contiguous for p in planes)
     for k in range(3):
         np.testing.assert_array_equal(planes[k], whole[..., k])
     assert refine_matte_planes(img, low)[0].shape == (96, 128)
-    monkeypatch.setattr(mr, "_WHOLE_COEFFICIENT_VALUES", 0)  # as a big frame: strip by strip
-    np.testing.assert_allclose(refine_matte(img, mattes, params=RefineMatteParams(strip_rows=8)), whole, atol=1e-6)
+    # strips of any height (here 8 and 7 rows: some end inside a run of rows sharing a grid row)
+    np.testing.assert_array_equal(refine_matte(img, mattes, params=RefineMatteParams(strip_rows=8)), whole)
+    np.testing.assert_array_equal(refine_matte(img, mattes, params=RefineMatteParams(strip_rows=7)), whole)
+
+
+@pytest.mark.parametrize("hw, low_hw, K", [((97, 131), (13, 17), 1), ((61, 45), (61, 45), 3), ((33, 301), (5, 40), 2)])
+def test_fused_kernel_equals_the_numpy_formula(hw, low_hw, K):
+    """The kernel path (guide encoded, coefficients interpolated per pixel, applied, clipped)
+    equals the formula in numpy on coefficient planes upsampled whole by cv2.resize, on odd sizes
+    (one where the grid is the frame's size), guide values outside [0, 1] included."""
+    from effects.mask_refine import _fit, refine_matte_planes
+
+    rng = np.random.default_rng(11)
+    H, W = hw
+    img = (rng.random((H, W, 3), dtype=np.float32) * 1.2 - 0.1).astype(np.float32)
+    mattes = rng.random((*low_hw, K), dtype=np.float32)
+    p = RefineMatteParams(radius=2, strip_rows=16)
+    got = refine_matte_planes(img, mattes, params=p)
+    coef, _ = _fit(img, mattes, p)
+    c = [cv2.resize(plane, (W, H), interpolation=cv2.INTER_LINEAR) for plane in coef]
+    enc = np.sqrt(np.clip(img, 0, 1))
+    for k in range(K):
+        want = np.clip(c[k] * enc[..., 0] + c[K + k] * enc[..., 1] + c[2 * K + k] * enc[..., 2] + c[3 * K + k], 0, 1)
+        np.testing.assert_allclose(got[k], want, rtol=0, atol=2e-5)
 
 
 def test_float32_coefficients_match_a_float64_reference():

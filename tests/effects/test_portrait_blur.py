@@ -408,3 +408,94 @@ def test_correlated_grain_keeps_unit_variance(rho):
     np.testing.assert_allclose(noise.std(axis=0), 1.0, atol=0.01)
     c = np.corrcoef(noise.T)
     assert abs((c[0, 1] + c[0, 2] + c[1, 2]) / 3 - rho) < 0.01
+
+
+# ----------------------------------------------------------------------------- fused kernels
+@pytest.mark.parametrize("grain, sharp", [(True, False), (False, False), (True, True), (False, True)])
+def test_background_kernel_equals_the_numpy_chain(rng, grain, sharp):
+    """_background_rows (upsampled blur + grain·σ·(1 − w0), sharp fill mixed in, clipped) equals
+    the unfused chain: RowUpsampler rows, _Grain.add, the mix and np.clip, on odd sizes."""
+    from effects.mask_refine import RowUpsampler
+    from effects.portrait_blur import _STRIP_ROWS, _background_rows, _Grain
+
+    H, W, S = 301, 523, _STRIP_ROWS  # neither a multiple of the strip nor of the grain cell
+    low = rng.random((37, 61, 3), dtype=np.float32) * 1.2 - 0.1  # some values to clip
+    sigma = rng.random((37, 61, 3), dtype=np.float32) * 0.05
+    w0 = rng.random((H, W), dtype=np.float32)
+    fill = rng.random((H, W, 3), dtype=np.float32)
+    g = _Grain(H, W, seed=3)
+    g.correlate(0.6)
+    up = RowUpsampler([low, sigma] if grain else [low], H, W, slice(0, W), S)
+    ref_bg, ref_sigma = RowUpsampler(low, H, W, slice(0, W), S), RowUpsampler(sigma, H, W, slice(0, W), S)
+    out = np.empty((H, W, 3), np.float32)
+    ref = np.empty((H, W, 3), np.float32)
+    no_w0, no_fill = np.zeros((1, 1), np.float32), np.zeros((1, 1, 3), np.float32)
+    for y0 in range(0, H, S):
+        y1 = min(H, y0 + S)
+        _background_rows(out[y0:y1], *up.lerp_rows(y0, y1), grain, g.tiles, g.cells[y0 // _Grain.T],
+                         y0 % _Grain.T, _Grain.T, sharp, w0[y0:y1] if sharp else no_w0,
+                         fill[y0:y1] if sharp else no_fill)
+        r = ref[y0:y1]
+        ref_bg(y0, y1, out=r)
+        if grain:
+            s = ref_sigma(y0, y1).copy()
+            if sharp:
+                s *= (1.0 - w0[y0:y1])[..., None]
+            g.add(r, s, y0, y1)
+        if sharp:
+            r += w0[y0:y1, :, None] * (fill[y0:y1] - r)
+        np.clip(r, 0.0, 1.0, out=r)
+    np.testing.assert_allclose(out, ref, rtol=0, atol=2e-6)
+
+
+def test_band_alpha_kernel_equals_the_numpy_formulas(rng):
+    """_band_alpha_rows equals the colour-line / guided-filter / spatial-prior formulas of
+    subject_alpha written out in numpy on the upsampled grids, and writes band pixels only."""
+    from effects.mask_refine import RowUpsampler
+    from effects.portrait_blur import _band_alpha_rows
+
+    H, W, S = 77, 131, 32
+    x0, x1 = 9, 120
+    w = x1 - x0
+    img = rng.random((H, W, 3), dtype=np.float32) * 1.1 - 0.05
+    band = rng.random((H, W)) > 0.3
+    K = 2
+    grids = {
+        "k": rng.standard_normal((7, 11, 3)).astype(np.float32), "sB": rng.random((7, 11, 3), dtype=np.float32),
+        "e": rng.standard_normal((7, 11, 3)).astype(np.float32) * 0.3,
+        "k0": rng.standard_normal((7, 11)).astype(np.float32),
+        "conf0": rng.random((7, 11), dtype=np.float32), "inv": rng.random((7, 11), dtype=np.float32) * 20,
+    }
+    dist = [rng.random((19, 33), dtype=np.float32) * 8 - 2, rng.random((19, 33), dtype=np.float32) * 8]
+    coef = [rng.standard_normal((23, 40)).astype(np.float32) for _ in range(4 * K)]
+    s_out, s_in, t = 5.0, 10.0, 0.03
+    cs = slice(x0, x1)
+    cl = RowUpsampler(list(grids.values()), H, W, cs, S)
+    du = RowUpsampler(dist, H, W, cs, S)
+    gu = RowUpsampler(coef, H, W, cs, S)
+    alpha = np.full((H, W), -1.0, np.float32)  # untouched outside the band
+    for r0 in range(0, H, S):
+        r1 = min(H, r0 + S)
+        _band_alpha_rows(img[r0:r1], band[r0:r1], alpha[r0:r1], x0, x1, *cl.lerp_rows(r0, r1), *du.lerp_rows(r0, r1),
+                         *gu.lerp_rows(r0, r1), K, np.float32(-1 / s_out), np.float32(-1 / s_in), np.float32(t),
+                         np.float32(1 / (1 - 2 * t)))
+
+    def full(gs):
+        return [np.concatenate(parts) for parts in zip(*(RowUpsampler(gs, H, W, cs, S)(r0, min(H, r0 + S))
+                                                         for r0 in range(0, H, S)))]
+
+    k, sB, e, k0, conf0, inv = [np.array(v) for v in full(list(grids.values()))]
+    d_out, d_in = full(dist)
+    c = full(coef)
+    I = img[:, cs]
+    enc = np.sqrt(np.clip(I, 0, 1))
+    gd = np.clip(np.max([c[j] * enc[..., 0] + c[K + j] * enc[..., 1] + c[2 * K + j] * enc[..., 2] + c[3 * K + j]
+                         for j in range(K)], axis=0), 0, 1)
+    a_col = np.clip((k * I).sum(axis=2) + k0, 0, 1)
+    resid = ((enc - sB - e * a_col[..., None]) ** 2).sum(axis=2)
+    conf = conf0 * np.exp(-resid * inv)
+    est = gd + conf * (a_col - gd)
+    est = np.where(d_out > 0, est * np.exp(-d_out / s_out), 1 - (1 - est) * np.exp(-d_in / s_in))
+    want = np.where(band[:, cs], np.clip((est - t) / (1 - 2 * t), 0, 1), -1.0)
+    np.testing.assert_allclose(alpha[:, cs], want, rtol=0, atol=2e-5)
+    assert (alpha[:, :x0] == -1).all() and (alpha[:, x1:] == -1).all()

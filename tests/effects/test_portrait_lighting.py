@@ -328,3 +328,43 @@ def test_stage_light_lights_the_face_fully_and_falls_off_below_it(rng):
     assert np.median(out[face] / img[face]) == pytest.approx(2 ** p.key_light_ev, rel=0.03)
     low = (a >= 1) & (np.arange(H)[:, None] > 45)
     assert np.median(out[low] / img[low]) < 0.75  # still a spot: the bottom in shadow
+
+
+@pytest.mark.parametrize("knee", [0.8, 0.5])
+def test_key_lit_kernel_equals_the_numpy_chain(knee):
+    """_key_lit's fused kernel equals its formula in numpy (channel maximum, lit, shoulder, gain),
+    on odd sizes, with brightening and darkening keys and black pixels."""
+    from effects.portrait_lighting import _key_lit, _shoulder
+
+    rng = np.random.default_rng(4)
+    F = rng.random((37, 53, 3), dtype=np.float32)
+    F[3, 4] = 0.0  # black: the key itself is the gain
+    key = (rng.random((37, 53, 1), dtype=np.float32) * 2.5 + 0.3).astype(np.float32)  # darkening too
+    m0 = F.max(axis=2)
+    lit = m0 * key[..., 0]
+    rolled = np.maximum(_shoulder(lit.copy(), knee), np.minimum(m0, lit))
+    gain = np.where(m0 > 1e-6, rolled / np.maximum(m0, 1e-6), key[..., 0]).astype(np.float32)
+    np.testing.assert_allclose(_key_lit(F, key, knee), F * gain[..., None], rtol=0, atol=1e-6)
+    assert _key_lit(F, 1.0, knee) is F
+
+
+@pytest.mark.parametrize("keyed", [True, False])
+def test_high_key_kernel_equals_the_numpy_chain(keyed):
+    """high_key_mono's fused passes equal its numpy chain (lit luminance, metering gain, contrast,
+    shoulder, grey on white), on odd sizes, with and without a key-light map."""
+    from effects.portrait_lighting import (_contrast, _grey_rgb, _high_key_gain, _look_high_key_mono, _luminance,
+                                           _shoulder)
+
+    rng = np.random.default_rng(8)
+    H, W = 41, 67
+    img = rng.random((H, W, 3), dtype=np.float32)
+    F = rng.random((H, W, 3), dtype=np.float32)
+    alpha = np.clip(rng.random((H, W), dtype=np.float32) * 2 - 0.5, 0, 1)
+    skin = (rng.random((H, W)) > 0.4).astype(np.float32) * alpha
+    key = (1.0 + 0.8 * skin)[..., None].astype(np.float32) if keyed else 1.0
+    p = PortraitLightingParams()
+    y = _luminance(F * key)
+    y *= np.float32(_high_key_gain(y, alpha, skin, p))
+    y = _shoulder(_contrast(y, p.high_key_contrast, p.high_key_level), p.highlight_knee)
+    want = alpha[..., None] * _grey_rgb(y) + (1 - alpha[..., None])
+    np.testing.assert_allclose(_look_high_key_mono(img, alpha, F, key, skin, p), want, rtol=0, atol=1e-6)
