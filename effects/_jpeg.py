@@ -429,6 +429,32 @@ def _posterior_planes(coefs, mean_k2, noise_var, steps, n_fine, table, first_bin
                 est[f, j] = _quantised_bin_mean(coefs[f, j], mean_k2[f, j], noise_var[j], step, table, first_bin)
 
 
+@_inline
+def _vector_times_matrix(vector, start, matrix, out, out_start):
+    """``out[out_start + v] = sum_x vector[start + x] * matrix[x, v]`` for an 8×8 float32
+    ``matrix``, the terms added in order of ``x``: eight accumulators in registers (LLVM packs
+    them into one vector register), where a loop over ``out`` reloaded and stored them."""
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = _F(0.0)
+    for x in range(8):
+        value = vector[start + x]
+        a0 += value * matrix[x, 0]
+        a1 += value * matrix[x, 1]
+        a2 += value * matrix[x, 2]
+        a3 += value * matrix[x, 3]
+        a4 += value * matrix[x, 4]
+        a5 += value * matrix[x, 5]
+        a6 += value * matrix[x, 6]
+        a7 += value * matrix[x, 7]
+    out[out_start] = a0
+    out[out_start + 1] = a1
+    out[out_start + 2] = a2
+    out[out_start + 3] = a3
+    out[out_start + 4] = a4
+    out[out_start + 5] = a5
+    out[out_start + 6] = a6
+    out[out_start + 7] = a7
+
+
 @kernel
 def _luma_coefficients(image, y0, x0, runs, order, steps, weight, coefs, k2_weighted):
     """Transform step of a strip: the JFIF luma of the image's pixels (srgb_power, then the
@@ -475,13 +501,8 @@ def _luma_coefficients(image, y0, x0, runs, order, steps, weight, coefs, k2_weig
                               + _LUMA_OFFSET)
         # D X D^T, the rows' products first (as block_dct): along x within each block, ...
         for y in range(8):
-            for x in range(n):
-                along_x[y, x] = 0.0
             for j in range(0, n, 8):
-                for x in range(8):
-                    sample = luma[y, j + x]
-                    for v in range(8):  # (D^T's row x: contiguous, a vector product)
-                        along_x[y, j + v] += sample * _DCT8_T[x, v]
+                _vector_times_matrix(luma[y], j, _DCT8_T, along_x[y], j)
         # ... then along y, over the whole run at once.
         for u in range(8):
             for x in range(n):
@@ -604,21 +625,11 @@ def _estimate_run(out, y0, x0, t0, t1, e0, e1, b0, c0, coefs, sum_k2, sum_w, noi
                 for x in range(8):
                     total += y_old[oy + y, ox + x]
             est[j, 0] = total * _F(1 / 64) * _F(8.0)
-            # D^T C D, along y first (as block_idct); the inner loops run along contiguous
-            # rows (vector products).
+            # D^T C D, along y first (as block_idct).
+            coefficients = est[j].reshape(8, 8)
             for y in range(8):
-                for v in range(8):
-                    along_y[v] = 0.0
-                for u in range(8):
-                    d = _DCT8[u, y]
-                    for v in range(8):
-                        along_y[v] += d * est[j, 8 * u + v]
-                for x in range(8):
-                    y_new[py + y, px + x] = 0.0
-                for v in range(8):
-                    a = along_y[v]
-                    for x in range(8):
-                        y_new[py + y, px + x] += a * _DCT8[v, x]
+                _vector_times_matrix(_DCT8_T[y], 0, coefficients, along_y, 0)  # sum_u D[u, y] C[u, :]
+                _vector_times_matrix(along_y, 0, _DCT8, y_new[py + y], px)
     # Vertical block boundaries inside the run (each moves its own two columns and reads the
     # two beside them, which no other boundary moves: the order does not matter).
     for t in range(t0, t1):
