@@ -41,26 +41,37 @@ Method
    the chroma stay the pyramid's), blended by the skin weight.
 
 The sRGB transfer curve (``effects/_srgb.py``, the one ``camseg.io`` converts photos with) is
-part of the *camera encoder's* model here.
+part of the *camera encoder's* model here; the kernels below evaluate the same curve a value at
+a time (a branch-free polynomial log and exp that LLVM vectorises), to float32 rounding.
 
-Cost (a third of the first version's CPU time on a 12 MP portrait whose hazy skin matte covers
-half the frame): the work follows the skin, in strips of block rows and, within a strip, runs of
-columns, shared out to the threads as they come free; coefficients are kept a plane per
-frequency (the quantised ones in one slice, so that the posterior maths runs on the surviving
-coefficients only, the zero bins' estimate being exactly 0); the variance table is indexed by
-the float's bit pattern; the 3-channel steps use OpenCV where numpy would broadcast slowly.
-The result does not depend on the strips or threads (``tests/effects/test_jpeg_skin.py``).
+Cost (12 MP portrait whose hazy skin matte covers half the frame): the work follows the skin, in
+strips of block rows and, within a strip, runs of columns, shared out to the threads as they come
+free. Each of the three strip phases is one compiled kernel (:mod:`effects._jit`) per run of
+blocks, one pass over its pixels where numpy made a pass per operation: *transform* (sRGB power,
+JFIF luma, 8×8 DCT, skin-weighted ``k^2``), *estimate* (the pyramid result's luma, each
+coefficient's posterior, the inverse DCT, the vertical deblocking) and *write* (the horizontal
+deblocking, the blend weight, the decode). Coefficients are kept a plane per frequency and read
+and written a plane at a time (sequential streams); the variance table is indexed by the float's
+bit pattern; the pyramid's sRGB power is computed again in *write* rather than kept (no
+frame-sized buffer to fault in). The result does not depend on the strips or threads
+(``tests/effects/test_jpeg_skin.py``).
 """
 
 from __future__ import annotations
 
 import functools
+import math
 
 import cv2
+import numba
 import numpy as np
+from llvmlite import ir as llvm_ir
+from numba import types as nb_types
+from numba.extending import intrinsic
 
 from ._bands import column_runs, run_in_row_bands, run_strips
-from ._srgb import srgb_power, srgb_power_to_linear_in_place, srgb_slope
+from ._jit import kernel
+from ._srgb import srgb_power, srgb_slope
 
 
 # JFIF (ITU-R BT.601) luma weights used by every baseline JPEG encoder.
@@ -216,9 +227,507 @@ def _total_variance(mean_k2: np.ndarray, steps) -> np.ndarray:
 _FINE_MEAN_K2 = 300.0
 
 
+# ---------------------------------------------------------------------------------------------
+# Compiled per-pixel work (effects._jit.kernel): the strips' numpy chains fused into one pass.
+# ---------------------------------------------------------------------------------------------
+# Helpers that the kernels inline (Numba's own inlining, so that each kernel's loop is one body
+# LLVM can vectorise); callable from Python too, one value at a time (the tests do).
+_inline = numba.njit(inline="always", cache=True, error_model="numpy")
+_F = np.float32
+# JFIF luma of p (srgb_power's value) per channel: _JFIF_AFFINE as scalars (one constant each).
+_LUMA_R, _LUMA_G, _LUMA_B, _LUMA_OFFSET = (_F(v) for v in _JFIF_AFFINE[0])
+# The sRGB toes (effects/_srgb.py): linear below _LINEAR_TOE, p at or below _POWER_TOE.
+_LINEAR_TOE = _F(0.0031308)
+_POWER_TOE = _F((0.04045 + 0.055) / 1.055)
+_DCT8_T = np.ascontiguousarray(_DCT8.T)
+
+
+@intrinsic
+def _float_bits(typingctx, value):
+    """The bit pattern of a float32 as an int32 (a register move, no memory)."""
+    if value != nb_types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], llvm_ir.IntType(32))
+
+    return nb_types.int32(nb_types.float32), codegen
+
+
+@intrinsic
+def _bits_float(typingctx, bits):
+    """The float32 whose bit pattern is the int32 ``bits``."""
+    if bits != nb_types.int32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], llvm_ir.FloatType())
+
+    return nb_types.float32(nb_types.int32), codegen
+
+
+@intrinsic
+def _fma(typingctx, a, b, c):
+    """``a * b + c`` of float32 values with one rounding (the CPU's fused multiply-add). Written
+    out, not left to ``fastmath``: the result is fixed by the code, whatever the strips."""
+    if not (a == b == c == nb_types.float32):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.fma(*args)
+
+    return nb_types.float32(nb_types.float32, nb_types.float32, nb_types.float32), codegen
+
+
+@_inline
+def _log_f32(x):
+    """Natural log of a positive normal float32, in float32 (Cephes ``logf``: the exponent from
+    the bit pattern, a degree-9 polynomial of the mantissa in fused multiply-adds: the sRGB
+    powers built on it and :func:`_exp_f32` stay within 1e-7 of the exact values). Branch-free,
+    so that the loops calling it vectorise (Numba's ``math.log`` is a libm call per value, ~3x
+    slower than OpenCV's SIMD ``log`` here)."""
+    bits = _float_bits(x)
+    exponent = _F((bits >> 23) - 127)
+    m = _bits_float(np.int32((bits & 0x7FFFFF) | 0x3F800000))  # mantissa in [1, 2)
+    high = m > _F(1.41421356)  # to [sqrt(1/2), sqrt(2)): the polynomial's range
+    m = m * _F(0.5) if high else m
+    exponent = exponent + _F(1.0) if high else exponent
+    x = m - _F(1.0)
+    z = x * x
+    y = _fma(_F(7.0376836292e-2), x, _F(-1.1514610310e-1))
+    y = _fma(y, x, _F(1.1676998740e-1))
+    y = _fma(y, x, _F(-1.2420140846e-1))
+    y = _fma(y, x, _F(1.4249322787e-1))
+    y = _fma(y, x, _F(-1.6668057665e-1))
+    y = _fma(y, x, _F(2.0000714765e-1))
+    y = _fma(y, x, _F(-2.4999993993e-1))
+    y = _fma(y, x, _F(3.3333331174e-1))
+    y = y * x * z
+    y = _fma(exponent, _F(-2.12194440e-4), y)
+    y = _fma(_F(-0.5), z, y)
+    return _fma(exponent, _F(0.693359375), x + y)
+
+
+@_inline
+def _exp_f32(x):
+    """``exp(x)`` in float32 for ``-87 < x <= 0`` (Cephes ``expf``: ``2^n`` by the bit pattern,
+    a degree-7 polynomial of the rest in fused multiply-adds). Branch-free, as
+    :func:`_log_f32`."""
+    n = np.floor(_fma(x, _F(1.44269504088896341), _F(0.5)))
+    x = _fma(n, _F(-0.693359375), x)
+    x = _fma(n, _F(2.12194440e-4), x)
+    z = x * x
+    y = _fma(_F(1.9875691500e-4), x, _F(1.3981999507e-3))
+    y = _fma(y, x, _F(8.3334519073e-3))
+    y = _fma(y, x, _F(4.1665795894e-2))
+    y = _fma(y, x, _F(1.6666665459e-1))
+    y = _fma(y, x, _F(5.0000001201e-1))
+    y = _fma(y, z, x) + _F(1.0)
+    return y * _bits_float(np.int32((np.int32(n) + 127) << 23))
+
+
+@_inline
+def _srgb_power_value(linear):
+    """:func:`effects._srgb.srgb_power` of one float32 value (clipped to [0, 1]; the linear toe
+    ``(12.92 x + 0.055) / 1.055``, else ``x ** (1/2.4)``). Both branches are computed and one
+    kept, so that a loop of it vectorises."""
+    x = min(max(linear, _F(0.0)), _F(1.0))
+    toe = x * _F(12.92 / 1.055) + _F(0.055 / 1.055)
+    power = _exp_f32(_log_f32(max(x, _LINEAR_TOE)) * _F(1.0 / 2.4))
+    return toe if x < _LINEAR_TOE else power
+
+
+@_inline
+def _linear_from_power(p):
+    """:func:`effects._srgb.srgb_power_to_linear_in_place` of one float32 value: the linear light
+    of ``sRGB = 1.055 p - 0.055`` clipped to [0, 1] (branch-free, as :func:`_srgb_power_value`)."""
+    toe = max(p * _F(1.055 / 12.92) + _F(-0.055 / 12.92), _F(0.0))
+    power = _exp_f32(_log_f32(max(min(p, _F(1.0)), _POWER_TOE)) * _F(2.4))
+    return toe if p <= _POWER_TOE else power
+
+
+@_inline
+def _total_variance_value(mean_k2, step_squared, table, first_bin):
+    """:func:`_total_variance` of one coefficient: ``t^2`` from the table bin of ``mean_k2``'s
+    float32 bit pattern (clipped to the table; Sheppard's value past ``_TABLE_TOP``), times
+    the squared step. float32."""
+    if mean_k2 > _F(_TABLE_TOP):
+        t2 = mean_k2 - _F(1 / 12)
+    else:
+        index = min(max((_float_bits(mean_k2) >> _TABLE_SHIFT) - first_bin, 0), table.shape[0] - 1)
+        t2 = table[index]
+    return t2 * step_squared
+
+
+@_inline
+def _normal_cdf(x):
+    """Standard normal CDF in float64, by scipy's (Cephes') formula: ``erf`` near 0, ``erfc``
+    of |x| in the tails (so that tail masses keep their digits as they do in scipy)."""
+    y = x * 0.70710678118654752440
+    z = abs(y)
+    if z < 0.70710678118654752440:
+        return 0.5 + 0.5 * math.erf(y)
+    tail = 0.5 * math.erfc(z)
+    return 1.0 - tail if y > 0.0 else tail
+
+
+@_inline
+def _fine_bin_mean(coef, mean_k2, noise_var, step, table, first_bin):
+    """E[c | x] of one AC coefficient whose step is under 3 (a fine bin: ``x`` itself is known,
+    so a Wiener gain ``s^2 / tau^2`` only). float32, as :func:`_estimate_blocks`."""
+    tau2 = _total_variance_value(mean_k2, step * step, table, first_bin)
+    return (max(tau2 - noise_var, _F(0.0)) / max(tau2, _F(1e-12))) * coef
+
+
+@_inline
+def _quantised_bin_mean(coef, mean_k2, noise_var, step, table, first_bin):
+    """E[c | x in its quantisation bin] of one AC coefficient of a quantised frequency (module
+    docstring, step 3), as :func:`_estimate_blocks`: float32, except the truncated-normal
+    mean (float64, as scipy's ``ndtr`` was).
+
+    A coefficient in the zero bin is 0 unless its prior is much wider than the bin
+    (``mean_k2`` above ``_FINE_MEAN_K2``) or the noise alone is (then the bin is fine too).
+    """
+    step_squared = step * step
+    k = np.rint(coef / step)
+    if not (k != _F(0.0) or mean_k2 > _F(_FINE_MEAN_K2) or noise_var * _F(0.0025) >= _F(0.9) * step_squared):
+        return _F(0.0)
+    signal_var = max(_total_variance_value(mean_k2, step_squared, table, first_bin) - noise_var, _F(0.0))
+    tau2 = signal_var + noise_var
+    gain = signal_var / max(tau2, _F(1e-12))
+    if not (step >= _F(_MIN_STEP) and step_squared >= _F(0.0025) * tau2):
+        return gain * coef  # a fine bin after all
+    if k == _F(0.0):
+        return _F(0.0)
+    # The mean of the truncated normal N(0, tau^2) over the bin [(k - 1/2) Q, (k + 1/2) Q].
+    tau = math.sqrt(np.float64(tau2))
+    kt, qt = np.float64(k), np.float64(step)
+    a, b = (kt - 0.5) * qt / tau, (kt + 0.5) * qt / tau
+    mass = _normal_cdf(b) - _normal_cdf(a)
+    if mass > 1e-9:
+        x = _F(tau * (math.exp(-0.5 * a * a) - math.exp(-0.5 * b * b)) / (math.sqrt(2 * math.pi) * max(mass, 1e-300)))
+    else:
+        x = _F(kt * qt)
+    return gain * x
+
+
+@kernel
+def _posterior_planes(coefs, mean_k2, noise_var, steps, n_fine, table, first_bin, est):
+    """The posterior mean (:func:`_fine_bin_mean`, :func:`_quantised_bin_mean`) of every AC
+    coefficient of frequency-major planes: :func:`_estimate_blocks`, whose numpy version made
+    a pass per operation over them and gathered the surviving coefficients.
+
+    coefs float32 (64, n), mean_k2 float32 (63, n), noise_var float32 (n,), steps float32
+    (64,), table float32 (the variance table); est float32 (64, n), rows 0..62 written.
+    """
+    n = coefs.shape[1]
+    for f in range(63):
+        step = steps[f]
+        for j in range(n):
+            if f < n_fine:
+                est[f, j] = _fine_bin_mean(coefs[f, j], mean_k2[f, j], noise_var[j], step, table, first_bin)
+            else:
+                est[f, j] = _quantised_bin_mean(coefs[f, j], mean_k2[f, j], noise_var[j], step, table, first_bin)
+
+
+@_inline
+def _vector_times_matrix(vector, start, matrix, out, out_start):
+    """``out[out_start + v] = sum_x vector[start + x] * matrix[x, v]`` for an 8×8 float32
+    ``matrix``, the terms added in order of ``x``: eight accumulators in registers (LLVM packs
+    them into one vector register), where a loop over ``out`` reloaded and stored them."""
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = _F(0.0)
+    for x in range(8):
+        value = vector[start + x]
+        a0 += value * matrix[x, 0]
+        a1 += value * matrix[x, 1]
+        a2 += value * matrix[x, 2]
+        a3 += value * matrix[x, 3]
+        a4 += value * matrix[x, 4]
+        a5 += value * matrix[x, 5]
+        a6 += value * matrix[x, 6]
+        a7 += value * matrix[x, 7]
+    out[out_start] = a0
+    out[out_start + 1] = a1
+    out[out_start + 2] = a2
+    out[out_start + 3] = a3
+    out[out_start + 4] = a4
+    out[out_start + 5] = a5
+    out[out_start + 6] = a6
+    out[out_start + 7] = a7
+
+
+@kernel
+def _luma_coefficients(image, y0, x0, runs, order, steps, weight, coefs, k2_weighted):
+    """Transform step of a strip: the JFIF luma of the image's pixels (srgb_power, then the
+    luma row of ``_JFIF_AFFINE``), its 8×8 block DCTs, and each AC coefficient's skin-weighted
+    ``round(x / Q)^2``, in one pass over the pixels (the numpy version: srgb_power's eight
+    passes, cv2.transform, two matrix products, a gather into frequency planes and four more
+    passes for k^2).
+
+    Parameters
+    ----------
+    image : np.ndarray
+        float32 H×W×3 linear RGB, C-contiguous (the whole frame).
+    y0, x0 : int
+        Pixel of region block (0, 0) in ``image``.
+    runs : np.ndarray
+        int64 (r, 3): (region block row, first column, stop column) of each run of blocks.
+    order : np.ndarray
+        int64 (64,) flat frequency ``8 u + v`` of each coefficient plane (the estimate's order).
+    steps : np.ndarray
+        float32 (64,) quantisation step of each plane.
+    weight : np.ndarray
+        float32 (bh, bw) skin weight of each region block.
+    coefs, k2_weighted : np.ndarray
+        float32 (64, bh, bw) and (63, bh, bw), C-contiguous: written at the runs' blocks.
+    """
+    width = image.shape[1]
+    pixels = image.reshape(-1)
+    widest = 0
+    for r in range(runs.shape[0]):
+        widest = max(widest, 8 * (runs[r, 2] - runs[r, 1]))
+    power = np.empty(3 * widest, np.float32)
+    luma = np.empty((8, widest), np.float32)
+    along_x = np.empty((8, widest), np.float32)
+    block_coefs = np.empty((8, widest), np.float32)
+    for r in range(runs.shape[0]):
+        i, first, stop = runs[r, 0], runs[r, 1], runs[r, 2]
+        n = 8 * (stop - first)
+        for y in range(8):
+            start = ((y0 + 8 * i + y) * width + x0 + 8 * first) * 3
+            for k in range(3 * n):  # contiguous: vectorised
+                power[k] = _srgb_power_value(pixels[start + k])
+            for x in range(n):
+                luma[y, x] = (_LUMA_R * power[3 * x] + _LUMA_G * power[3 * x + 1] + _LUMA_B * power[3 * x + 2]
+                              + _LUMA_OFFSET)
+        # D X D^T, the rows' products first (as block_dct): along x within each block, ...
+        for y in range(8):
+            for j in range(0, n, 8):
+                _vector_times_matrix(luma[y], j, _DCT8_T, along_x[y], j)
+        # ... then along y, over the whole run at once.
+        for u in range(8):
+            for x in range(n):
+                block_coefs[u, x] = 0.0
+            for y in range(8):
+                d = _DCT8[u, y]
+                for x in range(n):
+                    block_coefs[u, x] += d * along_x[y, x]
+        # Into the frequency planes a plane at a time (sequential writes, as in `_estimate_run`).
+        for f in range(64):
+            u, v = order[f] >> 3, order[f] & 7
+            for j in range(stop - first):
+                c = block_coefs[u, 8 * j + v]
+                coefs[f, i, first + j] = c
+                if f < 63:
+                    k = np.rint(c / steps[f])
+                    k2_weighted[f, i, first + j] = k * k * weight[i, first + j]
+
+
+@_inline
+def _deblock_step(p1, p0, q0, q1, clip):
+    """The weak deblocking filter's move of the two pixels ``p0 | q0`` that meet at a block
+    boundary: ``(9 (q0 - p0) - 3 (q1 - p1)) / 16`` (the step less what the neighbouring
+    gradient explains; the weak filter of H.264/HEVC deblocking, Norkin et al., IEEE TCSVT
+    2012), clipped to ``±clip``: noise-sized steps are smoothed, real edges move by at most
+    that much. Each block's coefficients are shrunk on their own, so noise inside a block
+    drops while the step between two blocks (which no coefficient of either describes) keeps
+    it: without this the JPEG grid would show on smooth skin."""
+    return min(max((_F(9.0) * (q0 - p0) - _F(3.0) * (q1 - p1)) * _F(1 / 16), -clip), clip)
+
+
+@_inline
+def _boundary_clip(processed, limit, ta, ea, tb, eb):
+    """The deblocking limit of the boundary between blocks (ta, ea) and (tb, eb): the smaller
+    of their limits where both were estimated, else 0 (a block the pyramid keeps does not move)."""
+    if processed[ta, ea] and processed[tb, eb]:
+        return min(limit[ta, ea], limit[tb, eb])
+    return _F(0.0)
+
+
+@_inline
+def _pyramid_luma_row(pixels, start, n, power, luma):
+    """The JFIF luma (0–255) of ``n`` pixels of the pyramid's result from flat index ``start``
+    of ``pixels`` (float32, RGB interleaved) into ``luma[:n]``, their sRGB power into
+    ``power[:3 n]`` (the srgb_power and cv2.transform of the numpy version, fused)."""
+    for k in range(3 * n):  # contiguous: vectorised
+        power[k] = _srgb_power_value(pixels[start + k])
+    for x in range(n):
+        luma[x] = _LUMA_R * power[3 * x] + _LUMA_G * power[3 * x + 1] + _LUMA_B * power[3 * x + 2] + _LUMA_OFFSET
+
+
+@kernel
+def _estimate_run(out, y0, x0, t0, t1, e0, e1, b0, c0, coefs, sum_k2, sum_w, noise_var, processed, limit,
+                  steps, order, n_fine, table, first_bin, y_new):
+    """Estimate step of one run of blocks: the pyramid result's JFIF luma, each estimated
+    block's posterior coefficients (its DC: the pyramid luma's block mean), their inverse DCT,
+    and the vertical block boundaries' deblocking, in one call (the numpy version: srgb_power,
+    cv2.transform, the posterior's passes over frequency planes, a resize for the block means,
+    a scatter, matrix products and the deblocking's slices).
+
+    Parameters
+    ----------
+    out : np.ndarray
+        float32 H×W×3 linear RGB (the pyramid's result), C-contiguous; read only.
+    y0, x0 : int
+        Pixel of grid block (0, 0) in ``out``.
+    t0, t1, e0, e1 : int
+        The run: grid block rows [t0, t1), columns [e0, e1).
+    b0, c0 : int
+        Grid block of region block (0, 0).
+    coefs, sum_k2, sum_w : np.ndarray
+        float32 (64, bh, bw) image coefficients in ``order``, (63, bh, bw) skin-weighted sums
+        of k^2 and (bh, bw) the weights' sums over each block's neighbourhood.
+    noise_var, limit : np.ndarray
+        float32 per grid block: noise variance (8-bit luma levels^2) and deblocking limit.
+    processed : np.ndarray
+        bool per grid block: estimated (the others keep the pyramid's luma).
+    steps, order, n_fine, table, first_bin
+        As :func:`_posterior_planes` and :func:`_luma_coefficients`.
+    y_new : np.ndarray
+        float32 (8 bh, 8 bw) region plane: written at the run's pixels, the new luma (0–255).
+    """
+    width = out.shape[1]
+    pixels = out.reshape(-1)
+    nb = e1 - e0
+    n = 8 * nb
+    power = np.empty(3 * n, np.float32)
+    y_old = np.empty((8 * (t1 - t0), n), np.float32)  # the run's pyramid luma
+    for y in range(8 * (t1 - t0)):
+        _pyramid_luma_row(pixels, ((y0 + 8 * t0 + y) * width + x0 + 8 * e0) * 3, n, power, y_old[y])
+    # A block row at a time, a frequency plane at a time: each plane is read as one sequential
+    # stream (127 planes interleaved block by block defeat the hardware prefetcher). Every
+    # block of the run is estimated (branch-free loops; the transform step zeroed the
+    # coefficients of blocks no prior needs), those not processed then put back.
+    est = np.empty((nb, 64), np.float32)  # natural order (8 u + v), a row per block
+    along_y = np.empty(8, np.float32)
+    for t in range(t0, t1):
+        bi, bj0, oy = t - b0, e0 - c0, 8 * (t - t0)
+        for f in range(63):
+            step, at = steps[f], order[f]
+            if f < n_fine:  # (two loops: the fine one has no branches)
+                for j in range(nb):
+                    est[j, at] = _fine_bin_mean(coefs[f, bi, bj0 + j], sum_k2[f, bi, bj0 + j] / sum_w[bi, bj0 + j],
+                                                noise_var[t, e0 + j], step, table, first_bin)
+            else:
+                for j in range(nb):
+                    est[j, at] = _quantised_bin_mean(coefs[f, bi, bj0 + j],
+                                                     sum_k2[f, bi, bj0 + j] / sum_w[bi, bj0 + j],
+                                                     noise_var[t, e0 + j], step, table, first_bin)
+        for j in range(nb):
+            py, px, ox = 8 * bi, 8 * (bj0 + j), 8 * j
+            if not processed[t, e0 + j]:
+                for y in range(8):
+                    for x in range(8):
+                        y_new[py + y, px + x] = y_old[oy + y, ox + x]
+                continue
+            # The DC term stays the pyramid's: 8x the block mean (orthonormal DCT).
+            total = _F(0.0)
+            for y in range(8):
+                for x in range(8):
+                    total += y_old[oy + y, ox + x]
+            est[j, 0] = total * _F(1 / 64) * _F(8.0)
+            # D^T C D, along y first (as block_idct).
+            coefficients = est[j].reshape(8, 8)
+            for y in range(8):
+                _vector_times_matrix(_DCT8_T[y], 0, coefficients, along_y, 0)  # sum_u D[u, y] C[u, :]
+                _vector_times_matrix(along_y, 0, _DCT8, y_new[py + y], px)
+    # Vertical block boundaries inside the run (each moves its own two columns and reads the
+    # two beside them, which no other boundary moves: the order does not matter).
+    for t in range(t0, t1):
+        for e in range(e0, e1 - 1):
+            clip = _boundary_clip(processed, limit, t, e, t, e + 1)
+            if clip == _F(0.0):
+                continue
+            px = 8 * (e + 1 - c0)
+            for y in range(8 * (t - b0), 8 * (t - b0) + 8):
+                step = _deblock_step(y_new[y, px - 2], y_new[y, px - 1], y_new[y, px], y_new[y, px + 1], clip)
+                y_new[y, px - 1] += step
+                y_new[y, px] -= step
+
+
+@kernel
+def _write_run(out, y0, x0, t0, t1, e0, e1, b0, b1, c0, y_new, window, processed, limit, ceiling_above_one):
+    """Write step of one run of blocks: the horizontal block boundaries' deblocking, the blend
+    weight, and the new luma put into ``out`` in units of sRGB power and decoded, in one pass
+    (the numpy version: a dozen passes, OpenCV's merge and add, and
+    srgb_power_to_linear_in_place's). The pyramid's sRGB power and luma are computed again,
+    as :func:`_estimate_run` did (cheaper than keeping 12 bytes a pixel from there to here).
+
+    Parameters
+    ----------
+    out : np.ndarray
+        float32 H×W×3 linear RGB, C-contiguous: the pyramid's result, replaced where the blend
+        weight is positive.
+    y0, x0, t0, t1, e0, e1, b0, c0
+        As :func:`_estimate_run`; ``b1``: the region's stop block row.
+    y_new : np.ndarray
+        float32 (8 bh, 8 bw) region plane, every strip's (column-deblocked).
+    window : np.ndarray
+        float32 (8 (t1 - t0), 8 (e1 - e0)), C-contiguous: the skin weight at the run's pixels,
+        unclipped.
+    processed, limit
+        As :func:`_estimate_run`.
+    ceiling_above_one : bool
+        Pixels with a channel above 1 are left alone (the 8-bit encoder model ends at 1).
+    """
+    width = out.shape[1]
+    pixels = out.reshape(-1)
+    n = 8 * (e1 - e0)
+    rx0 = 8 * (e0 - c0)
+    power = np.empty(3 * n, np.float32)
+    y_old = np.empty(n, np.float32)
+    delta = np.empty(3 * n, np.float32)
+    linear = np.empty(3 * n, np.float32)
+    blend = np.empty(n, np.bool_)
+    for y in range(8 * (t1 - t0)):
+        t, in_block = t0 + y // 8, y % 8
+        ry = 8 * (t - b0) + in_block
+        start = ((y0 + 8 * t0 + y) * width + x0 + 8 * e0) * 3
+        _pyramid_luma_row(pixels, start, n, power, y_old)
+        # Horizontal boundary j (rows 8j - 1 | 8j), b0 < j < b1, when this row is one of its two:
+        # its step is added to the row above it and taken from the row below.
+        j = t + 1 if in_block == 7 else (t if in_block == 0 else -1)
+        boundary = b0 < j < b1
+        by, sign = 8 * (j - b0), _F(1.0) if in_block == 7 else _F(-1.0)
+        for block in range(n // 8):
+            e = e0 + block
+            keep = _F(1.0) if processed[t, e] else _F(0.0)
+            clip = _boundary_clip(processed, limit, j - 1, e, j, e) if boundary else _F(0.0)
+            for x in range(8 * block, 8 * block + 8):
+                d = y_new[ry, rx0 + x] - y_old[x]
+                if boundary:
+                    d = d + sign * _deblock_step(y_new[by - 2, rx0 + x], y_new[by - 1, rx0 + x], y_new[by, rx0 + x],
+                                                 y_new[by + 1, rx0 + x], clip)
+                # Blend weight: 0 below the skin-block threshold, 1 on full skin: no seam at
+                # the cut; 0 on blocks not estimated.
+                w = min(max((window[y, x] - _F(_SKIN_BLOCK)) * _F(1 / (1 - _SKIN_BLOCK)), _F(0.0)), _F(1.0)) * keep
+                # sRGB out = 1.055 p - 0.055 + w (y_new - y_old) / 255: in units of p,
+                # u = p + w (y_new - y_old) / (255 * 1.055).
+                d = d * w * _F(1 / (255 * 1.055))
+                delta[3 * x] = d
+                delta[3 * x + 1] = d
+                delta[3 * x + 2] = d
+                # Only where the weight is positive: elsewhere the sRGB round trip would move
+                # the last bit of the pyramid's result.
+                blend[x] = w > _F(0.0)
+        if ceiling_above_one:  # the 8-bit encoder model ends at 1
+            for x in range(n):
+                if pixels[start + 3 * x] > _F(1.0) or pixels[start + 3 * x + 1] > _F(1.0) or \
+                        pixels[start + 3 * x + 2] > _F(1.0):
+                    blend[x] = False
+        for k in range(3 * n):  # contiguous: vectorised
+            linear[k] = _linear_from_power(power[k] + delta[k])
+        for x in range(n):
+            if blend[x]:
+                for c in range(3):
+                    pixels[start + 3 * x + c] = linear[3 * x + c]
+
+
 def _estimate_blocks(coefs: np.ndarray, mean_k2: np.ndarray, noise_var: np.ndarray, steps: np.ndarray,
                      n_fine: int) -> np.ndarray:
-    """Posterior means E[c | x in its quantisation bin] of the AC coefficients of ``n`` blocks.
+    """Posterior means E[c | x in its quantisation bin] of the AC coefficients of ``n`` blocks
+    (the per-coefficient functions the estimate kernel inlines, over frequency-major planes: the
+    tests check them against the dense definition).
 
     The prior ``c ~ N(0, s^2)``, ``s^2 = max(tau^2 - sigma^2, 0)``, noise ``N(0, sigma^2)``
     (module docstring, step 3). Frequency-major arrays: each frequency's row is contiguous.
@@ -243,81 +752,12 @@ def _estimate_blocks(coefs: np.ndarray, mean_k2: np.ndarray, noise_var: np.ndarr
     np.ndarray
         float32 (64, n) estimates; the DC row is left for the caller.
     """
-    coefs, mean_k2 = np.ascontiguousarray(coefs), np.ascontiguousarray(mean_k2)  # (flat indices below)
-    n = coefs.shape[1]
+    lo, table = _variance_table()
+    coefs = np.ascontiguousarray(coefs, np.float32)
     est = np.empty_like(coefs)
-    # Fine bins (unknown or tiny steps): no rounding to undo, E[c | x] = s^2 / tau^2 x.
-    tau2 = _total_variance(mean_k2[:n_fine], steps[:n_fine, None])
-    gain = np.subtract(tau2, noise_var, out=est[:n_fine])
-    np.maximum(gain, np.float32(0.0), out=gain)
-    gain /= np.maximum(tau2, np.float32(1e-12), out=tau2)  # = s^2 / (s^2 + sigma^2) where s^2 > 0
-    gain *= coefs[:n_fine]
-    # Quantised frequencies: a coefficient in the zero bin is estimated as exactly 0 (the bin
-    # is symmetric) unless its prior is much wider than the bin (then the bin is fine): the
-    # posterior maths runs only on the surviving coefficients and those few fine ones.
-    q = steps[n_fine:63]
-    k = np.divide(coefs[n_fine:63], q[:, None])
-    np.round(k, out=k)
-    sel = k != 0
-    sel |= mean_k2[n_fine:63] > np.float32(_FINE_MEAN_K2)
-    if float(noise_var.max(initial=0.0)) * 0.0025 >= 0.9 * float(np.square(q).min(initial=np.inf)):
-        sel |= noise_var * np.float32(0.0025) >= np.float32(0.9) * np.square(q)[:, None]  # noise alone: a fine bin
-    est[n_fine:63] = 0.0
-    # The selected coefficients by flat index (numpy's boolean indexing of each array would
-    # scan the whole mask again).
-    at = np.flatnonzero(sel)
-    if at.size:
-        freq, block = np.divmod(at, n)
-        at += n_fine * n  # in the (64, n) and (63, n) arrays
-        ks, cs, qs, nvs = k.ravel().take(at - n_fine * n), coefs.ravel().take(at), q.take(freq), noise_var.take(block)
-        signal_var = np.maximum(_total_variance(mean_k2.ravel().take(at), qs) - nvs, np.float32(0.0))
-        tau2 = signal_var + nvs
-        gain = signal_var / np.maximum(tau2, np.float32(1e-12))
-        coarse = (qs >= _MIN_STEP) & (qs * qs >= 0.0025 * tau2)
-        x = np.where(coarse, np.float32(0.0), cs)
-        trunc = coarse & (ks != 0)  # the truncated-normal mean of x over its bin
-        if trunc.any():
-            tau = np.sqrt(tau2[trunc].astype(np.float64))
-            kt, qt = ks[trunc].astype(np.float64), qs[trunc].astype(np.float64)
-            a, b = (kt - 0.5) * qt / tau, (kt + 0.5) * qt / tau
-            mass = ndtr(b) - ndtr(a)
-            mean = tau * (np.exp(-0.5 * a * a) - np.exp(-0.5 * b * b)) / (np.sqrt(2 * np.pi) * np.maximum(mass, 1e-300))
-            x[trunc] = np.where(mass > 1e-9, mean, kt * qt)
-        est.ravel()[at] = gain * x
+    _posterior_planes(coefs, np.ascontiguousarray(mean_k2, np.float32), np.ascontiguousarray(noise_var, np.float32),
+                      np.ascontiguousarray(steps, np.float32), n_fine, table, lo, est)
     return est
-
-
-def _deblock_steps(p1, p0, q0, q1, clip):
-    """The weak deblocking filter's move of the two pixels ``p0 | q0`` that meet at a block
-    boundary: ``(9 (q0 - p0) - 3 (q1 - p1)) / 16`` (the step less what the neighbouring
-    gradient explains; the weak filter of H.264/HEVC deblocking, Norkin et al., IEEE TCSVT
-    2012), clipped to ``±clip``: noise-sized steps are smoothed, real edges move by at most
-    that much. Each block's coefficients are shrunk on their own, so noise inside a block
-    drops while the step between two blocks (which no coefficient of either describes) keeps
-    it: without this the JPEG grid would show on smooth skin."""
-    return np.clip((9.0 * (q0 - p0) - 3.0 * (q1 - p1)) * np.float32(1 / 16), -clip, clip)
-
-
-def _boundary_clip(keep_a: np.ndarray, keep_b: np.ndarray, lim_a: np.ndarray, lim_b: np.ndarray) -> np.ndarray:
-    """Per block along a boundary: the smaller deblocking limit of the two blocks where both
-    were estimated, else 0 (a boundary with a block the pyramid keeps does not move)."""
-    return np.where(keep_a & keep_b, np.minimum(lim_a, lim_b), np.float32(0.0))
-
-
-def _deblock_columns(luma: np.ndarray, keep: np.ndarray, limit: np.ndarray) -> None:
-    """The vertical boundaries of :func:`_deblock_steps` in a strip, in place.
-
-    ``luma`` float32 (8t)×(8e) (a view is fine), ``keep`` bool and ``limit`` float32 (t, e)
-    per block. Done before the horizontal boundaries (columns first, then rows), and on whole
-    rows, so a strip gives the whole frame's result.
-    """
-    if keep.shape[1] < 2:
-        return
-    clip = np.repeat(_boundary_clip(keep[:, :-1], keep[:, 1:], limit[:, :-1], limit[:, 1:]), 8, axis=0)
-    p1, p0, q0, q1 = luma[:, 6:-2:8], luma[:, 7:-1:8], luma[:, 8::8], luma[:, 9::8]
-    step = _deblock_steps(p1, p0, q0, q1, clip)
-    p0 += step
-    q0 -= step
 
 
 def jpeg_skin_luma(image: np.ndarray, out: np.ndarray, skin_weight: np.ndarray, luma_noise: tuple[float, float], *,
@@ -361,12 +801,17 @@ def jpeg_skin_luma(image: np.ndarray, out: np.ndarray, skin_weight: np.ndarray, 
     else:
         raise ValueError(f"skin_weight must be {h}x{w} or {(h + 1) // 2}x{(w + 1) // 2}; got {skin_weight.shape}.")
     options = dict(prior_radius=prior_radius, noise_scale=noise_scale, ceiling=ceiling)
-    applied = _jpeg_skin_luma_on_grid(image, out, weight, luma_noise, **options)
+    # The kernels read and write C-contiguous float32 frames (a caller's other layout: a copy,
+    # written back at the end).
+    frame = np.ascontiguousarray(image, dtype=np.float32)
+    result = out if out.flags.c_contiguous and out.dtype == np.float32 else np.ascontiguousarray(out, np.float32)
+    applied = _jpeg_skin_luma_on_grid(frame, result, weight, luma_noise, (0, 0), **options)
     if applied is None:  # no grid at the top-left pixel: where do block boundaries show?
         dy, dx = _grid_offset(image, skin_weight)
         if (dy, dx) != (0, 0):
-            applied = _jpeg_skin_luma_on_grid(image[dy:, dx:], out[dy:, dx:], weight.cropped(dy, dx), luma_noise,
-                                              **options)
+            applied = _jpeg_skin_luma_on_grid(frame, result, weight.cropped(dy, dx), luma_noise, (dy, dx), **options)
+    if applied and result is not out:
+        out[...] = result
     return bool(applied)
 
 
@@ -478,10 +923,15 @@ def _row_runs(blocks: np.ndarray, t0: int, t1: int, c0: int, c1: int) -> list:
     return list(zip((rows[first] + t0).tolist(), (cols[first] + c0).tolist(), (cols[last] + c0 + 1).tolist()))
 
 
-def _jpeg_skin_luma_on_grid(image: np.ndarray, out: np.ndarray, skin_weight: "_SkinWeight", luma_noise: tuple[float, float], *,
-                   prior_radius: int, noise_scale: float, ceiling: float) -> "bool | None":
-    """:func:`jpeg_skin_luma` for a JPEG grid anchored at the top-left pixel of these arrays;
-    None when no quantisation shows on that grid (checked before anything costly)."""
+def _jpeg_skin_luma_on_grid(frame: np.ndarray, frame_out: np.ndarray, skin_weight: "_SkinWeight",
+                            luma_noise: tuple[float, float], origin: tuple, *, prior_radius: int, noise_scale: float,
+                            ceiling: float) -> "bool | None":
+    """:func:`jpeg_skin_luma` for a JPEG grid anchored at pixel ``origin`` (row, column) of the
+    C-contiguous float32 frames ``frame`` (the input) and ``frame_out`` (modified in place);
+    ``skin_weight`` seen from ``origin``. None when no quantisation shows on that grid (checked
+    before anything costly)."""
+    oy, ox = origin
+    image, out = frame[oy:, ox:], frame_out[oy:, ox:]  # the grid's views (the kernels take the frames)
     h8, w8 = (image.shape[0] // 8) * 8, (image.shape[1] // 8) * 8
     if h8 == 0 or w8 == 0:
         return False
@@ -532,13 +982,12 @@ def _jpeg_skin_luma_on_grid(image: np.ndarray, out: np.ndarray, skin_weight: "_S
     limit = np.sqrt(noise_eff) * np.float32(_DEBLOCK)  # deblocking limit per block
     # Frequencies in the order the estimate wants them (module docstring, step 3): those with
     # fine bins first, then the quantised ones, the DC term last, so that each group is one
-    # slice of the frequency-major coefficient arrays. (u, v) of each: fu, fv.
+    # slice of the frequency-major coefficient arrays (each one's flat index 8 u + v in `order`).
     flat_steps = q88.ravel()
     ac = np.arange(1, 64)
     order = np.concatenate([ac[flat_steps[1:] < _MIN_STEP], ac[flat_steps[1:] >= _MIN_STEP], [0]])
     n_fine = int((flat_steps[1:] < _MIN_STEP).sum())
     steps_ordered = np.ascontiguousarray(flat_steps[order])
-    fu, fv = np.divmod(order, 8)
 
     # The region's luma coefficients, frequency-major ((frequency, block row, block column):
     # a plane per frequency), and the skin-weighted k^2 of the AC frequencies (one pass, by strips).
@@ -555,20 +1004,13 @@ def _jpeg_skin_luma_on_grid(image: np.ndarray, out: np.ndarray, skin_weight: "_S
         """Strip of region block rows [t0, t0 + _STRIP_BLOCKS)."""
         t1 = min(bh, t0 + _STRIP_BLOCKS)
         k2w_all[:, t0:t1] = 0.0
-        # Also the coefficients: `estimate` works on runs of columns that may bridge blocks
-        # no prior needs (their results are discarded), and must not read uninitialised memory.
+        # Also the coefficients: `estimate` reads runs of columns that may bridge blocks no prior
+        # needs (their results are discarded), and must not read uninitialised memory.
         coefs_all[:, t0:t1] = 0.0
-        for n0, n1 in column_runs(needed[t0:t1], _RUN_GAP):
-            luma = jfif_luma(image[8 * (b0 + t0):8 * (b0 + t1), 8 * (c0 + n0):8 * (c0 + n1)])
-            for i, a, b in _row_runs(needed, t0, t1, n0, n1):
-                # (1, 8, n, 8) -> (64, 1, n): advanced indices apart put their axis first.
-                c = block_dct(luma[8 * (i - t0):8 * (i - t0 + 1), 8 * (a - n0):8 * (b - n0)])[:, fu, :, fv]
-                coefs_all[:, i, a:b] = c[:, 0]
-                k = np.divide(c[:63, 0], steps_ordered[:63, None])
-                np.round(k, out=k)
-                k *= k
-                k *= wreg[i, a:b]
-                k2w_all[:, i, a:b] = k
+        runs = _row_runs(needed, t0, t1, 0, bw)
+        if runs:
+            _luma_coefficients(frame, oy + 8 * b0, ox + 8 * c0, np.array(runs, np.int64), order, steps_ordered, wreg,
+                               coefs_all, k2w_all)
 
     # Strips are independent: shared out to the threads (same output).
     run_strips(transform, range(0, bh, _STRIP_BLOCKS), bh, 64 * bw)
@@ -584,18 +1026,14 @@ def _jpeg_skin_luma_on_grid(image: np.ndarray, out: np.ndarray, skin_weight: "_S
     run_in_row_bands(blur_planes, 63, bh * bw)
     del k2w_all
     sum_w = np.maximum(cv2.blur(wreg, ksize, borderType=cv2.BORDER_REFLECT), np.float32(1e-6))
+    lo, table = _variance_table()
 
-    # Region planes (pixels of block rows b0..b1, columns c0..c1): the pyramid's luma and the
-    # new estimate, filled strip by strip (blocks without skin keep new = old: no change).
-    # y_new is zeroed by each strip first (not left as it comes): the horizontal deblocking
-    # reads the rows next to a strip's own, possibly unwritten (and masked out, but garbage
-    # could be NaN). y_old is read where written only. (Not np.zeros: it hands out lazily
-    # zeroed pages whose first write each costs a page fault, ~40 ms on a 12 MP frame.)
-    y_old = np.empty((8 * bh, 8 * bw), np.float32)
-    y_new = np.empty_like(y_old)
-    # The pyramid result's sRGB power (see srgb_power) per (strip, run), from `estimate` to
-    # `write` (both walk the same strips and runs): no frame-sized copy.
-    p_old = {}
+    # The new luma of the region (pixels of block rows b0..b1, columns c0..c1), filled strip by
+    # strip (blocks without skin keep the pyramid's: no change). Zeroed by each strip first
+    # (not left as it comes): the horizontal deblocking reads the rows next to a strip's own,
+    # possibly unwritten (and masked out, but garbage could be NaN). (Not np.zeros: it hands
+    # out lazily zeroed pages whose first write each costs a page fault in one thread.)
+    y_new = np.empty((8 * bh, 8 * bw), np.float32)
 
     def estimate(t0: int) -> None:
         """Strip of block rows [t0, t0 + _STRIP_BLOCKS), on the runs of columns holding skin
@@ -603,75 +1041,16 @@ def _jpeg_skin_luma_on_grid(image: np.ndarray, out: np.ndarray, skin_weight: "_S
         t1 = min(b1, t0 + _STRIP_BLOCKS)
         y_new[8 * (t0 - b0):8 * (t1 - b0)] = 0.0
         for e0, e1 in column_runs(processed[t0:t1], _RUN_GAP):
-            rr, rc = slice(t0 - b0, t1 - b0), slice(e0 - c0, e1 - c0)
-            ry, rx = slice(8 * (t0 - b0), 8 * (t1 - b0)), slice(8 * (e0 - c0), 8 * (e1 - c0))
-            p = p_old[t0, e0] = srgb_power(out[8 * t0:8 * t1, 8 * e0:8 * e1])
-            y_out = cv2.transform(p, _JFIF_AFFINE).reshape(p.shape[:2])
-            y_old[ry, rx] = y_out
-            shape = (t1 - t0, e1 - e0)
-            n = shape[0] * shape[1]
-            # Every block of the run (the few without skin are put back below).
-            est = _estimate_blocks(coefs_all[:, rr, rc].reshape(64, n),
-                                   (sum_k2[:, rr, rc] / sum_w[rr, rc]).reshape(63, n),
-                                   np.ascontiguousarray(noise_eff[t0:t1, e0:e1]).reshape(n), steps_ordered, n_fine)
-            # Block means stay the pyramid's: the orthonormal DCT's DC term is 8x the block mean.
-            est[63] = cv2.resize(y_out, shape[::-1], interpolation=cv2.INTER_AREA).reshape(n) * np.float32(8.0)
-            blocks = np.empty((shape[0], 8, shape[1], 8), np.float32)  # block_idct's layout
-            blocks[:, fu, :, fv] = est.reshape(64, *shape)
-            for i, a, b in _row_runs(processed, t0, t1, e0, e1):  # every estimated block
-                y_new[8 * (i - b0):8 * (i - b0 + 1), 8 * (a - c0):8 * (b - c0)] = \
-                    block_idct(blocks[i - t0:i - t0 + 1, :, a - e0:b - e0])
-            keep = processed[t0:t1, e0:e1]
-            if not keep.all():  # the others (and those the runs bridge) keep the pyramid's luma
-                drop = cv2.resize((~keep).view(np.uint8), y_out.shape[::-1], interpolation=cv2.INTER_NEAREST)
-                cv2.copyTo(y_out, drop, y_new[ry, rx])
-            _deblock_columns(y_new[ry, rx], keep, limit[t0:t1, e0:e1])
+            _estimate_run(frame_out, oy, ox, t0, t1, e0, e1, b0, c0, coefs_all, sum_k2, sum_w, noise_eff, processed,
+                          limit, steps_ordered, order, n_fine, table, lo, y_new)
 
     def write(t0: int) -> None:
         """Blend the new luma into ``out`` on skin in a strip (writes its own rows only)."""
         t1 = min(b1, t0 + _STRIP_BLOCKS)
         for e0, e1 in column_runs(processed[t0:t1], _RUN_GAP):
-            ys, xs = slice(8 * t0, 8 * t1), slice(8 * e0, 8 * e1)
-            ry, rx = slice(8 * (t0 - b0), 8 * (t1 - b0)), slice(8 * (e0 - c0), 8 * (e1 - c0))
-            delta = np.subtract(y_new[ry, rx], y_old[ry, rx])
-            # Horizontal block boundaries touching this strip's rows, from the column-deblocked
-            # planes (each boundary reads two rows either side and moves the two that meet, so
-            # boundaries are independent): rows 8j - 1 and 8j of boundary j, b0 < j < b1.
-            j0, j1 = max(t0, b0 + 1), min(t1, b1 - 1)
-            if j1 >= j0:
-                js = np.arange(j0, j1 + 1) - b0  # region block rows below each boundary
-                rows = y_new.reshape(bh, 8, 8 * bw)[:, :, rx]  # a view: (block row, y, x)
-                clip = np.repeat(_boundary_clip(processed[js + b0 - 1, e0:e1], processed[js + b0, e0:e1],
-                                                limit[js + b0 - 1, e0:e1], limit[js + b0, e0:e1]), 8, axis=1)
-                step = _deblock_steps(rows[js - 1, 6], rows[js - 1, 7], rows[js, 0], rows[js, 1], clip)
-                strip_rows = delta.reshape(t1 - t0, 8, -1)
-                above = js - 1 >= t0 - b0  # row 8j - 1 is in this strip
-                strip_rows[js[above] - 1 - (t0 - b0), 7] += step[above]
-                below = js < t1 - b0  # row 8j is in this strip
-                strip_rows[js[below] - (t0 - b0), 0] -= step[below]
-            # Blend weight: 0 below the skin-block threshold, 1 on full skin: no seam at the cut.
-            # (The weight's clip to [0, 1] is implied by this one's.)
-            wpix = np.subtract(skin_weight.window(8 * t0, 8 * t1, 8 * e0, 8 * e1), np.float32(_SKIN_BLOCK))
-            wpix *= np.float32(1 / (1 - _SKIN_BLOCK))
-            np.clip(wpix, 0.0, 1.0, out=wpix)
-            keep = processed[t0:t1, e0:e1]
-            if not keep.all():
-                wpix *= cv2.resize(keep.astype(np.float32), wpix.shape[::-1], interpolation=cv2.INTER_NEAREST)
-            if ceiling > 1.0:
-                wpix[(out[ys, xs] > 1.0).any(axis=2)] = 0.0  # the 8-bit encoder model ends at 1
-            # sRGB out = 1.055 p - 0.055 + w (y_new - y_old) / 255, decoded: in units of p,
-            # u = p + w (y_new - y_old) / (255 * 1.055) and linear = u^2.4 above the toe.
-            delta *= wpix
-            delta *= np.float32(1 / (255 * 1.055))
-            # (OpenCV's merge and add: numpy's broadcast of one channel over three runs ~5x slower.)
-            u = srgb_power_to_linear_in_place(cv2.add(p_old.pop((t0, e0)), cv2.merge((delta, delta, delta))))
-            # Only where the weight is positive: elsewhere the sRGB round trip would move the
-            # last bit of the pyramid's result.
-            dst, mask = out[ys, xs], wpix > 0
-            if dst.strides[0] > 0 and dst.strides[1:] == (12, 4):  # rows of RGB pixels: an OpenCV Mat
-                cv2.copyTo(u, mask.view(np.uint8), dst)  # (writes into the view: same size and type)
-            else:  # a caller's Fortran-ordered or transposed frame (empty_like keeps the layout)
-                np.copyto(dst, u, where=mask[..., None])
+            window = np.ascontiguousarray(skin_weight.window(8 * t0, 8 * t1, 8 * e0, 8 * e1), np.float32)
+            _write_run(frame_out, oy, ox, t0, t1, e0, e1, b0, b1, c0, y_new, window, processed, limit,
+                       ceiling > 1.0)
 
     run_strips(estimate, range(b0, b1, _STRIP_BLOCKS), bh, 64 * bw)
     # Then the horizontal boundaries, in `write`: it reads the rows next to its strip's.

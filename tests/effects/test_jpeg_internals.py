@@ -1,11 +1,14 @@
 """The fast paths of the JPEG skin step (effects/_jpeg.py) against their plain definitions."""
+import cv2
 import numpy as np
 import pytest
 from scipy.special import ndtr
 
 from effects._bands import column_runs
-from effects._jpeg import (_RUN_GAP, _estimate_blocks, _row_runs, _second_moment_table,
-                           _total_variance)
+from effects._jpeg import (_DEBLOCK, _JFIF_AFFINE, _RUN_GAP, _SKIN_BLOCK, _estimate_blocks, _estimate_run,
+                           _linear_from_power, _luma_coefficients, _row_runs, _second_moment_table,
+                           _srgb_power_value, _total_variance, _variance_table, _write_run, block_dct, block_idct,
+                           jfif_luma)
 from effects._srgb import srgb_power, srgb_power_to_linear_in_place
 
 
@@ -113,3 +116,120 @@ def test_jpeg_step_on_any_memory_layout(rng):
     whole = denoise(noisy, skin_mask=skin)
     for view in (np.asfortranarray(noisy), np.ascontiguousarray(noisy.transpose(1, 0, 2)).transpose(1, 0, 2)):
         np.testing.assert_array_equal(denoise(view, skin_mask=skin), whole)
+
+
+def test_kernel_srgb_curve_is_the_numpy_one():
+    """The kernels' sRGB power and its inverse (polynomial log and exp, branch-free) give
+    effects._srgb's values to float32 rounding, toes, clips and out-of-range values included."""
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.uniform(-0.1, 1.2, 3000), rng.uniform(0.0, 0.005, 1000),
+                        [0.0, 0.0031308, np.nextafter(0.0031308, 0), 1.0, 1.5, -1.0]]).astype(np.float32)
+    got = np.array([_srgb_power_value(v) for v in x], np.float32)
+    np.testing.assert_allclose(got, srgb_power(x), rtol=0, atol=3e-7)
+    p = np.concatenate([srgb_power(x), rng.uniform(-0.2, 1.3, 1000).astype(np.float32)])
+    got = np.array([_linear_from_power(v) for v in p], np.float32)
+    np.testing.assert_allclose(got, srgb_power_to_linear_in_place(p.copy()), rtol=0, atol=3e-7)
+
+
+def test_luma_coefficients_kernel_is_block_dct_of_jfif_luma():
+    """The transform kernel's coefficients (planes in the estimate's order) and skin-weighted
+    k^2, on runs of an odd-sized frame off its top-left pixel, against block_dct(jfif_luma())."""
+    rng = np.random.default_rng(4)
+    image = rng.uniform(-0.05, 1.1, (8 * 7 + 3, 8 * 11 + 5, 3)).astype(np.float32)
+    image[::5] *= 0.002  # plenty of linear toe
+    y0, x0, bh, bw = 3, 5, 6, 10
+    order = np.r_[np.arange(1, 64)[::-1], 0]
+    steps = rng.integers(1, 12, 64).astype(np.float32)
+    weight = rng.random((bh, bw)).astype(np.float32)
+    runs = np.array([(0, 0, 10), (2, 3, 4), (5, 1, 9)], np.int64)
+    coefs, k2w = np.zeros((64, bh, bw), np.float32), np.zeros((63, bh, bw), np.float32)
+    _luma_coefficients(image, y0, x0, runs, order, steps, weight, coefs, k2w)
+    ref = block_dct(jfif_luma(image[y0:y0 + 8 * bh, x0:x0 + 8 * bw])).transpose(1, 3, 0, 2).reshape(64, bh, bw)[order]
+    ran = np.zeros((bh, bw), bool)
+    for i, a, b in runs:
+        ran[i, a:b] = True
+    np.testing.assert_allclose(coefs[:, ran], ref[:, ran], rtol=0, atol=2e-3)  # (0-2040 scale)
+    assert not coefs[:, ~ran].any()
+    k = np.round(coefs[:63] / steps[:63, None, None])
+    np.testing.assert_array_equal(k2w, k * k * (weight * ran))
+
+
+def _deblock_reference(p1, p0, q0, q1, clip):
+    """The weak deblocking step, as numpy computed it."""
+    return np.clip((9.0 * (q0 - p0) - 3.0 * (q1 - p1)) * np.float32(1 / 16), -clip, clip)
+
+
+def test_estimate_and_write_kernels_are_the_numpy_chain():
+    """One run of blocks through the estimate and write kernels against the numpy chain they
+    replaced (posterior planes, block means, block_idct, deblocking by slices, the blend in
+    units of sRGB power), on an odd-sized frame with the grid off its top-left pixel, blocks
+    left to the pyramid, and a run that does not span the region."""
+    rng = np.random.default_rng(5)
+    oy, ox, bh, bw = 2, 3, 5, 9  # grid origin in the frame; region = whole grid, b0 = c0 = 0
+    t0, t1, e0, e1 = 0, 5, 1, 8
+    out = rng.uniform(0.0, 1.0, (8 * bh + 5, 8 * bw + 6, 3)).astype(np.float32) ** 2
+    n_fine = 40
+    steps = np.r_[np.ones(n_fine), rng.integers(3, 12, 63 - n_fine), 8].astype(np.float32)
+    order = np.r_[rng.permutation(np.arange(1, 64)), 0]
+    coefs = (rng.standard_normal((64, bh, bw)) * 6 * steps[:, None, None]).astype(np.float32)
+    coefs[n_fine:63] = np.round(coefs[n_fine:63] / steps[n_fine:63, None, None]) * steps[n_fine:63, None, None]
+    sum_w = rng.uniform(0.2, 20.0, (bh, bw)).astype(np.float32)
+    sum_k2 = (rng.uniform(0.0, 60.0, (63, bh, bw)) * sum_w).astype(np.float32)
+    noise = rng.uniform(2.0, 40.0, (bh, bw)).astype(np.float32)
+    limit = np.sqrt(noise) * np.float32(_DEBLOCK)
+    processed = rng.random((bh, bw)) > 0.25
+    window = rng.uniform(-0.2, 1.3, (8 * (t1 - t0), 8 * (e1 - e0))).astype(np.float32)
+    lo, table = _variance_table()
+
+    y_new = np.zeros((8 * bh, 8 * bw), np.float32)
+    _estimate_run(out, oy, ox, t0, t1, e0, e1, 0, 0, coefs, sum_k2, sum_w, noise, processed, limit, steps, order,
+                  n_fine, table, lo, y_new)
+    written = out.copy()
+    _write_run(written, oy, ox, t0, t1, e0, e1, 0, bh, 0, y_new, window, processed, limit, False)
+
+    # The numpy chain.
+    ys, xs = slice(oy + 8 * t0, oy + 8 * t1), slice(ox + 8 * e0, ox + 8 * e1)
+    shape = (t1 - t0, e1 - e0)
+    p = srgb_power(out[ys, xs])
+    y_old = cv2.transform(p, _JFIF_AFFINE).reshape(p.shape[:2])
+    n = shape[0] * shape[1]
+    est = _estimate_blocks(coefs[:, t0:t1, e0:e1].reshape(64, n),
+                           (sum_k2[:, t0:t1, e0:e1] / sum_w[t0:t1, e0:e1]).reshape(63, n),
+                           noise[t0:t1, e0:e1].reshape(n), steps, n_fine)
+    est[63] = cv2.resize(y_old, shape[::-1], interpolation=cv2.INTER_AREA).reshape(n) * np.float32(8.0)
+    blocks = np.empty((shape[0], 8, shape[1], 8), np.float32)
+    fu, fv = np.divmod(order, 8)
+    blocks[:, fu, :, fv] = est.reshape(64, *shape)
+    ref = block_idct(blocks)
+    keep = processed[t0:t1, e0:e1]
+    drop = np.repeat(np.repeat(~keep, 8, axis=0), 8, axis=1)
+    ref[drop] = y_old[drop]
+    clip = np.repeat(np.where(keep[:, :-1] & keep[:, 1:], np.minimum(limit[t0:t1, e0:e1 - 1], limit[t0:t1, e0 + 1:e1]),
+                              np.float32(0.0)), 8, axis=0)
+    step = _deblock_reference(ref[:, 6:-2:8], ref[:, 7:-1:8], ref[:, 8::8], ref[:, 9::8], clip)
+    ref[:, 7:-1:8] += step
+    ref[:, 8::8] -= step
+    np.testing.assert_allclose(y_new[8 * t0:8 * t1, 8 * e0:8 * e1], ref, rtol=0, atol=2e-3)  # (0-255 scale)
+    assert not y_new[:, :8 * e0].any() and not y_new[:, 8 * e1:].any()  # only the run's pixels
+
+    delta = y_new[8 * t0:8 * t1, 8 * e0:8 * e1] - y_old
+    for j in range(max(t0, 1), min(t1, bh - 1) + 1):  # horizontal boundaries, rows 8j - 1 | 8j
+        both = processed[j - 1, e0:e1] & processed[j, e0:e1]
+        c = np.repeat(np.where(both, np.minimum(limit[j - 1, e0:e1], limit[j, e0:e1]), np.float32(0.0)), 8)
+        rows = y_new[8 * j - 2:8 * j + 2, 8 * e0:8 * e1]
+        s = _deblock_reference(rows[0], rows[1], rows[2], rows[3], c)
+        if 8 * j - 1 < 8 * t1:
+            delta[8 * j - 1 - 8 * t0] += s
+        if 8 * j < 8 * t1:
+            delta[8 * j - 8 * t0] -= s
+    w = np.clip((window - np.float32(_SKIN_BLOCK)) * np.float32(1 / (1 - _SKIN_BLOCK)), 0.0, 1.0) * ~drop
+    delta *= w
+    delta *= np.float32(1 / (255 * 1.055))
+    expected = out.copy()
+    blended = srgb_power_to_linear_in_place(p + delta[..., None])
+    expected[ys, xs] = np.where((w > 0)[..., None], blended, out[ys, xs])
+    np.testing.assert_allclose(written, expected, rtol=0, atol=2e-6)
+    assert (written[ys, xs] != out[ys, xs]).any(axis=2).sum() > 0.5 * (w > 0).sum()
+    outside = np.ones(out.shape[:2], bool)
+    outside[ys, xs] = False
+    np.testing.assert_array_equal(written[outside], out[outside])
