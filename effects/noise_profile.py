@@ -41,6 +41,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ._jit import kernel
 from ._validate import check_field_types, check_image, check_mask
 
 __all__ = ["NoiseProfile", "estimate_noise", "noise_profile_from_iso"]
@@ -193,7 +194,8 @@ def _check_iso(iso) -> float | None:
 def rgb_to_opponent(image: np.ndarray, dst: "np.ndarray | None" = None) -> np.ndarray:
     """float32 H×W×3 linear RGB -> float32 H×W×3 (luma, chroma_rb, chroma_gm): a new array, or
     written into ``dst`` (float32 H×W×3 whose rows are contiguous pixels, e.g. a row slice of
-    a frame) and returned."""
+    a frame) and returned. Each pixel's result depends on that pixel alone (not on where a
+    frame is cut into row bands)."""
     return _transform(image, _RGB_TO_OPP, dst)
 
 
@@ -203,13 +205,47 @@ def opponent_to_rgb(opp: np.ndarray, dst: "np.ndarray | None" = None) -> np.ndar
 
 
 def _transform(x: np.ndarray, matrix: np.ndarray, dst: "np.ndarray | None") -> np.ndarray:
+    """``matrix @ pixel`` for every pixel of the H×W×3 ``x``, by :func:`_pixels_times`.
+
+    Not ``cv2.transform``: its result for a pixel depended on where the pixel fell in the
+    rows it was given (vector body or scalar tail differ in the last bit), so converting a
+    frame in row bands, one per thread, changed the result with the thread count.
+    """
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim != 3 or x.shape[2] != 3:
+        raise ValueError(f"expected an H×W×3 image, got shape {x.shape}")
     if dst is None:
-        return cv2.transform(x, matrix)
-    # OpenCV writes in place when dst has the result's size and type, and silently hands back a
-    # new array otherwise: the result would be lost.
-    if cv2.transform(x, matrix, dst=dst) is not dst:
+        dst = np.empty(x.shape, np.float32)
+    elif not (isinstance(dst, np.ndarray) and dst.dtype == np.float32 and dst.shape == x.shape
+              and dst.strides[1:] == (12, 4)):
         raise ValueError(f"dst must be a float32 array of shape {x.shape[:2] + (3,)} with contiguous rows")
+    if dst.flags.c_contiguous:
+        _pixels_times(matrix, x.reshape(-1), dst.reshape(-1))
+    else:  # rows with gaps between them (a column crop): row by row
+        for y in range(x.shape[0]):
+            _pixels_times(matrix, x[y].reshape(-1), dst[y].reshape(-1))
     return dst
+
+
+@kernel
+def _pixels_times(matrix, pixels, out):
+    """``matrix @ pixel`` for every pixel of ``pixels`` into ``out``: the opponent transform.
+
+    ``matrix`` float32 3×3; ``pixels``, ``out`` float32 (3P,), P pixels' channels interleaved.
+    One pass in float32 as ``cv2.transform`` computed it (a row's three products summed left
+    to right), but the same arithmetic for every pixel, so the result does not depend on how
+    the pixels are split into calls. (Flat arrays: LLVM vectorises the interleaved loads and
+    stores here, not with P×3 indexing.)
+    """
+    m00, m01, m02 = matrix[0, 0], matrix[0, 1], matrix[0, 2]
+    m10, m11, m12 = matrix[1, 0], matrix[1, 1], matrix[1, 2]
+    m20, m21, m22 = matrix[2, 0], matrix[2, 1], matrix[2, 2]
+    for p in range(pixels.shape[0] // 3):
+        k = 3 * p
+        r, g, b = pixels[k], pixels[k + 1], pixels[k + 2]
+        out[k] = m00 * r + m01 * g + m02 * b
+        out[k + 1] = m10 * r + m11 * g + m12 * b
+        out[k + 2] = m20 * r + m21 * g + m22 * b
 
 
 def _block_stats(opp: np.ndarray):

@@ -198,3 +198,28 @@ def test_written_calibration_is_what_is_measured():
     assert set(module._CALIBRATION) >= {0, 1, 2}
     for level, written in module._CALIBRATION.items():
         np.testing.assert_allclose(module._measure_calibration(level), written, rtol=1e-5)
+
+
+def test_opponent_transforms_equal_numpy_and_do_not_depend_on_the_split(rng):
+    """rgb_to_opponent / opponent_to_rgb (a compiled per-pixel kernel) against the matrix
+    product in numpy, on an odd size; a pixel's result is the same whichever rows it is
+    converted with (cv2.transform's was not, in the last bit), and ``dst`` may be a row
+    slice or a column crop of a frame."""
+    from effects.noise_profile import _OPP_TO_RGB, _RGB_TO_OPP, opponent_to_rgb, rgb_to_opponent
+    img = rng.uniform(0.0, 1.0, (37, 53, 3)).astype(np.float32)
+    opp = rgb_to_opponent(img)
+    np.testing.assert_allclose(opp, img @ _RGB_TO_OPP.T, rtol=0, atol=3e-7)
+    np.testing.assert_allclose(opponent_to_rgb(opp), img, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(opponent_to_rgb(opp), opp @ _OPP_TO_RGB.T, rtol=0, atol=3e-7)
+    banded = np.empty_like(opp)
+    for y0, y1 in ((0, 1), (1, 18), (18, 37)):
+        assert rgb_to_opponent(img[y0:y1], dst=banded[y0:y1]) is not None
+    np.testing.assert_array_equal(banded, opp)
+    frame = np.zeros((37, 60, 3), np.float32)
+    assert rgb_to_opponent(img, dst=frame[:, 4:57]) is not None  # rows with gaps between them
+    np.testing.assert_array_equal(frame[:, 4:57], opp)
+    assert not frame[:, :4].any() and not frame[:, 57:].any()
+    with pytest.raises(ValueError, match="dst"):
+        rgb_to_opponent(img, dst=np.empty((37, 53, 3), np.float64))
+    with pytest.raises(ValueError, match="dst"):
+        rgb_to_opponent(img, dst=np.empty((37, 53, 4), np.float32)[..., :3])
