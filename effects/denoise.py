@@ -465,8 +465,8 @@ def _root_threshold_rows(luma, sky, skin, k_luma, k_chroma, coef_a, coef_b, out)
 
 
 @kernel
-def _finest_rows(band, energy, root_thresh, up_rec, row0, skin_w, col0, floor, ratio, weight, to_rgb,
-                 ceiling, out):
+def _finest_rows(band, energy, root_thresh, up_rec, row0, skin_w, col0, floor, skin_chroma, to_rgb, ceiling,
+                 out):
     """Finest band of a strip: Wiener gain, reconstruction, skin chroma, RGB and clip, fused.
 
     For output row ``i`` (band row ``row0 + i``), opponent channel ``c``::
@@ -498,9 +498,10 @@ def _finest_rows(band, energy, root_thresh, up_rec, row0, skin_w, col0, floor, r
         First column of ``skin_w``, ``ratio`` and ``weight``.
     floor : float32
         Smallest luma gain on full skin (``skin_luma_floor`` of band 0; 0 = none).
-    ratio, weight : np.ndarray
-        float32 N×(3C), rows of N×C×3 arrays: the skin chromaticity and its blend weight
-        brought up (channel 0 unused), or 0×0 for no skin chroma.
+    skin_chroma : np.ndarray
+        float32 N×(4C), rows of an N×C×4 array: the skin chromaticity and its blend weight
+        brought up, (ratio_1, ratio_2, weight_1, weight_2) (see :func:`_skin_chroma_coefs`),
+        or 0×0 for no skin chroma.
     to_rgb : np.ndarray
         float32 3×3 opponent-to-RGB matrix.
     ceiling : float32
@@ -511,7 +512,7 @@ def _finest_rows(band, energy, root_thresh, up_rec, row0, skin_w, col0, floor, r
     n_out, m = out.shape
     w = m // 3
     skin_cols = skin_w.shape[1] if skin_w.shape[0] > 0 else 0
-    chroma = ratio.shape[0] > 0
+    chroma = skin_chroma.shape[0] > 0
     v = np.empty(m, np.float32)  # one row of denoised opponent values
     gain = np.empty(m, np.float32)  # and of their gains (the skin floor raises the luma ones)
     m00, m01, m02 = to_rgb[0, 0], to_rgb[0, 1], to_rgb[0, 2]
@@ -531,12 +532,12 @@ def _finest_rows(band, energy, root_thresh, up_rec, row0, skin_w, col0, floor, r
                 kw = min(max(kw_row[x], _F0), _F1)
                 v[k] = r[k] + b[k] * max(gain[k], kw * floor)
             if chroma:
-                ratio_row, weight_row = ratio[s], weight[s]
+                coef_row = skin_chroma[s]
                 for x in range(skin_cols):
-                    k, q = 3 * (col0 + x), 3 * x
+                    k, q = 3 * (col0 + x), 4 * x
                     y, v1, v2 = v[k], v[k + 1], v[k + 2]
-                    v[k + 1] = v1 + (y * ratio_row[q + 1] - v1) * weight_row[q + 1]
-                    v[k + 2] = v2 + (y * ratio_row[q + 2] - v2) * weight_row[q + 2]
+                    v[k + 1] = v1 + (y * coef_row[q] - v1) * coef_row[q + 2]
+                    v[k + 2] = v2 + (y * coef_row[q + 1] - v2) * coef_row[q + 3]
         o = out[i]
         for j in range(w):
             k = 3 * j
@@ -792,7 +793,7 @@ def _skin_chroma_fit(mean_y, mean_y_sq, mean_r, mean_yr, mean_r_sq, eps_a, eps_b
 
 
 @kernel
-def _skin_chroma_out(mean_a, mean_b, y, low, high, skin, edge_min, row0, channel, col0, ratio_rows, weight_rows):
+def _skin_chroma_out(mean_a, mean_b, y, low, high, skin, edge_min, row0, channel, col0, out_rows):
     """One chroma channel of the skin chromaticity and its blend weight, into the output rows.
 
     ``ratio = min(max(mean_a y + mean_b, low), high)`` (the fit at the denoised luma, clamped
@@ -808,12 +809,13 @@ def _skin_chroma_out(mean_a, mean_b, y, low, high, skin, edge_min, row0, channel
     edge_min : np.ndarray
         float32 N×M 3×3 minimum of the colour-edge weight, or 0×0 when the guard is off.
     row0, channel, col0 : int
-        Input row of output row 0; the opponent channel (1 or 2) and first column written.
-    ratio_rows, weight_rows : np.ndarray
-        float32 K×(3 W1), rows of the H1×W1×3 outputs, written at columns ``col0 ..`` of
-        ``channel``.
+        Input row of output row 0; the chroma channel (0: chroma_rb, 1: chroma_gm) and the
+        first column written.
+    out_rows : np.ndarray
+        float32 K×(4 W1), rows of the H1×W1×4 output of :func:`_skin_chroma_coefs`: the ratio
+        is written to channel ``channel``, the weight to ``channel + 2``, from column ``col0``.
     """
-    n_out = ratio_rows.shape[0]
+    n_out = out_rows.shape[0]
     m = y.shape[1]
     edge = edge_min.shape[0] > 0
     for i in range(n_out):
@@ -823,17 +825,17 @@ def _skin_chroma_out(mean_a, mean_b, y, low, high, skin, edge_min, row0, channel
             lo = low[s, j]
             f = f if f > lo else lo
             hi = high[s, j]
-            ratio_rows[i, 3 * (col0 + j) + channel] = f if f < hi else hi
-            weight_rows[i, 3 * (col0 + j) + channel] = skin[s, j] * edge_min[s, j] if edge else skin[s, j]
+            q = 4 * (col0 + j) + channel
+            out_rows[i, q] = f if f < hi else hi
+            out_rows[i, q + 2] = skin[s, j] * edge_min[s, j] if edge else skin[s, j]
 
 
 def _skin_chroma_coefs(y1_denoised, g1_noisy, skin1, noise, p, rows, cols):
     """Skin chromaticity and its blend weight on the half-res grid, for chroma = ratio * luma.
 
-    Returns ``(ratio, weight)``, each an H1×W1×3 float32 array laid out like the opponent
-    image: channel 0 is zero (luma is not blended), channels 1 and 2 are chroma_rb and
-    chroma_gm, so the strip loop brings both chroma channels up with one pyrUp each. The ratio
-    ``chroma / luma`` is modelled as ``a * luma + b`` (guided
+    Returns one H1×W1×4 float32 array, (ratio_rb, ratio_gm, weight_rb, weight_gm) per pixel,
+    so the strip loop brings all four up with one pyrUp. The ratio ``chroma / luma`` is
+    modelled as ``a * luma + b`` (guided
     filter, He, Sun & Tang 2013, with the denoised half-res luma as guide), evaluated at that
     luma and clamped to the range of the window-mean ratios around each pixel; the full-res
     chroma is then this ratio (brought up by pyrUp) times the full-res denoised luma, so the
@@ -862,8 +864,8 @@ def _skin_chroma_coefs(y1_denoised, g1_noisy, skin1, noise, p, rows, cols):
     edge_var = np.float32(p.skin_chroma_edge) ** 2 if edge else _F0
     square3 = np.ones((3, 3), np.uint8)
     g1_rows = _rows(g1_noisy)
-    # Zero outside the region (the strips' pyrUp reads a few rows beyond it); H1×W1×3 each.
-    ratio3, weight3 = np.zeros((h1, w1, 3), np.float32), np.zeros((h1, w1, 3), np.float32)
+    # Zero outside the region (the strips' pyrUp reads a few rows beyond it).
+    coefs = np.zeros((h1, w1, 4), np.float32)
 
     def process_rows(t0: int, t1: int) -> None:
         # Rows [y_lo + t0, y_lo + t1) from a window widened by m on both sides (as the whole
@@ -879,8 +881,8 @@ def _skin_chroma_coefs(y1_denoised, g1_noisy, skin1, noise, p, rows, cols):
         _skin_ratio_moments(y, g1_rows[ys], xs.start, y_sq, ratios, y_ratios, ratio_sqs)
         mean_y, mean_y_sq = _box(y, r), _box(y_sq, r)
         skin = np.ascontiguousarray(skin1[ys, xs])
-        out_ratio, out_weight = _rows(ratio3[r0:r1]), _rows(weight3[r0:r1])
-        for k, c in enumerate((1, 2)):
+        out_rows = _rows(coefs[r0:r1])
+        for k in range(2):
             mean_r = _box(ratios[k], r)
             fit_a, fit_b = np.empty(shape, np.float32), np.empty(shape, np.float32)
             edge_weight = np.empty(shape, np.float32) if edge else _NO_PLANE
@@ -895,11 +897,11 @@ def _skin_chroma_coefs(y1_denoised, g1_noisy, skin1, noise, p, rows, cols):
                              cv2.erode(mean_r, square3, borderType=cv2.BORDER_REFLECT),
                              cv2.dilate(mean_r, square3, borderType=cv2.BORDER_REFLECT), skin,
                              cv2.erode(edge_weight, square3, borderType=cv2.BORDER_REFLECT) if edge else _NO_PLANE,
-                             r0 - e0, c, xs.start, out_ratio, out_weight)
+                             r0 - e0, k, xs.start, out_rows)
 
     n = y_hi - y_lo
     run_strips(lambda t0: process_rows(t0, min(n, t0 + _COEF_STRIP)), range(0, n, _COEF_STRIP), n, xs.stop - xs.start)
-    return ratio3, weight3
+    return coefs
 
 
 def denoise(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask: np.ndarray | None = None,
@@ -1040,7 +1042,7 @@ def denoise(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
         energy = _box(band_sq, win)
         root_thresh = _up(root_thresh1[q0:q1], shp)
         res = _up(rec1[q0:q1], shp)
-        kw, x0, ratio, wt = _NO_PLANE, 0, _NO_PLANE, _NO_PLANE  # (off skin)
+        kw, x0, chroma = _NO_PLANE, 0, _NO_PLANE  # (off skin)
         on_skin = skin_rows is not None and q0 < skin_rows[1] and q1 > skin_rows[0]
         if on_skin:
             # Skin weight on the columns that can hold skin (pyrUp of a column slice with
@@ -1052,11 +1054,11 @@ def denoise(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
             if skin_chroma:
                 # Skin chroma = ratio_c * y with y the denoised full-res luma, blended in by the
                 # skin (and colour-edge) weight (in the kernel).
-                ratio, wt = (_rows(_up(z[q0:q1, s0:s1], kw.shape)) for z in coefs1)
+                chroma = _rows(_up(coefs1[q0:q1, s0:s1], kw.shape))
         # Gain, reconstruction, skin chroma, back to RGB and clip to [0, hi]: one pass, straight
         # into the output rows.
         _finest_rows(_rows(band), _rows(energy), _rows(root_thresh), _rows(res), r0 - u0, kw, x0, floor0,
-                     ratio, wt, _OPP_TO_RGB, hi, _rows(out[r0:r1]))
+                     chroma, _OPP_TO_RGB, hi, _rows(out[r0:r1]))
 
     # Strips are independent; handed to the threads as they come free (skin strips cost more).
     run_strips(process_strip, range(0, h, _STRIP), h, w)

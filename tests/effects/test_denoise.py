@@ -360,9 +360,10 @@ def test_finest_rows_kernel_equals_numpy(rng, skin, chroma, floor):
     ratio = _planes(rng, n, cols, 3, lo=-1.0, hi=1.0) if chroma else None
     weight = _planes(rng, n, cols, 3) if chroma else None
     out = np.full((n_out, w, 3), np.nan, np.float32)
+    # (The kernel reads them packed as _skin_chroma_coefs makes them: ratio_1, ratio_2, weight_1, weight_2.)
+    packed = mod._rows(np.concatenate([ratio[..., 1:], weight[..., 1:]], axis=-1)) if chroma else mod._NO_PLANE
     mod._finest_rows(mod._rows(band), mod._rows(energy), mod._rows(root_t), mod._rows(up_rec), row0, kw, col0,
-                     np.float32(floor), mod._rows(ratio) if chroma else mod._NO_PLANE,
-                     mod._rows(weight) if chroma else mod._NO_PLANE, _OPP_TO_RGB, np.float32(1.0), mod._rows(out))
+                     np.float32(floor), packed, _OPP_TO_RGB, np.float32(1.0), mod._rows(out))
 
     g = _gain_reference(energy, root_t * root_t)
     cs = slice(col0, col0 + cols)
@@ -484,7 +485,9 @@ def test_skin_chroma_kernels_equal_numpy(rng, monkeypatch, edge):
                          coarse_b=((3e-5, 1e-5, 2e-5),))
     p = DenoiseParams(skin_chroma_edge=edge)
     rows, cols = (3, 90), (11, 40)
-    got = mod._skin_chroma_coefs(y1, g1, skin1, noise, p, rows, cols)
-    expected = _skin_chroma_reference(y1, g1, skin1, noise, p, rows, cols)
-    for x, e in zip(got, expected):
-        np.testing.assert_allclose(x, e, rtol=0, atol=1e-5)
+    got = mod._skin_chroma_coefs(y1, g1, skin1, noise, p, rows, cols)  # (ratio_1, ratio_2, weight_1, weight_2)
+    ratio, weight = _skin_chroma_reference(y1, g1, skin1, noise, p, rows, cols)
+    assert got.shape == (h1, w1, 4)
+    np.testing.assert_allclose(got[..., :2], ratio[..., 1:], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(got[..., 2:], weight[..., 1:], rtol=0, atol=1e-5)
+    assert 0.5 < float(weight[..., 1:].max()) <= 1.0  # (the weight is not all but vanishing)
