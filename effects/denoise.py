@@ -80,7 +80,6 @@ import numpy as np
 from ._bands import later, run_in_row_bands, run_strips, side_thread
 from ._jit import kernel
 from ._jpeg import jpeg_skin_luma
-from ._opencv import clip01
 from ._validate import check_field_types, check_image
 from .noise_profile import (_OPP_TO_RGB, NoiseProfile, _check_iso, _check_mask, _estimate_from_opponent,
                             rgb_to_opponent)
@@ -244,13 +243,6 @@ def _band_noise_std(levels: int) -> tuple[float, ...]:
     return tuple(float(b[8:-8, 8:-8].std()) if min(b.shape) > 24 else float(b.std()) for b in bands)
 
 
-def _relu(x: np.ndarray) -> np.ndarray:
-    """``max(x, 0)`` in place on a float32 array (NaN-free; cv2.threshold is several times
-    faster than np.maximum with a scalar), returned."""
-    cv2.threshold(x, 0.0, 0.0, cv2.THRESH_TOZERO, dst=x)
-    return x
-
-
 def _to_opponent(img: np.ndarray) -> np.ndarray:
     """:func:`effects.noise_profile.rgb_to_opponent` in row bands over the threads (a new
     C-ordered H×W×3 float32 array; the frame's fresh pages are first touched in parallel too)."""
@@ -281,11 +273,13 @@ def _box(x: np.ndarray, r: int) -> np.ndarray:
 
 
 def _guided_filter_fast(guide: np.ndarray, srcs, radius: int, eps: float, sub: int) -> list:
-    """Fast guided filter (He & Sun 2015): coefficients at 1/sub resolution, applied at full.
+    """Fast guided filter (He & Sun 2015): coefficients at 1/sub resolution, brought up to full.
 
     ``srcs``: the images to filter with the same ``guide`` (each H×W, or already resized to the
     coefficient grid, ``(max(1, H // sub), max(1, W // sub))``); the guide's statistics are
-    computed once for all of them. Returns one new array per source.
+    computed once for all of them. Returns, per source, the window-mean coefficients brought
+    up to H×W, ``(a, b)`` (new float32 arrays): the filtered image is ``a * guide + b``, which
+    the caller forms in its own pass (:func:`_region_weight_rows`).
     """
     h, w = guide.shape
     hs, ws = max(1, h // sub), max(1, w // sub)
@@ -294,20 +288,63 @@ def _guided_filter_fast(guide: np.ndarray, srcs, radius: int, eps: float, sub: i
     mean_g = _box(g, r)
     var_g = _box(g * g, r) - mean_g * mean_g
     var_g += np.float32(eps)
-    out, up_b = [], None
+    out = []
     for src in srcs:
         p = src if src.shape == (hs, ws) else cv2.resize(src, (ws, hs), interpolation=cv2.INTER_AREA)
         mean_p = _box(p, r)
         cov = _box(g * p, r) - mean_g * mean_p
         a = cov / var_g
         b = mean_p - a * mean_g
-        # In place at full size: each new frame-sized array costs its page faults.
-        q = cv2.resize(_box(a, r), (w, h), interpolation=cv2.INTER_LINEAR)
-        cv2.multiply(q, guide, dst=q)
-        up_b = cv2.resize(_box(b, r), (w, h), dst=up_b, interpolation=cv2.INTER_LINEAR)  # reused buffer
-        cv2.add(q, up_b, dst=q)
-        out.append(q)
+        out.append(tuple(cv2.resize(_box(x, r), (w, h), interpolation=cv2.INTER_LINEAR) for x in (a, b)))
     return out
+
+
+@kernel
+def _sqrt_relu(x, out):
+    """``out = sqrt(max(x, 0))`` (float32 H×W each): the guided filter's guide, sqrt-luma, in
+    one pass instead of a copy, a threshold and a sqrt."""
+    for i in range(x.shape[0]):
+        x_row, o = x[i], out[i]
+        for j in range(x.shape[1]):
+            v = x_row[j]
+            o[j] = np.sqrt(v if v > _F0 else _F0)
+
+
+@kernel
+def _region_weight_rows(guide, sky_a, sky_b, skin_a, skin_b, sky_out, skin_out):
+    """Sky and skin weights from their guided-filter coefficients, in one pass.
+
+    ``w = clip(a * guide + b, 0, 1)`` per region; where both regions are given and
+    ``w_sky + w_skin > 1`` both are divided by that sum (so sky + skin <= 1). This was, per
+    region, a multiply, an add and a two-pass clip, then an add, a max and two divisions.
+
+    Parameters
+    ----------
+    guide : np.ndarray
+        float32 H×W guide (sqrt-luma).
+    sky_a, sky_b, skin_a, skin_b : np.ndarray
+        float32 H×W coefficients brought up, or 0×0 for a region that is not there.
+    sky_out, skin_out : np.ndarray
+        float32 H×W weights in [0, 1], written (0×0 for a region that is not there).
+    """
+    has_sky, has_skin = sky_a.shape[0] > 0, skin_a.shape[0] > 0
+    for i in range(guide.shape[0]):
+        g_row = guide[i]
+        for j in range(guide.shape[1]):
+            g = g_row[j]
+            s = t = _F0
+            if has_sky:
+                s = min(max(sky_a[i, j] * g + sky_b[i, j], _F0), _F1)
+            if has_skin:
+                t = min(max(skin_a[i, j] * g + skin_b[i, j], _F0), _F1)
+            if has_sky and has_skin:
+                total = s + t
+                total = total if total > _F1 else _F1
+                s, t = s / total, t / total
+            if has_sky:
+                sky_out[i, j] = s
+            if has_skin:
+                skin_out[i, j] = t
 
 
 def _region_weights(sky, skin, luma1, p: DenoiseParams):
@@ -321,36 +358,40 @@ def _region_weights(sky, skin, luma1, p: DenoiseParams):
     todo = [k for k, m in enumerate(masks) if m is not None]
     if not todo:
         return None, None
-    out = [None, None]
-    if p.refine_masks and min(h1, w1) >= 8:
-        sub = max(1, min(2, min(h1, w1) // 64))
-        hs, ws = max(1, h1 // sub), max(1, w1 // sub)
-        srcs = []
-        for k in todo:
-            m = masks[k]
-            if m.shape == (h1, w1):
-                srcs.append(m)
-            elif m.shape == (2 * h1, 2 * w1) and (h1, w1) == (sub * hs, sub * ws):
-                # Straight to the filter's grid: one area average over 2·sub pixels instead of
-                # two (the same mean), and no half-resolution copy of the mask.
-                srcs.append(cv2.resize(m, (ws, hs), interpolation=cv2.INTER_AREA))
-            else:
-                srcs.append(cv2.resize(m, (w1, h1), interpolation=cv2.INTER_AREA))
-        guide = _relu(luma1.copy())
-        cv2.sqrt(guide, dst=guide)
-        refined = _guided_filter_fast(guide, srcs, max(1, p.refine_radius // 2), p.refine_eps, sub)
-        for k, m1 in zip(todo, refined):
-            out[k] = clip01(m1)
-    else:
+    if not (p.refine_masks and min(h1, w1) >= 8):
+        out = [None, None]
         for k in todo:
             m = masks[k]
             out[k] = (cv2.resize(m, (w1, h1), interpolation=cv2.INTER_AREA) if m.shape != (h1, w1) else m
                       ).astype(np.float32, copy=False)
-    sky_w, skin_w = out
-    if sky_w is not None and skin_w is not None:
-        over = cv2.max(cv2.add(sky_w, skin_w), 1.0)
-        sky_w, skin_w = cv2.divide(sky_w, over), cv2.divide(skin_w, over, dst=over)
-    return sky_w, skin_w
+        sky_w, skin_w = out
+        if sky_w is not None and skin_w is not None:
+            over = cv2.max(cv2.add(sky_w, skin_w), 1.0)
+            sky_w, skin_w = cv2.divide(sky_w, over), cv2.divide(skin_w, over, dst=over)
+        return sky_w, skin_w
+    sub = max(1, min(2, min(h1, w1) // 64))
+    hs, ws = max(1, h1 // sub), max(1, w1 // sub)
+    srcs = []
+    for k in todo:
+        m = masks[k]
+        if m.shape == (h1, w1):
+            srcs.append(m)
+        elif m.shape == (2 * h1, 2 * w1) and (h1, w1) == (sub * hs, sub * ws):
+            # Straight to the filter's grid: one area average over 2·sub pixels instead of
+            # two (the same mean), and no half-resolution copy of the mask.
+            srcs.append(cv2.resize(m, (ws, hs), interpolation=cv2.INTER_AREA))
+        else:
+            srcs.append(cv2.resize(m, (w1, h1), interpolation=cv2.INTER_AREA))
+    guide = np.empty((h1, w1), np.float32)
+    run_in_row_bands(lambda y0, y1: _sqrt_relu(luma1[y0:y1], guide[y0:y1]), h1, w1)
+    coefs = dict(zip(todo, _guided_filter_fast(guide, srcs, max(1, p.refine_radius // 2), p.refine_eps, sub)))
+    # a * guide + b, clipped to [0, 1] and, where sky and skin add up past 1, divided by their
+    # sum: one pass over both weights.
+    planes = [x for k in (0, 1) for x in coefs.get(k, (_NO_PLANE, _NO_PLANE))]
+    sky_w, skin_w = (np.empty((h1, w1), np.float32) if k in coefs else _NO_PLANE for k in (0, 1))
+    run_in_row_bands(lambda y0, y1: _region_weight_rows(guide[y0:y1], *(x[y0:y1] for x in planes), sky_w[y0:y1],
+                                                        skin_w[y0:y1]), h1, w1)
+    return (sky_w if sky_w.size else None), (skin_w if skin_w.size else None)
 
 
 # --------------------------------------------------------------------------- fused kernels

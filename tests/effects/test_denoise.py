@@ -491,3 +491,28 @@ def test_skin_chroma_kernels_equal_numpy(rng, monkeypatch, edge):
     np.testing.assert_allclose(got[..., :2], ratio[..., 1:], rtol=0, atol=1e-5)
     np.testing.assert_allclose(got[..., 2:], weight[..., 1:], rtol=0, atol=1e-5)
     assert 0.5 < float(weight[..., 1:].max()) <= 1.0  # (the weight is not all but vanishing)
+
+
+@pytest.mark.parametrize("regions", [(True, True), (True, False), (False, True)])
+def test_region_weight_kernel_equals_numpy(rng, regions):
+    """sqrt-luma guide, then a * guide + b clipped to [0, 1] per region and, with both
+    regions, divided by their sum where it passes 1: against the numpy chain."""
+    mod = _mod()
+    h, w = 9, 31
+    luma = _planes(rng, h, w, lo=-0.05, hi=1.0)
+    guide = np.empty_like(luma)
+    mod._sqrt_relu(luma, guide)
+    np.testing.assert_array_equal(guide, np.sqrt(np.maximum(luma, 0.0)))
+    coefs = [(_planes(rng, h, w, lo=-1, hi=2), _planes(rng, h, w, lo=-0.5, hi=1)) if on else None for on in regions]
+    out = [np.full((h, w), np.nan, np.float32) if on else mod._NO_PLANE for on in regions]
+    planes = [x for ab in coefs for x in (ab if ab is not None else (mod._NO_PLANE, mod._NO_PLANE))]
+    mod._region_weight_rows(guide, *planes, *out)
+    expected = [np.clip(ab[0] * guide + ab[1], 0.0, 1.0) if ab is not None else None for ab in coefs]
+    if all(regions):
+        over = np.maximum(expected[0] + expected[1], 1.0)
+        expected = [e / over for e in expected]
+    for got, e in zip(out, expected):
+        if e is None:
+            assert got.size == 0
+        else:
+            np.testing.assert_allclose(got, e, rtol=0, atol=1e-7)
