@@ -243,6 +243,12 @@ def _band_noise_std(levels: int) -> tuple[float, ...]:
     return tuple(float(b[8:-8, 8:-8].std()) if min(b.shape) > 24 else float(b.std()) for b in bands)
 
 
+# float32 constants for the kernels (a Python float would make their arithmetic float64).
+_F0, _F1 = np.float32(0.0), np.float32(1.0)
+_ENERGY_FLOOR = np.float32(1e-20)  # flat zero bands get gain 0, not NaN
+_NO_PLANE = np.zeros((0, 0), np.float32)  # "none" for a kernel's optional plane (one type per argument)
+
+
 def _to_opponent(img: np.ndarray) -> np.ndarray:
     """:func:`effects.noise_profile.rgb_to_opponent` in row bands over the threads (a new
     C-ordered H×W×3 float32 array; the frame's fresh pages are first touched in parallel too)."""
@@ -263,9 +269,7 @@ def _up(x: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def _rows(x: np.ndarray) -> np.ndarray:
     """An N×W×C array with C-contiguous rows (a frame or a row slice of one) as N × (W·C): a
     view, never a copy (kernels write through it), for the kernels that walk pixels in a row."""
-    rows = x.view()
-    rows.shape = (x.shape[0], x.shape[1] * x.shape[2])  # (raises where only a copy could do it)
-    return rows
+    return x.reshape(x.shape[0], x.shape[1] * x.shape[2], copy=False)  # (raises where a copy would be needed)
 
 
 def _box(x: np.ndarray, r: int) -> np.ndarray:
@@ -403,10 +407,6 @@ def _region_weights(sky, skin, luma1, p: DenoiseParams):
 # what is one efficient call already: pyrUp/pyrDown and the box filter of the band energy.
 # Every kernel takes float32 C-contiguous arrays, writes rows the caller allocated and works
 # on the rows it is given, so results do not depend on strips or threads.
-
-_F0, _F1 = np.float32(0.0), np.float32(1.0)
-_ENERGY_FLOOR = np.float32(1e-20)  # flat zero bands get gain 0, not NaN
-_NO_PLANE = np.zeros((0, 0), np.float32)  # "none" for a kernel's optional plane (one type per argument)
 
 
 def _strengths(profile, level: int, strength: float) -> np.ndarray:
