@@ -61,17 +61,20 @@ them is fused into compiled per-pixel loops (:mod:`effects._jit`): the band and 
 in one pass, then gain, skin floor, reconstruction, skin chroma, conversion back to RGB and
 clip in another, for the rows kept only. The coarse bands, the half-resolution threshold
 and the skin chromaticity's fit are fused the same way (about 15, 10 and 40 whole-array
-passes became 2, 1 and 5). The half-resolution band and the skin chromaticity are computed
-in strips too; coarser levels are whole-array operations on images 16x and more smaller.
-Strips go to the threads of ``effects._bands`` as they come free, and the region weights
-are refined while the noise is estimated, so on a multi-core machine little of the work
-runs on one core. The JPEG step takes the half-resolution skin weight and
-brings it up per strip where it blends, as the finest band does.
+passes became 2, 1 and 5), and each thread reuses its strip work arrays from strip to strip
+(``_Scratch``: fresh pages for every strip cost about as much as the arithmetic). The
+half-resolution band and the skin chromaticity are computed in strips too; coarser levels
+are whole-array operations on images 16x and more smaller. Strips go to the threads of
+``effects._bands`` as they come free, and the region weights are refined while the noise
+is estimated, so on a multi-core machine little of the work runs on one core. The JPEG step
+takes the half-resolution skin weight and brings it up per strip where it blends, as the
+finest band does.
 """
 
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass, fields, replace
 
 import cv2
@@ -262,8 +265,32 @@ def _to_opponent(img: np.ndarray) -> np.ndarray:
     return opp
 
 
-def _up(x: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    return cv2.pyrUp(x, dstsize=(shape[1], shape[0]))
+def _up(x: np.ndarray, shape: tuple[int, int], dst: "np.ndarray | None" = None) -> np.ndarray:
+    """``cv2.pyrUp`` of ``x`` to ``shape`` (rows, cols), into ``dst`` when it fits (see _Scratch)."""
+    return cv2.pyrUp(x, dst=dst, dstsize=(shape[1], shape[0]))
+
+
+class _Scratch:
+    """Strip-sized float32 work arrays, one set per thread, reused from strip to strip.
+
+    Why: a strip's temporaries are a few MB each; freed at the end of a strip they went back
+    to the system and the next strip's came as fresh pages, whose faults cost about as much
+    as the arithmetic here (a third of the CPU time of denoise was system time). One object
+    per call, so nothing outlives it. ``get`` hands out a C-contiguous array of the shape asked
+    for (a row prefix of the thread's array under that name, grown when too small); OpenCV
+    writes into it when given as ``dst`` (and into a new array otherwise, so a mismatch costs
+    only the saving).
+    """
+
+    def __init__(self):
+        self._local = threading.local()
+
+    def get(self, name: str, shape: tuple) -> np.ndarray:
+        arrays = self._local.__dict__.setdefault("arrays", {})
+        a = arrays.get(name)
+        if a is None or a.shape[0] < shape[0] or a.shape[1:] != tuple(shape[1:]):
+            a = arrays[name] = np.empty(shape, np.float32)
+        return a[:shape[0]]
 
 
 def _rows(x: np.ndarray) -> np.ndarray:
@@ -272,8 +299,8 @@ def _rows(x: np.ndarray) -> np.ndarray:
     return x.reshape(x.shape[0], x.shape[1] * x.shape[2], copy=False)  # (raises where a copy would be needed)
 
 
-def _box(x: np.ndarray, r: int) -> np.ndarray:
-    return cv2.boxFilter(x, -1, (2 * r + 1, 2 * r + 1), borderType=cv2.BORDER_REFLECT)
+def _box(x: np.ndarray, r: int, dst: "np.ndarray | None" = None) -> np.ndarray:
+    return cv2.boxFilter(x, -1, (2 * r + 1, 2 * r + 1), dst=dst, borderType=cv2.BORDER_REFLECT)
 
 
 def _guided_filter_fast(guide: np.ndarray, srcs, radius: int, eps: float, sub: int) -> list:
@@ -708,6 +735,7 @@ def _denoise_coarse(g1, sky1, skin1, noise, p, levels, band_std, skin_chroma, g2
         k_chroma = _strengths((p.chroma_base, p.chroma_sky, p.chroma_skin), lv, strength)
         floor = np.float32(_band(p.skin_luma_floor, lv))
         rec = np.empty_like(g)
+        scratch = _Scratch()
 
         def process_rows(r0: int, r1: int) -> None:
             # Rows [r0, r1) of the level, from band rows widened by the energy window and
@@ -718,11 +746,12 @@ def _denoise_coarse(g1, sky1, skin1, noise, p, levels, band_std, skin_chroma, g2
             q0, q1 = max(0, e0 // 2 - 2), min(g_next.shape[0], (e1 + 1) // 2 + 2)
             u0, u1 = 2 * q0, min(hg, 2 * q1)
             shp = (u1 - u0, wg)
-            up_noisy = _up(g_next[q0:q1], shp)
-            band, band_sq = np.empty_like(up_noisy), np.empty_like(up_noisy)
+            shp3 = shp + (3,)
+            up_noisy = _up(g_next[q0:q1], shp, scratch.get("up_noisy", shp3))
+            band, band_sq = scratch.get("band", shp3), scratch.get("band_sq", shp3)
             _band_and_square(_rows(g[u0:u1]), _rows(up_noisy), _rows(band), _rows(band_sq))
-            energy = _box(band_sq, win)
-            res = _up(rec_next[q0:q1], shp)
+            energy = _box(band_sq, win, scratch.get("energy", shp3))
+            res = _up(rec_next[q0:q1], shp, scratch.get("res", shp3))
             _coarse_rows(_rows(band), _rows(energy), _rows(up_noisy), _rows(res), r0 - u0, sw[u0:u1], kw[u0:u1],
                          k_luma, k_chroma, coef_a, coef_b, floor, _rows(rec[r0:r1]))
 
@@ -907,6 +936,7 @@ def _skin_chroma_coefs(y1_denoised, g1_noisy, skin1, noise, p, rows, cols):
     g1_rows = _rows(g1_noisy)
     # Zero outside the region (the strips' pyrUp reads a few rows beyond it).
     coefs = np.zeros((h1, w1, 4), np.float32)
+    scratch = _Scratch()
 
     def process_rows(t0: int, t1: int) -> None:
         # Rows [y_lo + t0, y_lo + t1) from a window widened by m on both sides (as the whole
@@ -914,30 +944,32 @@ def _skin_chroma_coefs(y1_denoised, g1_noisy, skin1, noise, p, rows, cols):
         r0, r1 = y_lo + t0, y_lo + t1
         e0, e1 = max(y_lo, r0 - m), min(y_hi, r1 + m)
         ys = slice(e0, e1)
-        y = np.ascontiguousarray(y1_denoised[ys, xs])
-        shape = y.shape
-        y_sq = np.empty(shape, np.float32)
-        ratios, y_ratios = np.empty((2, *shape), np.float32), np.empty((2, *shape), np.float32)
-        ratio_sqs = np.empty((2, *shape), np.float32) if edge else _NO_CUBE
+        shape = (e1 - e0, xs.stop - xs.start)
+        y, skin = scratch.get("y", shape), scratch.get("skin", shape)
+        np.copyto(y, y1_denoised[ys, xs])
+        np.copyto(skin, skin1[ys, xs])
+        y_sq = scratch.get("y_sq", shape)
+        ratios, y_ratios = scratch.get("ratios", (2, *shape)), scratch.get("y_ratios", (2, *shape))
+        ratio_sqs = scratch.get("ratio_sqs", (2, *shape)) if edge else _NO_CUBE
         _skin_ratio_moments(y, g1_rows[ys], xs.start, y_sq, ratios, y_ratios, ratio_sqs)
-        mean_y, mean_y_sq = _box(y, r), _box(y_sq, r)
-        skin = np.ascontiguousarray(skin1[ys, xs])
+        mean_y, mean_y_sq = _box(y, r, scratch.get("mean_y", shape)), _box(y_sq, r, scratch.get("mean_y_sq", shape))
         out_rows = _rows(coefs[r0:r1])
+        box = lambda x, name: _box(x, r, scratch.get(name, shape))
+        morph = lambda op, x, name: op(x, square3, dst=scratch.get(name, shape), borderType=cv2.BORDER_REFLECT)
         for k in range(2):
-            mean_r = _box(ratios[k], r)
-            fit_a, fit_b = np.empty(shape, np.float32), np.empty(shape, np.float32)
-            edge_weight = np.empty(shape, np.float32) if edge else _NO_PLANE
-            _skin_chroma_fit(mean_y, mean_y_sq, mean_r, _box(y_ratios[k], r),
-                             _box(ratio_sqs[k], r) if edge else _NO_PLANE, eps_a, eps_b, *noise_c[k], edge_var,
+            mean_r = box(ratios[k], "mean_r")
+            fit_a, fit_b = scratch.get("fit_a", shape), scratch.get("fit_b", shape)
+            edge_weight = scratch.get("edge_weight", shape) if edge else _NO_PLANE
+            _skin_chroma_fit(mean_y, mean_y_sq, mean_r, box(y_ratios[k], "mean_yr"),
+                             box(ratio_sqs[k], "mean_r_sq") if edge else _NO_PLANE, eps_a, eps_b, *noise_c[k], edge_var,
                              fit_a, fit_b, edge_weight)
             # The chromaticity at the denoised half-res luma, clamped to the local range of
             # window means (chroma = this ratio * full-res luma, see the strip loop); the weight
             # the skin's times the colour-edge weight's 3×3 minimum (the half-res window next to
             # an edge gives way too).
-            _skin_chroma_out(_box(fit_a, r), _box(fit_b, r), y,
-                             cv2.erode(mean_r, square3, borderType=cv2.BORDER_REFLECT),
-                             cv2.dilate(mean_r, square3, borderType=cv2.BORDER_REFLECT), skin,
-                             cv2.erode(edge_weight, square3, borderType=cv2.BORDER_REFLECT) if edge else _NO_PLANE,
+            _skin_chroma_out(box(fit_a, "mean_a"), box(fit_b, "mean_b"), y, morph(cv2.erode, mean_r, "low"),
+                             morph(cv2.dilate, mean_r, "high"), skin,
+                             morph(cv2.erode, edge_weight, "edge_min") if edge else _NO_PLANE,
                              r0 - e0, k, xs.start, out_rows)
 
     n = y_hi - y_lo
@@ -1069,6 +1101,7 @@ def denoise(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
     out = np.empty(img.shape, np.float32)  # C order: strips of it are contiguous OpenCV outputs
     win = p.window
     jpeg_step = p.jpeg_skin and skin_rows is not None
+    scratch = _Scratch()
     # Finest band in strips: rows [r0, r1) of the output need band rows widened by the
     # energy window, which need half-resolution rows widened by the pyrUp kernel (2 rows).
     def process_strip(r0: int) -> None:
@@ -1077,12 +1110,13 @@ def denoise(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
         q0, q1 = max(0, e0 // 2 - 2), min(h1, (e1 + 1) // 2 + 2)  # half-res rows
         u0, u1 = 2 * q0, min(h, 2 * q1)                        # rows pyrUp of [q0, q1) covers
         shp = (u1 - u0, w)
-        band = _up(g1[q0:q1], shp)
-        band_sq = np.empty_like(band)
+        shp3 = shp + (3,)
+        band = _up(g1[q0:q1], shp, scratch.get("band", shp3))
+        band_sq = scratch.get("band_sq", shp3)
         _band_and_square(_rows(opp[u0:u1]), _rows(band), _rows(band), _rows(band_sq))  # band in place
-        energy = _box(band_sq, win)
-        root_thresh = _up(root_thresh1[q0:q1], shp)
-        res = _up(rec1[q0:q1], shp)
+        energy = _box(band_sq, win, scratch.get("energy", shp3))
+        root_thresh = _up(root_thresh1[q0:q1], shp, scratch.get("root_thresh", shp3))
+        res = _up(rec1[q0:q1], shp, scratch.get("res", shp3))
         kw, x0, chroma = _NO_PLANE, 0, _NO_PLANE  # (off skin)
         on_skin = skin_rows is not None and q0 < skin_rows[1] and q1 > skin_rows[0]
         if on_skin:
@@ -1091,11 +1125,11 @@ def denoise(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
             c0, c1 = skin_cols
             s0, s1 = max(0, c0 - 2), min(w1, c1 + 2)
             x0, x1 = 2 * s0, min(w, 2 * s1)
-            kw = _up(skin1[q0:q1, s0:s1], (u1 - u0, x1 - x0))
+            kw = _up(skin1[q0:q1, s0:s1], (u1 - u0, x1 - x0), scratch.get("skin", (u1 - u0, x1 - x0)))
             if skin_chroma:
                 # Skin chroma = ratio_c * y with y the denoised full-res luma, blended in by the
                 # skin (and colour-edge) weight (in the kernel).
-                chroma = _rows(_up(coefs1[q0:q1, s0:s1], kw.shape))
+                chroma = _rows(_up(coefs1[q0:q1, s0:s1], kw.shape, scratch.get("chroma", kw.shape + (4,))))
         # Gain, reconstruction, skin chroma, back to RGB and clip to [0, hi]: one pass, straight
         # into the output rows.
         _finest_rows(_rows(band), _rows(energy), _rows(root_thresh), _rows(res), r0 - u0, kw, x0, floor0,

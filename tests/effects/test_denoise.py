@@ -516,3 +516,22 @@ def test_region_weight_kernel_equals_numpy(rng, regions):
             assert got.size == 0
         else:
             np.testing.assert_allclose(got, e, rtol=0, atol=1e-7)
+
+
+def test_scratch_arrays_are_per_thread_and_reused():
+    """Strip work arrays: the shape asked for, C-contiguous, the same memory for the same
+    thread and name (grown when a larger one is asked for), never another thread's."""
+    import threading
+    scratch = _mod()._Scratch()
+    a = scratch.get("band", (10, 7, 3))
+    assert a.shape == (10, 7, 3) and a.dtype == np.float32 and a.flags.c_contiguous
+    b = scratch.get("band", (6, 7, 3))  # a shorter (last) strip: a row prefix of the same array
+    assert b.flags.c_contiguous and np.shares_memory(a, b)
+    assert not np.shares_memory(a, scratch.get("energy", (10, 7, 3)))
+    c = scratch.get("band", (12, 7, 3))
+    assert c.shape == (12, 7, 3) and scratch.get("band", (12, 7, 3)).ctypes.data == c.ctypes.data
+    other = []
+    t = threading.Thread(target=lambda: other.append(scratch.get("band", (12, 7, 3))))
+    t.start()
+    t.join()
+    assert not np.shares_memory(other[0], c)
