@@ -55,27 +55,36 @@ The finest band, which holds most of the pixels, is processed in horizontal stri
 halo so the result equals whole-frame processing) to keep the temporaries in cache; what is
 smooth there (threshold from brightness and region strengths, skin chromaticity and
 weights) is computed on the half-resolution grid and brought up with one pyrUp per strip,
-and skin work is confined to the skin's bounding box. The half-resolution band and the skin
-chromaticity are computed in strips too; coarser levels are whole-array operations on images
-16x and more smaller. Strips go to the threads of ``effects._bands`` as they come free, and
-the region weights are refined while the noise is estimated, so on a multi-core machine
-little of the work runs on one core. The JPEG step takes the half-resolution skin weight and
-brings it up per strip where it blends, as the finest band does.
+and skin work is confined to the skin's bounding box. Within a strip only the filters are
+OpenCV calls (the pyrUps and the box window of the band energy); the arithmetic between
+them is fused into compiled per-pixel loops (:mod:`effects._jit`): the band and its square
+in one pass, then gain, skin floor, reconstruction, skin chroma, conversion back to RGB and
+clip in another, for the rows kept only. The coarse bands, the half-resolution threshold
+and the skin chromaticity's fit are fused the same way (about 15, 10 and 40 whole-array
+passes became 2, 1 and 5), and each thread reuses its strip work arrays from strip to strip
+(``_Scratch``: fresh pages for every strip cost about as much as the arithmetic). The
+half-resolution band and the skin chromaticity are computed in strips too; coarser levels
+are whole-array operations on images 16x and more smaller. Strips go to the threads of
+``effects._bands`` as they come free, and the region weights are refined while the noise
+is estimated, so on a multi-core machine little of the work runs on one core. The JPEG step
+takes the half-resolution skin weight and brings it up per strip where it blends, as the
+finest band does.
 """
 
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass, fields, replace
 
 import cv2
 import numpy as np
 
 from ._bands import later, run_in_row_bands, run_strips, side_thread
+from ._jit import kernel
 from ._jpeg import jpeg_skin_luma
-from ._opencv import clip01
 from ._validate import check_field_types, check_image
-from .noise_profile import (NoiseProfile, _check_iso, _check_mask, _estimate_from_opponent, opponent_to_rgb,
+from .noise_profile import (_OPP_TO_RGB, NoiseProfile, _check_iso, _check_mask, _estimate_from_opponent,
                             rgb_to_opponent)
 
 __all__ = ["DenoiseParams", "denoise"]
@@ -237,11 +246,10 @@ def _band_noise_std(levels: int) -> tuple[float, ...]:
     return tuple(float(b[8:-8, 8:-8].std()) if min(b.shape) > 24 else float(b.std()) for b in bands)
 
 
-def _relu(x: np.ndarray) -> np.ndarray:
-    """``max(x, 0)`` in place on a float32 array (NaN-free; cv2.threshold is several times
-    faster than np.maximum with a scalar), returned."""
-    cv2.threshold(x, 0.0, 0.0, cv2.THRESH_TOZERO, dst=x)
-    return x
+# float32 constants for the kernels (a Python float would make their arithmetic float64).
+_F0, _F1 = np.float32(0.0), np.float32(1.0)
+_ENERGY_FLOOR = np.float32(1e-20)  # flat zero bands get gain 0, not NaN
+_NO_PLANE = np.zeros((0, 0), np.float32)  # "none" for a kernel's optional plane (one type per argument)
 
 
 def _to_opponent(img: np.ndarray) -> np.ndarray:
@@ -257,20 +265,52 @@ def _to_opponent(img: np.ndarray) -> np.ndarray:
     return opp
 
 
-def _up(x: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    return cv2.pyrUp(x, dstsize=(shape[1], shape[0]))
+def _up(x: np.ndarray, shape: tuple[int, int], dst: "np.ndarray | None" = None) -> np.ndarray:
+    """``cv2.pyrUp`` of ``x`` to ``shape`` (rows, cols), into ``dst`` when it fits (see _Scratch)."""
+    return cv2.pyrUp(x, dst=dst, dstsize=(shape[1], shape[0]))
 
 
-def _box(x: np.ndarray, r: int) -> np.ndarray:
-    return cv2.boxFilter(x, -1, (2 * r + 1, 2 * r + 1), borderType=cv2.BORDER_REFLECT)
+class _Scratch:
+    """Strip-sized float32 work arrays, one set per thread, reused from strip to strip.
+
+    Why: a strip's temporaries are a few MB each; freed at the end of a strip they went back
+    to the system and the next strip's came as fresh pages, whose faults cost about as much
+    as the arithmetic here (a third of the CPU time of denoise was system time). One object
+    per call, so nothing outlives it. ``get`` hands out a C-contiguous array of the shape asked
+    for (a row prefix of the thread's array under that name, grown when too small); OpenCV
+    writes into it when given as ``dst`` (and into a new array otherwise, so a mismatch costs
+    only the saving).
+    """
+
+    def __init__(self):
+        self._local = threading.local()
+
+    def get(self, name: str, shape: tuple) -> np.ndarray:
+        arrays = self._local.__dict__.setdefault("arrays", {})
+        a = arrays.get(name)
+        if a is None or a.shape[0] < shape[0] or a.shape[1:] != tuple(shape[1:]):
+            a = arrays[name] = np.empty(shape, np.float32)
+        return a[:shape[0]]
+
+
+def _rows(x: np.ndarray) -> np.ndarray:
+    """An N×W×C array with C-contiguous rows (a frame or a row slice of one) as N × (W·C): a
+    view, never a copy (kernels write through it), for the kernels that walk pixels in a row."""
+    return x.reshape(x.shape[0], x.shape[1] * x.shape[2], copy=False)  # (raises where a copy would be needed)
+
+
+def _box(x: np.ndarray, r: int, dst: "np.ndarray | None" = None) -> np.ndarray:
+    return cv2.boxFilter(x, -1, (2 * r + 1, 2 * r + 1), dst=dst, borderType=cv2.BORDER_REFLECT)
 
 
 def _guided_filter_fast(guide: np.ndarray, srcs, radius: int, eps: float, sub: int) -> list:
-    """Fast guided filter (He & Sun 2015): coefficients at 1/sub resolution, applied at full.
+    """Fast guided filter (He & Sun 2015): coefficients at 1/sub resolution, brought up to full.
 
     ``srcs``: the images to filter with the same ``guide`` (each H×W, or already resized to the
     coefficient grid, ``(max(1, H // sub), max(1, W // sub))``); the guide's statistics are
-    computed once for all of them. Returns one new array per source.
+    computed once for all of them. Returns, per source, the window-mean coefficients brought
+    up to H×W, ``(a, b)`` (new float32 arrays): the filtered image is ``a * guide + b``, which
+    the caller forms in its own pass (:func:`_region_weight_rows`).
     """
     h, w = guide.shape
     hs, ws = max(1, h // sub), max(1, w // sub)
@@ -279,20 +319,63 @@ def _guided_filter_fast(guide: np.ndarray, srcs, radius: int, eps: float, sub: i
     mean_g = _box(g, r)
     var_g = _box(g * g, r) - mean_g * mean_g
     var_g += np.float32(eps)
-    out, up_b = [], None
+    out = []
     for src in srcs:
         p = src if src.shape == (hs, ws) else cv2.resize(src, (ws, hs), interpolation=cv2.INTER_AREA)
         mean_p = _box(p, r)
         cov = _box(g * p, r) - mean_g * mean_p
         a = cov / var_g
         b = mean_p - a * mean_g
-        # In place at full size: each new frame-sized array costs its page faults.
-        q = cv2.resize(_box(a, r), (w, h), interpolation=cv2.INTER_LINEAR)
-        cv2.multiply(q, guide, dst=q)
-        up_b = cv2.resize(_box(b, r), (w, h), dst=up_b, interpolation=cv2.INTER_LINEAR)  # reused buffer
-        cv2.add(q, up_b, dst=q)
-        out.append(q)
+        out.append(tuple(cv2.resize(_box(x, r), (w, h), interpolation=cv2.INTER_LINEAR) for x in (a, b)))
     return out
+
+
+@kernel
+def _sqrt_relu(x, out):
+    """``out = sqrt(max(x, 0))`` (float32 H×W each): the guided filter's guide, sqrt-luma, in
+    one pass instead of a copy, a threshold and a sqrt."""
+    for i in range(x.shape[0]):
+        x_row, o = x[i], out[i]
+        for j in range(x.shape[1]):
+            v = x_row[j]
+            o[j] = np.sqrt(v if v > _F0 else _F0)
+
+
+@kernel
+def _region_weight_rows(guide, sky_a, sky_b, skin_a, skin_b, sky_out, skin_out):
+    """Sky and skin weights from their guided-filter coefficients, in one pass.
+
+    ``w = clip(a * guide + b, 0, 1)`` per region; where both regions are given and
+    ``w_sky + w_skin > 1`` both are divided by that sum (so sky + skin <= 1). This was, per
+    region, a multiply, an add and a two-pass clip, then an add, a max and two divisions.
+
+    Parameters
+    ----------
+    guide : np.ndarray
+        float32 H×W guide (sqrt-luma).
+    sky_a, sky_b, skin_a, skin_b : np.ndarray
+        float32 H×W coefficients brought up, or 0×0 for a region that is not there.
+    sky_out, skin_out : np.ndarray
+        float32 H×W weights in [0, 1], written (0×0 for a region that is not there).
+    """
+    has_sky, has_skin = sky_a.shape[0] > 0, skin_a.shape[0] > 0
+    for i in range(guide.shape[0]):
+        g_row = guide[i]
+        for j in range(guide.shape[1]):
+            g = g_row[j]
+            s = t = _F0
+            if has_sky:
+                s = min(max(sky_a[i, j] * g + sky_b[i, j], _F0), _F1)
+            if has_skin:
+                t = min(max(skin_a[i, j] * g + skin_b[i, j], _F0), _F1)
+            if has_sky and has_skin:
+                total = s + t
+                total = total if total > _F1 else _F1
+                s, t = s / total, t / total
+            if has_sky:
+                sky_out[i, j] = s
+            if has_skin:
+                skin_out[i, j] = t
 
 
 def _region_weights(sky, skin, luma1, p: DenoiseParams):
@@ -306,114 +389,294 @@ def _region_weights(sky, skin, luma1, p: DenoiseParams):
     todo = [k for k, m in enumerate(masks) if m is not None]
     if not todo:
         return None, None
-    out = [None, None]
-    if p.refine_masks and min(h1, w1) >= 8:
-        sub = max(1, min(2, min(h1, w1) // 64))
-        hs, ws = max(1, h1 // sub), max(1, w1 // sub)
-        srcs = []
-        for k in todo:
-            m = masks[k]
-            if m.shape == (h1, w1):
-                srcs.append(m)
-            elif m.shape == (2 * h1, 2 * w1) and (h1, w1) == (sub * hs, sub * ws):
-                # Straight to the filter's grid: one area average over 2·sub pixels instead of
-                # two (the same mean), and no half-resolution copy of the mask.
-                srcs.append(cv2.resize(m, (ws, hs), interpolation=cv2.INTER_AREA))
-            else:
-                srcs.append(cv2.resize(m, (w1, h1), interpolation=cv2.INTER_AREA))
-        guide = _relu(luma1.copy())
-        cv2.sqrt(guide, dst=guide)
-        refined = _guided_filter_fast(guide, srcs, max(1, p.refine_radius // 2), p.refine_eps, sub)
-        for k, m1 in zip(todo, refined):
-            out[k] = clip01(m1)
-    else:
+    if not (p.refine_masks and min(h1, w1) >= 8):
+        out = [None, None]
         for k in todo:
             m = masks[k]
             out[k] = (cv2.resize(m, (w1, h1), interpolation=cv2.INTER_AREA) if m.shape != (h1, w1) else m
                       ).astype(np.float32, copy=False)
-    sky_w, skin_w = out
-    if sky_w is not None and skin_w is not None:
-        over = cv2.max(cv2.add(sky_w, skin_w), 1.0)
-        sky_w, skin_w = cv2.divide(sky_w, over), cv2.divide(skin_w, over, dst=over)
-    return sky_w, skin_w
+        sky_w, skin_w = out
+        if sky_w is not None and skin_w is not None:
+            over = cv2.max(cv2.add(sky_w, skin_w), 1.0)
+            sky_w, skin_w = cv2.divide(sky_w, over), cv2.divide(skin_w, over, dst=over)
+        return sky_w, skin_w
+    sub = max(1, min(2, min(h1, w1) // 64))
+    hs, ws = max(1, h1 // sub), max(1, w1 // sub)
+    srcs = []
+    for k in todo:
+        m = masks[k]
+        if m.shape == (h1, w1):
+            srcs.append(m)
+        elif m.shape == (2 * h1, 2 * w1) and (h1, w1) == (sub * hs, sub * ws):
+            # Straight to the filter's grid: one area average over 2·sub pixels instead of
+            # two (the same mean), and no half-resolution copy of the mask.
+            srcs.append(cv2.resize(m, (ws, hs), interpolation=cv2.INTER_AREA))
+        else:
+            srcs.append(cv2.resize(m, (w1, h1), interpolation=cv2.INTER_AREA))
+    guide = np.empty((h1, w1), np.float32)
+    run_in_row_bands(lambda y0, y1: _sqrt_relu(luma1[y0:y1], guide[y0:y1]), h1, w1)
+    coefs = dict(zip(todo, _guided_filter_fast(guide, srcs, max(1, p.refine_radius // 2), p.refine_eps, sub)))
+    # a * guide + b, clipped to [0, 1] and, where sky and skin add up past 1, divided by their
+    # sum: one pass over both weights.
+    planes = [x for k in (0, 1) for x in coefs.get(k, (_NO_PLANE, _NO_PLANE))]
+    sky_w, skin_w = (np.empty((h1, w1), np.float32) if k in coefs else _NO_PLANE for k in (0, 1))
+    run_in_row_bands(lambda y0, y1: _region_weight_rows(guide[y0:y1], *(x[y0:y1] for x in planes), sky_w[y0:y1],
+                                                        skin_w[y0:y1]), h1, w1)
+    return (sky_w if sky_w.size else None), (skin_w if skin_w.size else None)
 
 
-def _k2(profile, level, sky_w, skin_w, strength):
-    """Squared strength ``k^2`` of one band: an array on the band's grid, or a scalar.
+# --------------------------------------------------------------------------- fused kernels
+#
+# The Wiener shrinkage of a band was a chain of whole-array numpy/OpenCV calls (threshold from
+# brightness and strengths, gain, floor, product, reconstruction, skin chroma, back to RGB,
+# clip), each one pass over the strip: about fifteen passes per full-resolution pixel. The
+# kernels below do each chain for a pixel while it is in registers. What stays in OpenCV is
+# what is one efficient call already: pyrUp/pyrDown and the box filter of the band energy.
+# Every kernel takes float32 C-contiguous arrays, writes rows the caller allocated and works
+# on the rows it is given, so results do not depend on strips or threads.
 
-    ``profile`` = (base, sky, skin) strength tuples; ``sky_w``/``skin_w`` the region weights on
-    this band's grid (or None).
+
+def _strengths(profile, level: int, strength: float) -> np.ndarray:
+    """(k_base, k_sky - k_base, k_skin - k_base) of one band for the kernels: float32 (3,).
+
+    ``profile`` = (base, sky, skin) strength tuples. The differences are taken in double and
+    rounded once, as ``cv2.addWeighted`` took its weights.
     """
     kb, ks, kk = (strength * _band(t, level) for t in profile)
-    use_sky = sky_w is not None and ks != kb
-    use_skin = skin_w is not None and kk != kb
-    if not use_sky and not use_skin:
-        return np.float32(kb * kb)
-    if use_sky and use_skin:
-        k = cv2.addWeighted(sky_w, ks - kb, skin_w, kk - kb, kb)
-    elif use_sky:
-        k = cv2.addWeighted(sky_w, ks - kb, sky_w, 0.0, kb)
-    else:
-        k = cv2.addWeighted(skin_w, kk - kb, skin_w, 0.0, kb)
-    return cv2.multiply(k, k, dst=k)
+    return np.array([kb, ks - kb, kk - kb], np.float32)
 
 
-def _threshold(bright, coef_a, coef_b, k2_luma, k2_chroma, root=False):
-    """Wiener threshold ``T = k^2 (a * brightness + b)`` per opponent channel: H×W×3 float32.
+def _plane(x) -> np.ndarray:
+    """A region weight for a kernel: C-contiguous float32, or the empty stand-in for None."""
+    return _NO_PLANE if x is None else np.ascontiguousarray(x, dtype=np.float32)
 
-    ``bright``: H×W non-negative luma; ``coef_a/b``: (3,) noise model of the band (band std
-    folded in); ``k2_*``: squared strengths (H×W arrays or scalars). ``root``: return
-    ``sqrt(T)`` instead.
+
+@kernel
+def _clip_to(x, ceiling):
+    """``min(max(x, 0), ceiling)`` for one float32 value (cv2.threshold TOZERO then TRUNC)."""
+    x = x if x > _F0 else _F0
+    return ceiling if x > ceiling else x
+
+
+@kernel
+def _wiener_gain(energy, thresh):
+    """``max(1 - T / max(E, 1e-20), 0)`` for one coefficient (float32 scalars)."""
+    g = _F1 - thresh / max(energy, _ENERGY_FLOOR)
+    return g if g > _F0 else _F0
+
+
+@kernel
+def _band_and_square(fine, up_coarse, band, band_sq):
+    """``band = fine - up_coarse`` and ``band_sq = band^2``: one pass instead of cv2.subtract
+    then cv2.multiply.
+
+    Parameters
+    ----------
+    fine, up_coarse : np.ndarray
+        float32 N×M, C-contiguous: a Gaussian level's rows (pixels flattened, channels
+        interleaved) and the next level brought up to them.
+    band, band_sq : np.ndarray
+        float32 N×M outputs (``band`` may be ``up_coarse`` itself: elementwise).
     """
-    # A plane per channel, merged once: ~3.5x faster than cv2.transform from 1 to 3 channels
-    # (a slow generic path) followed by a 3-channel multiply by merged strengths.
-    planes = []
-    for c, k2 in enumerate((k2_luma, k2_chroma, k2_chroma)):
-        t = cv2.addWeighted(bright, float(coef_a[c]), bright, 0.0, float(coef_b[c]))
-        if np.ndim(k2):
-            cv2.multiply(t, k2, dst=t)
-        else:
-            t *= np.float32(k2)
-        planes.append(cv2.sqrt(t, dst=t) if root else t)
-    return cv2.merge(planes)
+    n, m = fine.shape
+    for i in range(n):
+        for j in range(m):
+            b = fine[i, j] - up_coarse[i, j]
+            band[i, j] = b
+            band_sq[i, j] = b * b
 
 
-def _apply_gain(band, thresh, window, floor=None):
-    """Local Wiener shrinkage of one H×W×3 band in place: ``band *= max(1 - T / E, 0)``.
+@kernel
+def _root_threshold_rows(luma, sky, skin, k_luma, k_chroma, coef_a, coef_b, out):
+    """``sqrt(T)`` of the finest band on the half-resolution grid, ``T = k^2 (a max(Y, 0) + b)``.
 
-    ``thresh`` (H×W×3, overwritten) is ``T``; ``E`` the box-window mean of ``band^2``;
-    ``floor`` the smallest luma gain: None, an H×W array, or ``(array, column slice)`` for
-    a floor that is zero outside those columns. Whole-array cv2/in-place ops on the
-    interleaved band (strided per-channel numpy views were the slowest part).
+    Fuses what ``_k2`` and ``_threshold`` did with about ten whole-array calls (relu of a luma
+    copy, per strength an addWeighted and a square, per channel an addWeighted, a multiply and
+    a sqrt, then a merge). ``k = k_base + (k_sky - k_base) sky + (k_skin - k_base) skin`` is
+    summed in ``cv2.addWeighted``'s order.
+
+    Parameters
+    ----------
+    luma : np.ndarray
+        float32 H×W half-resolution luma (any sign; clamped at 0 here).
+    sky, skin : np.ndarray
+        float32 H×W region weights in [0, 1], or 0×0 (``_NO_PLANE``) for none.
+    k_luma, k_chroma : np.ndarray
+        float32 (3,) strengths from :func:`_strengths`.
+    coef_a, coef_b : np.ndarray
+        float32 (3,) noise model of the band per opponent channel (band std folded in).
+    out : np.ndarray
+        float32 H×(3W), written: ``sqrt(T)`` for (luma, chroma_rb, chroma_gm) interleaved,
+        i.e. an H×W×3 array's rows.
     """
-    energy = _box(cv2.multiply(band, band), window)  # (2x faster than cv2.sqrBoxFilter here)
-    # E floored so flat zero bands give gain 0, not NaN. (cv2.max and cv2.threshold: several
-    # times faster here than np.clip or np.maximum with a scalar; cv2.max on a one-channel
-    # view, since OpenCV applies a scalar to the first channel only.)
-    flat = energy.reshape(energy.shape[0], -1)
-    cv2.max(flat, 1e-20, dst=flat)
-    gain = cv2.divide(thresh, energy, dst=thresh)
-    np.subtract(np.float32(1.0), gain, out=gain)
-    cv2.threshold(gain, 0.0, 0.0, cv2.THRESH_TOZERO, dst=gain)  # max(gain, 0)
-    if floor is not None:
-        fl, cols = floor if isinstance(floor, tuple) else (floor, slice(None))
-        g0 = gain[:, cols, 0]
-        np.maximum(g0, fl, out=g0)
-    return cv2.multiply(band, gain, dst=band)
+    h, w = luma.shape
+    has_sky, has_skin = sky.shape[0] > 0, skin.shape[0] > 0
+    kl0, kl1, kl2 = k_luma[0], k_luma[1], k_luma[2]
+    kc0, kc1, kc2 = k_chroma[0], k_chroma[1], k_chroma[2]
+    a0, a1, a2 = coef_a[0], coef_a[1], coef_a[2]
+    b0, b1, b2 = coef_b[0], coef_b[1], coef_b[2]
+    for i in range(h):
+        # Whole-row views and scalars hoisted out of the pixel loop: LLVM vectorises it.
+        y_row, o = luma[i], out[i]
+        sky_row = sky[i] if has_sky else y_row  # (never read when absent)
+        skin_row = skin[i] if has_skin else y_row
+        for j in range(w):
+            y = y_row[j]
+            y = y if y > _F0 else _F0
+            s = sky_row[j] if has_sky else _F0
+            t = skin_row[j] if has_skin else _F0
+            kl = s * kl1 + t * kl2 + kl0
+            kc = s * kc1 + t * kc2 + kc0
+            o[3 * j] = np.sqrt((y * a0 + b0) * (kl * kl))
+            o[3 * j + 1] = np.sqrt((y * a1 + b1) * (kc * kc))
+            o[3 * j + 2] = np.sqrt((y * a2 + b2) * (kc * kc))
 
 
-def _shrink(band, bright, coef_a, coef_b, k2_luma, k2_chroma, window, floor=None):
-    """:func:`_threshold` then :func:`_apply_gain` (``band`` shrunk in place)."""
-    return _apply_gain(band, _threshold(bright, coef_a, coef_b, k2_luma, k2_chroma), window, floor)
+@kernel
+def _finest_rows(band, energy, root_thresh, up_rec, row0, skin_w, col0, floor, skin_chroma, to_rgb, ceiling,
+                 out):
+    """Finest band of a strip: Wiener gain, reconstruction, skin chroma, RGB and clip, fused.
+
+    For output row ``i`` (band row ``row0 + i``), opponent channel ``c``::
+
+        g_c   = max(1 - root_thresh_c^2 / max(energy_c, 1e-20), 0)
+        g_0   = max(g_0, clip(skin_w, 0, 1) * floor)          on the skin columns
+        v_c   = up_rec_c + band_c * g_c
+        v_c  += (ratio_c * v_0 - v_c) * weight_c  (c = 1, 2)   on the skin columns
+        out   = clip(to_rgb @ v, 0, ceiling)
+
+    which was about fifteen whole-strip passes (``_apply_gain``'s chain, the square of the
+    brought-up threshold, the reconstruction add, five for the skin chroma blend, the
+    opponent-to-RGB transform and two clipping thresholds); only the rows kept are computed
+    (not the halo). A row goes through three loops, each simple enough for LLVM to vectorise:
+    the gain and reconstruction over every value, the skin columns, then RGB and clip.
+
+    Parameters
+    ----------
+    band, energy, root_thresh, up_rec : np.ndarray
+        float32 N×(3W), rows of N×W×3 arrays (band rows with their halo): the band, its
+        box-window mean of squares, ``sqrt(T)`` brought up, the denoised coarser level
+        brought up.
+    row0 : int
+        Band row of output row 0.
+    skin_w : np.ndarray
+        float32 N×C skin weight brought up on columns ``[col0, col0 + C)`` (any range; clipped
+        to [0, 1] here), or 0×0 off skin.
+    col0 : int
+        First column of ``skin_w``, ``ratio`` and ``weight``.
+    floor : float32
+        Smallest luma gain on full skin (``skin_luma_floor`` of band 0; 0 = none).
+    skin_chroma : np.ndarray
+        float32 N×(4C), rows of an N×C×4 array: the skin chromaticity and its blend weight
+        brought up, (ratio_1, ratio_2, weight_1, weight_2) (see :func:`_skin_chroma_coefs`),
+        or 0×0 for no skin chroma.
+    to_rgb : np.ndarray
+        float32 3×3 opponent-to-RGB matrix.
+    ceiling : float32
+        Upper clip of the output.
+    out : np.ndarray
+        float32 M×(3W) RGB output rows, written.
+    """
+    n_out, m = out.shape
+    w = m // 3
+    skin_cols = skin_w.shape[1] if skin_w.shape[0] > 0 else 0
+    chroma = skin_chroma.shape[0] > 0
+    v = np.empty(m, np.float32)  # one row of denoised opponent values
+    gain = np.empty(m, np.float32)  # and of their gains (the skin floor raises the luma ones)
+    m00, m01, m02 = to_rgb[0, 0], to_rgb[0, 1], to_rgb[0, 2]
+    m10, m11, m12 = to_rgb[1, 0], to_rgb[1, 1], to_rgb[1, 2]
+    m20, m21, m22 = to_rgb[2, 0], to_rgb[2, 1], to_rgb[2, 2]
+    for i in range(n_out):
+        s = row0 + i
+        b, e, t, r = band[s], energy[s], root_thresh[s], up_rec[s]
+        for k in range(m):
+            g = _wiener_gain(e[k], t[k] * t[k])
+            gain[k] = g
+            v[k] = r[k] + b[k] * g
+        if skin_cols > 0:
+            kw_row = skin_w[s]
+            for x in range(skin_cols):
+                k = 3 * (col0 + x)
+                kw = min(max(kw_row[x], _F0), _F1)
+                v[k] = r[k] + b[k] * max(gain[k], kw * floor)
+            if chroma:
+                coef_row = skin_chroma[s]
+                for x in range(skin_cols):
+                    k, q = 3 * (col0 + x), 4 * x
+                    y, v1, v2 = v[k], v[k + 1], v[k + 2]
+                    v[k + 1] = v1 + (y * coef_row[q] - v1) * coef_row[q + 2]
+                    v[k + 2] = v2 + (y * coef_row[q + 1] - v2) * coef_row[q + 3]
+        o = out[i]
+        for j in range(w):
+            k = 3 * j
+            v0, v1, v2 = v[k], v[k + 1], v[k + 2]
+            o[k] = _clip_to(m00 * v0 + m01 * v1 + m02 * v2, ceiling)
+            o[k + 1] = _clip_to(m10 * v0 + m11 * v1 + m12 * v2, ceiling)
+            o[k + 2] = _clip_to(m20 * v0 + m21 * v1 + m22 * v2, ceiling)
 
 
-def _floor_map(p: DenoiseParams, level: int, skin_w):
-    """Minimum luma Wiener gain of one band on skin (``skin_luma_floor`` times the skin weight),
-    or None where it has no effect."""
-    fl = _band(p.skin_luma_floor, level)
-    if skin_w is None or fl <= 0.0:
-        return None
-    return cv2.multiply(skin_w, fl) if np.ndim(skin_w) else np.float32(skin_w * fl)
+@kernel
+def _coarse_rows(band, energy, up_noisy, up_rec, row0, sky, skin, k_luma, k_chroma, coef_a, coef_b, floor,
+                 out):
+    """One coarse band's rows: threshold, Wiener gain, floor and reconstruction, fused.
+
+    For output row ``i`` (band row ``s = row0 + i``), with ``Y = max(up_noisy_0, 0)`` the
+    local brightness and ``k`` the strengths blended by the region weights (as in
+    :func:`_root_threshold_rows`)::
+
+        T_c   = k_c^2 (a_c Y + b_c)
+        g_c   = max(1 - T_c / max(energy_c, 1e-20), 0);   g_0 = max(g_0, skin * floor)
+        out_c = up_rec_c + band_c * g_c
+
+    which was ``_k2``, ``_threshold`` and ``_apply_gain`` (about fifteen whole-strip calls)
+    and the reconstruction add.
+
+    Parameters
+    ----------
+    band, energy, up_noisy, up_rec : np.ndarray
+        float32 N×(3W), rows of N×W×3 arrays: the band, its box-window mean of squares, the
+        noisy coarser level brought up (its luma is the brightness), the denoised coarser
+        level brought up.
+    row0 : int
+        Band row of output row 0.
+    sky, skin : np.ndarray
+        float32 N×W region weights of the band rows, or 0×0 for none.
+    k_luma, k_chroma : np.ndarray
+        float32 (3,) strengths from :func:`_strengths`.
+    coef_a, coef_b : np.ndarray
+        float32 (3,) noise model of the band.
+    floor : float32
+        Smallest luma gain on full skin (``skin_luma_floor`` of the band; 0 = none).
+    out : np.ndarray
+        float32 M×(3W) reconstructed rows, written.
+    """
+    n_out, m = out.shape
+    w = m // 3
+    has_sky, has_skin = sky.shape[0] > 0, skin.shape[0] > 0
+    kl0, kl1, kl2 = k_luma[0], k_luma[1], k_luma[2]
+    kc0, kc1, kc2 = k_chroma[0], k_chroma[1], k_chroma[2]
+    a0, a1, a2 = coef_a[0], coef_a[1], coef_a[2]
+    b0, b1, b2 = coef_b[0], coef_b[1], coef_b[2]
+    for i in range(n_out):
+        s = row0 + i
+        b, e, u, r, o = band[s], energy[s], up_noisy[s], up_rec[s], out[i]
+        sky_row = sky[s] if has_sky else u  # (never read when absent)
+        skin_row = skin[s] if has_skin else u
+        for j in range(w):
+            k = 3 * j
+            y = u[k]
+            y = y if y > _F0 else _F0
+            ws = sky_row[j] if has_sky else _F0
+            wk = skin_row[j] if has_skin else _F0
+            kl = ws * kl1 + wk * kl2 + kl0
+            kc = ws * kc1 + wk * kc2 + kc0
+            # (No skin: wk * floor = 0 leaves the gain, which is >= 0, as it is.)
+            g0 = max(_wiener_gain(e[k], (y * a0 + b0) * (kl * kl)), wk * floor)
+            g1 = _wiener_gain(e[k + 1], (y * a1 + b1) * (kc * kc))
+            g2 = _wiener_gain(e[k + 2], (y * a2 + b2) * (kc * kc))
+            o[k] = r[k] + b[k] * g0
+            o[k + 1] = r[k + 1] + b[k + 1] * g1
+            o[k + 2] = r[k + 2] + b[k + 2] * g2
 
 
 def _skin_fine_ratio(noise: NoiseProfile, y: float) -> float:
@@ -465,10 +728,14 @@ def _denoise_coarse(g1, sky1, skin1, noise, p, levels, band_std, skin_chroma, g2
         i = lv - 1  # index in gs of this band's level
         g, g_next, rec_next = gs[i], gs[i + 1], rec
         hg, wg = g.shape[:2]
-        sw = sky_ws[i] if sky_ws is not None else None
-        kw = skin_ws[i] if skin_ws is not None else None
+        sw = _plane(sky_ws[i] if sky_ws is not None else None)
+        kw = _plane(skin_ws[i] if skin_ws is not None else None)
         coef_a, coef_b = _model(noise, lv, band_std[lv])
+        k_luma = _strengths((p.luma_base, p.luma_sky, p.luma_skin), lv, strength)
+        k_chroma = _strengths((p.chroma_base, p.chroma_sky, p.chroma_skin), lv, strength)
+        floor = np.float32(_band(p.skin_luma_floor, lv))
         rec = np.empty_like(g)
+        scratch = _Scratch()
 
         def process_rows(r0: int, r1: int) -> None:
             # Rows [r0, r1) of the level, from band rows widened by the energy window and
@@ -479,17 +746,14 @@ def _denoise_coarse(g1, sky1, skin1, noise, p, levels, band_std, skin_chroma, g2
             q0, q1 = max(0, e0 // 2 - 2), min(g_next.shape[0], (e1 + 1) // 2 + 2)
             u0, u1 = 2 * q0, min(hg, 2 * q1)
             shp = (u1 - u0, wg)
-            up_noisy = _up(g_next[q0:q1], shp)
-            band = cv2.subtract(g[u0:u1], up_noisy)
-            bright = _relu(cv2.extractChannel(up_noisy, 0))
-            swr = sw[u0:u1] if sw is not None else None
-            kwr = kw[u0:u1] if kw is not None else None
-            k2l = _k2((p.luma_base, p.luma_sky, p.luma_skin), lv, swr, kwr, strength)
-            k2c = _k2((p.chroma_base, p.chroma_sky, p.chroma_skin), lv, swr, kwr, strength)
-            _shrink(band, bright, coef_a, coef_b, k2l, k2c, win, _floor_map(p, lv, kwr))
-            res = _up(rec_next[q0:q1], shp)
-            cv2.add(res, band, dst=res)
-            rec[r0:r1] = res[r0 - u0:r1 - u0]
+            shp3 = shp + (3,)
+            up_noisy = _up(g_next[q0:q1], shp, scratch.get("up_noisy", shp3))
+            band, band_sq = scratch.get("band", shp3), scratch.get("band_sq", shp3)
+            _band_and_square(_rows(g[u0:u1]), _rows(up_noisy), _rows(band), _rows(band_sq))
+            energy = _box(band_sq, win, scratch.get("energy", shp3))
+            res = _up(rec_next[q0:q1], shp, scratch.get("res", shp3))
+            _coarse_rows(_rows(band), _rows(energy), _rows(up_noisy), _rows(res), r0 - u0, sw[u0:u1], kw[u0:u1],
+                         k_luma, k_chroma, coef_a, coef_b, floor, _rows(rec[r0:r1]))
 
         # Level 1 (a quarter of the frame) in strips over the threads; coarser ones whole.
         if hg * wg >= _COARSE_STRIPS_MIN:
@@ -499,17 +763,149 @@ def _denoise_coarse(g1, sky1, skin1, noise, p, levels, band_std, skin_chroma, g2
     return rec
 
 
-_LUMA_TO_3 = np.array([[1, 0, 0]] * 3, np.float32)  # opponent pixel -> (luma, luma, luma)
 _EDGE_KAPPA = np.float32(4.0)  # residual above 4x its noise-only value counts as a colour edge
 _RATIO_FLOOR = np.float32(2e-3)  # luma floor (linear) when forming chroma/luma ratios
+_EPS_FLOOR = np.float32(1e-12)  # smallest guided-filter regulariser of the skin chroma fit
+_NO_CUBE = np.zeros((0, 0, 0), np.float32)  # "no ratio squares" (colour-edge guard off)
+
+
+@kernel
+def _skin_ratio_moments(y, g1_rows, col0, y_sq, ratios, y_ratios, ratio_sqs):
+    """The planes whose window means the skin chroma fit needs, in one pass.
+
+    ``yf = max(y, _RATIO_FLOOR)``, then ``y^2`` and per chroma channel ``c`` (1, 2) the
+    chromaticity ``r_c = chroma_c / yf``, ``y r_c`` and ``r_c^2``: what was a cv2.max, a
+    strided column read and a division per channel, and four products, each a pass.
+
+    Parameters
+    ----------
+    y : np.ndarray
+        float32 N×M denoised half-resolution luma of the region's rows.
+    g1_rows : np.ndarray
+        float32 N×(3 W1): the same rows of the noisy half-resolution opponent image (H1×W1×3
+        rows); column ``col0 + j`` is ``y``'s column ``j``.
+    col0 : int
+        First column of the region.
+    y_sq : np.ndarray
+        float32 N×M, written: ``y^2``.
+    ratios, y_ratios, ratio_sqs : np.ndarray
+        float32 2×N×M, written: ``r_c``, ``y r_c``, ``r_c^2`` for chroma_rb then chroma_gm
+        (``ratio_sqs`` may be 0×0×0 when the colour-edge guard is off).
+    """
+    n, m = y.shape
+    squares = ratio_sqs.shape[0] > 0
+    for i in range(n):
+        y_row, g_row = y[i], g1_rows[i]
+        for j in range(m):
+            v = y_row[j]
+            y_sq[i, j] = v * v
+            yf = v if v > _RATIO_FLOOR else _RATIO_FLOOR
+            for k in range(2):
+                rk = g_row[3 * (col0 + j) + 1 + k] / yf
+                ratios[k, i, j] = rk
+                y_ratios[k, i, j] = v * rk
+                if squares:
+                    ratio_sqs[k, i, j] = rk * rk
+
+
+@kernel
+def _skin_chroma_fit(mean_y, mean_y_sq, mean_r, mean_yr, mean_r_sq, eps_a, eps_b, nv_a, nv_b, edge_var,
+                     fit_a, fit_b, edge_weight):
+    """Per-window guided-filter coefficients of one chroma channel's ratio, and the colour-edge
+    weight before its 3×3 minimum (the chain between the two rounds of box filters, ~20 passes).
+
+    The colour-edge weight compares the ratio variance the luma fit leaves unexplained
+    (``resid``) with what noise alone leaves (``nv``: the half-res ratio's noise, floored at
+    ``skin_chroma_edge^2``, since JPEG's 4:2:0 chroma makes the estimated chroma noise tiny).
+
+    With ``my = max(mean_y, 0)``, ``eps = max(my eps_a + eps_b, 1e-12)``,
+    ``var = max(mean_y_sq - mean_y^2, 0)`` and ``cov = mean_yr - mean_y mean_r``::
+
+        fit_a = cov / (var + eps);   fit_b = mean_r - fit_a mean_y
+        resid = mean_r_sq - mean_r^2 - fit_a cov
+        nv    = 4 max((my nv_a + nv_b) / max(mean_y, _RATIO_FLOOR)^2, edge_var)
+        edge_weight = 1 / ((resid / nv)^2 + 1)
+
+    Parameters
+    ----------
+    mean_y, mean_y_sq, mean_r, mean_yr : np.ndarray
+        float32 N×M window means of ``y``, ``y^2``, ``r``, ``y r``.
+    mean_r_sq : np.ndarray
+        float32 N×M window mean of ``r^2``, or 0×0 when the colour-edge guard is off
+        (``edge_weight`` is then not written).
+    eps_a, eps_b, nv_a, nv_b, edge_var : float32
+        The regulariser's model, the ratio noise's model, the floor of its variance.
+    fit_a, fit_b, edge_weight : np.ndarray
+        float32 N×M, written (``edge_weight`` 0×0 when the guard is off).
+    """
+    n, m = mean_y.shape
+    edge = mean_r_sq.shape[0] > 0
+    for i in range(n):
+        for j in range(m):
+            my0 = mean_y[i, j]
+            my = my0 if my0 > _F0 else _F0
+            eps = my * eps_a + eps_b
+            eps = eps if eps > _EPS_FLOOR else _EPS_FLOOR
+            var = mean_y_sq[i, j] - my0 * my0
+            var = var if var > _F0 else _F0
+            mr = mean_r[i, j]
+            cov = mean_yr[i, j] - my0 * mr
+            a = cov / (var + eps)
+            fit_a[i, j] = a
+            fit_b[i, j] = mr - a * my0
+            if edge:
+                resid = mean_r_sq[i, j] - mr * mr - a * cov
+                yf = my0 if my0 > _RATIO_FLOOR else _RATIO_FLOOR
+                nv = (my * nv_a + nv_b) * (_F1 / (yf * yf))
+                nv = (nv if nv > edge_var else edge_var) * _EDGE_KAPPA
+                q = resid / nv
+                edge_weight[i, j] = _F1 / (q * q + _F1)
+
+
+@kernel
+def _skin_chroma_out(mean_a, mean_b, y, low, high, skin, edge_min, row0, channel, col0, out_rows):
+    """One chroma channel of the skin chromaticity and its blend weight, into the output rows.
+
+    ``ratio = min(max(mean_a y + mean_b, low), high)`` (the fit at the denoised luma, clamped
+    to the range of window means around it) and ``weight = skin * edge_min`` (``skin`` when
+    the colour-edge guard is off), for input rows ``row0 ..``: what were a multiply, an add,
+    a max and a min, a copy and a product, and the merge into the 3-channel planes.
+
+    Parameters
+    ----------
+    mean_a, mean_b, y, low, high, skin : np.ndarray
+        float32 N×M: window means of the coefficients, the denoised luma, the 3×3 min and max
+        of the window-mean ratio, the skin weight.
+    edge_min : np.ndarray
+        float32 N×M 3×3 minimum of the colour-edge weight, or 0×0 when the guard is off.
+    row0, channel, col0 : int
+        Input row of output row 0; the chroma channel (0: chroma_rb, 1: chroma_gm) and the
+        first column written.
+    out_rows : np.ndarray
+        float32 K×(4 W1), rows of the H1×W1×4 output of :func:`_skin_chroma_coefs`: the ratio
+        is written to channel ``channel``, the weight to ``channel + 2``, from column ``col0``.
+    """
+    n_out = out_rows.shape[0]
+    m = y.shape[1]
+    edge = edge_min.shape[0] > 0
+    for i in range(n_out):
+        s = row0 + i
+        for j in range(m):
+            f = mean_a[s, j] * y[s, j] + mean_b[s, j]
+            lo = low[s, j]
+            f = f if f > lo else lo
+            hi = high[s, j]
+            q = 4 * (col0 + j) + channel
+            out_rows[i, q] = f if f < hi else hi
+            out_rows[i, q + 2] = skin[s, j] * edge_min[s, j] if edge else skin[s, j]
 
 
 def _skin_chroma_coefs(y1_denoised, g1_noisy, skin1, noise, p, rows, cols):
     """Skin chromaticity and its blend weight on the half-res grid, for chroma = ratio * luma.
 
-    Returns ``(ratio, weight)``, each an H1×W1×3 float32 array laid out like the opponent
-    image: channel 0 is zero (luma is not blended), channels 1 and 2 are chroma_rb and
-    chroma_gm, so the strip loop blends both chroma channels with 3-channel operations. The ratio ``chroma / luma`` is modelled as ``a * luma + b`` (guided
+    Returns one H1×W1×4 float32 array, (ratio_rb, ratio_gm, weight_rb, weight_gm) per pixel,
+    so the strip loop brings all four up with one pyrUp. The ratio ``chroma / luma`` is
+    modelled as ``a * luma + b`` (guided
     filter, He, Sun & Tang 2013, with the denoised half-res luma as guide), evaluated at that
     luma and clamped to the range of the window-mean ratios around each pixel; the full-res
     chroma is then this ratio (brought up by pyrUp) times the full-res denoised luma, so the
@@ -531,10 +927,16 @@ def _skin_chroma_coefs(y1_denoised, g1_noisy, skin1, noise, p, rows, cols):
     y_lo, y_hi = max(0, rows[0] - m), min(h1, rows[1] + m)
     xs = slice(max(0, cols[0] - m), min(w1, cols[1] + m))
     a0, b0 = noise.model_at(0, 0)
-    noise_c = [noise.model_at(1, c) for c in (1, 2)]
-    kernel = np.ones((3, 3), np.uint8)
-    # Zero outside the region (the strips' pyrUp reads a few rows beyond it); H1×W1×3 each.
-    ratio3, weight3 = np.zeros((h1, w1, 3), np.float32), np.zeros((h1, w1, 3), np.float32)
+    eps_a, eps_b = np.float32(a0 * p.skin_chroma_eps), np.float32(b0 * p.skin_chroma_eps)
+    edge = bool(np.isfinite(p.skin_chroma_edge))
+    # Noise of the half-res chroma per channel (divided by luma^2 in the kernel: the ratio's).
+    noise_c = [tuple(np.float32(_PYRDOWN_VAR * x) for x in noise.model_at(1, c)) for c in (1, 2)]
+    edge_var = np.float32(p.skin_chroma_edge) ** 2 if edge else _F0
+    square3 = np.ones((3, 3), np.uint8)
+    g1_rows = _rows(g1_noisy)
+    # Zero outside the region (the strips' pyrUp reads a few rows beyond it).
+    coefs = np.zeros((h1, w1, 4), np.float32)
+    scratch = _Scratch()
 
     def process_rows(t0: int, t1: int) -> None:
         # Rows [y_lo + t0, y_lo + t1) from a window widened by m on both sides (as the whole
@@ -542,57 +944,37 @@ def _skin_chroma_coefs(y1_denoised, g1_noisy, skin1, noise, p, rows, cols):
         r0, r1 = y_lo + t0, y_lo + t1
         e0, e1 = max(y_lo, r0 - m), min(y_hi, r1 + m)
         ys = slice(e0, e1)
-        y = np.ascontiguousarray(y1_denoised[ys, xs])
-        # (cv2.max with a scalar: several times faster than np.maximum with one.)
-        yf = cv2.max(y, float(_RATIO_FLOOR))
-        mean_y = _box(y, r)
-        my = _relu(mean_y.copy())
-        eps = my * np.float32(a0 * p.skin_chroma_eps) + np.float32(b0 * p.skin_chroma_eps)
-        cv2.max(eps, 1e-12, dst=eps)
-        var_y = _box(y * y, r) - mean_y * mean_y
-        _relu(var_y)
-        denom = var_y + eps
-        inv_y2 = cv2.max(mean_y, float(_RATIO_FLOOR))
-        cv2.multiply(inv_y2, inv_y2, dst=inv_y2)
-        np.divide(np.float32(1.0), inv_y2, out=inv_y2)
-        fits, weights = [], []
-        for k, c in enumerate((1, 2)):
-            ratio = g1_noisy[ys, xs, c] / yf
-            mean_r = _box(ratio, r)
-            cov = _box(y * ratio, r) - mean_y * mean_r
-            a = cov / denom
-            b = mean_r - a * mean_y
+        shape = (e1 - e0, xs.stop - xs.start)
+        y, skin = scratch.get("y", shape), scratch.get("skin", shape)
+        np.copyto(y, y1_denoised[ys, xs])
+        np.copyto(skin, skin1[ys, xs])
+        y_sq = scratch.get("y_sq", shape)
+        ratios, y_ratios = scratch.get("ratios", (2, *shape)), scratch.get("y_ratios", (2, *shape))
+        ratio_sqs = scratch.get("ratio_sqs", (2, *shape)) if edge else _NO_CUBE
+        _skin_ratio_moments(y, g1_rows[ys], xs.start, y_sq, ratios, y_ratios, ratio_sqs)
+        mean_y, mean_y_sq = _box(y, r, scratch.get("mean_y", shape)), _box(y_sq, r, scratch.get("mean_y_sq", shape))
+        out_rows = _rows(coefs[r0:r1])
+        box = lambda x, name: _box(x, r, scratch.get(name, shape))
+        morph = lambda op, x, name: op(x, square3, dst=scratch.get(name, shape), borderType=cv2.BORDER_REFLECT)
+        for k in range(2):
+            mean_r = box(ratios[k], "mean_r")
+            fit_a, fit_b = scratch.get("fit_a", shape), scratch.get("fit_b", shape)
+            edge_weight = scratch.get("edge_weight", shape) if edge else _NO_PLANE
+            _skin_chroma_fit(mean_y, mean_y_sq, mean_r, box(y_ratios[k], "mean_yr"),
+                             box(ratio_sqs[k], "mean_r_sq") if edge else _NO_PLANE, eps_a, eps_b, *noise_c[k], edge_var,
+                             fit_a, fit_b, edge_weight)
             # The chromaticity at the denoised half-res luma, clamped to the local range of
-            # window means; chroma = this ratio * full-res luma (see the strip loop).
-            ratio_fit = cv2.multiply(_box(a, r), y)
-            ratio_fit += _box(b, r)
-            cv2.max(ratio_fit, cv2.erode(mean_r, kernel, borderType=cv2.BORDER_REFLECT), dst=ratio_fit)
-            cv2.min(ratio_fit, cv2.dilate(mean_r, kernel, borderType=cv2.BORDER_REFLECT), dst=ratio_fit)
-            weight = skin1[ys, xs].copy()
-            if np.isfinite(p.skin_chroma_edge):
-                # Colour-edge weight: the ratio variance the luma fit leaves unexplained, against
-                # what noise alone leaves (noise of the half-res ratio, floored at
-                # skin_chroma_edge^2: JPEG's 4:2:0 chroma makes the estimated chroma noise tiny).
-                resid = _box(ratio * ratio, r) - mean_r * mean_r - a * cov
-                a1, b1 = noise_c[k]
-                nv = (my * np.float32(_PYRDOWN_VAR * a1) + np.float32(_PYRDOWN_VAR * b1)) * inv_y2
-                cv2.max(nv, float(np.float32(p.skin_chroma_edge) ** 2), dst=nv)
-                nv *= _EDGE_KAPPA
-                q = np.divide(resid, nv, out=resid)
-                wedge = np.multiply(q, q, out=q)
-                wedge += np.float32(1.0)
-                np.divide(np.float32(1.0), wedge, out=wedge)
-                # 3×3 minimum: the half-res window next to an edge gives way too.
-                weight *= cv2.erode(wedge, kernel, borderType=cv2.BORDER_REFLECT)
-            fits.append(ratio_fit[r0 - e0:r1 - e0])
-            weights.append(weight[r0 - e0:r1 - e0])
-        zero = np.zeros_like(fits[0])
-        ratio3[r0:r1, xs] = cv2.merge((zero, *fits))
-        weight3[r0:r1, xs] = cv2.merge((zero, *weights))
+            # window means (chroma = this ratio * full-res luma, see the strip loop); the weight
+            # the skin's times the colour-edge weight's 3×3 minimum (the half-res window next to
+            # an edge gives way too).
+            _skin_chroma_out(box(fit_a, "mean_a"), box(fit_b, "mean_b"), y, morph(cv2.erode, mean_r, "low"),
+                             morph(cv2.dilate, mean_r, "high"), skin,
+                             morph(cv2.erode, edge_weight, "edge_min") if edge else _NO_PLANE,
+                             r0 - e0, k, xs.start, out_rows)
 
     n = y_hi - y_lo
     run_strips(lambda t0: process_rows(t0, min(n, t0 + _COEF_STRIP)), range(0, n, _COEF_STRIP), n, xs.stop - xs.start)
-    return ratio3, weight3
+    return coefs
 
 
 def denoise(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask: np.ndarray | None = None,
@@ -695,13 +1077,16 @@ def denoise(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
     # its local energy, the gain, the reconstruction and the conversion back to RGB.
     strength = float(p.strength)
     coef_a, coef_b = _model(noise, 0, band_std[0])
-    k2l = _k2((p.luma_base, p.luma_sky, p.luma_skin), 0, sky1, skin1, strength)
-    k2c = _k2((p.chroma_base, p.chroma_sky, p.chroma_skin), 0, sky1, skin1, strength)
+    k_luma = _strengths((p.luma_base, p.luma_sky, p.luma_skin), 0, strength)
+    k_chroma = _strengths((p.chroma_base, p.chroma_sky, p.chroma_skin), 0, strength)
     # sqrt(T) = k * sigma is what is interpolated: at a mask edge k then changes linearly
     # across the pyrUp kernel, as it did when the masks themselves were upsampled, instead of
     # k^2 spreading the larger (sky) strength into the first pixels outside the mask.
-    root_thresh1 = _threshold(_relu(luma1.copy()), coef_a, coef_b, k2l, k2c, root=True)
-    floor0 = _band(p.skin_luma_floor, 0)
+    root_thresh1 = np.empty((h1, w1, 3), np.float32)
+    sky_plane, skin_plane = _plane(sky1), _plane(skin1)
+    run_in_row_bands(lambda y0, y1: _root_threshold_rows(luma1[y0:y1], sky_plane[y0:y1], skin_plane[y0:y1], k_luma,
+                                                          k_chroma, coef_a, coef_b, _rows(root_thresh1[y0:y1])), h1, w1)
+    floor0 = np.float32(_band(p.skin_luma_floor, 0))
     skin_rows = skin_cols = None
     if skin1 is not None:
         rows, cols = np.flatnonzero(skin1.any(axis=1)), np.flatnonzero(skin1.any(axis=0))
@@ -712,10 +1097,11 @@ def denoise(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
     skin_chroma = skin_chroma and skin_rows is not None
     if skin_chroma:
         coefs1 = _skin_chroma_coefs(cv2.extractChannel(rec1, 0), g1, skin1, noise, p, skin_rows, skin_cols)
-    hi = max(1.0, img_max)
+    hi = np.float32(max(1.0, img_max))
     out = np.empty(img.shape, np.float32)  # C order: strips of it are contiguous OpenCV outputs
     win = p.window
     jpeg_step = p.jpeg_skin and skin_rows is not None
+    scratch = _Scratch()
     # Finest band in strips: rows [r0, r1) of the output need band rows widened by the
     # energy window, which need half-resolution rows widened by the pyrUp kernel (2 rows).
     def process_strip(r0: int) -> None:
@@ -724,9 +1110,14 @@ def denoise(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
         q0, q1 = max(0, e0 // 2 - 2), min(h1, (e1 + 1) // 2 + 2)  # half-res rows
         u0, u1 = 2 * q0, min(h, 2 * q1)                        # rows pyrUp of [q0, q1) covers
         shp = (u1 - u0, w)
-        band = cv2.subtract(opp[u0:u1], _up(g1[q0:q1], shp))
-        thresh = _up(root_thresh1[q0:q1], shp)
-        thresh = cv2.multiply(thresh, thresh, dst=thresh)
+        shp3 = shp + (3,)
+        band = _up(g1[q0:q1], shp, scratch.get("band", shp3))
+        band_sq = scratch.get("band_sq", shp3)
+        _band_and_square(_rows(opp[u0:u1]), _rows(band), _rows(band), _rows(band_sq))  # band in place
+        energy = _box(band_sq, win, scratch.get("energy", shp3))
+        root_thresh = _up(root_thresh1[q0:q1], shp, scratch.get("root_thresh", shp3))
+        res = _up(rec1[q0:q1], shp, scratch.get("res", shp3))
+        kw, x0, chroma = _NO_PLANE, 0, _NO_PLANE  # (off skin)
         on_skin = skin_rows is not None and q0 < skin_rows[1] and q1 > skin_rows[0]
         if on_skin:
             # Skin weight on the columns that can hold skin (pyrUp of a column slice with
@@ -734,31 +1125,15 @@ def denoise(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
             c0, c1 = skin_cols
             s0, s1 = max(0, c0 - 2), min(w1, c1 + 2)
             x0, x1 = 2 * s0, min(w, 2 * s1)
-            kw = _up(skin1[q0:q1, s0:s1], (u1 - u0, x1 - x0))
-            np.clip(kw, 0.0, 1.0, out=kw)
-        fl = (cv2.multiply(kw, floor0), slice(x0, x1)) if on_skin and floor0 > 0 else None
-        _apply_gain(band, thresh, win, fl)
-        res = _up(rec1[q0:q1], shp)
-        res = cv2.add(res, band, dst=res)
-        if skin_chroma and on_skin:
-            # Skin chroma = ratio_c * y with y the denoised full-res luma, blended in by the
-            # skin (and colour-edge) weight: res_c += w * (ratio_c * y - res_c). On the three
-            # channels at once (w = 0 on luma leaves it exactly as it is): no split and merge.
-            whole = x0 == 0 and x1 == w
-            sub = res if whole else np.ascontiguousarray(res[:, x0:x1])
-            ratio, wt = (_up(z[q0:q1, s0:s1], kw.shape) for z in coefs1)
-            g = cv2.transform(sub, _LUMA_TO_3)  # (y, y, y)
-            cv2.multiply(g, ratio, dst=g)
-            cv2.subtract(g, sub, dst=g)
-            cv2.multiply(g, wt, dst=g)
-            cv2.add(sub, g, dst=sub)
-            if not whole:
-                res[:, x0:x1] = sub
-        # Back to RGB straight into the output rows, clipped to [0, hi] in place (two
-        # cv2.threshold passes: several times faster than np.clip with out=).
-        o = opponent_to_rgb(res[r0 - u0:r1 - u0], dst=out[r0:r1])
-        cv2.threshold(o, 0.0, 0.0, cv2.THRESH_TOZERO, dst=o)
-        cv2.threshold(o, hi, 0.0, cv2.THRESH_TRUNC, dst=o)
+            kw = _up(skin1[q0:q1, s0:s1], (u1 - u0, x1 - x0), scratch.get("skin", (u1 - u0, x1 - x0)))
+            if skin_chroma:
+                # Skin chroma = ratio_c * y with y the denoised full-res luma, blended in by the
+                # skin (and colour-edge) weight (in the kernel).
+                chroma = _rows(_up(coefs1[q0:q1, s0:s1], kw.shape, scratch.get("chroma", kw.shape + (4,))))
+        # Gain, reconstruction, skin chroma, back to RGB and clip to [0, hi]: one pass, straight
+        # into the output rows.
+        _finest_rows(_rows(band), _rows(energy), _rows(root_thresh), _rows(res), r0 - u0, kw, x0, floor0,
+                     chroma, _OPP_TO_RGB, hi, _rows(out[r0:r1]))
 
     # Strips are independent; handed to the threads as they come free (skin strips cost more).
     run_strips(process_strip, range(0, h, _STRIP), h, w)

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ._jit import kernel
 from ._validate import check_field_types, check_image, check_mask
 
 __all__ = ["NoiseProfile", "estimate_noise", "noise_profile_from_iso"]
@@ -193,7 +194,8 @@ def _check_iso(iso) -> float | None:
 def rgb_to_opponent(image: np.ndarray, dst: "np.ndarray | None" = None) -> np.ndarray:
     """float32 H×W×3 linear RGB -> float32 H×W×3 (luma, chroma_rb, chroma_gm): a new array, or
     written into ``dst`` (float32 H×W×3 whose rows are contiguous pixels, e.g. a row slice of
-    a frame) and returned."""
+    a frame) and returned. Each pixel's result depends on that pixel alone (not on where a
+    frame is cut into row bands)."""
     return _transform(image, _RGB_TO_OPP, dst)
 
 
@@ -203,13 +205,47 @@ def opponent_to_rgb(opp: np.ndarray, dst: "np.ndarray | None" = None) -> np.ndar
 
 
 def _transform(x: np.ndarray, matrix: np.ndarray, dst: "np.ndarray | None") -> np.ndarray:
+    """``matrix @ pixel`` for every pixel of the H×W×3 ``x``, by :func:`_pixels_times`.
+
+    Not ``cv2.transform``: its result for a pixel depended on where the pixel fell in the
+    rows it was given (vector body or scalar tail differ in the last bit), so converting a
+    frame in row bands, one per thread, changed the result with the thread count.
+    """
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim != 3 or x.shape[2] != 3:
+        raise ValueError(f"expected an H×W×3 image, got shape {x.shape}")
     if dst is None:
-        return cv2.transform(x, matrix)
-    # OpenCV writes in place when dst has the result's size and type, and silently hands back a
-    # new array otherwise: the result would be lost.
-    if cv2.transform(x, matrix, dst=dst) is not dst:
+        dst = np.empty(x.shape, np.float32)
+    elif not (isinstance(dst, np.ndarray) and dst.dtype == np.float32 and dst.shape == x.shape
+              and dst.strides[1:] == (12, 4)):
         raise ValueError(f"dst must be a float32 array of shape {x.shape[:2] + (3,)} with contiguous rows")
+    if dst.flags.c_contiguous:
+        _pixels_times(matrix, x.reshape(-1), dst.reshape(-1))
+    else:  # rows with gaps between them (a column crop): row by row
+        for y in range(x.shape[0]):
+            _pixels_times(matrix, x[y].reshape(-1), dst[y].reshape(-1))
     return dst
+
+
+@kernel
+def _pixels_times(matrix, pixels, out):
+    """``matrix @ pixel`` for every pixel of ``pixels`` into ``out``: the opponent transform.
+
+    ``matrix`` float32 3×3; ``pixels``, ``out`` float32 (3P,), P pixels' channels interleaved.
+    One pass in float32 as ``cv2.transform`` computed it (a row's three products summed left
+    to right), but the same arithmetic for every pixel, so the result does not depend on how
+    the pixels are split into calls. (Flat arrays: LLVM vectorises the interleaved loads and
+    stores here, not with P×3 indexing.)
+    """
+    m00, m01, m02 = matrix[0, 0], matrix[0, 1], matrix[0, 2]
+    m10, m11, m12 = matrix[1, 0], matrix[1, 1], matrix[1, 2]
+    m20, m21, m22 = matrix[2, 0], matrix[2, 1], matrix[2, 2]
+    for p in range(pixels.shape[0] // 3):
+        k = 3 * p
+        r, g, b = pixels[k], pixels[k + 1], pixels[k + 2]
+        out[k] = m00 * r + m01 * g + m02 * b
+        out[k + 1] = m10 * r + m11 * g + m12 * b
+        out[k + 2] = m20 * r + m21 * g + m22 * b
 
 
 def _block_stats(opp: np.ndarray):
@@ -218,40 +254,88 @@ def _block_stats(opp: np.ndarray):
     On large images only every ``step``-th row of blocks is used (at most about
     ``_MAX_BLOCKS`` blocks): a 12-MP image has ~47 000, far more than the 16 brightness
     bins need, and this pass is one of the few over every full-resolution pixel.
+
+    Returns ``(mean_y, sig, clipped)``: float32 (N,), float32 (N, 3) and bool (N,) over the
+    N blocks used, row-major; or None when the image holds no whole block. Computed by
+    :func:`_block_sums` straight from ``opp`` (it was a stack of the block rows, a
+    ``cv2.filter2D``, an abs, three area resizes and a comparison, each a pass).
     """
     h, w, _ = opp.shape
     hb, wb = (h - 2) // _BLOCK, (w - 2) // _BLOCK
     if hb < 1 or wb < 1:
         return None
     step = max(1, -(-hb * wb // _MAX_BLOCKS))
-    if step > 1:
-        # Block rows 0, step, 2*step, ... each with its 1-px frame of real pixels (18 rows),
-        # stacked; the 3×3 filter's rows 1..16 of each slab only see that slab.
-        sel = range(0, hb, step)
-        slab = np.stack([opp[k * _BLOCK: k * _BLOCK + _BLOCK + 2, : wb * _BLOCK + 2] for k in sel])
-        n = slab.shape[0]
-        stacked = slab.reshape(n * (_BLOCK + 2), wb * _BLOCK + 2, 3)  # (n·18)×W'×3
-        res = cv2.filter2D(stacked, cv2.CV_32F, _IMMERKAER, borderType=cv2.BORDER_REFLECT)
-        res = res.reshape(n, _BLOCK + 2, -1, 3)[:, 1:-1, 1:-1].reshape(n * _BLOCK, wb * _BLOCK, 3)
-        core = slab[:, 1:-1, 1:-1].reshape(n * _BLOCK, wb * _BLOCK, 3)
-        hb = n
-    else:
-        core = opp[1:1 + hb * _BLOCK, 1:1 + wb * _BLOCK]
-        # Immerkær residual: unit-gain for white noise (kernel L2 norm is 6 before the /6).
-        # filter2D on the block region plus a 1-px frame of real pixels (no border effects).
-        res = cv2.filter2D(opp[: hb * _BLOCK + 2, : wb * _BLOCK + 2], cv2.CV_32F, _IMMERKAER,
-                           borderType=cv2.BORDER_REFLECT)[1:-1, 1:-1]
-    np.abs(res, out=res)
-    # Block means by area resampling at an exact integer factor (= mean over each block);
-    # mean |r| * sqrt(pi/2) = sigma for Gaussian r.
-    area = lambda z: cv2.resize(z, (wb, hb), interpolation=cv2.INTER_AREA)
-    sig = area(res).reshape(-1, 3) * np.float32(math.sqrt(math.pi / 2))
-    luma = np.ascontiguousarray(core[..., 0])
-    mean_y = area(luma).ravel()
-    # Clipped blocks have compressed noise: drop any block touching 0 or 1 in luma.
-    bad = ((luma >= 0.995) | (luma <= 1e-4)).astype(np.float32)
-    clipped = area(bad).ravel() > 0
+    block_rows = np.arange(0, hb, step, dtype=np.int64)
+    n = block_rows.size * wb
+    mean_y, sig, clipped = np.empty(n, np.float32), np.empty((n, 3), np.float32), np.empty(n, np.bool_)
+    opp_rows = np.ascontiguousarray(opp, dtype=np.float32).reshape(h, w * 3)
+    _block_sums(opp_rows, block_rows, wb, mean_y, sig, clipped)
     return mean_y, sig, clipped
+
+
+# Immerkær mask entries (corner, side, centre), float32 as cv2.filter2D used them.
+_K_CORNER, _K_SIDE, _K_CENTRE = _IMMERKAER[0, 0], _IMMERKAER[0, 1], _IMMERKAER[1, 1]
+_BLOCK_AREA_SCALE = np.float32(1.0 / (_BLOCK * _BLOCK))  # cv2.resize INTER_AREA's 1 / area
+_SIGMA_PER_MEAN_ABS = np.float32(math.sqrt(math.pi / 2))  # mean |r| * sqrt(pi/2) = sigma (Gaussian r)
+_CLIPPED_HIGH, _CLIPPED_LOW = np.float32(0.995), np.float32(1e-4)  # luma at which a block counts as clipped
+
+
+@kernel
+def _block_sums(opp_rows, block_rows, n_cols, mean_y, sig, clipped):
+    """Block statistics of :func:`_block_stats` for the blocks of the given block rows.
+
+    For each 16×16 block (its pixels at rows ``16 k + 1 ..``, columns ``16 j + 1 ..`` of the
+    image, so every 3×3 neighbourhood is real pixels): the mean luma, ``sqrt(pi/2)`` times
+    the mean absolute Immerkær residual per channel, and whether any luma is >= 0.995 or
+    <= 1e-4. The residual of a block row is computed into a scratch row by row (a loop LLVM
+    vectorises); the block sums add the 256 values in ``cv2.resize``'s INTER_AREA order
+    (rows, then columns, four at a time), so the mean luma is the one it gave, bit for bit.
+
+    Parameters
+    ----------
+    opp_rows : np.ndarray
+        float32 H×(3W): the opponent image's rows (luma, chroma_rb, chroma_gm interleaved).
+    block_rows : np.ndarray
+        int64 (R,): the block rows to use, each < (H - 2) // 16.
+    n_cols : int
+        Blocks per row, (W - 2) // 16.
+    mean_y, sig, clipped : np.ndarray
+        float32 (R n_cols,), float32 (R n_cols, 3), bool (R n_cols,): written, row-major.
+    """
+    size = 16
+    span = n_cols * size * 3
+    residual = np.empty((size, span), np.float32)  # |residual| of one block row
+    for bi in range(block_rows.shape[0]):
+        top = block_rows[bi] * size
+        for yy in range(size):
+            up, mid, down, r = opp_rows[top + yy], opp_rows[top + yy + 1], opp_rows[top + yy + 2], residual[yy]
+            for f in range(span):
+                q = f + 3  # the same channel of the pixel one column to the right (core starts at 1)
+                v = (_K_CORNER * up[q - 3] + _K_SIDE * up[q] + _K_CORNER * up[q + 3]
+                     + _K_SIDE * mid[q - 3] + _K_CENTRE * mid[q] + _K_SIDE * mid[q + 3]
+                     + _K_CORNER * down[q - 3] + _K_SIDE * down[q] + _K_CORNER * down[q + 3])
+                r[f] = abs(v)
+        for bx in range(n_cols):
+            s0 = s1 = s2 = sy = np.float32(0.0)
+            bad = False
+            for yy in range(size):
+                r, luma = residual[yy], opp_rows[top + yy + 1]
+                for x4 in range(0, size, 4):
+                    f = (bx * size + x4) * 3
+                    s0 += ((r[f] + r[f + 3]) + r[f + 6]) + r[f + 9]
+                    s1 += ((r[f + 1] + r[f + 4]) + r[f + 7]) + r[f + 10]
+                    s2 += ((r[f + 2] + r[f + 5]) + r[f + 8]) + r[f + 11]
+                    y0, y1, y2, y3 = luma[f + 3], luma[f + 6], luma[f + 9], luma[f + 12]
+                    sy += ((y0 + y1) + y2) + y3
+                    for y in (y0, y1, y2, y3):
+                        if y >= _CLIPPED_HIGH or y <= _CLIPPED_LOW:
+                            bad = True
+            b = bi * n_cols + bx
+            mean_y[b] = sy * _BLOCK_AREA_SCALE
+            sig[b, 0] = (s0 * _BLOCK_AREA_SCALE) * _SIGMA_PER_MEAN_ABS
+            sig[b, 1] = (s1 * _BLOCK_AREA_SCALE) * _SIGMA_PER_MEAN_ABS
+            sig[b, 2] = (s2 * _BLOCK_AREA_SCALE) * _SIGMA_PER_MEAN_ABS
+            clipped[b] = bad
 
 
 def _pyr_down(opp: np.ndarray, level: int) -> np.ndarray:

@@ -326,3 +326,212 @@ def test_no_colour_halo_at_chroma_edge_inside_skin_mask(rng):
     guarded = denoise(noisy, skin_mask=skin)
     unguarded = denoise(noisy, skin_mask=skin, params=DenoiseParams(skin_chroma_edge=float("inf")))
     assert err(guarded) < 0.5 * err(unguarded), (err(guarded), err(unguarded))
+
+
+# ----------------------------------------------------------------- fused kernels vs numpy
+# The compiled kernels of effects.denoise replaced chains of numpy/OpenCV calls; each is
+# checked here against a plain numpy transcription of the chain it fuses, on odd sizes.
+
+def _mod():
+    import sys
+    return sys.modules["effects.denoise"]
+
+
+def _planes(rng, *shape, lo=0.0, hi=1.0):
+    return rng.uniform(lo, hi, shape).astype(np.float32)
+
+
+def _gain_reference(energy, thresh):
+    return np.maximum(np.float32(1.0) - thresh / np.maximum(energy, np.float32(1e-20)), np.float32(0.0))
+
+
+@pytest.mark.parametrize("skin, chroma, floor", [(False, False, 0.0), (True, False, 0.45), (True, True, 0.45),
+                                                 (True, True, 0.0)])
+def test_finest_rows_kernel_equals_numpy(rng, skin, chroma, floor):
+    from effects.noise_profile import _OPP_TO_RGB
+    mod = _mod()
+    n, w, row0, n_out, col0, cols = 13, 37, 2, 9, 5, 23
+    band = _planes(rng, n, w, 3, lo=-0.05, hi=0.05)
+    energy = _planes(rng, n, w, 3, hi=2e-3)
+    energy[0, :4] = 0.0  # flat zero band: gain 0, not NaN
+    root_t = _planes(rng, n, w, 3, hi=0.05)
+    up_rec = _planes(rng, n, w, 3, lo=-0.2, hi=1.1)
+    kw = _planes(rng, n, cols, lo=-0.1, hi=1.1) if skin else mod._NO_PLANE  # pyrUp overshoot: clipped
+    ratio = _planes(rng, n, cols, 3, lo=-1.0, hi=1.0) if chroma else None
+    weight = _planes(rng, n, cols, 3) if chroma else None
+    out = np.full((n_out, w, 3), np.nan, np.float32)
+    # (The kernel reads them packed as _skin_chroma_coefs makes them: ratio_1, ratio_2, weight_1, weight_2.)
+    packed = mod._rows(np.concatenate([ratio[..., 1:], weight[..., 1:]], axis=-1)) if chroma else mod._NO_PLANE
+    mod._finest_rows(mod._rows(band), mod._rows(energy), mod._rows(root_t), mod._rows(up_rec), row0, kw, col0,
+                     np.float32(floor), packed, _OPP_TO_RGB, np.float32(1.0), mod._rows(out))
+
+    g = _gain_reference(energy, root_t * root_t)
+    cs = slice(col0, col0 + cols)
+    if skin:
+        g[:, cs, 0] = np.maximum(g[:, cs, 0], np.clip(kw, 0.0, 1.0) * np.float32(floor))
+    v = up_rec + band * g
+    if chroma:
+        sub = v[:, cs]
+        sub[..., 1:] += (sub[..., :1] * ratio[..., 1:] - sub[..., 1:]) * weight[..., 1:]
+    expected = np.clip(v[row0:row0 + n_out] @ _OPP_TO_RGB.T, 0.0, 1.0)
+    np.testing.assert_allclose(out, expected, rtol=0, atol=2e-6)
+
+
+@pytest.mark.parametrize("regions", [(False, False), (True, False), (True, True)])
+def test_coarse_rows_kernel_equals_numpy(rng, regions):
+    mod = _mod()
+    n, w, row0, n_out = 11, 29, 1, 8
+    band = _planes(rng, n, w, 3, lo=-0.05, hi=0.05)
+    energy = _planes(rng, n, w, 3, hi=2e-3)
+    up_noisy = _planes(rng, n, w, 3, lo=-0.1, hi=1.0)
+    up_rec = _planes(rng, n, w, 3)
+    sky = _planes(rng, n, w) if regions[0] else None
+    skin = _planes(rng, n, w) * (1 - sky) if regions[1] else None
+    profile_l, profile_c = ((1.0, 0.8), (2.0, 1.5), (1.0, 0.5)), ((1.0, 1.0), (4.0, 3.0), (4.0, 4.0))
+    k_l, k_c = mod._strengths(profile_l, 1, 1.3), mod._strengths(profile_c, 1, 1.3)
+    coef_a = np.array([3e-4, 2e-4, 1e-4], np.float32)
+    coef_b = np.array([2e-6, 1e-6, 5e-7], np.float32)
+    floor = np.float32(0.3)
+    out = np.empty((n_out, w, 3), np.float32)
+    mod._coarse_rows(mod._rows(band), mod._rows(energy), mod._rows(up_noisy), mod._rows(up_rec), row0,
+                     mod._plane(sky), mod._plane(skin), k_l, k_c, coef_a, coef_b, floor, mod._rows(out))
+
+    zero = np.zeros((n, w), np.float32)
+    s, t = (zero if x is None else x for x in (sky, skin))
+    k2 = [np.square(s * k[1] + t * k[2] + k[0]) for k in (k_l, k_c, k_c)]
+    y = np.maximum(up_noisy[..., 0], 0.0)
+    thresh = np.stack([(y * coef_a[c] + coef_b[c]) * k2[c] for c in range(3)], axis=-1)
+    g = _gain_reference(energy, thresh)
+    g[..., 0] = np.maximum(g[..., 0], t * floor)
+    expected = (up_rec + band * g)[row0:row0 + n_out]
+    np.testing.assert_allclose(out, expected, rtol=2e-6, atol=1e-7)
+
+
+def test_root_threshold_kernel_equals_numpy(rng):
+    mod = _mod()
+    h, w = 7, 19
+    luma = _planes(rng, h, w, lo=-0.1, hi=1.0)
+    sky = _planes(rng, h, w)
+    skin = (1 - sky) * _planes(rng, h, w)
+    k_l = mod._strengths(((1.0,), (2.0,), (0.7,)), 0, 1.0)
+    k_c = mod._strengths(((1.0,), (4.0,), (4.0,)), 0, 1.0)
+    coef_a = np.array([3e-4, 2e-4, 1e-4], np.float32)
+    coef_b = np.array([2e-6, 1e-6, 5e-7], np.float32)
+    for s, t in ((sky, skin), (None, skin), (None, None)):
+        out = np.empty((h, w, 3), np.float32)
+        mod._root_threshold_rows(luma, mod._plane(s), mod._plane(t), k_l, k_c, coef_a, coef_b, mod._rows(out))
+        s0, t0 = (np.zeros_like(luma) if x is None else x for x in (s, t))
+        y = np.maximum(luma, 0.0)
+        k2 = [np.square(s0 * k[1] + t0 * k[2] + k[0]) for k in (k_l, k_c, k_c)]
+        expected = np.sqrt(np.stack([(y * coef_a[c] + coef_b[c]) * k2[c] for c in range(3)], axis=-1))
+        np.testing.assert_allclose(out, expected, rtol=2e-6, atol=1e-9)
+
+
+def _skin_chroma_reference(y1, g1, skin1, noise, p, rows, cols):
+    """The skin chromaticity's numpy/OpenCV chain as it was before the kernels, on the whole
+    region at once (no strips)."""
+    import cv2
+    mod = _mod()
+    box = lambda x: cv2.boxFilter(x, -1, (2 * p.skin_chroma_radius + 1,) * 2, borderType=cv2.BORDER_REFLECT)
+    square3 = np.ones((3, 3), np.uint8)
+    h1, w1 = y1.shape
+    m = 2 * p.skin_chroma_radius + 4
+    ys = slice(max(0, rows[0] - m), min(h1, rows[1] + m))
+    xs = slice(max(0, cols[0] - m), min(w1, cols[1] + m))
+    a0, b0 = noise.model_at(0, 0)
+    y = np.ascontiguousarray(y1[ys, xs])
+    yf = np.maximum(y, mod._RATIO_FLOOR)
+    mean_y = box(y)
+    my = np.maximum(mean_y, 0)
+    eps = np.maximum(my * np.float32(a0 * p.skin_chroma_eps) + np.float32(b0 * p.skin_chroma_eps), np.float32(1e-12))
+    denom = np.maximum(box(y * y) - mean_y * mean_y, 0) + eps
+    inv_y2 = np.float32(1) / np.square(np.maximum(mean_y, mod._RATIO_FLOOR))
+    ratio3, weight3 = np.zeros((h1, w1, 3), np.float32), np.zeros((h1, w1, 3), np.float32)
+    for c in (1, 2):
+        ratio = g1[ys, xs, c] / yf
+        mean_r = box(ratio)
+        cov = box(y * ratio) - mean_y * mean_r
+        a = cov / denom
+        b = mean_r - a * mean_y
+        fit = box(a) * y + box(b)
+        fit = np.minimum(np.maximum(fit, cv2.erode(mean_r, square3, borderType=cv2.BORDER_REFLECT)),
+                         cv2.dilate(mean_r, square3, borderType=cv2.BORDER_REFLECT))
+        weight = skin1[ys, xs].copy()
+        if np.isfinite(p.skin_chroma_edge):
+            resid = box(ratio * ratio) - mean_r * mean_r - a * cov
+            a1, b1 = noise.model_at(1, c)
+            nv = (my * np.float32(mod._PYRDOWN_VAR * a1) + np.float32(mod._PYRDOWN_VAR * b1)) * inv_y2
+            nv = np.maximum(nv, np.float32(p.skin_chroma_edge) ** 2) * mod._EDGE_KAPPA
+            wedge = np.float32(1) / (np.square(resid / nv) + np.float32(1))
+            weight *= cv2.erode(wedge, square3, borderType=cv2.BORDER_REFLECT)
+        ratio3[ys, xs, c], weight3[ys, xs, c] = fit, weight
+    return ratio3, weight3
+
+
+@pytest.mark.parametrize("edge", [0.02, float("inf")])
+def test_skin_chroma_kernels_equal_numpy(rng, monkeypatch, edge):
+    """The skin chromaticity's three kernels, in strips, against the whole-region numpy chain
+    (a region taller than a strip, ending inside the frame on two sides)."""
+    mod = _mod()
+    monkeypatch.setattr(mod, "_COEF_STRIP", 40)
+    h1, w1 = 101, 47
+    y1 = _planes(rng, h1, w1, lo=-0.01, hi=0.8)
+    # Chroma mostly following luma (skin), with noise and a colour edge (the guard's two sides).
+    chroma = y1[..., None] * np.float32([0.1, -0.05]) + _planes(rng, h1, w1, 2, lo=-2e-3, hi=2e-3)
+    chroma[:, 30:] += np.float32([0.08, 0.0])
+    g1 = np.ascontiguousarray(np.concatenate([y1[..., None], chroma], axis=-1))
+    skin1 = _planes(rng, h1, w1)
+    noise = NoiseProfile((1e-3, 5e-4, 5e-4), (1e-5, 5e-6, 5e-6), coarse_a=((3e-3, 1e-3, 2e-3),),
+                         coarse_b=((3e-5, 1e-5, 2e-5),))
+    p = DenoiseParams(skin_chroma_edge=edge)
+    rows, cols = (3, 90), (11, 40)
+    got = mod._skin_chroma_coefs(y1, g1, skin1, noise, p, rows, cols)  # (ratio_1, ratio_2, weight_1, weight_2)
+    ratio, weight = _skin_chroma_reference(y1, g1, skin1, noise, p, rows, cols)
+    assert got.shape == (h1, w1, 4)
+    np.testing.assert_allclose(got[..., :2], ratio[..., 1:], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(got[..., 2:], weight[..., 1:], rtol=0, atol=1e-5)
+    assert 0.5 < float(weight[..., 1:].max()) <= 1.0  # (the weight is not all but vanishing)
+
+
+@pytest.mark.parametrize("regions", [(True, True), (True, False), (False, True)])
+def test_region_weight_kernel_equals_numpy(rng, regions):
+    """sqrt-luma guide, then a * guide + b clipped to [0, 1] per region and, with both
+    regions, divided by their sum where it passes 1: against the numpy chain."""
+    mod = _mod()
+    h, w = 9, 31
+    luma = _planes(rng, h, w, lo=-0.05, hi=1.0)
+    guide = np.empty_like(luma)
+    mod._sqrt_relu(luma, guide)
+    np.testing.assert_array_equal(guide, np.sqrt(np.maximum(luma, 0.0)))
+    coefs = [(_planes(rng, h, w, lo=-1, hi=2), _planes(rng, h, w, lo=-0.5, hi=1)) if on else None for on in regions]
+    out = [np.full((h, w), np.nan, np.float32) if on else mod._NO_PLANE for on in regions]
+    planes = [x for ab in coefs for x in (ab if ab is not None else (mod._NO_PLANE, mod._NO_PLANE))]
+    mod._region_weight_rows(guide, *planes, *out)
+    expected = [np.clip(ab[0] * guide + ab[1], 0.0, 1.0) if ab is not None else None for ab in coefs]
+    if all(regions):
+        over = np.maximum(expected[0] + expected[1], 1.0)
+        expected = [e / over for e in expected]
+    for got, e in zip(out, expected):
+        if e is None:
+            assert got.size == 0
+        else:
+            np.testing.assert_allclose(got, e, rtol=0, atol=1e-7)
+
+
+def test_scratch_arrays_are_per_thread_and_reused():
+    """Strip work arrays: the shape asked for, C-contiguous, the same memory for the same
+    thread and name (grown when a larger one is asked for), never another thread's."""
+    import threading
+    scratch = _mod()._Scratch()
+    a = scratch.get("band", (10, 7, 3))
+    assert a.shape == (10, 7, 3) and a.dtype == np.float32 and a.flags.c_contiguous
+    b = scratch.get("band", (6, 7, 3))  # a shorter (last) strip: a row prefix of the same array
+    assert b.flags.c_contiguous and np.shares_memory(a, b)
+    assert not np.shares_memory(a, scratch.get("energy", (10, 7, 3)))
+    c = scratch.get("band", (12, 7, 3))
+    assert c.shape == (12, 7, 3) and scratch.get("band", (12, 7, 3)).ctypes.data == c.ctypes.data
+    other = []
+    t = threading.Thread(target=lambda: other.append(scratch.get("band", (12, 7, 3))))
+    t.start()
+    t.join()
+    assert not np.shares_memory(other[0], c)

@@ -198,3 +198,71 @@ def test_written_calibration_is_what_is_measured():
     assert set(module._CALIBRATION) >= {0, 1, 2}
     for level, written in module._CALIBRATION.items():
         np.testing.assert_allclose(module._measure_calibration(level), written, rtol=1e-5)
+
+
+def test_opponent_transforms_equal_numpy_and_do_not_depend_on_the_split(rng):
+    """rgb_to_opponent / opponent_to_rgb (a compiled per-pixel kernel) against the matrix
+    product in numpy, on an odd size; a pixel's result is the same whichever rows it is
+    converted with (cv2.transform's was not, in the last bit), and ``dst`` may be a row
+    slice or a column crop of a frame."""
+    from effects.noise_profile import _OPP_TO_RGB, _RGB_TO_OPP, opponent_to_rgb, rgb_to_opponent
+    img = rng.uniform(0.0, 1.0, (37, 53, 3)).astype(np.float32)
+    opp = rgb_to_opponent(img)
+    np.testing.assert_allclose(opp, img @ _RGB_TO_OPP.T, rtol=0, atol=3e-7)
+    np.testing.assert_allclose(opponent_to_rgb(opp), img, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(opponent_to_rgb(opp), opp @ _OPP_TO_RGB.T, rtol=0, atol=3e-7)
+    banded = np.empty_like(opp)
+    for y0, y1 in ((0, 1), (1, 18), (18, 37)):
+        assert rgb_to_opponent(img[y0:y1], dst=banded[y0:y1]) is not None
+    np.testing.assert_array_equal(banded, opp)
+    frame = np.zeros((37, 60, 3), np.float32)
+    assert rgb_to_opponent(img, dst=frame[:, 4:57]) is not None  # rows with gaps between them
+    np.testing.assert_array_equal(frame[:, 4:57], opp)
+    assert not frame[:, :4].any() and not frame[:, 57:].any()
+    with pytest.raises(ValueError, match="dst"):
+        rgb_to_opponent(img, dst=np.empty((37, 53, 3), np.float64))
+    with pytest.raises(ValueError, match="dst"):
+        rgb_to_opponent(img, dst=np.empty((37, 53, 4), np.float32)[..., :3])
+
+
+def _block_stats_reference(opp, max_blocks):
+    """The block statistics as cv2.filter2D, abs and area resizes computed them (before the
+    kernel)."""
+    import math
+
+    import cv2
+
+    from effects.noise_profile import _BLOCK, _IMMERKAER
+    h, w, _ = opp.shape
+    hb, wb = (h - 2) // _BLOCK, (w - 2) // _BLOCK
+    step = max(1, -(-hb * wb // max_blocks))
+    res = cv2.filter2D(opp[: hb * _BLOCK + 2, : wb * _BLOCK + 2], cv2.CV_32F, _IMMERKAER,
+                       borderType=cv2.BORDER_REFLECT)[1:-1, 1:-1]
+    core = opp[1:1 + hb * _BLOCK, 1:1 + wb * _BLOCK]
+    keep = np.concatenate([np.arange(k * _BLOCK, (k + 1) * _BLOCK) for k in range(0, hb, step)])
+    res, core = np.abs(res[keep]), core[keep]
+    n = len(range(0, hb, step))
+    area = lambda z: cv2.resize(np.ascontiguousarray(z), (wb, n), interpolation=cv2.INTER_AREA)
+    sig = area(res).reshape(-1, 3) * np.float32(math.sqrt(math.pi / 2))
+    luma = core[..., 0]
+    return area(luma).ravel(), sig, area(((luma >= 0.995) | (luma <= 1e-4)).astype(np.float32)).ravel() > 0
+
+
+@pytest.mark.parametrize("max_blocks", [6000, 7])
+def test_block_stats_kernel_equals_opencv_chain(rng, monkeypatch, max_blocks):
+    """Block means, Immerkær sigmas and clipping flags of the kernel against the filter2D /
+    area-resize chain, on an odd size with clipped pixels; every block row, and every
+    step-th when there are too many blocks."""
+    import effects.noise_profile as npm
+    monkeypatch.setattr(npm, "_MAX_BLOCKS", max_blocks)
+    img = np.clip(_ramp(83, 101) + rng.normal(0, 0.02, (83, 101, 3)).astype(np.float32), 0, 1)
+    img[40:45, 60:70] = 1.0
+    img[5:9, 20:30] = 0.0  # (in the first block row, which the subsampled case keeps)
+    opp = npm.rgb_to_opponent(img)
+    mean_y, sig, clipped = npm._block_stats(opp)
+    ref_mean, ref_sig, ref_clipped = _block_stats_reference(opp, max_blocks)
+    assert mean_y.shape == ref_mean.shape and sig.shape == ref_sig.shape == (mean_y.size, 3)
+    np.testing.assert_array_equal(mean_y, ref_mean)  # the same sums in the same order
+    np.testing.assert_array_equal(clipped, ref_clipped)
+    assert clipped.any() and not clipped.all()
+    np.testing.assert_allclose(sig, ref_sig, rtol=1e-5, atol=1e-9)
