@@ -368,3 +368,20 @@ def test_high_key_kernel_equals_the_numpy_chain(keyed):
     y = _shoulder(_contrast(y, p.high_key_contrast, p.high_key_level), p.highlight_knee)
     want = alpha[..., None] * _grey_rgb(y) + (1 - alpha[..., None])
     np.testing.assert_allclose(_look_high_key_mono(img, alpha, F, key, skin, p), want, rtol=0, atol=1e-6)
+
+
+def test_the_wide_feather_on_a_coarse_grid_is_the_full_resolution_gaussian():
+    """The skin feather (sigma 1 % of the diagonal) is blurred on a coarser grid: within 2e-3
+    of OpenCV's full-resolution Gaussian, a face at the frame's edge included; small sigmas
+    are the full-resolution blur itself."""
+    import cv2
+
+    from effects.portrait_lighting import _wide_gaussian
+
+    yy, xx = np.mgrid[0:601, 0:803].astype(np.float32)
+    face = ((yy - 250) ** 2 / 160 ** 2 + (xx - 700) ** 2 / 130 ** 2 < 1).astype(np.float32)  # cut by the right edge
+    face += 0.3 * (np.random.default_rng(0).random(face.shape, np.float32) < 0.01)  # specks
+    for sigma in (17.0, 33.0, 50.0):
+        exact = cv2.GaussianBlur(face, (0, 0), sigma)
+        assert np.abs(_wide_gaussian(face, sigma) - exact).max() < 2e-3, sigma
+    np.testing.assert_array_equal(_wide_gaussian(face, 9.0), cv2.GaussianBlur(face, (0, 0), 9.0))
