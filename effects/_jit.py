@@ -27,16 +27,60 @@ No ``fastmath``: results must not depend on how a frame is cut into strips, and
 reassociated sums would.
 
 Kernels take float32 C-contiguous arrays and write into an output the caller allocates; one
-dtype/layout each, so each compiles once.
+dtype/layout each, so each compiles once (:func:`read_only_contiguous` gives mattes one
+signature whatever their origin). Small helpers that kernels call are :func:`inline`, and
+:func:`fma` writes out a fused multiply-add where a kernel must round as OpenCV's SIMD code
+does.
+
+Numba's disk cache is keyed on the file of the kernel itself: after a change to a helper here
+that kernels elsewhere inline, clear the caches (``find effects -name '*.nb[ic]' -delete``).
 """
 
 from __future__ import annotations
 
 import numba
+import numpy as np
+from numba.core import types as nb_types
+from numba.extending import intrinsic
 
-__all__ = ["kernel"]
+__all__ = ["fma", "inline", "kernel", "read_only_contiguous"]
 
 
 def kernel(fn):
     """Compile ``fn`` as a GIL-free, disk-cached Numba kernel (see the module docstring)."""
     return numba.njit(fn, nogil=True, cache=True, error_model="numpy")
+
+
+def inline(fn):
+    """A helper that kernels call, compiled into each caller's body (Numba's
+    ``inline="always"``) so that the caller's loop stays one body LLVM can vectorise; callable
+    from Python too, one value at a time (the tests do)."""
+    return numba.njit(fn, inline="always", cache=True, error_model="numpy")
+
+
+@intrinsic
+def fma(typingctx, a, b, c):
+    """``a * b + c`` of floats of one type, rounded once (LLVM's ``fma``, the CPU's fused
+    multiply-add). Written out, not left to ``fastmath``: the result is fixed by the code,
+    whatever the strips; and it is how OpenCV's SIMD ``scaleAdd`` and 3×3 ``transform``
+    compute (``transform`` is ``fma(x0, m0, fma(x1, m1, x2 m2))``), so a kernel can equal an
+    OpenCV chain bit for bit."""
+    if not (a == b == c and isinstance(a, nb_types.Float)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.fma(*args)
+
+    return a(a, b, c), codegen
+
+
+def read_only_contiguous(matte: np.ndarray) -> np.ndarray:
+    """A read-only C-contiguous view of ``matte`` (a copy only if it is not C-contiguous).
+
+    Numba compiles one version of a kernel per argument type, and writability is part of the
+    type: mattes passed this way (writable or not where they come from) share one compiled
+    signature instead of one per mix.
+    """
+    view = np.ascontiguousarray(matte).view()
+    view.flags.writeable = False
+    return view

@@ -63,14 +63,13 @@ import functools
 import math
 
 import cv2
-import numba
 import numpy as np
 from llvmlite import ir as llvm_ir
 from numba import types as nb_types
 from numba.extending import intrinsic
 
 from ._bands import column_runs, run_in_row_bands, run_strips
-from ._jit import kernel
+from ._jit import fma, inline, kernel
 from ._srgb import srgb_power, srgb_slope
 
 
@@ -230,9 +229,6 @@ _FINE_MEAN_K2 = 300.0
 # ---------------------------------------------------------------------------------------------
 # Compiled per-pixel work (effects._jit.kernel): the strips' numpy chains fused into one pass.
 # ---------------------------------------------------------------------------------------------
-# Helpers that the kernels inline (Numba's own inlining, so that each kernel's loop is one body
-# LLVM can vectorise); callable from Python too, one value at a time (the tests do).
-_inline = numba.njit(inline="always", cache=True, error_model="numpy")
 _F = np.float32
 # JFIF luma of p (srgb_power's value) per channel: _JFIF_AFFINE as scalars (one constant each).
 _LUMA_R, _LUMA_G, _LUMA_B, _LUMA_OFFSET = (_F(v) for v in _JFIF_AFFINE[0])
@@ -266,20 +262,7 @@ def _bits_float(typingctx, bits):
     return nb_types.float32(nb_types.int32), codegen
 
 
-@intrinsic
-def _fma(typingctx, a, b, c):
-    """``a * b + c`` of float32 values with one rounding (the CPU's fused multiply-add). Written
-    out, not left to ``fastmath``: the result is fixed by the code, whatever the strips."""
-    if not (a == b == c == nb_types.float32):
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.fma(*args)
-
-    return nb_types.float32(nb_types.float32, nb_types.float32, nb_types.float32), codegen
-
-
-@_inline
+@inline
 def _log_f32(x):
     """Natural log of a positive normal float32, in float32 (Cephes ``logf``: the exponent from
     the bit pattern, a degree-9 polynomial of the mantissa in fused multiply-adds: the sRGB
@@ -294,39 +277,39 @@ def _log_f32(x):
     exponent = exponent + _F(1.0) if high else exponent
     x = m - _F(1.0)
     z = x * x
-    y = _fma(_F(7.0376836292e-2), x, _F(-1.1514610310e-1))
-    y = _fma(y, x, _F(1.1676998740e-1))
-    y = _fma(y, x, _F(-1.2420140846e-1))
-    y = _fma(y, x, _F(1.4249322787e-1))
-    y = _fma(y, x, _F(-1.6668057665e-1))
-    y = _fma(y, x, _F(2.0000714765e-1))
-    y = _fma(y, x, _F(-2.4999993993e-1))
-    y = _fma(y, x, _F(3.3333331174e-1))
+    y = fma(_F(7.0376836292e-2), x, _F(-1.1514610310e-1))
+    y = fma(y, x, _F(1.1676998740e-1))
+    y = fma(y, x, _F(-1.2420140846e-1))
+    y = fma(y, x, _F(1.4249322787e-1))
+    y = fma(y, x, _F(-1.6668057665e-1))
+    y = fma(y, x, _F(2.0000714765e-1))
+    y = fma(y, x, _F(-2.4999993993e-1))
+    y = fma(y, x, _F(3.3333331174e-1))
     y = y * x * z
-    y = _fma(exponent, _F(-2.12194440e-4), y)
-    y = _fma(_F(-0.5), z, y)
-    return _fma(exponent, _F(0.693359375), x + y)
+    y = fma(exponent, _F(-2.12194440e-4), y)
+    y = fma(_F(-0.5), z, y)
+    return fma(exponent, _F(0.693359375), x + y)
 
 
-@_inline
+@inline
 def _exp_f32(x):
     """``exp(x)`` in float32 for ``-87 < x <= 0`` (Cephes ``expf``: ``2^n`` by the bit pattern,
     a degree-7 polynomial of the rest in fused multiply-adds). Branch-free, as
     :func:`_log_f32`."""
-    n = np.floor(_fma(x, _F(1.44269504088896341), _F(0.5)))
-    x = _fma(n, _F(-0.693359375), x)
-    x = _fma(n, _F(2.12194440e-4), x)
+    n = np.floor(fma(x, _F(1.44269504088896341), _F(0.5)))
+    x = fma(n, _F(-0.693359375), x)
+    x = fma(n, _F(2.12194440e-4), x)
     z = x * x
-    y = _fma(_F(1.9875691500e-4), x, _F(1.3981999507e-3))
-    y = _fma(y, x, _F(8.3334519073e-3))
-    y = _fma(y, x, _F(4.1665795894e-2))
-    y = _fma(y, x, _F(1.6666665459e-1))
-    y = _fma(y, x, _F(5.0000001201e-1))
-    y = _fma(y, z, x) + _F(1.0)
+    y = fma(_F(1.9875691500e-4), x, _F(1.3981999507e-3))
+    y = fma(y, x, _F(8.3334519073e-3))
+    y = fma(y, x, _F(4.1665795894e-2))
+    y = fma(y, x, _F(1.6666665459e-1))
+    y = fma(y, x, _F(5.0000001201e-1))
+    y = fma(y, z, x) + _F(1.0)
     return y * _bits_float(np.int32((np.int32(n) + 127) << 23))
 
 
-@_inline
+@inline
 def _srgb_power_value(linear):
     """:func:`effects._srgb.srgb_power` of one float32 value (clipped to [0, 1]; the linear toe
     ``(12.92 x + 0.055) / 1.055``, else ``x ** (1/2.4)``). Both branches are computed and one
@@ -337,7 +320,7 @@ def _srgb_power_value(linear):
     return toe if x < _LINEAR_TOE else power
 
 
-@_inline
+@inline
 def _linear_from_power(p):
     """:func:`effects._srgb.srgb_power_to_linear_in_place` of one float32 value: the linear light
     of ``sRGB = 1.055 p - 0.055`` clipped to [0, 1] (branch-free, as :func:`_srgb_power_value`)."""
@@ -346,7 +329,7 @@ def _linear_from_power(p):
     return toe if p <= _POWER_TOE else power
 
 
-@_inline
+@inline
 def _total_variance_value(mean_k2, step_squared, table, first_bin):
     """:func:`_total_variance` of one coefficient: ``t^2`` from the table bin of ``mean_k2``'s
     float32 bit pattern (clipped to the table; Sheppard's value past ``_TABLE_TOP``), times
@@ -359,7 +342,7 @@ def _total_variance_value(mean_k2, step_squared, table, first_bin):
     return t2 * step_squared
 
 
-@_inline
+@inline
 def _normal_cdf(x):
     """Standard normal CDF in float64, by scipy's (Cephes') formula: ``erf`` near 0, ``erfc``
     of |x| in the tails (so that tail masses keep their digits as they do in scipy)."""
@@ -371,7 +354,7 @@ def _normal_cdf(x):
     return 1.0 - tail if y > 0.0 else tail
 
 
-@_inline
+@inline
 def _fine_bin_mean(coef, mean_k2, noise_var, step, table, first_bin):
     """E[c | x] of one AC coefficient whose step is under 3 (a fine bin: ``x`` itself is known,
     so a Wiener gain ``s^2 / tau^2`` only). float32, as :func:`_estimate_blocks`."""
@@ -379,7 +362,7 @@ def _fine_bin_mean(coef, mean_k2, noise_var, step, table, first_bin):
     return (max(tau2 - noise_var, _F(0.0)) / max(tau2, _F(1e-12))) * coef
 
 
-@_inline
+@inline
 def _quantised_bin_mean(coef, mean_k2, noise_var, step, table, first_bin):
     """E[c | x in its quantisation bin] of one AC coefficient of a quantised frequency (module
     docstring, step 3), as :func:`_estimate_blocks`: float32, except the truncated-normal
@@ -430,7 +413,7 @@ def _posterior_planes(coefs, mean_k2, noise_var, steps, n_fine, table, first_bin
                 est[f, j] = _quantised_bin_mean(coefs[f, j], mean_k2[f, j], noise_var[j], step, table, first_bin)
 
 
-@_inline
+@inline
 def _vector_times_matrix(vector, start, matrix, out, out_start):
     """``out[out_start + v] = sum_x vector[start + x] * matrix[x, v]`` for an 8×8 float32
     ``matrix``, the terms added in order of ``x``: eight accumulators in registers (LLVM packs
@@ -523,7 +506,7 @@ def _luma_coefficients(image, y0, x0, runs, order, steps, weight, coefs, k2_weig
                     k2_weighted[f, i, first + j] = k * k * weight[i, first + j]
 
 
-@_inline
+@inline
 def _deblock_step(p1, p0, q0, q1, clip):
     """The weak deblocking filter's move of the two pixels ``p0 | q0`` that meet at a block
     boundary: ``(9 (q0 - p0) - 3 (q1 - p1)) / 16`` (the step less what the neighbouring
@@ -535,7 +518,7 @@ def _deblock_step(p1, p0, q0, q1, clip):
     return min(max((_F(9.0) * (q0 - p0) - _F(3.0) * (q1 - p1)) * _F(1 / 16), -clip), clip)
 
 
-@_inline
+@inline
 def _boundary_clip(processed, limit, ta, ea, tb, eb):
     """The deblocking limit of the boundary between blocks (ta, ea) and (tb, eb): the smaller
     of their limits where both were estimated, else 0 (a block the pyramid keeps does not move)."""
@@ -544,7 +527,7 @@ def _boundary_clip(processed, limit, ta, ea, tb, eb):
     return _F(0.0)
 
 
-@_inline
+@inline
 def _pyramid_luma_row(pixels, start, n, power, luma):
     """The JFIF luma (0–255) of ``n`` pixels of the pyramid's result from flat index ``start``
     of ``pixels`` (float32, RGB interleaved) into ``luma[:n]``, their sRGB power into

@@ -29,63 +29,18 @@ K. He, J. Sun, "Fast Guided Filter", arXiv:1505.00996, 2015
 from __future__ import annotations
 
 import copy
-import functools
-import threading
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from ._bands import run_in_row_bands
+from ._jit import kernel
 from ._opencv import clip01
 from ._validate import check_field_types, check_image
 from ._validate import resize as _resize
 
 __all__ = ["RefineMatteParams", "refine_matte", "refine_matte_planes"]
-
-
-class deferred_kernel:  # noqa: N801 (used as a decorator, like effects._jit.kernel)
-    """:func:`effects._jit.kernel` of a function, made on the function's first call.
-
-    Why: importing Numba costs about half a second and imports SciPy with it (Numba checks
-    its version), and every ``camseg`` command and batch worker imports ``effects``: start-up
-    must not pay for kernels a run may never call (``tests/test_import_cost.py``). The first
-    call imports :mod:`effects._jit` and compiles (or loads from its disk cache) the kernel.
-
-    A kernel may call other deferred kernels by their global names: before it is compiled,
-    those names in its module are rebound to their compiled kernels, which is what Numba
-    needs to see (a kernel calls only kernels). Calls from Python go through this object
-    (one attribute check more per call, per strip: nothing next to a strip's pixels).
-    """
-
-    _lock = threading.Lock()  # the first calls may come from several strip threads at once
-
-    def __init__(self, fn):
-        functools.update_wrapper(self, fn)
-        self.py_func, self._compiled = fn, None
-
-    def compiled(self):
-        """The compiled kernel (a Numba dispatcher), made on the first call."""
-        if self._compiled is None:
-            with self._lock:
-                from ._jit import kernel  # numba: imported on first use only
-
-                self._compile(kernel)
-        return self._compiled
-
-    def _compile(self, kernel):
-        """Compile (the lock held), first binding the deferred kernels this one calls."""
-        if self._compiled is None:
-            names = self.py_func.__globals__
-            for name in self.py_func.__code__.co_names:
-                callee = names.get(name)
-                if isinstance(callee, deferred_kernel) and callee is not self:
-                    names[name] = callee._compile(kernel)
-            self._compiled = kernel(self.py_func)
-        return self._compiled
-
-    def __call__(self, *args):
-        return (self._compiled or self.compiled())(*args)
 
 
 @dataclass(frozen=True)
@@ -264,7 +219,7 @@ def _coefficient_planes(I: np.ndarray, p: np.ndarray, radius: int, eps: float) -
     return _box_planes(coef, ksize, coef)
 
 
-@deferred_kernel
+@kernel
 def _solve_coefficients(means, K, eps, inverse, coef):
     """The guided filter's per-window coefficients from the box-filtered moments (eq. 14-16).
 
@@ -461,7 +416,7 @@ class RowUpsampler:
         return src, idx, frac
 
 
-@deferred_kernel
+@kernel
 def lerp_at(row, next_row, frac, j):
     """Value ``j`` of one output row of a :meth:`RowUpsampler.lerp_rows` strip, float32.
 
@@ -472,7 +427,7 @@ def lerp_at(row, next_row, frac, j):
     return row[j] + frac * (next_row[j] - row[j])
 
 
-@deferred_kernel
+@kernel
 def clamp01(v):
     """``v`` clipped to [0, 1] (float32 in, float32 out), as :func:`effects._opencv.clip01` does.
 
@@ -683,7 +638,7 @@ def _refine(guide, matte, params, *, planar: bool):
     return out
 
 
-@deferred_kernel
+@kernel
 def _apply_coefficients(out, channel, guide, src, idx, frac, K, k):
     """Matte ``k`` of the guided filter at a strip of rows: ``q = a·sqrt(clip(I)) + b``, clipped.
 

@@ -63,9 +63,10 @@ import cv2
 import numpy as np
 
 from effects._bands import later, run_in_row_bands, side_thread
+from effects._jit import kernel
 from effects._validate import check_field_types, check_image, check_mask, through_two_columns
 from effects._validate import resize as _resize
-from effects.mask_refine import (GuidedStrips, RefineMatteParams, RowUpsampler, clamp01, deferred_kernel, lerp_at,
+from effects.mask_refine import (GuidedStrips, RefineMatteParams, RowUpsampler, clamp01, lerp_at,
                                  sample_at)
 
 __all__ = ["PortraitBlurParams", "portrait_blur", "disk_kernel", "estimate_noise_sigma"]
@@ -664,7 +665,7 @@ class _Compositor:
                         *self.up.lerp_rows(y0, y1))
 
 
-@deferred_kernel
+@kernel
 def _composite_rows(out, img, alpha, c0, c1, fb_src, fb_idx, fb_frac):
     """``out = α·F + (1 − α)·out`` in columns c0..c1 of a strip of rows, F decontaminated, clipped.
 
@@ -711,7 +712,7 @@ def _composite_rows(out, img, alpha, c0, c1, fb_src, fb_idx, fb_frac):
                 o = o_r[3 * j + c]
                 o_r[3 * j + c] = clamp01(o + (f - o) * a)
 
-@deferred_kernel
+@kernel
 def _background_rows(out, bg_src, bg_idx, bg_frac, grain, tiles, cells, dy, cell, sharp, w0, fill0):
     """The background of a strip of rows: blur upsampled, grain added, sharp fill mixed in, clipped.
 
@@ -912,7 +913,7 @@ def subject_alpha(
     return alpha
 
 
-@deferred_kernel
+@kernel
 def _band_alpha_rows(img, band, alpha, x0, x1, cl_src, cl_idx, cl_frac, d_src, d_idx, d_frac,
                      gd_src, gd_idx, gd_frac, K, neg_inv_s_out, neg_inv_s_in, t_lo, t_scale):
     """:func:`subject_alpha`'s per-pixel estimate at the band pixels of a strip of rows, in place.

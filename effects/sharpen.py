@@ -25,20 +25,13 @@ import cv2
 import numpy as np
 
 from ._bands import run_in_row_bands
-from ._jit import kernel
+from ._jit import kernel, read_only_contiguous
 from ._validate import check_field_types, check_image, through_two_columns
 from .noise_profile import _check_mask
 
 __all__ = ["SharpenParams", "sharpen"]
 
 _STRIP = 64  # rows per strip (temporaries stay in cache)
-
-
-def _read_only(matte: np.ndarray) -> np.ndarray:
-    """A read-only C-contiguous view of ``matte`` (a copy only if it is not C-contiguous)."""
-    view = np.ascontiguousarray(matte).view()
-    view.flags.writeable = False
-    return view
 
 
 @kernel
@@ -263,10 +256,10 @@ def sharpen(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
     out = np.empty((h, w, 3), np.float32)  # C-ordered whatever img's layout (a rotated view): OpenCV writes its rows
     # _sharpened_rows reads C-contiguous rows (a no-op for develop()'s mattes); stand-ins where unused.
     # (All read-only, as check_mask returns most mattes: one compiled signature, not one per mix.)
-    absent = _read_only(np.zeros((1, 1), np.float32))
-    contiguous = [(_read_only(m), f32(f)) for m, f in regions]
+    absent = read_only_contiguous(np.zeros((1, 1), np.float32))
+    contiguous = [(read_only_contiguous(m), f32(f)) for m, f in regions]
     (mask_a, gain_a), (mask_b, gain_b) = (contiguous + [(absent, f32(0.0))] * 2)[:2]
-    sky_c, skin_c = (_read_only(sky), _read_only(skin)) if renormalise else (absent, absent)
+    sky_c, skin_c = (read_only_contiguous(sky), read_only_contiguous(skin)) if renormalise else (absent, absent)
     # Whether each band's gain was anywhere nonzero: an all-zero gain (e.g. all sky) returns
     # the input unchanged, as documented for the identity parameters.
     gain_seen = []

@@ -68,11 +68,9 @@ from dataclasses import dataclass, fields
 
 import cv2
 import numpy as np
-from numba.core import types as _nb_types
-from numba.extending import intrinsic
 
 from ._bands import run_in_row_bands
-from ._jit import kernel
+from ._jit import fma, kernel, read_only_contiguous
 from ._opencv import clip01
 from ._srgb import pow_in_place
 from ._validate import check_field_types, check_image, check_mask
@@ -312,9 +310,9 @@ def apply_style(
     skin_share = protect_skin if protect_skin is not None else f32(0.0)
     # The kernel reads C-contiguous read-only rows (as check_mask returns them: one compiled
     # signature); a stand-in for a matte not given.
-    absent = _read_only(np.zeros((1, 1), np.float32))
+    absent = read_only_contiguous(np.zeros((1, 1), np.float32))
     has_teeth = teeth is not None
-    sky, skin, teeth = (absent if m is None else _read_only(m) for m in (sky, skin, teeth))
+    sky, skin, teeth = (absent if m is None else read_only_contiguous(m) for m in (sky, skin, teeth))
 
     def rows_of(m, r0, r1):
         return m if m is absent else m[r0:r1]
@@ -370,27 +368,6 @@ def apply_style(
 
     run_in_row_bands(process_strips, len(order), w * rows)
     return out
-
-
-@intrinsic
-def _fma(typingctx, a, b, c):
-    """``a * b + c`` rounded once (LLVM's fma), for float operands: how OpenCV's SIMD
-    ``scaleAdd`` and 3×3 ``transform`` compute, so the kernels' gamut step equals the OpenCV
-    chain's bit for bit (``transform`` is ``fma(x0, m0, fma(x1, m1, x2 m2))``)."""
-    if not (a == b == c and isinstance(a, _nb_types.Float)):
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.fma(*args)
-
-    return a(a, b, c), codegen
-
-
-def _read_only(matte: np.ndarray) -> np.ndarray:
-    """A read-only C-contiguous view of ``matte`` (a copy only if it is not C-contiguous)."""
-    view = np.ascontiguousarray(matte).view()
-    view.flags.writeable = False
-    return view
 
 
 @kernel
@@ -497,7 +474,7 @@ def _adjusted_pixel(p0_f, k, s0, s1, s2, u, reach, cube_f, change_f, cube_reach_
     cube_f[k], cube_f[k + 1], cube_f[k + 2] = r0 * r0 * r0, r1 * r1 * r1, r2 * r2 * r2
     q0, q1, q2 = r0 - p0_f[k], r1 - p0_f[k + 1], r2 - p0_f[k + 2]
     change_f[k], change_f[k + 1], change_f[k + 2] = q0, q1, q2
-    a0, a1, a2 = _fma(q0, reach, p0_f[k]), _fma(q1, reach, p0_f[k + 1]), _fma(q2, reach, p0_f[k + 2])
+    a0, a1, a2 = fma(q0, reach, p0_f[k]), fma(q1, reach, p0_f[k + 1]), fma(q2, reach, p0_f[k + 2])
     cube_reach_f[k], cube_reach_f[k + 1], cube_reach_f[k + 2] = a0 * a0 * a0, a1 * a1 * a1, a2 * a2 * a2
 
 @kernel
@@ -600,9 +577,9 @@ def _eased_paths(p0, change, lo, hi, count, lms_to_rgb, index, t_ok, y):  # prag
             l1 = c1[p] * t + a1[p]
             l2 = c2[p] * t + a2[p]
             l0, l1, l2 = l0 * l0 * l0, l1 * l1 * l1, l2 * l2 * l2
-            r = _fma(l0, m00, _fma(l1, m01, l2 * m02))
-            g = _fma(l0, m10, _fma(l1, m11, l2 * m12))
-            b = _fma(l0, m20, _fma(l1, m21, l2 * m22))
+            r = fma(l0, m00, fma(l1, m01, l2 * m02))
+            g = fma(l0, m10, fma(l1, m11, l2 * m12))
+            b = fma(l0, m20, fma(l1, m21, l2 * m22))
             low, high = lo[p], hi[p]
             fits = (low <= r) & (r <= high) & (low <= g) & (g <= high) & (low <= b) & (b <= high)
             t_ok[p] = t if fits else t_ok[p]
@@ -622,9 +599,9 @@ def _eased_paths(p0, change, lo, hi, count, lms_to_rgb, index, t_ok, y):  # prag
         l2 = c2[p] * e + a2[p]
         l0, l1, l2 = l0 * l0 * l0, l1 * l1 * l1, l2 * l2 * l2
         k = 3 * index[p]
-        y_f[k] = _fma(l0, m00, _fma(l1, m01, l2 * m02))
-        y_f[k + 1] = _fma(l0, m10, _fma(l1, m11, l2 * m12))
-        y_f[k + 2] = _fma(l0, m20, _fma(l1, m21, l2 * m22))
+        y_f[k] = fma(l0, m00, fma(l1, m01, l2 * m02))
+        y_f[k + 1] = fma(l0, m10, fma(l1, m11, l2 * m12))
+        y_f[k + 2] = fma(l0, m20, fma(l1, m21, l2 * m22))
 
 
 def _colour_space(rgb_to_xyz) -> tuple:

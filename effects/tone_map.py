@@ -105,9 +105,8 @@ import cv2
 import numpy as np
 
 from ._bands import run_in_row_bands
-from ._jit import kernel
+from ._jit import fma, kernel
 from .mask_refine import RowUpsampler
-from .styles import _fma
 from ._validate import check_field_types, check_image, check_mask
 
 __all__ = ["ToneMapParams", "PersonExposure", "tone_map_people", "dim_photo_lift_ev", "MONK_SKIN_TONES_SRGB"]
@@ -531,8 +530,8 @@ def _gain_rows(log_y, wide, grid_row, weight, sky, has_sky, knee, ceiling, sky_c
         a_b, a_b1, b_b, b_b1 = wide[2, k], wide[2, k + 1], wide[3, k], wide[3, k + 1]
         for j in range(w):
             ll = log_y_f[row + j]
-            g = _fma(a_g1[j] - a_g[j], f, a_g[j]) * ll + _fma(b_g1[j] - b_g[j], f, b_g[j])
-            b = _fma(a_b1[j] - a_b[j], f, a_b[j]) * ll + _fma(b_b1[j] - b_b[j], f, b_b[j])
+            g = fma(a_g1[j] - a_g[j], f, a_g[j]) * ll + fma(b_g1[j] - b_g[j], f, b_g[j])
+            b = fma(a_b1[j] - a_b[j], f, a_b[j]) * ll + fma(b_b1[j] - b_b[j], f, b_b[j])
             on_shoulder += (g > zero) & (b + g > knee)
             gain_f[row + j] = g
             base_f[row + j] = b
