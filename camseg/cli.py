@@ -187,6 +187,26 @@ class _HelpWithNames(argparse.HelpFormatter):
         return text
 
 
+# The effects whose kernels every run of a command calls (a portrait effect's add a few
+# seconds when first used).
+_KERNEL_MODULES = {
+    "segment": ("effects.mask_refine",),
+    "develop": ("effects.mask_refine", "effects.denoise", "effects.noise_profile", "effects._jpeg",
+                "effects.sharpen", "effects.tone_map", "effects.styles", "effects._srgb"),
+}
+
+
+def _say_if_kernels_compile(command: str) -> None:
+    """Say so when this run will first compile the image kernels (once per installation):
+    the progress bar would otherwise sit at 0 for 15-25 s."""
+    from effects._jit import cached_kernel_share
+
+    share = cached_kernel_share(_KERNEL_MODULES[command])
+    if share is not None and share < 0.5:
+        print(f"camseg {command}: first run of this installation: compiling the image kernels "
+              "for this machine (once, 15-25 s)", file=sys.stderr)
+
+
 def main(argv=None) -> int:
     """Entry point of the ``camseg`` command; returns the exit status."""
     parser = build_parser()
@@ -223,6 +243,8 @@ def main(argv=None) -> int:
         return 130
 
     quiet_decoder_warnings()
+    if not args.quiet:
+        _say_if_kernels_compile(args.command)
     # Killed (kill -9, the OOM killer), the command leaves its worker pool's semaphores to
     # Python's resource tracker, which removes them and warns "There appear to be 5 leaked
     # semaphore objects": alarming noise after a kill the batch is made to survive. The tracker
