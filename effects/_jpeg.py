@@ -609,15 +609,11 @@ def _estimate_write_run(out, above, below, y0, x0, t0, t1, e0, e1, b0, b1, c0, c
         if step_row < h1:  # estimate block row `step_row`
             t, ps, ns = step_row, step_row % 2, step_row % 3
             for y in range(8):
-                if t < t0:
-                    _pyramid_luma_row(above_pixels, (y * region_width + 8 * (e0 - c0)) * 3, n, power[ps, y],
-                                      y_old[ps, y])
-                elif t >= t1:
-                    _pyramid_luma_row(below_pixels, (y * region_width + 8 * (e0 - c0)) * 3, n, power[ps, y],
-                                      y_old[ps, y])
-                else:
-                    _pyramid_luma_row(pixels, ((y0 + 8 * t + y) * width + x0 + 8 * e0) * 3, n, power[ps, y],
-                                      y_old[ps, y])
+                # (One call site: the helper is inlined, and three would compile its sRGB power thrice.)
+                source, start = pixels, ((y0 + 8 * t + y) * width + x0 + 8 * e0) * 3
+                if t < t0 or t >= t1:  # a halo row: from the copy
+                    source, start = above_pixels if t < t0 else below_pixels, (y * region_width + 8 * (e0 - c0)) * 3
+                _pyramid_luma_row(source, start, n, power[ps, y], y_old[ps, y])
             # A frequency plane at a time: each plane is read as one sequential stream (127
             # planes interleaved block by block defeat the hardware prefetcher). Every block of
             # the run is estimated (branch-free loops; the transform step zeroed the
