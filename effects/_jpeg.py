@@ -46,14 +46,19 @@ a time (a branch-free polynomial log and exp that LLVM vectorises), to float32 r
 
 Cost (12 MP portrait whose hazy skin matte covers half the frame): the work follows the skin, in
 strips of block rows and, within a strip, runs of columns, shared out to the threads as they come
-free. Each of the three strip phases is one compiled kernel (:mod:`effects._jit`) per run of
+free. Each of the two strip phases is one compiled kernel (:mod:`effects._jit`) per run of
 blocks, one pass over its pixels where numpy made a pass per operation: *transform* (sRGB power,
-JFIF luma, 8×8 DCT, skin-weighted ``k^2``), *estimate* (the pyramid result's luma, each
-coefficient's posterior, the inverse DCT, the vertical deblocking) and *write* (the horizontal
-deblocking, the blend weight, the decode). Coefficients are kept a plane per frequency and read
-and written a plane at a time (sequential streams); the variance table is indexed by the float's
-bit pattern; the pyramid's sRGB power is computed again in *write* rather than kept (no
-frame-sized buffer to fault in). The result does not depend on the strips or threads
+JFIF luma, 8×8 DCT, skin-weighted ``k^2``), then, after the box filter of the ``k^2`` planes,
+*estimate and write*, a block row at a time (the pyramid result's luma, each coefficient's
+posterior, the inverse DCT, the vertical deblocking; then the horizontal deblocking, the blend
+weight, the decode). The horizontal deblocking of a strip's edge rows needs the new luma of the
+block row beside it, which the strip estimates again (a halo of one block row each side, 1/8
+more estimates at 16 block rows a strip, read from copies of the pyramid's result since the
+neighbouring strip writes those rows): in exchange the new luma never leaves a three-block-row
+buffer and the pyramid's sRGB power is computed once a pixel (both had been a frame-sized
+plane or a second pass: 390 instead of 430 ms of CPU on the benchmark). Coefficients are kept a
+plane per frequency and read and written a plane at a time (sequential streams); the variance
+table is indexed by the float's bit pattern. The result does not depend on the strips or threads
 (``tests/effects/test_jpeg_skin.py``).
 """
 
@@ -495,7 +500,7 @@ def _luma_coefficients(image, y0, x0, runs, order, steps, weight, coefs, k2_weig
                 d = _DCT8[u, y]
                 for x in range(n):
                     block_coefs[u, x] += d * along_x[y, x]
-        # Into the frequency planes a plane at a time (sequential writes, as in `_estimate_run`).
+        # Into the frequency planes a plane at a time (sequential writes, as in `_estimate_write_run`).
         for f in range(64):
             u, v = order[f] >> 3, order[f] & 7
             for j in range(stop - first):
@@ -539,24 +544,37 @@ def _pyramid_luma_row(pixels, start, n, power, luma):
 
 
 @kernel
-def _estimate_run(out, y0, x0, t0, t1, e0, e1, b0, c0, coefs, sum_k2, sum_w, noise_var, processed, limit,
-                  steps, order, n_fine, table, first_bin, y_new):
-    """Estimate step of one run of blocks: the pyramid result's JFIF luma, each estimated
-    block's posterior coefficients (its DC: the pyramid luma's block mean), their inverse DCT,
-    and the vertical block boundaries' deblocking, in one call (the numpy version: srgb_power,
-    cv2.transform, the posterior's passes over frequency planes, a resize for the block means,
-    a scatter, matrix products and the deblocking's slices).
+def _estimate_write_run(out, above, below, y0, x0, t0, t1, e0, e1, b0, b1, c0, coefs, sum_k2, sum_w, noise_var,
+                        processed, limit, steps, order, n_fine, table, first_bin, window, ceiling_above_one):
+    """Estimate and write one run of blocks of a strip, a block row at a time: the pyramid
+    result's JFIF luma, each estimated block's posterior coefficients (its DC: the pyramid
+    luma's block mean), their inverse DCT and the vertical block boundaries' deblocking
+    (*estimate*); then the horizontal boundaries' deblocking, the blend weight, and the new
+    luma put into ``out`` in units of sRGB power and decoded (*write*).
+
+    The horizontal deblocking of a strip's first and last pixel rows reads the new luma of the
+    block rows beside the strip: those (its halo, one block row on each side inside the
+    region) are estimated here too, from ``above`` and ``below``, copies of the pyramid's
+    result taken before any strip wrote (another strip writes those rows meanwhile). The new
+    luma lives in three block rows of buffer and the pyramid's sRGB power in two, from the
+    estimate of a block row to its write: no region-sized plane, and the power is computed
+    once a pixel, not again for the write.
 
     Parameters
     ----------
     out : np.ndarray
-        float32 H×W×3 linear RGB (the pyramid's result), C-contiguous; read only.
+        float32 H×W×3 linear RGB, C-contiguous: the pyramid's result, read at the strip's rows
+        and replaced there where the blend weight is positive.
+    above, below : np.ndarray
+        float32 (8, 8 bw, 3), C-contiguous: the pyramid's result at region block rows
+        ``t0 - 1`` and ``t1`` (all the region's columns), read when ``t0 > b0`` and
+        ``t1 < b1`` respectively (any float32 3-D C array otherwise, (0, 0, 3) say).
     y0, x0 : int
         Pixel of grid block (0, 0) in ``out``.
     t0, t1, e0, e1 : int
-        The run: grid block rows [t0, t1), columns [e0, e1).
-    b0, c0 : int
-        Grid block of region block (0, 0).
+        The run: grid block rows [t0, t1) (the strip's), columns [e0, e1).
+    b0, b1, c0 : int
+        Grid block rows [b0, b1) of the region, and its first block column.
     coefs, sum_k2, sum_w : np.ndarray
         float32 (64, bh, bw) image coefficients in ``order``, (63, bh, bw) skin-weighted sums
         of k^2 and (bh, bw) the weights' sums over each block's neighbourhood.
@@ -566,144 +584,128 @@ def _estimate_run(out, y0, x0, t0, t1, e0, e1, b0, c0, coefs, sum_k2, sum_w, noi
         bool per grid block: estimated (the others keep the pyramid's luma).
     steps, order, n_fine, table, first_bin
         As :func:`_posterior_planes` and :func:`_luma_coefficients`.
-    y_new : np.ndarray
-        float32 (8 bh, 8 bw) region plane: written at the run's pixels, the new luma (0–255).
-    """
-    width = out.shape[1]
-    pixels = out.reshape(-1)
-    nb = e1 - e0
-    n = 8 * nb
-    power = np.empty(3 * n, np.float32)
-    y_old = np.empty((8 * (t1 - t0), n), np.float32)  # the run's pyramid luma
-    for y in range(8 * (t1 - t0)):
-        _pyramid_luma_row(pixels, ((y0 + 8 * t0 + y) * width + x0 + 8 * e0) * 3, n, power, y_old[y])
-    # A block row at a time, a frequency plane at a time: each plane is read as one sequential
-    # stream (127 planes interleaved block by block defeat the hardware prefetcher). Every
-    # block of the run is estimated (branch-free loops; the transform step zeroed the
-    # coefficients of blocks no prior needs), those not processed then put back.
-    est = np.empty((nb, 64), np.float32)  # natural order (8 u + v), a row per block
-    along_y = np.empty(8, np.float32)
-    for t in range(t0, t1):
-        bi, bj0, oy = t - b0, e0 - c0, 8 * (t - t0)
-        for f in range(63):
-            step, at = steps[f], order[f]
-            if f < n_fine:  # (two loops: the fine one has no branches)
-                for j in range(nb):
-                    est[j, at] = _fine_bin_mean(coefs[f, bi, bj0 + j], sum_k2[f, bi, bj0 + j] / sum_w[bi, bj0 + j],
-                                                noise_var[t, e0 + j], step, table, first_bin)
-            else:
-                for j in range(nb):
-                    est[j, at] = _quantised_bin_mean(coefs[f, bi, bj0 + j],
-                                                     sum_k2[f, bi, bj0 + j] / sum_w[bi, bj0 + j],
-                                                     noise_var[t, e0 + j], step, table, first_bin)
-        for j in range(nb):
-            py, px, ox = 8 * bi, 8 * (bj0 + j), 8 * j
-            if not processed[t, e0 + j]:
-                for y in range(8):
-                    for x in range(8):
-                        y_new[py + y, px + x] = y_old[oy + y, ox + x]
-                continue
-            # The DC term stays the pyramid's: 8x the block mean (orthonormal DCT).
-            total = _F(0.0)
-            for y in range(8):
-                for x in range(8):
-                    total += y_old[oy + y, ox + x]
-            est[j, 0] = total * _F(1 / 64) * _F(8.0)
-            # D^T C D, along y first (as block_idct).
-            coefficients = est[j].reshape(8, 8)
-            for y in range(8):
-                _vector_times_matrix(_DCT8_T[y], 0, coefficients, along_y, 0)  # sum_u D[u, y] C[u, :]
-                _vector_times_matrix(along_y, 0, _DCT8, y_new[py + y], px)
-    # Vertical block boundaries inside the run (each moves its own two columns and reads the
-    # two beside them, which no other boundary moves: the order does not matter).
-    for t in range(t0, t1):
-        for e in range(e0, e1 - 1):
-            clip = _boundary_clip(processed, limit, t, e, t, e + 1)
-            if clip == _F(0.0):
-                continue
-            px = 8 * (e + 1 - c0)
-            for y in range(8 * (t - b0), 8 * (t - b0) + 8):
-                step = _deblock_step(y_new[y, px - 2], y_new[y, px - 1], y_new[y, px], y_new[y, px + 1], clip)
-                y_new[y, px - 1] += step
-                y_new[y, px] -= step
-
-
-@kernel
-def _write_run(out, y0, x0, t0, t1, e0, e1, b0, b1, c0, y_new, window, processed, limit, ceiling_above_one):
-    """Write step of one run of blocks: the horizontal block boundaries' deblocking, the blend
-    weight, and the new luma put into ``out`` in units of sRGB power and decoded, in one pass
-    (the numpy version: a dozen passes, OpenCV's merge and add, and
-    srgb_power_to_linear_in_place's). The pyramid's sRGB power and luma are computed again,
-    as :func:`_estimate_run` did (cheaper than keeping 12 bytes a pixel from there to here).
-
-    Parameters
-    ----------
-    out : np.ndarray
-        float32 H×W×3 linear RGB, C-contiguous: the pyramid's result, replaced where the blend
-        weight is positive.
-    y0, x0, t0, t1, e0, e1, b0, c0
-        As :func:`_estimate_run`; ``b1``: the region's stop block row.
-    y_new : np.ndarray
-        float32 (8 bh, 8 bw) region plane, every strip's (column-deblocked).
     window : np.ndarray
-        float32 (8 (t1 - t0), 8 (e1 - e0)), C-contiguous: the skin weight at the run's pixels,
-        unclipped.
-    processed, limit
-        As :func:`_estimate_run`.
+        float32 (8 (t1 - t0), 8 (e1 - e0)), C-contiguous: the skin weight at the run's
+        pixels, unclipped.
     ceiling_above_one : bool
         Pixels with a channel above 1 are left alone (the 8-bit encoder model ends at 1).
     """
     width = out.shape[1]
-    pixels = out.reshape(-1)
-    n = 8 * (e1 - e0)
-    rx0 = 8 * (e0 - c0)
-    power = np.empty(3 * n, np.float32)
-    y_old = np.empty(n, np.float32)
+    pixels, above_pixels, below_pixels = out.reshape(-1), above.reshape(-1), below.reshape(-1)
+    region_width = 8 * coefs.shape[2]
+    nb = e1 - e0
+    n = 8 * nb
+    h0 = t0 - 1 if t0 > b0 else t0  # block rows estimated: the strip's and its halo
+    h1 = t1 + 1 if t1 < b1 else t1
+    power = np.empty((2, 8, 3 * n), np.float32)  # block row t's pyramid sRGB power in slot t % 2
+    y_old = np.empty((2, 8, n), np.float32)      # ... its pyramid luma
+    y_new = np.empty((3, 8, n), np.float32)      # ... its new luma in slot t % 3
+    est = np.empty((nb, 64), np.float32)  # natural order (8 u + v), a row per block
+    along_y = np.empty(8, np.float32)
     delta = np.empty(3 * n, np.float32)
     linear = np.empty(3 * n, np.float32)
     blend = np.empty(n, np.bool_)
-    for y in range(8 * (t1 - t0)):
-        t, in_block = t0 + y // 8, y % 8
-        ry = 8 * (t - b0) + in_block
-        start = ((y0 + 8 * t0 + y) * width + x0 + 8 * e0) * 3
-        _pyramid_luma_row(pixels, start, n, power, y_old)
-        # Horizontal boundary j (rows 8j - 1 | 8j), b0 < j < b1, when this row is one of its two:
-        # its step is added to the row above it and taken from the row below.
-        j = t + 1 if in_block == 7 else (t if in_block == 0 else -1)
-        boundary = b0 < j < b1
-        by, sign = 8 * (j - b0), _F(1.0) if in_block == 7 else _F(-1.0)
-        for block in range(n // 8):
-            e = e0 + block
-            keep = _F(1.0) if processed[t, e] else _F(0.0)
-            clip = _boundary_clip(processed, limit, j - 1, e, j, e) if boundary else _F(0.0)
-            for x in range(8 * block, 8 * block + 8):
-                d = y_new[ry, rx0 + x] - y_old[x]
-                if boundary:
-                    d = d + sign * _deblock_step(y_new[by - 2, rx0 + x], y_new[by - 1, rx0 + x], y_new[by, rx0 + x],
-                                                 y_new[by + 1, rx0 + x], clip)
-                # Blend weight: 0 below the skin-block threshold, 1 on full skin: no seam at
-                # the cut; 0 on blocks not estimated.
-                w = min(max((window[y, x] - _F(_SKIN_BLOCK)) * _F(1 / (1 - _SKIN_BLOCK)), _F(0.0)), _F(1.0)) * keep
-                # sRGB out = 1.055 p - 0.055 + w (y_new - y_old) / 255: in units of p,
-                # u = p + w (y_new - y_old) / (255 * 1.055).
-                d = d * w * _F(1 / (255 * 1.055))
-                delta[3 * x] = d
-                delta[3 * x + 1] = d
-                delta[3 * x + 2] = d
-                # Only where the weight is positive: elsewhere the sRGB round trip would move
-                # the last bit of the pyramid's result.
-                blend[x] = w > _F(0.0)
-        if ceiling_above_one:  # the 8-bit encoder model ends at 1
+    for step_row in range(h0, h1 + 1):
+        if step_row < h1:  # estimate block row `step_row`
+            t, ps, ns = step_row, step_row % 2, step_row % 3
+            for y in range(8):
+                # (One call site: the helper is inlined, and three would compile its sRGB power thrice.)
+                source, start = pixels, ((y0 + 8 * t + y) * width + x0 + 8 * e0) * 3
+                if t < t0 or t >= t1:  # a halo row: from the copy
+                    source, start = above_pixels if t < t0 else below_pixels, (y * region_width + 8 * (e0 - c0)) * 3
+                _pyramid_luma_row(source, start, n, power[ps, y], y_old[ps, y])
+            # A frequency plane at a time: each plane is read as one sequential stream (127
+            # planes interleaved block by block defeat the hardware prefetcher). Every block of
+            # the run is estimated (branch-free loops; the transform step zeroed the
+            # coefficients of blocks no prior needs), those not processed then put back.
+            bi, bj0 = t - b0, e0 - c0
+            for f in range(63):
+                step, at = steps[f], order[f]
+                if f < n_fine:  # (two loops: the fine one has no branches)
+                    for j in range(nb):
+                        est[j, at] = _fine_bin_mean(coefs[f, bi, bj0 + j], sum_k2[f, bi, bj0 + j] / sum_w[bi, bj0 + j],
+                                                    noise_var[t, e0 + j], step, table, first_bin)
+                else:
+                    for j in range(nb):
+                        est[j, at] = _quantised_bin_mean(coefs[f, bi, bj0 + j],
+                                                         sum_k2[f, bi, bj0 + j] / sum_w[bi, bj0 + j],
+                                                         noise_var[t, e0 + j], step, table, first_bin)
+            for j in range(nb):
+                px = 8 * j
+                if not processed[t, e0 + j]:
+                    for y in range(8):
+                        for x in range(8):
+                            y_new[ns, y, px + x] = y_old[ps, y, px + x]
+                    continue
+                # The DC term stays the pyramid's: 8x the block mean (orthonormal DCT).
+                total = _F(0.0)
+                for y in range(8):
+                    for x in range(8):
+                        total += y_old[ps, y, px + x]
+                est[j, 0] = total * _F(1 / 64) * _F(8.0)
+                # D^T C D, along y first (as block_idct).
+                coefficients = est[j].reshape(8, 8)
+                for y in range(8):
+                    _vector_times_matrix(_DCT8_T[y], 0, coefficients, along_y, 0)  # sum_u D[u, y] C[u, :]
+                    _vector_times_matrix(along_y, 0, _DCT8, y_new[ns, y], px)
+            # Vertical block boundaries inside the run (each moves its own two columns and
+            # reads the two beside them, which no other boundary moves: order does not matter).
+            for e in range(e0, e1 - 1):
+                clip = _boundary_clip(processed, limit, t, e, t, e + 1)
+                if clip == _F(0.0):
+                    continue
+                px = 8 * (e + 1 - e0)
+                for y in range(8):
+                    s = _deblock_step(y_new[ns, y, px - 2], y_new[ns, y, px - 1], y_new[ns, y, px],
+                                      y_new[ns, y, px + 1], clip)
+                    y_new[ns, y, px - 1] += s
+                    y_new[ns, y, px] -= s
+        t = step_row - 1  # write block row t: the new luma of t - 1, t and t + 1 is there
+        if t < t0 or t >= t1:
+            continue
+        ps, ns = t % 2, t % 3
+        for in_block in range(8):
+            y = 8 * (t - t0) + in_block
+            start = ((y0 + 8 * t + in_block) * width + x0 + 8 * e0) * 3
+            # Horizontal boundary j (rows 8j - 1 | 8j), b0 < j < b1, when this row is one of
+            # its two: its step is added to the row above it and taken from the row below.
+            j = t + 1 if in_block == 7 else (t if in_block == 0 else -1)
+            boundary = b0 < j < b1
+            above_slot, below_slot = (j + 2) % 3, (j + 3) % 3  # block rows j - 1 and j
+            sign = _F(1.0) if in_block == 7 else _F(-1.0)
+            for block in range(nb):
+                e = e0 + block
+                keep = _F(1.0) if processed[t, e] else _F(0.0)
+                clip = _boundary_clip(processed, limit, j - 1, e, j, e) if boundary else _F(0.0)
+                for x in range(8 * block, 8 * block + 8):
+                    d = y_new[ns, in_block, x] - y_old[ps, in_block, x]
+                    if boundary:
+                        d = d + sign * _deblock_step(y_new[above_slot, 6, x], y_new[above_slot, 7, x],
+                                                     y_new[below_slot, 0, x], y_new[below_slot, 1, x], clip)
+                    # Blend weight: 0 below the skin-block threshold, 1 on full skin: no seam
+                    # at the cut; 0 on blocks not estimated.
+                    w = min(max((window[y, x] - _F(_SKIN_BLOCK)) * _F(1 / (1 - _SKIN_BLOCK)), _F(0.0)), _F(1.0)) * keep
+                    # sRGB out = 1.055 p - 0.055 + w (y_new - y_old) / 255: in units of p,
+                    # u = p + w (y_new - y_old) / (255 * 1.055).
+                    d = d * w * _F(1 / (255 * 1.055))
+                    delta[3 * x] = d
+                    delta[3 * x + 1] = d
+                    delta[3 * x + 2] = d
+                    # Only where the weight is positive: elsewhere the sRGB round trip would
+                    # move the last bit of the pyramid's result.
+                    blend[x] = w > _F(0.0)
+            if ceiling_above_one:  # the 8-bit encoder model ends at 1
+                for x in range(n):
+                    if pixels[start + 3 * x] > _F(1.0) or pixels[start + 3 * x + 1] > _F(1.0) or \
+                            pixels[start + 3 * x + 2] > _F(1.0):
+                        blend[x] = False
+            row_power = power[ps, in_block]
+            for k in range(3 * n):  # contiguous: vectorised
+                linear[k] = _linear_from_power(row_power[k] + delta[k])
             for x in range(n):
-                if pixels[start + 3 * x] > _F(1.0) or pixels[start + 3 * x + 1] > _F(1.0) or \
-                        pixels[start + 3 * x + 2] > _F(1.0):
-                    blend[x] = False
-        for k in range(3 * n):  # contiguous: vectorised
-            linear[k] = _linear_from_power(power[k] + delta[k])
-        for x in range(n):
-            if blend[x]:
-                for c in range(3):
-                    pixels[start + 3 * x + c] = linear[3 * x + c]
+                if blend[x]:
+                    for c in range(3):
+                        pixels[start + 3 * x + c] = linear[3 * x + c]
 
 
 def _estimate_blocks(coefs: np.ndarray, mean_k2: np.ndarray, noise_var: np.ndarray, steps: np.ndarray,
@@ -1011,31 +1013,26 @@ def _jpeg_skin_luma_on_grid(frame: np.ndarray, frame_out: np.ndarray, skin_weigh
     sum_w = np.maximum(cv2.blur(wreg, ksize, borderType=cv2.BORDER_REFLECT), np.float32(1e-6))
     lo, table = _variance_table()
 
-    # The new luma of the region (pixels of block rows b0..b1, columns c0..c1), filled strip by
-    # strip (blocks without skin keep the pyramid's: no change). Zeroed by each strip first
-    # (not left as it comes): the horizontal deblocking reads the rows next to a strip's own,
-    # possibly unwritten (and masked out, but garbage could be NaN). (Not np.zeros: it hands
-    # out lazily zeroed pages whose first write each costs a page fault in one thread.)
-    y_new = np.empty((8 * bh, 8 * bw), np.float32)
+    # Each strip estimates its own block rows and the one beside it on each side (the
+    # horizontal deblocking of its edge rows reads their new luma), then writes its own rows of
+    # ``out``. Those halo rows belong to a neighbouring strip, which may be writing them
+    # meanwhile: the estimate reads them from copies of the pyramid's result taken here first.
+    starts = range(b0, b1, _STRIP_BLOCKS)
+    edge = lambda t: frame_out[oy + 8 * t:oy + 8 * t + 8, ox + 8 * c0:ox + 8 * c1].copy()  # (a copy even where C-contiguous)
+    no_rows = np.empty((0, 0, 3), np.float32)
+    halo = {t0: (edge(t0 - 1) if t0 > b0 else no_rows, edge(t0 + _STRIP_BLOCKS) if t0 + _STRIP_BLOCKS < b1 else no_rows)
+            for t0 in starts}
 
-    def estimate(t0: int) -> None:
-        """Strip of block rows [t0, t0 + _STRIP_BLOCKS), on the runs of columns holding skin
-        in its rows. Reads ``image`` and ``out`` only."""
+    def estimate_and_write(t0: int) -> None:
+        """Strip of block rows [t0, t0 + _STRIP_BLOCKS), on the runs of columns holding
+        estimated blocks in its rows or its halo's: writes its own rows of ``out`` only."""
         t1 = min(b1, t0 + _STRIP_BLOCKS)
-        y_new[8 * (t0 - b0):8 * (t1 - b0)] = 0.0
-        for e0, e1 in column_runs(processed[t0:t1], _RUN_GAP):
-            _estimate_run(frame_out, oy, ox, t0, t1, e0, e1, b0, c0, coefs_all, sum_k2, sum_w, noise_eff, processed,
-                          limit, steps_ordered, order, n_fine, table, lo, y_new)
-
-    def write(t0: int) -> None:
-        """Blend the new luma into ``out`` on skin in a strip (writes its own rows only)."""
-        t1 = min(b1, t0 + _STRIP_BLOCKS)
-        for e0, e1 in column_runs(processed[t0:t1], _RUN_GAP):
+        above, below = halo[t0]
+        for e0, e1 in column_runs(processed[max(b0, t0 - 1):min(b1, t1 + 1)], _RUN_GAP):
             window = np.ascontiguousarray(skin_weight.window(8 * t0, 8 * t1, 8 * e0, 8 * e1), np.float32)
-            _write_run(frame_out, oy, ox, t0, t1, e0, e1, b0, b1, c0, y_new, window, processed, limit,
-                       ceiling > 1.0)
+            _estimate_write_run(frame_out, above, below, oy, ox, t0, t1, e0, e1, b0, b1, c0, coefs_all, sum_k2, sum_w,
+                                noise_eff, processed, limit, steps_ordered, order, n_fine, table, lo, window,
+                                ceiling > 1.0)
 
-    run_strips(estimate, range(b0, b1, _STRIP_BLOCKS), bh, 64 * bw)
-    # Then the horizontal boundaries, in `write`: it reads the rows next to its strip's.
-    run_strips(write, range(b0, b1, _STRIP_BLOCKS), bh, 64 * bw)  # rows of its own only
+    run_strips(estimate_and_write, starts, bh, 64 * bw)
     return True
