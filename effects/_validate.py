@@ -145,9 +145,13 @@ def min_max(img: np.ndarray, *, clip: bool = False) -> tuple[float, float]:
     def scan(y0: int, y1: int) -> None:
         for r0 in range(y0, y1, rows):
             chunk = img[r0:min(y1, r0 + rows)]
-            if clip:
+            lo, hi = chunk.min(), chunk.max()
+            if clip and not (lo >= 0.0 and hi <= 1.0):  # (NaN too: np.clip clips around it)
+                # Written only where needed: a stage's output is mostly in range already, and
+                # an unwritten chunk costs half the memory traffic.
                 np.clip(chunk, 0.0, 1.0, out=chunk)
-            found.append((chunk.min(), chunk.max()))  # list.append is atomic: bands may share it
+                lo, hi = np.clip(lo, 0.0, 1.0), np.clip(hi, 0.0, 1.0)  # (clipping is monotonic)
+            found.append((lo, hi))  # list.append is atomic: bands may share it
 
     run_in_row_bands(scan, h, w, align=rows)
     both = np.array(found, np.float32)  # np.min/np.max propagate NaN (Python's min() would not)
