@@ -19,7 +19,7 @@ import numpy as np
 from ._bands import run_in_row_bands
 
 __all__ = ["ParamTypeError", "check_image", "check_mask", "check_field_types", "clip_unit_in_place", "min_max", "resize",
-           "vouch", "vouched_ranges"]
+           "vouch", "vouched_memo", "vouched_ranges"]
 
 # Ranges vouched for by a caller that made or already checked an array (camseg's develop: its
 # stage outputs and mattes), so that the next effect's check need not read 12 MP frames again.
@@ -53,6 +53,22 @@ def vouch(array: np.ndarray, lo: float, hi: float) -> None:
     book = _VOUCHED.get()
     if book is not None and math.isfinite(lo) and math.isfinite(hi):
         book[id(array)] = (array, float(lo), float(hi))  # the array is held: its id stays unique
+
+
+def vouched_memo(array: np.ndarray, key, compute):
+    """``compute()``, computed once per vouched ``array`` and hashable ``key`` inside the block.
+
+    For a measurement of an array that two callers need (tone_map_people's dim-photo lift, and
+    develop's report of it): the second gets the first's value. Outside a
+    :func:`vouched_ranges` block, or for an array not vouched for, ``compute()`` every time.
+    """
+    book = _VOUCHED.get()
+    if book is None or _vouched_range(array) is None:
+        return compute()
+    memo = ("memo", id(array), key)  # (the vouch entry holds the array: the id stays its own)
+    if memo not in book:
+        book[memo] = compute()
+    return book[memo]
 
 
 def _vouched_range(array) -> "tuple[float, float] | None":

@@ -98,3 +98,22 @@ def test_clip_unit_in_place_equals_np_clip_and_its_range_on_odd_sizes():
                 assert np.isnan(lo) and np.isnan(hi)
             else:
                 assert (lo, hi) == (float(expected.min()), float(expected.max()))
+
+
+def test_vouched_memo_computes_once_per_vouched_array_and_key():
+    from effects._validate import vouch, vouched_memo, vouched_ranges
+
+    a, b = np.zeros((4, 4, 3), np.float32), np.zeros((4, 4, 3), np.float32)
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return len(calls)
+
+    assert vouched_memo(a, "k", compute) == 1 and vouched_memo(a, "k", compute) == 2  # no block
+    with vouched_ranges():
+        vouch(a, 0.0, 0.0)
+        assert vouched_memo(a, "k", compute) == 3 and vouched_memo(a, "k", compute) == 3
+        assert vouched_memo(a, "other", compute) == 4
+        assert vouched_memo(b, "k", compute) == 5 and vouched_memo(b, "k", compute) == 6  # not vouched
+    assert vouched_memo(a, "k", compute) == 7
