@@ -117,3 +117,20 @@ def test_vouched_memo_computes_once_per_vouched_array_and_key():
         assert vouched_memo(a, "other", compute) == 4
         assert vouched_memo(b, "k", compute) == 5 and vouched_memo(b, "k", compute) == 6  # not vouched
     assert vouched_memo(a, "k", compute) == 7
+
+
+def test_a_vouched_array_is_held_weakly_and_its_record_dies_with_it():
+    import gc
+    import weakref
+
+    from effects._validate import _vouched_range, vouch, vouched_ranges
+
+    with vouched_ranges():
+        a = np.zeros((8, 8, 3), np.float32)
+        vouch(a, 0.0, 0.0)
+        alive = weakref.ref(a)
+        del a
+        gc.collect()
+        assert alive() is None  # not kept for the rest of the block
+        b = np.zeros((8, 8, 3), np.float32)  # (may take the freed array's id)
+        assert _vouched_range(b) is None
