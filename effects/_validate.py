@@ -3,6 +3,11 @@
 Every effect validates its public arguments the same way (DESIGN.md §4: real
 exceptions whose message names the argument, what was expected, what was given
 and the fix), so the checks live here once instead of once per module.
+
+A pipeline that made or already checked an array can vouch for its range (:func:`vouch`,
+inside :func:`vouched_ranges`): the next effect's check then skips reading it again. camseg's
+develop does, for its stage outputs (clipped by :func:`clip_unit_in_place`, which finds the
+range in the same pass) and its mattes; a public call outside such a block checks everything.
 """
 from __future__ import annotations
 
