@@ -352,6 +352,33 @@ def _encode(linear: np.ndarray, curve_key: "bytes | None", bits: int, *, padded:
     return out
 
 
+def _rgb_codes(img) -> np.ndarray:
+    """The pixels of a loaded Pillow RGB image: uint8 H×W×3 (read-only), as ``np.asarray(img)``.
+
+    In one call of Pillow's raw encoder into one buffer: ``np.asarray`` goes through
+    ``Image.tobytes``, which packs 64 KB at a time and joins the pieces, a second copy (12 MP:
+    ~55 ms against ~28 ms here, on a loaded machine). Any surprise falls back to ``np.asarray``.
+    """
+    from PIL import Image
+
+    width, height = img.size
+    size = width * height * 3
+    if size == 0:
+        return np.asarray(img)
+    try:
+        encoder = Image._getencoder("RGB", "raw", "RGB")  # (what Image.tobytes itself uses)
+    except Exception:  # noqa: BLE001 - a Pillow without it: the public way
+        return np.asarray(img)
+    try:
+        encoder.setimage(img.im, (0, 0, width, height))
+        _, status, data = encoder.encode(size + 1)  # all rows at once (1: finished)
+    finally:
+        encoder.cleanup()
+    if status != 1 or len(data) != size:
+        return np.asarray(img)
+    return np.frombuffer(data, np.uint8).reshape(height, width, 3)
+
+
 def _decode(codes: np.ndarray, curve_key: "bytes | None", bits: int) -> np.ndarray:
     lut = _decode_lut(curve_key, bits)
     if codes.dtype == np.uint8 and codes.ndim == 3 and codes.shape[2] <= 4:
@@ -1294,7 +1321,7 @@ def read_photo(path: "str | os.PathLike") -> Photo:
                 elif mode not in ("RGB", "L"):
                     notes.append(f"converted from mode {mode} to RGB")
                     img = img.convert("RGB")
-                codes = np.asarray(img)
+                codes = _rgb_codes(img) if img.mode == "RGB" else np.asarray(img)
     except Image.DecompressionBombError as exc:
         # Pillow's guard against "decompression bombs" (a tiny file that claims billions of
         # pixels): its own message spoke of a DOS attack, with a traceback.

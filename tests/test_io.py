@@ -1107,3 +1107,16 @@ def test_encoding_kernel_equals_the_numpy_formula_on_odd_sizes_views_and_non_fin
         assert padded.shape == lin.shape[:2] + (4,) and padded.flags.c_contiguous
         np.testing.assert_array_equal(padded[..., :3], cio._encode(lin, None, 8))
         assert (padded[..., 3] == 255).all()
+
+
+def test_rgb_codes_equal_numpy_asarray_of_the_pillow_image():
+    # _rgb_codes (one raw-encoder call into one buffer) against the public np.asarray(img).
+    from PIL import Image
+
+    rng = np.random.default_rng(12)
+    for h, w in ((1, 1), (3, 5), (37, 53), (600, 601)):
+        img = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), "RGB")
+        codes = cio._rgb_codes(img)
+        expected = np.asarray(img)
+        assert codes.dtype == np.uint8 and codes.shape == (h, w, 3) and not codes.flags.writeable
+        np.testing.assert_array_equal(codes, expected)
