@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 
 from effects._bands import run_in_row_bands
+from effects._jit import kernel, read_only_contiguous
 # The sRGB curve is written once, in effects (its JPEG step models the encoder with it);
 # this module is where photos are converted with it, and re-exports it.
 from effects._srgb import linear_to_srgb, srgb_to_linear
@@ -299,43 +300,83 @@ def _encode_lut(curve_key: "bytes | None", bits: int) -> np.ndarray:
     return np.clip(np.rint(encoded * top), 0, top).astype(np.uint8 if bits == 8 else np.uint16)
 
 
+@kernel
+def _encode_rows(linear, lut, scale, out):  # pragma: no cover - compiled
+    """Integer codes of float32 n×w×3 linear rows (any values) into ``out``, n×w×3, or n×w×4
+    with the table's last (maximum) code in the fourth channel; ``out`` of the table's dtype.
+
+    One pass for what numpy did in six over each chunk (clip, sqrt, scale, offset, truncate,
+    look up; and OpenCV's RGB to RGBX), each step rounded as there: float32 ``sqrt`` (correctly
+    rounded, as cv2.sqrt), then ``* scale`` and ``+ 0.5`` rounded apart (no fused multiply-add:
+    Numba leaves none unless told). A NaN takes entry 0, as the x86 cast (INT_MIN) clipped by
+    ``np.take(mode="clip")`` did: the clip below sends it to 0.
+    """
+    n, w = linear.shape[:2]
+    four = out.shape[2] == 4
+    half = np.float32(0.5)
+    zero, one = np.float32(0.0), np.float32(1.0)
+    top = lut[lut.shape[0] - 1]
+    index = np.empty(w * 3, np.int32)
+    for i in range(n):
+        row = linear[i].reshape(w * 3)
+        # The arithmetic in one branch-free loop over the row (LLVM vectorises it), the table
+        # lookups, which it cannot, in a second.
+        for j in range(w * 3):
+            v = row[j]
+            v = v if v > zero else zero  # (NaN fails the test: 0)
+            v = v if v < one else one
+            t = np.sqrt(v) * scale
+            index[j] = np.int32(t + half)  # (in [0, scale + 0.5]: the table's last entry at most)
+        for x in range(w):
+            out[i, x, 0] = lut[index[3 * x]]
+            out[i, x, 1] = lut[index[3 * x + 1]]
+            out[i, x, 2] = lut[index[3 * x + 2]]
+            if four:
+                out[i, x, 3] = top
+
+
 def _encode(linear: np.ndarray, curve_key: "bytes | None", bits: int, *, padded: bool = False) -> np.ndarray:
-    """Integer codes of ``bits`` depth for H×W×C linear pixels; ``padded`` (C = 3 only) adds a
-    fourth channel of the maximum code, the RGBX layout Pillow stores RGB in."""
-    lut = _encode_lut(curve_key, bits)
+    """Integer codes of ``bits`` depth for H×W×3 linear pixels (any float values; clipped to
+    [0, 1], NaN to 0); ``padded`` adds a fourth channel of the maximum code, the RGBX layout
+    Pillow stores RGB in. Returns uint8 (8 bits) or uint16, H×W×3 or H×W×4."""
+    if linear.ndim != 3 or linear.shape[2] != 3:
+        raise ValueError(f"expected H×W×3 linear pixels, got shape {linear.shape}")  # (the kernel's layout)
+    lut = read_only_contiguous(_encode_lut(curve_key, bits))
     out = np.empty(linear.shape[:2] + (4,) if padded else linear.shape, dtype=lut.dtype)
-    # Chunked by rows to keep the index temporaries cache-sized on 12-MP images; one band of
-    # rows per OpenCV thread (numpy's clip and table lookup and OpenCV's sqrt release the GIL).
-    rows = max(1, (1 << 18) // max(1, linear.shape[1] * linear.shape[2]))
-    scale, half = np.float32(_ENCODE_LUT_SIZE - 1), np.float32(0.5)
-
-    def encode_rows(y0: int, y1: int) -> None:
-        # Buffers per band, reused by every chunk: fresh 12-MP-sized temporaries cost page
-        # faults that took longer than the arithmetic.
-        n = min(rows, y1 - y0)
-        block_b = np.empty((n,) + linear.shape[1:], np.float32)
-        index_b = np.empty(block_b.shape, np.int32)
-        codes_b = np.empty(block_b.shape, lut.dtype) if padded else None
-        for start in range(y0, y1, rows):
-            stop = min(y1, start + rows)
-            block = np.clip(linear[start:stop], 0.0, 1.0, out=block_b[:stop - start])
-            flat = block.reshape(stop - start, -1)  # H×(W·C) view: OpenCV takes up to 4 channels
-            cv2.sqrt(flat, dst=flat)  # correctly rounded, as np.sqrt, and twice as fast
-            block *= scale
-            block += half
-            index = index_b[:stop - start]
-            np.copyto(index, block, casting="unsafe")  # truncation, as astype
-            # np.take with mode="clip" and an int32 index: half the time of lut[index], whose
-            # bounds check converts the index to intp first. The clip also maps a NaN's
-            # (undefined) cast to a valid entry instead of raising.
-            if padded:
-                codes = np.take(lut, index, out=codes_b[:stop - start], mode="clip")
-                cv2.cvtColor(codes, cv2.COLOR_RGB2RGBA, dst=out[start:stop])  # X = maximum code
-            else:
-                np.take(lut, index, out=out[start:stop], mode="clip")
-
-    run_in_row_bands(encode_rows, linear.shape[0], linear.shape[1])
+    # Row bands, one per OpenCV thread (the kernel drops the GIL); the input made read-only
+    # C-contiguous (a copy only of a strided view), so the kernel compiles once per table dtype.
+    src = read_only_contiguous(linear.astype(np.float32, copy=False))
+    scale = np.float32(_ENCODE_LUT_SIZE - 1)
+    run_in_row_bands(lambda y0, y1: _encode_rows(src[y0:y1], lut, scale, out[y0:y1]),
+                     linear.shape[0], linear.shape[1])
     return out
+
+
+def _rgb_codes(img) -> np.ndarray:
+    """The pixels of a loaded Pillow RGB image: uint8 H×W×3 (read-only), as ``np.asarray(img)``.
+
+    In one call of Pillow's raw encoder into one buffer: ``np.asarray`` goes through
+    ``Image.tobytes``, which packs 64 KB at a time and joins the pieces, a second copy (12 MP:
+    ~55 ms against ~28 ms here, on a loaded machine). Any surprise falls back to ``np.asarray``.
+    """
+    from PIL import Image
+
+    width, height = img.size
+    size = width * height * 3
+    if size == 0:
+        return np.asarray(img)
+    try:
+        encoder = Image._getencoder("RGB", "raw", "RGB")  # (what Image.tobytes itself uses)
+    except Exception:  # noqa: BLE001 - a Pillow without it: the public way
+        return np.asarray(img)
+    try:
+        encoder.setimage(img.im, (0, 0, width, height))
+        _, status, data = encoder.encode(size + 1)  # all rows at once (1: finished)
+    finally:
+        encoder.cleanup()
+    if status != 1 or len(data) != size:
+        return np.asarray(img)
+    return np.frombuffer(data, np.uint8).reshape(height, width, 3)
 
 
 def _decode(codes: np.ndarray, curve_key: "bytes | None", bits: int) -> np.ndarray:
@@ -1280,7 +1321,7 @@ def read_photo(path: "str | os.PathLike") -> Photo:
                 elif mode not in ("RGB", "L"):
                     notes.append(f"converted from mode {mode} to RGB")
                     img = img.convert("RGB")
-                codes = np.asarray(img)
+                codes = _rgb_codes(img) if img.mode == "RGB" else np.asarray(img)
     except Image.DecompressionBombError as exc:
         # Pillow's guard against "decompression bombs" (a tiny file that claims billions of
         # pixels): its own message spoke of a DOS attack, with a traceback.

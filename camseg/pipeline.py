@@ -30,6 +30,7 @@ import numpy as np
 
 import effects
 from effects._srgb import pow_in_place
+from effects._validate import clip_unit_in_place, min_max, vouch, vouched_ranges
 from camseg.io import Photo, as_linear_rgb, read_photo, rgb_to_xyz_d65, to_srgb_primaries
 
 __all__ = [
@@ -1053,6 +1054,14 @@ def develop(image, settings: "DevelopSettings | None" = None, *, segmenter=None,
     12 MP develop took 2.1 s instead of 1.5 s file to file (``benchmarks/develop.py
     --default-malloc``).
     """
+    # The stages' checks reuse the ranges develop knows (its clipped stage outputs, its mattes
+    # checked once) instead of reading each 12 MP frame and matte again (effects._validate.vouch).
+    with vouched_ranges():
+        return _develop(image, settings, segmenter, segmentation, return_details, options)
+
+
+def _develop(image, settings, segmenter, segmentation, return_details, options):
+    """:func:`develop`, inside its :func:`~effects._validate.vouched_ranges` block."""
     if settings is None:
         settings = DevelopSettings()
     elif not isinstance(settings, DevelopSettings):
@@ -1080,12 +1089,16 @@ def develop(image, settings: "DevelopSettings | None" = None, *, segmenter=None,
                             "photo.with_pixels(camseg.io.as_linear_rgb(codes)), or pass the array itself")
     else:
         pixels = as_linear_rgb(image, name="image")
-    lo, hi = float(pixels.min()), float(pixels.max())
-    if lo < -1e-3 or hi > 1.0 + 1e-3:
-        raise ValueError(f"image must be linear RGB in [0, 1], got values in [{lo:.4g}, {hi:.4g}]; "
-                         "clip it or scale it (e.g. image / image.max())")
-    if lo < 0.0 or hi > 1.0:
+    lo, hi = min_max(pixels)  # one pass for both, NaN in both
+    if not (lo >= -1e-3 and hi <= 1.0 + 1e-3):  # (NaN fails here, and the first stage names it)
+        if lo < -1e-3 or hi > 1.0 + 1e-3:
+            raise ValueError(f"image must be linear RGB in [0, 1], got values in [{lo:.4g}, {hi:.4g}]; "
+                             "clip it or scale it (e.g. image / image.max())")
+    elif lo < 0.0 or hi > 1.0:
         pixels = np.clip(pixels, 0.0, 1.0)  # a new array: the caller's is never modified
+        lo, hi = max(lo, 0.0), min(hi, 1.0)  # (clipping is monotonic: the new extremes)
+    if pixels.dtype == np.float32 and pixels.flags.c_contiguous:
+        vouch(pixels, lo, hi)  # develop never writes into it (a NaN range is not recorded)
 
     # Resolve stage functions first, so a bad style or portrait name fails before any work.
     plan = _plan(settings)
@@ -1146,6 +1159,14 @@ def develop(image, settings: "DevelopSettings | None" = None, *, segmenter=None,
         if m is not None and m.shape != pixels.shape[:2]:
             raise ValueError(f"segmentation.{name} has shape {m.shape} but the image is {pixels.shape[:2]}; "
                              "the segmentation must come from this image")
+    # Each matte checked once here for every stage that reads it (denoise, sharpen, tone_map and
+    # style each checked sky and skin again); only mattes already in [0, 1] are vouched for, so
+    # any other still meets each stage's own check and its message.
+    for m in [sky, skin, mattes.get("teeth")] + persons:
+        if isinstance(m, np.ndarray) and m.dtype == np.float32 and m.flags.c_contiguous and m.size:
+            m_lo, m_hi = min_max(m)
+            if 0.0 <= m_lo and m_hi <= 1.0:
+                vouch(m, m_lo, m_hi)
     subject, people, midpoint = None, [], 0.5
     if persons and wants_portrait:
         people = portrait_people(persons)
@@ -1174,9 +1195,13 @@ def develop(image, settings: "DevelopSettings | None" = None, *, segmenter=None,
         if out.shape != current.shape:
             raise RuntimeError(f"effects stage {stage.name} returned shape {out.shape} for input "
                                f"{current.shape}; this is a bug in the effect")
-        # Stages may overshoot [0, 1] by rounding; the next stage validates its range.
-        in_place_ok = not np.may_share_memory(out, current) and out.dtype == np.float32
-        current = np.clip(out, 0.0, 1.0, out=out if in_place_ok else None).astype(np.float32, copy=False)
+        # Stages may overshoot [0, 1] by rounding; the next stage validates its range, which
+        # the clip finds in the same pass (a NaN is left there for that check to report).
+        if np.may_share_memory(out, current) or out.dtype != np.float32 or not out.flags.c_contiguous \
+                or not out.flags.writeable:
+            out = np.array(out, dtype=np.float32, order="C")  # never write into the input's memory
+        current = out
+        vouch(current, *clip_unit_in_place(current))
         timings.append(StageReport(stage.name, "applied", time.perf_counter() - t, detail))
 
     if current is pixels:

@@ -107,7 +107,7 @@ import numpy as np
 from ._bands import run_in_row_bands
 from ._jit import fma, kernel
 from .mask_refine import RowUpsampler
-from ._validate import check_field_types, check_image, check_mask
+from ._validate import check_field_types, check_image, check_mask, vouched_memo
 
 __all__ = ["ToneMapParams", "PersonExposure", "tone_map_people", "dim_photo_lift_ev", "MONK_SKIN_TONES_SRGB"]
 
@@ -756,9 +756,18 @@ def dim_photo_lift_ev(image: np.ndarray, *, params: "ToneMapParams | None" = Non
 
 
 def _dim_lift(image: np.ndarray, p: "ToneMapParams") -> float:
-    """:func:`dim_photo_lift_ev` of an image already checked (tone_map_people's own call)."""
+    """:func:`dim_photo_lift_ev` of an image already checked (tone_map_people's own call).
+
+    Measured once per image that camseg's develop vouches for (see effects._validate.vouch):
+    develop reports the lift tone_map_people applied, from its own call.
+    """
     if p.dim_floor <= 0.0 or p.max_dim_lift_ev <= 0.0:
         return 0.0
+    return vouched_memo(image, ("dim_lift", p.dim_floor, p.max_dim_lift_ev), lambda: _measure_dim_lift(image, p))
+
+
+def _measure_dim_lift(image: np.ndarray, p: "ToneMapParams") -> float:
+    """The lift itself: the 99.5th percentile of luminance on a ~250k-pixel subsample."""
     h, w = image.shape[:2]
     step = max(1, int(np.sqrt(h * w / _DIM_SAMPLE)))
     sample = np.asarray(image[::step, ::step], np.float32).reshape(-1, 3)

@@ -1082,3 +1082,41 @@ def test_iptc_stored_as_longs_in_a_tiff_is_read_whole(tmp_path):
     path.write_bytes(bytes(data))
     photo = cio.read_photo(path)
     assert photo.iptc == record and not any("IPTC" in n for n in photo.notes)
+
+
+def test_encoding_kernel_equals_the_numpy_formula_on_odd_sizes_views_and_non_finite_values():
+    # _encode_rows (one compiled pass) against the numpy steps it replaced: clip, sqrt, scale,
+    # + 0.5, truncate, look up; a NaN takes entry 0 (np.take's clip of the x86 cast), ±inf clip.
+    rng = np.random.default_rng(11)
+    base = (rng.random((37, 53, 3), dtype=np.float32) * 1.2 - 0.1) ** 1
+    base.flat[::7] = rng.random(base.size // 7 + 1, dtype=np.float32)[:base.flat[::7].size] ** 6
+    base.flat[5::101], base.flat[7::103], base.flat[9::107] = np.nan, np.inf, -np.inf
+    scale, half = np.float32(cio._ENCODE_LUT_SIZE - 1), np.float32(0.5)
+    for lin in (base, base[1::2, ::3], base[:1, :1], np.ascontiguousarray(base[:, 2:])):
+        ro = lin.copy()
+        ro.flags.writeable = False
+        for bits in (8, 16):
+            lut = cio._encode_lut(None, bits)
+            with np.errstate(invalid="ignore"):
+                t = np.sqrt(np.clip(lin, 0.0, 1.0)) * scale + half
+            index = np.where(np.isnan(t), 0, t).astype(np.int32)
+            expected = lut[np.clip(index, 0, lut.size - 1)]
+            np.testing.assert_array_equal(cio._encode(lin, None, bits), expected)
+            np.testing.assert_array_equal(cio._encode(ro, None, bits), expected)
+        padded = cio._encode(lin, None, 8, padded=True)
+        assert padded.shape == lin.shape[:2] + (4,) and padded.flags.c_contiguous
+        np.testing.assert_array_equal(padded[..., :3], cio._encode(lin, None, 8))
+        assert (padded[..., 3] == 255).all()
+
+
+def test_rgb_codes_equal_numpy_asarray_of_the_pillow_image():
+    # _rgb_codes (one raw-encoder call into one buffer) against the public np.asarray(img).
+    from PIL import Image
+
+    rng = np.random.default_rng(12)
+    for h, w in ((1, 1), (3, 5), (37, 53), (600, 601)):
+        img = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), "RGB")
+        codes = cio._rgb_codes(img)
+        expected = np.asarray(img)
+        assert codes.dtype == np.uint8 and codes.shape == (h, w, 3) and not codes.flags.writeable
+        np.testing.assert_array_equal(codes, expected)
