@@ -1051,7 +1051,7 @@ def develop(image, settings: "DevelopSettings | None" = None, *, segmenter=None,
     A program developing many large photos should call
     :func:`camseg.batch.reuse_freed_memory` once at start (each worker of the ``camseg``
     command does): with glibc's default malloc every full-size frame is a fresh mapping, and a
-    12 MP develop took 2.1 s instead of 1.5 s file to file (``benchmarks/develop.py
+    12 MP develop took 1.6 s instead of 1.15 s file to file (``benchmarks/develop.py
     --default-malloc``).
     """
     # The stages' checks reuse the ranges develop knows (its clipped stage outputs, its mattes
