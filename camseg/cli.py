@@ -192,7 +192,7 @@ class _HelpWithNames(argparse.HelpFormatter):
 _KERNEL_MODULES = {
     "segment": ("effects.mask_refine",),
     "develop": ("effects.mask_refine", "effects.denoise", "effects.noise_profile", "effects._jpeg",
-                "effects.sharpen", "effects.tone_map", "effects.styles", "effects._srgb"),
+                "effects.sharpen", "effects.tone_map", "effects.styles", "effects._srgb", "camseg.io"),
 }
 
 

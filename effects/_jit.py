@@ -32,27 +32,63 @@ signature whatever their origin). Small helpers that kernels call are :func:`inl
 :func:`fma` writes out a fused multiply-add where a kernel must round as OpenCV's SIMD code
 does.
 
-Numba's disk cache is keyed on the file of the kernel itself: after a change to a helper here
-that kernels elsewhere inline, clear the caches (``find effects -name '*.nb[ic]' -delete``).
+Numba's disk cache is keyed on the file of the kernel itself: a kernel keeps its cached code
+when a helper it calls from another file changes. So the helpers that kernels of several
+modules call live here (:func:`clamp01`, :func:`lerp_at`, :func:`fma`), and after a change
+to this file the caches must be cleared: ``find effects camseg -name '*.nb[ic]' -delete``,
+and the folder of ``NUMBA_CACHE_DIR`` or Numba's per-user cache (``~/.cache/numba``) where
+those are used. (``pip install`` rewrites every file, so an upgrade recompiles.)
+
+Where no folder can hold the cache (a read-only installation without a writable home
+folder or ``NUMBA_CACHE_DIR``), kernels are compiled without it, in every process, with one
+warning.
+
+A read-only image compiles a second version of a kernel (writability is part of Numba's
+argument types), once.
 """
 
 from __future__ import annotations
 
+import functools
+import sys
+import warnings
+
 import numba
 import numpy as np
 from numba.core import types as nb_types
+from numba.core.dispatcher import Dispatcher
 from numba.extending import intrinsic
 
-__all__ = ["cached_kernel_share", "fma", "inline", "kernel", "read_only_contiguous"]
-
-_KERNELS = []  # every kernel made by `kernel`, for cached_kernel_share()
-
+__all__ = ["cached_kernel_share", "clamp01", "fma", "inline", "kernel", "lerp_at", "read_only_contiguous"]
 
 def kernel(fn):
     """Compile ``fn`` as a GIL-free, disk-cached Numba kernel (see the module docstring)."""
-    compiled = numba.njit(fn, nogil=True, cache=True, error_model="numpy")
-    _KERNELS.append(compiled)
-    return compiled
+    return _njit(fn, nogil=True)
+
+
+def inline(fn):
+    """A helper that kernels call, compiled into each caller's body (Numba's
+    ``inline="always"``) so that the caller's loop stays one body LLVM can vectorise; callable
+    from Python too, one value at a time (the tests do)."""
+    return _njit(fn, inline="always")
+
+
+def _njit(fn, **options):
+    """``numba.njit`` with the disk cache, or without it where no folder can hold it."""
+    try:
+        return numba.njit(fn, cache=True, error_model="numpy", **options)
+    except RuntimeError as exc:  # "cannot cache function ...: no locator available for file ..."
+        if "cannot cache" not in str(exc):
+            raise
+        _warn_uncached()
+        return numba.njit(fn, error_model="numpy", **options)
+
+
+@functools.cache  # said once a process, at the first kernel
+def _warn_uncached() -> None:
+    warnings.warn("camseg's image kernels cannot be cached on disk (no writable folder: the package's "
+                  "is read-only and so is the home folder); each process compiles them, 15-25 s. Set "
+                  "NUMBA_CACHE_DIR to a writable folder to keep them.", RuntimeWarning, stacklevel=4)
 
 
 def cached_kernel_share(modules) -> "float | None":
@@ -64,20 +100,16 @@ def cached_kernel_share(modules) -> "float | None":
     A low share means the next calls compile: on a new installation a first ``develop`` took
     16 s more than the next (once; the cache then serves every process), which a command
     should say rather than look stuck. None where the cache cannot be read (Numba's cache
-    internals, which this reads, changed) or ``modules`` has no kernels.
+    internals, which this reads, changed) or ``modules`` has no cached kernels.
     """
+    kernels = [obj for name in modules if name in sys.modules for obj in vars(sys.modules[name]).values()
+               if isinstance(obj, Dispatcher) and obj.py_func.__module__ == name
+               and obj.targetoptions.get("inline") != "always"]  # (inline helpers never compile alone)
     try:
-        cached = [bool(k._cache._cache_file._load_index()) for k in _KERNELS if k.py_func.__module__ in modules]
+        cached = [bool(k._cache._cache_file._load_index()) for k in kernels if k._can_compile and k._cache is not None]
     except Exception:  # noqa: BLE001 (private API of Numba: any change means "unknown")
         return None
     return sum(cached) / len(cached) if cached else None
-
-
-def inline(fn):
-    """A helper that kernels call, compiled into each caller's body (Numba's
-    ``inline="always"``) so that the caller's loop stays one body LLVM can vectorise; callable
-    from Python too, one value at a time (the tests do)."""
-    return numba.njit(fn, inline="always", cache=True, error_model="numpy")
 
 
 @intrinsic
@@ -106,3 +138,25 @@ def read_only_contiguous(matte: np.ndarray) -> np.ndarray:
     view = np.ascontiguousarray(matte).view()
     view.flags.writeable = False
     return view
+
+
+@inline
+def lerp_at(row, next_row, frac, j):
+    """Value ``j`` of one output row of a :meth:`effects.mask_refine.RowUpsampler.lerp_rows` strip, float32.
+
+    For output row ``r``: ``row, next_row = rows[idx[r]], rows[idx[r] + 1]`` and
+    ``frac = frac[r]`` (taken once a row). ``row + frac·(next_row − row)`` in that order, as
+    ``cv2.subtract`` and ``cv2.scaleAdd`` do: the value :meth:`effects.mask_refine.RowUpsampler.__call__` writes there.
+    """
+    return row[j] + frac * (next_row[j] - row[j])
+
+
+@inline
+def clamp01(v):
+    """``v`` clipped to [0, 1] (float32 in, float32 out), as :func:`effects._opencv.clip01` does.
+
+    Comparisons, not ``min``/``max``: Numba's builtins carry NaN handling that keeps a
+    kernel's loop from being vectorised (4× slower measured). NaN gives 0.
+    """
+    v = v if v > np.float32(0.0) else np.float32(0.0)
+    return v if v < np.float32(1.0) else np.float32(1.0)

@@ -296,7 +296,10 @@ class _Scratch:
 def _rows(x: np.ndarray) -> np.ndarray:
     """An N×W×C array with C-contiguous rows (a frame or a row slice of one) as N × (W·C): a
     view, never a copy (kernels write through it), for the kernels that walk pixels in a row."""
-    return x.reshape(x.shape[0], x.shape[1] * x.shape[2], copy=False)  # (raises where a copy would be needed)
+    rows = x.view()
+    rows.shape = (x.shape[0], x.shape[1] * x.shape[2])  # (raises where a copy would be needed;
+    # reshape's copy=False, which says the same, needs numpy 2.1)
+    return rows
 
 
 def _box(x: np.ndarray, r: int, dst: "np.ndarray | None" = None) -> np.ndarray:

@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 
 from ._bands import run_in_row_bands
-from ._jit import kernel
+from ._jit import clamp01, kernel
 from ._opencv import clip01
 from ._validate import check_field_types, check_image
 from ._validate import resize as _resize
@@ -414,28 +414,6 @@ class RowUpsampler:
         frac = self.lerp_frac[:n]
         frac[:] = self.f[y0:y1]
         return src, idx, frac
-
-
-@kernel
-def lerp_at(row, next_row, frac, j):
-    """Value ``j`` of one output row of a :meth:`RowUpsampler.lerp_rows` strip, float32.
-
-    For output row ``r``: ``row, next_row = rows[idx[r]], rows[idx[r] + 1]`` and
-    ``frac = frac[r]`` (taken once a row). ``row + frac·(next_row − row)`` in that order, as
-    ``cv2.subtract`` and ``cv2.scaleAdd`` do: the value :meth:`RowUpsampler.__call__` writes there.
-    """
-    return row[j] + frac * (next_row[j] - row[j])
-
-
-@kernel
-def clamp01(v):
-    """``v`` clipped to [0, 1] (float32 in, float32 out), as :func:`effects._opencv.clip01` does.
-
-    Comparisons, not ``min``/``max``: Numba's builtins carry NaN handling that keeps a
-    kernel's loop from being vectorised (4× slower measured). NaN gives 0.
-    """
-    v = v if v > np.float32(0.0) else np.float32(0.0)
-    return v if v < np.float32(1.0) else np.float32(1.0)
 
 
 class GuidedStrips:

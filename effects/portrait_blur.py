@@ -63,10 +63,10 @@ import cv2
 import numpy as np
 
 from effects._bands import later, run_in_row_bands, side_thread
-from effects._jit import kernel
+from effects._jit import clamp01, kernel, lerp_at
 from effects._validate import check_field_types, check_image, check_mask, through_two_columns
 from effects._validate import resize as _resize
-from effects.mask_refine import (GuidedStrips, RefineMatteParams, RowUpsampler, clamp01, lerp_at,
+from effects.mask_refine import (GuidedStrips, RefineMatteParams, RowUpsampler,
                                  sample_at)
 
 __all__ = ["PortraitBlurParams", "portrait_blur", "disk_kernel", "estimate_noise_sigma"]
