@@ -196,6 +196,9 @@ _KERNEL_MODULES = {
 }
 
 
+_COMPILE_TIME = {"segment": "a few seconds", "develop": "15-25 s"}
+
+
 def _say_if_kernels_compile(command: str) -> None:
     """Say so when this run will first compile the image kernels (once per installation):
     the progress bar would otherwise sit at 0 for 15-25 s."""
@@ -204,7 +207,7 @@ def _say_if_kernels_compile(command: str) -> None:
     share = cached_kernel_share(_KERNEL_MODULES[command])
     if share is not None and share < 0.5:
         print(f"camseg {command}: first run of this installation: compiling the image kernels "
-              "for this machine (once, 15-25 s)", file=sys.stderr)
+              f"for this machine (once, {_COMPILE_TIME[command]})", file=sys.stderr)
 
 
 def main(argv=None) -> int:

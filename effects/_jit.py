@@ -50,8 +50,10 @@ argument types), once.
 from __future__ import annotations
 
 import functools
+import hashlib
 import sys
 import warnings
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -74,14 +76,68 @@ def inline(fn):
 
 
 def _njit(fn, **options):
-    """``numba.njit`` with the disk cache, or without it where no folder can hold it."""
+    """``numba.njit`` with the disk cache (:func:`_hardened`), or without it where no folder can
+    hold it."""
     try:
-        return numba.njit(fn, cache=True, error_model="numpy", **options)
+        return _hardened(numba.njit(fn, cache=True, error_model="numpy", **options))
     except RuntimeError as exc:  # "cannot cache function ...: no locator available for file ..."
         if "cannot cache" not in str(exc):
             raise
         _warn_uncached()
         return numba.njit(fn, error_model="numpy", **options)
+
+
+# The kernels inline the helpers of this file: their cache entries are keyed on its content too.
+_HELPERS_DIGEST = "effects._jit " + hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+
+
+def _hardened(compiled):
+    """``compiled`` (a Numba dispatcher) with three changes to its disk cache, as instance
+    attributes over Numba's private methods (where those are missing, the cache stays Numba's):
+
+    - its entries are keyed on this file's content too (:data:`_HELPERS_DIGEST`): Numba keys a
+      kernel on its own file and bytecode only, so an upgrade that changed only a helper here
+      kept the kernels' stale machine code (a changed ``clamp01`` went unseen by portrait_blur);
+    - a cache that cannot be written (a full disk, a quota) is skipped with a warning: every
+      photo failed with "No space left on device";
+    - a damaged cache file reads as a miss (compiled again, then overwritten): every later run
+      failed with an UnpicklingError until the file was deleted by hand.
+    """
+    cache = getattr(compiled, "_cache", None)
+    if not all(callable(getattr(cache, name, None)) for name in ("_index_key", "load_overload", "save_overload")):
+        return compiled
+    index_key, load, save = cache._index_key, cache.load_overload, cache.save_overload
+
+    def keyed_on_helpers(sig, codegen):
+        return index_key(sig, codegen) + (_HELPERS_DIGEST,)
+
+    def load_or_miss(sig, target_context):
+        try:
+            return load(sig, target_context)
+        except Exception:  # noqa: BLE001 (a damaged file, whatever its damage: compile again)
+            return None
+
+    def save_or_skip(sig, data):
+        try:
+            try:
+                save(sig, data)
+            except OSError:
+                raise
+            except Exception:  # noqa: BLE001 (a damaged index, which saving reads first: start it anew)
+                Path(cache._cache_file._index_path).unlink(missing_ok=True)
+                save(sig, data)
+        except OSError as exc:
+            _warn_unwritable(exc.strerror or str(exc))
+
+    cache._index_key, cache.load_overload, cache.save_overload = keyed_on_helpers, load_or_miss, save_or_skip
+    return compiled
+
+
+@functools.cache  # said once a process per reason
+def _warn_unwritable(reason: str) -> None:
+    warnings.warn(f"camseg's image kernels could not be saved to Numba's disk cache ({reason}); they "
+                  "stay compiled for this process only. Free space, or set NUMBA_CACHE_DIR to a writable "
+                  "folder.", RuntimeWarning, stacklevel=2)
 
 
 @functools.cache  # said once a process, at the first kernel
@@ -106,7 +162,10 @@ def cached_kernel_share(modules) -> "float | None":
                if isinstance(obj, Dispatcher) and obj.py_func.__module__ == name
                and obj.targetoptions.get("inline") != "always"]  # (inline helpers never compile alone)
     try:
-        cached = [bool(k._cache._cache_file._load_index()) for k in kernels if k._can_compile and k._cache is not None]
+        machine = numba.core.registry.cpu_target.target_context.codegen().magic_tuple()
+        cached = [any(key[1] == machine and key[-1] == _HELPERS_DIGEST for key in k._cache._cache_file._load_index())
+                  for k in kernels if k._can_compile and k._cache is not None]  # (for this CPU: a cache made on
+        # another machine, e.g. in a container image, compiles again)
     except Exception:  # noqa: BLE001 (private API of Numba: any change means "unknown")
         return None
     return sum(cached) / len(cached) if cached else None
@@ -126,6 +185,12 @@ def fma(typingctx, a, b, c):
         return builder.fma(*args)
 
     return a(a, b, c), codegen
+
+
+if numba.config.DISABLE_JIT:  # Numba's debugging switch: kernels run as Python, where an intrinsic cannot
+    def fma(a, b, c):  # noqa: F811 (the same rounding for float32, but for a rare double rounding)
+        """``a * b + c`` in float64, rounded to ``a``'s type (NUMBA_DISABLE_JIT only)."""
+        return type(a)(np.float64(a) * np.float64(b) + np.float64(c))
 
 
 def read_only_contiguous(matte: np.ndarray) -> np.ndarray:

@@ -68,6 +68,7 @@ import functools
 import math
 
 import cv2
+import numba
 import numpy as np
 from llvmlite import ir as llvm_ir
 from numba import types as nb_types
@@ -265,6 +266,14 @@ def _bits_float(typingctx, bits):
         return builder.bitcast(args[0], llvm_ir.FloatType())
 
     return nb_types.float32(nb_types.int32), codegen
+
+
+if numba.config.DISABLE_JIT:  # Numba's debugging switch: kernels run as Python, where an intrinsic cannot
+    def _float_bits(value):  # noqa: F811
+        return np.float32(value).view(np.int32)
+
+    def _bits_float(bits):  # noqa: F811
+        return np.int32(bits).view(np.float32)
 
 
 @inline
