@@ -694,8 +694,9 @@ def test_kill_mid_run_then_resume(tmp_path):
     assert _digest(photos) == before
 
 
-def _descendants_rss(root: int) -> list:
-    """(pid, resident bytes) of every process below ``root`` (Linux /proc)."""
+def _descendants_rss(root: int, *, with_parents: bool = False) -> list:
+    """(pid, resident bytes) of every process below ``root`` (Linux /proc); with
+    ``with_parents``, (pid, parent pid, resident bytes)."""
     rows = []
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
@@ -710,21 +711,25 @@ def _descendants_rss(root: int) -> list:
         for pid, ppid, rss in rows:
             if ppid in mine and pid not in mine:
                 mine.add(pid)
-                out.append((pid, rss))
+                out.append((pid, ppid, rss) if with_parents else (pid, rss))
                 grew = True
     return out
 
 
 @contextlib.contextmanager
-def _oom_killer(limit_bytes: float):
+def _oom_killer(limit_bytes: float = float("inf"), *, over_parent: float = float("inf")):
     """A thread playing the kernel's OOM killer: any process below this one over ``limit_bytes``
-    resident is killed. Yields the list of the pids it killed."""
+    resident, or over its parent's resident size by ``over_parent`` (a worker's growth over the
+    forkserver it was forked from), is killed. Yields the list of the pids it killed."""
     kills, stop = [], threading.Event()
 
     def watch():
         while not stop.is_set():
-            for pid, rss in _descendants_rss(os.getpid()):
-                if rss > limit_bytes and pid not in kills:  # (a dying process may still show its memory)
+            rows = _descendants_rss(os.getpid(), with_parents=True)
+            resident = {pid: rss for pid, _, rss in rows}
+            for pid, ppid, rss in rows:
+                over = rss > limit_bytes or (ppid in resident and rss > resident[ppid] + over_parent)
+                if over and pid not in kills:  # (a dying process may still show its memory)
                     with contextlib.suppress(OSError):
                         os.kill(pid, signal.SIGKILL)
                         kills.append(pid)
@@ -765,10 +770,11 @@ def test_a_batch_whose_every_worker_is_killed_stops_trying(tmp_path):
     photo is not retried alone at a worker start apiece: after 3 in a row and one more photo
     tried alone, the rest fail at once."""
     photos = _photos(tmp_path / "in", 12)
-    # A worker with the model loaded takes ~160 MB, 210-380 MB once it develops (the compiled
-    # kernels loaded); the forkserver ~150 MB. (180 MB, when a worker developing took 270 MB,
-    # killed the workers of a cold-cache CI run while they started.)
-    with _oom_killer(200e6) as kills:
+    # Workers are killed once they grow 45 MB past the forkserver they come from: one with the
+    # model loaded is 5-30 MB past it, one developing 60-200 MB (the compiled kernels loaded).
+    # Absolute sizes vary too much for a fixed limit: the forkserver took 150 MB here and 260
+    # MB in a fresh CI install (where 180 and 200 MB limits killed the workers as they started).
+    with _oom_killer(over_parent=45e6) as kills:
         summary = run_batch([tmp_path / "in"], tmp_path / "out", jobs=2, progress=False)
     assert len(summary.failed) == len(photos) and not list((tmp_path / "out").glob("*.jpg"))
     messages = [r.message for r in summary.failed]
