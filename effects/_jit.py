@@ -32,16 +32,19 @@ signature whatever their origin). Small helpers that kernels call are :func:`inl
 :func:`fma` writes out a fused multiply-add where a kernel must round as OpenCV's SIMD code
 does.
 
-Numba's disk cache is keyed on the file of the kernel itself: a kernel keeps its cached code
-when a helper it calls from another file changes. So the helpers that kernels of several
-modules call live here (:func:`clamp01`, :func:`lerp_at`, :func:`fma`), and after a change
-to this file the caches must be cleared: ``find effects camseg -name '*.nb[ic]' -delete``,
-and the folder of ``NUMBA_CACHE_DIR`` or Numba's per-user cache (``~/.cache/numba``) where
-those are used. (``pip install`` rewrites every file, so an upgrade recompiles.)
+Numba keys a kernel's disk cache on the kernel's own file and bytecode: a kernel would keep
+its cached code when a helper it inlines from another file changed (a ``pip install`` of a
+new version included: the cache outlives the files). So the helpers that kernels of several
+modules call live here (:func:`clamp01`, :func:`lerp_at`, :func:`fma`), and every kernel's
+cache entries are keyed on this file's content too (:func:`_hardened`). A kernel must not
+call a kernel of another effects module.
 
 Where no folder can hold the cache (a read-only installation without a writable home
 folder or ``NUMBA_CACHE_DIR``), kernels are compiled without it, in every process, with one
-warning.
+warning; a cache that cannot be written (a full disk) is skipped, and a damaged one read as
+a miss (:func:`_hardened`). Caches to clear by hand, should that ever be needed:
+``find effects camseg -name '*.nb[ic]' -delete``, and ``NUMBA_CACHE_DIR`` or
+``~/.cache/numba`` where those are used.
 
 A read-only image compiles a second version of a kernel (writability is part of Numba's
 argument types), once.
@@ -62,6 +65,7 @@ from numba.core.dispatcher import Dispatcher
 from numba.extending import intrinsic
 
 __all__ = ["cached_kernel_share", "clamp01", "fma", "inline", "kernel", "lerp_at", "read_only_contiguous"]
+
 
 def kernel(fn):
     """Compile ``fn`` as a GIL-free, disk-cached Numba kernel (see the module docstring)."""
