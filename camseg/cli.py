@@ -187,16 +187,13 @@ class _HelpWithNames(argparse.HelpFormatter):
         return text
 
 
-# The effects whose kernels every run of a command calls (a portrait effect's add a few
-# seconds when first used).
+# Per command: the modules whose kernels every run calls (a portrait effect's add a few seconds
+# when first used), and how long their first compile takes.
 _KERNEL_MODULES = {
-    "segment": ("effects.mask_refine",),
-    "develop": ("effects.mask_refine", "effects.denoise", "effects.noise_profile", "effects._jpeg",
-                "effects.sharpen", "effects.tone_map", "effects.styles", "effects._srgb", "camseg.io"),
+    "segment": (("effects.mask_refine",), "a few seconds"),
+    "develop": (("effects.mask_refine", "effects.denoise", "effects.noise_profile", "effects._jpeg",
+                 "effects.sharpen", "effects.tone_map", "effects.styles", "effects._srgb", "camseg.io"), "15-25 s"),
 }
-
-
-_COMPILE_TIME = {"segment": "a few seconds", "develop": "15-25 s"}
 
 
 def _say_if_kernels_compile(command: str) -> None:
@@ -204,10 +201,11 @@ def _say_if_kernels_compile(command: str) -> None:
     the progress bar would otherwise sit at 0 for 15-25 s."""
     from effects._jit import cached_kernel_share
 
-    share = cached_kernel_share(_KERNEL_MODULES[command])
+    modules, compile_time = _KERNEL_MODULES[command]
+    share = cached_kernel_share(modules)
     if share is not None and share < 0.5:
         print(f"camseg {command}: first run of this installation: compiling the image kernels "
-              f"for this machine (once, {_COMPILE_TIME[command]})", file=sys.stderr)
+              f"for this machine (once, {compile_time})", file=sys.stderr)
 
 
 def main(argv=None) -> int:

@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 
 from effects._bands import run_in_row_bands
-from effects._jit import kernel, read_only_contiguous
+from effects._jit import clamp01, kernel, read_only_contiguous
 # The sRGB curve is written once, in effects (its JPEG step models the encoder with it);
 # this module is where photos are converted with it, and re-exports it.
 from effects._srgb import linear_to_srgb, srgb_to_linear
@@ -314,7 +314,6 @@ def _encode_rows(linear, lut, scale, out):  # pragma: no cover - compiled
     n, w = linear.shape[:2]
     four = out.shape[2] == 4
     half = np.float32(0.5)
-    zero, one = np.float32(0.0), np.float32(1.0)
     top = lut[lut.shape[0] - 1]
     index = np.empty(w * 3, np.int32)
     for i in range(n):
@@ -322,10 +321,7 @@ def _encode_rows(linear, lut, scale, out):  # pragma: no cover - compiled
         # The arithmetic in one branch-free loop over the row (LLVM vectorises it), the table
         # lookups, which it cannot, in a second.
         for j in range(w * 3):
-            v = row[j]
-            v = v if v > zero else zero  # (NaN fails the test: 0)
-            v = v if v < one else one
-            t = np.sqrt(v) * scale
+            t = np.sqrt(clamp01(row[j])) * scale  # (NaN: 0)
             index[j] = np.int32(t + half)  # (in [0, scale + 0.5]: the table's last entry at most)
         for x in range(w):
             out[i, x, 0] = lut[index[3 * x]]

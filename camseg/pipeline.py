@@ -1089,12 +1089,11 @@ def _develop(image, settings, segmenter, segmentation, return_details, options):
                             "photo.with_pixels(camseg.io.as_linear_rgb(codes)), or pass the array itself")
     else:
         pixels = as_linear_rgb(image, name="image")
-    lo, hi = min_max(pixels)  # one pass for both, NaN in both
-    if not (lo >= -1e-3 and hi <= 1.0 + 1e-3):  # (NaN fails here, and the first stage names it)
-        if lo < -1e-3 or hi > 1.0 + 1e-3:
-            raise ValueError(f"image must be linear RGB in [0, 1], got values in [{lo:.4g}, {hi:.4g}]; "
-                             "clip it or scale it (e.g. image / image.max())")
-    elif lo < 0.0 or hi > 1.0:
+    lo, hi = min_max(pixels)  # one pass for both, NaN in both (then no test below holds: the first stage names it)
+    if lo < -1e-3 or hi > 1.0 + 1e-3:
+        raise ValueError(f"image must be linear RGB in [0, 1], got values in [{lo:.4g}, {hi:.4g}]; "
+                         "clip it or scale it (e.g. image / image.max())")
+    if lo < 0.0 or hi > 1.0:
         pixels = np.clip(pixels, 0.0, 1.0)  # a new array: the caller's is never modified
         lo, hi = max(lo, 0.0), min(hi, 1.0)  # (clipping is monotonic: the new extremes)
     if pixels.dtype == np.float32 and pixels.flags.c_contiguous:

@@ -81,7 +81,7 @@ import cv2
 import numpy as np
 
 from ._bands import later, run_in_row_bands, run_strips, side_thread
-from ._jit import kernel
+from ._jit import inline, kernel
 from ._jpeg import jpeg_skin_luma
 from ._validate import check_field_types, check_image
 from .noise_profile import (_OPP_TO_RGB, NoiseProfile, _check_iso, _check_mask, _estimate_from_opponent,
@@ -456,14 +456,14 @@ def _plane(x) -> np.ndarray:
     return _NO_PLANE if x is None else np.ascontiguousarray(x, dtype=np.float32)
 
 
-@kernel
+@inline
 def _clip_to(x, ceiling):
     """``min(max(x, 0), ceiling)`` for one float32 value (cv2.threshold TOZERO then TRUNC)."""
     x = x if x > _F0 else _F0
     return ceiling if x > ceiling else x
 
 
-@kernel
+@inline
 def _wiener_gain(energy, thresh):
     """``max(1 - T / max(E, 1e-20), 0)`` for one coefficient (float32 scalars)."""
     g = _F1 - thresh / max(energy, _ENERGY_FLOOR)

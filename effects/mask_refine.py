@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 
 from ._bands import run_in_row_bands
-from ._jit import clamp01, kernel
+from ._jit import clamp01, kernel, lerp_at
 from ._opencv import clip01
 from ._validate import check_field_types, check_image
 from ._validate import resize as _resize
@@ -653,7 +653,7 @@ def _apply_coefficients(out, channel, guide, src, idx, frac, K, k):
         # rows as flat 1-D arrays: 2-D indexing in the loop kept it from vectorising (5× slower)
         g, o, C = guide[r].ravel(), out[r].ravel(), out.shape[2]
         for x in range(W):
-            q = (ar[x] + f * (ar1[x] - ar[x])) * np.sqrt(clamp01(g[3 * x]))
-            q = q + (ag[x] + f * (ag1[x] - ag[x])) * np.sqrt(clamp01(g[3 * x + 1]))
-            q = q + (ab[x] + f * (ab1[x] - ab[x])) * np.sqrt(clamp01(g[3 * x + 2]))
-            o[C * x + channel] = clamp01(q + (b[x] + f * (b1[x] - b[x])))
+            q = lerp_at(ar, ar1, f, x) * np.sqrt(clamp01(g[3 * x]))
+            q = q + lerp_at(ag, ag1, f, x) * np.sqrt(clamp01(g[3 * x + 1]))
+            q = q + lerp_at(ab, ab1, f, x) * np.sqrt(clamp01(g[3 * x + 2]))
+            o[C * x + channel] = clamp01(q + lerp_at(b, b1, f, x))

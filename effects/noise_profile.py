@@ -302,7 +302,7 @@ def _block_sums(opp_rows, block_rows, n_cols, mean_y, sig, clipped):
     mean_y, sig, clipped : np.ndarray
         float32 (R n_cols,), float32 (R n_cols, 3), bool (R n_cols,): written, row-major.
     """
-    size = 16
+    size = _BLOCK
     span = n_cols * size * 3
     residual = np.empty((size, span), np.float32)  # |residual| of one block row
     for bi in range(block_rows.shape[0]):

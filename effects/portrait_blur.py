@@ -535,12 +535,6 @@ class _Grain:
         self.tiles *= np.float32(b)
         self.tiles += np.float32(a) * mean
 
-    def for_band(self) -> "_Grain":
-        """The same grain with its own scratch buffer, for one thread's band of rows."""
-        band = copy.copy(self)
-        band.tmp = np.empty_like(self.tmp)
-        return band
-
     def add(self, bg: np.ndarray, sigma: np.ndarray, y0: int, y1: int) -> None:
         """``bg += noise·sigma`` for frame rows y0..y1 (within one 256-row cell band), in place.
 
@@ -760,7 +754,7 @@ def _background_rows(out, bg_src, bg_idx, bg_frac, grain, tiles, cells, dy, cell
             o_c, v_w, v_n = o[a:b], bg_w[a:b], bg_n[a:b]
             if not grain and not sharp:
                 for j in range(b - a):
-                    o_c[j] = clamp01(v_w[j] + bg_f * (v_n[j] - v_w[j]))
+                    o_c[j] = clamp01(lerp_at(v_w, v_n, bg_f, j))
                 continue
             s_w, s_n, noise = v_w, v_n, v_w  # (typed here; the grain σ and noise below)
             if grain:
@@ -770,14 +764,14 @@ def _background_rows(out, bg_src, bg_idx, bg_frac, grain, tiles, cells, dy, cell
                 noise = tiles[cells[cx, 0], cells[cx, 1] + dy + r].ravel()[ox:ox + b - a]
             if not sharp:
                 for j in range(b - a):
-                    sigma = s_w[j] + bg_f * (s_n[j] - s_w[j])
-                    o_c[j] = clamp01((v_w[j] + bg_f * (v_n[j] - v_w[j])) + noise[j] * sigma)
+                    sigma = lerp_at(s_w, s_n, bg_f, j)
+                    o_c[j] = clamp01((lerp_at(v_w, v_n, bg_f, j)) + noise[j] * sigma)
                 continue
             w0_c, fill_c = w0[r, x0:x0 + (b - a) // 3], fill0[r].ravel()[a:b]
             for j in range(b - a):
-                v = v_w[j] + bg_f * (v_n[j] - v_w[j])
+                v = lerp_at(v_w, v_n, bg_f, j)
                 if grain:
-                    sigma = (s_w[j] + bg_f * (s_n[j] - s_w[j])) * (np.float32(1.0) - w0_c[j // 3])
+                    sigma = (lerp_at(s_w, s_n, bg_f, j)) * (np.float32(1.0) - w0_c[j // 3])
                     v = v + noise[j] * sigma
                 o_c[j] = clamp01(v + w0_c[j // 3] * (fill_c[j] - v))
 

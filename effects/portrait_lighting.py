@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 
 from effects._bands import run_in_row_bands
-from effects._jit import kernel
+from effects._jit import clamp01, kernel
 from effects.mask_refine import RefineMatteParams
 from effects._validate import check_field_types, through_two_columns
 from effects.portrait_blur import (_REFINE_BAND_EXPECTED, _check_image, _check_mask, _is_refine_band, foreground_colour,
@@ -582,8 +582,7 @@ def _high_key_rows(F, key, keyed, weights, y, alpha, out, finish, gain, contrast
             v = pivot * np.power((v if v > zero else zero) / pivot, slope)
         if v > knee:
             v = knee + span * np.tanh((v - knee) / span)
-        v = v if v > zero else zero
-        v = v if v < one else one
+        v = clamp01(v)
         a = alpha[i]
         g = a * v + (one - a)
         out[3 * i], out[3 * i + 1], out[3 * i + 2] = g, g, g

@@ -70,7 +70,7 @@ import cv2
 import numpy as np
 
 from ._bands import run_in_row_bands
-from ._jit import fma, kernel, read_only_contiguous
+from ._jit import fma, inline, kernel, read_only_contiguous
 from ._opencv import clip01
 from ._srgb import pow_in_place
 from ._validate import check_field_types, check_image, check_mask
@@ -466,7 +466,7 @@ def _styled_rows(p0, pw, lum, sky, skin, teeth, has_sky_gain, has_skin, has_teet
                                 cube_f, change_f, cube_reach_f)
 
 
-@kernel
+@inline
 def _adjusted_pixel(p0_f, k, s0, s1, s2, u, reach, cube_f, change_f, cube_reach_f):  # pragma: no cover - compiled
     """One pixel of :func:`_styled_rows` (inlined by LLVM): ``res = s + u`` per channel, its
     cube, the change ``res - p0`` and the cube of ``p0 + reach * change`` (one rounding)."""

@@ -105,7 +105,7 @@ import cv2
 import numpy as np
 
 from ._bands import run_in_row_bands
-from ._jit import fma, kernel
+from ._jit import clamp01, fma, kernel, read_only_contiguous
 from .mask_refine import RowUpsampler
 from ._validate import check_field_types, check_image, check_mask, vouched_memo
 
@@ -469,7 +469,7 @@ def _luminance_rows(x, floor, out):  # pragma: no cover - compiled
     Fuses ``cv2.transform`` and ``cv2.max`` (two passes) into one. ``x``: float32 n×w×3
     linear RGB, C-contiguous; ``floor``: np.float32; ``out``: float32 n×w, C-contiguous.
     """
-    lr, lg, lb = np.float32(0.2126), np.float32(0.7152), np.float32(0.0722)
+    lr, lg, lb = _LUMA[0], _LUMA[1], _LUMA[2]
     x_f, out_f = x.reshape(-1), out.reshape(-1)
     for k in range(out_f.size):  # flat: a loop LLVM vectorises
         out_f[k] = max(x_f[3 * k] * lr + x_f[3 * k + 1] * lg + x_f[3 * k + 2] * lb, floor)
@@ -579,7 +579,7 @@ def _fade_to_white(gain, log_y, coverage, has_coverage, fade_start, fade_slope):
         for j in range(w):
             g = gain_f[row + j]
             if g < zero and log_y_f[row + j] > fade_start:
-                keep = min(max((one - math.exp(log_y_f[row + j])) * fade_slope, zero), one)
+                keep = clamp01((one - math.exp(log_y_f[row + j])) * fade_slope)
                 if has_coverage:
                     keep = one - (one - keep) * (one - coverage_f[row + j])
                 gain_f[row + j] = g * keep
@@ -674,7 +674,7 @@ def _apply_gains(image: np.ndarray, coeffs, sky_mask, p: ToneMapParams, clip_inp
     y_floor = f32(_Y_FLOOR)
     has_sky = sky_mask is not None
     # The kernels read C-contiguous rows (a no-op for develop()'s mattes); a stand-in when absent.
-    sky = np.ascontiguousarray(sky_mask, np.float32) if has_sky else np.zeros((1, 1), np.float32)
+    sky = read_only_contiguous(np.asarray(sky_mask if has_sky else np.zeros((1, 1)), np.float32))
 
     def process_rows(y0: int, y1: int) -> None:
         # Buffers per band: the bands run in parallel threads (effects._bands).
