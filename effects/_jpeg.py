@@ -109,13 +109,6 @@ def block_dct(plane: np.ndarray) -> np.ndarray:
     return np.matmul(_DCT8, along_x).reshape(h // 8, 8, w // 8, 8)
 
 
-def block_idct(coefs: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`block_dct`: (h, 8, w, 8) → float32 (8h)×(8w)."""
-    bh, _, bw, _ = coefs.shape
-    along_y = np.matmul(_DCT8.T, coefs.reshape(bh, 8, bw * 8))
-    return (along_y.reshape(-1, 8) @ _DCT8).reshape(bh * 8, bw * 8)
-
-
 def as_blocks(coefs: np.ndarray) -> np.ndarray:
     """(h, 8, w, 8) coefficients → (h * w, 8, 8), one 8×8 array per block."""
     bh, _, bw, _ = coefs.shape
@@ -336,8 +329,9 @@ def _srgb_power_value(linear):
 
 @inline
 def _linear_from_power(p):
-    """:func:`effects._srgb.srgb_power_to_linear_in_place` of one float32 value: the linear light
-    of ``sRGB = 1.055 p - 0.055`` clipped to [0, 1] (branch-free, as :func:`_srgb_power_value`)."""
+    """The inverse of :func:`_srgb_power_value` for one float32 value: the linear light of
+    ``sRGB = 1.055 p - 0.055`` clipped to [0, 1] (IEC 61966-2-1 decoding in units of ``p``, for
+    an adjustment of sRGB added as ``Δ / 1.055``; branch-free, as :func:`_srgb_power_value`)."""
     toe = max(p * _F(1.055 / 12.92) + _F(-0.055 / 12.92), _F(0.0))
     power = _exp_f32(_log_f32(max(min(p, _F(1.0)), _POWER_TOE)) * _F(2.4))
     return toe if p <= _POWER_TOE else power
@@ -371,7 +365,7 @@ def _normal_cdf(x):
 @inline
 def _fine_bin_mean(coef, mean_k2, noise_var, step, table, first_bin):
     """E[c | x] of one AC coefficient whose step is under 3 (a fine bin: ``x`` itself is known,
-    so a Wiener gain ``s^2 / tau^2`` only). float32, as :func:`_estimate_blocks`."""
+    so a Wiener gain ``s^2 / tau^2`` only). float32."""
     tau2 = _total_variance_value(mean_k2, step * step, table, first_bin)
     return (max(tau2 - noise_var, _F(0.0)) / max(tau2, _F(1e-12))) * coef
 
@@ -379,8 +373,8 @@ def _fine_bin_mean(coef, mean_k2, noise_var, step, table, first_bin):
 @inline
 def _quantised_bin_mean(coef, mean_k2, noise_var, step, table, first_bin):
     """E[c | x in its quantisation bin] of one AC coefficient of a quantised frequency (module
-    docstring, step 3), as :func:`_estimate_blocks`: float32, except the truncated-normal
-    mean (float64, as scipy's ``ndtr`` was).
+    docstring, step 3): float32, except the truncated-normal mean (float64, as scipy's
+    ``ndtr``).
 
     A coefficient in the zero bin is 0 unless its prior is much wider than the bin
     (``mean_k2`` above ``_FINE_MEAN_K2``) or the noise alone is (then the bin is fine too).
@@ -408,25 +402,6 @@ def _quantised_bin_mean(coef, mean_k2, noise_var, step, table, first_bin):
     return gain * x
 
 
-@kernel
-def _posterior_planes(coefs, mean_k2, noise_var, steps, n_fine, table, first_bin, est):
-    """The posterior mean (:func:`_fine_bin_mean`, :func:`_quantised_bin_mean`) of every AC
-    coefficient of frequency-major planes: :func:`_estimate_blocks`, whose numpy version made
-    a pass per operation over them and gathered the surviving coefficients.
-
-    coefs float32 (64, n), mean_k2 float32 (63, n), noise_var float32 (n,), steps float32
-    (64,), table float32 (the variance table); est float32 (64, n), rows 0..62 written.
-    """
-    n = coefs.shape[1]
-    for f in range(63):
-        step = steps[f]
-        for j in range(n):
-            if f < n_fine:
-                est[f, j] = _fine_bin_mean(coefs[f, j], mean_k2[f, j], noise_var[j], step, table, first_bin)
-            else:
-                est[f, j] = _quantised_bin_mean(coefs[f, j], mean_k2[f, j], noise_var[j], step, table, first_bin)
-
-
 @inline
 def _vector_times_matrix(vector, start, matrix, out, out_start):
     """``out[out_start + v] = sum_x vector[start + x] * matrix[x, v]`` for an 8×8 float32
@@ -451,6 +426,17 @@ def _vector_times_matrix(vector, start, matrix, out, out_start):
     out[out_start + 5] = a5
     out[out_start + 6] = a6
     out[out_start + 7] = a7
+
+
+@inline
+def _jfif_luma_row(pixels, start, n, power, luma):
+    """The JFIF luma (0–255) of the 8-bit sRGB encoding of ``n`` linear RGB pixels from flat
+    index ``start`` of ``pixels`` (float32, RGB interleaved) into ``luma[:n]``, their sRGB power
+    into ``power[:3 n]`` (:func:`jfif_luma`'s srgb_power and cv2.transform, fused)."""
+    for k in range(3 * n):  # contiguous: vectorised
+        power[k] = _srgb_power_value(pixels[start + k])
+    for x in range(n):
+        luma[x] = _LUMA_R * power[3 * x] + _LUMA_G * power[3 * x + 1] + _LUMA_B * power[3 * x + 2] + _LUMA_OFFSET
 
 
 @kernel
@@ -491,12 +477,7 @@ def _luma_coefficients(image, y0, x0, runs, order, steps, weight, coefs, k2_weig
         i, first, stop = runs[r, 0], runs[r, 1], runs[r, 2]
         n = 8 * (stop - first)
         for y in range(8):
-            start = ((y0 + 8 * i + y) * width + x0 + 8 * first) * 3
-            for k in range(3 * n):  # contiguous: vectorised
-                power[k] = _srgb_power_value(pixels[start + k])
-            for x in range(n):
-                luma[y, x] = (_LUMA_R * power[3 * x] + _LUMA_G * power[3 * x + 1] + _LUMA_B * power[3 * x + 2]
-                              + _LUMA_OFFSET)
+            _jfif_luma_row(pixels, ((y0 + 8 * i + y) * width + x0 + 8 * first) * 3, n, power, luma[y])
         # D X D^T, the rows' products first (as block_dct): along x within each block, ...
         for y in range(8):
             for j in range(0, n, 8):
@@ -541,17 +522,6 @@ def _boundary_clip(processed, limit, ta, ea, tb, eb):
     return _F(0.0)
 
 
-@inline
-def _pyramid_luma_row(pixels, start, n, power, luma):
-    """The JFIF luma (0–255) of ``n`` pixels of the pyramid's result from flat index ``start``
-    of ``pixels`` (float32, RGB interleaved) into ``luma[:n]``, their sRGB power into
-    ``power[:3 n]`` (the srgb_power and cv2.transform of the numpy version, fused)."""
-    for k in range(3 * n):  # contiguous: vectorised
-        power[k] = _srgb_power_value(pixels[start + k])
-    for x in range(n):
-        luma[x] = _LUMA_R * power[3 * x] + _LUMA_G * power[3 * x + 1] + _LUMA_B * power[3 * x + 2] + _LUMA_OFFSET
-
-
 @kernel
 def _estimate_write_run(out, above, below, y0, x0, t0, t1, e0, e1, b0, b1, c0, coefs, sum_k2, sum_w, noise_var,
                         processed, limit, steps, order, n_fine, table, first_bin, window, ceiling_above_one):
@@ -591,8 +561,13 @@ def _estimate_write_run(out, above, below, y0, x0, t0, t1, e0, e1, b0, b1, c0, c
         float32 per grid block: noise variance (8-bit luma levels^2) and deblocking limit.
     processed : np.ndarray
         bool per grid block: estimated (the others keep the pyramid's luma).
-    steps, order, n_fine, table, first_bin
-        As :func:`_posterior_planes` and :func:`_luma_coefficients`.
+    steps, order : np.ndarray
+        float32 (64,) quantisation step and int64 (64,) flat frequency ``8 u + v`` of each
+        coefficient plane (the estimate's order, as :func:`_luma_coefficients` wrote them).
+    n_fine : int
+        How many planes come first with steps under 3 (fine bins: ``x`` itself is known).
+    table, first_bin
+        The variance table and its first bin (:func:`_variance_table`).
     window : np.ndarray
         float32 (8 (t1 - t0), 8 (e1 - e0)), C-contiguous: the skin weight at the run's
         pixels, unclipped.
@@ -622,7 +597,7 @@ def _estimate_write_run(out, above, below, y0, x0, t0, t1, e0, e1, b0, b1, c0, c
                 source, start = pixels, ((y0 + 8 * t + y) * width + x0 + 8 * e0) * 3
                 if t < t0 or t >= t1:  # a halo row: from the copy
                     source, start = above_pixels if t < t0 else below_pixels, (y * region_width + 8 * (e0 - c0)) * 3
-                _pyramid_luma_row(source, start, n, power[ps, y], y_old[ps, y])
+                _jfif_luma_row(source, start, n, power[ps, y], y_old[ps, y])
             # A frequency plane at a time: each plane is read as one sequential stream (127
             # planes interleaved block by block defeat the hardware prefetcher). Every block of
             # the run is estimated (branch-free loops; the transform step zeroed the
@@ -652,7 +627,7 @@ def _estimate_write_run(out, above, below, y0, x0, t0, t1, e0, e1, b0, b1, c0, c
                     for x in range(8):
                         total += y_old[ps, y, px + x]
                 est[j, 0] = total * _F(1 / 64) * _F(8.0)
-                # D^T C D, along y first (as block_idct).
+                # D^T C D, along y first.
                 coefficients = est[j].reshape(8, 8)
                 for y in range(8):
                     _vector_times_matrix(_DCT8_T[y], 0, coefficients, along_y, 0)  # sum_u D[u, y] C[u, :]
@@ -715,43 +690,6 @@ def _estimate_write_run(out, above, below, y0, x0, t0, t1, e0, e1, b0, b1, c0, c
                 if blend[x]:
                     for c in range(3):
                         pixels[start + 3 * x + c] = linear[3 * x + c]
-
-
-def _estimate_blocks(coefs: np.ndarray, mean_k2: np.ndarray, noise_var: np.ndarray, steps: np.ndarray,
-                     n_fine: int) -> np.ndarray:
-    """Posterior means E[c | x in its quantisation bin] of the AC coefficients of ``n`` blocks
-    (the per-coefficient functions the estimate kernel inlines, over frequency-major planes: the
-    tests check them against the dense definition).
-
-    The prior ``c ~ N(0, s^2)``, ``s^2 = max(tau^2 - sigma^2, 0)``, noise ``N(0, sigma^2)``
-    (module docstring, step 3). Frequency-major arrays: each frequency's row is contiguous.
-
-    Parameters
-    ----------
-    coefs : np.ndarray
-        float32 (64, n) block DCTs (JFIF luma, 0–255 scale), frequencies in the order of
-        ``steps``: first the ``n_fine`` with steps under 3 (fine bins: ``x`` itself is known),
-        then the quantised ones, the DC term last.
-    mean_k2 : np.ndarray
-        float32 (63, n) the neighbourhood's mean ``round(x / Q)^2`` of each AC frequency.
-    noise_var : np.ndarray
-        float32 (n,) noise variance ``sigma^2`` of each block.
-    steps : np.ndarray
-        float32 (64,) quantisation steps in that order.
-    n_fine : int
-        How many frequencies come first with steps under 3.
-
-    Returns
-    -------
-    np.ndarray
-        float32 (64, n) estimates; the DC row is left for the caller.
-    """
-    lo, table = _variance_table()
-    coefs = np.ascontiguousarray(coefs, np.float32)
-    est = np.empty_like(coefs)
-    _posterior_planes(coefs, np.ascontiguousarray(mean_k2, np.float32), np.ascontiguousarray(noise_var, np.float32),
-                      np.ascontiguousarray(steps, np.float32), n_fine, table, lo, est)
-    return est
 
 
 def jpeg_skin_luma(image: np.ndarray, out: np.ndarray, skin_weight: np.ndarray, luma_noise: tuple[float, float], *,

@@ -5,8 +5,7 @@
 one stage, the JPEG-aware skin step, to model what the camera's JPEG encoder saw. ``effects``
 never imports ``camseg``, so the curve lives here.
 
-All functions take float arrays of any shape and return new float32 arrays (but
-:func:`srgb_power_to_linear_in_place`, in place). The power law runs in place with OpenCV's
+All functions take float arrays of any shape and return new float32 arrays. The power law runs in place with OpenCV's
 SIMD ``exp(k log x)`` (~8x ``np.power`` on a 12 MP frame). Cost: the values are walked in
 cache-sized chunks, each by a compiled kernel (:mod:`effects._jit`) that clips and offsets it
 in one pass (and says whether any value falls on the linear toe), OpenCV's log, multiply and
@@ -25,7 +24,6 @@ from ._opencv import image_view
 
 _ENCODED_TOE = np.float32(0.04045)
 _LINEAR_TOE = np.float32(0.0031308)
-_POWER_TOE = np.float32((0.04045 + 0.055) / 1.055)  # srgb_power's value at the decoder's toe
 #: Values per chunk of the curve's passes (256 KB of float32: they stay in the L2 cache).
 _CHUNK = 1 << 16
 
@@ -209,55 +207,12 @@ def srgb_power(linear: np.ndarray) -> np.ndarray:
 
 
 @kernel
-def _power_inverse_base(p, toe_value):  # pragma: no cover - compiled
-    """In place: ``p = max(min(p, 1), (0.04045 + 0.055) / 1.055)``, the power law's base of
-    :func:`srgb_power_to_linear_in_place`; where ``p`` is on the toe (``<= that bound``), its
-    linear value ``max(p (1.055 / 12.92) - 0.055 / 12.92, 0)`` goes to ``toe_value`` (else
-    NaN, a marker). Returns whether any is. float32 1-D arrays of one length, C-contiguous."""
-    zero, one, toe = np.float32(0.0), np.float32(1.0), _POWER_TOE
-    slope, offset = np.float32(1.055 / 12.92), np.float32(-0.055 / 12.92)
-    on_toe = 0
-    for k in range(p.size):
-        v = p[k]
-        if v <= toe:
-            on_toe += 1
-            toe_value[k] = max(v * slope + offset, zero)
-        else:
-            toe_value[k] = np.nan
-        p[k] = max(min(v, one), toe)
-    return on_toe > 0
-
-
-@kernel
 def _copy_toe(toe_value, p):  # pragma: no cover - compiled
     """``p = toe_value`` where it is not NaN: the linear toe's values after the power law (see
-    :func:`_power_base`, :func:`_power_inverse_base`). float32 1-D arrays of one length."""
+    :func:`_power_base`). float32 1-D arrays of one length."""
     for k in range(p.size):
         if not np.isnan(toe_value[k]):
             p[k] = toe_value[k]
-
-
-def srgb_power_to_linear_in_place(p: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`srgb_power`, in place: the linear light of ``sRGB = 1.055 p - 0.055``
-    clipped to [0, 1] (IEC 61966-2-1 decoding, in units of ``p``), returned.
-
-    ``p``: C-contiguous float32, any shape. For callers that worked in units of ``p`` (an
-    adjustment of sRGB values added as ``Δ / 1.055``), decoding without forming sRGB.
-    """
-    if p.size == 1:  # OpenCV would read a lone value beside a number as a Scalar: do it twice
-        p.reshape(1)[0] = srgb_power_to_linear_in_place(np.repeat(p.reshape(1), 2))[0]
-        return p
-    if not p.flags.c_contiguous:
-        raise ValueError("srgb_power_to_linear_in_place needs a C-contiguous array (use np.ascontiguousarray)")
-    flat = p.reshape(-1)  # a view
-    toe_value = np.empty(min(_CHUNK, flat.size), np.float32)
-    for a, b in _chunks(flat.size):
-        chunk = flat[a:b]
-        on_toe = _power_inverse_base(chunk, toe_value[:b - a])
-        pow_in_place(chunk, 2.4)
-        if on_toe:
-            _copy_toe(toe_value[:b - a], chunk)
-    return p
 
 
 def srgb_slope(linear: np.ndarray) -> np.ndarray:

@@ -150,14 +150,6 @@ class NoiseProfile:
         b = np.asarray(self.b, dtype=np.float32)
         return np.sqrt(a * y + b).astype(np.float32)
 
-    def variance_of(self, brightness: np.ndarray, channel: int) -> np.ndarray:
-        """Noise variance of one opponent channel (0 luma, 1 chroma_rb, 2 chroma_gm).
-
-        Internal fast path for the denoiser: float32 array of ``brightness``'s shape.
-        """
-        return (np.float32(self.a[channel]) * np.maximum(brightness, 0.0)
-                + np.float32(self.b[channel])).astype(np.float32, copy=False)
-
     def scaled(self, factor: float) -> "NoiseProfile":
         """The same profile with every sigma multiplied by ``factor`` (variances by factor²)."""
         f2 = float(factor) ** 2

@@ -510,16 +510,14 @@ class _Grain:
         rng = np.random.default_rng(seed)
         T = self.T
         self.tiles = rng.standard_normal((4, 2 * T, 2 * T, 3), dtype=np.float32)
-        self.W = W
-        self.layout = [[(int(rng.integers(4)), *(int(v) for v in rng.integers(0, T, size=2))) for _ in range(0, W, T)]
-                       for _ in range(0, H, T)]
-        # the same layout as cells × (tile, row offset, column offset), for _background_rows
-        self.cells = np.array(self.layout, np.int64).reshape(len(self.layout), -1, 3)
-        self.tmp = np.empty((T, T, 3), np.float32)
+        layout = [[(int(rng.integers(4)), *(int(v) for v in rng.integers(0, T, size=2))) for _ in range(0, W, T)]
+                  for _ in range(0, H, T)]
+        #: rows of cells × (tile, row offset, column offset), for _background_rows
+        self.cells = np.array(layout, np.int64).reshape(len(layout), -1, 3)
 
     def correlate(self, rho: float) -> None:
         """Make the channels' noise correlated by ``rho`` in [0, 1], each channel keeping unit
-        variance. Once, before any :meth:`add`.
+        variance. Once, before the grain is added.
 
         For independent unit normals the channels' mean ``m`` (variance 1/3) is independent of
         the deviations ``n_c - m`` (variance 2/3, correlated -1/2 between channels). The grain
@@ -534,23 +532,6 @@ class _Grain:
         self.tiles -= mean
         self.tiles *= np.float32(b)
         self.tiles += np.float32(a) * mean
-
-    def add(self, bg: np.ndarray, sigma: np.ndarray, y0: int, y1: int) -> None:
-        """``bg += noise·sigma`` for frame rows y0..y1 (within one 256-row cell band), in place.
-
-        ``bg`` and ``sigma`` are (y1−y0)×W×3 float32 strips of those rows. (The frame loop of
-        :func:`portrait_blur` adds the same grain inside :func:`_background_rows`; this is its
-        reference, in numpy.)
-        """
-        T = self.T
-        cy = y0 // T
-        assert (y1 - 1) // T == cy, "strips must not cross a grain cell boundary"
-        dy, n = y0 - cy * T, y1 - y0
-        for cx, (k, oy, ox) in enumerate(self.layout[cy]):
-            x0, x1 = cx * T, min(self.W, cx * T + T)
-            noise = self.tiles[k, oy + dy : oy + dy + n, ox : ox + x1 - x0]
-            t = cv2.multiply(noise, sigma[:, x0:x1], dst=self.tmp[:n, : x1 - x0])
-            cv2.add(bg[:, x0:x1], t, dst=bg[:, x0:x1])
 
 
 def _decontamination_grids(img: np.ndarray, alpha: np.ndarray, diag: float) -> tuple[np.ndarray, np.ndarray]:
@@ -713,7 +694,7 @@ def _background_rows(out, bg_src, bg_idx, bg_frac, grain, tiles, cells, dy, cell
     Fuses, per pixel, what :func:`portrait_blur`'s frame loop did in passes over each strip:
     the bilinear upsampling of the blurred background and of the grain σ (two 3-channel
     ``cv2.scaleAdd`` passes), ``σ·(1 − w0)``, ``noise·σ`` and its addition per grain cell
-    (:meth:`_Grain.add`), ``out + w0·(fill − out)`` and the clip: float32, the same operations
+    (white noise of :class:`_Grain` times σ, added a grain cell at a time), ``out + w0·(fill − out)`` and the clip: float32, the same operations
     in the same order.
 
     Parameters

@@ -121,7 +121,7 @@ _KNEE_EDGE_SHARE = 0.5
 # pixels with a channel at the floor, 3 % before; photographer).
 _KNEE_LO = 0.005
 _FIT_BOUNDS = ((_KNEE_LO - _FIT_TOL,) * 3, (_KNEE_HI + _FIT_TOL,) * 3)
-# Soft knee of the gamut step (_eased_blend): a path that would just reach the boundary is
+# Soft knee of the gamut step (_eased_paths): a path that would just reach the boundary is
 # eased to 0.92 of the way; one that reaches 1.6 times the change keeps 0.997 of it, and
 # further ones all of it (the 0.3 % step there is invisible).
 _KNEE_REACH = 1.6
@@ -348,7 +348,7 @@ def apply_style(
 
             # 6. Gamut, with a soft knee: how far each pixel's path could run before leaving the
             # cube is measured out to _KNEE_REACH times the style's change, and pixels that get
-            # near the boundary are eased off before it (see _eased_blend). Cheap first pass
+            # near the boundary are eased off before it (see _eased_paths). Cheap first pass
             # with the fixed bounds [0.005, 0.95] at that reach; only the pixels it flags look at
             # their own range, beyond which a bound moves half-way to the cube's edge.
             y_reach = cv2.transform(cube_reach, lms_to_rgb, dst=buf.reach[:n])
@@ -356,14 +356,6 @@ def apply_style(
             bad = _gamut_candidates(x, y_reach, ok, p0, q, buf.bad, buf.lo, buf.hi, buf.p0_bad, buf.q_bad)
             if bad:
                 _eased_paths(buf.p0_bad, buf.q_bad, buf.lo, buf.hi, bad, lms_to_rgb, buf.bad, buf.t_ok, y)
-                # OpenCV's transform takes a scalar path for the last two pixels of an array,
-                # whose rounding the kernel does not model: the last two of the old 1×N call
-                # are redone by the old function, as 1×2 (or 1×1), where both take it too.
-                tail = slice(max(0, bad - 2), bad)
-                idx = buf.bad[tail]
-                y.reshape(-1, 3)[idx] = _eased_into_gamut(
-                    np.ascontiguousarray(buf.p0_bad[:, tail].T[None]), np.ascontiguousarray(buf.q_bad[:, tail].T[None]),
-                    buf.lo[tail][None], buf.hi[tail][None], lms_to_rgb)[0]
             clip01(y, y)
 
     run_in_row_bands(process_strips, len(order), w * rows)
@@ -536,14 +528,22 @@ def _gamut_candidates(x, y_reach, ok, p0, change, bad, lo, hi, p0_bad, change_ba
 
 @kernel
 def _eased_paths(p0, change, lo, hi, count, lms_to_rgb, index, t_ok, y):  # pragma: no cover - compiled
-    """:func:`_eased_into_gamut` for ``count`` gathered pixels, written into ``y`` at ``index``.
+    """Linear RGB of ``p0 + t change`` (LMS', cubed, then ``lms_to_rgb``) for ``count`` gathered
+    pixels, written into ``y`` at ``index``: ``t`` the eased blend of ``reach``, the largest
+    fraction of the change up to ``_KNEE_REACH`` whose colour lies inside ``[lo, hi]`` on every
+    channel (bisection, ``_KNEE_STEPS`` steps, each trying the midpoint of the remaining
+    bracket above the last fraction that fitted; ``t = 0``, the original colour, always fits).
 
-    The same bisection (``_KNEE_STEPS`` steps up to ``_KNEE_REACH``) and soft knee, each step one
-    pass over the pixels without branches (LLVM vectorises it) instead of seven OpenCV passes
-    and two merges. The 3×3 matrix product is computed as OpenCV's SIMD ``transform`` does,
-    ``fma(l0, m0, fma(l1, m1, l2 m2))``, so every decision and value equals the old one, except
-    in the last two pixels of the old 1×N call, where OpenCV took a scalar path (the caller
-    redoes those with the old function).
+    The blend is a soft minimum of 1 and ``reach``, ``(1 + reach**-8)**(-1/8)`` (written
+    ``reach / (1 + reach**8)**(1/8)``: three square roots, no ``pow``): 1 for colours far
+    inside, 0.92 of the way for one whose full change would just touch the boundary, and always
+    short of it. Pixels pressed onto the boundary would all take its one colour: flat patches
+    of electric blue in a vivid sky. (The Oklab path from the original to the adjusted colour
+    is a straight line in LMS', a linear map of Oklab.)
+
+    Each bisection step is one pass over the pixels without branches (LLVM vectorises it). The
+    3×3 product is ``fma(l0, m0, fma(l1, m1, l2 m2))`` per row, as OpenCV's SIMD ``transform``
+    computes it (the OpenCV chain this kernel replaced).
 
     Parameters
     ----------
@@ -586,7 +586,7 @@ def _eased_paths(p0, change, lo, hi, count, lms_to_rgb, index, t_ok, y):  # prag
     y_f = y.reshape(-1)
     one, floor = np.float32(1.0), np.float32(1e-6)
     for p in range(count):  # apart from the scatter below, which no SIMD store does
-        # The soft knee reach / (1 + reach**8)**(1/8), as _eased_blend writes it.
+        # The soft knee reach / (1 + reach**8)**(1/8).
         e = max(t_ok[p], floor)
         s = e * e
         s = s * s
@@ -663,74 +663,3 @@ def _cbrt_lms(rgb: np.ndarray, matrix: np.ndarray, dst: np.ndarray) -> np.ndarra
         np.maximum(dst, np.float32(0.0), out=dst)
     pow_in_place(dst, 1.0 / 3.0)
     return dst
-
-
-
-
-def _channel_min(x: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    # Channel views: numpy reductions over a length-3 last axis are slow.
-    np.minimum(x[..., 0], x[..., 1], out=dst)
-    return np.minimum(dst, x[..., 2], out=dst)
-
-
-def _channel_max(x: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    np.maximum(x[..., 0], x[..., 1], out=dst)
-    return np.maximum(dst, x[..., 2], out=dst)
-
-
-def _eased_blend(reach: np.ndarray) -> np.ndarray:
-    """The blend of the style's change a pixel gets, from ``reach``: how far (in units of that
-    change) its path runs inside the gamut. A soft minimum of 1 and ``reach``,
-    ``(1 + reach**-8)**(-1/8)``: 1 for colours far inside, 0.92 of the way for one whose full
-    change would just touch the boundary, and always short of it. Pixels pressed onto the
-    boundary would all take its one colour: flat patches of electric blue in a vivid sky.
-    (Written ``reach / (1 + reach**8)**(1/8)``: three square roots, no ``pow``.)"""
-    r = np.maximum(reach, np.float32(1e-6))
-    x = r * r
-    x *= x
-    x *= x
-    x += np.float32(1.0)
-    for _ in range(3):
-        np.sqrt(x, out=x)
-    return np.divide(r, x, out=x)
-
-
-def _eased_into_gamut(p0: np.ndarray, q: np.ndarray, lo: np.ndarray, hi: np.ndarray,
-                      lms_to_rgb: np.ndarray) -> np.ndarray:
-    """Linear RGB of ``p0 + t q`` with ``t = _eased_blend(reach)``, where ``reach`` is the
-    largest ``t`` up to ``_KNEE_REACH`` (bisection, ``_KNEE_STEPS`` steps) with ``p0 + t q`` inside ``[lo, hi]``.
-
-    ``p0``, ``q``: float32 1×N×3 LMS' of the original colour and the style's change (the Oklab
-    path from the original to the adjusted colour is a straight line in LMS', a linear map of
-    Oklab); ``lo``, ``hi``: float32 1×N per-pixel RGB bounds; ``lms_to_rgb``: the image's
-    float32 3×3 LMS -> RGB. Returns float32 1×N×3 (one image
-    row: OpenCV's per-row overhead once); ``t = 0`` (the original colour) always fits.
-
-    Each step tries ``t_ok + step``, the midpoint of the remaining bracket (the bracket halves
-    every step, so its upper end never needs storing). All steps are OpenCV per-pixel ops on
-    1×N×3 data: a cube, a 3×3 matrix and an in-range test.
-    """
-    lo3, hi3 = cv2.merge([lo, lo, lo]), cv2.merge([hi, hi, hi])
-    t_ok = np.zeros(lo.shape, np.float32)
-    t = np.empty_like(t_ok)
-    t3, lms, rgb = np.empty_like(p0), np.empty_like(p0), np.empty_like(p0)
-    fits = np.empty(lo.shape, np.uint8)
-    step = float(_KNEE_REACH)
-    for _ in range(_KNEE_STEPS):
-        step *= 0.5
-        np.add(t_ok, np.float32(step), out=t)
-        _lms_at(p0, q, t, t3, lms)
-        cv2.transform(lms, lms_to_rgb, dst=rgb)
-        cv2.inRange(rgb, lo3, hi3, dst=fits)
-        cv2.copyTo(t, fits, dst=t_ok)
-    _lms_at(p0, q, _eased_blend(t_ok), t3, lms)
-    return cv2.transform(lms, lms_to_rgb, dst=rgb)
-
-
-def _lms_at(p0, q, t, t3, dst):
-    """LMS = (p0 + t q)**3 in ``dst`` (1×N×3; ``t3`` is scratch)."""
-    cv2.merge([t, t, t], dst=t3)
-    cv2.multiply(q, t3, dst=t3)
-    cv2.add(t3, p0, dst=t3)
-    # cv2.pow with an integer power is x·x·x (the same rounding as two multiplies) in one pass
-    return cv2.pow(t3, 3, dst=dst)

@@ -82,14 +82,3 @@ def quantize_weights(model: onnx.ModelProto, *, min_elements: int = MIN_ELEMENTS
     del graph.node[:]
     graph.node.extend(new_nodes + nodes)
     return model
-
-
-def int8_fraction(model: onnx.ModelProto) -> float:
-    """Fraction of weight bytes stored as int8 (a size sanity check)."""
-    total = int8 = 0
-    for init in model.graph.initializer:
-        nbytes = len(init.raw_data) if init.raw_data else numpy_helper.to_array(init).nbytes
-        total += nbytes
-        if init.data_type == TensorProto.INT8:
-            int8 += nbytes
-    return int8 / max(total, 1)

@@ -5,10 +5,39 @@ import pytest
 from scipy.special import ndtr
 
 from effects._bands import column_runs
-from effects._jpeg import (_DEBLOCK, _JFIF_AFFINE, _RUN_GAP, _SKIN_BLOCK, _estimate_blocks, _estimate_write_run,
-                           _linear_from_power, _luma_coefficients, _row_runs, _second_moment_table,
-                           _srgb_power_value, _total_variance, _variance_table, block_dct, block_idct, jfif_luma)
-from effects._srgb import srgb_power, srgb_power_to_linear_in_place
+from effects._jpeg import (_DCT8, _DEBLOCK, _JFIF_AFFINE, _RUN_GAP, _SKIN_BLOCK, _estimate_write_run,
+                           _fine_bin_mean, _linear_from_power, _luma_coefficients, _quantised_bin_mean, _row_runs,
+                           _second_moment_table, _srgb_power_value, _total_variance, _variance_table, block_dct,
+                           jfif_luma)
+from effects._srgb import srgb_power
+
+
+def _linear_from_power_reference(p):
+    """The linear light of ``sRGB = 1.055 p - 0.055`` clipped to [0, 1] (IEC 61966-2-1
+    decoding), in float64."""
+    srgb = np.clip(1.055 * np.asarray(p, np.float64) - 0.055, 0.0, 1.0)
+    return np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
+
+
+def _block_idct(coefs):
+    """Inverse of :func:`effects._jpeg.block_dct`: (h, 8, w, 8) → float32 (8h)×(8w)."""
+    bh, _, bw, _ = coefs.shape
+    along_y = np.matmul(_DCT8.T, coefs.reshape(bh, 8, bw * 8))
+    return (along_y.reshape(-1, 8) @ _DCT8).reshape(bh * 8, bw * 8)
+
+
+def _estimate_blocks(coefs, mean_k2, noise_var, steps, n_fine):
+    """The estimate kernel's posterior of every AC coefficient of frequency-major planes
+    (float32 (64, n) coefficients, (63, n) ``mean_k2``, (n,) noise variances, (64,) steps; the
+    first ``n_fine`` frequencies fine-binned), one value at a time through the helpers the
+    kernel inlines. float32 (63, n)."""
+    lo, table = _variance_table()
+    est = np.empty((63, coefs.shape[1]), np.float32)
+    for f in range(63):
+        posterior = _fine_bin_mean if f < n_fine else _quantised_bin_mean
+        for j in range(coefs.shape[1]):
+            est[f, j] = posterior(coefs[f, j], mean_k2[f, j], noise_var[j], steps[f], table, lo)
+    return est
 
 
 def test_total_variance_inverts_the_quantised_second_moment():
@@ -28,7 +57,7 @@ def test_total_variance_inverts_the_quantised_second_moment():
 
 def test_srgb_power_and_its_inverse_on_crops():
     """srgb_power (taken by the JPEG step on strided crops of a frame) against the IEC formula
-    in float64, and srgb_power_to_linear_in_place undoing it."""
+    in float64."""
     rng = np.random.default_rng(0)
     x = rng.uniform(-0.01, 1.2, (40, 56, 3)).astype(np.float32)
     x[::3] *= 0.002  # plenty of linear toe
@@ -44,8 +73,6 @@ def test_srgb_power_and_its_inverse_on_crops():
         lin = np.clip(view.astype(np.float64), 0.0, 1.0)
         expected = np.where(lin < 0.0031308, (12.92 * lin + 0.055) / 1.055, lin ** (1 / 2.4))
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
-        back = srgb_power_to_linear_in_place(got.copy())
-        np.testing.assert_allclose(back, lin, rtol=0, atol=1e-6)
 
 
 def test_row_runs_are_each_rows_column_runs():
@@ -78,7 +105,7 @@ def _posterior_reference(coefs, steps, signal_var, noise_var):
 
 
 @pytest.mark.parametrize("noise", [4.0, 5000.0])
-def test_estimate_blocks_matches_the_dense_posterior(noise):
+def test_posterior_helpers_match_the_dense_posterior(noise):
     """Only surviving (and fine-binned) coefficients get the posterior maths; every other one
     must come out as the dense definition says, including bins made fine by a wide prior or
     by the noise alone."""
@@ -94,7 +121,7 @@ def test_estimate_blocks_matches_the_dense_posterior(noise):
     mean_k2 = np.repeat(mean_k2.mean(axis=1, keepdims=True), n, axis=1)
     mean_k2 *= rng.uniform(0.5, 2.0, (63, n)).astype(np.float32)
     noise_var = (noise * rng.uniform(0.5, 1.5, n)).astype(np.float32)
-    got = _estimate_blocks(coefs, mean_k2, noise_var, steps, n_fine)[:63]
+    got = _estimate_blocks(coefs, mean_k2, noise_var, steps, n_fine)
     tau2 = _total_variance(mean_k2, steps[:63, None]).astype(np.float64)
     signal = np.maximum(tau2 - noise_var, 0.0)
     q = np.broadcast_to(steps[:63, None], (63, n)).astype(np.float64)
@@ -119,15 +146,19 @@ def test_jpeg_step_on_any_memory_layout(rng):
 
 def test_kernel_srgb_curve_is_the_numpy_one():
     """The kernels' sRGB power and its inverse (polynomial log and exp, branch-free) give
-    effects._srgb's values to float32 rounding, toes, clips and out-of-range values included."""
+    effects._srgb's power and the IEC decoding to float32 rounding, toes, clips and
+    out-of-range values included (an adjusted ``p`` beyond the curve's ends decodes to [0, 1];
+    on the toe, linearly), and undo each other."""
     rng = np.random.default_rng(3)
     x = np.concatenate([rng.uniform(-0.1, 1.2, 3000), rng.uniform(0.0, 0.005, 1000),
                         [0.0, 0.0031308, np.nextafter(0.0031308, 0), 1.0, 1.5, -1.0]]).astype(np.float32)
     got = np.array([_srgb_power_value(v) for v in x], np.float32)
     np.testing.assert_allclose(got, srgb_power(x), rtol=0, atol=3e-7)
-    p = np.concatenate([srgb_power(x), rng.uniform(-0.2, 1.3, 1000).astype(np.float32)])
+    p = np.concatenate([srgb_power(x), rng.uniform(-0.2, 1.3, 1000),
+                        [-0.2, 0.0, 0.03, 0.0528, 0.5, 1.0, 1.3]]).astype(np.float32)
     got = np.array([_linear_from_power(v) for v in p], np.float32)
-    np.testing.assert_allclose(got, srgb_power_to_linear_in_place(p.copy()), rtol=0, atol=3e-7)
+    np.testing.assert_allclose(got, _linear_from_power_reference(p), rtol=0, atol=3e-7)
+    np.testing.assert_allclose(got[:x.size], np.clip(x, 0.0, 1.0), rtol=0, atol=1e-6)
 
 
 def test_luma_coefficients_kernel_is_block_dct_of_jfif_luma():
@@ -201,14 +232,15 @@ def test_estimate_write_kernel_is_the_numpy_chain(t0, t1):
     p = srgb_power(out[ys, xs])
     y_old = cv2.transform(p, _JFIF_AFFINE).reshape(p.shape[:2])
     n = shape[0] * shape[1]
-    est = _estimate_blocks(coefs[:, h0:h1, e0:e1].reshape(64, n),
+    est = np.empty((64, n), np.float32)
+    est[:63] = _estimate_blocks(coefs[:, h0:h1, e0:e1].reshape(64, n),
                            (sum_k2[:, h0:h1, e0:e1] / sum_w[h0:h1, e0:e1]).reshape(63, n),
                            noise[h0:h1, e0:e1].reshape(n), steps, n_fine)
     est[63] = cv2.resize(y_old, shape[::-1], interpolation=cv2.INTER_AREA).reshape(n) * np.float32(8.0)
     blocks = np.empty((shape[0], 8, shape[1], 8), np.float32)
     fu, fv = np.divmod(order, 8)
     blocks[:, fu, :, fv] = est.reshape(64, *shape)
-    y_new = block_idct(blocks)
+    y_new = _block_idct(blocks)
     keep = processed[h0:h1, e0:e1]
     drop = np.repeat(np.repeat(~keep, 8, axis=0), 8, axis=1)
     y_new[drop] = y_old[drop]
@@ -232,9 +264,9 @@ def test_estimate_write_kernel_is_the_numpy_chain(t0, t1):
     delta *= np.float32(1 / (255 * 1.055))
     ys = slice(oy + 8 * t0, oy + 8 * t1)
     expected = before.copy()
-    blended = srgb_power_to_linear_in_place(p + delta[..., None])
+    blended = _linear_from_power_reference(p + delta[..., None]).astype(np.float32)
     expected[ys, xs] = np.where((w > 0)[..., None], blended, out[ys, xs])
-    # (The chain's block_idct is BLAS's float32 products in another order: ~1e-3 of a level.)
+    # (The chain's _block_idct is BLAS's float32 products in another order: ~1e-3 of a level.)
     np.testing.assert_allclose(written, expected, rtol=0, atol=2e-5)
     assert np.abs(written - expected).mean() < 1e-7
     assert (written[ys, xs] != out[ys, xs]).any(axis=2).sum() > 0.5 * (w > 0).sum()
