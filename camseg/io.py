@@ -1301,6 +1301,13 @@ def read_photo(path: "str | os.PathLike") -> Photo:
                         if codes.shape[2] in (2, 4):  # gray + alpha, BGR + alpha
                             alpha_codes = codes[:, :, -1]
                         codes = codes[:, :, [2, 1, 0]] if codes.shape[2] >= 3 else codes[:, :, 0]
+                    elif fmt == "PNG" and isinstance(img.info.get("transparency"), int):
+                        # A 16-bit grey PNG's transparent grey level (tRNS): OpenCV expands an RGB
+                        # PNG's to alpha but returns a grey one's single channel, and the
+                        # transparency was lost. The key is compared at the full 16 bits (PNG 3rd
+                        # ed. §11.3.2.1).
+                        key = img.info["transparency"]
+                        alpha_codes = np.where(codes == key, np.uint16(0), np.uint16(65535))
                 grey_source = codes.ndim == 2
             else:
                 if mode == "CMYK":

@@ -463,6 +463,26 @@ def test_grey_with_transparency_reads_back(tmp_path, bits):
         assert Image.open(out).mode == ("LA" if bits == 8 else "RGBA")
 
 
+def test_a_16_bit_grey_png_keeps_its_transparent_grey_level(tmp_path):
+    """A 16-bit grey PNG whose transparency is a grey level (tRNS): OpenCV, which decodes 16-bit
+    PNGs, returns one channel for it and the transparency was lost (its RGB twin's was kept)."""
+    grey = (np.arange(20 * 30).reshape(20, 30) * 101).astype(np.uint16)
+    grey[:5, :5] = 777
+    ok, png = cv2.imencode(".png", grey)
+    png = png.tobytes()
+    trns = struct.pack(">H", 777)
+    chunk = struct.pack(">I", 2) + b"tRNS" + trns + struct.pack(">I", zlib.crc32(b"tRNS" + trns))
+    at = png.find(b"IDAT") - 4
+    (tmp_path / "g16t.png").write_bytes(png[:at] + chunk + png[at:])
+    photo = cio.read_photo(tmp_path / "g16t.png")
+    assert photo.bit_depth == 16 and photo.grayscale
+    assert photo.alpha is not None
+    expected = np.where(grey == 777, 0.0, 1.0).astype(np.float32)
+    np.testing.assert_array_equal(photo.alpha, expected)
+    back = cio.read_photo(cio.write_photo(tmp_path / "out.png", photo.pixels, like=photo))
+    np.testing.assert_array_equal(back.alpha, expected)
+
+
 def test_a_grey_tiff_keeps_its_transparency(tmp_path):
     grey = np.tile(np.arange(0, 250, 5, dtype=np.uint8), (20, 1))
     alpha = np.full(grey.shape, 255, np.uint8)
