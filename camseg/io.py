@@ -1325,6 +1325,9 @@ def read_photo(path: "str | os.PathLike") -> Photo:
                     notes.append(f"converted from mode {mode} to RGB")
                     img = img.convert("RGB")
                 codes = _rgb_codes(img) if img.mode == "RGB" else np.asarray(img)
+                if fmt == "JPEG" and mode in ("RGB", "L") and _jpeg_data_ends_early(data, codes):
+                    raise OSError("its image data ends before the image does: the rest would be flat "
+                                  "grey (a copy cut short, or a damaged image size in its header)")
     except Image.DecompressionBombError as exc:
         # Pillow's guard against "decompression bombs" (a tiny file that claims billions of
         # pixels): its own message spoke of a DOS attack, with a traceback.
@@ -1900,6 +1903,40 @@ def _missing_only_the_jpeg_end_marker(data: bytes) -> bool:
         except Exception:  # noqa: BLE001 - not decodable even so: the normal error path reports it
             return False
     return bool(np.array_equal(decoded[0], decoded[1]))
+
+
+def _jpeg_data_ends_early(data: bytes, codes: np.ndarray) -> bool:
+    """Whether a baseline JPEG, decoded to ``codes`` (uint8 H×W or H×W×3, as stored), has an end
+    marker but image data that ends before its last blocks.
+
+    A copy cut short and closed with an end marker (some recovery and transfer tools write
+    one), or a header whose image size was damaged (a bit flipped in its height), decodes with
+    no error: libjpeg leaves every block it finds no data for at zero, flat grey 128, and the
+    photo was developed as if whole (an 8×8 JPEG whose header said 12000×12000 became 144 MP of
+    grey, in 16 GB). Such a file's last block, bottom right, is then flat 128. Only then, which
+    a whole photo almost never is, is it decoded again with 64 filler bytes before the end
+    marker: a whole stream ends with its last block and never reads them (both decodes agree);
+    a short one reads them as the missing blocks' codes. Progressive and arithmetic-coded
+    JPEGs are not judged (a short progressive one still decodes, only blurrier).
+    """
+    from PIL import Image
+
+    corner = codes[-8:, -8:]
+    if corner.size == 0 or not (corner == 128).all():
+        return False
+    info = _jpeg_structure(data)
+    if info is None or not info["eoi"] or info["sof"] not in (0xC0, 0xC1) or not info["scans"]:
+        return False
+    end = info["scans"][-1][1]  # where the last scan's data stops: its end marker follows
+    decoded = []
+    for filler in (b"", b"\xaa" * 64):  # (no 0xFF byte: no marker is formed)
+        try:
+            with Image.open(io.BytesIO(data[:end] + filler + data[end:])) as img:
+                img.load()
+                decoded.append(np.asarray(img))
+        except Exception:  # noqa: BLE001 - not decodable with the filler: no verdict from it
+            return False
+    return not np.array_equal(decoded[0], decoded[1])
 
 
 def _png_colour_profile(info: dict, *, grey: bool) -> tuple:

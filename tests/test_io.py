@@ -607,6 +607,31 @@ def test_a_jpeg_missing_only_its_end_marker_is_read_a_cut_one_is_not(tmp_path):
             cio.read_photo(tmp_path / "cut.jpg")
 
 
+def test_a_jpeg_whose_image_data_ends_before_its_end_marker_is_refused(tmp_path):
+    """A JPEG cut short and closed with an end marker, or one whose header's image size is
+    damaged, decoded with no error: libjpeg leaves the blocks it has no data for flat grey 128,
+    and the photo was developed as if whole (an 8×8 JPEG whose header said 3000×3000 became
+    9 MP of grey). A whole photo that ends in flat grey 128 is still read."""
+    data = SAMPLE_JPEG.read_bytes()
+    for end in (int(len(data) * 0.5), len(data) - 200):
+        (tmp_path / "closed.jpg").write_bytes(data[:end] + b"\xff\xd9")
+        with pytest.raises(ValueError, match="image data ends before the image does"):
+            cio.read_photo(tmp_path / "closed.jpg")
+    small = pyio.BytesIO()
+    Image.fromarray(_gradient(8, 8)).save(small, format="JPEG", quality=90)
+    damaged = bytearray(small.getvalue())
+    sof = damaged.find(b"\xff\xc0")
+    damaged[sof + 5:sof + 9] = struct.pack(">HH", 3000, 3000)  # height, width
+    (tmp_path / "size.jpg").write_bytes(bytes(damaged))
+    with pytest.raises(ValueError, match="image data ends before the image does"):
+        cio.read_photo(tmp_path / "size.jpg")
+    # Whole photos with a flat grey 128 bottom-right corner (the check's trigger) are read.
+    for mode, value in (("RGB", (128, 128, 128)), ("L", 128)):
+        Image.new(mode, (40, 24), value).save(tmp_path / "grey128.jpg", quality=95)
+        photo = cio.read_photo(tmp_path / "grey128.jpg")
+        assert photo.pixels.shape == (24, 40, 3)
+
+
 def test_a_jpeg_with_zeroed_image_data_is_refused(tmp_path):
     """2000 zero bytes in the middle of the image data (or a zeroed tail: a download that
     stopped early into preallocated space) decoded to garbage rows with no message. Also when
