@@ -1285,7 +1285,9 @@ def read_photo(path: "str | os.PathLike") -> Photo:
                         # Said here: libpng, under OpenCV, printed its own "libpng error" line on
                         # the terminal (libtiff's are silenced; libpng's cannot be).
                         raise OSError("the PNG is cut short: a chunk runs past the end, or its end chunk is missing")
-                    codes = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+                    pixel_data = _png_pixel_chunks(data) if fmt == "PNG" else data
+                    codes = cv2.imdecode(np.frombuffer(pixel_data, np.uint8), cv2.IMREAD_UNCHANGED)
+                    del pixel_data
                     if codes is None or codes.dtype != np.uint16:
                         raise OSError("OpenCV could not decode the 16-bit pixels")
                     if fmt == "TIFF" and orientation != 1 and _opencv_orients_tiff():
@@ -2005,6 +2007,27 @@ def _png_chunks(data: bytes):
         length, kind = struct.unpack_from(">I4s", data, pos)
         yield kind, pos + 8, pos + 12 + length
         pos += 12 + length
+
+
+#: The chunks OpenCV needs to decode a PNG's pixels (tRNS: a colour key it turns into alpha).
+_PNG_PIXEL_CHUNKS = (b"IHDR", b"PLTE", b"tRNS", b"IDAT", b"IEND")
+
+
+def _png_pixel_chunks(data: bytes) -> bytes:
+    """A whole PNG with only the chunks that hold its pixels, for OpenCV's 16-bit decode.
+
+    Pillow has read the metadata already. libpng, under OpenCV, checks the other chunks too
+    and prints its warnings on the terminal, where they broke the progress bar ("libpng
+    warning: eXIf: invalid" for an eXIf chunk that starts with the JPEG "Exif" prefix, which
+    camseg reads); libtiff's are silenced, libpng's cannot be.
+    """
+    kept = [data[:8]]
+    for kind, start, end in _png_chunks(data):
+        if kind in _PNG_PIXEL_CHUNKS:
+            kept.append(data[start - 8:end])
+        if kind == b"IEND":
+            break
+    return b"".join(kept)
 
 
 def _png_ends(data: bytes) -> bool:

@@ -540,3 +540,33 @@ def test_a_cut_16_bit_png_is_reported_without_libpng_on_the_terminal(tmp_path):
                          env={**__import__("os").environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     assert "refused:" in run.stdout and "damaged or truncated" in run.stdout, run.stdout + run.stderr
     assert "libpng" not in run.stderr, run.stderr
+
+
+def test_a_16_bit_png_with_a_prefixed_exif_chunk_is_read_without_libpng_on_the_terminal(tmp_path):
+    """A 16-bit PNG whose eXIf chunk starts with the JPEG "Exif" prefix (some writers copy it in;
+    camseg reads it) is decoded by OpenCV, where libpng printed "libpng warning: eXIf: invalid"
+    on the terminal (stderr, fd 2), through the progress bar. OpenCV now gets only the chunks
+    that hold the pixels; the EXIF is still read and kept."""
+    import subprocess
+    import sys
+
+    import cv2
+
+    codes = (np.random.default_rng(0).random((20, 12, 3)) * 65535).astype(np.uint16)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010F] = "TestCam"
+    assert exif.tobytes().startswith(b"Exif\0\0")  # (Pillow writes the prefix)
+    png = cio._png_with_metadata(cv2.imencode(".png", codes)[1].tobytes(), None, exif.tobytes())
+    path = _saved(tmp_path, "a.png", png)
+    script = ("import sys\nfrom camseg import io\np = io.read_photo(sys.argv[1])\n"
+              "print(p.bit_depth, p.pixels.shape, p.exif is not None)\n")
+    run = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=120,
+                         env={**__import__("os").environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split("\n")[0] == "16 (12, 20, 3) True", run.stdout  # orientation 6 applied
+    assert "libpng" not in run.stderr, run.stderr
+    # The pixels are those of the whole file.
+    photo = cio.read_photo(path)
+    np.testing.assert_array_equal(photo.pixels, cio.read_photo(_saved(tmp_path, "plain.png", cv2.imencode(
+        ".png", np.rot90(codes, -1).copy())[1].tobytes())).pixels)
