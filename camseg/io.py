@@ -791,6 +791,22 @@ def _normalise_exif(raw) -> "bytes | None":
 
 # --- reading ---------------------------------------------------------------
 
+def _exif_or_none_damaged(img, notes: list):
+    """``img.getexif()``, or, when the EXIF block is not one (a PNG eXIf chunk that is no TIFF
+    structure), an empty one, with a note: Pillow raised SyntaxError ("not a TIFF file") and the
+    whole photo was refused as damaged, where its pixels were whole (a JPEG's unreadable EXIF
+    is dropped the same way)."""
+    try:
+        return img.getexif()
+    except (SyntaxError, struct.error, ValueError, TypeError, EOFError) as exc:
+        if not img.info.get("exif"):
+            raise  # (not from an EXIF block: the file's own decode, reported as such)
+        notes.append(f"its EXIF block is damaged ({exc}): not read nor carried over")
+        img.info["exif"] = b""  # (read as none; popped, a PNG would decode its pixels to look again)
+        img._exif = None
+        return img.getexif()
+
+
 def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
     """Apply EXIF orientation 1-8 (TIFF 6.0 tag 274) to an H×W(×C) array."""
     ops = {
@@ -1210,7 +1226,7 @@ def read_photo(path: "str | os.PathLike") -> Photo:
                 # reads it at 8 bits (the top byte of each sample) and converts it as any CMYK.
                 bits = 8
                 notes.append("16-bit CMYK read at 8 bits per sample")
-            stored_orientation = int(img.getexif().get(_ORIENTATION_TAG, 1) or 1)
+            stored_orientation = int(_exif_or_none_damaged(img, notes).get(_ORIENTATION_TAG, 1) or 1)
             pages = getattr(img, "n_frames", 1)
             if fmt == "TIFF" and pages > 1:
                 notes.append(f"a TIFF of {pages} pages: the first one read")

@@ -570,3 +570,19 @@ def test_a_16_bit_png_with_a_prefixed_exif_chunk_is_read_without_libpng_on_the_t
     photo = cio.read_photo(path)
     np.testing.assert_array_equal(photo.pixels, cio.read_photo(_saved(tmp_path, "plain.png", cv2.imencode(
         ".png", np.rot90(codes, -1).copy())[1].tobytes())).pixels)
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_a_png_whose_exif_chunk_is_no_exif_is_read_without_it(tmp_path, bits):
+    """An eXIf chunk that is no TIFF structure made Pillow raise "not a TIFF file" (SyntaxError),
+    and the whole photo was refused as damaged or truncated, where its pixels were whole."""
+    import cv2
+
+    codes = (np.random.default_rng(0).random((20, 12, 3)) * 255).astype(np.uint8)
+    codes = codes.astype(np.uint16) * 257 if bits == 16 else codes
+    encoded = cv2.imencode(".png", codes)[1].tobytes()
+    path = _saved(tmp_path, "bad_exif.png", cio._png_with_metadata(encoded, None, b"not an EXIF block"))
+    photo = cio.read_photo(path)
+    assert photo.exif is None and photo.bit_depth == bits
+    assert any("EXIF block is damaged" in note for note in photo.notes), photo.notes
+    np.testing.assert_array_equal(photo.pixels, cio.read_photo(_saved(tmp_path, "plain.png", encoded)).pixels)
