@@ -50,7 +50,12 @@ __all__ = [
 def _plain(value):
     """A deep copy of nested dicts / lists / tuples with numpy scalars as Python values and
     tuples as lists, JSON's form: ``from_json(s.to_json()) == s`` (a tuple in params compared
-    unequal to the list read back)."""
+    unequal to the list read back). A params dataclass given as a value (``refine_params=
+    effects.RefineMatteParams(...)``) becomes the dict of its fields, which ``params`` also
+    takes: kept as an object, it made ``to_json()``, ``develop(..., return_details=True)``
+    and ``--save-settings`` fail with "not JSON serializable", after the photo was developed."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -80,7 +85,8 @@ class DevelopSettings:
     params : dict
         Per-stage overrides of the effects' params dataclasses, keyed by stage
         name, e.g. ``{"denoise": {"strength": 1.5}, "portrait": {"f_number": 1.8}}``.
-        Values must be JSON types (lists become tuples where the field is a tuple).
+        Values must be JSON types (lists become tuples where the field is a tuple, and a
+        dict of fields makes a nested params dataclass such as ``refine_params``).
     """
 
     style: str = "standard"
@@ -275,23 +281,37 @@ def _params_for(fn: Callable, overrides: dict, stage: str):
     if not overrides:
         return None
     cls = _params_class(fn, stage)
-    defaults = cls()
+    return _with_overrides(cls(), overrides, f"params[{stage!r}]")
+
+
+def _with_overrides(defaults, overrides: dict, where: str):
+    """``defaults`` (a params dataclass instance) with ``overrides`` (JSON values) applied.
+
+    A field whose default is itself a params dataclass (``refine_params``, a
+    ``RefineMatteParams``) takes a dict of that class's fields, checked the same way: JSON
+    has no other way to write it, and it was refused as "must be a RefineMatteParams".
+    """
+    cls = type(defaults)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(overrides) - names
     if unknown:
-        raise ValueError(f"params[{stage!r}] has unknown fields {sorted(unknown)}; "
+        raise ValueError(f"{where} has unknown fields {sorted(unknown)}; "
                          f"{cls.__name__} fields are {sorted(names)}")
-    fixed = {k: tuple(v) if isinstance(getattr(defaults, k), tuple) and isinstance(v, list) else v
-             for k, v in overrides.items()}
-    for name, value in fixed.items():
+    fixed = {}
+    for name, value in overrides.items():
+        default = getattr(defaults, name)
+        if isinstance(default, tuple) and isinstance(value, list):
+            value = tuple(value)
+        elif dataclasses.is_dataclass(default) and isinstance(value, dict):
+            value = _with_overrides(default, value, f"{where}[{name!r}]")
         # A value of another kind than the default's (null, a string for a number) reached the
         # effects' range checks as a raw "'<=' not supported between 'float' and 'NoneType'".
-        default = getattr(defaults, name)
         kind = (bool if isinstance(default, bool) else (int, float) if isinstance(default, (int, float))
                 else type(default))
         if isinstance(value, bool) != isinstance(default, bool) or not isinstance(value, kind):
-            raise ValueError(f"params[{stage!r}][{name!r}] must be {_kind_name(default)} like the default "
+            raise ValueError(f"{where}[{name!r}] must be {_kind_name(default)} like the default "
                              f"{default!r}, got {value!r}")
+        fixed[name] = value
     return dataclasses.replace(defaults, **fixed)
 
 
@@ -300,6 +320,8 @@ def _kind_name(value) -> str:
         return "true or false"
     if isinstance(value, (int, float)):
         return "a number"
+    if dataclasses.is_dataclass(value):
+        return f"a dict of {type(value).__name__} fields"
     return "a list" if isinstance(value, tuple) else f"a {type(value).__name__}"
 
 

@@ -813,3 +813,26 @@ def test_checking_a_given_segmentation_for_people_makes_no_full_size_mattes():
     seg = segment(pixels)
     develop(pixels, segmentation=seg, denoise=False, sharpen=False)
     assert "persons" not in seg._cache
+
+
+def test_a_nested_params_dataclass_is_written_and_read_as_json(rng):
+    """The portrait effects' ``refine_params`` (a RefineMatteParams) could not be set from JSON
+    (a dict was refused as "must be a RefineMatteParams"), and given as the object it made the
+    settings unwritable: develop(..., return_details=True) raised "not JSON serializable" after
+    developing the photo, as did to_json() and --save-settings."""
+    import effects
+
+    img = _photo_array(rng)
+    seg = _fake_segmentation(48, 64)
+    as_object = DevelopSettings(portrait="blur", params={"portrait": {"refine_params": effects.RefineMatteParams(radius=8)}})
+    again = DevelopSettings.from_json(as_object.to_json())
+    assert again == as_object
+    result = develop(img, as_object, segmentation=seg, return_details=True)
+    assert result.report.settings["params"]["portrait"]["refine_params"]["radius"] == 8
+    as_json = DevelopSettings.from_json('{"portrait": "stage_light", "params": {"portrait": {"refine_params": {"radius": 8}}}}')
+    check_settings(as_json)
+    assert develop(img, as_json, segmentation=seg).shape == img.shape
+    with pytest.raises(ValueError, match=r"params\['portrait'\]\['refine_params'\] has unknown fields \['radiu'\]"):
+        check_settings(as_json.replace(params={"portrait": {"refine_params": {"radiu": 8}}}))
+    with pytest.raises(ValueError, match=r"\['refine_params'\] must be a dict of RefineMatteParams fields"):
+        check_settings(as_json.replace(params={"portrait": {"refine_params": 8}}))
