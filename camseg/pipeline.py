@@ -1171,7 +1171,10 @@ def _develop(image, settings, segmenter, segmentation, return_details, options):
     else:  # precomputed masks from elsewhere: plain attributes
         mattes = {n: m for n in names if n != "persons" and (m := optional_matte(seg, n)) is not None}
         if wants_persons:
-            mattes["persons"] = list(getattr(seg, "persons", None) or [])
+            # Not ``persons or []``: an N×H×W array of mattes (np.stack of them) raised numpy's
+            # "truth value of an array ... is ambiguous" there.
+            given = getattr(seg, "persons", None)
+            mattes["persons"] = [] if given is None else list(given)
     # The stage's time includes the full-resolution mattes, which are most of its cost on big photos.
     timings.append(StageReport("segment", status, time.perf_counter() - t, detail))
     sky, skin = mattes.get("sky"), mattes.get("skin")

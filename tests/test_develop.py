@@ -836,3 +836,14 @@ def test_a_nested_params_dataclass_is_written_and_read_as_json(rng):
         check_settings(as_json.replace(params={"portrait": {"refine_params": {"radiu": 8}}}))
     with pytest.raises(ValueError, match=r"\['refine_params'\] must be a dict of RefineMatteParams fields"):
         check_settings(as_json.replace(params={"portrait": {"refine_params": 8}}))
+
+
+def test_person_mattes_given_as_one_stacked_array(rng):
+    """``segmentation.persons`` as an N×H×W array (np.stack of the mattes) failed with numpy's
+    "truth value of an array with more than one element is ambiguous"."""
+    img = _photo_array(rng)
+    listed = _fake_segmentation(48, 64, persons=2)
+    stacked = types.SimpleNamespace(**{**vars(listed), "persons": np.stack(listed.persons)})
+    for portrait in (None, "blur"):
+        expected = develop(img, segmentation=listed, portrait=portrait)
+        np.testing.assert_array_equal(develop(img, segmentation=stacked, portrait=portrait), expected)
