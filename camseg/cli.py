@@ -124,9 +124,15 @@ def _settings_from_args(args):
 
     if args.settings is not None:
         try:
-            settings = DevelopSettings.from_json(args.settings.read_text())
+            # UTF-8 as JSON is (RFC 8259), with the byte order mark some Windows editors write
+            # taken off: it failed as "Unexpected UTF-8 BOM", and a file in another encoding as
+            # a bare "'utf-8' codec can't decode byte" that named no file.
+            settings = DevelopSettings.from_json(args.settings.read_text(encoding="utf-8-sig"))
         except OSError as exc:
             raise ValueError(f"cannot read --settings {str(args.settings)!r}: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"--settings {str(args.settings)!r} is not UTF-8 text ({exc.reason} at byte "
+                             f"{exc.start}); save it as UTF-8") from exc
         except json.JSONDecodeError as exc:
             raise ValueError(f"--settings {str(args.settings)!r} is not valid JSON: {exc}") from exc
     else:

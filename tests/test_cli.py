@@ -269,3 +269,19 @@ def test_python_dash_m_camseg_runs_the_command_with_workers(tmp_path):
     assert run.returncode == 0, run.stderr
     for name in ("a", "b"):  # one folder of mask PNGs per photo
         assert (tmp_path / "out" / name / "person.png").is_file(), sorted((tmp_path / "out").rglob("*"))
+
+
+def test_settings_file_with_a_byte_order_mark_or_another_encoding(tmp_path, capsys):
+    """A settings file saved with a UTF-8 byte order mark (Windows Notepad) failed as "Unexpected
+    UTF-8 BOM"; one in Latin-1 as a bare "'utf-8' codec can't decode byte", naming no file."""
+    look = tmp_path / "bom.json"
+    look.write_bytes(b'\xef\xbb\xbf{"style": "warm"}')
+    saved = tmp_path / "saved.json"
+    assert main(["develop", str(SAMPLE), "--out", str(tmp_path / "out"), "--settings", str(look),
+                 "--save-settings", str(saved), "-q", "--no-progress"]) == 0
+    assert json.loads(saved.read_text())["style"] == "warm"
+    latin = tmp_path / "latin.json"
+    latin.write_bytes('{"style": "wärm"}'.encode("latin-1"))
+    assert main(["develop", str(SAMPLE), "--out", str(tmp_path / "out2"), "--settings", str(latin)]) == 2
+    err = capsys.readouterr().err
+    assert "latin.json" in err and "not UTF-8 text" in err and "save it as UTF-8" in err
