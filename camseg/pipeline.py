@@ -21,6 +21,7 @@ import dataclasses
 import json
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from typing import Any, Callable
@@ -1132,6 +1133,13 @@ def _develop(image, settings, segmenter, segmentation, return_details, options):
                     and settings.style_strength > 0 and not effects.STYLE_PRESETS[settings.style].is_neutral)
     t = time.perf_counter()
     if segmentation is not None:
+        if isinstance(segmentation, Mapping):
+            # Its masks are read as attributes (.sky, .persons): a dict of them was taken for a
+            # segmentation without any, silently (the sky got no sky treatment), or refused
+            # for "no people computed".
+            raise TypeError("segmentation must have the mattes as attributes (.sky, .skin, .persons, ...), "
+                            f"got a {type(segmentation).__name__} with keys {sorted(map(str, segmentation))}; "
+                            "pass types.SimpleNamespace(**masks), or the Segmentation camseg.segment returns")
         if wants_persons and not _has_people(segmentation):
             # Read as "nobody in the photo", it gave the photo no portrait effect and one tone
             # for everyone without a word.

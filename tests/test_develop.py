@@ -847,3 +847,14 @@ def test_person_mattes_given_as_one_stacked_array(rng):
     for portrait in (None, "blur"):
         expected = develop(img, segmentation=listed, portrait=portrait)
         np.testing.assert_array_equal(develop(img, segmentation=stacked, portrait=portrait), expected)
+
+
+def test_a_dict_of_masks_as_segmentation_is_refused_by_name(rng):
+    """A dict of masks was read through attributes it does not have: taken for a segmentation
+    without any (no sky treatment, silently), or refused for "no people computed"."""
+    img = _photo_array(rng)
+    masks = vars(_fake_segmentation(48, 64, persons=1))
+    for options in ({}, {"tone_map": False}):
+        with pytest.raises(TypeError, match="as attributes.*SimpleNamespace"):
+            develop(img, segmentation=dict(masks), **options)
+    develop(img, segmentation=types.SimpleNamespace(**masks))  # the fix the message names
