@@ -91,6 +91,38 @@ def save_atomic(obj, path: Path):
     os.replace(tmp, path)
 
 
+def load_checkpoint_file(path: Path) -> dict:
+    """Read a training checkpoint written by this trainer (or ``recover``, ``soup``).
+
+    Parameters
+    ----------
+    path : Path
+        The ``.pt`` file.
+
+    Returns
+    -------
+    dict
+        The checkpoint, with at least its ``config``, ``model`` and ``step``.
+
+    Raises
+    ------
+    ValueError
+        The file cannot be unpickled (cut short, damaged, not a torch file) or is not a
+        camseg checkpoint (another program's state dict): the message names the file and
+        what it lacks. Without this check the trainer stopped with the unpickler's traceback
+        (``invalid literal for int()``) or a bare ``KeyError: 'config'``.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - torch and pickle raise many types for a damaged file
+        raise ValueError(f"{str(path)!r} cannot be read as a checkpoint ({type(exc).__name__}: "
+                         f"{str(exc)[:200]})") from exc
+    missing = [k for k in ("config", "model", "step") if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ValueError(f"{str(path)!r} is not a camseg training checkpoint (no {', '.join(missing)})")
+    return state
+
+
 def warm_start(model: HyperDetr, state: dict) -> list:
     """Load a checkpoint's weights into ``model``, whose architecture may be newer.
 
@@ -222,7 +254,12 @@ def main(argv=None) -> int:
     config = HyperDetrConfig(backbone=args.backbone)
     model = HyperDetr(config)
     last = run / "last.pt"
-    state = torch.load(last, map_location="cpu", weights_only=False) if last.exists() else None
+    try:
+        state = load_checkpoint_file(last) if last.exists() else None
+    except ValueError as exc:
+        # Never overwritten or deleted here: it may be the only copy of a long run.
+        parser.error(f"cannot resume: {exc}; move it away to start this --run afresh (or restore it "
+                     "from a copy), or give another --run")
     if state is not None:
         model = HyperDetr(HyperDetrConfig.from_dict(state["config"]))
         model.load_state_dict(state["model"])
@@ -237,7 +274,10 @@ def main(argv=None) -> int:
                          "ones, or start a new --run (--init it from this checkpoint)")
         print(f"resuming {last} at step {state['step']}")
     elif args.init:
-        init = torch.load(Path(args.init).expanduser(), map_location="cpu", weights_only=False)
+        try:
+            init = load_checkpoint_file(Path(args.init).expanduser())
+        except ValueError as exc:
+            parser.error(f"--init: {exc}; pass a .pt written by camseg.train.train, recover or soup")
         # the checkpoint's architecture, brought up to this version's head
         model = HyperDetr(dataclasses.replace(HyperDetrConfig.from_dict(init["config"]),
                                               mask_coords=HyperDetrConfig.mask_coords))
