@@ -227,6 +227,14 @@ def main(argv=None) -> int:
     for name in ("p_copy_paste", "p_zoom_out", "p_letterbox", "p_defocus"):
         if not 0 <= getattr(args, name) <= 1:
             parser.error(f"--{name.replace('_', '-')} is a probability in [0, 1], got {getattr(args, name)}")
+    # (--threads -2 and --workers -1 failed in torch, the latter after loading every photo;
+    # --minutes 0 or below trained nothing and saved the untrained model as "done".)
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}; leave it out for torch's choice")
+    if args.workers < 0:
+        parser.error(f"--workers must be 0 (samples built in the training process) or more, got {args.workers}")
+    if args.minutes is not None and not args.minutes > 0:
+        parser.error(f"--minutes must be > 0, got {args.minutes}; leave it out to train --steps steps")
     if args.init and not Path(args.init).expanduser().is_file():
         parser.error(f"--init {args.init!r}: no such checkpoint file")
     if Path(args.run).expanduser().exists() and not Path(args.run).expanduser().is_dir():

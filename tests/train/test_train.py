@@ -36,3 +36,16 @@ def test_a_damaged_or_foreign_checkpoint_is_refused_and_kept(tmp_path, capsys, c
         train_main(_args(tmp_path, "--init", str(bad)))
     err = capsys.readouterr().err
     assert exc.value.code == 2 and "--init" in err and message in err, err
+
+
+@pytest.mark.parametrize("argv, message", [(["--threads", "-2"], "--threads must be at least 1"),
+                                           (["--workers", "-1"], "--workers must be 0"),
+                                           (["--minutes", "0"], "--minutes must be > 0"),
+                                           (["--minutes", "-1"], "--minutes must be > 0")])
+def test_threads_workers_and_minutes_are_checked_before_any_work(tmp_path, capsys, argv, message):
+    """--threads -2 and --workers -1 failed inside torch (the latter after loading the photos);
+    --minutes 0 saved the untrained model at step 0 and said "done"."""
+    with pytest.raises(SystemExit) as exc:
+        train_main(_args(tmp_path, *argv))
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "run" / "last.pt").exists()
