@@ -66,6 +66,13 @@ class _Samples(torch.utils.data.IterableDataset):
         records, size, params, source_weights, seed = self.args
         info = torch.utils.data.get_worker_info()
         worker = info.id if info is not None else 0
+        if info is not None:
+            # A loader worker is forked with the trainer's Ctrl-C/SIGTERM handler: a Ctrl-C at the
+            # terminal (sent to the whole process group) printed "stopping after step 1 and saving
+            # it" once more per worker. The training process decides when to stop, and shuts the
+            # workers down when it exits.
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, signal.SIG_IGN)
         dataset = TrainingSet(records, size, params=params, source_weights=source_weights,
                               seed=seed + 7919 * worker)
         while True:

@@ -49,3 +49,35 @@ def test_threads_workers_and_minutes_are_checked_before_any_work(tmp_path, capsy
         train_main(_args(tmp_path, *argv))
     assert exc.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_ctrl_c_at_the_terminal_is_answered_once_with_loader_workers(tmp_path, rng):
+    """The loader workers, forked with the trainer's stop handler, each printed "stopping after
+    step 1 and saving it" too when Ctrl-C reached the whole process group."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from camseg.train.pack import pack_records
+    from tests.train.test_pack import _records
+
+    pack = tmp_path / "pack.npz"
+    pack_records(_records(rng) * 2, pack)
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-m", "camseg.train.train", "--data", str(pack), "--run",
+                             str(tmp_path / "run"), "--batch", "2", "--size", "64", "80", "--threads", "1",
+                             "--workers", "1", "--face-labels", str(tmp_path / "none"), "--steps", "100000",
+                             "--save-every", "100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(repo)}, cwd=tmp_path, start_new_session=True)
+    for line in proc.stdout:  # training starts after this line
+        if "training photos" in line:
+            break
+    time.sleep(6)
+    os.killpg(proc.pid, signal.SIGINT)  # as the terminal's Ctrl-C does
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
+    assert err.count("stopping after step") == 1, err[-2000:]
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=False)["step"] >= 1
