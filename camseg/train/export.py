@@ -161,6 +161,11 @@ def main(argv=None) -> int:
     except Exception as exc:  # noqa: BLE001 - not a checkpoint: one line, not the unpickler's traceback
         parser.error(f"{args.checkpoint!r} is not a training checkpoint that can be read ({type(exc).__name__}: "
                      f"{str(exc)[:200]}); pass a .pt written by camseg.train.train or camseg.train.recover")
+    # (More layers than trained failed in ExportWrapper with a traceback.)
+    trained_layers = len(model.transformer.decoder)
+    if args.decoder_layers is not None and args.decoder_layers > trained_layers:
+        parser.error(f"--decoder-layers {args.decoder_layers}: {args.checkpoint!r} has {trained_layers} decoder "
+                     f"layers; keep 1 to {trained_layers}, or leave it out to keep them all")
     full, scene = export_pair(model, args.out, decoder_layers=args.decoder_layers, int8=args.int8,
                               trained=state.get("trained", {}))
     if state.get("logit_offsets"):  # a recovered checkpoint's calibration (camseg.train.recover)

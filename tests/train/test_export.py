@@ -115,3 +115,15 @@ def test_export_and_recover_refuse_a_file_that_is_no_checkpoint_or_model(tmp_pat
         recover_main([str(junk), "--out", str(tmp_path / "r.pt"), "--data", str(tmp_path)])
     assert exc.value.code == 2 and "is not a camseg model file" in capsys.readouterr().err
     assert not (tmp_path / "m.onnx").exists() and not (tmp_path / "r.pt").exists()
+
+
+def test_export_refuses_more_decoder_layers_than_the_checkpoint_has(tmp_path, model, capsys):
+    """--decoder-layers 99 on a 3-layer checkpoint failed in ExportWrapper with a traceback."""
+    from camseg.train.export import main as export_main
+
+    checkpoint = tmp_path / "c.pt"
+    torch.save({"config": model.config.to_dict(), "model": model.state_dict(), "step": 0}, checkpoint)
+    with pytest.raises(SystemExit) as exc:
+        export_main([str(checkpoint), "--out", str(tmp_path / "m"), "--decoder-layers", "4"])
+    assert exc.value.code == 2 and "has 3 decoder layers; keep 1 to 3" in capsys.readouterr().err
+    assert not (tmp_path / "m.onnx").exists()
