@@ -262,7 +262,8 @@ class Segmenter:
 
     def __init__(self, model_path: "str | os.PathLike | None" = None, *, threads: int | None = None,
                  options: SegmenterOptions | None = None):
-        if threads is not None and (not isinstance(threads, (int, np.integer)) or threads < 1):
+        if threads is not None and (not isinstance(threads, (int, np.integer)) or isinstance(threads, bool)
+                                    or threads < 1):
             raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
         self.model_path = Path(model_path) if model_path is not None else DEFAULT_MODEL
         self.options = options or SegmenterOptions()
@@ -303,6 +304,10 @@ class Segmenter:
         unknown = categories - set(self.categories)
         if unknown:
             raise ValueError(f"categories: unknown {sorted(unknown)}; valid names are {list(self.categories)}")
+        if not categories:
+            # (An empty set gave a segmentation with nothing in it, without a word.)
+            raise ValueError(f"categories is empty; name at least one of {list(self.categories)}, "
+                             "or pass None for all")
         return frozenset(categories)
 
     def segment(self, image, *, categories=None) -> "Segmentation":

@@ -207,13 +207,17 @@ def test_bad_files(segmenter, tmp_path, photo):
 
 
 def test_bad_arguments(tmp_path, photo):
-    with pytest.raises(ValueError, match="threads"):
-        Segmenter(threads=0)
+    for threads in (0, True, 1.5):  # (True was taken as one thread)
+        with pytest.raises(ValueError, match="threads"):
+            Segmenter(threads=threads)
     with pytest.raises(FileNotFoundError, match="model file"):
         Segmenter(tmp_path / "nope.onnx")
     with Segmenter() as s:
         with pytest.raises(ValueError, match="valid names"):
             s.segment(photo, categories={"cat"})
+        for nothing in (set(), [], ()):  # (gave a segmentation with nothing in it)
+            with pytest.raises(ValueError, match="categories is empty"):
+                s.segment(photo, categories=nothing)
     with pytest.raises(RuntimeError, match="closed"):
         s.segment(photo)
 
