@@ -92,11 +92,15 @@ def panoptic_quality(pred: list, gt: list) -> tuple[float, int, int, int]:
     return iou_sum, tp, len(pred) - tp, len(gt) - tp
 
 
-def pq_sq_rq(counts) -> tuple[float, float, float]:
-    """(PQ, SQ, RQ) from summed :func:`panoptic_quality` tuples (IoU sum, TP, FP, FN)."""
+def pq_sq_rq(counts) -> tuple:
+    """(PQ, SQ, RQ) from summed :func:`panoptic_quality` tuples (IoU sum, TP, FP, FN); all three
+    None when there was nothing to score (no person labelled nor found: it read as a PQ of 0),
+    SQ None when nothing was matched."""
     iou_sum, tp, fp, fn = counts
-    denominator = max(tp + fp / 2 + fn / 2, 1)
-    return float(iou_sum / denominator), float(iou_sum / max(tp, 1)), float(tp / denominator)
+    if tp + fp + fn == 0:
+        return None, None, None
+    denominator = tp + fp / 2 + fn / 2
+    return float(iou_sum / denominator), (float(iou_sum / tp) if tp else None), float(tp / denominator)
 
 
 def person_union_label(rec) -> np.ndarray:
@@ -339,16 +343,22 @@ def calibrate(model: Path, data: Path, *, face_labels: Path | None = None) -> di
 PERSON_FREE_KINDS = {"ade_sky": "ADE landscapes and streets", "scene": "COCO photos of animals and objects"}
 
 
+def _or_dash(value) -> str:
+    """A metric to three places, or "-" where there was nothing to measure (None)."""
+    return "-" if value is None else f"{value:.3f}"
+
+
 def format_table(metrics: dict) -> str:
     rows = ["category   IoU    boundary-F"]
     for name in ("person",) + SCENE_CATEGORIES:
         iou = metrics["iou"].get(name)
         f = metrics["boundary_f"].get(name)
         rows.append(f"{name:<9} {'   -  ' if iou is None else f'{iou:6.3f}'}  {'   -' if f is None else f'{f:6.3f}'}")
-    rows.append(f"person PQ {metrics['person_pq']:.3f} (SQ {metrics['person_sq']:.3f}, RQ {metrics['person_rq']:.3f})")
+    rows.append(f"person PQ {_or_dash(metrics['person_pq'])} (SQ {_or_dash(metrics['person_sq'])}, "
+                f"RQ {_or_dash(metrics['person_rq'])})")
     if metrics.get("group_person_iou") is not None:
-        rows.append(f"several-person composites: PQ {metrics['group_pq']:.3f} (RQ {metrics['group_rq']:.3f}), "
-                    f"person IoU {metrics['group_person_iou']:.3f}")
+        rows.append(f"several-person composites: PQ {_or_dash(metrics['group_pq'])} "
+                    f"(RQ {_or_dash(metrics['group_rq'])}), person IoU {metrics['group_person_iou']:.3f}")
     for src, fp in metrics.get("person_free", {}).items():
         kind = PERSON_FREE_KINDS.get(src, src)
         rows.append(f"person false positives on {fp['scenes']} {kind} with nobody in them: "

@@ -90,3 +90,21 @@ def test_evaluate_checks_its_arguments_before_any_work(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_pq_is_not_reported_as_zero_when_there_was_nothing_to_score():
+    """A subset without people or composites (evaluate --limit 1) printed "person PQ 0.000"
+    and wrote group_pq 0.0, where nothing was measured; IoU said "-" there already."""
+    s = _Scores()
+    sky = _square(0, 0, 10)
+    s.add("ade_sky", {"sky": (sky, sky)})
+    m = s.metrics()
+    assert m["person_pq"] is None and m["person_sq"] is None and m["person_rq"] is None
+    assert m["group_pq"] is None and m["group_rq"] is None
+    table = format_table(m)
+    assert "person PQ - (SQ -, RQ -)" in table
+    # Only false positives: PQ 0 measured (not "nothing"), SQ undefined (nothing matched).
+    s.add("coco", {}, ([_square(0, 0, 5)], [], _square(0, 0, 5), np.zeros((40, 40), bool)))
+    m = s.metrics()
+    assert m["person_pq"] == 0.0 and m["person_rq"] == 0.0 and m["person_sq"] is None
+    assert "person PQ 0.000 (SQ -, RQ 0.000)" in format_table(m)
