@@ -173,12 +173,42 @@ def freeze_batchnorm_statistics(model) -> int:
     return len(layers)
 
 
-def learning_rate(step, total, base, warmup=200):
+#: Steps of the learning rate's linear warm-up (:func:`learning_rate`).
+WARMUP_STEPS = 200
+
+
+def learning_rate(step, total, base, warmup=WARMUP_STEPS):
     """Linear warm-up then cosine decay to 5 % of ``base``."""
     if step < warmup:
         return base * (step + 1) / warmup
     t = (step - warmup) / max(total - warmup, 1)
     return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
+
+
+def schedule_total(steps: int, minutes, state) -> int:
+    """The step total of the learning-rate schedule at the start of a run.
+
+    Parameters
+    ----------
+    steps : int
+        ``--steps``.
+    minutes : float or None
+        ``--minutes``.
+    state : dict or None
+        The run's checkpoint, when it resumes.
+
+    Returns
+    -------
+    int
+        ``steps``; for a resumed ``--minutes`` run, the total its checkpoint was fitted to
+        (at most ``steps``): the schedule continues where it stopped. Started again from
+        ``steps``, a resumed run took the learning rate of a far longer schedule (back up
+        toward its peak) until the next fit, then fitted another total, so the decay was
+        patched twice; and a finished run trained again.
+    """
+    if minutes is not None and state is not None and state.get("schedule_total"):
+        return min(steps, int(state["schedule_total"]))
+    return steps
 
 
 def main(argv=None) -> int:
@@ -217,7 +247,7 @@ def main(argv=None) -> int:
     parser.add_argument("--minutes", type=float, default=None,
                         help="wall-clock budget: the step count is fitted to the measured speed during "
                              "warm-up (--steps is then an upper bound), and training stops in time; "
-                             "a resumed run gets the budget anew")
+                             "a resumed run gets the budget anew and continues the schedule fitted before")
     parser.add_argument("--source-weight", action="append", default=[], metavar="SET=W",
                         help="sampling weight of one training set, e.g. person_binary=3 (repeatable; "
                              "defaults in camseg.train.data.SOURCE_WEIGHTS)")
@@ -343,13 +373,15 @@ def main(argv=None) -> int:
         bar = None
     def save():
         save_atomic({"config": model.config.to_dict(), "model": model.state_dict(),
-                     "optim": optim.state_dict(), "step": step,
+                     "optim": optim.state_dict(), "step": step, "schedule_total": total,
                      "trained": {"steps": step, "batch": args.batch, "size": list(args.size),
                                  "backbone": model.config.backbone,
                                  "data": sorted({r.source for r in records})}}, last)
 
     t0, ema = time.time(), None
-    total, first = args.steps, step
+    total, first = schedule_total(args.steps, args.minutes, state), step
+    if bar is not None:
+        bar.total = total
     probe = (step, t0)
     # Ctrl-C and SIGTERM stop at the end of the step in progress, and the step reached is saved
     # (they lost up to --save-every - 1 steps, Ctrl-C with a traceback); a second Ctrl-C stops at once.
@@ -371,7 +403,7 @@ def main(argv=None) -> int:
                 if elapsed > args.minutes:
                     print(f"wall-clock budget of {args.minutes} min spent at step {step}")
                     break
-                if step - first in (20, 60, 120, 199):
+                if step - first in (20, 60, 120, 199) and step < WARMUP_STEPS:
                     # Fitted only during warm-up (learning_rate's first 200 steps do not depend on the
                     # total), so the cosine decay that follows is one schedule, not a patched one. The
                     # rate is the latest interval's: the first steps include start-up (cuDNN's search).

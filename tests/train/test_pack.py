@@ -106,3 +106,29 @@ def test_trainer_saves_the_step_reached_at_ctrl_c_and_keeps_its_recipe(tmp_path,
     with pytest.raises(SystemExit) as exc:
         train_main([a if a != "2" else "4" for a in args] + ["--steps", str(saved["step"] + 1)])  # batch 2 -> 4
     assert exc.value.code == 2
+
+
+def test_a_resumed_minutes_run_continues_its_fitted_schedule(tmp_path, rng):
+    """A resumed --minutes run started again from --steps: the learning rate of a far longer
+    schedule (back toward its peak) until the next fit, then another total; a finished run
+    trained again."""
+    from camseg.train.train import schedule_total
+
+    pack = tmp_path / "pack.npz"
+    pack_records(_records(rng) * 2, pack)
+    run = tmp_path / "run"
+    args = ["--data", str(pack), "--run", str(run), "--batch", "2", "--size", "64", "80", "--threads", "1",
+            "--lr", "1e-3", "--face-labels", str(tmp_path / "none")]
+    assert train_main(args + ["--steps", "3"]) == 0  # as if fitted to 3 steps and stopped at 3
+    state = torch.load(run / "last.pt", weights_only=False)
+    assert state["schedule_total"] == 3
+    assert schedule_total(1000, 30.0, state) == 3 and schedule_total(1000, None, state) == 1000
+    assert schedule_total(2, 30.0, state) == 2 and schedule_total(1000, 30.0, None) == 1000
+    assert train_main(args + ["--steps", "1000", "--minutes", "30"]) == 0  # finished: nothing more
+    again = torch.load(run / "last.pt", weights_only=False)
+    assert again["step"] == 3 and again["schedule_total"] == 3
+    state["step"], state["schedule_total"] = 2, 5  # stopped at step 2 of a 5-step schedule
+    torch.save(state, run / "last.pt")
+    assert train_main(args + ["--steps", "1000", "--minutes", "30"]) == 0
+    resumed = torch.load(run / "last.pt", weights_only=False)
+    assert resumed["step"] == 5 and resumed["schedule_total"] == 5
