@@ -73,7 +73,10 @@ def main(argv=None) -> int:
     parser.add_argument("--weights", type=float, nargs="+", default=None)
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    save_atomic(soup(args.checkpoints, args.weights), Path(args.out).expanduser())
+    out = Path(args.out).expanduser()
+    if any(out.resolve() == Path(c).expanduser().resolve() for c in args.checkpoints):
+        parser.error(f"--out {args.out!r} is one of the checkpoints to average; write the soup to a new file")
+    save_atomic(soup(args.checkpoints, args.weights), out)
     print(f"wrote {args.out}")
     return 0
 

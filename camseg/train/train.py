@@ -93,9 +93,19 @@ def batches(records, size, params, source_weights, *, batch: int, seed: int, wor
 
 
 def save_atomic(obj, path: Path):
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """``torch.save(obj, path)`` through a temporary file beside it, renamed over ``path`` once
+    whole: an interruption leaves the previous file as it was and no temporary one (a stopped
+    save left ``last.tmp`` behind). The folder is made when missing (``soup --out new/x.pt``
+    stopped with a traceback)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"  # (a name of this process's: two writers never share one)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def load_checkpoint_file(path: Path) -> dict:

@@ -31,3 +31,36 @@ def test_soup_refuses_other_architectures_and_bad_weights(tmp_path):
         soup([a])
     with pytest.raises(ValueError, match="non-negative"):
         soup([a, a], [1.0, -1.0])
+
+
+def test_soup_writes_into_a_new_folder_and_never_over_an_ingredient(tmp_path, capsys):
+    """--out in a missing folder stopped with a traceback; --out naming one of the checkpoints
+    replaced it with the soup."""
+    a, b = _ckpt(tmp_path / "a.pt", 1.0), _ckpt(tmp_path / "b.pt", 3.0)
+    before = a.read_bytes()
+    with pytest.raises(SystemExit) as exc:
+        main([str(a), str(b), "--out", str(a)])
+    assert exc.value.code == 2 and "one of the checkpoints" in capsys.readouterr().err
+    assert a.read_bytes() == before
+    out = tmp_path / "new" / "soup.pt"
+    assert main([str(a), str(b), "--out", str(out)]) == 0
+    assert torch.load(out, weights_only=False)["model"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["soup.pt"]  # no temporary file left
+
+
+def test_save_atomic_leaves_the_old_file_and_no_temporary_one_when_interrupted(tmp_path, monkeypatch):
+    import camseg.train.train as train_mod
+
+    path = tmp_path / "last.pt"
+    train_mod.save_atomic({"step": 1}, path)
+
+    def interrupted(obj, f):
+        open(f, "wb").write(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_mod.torch, "save", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_mod.save_atomic({"step": 2}, path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=False) == {"step": 1}
