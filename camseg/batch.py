@@ -973,8 +973,14 @@ def _run_on_dask(client, todo, task, settings, write_options, model_path, thread
         # landed in a blocking `future.result()` made Dask log a NameError traceback from its
         # cancel callback (distributed 2026.8, 1 in about 10 stopped runs).
         for future, result in as_completed(futures, with_results=True, raise_errors=False):
-            item = futures[future]
-            if future.status == "finished":
+            # Released at once: a result the client still holds is kept in its worker's memory,
+            # and when that worker died, Dask developed every photo it had finished again and
+            # wrote their outputs anew (tester: 2 of 2 held results made again). Released, a
+            # lost worker costs only the photos it had in progress. (The status is read first:
+            # a released future is soon marked cancelled.)
+            item, finished = futures.pop(future), future.status == "finished"
+            future.release()
+            if finished:
                 record(result)
                 continue
             # An error (e.g. KilledWorker after Dask's retries) comes as (type, exception, traceback).

@@ -1152,6 +1152,31 @@ def test_ctrl_c_on_a_local_dask_cluster_stops_after_the_photos_in_progress(tmp_p
     assert sorted(p.stem for p in out.glob("*.jpg")) == sorted(p.stem for p in photos)
 
 
+def test_a_lost_dask_worker_does_not_make_finished_photos_again(tmp_path):
+    """The batch held every result until the end, so each stayed in its worker's memory: when a
+    worker died, Dask developed again every photo that worker had finished, and rewrote their
+    outputs after they were reported done (tester). Now only the photos in progress are redone."""
+    distributed = pytest.importorskip("distributed")
+    _photos(tmp_path / "in", 6, size=(240, 320))
+    inodes = {}
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        pids = client.run(os.getpid)  # worker address -> its process
+
+        def on_result(result):
+            inodes[result.output] = result.output.stat().st_ino
+            if len(inodes) == 3:  # every worker, those that held the first two results among them
+                for pid in pids.values():
+                    os.kill(pid, signal.SIGKILL)
+
+        summary = run_batch([tmp_path / "in"], tmp_path / "out", progress=False, on_result=on_result,
+                            dask_scheduler=cluster.scheduler_address)
+        time.sleep(2)  # (a photo made again after the batch returned would be rewritten meanwhile)
+    assert summary.done == 6 and not summary.failed
+    first_two = list(inodes.items())[:2]  # (the third's release may reach the scheduler after the kill)
+    assert [p.name for p, ino in first_two if p.stat().st_ino != ino] == []
+
+
 def test_dask_scheduler_argument_is_checked(tmp_path):
     _photos(tmp_path / "in", 1)
     with pytest.raises(ValueError, match="dask_scheduler must be a scheduler address"):
