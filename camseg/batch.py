@@ -525,9 +525,17 @@ def _init_worker(model_path, threads, parent_pid=None, started=None, quiet=True)
 def _process_on_dask_worker(item: BatchItem, task: str, settings: DevelopSettings, write_options: dict,
                             model_path, threads: int) -> ItemResult:
     """A Dask task: load the model on this worker's first photo (and keep it), then process."""
-    if _WORKER["model"] != (str(model_path), threads):
-        _init_worker(model_path, threads)
+    # A Dask worker runs one task per thread (`dask worker` and `LocalCluster()`: one per core).
+    # _init_worker marks the model as this worker's before it is loaded: the photos that started
+    # meanwhile found none and failed ("the segmentation model is not loaded"). They wait for it
+    # now (uncontended once it is loaded: microseconds a photo).
+    with _DASK_WORKER_LOCK:
+        if _WORKER["model"] != (str(model_path), threads):
+            _init_worker(model_path, threads)
     return _process(item, task, settings, write_options)
+
+
+_DASK_WORKER_LOCK = threading.Lock()
 
 
 #: What to do when an output cannot be written, by errno.

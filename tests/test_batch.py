@@ -1177,6 +1177,33 @@ def test_a_lost_dask_worker_does_not_make_finished_photos_again(tmp_path):
     assert [p.name for p, ino in first_two if p.stat().st_ino != ino] == []
 
 
+def test_a_dask_worker_of_several_threads_loads_the_model_once(tmp_path, monkeypatch):
+    """A Dask worker runs a task per thread (`dask worker` and `LocalCluster()`: one per core):
+    the photos that started while its first photo loaded the model failed with "the
+    segmentation model is not loaded" (tester: 5 of 6 with a model read from a slow disk)."""
+    distributed = pytest.importorskip("distributed")
+    import camseg.batch as batch
+    import camseg.segmenter as segmenter
+
+    for key in batch._WORKER:  # (the worker's threads run in this process here)
+        monkeypatch.setitem(batch._WORKER, key, None)
+    loads, load = [], segmenter.Segmenter.__init__
+
+    def slow_load(self, *args, **kwargs):
+        loads.append(1)
+        time.sleep(1)  # a model on a slow shared disk
+        load(self, *args, **kwargs)
+
+    monkeypatch.setattr(segmenter.Segmenter, "__init__", slow_load)
+    _photos(tmp_path / "in", 4)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as cluster:
+        summary = run_batch([tmp_path / "in"], tmp_path / "out", progress=False,
+                            dask_scheduler=cluster.scheduler_address)
+    assert summary.done == 4 and not summary.failed, [r.message for r in summary.failed]
+    assert len(loads) == 1
+
+
 def test_dask_scheduler_argument_is_checked(tmp_path):
     _photos(tmp_path / "in", 1)
     with pytest.raises(ValueError, match="dask_scheduler must be a scheduler address"):
