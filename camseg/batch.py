@@ -44,7 +44,7 @@ import threading
 import time
 import traceback
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -973,8 +973,13 @@ def _dask_client(scheduler: str, jobs: int, threads: int, quiet_start: bool = Fa
 def _run_on_dask(client, todo, task, settings, write_options, model_path, threads, record):
     from distributed import as_completed, wait
 
-    futures = {client.submit(_process_on_dask_worker, item, task, settings, write_options, model_path,
-                             threads, pure=False, key=f"camseg-{task}-{i}-{item.source.name}"): item
+    # Absolute paths: a relative one was read in the worker's own folder ("No such file or
+    # directory" for every photo, from a `dask worker` started anywhere else). Not resolved: a
+    # link is processed under its own name, as in the process pool.
+    futures = {client.submit(_process_on_dask_worker, replace(item, source=Path(os.path.abspath(item.source)),
+                                                              output=Path(os.path.abspath(item.output))),
+                             task, settings, write_options, model_path, threads, pure=False,
+                             key=f"camseg-{task}-{i}-{item.source.name}"): item
                for i, item in enumerate(todo)}
     try:
         # The results come with the futures (fetched on the client's own thread): a Ctrl-C that
@@ -989,7 +994,7 @@ def _run_on_dask(client, todo, task, settings, write_options, model_path, thread
             item, finished = futures.pop(future), future.status == "finished"
             future.release()
             if finished:
-                record(result)
+                record(replace(result, source=item.source, output=item.output))  # (as the caller named them)
                 continue
             # An error (e.g. KilledWorker after Dask's retries) comes as (type, exception, traceback).
             exc = result[1] if isinstance(result, tuple) and len(result) == 3 else result

@@ -1204,6 +1204,21 @@ def test_a_dask_worker_of_several_threads_loads_the_model_once(tmp_path, monkeyp
     assert len(loads) == 1
 
 
+def test_relative_paths_reach_dask_workers_in_another_folder(tmp_path, monkeypatch):
+    """`camseg develop photos --out developed --dask tcp://...` sent the relative paths as given:
+    a worker started in another folder (any `dask worker` on another machine) failed every photo
+    with "No such file or directory", or would have read and written beside its own folder
+    (tester). They go as absolute paths now, and results still name them as given."""
+    distributed = pytest.importorskip("distributed")
+    _photos(tmp_path / "in", 2)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster:
+        monkeypatch.chdir(tmp_path)  # the worker stays in the folder it started in
+        summary = run_batch(["in"], "out", progress=False, dask_scheduler=cluster.scheduler_address)
+    assert summary.done == 2 and not summary.failed, [r.message for r in summary.failed]
+    assert sorted(str(r.source) for r in summary.results) == ["in/img_00.jpg", "in/img_01.jpg"]
+    assert all(_decodes_fully(tmp_path / "out" / name) for name in ("img_00.jpg", "img_01.jpg"))
+
+
 def test_dask_scheduler_argument_is_checked(tmp_path):
     _photos(tmp_path / "in", 1)
     with pytest.raises(ValueError, match="dask_scheduler must be a scheduler address"):
