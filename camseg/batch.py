@@ -1418,11 +1418,14 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
         bar.update(failed=result.status == "failed")
 
     try:
-        if dask_scheduler is not None:
+        if dask_scheduler is not None and todo:  # (nothing left: no cluster to reach, see below)
             with _dask_client(dask_scheduler, jobs, threads, quiet_start) as client:
                 bar = _progress(len(todo), task, progress)
                 _run_on_dask(client, todo, task, settings, write_options, model_path, threads, record)
         elif in_process or not todo:
+            # Nothing left to do needs no workers: on Dask a resumed run that had finished
+            # connected anyway, and failed after 30 s ("Timed out trying to connect", exit status
+            # 2) once the cluster was gone, or started a local one for nothing.
             bar = _progress(len(todo), task, progress)
             if todo:
                 _init_worker(model_path, threads, quiet=False)

@@ -1219,6 +1219,21 @@ def test_relative_paths_reach_dask_workers_in_another_folder(tmp_path, monkeypat
     assert all(_decodes_fully(tmp_path / "out" / name) for name in ("img_00.jpg", "img_01.jpg"))
 
 
+def test_a_finished_batch_needs_no_dask_scheduler(tmp_path):
+    """A resumed run with every photo finished still connected to the scheduler: with the
+    cluster gone it failed after 30 s ("Timed out trying to connect") where the process pool
+    says "2 already finished" (tester)."""
+    dask = pytest.importorskip("dask")
+    pytest.importorskip("distributed")
+    photos = _photos(tmp_path / "in", 2)
+    todo, _ = plan_batch(photos, tmp_path / "out")
+    for item in todo:
+        _finished(item)
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):  # (failing, it fails soon)
+        summary = run_batch(photos, tmp_path / "out", progress=False, dask_scheduler="tcp://127.0.0.1:1")
+    assert summary.skipped == 2 and summary.ok
+
+
 def test_dask_scheduler_argument_is_checked(tmp_path):
     _photos(tmp_path / "in", 1)
     with pytest.raises(ValueError, match="dask_scheduler must be a scheduler address"):
