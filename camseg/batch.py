@@ -966,7 +966,15 @@ def _dask_client(scheduler: str, jobs: int, threads: int, quiet_start: bool = Fa
             held.release()
             yield client
     else:
-        with Client(scheduler) as client:
+        try:
+            client = Client(scheduler)
+        except (OSError, ValueError) as exc:  # (a timeout is an OSError: distributed's and the builtin)
+            # Distributed said only "Timed out trying to connect to tcp://...", or "missing port
+            # number in address 'foo'", naming no fix.
+            raise OSError(f"cannot reach the Dask scheduler at {scheduler!r} ({exc}); give the address "
+                          "`dask scheduler` prints (tcp://HOST:PORT) of a scheduler that is running, or "
+                          "--dask local for a cluster on this machine") from exc
+        with client:
             yield client
 
 

@@ -1521,3 +1521,16 @@ def test_an_output_name_too_long_is_refused_when_planned(tmp_path):
         (result,) = summary.failed
         assert "would be 258 bytes, more than a file name can have (255); rename the photo" in result.message
     assert not list((tmp_path / "out").glob(".camseg-outputs/*"))  # no orphan record
+
+
+@pytest.mark.parametrize("address", ["tcp://127.0.0.1:1", "foo"])
+def test_an_unreachable_dask_scheduler_is_named_with_the_fix(tmp_path, address):
+    """Distributed said only "Timed out trying to connect to tcp://..." or "missing port number
+    in address 'foo'", naming no fix (tester)."""
+    dask = pytest.importorskip("dask")
+    pytest.importorskip("distributed")
+    photos = _photos(tmp_path / "in", 1)
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):  # (failing, it fails soon)
+        with pytest.raises(OSError, match=r"cannot reach the Dask scheduler .*tcp://HOST:PORT.*--dask local"):
+            run_batch(photos, tmp_path / "out", progress=False, dask_scheduler=address)
+    assert not any((tmp_path / "out").glob("*.jpg"))
