@@ -744,28 +744,36 @@ _EXIF_IFD_TAG, _PIXEL_X_TAG, _PIXEL_Y_TAG = 34665, 40962, 40963
 
 
 def _exif_with_pixel_size(exif: bytes, width: int, height: int) -> bytes:
-    """Return ``exif`` whose Exif sub-IFD gives the written image's width and height.
+    """Return ``exif`` whose size tags give the written image's width and height.
 
     A photo stored sideways (orientation 6 or 8) is written upright, so the camera's
-    PixelXDimension and PixelYDimension (0xA002, 0xA003) described the output turned a quarter
-    (640×321 for a 321×640 photo). The values are rewritten in place (SHORT or LONG, in the
-    entry), so nothing moves; a block without them, or one they cannot be read from, is returned
-    as it is.
+    PixelXDimension and PixelYDimension (0xA002, 0xA003, Exif sub-IFD) described the output
+    turned a quarter (640×321 for a 321×640 photo); so did the ImageWidth and ImageLength that
+    some phones (Samsung's) also put in a JPEG's IFD0 (256, 257). The values are rewritten in
+    place (SHORT or LONG, in the entry), so nothing moves; a block without them, or one they
+    cannot be read from, is returned as it is.
     """
     bo = "<" if exif[:2] == b"II" else ">"
-    try:
-        pointer = next((struct.unpack_from(bo + "I", value)[0] for _, tag, typ, count, value
-                        in _exif_ifd0_entries(exif) if tag == _EXIF_IFD_TAG and count == 1), None)
-        if pointer is None:
-            return exif
-        data = bytearray(exif)
-        for pos, tag, typ, count, _ in _exif_ifd0_entries(exif, pointer):
-            if tag in (_PIXEL_X_TAG, _PIXEL_Y_TAG) and count == 1 and typ in (3, 4):
-                value = width if tag == _PIXEL_X_TAG else height
+    data = bytearray(exif)
+
+    def set_sizes(entries, tags):
+        for pos, tag, typ, count, _ in entries:
+            if tag in tags and count == 1 and typ in (3, 4):
+                value = width if tag == tags[0] else height
                 if typ == 3 and value > 0xFFFF:  # a SHORT cannot hold it: a LONG can
                     typ = 4
                 struct.pack_into(bo + "HI", data, pos + 2, typ, 1)
-                struct.pack_into(bo + ("HH" if typ == 3 else "I"), data, pos + 8, *((value, 0) if typ == 3 else (value,)))
+                struct.pack_into(bo + ("HH" if typ == 3 else "I"), data, pos + 8,
+                                 *((value, 0) if typ == 3 else (value,)))
+
+    try:
+        ifd0 = list(_exif_ifd0_entries(exif))
+        # (For a TIFF output these two are the file's own structure tags, replaced anyway.)
+        set_sizes(ifd0, (256, 257))
+        pointer = next((struct.unpack_from(bo + "I", value)[0] for _, tag, typ, count, value
+                        in ifd0 if tag == _EXIF_IFD_TAG and count == 1), None)
+        if pointer is not None:
+            set_sizes(list(_exif_ifd0_entries(exif, pointer)), (_PIXEL_X_TAG, _PIXEL_Y_TAG))
         return bytes(data)
     except struct.error:
         return exif

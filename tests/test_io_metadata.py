@@ -586,3 +586,19 @@ def test_a_png_whose_exif_chunk_is_no_exif_is_read_without_it(tmp_path, bits):
     assert photo.exif is None and photo.bit_depth == bits
     assert any("EXIF block is damaged" in note for note in photo.notes), photo.notes
     np.testing.assert_array_equal(photo.pixels, cio.read_photo(_saved(tmp_path, "plain.png", encoded)).pixels)
+
+
+def test_a_phones_ifd0_image_size_follows_the_upright_output(tmp_path):
+    """Samsung phones also record the stored size as ImageWidth/ImageLength in a JPEG's IFD0: a
+    sideways photo written upright kept the turned size there (JPEG and PNG outputs)."""
+    exif = Image.Exif()
+    exif[274], exif[256], exif[257] = 6, 160, 120  # stored 160 wide, 120 high; shown 120 × 160
+    src = tmp_path / "phone.jpg"
+    _picture().save(src, exif=exif, quality=95)
+    photo = cio.read_photo(src)
+    assert photo.pixels.shape[:2] == (160, 120)
+    for ext in ("jpg", "png", "tif"):
+        with Image.open(cio.write_photo(tmp_path / f"out.{ext}", photo.pixels, like=photo)) as img:
+            written = img.getexif()
+            assert img.size == (120, 160) and (written[256], written[257]) == (120, 160), ext
+            assert written.get(274, 1) == 1
