@@ -832,9 +832,11 @@ def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
 
 #: TIFF tags that describe how the source file stores its image, not the photo: never copied to
 #: the EXIF kept. Among them the compression's own (T4/T6 options 292-293, JPEGTables 347, the
-#: old-style JPEG tags 512-521), which an uncompressed output kept: libtiff warned reading it.
+#: old-style JPEG tags 512-521), which an uncompressed output kept: libtiff warned reading it; and
+#: SubIFDs (330: a pyramid TIFF's reduced images), whose offsets into the source file pointed into
+#: the output's pixels (tifffile: "suspicious number of tags").
 _STRUCTURAL_TIFF_TAGS = {254, 255, 256, 257, 258, 259, 262, 263, 266, 269, 273, 274, 277, 278, 279, 280,
-                         281, 284, 292, 293, 317, 320, 322, 323, 324, 325, 338, 339, 340, 341, 347, 512, 513,
+                         281, 284, 292, 293, 317, 320, 322, 323, 324, 325, 330, 338, 339, 340, 341, 347, 512, 513,
                          514, 515, 517, 518, 519, 520, 521, 530, 531, 532, 700, 33723, 34377, 34665, 34675,
                          34853, 37724, 50838, 50839}
 

@@ -602,3 +602,25 @@ def test_a_phones_ifd0_image_size_follows_the_upright_output(tmp_path):
             written = img.getexif()
             assert img.size == (120, 160) and (written[256], written[257]) == (120, 160), ext
             assert written.get(274, 1) == 1
+
+
+def test_a_pyramid_tiffs_sub_images_are_not_pointed_at_from_the_output(tmp_path):
+    """A pyramid TIFF (reduced images in SubIFDs, tag 330: microscopy, vips, tifffile) kept tag 330
+    in the EXIF carried over, its offsets into the source file pointing into the output's pixels."""
+    tifffile = pytest.importorskip("tifffile")  # scikit-image's dependency
+    full = np.asarray(_picture(64, 48))
+    src = tmp_path / "pyramid.tif"
+    with tifffile.TiffWriter(src) as tif:
+        tif.write(full, subifds=1, photometric="rgb")
+        tif.write(full[::2, ::2], subfiletype=1, photometric="rgb")
+    with tifffile.TiffFile(src) as tif:
+        assert tif.pages[0].subifds
+    photo = cio.read_photo(src)
+    np.testing.assert_array_equal(np.rint(cio.linear_to_srgb(photo.pixels) * 255), full)
+    for ext in ("tif", "jpg", "png"):
+        out = cio.write_photo(tmp_path / f"out.{ext}", photo.pixels, like=photo)
+        with Image.open(out) as img:
+            assert 330 not in img.getexif(), ext
+        if ext == "tif":
+            with tifffile.TiffFile(out) as tif:
+                assert not tif.pages[0].subifds
