@@ -1636,6 +1636,9 @@ def _exif_with_png_text(exif: bytes, text: tuple) -> bytes:
     return bytes(data)
 
 
+#: The largest print resolution a JPEG's JFIF header holds (16-bit density fields, dots per inch).
+_JFIF_MAX_DENSITY = 0xFFFF
+
 #: Bytes a JPEG marker segment's payload can hold: its 16-bit length counts its own 2 bytes.
 _JPEG_SEGMENT_ROOM = 0xFFFF - 2
 
@@ -1727,6 +1730,9 @@ def jpeg_leaves_out(photo: "Photo") -> list:
     if photo.comment and len(photo.comment.encode("utf-8")) > _JPEG_SEGMENT_ROOM:
         left.append(f"its comment ({len(photo.comment.encode('utf-8')) // 1024} KB) left out: a JPEG "
                     "segment holds 64 KB (--format png keeps it)")
+    if photo.dpi and max(round(v) for v in photo.dpi) > _JFIF_MAX_DENSITY:
+        left.append(f"its print resolution ({photo.dpi[0]:.0f} × {photo.dpi[1]:.0f} dpi) not in its JFIF "
+                    f"header, which holds {_JFIF_MAX_DENSITY} dpi at most (--format png or tif keeps it)")
     fitted = _exif_fitting_a_jpeg(photo.exif) if photo.exif else photo.exif
     if fitted is not photo.exif:  # (the block itself when it fits)
         left.append(f"its EXIF ({len(photo.exif) // 1024} KB) " + (
@@ -2562,7 +2568,9 @@ def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | 
         exif = _exif_fitting_a_jpeg(exif) if exif else None
         if exif:
             options["exif"] = _EXIF_PREFIX + exif
-        if dpi:
+        if dpi and max(round(v) for v in dpi) <= _JFIF_MAX_DENSITY:
+            # (Pillow stores the density in JFIF's 16-bit fields modulo 65536: a 70000 dpi
+            # microscope TIFF came out at 4464 dpi. One over that is left out, as jpeg_leaves_out says.)
             options["dpi"] = dpi
         encoded = io.BytesIO()
         height, width = codes.shape[:2]

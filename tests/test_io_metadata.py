@@ -624,3 +624,22 @@ def test_a_pyramid_tiffs_sub_images_are_not_pointed_at_from_the_output(tmp_path)
         if ext == "tif":
             with tifffile.TiffFile(out) as tif:
                 assert not tif.pages[0].subifds
+
+
+def test_a_print_resolution_a_jpeg_cannot_hold_is_left_out_not_wrapped(tmp_path):
+    """JFIF keeps the density in 16 bits: a 70000 dpi TIFF (a microscope's 0.36 µm pixels) was
+    written to JPEG as 4464 dpi (70000 modulo 65536), without a word."""
+    src = tmp_path / "micro.tif"
+    _picture().save(src, dpi=(70000, 70000))
+    photo = cio.read_photo(src)
+    assert round(photo.dpi[0]) == 70000
+    out = cio.write_photo(tmp_path / "out.jpg", photo.pixels, like=photo)
+    with Image.open(out) as img:
+        assert img.info.get("jfif_unit") == 0  # (the TIFF's own XResolution, in its EXIF, still says 70000)
+    assert cio.read_photo(out).dpi in (None, photo.dpi)
+    assert any("70000 × 70000 dpi" in note for note in cio.jpeg_leaves_out(photo))
+    assert round(cio.read_photo(cio.write_photo(tmp_path / "out.png", photo.pixels, like=photo)).dpi[0]) == 70000
+    ordinary = photo.__class__(pixels=photo.pixels, dpi=(300.0, 300.0))
+    with Image.open(cio.write_photo(tmp_path / "300.jpg", ordinary.pixels, like=ordinary)) as img:
+        assert img.info["dpi"] == (300, 300)
+    assert cio.jpeg_leaves_out(ordinary) == []
