@@ -51,9 +51,9 @@ import numpy as np
 
 from camseg import records
 from camseg.pipeline import DevelopSettings, check_settings, develop, optional_matte
-from camseg.io import (_NAME_MAX, DEVELOP_BYTES_PER_PIXEL, PHOTO_FORMATS, _atomic_write, jpeg_leaves_out,
-                       linear_to_srgb, read_photo, remove_stale_temp_files, srgb_to_linear, to_srgb_primaries,
-                       write_photo)
+from camseg.io import (_NAME_MAX, DEVELOP_BYTES_PER_PIXEL, PHOTO_FORMATS, _atomic_write, _jpeg_size_problem,
+                       jpeg_leaves_out, linear_to_srgb, read_photo, remove_stale_temp_files, srgb_to_linear,
+                       to_srgb_primaries, write_photo)
 
 __all__ = ["BatchItem", "ItemResult", "BatchSummary", "plan_batch", "run_batch", "mask_overlay",
            "write_segmentation", "reuse_freed_memory", "TASKS"]
@@ -607,6 +607,10 @@ def _process(item: BatchItem, task: str, settings: DevelopSettings, write_option
         if _WORKER["segmenter"] is None:
             raise RuntimeError(_WORKER["error"] or "the segmentation model is not loaded")
         if task == "develop":
+            too_big = _jpeg_size_problem(*photo.shape[:2]) \
+                if PHOTO_FORMATS.get(item.output.suffix.lower()) == "JPEG" else None
+            if too_big:  # before developing it: the write would fail only after all that work
+                raise ValueError(too_big)
             result = develop(photo, settings, segmenter=_WORKER["segmenter"])
 
             def write() -> list:

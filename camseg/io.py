@@ -1636,6 +1636,23 @@ def _exif_with_png_text(exif: bytes, text: tuple) -> bytes:
     return bytes(data)
 
 
+#: The longest side libjpeg writes (JPEG_MAX_DIMENSION; the format's own limit is 65535).
+_JPEG_MAX_SIDE = 65500
+
+
+def _jpeg_size_problem(height: int, width: int) -> "str | None":
+    """Why a JPEG cannot hold an image of ``height`` × ``width`` pixels, with the fix, or None.
+
+    libjpeg refuses a side over 65,500 pixels: the write failed, after the whole photo was
+    developed, as "broken data stream when writing image file", with libjpeg's own line on
+    the terminal.
+    """
+    if max(height, width) <= _JPEG_MAX_SIDE:
+        return None
+    return (f"a JPEG holds at most {_JPEG_MAX_SIDE} pixels a side, and this image is {width}×{height}; "
+            "write PNG or TIFF (--format png or tif) or downscale it")
+
+
 #: The largest print resolution a JPEG's JFIF header holds (16-bit density fields, dots per inch).
 _JFIF_MAX_DENSITY = 0xFFFF
 
@@ -2504,6 +2521,8 @@ def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | 
         subsampling = (like.jpeg_subsampling if like is not None else None) or "4:2:0"
     if subsampling not in subsamplings:
         raise ValueError(f"subsampling must be one of {list(subsamplings)}, got {subsampling!r}")
+    if fmt == "JPEG" and getattr(image, "ndim", 0) >= 2 and _jpeg_size_problem(*image.shape[:2]):
+        raise ValueError(f"cannot write {str(path)!r}: {_jpeg_size_problem(*image.shape[:2])}")
     linear = as_linear_rgb(image, name="image") if image.dtype != np.float32 or image.ndim != 3 \
         or image.shape[2] != 3 else image
     if not np.isfinite(linear[:: max(1, linear.shape[0] // 64), :: max(1, linear.shape[1] // 64)]).all():

@@ -1534,3 +1534,17 @@ def test_an_unreachable_dask_scheduler_is_named_with_the_fix(tmp_path, address):
         with pytest.raises(OSError, match=r"cannot reach the Dask scheduler .*tcp://HOST:PORT.*--dask local"):
             run_batch(photos, tmp_path / "out", progress=False, dask_scheduler=address)
     assert not any((tmp_path / "out").glob("*.jpg"))
+
+
+def test_a_panorama_too_wide_for_a_jpeg_fails_before_it_is_developed(tmp_path, monkeypatch):
+    """A photo wider than a JPEG holds (65,500 pixels) was developed whole, then its write failed
+    as "broken data stream when writing image file"."""
+    import camseg.batch as batch
+
+    (tmp_path / "in").mkdir()
+    Image.fromarray(np.full((4, 65501, 3), 120, np.uint8)).save(tmp_path / "in" / "pano.png")
+    developed = []
+    monkeypatch.setattr(batch, "develop", lambda photo, *a, **k: developed.append(photo) or photo)
+    summary = run_batch([tmp_path / "in"], tmp_path / "out", output_format="jpg", in_process=True, progress=False)
+    assert len(summary.failed) == 1 and not developed
+    assert "at most 65500 pixels a side" in summary.failed[0].message and "--format png" in summary.failed[0].message

@@ -643,3 +643,14 @@ def test_a_print_resolution_a_jpeg_cannot_hold_is_left_out_not_wrapped(tmp_path)
     with Image.open(cio.write_photo(tmp_path / "300.jpg", ordinary.pixels, like=ordinary)) as img:
         assert img.info["dpi"] == (300, 300)
     assert cio.jpeg_leaves_out(ordinary) == []
+
+
+def test_an_image_too_wide_for_a_jpeg_is_refused_naming_the_fix(tmp_path):
+    """libjpeg writes no side over 65,500 pixels: a wide panorama written as JPEG failed as
+    "broken data stream when writing image file", libjpeg's own line on the terminal."""
+    wide = np.full((4, 65501, 3), 0.5, np.float32)
+    with pytest.raises(ValueError, match=r"at most 65500 pixels a side.*65501×4.*PNG or TIFF"):
+        cio.write_photo(tmp_path / "pano.jpg", wide)
+    assert not list(tmp_path.iterdir())
+    assert cio.read_photo(cio.write_photo(tmp_path / "pano.png", wide)).shape == (4, 65501, 3)
+    cio.write_photo(tmp_path / "edge.jpg", wide[:, :65500])  # the longest side libjpeg writes
