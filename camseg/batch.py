@@ -51,9 +51,9 @@ import numpy as np
 
 from camseg import records
 from camseg.pipeline import DevelopSettings, check_settings, develop, optional_matte
-from camseg.io import (_NAME_MAX, DEVELOP_BYTES_PER_PIXEL, PHOTO_FORMATS, _atomic_write, _jpeg_size_problem,
-                       jpeg_leaves_out, linear_to_srgb, read_photo, remove_stale_temp_files, srgb_to_linear,
-                       to_srgb_primaries, write_photo)
+from camseg.io import (_JPEG_MAX_SIDE, _NAME_MAX, DEVELOP_BYTES_PER_PIXEL, PHOTO_FORMATS, _atomic_write,
+                       _jpeg_size_problem, jpeg_leaves_out, linear_to_srgb, read_photo, remove_stale_temp_files,
+                       srgb_to_linear, to_srgb_primaries, write_photo)
 
 __all__ = ["BatchItem", "ItemResult", "BatchSummary", "plan_batch", "run_batch", "mask_overlay",
            "write_segmentation", "reuse_freed_memory", "TASKS"]
@@ -763,9 +763,11 @@ def write_segmentation(folder, photo, seg, *, earlier: "set | None" = None) -> l
     """Write one 8-bit grayscale PNG per matte plus ``overlay.jpg`` (written last) into ``folder``.
 
     Mattes are coverage values (not light), so they are stored as ``round(255 * matte)``
-    without a transfer curve. Masks of an earlier segmentation in ``folder`` that this one does
-    not write are removed: those named in ``earlier`` (file names, from its record), or, when
-    None, any file named like one of camseg's masks. Returns the written paths.
+    without a transfer curve, at the photo's size. The overlay is too, unless a side is over the
+    65,500 pixels a JPEG holds: then it is shrunk to fit. Masks of an earlier segmentation in
+    ``folder`` that this one does not write are removed: those named in ``earlier`` (file names,
+    from its record), or, when None, any file named like one of camseg's masks. Returns the
+    written paths.
     """
     import cv2
     from PIL import Image
@@ -808,7 +810,16 @@ def write_segmentation(folder, photo, seg, *, earlier: "set | None" = None) -> l
         # write_photo flattens a JPEG), not the colour its transparent pixels happen to keep.
         encoded = 1.0 - (1.0 - linear_to_srgb(pixels)) * np.clip(photo.alpha, 0.0, 1.0)[:, :, None]
         pixels = srgb_to_linear(encoded.astype(np.float32))
-    overlay = Image.fromarray(mask_overlay(pixels, seg))
+    preview = mask_overlay(pixels, seg)
+    if _jpeg_size_problem(*preview.shape[:2]):
+        # A JPEG holds no side over 65,500 pixels: a wider panorama's overlay failed after its
+        # masks were written, and every run segmented it again. The preview is shrunk to fit (the
+        # masks stay full size).
+        scale = _JPEG_MAX_SIDE / max(preview.shape[:2])
+        size = (max(1, round(preview.shape[1] * scale)), max(1, round(preview.shape[0] * scale)))
+        preview = cv2.resize(preview, (min(size[0], _JPEG_MAX_SIDE), min(size[1], _JPEG_MAX_SIDE)),
+                             interpolation=cv2.INTER_AREA)
+    overlay = Image.fromarray(preview)
     path = folder / OVERLAY_NAME
     _atomic_write(path, lambda fh: overlay.save(fh, format="JPEG", quality=90))
     written.append(path)

@@ -1548,3 +1548,18 @@ def test_a_panorama_too_wide_for_a_jpeg_fails_before_it_is_developed(tmp_path, m
     summary = run_batch([tmp_path / "in"], tmp_path / "out", output_format="jpg", in_process=True, progress=False)
     assert len(summary.failed) == 1 and not developed
     assert "at most 65500 pixels a side" in summary.failed[0].message and "--format png" in summary.failed[0].message
+
+
+def test_a_panoramas_overlay_is_shrunk_to_fit_a_jpeg(tmp_path):
+    """The overlay preview is a JPEG, which holds no side over 65,500 pixels: a wider panorama's
+    segmentation failed at its overlay, after its masks were written, on every run."""
+    wide = np.zeros((8, 65501), np.float32)
+    wide[:, :30000] = 1.0
+    seg = types.SimpleNamespace(persons=[wide], sky=1.0 - wide)
+    photo = types.SimpleNamespace(pixels=np.full((8, 65501, 3), 0.2, np.float32), icc_profile=None, alpha=None)
+    written = write_segmentation(tmp_path / "pano", photo, seg)
+    assert [p.name for p in written] == ["sky.png", "person_00.png", OVERLAY_NAME]
+    with Image.open(tmp_path / "pano" / "sky.png") as img:
+        assert img.size == (65501, 8)  # the masks keep the photo's size
+    with Image.open(tmp_path / "pano" / OVERLAY_NAME) as img:
+        assert img.format == "JPEG" and img.size == (65500, 8)
