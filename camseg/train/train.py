@@ -30,7 +30,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import os
+import multiprocessing
 import signal
 import sys
 import threading
@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from camseg.io import _atomic_write, remove_stale_temp_files
 from camseg.train.data import DEFAULT_FACE_LABELS, SOURCE_WEIGHTS, AugmentParams, TrainingSet
 from camseg.train.pack import load_training_split
 from camseg.train.losses import LossWeights, total_loss
@@ -66,17 +67,35 @@ class _Samples(torch.utils.data.IterableDataset):
         records, size, params, source_weights, seed = self.args
         info = torch.utils.data.get_worker_info()
         worker = info.id if info is not None else 0
-        if info is not None:
-            # A loader worker is forked with the trainer's Ctrl-C/SIGTERM handler: a Ctrl-C at the
-            # terminal (sent to the whole process group) printed "stopping after step 1 and saving
-            # it" once more per worker. The training process decides when to stop, and shuts the
-            # workers down when it exits.
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, signal.SIG_IGN)
         dataset = TrainingSet(records, size, params=params, source_weights=source_weights,
                               seed=seed + 7919 * worker)
         while True:
             yield dataset.sample()
+
+
+def _leave_stopping_to_the_trainer(worker_id: int) -> None:
+    """A loader worker's start (``worker_init_fn``): it ignores Ctrl-C and SIGTERM.
+
+    Forked with the trainer's stop handler, each worker printed "stopping after step 1 and
+    saving it" once more when a Ctrl-C at the terminal reached the whole process group. The
+    training process decides when to stop and ends its workers itself
+    (:func:`_end_loader_workers`: SIGTERM, which PyTorch's shutdown sends a stuck worker, is
+    ignored here, so that ends with SIGKILL).
+    """
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def _end_loader_workers(stream, children_before: set) -> None:
+    """Close the batch stream (PyTorch's loader shuts its workers down), then kill any worker
+    still there: one stuck past the loader's 5 s wait ignores the SIGTERM PyTorch sends it
+    (:func:`_leave_stopping_to_the_trainer`), and the interpreter's exit would wait on it.
+    ``children_before``: this process's children before the stream started, left alone (the
+    trainer may run inside another program)."""
+    stream.close()
+    for child in set(multiprocessing.active_children()) - children_before:
+        child.kill()
+        child.join(timeout=5)
 
 
 def batches(records, size, params, source_weights, *, batch: int, seed: int, workers: int):
@@ -88,24 +107,17 @@ def batches(records, size, params, source_weights, *, batch: int, seed: int, wor
             yield collate([next(stream) for _ in range(batch)])
     loader = torch.utils.data.DataLoader(samples, batch_size=batch, collate_fn=collate, num_workers=workers,
                                          pin_memory=torch.cuda.is_available(), prefetch_factor=4,
-                                         persistent_workers=True)
+                                         persistent_workers=True, worker_init_fn=_leave_stopping_to_the_trainer)
     yield from loader
 
 
 def save_atomic(obj, path: Path):
-    """``torch.save(obj, path)`` through a temporary file beside it, renamed over ``path`` once
-    whole: an interruption leaves the previous file as it was and no temporary one (a stopped
-    save left ``last.tmp`` behind). The folder is made when missing (``soup --out new/x.pt``
-    stopped with a traceback)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"  # (a name of this process's: two writers never share one)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``torch.save(obj, path)`` by :func:`camseg.io._atomic_write`, as photos are written: a
+    temporary file beside ``path``, synced, then renamed over it, so an interruption or a power
+    loss leaves the previous file whole; a killed writer's temporary file is removed by
+    :func:`camseg.io.remove_stale_temp_files` (the trainer sweeps its run folder at start). The
+    folder is made when missing (``soup --out new/x.pt`` stopped with a traceback)."""
+    _atomic_write(Path(path), lambda fh: torch.save(obj, fh))
 
 
 def load_checkpoint_file(path: Path) -> dict:
@@ -221,6 +233,18 @@ def schedule_total(steps: int, minutes, state) -> int:
     return steps
 
 
+def refits_schedule(step: int, first: int, fitted_before: bool) -> bool:
+    """Whether a ``--minutes`` run fits its step total to the measured speed at ``step``.
+
+    At 20, 60, 120 and 199 steps into this invocation (which began at ``first``), during the
+    warm-up: :func:`learning_rate`'s first ``WARMUP_STEPS`` steps do not depend on the total, so
+    the cosine decay that follows is one schedule, not a patched one. A run resumed from a
+    checkpoint without a fitted total (``fitted_before`` False: written before checkpoints kept
+    one) fits at those points whatever its step, as every resumed run did.
+    """
+    return step - first in (20, 60, 120, 199) and (step < WARMUP_STEPS or not fitted_before)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Train HyperDETR on ../shared/data")
     parser.add_argument("--data", default="../shared/data")
@@ -304,6 +328,7 @@ def main(argv=None) -> int:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     run = Path(args.run).expanduser()
     run.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(run)  # (a save killed midway)
     torch.manual_seed(args.seed)
 
     config = HyperDetrConfig(backbone=args.backbone)
@@ -315,6 +340,10 @@ def main(argv=None) -> int:
         # Never overwritten or deleted here: it may be the only copy of a long run.
         parser.error(f"cannot resume: {exc}; move it away to start this --run afresh (or restore it "
                      "from a copy), or give another --run")
+    if state is not None and "optim" not in state:
+        # (A soup's or recover's checkpoint copied in as last.pt stopped with KeyError: 'optim'.)
+        parser.error(f"cannot resume: {str(last)!r} has no optimiser state (a soup or recover checkpoint?); "
+                     "start a new --run with --init on it")
     if state is not None:
         model = HyperDetr(HyperDetrConfig.from_dict(state["config"]))
         model.load_state_dict(state["model"])
@@ -371,6 +400,7 @@ def main(argv=None) -> int:
     paste_sources = len(TrainingSet(records, tuple(args.size), params=params).paste_sources)
     print(f"{len(records)} training photos; {paste_sources} people for copy-paste; "
           f"device {device}; size {args.size}; {args.workers} loader workers")
+    children_before = set(multiprocessing.active_children())
     stream = batches(records, tuple(args.size), params, source_weights, batch=args.batch,
                      seed=args.seed + step, workers=args.workers)
     if device.type == "cuda":
@@ -390,8 +420,11 @@ def main(argv=None) -> int:
 
     t0, ema = time.time(), None
     total, first = schedule_total(args.steps, args.minutes, state), step
+    fitted_before = state is not None and bool(state.get("schedule_total"))
     if bar is not None:
         bar.total = total
+    if step >= total:
+        print(f"{last}: its schedule ended at step {step}; start a new --run with --init {last} to train more")
     probe = (step, t0)
     # Ctrl-C and SIGTERM stop at the end of the step in progress, and the step reached is saved
     # (they lost up to --save-every - 1 steps, Ctrl-C with a traceback); a second Ctrl-C stops at once.
@@ -413,10 +446,8 @@ def main(argv=None) -> int:
                 if elapsed > args.minutes:
                     print(f"wall-clock budget of {args.minutes} min spent at step {step}")
                     break
-                if step - first in (20, 60, 120, 199) and step < WARMUP_STEPS:
-                    # Fitted only during warm-up (learning_rate's first 200 steps do not depend on the
-                    # total), so the cosine decay that follows is one schedule, not a patched one. The
-                    # rate is the latest interval's: the first steps include start-up (cuDNN's search).
+                if refits_schedule(step, first, fitted_before):
+                    # The rate is the latest interval's: the first steps include start-up (cuDNN's search).
                     rate = (step - probe[0]) / max(time.time() - probe[1], 1e-6)
                     probe = (step, time.time())
                     total = min(args.steps, step + int(rate * (args.minutes - elapsed) * 60 * 0.97))
@@ -448,13 +479,14 @@ def main(argv=None) -> int:
                 if bar is not None:
                     bar.set_postfix(shown)
                 else:
-                    print(f"step {step}/{args.steps} {shown} {time.time() - t0:.0f}s", flush=True)
+                    print(f"step {step}/{total} {shown} {time.time() - t0:.0f}s", flush=True)
             if step % args.save_every == 0:
                 save()
+        save()
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
-    save()
+        _end_loader_workers(stream, children_before)
     if bar is not None:
         bar.close()
     print(f"{'stopped' if stop else 'done'}: {step} steps, checkpoint {last}")

@@ -55,7 +55,7 @@ def test_save_atomic_leaves_the_old_file_and_no_temporary_one_when_interrupted(t
     train_mod.save_atomic({"step": 1}, path)
 
     def interrupted(obj, f):
-        open(f, "wb").write(b"half")
+        f.write(b"half")
         raise KeyboardInterrupt
 
     monkeypatch.setattr(train_mod.torch, "save", interrupted)

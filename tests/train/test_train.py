@@ -70,14 +70,41 @@ def test_ctrl_c_at_the_terminal_is_answered_once_with_loader_workers(tmp_path, r
     proc = subprocess.Popen([sys.executable, "-m", "camseg.train.train", "--data", str(pack), "--run",
                              str(tmp_path / "run"), "--batch", "2", "--size", "64", "80", "--threads", "1",
                              "--workers", "1", "--face-labels", str(tmp_path / "none"), "--steps", "100000",
-                             "--save-every", "100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             "--save-every", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(repo)}, cwd=tmp_path, start_new_session=True)
-    for line in proc.stdout:  # training starts after this line
-        if "training photos" in line:
-            break
-    time.sleep(6)
+    # A first step saved: the loader's worker has started and made a batch (no fixed sleep).
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "run" / "last.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()[1][-2000:]
     os.killpg(proc.pid, signal.SIGINT)  # as the terminal's Ctrl-C does
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
     assert err.count("stopping after step") == 1, err[-2000:]
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=False)["step"] >= 1
+    assert not list((tmp_path / "run").glob(".*")), "a temporary file left"
+
+
+def test_a_checkpoint_without_optimiser_state_is_not_resumed(tmp_path, capsys):
+    """A soup's or recover's checkpoint copied in as last.pt stopped the resume with a bare
+    KeyError: 'optim' (it has config, model and step)."""
+    from camseg.train.model import HyperDetr, HyperDetrConfig
+
+    run = tmp_path / "run"
+    run.mkdir()
+    model = HyperDetr(HyperDetrConfig())
+    torch.save({"config": model.config.to_dict(), "model": model.state_dict(), "step": 0}, run / "last.pt")
+    with pytest.raises(SystemExit) as exc:
+        train_main(_args(tmp_path))
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "no optimiser state" in err and "--init" in err, err
+
+
+def test_the_schedule_is_fitted_during_the_warm_up_or_for_an_old_checkpoint():
+    from camseg.train.train import WARMUP_STEPS, refits_schedule
+
+    assert [s for s in range(400) if refits_schedule(s, 0, False)] == [20, 60, 120, 199]
+    assert [s for s in range(400) if refits_schedule(s, 150, True)] == [170]  # resumed in its warm-up
+    assert not any(refits_schedule(s, 300, True) for s in range(300, 600))  # a fitted schedule goes on
+    assert [s for s in range(300, 600) if refits_schedule(s, 300, False)] == [320, 360, 420, 499]
+    assert WARMUP_STEPS == 200
