@@ -23,8 +23,9 @@ extra) for libraries larger than one machine: each photo is one task, each
 Dask worker process loads the model once (on its first photo) and keeps it,
 and a worker lost mid-photo has its task retried elsewhere by Dask. Every
 guarantee above holds, because the workers write through the same atomic
-writer; inputs and the output folder must be at the same paths on every
-worker (a shared file system).
+writer; inputs, the output folder and a model file of the caller's own must
+be at the same paths on every worker (a shared file system; relative paths go
+as absolute ones).
 """
 
 from __future__ import annotations
@@ -399,6 +400,9 @@ def _existing_output_verdict(photo: Path, out: Path, task: str, before_records: 
 # ---------------------------------------------------------------------------
 
 _WORKER = {"segmenter": None, "error": None, "model": None, "model_identity": None}
+#: Held by a Dask task while it checks and loads its worker's model (a Dask worker runs a task
+#: per thread): see _process_on_dask_worker.
+_DASK_WORKER_LOCK = threading.Lock()
 
 # glibc mallopt() parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
@@ -529,13 +533,13 @@ def _process_on_dask_worker(item: BatchItem, task: str, settings: DevelopSetting
     # _init_worker marks the model as this worker's before it is loaded: the photos that started
     # meanwhile found none and failed ("the segmentation model is not loaded"). They wait for it
     # now (uncontended once it is loaded: microseconds a photo).
+    # The task keeps the model it checked: another batch on the same cluster with another model
+    # may load its own meanwhile, and this photo would have been made, and recorded, with that.
     with _DASK_WORKER_LOCK:
         if _WORKER["model"] != (str(model_path), threads):
             _init_worker(model_path, threads)
-    return _process(item, task, settings, write_options)
-
-
-_DASK_WORKER_LOCK = threading.Lock()
+        worker = dict(_WORKER)
+    return _process(item, task, settings, write_options, worker)
 
 
 #: What to do when an output cannot be written, by errno.
@@ -598,27 +602,31 @@ def _made_otherwise(made: dict, now: dict) -> bool:
     return any(key in made and made[key] != value for key, value in now.items())
 
 
-def _process(item: BatchItem, task: str, settings: DevelopSettings, write_options: dict) -> ItemResult:
+def _process(item: BatchItem, task: str, settings: DevelopSettings, write_options: dict,
+             worker: "dict | None" = None) -> ItemResult:
+    """Read, develop or segment, and write one photo, with ``worker``'s model (this process's
+    ``_WORKER`` by default): its result, done or failed (an error is reported, not raised)."""
+    worker = _WORKER if worker is None else worker
     t0 = time.perf_counter()
     try:
         # Before it is read: a photo changed while it is developed is not recorded as developed.
         identity = records.photo_identity(item.source) if item.recorded else None
         photo = read_photo(item.source)  # bad files fail here, before the model is needed
-        if _WORKER["segmenter"] is None:
-            raise RuntimeError(_WORKER["error"] or "the segmentation model is not loaded")
+        if worker["segmenter"] is None:
+            raise RuntimeError(worker["error"] or "the segmentation model is not loaded")
         if task == "develop":
             too_big = _jpeg_size_problem(*photo.shape[:2]) \
                 if PHOTO_FORMATS.get(item.output.suffix.lower()) == "JPEG" else None
             if too_big:  # before developing it: the write would fail only after all that work
                 raise ValueError(too_big)
-            result = develop(photo, settings, segmenter=_WORKER["segmenter"])
+            result = develop(photo, settings, segmenter=worker["segmenter"])
 
             def write() -> list:
                 return [write_photo(item.output, result.pixels, like=photo, **write_options)]
         else:
             # The Photo, not its pixels: a Display P3 or ProPhoto photo is converted to sRGB's
             # primaries for the model (its own values read as sRGB are duller).
-            seg = _WORKER["segmenter"].segment(photo)
+            seg = worker["segmenter"].segment(photo)
 
             # What the segmentation made again wrote, from its final record: what else is in its
             # folder is the user's. (A pending record lists nothing: camseg's mask names then.)
@@ -639,7 +647,7 @@ def _process(item: BatchItem, task: str, settings: DevelopSettings, write_option
         if identity is not None:
             with _write_errors_explained(record):
                 records.write_final(item.output, identity, written,
-                                    _made_with(task, settings, write_options, _WORKER["model_identity"]), task)
+                                    _made_with(task, settings, write_options, worker["model_identity"]), task)
         notes = ([item.note] if item.note else []) + list(photo.notes)
         if task == "develop" and PHOTO_FORMATS.get(item.output.suffix.lower()) == "JPEG":
             notes += jpeg_leaves_out(photo)
@@ -996,9 +1004,11 @@ def _dask_client(scheduler: str, jobs: int, threads: int, quiet_start: bool = Fa
 def _run_on_dask(client, todo, task, settings, write_options, model_path, threads, record):
     from distributed import as_completed, wait
 
-    # Absolute paths: a relative one was read in the worker's own folder ("No such file or
-    # directory" for every photo, from a `dask worker` started anywhere else). Not resolved: a
-    # link is processed under its own name, as in the process pool.
+    # Absolute paths, the photos' and the model's: a relative one was read in the worker's own
+    # folder ("No such file or directory" for every photo, from a `dask worker` started anywhere
+    # else). Not resolved: a link is processed under its own name, as in the process pool.
+    if model_path is not None:  # (likewise: "model file 'm/hyperdetr.onnx' does not exist" on every worker)
+        model_path = os.path.abspath(model_path)
     futures = {client.submit(_process_on_dask_worker, replace(item, source=Path(os.path.abspath(item.source)),
                                                               output=Path(os.path.abspath(item.output))),
                              task, settings, write_options, model_path, threads, pure=False,

@@ -3,6 +3,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -1152,6 +1153,11 @@ def test_ctrl_c_on_a_local_dask_cluster_stops_after_the_photos_in_progress(tmp_p
     assert sorted(p.stem for p in out.glob("*.jpg")) == sorted(p.stem for p in photos)
 
 
+def _task_keys(dask_scheduler=None):
+    """The scheduler's task keys (``client.run_on_scheduler``), as strings."""
+    return [str(key) for key in dask_scheduler.tasks]
+
+
 def test_a_lost_dask_worker_does_not_make_finished_photos_again(tmp_path):
     """The batch held every result until the end, so each stayed in its worker's memory: when a
     worker died, Dask developed again every photo that worker had finished, and rewrote their
@@ -1166,6 +1172,13 @@ def test_a_lost_dask_worker_does_not_make_finished_photos_again(tmp_path):
         def on_result(result):
             inodes[result.output] = result.output.stat().st_ino
             if len(inodes) == 3:  # every worker, those that held the first two results among them
+                # Released asynchronously: killed before the scheduler forgot the first two, a
+                # worker would take them with it even with the fix. Wait for that.
+                first_two = [p.name for p in list(inodes)[:2]]
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline and any(
+                        key.endswith(name) for key in client.run_on_scheduler(_task_keys) for name in first_two):
+                    time.sleep(0.05)
                 for pid in pids.values():
                     os.kill(pid, signal.SIGKILL)
 
@@ -1185,8 +1198,14 @@ def test_a_dask_worker_of_several_threads_loads_the_model_once(tmp_path, monkeyp
     import camseg.batch as batch
     import camseg.segmenter as segmenter
 
+    import cv2
+
     for key in batch._WORKER:  # (the worker's threads run in this process here)
         monkeypatch.setitem(batch._WORKER, key, None)
+    # _init_worker's process-wide settings, which would outlive this test in pytest's process.
+    monkeypatch.setattr(batch, "quiet_decoder_warnings", lambda: None)
+    monkeypatch.setattr(batch, "reuse_freed_memory", lambda: None)
+    monkeypatch.setattr(cv2, "setNumThreads", lambda n: None)
     loads, load = [], segmenter.Segmenter.__init__
 
     def slow_load(self, *args, **kwargs):
@@ -1210,10 +1229,16 @@ def test_relative_paths_reach_dask_workers_in_another_folder(tmp_path, monkeypat
     with "No such file or directory", or would have read and written beside its own folder
     (tester). They go as absolute paths now, and results still name them as given."""
     distributed = pytest.importorskip("distributed")
+    from camseg.segmenter import DEFAULT_MODEL
+
     _photos(tmp_path / "in", 2)
+    (tmp_path / "m").mkdir()
+    for model in DEFAULT_MODEL.parent.glob(DEFAULT_MODEL.stem + "*.onnx"):  # (and its scene-only twin)
+        shutil.copy(model, tmp_path / "m" / model.name)
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster:
         monkeypatch.chdir(tmp_path)  # the worker stays in the folder it started in
-        summary = run_batch(["in"], "out", progress=False, dask_scheduler=cluster.scheduler_address)
+        summary = run_batch(["in"], "out", progress=False, dask_scheduler=cluster.scheduler_address,
+                            model_path=f"m/{DEFAULT_MODEL.name}")  # (a relative model path failed the same way)
     assert summary.done == 2 and not summary.failed, [r.message for r in summary.failed]
     assert sorted(str(r.source) for r in summary.results) == ["in/img_00.jpg", "in/img_01.jpg"]
     assert all(_decodes_fully(tmp_path / "out" / name) for name in ("img_00.jpg", "img_01.jpg"))
