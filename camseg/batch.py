@@ -1338,6 +1338,19 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
     Returns
     -------
     BatchSummary
+
+    Raises
+    ------
+    ValueError, TypeError
+        Bad arguments or settings, found before any photo is processed.
+    ImportError
+        ``dask_scheduler`` without Dask's distributed scheduler installed.
+    OSError
+        The output folder cannot be made, worker processes cannot start, or the Dask
+        scheduler at ``dask_scheduler`` cannot be reached.
+    KeyboardInterrupt
+        Ctrl-C: the run stops; what was written is whole, and the same call resumes. (A
+        photo that fails is reported in the summary, not raised.)
     """
     t0 = time.perf_counter()
     settings = settings if settings is not None else DevelopSettings()

@@ -1048,8 +1048,10 @@ def develop(image, settings: "DevelopSettings | None" = None, *, segmenter=None,
     segmenter : camseg.segmenter.Segmenter, optional
         A loaded segmenter to reuse; default: the process-wide cached default model.
     segmentation : Segmentation, optional
-        Precomputed masks for this image (anything with ``.sky``, ``.skin``,
-        ``.persons``, ``.person`` float32 H×W mattes); skips segmentation.
+        Precomputed masks for this image, skipping segmentation: anything with the mattes
+        as attributes (``.sky``, ``.skin``, ``.person``: float32 H×W; ``.persons``: a list
+        of H×W or one N×H×W array), e.g. ``types.SimpleNamespace(**masks)``; a dict is
+        refused (TypeError).
     return_details : bool
         Also return the segmentation and a :class:`DevelopReport`.
     **options

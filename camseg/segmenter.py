@@ -323,7 +323,7 @@ class Segmenter:
         categories : set of str, optional
             What is needed. Only scene-level names (e.g. ``{"sky", "skin"}``)
             runs the scene-only model without the transformer; ``"person"``
-            needs the full model. Default: everything.
+            needs the full model. Default: everything. An empty set is refused.
 
         Returns
         -------

@@ -180,8 +180,9 @@ def fma(typingctx, a, b, c):
     """``a * b + c`` of floats of one type, rounded once (LLVM's ``fma``, the CPU's fused
     multiply-add). Written out, not left to ``fastmath``: the result is fixed by the code,
     whatever the strips; and it is how OpenCV's SIMD ``scaleAdd`` and 3×3 ``transform``
-    compute (``transform`` is ``fma(x0, m0, fma(x1, m1, x2 m2))``), so a kernel can equal an
-    OpenCV chain bit for bit."""
+    compute (``transform`` is ``fma(x0, m0, fma(x1, m1, x2 m2))`` in its AVX2 path), so a
+    kernel can equal an OpenCV chain bit for bit where OpenCV takes that path (its SIMD path
+    follows the CPU: on an AVX-512 machine some 3×3 transforms differed in the last bit)."""
     if not (a == b == c and isinstance(a, nb_types.Float)):
         return None
 

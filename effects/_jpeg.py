@@ -231,7 +231,8 @@ _FINE_MEAN_K2 = 300.0
 _F = np.float32
 # JFIF luma of p (srgb_power's value) per channel: _JFIF_AFFINE as scalars (one constant each).
 _LUMA_R, _LUMA_G, _LUMA_B, _LUMA_OFFSET = (_F(v) for v in _JFIF_AFFINE[0])
-# The sRGB toes (effects/_srgb.py): linear below _LINEAR_TOE, p at or below _POWER_TOE.
+# The sRGB toes (IEC 61966-2-1, as effects/_srgb.py): linear below _LINEAR_TOE; p at or below
+# _POWER_TOE, the power's value at the decoder's toe (0.04045).
 _LINEAR_TOE = _F(0.0031308)
 _POWER_TOE = _F((0.04045 + 0.055) / 1.055)
 _DCT8_T = np.ascontiguousarray(_DCT8.T)

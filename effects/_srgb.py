@@ -5,13 +5,14 @@
 one stage, the JPEG-aware skin step, to model what the camera's JPEG encoder saw. ``effects``
 never imports ``camseg``, so the curve lives here.
 
-All functions take float arrays of any shape and return new float32 arrays. The power law runs in place with OpenCV's
-SIMD ``exp(k log x)`` (~8x ``np.power`` on a 12 MP frame). Cost: the values are walked in
-cache-sized chunks, each by a compiled kernel (:mod:`effects._jit`) that clips and offsets it
-in one pass (and says whether any value falls on the linear toe), OpenCV's log, multiply and
-exp, and, after them, a kernel for the affine part and the toe where a chunk has one: about
-five passes over cache-resident data instead of eight to eleven over the whole array, with
-the same float32 arithmetic (the power law's bits are OpenCV's as before).
+All functions take float arrays of any shape and return new float32 arrays. The power law
+runs in place with OpenCV's SIMD ``exp(k log x)`` (~8x ``np.power`` on a 12 MP frame). Cost:
+the values are walked in cache-sized chunks, each by a compiled kernel (:mod:`effects._jit`)
+that clips and offsets it in one pass (and says whether any value falls on the linear toe),
+OpenCV's log, multiply and exp, and, after them, a kernel for the affine part and the toe
+where a chunk has one: about five passes over cache-resident data instead of eight to eleven
+over the whole array, with the same float32 arithmetic (the power law's bits are OpenCV's as
+before).
 """
 
 from __future__ import annotations

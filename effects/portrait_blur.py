@@ -693,9 +693,9 @@ def _background_rows(out, bg_src, bg_idx, bg_frac, grain, tiles, cells, dy, cell
 
     Fuses, per pixel, what :func:`portrait_blur`'s frame loop did in passes over each strip:
     the bilinear upsampling of the blurred background and of the grain σ (two 3-channel
-    ``cv2.scaleAdd`` passes), ``σ·(1 − w0)``, ``noise·σ`` and its addition per grain cell
-    (white noise of :class:`_Grain` times σ, added a grain cell at a time), ``out + w0·(fill − out)`` and the clip: float32, the same operations
-    in the same order.
+    ``cv2.scaleAdd`` passes), ``σ·(1 − w0)``, ``noise·σ`` (the white noise of :class:`_Grain`)
+    and its addition per grain cell, ``out + w0·(fill − out)`` and the clip: float32, the same
+    operations in the same order.
 
     Parameters
     ----------

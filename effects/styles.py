@@ -374,7 +374,8 @@ def _styled_rows(p0, pw, lum, sky, skin, teeth, has_sky_gain, has_skin, has_teet
     p0)``, written as the old code did (``p0 (1 + wt (c - 1)) + wt u`` without warmth,
     ``p0 (1 - wt) + (c wt) pw + wt u`` with it); its cube; the change ``q = LMS'_out - p0``;
     and the cube of the reach point ``p0 + 1.6 q`` (one rounding, as cv2.scaleAdd). The old
-    float32 operations in the old order: the results equal the OpenCV chain's bit for bit.
+    float32 operations in the old order: the results equal the OpenCV chain's (bit for bit where
+    OpenCV's SIMD path is the one ``effects._jit.fma`` follows; the CPU decides).
 
     Parameters
     ----------

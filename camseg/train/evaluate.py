@@ -92,7 +92,7 @@ def panoptic_quality(pred: list, gt: list) -> tuple[float, int, int, int]:
     return iou_sum, tp, len(pred) - tp, len(gt) - tp
 
 
-def pq_sq_rq(counts) -> tuple:
+def pq_sq_rq(counts) -> "tuple[float | None, float | None, float | None]":
     """(PQ, SQ, RQ) from summed :func:`panoptic_quality` tuples (IoU sum, TP, FP, FN); all three
     None when there was nothing to score (no person labelled nor found: it read as a PQ of 0),
     SQ None when nothing was matched."""

@@ -192,7 +192,7 @@ def _deblock_reference(p1, p0, q0, q1, clip):
 @pytest.mark.parametrize("t0, t1", [(1, 4), (0, 6), (0, 3), (4, 6)])
 def test_estimate_write_kernel_is_the_numpy_chain(t0, t1):
     """One run of blocks of a strip through the estimate-and-write kernel against the numpy
-    chain it replaced (posterior planes, block means, block_idct, deblocking by slices over the
+    chain it replaced (_estimate_blocks, block means, _block_idct, deblocking by slices over the
     strip and the block row beside it on each side, the blend in units of sRGB power), on an
     odd-sized frame with the grid off its top-left pixel, blocks left to the pyramid, a run
     that does not span the region, and strips with and without rows of the region beside

@@ -425,14 +425,17 @@ def test_correlated_grain_keeps_unit_variance(rho):
 
 
 # ----------------------------------------------------------------------------- fused kernels
+@pytest.mark.parametrize("strip", ["frame loop's", 64])
 @pytest.mark.parametrize("grain, sharp", [(True, False), (False, False), (True, True), (False, True)])
-def test_background_kernel_equals_the_numpy_chain(rng, grain, sharp):
+def test_background_kernel_equals_the_numpy_chain(rng, grain, sharp, strip):
     """_background_rows (upsampled blur + grain·σ·(1 − w0), sharp fill mixed in, clipped) equals
-    the unfused chain: RowUpsampler rows, _Grain.add, the mix and np.clip, on odd sizes."""
+    the unfused chain: RowUpsampler rows, _add_grain, the mix and np.clip, on odd sizes, in
+    strips of the frame loop's height and of another (the grain does not depend on them)."""
     from effects.mask_refine import RowUpsampler
     from effects.portrait_blur import _STRIP_ROWS, _background_rows, _Grain
 
-    H, W, S = 301, 523, _STRIP_ROWS  # neither a multiple of the strip nor of the grain cell
+    S = _STRIP_ROWS if strip == "frame loop's" else strip
+    H, W = 301, 523  # neither a multiple of the strip nor of the grain cell
     low = rng.random((37, 61, 3), dtype=np.float32) * 1.2 - 0.1  # some values to clip
     sigma = rng.random((37, 61, 3), dtype=np.float32) * 0.05
     w0 = rng.random((H, W), dtype=np.float32)

@@ -336,20 +336,26 @@ def _eased_into_gamut_reference(p0, change, lo, hi, lms_to_rgb):
     """The gamut step written out in numpy: float32 (N, 3) LMS' of the original colours and the
     style's changes, (N,) bounds; the linear RGB of ``p0 + t change`` with ``t`` the soft
     knee ``reach / (1 + reach**8)**(1/8)`` of the largest fraction up to _KNEE_REACH (bisection)
-    whose colour lies in ``[lo, hi]`` on every channel. float32 (N, 3)."""
+    whose colour lies in ``[lo, hi]`` on every channel, float32 (N, 3); and which pixels came
+    within float32 rounding of a bound on the way (bool (N,))."""
     import effects.styles as styles
     f = np.float32
     rgb_at = lambda t: ((p0 + t[:, None] * change) ** 3) @ lms_to_rgb.T
     t_ok = np.zeros(len(lo), f)
+    close_call = np.zeros(len(lo), bool)
     step = float(styles._KNEE_REACH)
     for _ in range(styles._KNEE_STEPS):
         step *= 0.5
         t = t_ok + f(step)
         rgb = rgb_at(t)
         fits = ((rgb >= lo[:, None]) & (rgb <= hi[:, None])).all(axis=1)
+        # A colour within float32 rounding of a bound: the kernel's fused products may decide
+        # the other way (by the SIMD width the CPU has), and its t then differs by a step.
+        margin = np.minimum(np.abs(rgb - lo[:, None]), np.abs(rgb - hi[:, None])).min(axis=1)
+        close_call |= margin < 1e-6
         t_ok = np.where(fits, t, t_ok)
     reach = np.maximum(t_ok, f(1e-6))
-    return rgb_at((reach / (reach.astype(np.float64) ** 8 + 1) ** 0.125).astype(f))
+    return rgb_at((reach / (reach.astype(np.float64) ** 8 + 1) ** 0.125).astype(f)), close_call
 
 
 def test_compiled_gamut_step_matches_numpy(rng):
@@ -379,10 +385,11 @@ def test_compiled_gamut_step_matches_numpy(rng):
     np.testing.assert_array_equal(hi[:count], hi_ref.ravel()[outside.ravel()])
     y = np.zeros((n, w, 3), np.float32)
     styles._eased_paths(p0_bad, q_bad, lo, hi, count, styles._LMS_TO_RGB, bad_idx, t_ok, y)
-    ref = _eased_into_gamut_reference(p0_bad[:, :count].T, q_bad[:, :count].T, lo[:count], hi[:count],
-                                      styles._LMS_TO_RGB)
+    ref, close_call = _eased_into_gamut_reference(p0_bad[:, :count].T, q_bad[:, :count].T, lo[:count],
+                                                  hi[:count], styles._LMS_TO_RGB)
     got = y.reshape(-1, 3)[bad_idx[:count]]
-    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6)
+    assert close_call.sum() <= 2  # (the comparison below stays meaningful)
+    np.testing.assert_allclose(got[~close_call], ref[~close_call], rtol=0, atol=1e-6)
     untouched = np.ones(n * w, bool)
     untouched[bad_idx[:count]] = False
     assert not y.reshape(-1, 3)[untouched].any()
