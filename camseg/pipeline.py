@@ -1184,6 +1184,9 @@ def _develop(image, settings, segmenter, segmentation, return_details, options):
             # Not ``persons or []``: an N×H×W array of mattes (np.stack of them) raised numpy's
             # "truth value of an array ... is ambiguous" there.
             given = getattr(seg, "persons", None)
+            if np.ndim(given) == 2:  # (listed, it became H rows of W values: "persons[0] has shape (W,)")
+                raise ValueError(f"segmentation.persons must be a list of H×W mattes or one N×H×W array, got one "
+                                 f"{np.shape(given)} matte; pass [matte]")
             mattes["persons"] = [] if given is None else list(given)
     # The stage's time includes the full-resolution mattes, which are most of its cost on big photos.
     timings.append(StageReport("segment", status, time.perf_counter() - t, detail))

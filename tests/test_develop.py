@@ -847,6 +847,9 @@ def test_person_mattes_given_as_one_stacked_array(rng):
     for portrait in (None, "blur"):
         expected = develop(img, segmentation=listed, portrait=portrait)
         np.testing.assert_array_equal(develop(img, segmentation=stacked, portrait=portrait), expected)
+    one = types.SimpleNamespace(**{**vars(listed), "persons": listed.persons[0]})  # a matte, not a list of one
+    with pytest.raises(ValueError, match=r"list of H×W mattes or one N×H×W array.*pass \[matte\]"):
+        develop(img, segmentation=one)
 
 
 def test_a_dict_of_masks_as_segmentation_is_refused_by_name(rng):
