@@ -379,7 +379,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=None, help="folder for overlays and metrics.json")
     parser.add_argument("--limit", type=int, default=None, help="evaluate about this many photos")
     parser.add_argument("--face-labels", default=str(DEFAULT_FACE_LABELS),
-                        help="teeth labels written by camseg/train/face_labels.py (skipped if missing)")
+                        help="teeth, eye and person-free-scene labels written by camseg/train/face_labels.py "
+                             "(if missing: teeth from FASSEG's lip outlines, eyes from its labels, no "
+                             "empty-scene figure)")
     parser.add_argument("--calibrate", action="store_true",
                         help="choose per-category logit offsets on the held-out photos and write them into "
                              "the model (and its _scene twin), then evaluate")
