@@ -2517,8 +2517,9 @@ def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | 
     if fmt == "JPEG" and bit_depth != 8:
         raise ValueError("JPEG stores 8 bits per channel only; got bit_depth=16. "
                          "Write a .png or .tif file for 16-bit output")
-    if not 1 <= int(quality) <= 100:
-        raise ValueError(f"quality must be in 1..100, got {quality!r}")
+    # (int() let 100.9 and True through as 100 and 1, and gave None a bare TypeError.)
+    if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 1 <= quality <= 100:
+        raise ValueError(f"quality must be a JPEG quality, an integer in 1..100, got {quality!r}")
     subsamplings = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
     if subsampling is None:
         subsampling = (like.jpeg_subsampling if like is not None else None) or "4:2:0"

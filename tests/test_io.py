@@ -1165,3 +1165,13 @@ def test_rgb_codes_equal_numpy_asarray_of_the_pillow_image():
         expected = np.asarray(img)
         assert codes.dtype == np.uint8 and codes.shape == (h, w, 3) and not codes.flags.writeable
         np.testing.assert_array_equal(codes, expected)
+
+
+@pytest.mark.parametrize("quality", [0, 101, 100.9, True, None, "95"])
+def test_write_photo_refuses_a_quality_that_is_not_an_integer_in_range(tmp_path, quality):
+    """int() let 100.9 and True through (as 100 and 1) and gave None a bare TypeError."""
+    image = np.full((16, 16, 3), 0.5, np.float32)
+    with pytest.raises(ValueError, match=r"quality must be a JPEG quality, an integer in 1\.\.100"):
+        cio.write_photo(tmp_path / "out.jpg", image, quality=quality)
+    assert not list(tmp_path.iterdir())
+    cio.write_photo(tmp_path / "ok.jpg", image, quality=np.int64(90))  # (a numpy integer is one)
