@@ -2177,7 +2177,12 @@ def _atomic_write(path: Path, write) -> None:
         if raw and raw[-1] >= 0xC0:
             raw = raw[:-1]
     name = os.fsdecode(raw)
-    fh, tmp = _locked_temp_file(f".{name}{stem}", path.parent)
+    try:
+        fh, tmp = _locked_temp_file(f".{name}{stem}", path.parent)
+    except OSError as exc:
+        # Named after the temporary file ('.x.jpg.1234.ab12cd34.camseg-tmp'), which the caller
+        # never asked for: the same error, naming the file being written.
+        raise type(exc)(exc.errno, exc.strerror, str(path)) from exc
     try:
         with fh:
             # The writer fills memory, not the file: Pillow's encoders write straight to a

@@ -1175,3 +1175,14 @@ def test_write_photo_refuses_a_quality_that_is_not_an_integer_in_range(tmp_path,
         cio.write_photo(tmp_path / "out.jpg", image, quality=quality)
     assert not list(tmp_path.iterdir())
     cio.write_photo(tmp_path / "ok.jpg", image, quality=np.int64(90))  # (a numpy integer is one)
+
+
+def test_a_write_that_cannot_start_names_the_file_asked_for():
+    """The error named the temporary file ('.out.png.1234.xxxxxxxx.camseg-tmp'), not the photo's
+    path. (/proc: a folder no one can create files in, root included.)"""
+    if not Path("/proc/self").is_dir():
+        pytest.skip("needs Linux's /proc")
+    target = Path("/proc/out.png")
+    with pytest.raises(OSError) as exc:
+        cio.write_photo(target, np.full((8, 8, 3), 0.5, np.float32))
+    assert exc.value.filename == str(target) and "camseg-tmp" not in str(exc.value), str(exc.value)
