@@ -228,7 +228,8 @@ class Photo:
     comment : str or None
         A JPEG's comment (COM segment; UTF-8, else read as Latin-1) or a PNG's ``Comment``
         text; written back to JPEG (UTF-8; one over a JPEG segment's 65,533 bytes is left out)
-        and PNG (tEXt, or iTXt when it is not Latin-1).
+        and PNG (tEXt, or iTXt when it is not Latin-1), and to TIFF as its ImageDescription
+        where the EXIF has none.
     text : tuple of (str, str)
         A PNG's other text fields (PNG 3rd ed. §11.3.4: Title, Author, Copyright,
         Description, Creation Time, Software, ...), in file order; written back to PNG, and to
@@ -2549,6 +2550,10 @@ def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | 
     iptc = like.iptc if like is not None else None
     comment = like.comment if like is not None else None
     text = like.text if like is not None else ()
+    if fmt == "TIFF" and comment and not any(k in ("Description", "Title") and v for k, v in text):
+        # TIFF has no comment field: its ImageDescription (270) takes a JPEG's or PNG's comment
+        # where the EXIF names no description of its own (the comment was lost in TIFF output).
+        text = tuple(text) + (("Description", comment),)
     if text and fmt != "PNG":  # (a PNG output keeps them as text fields)
         exif = _exif_with_png_text(exif, text) if exif else _exif_from_png_text(text)
     # JPEG: the codes are made in Pillow's own RGBX layout so that Image.frombuffer maps them

@@ -654,3 +654,22 @@ def test_an_image_too_wide_for_a_jpeg_is_refused_naming_the_fix(tmp_path):
     assert not list(tmp_path.iterdir())
     assert cio.read_photo(cio.write_photo(tmp_path / "pano.png", wide)).shape == (4, 65501, 3)
     cio.write_photo(tmp_path / "edge.jpg", wide[:, :65500])  # the longest side libjpeg writes
+
+
+def test_a_comment_goes_into_a_tiffs_image_description(tmp_path):
+    """TIFF has no comment field: a JPEG's comment was lost in TIFF output. It goes into the
+    ImageDescription, unless the EXIF names a description of its own (the camera's wins)."""
+    src = tmp_path / "c.jpg"
+    _picture().save(src, quality=95, comment="Harbour at dusk, Ålesund".encode("utf-8"))
+    photo = cio.read_photo(src)
+    out = cio.write_photo(tmp_path / "c.tif", photo.pixels, like=photo)
+    with Image.open(out) as written:
+        # (UTF-8 in EXIF's ASCII type, as cameras and exiftool write it; Pillow reads it as Latin-1)
+        assert written.getexif().get(0x010E).encode("latin-1").decode("utf-8") == "Harbour at dusk, Ålesund"
+    exif = Image.Exif()
+    exif[0x010E] = "camera's own"
+    own = tmp_path / "own.jpg"
+    _picture().save(own, quality=95, comment=b"a comment", exif=exif.tobytes())
+    photo = cio.read_photo(own)
+    with Image.open(cio.write_photo(tmp_path / "own.tif", photo.pixels, like=photo)) as written:
+        assert written.getexif().get(0x010E) == "camera's own"
