@@ -198,7 +198,8 @@ class _HelpWithNames(argparse.HelpFormatter):
 _KERNEL_MODULES = {
     "segment": (("effects.mask_refine",), "a few seconds"),
     "develop": (("effects.mask_refine", "effects.denoise", "effects.noise_profile", "effects._jpeg",
-                 "effects.sharpen", "effects.tone_map", "effects.styles", "effects._srgb", "camseg.io"), "15-25 s"),
+                 "effects.sharpen", "effects.tone_map", "effects.styles", "effects._srgb", "camseg.io",
+                 "camseg.pipeline"), "15-25 s"),
 }
 
 

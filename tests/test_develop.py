@@ -606,6 +606,7 @@ def test_a_vivid_style_leaves_teeth_as_they_are():
     img = photo.pixels
     h, w = img.shape[:2]
     seg = _fake_segmentation(h, w, persons=1)
+    seg.skin = np.zeros((h, w), np.float32)  # (its 0.5 over the region would protect it as skin)
     teeth = np.zeros((h, w), np.float32)
     teeth[150:250, 0:60] = 1.0  # the flag's red and white stripes
     only_style = dict(denoise=False, sharpen=False, tone_map=False, style="vibrant")
@@ -861,3 +862,26 @@ def test_a_dict_of_masks_as_segmentation_is_refused_by_name(rng):
         with pytest.raises(TypeError, match="as attributes.*SimpleNamespace"):
             develop(img, segmentation=dict(masks), **options)
     develop(img, segmentation=types.SimpleNamespace(**masks))  # the fix the message names
+
+
+def test_a_style_protects_skin_the_model_calls_likely_not_half_of_it():
+    """The skin matte is a probability (real skin at 0.4–0.8): protected as ``0.9 × skin``, a
+    neck at 0.5 kept half of vibrant's look and turned orange. The style's matte is made
+    decisive about 0.3 (``style_skin_matte``), and haze off skin (0.1) gets the look."""
+    from camseg.pipeline import decisive_alpha, style_skin_matte
+
+    ramp = style_skin_matte(np.array([[0.0, 0.1, 0.3, 0.5, 0.8, 1.0]], np.float32))
+    np.testing.assert_allclose(ramp, decisive_alpha(np.array([[0.0, 0.1, 0.3, 0.5, 0.8, 1.0]], np.float32), 3.0, 0.3),
+                               atol=1e-6)
+    assert ramp[0, 1] < 0.05 and abs(ramp[0, 2] - 0.5) < 1e-6 and ramp[0, 3] > 0.9
+    h, w = 48, 64
+    img = np.empty((h, w, 3), np.float32)
+    img[...] = (0.45, 0.25, 0.16)  # linear RGB of a light skin tone, on both halves
+    skin = np.zeros((h, w), np.float32)
+    skin[:, : w // 2] = 0.5  # the model's "maybe skin" on the left half
+    seg = types.SimpleNamespace(sky=np.zeros((h, w), np.float32), skin=skin, persons=[],
+                                person=np.zeros((h, w), np.float32), teeth=np.zeros((h, w), np.float32))
+    off = dict(segmentation=seg, denoise=False, sharpen=False, tone_map=False)
+    change = np.abs(develop(img, style="vibrant", **off) - develop(img, style="standard", **off)).sum(axis=2)
+    left, right = float(change[:, 8:w // 2 - 8].mean()), float(change[:, w // 2 + 8:-8].mean())
+    assert right > 0.01 and left < 0.3 * right, (left, right)  # (0.9 × 0.5 protection left 0.55 of it)
