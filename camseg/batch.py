@@ -1178,10 +1178,12 @@ def _run_in_pool(items, workers, task, settings, write_options, model_path, thre
                 except cf.process.BrokenProcessPool:  # a worker died while photos were still handed over
                     unsubmitted = list(items[i:])
                     break
-                except (EOFError, ConnectionError):
-                    # The pool could not start a worker (its forkserver killed as it started one:
-                    # an EOFError traceback ended the command). The photos not handed over go
-                    # again, as after a worker's death.
+                except (EOFError, OSError):
+                    # The pool could not start a worker: its forkserver killed as it started one
+                    # (an EOFError traceback ended the command), or already gone (it too
+                    # imports the main module, and one it cannot re-read, "<stdin>", ends it:
+                    # "Bad file descriptor" from its socket, 1 run in 6). The photos not handed
+                    # over go again, as after a worker's death.
                     unsubmitted = list(items[i:])
                     break
             held.release()  # a Ctrl-C while the workers started stops the batch here

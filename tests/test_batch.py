@@ -925,7 +925,7 @@ def test_workers_that_die_before_the_model_loads_blame_no_photo(tmp_path):
     run = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, env=env,
                          cwd=tmp_path, timeout=120)
     lines = run.stdout.splitlines()
-    assert lines[0].startswith("0 done, 0 already finished, 2 failed"), run.stdout + run.stderr
+    assert lines and lines[0].startswith("0 done, 0 already finished, 2 failed"), run.stdout + run.stderr
     assert all("died while starting, before any photo reached them" in m and "save it to a file" in m
                for m in lines[1:3]) and "memory" not in "".join(lines[1:3])
 
