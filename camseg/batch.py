@@ -614,9 +614,9 @@ def _process(item: BatchItem, task: str, settings: DevelopSettings, write_option
         photo = read_photo(item.source)  # bad files fail here, before the model is needed
         if worker["segmenter"] is None:
             raise RuntimeError(worker["error"] or "the segmentation model is not loaded")
+        jpeg_out = task == "develop" and PHOTO_FORMATS.get(item.output.suffix.lower()) == "JPEG"
         if task == "develop":
-            too_big = _jpeg_size_problem(*photo.shape[:2]) \
-                if PHOTO_FORMATS.get(item.output.suffix.lower()) == "JPEG" else None
+            too_big = _jpeg_size_problem(*photo.shape[:2]) if jpeg_out else None
             if too_big:  # before developing it: the write would fail only after all that work
                 raise ValueError(too_big)
             result = develop(photo, settings, segmenter=worker["segmenter"])
@@ -649,7 +649,7 @@ def _process(item: BatchItem, task: str, settings: DevelopSettings, write_option
                 records.write_final(item.output, identity, written,
                                     _made_with(task, settings, write_options, worker["model_identity"]), task)
         notes = ([item.note] if item.note else []) + list(photo.notes)
-        if task == "develop" and PHOTO_FORMATS.get(item.output.suffix.lower()) == "JPEG":
+        if jpeg_out:
             notes += jpeg_leaves_out(photo)
         return ItemResult(item.source, item.output, "done", "; ".join(notes), time.perf_counter() - t0)
     except Exception as exc:  # noqa: BLE001 - one bad photo must not stop the batch
