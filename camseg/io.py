@@ -182,7 +182,10 @@ class Photo:
         with the orientation tag already reset to 1 (pixels are upright).
     icc_profile : bytes or None
         ICC profile describing ``pixels`` (after linearisation); ``None`` means sRGB.
-        It is written back unchanged, so a Display P3 photo stays Display P3.
+        It is written back unchanged, so a Display P3 photo stays Display P3. A photo with
+        none whose PNG chunks (cHRM, gAMA) or camera EXIF (Adobe RGB: ColorSpace
+        uncalibrated, interoperability index R03) name another colour space gets an
+        equivalent profile made from them.
     bit_depth : int
         8 or 16: bits per channel of the source file.
     format : str
@@ -1282,6 +1285,16 @@ def read_photo(path: "str | os.PathLike") -> Photo:
                 icc, note = _png_colour_profile(img.info, grey=grey_source)
                 if note:
                     notes.append(note)
+            exif_space = _exif_colour_space(exif_obj) if icc is None and not grey_source else None
+            if exif_space == "Adobe RGB" and "srgb" not in img.info:
+                # Read as sRGB, an Adobe RGB photo's colours came out dull (its green primary
+                # lies far outside sRGB's).
+                icc = make_icc_profile(ADOBE_RGB_PRIMARIES, trc=ADOBE_RGB_GAMMA, description="Adobe RGB (1998)")
+                notes.append("EXIF colour space Adobe RGB (ColorSpace uncalibrated, interoperability index R03; "
+                             "no ICC profile, as cameras write it): decoded as Adobe RGB (1998), written back with "
+                             "an equivalent ICC profile")
+            elif exif_space == "uncalibrated" and "srgb" not in img.info:
+                notes.append("EXIF colour space uncalibrated and no ICC profile: the pixels are read as sRGB")
             xmp = _read_xmp(img)
             extended = _extended_xmp_bytes(data) if fmt == "JPEG" else 0
             if extended:
@@ -1437,6 +1450,35 @@ def read_photo(path: "str | os.PathLike") -> Photo:
                  colour_space=colour_space, source=path, iso=iso, notes=tuple(notes), alpha=alpha,
                  xmp=_xmp_reset_orientation(xmp) if xmp else None, jpeg_subsampling=subsampling, dpi=dpi,
                  iptc=iptc, comment=comment, text=text)
+
+
+#: Adobe RGB (1998) (Adobe Systems, "Adobe RGB (1998) Color Image Encoding", 2005): primaries,
+#: D65 white, and its pure power-law tone curve, exponent 563/256 = 2.19921875.
+ADOBE_RGB_PRIMARIES = ((0.64, 0.33), (0.21, 0.71), (0.15, 0.06))
+ADOBE_RGB_GAMMA = 563 / 256
+_COLOUR_SPACE_TAG, _INTEROP_IFD_TAG, _INTEROP_INDEX_TAG = 0xA001, 0xA005, 0x0001
+_UNCALIBRATED = 0xFFFF
+
+
+def _exif_colour_space(exif_obj) -> "str | None":
+    """The colour space a camera's EXIF names for a photo with no ICC profile.
+
+    Cameras shooting in Adobe RGB embed no profile: by the Design rule for Camera File system
+    (DCF 2.0, option file; CIPA DC-009) they set EXIF ColorSpace (0xA001) to 0xFFFF,
+    "uncalibrated", and the Interoperability IFD's InteroperabilityIndex to ``"R03"``. Returns
+    ``"Adobe RGB"`` for that pair, ``"uncalibrated"`` for ColorSpace 0xFFFF without it, and
+    None otherwise (sRGB: ColorSpace 1, or no EXIF). A damaged EXIF block gives None.
+    """
+    try:
+        colour_space = exif_obj.get_ifd(_EXIF_IFD_TAG).get(_COLOUR_SPACE_TAG)
+        if colour_space != _UNCALIBRATED:
+            return None
+        index = exif_obj.get_ifd(_INTEROP_IFD_TAG).get(_INTEROP_INDEX_TAG)
+    except Exception:  # noqa: BLE001 - a broken EXIF block must not stop decoding
+        return None
+    if isinstance(index, bytes):
+        index = index.decode("latin-1")
+    return "Adobe RGB" if isinstance(index, str) and index.strip("\0 ").upper() == "R03" else "uncalibrated"
 
 
 #: Photoshop image resource holding IPTC-IIM records, and the TIFF tag for them (IPTC/NAA).

@@ -673,3 +673,72 @@ def test_a_comment_goes_into_a_tiffs_image_description(tmp_path):
     photo = cio.read_photo(own)
     with Image.open(cio.write_photo(tmp_path / "own.tif", photo.pixels, like=photo)) as written:
         assert written.getexif().get(0x010E) == "camera's own"
+
+
+def _camera_exif(colour_space, interop_index=None):
+    """EXIF as a camera writes it: ColorSpace (0xA001) in the Exif IFD, InteroperabilityIndex in
+    the Interoperability IFD under it."""
+    exif = Image.Exif()
+    exif[0x0110] = "Camera"
+    ifd = exif.get_ifd(0x8769)
+    ifd[0xA001] = colour_space
+    if interop_index is not None:
+        ifd[0xA005] = {0x0001: interop_index}
+    return exif.tobytes()
+
+
+def _xy_of_primaries(icc):
+    """CIE xy of the red, green and blue primaries of a matrix profile, D65-adapted."""
+    xyz = cio.rgb_to_xyz_d65(icc)
+    return (xyz / xyz.sum(axis=0))[:2].T
+
+
+def test_an_adobe_rgb_camera_jpeg_without_a_profile_is_read_as_adobe_rgb(tmp_path):
+    """Cameras in Adobe RGB mode embed no ICC profile: the EXIF says ColorSpace "uncalibrated"
+    and InteroperabilityIndex "R03" (DCF option file). It was read as sRGB: the green primary
+    at sRGB's (0.30, 0.60) instead of (0.21, 0.71), every saturated colour duller, and the
+    output written untagged."""
+    codes = np.zeros((32, 48, 3), np.uint8)
+    codes[:, :16, 1] = 200
+    codes[:, 16:32] = (180, 90, 40)
+    codes[:, 32:] = 128
+    src = tmp_path / "_DSC0001.JPG"
+    Image.fromarray(codes).save(src, "JPEG", exif=_camera_exif(0xFFFF, "R03"), quality=100, subsampling=0)
+    photo = cio.read_photo(src)
+    assert "Adobe RGB" in photo.colour_space
+    assert any("Adobe RGB" in n and "R03" in n for n in photo.notes), photo.notes
+    np.testing.assert_allclose(_xy_of_primaries(photo.icc_profile), cio.ADOBE_RGB_PRIMARIES, atol=2e-3)
+    # Decoded with Adobe RGB's own curve, a 563/256 power (sRGB's curve gives 0.216 for 128).
+    np.testing.assert_allclose(photo.pixels[5, 40], (128 / 255) ** (563 / 256), atol=2e-3)
+    np.testing.assert_allclose(photo.pixels[5, 5, 1], (200 / 255) ** (563 / 256), atol=2e-3)
+    # Written back with an equivalent profile and the same codes: a viewer shows what the camera took.
+    out = cio.write_photo(tmp_path / "out.jpg", photo.pixels, like=photo, quality=100)
+    with Image.open(out) as written:
+        icc = written.info.get("icc_profile")
+        back = np.asarray(written.convert("RGB"))
+    assert icc
+    np.testing.assert_allclose(_xy_of_primaries(icc), cio.ADOBE_RGB_PRIMARIES, atol=2e-3)
+    assert np.abs(back.astype(int) - codes).max() <= 2
+
+
+@pytest.mark.parametrize("colour_space, interop_index, note", [
+    (0xFFFF, "R98", "uncalibrated"),   # uncalibrated, not the Adobe RGB option: sRGB, said so
+    (0xFFFF, None, "uncalibrated"),
+    (1, "R03", None),                  # ColorSpace sRGB wins over a stray R03
+])
+def test_other_camera_colour_spaces_are_read_as_srgb(tmp_path, colour_space, interop_index, note):
+    src = tmp_path / "cam.jpg"
+    _picture(48, 32).save(src, "JPEG", exif=_camera_exif(colour_space, interop_index))
+    photo = cio.read_photo(src)
+    assert photo.icc_profile is None and photo.colour_space == "sRGB"
+    said = [n for n in photo.notes if "colour space" in n]
+    assert (note in said[0]) if note else not said, photo.notes
+
+
+def test_an_embedded_profile_wins_over_the_exif_colour_space(tmp_path):
+    p3 = cio.make_icc_profile(cio.DISPLAY_P3_PRIMARIES, description="Display P3")
+    src = tmp_path / "p3.jpg"
+    _picture(48, 32).save(src, "JPEG", exif=_camera_exif(0xFFFF, "R03"), icc_profile=p3)
+    photo = cio.read_photo(src)
+    assert photo.icc_profile == p3 and photo.colour_space == "Display P3"
+    assert not any("Adobe RGB" in n for n in photo.notes)
