@@ -774,10 +774,31 @@ def _exif_with_pixel_size(exif: bytes, width: int, height: int) -> bytes:
         ifd0 = list(_exif_ifd0_entries(exif))
         # (For a TIFF output these two are the file's own structure tags, replaced anyway.)
         set_sizes(ifd0, (256, 257))
-        pointer = next((struct.unpack_from(bo + "I", value)[0] for _, tag, typ, count, value
-                        in ifd0 if tag == _EXIF_IFD_TAG and count == 1), None)
-        if pointer is not None:
-            set_sizes(list(_exif_ifd0_entries(exif, pointer)), (_PIXEL_X_TAG, _PIXEL_Y_TAG))
+        set_sizes(_exif_sub_ifd_entries(exif, ifd0), (_PIXEL_X_TAG, _PIXEL_Y_TAG))
+        return bytes(data)
+    except struct.error:
+        return exif
+
+
+def _exif_sub_ifd_entries(exif: bytes, ifd0: list) -> list:
+    """The entries of the Exif sub-IFD (as :func:`_exif_ifd0_entries` yields them) that IFD0's
+    ``ifd0`` entries point to; [] when there is none. Raises struct.error on a damaged block."""
+    bo = "<" if exif[:2] == b"II" else ">"
+    pointer = next((struct.unpack_from(bo + "I", value)[0] for _, tag, typ, count, value
+                    in ifd0 if tag == _EXIF_IFD_TAG and count == 1), None)
+    return [] if pointer is None else list(_exif_ifd0_entries(exif, pointer))
+
+
+def _exif_with_srgb_colour_space(exif: bytes) -> bytes:
+    """Return ``exif`` with its ColorSpace (0xA001, Exif sub-IFD) set to 1, sRGB, in place; for
+    pixels converted to sRGB (from CMYK), whose source said 0xFFFF, "uncalibrated". A block
+    without the tag, or one it cannot be read from, is returned as it is."""
+    bo = "<" if exif[:2] == b"II" else ">"
+    data = bytearray(exif)
+    try:
+        for pos, tag, typ, count, _ in _exif_sub_ifd_entries(exif, list(_exif_ifd0_entries(exif))):
+            if tag == _COLOUR_SPACE_TAG and typ == 3 and count == 1:
+                struct.pack_into(bo + "HH", data, pos + 8, 1, 0)
         return bytes(data)
     except struct.error:
         return exif
@@ -1355,6 +1376,9 @@ def read_photo(path: "str | os.PathLike") -> Photo:
                     img, note = _cmyk_to_srgb(img, icc)
                     notes.append(note)
                     icc = None
+                    # The metadata describes the pixels written, sRGB now.
+                    exif = _exif_with_srgb_colour_space(exif) if exif else exif
+                    xmp = _xmp_as_srgb(xmp) if xmp else xmp
                 elif mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode in ("P", "L", "RGB")
                                                                      and "transparency" in img.info):
                     if mode == "La":  # premultiplied grey + alpha (a TIFF's): Pillow converts it via LA only
@@ -1744,6 +1768,20 @@ def _xmp_reset_orientation(xmp: bytes) -> bytes:
     viewer reading the XMP copy of the tag would turn them again."""
     xmp = re.sub(rb'(tiff:Orientation\s*=\s*["\'])\d(["\'])', rb"\g<1>1\g<2>", xmp)
     return re.sub(rb"(<tiff:Orientation>\s*)\d(\s*</tiff:Orientation>)", rb"\g<1>1\g<2>", xmp)
+
+
+def _xmp_as_srgb(xmp: bytes) -> bytes:
+    """Photoshop's XMP colour mode and profile name (``photoshop:ColorMode``,
+    ``photoshop:ICCProfile``, attribute or element form) set to RGB (3) and sRGB, for pixels
+    converted to sRGB: a CMYK photo's output said "CMYK, U.S. Web Coated (SWOP) v2" in Photoshop's
+    and Lightroom's file info."""
+    xmp = re.sub(rb'(photoshop:ColorMode\s*=\s*["\'])\d+(["\'])', rb"\g<1>3\g<2>", xmp)
+    xmp = re.sub(rb"(<photoshop:ColorMode>\s*)\d+(\s*</photoshop:ColorMode>)", rb"\g<1>3\g<2>", xmp)
+    xmp = re.sub(rb'(photoshop:ICCProfile\s*=\s*)(["\'])[^"\'<>]*\2', rb"\g<1>\g<2>" + _SRGB_NAME + rb"\g<2>", xmp)
+    return re.sub(rb"(<photoshop:ICCProfile>)[^<]*(</photoshop:ICCProfile>)", rb"\g<1>" + _SRGB_NAME + rb"\g<2>", xmp)
+
+
+_SRGB_NAME = b"sRGB IEC61966-2.1"
 
 
 def _xmp_with_pixel_size(xmp: bytes, width: int, height: int) -> bytes:

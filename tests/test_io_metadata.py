@@ -742,3 +742,34 @@ def test_an_embedded_profile_wins_over_the_exif_colour_space(tmp_path):
     photo = cio.read_photo(src)
     assert photo.icc_profile == p3 and photo.colour_space == "Display P3"
     assert not any("Adobe RGB" in n for n in photo.notes)
+
+
+def test_a_cmyk_photos_metadata_describes_the_srgb_it_became(tmp_path):
+    """A CMYK JPEG is converted to sRGB on reading, but its Photoshop XMP (ColorMode 4, ICCProfile
+    "U.S. Web Coated (SWOP) v2") and EXIF ColorSpace ("uncalibrated") were written back as they
+    were: the output called itself CMYK in Photoshop's file info, and read again it was
+    "uncalibrated"."""
+    xmp = (b'<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">'
+           b'<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description '
+           b'xmlns:photoshop="http://ns.adobe.com/photoshop/1.0/" photoshop:ColorMode="4" '
+           b'photoshop:ICCProfile="U.S. Web Coated (SWOP) v2"><photoshop:Headline>Print</photoshop:Headline>'
+           b'</rdf:Description></rdf:RDF></x:xmpmeta><?xpacket end="w"?>')
+    src = tmp_path / "print.jpg"
+    _picture().convert("CMYK").save(src, "JPEG", exif=_camera_exif(0xFFFF), xmp=xmp, quality=95)
+    photo = cio.read_photo(src)
+    assert any("CMYK converted" in n for n in photo.notes)
+    assert b'photoshop:ColorMode="3"' in photo.xmp and b"SWOP" not in photo.xmp
+    assert b'photoshop:ICCProfile="sRGB IEC61966-2.1"' in photo.xmp and b"Print</photoshop:Headline>" in photo.xmp
+    out = cio.write_photo(tmp_path / "out.jpg", photo.pixels, like=photo)
+    with Image.open(out) as written:
+        assert written.getexif().get_ifd(0x8769).get(0xA001) == 1
+        assert written.getexif().get(0x0110) == "Camera"
+    again = cio.read_photo(out)
+    assert not any("colour space" in n for n in again.notes), again.notes
+
+
+def test_element_form_photoshop_colour_mode_is_rewritten_too():
+    xmp = (b"<photoshop:ColorMode> 4 </photoshop:ColorMode>"
+           b"<photoshop:ICCProfile>Coated FOGRA39 (ISO 12647-2:2004)</photoshop:ICCProfile>")
+    assert cio._xmp_as_srgb(xmp) == (b"<photoshop:ColorMode> 3 </photoshop:ColorMode>"
+                                     b"<photoshop:ICCProfile>sRGB IEC61966-2.1</photoshop:ICCProfile>")
