@@ -2667,6 +2667,8 @@ def write_photo(path: "str | os.PathLike", image: np.ndarray, *, like: "Photo | 
         grey = _grey_codes(own)
     if grey is not None:
         codes, icc = grey, like.grey_profile  # (an RGB profile cannot describe one channel)
+    elif like is not None and like.grayscale and xmp:
+        xmp = _xmp_as_srgb(xmp)  # a grey photo a style tinted is written as sRGB RGB, not "Grayscale"
     if alpha is not None:
         top = np.float32(np.iinfo(codes.dtype).max)
         codes = np.dstack([codes, (np.clip(alpha, 0.0, 1.0) * top + np.float32(0.5)).astype(codes.dtype)])

@@ -773,3 +773,19 @@ def test_element_form_photoshop_colour_mode_is_rewritten_too():
            b"<photoshop:ICCProfile>Coated FOGRA39 (ISO 12647-2:2004)</photoshop:ICCProfile>")
     assert cio._xmp_as_srgb(xmp) == (b"<photoshop:ColorMode> 3 </photoshop:ColorMode>"
                                      b"<photoshop:ICCProfile>sRGB IEC61966-2.1</photoshop:ICCProfile>")
+
+
+def test_a_grey_photo_written_as_colour_no_longer_says_grayscale_in_its_xmp(tmp_path):
+    xmp = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+           b'<rdf:Description xmlns:photoshop="http://ns.adobe.com/photoshop/1.0/" photoshop:ColorMode="1" '
+           b'photoshop:ICCProfile="Dot Gain 20%"/></rdf:RDF></x:xmpmeta>')
+    src = tmp_path / "grey.jpg"
+    _picture().convert("L").save(src, "JPEG", xmp=xmp)
+    photo = cio.read_photo(src)
+    assert photo.grayscale
+    tinted = photo.pixels * np.array([1.0, 0.9, 0.7], np.float32)  # a warm tint: no longer grey
+    for name, pixels, mode in (("tinted.jpg", tinted, b'"3"'), ("grey.jpg", photo.pixels, b'"1"')):
+        out = cio.write_photo(tmp_path / "out" / name, pixels, like=photo)
+        with Image.open(out) as written:
+            assert written.mode == ("RGB" if mode == b'"3"' else "L")
+            assert b"photoshop:ColorMode=" + mode in written.info["xmp"]
