@@ -1146,7 +1146,10 @@ def _portrait_blur(img, subj, extra, depth, p: PortraitBlurParams, r_inf: float,
         cv2.copyTo(img, keep, premult)
         ys, xs, factor = boost
         premult[ys, xs] *= factor[:, None]
-        P, Wt = _pull(premult, w_bg, level_of(r_inf))
+        # With depth, every rung is blurred on level 1 or coarser (step 4): the pyramid needs
+        # that level even where _pull would stop at 0 (no hole to fill and r_inf under 5 px;
+        # no rung was blurred then, and the normalisation failed on None).
+        P, Wt = _pull(premult, w_bg, level_of(r_inf) if depth is None else max(1, level_of(r_inf)))
         del premult
     if depth is None:
         ladder = np.array([r_inf], np.float32)

@@ -131,6 +131,23 @@ def test_blur_grows_with_depth():
     assert edge_width(60, 90) > edge_width(15, 40) >= 1
 
 
+def test_depth_with_no_subject_on_a_small_blur(rng):
+    """With a depth map, a subject matte that leaves no hole (no person, or all of it under
+    matte_floor) and a blur radius under 5 px, the pyramid had only its full-resolution
+    level, no depth rung was blurred, and the call failed with "'>=' not supported between
+    instances of 'NoneType' and 'float'"."""
+    img = rng.random((H, W, 3), dtype=np.float32)
+    depth = np.linspace(1, 5, W, dtype=np.float32)[None].repeat(H, 0)
+    p = PortraitBlurParams(match_grain=False)
+    for subject in (np.zeros((H, W), np.float32), np.full((H, W), 0.05, np.float32)):
+        out = portrait_blur(img, subject, depth=depth, params=p)
+        assert out.shape == img.shape and out.dtype == np.float32 and np.isfinite(out).all()
+        assert out.min() >= 0 and out.max() <= 1
+        # The nearest plane (the left column, depth 1) is in focus, the far right is blurred.
+        assert np.abs(out[:, 0] - img[:, 0]).max() < 1e-6
+        assert out[:, -8:].std() < 0.9 * img[:, -8:].std()
+
+
 def test_grain_is_matched_and_deterministic(rng):
     img = np.clip(0.2 + rng.normal(0, 0.02, (96, 128, 3)), 0, 1).astype(np.float32)
     a = np.zeros((96, 128), np.float32)
