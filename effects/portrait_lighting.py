@@ -113,8 +113,8 @@ class PortraitLightingParams:
         ``high_key_mono``: log-exposure slope around ``high_key_level`` (high-key is a soft,
         bright look: 1.25, stage_mono's, pushed bright skin into the shoulder).
     skin_feather : float
-        Blur of the skin matte (fraction of the image diagonal) so the key
-        light has no edge.
+        Blur of the skin matte (Gaussian sigma, a fraction of the image diagonal, in [0, 1])
+        so the key light has no edge.
     refine, refine_params, refine_band
         Matte refinement, as in :class:`effects.PortraitBlurParams`.
     """
@@ -161,8 +161,11 @@ class PortraitLightingParams:
                 bad(name, "a number in [0.2, 5]")
         if not (np.isfinite(self.key_light_ceiling) and self.key_light_ceiling > 0):
             bad("key_light_ceiling", "a number > 0")
-        if not (np.isfinite(self.skin_feather) and self.skin_feather >= 0):
-            bad("skin_feather", "a number >= 0")
+        # The feather is mirrored out by three sigmas at full resolution (_wide_gaussian): 1e6
+        # asked for exabytes, 1e9 overflowed OpenCV's int. Past the diagonal the blurred matte
+        # is flat anyway.
+        if not (np.isfinite(self.skin_feather) and 0 <= self.skin_feather <= 1):
+            bad("skin_feather", "a number in [0, 1] (a fraction of the image diagonal)")
         if not isinstance(self.refine_params, RefineMatteParams):
             bad("refine_params", "a RefineMatteParams")
 
