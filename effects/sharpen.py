@@ -228,8 +228,10 @@ def sharpen(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
     elif not isinstance(params, SharpenParams):
         raise TypeError(f"`params` must be a SharpenParams or None; got {type(params).__name__}.")
     p = params
+    # The identity exits clip below at 0 too, as the docstring promises of every output
+    # (img.copy() returned negative input values as they were).
     if p.amount == 0 and p.skin_amount == 0 and p.sky_amount == 0:
-        return img.copy()
+        return np.maximum(img, 0.0)
     # Region gain: amount + (sky_amount - amount) sky + (skin_amount - amount) skin, with sky and
     # skin renormalised where they overlap above 1. Only the masks that change the gain are used;
     # the gain is made strip by strip (never a full-frame map: six full-frame passes cost as
@@ -238,7 +240,7 @@ def sharpen(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
                if m is not None and a != p.amount]
     renormalise = sky is not None and skin is not None
     if not regions and p.amount == 0:
-        return img.copy()
+        return np.maximum(img, 0.0)
 
     # Strips of rows with a halo (Gaussian support, or clamp window if wider): the lightness,
     # its blur and min/max run on cache-resident strip buffers instead of full-frame arrays, and
@@ -295,5 +297,5 @@ def sharpen(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
 
     run_in_row_bands(process_rows, h, w, align=_STRIP)  # strips are independent: one band per thread
     if not any(gain_seen):
-        return img.copy()  # the gain is zero everywhere (e.g. all sky at sky_amount 0): identity
+        return np.maximum(img, 0.0)  # the gain is zero everywhere (e.g. all sky at sky_amount 0): identity
     return out

@@ -70,6 +70,17 @@ def test_zero_amount_is_identity(rng):
     assert out is not img
 
 
+def test_identity_exits_keep_the_promised_range(rng):
+    """Zero gains (no amount anywhere, or all sky at sky_amount 0) returned the input as it
+    was, negative values included, where the docstring promises [0, max(1, image.max())]."""
+    img = rng.random((32, 32, 3), dtype=np.float32) * 1.4 - 0.2
+    zero = SharpenParams(amount=0.0, skin_amount=0.0, sky_amount=0.0)
+    sky = np.ones((32, 32), np.float32)
+    for out in (sharpen(img, params=zero), sharpen(img, params=SharpenParams(amount=0.0)), sharpen(img, sky_mask=sky)):
+        np.testing.assert_array_equal(out, np.maximum(img, 0.0))
+        assert out is not img
+
+
 def test_flat_and_tiny_images():
     flat = np.full((16, 16, 3), 0.4, np.float32)
     np.testing.assert_allclose(sharpen(flat), flat, atol=1e-6)
