@@ -418,3 +418,11 @@ def test_compiled_adjustment_matches_numpy(rng, warm):
     np.testing.assert_allclose(cube, res ** 3, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(change, res - p0, atol=1e-7)
     np.testing.assert_allclose(cube_reach, (p0 + f(1.6) * (res - p0)) ** 3, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("matrix", ["srgb", [["a", 0, 0], [0, 1, 0], [0, 0, 1]], {"r": 1}])
+def test_a_rgb_to_xyz_that_is_not_numbers_names_the_argument(rng, matrix):
+    """numpy's own "could not convert string to float: 'srgb'" came out, naming no argument."""
+    img = rng.random((8, 8, 3), dtype=np.float32)
+    with pytest.raises(ValueError, match="rgb_to_xyz: expected an invertible 3×3"):
+        apply_style(img, "warm", rgb_to_xyz=matrix)
