@@ -680,6 +680,8 @@ def stage_light(
     Thin wrapper of :func:`portrait_lighting` with ``look="stage"`` or
     ``"stage_mono"``; arguments and return value as there.
     """
+    if not isinstance(mono, (bool, np.bool_)):  # (a truthy "no" was taken as black and white)
+        raise TypeError(f"mono: expected True or False, got {mono!r}.")
     return portrait_lighting(image, subject_mask, look="stage_mono" if mono else "stage", skin_mask=skin_mask,
                              hair_mask=hair_mask, glasses_mask=glasses_mask, params=params)
 

@@ -839,6 +839,9 @@ def tone_map_people(
         params = ToneMapParams()
     elif not isinstance(params, ToneMapParams):
         raise TypeError(f"params: expected a ToneMapParams or None, got {type(params).__name__}.")
+    if not isinstance(return_gains, (bool, np.bool_)):
+        # (it decides the return type: a truthy "no" or None's falsiness is not a choice)
+        raise TypeError(f"return_gains: expected True or False, got {return_gains!r}.")
     if isinstance(person_masks, np.ndarray) and person_masks.ndim == 2:
         raise TypeError("person_masks: expected a sequence of H×W mattes, got one H×W array; wrap it in a list: [mask].")
     hw = image.shape[:2]

@@ -203,3 +203,18 @@ def test_field_checks_take_arrays_and_numpy_strings_and_word_nested_tuples():
     assert type(effects.Style(name=np.str_("mine")).name) is str
     with pytest.raises(effects.ParamTypeError, match=r"coarse_a must be a tuple of tuples of 3 values \(a number"):
         NoiseProfile(a=(0, 0, 0), b=(0, 0, 0), coarse_a=(("x", 0, 0),), coarse_b=((0, 0, 0),))
+
+
+@pytest.mark.parametrize("flag", ["no", None, 1, np.array([True, False])], ids=["str", "None", "int", "array"])
+def test_boolean_options_of_the_functions_take_only_booleans(rng, flag):
+    """tone_map_people(return_gains="no") returned a tuple and stage_light(mono="no") a black
+    and white look (any truthy value was taken as True); an array failed inside the call."""
+    image = rng.random((16, 16, 3), dtype=np.float32)
+    matte = np.full((16, 16), 0.5, np.float32)
+    with pytest.raises(TypeError, match="return_gains: expected True or False"):
+        effects.tone_map_people(image, [matte], return_gains=flag)
+    with pytest.raises(TypeError, match="mono: expected True or False"):
+        effects.stage_light(image, matte, mono=flag)
+    out, gains = effects.tone_map_people(image, [matte], return_gains=np.bool_(True))
+    assert len(gains) == 1
+    assert effects.stage_light(image, matte, mono=np.bool_(False)).shape == image.shape
