@@ -151,7 +151,17 @@ class NoiseProfile:
         return np.sqrt(a * y + b).astype(np.float32)
 
     def scaled(self, factor: float) -> "NoiseProfile":
-        """The same profile with every sigma multiplied by ``factor`` (variances by factor²)."""
+        """The same profile with every sigma multiplied by ``factor`` (variances by factor²).
+
+        ``factor`` is a finite number >= 0 (0 gives a zero-noise profile).
+        """
+        if isinstance(factor, (bool, np.bool_)) or not isinstance(factor, (int, float, np.integer, np.floating)):
+            raise TypeError(f"NoiseProfile.scaled: `factor` must be a number (the sigma multiplier, e.g. 1.5); "
+                            f"got {type(factor).__name__}.")
+        # A negative factor was squared into a positive one: refused rather than guessed at.
+        if not (0.0 <= float(factor) < math.inf):
+            raise ValueError(f"NoiseProfile.scaled: `factor` must be a finite number >= 0 (sigma is multiplied by "
+                             f"it, variance by its square); got {factor!r}. Pass abs(factor), or 0 for no noise.")
         f2 = float(factor) ** 2
         sc = lambda t: tuple(tuple(x * f2 for x in row) for row in t)
         return NoiseProfile(tuple(x * f2 for x in self.a), tuple(x * f2 for x in self.b),

@@ -266,3 +266,15 @@ def test_block_stats_kernel_equals_opencv_chain(rng, monkeypatch, max_blocks):
     np.testing.assert_array_equal(clipped, ref_clipped)
     assert clipped.any() and not clipped.all()
     np.testing.assert_allclose(sig, ref_sig, rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("factor, error", [("x", TypeError), (None, TypeError), (True, TypeError),
+                                           (-1, ValueError), (-0.5, ValueError), (float("nan"), ValueError),
+                                           (float("inf"), ValueError)])
+def test_scaled_refuses_a_factor_that_is_not_a_finite_number_at_least_0(factor, error):
+    """'x' failed with numpy's 'could not convert string to float' (no argument named) and -1
+    was squared into 1 without a word."""
+    prof = NoiseProfile((1e-3, 2e-3, 3e-3), (1e-5, 1e-5, 1e-5))
+    with pytest.raises(error, match="scaled: `factor` must be"):
+        prof.scaled(factor)
+    assert prof.scaled(np.float32(0.0)).a == (0.0, 0.0, 0.0) and prof.scaled(2).b == prof.scaled(2.0).b
