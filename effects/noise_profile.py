@@ -121,6 +121,9 @@ class NoiseProfile:
             if not all(0.0 <= v < math.inf for v in values):
                 raise ValueError(f"NoiseProfile.{name}: expected 3 finite numbers >= 0 (luma, chroma_rb, "
                                  f"chroma_gm), got {values!r}")
+        if self.n_bins < 0:
+            raise ValueError(f"NoiseProfile.n_bins: expected an integer >= 0 (brightness bins behind the fit, "
+                             f"0 when none), got {self.n_bins}")
 
     def model_at(self, level: int, channel: int) -> tuple[float, float]:
         """``(a, b)`` of one opponent channel at pyramid scale ``level`` (0 = full resolution)."""

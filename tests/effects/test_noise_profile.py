@@ -278,3 +278,10 @@ def test_scaled_refuses_a_factor_that_is_not_a_finite_number_at_least_0(factor, 
     with pytest.raises(error, match="scaled: `factor` must be"):
         prof.scaled(factor)
     assert prof.scaled(np.float32(0.0)).a == (0.0, 0.0, 0.0) and prof.scaled(2).b == prof.scaled(2.0).b
+
+
+def test_a_negative_n_bins_is_refused():
+    """n_bins=-1 was accepted: a count of bins cannot be negative."""
+    with pytest.raises(ValueError, match=r"NoiseProfile.n_bins: expected an integer >= 0.*got -1"):
+        NoiseProfile((1e-3,) * 3, (1e-5,) * 3, n_bins=-1)
+    assert NoiseProfile((1e-3,) * 3, (1e-5,) * 3, n_bins=0).n_bins == 0
