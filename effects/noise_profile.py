@@ -99,8 +99,9 @@ class NoiseProfile:
     coarse_a, coarse_b : tuple of (float, float, float)
         Noise *colour*: entry ``l - 1`` is the ``(a, b)`` model measured at pyramid scale
         ``l`` (image halved ``l`` times), expressed as the white noise at full resolution that
-        would show that much noise there. Empty (default) = white noise (every scale follows
-        ``a, b``); a shorter tuple repeats its last entry for coarser scales. JPEG compression
+        would show that much noise there; the two tuples have the same length. Empty (default) =
+        white noise (every scale follows ``a, b``); coarser scales than given repeat the last
+        entry. JPEG compression
         removes fine-scale noise but keeps the coarse, so on a compressed image these exceed
         ``a, b``.
     """
@@ -121,6 +122,10 @@ class NoiseProfile:
             if not all(0.0 <= v < math.inf for v in values):
                 raise ValueError(f"NoiseProfile.{name}: expected 3 finite numbers >= 0 (luma, chroma_rb, "
                                  f"chroma_gm), got {values!r}")
+        if len(self.coarse_a) != len(self.coarse_b):  # model_at paired them up to the shorter one
+            raise ValueError(f"NoiseProfile.coarse_a and coarse_b: expected one (a, b) model per scale, i.e. "
+                             f"tuples of the same length, got {len(self.coarse_a)} and {len(self.coarse_b)} "
+                             "entries. Give both for every scale, or neither (white noise).")
         if self.n_bins < 0:
             raise ValueError(f"NoiseProfile.n_bins: expected an integer >= 0 (brightness bins behind the fit, "
                              f"0 when none), got {self.n_bins}")

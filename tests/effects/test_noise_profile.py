@@ -285,3 +285,12 @@ def test_a_negative_n_bins_is_refused():
     with pytest.raises(ValueError, match=r"NoiseProfile.n_bins: expected an integer >= 0.*got -1"):
         NoiseProfile((1e-3,) * 3, (1e-5,) * 3, n_bins=-1)
     assert NoiseProfile((1e-3,) * 3, (1e-5,) * 3, n_bins=0).n_bins == 0
+
+
+@pytest.mark.parametrize("n_a, n_b", [(2, 1), (0, 1), (1, 0)])
+def test_coarse_models_of_different_lengths_are_refused(n_a, n_b):
+    """coarse_a with 2 scales and coarse_b with 1 was accepted, and model_at silently used
+    only the first scale of both (the longer tuple truncated to the shorter)."""
+    rows = ((2e-3, 2e-3, 2e-3), (4e-3, 4e-3, 4e-3))
+    with pytest.raises(ValueError, match=rf"coarse_a and coarse_b: .*same length, got {n_a} and {n_b}"):
+        NoiseProfile((1e-3,) * 3, (1e-5,) * 3, coarse_a=rows[:n_a], coarse_b=rows[:n_b])
