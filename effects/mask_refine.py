@@ -99,9 +99,11 @@ def _check_matte(matte, guide_hw) -> np.ndarray:
         raise TypeError(f"matte: expected a numpy array (h×w or h×w×K float32 in [0, 1]), got {type(matte).__name__}.")
     if matte.ndim not in (2, 3) or matte.shape[0] < 1 or matte.shape[1] < 1 or (matte.ndim == 3 and matte.shape[2] < 1):
         raise ValueError(f"matte: expected shape h×w or h×w×K, got {matte.shape}.")
+    if matte.dtype == bool:  # a hard mask, taken as 0/1 as every other effect's check_mask takes it
+        matte = matte.astype(np.float32)
     if not np.issubdtype(matte.dtype, np.floating):
         raise TypeError(
-            f"matte: expected a float array in [0, 1], got dtype {matte.dtype}. "
+            f"matte: expected a float array in [0, 1] (or bool), got dtype {matte.dtype}. "
             "Convert 0/255 masks with mask.astype(np.float32) / 255."
         )
     H, W = guide_hw
@@ -530,9 +532,10 @@ def refine_matte(guide: np.ndarray, matte: np.ndarray, *, params: RefineMattePar
         [0, 1] (values outside are clipped for the fit). The full-resolution
         photo.
     matte : np.ndarray
-        h×w or h×w×K, float32 (any float accepted), soft mattes in [0, 1],
-        with ``h <= H`` and ``w <= W``, covering the same field of view as
-        ``guide`` (each axis is scaled independently).
+        h×w or h×w×K, float32 (any float accepted), soft mattes in [0, 1]
+        (bool accepted too: a hard mask, False 0 and True 1), with ``h <= H``
+        and ``w <= W``, covering the same field of view as ``guide`` (each
+        axis is scaled independently).
     params : RefineMatteParams, optional
         Filter options; defaults to ``RefineMatteParams()``.
 
@@ -545,7 +548,7 @@ def refine_matte(guide: np.ndarray, matte: np.ndarray, *, params: RefineMattePar
     Raises
     ------
     TypeError
-        If an argument is not a float numpy array.
+        If an argument is not a float numpy array (``matte``: float or bool).
     ValueError
         On wrong shapes, a matte larger than the guide, NaN/inf values, or
         matte values outside [0, 1].

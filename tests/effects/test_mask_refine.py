@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from effects import RefineMatteParams, refine_matte
+from effects.mask_refine import refine_matte_planes
 
 
 def _chart(rng, H=96, W=128):
@@ -250,3 +251,16 @@ def test_float32_coefficients_match_a_float64_reference():
         ref = [box(a[..., c]) for c in range(3)] + [box(b)]
         for c in range(4):
             np.testing.assert_allclose(got[c], ref[c], atol=5e-5)  # float32 moments: ~1e-5
+
+
+@pytest.mark.parametrize("shape", [(12, 16), (12, 16, 2)])
+def test_a_bool_matte_is_taken_as_0_and_1(rng, shape):
+    """A bool matte was refused with advice to divide by 255 (wrong for a bool); it is a hard
+    mask, taken as 0/1 as the other effects' masks are."""
+    guide = rng.random((48, 64, 3), dtype=np.float32)
+    hard = rng.random(shape) > 0.5
+    before = hard.copy()
+    np.testing.assert_array_equal(refine_matte(guide, hard), refine_matte(guide, hard.astype(np.float32)))
+    for got, want in zip(refine_matte_planes(guide, hard), refine_matte_planes(guide, hard.astype(np.float32))):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(hard, before)
