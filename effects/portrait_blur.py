@@ -1051,11 +1051,17 @@ def portrait_blur(
     # Possibly read-only views: the matte floor below writes each one into an array of our own.
     subj = _check_mask(subject_mask, "subject_mask", (H, W), allow_stack=True, own=False)
     extra = [_check_mask(m, n, (H, W), own=False) for m, n in ((hair_mask, "hair_mask"), (glasses_mask, "glasses_mask")) if m is not None]
-    if depth is not None:
-        if not isinstance(depth, np.ndarray) or depth.shape != (H, W):
-            raise ValueError(f"depth: expected an H×W array of shape {(H, W)}, got {getattr(depth, 'shape', type(depth).__name__)}.")
-        if not np.issubdtype(depth.dtype, np.floating) or not np.isfinite(depth).all() or depth.min() <= 0:
-            raise ValueError("depth: expected finite float distances > 0 (larger = farther); got non-float, NaN/inf or values <= 0.")
+    if depth is not None:  # checked in the order and with the exception types of the masks' checks
+        if not isinstance(depth, np.ndarray):
+            raise TypeError(f"depth: expected a numpy array (float32 H×W distances > 0) or None, got "
+                            f"{type(depth).__name__}. Convert it with np.asarray(depth, np.float32).")
+        if depth.shape != (H, W):
+            raise ValueError(f"depth: expected an H×W array of shape {(H, W)}, got {depth.shape}.")
+        if not np.issubdtype(depth.dtype, np.floating):
+            raise TypeError(f"depth: expected a float array of distances > 0 (larger = farther), got dtype "
+                            f"{depth.dtype}. Convert it with depth.astype(np.float32).")
+        if not np.isfinite(depth).all() or depth.min() <= 0:
+            raise ValueError("depth: expected finite float distances > 0 (larger = farther); got NaN/inf or values <= 0.")
 
     # A blur wider than the frame is the frame's blur: capped at the diagonal (f/1e-9 asked for
     # a radius of exabytes' worth of memory and failed every photo).

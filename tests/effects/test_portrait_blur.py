@@ -241,6 +241,10 @@ def test_hair_matte_makes_soft_semi_transparent_edges(rng):
         (dict(glasses_mask=np.zeros((H, W), np.int32)), TypeError, "glasses_mask: expected a float array"),
         (dict(depth=np.zeros((H, W), np.float32)), ValueError, "depth: expected finite float distances > 0"),
         (dict(depth=np.ones((H, 3), np.float32)), ValueError, "depth: expected an H×W array"),
+        # An int or bool depth map raised ValueError, a list a message about its shape: now as the masks.
+        (dict(depth=np.ones((H, W), np.int32)), TypeError, "depth: expected a float array.*astype"),
+        (dict(depth=np.ones((H, W), bool)), TypeError, "depth: expected a float array.*dtype bool"),
+        (dict(depth=np.ones((H, W)).tolist()), TypeError, "depth: expected a numpy array.*got list"),
         (dict(params=dict(f_number=2)), TypeError, "params: expected PortraitBlurParams"),
     ],
 )
