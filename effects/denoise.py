@@ -936,7 +936,10 @@ def _skin_chroma_coefs(y1_denoised, g1_noisy, skin1, noise, p, rows, cols):
     edge = bool(np.isfinite(p.skin_chroma_edge))
     # Noise of the half-res chroma per channel (divided by luma^2 in the kernel: the ratio's).
     noise_c = [tuple(np.float32(_PYRDOWN_VAR * x) for x in noise.model_at(1, c)) for c in (1, 2)]
-    edge_var = np.float32(p.skin_chroma_edge) ** 2 if edge else _F0
+    # A huge finite edge (1e30, as good as off) squares past float32's range to inf, which the
+    # kernel takes as off: no overflow warning for that.
+    with np.errstate(over="ignore"):
+        edge_var = np.float32(p.skin_chroma_edge) ** 2 if edge else _F0
     square3 = np.ones((3, 3), np.uint8)
     g1_rows = _rows(g1_noisy)
     # Zero outside the region (the strips' pyrUp reads a few rows beyond it).

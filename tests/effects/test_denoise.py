@@ -535,3 +535,17 @@ def test_scratch_arrays_are_per_thread_and_reused():
     t.start()
     t.join()
     assert not np.shares_memory(other[0], c)
+
+
+def test_a_huge_finite_skin_chroma_edge_is_off_without_an_overflow_warning(rng):
+    """skin_chroma_edge=1e30 (as good as off) squared past float32's range with numpy's
+    'overflow encountered in scalar power' RuntimeWarning; the result was right (the guard off)."""
+    import warnings
+    img = np.clip(_noisy(np.full((48, 64, 3), (0.6, 0.3, 0.2), np.float32), 800, rng), 0, 1)
+    skin = np.ones(img.shape[:2], np.float32)
+    off = denoise(img, skin_mask=skin, params=DenoiseParams(skin_chroma_edge=float("inf")))
+    for edge in (1e30, 1e50):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            got = denoise(img, skin_mask=skin, params=DenoiseParams(skin_chroma_edge=edge))
+        np.testing.assert_array_equal(got, off)
