@@ -261,7 +261,10 @@ def sharpen(image: np.ndarray, *, sky_mask: np.ndarray | None = None, skin_mask:
     halo = max(k_half, cr)
     window = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * cr + 1, 2 * cr + 1))
     f32 = np.float32
-    t2 = f32(p.threshold ** 2)
+    # Squared in float64 as before (Python's float ** raised OverflowError past ~1.3e154); a
+    # threshold past float32's range (1e30: nothing is sharpened) becomes inf without a warning.
+    with np.errstate(over="ignore"):
+        t2 = f32(np.float64(p.threshold) ** 2)
     ov = f32(p.overshoot)
     top = f32(max(1.0, hi))
     out = np.empty((h, w, 3), np.float32)  # C-ordered whatever img's layout (a rotated view): OpenCV writes its rows

@@ -206,3 +206,16 @@ def test_compiled_strips_match_the_numpy_chain(rng, params):
         zeros = np.zeros((37, 53), np.float32)
         ref = _numpy_sharpen(img, zeros if s is None else s, zeros if k is None else k, params)
         np.testing.assert_allclose(out, ref, atol=2e-6)
+
+
+@pytest.mark.parametrize("threshold", [1e30, 1e200])
+def test_a_huge_threshold_sharpens_nothing_without_an_overflow_warning(rng, threshold):
+    """threshold=1e30 (all detail below it) squared past float32's range with numpy's 'overflow
+    encountered in cast' RuntimeWarning, and 1e200 failed with Python's OverflowError; the
+    detail is cored away entirely, the image comes back."""
+    import warnings
+    img = _texture(rng)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = sharpen(img, params=SharpenParams(threshold=threshold))
+    np.testing.assert_allclose(out, img, rtol=0, atol=1e-6)
