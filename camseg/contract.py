@@ -32,7 +32,8 @@ transformer at all.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import asdict, dataclass, field, fields
 
 CONTRACT_VERSION = 1
 METADATA_KEY = "camseg.contract"
@@ -117,12 +118,47 @@ class ModelContract:
 
     @classmethod
     def from_json(cls, text: str) -> "ModelContract":
-        """Parse the ONNX metadata; raises ValueError on a version mismatch."""
-        data = json.loads(text)
+        """Parse the ONNX metadata; raises ValueError on a version mismatch or a damaged contract."""
+        # A damaged contract (hand-edited, or written by another tool) is refused here with what is
+        # wrong: it had failed as a bare JSONDecodeError, KeyError, TypeError or AttributeError
+        # naming no model, or, with a non-number logit offset, only once a photo was segmented.
+        fix = "re-export the model with `python -m camseg.train.export`"
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"its {METADATA_KEY!r} metadata is not JSON ({exc}); {fix}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"its {METADATA_KEY!r} metadata is {json.dumps(data)[:40]}, not a JSON object; {fix}")
         version = data.get("version")
         if version != CONTRACT_VERSION:
             raise ValueError(f"model contract version {version} is not supported by this camseg "
                              f"(expects {CONTRACT_VERSION}); re-export the model with this camseg version")
+        known = {f.name for f in fields(cls)}
+        missing = [k for k in ("input_size", "scene_categories", "thing_categories") if k not in data]
+        unknown = sorted(set(data) - known)
+        if missing or unknown:
+            what = ([f"lacks {missing}"] if missing else []) + ([f"has unknown fields {unknown}"] if unknown else [])
+            raise ValueError(f"its contract {' and '.join(what)}; {fix}")
+
+        def is_count(v):
+            return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+        def is_names(v):
+            return isinstance(v, list) and all(isinstance(n, str) for n in v) and len(set(v)) == len(v)
+
+        wrong = [k for k, ok in (
+            ("input_size", lambda v: isinstance(v, list) and len(v) == 2 and all(is_count(n) and n > 0 for n in v)),
+            ("scene_categories", is_names), ("thing_categories", is_names),
+            ("num_queries", is_count), ("mask_channels", is_count), ("decoder_layers", is_count),
+            ("weights", lambda v: isinstance(v, str)), ("input_encoding", lambda v: isinstance(v, str)),
+            ("trained", lambda v: isinstance(v, dict)),
+            ("logit_offsets", lambda v: isinstance(v, dict) and all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v.values())),
+        ) if k in data and not ok(data[k])]
+        if wrong:
+            raise ValueError(f"its contract's {', '.join(f'{k}={data[k]!r}' for k in wrong)} "
+                             f"{'is' if len(wrong) == 1 else 'are'} not valid (see camseg.contract.ModelContract); "
+                             f"{fix}")
         for key in ("input_size", "scene_categories", "thing_categories"):
             data[key] = tuple(data[key])
         return cls(**data)

@@ -186,7 +186,10 @@ def _session(path: Path, threads: int | None) -> tuple[ort.InferenceSession, Mod
     if METADATA_KEY not in meta:
         raise ValueError(f"{str(path)!r} is not a camseg model (no {METADATA_KEY!r} metadata); "
                          "export it with `python -m camseg.train.export`")
-    contract = ModelContract.from_json(meta[METADATA_KEY])
+    try:
+        contract = ModelContract.from_json(meta[METADATA_KEY])
+    except ValueError as exc:
+        raise ValueError(f"{str(path)!r}: {exc}") from None
     names = tuple(o.name for o in session.get_outputs())
     if names != contract.output_names() or session.get_inputs()[0].name != INPUT_NAME:
         raise ValueError(f"{str(path)!r}: graph outputs {names} do not match its contract "

@@ -607,3 +607,38 @@ def test_mattes_refuses_a_bare_string_and_unknown_names():
     assert set(seg.mattes(["sky", "hair", "persons"])) == {"sky"}  # known but not computed: left out
     with pytest.raises(ValueError, match="unknown matte names"):  # prefetch too (it was ignored)
         seg.prefetch(["sky", "no_such_matte"])
+
+
+def _model_with_contract(path, edit):
+    """A copy of the bundled model at ``path`` whose ``camseg.contract`` metadata is
+    ``edit(contract as a dict)``: a dict is written as JSON, a str as it is."""
+    import json
+
+    onnx = pytest.importorskip("onnx")
+    from camseg.contract import METADATA_KEY
+
+    model = onnx.load(str(DEFAULT_MODEL))
+    prop = next(p for p in model.metadata_props if p.key == METADATA_KEY)
+    new = edit(json.loads(prop.value))
+    prop.value = new if isinstance(new, str) else json.dumps(new)
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda c: "{not json", "metadata is not JSON"),
+    (lambda c: "null", "metadata is null, not a JSON object"),
+    (lambda c: {k: v for k, v in c.items() if k != "scene_categories"}, r"lacks \['scene_categories'\]"),
+    (lambda c: {**c, "new_field": 1}, r"unknown fields \['new_field'\]"),
+    (lambda c: {**c, "input_size": "384x512"}, "input_size='384x512' is not valid"),
+    (lambda c: {**c, "logit_offsets": {"sky": "x"}}, r"logit_offsets=\{'sky': 'x'\} is not valid"),
+])
+def test_a_damaged_contract_is_refused_at_load_naming_the_model(tmp_path, edit, match):
+    """It failed as a bare JSONDecodeError, KeyError, TypeError or AttributeError that named no model
+    (a traceback from the command), and a non-number logit offset only when a photo was segmented."""
+    from camseg.segmenter import check_model_file
+
+    model = _model_with_contract(tmp_path / "m.onnx", edit)
+    for load in (Segmenter, check_model_file):
+        with pytest.raises(ValueError, match=f"'.*m.onnx': .*{match}.*re-export the model"):
+            load(model)
