@@ -36,7 +36,8 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from camseg.contract import INPUT_NAME, METADATA_KEY, PANOPTIC_CATEGORIES, SCENE_CATEGORIES, ModelContract
+from camseg.contract import (CLASS_OUTPUT, INPUT_NAME, MASK_OUTPUT, METADATA_KEY, PANOPTIC_CATEGORIES,
+                             SCENE_CATEGORIES, SCENE_OUTPUT, ModelContract)
 from camseg.io import Photo, linear_to_srgb, read_image, read_photo, to_srgb_primaries
 from effects import RefineMatteParams
 from effects.mask_refine import refine_matte_planes
@@ -194,6 +195,21 @@ def _session(path: Path, threads: int | None) -> tuple[ort.InferenceSession, Mod
     if names != contract.output_names() or session.get_inputs()[0].name != INPUT_NAME:
         raise ValueError(f"{str(path)!r}: graph outputs {names} do not match its contract "
                          f"{contract.output_names()}; re-export the model")
+    # The shapes the contract promises (the runtime sizes its input and names the channels by
+    # it): a contract of another input size had loaded and failed every photo with onnxruntime's
+    # "Got invalid dimensions for input", and fewer category names than channels silently left
+    # channels out. Dimensions the graph leaves free (named, or None) are not compared.
+    h, w = contract.input_size
+    n, scene, things = contract.num_queries, len(contract.scene_categories), len(contract.thing_categories)
+    promised = {INPUT_NAME: (1, 3, h, w), SCENE_OUTPUT: (1, scene, h, w), CLASS_OUTPUT: (1, n, things + 1),
+                MASK_OUTPUT: (1, n, h, w)}
+    for arg in (session.get_inputs()[0], *session.get_outputs()):
+        graph = tuple(arg.shape)
+        want = promised[arg.name]
+        if len(graph) != len(want) or any(isinstance(g, int) and g != p for g, p in zip(graph, want)):
+            raise ValueError(f"{str(path)!r}: {arg.name!r} is {graph} in the graph but {want} by its contract "
+                             f"(input_size {contract.input_size}, {scene} scene_categories, num_queries {n}, "
+                             f"{things} thing_categories); re-export the model")
     return session, contract
 
 

@@ -642,3 +642,27 @@ def test_a_damaged_contract_is_refused_at_load_naming_the_model(tmp_path, edit, 
     for load in (Segmenter, check_model_file):
         with pytest.raises(ValueError, match=f"'.*m.onnx': .*{match}.*re-export the model"):
             load(model)
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda c: {**c, "input_size": [256, 256]}, r"'image' is \(1, 3, 384, 512\) in the graph but \(1, 3, 256, 256\)"),
+    (lambda c: {**c, "scene_categories": ["sky", "hair", "skin"]}, r"'scene_logits' is \(1, 5, 384, 512\) in the graph"),
+    (lambda c: {**c, "num_queries": 8}, r"'query_class_logits' is \(1, 4, 2\) in the graph but \(1, 8, 2\)"),
+])
+def test_a_contract_that_does_not_match_its_graph_is_refused_at_load(tmp_path, edit, match):
+    """Another input size loaded and failed every photo with onnxruntime's 'Got invalid dimensions for
+    input' (in a batch, once per photo); three category names for five channels loaded and silently
+    left teeth and glasses out."""
+    from camseg.segmenter import check_model_file
+
+    model = _model_with_contract(tmp_path / "m.onnx", edit)
+    for load in (Segmenter, check_model_file):
+        with pytest.raises(ValueError, match=f"'.*m.onnx': {match}.*re-export the model"):
+            load(model)
+
+
+def test_scene_category_names_are_the_models_own(tmp_path, photo):
+    """The graph's shape check counts channels; what the contract calls them is data."""
+    cats = ["sky", "hair", "skin", "tooth", "glasses"]
+    with Segmenter(_model_with_contract(tmp_path / "r.onnx", lambda c: {**c, "scene_categories": cats})) as s:
+        assert s.segment(photo).tooth.shape == photo.shape[:2]
