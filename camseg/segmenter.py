@@ -245,11 +245,41 @@ def check_model_file(path: "str | os.PathLike | None" = None) -> ModelContract:
     path = Path(DEFAULT_MODEL if path is None else path)
     contract = _session(path, 1)[1]
     _check_full_model(path, contract)
+    _scene_twin(path, contract, 1)
     return contract
 
 
 def _scene_model_path(path: Path) -> Path:
     return path.with_name(path.stem + "_scene.onnx")
+
+
+def _scene_twin(path: Path, contract: ModelContract, threads: "int | None") -> "ort.InferenceSession | None":
+    """The scene-only twin beside the full model ``path``, checked against ``contract``; None when
+    there is none.
+
+    It is loaded with the full model, so a bad one is refused here (and by
+    :func:`check_model_file`, before any photo): a damaged one had passed the batch's check and
+    failed every photo in each worker, a copy of the full model under its name failed every
+    scene-only call with "too many values to unpack", and one whose channels are in another
+    order gave, e.g., the glasses matte as teeth.
+    """
+    scene_path = _scene_model_path(path)
+    if not scene_path.exists():
+        return None
+    fix = (f"replace it with the scene-only model exported with {path.name!r}, or remove it (scene-only "
+           "calls then run the full model)")
+    try:
+        session, twin = _session(scene_path, threads)
+    except ValueError as exc:
+        raise ValueError(f"{str(path)!r} has a scene-only twin beside it that cannot be used: {exc}; {fix}") from None
+    if not twin.scene_only:
+        raise ValueError(f"{str(scene_path)!r}, beside the model {path.name!r}, is not a scene-only model (it has "
+                         f"{twin.num_queries} queries); {fix}")
+    if (twin.scene_categories, twin.input_size) != (contract.scene_categories, contract.input_size):
+        raise ValueError(f"{str(scene_path)!r}, beside the model {path.name!r}, does not match it: scene categories "
+                         f"{list(twin.scene_categories)} at {twin.input_size}, the model's "
+                         f"{list(contract.scene_categories)} at {contract.input_size}; {fix}")
+    return session
 
 
 def _full_model_path(path: Path) -> "Path | None":
@@ -288,8 +318,7 @@ class Segmenter:
         self.options = options or SegmenterOptions()
         self._full, self.contract = _session(self.model_path, threads)
         _check_full_model(self.model_path, self.contract)
-        scene_path = _scene_model_path(self.model_path)
-        self._scene = _session(scene_path, threads)[0] if scene_path.exists() else None
+        self._scene = _scene_twin(self.model_path, self.contract, threads)
         self.scene_categories = self.contract.scene_categories
         self.categories = self.scene_categories + PERSON_NAMES
         o = self.options

@@ -1090,14 +1090,22 @@ def test_a_record_from_before_models_were_recorded_is_not_flagged(tmp_path):
     assert again.skipped == 1 and not again.notes
 
 
-@pytest.mark.parametrize("which", ["missing", "scene-only", "not a model"])
+@pytest.mark.parametrize("which", ["missing", "scene-only", "not a model", "damaged scene-only twin"])
 def test_a_bad_model_is_refused_before_any_photo(tmp_path, which):
+    """(A damaged scene-only twin beside a good model passed the check, and each worker's model
+    load failed: every photo failed with it, one by one.)"""
+    import shutil
+
     from camseg.segmenter import DEFAULT_MODEL
 
     photos = _photos(tmp_path / "in", 2)
+    (tmp_path / "m").mkdir()
+    shutil.copy(DEFAULT_MODEL, tmp_path / "m" / "m.onnx")
+    (tmp_path / "m" / "m_scene.onnx").write_bytes(DEFAULT_MODEL.with_name("hyperdetr_scene.onnx").read_bytes()[:5000])
     path = {"missing": tmp_path / "nowhere.onnx", "scene-only": DEFAULT_MODEL.with_name("hyperdetr_scene.onnx"),
-            "not a model": photos[0]}[which]
-    expected = {"missing": "does not exist", "scene-only": "scene-only model", "not a model": "cannot load"}[which]
+            "not a model": photos[0], "damaged scene-only twin": tmp_path / "m" / "m.onnx"}[which]
+    expected = {"missing": "does not exist", "scene-only": "scene-only model", "not a model": "cannot load",
+                "damaged scene-only twin": "scene-only twin beside it that cannot be used.*m_scene.onnx"}[which]
     with pytest.raises((ValueError, FileNotFoundError), match=expected):
         run_batch(photos, tmp_path / "out", jobs=1, progress=False, model_path=path)
     assert not (tmp_path / "out").exists()

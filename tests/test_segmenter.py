@@ -666,3 +666,39 @@ def test_scene_category_names_are_the_models_own(tmp_path, photo):
     cats = ["sky", "hair", "skin", "tooth", "glasses"]
     with Segmenter(_model_with_contract(tmp_path / "r.onnx", lambda c: {**c, "scene_categories": cats})) as s:
         assert s.segment(photo).tooth.shape == photo.shape[:2]
+
+
+@pytest.mark.parametrize("twin, match", [
+    ("full", "is not a scene-only model"),
+    ("reordered", r"does not match it: scene categories \['sky', 'hair', 'skin', 'glasses', 'teeth'\]"),
+    ("damaged", "cannot be used: cannot load model"),
+])
+def test_a_bad_scene_only_twin_is_refused_at_load(tmp_path, twin, match):
+    """A copy of the full model as ``<stem>_scene.onnx`` loaded and failed every scene-only call with
+    'too many values to unpack'; a twin with its channels in another order silently gave the glasses
+    matte as teeth (and teeth as glasses) on scene-only calls."""
+    import shutil
+
+    from camseg.segmenter import check_model_file
+
+    model = tmp_path / "m.onnx"
+    shutil.copy(DEFAULT_MODEL, model)
+    scene = DEFAULT_MODEL.with_name("hyperdetr_scene.onnx")
+    if twin == "full":
+        shutil.copy(DEFAULT_MODEL, tmp_path / "m_scene.onnx")
+    elif twin == "damaged":
+        (tmp_path / "m_scene.onnx").write_bytes(scene.read_bytes()[:5000])
+    else:
+        onnx = pytest.importorskip("onnx")
+        import json
+
+        from camseg.contract import METADATA_KEY
+
+        proto = onnx.load(str(scene))
+        prop = next(p for p in proto.metadata_props if p.key == METADATA_KEY)
+        prop.value = json.dumps({**json.loads(prop.value),
+                                 "scene_categories": ["sky", "hair", "skin", "glasses", "teeth"]})
+        onnx.save(proto, str(tmp_path / "m_scene.onnx"))
+    for load in (Segmenter, check_model_file):
+        with pytest.raises(ValueError, match=match + ".*replace it with the scene-only model exported with 'm.onnx'"):
+            load(model)
