@@ -171,6 +171,15 @@ def _session(path: Path, threads: int | None) -> tuple[ort.InferenceSession, Mod
         raise FileNotFoundError(f"model file {str(path)!r} does not exist; pass the .onnx file written by "
                                 "`python -m camseg.train.export` (--model on the command line, model_path= "
                                 "in Python), or leave it out for the bundled model")
+    # What onnxruntime says of these ("Protobuf parsing failed" for a folder, "No graph was found
+    # in the protobuf" for an empty file) named neither the problem nor the fix.
+    if path.is_dir():
+        inside = sorted(str(p) for p in path.glob("*.onnx") if not p.stem.endswith("_scene"))
+        raise ValueError(f"model file {str(path)!r} is a folder; pass the model's .onnx file itself"
+                         + (f" (in it: {', '.join(map(repr, inside[:3]))})" if inside else ""))
+    if path.stat().st_size == 0:
+        raise ValueError(f"model file {str(path)!r} is empty (0 bytes): an incomplete copy or download? "
+                         "Copy it again, or export it with `python -m camseg.train.export`")
     options = ort.SessionOptions()
     if threads is not None:
         options.intra_op_num_threads = int(threads)
@@ -182,6 +191,10 @@ def _session(path: Path, threads: int | None) -> tuple[ort.InferenceSession, Mod
     try:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types
+        if "INVALID_PROTOBUF" in str(exc):
+            raise ValueError(f"cannot load model {str(path)!r}: it is not an ONNX model, or a damaged or truncated "
+                             f"copy of one ({str(exc).strip()}); copy it again, or export it with "
+                             "`python -m camseg.train.export`") from exc
         raise ValueError(f"cannot load model {str(path)!r}: {exc}") from exc
     meta = session.get_modelmeta().custom_metadata_map
     if METADATA_KEY not in meta:

@@ -702,3 +702,20 @@ def test_a_bad_scene_only_twin_is_refused_at_load(tmp_path, twin, match):
     for load in (Segmenter, check_model_file):
         with pytest.raises(ValueError, match=match + ".*replace it with the scene-only model exported with 'm.onnx'"):
             load(model)
+
+
+def test_a_folder_an_empty_file_and_a_truncated_copy_are_refused_with_the_fix(tmp_path):
+    """A folder failed as onnxruntime's 'Protobuf parsing failed', an empty file as 'No graph was
+    found in the protobuf', a truncated copy as the former: neither said what was wrong nor what to do."""
+    from camseg.segmenter import check_model_file
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "m.onnx").write_bytes(DEFAULT_MODEL.read_bytes())
+    (tmp_path / "empty.onnx").touch()
+    (tmp_path / "cut.onnx").write_bytes(DEFAULT_MODEL.read_bytes()[:1_000_000])
+    for path, match in ((tmp_path / "models", r"is a folder; pass the model's .onnx file itself \(in it: '.*m.onnx"),
+                        (tmp_path / "empty.onnx", r"is empty \(0 bytes\).*Copy it again"),
+                        (tmp_path / "cut.onnx", "not an ONNX model, or a damaged or truncated copy.*copy it again")):
+        for load in (Segmenter, check_model_file):
+            with pytest.raises(ValueError, match=match):
+                load(path)
