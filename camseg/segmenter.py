@@ -214,6 +214,11 @@ def _session(path: Path, threads: int | None) -> tuple[ort.InferenceSession, Mod
     # channels out. Dimensions the graph leaves free (named, or None) are not compared.
     h, w = contract.input_size
     n, scene, things = contract.num_queries, len(contract.scene_categories), len(contract.thing_categories)
+    if n and contract.thing_categories[:1] != ("person",):
+        # The runtime reads the first thing category's probability as a person's: another
+        # model's queries (a contract listing only "dog") had been returned as persons.
+        raise ValueError(f"{str(path)!r}: its contract's thing_categories are {list(contract.thing_categories)}; "
+                         "camseg finds people, and needs 'person' first; re-export the model")
     promised = {INPUT_NAME: (1, 3, h, w), SCENE_OUTPUT: (1, scene, h, w), CLASS_OUTPUT: (1, n, things + 1),
                 MASK_OUTPUT: (1, n, h, w)}
     for arg in (session.get_inputs()[0], *session.get_outputs()):

@@ -648,6 +648,8 @@ def test_a_damaged_contract_is_refused_at_load_naming_the_model(tmp_path, edit, 
     (lambda c: {**c, "input_size": [256, 256]}, r"'image' is \(1, 3, 384, 512\) in the graph but \(1, 3, 256, 256\)"),
     (lambda c: {**c, "scene_categories": ["sky", "hair", "skin"]}, r"'scene_logits' is \(1, 5, 384, 512\) in the graph"),
     (lambda c: {**c, "num_queries": 8}, r"'query_class_logits' is \(1, 4, 2\) in the graph but \(1, 8, 2\)"),
+    # (Loaded, and its "dog" queries came back as persons.)
+    (lambda c: {**c, "thing_categories": ["dog"]}, r"its contract's thing_categories are \['dog'\]; camseg finds"),
 ])
 def test_a_contract_that_does_not_match_its_graph_is_refused_at_load(tmp_path, edit, match):
     """Another input size loaded and failed every photo with onnxruntime's 'Got invalid dimensions for
