@@ -1218,8 +1218,10 @@ def read_photo(path: "str | os.PathLike") -> Photo:
     ------
     FileNotFoundError
         If the file does not exist.
+    IsADirectoryError
+        If the path is a folder.
     ValueError
-        If the file is empty, truncated, damaged or not an image.
+        If the file is empty, truncated, damaged or not an image (or not a regular file).
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -1227,6 +1229,13 @@ def read_photo(path: "str | os.PathLike") -> Photo:
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
     path = Path(path)
     if not path.is_file():
+        # A folder (or a pipe) had been reported as a file that "does not exist".
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, f"image file {str(path)!r} is a folder, not a photo file; name "
+                                                  "one photo in it (the camseg command takes folders)")
+        if path.exists():
+            raise ValueError(f"cannot read {str(path)!r}: not a regular file (a pipe, socket or device); "
+                             "name a photo file")
         raise FileNotFoundError(f"image file {str(path)!r} does not exist; check the path")
     try:
         data = path.read_bytes()

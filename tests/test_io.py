@@ -734,6 +734,19 @@ def test_bad_files_raise_clear_errors(tmp_path):
         cio.read_photo(42)
 
 
+def test_folder_or_pipe_is_not_called_missing(tmp_path):
+    """A folder passed as a photo (``examples/develop_photo.py --input photos/``) was reported as a
+    file that "does not exist"; so was a pipe."""
+    (tmp_path / "photos.jpg").mkdir()
+    with pytest.raises(IsADirectoryError, match="is a folder, not a photo file"):
+        cio.read_photo(tmp_path / "photos.jpg")
+    with pytest.raises(IsADirectoryError, match="is a folder"):
+        cio.read_image(tmp_path)
+    os.mkfifo(tmp_path / "pipe.jpg")
+    with pytest.raises(ValueError, match="not a regular file"):
+        cio.read_photo(tmp_path / "pipe.jpg")
+
+
 def test_read_image_uses_read_photo(tmp_path):
     Image.fromarray(_gradient()).save(tmp_path / "a.png", exif=_exif(8))
     photo = cio.read_photo(tmp_path / "a.png")
