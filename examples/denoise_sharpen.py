@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from camseg.io import linear_to_srgb, srgb_to_linear  # noqa: E402
 from effects import denoise, estimate_noise, sharpen  # noqa: E402
+from _script import out_folder, positive, write_image  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SAMPLE = Path(__file__).resolve().parents[1] / "camseg" / "samples" / "astronaut.jpg"
@@ -103,9 +104,9 @@ def to_u8(img):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out")
-    ap.add_argument("--iso", type=float, default=3200)
+    ap.add_argument("--iso", type=positive(float), default=3200)
     args = ap.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    out_folder(ap, args.out)
     rng = np.random.default_rng(0)
     for scene in (photo_with_sky(), face_with_skin()):
         if scene is None:
@@ -124,8 +125,8 @@ def main(argv=None):
             c = cv2.resize(to_u8(t[ys, xs]), None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
             cv2.putText(c, lab, (6, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2, cv2.LINE_AA)
             row.append(c)
-        cv2.imwrite(str(args.out / f"denoise_{name}_crops.png"), np.concatenate(row, axis=1))
-        cv2.imwrite(str(args.out / f"denoise_{name}_full.png"),
+        write_image(args.out / f"denoise_{name}_crops.png", np.concatenate(row, axis=1))
+        write_image(args.out / f"denoise_{name}_full.png",
                     np.concatenate([to_u8(noisy), to_u8(final)], axis=1))
         print(f"{name}: noise at luma 0.1/0.5: {prof.sigma(np.array([0.1, 0.5]))[:, 0].round(4)} -> "
               f"{args.out}/denoise_{name}_crops.png")

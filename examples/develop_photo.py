@@ -23,22 +23,26 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from camseg.pipeline import develop  # noqa: E402
+from camseg.pipeline import available_portrait_effects, available_styles, develop  # noqa: E402
 from camseg.io import linear_to_srgb, read_photo  # noqa: E402
+from _script import out_folder, photo_file, write_image  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-parser.add_argument("--input", type=Path, default=REPO / "camseg" / "samples" / "astronaut.jpg")
+parser.add_argument("--input", type=photo_file, default=REPO / "camseg" / "samples" / "astronaut.jpg")
 parser.add_argument("--out", type=Path, default=REPO / "examples" / "out")
-parser.add_argument("--style", default="standard")
-parser.add_argument("--portrait", default="blur", help="blur, stage_light, ... or none")
+parser.add_argument("--style", default="standard", choices=available_styles())
+parser.add_argument("--portrait", default="blur", choices=[*available_portrait_effects(), "none"])
 args = parser.parse_args()
-args.out.mkdir(parents=True, exist_ok=True)
+out_folder(parser, args.out)
 
 photo = read_photo(args.input)
 result = develop(photo, style=args.style, portrait=None if args.portrait == "none" else args.portrait,
                  return_details=True)
 print(result.report)
-out_path = result.image.save(args.out / f"developed_{args.input.stem}.jpg")
+try:
+    out_path = result.image.save(args.out / f"developed_{args.input.stem}.jpg")
+except OSError as exc:
+    raise SystemExit(f"cannot write {args.out / f'developed_{args.input.stem}.jpg'}: {exc.strerror or exc}") from None
 
 
 def label(img, text):
@@ -56,5 +60,5 @@ after = (linear_to_srgb(result.image.pixels) * 255 + 0.5).astype(np.uint8)
 portrait = result.report.stage("portrait")
 note = args.portrait if portrait.status == "applied" else f"{args.portrait}: {portrait.status}"
 sheet = np.concatenate([label(before, "original"), label(after, f"style={args.style}, portrait={note}")], axis=1)
-cv2.imwrite(str(args.out / "develop_photo_comparison.png"), sheet[:, :, ::-1])
+write_image(args.out / "develop_photo_comparison.png", sheet[:, :, ::-1])
 print(f"wrote {out_path} and {args.out / 'develop_photo_comparison.png'}")

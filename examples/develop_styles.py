@@ -24,13 +24,14 @@ sys.path.insert(0, str(REPO))
 
 from camseg.pipeline import available_portrait_effects, available_styles, develop  # noqa: E402
 from camseg.io import linear_to_srgb, read_photo  # noqa: E402
+from _script import out_folder, photo_file, positive, write_image  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-parser.add_argument("--input", type=Path, default=REPO / "camseg" / "samples" / "astronaut.jpg")
+parser.add_argument("--input", type=photo_file, default=REPO / "camseg" / "samples" / "astronaut.jpg")
 parser.add_argument("--out", type=Path, default=REPO / "examples" / "out")
-parser.add_argument("--width", type=int, default=384, help="tile width in the contact sheet")
+parser.add_argument("--width", type=positive(int), default=384, help="tile width in the contact sheet")
 args = parser.parse_args()
-args.out.mkdir(parents=True, exist_ok=True)
+out_folder(parser, args.out)
 
 photo = read_photo(args.input)
 first = develop(photo, return_details=True)  # segments once (all categories)
@@ -65,5 +66,5 @@ blank = np.zeros_like(tiles[0])
 tiles += [blank] * (-len(tiles) % cols)
 rows = [np.concatenate(tiles[i:i + cols], axis=1) for i in range(0, len(tiles), cols)]
 sheet = np.concatenate(rows, axis=0)
-cv2.imwrite(str(args.out / "develop_styles.png"), sheet[:, :, ::-1])
+write_image(args.out / "develop_styles.png", sheet[:, :, ::-1])
 print(f"wrote {args.out / 'develop_styles.png'}")

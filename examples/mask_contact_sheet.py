@@ -26,14 +26,15 @@ sys.path.insert(0, str(REPO))
 from camseg.batch import mask_overlay  # noqa: E402
 from camseg.io import linear_to_srgb, read_photo  # noqa: E402
 from camseg.segmenter import Segmenter  # noqa: E402
+from _script import out_folder, photo_file, positive, write_image  # noqa: E402
 
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-parser.add_argument("--input", type=Path, default=REPO / "camseg" / "samples" / "astronaut.jpg")
+parser.add_argument("--input", type=photo_file, default=REPO / "camseg" / "samples" / "astronaut.jpg")
 parser.add_argument("--out", type=Path, default=REPO / "examples" / "out")
-parser.add_argument("--width", type=int, default=320)
+parser.add_argument("--width", type=positive(int), default=320)
 args = parser.parse_args()
-args.out.mkdir(parents=True, exist_ok=True)
+out_folder(parser, args.out)
 source = args.input
 
 photo = read_photo(source)
@@ -72,5 +73,5 @@ cols = 4
 blank = np.zeros_like(tiles[0])
 tiles += [blank] * (-len(tiles) % cols)
 sheet = np.concatenate([np.concatenate(tiles[i:i + cols], axis=1) for i in range(0, len(tiles), cols)], axis=0)
-cv2.imwrite(str(args.out / "mask_contact_sheet.png"), sheet[:, :, ::-1])
+write_image(args.out / "mask_contact_sheet.png", sheet[:, :, ::-1])
 print(f"{len(seg.persons)} person(s); wrote {args.out / 'mask_contact_sheet.png'}")

@@ -23,7 +23,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -32,6 +31,7 @@ sys.path.insert(0, str(REPO / "examples"))
 from effects.styles import STYLE_PRESETS, apply_style  # noqa: E402
 from effects.tone_map import tone_map_people  # noqa: E402
 from tone_map_people import crude_skin, label, load_scene, to8  # noqa: E402
+from _script import out_folder, write_image  # noqa: E402
 
 
 def main():
@@ -39,7 +39,7 @@ def main():
     ap.add_argument("--image", default="000000000529", help="COCO image id (when the data folder exists)")
     ap.add_argument("--out", type=Path, default=REPO / "examples" / "out")
     args = ap.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
+    out_folder(ap, args.out)
 
     image, persons, sky, source = load_scene(args.image)
     skin = crude_skin(image, persons)
@@ -51,7 +51,7 @@ def main():
     rows = [np.concatenate(tiles[i:i + 4], axis=1) for i in range(0, 8, 4)]
     rows[-1] = np.concatenate([rows[-1], np.zeros((rows[0].shape[0], rows[0].shape[1] - rows[-1].shape[1], 3), np.uint8)], axis=1)
     path = args.out / "photographic_styles.png"
-    Image.fromarray(np.concatenate(rows, axis=0)).save(path)
+    write_image(path, np.concatenate(rows, axis=0)[:, :, ::-1])
     print(f"{source}: wrote {path}")
 
 

@@ -38,6 +38,7 @@ sys.path.insert(0, str(REPO))
 
 from camseg.io import linear_to_srgb, read_image  # noqa: E402
 from effects import PortraitBlurParams, portrait_blur  # noqa: E402
+from _script import out_folder, positive, write_image  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "person_binary" / "train"
 
@@ -45,6 +46,9 @@ DATA = REPO.parent / "shared" / "data" / "person_binary" / "train"
 def load(image_id):
     """Linear photo, person matte, and a label saying where they came from."""
     if DATA.exists():
+        if not (DATA / "images" / f"{image_id}.jpg").is_file() or not (DATA / "masks" / f"{image_id}.png").is_file():
+            raise SystemExit(f"--image {image_id}: person_binary has no such photo and mask ({DATA}/images/"
+                             f"{image_id}.jpg, masks/{image_id}.png); give the id of one there, e.g. --image 107")
         image = read_image(DATA / "images" / f"{image_id}.jpg")
         mask = cv2.imread(str(DATA / "masks" / f"{image_id}.png"), cv2.IMREAD_GRAYSCALE)
         return image, (mask / 255.0).astype(np.float32), f"person_binary {image_id} (machine-made mask)"
@@ -81,9 +85,10 @@ def label(img, text):
 def main():
     ap = argparse.ArgumentParser(description="Portrait lens blur before/after.")
     ap.add_argument("--image", default="107", help="person_binary image id (when the shared data exists)")
-    ap.add_argument("--f-number", type=float, default=1.4)
+    ap.add_argument("--f-number", type=positive(float), default=1.4)
     ap.add_argument("--out", default=str(REPO / "examples" / "out"))
     args = ap.parse_args()
+    out_dir = out_folder(ap, args.out)
 
     image, mask, source = load(args.image)
     params = PortraitBlurParams(f_number=args.f_number)
@@ -104,10 +109,7 @@ def main():
     box = (slice(cy - ch // 2, cy - ch // 2 + ch), slice(cx - cw // 2, cx - cw // 2 + cw))
     crops = np.hstack([cv2.resize(p[box], None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST) for p in plain])
     crops = cv2.resize(crops, (top.shape[1], int(crops.shape[0] * top.shape[1] / crops.shape[1])), interpolation=cv2.INTER_AREA)
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "portrait_blur.png"
-    cv2.imwrite(str(path), np.vstack([top, crops]))
+    path = write_image(out_dir / "portrait_blur.png", np.vstack([top, crops]))
     print(f"{source}: {w}x{h}, portrait_blur {dt * 1000:.0f} ms -> {path}")
 
 

@@ -36,6 +36,7 @@ from camseg.io import linear_to_srgb  # noqa: E402
 from effects import contour_light, high_key_mono, stage_light, studio_light  # noqa: E402
 
 from portrait_blur import label, load, to_bgr8  # noqa: E402  (same photos, masks and sheet helpers as the blur example)
+from _script import out_folder, write_image  # noqa: E402
 
 
 def crude_skin(image, mask):
@@ -52,6 +53,7 @@ def main():
     ap.add_argument("--image", default="126", help="person_binary image id (when the shared data exists)")
     ap.add_argument("--out", default=str(REPO / "examples" / "out"))
     args = ap.parse_args()
+    out_dir = out_folder(ap, args.out)
 
     image, mask, source = load(args.image)
     skin = crude_skin(image, mask)
@@ -77,10 +79,7 @@ def main():
                        for k in ("input", "stage light", "high-key mono")])
     width = rows[0].shape[1]
     crops = cv2.resize(crops, (width, int(crops.shape[0] * width / crops.shape[1])), interpolation=cv2.INTER_AREA)
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "stage_light.png"
-    cv2.imwrite(str(path), np.vstack(rows + [crops]))
+    path = write_image(out_dir / "stage_light.png", np.vstack(rows + [crops]))
     print(f"{source}: {w}x{h} -> {path}")
 
 

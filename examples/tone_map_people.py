@@ -35,6 +35,7 @@ sys.path.insert(0, str(REPO))
 from camseg.io import linear_to_srgb, read_image  # noqa: E402
 from camseg.train.data import labels_align  # noqa: E402  (numpy + OpenCV only, no torch)
 from effects.tone_map import tone_map_people  # noqa: E402
+from _script import out_folder, write_image  # noqa: E402
 
 COCO = REPO.parent / "shared" / "data" / "coco_panoptic"
 
@@ -43,7 +44,10 @@ def load_scene(image_id):
     """Linear image, person mattes, sky matte and a source label."""
     if COCO.exists():
         meta = json.loads((COCO / "panoptic.json").read_text())
-        ann = next(a for a in meta["annotations"] if a["file_name"] == f"{image_id}.png")
+        ann = next((a for a in meta["annotations"] if a["file_name"] == f"{image_id}.png"), None)
+        if ann is None or not (COCO / "images" / f"{image_id}.jpg").is_file():
+            raise SystemExit(f"--image {image_id}: the COCO panoptic set ({COCO}) has no such photo; give the id "
+                             "of one there, e.g. --image 000000000110 or 000000000529")
         image = read_image(COCO / "images" / f"{image_id}.jpg")
         rgb = np.asarray(Image.open(COCO / "panoptic" / ann["file_name"]).convert("RGB")).astype(np.int64)
         ids = rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
@@ -96,7 +100,7 @@ def main():
     ap.add_argument("--image", default="000000000110", help="COCO image id (when the data folder exists)")
     ap.add_argument("--out", type=Path, default=REPO / "examples" / "out")
     args = ap.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
+    out_folder(ap, args.out)
 
     image, persons, sky, source = load_scene(args.image)
     skin = crude_skin(image, persons)
@@ -113,7 +117,7 @@ def main():
     sheet = np.concatenate([label(to8(image), "input"), label(to8(out), "tone_map_people"),
                             label(gain_vis, "gain EV (-2 .. +2)")], axis=1)
     path = args.out / "tone_map_people.png"
-    Image.fromarray(sheet).save(path)
+    write_image(path, sheet[:, :, ::-1])
     print(f"wrote {path}")
 
 

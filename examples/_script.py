@@ -1,0 +1,81 @@
+"""What every example does at its edges: check its arguments, and write its images whole.
+
+A photo that is missing or a folder, an ``--out`` that cannot be a folder, a width or an ISO
+of zero are refused by argparse (a one-line message naming the argument, exit status 2), not
+met later as a traceback; an image that cannot be written ends the script with its path and
+the reason (exit status 1) instead of ``cv2.imwrite`` returning False unseen and the script
+printing "wrote". Images are written to a temporary file in the same folder and renamed, so an
+interrupted run leaves the previous image or none, never half of one.
+"""
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+import cv2
+
+
+def photo_file(text):
+    """argparse ``type=``: an existing photo file."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a folder; name one photo file (JPEG, PNG or TIFF)")
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{text!r} does not exist (or is not a regular file); check the path")
+    return path
+
+
+def positive(kind):
+    """argparse ``type=``: a number of ``kind`` (int or float) above zero."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__} above 0, got {text!r}") from None
+        if not 0 < value < float("inf"):  # NaN fails both
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__} above 0, got {text!r}")
+        return value
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
+def out_folder(parser, path):
+    """Create ``--out`` (and the folders above it); refuse it through ``parser`` when it cannot be one."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        parser.error(f"argument --out: cannot use {str(path)!r} as the output folder "
+                     f"({exc.strerror or exc}); name a folder you can write to")
+    if not os.access(path, os.W_OK | os.X_OK):
+        parser.error(f"argument --out: {str(path)!r} is not writable; name a folder you can write to")
+    return path
+
+
+def write_image(path, bgr):
+    """Encode ``bgr`` (uint8 H×W×3, OpenCV's BGR order) by ``path``'s suffix and put it there
+    atomically (temporary file in the same folder, then rename); exit with a message on failure."""
+    path = Path(path)
+    ok, data = cv2.imencode(path.suffix, bgr)
+    if not ok:
+        raise SystemExit(f"cannot encode an image as {path.suffix!r} for {path}")
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.tobytes())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as exc:
+        raise SystemExit(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -1,0 +1,62 @@
+"""The example scripts as a user runs them: bad arguments refused in one line, images written
+whole and where they say, or a failure said."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+COCO = REPO.parent / "shared" / "data" / "coco_panoptic"
+
+
+def _run(script, *args, cwd):
+    # From another folder, without PYTHONPATH: as a user runs `python examples/x.py`.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.run([sys.executable, str(EXAMPLES / script), *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("script, args, message", [
+    ("develop_photo.py", ["--input", "{tmp}/missing.jpg"], "does not exist"),
+    ("develop_styles.py", ["--input", "{tmp}"], "is a folder"),
+    ("mask_contact_sheet.py", ["--input", "{tmp}", "--out", "{tmp}/out"], "is a folder"),
+    ("develop_photo.py", ["--style", "nope", "--out", "{tmp}/out"], "invalid choice: 'nope'"),
+    ("develop_styles.py", ["--width", "0", "--out", "{tmp}/out"], "above 0, got '0'"),
+    ("denoise_sharpen.py", ["--iso", "-5", "--out", "{tmp}/out"], "above 0, got '-5'"),
+    ("portrait_blur.py", ["--f-number", "0", "--out", "{tmp}/out"], "above 0, got '0'"),
+    ("stage_light.py", ["--out", "{tmp}/a_file/out"], "cannot use"),
+    ("photographic_styles.py", ["--out", "{tmp}/a_file"], "cannot use"),
+])
+def test_bad_arguments_are_refused_without_a_traceback(tmp_path, script, args, message):
+    """A missing photo, a folder for a photo, an --out that cannot be a folder, a width or ISO
+    of 0 ended in a traceback (a width of 0 in OpenCV's assertion; an ISO of -5 ran on with NaN
+    noise and exit 0)."""
+    (tmp_path / "a_file").write_text("not a folder")
+    done = _run(script, *[a.format(tmp=tmp_path) for a in args], cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(not COCO.exists(), reason="needs the shared COCO panoptic set")
+def test_unknown_photo_id_is_refused_without_a_traceback(tmp_path):
+    done = _run("tone_map_people.py", "--image", "99999", "--out", tmp_path, cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr  # was StopIteration
+    assert "has no such photo" in done.stderr
+
+
+def test_image_is_written_whole_or_the_failure_said(tmp_path):
+    """cv2.imwrite's False was not looked at: with the image's name taken by a folder the script
+    printed that it had written it, and exited 0."""
+    done = _run("portrait_blur.py", "--out", tmp_path / "ok", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (tmp_path / "ok").iterdir()) == ["portrait_blur.png"]  # no temporary left
+    (tmp_path / "taken" / "portrait_blur.png").mkdir(parents=True)
+    done = _run("portrait_blur.py", "--out", tmp_path / "taken", cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "cannot write" in done.stderr and str(tmp_path / "taken" / "portrait_blur.png") in done.stderr
+    assert "->" not in done.stdout
+    assert sorted(p.name for p in (tmp_path / "taken").iterdir()) == ["portrait_blur.png"]
