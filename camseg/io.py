@@ -49,6 +49,7 @@ __all__ = [
     "write_photo",
     "make_icc_profile",
     "DISPLAY_P3_PRIMARIES",
+    "ADOBE_RGB_PRIMARIES",
     "PHOTO_FORMATS",
     "remove_stale_temp_files",
 ]
@@ -1315,14 +1316,16 @@ def read_photo(path: "str | os.PathLike") -> Photo:
                 icc, note = _png_colour_profile(img.info, grey=grey_source)
                 if note:
                     notes.append(note)
-            exif_space = _exif_colour_space(exif_obj) if icc is None and not grey_source else None
+            # (Not on CMYK: its pixels are converted to sRGB below, whatever the EXIF says.)
+            exif_space = (_exif_colour_space(exif_obj) if icc is None and not grey_source and img.mode != "CMYK"
+                          else None)
             if exif_space == "Adobe RGB" and "srgb" not in img.info:
                 # Read as sRGB, an Adobe RGB photo's colours came out dull (its green primary
                 # lies far outside sRGB's).
                 icc = make_icc_profile(ADOBE_RGB_PRIMARIES, trc=ADOBE_RGB_GAMMA, description="Adobe RGB (1998)")
-                notes.append("EXIF colour space Adobe RGB (ColorSpace uncalibrated, interoperability index R03; "
-                             "no ICC profile, as cameras write it): decoded as Adobe RGB (1998), written back with "
-                             "an equivalent ICC profile")
+                notes.append("EXIF colour space Adobe RGB (ColorSpace uncalibrated with interoperability index "
+                             "R03, or ColorSpace 2; no ICC profile, as cameras write it): decoded as Adobe RGB "
+                             "(1998), written back with an equivalent ICC profile")
             elif exif_space == "uncalibrated" and "srgb" not in img.info:
                 notes.append("EXIF colour space uncalibrated and no ICC profile: the pixels are read as sRGB")
             xmp = _read_xmp(img)
@@ -1490,7 +1493,7 @@ def read_photo(path: "str | os.PathLike") -> Photo:
 ADOBE_RGB_PRIMARIES = ((0.64, 0.33), (0.21, 0.71), (0.15, 0.06))
 ADOBE_RGB_GAMMA = 563 / 256
 _COLOUR_SPACE_TAG, _INTEROP_IFD_TAG, _INTEROP_INDEX_TAG = 0xA001, 0xA005, 0x0001
-_UNCALIBRATED = 0xFFFF
+_UNCALIBRATED, _ADOBE_RGB_COLOUR_SPACE = 0xFFFF, 2
 
 
 def _exif_colour_space(exif_obj) -> "str | None":
@@ -1499,11 +1502,15 @@ def _exif_colour_space(exif_obj) -> "str | None":
     Cameras shooting in Adobe RGB embed no profile: by the Design rule for Camera File system
     (DCF 2.0, option file; CIPA DC-009) they set EXIF ColorSpace (0xA001) to 0xFFFF,
     "uncalibrated", and the Interoperability IFD's InteroperabilityIndex to ``"R03"``. Returns
-    ``"Adobe RGB"`` for that pair, ``"uncalibrated"`` for ColorSpace 0xFFFF without it, and
-    None otherwise (sRGB: ColorSpace 1, or no EXIF). A damaged EXIF block gives None.
+    ``"Adobe RGB"`` for that pair, and for ColorSpace 2 (not in the EXIF standard, but written by
+    some cameras for Adobe RGB, and read so by ExifTool); ``"uncalibrated"`` for ColorSpace
+    0xFFFF without R03; None otherwise (sRGB: ColorSpace 1, or no EXIF). A damaged EXIF block
+    gives None.
     """
     try:
         colour_space = exif_obj.get_ifd(_EXIF_IFD_TAG).get(_COLOUR_SPACE_TAG)
+        if colour_space == _ADOBE_RGB_COLOUR_SPACE:
+            return "Adobe RGB"
         if colour_space != _UNCALIBRATED:
             return None
         index = exif_obj.get_ifd(_INTEROP_IFD_TAG).get(_INTEROP_INDEX_TAG)
@@ -1781,13 +1788,17 @@ def _xmp_reset_orientation(xmp: bytes) -> bytes:
 
 def _xmp_as_srgb(xmp: bytes) -> bytes:
     """Photoshop's XMP colour mode and profile name (``photoshop:ColorMode``,
-    ``photoshop:ICCProfile``, attribute or element form) set to RGB (3) and sRGB, for pixels
+    ``photoshop:ICCProfile``) and the XMP copy of EXIF ColorSpace (``exif:ColorSpace``),
+    attribute or element form, set to RGB (3), sRGB and 1 (sRGB), for pixels
     converted to sRGB: a CMYK photo's output said "CMYK, U.S. Web Coated (SWOP) v2" in Photoshop's
     and Lightroom's file info."""
     xmp = re.sub(rb'(photoshop:ColorMode\s*=\s*["\'])\d+(["\'])', rb"\g<1>3\g<2>", xmp)
     xmp = re.sub(rb"(<photoshop:ColorMode>\s*)\d+(\s*</photoshop:ColorMode>)", rb"\g<1>3\g<2>", xmp)
-    xmp = re.sub(rb'(photoshop:ICCProfile\s*=\s*)(["\'])[^"\'<>]*\2', rb"\g<1>\g<2>" + _SRGB_NAME + rb"\g<2>", xmp)
-    return re.sub(rb"(<photoshop:ICCProfile>)[^<]*(</photoshop:ICCProfile>)", rb"\g<1>" + _SRGB_NAME + rb"\g<2>", xmp)
+    xmp = re.sub(rb'(photoshop:ICCProfile\s*=\s*)(?:"[^"]*"|\'[^\']*\')', rb'\g<1>"' + _SRGB_NAME + rb'"', xmp)
+    xmp = re.sub(rb"(<photoshop:ICCProfile>)[^<]*(</photoshop:ICCProfile>)", rb"\g<1>" + _SRGB_NAME + rb"\g<2>", xmp)
+    # The XMP copy of EXIF ColorSpace (65535, "uncalibrated", in Photoshop's CMYK files) as the EXIF's.
+    xmp = re.sub(rb'(exif:ColorSpace\s*=\s*["\'])\d+(["\'])', rb"\g<1>1\g<2>", xmp)
+    return re.sub(rb"(<exif:ColorSpace>\s*)\d+(\s*</exif:ColorSpace>)", rb"\g<1>1\g<2>", xmp)
 
 
 _SRGB_NAME = b"sRGB IEC61966-2.1"

@@ -721,6 +721,16 @@ def test_an_adobe_rgb_camera_jpeg_without_a_profile_is_read_as_adobe_rgb(tmp_pat
     assert np.abs(back.astype(int) - codes).max() <= 2
 
 
+def test_exif_colour_space_2_is_read_as_adobe_rgb(tmp_path):
+    """ColorSpace 2 is not in the EXIF standard, but some cameras write it for Adobe RGB (ExifTool
+    reads it so); it was read as sRGB without a word."""
+    src = tmp_path / "cam2.jpg"
+    _picture(48, 32).save(src, "JPEG", exif=_camera_exif(2))
+    photo = cio.read_photo(src)
+    assert "Adobe RGB" in photo.colour_space
+    np.testing.assert_allclose(_xy_of_primaries(photo.icc_profile), cio.ADOBE_RGB_PRIMARIES, atol=2e-3)
+
+
 @pytest.mark.parametrize("colour_space, interop_index, note", [
     (0xFFFF, "R98", "uncalibrated"),   # uncalibrated, not the Adobe RGB option: sRGB, said so
     (0xFFFF, None, "uncalibrated"),
@@ -752,13 +762,18 @@ def test_a_cmyk_photos_metadata_describes_the_srgb_it_became(tmp_path):
     xmp = (b'<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">'
            b'<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description '
            b'xmlns:photoshop="http://ns.adobe.com/photoshop/1.0/" photoshop:ColorMode="4" '
-           b'photoshop:ICCProfile="U.S. Web Coated (SWOP) v2"><photoshop:Headline>Print</photoshop:Headline>'
+           b'photoshop:ICCProfile="U.S. Web Coated (SWOP) v2" xmlns:exif="http://ns.adobe.com/exif/1.0/" '
+           b'exif:ColorSpace="65535"><photoshop:Headline>Print</photoshop:Headline>'
            b'</rdf:Description></rdf:RDF></x:xmpmeta><?xpacket end="w"?>')
     src = tmp_path / "print.jpg"
     _picture().convert("CMYK").save(src, "JPEG", exif=_camera_exif(0xFFFF), xmp=xmp, quality=95)
     photo = cio.read_photo(src)
     assert any("CMYK converted" in n for n in photo.notes)
+    # (The EXIF's "uncalibrated" said nothing of the sRGB it became: "read as sRGB" was noted beside
+    # "CMYK converted", and with R03 "decoded as Adobe RGB, written back with a profile".)
+    assert not any("colour space" in n for n in photo.notes), photo.notes
     assert b'photoshop:ColorMode="3"' in photo.xmp and b"SWOP" not in photo.xmp
+    assert b'exif:ColorSpace="1"' in photo.xmp
     assert b'photoshop:ICCProfile="sRGB IEC61966-2.1"' in photo.xmp and b"Print</photoshop:Headline>" in photo.xmp
     out = cio.write_photo(tmp_path / "out.jpg", photo.pixels, like=photo)
     with Image.open(out) as written:
@@ -770,9 +785,15 @@ def test_a_cmyk_photos_metadata_describes_the_srgb_it_became(tmp_path):
 
 def test_element_form_photoshop_colour_mode_is_rewritten_too():
     xmp = (b"<photoshop:ColorMode> 4 </photoshop:ColorMode>"
-           b"<photoshop:ICCProfile>Coated FOGRA39 (ISO 12647-2:2004)</photoshop:ICCProfile>")
+           b"<photoshop:ICCProfile>Coated FOGRA39 (ISO 12647-2:2004)</photoshop:ICCProfile>"
+           b"<exif:ColorSpace>65535</exif:ColorSpace>")
     assert cio._xmp_as_srgb(xmp) == (b"<photoshop:ColorMode> 3 </photoshop:ColorMode>"
-                                     b"<photoshop:ICCProfile>sRGB IEC61966-2.1</photoshop:ICCProfile>")
+                                     b"<photoshop:ICCProfile>sRGB IEC61966-2.1</photoshop:ICCProfile>"
+                                     b"<exif:ColorSpace>1</exif:ColorSpace>")
+    # A profile name holding the other quote character is replaced whole.
+    assert cio._xmp_as_srgb(b'photoshop:ICCProfile="John\'s FOGRA39" x="1"') == \
+        b'photoshop:ICCProfile="sRGB IEC61966-2.1" x="1"'
+    assert cio._xmp_as_srgb(b"photoshop:ICCProfile='Say \"SWOP\"'") == b'photoshop:ICCProfile="sRGB IEC61966-2.1"'
 
 
 def test_a_grey_photo_written_as_colour_no_longer_says_grayscale_in_its_xmp(tmp_path):
