@@ -56,6 +56,10 @@ __all__ = [
 _Y709 = np.array([0.2126, 0.7152, 0.0722], np.float32)
 
 
+#: Widest skin feather, as a fraction of the image diagonal (see PortraitLightingParams).
+SKIN_FEATHER_MAX = 0.1
+
+
 @dataclass(frozen=True)
 class PortraitLightingParams:
     """Options of :func:`portrait_lighting` (each look uses the fields it names).
@@ -113,8 +117,8 @@ class PortraitLightingParams:
         ``high_key_mono``: log-exposure slope around ``high_key_level`` (high-key is a soft,
         bright look: 1.25, stage_mono's, pushed bright skin into the shoulder).
     skin_feather : float
-        Blur of the skin matte (Gaussian sigma, a fraction of the image diagonal, in [0, 1])
-        so the key light has no edge.
+        Blur of the skin matte (Gaussian sigma, a fraction of the image diagonal, in
+        [0, ``SKIN_FEATHER_MAX``] = [0, 0.1]) so the key light has no edge.
     refine, refine_params, refine_band
         Matte refinement, as in :class:`effects.PortraitBlurParams`.
     """
@@ -161,11 +165,12 @@ class PortraitLightingParams:
                 bad(name, "a number in [0.2, 5]")
         if not (np.isfinite(self.key_light_ceiling) and self.key_light_ceiling > 0):
             bad("key_light_ceiling", "a number > 0")
-        # The feather is mirrored out by three sigmas at full resolution (_wide_gaussian): 1e6
-        # asked for exabytes, 1e9 overflowed OpenCV's int. Past the diagonal the blurred matte
-        # is flat anyway.
-        if not (np.isfinite(self.skin_feather) and 0 <= self.skin_feather <= 1):
-            bad("skin_feather", "a number in [0, 1] (a fraction of the image diagonal)")
+        # The feather is mirrored out by three sigmas at full resolution (_wide_gaussian), so its
+        # memory grows with its square: 1e6 asked for exabytes, 1e9 overflowed OpenCV's int, and
+        # 1.0 (a whole diagonal) took 9 GB on a 12 MP photo. A tenth of the diagonal (ten times the
+        # default) is already wider than any face, and costs about 0.35 GB at 12 MP.
+        if not (np.isfinite(self.skin_feather) and 0 <= self.skin_feather <= SKIN_FEATHER_MAX):
+            bad("skin_feather", f"a number in [0, {SKIN_FEATHER_MAX}] (a fraction of the image diagonal)")
         if not isinstance(self.refine_params, RefineMatteParams):
             bad("refine_params", "a RefineMatteParams")
 
