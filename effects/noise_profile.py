@@ -101,9 +101,8 @@ class NoiseProfile:
         ``l`` (image halved ``l`` times), expressed as the white noise at full resolution that
         would show that much noise there; the two tuples have the same length. Empty (default) =
         white noise (every scale follows ``a, b``); coarser scales than given repeat the last
-        entry. JPEG compression
-        removes fine-scale noise but keeps the coarse, so on a compressed image these exceed
-        ``a, b``.
+        entry. JPEG compression removes fine-scale noise but keeps the coarse, so on a
+        compressed image these exceed ``a, b``.
     """
 
     a: tuple[float, float, float]
@@ -132,7 +131,7 @@ class NoiseProfile:
 
     def model_at(self, level: int, channel: int) -> tuple[float, float]:
         """``(a, b)`` of one opponent channel at pyramid scale ``level`` (0 = full resolution)."""
-        n = min(len(self.coarse_a), len(self.coarse_b))
+        n = len(self.coarse_a)  # (coarse_b has as many: checked when built)
         if level <= 0 or n == 0:
             return float(self.a[channel]), float(self.b[channel])
         k = min(level, n) - 1
@@ -161,16 +160,38 @@ class NoiseProfile:
     def scaled(self, factor: float) -> "NoiseProfile":
         """The same profile with every sigma multiplied by ``factor`` (variances by factor²).
 
-        ``factor`` is a finite number >= 0 (0 gives a zero-noise profile).
+        Parameters
+        ----------
+        factor : float
+            The sigma multiplier, a finite number >= 0 (0 gives a zero-noise profile) whose
+            square is finite in float64.
+
+        Returns
+        -------
+        NoiseProfile
+            A new profile; ``source`` and ``n_bins`` as this one's.
+
+        Raises
+        ------
+        TypeError
+            If ``factor`` is not a number (bools included).
+        ValueError
+            If it is negative, not finite, or so large that its square is not (1e160: Python's
+            bare OverflowError, naming nothing, before).
         """
         if isinstance(factor, (bool, np.bool_)) or not isinstance(factor, (int, float, np.integer, np.floating)):
             raise TypeError(f"NoiseProfile.scaled: `factor` must be a number (the sigma multiplier, e.g. 1.5); "
                             f"got {type(factor).__name__}.")
+        try:
+            f = float(factor)
+            f2 = f * f
+        except OverflowError:  # an int past float's range (10**400)
+            f = f2 = math.inf
         # A negative factor was squared into a positive one: refused rather than guessed at.
-        if not (0.0 <= float(factor) < math.inf):
-            raise ValueError(f"NoiseProfile.scaled: `factor` must be a finite number >= 0 (sigma is multiplied by "
-                             f"it, variance by its square); got {factor!r}. Pass abs(factor), or 0 for no noise.")
-        f2 = float(factor) ** 2
+        if not (0.0 <= f < math.inf and f2 < math.inf):
+            raise ValueError(f"NoiseProfile.scaled: `factor` must be a finite number >= 0 whose square is finite "
+                             f"(sigma is multiplied by it, variance by its square); got {factor!r}. Pass "
+                             "abs(factor), or 0 for no noise.")
         sc = lambda t: tuple(tuple(x * f2 for x in row) for row in t)
         return NoiseProfile(tuple(x * f2 for x in self.a), tuple(x * f2 for x in self.b),
                             self.n_bins, self.source, sc(self.coarse_a), sc(self.coarse_b))

@@ -270,7 +270,8 @@ def test_block_stats_kernel_equals_opencv_chain(rng, monkeypatch, max_blocks):
 
 @pytest.mark.parametrize("factor, error", [("x", TypeError), (None, TypeError), (True, TypeError),
                                            (-1, ValueError), (-0.5, ValueError), (float("nan"), ValueError),
-                                           (float("inf"), ValueError)])
+                                           (float("inf"), ValueError), (1e160, ValueError),
+                                           (10 ** 400, ValueError)])
 def test_scaled_refuses_a_factor_that_is_not_a_finite_number_at_least_0(factor, error):
     """'x' failed with numpy's 'could not convert string to float' (no argument named) and -1
     was squared into 1 without a word."""
