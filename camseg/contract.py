@@ -59,6 +59,16 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def _is_finite_number(x) -> bool:
+    """A JSON number that is finite as a float (a 400-digit integer raised OverflowError)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return False
+    try:
+        return math.isfinite(x)
+    except OverflowError:
+        return False
+
+
 @dataclass(frozen=True)
 class ModelContract:
     """What a camseg ONNX model promises about its inputs and outputs.
@@ -130,7 +140,7 @@ class ModelContract:
         if not isinstance(data, dict):
             raise ValueError(f"its {METADATA_KEY!r} metadata is {json.dumps(data)[:40]}, not a JSON object; {fix}")
         version = data.get("version")
-        if version != CONTRACT_VERSION:
+        if type(version) is not int or version != CONTRACT_VERSION:  # (true and 1.0 equal 1 in Python)
             raise ValueError(f"model contract version {version} is not supported by this camseg "
                              f"(expects {CONTRACT_VERSION}); re-export the model with this camseg version")
         known = {f.name for f in fields(cls)}
@@ -152,8 +162,7 @@ class ModelContract:
             ("num_queries", is_count), ("mask_channels", is_count), ("decoder_layers", is_count),
             ("weights", lambda v: isinstance(v, str)), ("input_encoding", lambda v: isinstance(v, str)),
             ("trained", lambda v: isinstance(v, dict)),
-            ("logit_offsets", lambda v: isinstance(v, dict) and all(
-                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v.values())),
+            ("logit_offsets", lambda v: isinstance(v, dict) and all(_is_finite_number(x) for x in v.values())),
         ) if k in data and not ok(data[k])]
         if wrong:
             raise ValueError(f"its contract's {', '.join(f'{k}={data[k]!r}' for k in wrong)} "

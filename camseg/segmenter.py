@@ -258,7 +258,9 @@ def check_model_file(path: "str | os.PathLike | None" = None) -> ModelContract:
     FileNotFoundError
         If the file does not exist.
     ValueError
-        If it is not a camseg model, cannot be loaded, or is a scene-only model.
+        If it is not a camseg model, cannot be loaded (a folder, an empty, damaged or
+        truncated file), is a scene-only model, has a damaged contract or one that does not
+        match its graph's shapes, or has a scene-only twin beside it that cannot be used with it.
     """
     path = Path(DEFAULT_MODEL if path is None else path)
     contract = _session(path, 1)[1]
@@ -286,6 +288,9 @@ def _scene_twin(path: Path, contract: ModelContract, threads: "int | None") -> "
         return None
     fix = (f"replace it with the scene-only model exported with {path.name!r}, or remove it (scene-only "
            "calls then run the full model)")
+    if scene_path.is_dir():  # (_session's advice for a folder, "pass the model's .onnx file itself", is not this fix)
+        raise ValueError(f"{str(path)!r} has a folder beside it named as its scene-only twin, {scene_path.name!r}; "
+                         f"rename the folder, or {fix}")
     try:
         session, twin = _session(scene_path, threads)
     except ValueError as exc:

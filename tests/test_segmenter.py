@@ -632,6 +632,9 @@ def _model_with_contract(path, edit):
     (lambda c: {**c, "new_field": 1}, r"unknown fields \['new_field'\]"),
     (lambda c: {**c, "input_size": "384x512"}, "input_size='384x512' is not valid"),
     (lambda c: {**c, "logit_offsets": {"sky": "x"}}, r"logit_offsets=\{'sky': 'x'\} is not valid"),
+    # (a 400-digit offset escaped as OverflowError; a version of true passed as 1)
+    (lambda c: {**c, "logit_offsets": {"sky": 10 ** 400}}, r"logit_offsets=\{'sky': 1000.* is not valid"),
+    (lambda c: {**c, "version": True}, "contract version True is not supported"),
 ])
 def test_a_damaged_contract_is_refused_at_load_naming_the_model(tmp_path, edit, match):
     """It failed as a bare JSONDecodeError, KeyError, TypeError or AttributeError that named no model
@@ -674,6 +677,7 @@ def test_scene_category_names_are_the_models_own(tmp_path, photo):
     ("full", "is not a scene-only model"),
     ("reordered", r"does not match it: scene categories \['sky', 'hair', 'skin', 'glasses', 'teeth'\]"),
     ("damaged", "cannot be used: cannot load model"),
+    ("folder", r"a folder beside it named as its scene-only twin, 'm_scene.onnx'; rename the folder, or "),
 ])
 def test_a_bad_scene_only_twin_is_refused_at_load(tmp_path, twin, match):
     """A copy of the full model as ``<stem>_scene.onnx`` loaded and failed every scene-only call with
@@ -690,6 +694,8 @@ def test_a_bad_scene_only_twin_is_refused_at_load(tmp_path, twin, match):
         shutil.copy(DEFAULT_MODEL, tmp_path / "m_scene.onnx")
     elif twin == "damaged":
         (tmp_path / "m_scene.onnx").write_bytes(scene.read_bytes()[:5000])
+    elif twin == "folder":
+        (tmp_path / "m_scene.onnx").mkdir()
     else:
         onnx = pytest.importorskip("onnx")
         import json
