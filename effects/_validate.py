@@ -286,6 +286,14 @@ def through_two_columns(fn):
     return wrapper
 
 
+def check_flag(value, name: str) -> bool:
+    """``value`` as a bool, for an option that must be True or False (numpy's bool too): a truthy
+    ``"no"`` is not taken as True. Raises TypeError naming ``name`` otherwise."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected True or False, got {value!r}.")
+    return bool(value)
+
+
 def _is_number(value, integer: bool) -> bool:
     if isinstance(value, (bool, np.bool_)):
         return False

@@ -39,7 +39,7 @@ import numpy as np
 from effects._bands import run_in_row_bands
 from effects._jit import clamp01, kernel
 from effects.mask_refine import RefineMatteParams
-from effects._validate import check_field_types, through_two_columns
+from effects._validate import check_field_types, check_flag, through_two_columns
 from effects.portrait_blur import (_REFINE_BAND_EXPECTED, _check_image, _check_mask, _is_refine_band, foreground_colour,
                                    subject_alpha)
 
@@ -685,8 +685,7 @@ def stage_light(
     Thin wrapper of :func:`portrait_lighting` with ``look="stage"`` or
     ``"stage_mono"``; arguments and return value as there.
     """
-    if not isinstance(mono, (bool, np.bool_)):  # (a truthy "no" was taken as black and white)
-        raise TypeError(f"mono: expected True or False, got {mono!r}.")
+    check_flag(mono, "mono")  # (a truthy "no" was taken as black and white)
     return portrait_lighting(image, subject_mask, look="stage_mono" if mono else "stage", skin_mask=skin_mask,
                              hair_mask=hair_mask, glasses_mask=glasses_mask, params=params)
 

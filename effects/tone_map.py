@@ -107,7 +107,7 @@ import numpy as np
 from ._bands import run_in_row_bands
 from ._jit import clamp01, fma, kernel, read_only_contiguous
 from .mask_refine import RowUpsampler
-from ._validate import check_field_types, check_image, check_mask, vouched_memo
+from ._validate import check_field_types, check_flag, check_image, check_mask, vouched_memo
 
 __all__ = ["ToneMapParams", "PersonExposure", "tone_map_people", "dim_photo_lift_ev", "MONK_SKIN_TONES_SRGB"]
 
@@ -839,9 +839,7 @@ def tone_map_people(
         params = ToneMapParams()
     elif not isinstance(params, ToneMapParams):
         raise TypeError(f"params: expected a ToneMapParams or None, got {type(params).__name__}.")
-    if not isinstance(return_gains, (bool, np.bool_)):
-        # (it decides the return type: a truthy "no" or None's falsiness is not a choice)
-        raise TypeError(f"return_gains: expected True or False, got {return_gains!r}.")
+    check_flag(return_gains, "return_gains")  # (it decides the return type: a truthy "no" is not a choice)
     if isinstance(person_masks, np.ndarray) and person_masks.ndim == 2:
         raise TypeError("person_masks: expected a sequence of H×W mattes, got one H×W array; wrap it in a list: [mask].")
     hw = image.shape[:2]
