@@ -4,15 +4,17 @@ A photo that is missing or a folder, an ``--out`` that cannot be a folder, a wid
 of zero are refused by argparse (a one-line message naming the argument, exit status 2), not
 met later as a traceback; an image that cannot be written ends the script with its path and
 the reason (exit status 1) instead of ``cv2.imwrite`` returning False unseen and the script
-printing "wrote". Images are written to a temporary file in the same folder and renamed, so an
-interrupted run leaves the previous image or none, never half of one.
+printing "wrote". Images are written by camseg's own atomic writer (a temporary file in the same
+folder, renamed), so an interrupted run leaves the previous image or none, never half of one.
 """
 import argparse
 import os
-import tempfile
 from pathlib import Path
 
 import cv2
+
+# Private to camseg, shared with its examples on purpose: one atomic writer, not a copy of it.
+from camseg.io import _atomic_write
 
 
 def photo_file(text):
@@ -54,28 +56,15 @@ def out_folder(parser, path):
 
 def write_image(path, bgr):
     """Encode ``bgr`` (uint8 H×W×3, OpenCV's BGR order) by ``path``'s suffix and put it there
-    atomically (temporary file in the same folder, then rename); exit with a message on failure."""
+    atomically, with camseg's own writer (``camseg.io._atomic_write``: a locked temporary file
+    in the same folder, then a rename; the new file gets the mode of the one it replaces, or the
+    umask's); exit with a message on failure."""
     path = Path(path)
     ok, data = cv2.imencode(path.suffix, bgr)
     if not ok:
         raise SystemExit(f"cannot encode an image as {path.suffix!r} for {path}")
-    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.tobytes())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-        tmp = None
+        _atomic_write(path, lambda f: f.write(data.tobytes()))
     except OSError as exc:
         raise SystemExit(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
     return path
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

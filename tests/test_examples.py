@@ -60,3 +60,17 @@ def test_image_is_written_whole_or_the_failure_said(tmp_path):
     assert "cannot write" in done.stderr and str(tmp_path / "taken" / "portrait_blur.png") in done.stderr
     assert "->" not in done.stdout
     assert sorted(p.name for p in (tmp_path / "taken").iterdir()) == ["portrait_blur.png"]
+
+
+def test_an_image_written_again_keeps_its_mode(tmp_path):
+    """The examples' own temp-and-rename writer gave every image 0o666 less the umask (read by
+    setting the process umask to 0 for a moment), so a replaced image lost its permissions;
+    camseg.io's writer keeps the mode of the file it replaces."""
+    out = tmp_path / "out"
+    assert _run("portrait_blur.py", "--out", out, cwd=tmp_path).returncode == 0
+    image = out / "portrait_blur.png"
+    image.chmod(0o640)
+    done = _run("portrait_blur.py", "--out", out, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert image.stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in out.iterdir()) == ["portrait_blur.png"]  # no temporary left
