@@ -29,13 +29,15 @@ def photo_file(text):
 
 def positive(kind):
     """argparse ``type=``: a number of ``kind`` (int or float) above zero."""
+    what = "an integer" if kind is int else "a number"
+
     def parse(text):
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__} above 0, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"expected {what} above 0, got {text!r}") from None
         if not 0 < value < float("inf"):  # NaN fails both
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__} above 0, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected {what} above 0, got {text!r}")
         return value
     parse.__name__ = f"positive {kind.__name__}"
     return parse

@@ -24,9 +24,10 @@ def _run(script, *args, cwd):
     ("develop_styles.py", ["--input", "{tmp}"], "is a folder"),
     ("mask_contact_sheet.py", ["--input", "{tmp}", "--out", "{tmp}/out"], "is a folder"),
     ("develop_photo.py", ["--style", "nope", "--out", "{tmp}/out"], "invalid choice: 'nope'"),
-    ("develop_styles.py", ["--width", "0", "--out", "{tmp}/out"], "above 0, got '0'"),
-    ("denoise_sharpen.py", ["--iso", "-5", "--out", "{tmp}/out"], "above 0, got '-5'"),
-    ("portrait_blur.py", ["--f-number", "0", "--out", "{tmp}/out"], "above 0, got '0'"),
+    ("develop_styles.py", ["--width", "0", "--out", "{tmp}/out"], "expected an integer above 0, got '0'"),
+    ("mask_contact_sheet.py", ["--width", "1.5", "--out", "{tmp}/out"], "expected an integer above 0, got '1.5'"),
+    ("denoise_sharpen.py", ["--iso", "-5", "--out", "{tmp}/out"], "expected a number above 0, got '-5'"),
+    ("portrait_blur.py", ["--f-number", "0", "--out", "{tmp}/out"], "expected a number above 0, got '0'"),
     ("stage_light.py", ["--out", "{tmp}/a_file/out"], "cannot use"),
     ("photographic_styles.py", ["--out", "{tmp}/a_file"], "cannot use"),
 ])
