@@ -1,6 +1,6 @@
 """What every example does at its edges: check its arguments, and write its images whole.
 
-A photo that is missing or a folder, an ``--out`` that cannot be a folder, a width or an ISO
+A photo that is missing, a folder or not a photo camseg can read, an ``--out`` that cannot be a folder, a width or an ISO
 of zero are refused by argparse (a one-line message naming the argument, exit status 2), not
 met later as a traceback; an image that cannot be written ends the script with its path and
 the reason (exit status 1) instead of ``cv2.imwrite`` returning False unseen and the script
@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 
 # Private to camseg, shared with its examples on purpose: one atomic writer, not a copy of it.
-from camseg.io import _atomic_write
+from camseg.io import _atomic_write, read_photo
 
 
 def photo_file(text):
@@ -41,6 +41,19 @@ def positive(kind):
         return value
     parse.__name__ = f"positive {kind.__name__}"
     return parse
+
+
+def user_photo(parser, path, option="--input"):
+    """Read the user's photo with ``camseg.io.read_photo``; refuse one camseg cannot read (not an
+    image, empty, truncated, unreadable) through ``parser`` (exit status 2, one line).
+
+    Call it before :func:`out_folder`, so a photo that is refused leaves no ``--out`` behind."""
+    try:
+        return read_photo(path)
+    except ValueError as exc:  # its message names the file, what is wrong and the fix
+        parser.error(f"argument {option}: {exc}")
+    except OSError as exc:
+        parser.error(f"argument {option}: cannot read {str(path)!r}: {exc.strerror or exc}")
 
 
 def out_folder(parser, path):

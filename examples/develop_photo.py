@@ -24,8 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from camseg.pipeline import available_portrait_effects, available_styles, develop  # noqa: E402
-from camseg.io import linear_to_srgb, read_photo  # noqa: E402
-from _script import out_folder, photo_file, write_image  # noqa: E402
+from camseg.io import linear_to_srgb  # noqa: E402
+from _script import out_folder, photo_file, user_photo, write_image  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--input", type=photo_file, default=REPO / "camseg" / "samples" / "astronaut.jpg")
@@ -33,9 +33,9 @@ parser.add_argument("--out", type=Path, default=REPO / "examples" / "out")
 parser.add_argument("--style", default="standard", choices=available_styles())
 parser.add_argument("--portrait", default="blur", choices=[*available_portrait_effects(), "none"])
 args = parser.parse_args()
+photo = user_photo(parser, args.input)
 out_folder(parser, args.out)
 
-photo = read_photo(args.input)
 result = develop(photo, style=args.style, portrait=None if args.portrait == "none" else args.portrait,
                  return_details=True)
 print(result.report)

@@ -23,17 +23,17 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from camseg.pipeline import available_portrait_effects, available_styles, develop  # noqa: E402
-from camseg.io import linear_to_srgb, read_photo  # noqa: E402
-from _script import out_folder, photo_file, positive, write_image  # noqa: E402
+from camseg.io import linear_to_srgb  # noqa: E402
+from _script import out_folder, photo_file, positive, user_photo, write_image  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--input", type=photo_file, default=REPO / "camseg" / "samples" / "astronaut.jpg")
 parser.add_argument("--out", type=Path, default=REPO / "examples" / "out")
 parser.add_argument("--width", type=positive(int), default=384, help="tile width in the contact sheet")
 args = parser.parse_args()
+photo = user_photo(parser, args.input)
 out_folder(parser, args.out)
 
-photo = read_photo(args.input)
 first = develop(photo, return_details=True)  # segments once (all categories)
 seg = first.segmentation
 

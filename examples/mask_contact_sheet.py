@@ -24,9 +24,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from camseg.batch import mask_overlay  # noqa: E402
-from camseg.io import linear_to_srgb, read_photo  # noqa: E402
+from camseg.io import linear_to_srgb  # noqa: E402
 from camseg.segmenter import Segmenter  # noqa: E402
-from _script import out_folder, photo_file, positive, write_image  # noqa: E402
+from _script import out_folder, photo_file, positive, user_photo, write_image  # noqa: E402
 
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -34,10 +34,10 @@ parser.add_argument("--input", type=photo_file, default=REPO / "camseg" / "sampl
 parser.add_argument("--out", type=Path, default=REPO / "examples" / "out")
 parser.add_argument("--width", type=positive(int), default=320)
 args = parser.parse_args()
-out_folder(parser, args.out)
 source = args.input
+photo = user_photo(parser, source)
+out_folder(parser, args.out)
 
-photo = read_photo(source)
 with Segmenter() as segmenter:
     seg = segmenter.segment(photo.pixels)
 

@@ -30,12 +30,18 @@ def _run(script, *args, cwd):
     ("portrait_blur.py", ["--f-number", "0", "--out", "{tmp}/out"], "expected a number above 0, got '0'"),
     ("stage_light.py", ["--out", "{tmp}/a_file/out"], "cannot use"),
     ("photographic_styles.py", ["--out", "{tmp}/a_file"], "cannot use"),
+    ("develop_photo.py", ["--input", "{tmp}/a_file", "--out", "{tmp}/out"], "not an image format camseg can decode"),
+    ("develop_styles.py", ["--input", "{tmp}/empty.jpg", "--out", "{tmp}/out"], "the file is empty"),
+    ("mask_contact_sheet.py", ["--input", "{tmp}/truncated.jpg", "--out", "{tmp}/out"], "damaged or truncated"),
 ])
 def test_bad_arguments_are_refused_without_a_traceback(tmp_path, script, args, message):
     """A missing photo, a folder for a photo, an --out that cannot be a folder, a width or ISO
     of 0 ended in a traceback (a width of 0 in OpenCV's assertion; an ISO of -5 ran on with NaN
-    noise and exit 0)."""
+    noise and exit 0); so did a file that is not a photo (camseg's ValueError from reading it,
+    after --out had been made)."""
     (tmp_path / "a_file").write_text("not a folder")
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "truncated.jpg").write_bytes((REPO / "camseg" / "samples" / "astronaut.jpg").read_bytes()[:5000])
     done = _run(script, *[a.format(tmp=tmp_path) for a in args], cwd=tmp_path)
     assert done.returncode == 2, done.stderr
     assert message in done.stderr and "Traceback" not in done.stderr
