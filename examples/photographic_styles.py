@@ -39,9 +39,9 @@ def main():
     ap.add_argument("--image", default="000000000529", help="COCO image id (when the data folder exists)")
     ap.add_argument("--out", type=Path, default=REPO / "examples" / "out")
     args = ap.parse_args()
+    image, persons, sky, source = load_scene(args.image, ap)  # before --out is made: an unknown id leaves none
     out_folder(ap, args.out)
 
-    image, persons, sky, source = load_scene(args.image)
     skin = crude_skin(image, persons)
     toned = tone_map_people(image, persons, skin_masks=skin, sky_mask=sky)
     tiles = [label(to8(image), "input"), label(to8(toned), "tone mapped")]

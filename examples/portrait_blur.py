@@ -43,12 +43,14 @@ from _script import out_folder, positive, write_image  # noqa: E402
 DATA = REPO.parent / "shared" / "data" / "person_binary" / "train"
 
 
-def load(image_id):
-    """Linear photo, person matte, and a label saying where they came from."""
+def load(image_id, parser):
+    """Linear photo, person matte, and a label saying where they came from.
+
+    An ``image_id`` the data set does not have is refused through ``parser`` (exit status 2)."""
     if DATA.exists():
         if not (DATA / "images" / f"{image_id}.jpg").is_file() or not (DATA / "masks" / f"{image_id}.png").is_file():
-            raise SystemExit(f"--image {image_id}: person_binary has no such photo and mask ({DATA}/images/"
-                             f"{image_id}.jpg, masks/{image_id}.png); give the id of one there, e.g. --image 107")
+            parser.error(f"argument --image: person_binary has no such photo and mask as {image_id!r} ({DATA}/images/"
+                         f"{image_id}.jpg, masks/{image_id}.png); give the id of one there, e.g. --image 107")
         image = read_image(DATA / "images" / f"{image_id}.jpg")
         mask = cv2.imread(str(DATA / "masks" / f"{image_id}.png"), cv2.IMREAD_GRAYSCALE)
         return image, (mask / 255.0).astype(np.float32), f"person_binary {image_id} (machine-made mask)"
@@ -88,9 +90,9 @@ def main():
     ap.add_argument("--f-number", type=positive(float), default=1.4)
     ap.add_argument("--out", default=str(REPO / "examples" / "out"))
     args = ap.parse_args()
+    image, mask, source = load(args.image, ap)  # before --out is made: an unknown id leaves none
     out_dir = out_folder(ap, args.out)
 
-    image, mask, source = load(args.image)
     params = PortraitBlurParams(f_number=args.f_number)
     t = time.perf_counter()
     ours = portrait_blur(image, mask, params=params)

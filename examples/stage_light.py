@@ -53,9 +53,9 @@ def main():
     ap.add_argument("--image", default="126", help="person_binary image id (when the shared data exists)")
     ap.add_argument("--out", default=str(REPO / "examples" / "out"))
     args = ap.parse_args()
+    image, mask, source = load(args.image, ap)  # before --out is made: an unknown id leaves none
     out_dir = out_folder(ap, args.out)
 
-    image, mask, source = load(args.image)
     skin = crude_skin(image, mask)
     looks = {
         "input": image,

@@ -40,22 +40,25 @@ from _script import out_folder, write_image  # noqa: E402
 COCO = REPO.parent / "shared" / "data" / "coco_panoptic"
 
 
-def load_scene(image_id):
-    """Linear image, person mattes, sky matte and a source label."""
+def load_scene(image_id, parser):
+    """Linear image, person mattes, sky matte and a source label.
+
+    An ``image_id`` the data set does not have, or whose label does not fit its photo, is refused
+    through ``parser`` (exit status 2)."""
     if COCO.exists():
         meta = json.loads((COCO / "panoptic.json").read_text())
         ann = next((a for a in meta["annotations"] if a["file_name"] == f"{image_id}.png"), None)
         if ann is None or not (COCO / "images" / f"{image_id}.jpg").is_file():
-            raise SystemExit(f"--image {image_id}: the COCO panoptic set ({COCO}) has no such photo; give the id "
-                             "of one there, e.g. --image 000000000110 or 000000000529")
+            parser.error(f"argument --image: the COCO panoptic set ({COCO}) has no such photo as {image_id!r}; "
+                         "give the id of one there, e.g. --image 000000000110 or 000000000529")
         image = read_image(COCO / "images" / f"{image_id}.jpg")
         rgb = np.asarray(Image.open(COCO / "panoptic" / ann["file_name"]).convert("RGB")).astype(np.int64)
         ids = rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
         # Most label PNGs of the shared COCO snapshot belong to another photo (see
         # camseg/models/README.md): refuse a pair whose label edges do not sit on image edges.
         if not labels_align((linear_to_srgb(image) * 255).astype(np.uint8), ids):
-            raise SystemExit(f"COCO {image_id}: its panoptic label does not match the photo (a defect of the "
-                             "shared snapshot); use an aligned one, e.g. --image 000000000110 or 000000000529")
+            parser.error(f"argument --image: the panoptic label of COCO {image_id} does not match its photo (a "
+                         "defect of the shared snapshot); use an aligned one, e.g. --image 000000000110 or 000000000529")
         persons = [(ids == s["id"]).astype(np.float32) for s in ann["segments_info"] if s["category_id"] == 1]
         sky = np.zeros(ids.shape, np.float32)
         for s in ann["segments_info"]:
@@ -100,9 +103,9 @@ def main():
     ap.add_argument("--image", default="000000000110", help="COCO image id (when the data folder exists)")
     ap.add_argument("--out", type=Path, default=REPO / "examples" / "out")
     args = ap.parse_args()
+    image, persons, sky, source = load_scene(args.image, ap)  # before --out is made: an unknown id leaves none
     out_folder(ap, args.out)
 
-    image, persons, sky, source = load_scene(args.image)
     skin = crude_skin(image, persons)
     out, gains = tone_map_people(image, persons, skin_masks=skin, sky_mask=sky, return_gains=True)
 

@@ -10,6 +10,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
 COCO = REPO.parent / "shared" / "data" / "coco_panoptic"
+PERSON_BINARY = REPO.parent / "shared" / "data" / "person_binary" / "train"
 
 
 def _run(script, *args, cwd):
@@ -48,11 +49,22 @@ def test_bad_arguments_are_refused_without_a_traceback(tmp_path, script, args, m
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.skipif(not COCO.exists(), reason="needs the shared COCO panoptic set")
-def test_unknown_photo_id_is_refused_without_a_traceback(tmp_path):
-    done = _run("tone_map_people.py", "--image", "99999", "--out", tmp_path, cwd=tmp_path)
-    assert done.returncode == 1 and "Traceback" not in done.stderr  # was StopIteration
-    assert "has no such photo" in done.stderr
+@pytest.mark.parametrize("script, data, image, message", [
+    ("tone_map_people.py", COCO, "99999", "has no such photo as '99999'"),
+    ("photographic_styles.py", COCO, "99999", "has no such photo as '99999'"),
+    ("tone_map_people.py", COCO, "000000000009", "does not match its photo"),  # label of another photo
+    ("portrait_blur.py", PERSON_BINARY, "99999", "has no such photo and mask as '99999'"),
+    ("stage_light.py", PERSON_BINARY, "99999", "has no such photo and mask as '99999'"),
+])
+def test_unknown_photo_id_is_refused_like_other_bad_arguments(tmp_path, script, data, image, message):
+    """An unknown --image id ended in StopIteration, then in SystemExit (exit 1) after --out had
+    been made, while argparse refused every other bad argument with exit 2."""
+    if not data.exists():
+        pytest.skip(f"needs the shared data set {data}")
+    done = _run(script, "--image", image, "--out", tmp_path / "out", cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "error: argument --image: " in done.stderr and message in done.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_image_is_written_whole_or_the_failure_said(tmp_path):
