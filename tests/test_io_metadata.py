@@ -810,3 +810,19 @@ def test_a_grey_photo_written_as_colour_no_longer_says_grayscale_in_its_xmp(tmp_
         with Image.open(out) as written:
             assert written.mode == ("RGB" if mode == b'"3"' else "L")
             assert b"photoshop:ColorMode=" + mode in written.info["xmp"]
+
+
+def test_a_damaged_profile_gives_way_to_the_exifs_adobe_rgb(tmp_path):
+    """A camera's Adobe RGB JPEG whose embedded profile was damaged on the way was read as sRGB,
+    though its EXIF (uncalibrated + R03) still says Adobe RGB."""
+    p3 = cio.make_icc_profile(cio.DISPLAY_P3_PRIMARIES, description="cut")
+    src = tmp_path / "_DSC0002.JPG"
+    _picture(48, 32).save(src, "JPEG", exif=_camera_exif(0xFFFF, "R03"), icc_profile=p3[:len(p3) // 2])
+    photo = cio.read_photo(src)
+    assert "Adobe RGB" in photo.colour_space
+    assert any("ICC profile is damaged" in n and "Adobe RGB" in n for n in photo.notes), photo.notes
+    np.testing.assert_allclose(_xy_of_primaries(photo.icc_profile), cio.ADOBE_RGB_PRIMARIES, atol=2e-3)
+    # Without the EXIF's word, a damaged profile still means sRGB.
+    plain = tmp_path / "plain.jpg"
+    _picture(48, 32).save(plain, "JPEG", icc_profile=p3[:len(p3) // 2])
+    assert cio.read_photo(plain).colour_space == "sRGB"
