@@ -156,16 +156,23 @@ class ModelContract:
         def is_names(v):
             return isinstance(v, list) and all(isinstance(n, str) for n in v) and len(set(v)) == len(v)
 
-        wrong = [k for k, ok in (
-            ("input_size", lambda v: isinstance(v, list) and len(v) == 2 and all(is_count(n) and n > 0 for n in v)),
-            ("scene_categories", is_names), ("thing_categories", is_names),
-            ("num_queries", is_count), ("mask_channels", is_count), ("decoder_layers", is_count),
-            ("weights", lambda v: isinstance(v, str)), ("input_encoding", lambda v: isinstance(v, str)),
-            ("trained", lambda v: isinstance(v, dict)),
-            ("logit_offsets", lambda v: isinstance(v, dict) and all(_is_finite_number(x) for x in v.values())),
-        ) if k in data and not ok(data[k])]
+        # Each field: its check, and what it must be (said in the error: "is not valid" alone named no fix).
+        checks = {
+            "input_size": (lambda v: isinstance(v, list) and len(v) == 2 and all(is_count(n) and n > 0 for n in v),
+                           "[height, width], two integers > 0"),
+            "scene_categories": (is_names, "a list of distinct names"),
+            "thing_categories": (is_names, "a list of distinct names"),
+            "num_queries": (is_count, "an integer >= 0"), "mask_channels": (is_count, "an integer >= 0"),
+            "decoder_layers": (is_count, "an integer >= 0"),
+            "weights": (lambda v: isinstance(v, str), "a string"),
+            "input_encoding": (lambda v: isinstance(v, str), "a string"),
+            "trained": (lambda v: isinstance(v, dict), "an object"),
+            "logit_offsets": (lambda v: isinstance(v, dict) and all(_is_finite_number(x) for x in v.values()),
+                              "an object of finite numbers"),
+        }
+        wrong = [k for k, (ok, _) in checks.items() if k in data and not ok(data[k])]
         if wrong:
-            raise ValueError(f"its contract's {', '.join(f'{k}={data[k]!r}' for k in wrong)} "
+            raise ValueError(f"its contract's {', '.join(f'{k}={data[k]!r} (expected {checks[k][1]})' for k in wrong)} "
                              f"{'is' if len(wrong) == 1 else 'are'} not valid (see camseg.contract.ModelContract); "
                              f"{fix}")
         for key in ("input_size", "scene_categories", "thing_categories"):

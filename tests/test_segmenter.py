@@ -630,8 +630,8 @@ def _model_with_contract(path, edit):
     (lambda c: "null", "metadata is null, not a JSON object"),
     (lambda c: {k: v for k, v in c.items() if k != "scene_categories"}, r"lacks \['scene_categories'\]"),
     (lambda c: {**c, "new_field": 1}, r"unknown fields \['new_field'\]"),
-    (lambda c: {**c, "input_size": "384x512"}, "input_size='384x512' is not valid"),
-    (lambda c: {**c, "logit_offsets": {"sky": "x"}}, r"logit_offsets=\{'sky': 'x'\} is not valid"),
+    (lambda c: {**c, "input_size": "384x512"}, r"input_size='384x512' \(expected \[height, width\], two integers > 0\) is not valid"),
+    (lambda c: {**c, "logit_offsets": {"sky": "x"}}, r"logit_offsets=\{'sky': 'x'\} \(expected an object of finite numbers\) is not valid"),
     # (a 400-digit offset escaped as OverflowError; a version of true passed as 1)
     (lambda c: {**c, "logit_offsets": {"sky": 10 ** 400}}, r"logit_offsets=\{'sky': 1000.* is not valid"),
     (lambda c: {**c, "version": True}, "contract version True is not supported"),
