@@ -284,6 +284,10 @@ def _scene_twin(path: Path, contract: ModelContract, threads: "int | None") -> "
     order gave, e.g., the glasses matte as teeth.
     """
     scene_path = _scene_model_path(path)
+    if not scene_path.exists() and not scene_path.is_symlink() and path.is_symlink():
+        # A link to the model (in a project folder, say): its twin lies beside the file linked to,
+        # and was not found, so every scene-only call ran the whole model.
+        scene_path = _scene_model_path(path.resolve())
     if not scene_path.exists():
         return None
     fix = (f"replace it with the scene-only model exported with {path.name!r}, or remove it (scene-only "

@@ -727,3 +727,14 @@ def test_a_folder_an_empty_file_and_a_truncated_copy_are_refused_with_the_fix(tm
         for load in (Segmenter, check_model_file):
             with pytest.raises(ValueError, match=match):
                 load(path)
+
+
+def test_a_link_to_the_model_finds_the_scene_only_twin_beside_its_target(tmp_path, photo):
+    """Through a link, the twin was looked for beside the link only: not found, every scene-only
+    call ran the whole model (the transformer too)."""
+    link = tmp_path / "my_model.onnx"
+    link.symlink_to(DEFAULT_MODEL)
+    with Segmenter(link) as through_link, Segmenter(DEFAULT_MODEL) as direct:
+        assert through_link._scene is not None
+        np.testing.assert_array_equal(through_link.segment(photo, categories={"sky"}).sky,
+                                      direct.segment(photo, categories={"sky"}).sky)
