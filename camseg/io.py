@@ -1316,19 +1316,10 @@ def read_photo(path: "str | os.PathLike") -> Photo:
                 icc, note = _png_colour_profile(img.info, grey=grey_source)
                 if note:
                     notes.append(note)
-            # (Not on CMYK: its pixels are converted to sRGB below, whatever the EXIF says.)
-            # (Read with a profile too: a damaged one gives way to it, below.)
+            # What a camera's EXIF names, used below where no usable profile says otherwise. (Not
+            # on CMYK: its pixels are converted to sRGB below, whatever the EXIF says.)
             exif_space = (_exif_colour_space(exif_obj) if not grey_source and img.mode != "CMYK"
                           and "srgb" not in img.info else None)
-            if icc is None and exif_space == "Adobe RGB":
-                # Read as sRGB, an Adobe RGB photo's colours came out dull (its green primary
-                # lies far outside sRGB's).
-                icc = make_icc_profile(ADOBE_RGB_PRIMARIES, trc=ADOBE_RGB_GAMMA, description="Adobe RGB (1998)")
-                notes.append("EXIF colour space Adobe RGB (ColorSpace uncalibrated with interoperability index "
-                             "R03, or ColorSpace 2; no ICC profile, as cameras write it): decoded as Adobe RGB "
-                             "(1998), written back with an equivalent ICC profile")
-            elif icc is None and exif_space == "uncalibrated":
-                notes.append("EXIF colour space uncalibrated and no ICC profile: the pixels are read as sRGB")
             xmp = _read_xmp(img)
             extended = _extended_xmp_bytes(data) if fmt == "JPEG" else 0
             if extended:
@@ -1440,16 +1431,21 @@ def read_photo(path: "str | os.PathLike") -> Photo:
 
     colour_space, curve_key, grey_profile = "sRGB", None, None
     damage = _icc_damage(icc) if icc else None
-    if damage and exif_space == "Adobe RGB":
-        # A camera's Adobe RGB photo whose profile was damaged on the way: the EXIF still says
-        # what the pixels are (it was read as sRGB).
-        notes.append(f"the embedded ICC profile is damaged ({damage}): not used nor written back; the EXIF "
-                     "names Adobe RGB: decoded as Adobe RGB (1998), written back with an equivalent ICC profile")
-        icc = make_icc_profile(ADOBE_RGB_PRIMARIES, trc=ADOBE_RGB_GAMMA, description="Adobe RGB (1998)")
-    elif damage:
-        notes.append(f"the embedded ICC profile is damaged ({damage}): not used nor written back; "
-                     "the pixels are read as sRGB")
+    if damage:
+        # (A camera's Adobe RGB photo whose profile was damaged on the way: its EXIF still says
+        # what the pixels are; it was read as sRGB.)
+        instead = "the EXIF names Adobe RGB" if exif_space == "Adobe RGB" else "the pixels are read as sRGB"
+        notes.append(f"the embedded ICC profile is damaged ({damage}): not used nor written back; {instead}")
         icc = None
+    if icc is None and exif_space == "Adobe RGB":
+        # Read as sRGB, an Adobe RGB photo's colours came out dull (its green primary lies far
+        # outside sRGB's).
+        icc = make_icc_profile(ADOBE_RGB_PRIMARIES, trc=ADOBE_RGB_GAMMA, description="Adobe RGB (1998)")
+        notes.append("EXIF colour space Adobe RGB (ColorSpace uncalibrated with interoperability index R03, or "
+                     "ColorSpace 2; no usable ICC profile, as cameras write it): decoded as Adobe RGB (1998), "
+                     "written back with an equivalent ICC profile")
+    elif icc is None and exif_space == "uncalibrated" and not damage:
+        notes.append("EXIF colour space uncalibrated and no ICC profile: the pixels are read as sRGB")
     if icc:
         info = _parse_icc(icc)
         if grey_source and info.colour_space == "GRAY":
