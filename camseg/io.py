@@ -1782,11 +1782,18 @@ def _read_xmp(img) -> "bytes | None":
     return bytes(value) if value else None
 
 
+def _xmp_with_number(xmp: bytes, name: bytes, number: int, digits: bytes = rb"\d+") -> bytes:
+    """``xmp`` with the numeric property ``name`` (e.g. ``b"tiff:Orientation"``), in attribute or
+    element form, set to ``number``; ``digits`` is the pattern of the value it replaces."""
+    value = str(int(number)).encode()
+    xmp = re.sub(rb"(" + name + rb'\s*=\s*["\'])' + digits + rb'(["\'])', rb"\g<1>" + value + rb"\g<2>", xmp)
+    return re.sub(rb"(<" + name + rb">\s*)" + digits + rb"(\s*</" + name + rb">)", rb"\g<1>" + value + rb"\g<2>", xmp)
+
+
 def _xmp_reset_orientation(xmp: bytes) -> bytes:
     """``tiff:Orientation`` set to 1 (attribute or element form): the pixels are upright now, and a
     viewer reading the XMP copy of the tag would turn them again."""
-    xmp = re.sub(rb'(tiff:Orientation\s*=\s*["\'])\d(["\'])', rb"\g<1>1\g<2>", xmp)
-    return re.sub(rb"(<tiff:Orientation>\s*)\d(\s*</tiff:Orientation>)", rb"\g<1>1\g<2>", xmp)
+    return _xmp_with_number(xmp, b"tiff:Orientation", 1, digits=rb"\d")
 
 
 def _xmp_as_srgb(xmp: bytes) -> bytes:
@@ -1795,13 +1802,12 @@ def _xmp_as_srgb(xmp: bytes) -> bytes:
     attribute or element form, set to RGB (3), sRGB and 1 (sRGB), for pixels
     converted to sRGB: a CMYK photo's output said "CMYK, U.S. Web Coated (SWOP) v2" in Photoshop's
     and Lightroom's file info."""
-    xmp = re.sub(rb'(photoshop:ColorMode\s*=\s*["\'])\d+(["\'])', rb"\g<1>3\g<2>", xmp)
-    xmp = re.sub(rb"(<photoshop:ColorMode>\s*)\d+(\s*</photoshop:ColorMode>)", rb"\g<1>3\g<2>", xmp)
+    xmp = _xmp_with_number(xmp, b"photoshop:ColorMode", 3)
+    # (A profile's name is text, in either quote: replaced whole.)
     xmp = re.sub(rb'(photoshop:ICCProfile\s*=\s*)(?:"[^"]*"|\'[^\']*\')', rb'\g<1>"' + _SRGB_NAME + rb'"', xmp)
     xmp = re.sub(rb"(<photoshop:ICCProfile>)[^<]*(</photoshop:ICCProfile>)", rb"\g<1>" + _SRGB_NAME + rb"\g<2>", xmp)
     # The XMP copy of EXIF ColorSpace (65535, "uncalibrated", in Photoshop's CMYK files) as the EXIF's.
-    xmp = re.sub(rb'(exif:ColorSpace\s*=\s*["\'])\d+(["\'])', rb"\g<1>1\g<2>", xmp)
-    return re.sub(rb"(<exif:ColorSpace>\s*)\d+(\s*</exif:ColorSpace>)", rb"\g<1>1\g<2>", xmp)
+    return _xmp_with_number(xmp, b"exif:ColorSpace", 1)
 
 
 _SRGB_NAME = b"sRGB IEC61966-2.1"
@@ -1813,9 +1819,7 @@ def _xmp_with_pixel_size(xmp: bytes, width: int, height: int) -> bytes:
     written: a photo turned upright kept its stored 160×240 on a 240×160 output."""
     for name, value in ((b"tiff:ImageWidth", width), (b"tiff:ImageLength", height),
                         (b"exif:PixelXDimension", width), (b"exif:PixelYDimension", height)):
-        number = str(int(value)).encode()
-        xmp = re.sub(rb"(" + name + rb'\s*=\s*["\'])\d+(["\'])', rb"\g<1>" + number + rb"\g<2>", xmp)
-        xmp = re.sub(rb"(<" + name + rb">\s*)\d+(\s*</" + name + rb">)", rb"\g<1>" + number + rb"\g<2>", xmp)
+        xmp = _xmp_with_number(xmp, name, value)
     return xmp
 
 
