@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from camseg.batch import mask_overlay  # noqa: E402
-from camseg.io import linear_to_srgb  # noqa: E402
+from camseg.io import linear_to_srgb, to_srgb_primaries  # noqa: E402
 from camseg.segmenter import Segmenter  # noqa: E402
 from _script import out_folder, photo_file, positive, user_photo, write_image  # noqa: E402
 
@@ -39,9 +39,13 @@ photo = user_photo(parser, source)
 out_folder(parser, args.out)
 
 with Segmenter() as segmenter:
-    seg = segmenter.segment(photo.pixels)
+    # The Photo, not its pixels: a wide-gamut photo (Display P3) is brought to the sRGB
+    # primaries the model learnt before it looks.
+    seg = segmenter.segment(photo)
 
-display = linear_to_srgb(photo.pixels) * 255.0
+# The sheet is an untagged PNG, which viewers show as sRGB: the photo in sRGB's primaries.
+pixels = to_srgb_primaries(photo.pixels, photo.icc_profile)
+display = linear_to_srgb(pixels) * 255.0
 
 
 def tile(img, text):
@@ -61,7 +65,7 @@ def lit(matte, colour):
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
-tiles = [tile((display + 0.5).astype(np.uint8), source.name), tile(mask_overlay(photo.pixels, seg), "all masks")]
+tiles = [tile((display + 0.5).astype(np.uint8), source.name), tile(mask_overlay(pixels, seg), "all masks")]
 for name, colour in (("sky", (70, 150, 255)), ("hair", (255, 160, 60)), ("skin", (255, 120, 120)),
                      ("teeth", (255, 255, 255)), ("glasses", (0, 255, 255))):
     matte = getattr(seg, name)
