@@ -32,6 +32,7 @@ black and needs no perceptual conversion.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import cv2
 import numpy as np
@@ -596,13 +597,14 @@ def _high_key_rows(F, key, keyed, weights, y, alpha, out, finish, gain, contrast
         out[3 * i], out[3 * i + 1], out[3 * i + 2] = g, g, g
 
 
-LOOKS = {
+#: The looks, name -> function. Read-only, as ``effects.STYLE_PRESETS`` (no global configuration).
+LOOKS = MappingProxyType({
     "studio": _look_studio,
     "contour": _look_contour,
     "stage": _look_stage,
     "stage_mono": _look_stage_mono,
     "high_key_mono": _look_high_key_mono,
-}
+})
 
 
 @through_two_columns

@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from types import MappingProxyType
 
 import cv2
 import numpy as np
@@ -197,14 +198,16 @@ class Style:
         return cls(**data)
 
 
-#: The shipped presets, name -> Style. ``standard`` is the identity.
-STYLE_PRESETS = {
+#: The shipped presets, name -> Style. ``standard`` is the identity. Read-only: an entry
+#: changed or added here would change every later ``develop`` of the process (no global
+#: configuration); a style of one's own is a ``Style`` passed as ``style=``.
+STYLE_PRESETS = MappingProxyType({
     "standard": Style("standard"),
     "rich_contrast": Style("rich_contrast", tone=0.55, warmth=0.05, saturation=0.1),
     "vibrant": Style("vibrant", tone=0.1, saturation=0.35, sky_saturation=0.2),
     "warm": Style("warm", warmth=0.5, saturation=0.05),
     "cool": Style("cool", warmth=-0.5),
-}
+})
 
 
 def _check_image(image) -> np.ndarray:

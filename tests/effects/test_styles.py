@@ -42,6 +42,18 @@ def test_presets_and_round_trip():
     assert STYLE_PRESETS["standard"].is_neutral
 
 
+def test_the_presets_cannot_be_changed_for_the_whole_process():
+    """STYLE_PRESETS and the portrait lighting looks were plain dicts: an entry replaced there
+    changed every later develop() of the process (a global configuration), silently."""
+    from effects import PORTRAIT_LIGHTING_LOOKS
+
+    with pytest.raises(TypeError):
+        STYLE_PRESETS["vibrant"] = Style("vibrant", saturation=1.0)
+    with pytest.raises(TypeError):
+        PORTRAIT_LIGHTING_LOOKS["stage"] = PORTRAIT_LIGHTING_LOOKS["studio"]
+    assert STYLE_PRESETS["vibrant"].saturation == 0.35
+
+
 @pytest.mark.parametrize("name", ["rich_contrast", "vibrant", "warm", "cool"])
 def test_skin_protected_rest_changes(chart, name):
     img, skin, sky = chart
