@@ -615,9 +615,11 @@ def _colour_space(rgb_to_xyz) -> tuple:
         return _RGB_TO_LMS_64, _LMS_TO_RGB
     try:
         m = np.asarray(rgb_to_xyz, dtype=np.float64)
-    except (TypeError, ValueError):  # (not numbers: numpy's own message named no argument)
-        m = None
-    if m is None or m.shape != (3, 3) or not np.isfinite(m).all() or abs(float(m[1].sum()) - 1.0) > 0.02 \
+    except (TypeError, ValueError):  # (numpy's own message named no argument)
+        # Not numbers: a TypeError, as every effect's argument of the wrong kind.
+        raise TypeError("rgb_to_xyz: expected a 3×3 array of numbers, the linear RGB -> XYZ matrix (see "
+                        f"camseg.io.rgb_to_xyz_d65), got {type(rgb_to_xyz).__name__} {rgb_to_xyz!r}.") from None
+    if m.shape != (3, 3) or not np.isfinite(m).all() or abs(float(m[1].sum()) - 1.0) > 0.02 \
             or abs(np.linalg.det(m)) < 1e-6:
         raise ValueError("rgb_to_xyz: expected an invertible 3×3 linear RGB -> XYZ matrix whose white (1, 1, 1) "
                          f"has luminance Y = 1 (see camseg.io.rgb_to_xyz_d65); got {rgb_to_xyz!r}.")

@@ -434,7 +434,8 @@ def test_compiled_adjustment_matches_numpy(rng, warm):
 
 @pytest.mark.parametrize("matrix", ["srgb", [["a", 0, 0], [0, 1, 0], [0, 0, 1]], {"r": 1}])
 def test_a_rgb_to_xyz_that_is_not_numbers_names_the_argument(rng, matrix):
-    """numpy's own "could not convert string to float: 'srgb'" came out, naming no argument."""
+    """numpy's own "could not convert string to float: 'srgb'" came out, naming no argument; then
+    a ValueError, where every other effect's argument of the wrong kind raises a TypeError."""
     img = rng.random((8, 8, 3), dtype=np.float32)
-    with pytest.raises(ValueError, match="rgb_to_xyz: expected an invertible 3×3"):
+    with pytest.raises(TypeError, match="rgb_to_xyz: expected a 3×3 array of numbers"):
         apply_style(img, "warm", rgb_to_xyz=matrix)
