@@ -4,17 +4,16 @@ A photo that is missing, a folder or not a photo camseg can read, an ``--out`` t
 of zero are refused by argparse (a one-line message naming the argument, exit status 2), not
 met later as a traceback; an image that cannot be written ends the script with its path and
 the reason (exit status 1) instead of ``cv2.imwrite`` returning False unseen and the script
-printing "wrote". Images are written by camseg's own atomic writer (a temporary file in the same
+printing "wrote". Images are written by ``camseg.io.write_photo`` (a temporary file in the same
 folder, renamed), so an interrupted run leaves the previous image or none, never half of one.
 """
 import argparse
 import os
 from pathlib import Path
 
-import cv2
+import numpy as np
 
-# Private to camseg, shared with its examples on purpose: one atomic writer, not a copy of it.
-from camseg.io import _atomic_write, read_photo
+from camseg.io import read_photo, write_photo
 
 
 def photo_file(text):
@@ -70,16 +69,12 @@ def out_folder(parser, path):
 
 
 def write_image(path, bgr):
-    """Encode ``bgr`` (uint8 H×W×3, OpenCV's BGR order) by ``path``'s suffix and put it there
-    atomically, with camseg's own writer (``camseg.io._atomic_write``: a locked temporary file
-    in the same folder, then a rename; the new file gets the mode of the one it replaces, or the
-    umask's); exit with a message on failure."""
+    """Write ``bgr`` (uint8 H×W×3 sRGB codes, OpenCV's BGR order) to ``path`` (its suffix picks
+    PNG, JPEG or TIFF) with camseg's public writer, :func:`camseg.io.write_photo`: a locked
+    temporary file in the same folder, then a rename; the new file gets the mode of the one it
+    replaces, or the umask's. Exit with a message on failure."""
     path = Path(path)
-    ok, data = cv2.imencode(path.suffix, bgr)
-    if not ok:
-        raise SystemExit(f"cannot encode an image as {path.suffix!r} for {path}")
     try:
-        _atomic_write(path, lambda f: f.write(data.tobytes()))
+        return write_photo(path, np.ascontiguousarray(bgr[:, :, ::-1]))  # uint8: taken as sRGB codes, exactly
     except OSError as exc:
         raise SystemExit(f"cannot write {path}: {exc.strerror or exc}") from None
-    return path
