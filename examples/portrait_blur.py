@@ -17,13 +17,14 @@ bokeh discs, and a cut-out edge.
 
 Input: a photo with its person mask from ``/work/shared/data/person_binary`` when that folder
 exists (read-only, never copied; the masks there are machine-made and coarse, which is a good
-test of the refinement), else the bundled ``camseg/samples/astronaut.jpg`` with a GrabCut
-person mask (Rother et al. 2004) as a stand-in for ``camseg.segment``.
+test of the refinement); with ``--input PHOTO``, or without that folder the bundled
+``camseg/samples/astronaut.jpg``, the photo with its subject as ``camseg.develop`` makes it
+from ``camseg.segment``'s person mattes.
 
 Writes ``portrait_blur.png`` (input | naive | camseg, with 2× crops of the hair below) to
 ``--out`` (default ``examples/out/``).
 
-    python examples/portrait_blur.py [--image 107] [--f-number 1.4] [--out examples/out]
+    python examples/portrait_blur.py [--image 107 | --input PHOTO] [--f-number 1.4] [--out examples/out]
 """
 import argparse
 import sys
@@ -36,31 +37,38 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from camseg.io import linear_to_srgb, read_image  # noqa: E402
+import camseg  # noqa: E402
+from camseg.io import linear_to_srgb, read_image, to_srgb_primaries  # noqa: E402
+from camseg.pipeline import SUBJECT_STEEPNESS, decisive_alpha, portrait_subject, subject_midpoint  # noqa: E402
 from effects import PortraitBlurParams, portrait_blur  # noqa: E402
-from _script import out_folder, positive, write_image  # noqa: E402
+from _script import out_folder, photo_file, positive, user_photo, write_image  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "person_binary" / "train"
 
 
-def load(image_id, parser):
-    """Linear photo, person matte, and a label saying where they came from.
+def load(args, parser):
+    """Linear sRGB photo, person matte, skin matte (None where the source has none), and a
+    label saying where they came from.
 
-    An ``image_id`` the data set does not have is refused through ``parser`` (exit status 2)."""
-    if DATA.exists():
+    An ``--image`` id the data set does not have, or a ``--input`` photo camseg cannot read
+    or finds nobody in, is refused through ``parser`` (exit status 2)."""
+    if args.input is None and DATA.exists():
+        image_id = args.image
         if not (DATA / "images" / f"{image_id}.jpg").is_file() or not (DATA / "masks" / f"{image_id}.png").is_file():
             parser.error(f"argument --image: person_binary has no such photo and mask as {image_id!r} ({DATA}/images/"
                          f"{image_id}.jpg, masks/{image_id}.png); give the id of one there, e.g. --image 107")
         image = read_image(DATA / "images" / f"{image_id}.jpg")
         mask = cv2.imread(str(DATA / "masks" / f"{image_id}.png"), cv2.IMREAD_GRAYSCALE)
-        return image, (mask / 255.0).astype(np.float32), f"person_binary {image_id} (machine-made mask)"
-    image = read_image(REPO / "camseg" / "samples" / "astronaut.jpg")
-    h, w = image.shape[:2]
-    bgr = (linear_to_srgb(image)[..., ::-1] * 255).astype(np.uint8)
-    gc = np.zeros((h, w), np.uint8)
-    cv2.grabCut(bgr, gc, (int(0.12 * w), int(0.02 * h), int(0.76 * w), int(0.97 * h)), None, None, 5, cv2.GC_INIT_WITH_RECT)
-    mask = np.isin(gc, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.float32)
-    return image, mask, "bundled astronaut.jpg (GrabCut mask)"
+        return image, (mask / 255.0).astype(np.float32), None, f"person_binary {image_id} (machine-made mask)"
+    path = args.input if args.input is not None else REPO / "camseg" / "samples" / "astronaut.jpg"
+    photo = user_photo(parser, path)
+    seg = camseg.segment(photo)  # (a wide-gamut photo is brought to sRGB's primaries for the model)
+    if not seg.persons:
+        parser.error(f"argument --input: camseg.segment finds nobody in {str(path)!r}; give a photo of a person")
+    # The subject as develop() makes it: the people in focus, their mattes made decisive.
+    summed = portrait_subject(seg.persons)
+    mask = decisive_alpha(summed, SUBJECT_STEEPNESS, subject_midpoint(summed))
+    return to_srgb_primaries(photo.pixels, photo.icc_profile), mask, seg.skin, f"{path.name} (camseg.segment)"
 
 
 def naive(image, mask, params):
@@ -87,10 +95,11 @@ def label(img, text):
 def main():
     ap = argparse.ArgumentParser(description="Portrait lens blur before/after.")
     ap.add_argument("--image", default="107", help="person_binary image id (when the shared data exists)")
+    ap.add_argument("--input", type=photo_file, help="a photo of your own, masked by camseg.segment")
     ap.add_argument("--f-number", type=positive(float), default=1.4)
     ap.add_argument("--out", default=str(REPO / "examples" / "out"))
     args = ap.parse_args()
-    image, mask, source = load(args.image, ap)  # before --out is made: an unknown id leaves none
+    image, mask, _, source = load(args, ap)  # before --out is made: an unknown id leaves none
     out_dir = out_folder(ap, args.out)
 
     params = PortraitBlurParams(f_number=args.f_number)

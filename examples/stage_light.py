@@ -11,16 +11,16 @@ down the body; mono looks use BT.709 luminance with a log-exposure contrast slop
 gets a soft key light through the skin matte; contour light shades the side turned away from
 the light using a relief built from the matte.
 
-Input: a photo with its person mask from ``/work/shared/data/person_binary`` when that folder
-exists (read-only, never copied), else the bundled ``camseg/samples/astronaut.jpg`` with a
-GrabCut person mask. Neither has skin labels, so this example makes a crude skin matte (a
-YCrCb colour box inside the person, Chai & Ngan 1999) -- a stand-in for
-``Segmentation.skin``.
+Input: as the portrait blur example's: a photo with its person mask from
+``/work/shared/data/person_binary`` when that folder exists (read-only, never copied), which
+has no skin labels, so this example makes a crude skin matte for it (a YCrCb colour box inside
+the person, Chai & Ngan 1999); with ``--input PHOTO``, or without that folder the bundled
+``camseg/samples/astronaut.jpg``, the photo with ``camseg.segment``'s subject and skin mattes.
 
 Writes ``stage_light.png`` (input and the five looks, with 2× crops of the hair edge) to
 ``--out`` (default ``examples/out/``).
 
-    python examples/stage_light.py [--image 126] [--out examples/out]
+    python examples/stage_light.py [--image 126 | --input PHOTO] [--out examples/out]
 """
 import argparse
 import sys
@@ -36,7 +36,7 @@ from camseg.io import linear_to_srgb  # noqa: E402
 from effects import contour_light, high_key_mono, stage_light, studio_light  # noqa: E402
 
 from portrait_blur import label, load, to_bgr8  # noqa: E402  (same photos, masks and sheet helpers as the blur example)
-from _script import out_folder, write_image  # noqa: E402
+from _script import out_folder, photo_file, write_image  # noqa: E402
 
 
 def crude_skin(image, mask):
@@ -51,12 +51,14 @@ def crude_skin(image, mask):
 def main():
     ap = argparse.ArgumentParser(description="Portrait Lighting looks before/after.")
     ap.add_argument("--image", default="126", help="person_binary image id (when the shared data exists)")
+    ap.add_argument("--input", type=photo_file, help="a photo of your own, masked by camseg.segment")
     ap.add_argument("--out", default=str(REPO / "examples" / "out"))
     args = ap.parse_args()
-    image, mask, source = load(args.image, ap)  # before --out is made: an unknown id leaves none
+    image, mask, skin, source = load(args, ap)  # before --out is made: an unknown id leaves none
     out_dir = out_folder(ap, args.out)
 
-    skin = crude_skin(image, mask)
+    if skin is None:
+        skin = crude_skin(image, mask)
     looks = {
         "input": image,
         "stage light": stage_light(image, mask, skin_mask=skin),

@@ -115,3 +115,20 @@ def test_the_contact_sheet_shows_a_display_p3_photo_in_srgb(tmp_path):
     expected = np.round(cio.linear_to_srgb(cio.to_srgb_primaries(photo.pixels, photo.icc_profile))[0, 0] * 255)
     assert np.abs(shown - expected).max() <= 2, (shown, expected)
     assert np.abs(shown - codes[0, 0]).max() >= 10  # (the colour does differ between the two)
+
+
+@pytest.mark.parametrize("script", ["portrait_blur.py", "stage_light.py"])
+def test_the_portrait_examples_take_a_photo_of_ones_own_masked_by_camseg(tmp_path, script):
+    """Without the shared data the portrait examples fell back to a GrabCut mask of the bundled
+    photo (the rocket behind the astronaut in the subject), and took no photo of one's own."""
+    sample = REPO / "camseg" / "samples" / "astronaut.jpg"
+    done = _run(script, "--input", sample, "--out", tmp_path / "out", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "astronaut.jpg (camseg.segment)" in done.stdout
+    assert len(list((tmp_path / "out").glob("*.png"))) == 1
+    from PIL import Image
+
+    Image.fromarray(np.full((64, 96, 3), 128, np.uint8)).save(tmp_path / "grey.png")
+    done = _run(script, "--input", tmp_path / "grey.png", "--out", tmp_path / "out2", cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "finds nobody" in done.stderr and not (tmp_path / "out2").exists()
