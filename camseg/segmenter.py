@@ -898,7 +898,9 @@ class Segmentation:
         with self._lock:
             if "persons" not in self._cache:
                 self._cache["persons"] = self._compute_persons()
-            return self._cache["persons"]
+            # A new list each time: the cached one makes ``person`` and ``panoptic``, and a caller's
+            # ``seg.persons.pop(0)`` had taken that person out of both.
+            return list(self._cache["persons"])
 
     def _persons_stack_low(self) -> np.ndarray:
         """(h, w, 1 + K): the person union, then each person's soft share, at model resolution."""
@@ -1000,7 +1002,7 @@ class Segmentation:
                     cache[n] = plane
                 if want_persons:
                     cache["persons"] = self._split_persons(planes[len(scene):])
-            out = {n: cache[n] for n in names if n in cache}
+            out = {n: list(cache[n]) if n == "persons" else cache[n] for n in names if n in cache}
         if "person" in names and self._persons_low is not None:
             out["person"] = self._union(cache)  # the instance mattes are in this cache by now
         return out

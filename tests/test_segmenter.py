@@ -53,6 +53,19 @@ def test_persons_sum_to_person_union(segmenter, photo):
     np.testing.assert_allclose(np.sum(seg.persons, axis=0), seg.person, atol=1e-4)
 
 
+def test_changing_the_persons_list_read_leaves_the_segmentation_as_it_was(segmenter):
+    # (The list read was the cached one: seg.persons.pop(0) took that person out of seg.person
+    # and seg.panoptic.)
+    seg = segmenter.segment(SAMPLE)
+    count = len(seg.persons)
+    assert count >= 1
+    seg.persons.pop(0)
+    seg.mattes(["persons"])["persons"].clear()
+    assert len(seg.persons) == count and len(seg.mattes(["persons"])["persons"]) == count
+    np.testing.assert_array_equal(seg.person, segmenter.segment(SAMPLE).person)
+    assert seg.panoptic[1].max() == count
+
+
 def test_prefetch_gives_the_same_mattes_as_reading_one_by_one(segmenter, photo):
     lazy = segmenter.segment(photo)
     batched = segmenter.segment(photo)
