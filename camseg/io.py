@@ -98,6 +98,8 @@ def as_linear_rgb(array: np.ndarray, *, name: str = "image") -> np.ndarray:
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise ValueError(f"{name} is empty (shape {array.shape}); pass an image with at least one pixel")
     array = array[:, :, :3]
+    if not array.dtype.isnative:  # big-endian ('>u2' from np.fromfile of a PGM, '>f4'): refused as "unsupported"
+        array = array.astype(array.dtype.newbyteorder("="))
     if array.dtype == np.uint8:  # table lookup: a 100 MP photo decodes in a fraction of the power() time
         return _decode(array, None, 8)
     if array.dtype == np.uint16:

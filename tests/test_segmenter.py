@@ -177,6 +177,20 @@ def test_input_kinds(segmenter, photo, make):
     np.testing.assert_array_equal(array, before)  # caller's array untouched
 
 
+@pytest.mark.parametrize("make", [
+    lambda p: p.astype(np.uint16) * 257,
+    lambda p: ((p / 255.0).astype(np.float32) ** 2.2).astype(np.float32),
+    lambda p: ((p / 255.0) ** 2.2).astype(np.float64),
+], ids=["uint16", "float32", "float64"])
+def test_big_endian_arrays_are_segmented_like_native_ones(segmenter, photo, make):
+    # (np.fromfile(..., ">u2") of a 16-bit PGM, or FITS data: refused as "unsupported dtype >u2;
+    # use uint8, uint16 ...", naming the dtype it was.)
+    native = make(photo)
+    swapped = native.astype(native.dtype.newbyteorder(">"))
+    want = segmenter.segment(native, categories={"skin"}).skin
+    np.testing.assert_array_equal(segmenter.segment(swapped, categories={"skin"}).skin, want)
+
+
 def test_mattes_follow_edges_not_bilinear(segmenter, photo):
     """Full-res mattes come from the guided filter: they differ from a bilinear blow-up."""
     import cv2
