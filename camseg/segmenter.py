@@ -889,6 +889,8 @@ class Segmentation:
             return self.matte(name)
         if name in PERSON_NAMES or name == "panoptic":  # a property raised: persons were not computed
             raise self._missing(name)
+        if name in SCENE_CATEGORIES:  # left out by categories= ("no attribute 'hair'" said not how to get it)
+            raise self._missing(name)
         raise AttributeError(f"Segmentation has no attribute {name!r}; mattes: {list(self.categories)}")
 
     @property
