@@ -375,10 +375,15 @@ class Segmenter:
             return None
         if isinstance(categories, str):
             categories = {categories}
+        if isinstance(categories, (bytes, bytearray)) or not hasattr(categories, "__iter__"):
+            # (3 failed as "'int' object is not iterable", b"sky" as "unknown [107, 115, 121]")
+            raise TypeError(f"categories must be a set of names, e.g. {{'sky', 'skin'}}, or None for all; "
+                            f"got {categories!r}")
         categories = set(categories)
         unknown = categories - set(self.categories)
-        if unknown:
-            raise ValueError(f"categories: unknown {sorted(unknown)}; valid names are {list(self.categories)}")
+        if unknown:  # (sorted by repr: {"skyy", 1} failed in sorted() as "'<' not supported")
+            raise ValueError(f"categories: unknown {sorted(unknown, key=repr)}; "
+                             f"valid names are {list(self.categories)}")
         if not categories:
             # (An empty set gave a segmentation with nothing in it, without a word.)
             raise ValueError(f"categories is empty; name at least one of {list(self.categories)}, "

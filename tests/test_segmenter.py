@@ -245,6 +245,13 @@ def test_bad_arguments(tmp_path, photo):
         for nothing in (set(), [], ()):  # (gave a segmentation with nothing in it)
             with pytest.raises(ValueError, match="categories is empty"):
                 s.segment(photo, categories=nothing)
+        # (3 failed as "'int' object is not iterable", b"sky" as "unknown [107, 115, 121]", and a
+        # name beside a number in sorted(): "'<' not supported")
+        for wrong in (3, b"sky"):
+            with pytest.raises(TypeError, match="categories must be a set of names"):
+                s.segment(photo, categories=wrong)
+        with pytest.raises(ValueError, match=r"unknown \['skyy', 1\]; valid names"):
+            s.segment(photo, categories={"skyy", 1})
     with pytest.raises(RuntimeError, match="closed"):
         s.segment(photo)
 
