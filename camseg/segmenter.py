@@ -837,6 +837,9 @@ class Segmentation:
 
     def low_resolution(self, name: str) -> np.ndarray:
         """A scene matte at model resolution (aspect kept), float32 in [0, 1], without upsampling."""
+        if name in PERSON_NAMES and self._persons_low is not None:  # ("'person' was not computed", though it was)
+            raise AttributeError(f"low_resolution gives scene mattes ({list(self._scene_low)}); the person "
+                                 "mattes are .person and .persons, at full resolution")
         if name not in self._scene_low:
             raise self._missing(name)
         return _sigmoid(self._logits(name))

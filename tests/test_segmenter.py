@@ -161,6 +161,8 @@ def test_scene_only_skips_transformer_and_matches(segmenter, landscape):
         scene.hair  # (it said "Segmentation has no attribute 'hair'", not how to get it)
     # same conv path, same weights: the scene-only graph must agree with the full one
     np.testing.assert_allclose(scene.low_resolution("sky"), full.low_resolution("sky"), atol=1e-4)
+    with pytest.raises(AttributeError, match="low_resolution gives scene mattes.*person mattes are .person"):
+        full.low_resolution("person")  # (said "'person' was not computed for this photo", though it was)
 
 
 @pytest.mark.parametrize("make", [
