@@ -148,6 +148,15 @@ class SegmenterOptions:
 
     def __post_init__(self):
         # Checked here, not on the first photo that uses them (a black-and-white one, say).
+        # (A threshold given as a string failed on the first photo with numpy's UFuncTypeError, and
+        # a NaN one silently found nobody.)
+        for name in ("person_threshold", "min_person_area", "duplicate_iou", "min_visible_fraction",
+                     "min_mask_score", "glasses_face_context", "glasses_min_face_share"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                    or np.isnan(value):
+                raise ValueError(f"SegmenterOptions.{name} must be a number (a fraction or a probability, "
+                                 f"see SegmenterOptions), got {value!r}")
         margin = self.skin_colour_margin
         if isinstance(margin, bool) or not isinstance(margin, (int, float, np.integer, np.floating)) \
                 or np.isnan(margin) or margin == -np.inf:
