@@ -350,6 +350,11 @@ class Segmenter:
         if threads is not None and (not isinstance(threads, (int, np.integer)) or isinstance(threads, bool)
                                     or threads < 1):
             raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
+        if options is not None and not isinstance(options, SegmenterOptions):
+            # (a dict failed as "'dict' object has no attribute 'grey_logit_offsets'"; an empty one
+            # was taken as the defaults)
+            raise TypeError(f"options must be a SegmenterOptions or None, got {type(options).__name__}; "
+                            "pass SegmenterOptions(**your_options)")
         self.model_path = Path(model_path) if model_path is not None else DEFAULT_MODEL
         self.options = options or SegmenterOptions()
         self._full, self.contract = _session(self.model_path, threads)

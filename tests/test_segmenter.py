@@ -241,6 +241,9 @@ def test_bad_arguments(tmp_path, photo):
             Segmenter(threads=threads)
     with pytest.raises(FileNotFoundError, match="model file"):
         Segmenter(tmp_path / "nope.onnx")
+    for options in ({"person_threshold": 0.3}, {}):  # (AttributeError on 'grey_logit_offsets'; {} ignored)
+        with pytest.raises(TypeError, match=r"options must be a SegmenterOptions.*SegmenterOptions\(\*\*"):
+            Segmenter(options=options)
     with Segmenter() as s:
         with pytest.raises(ValueError, match="valid names"):
             s.segment(photo, categories={"cat"})
