@@ -523,12 +523,17 @@ class Segmenter:
 
     def _infer(self, batch: np.ndarray, frame: "_Frame", wanted) -> tuple:
         """One model run on a prepared batch → (scene logits by name, persons or None) at model resolution."""
+        # Read once: a close() from another thread after the caller's check had failed this call
+        # with "'NoneType' object has no attribute 'run'".
+        full, scene_model = self._full, self._scene
+        if full is None:
+            raise RuntimeError("this Segmenter was closed; create a new one")
         scene_only = wanted is not None and not (wanted & set(PERSON_NAMES))
-        if scene_only and self._scene is not None:
-            (scene_logits,) = self._scene.run(None, {INPUT_NAME: batch})
+        if scene_only and scene_model is not None:
+            (scene_logits,) = scene_model.run(None, {INPUT_NAME: batch})
             class_logits = mask_logits = None
         else:
-            scene_logits, class_logits, mask_logits = self._full.run(None, {INPUT_NAME: batch})
+            scene_logits, class_logits, mask_logits = full.run(None, {INPUT_NAME: batch})
         # The model's calibration (see ModelContract), plus the grey photos' own.
         offsets = dict(self.contract.logit_offsets)
         grey = _is_grey(batch[0], frame.valid_hw)

@@ -261,6 +261,23 @@ def test_bad_arguments(tmp_path, photo):
         s.segment(photo)
 
 
+def test_a_segmenter_closed_by_another_thread_during_a_call_says_it_was_closed(photo, monkeypatch):
+    # (close() between the call's check and the model run failed it with "'NoneType' object has no
+    # attribute 'run'"; here the close comes while the photo is prepared, as from another thread.)
+    from camseg import segmenter as module
+    prepare = module._prepare
+    for categories in (None, {"sky"}):
+        s = Segmenter()
+
+        def close_then_prepare(*args):
+            s.close()
+            return prepare(*args)
+
+        monkeypatch.setattr(module, "_prepare", close_then_prepare)
+        with pytest.raises(RuntimeError, match="this Segmenter was closed; create a new one"):
+            s.segment(photo, categories=categories)
+
+
 def test_nobody_when_threshold_unreachable(photo):
     with Segmenter(options=SegmenterOptions(person_threshold=1.0)) as s:
         seg = s.segment(photo)
