@@ -1064,10 +1064,17 @@ class Segmentation:
         if "sky" in self._scene_low:
             category[self.sky > 0.5] = PANOPTIC_CATEGORIES.index("sky")
         if persons:
-            stack = np.stack(persons, axis=0)
-            on_person = stack.sum(axis=0) > 0.5
-            instance[on_person] = (np.argmax(stack, axis=0) + 1)[on_person].astype(np.int32)
-            category[on_person] = PANOPTIC_CATEGORIES.index("person")
+            # The person most present at each pixel, the first on ties (as argmax), by one pass per
+            # person: argmax over a K×H×W stack made int64 planes, 41 bytes a pixel at the peak
+            # (2 GB at 50 MP) and 2.4 s of the 4.8 s a 50 MP panoptic took.
+            on_person = self.person > 0.5  # the union: instance ids > 0 exactly where it is over 0.5
+            best, owner = persons[0], np.ones((H, W), np.int32)
+            for k, matte in enumerate(persons[1:], start=2):  # K people (at most the queries), not pixels
+                ahead = matte > best
+                np.copyto(owner, k, where=ahead)
+                best = np.maximum(best, matte)
+            np.copyto(instance, owner, where=on_person)
+            np.copyto(category, PANOPTIC_CATEGORIES.index("person"), where=on_person)
         return category, instance
 
 
