@@ -426,7 +426,9 @@ class Segmenter:
         """
         if self._full is None:
             raise RuntimeError("this Segmenter was closed; create a new one")
-        self._check_categories(categories)  # before reading a file
+        # Before reading a file; kept as checked (a generator of names, read here, was empty when
+        # segment_borrowed checked it again: "categories is empty").
+        categories = self._check_categories(categories)
         # A copy (the Segmentation reads it later, whatever the caller does), with sRGB primaries
         # where a file or Photo has others (Display P3): the model learnt sRGB colours.
         if isinstance(image, (str, os.PathLike)):

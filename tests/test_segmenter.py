@@ -184,6 +184,9 @@ def test_scene_only_skips_transformer_and_matches(segmenter, landscape):
     assert set(scene.categories) == {"sky", "skin"}
     with pytest.raises(AttributeError, match="persons.*not computed"):
         scene.persons
+    # (a generator or iterator of names was read twice, and refused as "categories is empty")
+    for names in (iter(["sky", "skin"]), (n for n in ("sky", "skin"))):
+        assert set(segmenter.segment(landscape, categories=names).categories) == {"sky", "skin"}
     with pytest.raises(AttributeError, match="'hair' was not computed.*include it"):
         scene.hair  # (it said "Segmentation has no attribute 'hair'", not how to get it)
     # same conv path, same weights: the scene-only graph must agree with the full one
