@@ -828,8 +828,9 @@ class Segmentation:
         (category ids, instance ids), int32 H×W. Category ids index
         ``PANOPTIC_CATEGORIES`` (0 unlabelled, 1 person, 2 sky); instance ids are
         0 off-person and 1…K for ``persons[0…K-1]``.
-    person_scores : np.ndarray
-        float32 (K,) class probability of each person.
+    person_scores : np.ndarray or None
+        float32 (K,) class probability of each person; None when ``categories=`` left the
+        persons out (then ``persons``, ``person`` and ``panoptic`` raise, saying so).
     image_shape : tuple
         (H, W) of the photo.
     """
@@ -857,7 +858,9 @@ class Segmentation:
         return names + (PERSON_NAMES if self._persons_low is not None else ())
 
     def low_resolution(self, name: str) -> np.ndarray:
-        """A scene matte at model resolution (aspect kept), float32 in [0, 1], without upsampling."""
+        """A scene matte at model resolution (aspect kept), float32 in [0, 1], without upsampling;
+        at the photo's own size when the photo is smaller than the model's input (never larger
+        than the photo)."""
         if name in PERSON_NAMES and self._persons_low is not None:  # ("'person' was not computed", though it was)
             raise AttributeError(f"low_resolution gives scene mattes ({list(self._scene_low)}); the person "
                                  "mattes are .person and .persons, at full resolution")
