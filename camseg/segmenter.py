@@ -865,6 +865,10 @@ class Segmentation:
             raise AttributeError(f"low_resolution gives scene mattes ({list(self._scene_low)}); the person "
                                  "mattes are .person and .persons, at full resolution")
         if name not in self._scene_low:
+            if name not in set(SCENE_CATEGORIES) | set(PERSON_NAMES) | set(self.categories):
+                # A typo ("skyy") was told it "was not computed" and to include it, where
+                # mattes() calls it unknown.
+                raise ValueError(f"unknown matte name {name!r}; this segmentation has {list(self.categories)}")
             raise self._missing(name)
         return _sigmoid(self._logits(name))
 

@@ -193,6 +193,10 @@ def test_scene_only_skips_transformer_and_matches(segmenter, landscape):
     np.testing.assert_allclose(scene.low_resolution("sky"), full.low_resolution("sky"), atol=1e-4)
     with pytest.raises(AttributeError, match="low_resolution gives scene mattes.*person mattes are .person"):
         full.low_resolution("person")  # (said "'person' was not computed for this photo", though it was)
+    # A misspelt name is unknown, as mattes() says, not "not computed ... include it".
+    for read in (scene.matte, scene.low_resolution, lambda name: scene.mattes([name])):
+        with pytest.raises(ValueError, match="unknown matte name.*skyy"):
+            read("skyy")
 
 
 @pytest.mark.parametrize("make", [
