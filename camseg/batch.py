@@ -62,7 +62,8 @@ __all__ = ["BatchItem", "ItemResult", "BatchSummary", "plan_batch", "run_batch",
 #: What a batch can do to each photo.
 TASKS = ("develop", "segment")
 
-#: Scene-level mattes written by the ``segment`` task, in this order.
+#: Scene-level mattes written by the ``segment`` task, in this order (with the default model; a
+#: model of one's own writes each of its scene categories, then ``person``).
 SCENE_MASKS = ("sky", "hair", "skin", "teeth", "glasses", "person")
 
 #: Settings record written into the output folder (hidden file).
@@ -793,7 +794,10 @@ def write_segmentation(folder, photo, seg, *, earlier: "set | None" = None) -> l
         _atomic_write(path, lambda fh: fh.write(data.tobytes()))
         written.append(path)
 
-    for name in SCENE_MASKS:
+    # Every scene matte the model gives (a model of one's own may add categories; the contract
+    # keeps their names safe as file names), then the person union.
+    names = tuple(n for n in getattr(seg, "categories", SCENE_MASKS) if n not in ("person", "persons")) + ("person",)
+    for name in names:
         matte = optional_matte(seg, name)
         if matte is not None and matte.ndim == 2:
             save_png(f"{name}.png", matte)
@@ -802,7 +806,7 @@ def write_segmentation(folder, photo, seg, *, earlier: "set | None" = None) -> l
     # Masks of an earlier run that this one did not make (a person fewer, --overwrite) would
     # mix two segmentations in one folder: removed before the overlay marks the folder done.
     # (With the earlier one's record, only what it wrote: a mask the user added is left alone.)
-    ours = {f"{name}.png" for name in SCENE_MASKS}
+    ours = {f"{name}.png" for name in SCENE_MASKS + names}
     for old in folder.glob("*.png"):
         if earlier is not None:
             stale = old.name in earlier

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field, fields
 
 CONTRACT_VERSION = 1
@@ -54,6 +55,14 @@ THING_CATEGORIES = ("person",)
 #: and glasses are attributes that overlap a person, so they are not panoptic
 #: segments.
 PANOPTIC_CATEGORIES = ("unlabelled", "person", "sky")
+
+#: Names a scene-level category cannot take: the runtime's own names for the persons and the
+#: other attributes of a segmentation (a category "person" or "mattes" would be hidden behind
+#: them), and ``person_…``, the persons' mask files (``person_00.png``). A name is also lower-case
+#: letters, digits and ``_``, starting with a letter: an attribute, and a safe file name
+#: (``camseg segment`` writes ``NAME.png``).
+RESERVED_NAMES = ("person", "persons", "panoptic", "categories", "image_shape", "matte", "mattes",
+                  "low_resolution")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -156,11 +165,16 @@ class ModelContract:
         def is_names(v):
             return isinstance(v, list) and all(isinstance(n, str) for n in v) and len(set(v)) == len(v)
 
+        def is_scene_names(v):
+            return is_names(v) and all(re.fullmatch(r"[a-z][a-z0-9_]*", n) and n not in RESERVED_NAMES
+                                       and not n.startswith("person_") for n in v)
+
         # Each field: its check, and what it must be (said in the error: "is not valid" alone named no fix).
         checks = {
             "input_size": (lambda v: isinstance(v, list) and len(v) == 2 and all(is_count(n) and n > 0 for n in v),
                            "[height, width], two integers > 0"),
-            "scene_categories": (is_names, "a list of distinct names"),
+            "scene_categories": (is_scene_names, "a list of distinct names of lower-case letters, digits and _, "
+                                 "none of camseg.contract.RESERVED_NAMES nor person_..."),
             "thing_categories": (is_names, "a list of distinct names"),
             "num_queries": (is_count, "an integer >= 0"), "mask_channels": (is_count, "an integer >= 0"),
             "decoder_layers": (is_count, "an integer >= 0"),

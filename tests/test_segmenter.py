@@ -729,6 +729,11 @@ def _model_with_contract(path, edit):
     # (a 400-digit offset escaped as OverflowError; a version of true passed as 1)
     (lambda c: {**c, "logit_offsets": {"sky": 10 ** 400}}, r"logit_offsets=\{'sky': 1000.* is not valid"),
     (lambda c: {**c, "version": True}, "contract version True is not supported"),
+    # (Names that hide the runtime's own attributes, or are no safe file name for camseg segment.)
+    (lambda c: {**c, "scene_categories": ["sky", "hair", "skin", "person", "glasses"]}, r"scene_categories=.*not valid"),
+    (lambda c: {**c, "scene_categories": ["sky", "hair", "skin", "../teeth", "glasses"]}, r"scene_categories=.*not valid"),
+    (lambda c: {**c, "scene_categories": ["sky", "hair", "skin", "person_00", "glasses"]}, r"scene_categories=.*not valid"),
+    (lambda c: {**c, "scene_categories": ["sky", "hair", "skin", "mattes", "glasses"]}, r"scene_categories=.*not valid"),
 ])
 def test_a_damaged_contract_is_refused_at_load_naming_the_model(tmp_path, edit, match):
     """It failed as a bare JSONDecodeError, KeyError, TypeError or AttributeError that named no model
@@ -762,9 +767,17 @@ def test_a_contract_that_does_not_match_its_graph_is_refused_at_load(tmp_path, e
 
 def test_scene_category_names_are_the_models_own(tmp_path, photo):
     """The graph's shape check counts channels; what the contract calls them is data."""
+    from camseg.batch import write_segmentation
+    from camseg.io import read_photo
+
     cats = ["sky", "hair", "skin", "tooth", "glasses"]
     with Segmenter(_model_with_contract(tmp_path / "r.onnx", lambda c: {**c, "scene_categories": cats})) as s:
         assert s.segment(photo).tooth.shape == photo.shape[:2]
+        # camseg segment writes each of them (it wrote the six default names only: no tooth.png)
+        sample = read_photo(DEFAULT_MODEL.parents[1] / "samples" / "astronaut.jpg")
+        written = write_segmentation(tmp_path / "masks", sample, s.segment(sample))
+    names = sorted(p.name for p in written)
+    assert {"tooth.png", "sky.png", "person.png", "overlay.jpg"} <= set(names) and "teeth.png" not in names
 
 
 @pytest.mark.parametrize("twin, match", [
