@@ -166,6 +166,31 @@ def _inside(path: Path, folder: Path) -> bool:
     return resolved is not None and folder in resolved.parents
 
 
+def _folder_entries(folder: Path) -> list:
+    """Every name under ``folder``, as ``folder.rglob("*")`` lists them, and under the folders
+    linked from it too: rglob does not enter a link to a folder, and a library's linked year or
+    card folder was left out without a word. Each real folder is entered once: under its own
+    name where it has one there, else under the first link to it (in name order). A link to a
+    folder above it (a loop) is not entered."""
+    entries, seen, links = [], set(), []
+
+    def walk(top) -> None:
+        for here, dirs, files in os.walk(top):  # (links to folders are listed, not entered)
+            seen.add(os.path.realpath(here))
+            entries.extend(Path(here) / name for name in dirs + files)
+            links.extend(Path(here) / name for name in dirs if os.path.islink(os.path.join(here, name)))
+            dirs[:] = [d for d in dirs if os.path.realpath(os.path.join(here, d)) not in seen]
+
+    walk(folder)
+    while links:
+        links.sort()
+        link = links.pop(0)
+        real = os.path.realpath(link)
+        if real not in seen and not Path(os.path.realpath(link.parent)).is_relative_to(real):
+            walk(link)
+    return entries
+
+
 def _not_a_photo_file(path: Path) -> str:
     """Why ``path``, which exists as a name but is neither a file nor a folder, is not read."""
     if path.is_symlink() and not path.exists():
@@ -203,8 +228,8 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
     Parameters
     ----------
     inputs : iterable of str or os.PathLike
-        Photo files and/or folders (searched recursively for .jpg/.jpeg/.jpe/.jfif/.png/.tif/
-        .tiff; the folder structure is kept under ``out_dir``). Passed over in folders: files
+        Photo files and/or folders (searched recursively, linked folders included, for .jpg/.jpeg/
+        .jpe/.jfif/.png/.tif/.tiff; the folder structure is kept under ``out_dir``). Passed over in folders: files
         inside ``out_dir``, outputs of earlier runs (they have a record; named as files
         themselves, they are read), and photo files of other types (counted in a note).
     out_dir : str or os.PathLike
@@ -263,7 +288,7 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
             # --out that is this folder or above it hides nothing: every photo is then checked
             # against its output below, and refused by name where it would be overwritten.)
             skip_out = path.resolve() in out_abs.parents
-            entries = [p for p in path.rglob("*") if not (skip_out and _inside(p, out_abs))]
+            entries = [p for p in _folder_entries(path) if not (skip_out and _inside(p, out_abs))]
             files = [p for p in entries if p.is_file()]
             # Photo names that are not files (a broken link, a pipe) are reported, not passed over.
             results.extend(ItemResult(p, None, "failed", _not_a_photo_file(p)) for p in sorted(entries)

@@ -1008,6 +1008,21 @@ def test_plan_prefers_a_photos_own_name_to_a_link_and_reports_what_it_cannot_rea
     assert {r.source.name for r in settled if "loop" in r.message} >= {"loop1.jpg", "loop2.jpg"}
 
 
+def test_a_linked_folder_in_a_library_is_searched_once_and_a_link_above_is_no_loop(tmp_path):
+    """A linked subfolder (a year kept on another disk) was left out without a word: rglob
+    does not enter links to folders."""
+    _photos(tmp_path / "lib", 1)
+    _photos(tmp_path / "disk" / "2023", 2)
+    _photos(tmp_path / "lib" / "real", 1)
+    (tmp_path / "lib" / "2023").symlink_to(tmp_path / "disk" / "2023")
+    (tmp_path / "lib" / "again").symlink_to("2023")  # the same folder twice: entered once
+    (tmp_path / "lib" / "a_real").symlink_to("real")  # a link to a folder there: its own name wins
+    (tmp_path / "lib" / "up").symlink_to("..")  # a loop: not entered
+    todo, settled = plan_batch([tmp_path / "lib"], tmp_path / "out")
+    outs = sorted(str(i.output.relative_to(tmp_path / "out")) for i in todo)
+    assert outs == ["2023/img_00.jpg", "2023/img_01.jpg", "img_00.jpg", "real/img_00.jpg"] and not settled
+
+
 def test_an_empty_file_at_an_outputs_name_is_done_again(tmp_path):
     """camseg writes whole files or none, so an empty one there is not a finished output."""
     photos = _photos(tmp_path / "in", 2)
