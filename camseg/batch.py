@@ -636,7 +636,13 @@ def _process(item: BatchItem, task: str, settings: DevelopSettings, write_option
     t0 = time.perf_counter()
     try:
         # Before it is read: a photo changed while it is developed is not recorded as developed.
-        identity = records.photo_identity(item.source) if item.recorded else None
+        try:
+            identity = records.photo_identity(item.source) if item.recorded else None
+        except OSError:
+            # Gone since the batch was planned, or unreadable: read_photo says which, with the fix
+            # (the record's bare "[Errno 2] No such file or directory" named none).
+            read_photo(item.source)
+            raise
         photo = read_photo(item.source)  # bad files fail here, before the model is needed
         if worker["segmenter"] is None:
             raise RuntimeError(worker["error"] or "the segmentation model is not loaded")

@@ -503,6 +503,21 @@ def test_bad_files_are_reported_and_the_rest_goes_on(tmp_path):
     assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file() and not p.name.startswith(".")]
 
 
+def test_a_photo_deleted_after_the_batch_was_planned_is_reported_with_the_fix(tmp_path):
+    """A photo moved or deleted while the batch ran failed with the record's bare
+    "[Errno 2] No such file or directory", which named no fix."""
+    from camseg.batch import _process
+    from camseg.pipeline import DevelopSettings
+
+    (photo,) = _photos(tmp_path / "in", 1)
+    (item,) = plan_batch([photo], tmp_path / "out")[0]
+    photo.unlink()
+    result = _process(item, "develop", DevelopSettings(), {"quality": 95},
+                      {"segmenter": None, "error": None, "model_identity": None})
+    assert result.status == "failed" and "does not exist; check the path" in result.message
+    assert str(photo) in result.message
+
+
 def test_a_transparent_png_developed_to_jpeg_is_flattened_with_a_note(tmp_path):
     rgba = np.dstack([np.asarray(Image.open(SAMPLE).resize((128, 96))), np.full((96, 128), 255, np.uint8)])
     rgba[:, 64:, 3] = 0
