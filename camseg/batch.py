@@ -230,8 +230,9 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
     inputs : iterable of str or os.PathLike
         Photo files and/or folders (searched recursively, linked folders included, for .jpg/.jpeg/
         .jpe/.jfif/.png/.tif/.tiff; the folder structure is kept under ``out_dir``). Passed over in folders: files
-        inside ``out_dir``, outputs of earlier runs (they have a record; named as files
-        themselves, they are read), and photo files of other types (counted in a note).
+        inside ``out_dir`` (photos there that are no outputs are counted in a note), outputs of
+        earlier runs (they have a record; named as files themselves, they are read), and photo
+        files of other types (counted in a note).
     out_dir : str or os.PathLike
         Destination folder.
     task : {"develop", "segment"}
@@ -279,6 +280,7 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
         # "/") developed every photo under the current folder (or tried the whole disk).
         inputs = [inputs]
     inputs = [Path(os.fsdecode(raw)) for raw in inputs]
+    before_records = _holds_older_outputs(_read_stamp(out_dir))
     # (The --out folder among the inputs, `camseg develop * --out dev` run again, needs no rule
     # of its own: its outputs have records, and are passed over below one by one; new photos
     # put there are read.)
@@ -288,7 +290,19 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
             # --out that is this folder or above it hides nothing: every photo is then checked
             # against its output below, and refused by name where it would be overwritten.)
             skip_out = path.resolve() in out_abs.parents
-            entries = [p for p in _folder_entries(path) if not (skip_out and _inside(p, out_abs))]
+            entries, in_out = [], []
+            for p in _folder_entries(path):
+                (in_out if skip_out and _inside(p, out_abs) else entries).append(p)
+            # Said, not silent: photos of the user's own kept in the chosen --out folder (an existing
+            # subfolder) were left out without a word.
+            # (A camseg from before records left outputs without any: not counted.)
+            kept_out = [p for p in in_out if _is_photo(p) and p.is_file() and not records.has_record(p)
+                        and not records.has_record(p.parent, "segment")] if not before_records else []
+            if kept_out:
+                results.append(ItemResult(path, None, "passed over", f"{len(kept_out)} photo(s) inside the --out "
+                                          f"folder {str(out_dir)!r} (e.g. {str(kept_out[0])!r}) not read: files "
+                                          "there are taken for outputs; name them themselves to process them, "
+                                          "or choose an --out folder that holds no photos"))
             files = [p for p in entries if p.is_file()]
             # Photo names that are not files (a broken link, a pipe) are reported, not passed over.
             results.extend(ItemResult(p, None, "failed", _not_a_photo_file(p)) for p in sorted(entries)
@@ -310,7 +324,7 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
                                           "to process them again"))
             others = [p for p in files if not _is_photo(p) and not any(
                 part.startswith(".") for part in p.relative_to(path).parts)]
-            if not found and not earlier:
+            if not found and not earlier and not kept_out:
                 results.append(ItemResult(path, None, "failed", "no JPEG, PNG or TIFF photo in this folder"
                                           + (f" (other files: {_counted(others)})" if others else "")
                                           + f"; camseg reads {_READABLE} files"))
@@ -348,7 +362,6 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
             results.append(ItemResult(path, None, "passed over", f"the same photo as {str(unique[key][0])!r}: "
                                       "processed once, under that name"))
     candidates, input_set = list(unique.values()), set(unique)
-    before_records = _holds_older_outputs(_read_stamp(out_dir))
     claimed = {}
     todo = []
     for path, rel in candidates:

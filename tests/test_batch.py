@@ -17,7 +17,8 @@ import pytest
 from PIL import Image
 
 from camseg import io as cio
-from camseg.batch import OVERLAY_NAME, STAMP_NAME, mask_overlay, plan_batch, run_batch, write_segmentation
+from camseg.batch import (OVERLAY_NAME, STAMP_NAME, ItemResult, mask_overlay, plan_batch, run_batch,
+                          write_segmentation)
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "camseg" / "samples" / "astronaut.jpg"
@@ -406,6 +407,25 @@ def test_a_folder_says_which_photo_files_it_passes_over_and_reads_jfif(tmp_path)
     from camseg.batch import BatchSummary
 
     assert "1 passed over" in str(BatchSummary(results=settled))
+
+
+def test_photos_of_the_users_own_in_an_out_folder_inside_the_input_are_said(tmp_path):
+    """`camseg develop lib --out lib/a`, where lib/a held photos: they were left out without a
+    word."""
+    (top,) = _photos(tmp_path / "lib", 1)
+    (kept,) = _photos(tmp_path / "lib" / "a", 1)
+    kept = kept.rename(kept.with_name("own.jpg"))
+    todo, settled = plan_batch([tmp_path / "lib"], tmp_path / "lib" / "a")
+    assert [i.source for i in todo] == [top]
+    assert [(r.source, r.status) for r in settled] == [(tmp_path / "lib", "passed over")]
+    assert "1 photo(s) inside the --out folder" in settled[0].message and str(kept) in settled[0].message
+    (tmp_path / "lib" / "a" / STAMP_NAME).write_text('{"task": "develop"}')  # a camseg from before records
+    assert [r.status for r in plan_batch([tmp_path / "lib"], tmp_path / "lib" / "a")[1]] == []
+    (tmp_path / "lib" / "a" / STAMP_NAME).unlink()
+    _finished(todo[0])  # an output there is no photo of the user's
+    kept.unlink()
+    assert plan_batch([tmp_path / "lib"], tmp_path / "lib" / "a")[1] == [
+        ItemResult(top, todo[0].output, "skipped", "output exists")]
 
 
 def test_plan_when_out_is_the_input_folder_or_above_it(tmp_path):
