@@ -135,6 +135,8 @@ def _settings_from_args(args):
                              f"{exc.start}); save it as UTF-8") from exc
         except json.JSONDecodeError as exc:
             raise ValueError(f"--settings {str(args.settings)!r} is not valid JSON: {exc}") from exc
+        except (ValueError, TypeError) as exc:  # ("unknown settings ['styl']" had named no file)
+            raise ValueError(f"--settings {str(args.settings)!r}: {exc}") from exc
     else:
         settings = DevelopSettings()
     changes = {}

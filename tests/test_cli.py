@@ -285,3 +285,15 @@ def test_settings_file_with_a_byte_order_mark_or_another_encoding(tmp_path, caps
     assert main(["develop", str(SAMPLE), "--out", str(tmp_path / "out2"), "--settings", str(latin)]) == 2
     err = capsys.readouterr().err
     assert "latin.json" in err and "not UTF-8 text" in err and "save it as UTF-8" in err
+
+
+def test_settings_a_file_cannot_hold_are_refused_naming_the_file(tmp_path, capsys):
+    """A misspelt key or a list in --settings was refused as "unknown settings ['styl']", naming
+    no file (the look file may be one of many)."""
+    for text, expected in (('{"styl": "warm"}', "unknown settings ['styl']"), ("[1, 2]", "must be a dict")):
+        (tmp_path / "look.json").write_text(text)
+        assert main(["develop", str(SAMPLE), "--out", str(tmp_path / "out"), "--settings",
+                     str(tmp_path / "look.json")]) == 2
+        err = capsys.readouterr().err
+        assert f"--settings {str(tmp_path / 'look.json')!r}: " in err and expected in err
+    assert not (tmp_path / "out").exists()
