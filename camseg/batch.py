@@ -344,6 +344,12 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
             candidates.append((path, Path(path.name)))
         elif os.path.lexists(path):
             results.append(ItemResult(path, None, "failed", _not_a_photo_file(path)))
+        elif any(c in str(path) for c in "*?["):
+            # A pattern the shell did not expand (quoted, or a Windows prompt): "no such file" alone
+            # left the user looking for a typo.
+            results.append(ItemResult(path, None, "failed", "no such file or folder, and camseg does not expand "
+                                      "patterns (* ? [...]): leave it unquoted for the shell to expand, or "
+                                      "name the folder (searched for photos)"))
         else:
             results.append(ItemResult(path, None, "failed", "no such file or folder"))
     # The same photo named twice (a file and its folder, a repeated argument, a link to it) is

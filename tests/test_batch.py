@@ -81,6 +81,9 @@ def test_plan_refuses_to_overwrite_inputs_and_collisions(tmp_path):
     assert "ignore case" not in settled[0].message and "another --out folder" in settled[0].message
     todo, settled = plan_batch([tmp_path / "missing.jpg"], tmp_path / "out")
     assert settled[0].status == "failed" and "no such file" in settled[0].message
+    # A quoted pattern (or one from a Windows prompt) reached camseg unexpanded.
+    todo, settled = plan_batch([tmp_path / "a" / "*.JPG"], tmp_path / "out")
+    assert not todo and "does not expand patterns" in settled[0].message and "unquoted" in settled[0].message
 
 
 def test_plan_skips_finished_outputs_and_ignores_its_own_output_folder(tmp_path):
