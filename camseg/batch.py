@@ -171,11 +171,12 @@ def _folder_entries(folder: Path) -> list:
     linked from it too: rglob does not enter a link to a folder, and a library's linked year or
     card folder was left out without a word. Each real folder is entered once: under its own
     name where it has one there, else under the first link to it (in name order). A link to a
-    folder above it (a loop) is not entered."""
-    entries, seen, links = [], set(), []
+    folder above it (a loop) is not entered. Returns the names, and the errors of the folders
+    that could not be looked into (OSError, ``filename`` set)."""
+    entries, seen, links, errors = [], set(), [], []
 
     def walk(top) -> None:
-        for here, dirs, files in os.walk(top):  # (links to folders are listed, not entered)
+        for here, dirs, files in os.walk(top, onerror=errors.append):  # (links to folders: listed, not entered)
             seen.add(os.path.realpath(here))
             entries.extend(Path(here) / name for name in dirs + files)
             links.extend(Path(here) / name for name in dirs if os.path.islink(os.path.join(here, name)))
@@ -188,7 +189,7 @@ def _folder_entries(folder: Path) -> list:
         real = os.path.realpath(link)
         if real not in seen and not Path(os.path.realpath(link.parent)).is_relative_to(real):
             walk(link)
-    return entries
+    return entries, errors
 
 
 def _not_a_photo_file(path: Path) -> str:
@@ -249,7 +250,7 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
         Inputs settled without processing: "skipped" (already finished), "passed over" (another
         name of a photo processed under its own name, such as a link to it; earlier outputs;
         photo files of other types) or "failed" (missing file, broken link, link loop, pipe or
-        device, name collision, output would overwrite an input, or an existing file there
+        device, a folder that cannot be looked into, name collision, output would overwrite an input, or an existing file there
         that must not be replaced).
 
     Notes
@@ -291,8 +292,13 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
             # against its output below, and refused by name where it would be overwritten.)
             skip_out = path.resolve() in out_abs.parents
             entries, in_out = [], []
-            for p in _folder_entries(path):
+            listed, unreadable = _folder_entries(path)
+            for p in listed:
                 (in_out if skip_out and _inside(p, out_abs) else entries).append(p)
+            # A folder that cannot be looked into: its photos were left out without a word.
+            results.extend(ItemResult(Path(exc.filename), None, "failed", f"cannot look into this folder "
+                                      f"({exc.strerror or exc}); its photos were not processed: give your user "
+                                      "read access to it (chmod u+rx) or run as its owner") for exc in unreadable)
             # Said, not silent: photos of the user's own kept in the chosen --out folder (an existing
             # subfolder) were left out without a word.
             # (A camseg from before records left outputs without any: not counted.)
@@ -324,7 +330,7 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
                                           "to process them again"))
             others = [p for p in files if not _is_photo(p) and not any(
                 part.startswith(".") for part in p.relative_to(path).parts)]
-            if not found and not earlier and not kept_out:
+            if not found and not earlier and not kept_out and not unreadable:
                 results.append(ItemResult(path, None, "failed", "no JPEG, PNG or TIFF photo in this folder"
                                           + (f" (other files: {_counted(others)})" if others else "")
                                           + f"; camseg reads {_READABLE} files"))

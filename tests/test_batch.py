@@ -1061,6 +1061,31 @@ def test_a_linked_folder_in_a_library_is_searched_once_and_a_link_above_is_no_lo
     assert outs == ["2023/img_00.jpg", "2023/img_01.jpg", "img_00.jpg", "real/img_00.jpg"] and not settled
 
 
+def test_a_folder_that_cannot_be_looked_into_is_reported(tmp_path):
+    """A subfolder without read permission was left out without a word (rglob, like os.walk,
+    passes over the folders it cannot list)."""
+    _photos(tmp_path / "lib", 1)
+    _photos(tmp_path / "lib" / "locked", 1)
+    code = ("import sys; from camseg.batch import plan_batch; todo, settled = plan_batch([sys.argv[1]], sys.argv[2]); "
+            "print([i.source.name for i in todo]); print([(r.source.name, r.status, r.message) for r in settled])")
+    command = [sys.executable, "-c", code, str(tmp_path / "lib"), str(tmp_path / "out")]
+    if os.geteuid() == 0:  # root reads any folder: run the planning without that power
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root, and setpriv is not here to drop the power to read any folder")
+        command = ["setpriv", "--inh-caps=-dac_override,-dac_read_search",
+                   "--bounding-set=-dac_override,-dac_read_search", *command]
+    (tmp_path / "lib" / "locked").chmod(0)
+    try:
+        run = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    finally:
+        (tmp_path / "lib" / "locked").chmod(0o755)
+    assert run.returncode == 0, run.stderr
+    todo, settled = run.stdout.splitlines()
+    assert todo == "['img_00.jpg']"
+    assert "('locked', 'failed', 'cannot look into this folder (Permission denied)" in settled
+    assert "chmod u+rx" in settled
+
+
 def test_an_empty_file_at_an_outputs_name_is_done_again(tmp_path):
     """camseg writes whole files or none, so an empty one there is not a finished output."""
     photos = _photos(tmp_path / "in", 2)
