@@ -1079,6 +1079,8 @@ def test_a_folder_that_cannot_be_looked_into_is_reported(tmp_path):
         run = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     finally:
         (tmp_path / "lib" / "locked").chmod(0o755)
+    if run.returncode != 0 and run.stderr.startswith("setpriv"):  # (a container that may not drop it)
+        pytest.skip(f"setpriv cannot drop the power to read any folder here: {run.stderr.strip()}")
     assert run.returncode == 0, run.stderr
     todo, settled = run.stdout.splitlines()
     assert todo == "['img_00.jpg']"
