@@ -231,7 +231,8 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
     inputs : iterable of str or os.PathLike
         Photo files and/or folders (searched recursively, linked folders included, for .jpg/.jpeg/
         .jpe/.jfif/.png/.tif/.tiff; the folder structure is kept under ``out_dir``). Passed over in folders: files
-        inside ``out_dir`` (photos there that are no outputs are counted in a note), outputs of
+        inside ``out_dir`` (photos there that are no outputs are counted in a note), hidden files,
+        and photos in hidden folders (``.Trashes``, ``.thumbnails``; counted in a note), outputs of
         earlier runs (they have a record; named as files themselves, they are read), and photo
         files of other types (counted in a note).
     out_dir : str or os.PathLike
@@ -314,6 +315,16 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
             results.extend(ItemResult(p, None, "failed", _not_a_photo_file(p)) for p in sorted(entries)
                            if _is_photo(p) and not p.is_file() and not p.is_dir())
             found = sorted(p for p in files if _is_photo(p))
+            # Photos in hidden folders (a card's .Trashes, a viewer's .thumbnails) are not the
+            # library's, as hidden files are not: passed over, and said.
+            hidden = [p for p in found if any(part.startswith(".") for part in p.relative_to(path).parts[:-1])]
+            if hidden:
+                found = [p for p in found if p not in set(hidden)]
+                folders = sorted({str(p.parent.relative_to(path)) for p in hidden})
+                results.append(ItemResult(path, None, "passed over", f"{len(hidden)} photo(s) in hidden folders "
+                                          f"({', '.join(folders[:3])}{', ...' if len(folders) > 3 else ''}) not "
+                                          "read, as hidden files are not; name the folder or the files themselves "
+                                          "to process them"))
             # So are outputs of earlier runs found there (`camseg develop photos --out photos/warm`
             # after `--out photos/dev`): developed again, dev's photos doubled the work at every
             # run, and their names collided with the originals'. Named as files, they are read.
@@ -330,7 +341,7 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
                                           "to process them again"))
             others = [p for p in files if not _is_photo(p) and not any(
                 part.startswith(".") for part in p.relative_to(path).parts)]
-            if not found and not earlier and not kept_out and not unreadable:
+            if not found and not earlier and not kept_out and not unreadable and not hidden:
                 results.append(ItemResult(path, None, "failed", "no JPEG, PNG or TIFF photo in this folder"
                                           + (f" (other files: {_counted(others)})" if others else "")
                                           + f"; camseg reads {_READABLE} files"))

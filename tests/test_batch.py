@@ -1676,3 +1676,22 @@ def test_a_panoramas_overlay_is_shrunk_to_fit_a_jpeg(tmp_path):
         assert img.size == (65501, 8)  # the masks keep the photo's size
     with Image.open(tmp_path / "pano" / OVERLAY_NAME) as img:
         assert img.format == "JPEG" and img.size == (65500, 8)
+
+
+def test_photos_in_hidden_folders_are_passed_over_and_said(tmp_path):
+    """A card's .Trashes and a viewer's .thumbnails were developed with the library (hidden
+    files were passed over, photos in hidden folders were not)."""
+    _photos(tmp_path / "card" / "DCIM", 1)
+    _photos(tmp_path / "card" / ".Trashes" / "501", 2)
+    _photos(tmp_path / "card" / "DCIM" / ".thumbnails", 1)
+    todo, settled = plan_batch([tmp_path / "card"], tmp_path / "out")
+    assert [str(i.source.relative_to(tmp_path / "card")) for i in todo] == ["DCIM/img_00.jpg"]
+    (note,) = [r for r in settled if r.status == "passed over"]
+    assert "3 photo(s) in hidden folders (.Trashes/501, DCIM/.thumbnails)" in note.message
+    # Named themselves (the hidden folder as the input), they are read.
+    todo, _ = plan_batch([tmp_path / "card" / ".Trashes"], tmp_path / "out2")
+    assert len(todo) == 2
+    # A library with photos only there says so rather than "no photo in this folder".
+    _photos(tmp_path / "only" / ".thumbnails", 1)
+    todo, settled = plan_batch([tmp_path / "only"], tmp_path / "out3")
+    assert not todo and [r.status for r in settled] == ["passed over"]
