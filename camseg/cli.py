@@ -82,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "cluster of --jobs workers; needs pip install 'camseg[dask]' and, on a real "
                             "cluster, the same paths on every worker")
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
-        p.add_argument("--quiet", "-q", action="store_true", help="print only failures")
+        p.add_argument("--quiet", "-q", action="store_true",
+                       help="print only failures and warnings (no progress bar, notes or summary)")
 
     dev = sub.add_parser("develop", help="run the whole pipeline on photos",
                          description="Segment each photo once, then denoise and sharpen (sky/skin aware), "
