@@ -209,7 +209,8 @@ class Photo:
         stages develop the colour under it unchanged.
     xmp : bytes or None
         The XMP packet (UTF-8 XML: ratings, keywords, captions, edit history), its
-        orientation reset to 1 like the EXIF; written back to JPEG, PNG and TIFF.
+        orientation reset to 1 like the EXIF, and no longer naming files the source held after
+        its image (a motion photo's video, a gain map); written back to JPEG, PNG and TIFF.
     jpeg_subsampling : str or None
         Chroma subsampling of a JPEG source (``"4:4:4"``, ``"4:2:2"``, ``"4:2:0"``);
         a JPEG written "like" it uses the same.
@@ -1323,6 +1324,11 @@ def read_photo(path: "str | os.PathLike") -> Photo:
             exif_space = (_exif_colour_space(exif_obj) if not grey_source and img.mode != "CMYK"
                           and "srgb" not in img.info else None)
             xmp = _read_xmp(img)
+            kept = _xmp_without_appended_files(xmp) if xmp else xmp
+            if kept != xmp:
+                notes.append("its motion photo video or HDR gain map (stored after the image) is not carried over; "
+                             "the XMP written no longer says it is there")
+                xmp = kept
             extended = _extended_xmp_bytes(data) if fmt == "JPEG" else 0
             if extended:
                 notes.append(f"its Extended XMP ({max(1, extended // 1024)} KB in further JPEG segments, e.g. an "
@@ -1813,6 +1819,19 @@ def _xmp_as_srgb(xmp: bytes) -> bytes:
 
 
 _SRGB_NAME = b"sRGB IEC61966-2.1"
+
+
+def _xmp_without_appended_files(xmp: bytes) -> bytes:
+    """``xmp`` no longer saying that files follow the image in the same file: a phone's motion
+    photo video (Google's ``GCamera:MotionPhoto`` and older ``GCamera:MicroVideo``, set to 0) and
+    an Ultra HDR gain map (``hdrgm:Version``, removed), and the ``Container:Directory`` that lists
+    them with their lengths (removed). A written photo holds its image alone: a motion photo's
+    output still said a video of N bytes ended the file, and a reader took the output's last N
+    bytes of JPEG data for it."""
+    xmp = re.sub(rb"<Container:Directory\b(?:[^>]*/>|.*?</Container:Directory>)", b"", xmp, flags=re.S)
+    xmp = _xmp_with_number(_xmp_with_number(xmp, b"GCamera:MotionPhoto", 0), b"GCamera:MicroVideo", 0)
+    xmp = re.sub(rb"""\s+hdrgm:Version\s*=\s*(?:"[^"]*"|'[^']*')""", b"", xmp)
+    return re.sub(rb"<hdrgm:Version>[^<]*</hdrgm:Version>", b"", xmp)
 
 
 def _xmp_with_pixel_size(xmp: bytes, width: int, height: int) -> bytes:

@@ -826,3 +826,40 @@ def test_a_damaged_profile_gives_way_to_the_exifs_adobe_rgb(tmp_path):
     plain = tmp_path / "plain.jpg"
     _picture(48, 32).save(plain, "JPEG", icc_profile=p3[:len(p3) // 2])
     assert cio.read_photo(plain).colour_space == "sRGB"
+
+
+@pytest.mark.parametrize("kind", ["motion photo", "micro video", "ultra hdr"])
+def test_a_written_photo_no_longer_says_a_video_or_gain_map_follows_its_image(tmp_path, kind):
+    """A phone's motion photo (or Ultra HDR photo) says in its XMP that a video (gain map) of N
+    bytes follows the JPEG image; the output, which holds the image alone, said so too, and a
+    reader took its last N bytes of JPEG data for the video."""
+    items = ('<Container:Directory><rdf:Seq><rdf:li rdf:parseType="Resource"><Container:Item Item:Mime="image/jpeg" '
+             'Item:Semantic="Primary" Item:Length="0"/></rdf:li><rdf:li rdf:parseType="Resource"><Container:Item '
+             'Item:Mime="video/mp4" Item:Semantic="MotionPhoto" Item:Length="220"/></rdf:li></rdf:Seq>'
+             '</Container:Directory>')
+    flags = {"motion photo": 'GCamera:MotionPhoto="1" GCamera:MotionPhotoVersion="1"',
+             "micro video": 'GCamera:MicroVideo="1" GCamera:MicroVideoVersion="1" GCamera:MicroVideoOffset="220"',
+             "ultra hdr": 'hdrgm:Version="1.0"'}[kind]
+    xmp = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+           '<rdf:Description rdf:about="" xmlns:GCamera="http://ns.google.com/photos/1.0/camera/" '
+           'xmlns:Container="http://ns.google.com/photos/1.0/container/" '
+           'xmlns:Item="http://ns.google.com/photos/1.0/container/item/" xmlns:hdrgm="http://ns.adobe.com/hdr-gain-map/1.0/" '
+           f'xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:Rating="4" {flags}>'
+           f'{items if kind != "micro video" else ""}</rdf:Description></rdf:RDF></x:xmpmeta>').encode()
+    buf = pyio.BytesIO()
+    _picture(48, 32).save(buf, "JPEG", xmp=xmp)
+    src = tmp_path / "PXL_0001.MP.jpg"
+    src.write_bytes(buf.getvalue() + b"\0\0\0\x18ftypmp42" + bytes(208))
+    photo = cio.read_photo(src)
+    assert any("motion photo video or HDR gain map" in n for n in photo.notes), photo.notes
+    out = cio.write_photo(tmp_path / "out.jpg", photo.pixels, like=photo)
+    with Image.open(out) as written:
+        kept = written.info["xmp"]
+    for claim in (b'GCamera:MotionPhoto="1"', b'GCamera:MicroVideo="1"', b"hdrgm:Version", b"Container:Directory",
+                  b"video/mp4"):
+        assert claim not in kept, claim
+    assert b'xmp:Rating="4"' in kept  # the rest of the packet stays
+    # An ordinary photo's XMP is left as it was, without a note.
+    plain = tmp_path / "plain.jpg"
+    _picture(48, 32).save(plain, "JPEG", xmp=b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF/></x:xmpmeta>')
+    assert cio.read_photo(plain).notes == ()
