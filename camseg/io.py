@@ -167,6 +167,10 @@ _EXIF_PREFIX = b"Exif\x00\x00"
 _ORIENTATION_TAG = 0x0112
 _EXIF_IFD_TAG = 0x8769
 _ISO_TAG = 0x8827
+#: Where EXIF 2.3 (CIPA DC-008-2012, PhotographicSensitivity) puts a sensitivity of 65535 or more,
+#: whose PhotographicSensitivity then says 65535: RecommendedExposureIndex, ISOSpeed,
+#: StandardOutputSensitivity.
+_HIGH_ISO_TAGS = (0x8832, 0x8833, 0x8831)
 _PHOTOMETRIC_TAG = 262
 
 
@@ -1290,8 +1294,14 @@ def read_photo(path: "str | os.PathLike") -> Photo:
             if orientation != stored_orientation:
                 notes.append(f"EXIF orientation {stored_orientation} applied")  # by Pillow, above
             try:
-                iso = exif_obj.get_ifd(_EXIF_IFD_TAG).get(_ISO_TAG)
+                exif_ifd = exif_obj.get_ifd(_EXIF_IFD_TAG)
+                iso = exif_ifd.get(_ISO_TAG)
                 iso = float(iso[0] if isinstance(iso, (tuple, list)) else iso) if iso else None
+                if iso == 65535:
+                    # A camera at ISO 102400 says 65535 there (the field is 16 bits), and the
+                    # denoiser took the photo for a third less noisy than it is.
+                    iso = next((float(v) for v in map(exif_ifd.get, _HIGH_ISO_TAGS)
+                                if isinstance(v, int) and v > 65535), iso)
             except Exception:  # noqa: BLE001 - a broken EXIF block must not stop decoding
                 iso = None
             if fmt == "TIFF":

@@ -863,3 +863,19 @@ def test_a_written_photo_no_longer_says_a_video_or_gain_map_follows_its_image(tm
     plain = tmp_path / "plain.jpg"
     _picture(48, 32).save(plain, "JPEG", xmp=b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF/></x:xmpmeta>')
     assert cio.read_photo(plain).notes == ()
+
+
+@pytest.mark.parametrize("tag", [0x8832, 0x8833, 0x8831])
+def test_an_iso_over_65535_is_read_from_where_exif_puts_it(tmp_path, tag):
+    """EXIF 2.3 records a sensitivity of 65535 or more as 65535 in PhotographicSensitivity and
+    the value itself in RecommendedExposureIndex, ISOSpeed or StandardOutputSensitivity: a
+    photo at ISO 204800 was read as ISO 65535 (and denoised as such)."""
+    exif = Image.Exif()
+    exif.get_ifd(0x8769).update({0x8827: 65535, 0x8830: 2, tag: 204800})
+    path = tmp_path / "night.jpg"
+    _picture(32, 24).save(path, exif=exif)
+    assert cio.read_photo(path).iso == 204800
+    # 65535 itself, with nothing higher beside it, stays 65535.
+    exif.get_ifd(0x8769).pop(tag)
+    _picture(32, 24).save(path, exif=exif)
+    assert cio.read_photo(path).iso == 65535
