@@ -190,7 +190,7 @@ class Photo:
     icc_profile : bytes or None
         ICC profile describing ``pixels`` (after linearisation); ``None`` means sRGB.
         It is written back unchanged, so a Display P3 photo stays Display P3. A photo with
-        none whose PNG chunks (cHRM, gAMA) or camera EXIF (Adobe RGB: ColorSpace
+        none whose PNG chunks (cICP, cHRM, gAMA) or camera EXIF (Adobe RGB: ColorSpace
         uncalibrated, interoperability index R03) name another colour space gets an
         equivalent profile made from them.
     bit_depth : int
@@ -1325,7 +1325,12 @@ def read_photo(path: "str | os.PathLike") -> Photo:
             icc = img.info.get("icc_profile") or None
             mode = img.mode
             grey_source = mode in ("1", "L", "LA", "I") or mode.startswith("I;16")
-            if fmt == "PNG" and icc is None and "srgb" not in img.info:
+            cicp = _png_cicp(data) if fmt == "PNG" and icc is None and not grey_source else None
+            if cicp is not None:
+                icc, note = _png_cicp_profile(cicp)
+                if note:
+                    notes.append(note)
+            elif fmt == "PNG" and icc is None and "srgb" not in img.info:
                 icc, note = _png_colour_profile(img.info, grey=grey_source)
                 if note:
                     notes.append(note)
@@ -2162,6 +2167,35 @@ def _png_colour_profile(info: dict, *, grey: bool) -> tuple:
                              description=f"{kind}, gamma {1 / file_gamma:.3g} (PNG gAMA)"),
             f"PNG gamma {file_gamma:.5g} (no colour profile): decoded with it, written back as an "
             "equivalent ICC profile")
+
+
+def _png_cicp(data: bytes) -> "tuple | None":
+    """A PNG's cICP chunk (PNG 3rd ed. §11.3.2.6; ITU-T H.273 code points) as ``(colour
+    primaries, transfer characteristics, matrix coefficients, full range)``, or None; Pillow does
+    not read it."""
+    for kind, start, end in _png_chunks(data):
+        if kind in (b"IDAT", b"IEND") or end > len(data):
+            break
+        if kind == b"cICP" and end - 4 - start == 4:
+            return tuple(data[start:start + 4])
+    return None
+
+
+def _png_cicp_profile(cicp: tuple) -> tuple:
+    """``(ICC profile, note)`` for a PNG's cICP code points (ITU-T H.273), which take precedence
+    over its sRGB, cHRM and gAMA chunks (PNG 3rd ed. §4.3): Display P3 (primaries 12) with the
+    sRGB curve (transfer 13) gets a Display P3 profile, as Apple's and Android's P3 PNGs carry;
+    sRGB (1, 13) needs none. Read as sRGB, a Display P3 PNG's colours came out dull, and it was
+    written back as sRGB. Others (HDR: PQ, HLG) are read as sRGB, with a note."""
+    primaries, transfer, matrix, full_range = cicp
+    if matrix == 0 and full_range == 1 and transfer == 13 and primaries in (1, 12):
+        if primaries == 1:
+            return None, None
+        return (make_icc_profile(DISPLAY_P3_PRIMARIES, description="Display P3 (PNG cICP)"),
+                "PNG colour space Display P3 (cICP, no colour profile): decoded as such, written back as an "
+                "equivalent ICC profile")
+    return None, (f"PNG colour space cICP {primaries}/{transfer}/{matrix}/{full_range} (ITU-T H.273: e.g. an HDR "
+                  "transfer) is not one camseg decodes: the pixels are read as sRGB")
 
 
 def _other_than_srgb(chromaticity) -> bool:

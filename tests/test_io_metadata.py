@@ -879,3 +879,26 @@ def test_an_iso_over_65535_is_read_from_where_exif_puts_it(tmp_path, tag):
     exif.get_ifd(0x8769).pop(tag)
     _picture(32, 24).save(path, exif=exif)
     assert cio.read_photo(path).iso == 65535
+
+
+def test_a_png_s_cicp_colour_space_is_honoured(tmp_path):
+    """A PNG whose colour space is said by a cICP chunk alone (PNG 3rd ed.: Display P3, primaries
+    12 with the sRGB curve, 13) was read as sRGB, with no note, and written untagged: dull reds."""
+    import colour
+
+    picture = _picture()
+    path = _png_with_chunks(tmp_path, "p3.png", picture, (b"cICP", bytes([12, 13, 0, 1])),
+                            (b"sRGB", b"\x00"))  # (cICP takes precedence over an sRGB chunk)
+    photo = cio.read_photo(path)
+    assert photo.icc_profile is not None and any("cICP" in n for n in photo.notes), photo.notes
+    p3 = colour.RGB_COLOURSPACES["Display P3"].matrix_RGB_to_XYZ
+    np.testing.assert_allclose(cio.rgb_to_xyz_d65(photo.icc_profile), p3, atol=2e-3)
+    np.testing.assert_allclose(photo.pixels, cio.srgb_to_linear(np.asarray(picture) / np.float32(255)), atol=1e-4)
+    with Image.open(cio.write_photo(tmp_path / "out.png", photo.pixels, like=photo)) as im:
+        assert im.info.get("icc_profile") == photo.icc_profile
+        np.testing.assert_array_equal(np.asarray(im), np.asarray(picture))
+    # sRGB's own code points change nothing; an HDR one (BT.2020, PQ) is read as sRGB, saying so.
+    photo = cio.read_photo(_png_with_chunks(tmp_path, "srgb.png", picture, (b"cICP", bytes([1, 13, 0, 1]))))
+    assert photo.icc_profile is None and not photo.notes
+    photo = cio.read_photo(_png_with_chunks(tmp_path, "pq.png", picture, (b"cICP", bytes([9, 16, 0, 1]))))
+    assert photo.icc_profile is None and any("cICP 9/16/0/1" in n for n in photo.notes), photo.notes
