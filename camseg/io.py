@@ -924,6 +924,11 @@ def _tiff_tags(data: bytes) -> "dict | None":
     return tags
 
 
+#: TIFF compressions that OpenCV's and Pillow's libtiff are often built without (tag 259 value ->
+#: name): a file that fails to decode with one of them is not necessarily damaged.
+_TIFF_CODECS_OFTEN_MISSING = {34925: "LZMA", 50000: "Zstandard", 34887: "LERC", 50001: "WebP",
+                              50002: "JPEG XL", 52546: "JPEG XL"}
+
 #: TIFF compressions that code a strip or tile as one byte stream whatever its samples are (none,
 #: LZW, Deflate, PackBits, LZMA, Zstandard): libtiff decodes such a strip of interleaved samples,
 #: or one plane's, as well when told it holds one grey sample (see _tiff_samples).
@@ -1442,6 +1447,13 @@ def read_photo(path: "str | os.PathLike") -> Photo:
         raise ValueError(f"cannot read {str(path)!r}: not an image format camseg can decode "
                          "(JPEG, PNG, TIFF)") from exc
     except (OSError, SyntaxError, struct.error, EOFError) as exc:
+        codec = _TIFF_CODECS_OFTEN_MISSING.get((_tiff_tags(data) or {}).get(259, (1,))[0])
+        if codec is not None:
+            # (A 16-bit LZMA TIFF, which OpenCV's libtiff is built without, was called damaged,
+            # and re-copying it, the advice, cannot help.)
+            raise ValueError(f"cannot read {str(path)!r}: its pixels are compressed with {codec}, which the TIFF "
+                             f"decoder camseg uses (OpenCV's libtiff) may not support here, or the file is damaged "
+                             f"({exc}); re-save it with LZW, Deflate (ZIP) or no compression, or as PNG") from exc
         raise ValueError(f"cannot read {str(path)!r}: the file is damaged or truncated ({exc}); "
                          "re-export or re-copy the photo") from exc
     except TypeError as exc:

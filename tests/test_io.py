@@ -312,6 +312,26 @@ def test_a_signed_16_bit_tiff_is_refused_saying_so(tmp_path):
             cio.read_photo(tmp_path / name)
 
 
+def test_a_tiff_in_a_codec_libtiff_may_lack_is_not_just_called_damaged(tmp_path):
+    """A 16-bit LZMA TIFF (OpenCV's libtiff here is built without LZMA) was called "damaged or
+    truncated", with advice to re-copy it that cannot help."""
+    tifffile = pytest.importorskip("tifffile")  # scikit-image's dependency
+    codes = (np.arange(6 * 8 * 3).reshape(6, 8, 3) * 700).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "lzma.tif", codes, photometric="rgb", compression="lzma")
+    try:
+        photo = cio.read_photo(tmp_path / "lzma.tif")
+    except ValueError as exc:
+        assert "compressed with LZMA" in str(exc) and "re-save it with LZW, Deflate (ZIP)" in str(exc)
+    else:  # (a libtiff with LZMA)
+        assert photo.bit_depth == 16
+    # Any other codec's failure is still damage.
+    tifffile.imwrite(tmp_path / "cut.tif", codes, photometric="rgb", compression="zlib")
+    data = (tmp_path / "cut.tif").read_bytes()
+    (tmp_path / "cut.tif").write_bytes(data.replace(zlib.compress(codes.tobytes())[:12], bytes(12)))
+    with pytest.raises(ValueError, match="damaged or truncated"):
+        cio.read_photo(tmp_path / "cut.tif")
+
+
 def test_to_srgb_primaries_converts_display_p3_and_leaves_srgb_alone():
     p3 = cio.make_icc_profile(cio.DISPLAY_P3_PRIMARIES, description="Display P3")
     v = np.array([[[0.5, 0.4, 0.3]]], np.float32)
