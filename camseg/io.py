@@ -1355,7 +1355,7 @@ def read_photo(path: "str | os.PathLike") -> Photo:
                              "edit history) is not carried over; the main XMP packet is")
             iptc, comment = _read_iptc(img, notes, data), _read_comment(img)
             text = _read_png_text(png_text) if fmt == "PNG" else ()
-            subsampling = _jpeg_subsampling(img) if fmt == "JPEG" else None
+            subsampling = _jpeg_subsampling(img, quarter_turn=stored_orientation >= 5) if fmt == "JPEG" else None
             dpi = _read_dpi(img)
             alpha_codes = None
             tiff_tags = _tiff_tags(data) if fmt == "TIFF" else None
@@ -1913,14 +1913,29 @@ def jpeg_leaves_out(photo: "Photo") -> list:
     return left
 
 
-def _jpeg_subsampling(img) -> "str | None":
-    """Chroma subsampling of a Pillow JPEG image, or None when it is not one of the three common ones."""
-    try:
-        from PIL import JpegImagePlugin
+def _jpeg_subsampling(img, quarter_turn: bool = False) -> "str | None":
+    """The chroma subsampling to write a Pillow JPEG image's photo with (``"4:4:4"``, ``"4:2:2"``
+    or ``"4:2:0"``, the ones Pillow writes): the least that keeps every chroma sample of the file,
+    upright (``quarter_turn``: its EXIF orientation turns the stored pixels a quarter, so the
+    stored axes swap). None for a file that is not three-component (grey, CMYK).
 
-        return {0: "4:4:4", 1: "4:2:2", 2: "4:2:0"}.get(JpegImagePlugin.get_sampling(img))
+    A 4:2:2 photo turned upright, or turned losslessly by an editor (4:4:0), has its chroma halved
+    down the picture, not across: written as 4:2:2 (or 4:2:0, as 4:4:0 was), it lost half its
+    chroma across. 4:1:1 (a quarter across) is written 4:2:2.
+    """
+    try:
+        layers = img.layer  # (component id, horizontal and vertical sampling factors, table)
+        if len(layers) != 3 or layers[1][1:3] != layers[2][1:3]:
+            return None
+        (h_luma, v_luma), (h_chroma, v_chroma) = layers[0][1:3], layers[1][1:3]
+        across, down = h_luma / h_chroma, v_luma / v_chroma  # luma samples per chroma sample
     except Exception:  # noqa: BLE001 - metadata only: never stops decoding
         return None
+    if quarter_turn:
+        across, down = down, across
+    if across >= 2 and down >= 2:
+        return "4:2:0"
+    return "4:2:2" if across >= 2 else "4:4:4"
 
 
 def _exif_fitting_a_jpeg(exif: bytes) -> "bytes | None":

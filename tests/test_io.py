@@ -602,6 +602,29 @@ def test_xmp_and_chroma_subsampling_are_kept(tmp_path):
         assert JpegImagePlugin.get_sampling(im) == 2
 
 
+@pytest.mark.parametrize("sampling, orientation, written", [
+    ("422", 1, "4:2:2"), ("422", 3, "4:2:2"),
+    ("422", 6, "4:4:4"), ("422", 8, "4:4:4"),  # halved down the upright picture: none lost
+    ("440", 1, "4:4:4"), ("440", 6, "4:2:2"),  # (an editor's lossless quarter turn of a 4:2:2 photo)
+    ("411", 1, "4:2:2"), ("420", 6, "4:2:0"), ("444", 6, "4:4:4"),
+])
+def test_a_jpeg_is_written_with_the_least_subsampling_that_keeps_its_chroma(tmp_path, sampling, orientation,
+                                                                              written):
+    """A 4:2:2 photo turned upright by its EXIF orientation has its chroma halved down the
+    picture: written 4:2:2 across, half its chroma detail across was lost. 4:4:0 and 4:1:1 files
+    were written 4:2:0."""
+    codes = cv2.cvtColor(_gradient(32, 48), cv2.COLOR_RGB2BGR)
+    flag = getattr(cv2, f"IMWRITE_JPEG_SAMPLING_FACTOR_{sampling}")
+    ok, data = cv2.imencode(".jpg", codes, [cv2.IMWRITE_JPEG_QUALITY, 95, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, flag])
+    assert ok
+    exif = _exif(orientation)  # ("Exif\0\0" + TIFF data) as an APP1 segment after the SOI marker
+    (tmp_path / "a.jpg").write_bytes(data[:2].tobytes() + b"\xff\xe1" + struct.pack(">H", len(exif) + 2) + exif
+                                     + data[2:].tobytes())
+    with Image.open(tmp_path / "a.jpg") as im:
+        assert im.getexif().get(0x0112) == orientation
+    assert cio.read_photo(tmp_path / "a.jpg").jpeg_subsampling == written
+
+
 @pytest.mark.parametrize("ext", ["jpg", "png", "tif"])
 def test_print_resolution_is_kept(tmp_path, ext):
     """The JFIF density / PNG pHYs of a photo set for print (300 dpi) was dropped (72 dpi out)."""
