@@ -216,8 +216,10 @@ class Photo:
         orientation reset to 1 like the EXIF, and no longer naming files the source held after
         its image (a motion photo's video, a gain map); written back to JPEG, PNG and TIFF.
     jpeg_subsampling : str or None
-        Chroma subsampling of a JPEG source (``"4:4:4"``, ``"4:2:2"``, ``"4:2:0"``);
-        a JPEG written "like" it uses the same.
+        Chroma subsampling of a JPEG source (``"4:4:4"``, ``"4:2:2"``, ``"4:2:0"``), as the
+        least of these that keeps every chroma sample of the upright photo (a 4:2:2 file turned
+        a quarter by its orientation, or 4:4:0, is ``"4:4:4"``; 4:1:1 is ``"4:2:2"``); a JPEG
+        written "like" it uses the same.
     dpi : tuple of float or None
         (x, y) print resolution of the source (JFIF density, PNG pHYs, TIFF resolution);
         written back to JPEG, PNG and TIFF.
