@@ -398,6 +398,21 @@ def coco_split_names(coco_root: Path, split: str, coco_val: set) -> set:
     return set(coco_names(coco_root)) - set(coco_val) - coco_person_free_val(coco_root)
 
 
+def data_folder_problem(root: Path) -> str | None:
+    """Why :func:`load_all` cannot read ``root`` as the shared data folder, or None.
+
+    It needs COCO's ``coco_panoptic/panoptic.json`` (the other sets are read where present). An
+    empty folder, or the folder above the data (``../shared``), stopped the trainer, ``evaluate``
+    and ``pack`` with a FileNotFoundError traceback naming panoptic.json, after the model was built.
+    """
+    if (root / "coco_panoptic" / "panoptic.json").is_file():
+        return None
+    inside = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return (f"{str(root)!r} is not the shared data folder: it has no coco_panoptic/panoptic.json"
+            + (f" (its folders: {', '.join(inside[:6])})" if inside else " (nor any folder)")
+            + "; pass ../shared/data, the folder holding coco_panoptic, ade_sky, celeb_hair, fasseg, ...")
+
+
 def load_all(root: Path, *, split: str = "train", coco_val: set | None = None,
              face_labels: Path | None = None) -> list[Record]:
     """Load every training set's ``split``; COCO uses ``coco_val`` to hold out its own val split.

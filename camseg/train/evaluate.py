@@ -48,8 +48,8 @@ import numpy as np
 
 from camseg.contract import SCENE_CATEGORIES
 from camseg.segmenter import Segmenter
-from camseg.train.data import (DEFAULT_FACE_LABELS, GLASSES, PERSON_PARTS, SKIN, draw_glasses, group_composites,
-                               load_all, off_every_person)
+from camseg.train.data import (DEFAULT_FACE_LABELS, GLASSES, PERSON_PARTS, SKIN, data_folder_problem, draw_glasses,
+                               group_composites, load_all, off_every_person)
 
 
 def boundary(mask: np.ndarray) -> np.ndarray:
@@ -395,12 +395,14 @@ def main(argv=None) -> int:
     face_labels = Path(args.face_labels).expanduser()
     from camseg.segmenter import DEFAULT_MODEL
     out = Path(args.out) if args.out else None
+    if args.calibrate and not args.model:
+        # (It wrote into the bundled model, and its twin, without a word.)
+        parser.error("--calibrate writes offsets into the model file: name it with --model "
+                     f"(the bundled one is {DEFAULT_MODEL})")
+    if data_folder_problem(Path(args.data).expanduser()):
+        parser.error(f"--data: {data_folder_problem(Path(args.data).expanduser())}")
     if args.calibrate:
         from camseg.train.export import set_logit_offsets
-        if not args.model:
-            # (It wrote into the bundled model, and its twin, without a word.)
-            parser.error("--calibrate writes offsets into the model file: name it with --model "
-                         f"(the bundled one is {DEFAULT_MODEL})")
         model = Path(args.model)
         offsets = calibrate(model, Path(args.data), face_labels=face_labels if face_labels.is_dir() else None)
         from camseg.segmenter import _scene_model_path

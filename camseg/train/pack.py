@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from camseg.train.data import DEFAULT_FACE_LABELS, Record, load_all
+from camseg.train.data import DEFAULT_FACE_LABELS, Record, data_folder_problem, load_all
 
 #: JPEG quality of packed images: at 90 the re-encoding error (about 1/255 RMS) is far below the
 #: colour jitter every sample gets. The 1308 training photos take 50.5 MiB at 90 and 41.5 MiB at 85
@@ -116,6 +116,8 @@ def main(argv=None) -> int:
     Path(args.out).expanduser().parent.mkdir(parents=True, exist_ok=True)
     if not Path(args.data).expanduser().is_dir():
         parser.error(f"--data {args.data!r}: no such folder (../shared/data)")
+    if data_folder_problem(Path(args.data).expanduser()):
+        parser.error(f"--data: {data_folder_problem(Path(args.data).expanduser())}")
     face_labels = Path(args.face_labels).expanduser()
     records = load_all(Path(args.data), split="train", face_labels=face_labels if face_labels.is_dir() else None)
     size = pack_records(records, Path(args.out).expanduser(), quality=args.quality)

@@ -304,6 +304,10 @@ def main(argv=None) -> int:
     except Exception as exc:  # noqa: BLE001 - a file that is no camseg model: one line, not protobuf's traceback
         parser.error(f"{args.model!r} is not a camseg model file that can be read ({type(exc).__name__}: "
                      f"{str(exc)[:200]}); pass the full model, e.g. camseg/models/hyperdetr.onnx")
+    from camseg.train.data import data_folder_problem
+
+    if Path(args.data).expanduser().is_dir() and data_folder_problem(Path(args.data).expanduser()):
+        parser.error(f"--data: {data_folder_problem(Path(args.data).expanduser())} (or a pack file)")
     images = calibration_images(args.data, args.photos, size=contract.input_size)
     worst = check_recovered(model, args.model, images[:8])
     changed = calibrate_batchnorm(model, images)

@@ -41,7 +41,8 @@ import numpy as np
 import torch
 
 from camseg.io import _atomic_write, remove_stale_temp_files
-from camseg.train.data import DEFAULT_FACE_LABELS, SOURCE_WEIGHTS, AugmentParams, TrainingSet
+from camseg.train.data import (DEFAULT_FACE_LABELS, SOURCE_WEIGHTS, AugmentParams, TrainingSet,
+                               data_folder_problem)
 from camseg.train.pack import load_training_split
 from camseg.train.losses import LossWeights, total_loss
 from camseg.train.model import HyperDetr, HyperDetrConfig
@@ -312,6 +313,8 @@ def main(argv=None) -> int:
         parser.error(f"--run {args.run!r} is a file, not a folder")
     if not (Path(args.data).expanduser().is_dir() or Path(args.data).expanduser().is_file()):
         parser.error(f"--data {args.data!r}: no such folder (../shared/data) or pack file")
+    if Path(args.data).expanduser().is_dir() and data_folder_problem(Path(args.data).expanduser()):
+        parser.error(f"--data: {data_folder_problem(Path(args.data).expanduser())} (or a pack file)")
     source_weights = {}
     for item in args.source_weight:
         name, _, value = item.partition("=")

@@ -108,3 +108,17 @@ def test_pq_is_not_reported_as_zero_when_there_was_nothing_to_score():
     m = s.metrics()
     assert m["person_pq"] == 0.0 and m["person_rq"] == 0.0 and m["person_sq"] is None
     assert "person PQ 0.000 (SQ -, RQ 0.000)" in format_table(m)
+
+
+def test_a_data_folder_without_coco_is_refused_by_evaluate_and_pack(tmp_path, capsys):
+    """They stopped with FileNotFoundError on coco_panoptic/panoptic.json, after reading the sets
+    that were there."""
+    from camseg.train.evaluate import main
+    from camseg.train.pack import main as pack_main
+
+    (tmp_path / "ade_sky").mkdir()
+    for command in (main, pack_main):
+        with pytest.raises(SystemExit) as exc:
+            command(["--data", str(tmp_path), "--out", str(tmp_path / "out.npz")])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and "no coco_panoptic/panoptic.json (its folders: ade_sky)" in err, err

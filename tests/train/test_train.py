@@ -108,3 +108,21 @@ def test_the_schedule_is_fitted_during_the_warm_up_or_for_an_old_checkpoint():
     assert not any(refits_schedule(s, 300, True) for s in range(300, 600))  # a fitted schedule goes on
     assert [s for s in range(300, 600) if refits_schedule(s, 300, False)] == [320, 360, 420, 499]
     assert WARMUP_STEPS == 200
+
+
+@pytest.mark.parametrize("folders", [[], ["ade_sky", "fasseg"]])
+def test_a_data_folder_without_coco_is_refused_before_any_work(tmp_path, capsys, folders):
+    """An empty --data folder, or one without coco_panoptic (../shared instead of ../shared/data),
+    stopped with FileNotFoundError on panoptic.json after the model was built."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in folders:
+        (data / name).mkdir()
+    args = _args(tmp_path)
+    args[args.index("--data") + 1] = str(data)
+    with pytest.raises(SystemExit) as exc:
+        train_main(args)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "no coco_panoptic/panoptic.json" in err and "../shared/data" in err, err
+    assert ", ".join(folders) in err
+    assert not (tmp_path / "run").exists()
