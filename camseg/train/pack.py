@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import cv2
@@ -82,20 +83,25 @@ def pack_records(records: list[Record], path: Path, *, quality: int = PACK_QUALI
 
 def load_packed(path: Path) -> list[Record]:
     """Read a pack written by :func:`pack_records` back into records (same arrays, same flags)."""
+    # (A pack cut short by an interrupted copy raised zipfile's BadZipFile, a damaged member its
+    # "Bad CRC-32", with a traceback: neither is an OSError or a ValueError.)
     try:
         data = np.load(Path(path), allow_pickle=False)
         index = json.loads(bytes(data["index"]).decode())
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         raise ValueError(f"{path} is not a camseg training pack ({exc}); write one with "
                          "python -m camseg.train.pack --data ../shared/data --out PACK.npz") from exc
     records = []
-    for i, entry in enumerate(index):
-        image = cv2.cvtColor(_decode(data[f"{i}_image"], cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-        scene = {c: _decode(data[f"{i}_scene{c}"], cv2.IMREAD_GRAYSCALE) for c in entry["scene"]}
-        instances = (None if entry["instances"] is None else
-                     [_decode(data[f"{i}_instance{k}"], cv2.IMREAD_GRAYSCALE) for k in range(entry["instances"])])
-        eyes = _decode(data[f"{i}_eyes"], cv2.IMREAD_GRAYSCALE) if entry["eyes"] else None
-        records.append(Record(image, scene, instances, entry["source"], eyes))
+    try:
+        for i, entry in enumerate(index):
+            image = cv2.cvtColor(_decode(data[f"{i}_image"], cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+            scene = {c: _decode(data[f"{i}_scene{c}"], cv2.IMREAD_GRAYSCALE) for c in entry["scene"]}
+            instances = (None if entry["instances"] is None else
+                         [_decode(data[f"{i}_instance{k}"], cv2.IMREAD_GRAYSCALE) for k in range(entry["instances"])])
+            eyes = _decode(data[f"{i}_eyes"], cv2.IMREAD_GRAYSCALE) if entry["eyes"] else None
+            records.append(Record(image, scene, instances, entry["source"], eyes))
+    except (OSError, KeyError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path}: the pack file is damaged ({exc}); write it again") from exc
     return records
 
 

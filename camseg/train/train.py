@@ -397,7 +397,10 @@ def main(argv=None) -> int:
               "(run camseg/train/face_labels.py first for face-mesh teeth on every portrait)")
         face_labels = None
     data = Path(args.data).expanduser()
-    records = load_training_split(data, face_labels)
+    try:
+        records = load_training_split(data, face_labels)
+    except ValueError as exc:  # (a damaged or foreign pack, an unreadable photo: a traceback before)
+        parser.error(f"--data: {exc}")
     params = AugmentParams(p_copy_paste=args.p_copy_paste, p_zoom_out=args.p_zoom_out, p_letterbox=args.p_letterbox,
                            p_defocus=args.p_defocus)
     paste_sources = len(TrainingSet(records, tuple(args.size), params=params).paste_sources)

@@ -58,6 +58,27 @@ def test_a_damaged_or_foreign_file_is_refused_with_the_fix(tmp_path):
         load_packed(bad)
 
 
+def test_a_pack_cut_short_or_damaged_is_refused_by_the_trainer_with_the_fix(tmp_path, rng, capsys):
+    """A pack cut short (an interrupted copy) stopped the trainer with zipfile's BadZipFile
+    traceback, a damaged byte inside with "Bad CRC-32", a foreign file with load_packed's
+    ValueError traceback."""
+    pack = tmp_path / "pack.npz"
+    pack_records(_records(rng), pack)
+    whole = pack.read_bytes()
+    damaged = bytearray(whole)
+    damaged[3000] ^= 0xFF  # inside the first image's bytes
+    for content, message in [(whole[: len(whole) // 2], "is not a camseg training pack"),
+                             (bytes(damaged), "the pack file is damaged"),
+                             (b"\x08\x07onnx" * 100, "is not a camseg training pack")]:
+        bad = tmp_path / "bad.npz"
+        bad.write_bytes(content)
+        with pytest.raises(SystemExit) as exc:
+            train_main(["--data", str(bad), "--run", str(tmp_path / "run"), "--steps", "1", "--batch", "1",
+                        "--size", "32", "32", "--face-labels", str(tmp_path / "none")])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and message in err and "--data" in err, err
+
+
 def test_trainer_trains_from_a_pack_with_loader_workers_and_resumes(tmp_path, rng):
     pack = tmp_path / "pack.npz"
     pack_records(_records(rng) * 2, pack)
