@@ -401,6 +401,13 @@ def main(argv=None) -> int:
                      f"(the bundled one is {DEFAULT_MODEL})")
     if data_folder_problem(Path(args.data).expanduser()):
         parser.error(f"--data: {data_folder_problem(Path(args.data).expanduser())}")
+    # (A missing, damaged or scene-only --model stopped with a traceback, after every held-out
+    # photo was read.)
+    from camseg.segmenter import check_model_file
+    try:
+        check_model_file(args.model)
+    except (FileNotFoundError, ValueError) as exc:
+        parser.error(f"--model: {exc}")
     if args.calibrate:
         from camseg.train.export import set_logit_offsets
         model = Path(args.model)

@@ -122,3 +122,20 @@ def test_a_data_folder_without_coco_is_refused_by_evaluate_and_pack(tmp_path, ca
             command(["--data", str(tmp_path), "--out", str(tmp_path / "out.npz")])
         err = capsys.readouterr().err
         assert exc.value.code == 2 and "no coco_panoptic/panoptic.json (its folders: ade_sky)" in err, err
+
+
+@pytest.mark.parametrize("calibrate", [[], ["--calibrate"]])
+def test_a_missing_or_wrong_model_is_refused_before_the_photos_are_read(tmp_path, capsys, calibrate):
+    """A missing, foreign or scene-only --model stopped with the runtime's traceback, after every
+    held-out photo had been read."""
+    from camseg.train.evaluate import main
+
+    (tmp_path / "coco_panoptic").mkdir()
+    (tmp_path / "coco_panoptic" / "panoptic.json").write_text("{}")  # read, it would fail: never read
+    (tmp_path / "foreign.onnx").write_bytes(b"not a model")
+    for model, message in [(tmp_path / "missing.onnx", "does not exist"), (tmp_path / "foreign.onnx", "not an ONNX")]:
+        with pytest.raises(SystemExit) as exc:
+            main(["--data", str(tmp_path), "--model", str(model), *calibrate])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and "--model" in err and message in err, err
+    assert (tmp_path / "foreign.onnx").read_bytes() == b"not a model"
