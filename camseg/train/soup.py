@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
-from camseg.train.train import save_atomic
+from camseg.train.train import load_checkpoint_file, save_atomic
 
 
 def soup(paths: list, weights: list | None = None) -> dict:
@@ -40,14 +38,20 @@ def soup(paths: list, weights: list | None = None) -> dict:
     Raises
     ------
     ValueError
-        Fewer than two checkpoints, different architectures, or bad weights.
+        Fewer than two checkpoints, one that cannot be read as a checkpoint, different
+        architectures, or bad weights.
     """
     if len(paths) < 2:
         raise ValueError(f"a soup needs at least two checkpoints, got {len(paths)}")
     weights = [1.0] * len(paths) if weights is None else [float(w) for w in weights]
     if len(weights) != len(paths) or min(weights) < 0 or sum(weights) <= 0:
         raise ValueError(f"weights must be one non-negative number per checkpoint with a positive sum; got {weights}")
-    states = [torch.load(Path(p).expanduser(), map_location="cpu", weights_only=False) for p in paths]
+    # (An .onnx, a damaged or a missing file stopped with the unpickler's traceback.)
+    try:
+        states = [load_checkpoint_file(Path(p).expanduser()) for p in paths]
+    except ValueError as exc:
+        raise ValueError(f"{exc}; a soup averages .pt checkpoints written by camseg.train.train (rebuild one "
+                         "from an .onnx with camseg.train.recover)") from exc
     first = states[0]
     for p, st in zip(paths[1:], states[1:]):
         if st["config"] != first["config"] or st["model"].keys() != first["model"].keys():
@@ -76,7 +80,11 @@ def main(argv=None) -> int:
     out = Path(args.out).expanduser()
     if any(out.resolve() == Path(c).expanduser().resolve() for c in args.checkpoints):
         parser.error(f"--out {args.out!r} is one of the checkpoints to average; write the soup to a new file")
-    save_atomic(soup(args.checkpoints, args.weights), out)
+    try:
+        averaged = soup(args.checkpoints, args.weights)
+    except ValueError as exc:  # (another architecture, a file that is no checkpoint: a traceback before)
+        parser.error(str(exc))
+    save_atomic(averaged, out)
     print(f"wrote {args.out}")
     return 0
 

@@ -64,3 +64,18 @@ def test_save_atomic_leaves_the_old_file_and_no_temporary_one_when_interrupted(t
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
     monkeypatch.undo()
     assert torch.load(path, weights_only=False) == {"step": 1}
+
+
+def test_the_command_refuses_an_onnx_a_missing_file_or_another_architecture_in_one_line(tmp_path, capsys):
+    """Each stopped with a traceback (the unpickler's, FileNotFoundError, the ValueError)."""
+    a = _ckpt(tmp_path / "a.pt", 1.0)
+    other = _ckpt(tmp_path / "o.pt", 1.0, config={"backbone": "mobilenet_v3_large"})
+    onnx_file = tmp_path / "m.onnx"
+    onnx_file.write_bytes(b"\x08\x07onnx model")
+    for second, message in [(onnx_file, "cannot be read as a checkpoint"), (tmp_path / "gone.pt", "cannot be read"),
+                            (other, "another architecture")]:
+        with pytest.raises(SystemExit) as exc:
+            main([str(a), str(second), "--out", str(tmp_path / "s.pt")])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and message in err and str(second) in err, err
+    assert not (tmp_path / "s.pt").exists()
