@@ -365,6 +365,12 @@ def main(argv=None) -> int:
             init = load_checkpoint_file(Path(args.init).expanduser())
         except ValueError as exc:
             parser.error(f"--init: {exc}; pass a .pt written by camseg.train.train, recover or soup")
+        # (--backbone was ignored, the checkpoint's taken: the run's checkpoint then recorded that one,
+        # and the same command, run again to resume, was refused as a change of backbone.)
+        init_backbone = HyperDetrConfig.from_dict(init["config"]).backbone
+        if init_backbone != args.backbone:
+            parser.error(f"--init {args.init!r} has a {init_backbone} backbone, not --backbone {args.backbone}: "
+                         f"pass --backbone {init_backbone} (a fine-tune keeps its checkpoint's architecture)")
         # the checkpoint's architecture, brought up to this version's head
         model = HyperDetr(dataclasses.replace(HyperDetrConfig.from_dict(init["config"]),
                                               mask_coords=HyperDetrConfig.mask_coords))

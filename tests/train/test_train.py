@@ -126,3 +126,19 @@ def test_a_data_folder_without_coco_is_refused_before_any_work(tmp_path, capsys,
     assert exc.value.code == 2 and "no coco_panoptic/panoptic.json" in err and "../shared/data" in err, err
     assert ", ".join(folders) in err
     assert not (tmp_path / "run").exists()
+
+
+def test_init_from_a_checkpoint_of_another_backbone_asks_for_it(tmp_path, capsys):
+    """--init of a MobileNetV3 checkpoint without --backbone trained V3 and ignored the option; the
+    same command, run again to resume, was then refused as a change of backbone (V3 -> V2)."""
+    from camseg.train.model import HyperDetr, HyperDetrConfig
+
+    model = HyperDetr(HyperDetrConfig(backbone="mobilenet_v3_large"))
+    init = tmp_path / "v3.pt"
+    torch.save({"config": model.config.to_dict(), "model": model.state_dict(), "step": 5}, init)
+    with pytest.raises(SystemExit) as exc:
+        train_main(_args(tmp_path, "--init", str(init)))
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "has a mobilenet_v3_large backbone" in err, err
+    assert "pass --backbone mobilenet_v3_large" in err
+    assert not (tmp_path / "run" / "last.pt").exists()
