@@ -118,6 +118,10 @@ def main(argv=None) -> int:
     parser.add_argument("--quality", type=int, default=PACK_QUALITY)
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
+    # (A folder failed at the rename after 40 s of work, leaving '<folder>.tmp.npz' beside it.)
+    if Path(args.out).expanduser().is_dir():
+        parser.error(f"--out {args.out!r} is a folder; name the pack file to write, e.g. "
+                     f"{str(Path(args.out) / 'train_pack.npz')!r}")
     # Made before the photos are read (a missing folder failed after 40 s of work).
     Path(args.out).expanduser().parent.mkdir(parents=True, exist_ok=True)
     if not Path(args.data).expanduser().is_dir():

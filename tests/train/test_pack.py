@@ -153,3 +153,15 @@ def test_a_resumed_minutes_run_continues_its_fitted_schedule(tmp_path, rng):
     assert train_main(args + ["--steps", "1000", "--minutes", "30"]) == 0
     resumed = torch.load(run / "last.pt", weights_only=False)
     assert resumed["step"] == 5 and resumed["schedule_total"] == 5
+
+
+def test_pack_out_naming_a_folder_is_refused_before_the_photos_are_read(tmp_path, capsys):
+    """It failed at the rename with IsADirectoryError, after reading every photo, and left a
+    '<folder>.tmp.npz' of the whole pack beside the folder."""
+    from camseg.train.pack import main
+
+    (tmp_path / "out").mkdir()
+    with pytest.raises(SystemExit) as exc:
+        main(["--data", str(tmp_path / "no data"), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "is a folder" in err and "train_pack.npz" in err, err
