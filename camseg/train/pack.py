@@ -76,8 +76,12 @@ def pack_records(records: list[Record], path: Path, *, quality: int = PACK_QUALI
     arrays["index"] = np.frombuffer(json.dumps(index).encode(), np.uint8)
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    try:
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    finally:  # (a failed or interrupted write left the partial pack beside the file)
+        if tmp.exists():
+            tmp.unlink()
     return path.stat().st_size
 
 

@@ -165,3 +165,19 @@ def test_pack_out_naming_a_folder_is_refused_before_the_photos_are_read(tmp_path
         main(["--data", str(tmp_path / "no data"), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and "is a folder" in err and "train_pack.npz" in err, err
+
+
+def test_an_interrupted_pack_write_leaves_no_partial_file(tmp_path, rng, monkeypatch):
+    """Ctrl-C (or a full disk) during the write left the partial 'pack.npz.tmp.npz' beside it."""
+    from pathlib import Path
+
+    import camseg.train.pack as pack_mod
+
+    def interrupted(file, **arrays):
+        Path(file).write_bytes(b"half a pack")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pack_mod.np, "savez", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        pack_records(_records(rng), tmp_path / "pack.npz")
+    assert list(tmp_path.iterdir()) == []
