@@ -394,7 +394,9 @@ def main(argv=None) -> int:
         parser.error(f"--data {args.data!r}: no such folder (../shared/data)")
     face_labels = Path(args.face_labels).expanduser()
     from camseg.segmenter import DEFAULT_MODEL
-    out = Path(args.out) if args.out else None
+    # (--data and --out were checked expanded, then used as given: --data=~/data failed on
+    # '~/data/coco_panoptic/panoptic.json', --out=~/eval made a folder named '~'.)
+    data, out = Path(args.data).expanduser(), Path(args.out).expanduser() if args.out else None
     if args.calibrate and not args.model:
         # (It wrote into the bundled model, and its twin, without a word.)
         parser.error("--calibrate writes offsets into the model file: name it with --model "
@@ -411,14 +413,14 @@ def main(argv=None) -> int:
     if args.calibrate:
         from camseg.train.export import set_logit_offsets
         model = Path(args.model)
-        offsets = calibrate(model, Path(args.data), face_labels=face_labels if face_labels.is_dir() else None)
+        offsets = calibrate(model, data, face_labels=face_labels if face_labels.is_dir() else None)
         from camseg.segmenter import _scene_model_path
 
         for path in (model, _scene_model_path(model)):
             if path.exists():
                 set_logit_offsets(path, offsets)
                 print(f"wrote logit offsets {offsets} into {path}")
-    metrics = evaluate(Path(args.model) if args.model else DEFAULT_MODEL, Path(args.data), out, limit=args.limit,
+    metrics = evaluate(Path(args.model) if args.model else DEFAULT_MODEL, data, out, limit=args.limit,
                        face_labels=face_labels if face_labels.is_dir() else None)
     print(format_table(metrics))
     print("\nheld out from calibration too (odd-numbered held-out photos + composites):")

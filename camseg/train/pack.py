@@ -133,7 +133,9 @@ def main(argv=None) -> int:
     if data_folder_problem(Path(args.data).expanduser()):
         parser.error(f"--data: {data_folder_problem(Path(args.data).expanduser())}")
     face_labels = Path(args.face_labels).expanduser()
-    records = load_all(Path(args.data), split="train", face_labels=face_labels if face_labels.is_dir() else None)
+    # (Checked expanded, then read as given: --data=~/data failed on '~/data/coco_panoptic/panoptic.json'.)
+    records = load_all(Path(args.data).expanduser(), split="train",
+                       face_labels=face_labels if face_labels.is_dir() else None)
     size = pack_records(records, Path(args.out).expanduser(), quality=args.quality)
     print(f"packed {len(records)} training photos into {args.out} ({size / 2**20:.1f} MiB)")
     return 0

@@ -139,3 +139,23 @@ def test_a_missing_or_wrong_model_is_refused_before_the_photos_are_read(tmp_path
         err = capsys.readouterr().err
         assert exc.value.code == 2 and "--model" in err and message in err, err
     assert (tmp_path / "foreign.onnx").read_bytes() == b"not a model"
+
+
+def test_data_and_out_given_with_a_tilde_are_expanded(tmp_path, monkeypatch):
+    """--data=~/data passed the check, expanded, then was read as './~/data'; --out=~/eval made a
+    folder named '~'."""
+    import camseg.train.evaluate as evaluate_mod
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "data" / "coco_panoptic").mkdir(parents=True)
+    (tmp_path / "data" / "coco_panoptic" / "panoptic.json").write_text("{}")
+    seen = {}
+
+    def fake_evaluate(model, data, out, **kwargs):
+        seen.update(data=data, out=out)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluate_mod, "evaluate", fake_evaluate)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_mod.main(["--data=~/data", "--out=~/eval"])
+    assert seen == {"data": tmp_path / "data", "out": tmp_path / "eval"}

@@ -181,3 +181,18 @@ def test_an_interrupted_pack_write_leaves_no_partial_file(tmp_path, rng, monkeyp
     with pytest.raises(KeyboardInterrupt):
         pack_records(_records(rng), tmp_path / "pack.npz")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_pack_reads_a_data_folder_given_with_a_tilde(tmp_path, monkeypatch):
+    """--data=~/data (no shell expands a tilde after '=') passed the check, expanded, then failed
+    with FileNotFoundError on '~/data/coco_panoptic/panoptic.json'."""
+    import json
+
+    from camseg.train.pack import main
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "data" / "coco_panoptic").mkdir(parents=True)
+    (tmp_path / "data" / "coco_panoptic" / "panoptic.json").write_text(
+        json.dumps({"annotations": [], "categories": []}))
+    assert main(["--data=~/data", "--out=~/pack.npz", "--face-labels", str(tmp_path / "none")]) == 0
+    assert load_packed(tmp_path / "pack.npz") == []
