@@ -142,6 +142,11 @@ def export_paths(stem: "str | Path") -> tuple[Path, Path]:
 def export_pair(model: HyperDetr, stem: "str | Path", **kwargs) -> tuple[Path, Path]:
     """Write ``<stem>.onnx`` (full) and ``<stem>_scene.onnx`` (scene-only); see :func:`export_paths`."""
     full, scene = export_paths(stem)
+    # An earlier export's twin goes first: an export stopped between the two files (Ctrl-C, an
+    # error) left the new full model beside the old twin, whose weights the runtime then used, without
+    # a word, for every scene-only call. Without a twin it runs the full model: slower, not wrong.
+    if scene.is_file() or scene.is_symlink():
+        scene.unlink()
     export_onnx(model, full, **kwargs)
     export_onnx(model, scene, scene_only=True, **{k: v for k, v in kwargs.items() if k != "decoder_layers"})
     return full, scene

@@ -127,3 +127,25 @@ def test_export_refuses_more_decoder_layers_than_the_checkpoint_has(tmp_path, mo
         export_main([str(checkpoint), "--out", str(tmp_path / "m"), "--decoder-layers", "4"])
     assert exc.value.code == 2 and "has 3 decoder layers; keep 1 to 3" in capsys.readouterr().err
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_an_export_stopped_before_the_twin_leaves_no_old_twin_beside_the_new_model(tmp_path, model, monkeypatch):
+    """The new full model was left beside the previous export's scene-only twin, which the runtime
+    then used for every scene-only call."""
+    import camseg.train.export as export_mod
+
+    stem = tmp_path / "m"
+    export_mod.export_pair(model, stem, input_size=SIZE, trained={"run": "old"})
+    real = export_mod.export_onnx
+
+    def stopped_at_the_twin(*args, scene_only=False, **kwargs):
+        if scene_only:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(export_mod, "export_onnx", stopped_at_the_twin)
+    with pytest.raises(KeyboardInterrupt):
+        export_mod.export_pair(model, stem, input_size=SIZE, trained={"run": "new"})
+    meta = {p.key: p.value for p in onnx.load(str(tmp_path / "m.onnx")).metadata_props}
+    assert ModelContract.from_json(meta[METADATA_KEY]).trained == {"run": "new"}
+    assert not (tmp_path / "m_scene.onnx").exists()
