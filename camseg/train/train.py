@@ -407,6 +407,14 @@ def main(argv=None) -> int:
         records = load_training_split(data, face_labels)
     except ValueError as exc:  # (a damaged or foreign pack, an unreadable photo: a traceback before)
         parser.error(f"--data: {exc}")
+    # Nothing to draw from (no photo, or every set present weighted 0) failed at the first batch
+    # with numpy's "a must be a positive integer" or "Probabilities contain NaN".
+    present = sorted({r.source for r in records})
+    if not present:
+        parser.error(f"--data {args.data!r} holds no training photos")
+    if not any({**SOURCE_WEIGHTS, **source_weights}.get(name, 1.0) > 0 for name in present):
+        parser.error(f"--source-weight: every set in --data ({', '.join(present)}) is weighted 0, so no photo "
+                     "can be drawn; give one of them a weight > 0")
     params = AugmentParams(p_copy_paste=args.p_copy_paste, p_zoom_out=args.p_zoom_out, p_letterbox=args.p_letterbox,
                            p_defocus=args.p_defocus)
     paste_sources = len(TrainingSet(records, tuple(args.size), params=params).paste_sources)

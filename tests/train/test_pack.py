@@ -196,3 +196,19 @@ def test_pack_reads_a_data_folder_given_with_a_tilde(tmp_path, monkeypatch):
         json.dumps({"annotations": [], "categories": []}))
     assert main(["--data=~/data", "--out=~/pack.npz", "--face-labels", str(tmp_path / "none")]) == 0
     assert load_packed(tmp_path / "pack.npz") == []
+
+
+def test_a_pack_with_nothing_to_draw_is_refused_before_training(tmp_path, rng, capsys):
+    """An empty pack, or every set in it weighted 0, failed at the first batch with numpy's
+    "a must be a positive integer" or "Probabilities contain NaN"."""
+    empty, pack = tmp_path / "empty.npz", tmp_path / "pack.npz"
+    pack_records([], empty)
+    pack_records(_records(rng), pack)
+    zero = [a for name in ("ade_sky", "scene", "coco", "celeb_hair") for a in ("--source-weight", f"{name}=0")]
+    for data, more, message in [(empty, [], "holds no training photos"), (pack, zero, "is weighted 0")]:
+        with pytest.raises(SystemExit) as exc:
+            train_main(["--data", str(data), "--run", str(tmp_path / "run"), "--steps", "1", "--batch", "1",
+                        "--size", "32", "32", "--face-labels", str(tmp_path / "none"), *more])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and message in err, err
+    assert not (tmp_path / "run" / "last.pt").exists()
