@@ -297,6 +297,9 @@ def main(argv=None) -> int:
         parser.error(f"--photos must be at least 1, got {args.photos}")
     if not Path(args.data).expanduser().exists():
         parser.error(f"--data {args.data!r}: no such folder (../shared/data) or pack file")
+    if Path(args.out).expanduser().is_dir():  # (it failed at the rename, after the whole recovery, with a traceback)
+        parser.error(f"--out {args.out!r} is a folder; name the checkpoint to write, e.g. "
+                     f"{str(Path(args.out) / 'recovered.pt')!r}")
     try:
         model, contract = recover_model(args.model)
     except SceneOnlyModelError as exc:

@@ -78,6 +78,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     out = Path(args.out).expanduser()
+    if out.is_dir():  # (it failed at the rename with an IsADirectoryError traceback)
+        parser.error(f"--out {args.out!r} is a folder; name the checkpoint to write, e.g. "
+                     f"{str(Path(args.out) / 'soup.pt')!r}")
     if any(out.resolve() == Path(c).expanduser().resolve() for c in args.checkpoints):
         parser.error(f"--out {args.out!r} is one of the checkpoints to average; write the soup to a new file")
     try:

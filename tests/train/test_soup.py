@@ -79,3 +79,19 @@ def test_the_command_refuses_an_onnx_a_missing_file_or_another_architecture_in_o
         err = capsys.readouterr().err
         assert exc.value.code == 2 and message in err and str(second) in err, err
     assert not (tmp_path / "s.pt").exists()
+
+
+def test_out_naming_a_folder_is_refused_by_soup_and_recover(tmp_path, capsys):
+    """Both failed at the rename with an IsADirectoryError traceback, recover after the whole
+    recovery (the photos read, the BatchNorm statistics measured)."""
+    from camseg.segmenter import DEFAULT_MODEL
+    from camseg.train.recover import main as recover_main
+
+    a, b = _ckpt(tmp_path / "a.pt", 1.0), _ckpt(tmp_path / "b.pt", 3.0)
+    (tmp_path / "out").mkdir()
+    for command, argv in [(main, [str(a), str(b)]), (recover_main, [str(DEFAULT_MODEL), "--data", str(a)])]:
+        with pytest.raises(SystemExit) as exc:
+            command([*argv, "--out", str(tmp_path / "out")])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and "is a folder" in err, err
+    assert list((tmp_path / "out").iterdir()) == []
