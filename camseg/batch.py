@@ -1080,10 +1080,14 @@ def _run_on_dask(client, todo, task, settings, write_options, model_path, thread
     # else). Not resolved: a link is processed under its own name, as in the process pool.
     if model_path is not None:  # (likewise: "model file 'm/hyperdetr.onnx' does not exist" on every worker)
         model_path = os.path.abspath(model_path)
+    # Keys of this run alone: two batches on one cluster (two `camseg develop --dask ADDRESS`, to
+    # other --out folders) gave their photos the same keys, and Dask handed the second the
+    # first's tasks: it reported every photo done and wrote none.
+    run = os.urandom(6).hex()
     futures = {client.submit(_process_on_dask_worker, replace(item, source=Path(os.path.abspath(item.source)),
                                                               output=Path(os.path.abspath(item.output))),
                              task, settings, write_options, model_path, threads, pure=False,
-                             key=f"camseg-{task}-{i}-{item.source.name}"): item
+                             key=f"camseg-{task}-{run}-{i}-{item.source.name}"): item
                for i, item in enumerate(todo)}
     try:
         # The results come with the futures (fetched on the client's own thread): a Ctrl-C that

@@ -1332,6 +1332,31 @@ def test_relative_paths_reach_dask_workers_in_another_folder(tmp_path, monkeypat
     assert all(_decodes_fully(tmp_path / "out" / name) for name in ("img_00.jpg", "img_01.jpg"))
 
 
+def test_two_batches_on_one_dask_cluster_each_make_their_own_photos(tmp_path):
+    """Two batches on one cluster (two `camseg develop --dask ADDRESS` to other --out folders) gave
+    their photos the same task keys: Dask handed the second batch the first's tasks, and it
+    reported its photos done without writing them (tester)."""
+    distributed = pytest.importorskip("distributed")
+    from camseg.pipeline import DevelopSettings
+
+    _photos(tmp_path / "in", 3)
+    second = []
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster:
+
+        def on_result(result):  # the first batch still holds its other photos' tasks
+            if not second:
+                second.append(run_batch([tmp_path / "in"], tmp_path / "b", progress=False,
+                                        settings=DevelopSettings(style="warm"),
+                                        dask_scheduler=cluster.scheduler_address))
+
+        first = run_batch([tmp_path / "in"], tmp_path / "a", progress=False, on_result=on_result,
+                          dask_scheduler=cluster.scheduler_address)
+    assert first.done == 3 and second[0].done == 3
+    for out in ("a", "b"):
+        assert sorted(p.name for p in (tmp_path / out).glob("*.jpg")) == ["img_00.jpg", "img_01.jpg", "img_02.jpg"]
+        assert all(_decodes_fully(p) for p in (tmp_path / out).glob("*.jpg"))
+
+
 def test_a_finished_batch_needs_no_dask_scheduler(tmp_path):
     """A resumed run with every photo finished still connected to the scheduler: with the
     cluster gone it failed after 30 s ("Timed out trying to connect") where the process pool
