@@ -1210,7 +1210,11 @@ def _develop(image, settings, segmenter, segmentation, return_details, options):
                             "photo.with_pixels(camseg.io.as_linear_rgb(codes)), or pass the array itself")
     else:
         pixels = as_linear_rgb(image, name="image")
-    lo, hi = min_max(pixels)  # one pass for both, NaN in both (then no test below holds: the first stage names it)
+    lo, hi = min_max(pixels)  # one pass for both, NaN in both
+    if np.isnan(lo) or np.isnan(hi):
+        # (An array's were refused by as_linear_rgb; a Photo's were left for the first stage to
+        # name, and with every stage off, or a style at 0 alone, came back as NaN.)
+        raise ValueError("image contains NaN values; replace them (e.g. np.nan_to_num) before calling")
     if lo < -1e-3 or hi > 1.0 + 1e-3:
         raise ValueError(f"image must be linear RGB in [0, 1], got values in [{lo:.4g}, {hi:.4g}]; "
                          "clip it or scale it (e.g. image / image.max())")

@@ -769,6 +769,17 @@ def test_bad_arrays_and_photos_are_explained():
         develop(dataclasses.replace(photo, pixels=np.zeros((64, 48, 3), np.uint8)))
 
 
+def test_a_photo_with_nan_pixels_is_refused_even_with_every_stage_off(rng):
+    """An array's NaN was refused up front; a Photo's was left for the first stage to name, and
+    with every stage off it came back as NaN, out of [0, 1] (tester)."""
+    pixels = _photo_array(rng)
+    pixels[3, 3, 0] = np.nan
+    photo = dataclasses.replace(cio.read_photo(SAMPLE), pixels=pixels)
+    with pytest.raises(ValueError, match=r"image contains NaN values.*nan_to_num"):
+        develop(photo, segmentation=_fake_segmentation(*pixels.shape[:2]), denoise=False, sharpen=False,
+                tone_map=False, style_strength=0.0)
+
+
 def test_a_segmentation_without_people_is_refused_where_people_are_needed():
     """A scene-only segmentation given to develop read as "nobody here": the portrait effect
     was left out and everyone toned alike, without a word."""
