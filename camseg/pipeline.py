@@ -1292,7 +1292,10 @@ def _develop(image, settings, segmenter, segmentation, return_details, options):
     timings.append(StageReport("segment", status, time.perf_counter() - t, detail))
     sky, skin = mattes.get("sky"), mattes.get("skin")
     persons = [np.asarray(p, dtype=np.float32) for p in mattes.get("persons", [])] if wants_persons else []
-    for name, m in [("sky", sky), ("skin", skin)] + [(f"persons[{i}]", p) for i, p in enumerate(persons)]:
+    # (Hair, glasses and teeth too: of another size, they failed in the portrait effect or style,
+    # as "hair_mask: expected shape", after the stages before it had run.)
+    for name, m in [(n, mattes.get(n)) for n in ("sky", "skin", "hair", "glasses", "teeth")] \
+            + [(f"persons[{i}]", p) for i, p in enumerate(persons)]:
         if m is not None and m.shape != pixels.shape[:2]:
             raise ValueError(f"segmentation.{name} has shape {m.shape} but the image is {pixels.shape[:2]}; "
                              "the segmentation must come from this image")

@@ -443,6 +443,17 @@ def test_develop_rejects_person_mattes_of_another_size(rng):
         develop(img, segmentation=seg, portrait="blur")
 
 
+def test_develop_rejects_hair_glasses_and_teeth_mattes_of_another_size_before_any_stage(rng):
+    """Checked with sky, skin and persons: they failed in the portrait effect, as "hair_mask:
+    expected shape", after denoise, sharpen, tone map and style had run (tester)."""
+    img = _photo_array(rng)
+    for name in ("hair", "glasses", "teeth"):
+        seg = _fake_segmentation(*img.shape[:2])
+        setattr(seg, name, np.zeros((10, 10), np.float32))
+        with pytest.raises(ValueError, match=rf"segmentation.{name} has shape \(10, 10\)"):
+            develop(img, segmentation=seg, portrait="blur")
+
+
 def _standing(h=120, w=100, top=20, feet=90, x0=40, x1=60):
     m = np.zeros((h, w), np.float32)
     m[top:feet + 1, x0:x1] = 1.0
