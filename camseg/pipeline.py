@@ -1081,6 +1081,11 @@ def _segment(pixels, segmenter, categories, *, keep_copy: bool = True):
     if hasattr(segmenter, "segment_borrowed"):
         return segmenter.segment_borrowed(pixels, categories=categories, guide_pixels=STAGE_MATTE_PIXELS,
                                           keep_copy=keep_copy)
+    if not callable(getattr(segmenter, "segment", None)):
+        # A model's path or a function failed as "'str' object has no attribute 'segment'".
+        raise TypeError(f"segmenter must be a camseg.Segmenter (or an object with a .segment(pixels, "
+                        f"categories=...) method), got {type(segmenter).__name__}; load a model file with "
+                        "camseg.Segmenter(path), or leave segmenter out for the default model")
     return segmenter.segment(pixels, categories=categories)
 
 

@@ -201,6 +201,16 @@ def test_develop_errors(rng):
         develop(img, segmentation=_fake_segmentation(*img.shape[:2]), colour="red")
 
 
+def test_a_segmenter_that_is_not_one_is_explained(rng):
+    """A model's path or a function as segmenter= failed as "'str' object has no attribute
+    'segment'" (tester)."""
+    img = _photo_array(rng)
+    for wrong in ("hyperdetr.onnx", lambda pixels: None):
+        with pytest.raises(TypeError, match=r"segmenter must be a camseg.Segmenter .*got (str|function).*"
+                                            r"camseg.Segmenter\(path\)"):
+            develop(img, segmenter=wrong)
+
+
 def test_develop_file_returns_photo_with_metadata(tmp_path, rng):
     p3 = cio.make_icc_profile(cio.DISPLAY_P3_PRIMARIES, description="Display P3")
     enc = np.rint(cio.linear_to_srgb(_photo_array(rng)) * 255).astype(np.uint8)
