@@ -1086,7 +1086,14 @@ def _segment(pixels, segmenter, categories, *, keep_copy: bool = True):
         raise TypeError(f"segmenter must be a camseg.Segmenter (or an object with a .segment(pixels, "
                         f"categories=...) method), got {type(segmenter).__name__}; load a model file with "
                         "camseg.Segmenter(path), or leave segmenter out for the default model")
-    return segmenter.segment(pixels, categories=categories)
+    seg = segmenter.segment(pixels, categories=categories)
+    if isinstance(seg, Mapping):
+        # As for segmentation= (see develop): a dict of masks was read as a segmentation without
+        # any, silently (no sky or skin treatment, nobody to tone).
+        raise TypeError(f"segmenter.segment must return the mattes as attributes (.sky, .skin, .persons, ...), "
+                        f"got a {type(seg).__name__} with keys {sorted(map(str, seg))}; return "
+                        "types.SimpleNamespace(**masks)")
+    return seg
 
 
 def _plan(settings: DevelopSettings) -> list:

@@ -211,6 +211,20 @@ def test_a_segmenter_that_is_not_one_is_explained(rng):
             develop(img, segmenter=wrong)
 
 
+def test_a_segmenter_returning_a_dict_of_masks_is_refused_by_name(rng):
+    """A segmenter of one's own whose segment() returns a dict of masks: develop read it as a
+    segmentation without any mattes, silently (no sky or skin treatment, nobody to tone)."""
+    img = _photo_array(rng)
+
+    class DictSegmenter:
+        def segment(self, pixels, categories=None):
+            return vars(_fake_segmentation(*pixels.shape[:2]))
+
+    with pytest.raises(TypeError, match=r"segmenter.segment must return the mattes as attributes.*"
+                                        r"'persons'.*SimpleNamespace"):
+        develop(img, segmenter=DictSegmenter())
+
+
 def test_develop_file_returns_photo_with_metadata(tmp_path, rng):
     p3 = cio.make_icc_profile(cio.DISPLAY_P3_PRIMARIES, description="Display P3")
     enc = np.rint(cio.linear_to_srgb(_photo_array(rng)) * 255).astype(np.uint8)
