@@ -589,14 +589,23 @@ def _init_worker(model_path, threads, parent_pid=None, started=None, quiet=True)
 
 
 def _process_on_dask_worker(item: BatchItem, task: str, settings: DevelopSettings, write_options: dict,
-                            model_path, threads: int) -> ItemResult:
-    """A Dask task: load the model on this worker's first photo (and keep it), then process."""
+                            model_path, threads: "int | None") -> ItemResult:
+    """A Dask task: load the model on this worker's first photo (and keep it), then process.
+    ``threads`` None: the worker's cores over the tasks it runs at once."""
     # A Dask worker runs one task per thread (`dask worker` and `LocalCluster()`: one per core).
     # _init_worker marks the model as this worker's before it is loaded: the photos that started
     # meanwhile found none and failed ("the segmentation model is not loaded"). They wait for it
     # now (uncontended once it is loaded: microseconds a photo).
     # The task keeps the model it checked: another batch on the same cluster with another model
     # may load its own meanwhile, and this photo would have been made, and recorded, with that.
+    if threads is None:
+        # A cluster's worker (not this machine's local cluster): its own cores shared among the
+        # tasks it runs at once. The client's cores and the photos left had set it: 8 threads a
+        # task on a 32-core worker running 32 tasks, and another model load on every worker
+        # when a resumed run had fewer photos left.
+        from distributed import get_worker
+
+        threads = max(1, (os.cpu_count() or 1) // max(1, get_worker().state.nthreads))
     with _DASK_WORKER_LOCK:
         if _WORKER["model"] != (str(model_path), threads):
             _init_worker(model_path, threads)
@@ -1378,7 +1387,8 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
         For ``develop``.
     jobs : int, optional
         Worker processes; default, and at most (a note says so), the number of CPU cores
-        (with a Dask scheduler of your own, the cluster's). One is a worker process too, never
+        (with a Dask scheduler of your own, the cluster's workers are its own, and each of their
+        tasks uses the worker's cores over its threads). One is a worker process too, never
         this one: a photo whose worker the system kills (out of memory) is then reported by
         name and the rest go on, where in this process it would kill the caller with it, at
         the same photo on every resumed run.
@@ -1544,7 +1554,10 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
         if dask_scheduler is not None and todo:  # (nothing left: no cluster to reach, see below)
             with _dask_client(dask_scheduler, jobs, threads, quiet_start) as client:
                 bar = _progress(len(todo), task, progress)
-                _run_on_dask(client, todo, task, settings, write_options, model_path, threads, record)
+                # A local cluster's workers share this machine's cores as the process pool's do; a
+                # cluster's worker sizes its tasks by its own (threads None).
+                _run_on_dask(client, todo, task, settings, write_options, model_path,
+                             threads if dask_scheduler == "local" else None, record)
         elif in_process or not todo:
             # Nothing left to do needs no workers: on Dask a resumed run that had finished
             # connected anyway, and failed after 30 s ("Timed out trying to connect", exit status

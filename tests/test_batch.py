@@ -1311,6 +1311,28 @@ def test_a_dask_worker_of_several_threads_loads_the_model_once(tmp_path, monkeyp
     assert len(loads) == 1
 
 
+def test_a_dask_cluster_worker_sizes_its_tasks_by_its_own_cores(tmp_path, monkeypatch):
+    """A cluster's worker got the threads of the client's cores over the photos left: a resumed
+    run with one photo left gave it every core of the client, on a worker running two tasks."""
+    distributed = pytest.importorskip("distributed")
+    import camseg.batch as batch
+
+    import cv2
+
+    for key in batch._WORKER:  # (the worker's threads run in this process here)
+        monkeypatch.setitem(batch._WORKER, key, None)
+    monkeypatch.setattr(batch, "quiet_decoder_warnings", lambda: None)
+    monkeypatch.setattr(batch, "reuse_freed_memory", lambda: None)
+    monkeypatch.setattr(cv2, "setNumThreads", lambda n: None)
+    _photos(tmp_path / "in", 1)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as cluster:
+        summary = run_batch([tmp_path / "in"], tmp_path / "out", progress=False,
+                            dask_scheduler=cluster.scheduler_address)
+    assert summary.done == 1 and not summary.failed, [r.message for r in summary.failed]
+    assert batch._WORKER["model"][1] == max(1, (os.cpu_count() or 1) // 2)
+
+
 def test_relative_paths_reach_dask_workers_in_another_folder(tmp_path, monkeypatch):
     """`camseg develop photos --out developed --dask tcp://...` sent the relative paths as given:
     a worker started in another folder (any `dask worker` on another machine) failed every photo
