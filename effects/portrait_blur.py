@@ -1077,30 +1077,40 @@ def portrait_blur(
         return _portrait_blur(img, subj, extra, depth, p, r_inf, side)
 
 
-def _compositor(img: np.ndarray, alpha: np.ndarray) -> "_Compositor | None":
-    """The :class:`_Compositor` of the subject's box (where α > 0), or None when α = 0 everywhere."""
-    rows = np.nonzero(alpha.max(axis=1) > 0)[0]
-    if not rows.size:
-        return None
-    cols = np.nonzero(alpha[rows[0] : rows[-1] + 1].max(axis=0) > 0)[0]
-    return _Compositor(img, alpha, (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)), _STRIP_ROWS)
+def _subject_mattes(subj: np.ndarray, extra: list, matte_floor: float, refine_band: float) -> np.ndarray:
+    """The mattes :func:`subject_alpha` refines: the subject's, with hair and glasses only near it.
 
+    Matte values under ``matte_floor`` are taken as 0, and the hair and glasses mattes count
+    only within three ``refine_band`` of the subject (matte >= 0.5), room for hair the person
+    matte left out (see :attr:`PortraitBlurParams.matte_floor`); they are joined to the subject's
+    matte by their maximum. Both portrait effects build their subject this way: the lighting
+    looks, which took the hair matte anywhere, lit a far stranger's head on the black stage.
 
-def _portrait_blur(img, subj, extra, depth, p: PortraitBlurParams, r_inf: float, side) -> np.ndarray:
-    """:func:`portrait_blur` after validation; ``side`` runs independent steps concurrently."""
-    H, W = img.shape[:2]
-    boost_f = later(side, _highlight_gains, img, p.highlight_threshold, p.highlight_gain, r_inf)
-    noise_f = later(side, _grain_statistics, img) if p.match_grain else None
-    grain_f = later(side, _Grain, H, W, p.seed) if p.match_grain else None
+    Parameters
+    ----------
+    subj : np.ndarray
+        H×W float32 subject matte in [0, 1]; written in place where it is writeable.
+    extra : list of np.ndarray
+        H×W float32 hair and glasses mattes in [0, 1] (may be empty); written in place where
+        writeable.
+    matte_floor : float
+        In [0, 1).
+    refine_band : float
+        Band half-width, a fraction of the image diagonal.
 
-    # 1. Subject alpha: union of subject, hair and glasses, refined against the photo.
+    Returns
+    -------
+    np.ndarray
+        H×W×1 float32 in [0, 1]: their union, in the layout :func:`subject_alpha` takes.
+    """
+    H, W = subj.shape
     # Planes are kept separate (contiguous): reductions over a short last axis of an
     # H×W×K stack are slow strided loops.
     planes = [subj, *extra]
-    if p.matte_floor > 0:
+    if matte_floor > 0:
         # m < floor -> 0, into arrays of our own (in place where the plane already is ours):
         # one pass instead of a copy and a pass.
-        floor_below = float(np.nextafter(np.float32(p.matte_floor), np.float32(-1)))
+        floor_below = float(np.nextafter(np.float32(matte_floor), np.float32(-1)))
         planes = [cv2.threshold(m_, floor_below, 0.0, cv2.THRESH_TOZERO, dst=m_ if m_.flags.writeable else None)[1]
                   for m_ in planes]
     else:
@@ -1108,7 +1118,7 @@ def _portrait_blur(img, subj, extra, depth, p: PortraitBlurParams, r_inf: float,
     if extra:
         # Hair and glasses count only near the subject (see PortraitBlurParams.matte_floor):
         # within three refine bands, room for hair the person matte left out.
-        b = max(6, int(round(3 * p.refine_band * np.hypot(H, W))))
+        b = max(6, int(round(3 * refine_band * np.hypot(H, W))))
         # Dilate on a grid where the radius is ~8 cells: a 600-px structuring element at 12 MP
         # would take tens of seconds, and "near" needs no pixel precision.
         g = max(1, b // 8)
@@ -1126,6 +1136,27 @@ def _portrait_blur(img, subj, extra, depth, p: PortraitBlurParams, r_inf: float,
             cv2.max(union, cv2.multiply(m_, near, dst=m_, dtype=cv2.CV_32F), dst=union)
         planes = [union]
     mattes = planes[0][..., None] if len(planes) == 1 else np.stack(planes, axis=2)
+    return mattes
+
+
+def _compositor(img: np.ndarray, alpha: np.ndarray) -> "_Compositor | None":
+    """The :class:`_Compositor` of the subject's box (where α > 0), or None when α = 0 everywhere."""
+    rows = np.nonzero(alpha.max(axis=1) > 0)[0]
+    if not rows.size:
+        return None
+    cols = np.nonzero(alpha[rows[0] : rows[-1] + 1].max(axis=0) > 0)[0]
+    return _Compositor(img, alpha, (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)), _STRIP_ROWS)
+
+
+def _portrait_blur(img, subj, extra, depth, p: PortraitBlurParams, r_inf: float, side) -> np.ndarray:
+    """:func:`portrait_blur` after validation; ``side`` runs independent steps concurrently."""
+    H, W = img.shape[:2]
+    boost_f = later(side, _highlight_gains, img, p.highlight_threshold, p.highlight_gain, r_inf)
+    noise_f = later(side, _grain_statistics, img) if p.match_grain else None
+    grain_f = later(side, _Grain, H, W, p.seed) if p.match_grain else None
+
+    # 1. Subject alpha: union of subject, hair and glasses, refined against the photo.
+    mattes = _subject_mattes(subj, extra, p.matte_floor, p.refine_band)
     alpha = subject_alpha(img, mattes, refine=p.refine, refine_params=p.refine_params, band=p.refine_band)
     if alpha.min() >= 1.0:
         return np.clip(img, 0.0, 1.0)

@@ -41,8 +41,8 @@ from effects._bands import run_in_row_bands
 from effects._jit import clamp01, kernel
 from effects.mask_refine import RefineMatteParams
 from effects._validate import check_field_types, check_flag, through_two_columns
-from effects.portrait_blur import (_REFINE_BAND_EXPECTED, _check_image, _check_mask, _is_refine_band, foreground_colour,
-                                   subject_alpha)
+from effects.portrait_blur import (_REFINE_BAND_EXPECTED, _check_image, _check_mask, _is_refine_band, _subject_mattes,
+                                   foreground_colour, subject_alpha)
 
 __all__ = [
     "PortraitLightingParams",
@@ -122,6 +122,12 @@ class PortraitLightingParams:
         [0, ``SKIN_FEATHER_MAX``] = [0, 0.1]) so the key light has no edge.
     refine, refine_params, refine_band
         Matte refinement, as in :class:`effects.PortraitBlurParams`.
+    matte_floor : float
+        As in :class:`effects.PortraitBlurParams`: matte values below it are taken as 0, and
+        the hair and glasses mattes count only within three ``refine_band`` of the subject. The
+        looks had taken the hair matte anywhere in the frame: a stranger standing behind the
+        subject (person_binary 131) or the diners behind a table (COCO 110) stayed lit on the
+        black stage and dark on the white one.
     """
 
     strength: float = 1.0
@@ -140,6 +146,7 @@ class PortraitLightingParams:
     refine: bool = True
     refine_params: RefineMatteParams = field(default_factory=lambda: RefineMatteParams(radius=4, eps=1e-3, max_work_pixels=250_000))
     refine_band: float = 0.02
+    matte_floor: float = 0.1
 
     def __post_init__(self):
         check_field_types(self)
@@ -174,6 +181,8 @@ class PortraitLightingParams:
             bad("skin_feather", f"a number in [0, {SKIN_FEATHER_MAX}] (a fraction of the image diagonal)")
         if not isinstance(self.refine_params, RefineMatteParams):
             bad("refine_params", "a RefineMatteParams")
+        if not (0 <= self.matte_floor < 1):
+            bad("matte_floor", "a number in [0, 1)")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -660,7 +669,8 @@ def portrait_lighting(
     if p.strength == 0:
         return np.clip(img, 0.0, 1.0)  # (a new array, in range as the docstring says)
 
-    alpha = subject_alpha(img, np.stack([subj, *extra], axis=2), refine=p.refine, refine_params=p.refine_params, band=p.refine_band)
+    mattes = _subject_mattes(subj, extra, p.matte_floor, p.refine_band)
+    alpha = subject_alpha(img, mattes, refine=p.refine, refine_params=p.refine_params, band=p.refine_band)
     F = foreground_colour(img, alpha)
     if skin is not None:
         skin = np.minimum(skin, alpha)  # light only skin that belongs to the subject

@@ -291,6 +291,29 @@ def test_eight_people(rng):
     assert out[union == 0].max() < 1e-6
 
 
+@pytest.mark.parametrize("look", ["stage", "high_key_mono"])
+def test_a_hair_matte_far_from_the_subject_is_not_lit(rng, look):
+    """The hair matte fires on every head in the frame; the looks took it anywhere, so a
+    stranger's head far behind the subject stayed lit on the black stage and dark on the white
+    one (person_binary 131, COCO 110's diners). As in portrait_blur, hair counts only within
+    three refine bands of the subject: the subject's own hair, just outside its matte, stays."""
+    img, a, _ = _scene(rng)
+    hair = np.zeros((H, W), np.float32)
+    hair[4:12, 4:12] = 1.0  # a far head: over 20 px from the subject's edge
+    img[4:12, 4:12] = (0.3, 0.2, 0.1)
+    yy, xx = np.mgrid[0:H, 0:W]
+    own = (np.hypot(xx - W / 2, yy - H / 2) > 20.5) & (np.hypot(xx - W / 2, yy - H / 2) < 22) & (yy < H / 2)
+    hair[own] = 1.0  # the subject's own hair, just outside its matte
+    img[own] = (0.3, 0.2, 0.1)
+    params = PortraitLightingParams(spot_falloff=0.0)
+    out = portrait_lighting(img, a, look=look, hair_mask=hair, params=params)
+    background = 0.0 if look == "stage" else 1.0
+    assert np.abs(out[5:11, 5:11] - background).max() < 1e-3
+    assert np.abs(out[own] - background).max(axis=1).mean() > 0.1
+    with pytest.raises(ValueError, match="PortraitLightingParams.matte_floor"):
+        PortraitLightingParams(matte_floor=1.0)
+
+
 @pytest.mark.parametrize(
     "kwargs, exc, match",
     [
