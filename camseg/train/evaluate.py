@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -393,6 +394,12 @@ def main(argv=None) -> int:
     if not Path(args.data).expanduser().is_dir():
         parser.error(f"--data {args.data!r}: no such folder (../shared/data)")
     face_labels = Path(args.face_labels).expanduser()
+    if not face_labels.is_dir():
+        # (Said, as the trainer says it: without them the teeth figure is FASSEG's 72 lip-outline
+        # pixels, 0.000, and the empty-scene line is missing, which read as a model fault.)
+        print(f"no face labels at {face_labels}: teeth scored on FASSEG's lip outlines only, glasses drawn at "
+              "FASSEG's eye labels, no person-free scene line (run camseg/train/face_labels.py first for the "
+              "model card's figures)", file=sys.stderr)
     from camseg.segmenter import DEFAULT_MODEL
     # (--data and --out were checked expanded, then used as given: --data=~/data failed on
     # '~/data/coco_panoptic/panoptic.json', --out=~/eval made a folder named '~'.)

@@ -2,6 +2,7 @@
 
 import cv2
 import numpy as np
+import pytest
 
 from camseg.train.data import SKY, Record, group_composites
 

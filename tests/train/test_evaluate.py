@@ -159,3 +159,20 @@ def test_data_and_out_given_with_a_tilde_are_expanded(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         evaluate_mod.main(["--data=~/data", "--out=~/eval"])
     assert seen == {"data": tmp_path / "data", "out": tmp_path / "eval"}
+
+
+def test_evaluate_says_when_it_has_no_face_labels(tmp_path, monkeypatch, capsys):
+    """Without the face labels the teeth figure is FASSEG's lip outlines (0.000) and the
+    person-free scene line is missing; evaluate said nothing, where the trainer says so."""
+    import camseg.train.evaluate as evaluate_mod
+
+    (tmp_path / "data" / "coco_panoptic").mkdir(parents=True)
+    (tmp_path / "data" / "coco_panoptic" / "panoptic.json").write_text("{}")
+
+    def stop(*args, **kwargs):  # (the photos themselves are not what this is about)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluate_mod, "evaluate", stop)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_mod.main(["--data", str(tmp_path / "data"), "--face-labels", str(tmp_path / "none")])
+    assert f"no face labels at {tmp_path / 'none'}: teeth scored on FASSEG's lip outlines only" in capsys.readouterr().err
