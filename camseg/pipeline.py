@@ -50,6 +50,18 @@ __all__ = [
 ]
 
 
+def _nan_in(value, where: str = "") -> "str | None":
+    """The index path (``"['portrait']['f_number']"``) of the first NaN in nested dicts and lists, or None."""
+    if isinstance(value, float):
+        return where if value != value else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _nan_in(item, f"{where}[{key!r}]")
+        if found is not None:
+            return found
+    return None
+
+
 def _plain(value):
     """A deep copy of nested dicts / lists / tuples with numpy scalars as Python values and
     tuples as lists, JSON's form: ``from_json(s.to_json()) == s`` (a tuple in params compared
@@ -134,6 +146,11 @@ class DevelopSettings:
         if unknown:
             raise ValueError(f"params has unknown stage names {sorted(unknown)}; "
                              f"valid names are {[s.name for s in STAGES]}")
+        # No parameter is NaN. (One in a stage turned off is not checked by its effect, and
+        # to_json() wrote it as NaN, which is not JSON: other tools refused the settings file.)
+        where = _nan_in(self.params)
+        if where is not None:
+            raise ValueError(f"params{where} is NaN; give a number (see the stage's params dataclass)")
 
     def __hash__(self) -> int:
         # The fields, with the params as nested sorted tuples: a frozen dataclass's own hash

@@ -1,5 +1,6 @@
 """camseg.pipeline (develop()): settings, the stage plan, and develop() on real photos."""
 import dataclasses
+import json
 import types
 
 import camseg
@@ -835,6 +836,16 @@ def test_settings_read_back_from_json_equal_the_settings_written():
     s = DevelopSettings(params={"denoise": {"luma_base": (1.0, 0.8, 0.6, 0.4, 0.3)}})
     again = DevelopSettings.from_json(s.to_json())
     assert again == s and {s: 1}.get(again) == 1
+
+
+def test_a_nan_parameter_is_refused_even_in_a_stage_turned_off():
+    """A NaN in the params of a stage turned off was never checked, and to_json() wrote NaN,
+    which is not JSON (another tool refused the settings file)."""
+    with pytest.raises(ValueError, match=r"params\['portrait'\]\['f_number'\] is NaN"):
+        DevelopSettings(portrait=None, params={"portrait": {"f_number": float("nan")}})
+    with pytest.raises(ValueError, match=r"params\['denoise'\]\['luma_base'\]\[2\] is NaN"):
+        DevelopSettings(params={"denoise": {"luma_base": (1.0, 0.8, np.float32("nan"), 0.4, 0.3)}})
+    json.loads(DevelopSettings(portrait=None, params={"portrait": {"f_number": 2.8}}).to_json())
 
 
 def test_a_new_portrait_effect_drops_the_options_only_the_old_one_had():
