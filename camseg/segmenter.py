@@ -1095,7 +1095,9 @@ def default_segmenter() -> Segmenter:
     """The bundled model, loaded once per process."""
     global _default
     with _default_lock:
-        if _default is None:
+        # Loaded again if a caller closed it (``with default_segmenter():`` does): every later
+        # camseg.segment() and develop() of the process failed with "this Segmenter was closed".
+        if _default is None or _default._full is None:
             _default = Segmenter()
         return _default
 

@@ -295,6 +295,18 @@ def test_bad_arguments(tmp_path, photo):
         s.segment(photo)
 
 
+def test_the_default_model_closed_by_a_caller_is_loaded_again(photo, monkeypatch):
+    """`with camseg.segmenter.default_segmenter() as s:` closed the process-wide model, and every
+    later camseg.segment() and develop() failed with "this Segmenter was closed"."""
+    import camseg.segmenter as segmenter_mod
+
+    monkeypatch.setattr(segmenter_mod, "_default", None)  # (a default of this test's own)
+    with segmenter_mod.default_segmenter() as s:
+        s.segment(photo, categories={"sky"})
+    assert segmenter_mod.segment(photo, categories={"sky"}).sky.shape == photo.shape[:2]
+    assert segmenter_mod.default_segmenter() is not s
+
+
 def test_a_segmenter_closed_by_another_thread_during_a_call_says_it_was_closed(photo, monkeypatch):
     # (close() between the call's check and the model run failed it with "'NoneType' object has no
     # attribute 'run'"; here the close comes while the photo is prepared, as from another thread.)
