@@ -826,8 +826,9 @@ class Segmentation:
         One float32 H×W matte per person (biggest first); they sum to ``person``.
     panoptic : tuple of np.ndarray
         (category ids, instance ids), int32 H×W. Category ids index
-        ``PANOPTIC_CATEGORIES`` (0 unlabelled, 1 person, 2 sky); instance ids are
-        0 off-person and 1…K for ``persons[0…K-1]``.
+        ``PANOPTIC_CATEGORIES`` (0 unlabelled, 1 person, 2 sky: only where sky was computed,
+        so ``categories={"person"}`` labels no sky); instance ids are 0 off-person and 1…K for
+        ``persons[0…K-1]``.
     person_scores : np.ndarray or None
         float32 (K,) class probability of each person; None when ``categories=`` left the
         persons out (then ``persons``, ``person`` and ``panoptic`` raise, saying so).
