@@ -482,8 +482,8 @@ def reuse_freed_memory() -> bool:
     its peak heap instead of returning it between photos, which a batch worker
     reaches on every photo anyway.
 
-    Process-wide, so it is called by the ``camseg`` command and its batch
-    workers, never on import; a program developing many large photos may call
+    Process-wide, so it is called by the batch workers (the ``camseg`` command's and
+    :func:`run_batch`'s), never on import; a program developing many large photos may call
     it once at start. Returns False where the C library is not glibc.
     """
     try:

@@ -7,7 +7,7 @@
 
 Exit status: 0 when every photo was processed (or was already finished),
 1 when any photo failed (each failure is listed on stderr), 2 for a usage
-error, 130 when interrupted. Runs are resumable: run the same command again
+error, 130 when interrupted (143 after SIGTERM). Runs are resumable: run the same command again
 after an interruption and finished photos are skipped.
 """
 

@@ -384,8 +384,8 @@ def main(argv=None) -> int:
                              "(if missing: teeth from FASSEG's lip outlines, eyes from its labels, no "
                              "empty-scene figure)")
     parser.add_argument("--calibrate", action="store_true",
-                        help="choose per-category logit offsets on the held-out photos and write them into "
-                             "the model (and its _scene twin), then evaluate")
+                        help="choose per-category logit offsets on the even-numbered held-out photos and write "
+                             "them into the --model file (and its _scene twin), then evaluate")
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 1:  # (0 and -3 evaluated all 408 photos)
         parser.error(f"--limit must be at least 1, got {args.limit}")
