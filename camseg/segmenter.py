@@ -82,11 +82,12 @@ class SegmenterOptions:
         every pixel goes to the most confident query; less means it is a
         fragment of a stronger query's person (Mask2Former's panoptic
         inference, Cheng et al. 2022, uses 0.8). 0.65 here, measured with
-        ``python -m camseg.train.evaluate``: on the several-person composites
-        person PQ 0.335 -> 0.369 and person IoU 0.805 -> 0.863 (at 0.8, people
+        ``python -m camseg.train.evaluate`` on the run5 model of the time: on the several-person
+        composites person PQ 0.335 -> 0.369 and person IoU 0.805 -> 0.863 (at 0.8, people
         partly covered by a neighbour were dropped as fragments), the real held-out photos
-        unchanged; at 0.6 and below fragments come back (the bundled
-        astronaut splits in two, real-photo PQ falls from 0.55).
+        unchanged; at 0.6 and below fragments came back (the bundled astronaut split in two,
+        real-photo PQ fell from 0.55). The shipped model, with duplicates removed first
+        (``duplicate_iou``), keeps the astronaut whole at any value down to 0.
     min_mask_score : float
         Minimum of class probability × mean matte value inside the mask
         ("maskness", SOLOv2, Wang et al. 2020): drops confident queries with
