@@ -494,6 +494,29 @@ def test_black_and_white_people_keep_the_light_they_have(rng):
     assert max(g.gain_ev for g in matched) > 0.5
 
 
+def test_toned_black_and_white_people_keep_the_light_they_have(rng):
+    """A sepia or cyanotype print is black and white too: its skin's colour is the toning's.
+    Measured from neutral, a sepia face matched a pale skin tone read as under-lit and was lifted
+    (real portraits, person_binary 56 and 97 toned sepia: +1.3 and +1.25 EV, their grey twins
+    -0.01 and -0.03). Measured from the frame's tint, toned faces keep their light as grey ones."""
+    img, persons, skins, inner = scene([0.0, 0.0], [MST3, MST8], rng)
+    grey = np.repeat((img @ LUMA)[..., None], 3, axis=2)
+    for tint in ([1.25, 1.0, 0.7], [0.75, 1.0, 1.2]):  # sepia, cyanotype
+        toned = np.clip(grey * np.array(tint, np.float32), 0, 1).astype(np.float32)
+        out, gains = tone_map_people(toned, persons, skin_masks=skins, return_gains=True)
+        assert all(abs(g.gain_ev) < 0.2 for g in gains), (tint, [g.gain_ev for g in gains])
+        for m in inner:
+            assert abs(np.log2(np.median(out[m] @ LUMA) / np.median(toned[m] @ LUMA))) < 0.2
+    # A colour photo is not toned: its skin tones are still told apart and matched.
+    _, colour = tone_map_people(img, persons, skin_masks=skins, return_gains=True,
+                                params=ToneMapParams(toned_chroma_spread=0.0))
+    _, same = tone_map_people(img, persons, skin_masks=skins, return_gains=True)
+    assert [g.skin_reflectance for g in same] == [g.skin_reflectance for g in colour]
+    assert same[0].skin_reflectance > 4 * same[1].skin_reflectance
+    with pytest.raises(ValueError, match="toned_chroma_spread"):
+        ToneMapParams(toned_chroma_spread=1.0)
+
+
 def test_a_faint_skin_response_on_a_dark_coat_does_not_set_the_persons_light(rng):
     """person_binary 79: the skin matte's ~0.4 over a black coat outweighed the face in the
     soft-weighted skin median, read the coat's light as the face's and lifted the person 2 EV
