@@ -433,28 +433,32 @@ def _midpoint_weighted_median(values, weights) -> float:
     return float(np.interp(0.5, centres, v))
 
 
-def _monochrome_tint(chroma: np.ndarray, img: np.ndarray, lum: np.ndarray, spread: float) -> np.ndarray:
-    """The tint ``(ln R/G, ln B/G)`` of a toned black-and-white photo, or zeros for any other.
+def _monochrome_tint(img: np.ndarray, spread: float) -> "np.ndarray | None":
+    """The tint ``(ln R/G, ln B/G)`` of a black-and-white photo, toned or grey; None for any other.
 
-    ``chroma``: h×w×2 chromaticities of ``img`` (h×w×3 linear RGB in [0, 1], ``lum`` its h×w
-    luminance), on the working grid. A photo is monochrome when 90 % of its pixels that are
-    neither dark (luminance under 0.01, where chromaticity is noise) nor clipped (a channel
-    at 0.98 or more) lie within ``spread`` of their median chromaticity; that median is its
-    tint (neutral for a grey photo). Every other photo gives zeros: its skin colour is measured
-    from neutral as it is.
+    ``img``: h×w×3 linear RGB in [0, 1], reduced (the working grid; every 2nd pixel of it is
+    read). A photo is monochrome when 90 % of its pixels that are neither dark (luminance under
+    0.01, where chromaticity is noise) nor clipped (a channel at 0.98 or more) lie within
+    ``spread`` of their median chromaticity; that median is its tint (neutral for a grey
+    photo), if their luminance also spans 2 EV or more (5th to 95th percentile): a plain field
+    of one colour (a wall, a test chart) is not a photograph in black and white. Every other
+    photo gives None: its skin colour is measured from neutral as it is.
     """
-    none = np.zeros(2)
     if spread <= 0.0:
-        return none
-    step = (slice(None, None, 2), slice(None, None, 2))  # every 4th pixel: a median, not a map
-    c, x, y = chroma[step], img[step], lum[step]
-    ok = (y > 0.01) & (cv2.max(cv2.max(x[..., 0], x[..., 1]), x[..., 2]) < 0.98)
-    if int(ok.sum()) < max(16, 0.05 * ok.size):
-        return none
-    c = c[ok].astype(np.float64)
+        return None
+    x = np.asarray(img[::2, ::2], np.float32).reshape(-1, 3)  # a median, not a map
+    y = x @ _LUMA
+    ok = (y > 0.01) & (x.max(axis=1) < 0.98)
+    if int(ok.sum()) < max(16, 0.05 * len(x)):
+        return None
+    lo, hi = np.percentile(y[ok], [5, 95])
+    if hi < 4.0 * lo:
+        return None
+    x = x[ok].astype(np.float64)
+    c = np.log(np.maximum(x[:, [0, 2]], 1e-6) / np.maximum(x[:, 1:2], 1e-6))
     tint = np.median(c, axis=0)
     if float(np.percentile(np.hypot(*(c - tint).T), 90)) >= spread:
-        return none
+        return None
     return tint
 
 
@@ -985,7 +989,9 @@ def tone_map_people(
     chroma_lo = np.log(np.maximum(img_lo[..., [0, 2]], 1e-6) / np.maximum(img_lo[..., 1:2], 1e-6))  # lh×lw×2
     # A toned black-and-white photo's skin is the toning's colour: measured from the tint it
     # is grey (a sepia portrait's face read as pale skin under-lit and was lifted 1.35 EV).
-    chroma_lo = chroma_lo - _monochrome_tint(chroma_lo, img_lo, lum_lo, p.toned_chroma_spread)
+    tint = _monochrome_tint(img_lo, p.toned_chroma_spread)
+    if tint is not None:
+        chroma_lo = chroma_lo - tint
     # Largest channel (OpenCV on channel views: numpy's max over a last axis of 3 is 15x slower).
     channel_max_lo = cv2.max(cv2.max(img_lo[..., 0], img_lo[..., 1]), img_lo[..., 2])
     log_channel_max_lo = np.log2(np.maximum(channel_max_lo, np.float32(1e-6)))

@@ -942,3 +942,29 @@ def test_a_style_protects_skin_the_model_calls_likely_not_half_of_it():
     change = np.abs(develop(img, style="vibrant", **off) - develop(img, style="standard", **off)).sum(axis=2)
     left, right = float(change[:, 8:w // 2 - 8].mean()), float(change[:, w // 2 + 8:-8].mean())
     assert right > 0.01 and left < 0.3 * right, (left, right)  # (0.9 × 0.5 protection left 0.55 of it)
+
+
+def test_a_style_tones_a_black_and_white_photo_whole_faces_included():
+    """In a black-and-white photo a style's warmth is a toning: kept from the skin, as in a
+    colour photo, faces stayed grey on a warm-toned print (person_binary 97 under warm: R - B
+    of sRGB mid-tones +2 on the face, +18 around it). A grey or sepia photo is toned whole; a
+    colour photo's skin is still kept."""
+    h, w = 48, 64
+    yy, xx = np.mgrid[0:h, 0:w]
+    grey = (0.02 + 0.6 * xx / w + 0.1 * (yy / h)).astype(np.float32)  # a grey ramp, 5 EV
+    face = ((yy - 24) / 14.0) ** 2 + ((xx - 32) / 10.0) ** 2 < 1
+    seg = types.SimpleNamespace(sky=np.zeros((h, w), np.float32), skin=face.astype(np.float32),
+                                persons=[], person=np.zeros((h, w), np.float32),
+                                teeth=np.zeros((h, w), np.float32))
+    off = dict(segmentation=seg, denoise=False, sharpen=False, tone_map=False)
+    for tint in ((1.0, 1.0, 1.0), (1.25, 1.0, 0.7)):  # grey, sepia
+        img = np.clip(np.repeat(grey[..., None], 3, axis=2) * np.array(tint, np.float32), 0, 1)
+        change = np.log(develop(img, style="warm", **off) / develop(img, style="standard", **off))
+        warmth = change[..., 0] - change[..., 2]  # ln R/B added by the style
+        on_face, off_face = float(np.median(warmth[face])), float(np.median(warmth[~face]))
+        assert off_face > 0.05 and on_face > 0.8 * off_face, (tint, on_face, off_face)
+    # In colour (a hue that varies across the frame), the face keeps its colour.
+    colour = np.stack([grey, grey * (0.5 + 0.5 * yy / h), grey * (1.0 - 0.6 * xx / w)], axis=2).astype(np.float32)
+    change = np.log(develop(colour, style="warm", **off) / develop(colour, style="standard", **off))
+    warmth = change[..., 0] - change[..., 2]
+    assert float(np.median(warmth[face])) < 0.3 * float(np.median(warmth[~face]))
