@@ -33,7 +33,6 @@ import effects
 from effects._bands import run_in_row_bands
 from effects._jit import kernel, read_only_contiguous
 from effects._srgb import pow_in_place
-from effects.tone_map import _monochrome_tint
 from effects._validate import clip_unit_in_place, min_max, vouch, vouched_ranges
 from camseg.io import Photo, as_linear_rgb, read_photo, rgb_to_xyz_d65, to_srgb_primaries
 
@@ -405,7 +404,8 @@ def _call_style(fn, image, ctx, params):
     if s.style_strength == 0:
         return None, "strength 0"
     skin, teeth = (None if ctx.skin is None else style_skin_matte(ctx.skin)), ctx.teeth
-    if skin is not None and _is_monochrome(image):
+    if skin is not None and not effects.STYLE_PRESETS[s.style].is_neutral \
+            and effects.monochrome_tint(image) is not None:
         # A black-and-white photo's skin has no colour to keep: a style's warmth or coolness
         # is its toning and tones it whole. Kept from it, faces stayed grey on a warm-toned
         # print (R - B of sRGB mid-tones: skin +2, the rest +17 levels under warm).
@@ -416,26 +416,6 @@ def _call_style(fn, image, ctx, params):
     if params is not None:
         kwargs["params"] = params
     return fn(image, s.style, **kwargs), f"{s.style} at {s.style_strength:g}"
-
-
-#: Long side (pixels) of the reduced copy on which a photo is told monochrome.
-_MONOCHROME_CHECK_SIZE = 512
-
-
-def _is_monochrome(image: np.ndarray) -> bool:
-    """Whether ``image`` (float32 H×W×3 linear RGB in [0, 1]) is a black-and-white photo, grey
-    or toned (sepia, cyanotype): its pixels share one chromaticity, as the tone map tells it
-    (``effects.tone_map._monochrome_tint`` with its default spread, on a copy reduced to
-    :data:`_MONOCHROME_CHECK_SIZE`, its working grid)."""
-    # Every k-th pixel first, then an area average (12 MP: k = 3, 27 ms against 50 ms for the
-    # area average of the whole frame, on this 2-core machine).
-    k = max(1, max(image.shape[:2]) // (2 * _MONOCHROME_CHECK_SIZE))
-    image = image[::k, ::k]
-    h, w = image.shape[:2]
-    scale = min(1.0, _MONOCHROME_CHECK_SIZE / max(h, w))
-    small = image if scale == 1.0 else cv2.resize(
-        image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-    return _monochrome_tint(np.clip(small, 0.0, 1.0), effects.ToneMapParams().toned_chroma_spread) is not None
 
 
 def _call_portrait(fn, image, ctx, params):

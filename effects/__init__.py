@@ -24,11 +24,11 @@ __all__ += [
     "SharpenParams", "sharpen",
 ]
 
-from effects.tone_map import PersonExposure, ToneMapParams, dim_photo_lift_ev, tone_map_people
+from effects.tone_map import PersonExposure, ToneMapParams, dim_photo_lift_ev, monochrome_tint, tone_map_people
 from effects.styles import STYLE_PRESETS, Style, apply_style
 
 __all__ += [
-    "ToneMapParams", "PersonExposure", "tone_map_people", "dim_photo_lift_ev",
+    "ToneMapParams", "PersonExposure", "tone_map_people", "dim_photo_lift_ev", "monochrome_tint",
     "Style", "STYLE_PRESETS", "apply_style",
 ]
 
