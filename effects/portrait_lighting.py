@@ -501,23 +501,41 @@ def _ev(x: float) -> float:
 
 # --------------------------------------------------------------------------- looks
 # Each look: (image, alpha, foreground colour, key-light gain, skin matte or None, params) -> image.
-def _look_studio(img, alpha, F, key, skin, p):
+# The looks work in place on the lit frame, or on ``F`` itself (portrait_lighting's own new array,
+# which _key_lit returns for a key of 1): written as products and sums of whole frames, each step
+# was a new 12 MP frame (144 MB): a 12 MP develop with stage light peaked at 2.28 GB RSS, now 1.93.
+def _on_background(lit, alpha, img, ev):
+    """``alpha·lit + (1 − alpha)·img·ev``, written into ``lit`` (H×W×3 float32)."""
     a = alpha[..., None]
-    return a * _key_lit(F, key, p.highlight_knee) + (1 - a) * img * _ev(0.5 * p.background_ev)
+    np.multiply(a, lit, out=lit)
+    background = (1 - a) * img
+    background *= ev
+    lit += background
+    return lit
+
+
+def _look_studio(img, alpha, F, key, skin, p):
+    return _on_background(_key_lit(F, key, p.highlight_knee), alpha, img, _ev(0.5 * p.background_ev))
 
 
 def _look_contour(img, alpha, F, key, skin, p):
-    a = alpha[..., None]
-    lit = _key_lit(F, key, p.highlight_knee) * _contour_shading(alpha, skin, p)
-    return a * lit + (1 - a) * img * _ev(p.background_ev)
+    lit = _key_lit(F, key, p.highlight_knee)
+    lit *= _contour_shading(alpha, skin, p)
+    return _on_background(lit, alpha, img, _ev(p.background_ev))
 
 
 def _look_stage(img, alpha, F, key, skin, p):
-    return alpha[..., None] * _key_lit(F, key, p.highlight_knee) * _spot(alpha, p, skin)
+    lit = _key_lit(F, key, p.highlight_knee)
+    np.multiply(alpha[..., None], lit, out=lit)
+    lit *= _spot(alpha, p, skin)
+    return lit
 
 
 def _look_stage_mono(img, alpha, F, key, skin, p):
-    return alpha[..., None] * _mono(_key_lit(F, key, p.highlight_knee) * _spot(alpha, p, skin), p, skin)
+    lit = _key_lit(F, key, p.highlight_knee)
+    lit *= _spot(alpha, p, skin)
+    grey = _mono(lit, p, skin)
+    return np.multiply(alpha[..., None], grey, out=grey)
 
 
 def _look_high_key_mono(img, alpha, F, key, skin, p):
@@ -665,7 +683,7 @@ def portrait_lighting(
     H, W = img.shape[:2]
     subj = _check_mask(subject_mask, "subject_mask", (H, W), allow_stack=True)
     extra = [_check_mask(m, n, (H, W)) for m, n in ((hair_mask, "hair_mask"), (glasses_mask, "glasses_mask")) if m is not None]
-    skin = None if skin_mask is None else _check_mask(skin_mask, "skin_mask", (H, W))
+    skin = None if skin_mask is None else _check_mask(skin_mask, "skin_mask", (H, W), own=False)  # (np.minimum below)
     if p.strength == 0:
         return np.clip(img, 0.0, 1.0)  # (a new array, in range as the docstring says)
 
@@ -679,7 +697,7 @@ def portrait_lighting(
     out = LOOKS[look](img, alpha, F, key, skin, p)
     if p.strength < 1:
         out = img + np.float32(p.strength) * (out - img)
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
+    return np.clip(out, 0.0, 1.0, out=out).astype(np.float32, copy=False)  # (out: a new array of the look's)
 
 
 def stage_light(

@@ -421,3 +421,30 @@ def test_the_wide_feather_on_a_coarse_grid_is_the_full_resolution_gaussian():
         exact = cv2.GaussianBlur(face, (0, 0), sigma)
         assert np.abs(_wide_gaussian(face, sigma) - exact).max() < 2e-3, sigma
     np.testing.assert_array_equal(_wide_gaussian(face, 9.0), cv2.GaussianBlur(face, (0, 0), 9.0))
+
+
+@pytest.mark.parametrize("look, frames", [("stage", 1.6), ("studio", 2.6)])
+def test_the_looks_light_the_subject_in_place(look, frames):
+    """Each look writes into its lit frame instead of making a new frame at each product and sum:
+    its allocations peak at most ``frames`` image frames (stage 2.0 -> 1.4, studio 3.0 -> 2.4 on
+    this 300×400 scene; at 12 MP the stage light develop's peak RSS 2.28 -> 1.93 GB)."""
+    import tracemalloc
+
+    from effects.portrait_lighting import LOOKS, _key_light
+
+    h, w = 300, 400
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.stack([0.2 + 0.5 * xx / w, 0.3 + 0.4 * yy / h, np.full_like(xx, 0.4)], axis=2)
+    alpha = np.zeros((h, w), np.float32)
+    alpha[60:280, 120:280] = 1.0
+    skin = np.zeros((h, w), np.float32)
+    skin[80:140, 160:240] = 1.0
+    p = PortraitLightingParams()
+    key = _key_light(skin, p, float(np.hypot(h, w)), img)
+    LOOKS[look](img, alpha, img.copy(), key, skin, p)  # (the kernels compiled, before the measure)
+    F = img.copy()
+    tracemalloc.start()
+    LOOKS[look](img, alpha, F, key, skin, p)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < frames * img.nbytes
