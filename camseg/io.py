@@ -152,8 +152,9 @@ def read_image(source: "str | os.PathLike | np.ndarray", *, name: str = "image")
 # ---------------------------------------------------------------------------
 
 #: Peak memory of developing a photo, per pixel, the model and runtime aside: measured with
-#: ru_maxrss at 12 and 48 MP, about 80 bytes with the default settings and 110 with portrait blur.
-DEVELOP_BYTES_PER_PIXEL = 110
+#: ru_maxrss at 12 and 48 MP, about 80-90 bytes with the default settings, 100-110 with portrait
+#: blur and 130-155 with the Portrait Lighting looks (stage_light_mono the most).
+DEVELOP_BYTES_PER_PIXEL = 160
 
 #: File extensions :func:`write_photo` understands, mapped to a format name.
 PHOTO_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG", ".png": "PNG", ".tif": "TIFF",

@@ -799,7 +799,7 @@ def test_a_photo_whose_worker_runs_out_of_memory_fails_alone(tmp_path):
     assert len(kills) >= 2  # in the shared pool, then alone
     assert [r.source.name for r in summary.failed] == ["a1_big.jpg"]
     message = summary.failed[0].message
-    assert "killed" in message and "6.8 MP" in message and "0.7 GB of memory" in message
+    assert "killed" in message and "6.8 MP" in message and "1.1 GB of memory" in message
     assert sorted(p.name for p in (tmp_path / "out").glob("*.jpg")) == [f"a{i}.jpg" for i in range(5)]
 
 
