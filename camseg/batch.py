@@ -1363,7 +1363,8 @@ def _killed_worker_result(item: BatchItem, task: str) -> ItemResult:
 
 
 #: Pixels under which a photo's dead worker is not put down to the photo's own memory need
-#: (developing 4 MP takes under 0.5 GB).
+#: (developing 4 MP takes at most about 0.65 GB beside the model, with a Portrait Lighting look; see
+#: DEVELOP_BYTES_PER_PIXEL).
 _SMALL_PHOTO_PIXELS = 4e6
 
 
