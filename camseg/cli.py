@@ -178,6 +178,14 @@ def _save_settings(path: Path, text: str) -> None:
         with open(path, "w") as fh:
             fh.write(text)
         return
+    if target.is_file():
+        # Only a settings file (a JSON object) is replaced: `--save-settings *.jpg` (a shell
+        # glob after the option) wrote the look over the first photo, which was lost.
+        with open(target, "rb") as fh:
+            start = fh.read(4096).removeprefix(b"\xef\xbb\xbf").lstrip()
+        if start and not start.startswith(b"{"):
+            raise ValueError(f"--save-settings {str(path)!r} is a file that is not a settings file (JSON), "
+                             f"which camseg never replaces (a photo named by mistake?); name a new .json file")
     _atomic_write(target, lambda fh: fh.write(text.encode()))
 
 

@@ -297,3 +297,19 @@ def test_settings_a_file_cannot_hold_are_refused_naming_the_file(tmp_path, capsy
         err = capsys.readouterr().err
         assert f"--settings {str(tmp_path / 'look.json')!r}: " in err and expected in err
     assert not (tmp_path / "out").exists()
+
+
+def test_save_settings_never_replaces_a_photo(tmp_path, capsys):
+    """(Review) `--save-settings *.jpg` (a glob after the option) wrote the look's JSON over the
+    first photo, which was lost; only a settings file (a JSON object) is replaced now."""
+    photo = tmp_path / "IMG_1.jpg"
+    photo.write_bytes(SAMPLE.read_bytes())
+    code = main(["develop", "--save-settings", str(photo), str(SAMPLE), "--out", str(tmp_path / "out"),
+                 "--style", "warm", "-q", "--no-progress"])
+    assert code == 2 and "not a settings file" in capsys.readouterr().err
+    assert photo.read_bytes() == SAMPLE.read_bytes() and not (tmp_path / "out").exists()
+    look = tmp_path / "look.json"
+    look.write_text('\n  {"style": "cool"}')  # a settings file is still replaced
+    from camseg.cli import _save_settings
+    _save_settings(look, '{"style": "warm"}\n')
+    assert json.loads(look.read_text())["style"] == "warm"
