@@ -286,7 +286,11 @@ def main(argv=None) -> int:
                 # Checked first: a mistyped --style saved over a good look file, and the run then
                 # refused it anyway.
                 check_settings(settings)
-                _save_settings(args.save_settings, settings.to_json() + "\n")
+                try:
+                    _save_settings(args.save_settings, settings.to_json() + "\n")
+                except OSError as exc:  # ("[Errno 21] Is a directory: 'looks'" named no option)
+                    raise ValueError(f"cannot write --save-settings {str(args.save_settings)!r}: "
+                                     f"{exc.strerror or exc}; name a file in a folder you can write to") from exc
             kwargs = dict(settings=settings, output_format=args.output_format, quality=args.quality,
                           bit_depth=args.bit_depth)
         def report(result):

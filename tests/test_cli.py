@@ -313,3 +313,13 @@ def test_save_settings_never_replaces_a_photo(tmp_path, capsys):
     from camseg.cli import _save_settings
     _save_settings(look, '{"style": "warm"}\n')
     assert json.loads(look.read_text())["style"] == "warm"
+
+
+def test_save_settings_to_a_folder_names_the_option(tmp_path, capsys):
+    """(Review) --save-settings naming a folder failed as a bare "[Errno 21] Is a directory",
+    which named neither the option nor what to give instead."""
+    (tmp_path / "looks").mkdir()
+    assert main(["develop", str(SAMPLE), "--out", str(tmp_path / "out"), "--save-settings",
+                 str(tmp_path / "looks")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write --save-settings" in err and "looks" in err and "name a file" in err
