@@ -725,7 +725,9 @@ def _process(item: BatchItem, task: str, settings: DevelopSettings, write_option
             with _write_errors_explained(record):
                 records.write_final(item.output, identity, written,
                                     _made_with(task, settings, write_options, worker["model_identity"]), task)
-        notes = ([item.note] if item.note else []) + list(photo.notes)
+        # (A developed photo's notes are its reading's and develop's: a portrait effect asked for
+        # and not applied, for want of a person, had passed without a word.)
+        notes = ([item.note] if item.note else []) + list(result.notes if task == "develop" else photo.notes)
         if jpeg_out:
             notes += jpeg_leaves_out(photo)
         return ItemResult(item.source, item.output, "done", "; ".join(notes), time.perf_counter() - t0)

@@ -1193,7 +1193,8 @@ def develop(image, settings: "DevelopSettings | None" = None, *, segmenter=None,
     -------
     Photo or np.ndarray or DevelopResult
         For a file or Photo input, a :class:`~camseg.io.Photo` (same EXIF, ICC
-        profile and bit depth; save it with ``.save(path)``); for an array input,
+        profile and bit depth; save it with ``.save(path)``; its ``notes`` add what develop
+        did not do that was asked, e.g. a portrait effect without a person); for an array input,
         a float32 H×W×3 linear RGB array in [0, 1]. With ``return_details``,
         a :class:`DevelopResult` wrapping that.
 
@@ -1358,6 +1359,7 @@ def _develop(image, settings, segmenter, segmentation, return_details, options):
                    rgb_to_xyz=rgb_to_xyz_d65(photo.icc_profile) if photo is not None else None)
 
     current = pixels
+    develop_notes = []
     for stage, fn, params_or_why in plan:
         if fn is None:
             timings.append(StageReport(stage.name, "skipped", 0.0, params_or_why))
@@ -1366,6 +1368,10 @@ def _develop(image, settings, segmenter, segmentation, return_details, options):
         out, detail = stage.call(fn, current, ctx, params_or_why)
         if out is None:
             timings.append(StageReport(stage.name, "skipped", time.perf_counter() - t, detail))
+            if stage.name == "portrait":
+                # Asked for and not made: said on the photo (the camseg command prints a photo's
+                # notes), where only a report asked for had said it.
+                develop_notes.append(f"portrait {settings.portrait}: {detail}")
             continue
         if out.shape != current.shape:
             raise RuntimeError(f"effects stage {stage.name} returned shape {out.shape} for input "
@@ -1383,7 +1389,8 @@ def _develop(image, settings, segmenter, segmentation, return_details, options):
         # Every stage was off: never hand back the caller's own buffer, nor the one the
         # segmentation may hold (it reads it again for full-resolution mattes later).
         current = current.copy()
-    result_image = photo.with_pixels(current) if photo is not None else current
+    result_image = current if photo is None else dataclasses.replace(
+        photo, pixels=current, notes=tuple(photo.notes) + tuple(develop_notes))
     if not return_details:
         return result_image
     n = max(1, pixels.shape[0] * pixels.shape[1])

@@ -323,3 +323,18 @@ def test_save_settings_to_a_folder_names_the_option(tmp_path, capsys):
                  str(tmp_path / "looks")]) == 2
     err = capsys.readouterr().err
     assert "cannot write --save-settings" in err and "looks" in err and "name a file" in err
+
+
+def test_a_portrait_effect_that_finds_nobody_is_said(tmp_path, capsys):
+    """`camseg develop --portrait blur` on a photo with nobody in it wrote the photo without the
+    effect and said nothing (develop's report said it, but the command asks for none)."""
+    # A landscape: sky over a graded ground, nobody in it.
+    ramp = np.linspace(0, 1, 240, dtype=np.float32)[:, None, None]
+    sky, ground = np.array([90, 150, 230], np.float32), np.array([70, 110, 50], np.float32)
+    codes = np.where(ramp < 0.5, sky * (1.2 - ramp), ground * (0.6 + ramp)).repeat(320, axis=1)
+    Image.fromarray(np.clip(codes, 0, 255).astype(np.uint8)).save(tmp_path / "field.jpg", quality=92)
+    assert main(["develop", str(tmp_path / "field.jpg"), "--out", str(tmp_path / "out"), "--portrait", "blur",
+                 "--jobs", "1", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "note" in err and "portrait blur: no person found: portrait effect not applied" in err, err
+    assert (tmp_path / "out" / "field.jpg").is_file()
