@@ -664,6 +664,16 @@ def _model_identity(path) -> dict:
     return {"sha256": sha256(path), "scene_sha256": sha256(_scene_model_path(path))}
 
 
+def _for_format(made: dict, output: Path) -> dict:
+    """``made`` (a ``made_with``) with only the write options that apply to ``output``'s format:
+    a JPEG's quality, a PNG's or TIFF's bit depth."""
+    write = made.get("write")
+    if not isinstance(write, dict):
+        return made
+    jpeg = PHOTO_FORMATS.get(output.suffix.lower()) == "JPEG"
+    return {**made, "write": {k: v for k, v in write.items() if k != ("bit_depth" if jpeg else "quality")}}
+
+
 def _made_otherwise(made: dict, now: dict) -> bool:
     """Whether a record's ``made_with`` differs from this run's in what both record.
 
@@ -1514,7 +1524,14 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
     for r in settled:
         if r.status == "skipped":
             made = (records.read(r.output, task)[0] or {}).get("made_with")
-            differ += _made_otherwise(made, now) if made is not None else (previous is not None and not same_stamp)
+            if made is not None and task == "develop":
+                # Only the write options that apply to this output's format: --quality 50 after a
+                # default run counted every PNG and TIFF output as made otherwise, and --bit-depth
+                # every JPEG.
+                made, now_here = _for_format(made, r.output), _for_format(now, r.output)
+            else:
+                now_here = now
+            differ += _made_otherwise(made, now_here) if made is not None else (previous is not None and not same_stamp)
     if differ and not overwrite:
         summary.notes.append(f"{differ} finished output(s) in {str(out_dir)!r} were made with different "
                              "settings or another model and were kept; --overwrite (overwrite=True) makes "

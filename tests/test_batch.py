@@ -1111,6 +1111,19 @@ def test_resume_with_other_settings_is_flagged(tmp_path):
     assert second.skipped == 1 and "different settings" in second.notes[0]
 
 
+def test_only_the_write_options_of_an_outputs_format_count_as_other_settings(tmp_path):
+    """--quality 50 after a default run counted every PNG output as made with other settings
+    (a JPEG quality changes nothing in a PNG), and --bit-depth 16 every JPEG."""
+    (jpeg,) = _photos(tmp_path / "in", 1)
+    Image.open(jpeg).save(tmp_path / "in" / "b.png")
+    out = tmp_path / "out"
+    assert run_batch([tmp_path / "in"], out, progress=False, jobs=1).done == 2
+    lower = run_batch([tmp_path / "in"], out, progress=False, quality=50)
+    assert lower.skipped == 2 and "1 finished output(s)" in lower.notes[0]
+    deeper = run_batch([tmp_path / "in"], out, progress=False, bit_depth=16)
+    assert deeper.skipped == 2 and "1 finished output(s)" in deeper.notes[0]
+
+
 def _other_model(folder):
     """The bundled model with one weight changed (a real, loadable model that segments otherwise)."""
     import shutil
