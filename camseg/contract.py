@@ -61,8 +61,8 @@ PANOPTIC_CATEGORIES = ("unlabelled", "person", "sky")
 #: them), and ``person_…``, the persons' mask files (``person_00.png``). A name is also lower-case
 #: letters, digits and ``_``, starting with a letter: an attribute, and a safe file name
 #: (``camseg segment`` writes ``NAME.png``).
-RESERVED_NAMES = ("person", "persons", "panoptic", "categories", "image_shape", "matte", "mattes",
-                  "low_resolution")
+RESERVED_NAMES = ("person", "persons", "panoptic", "panoptic_categories", "categories", "image_shape", "matte",
+                  "mattes", "low_resolution", "prefetch")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -777,6 +777,18 @@ def test_a_contract_that_does_not_match_its_graph_is_refused_at_load(tmp_path, e
             load(model)
 
 
+def test_no_scene_category_name_can_hide_an_attribute_of_the_segmentation():
+    # (prefetch and panoptic_categories were not reserved: a model's category "prefetch" passed the
+    # contract, and seg.prefetch gave the method, never the matte.)
+    from camseg.contract import RESERVED_NAMES
+    from effects import RefineMatteParams
+
+    seg = Segmentation(np.zeros((8, 8, 3), np.float32), {"sky": np.zeros((8, 8), np.float32)},
+                       (np.zeros((1, 8, 8), np.float32), np.array([0.9], np.float32)), RefineMatteParams())
+    public = {n for n in dir(seg) if not n.startswith("_") and not n.startswith("person_")} - {"sky"}
+    assert public - set(RESERVED_NAMES) == set()
+
+
 def test_scene_category_names_are_the_models_own(tmp_path, photo):
     """The graph's shape check counts channels; what the contract calls them is data."""
     from camseg.batch import write_segmentation
