@@ -467,7 +467,7 @@ def _monochrome_tint(img: np.ndarray, spread: float) -> "np.ndarray | None":
 _MONOCHROME_CHECK_SIZE = 512
 
 
-def monochrome_tint(image: np.ndarray, *, spread: float = 0.08) -> "np.ndarray | None":
+def monochrome_tint(image: np.ndarray, *, spread: float = ToneMapParams.toned_chroma_spread) -> "np.ndarray | None":
     """The tint of a black-and-white photo, grey or toned (sepia, selenium, cyanotype), or None
     for a colour photo.
 
@@ -490,6 +490,12 @@ def monochrome_tint(image: np.ndarray, *, spread: float = 0.08) -> "np.ndarray |
         float64 (2,) ``(ln R/G, ln B/G)`` of the tint ((0, 0) for a grey photo), or None.
     """
     img = check_image(image)
+    # (A NaN spread passed every comparison: every colour photo was called black and white.)
+    if isinstance(spread, bool) or not isinstance(spread, (int, float, np.integer, np.floating)):
+        raise TypeError(f"spread: expected a number in [0, 1), got {type(spread).__name__}.")
+    if not 0.0 <= spread < 1.0:
+        raise ValueError(f"spread: expected a number in [0, 1) (as ToneMapParams.toned_chroma_spread; 0 finds "
+                         f"no photo black and white), got {spread!r}.")
     # Every k-th pixel first, then an area average (12 MP: k = 3, 27 ms against 50 ms for the
     # area average of the whole frame, on a 2-core machine).
     k = max(1, max(img.shape[:2]) // (2 * _MONOCHROME_CHECK_SIZE))

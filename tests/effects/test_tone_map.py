@@ -517,6 +517,19 @@ def test_toned_black_and_white_people_keep_the_light_they_have(rng):
         ToneMapParams(toned_chroma_spread=1.0)
 
 
+def test_monochrome_tint_tells_black_and_white_from_colour_and_checks_its_spread(rng):
+    from effects import monochrome_tint
+
+    grey = np.repeat(np.linspace(0.02, 0.8, 64 * 48, dtype=np.float32).reshape(48, 64, 1), 3, axis=2)
+    np.testing.assert_allclose(monochrome_tint(grey), 0.0, atol=1e-6)
+    colour = rng.random((48, 64, 3), dtype=np.float32)
+    assert monochrome_tint(colour) is None and monochrome_tint(grey, spread=0) is None
+    # (A NaN spread passed every comparison: every colour photo was called black and white.)
+    for spread, exc in ((float("nan"), ValueError), (-0.1, ValueError), (1.0, ValueError), ("0.1", TypeError)):
+        with pytest.raises(exc, match="spread: expected a number in"):
+            monochrome_tint(colour, spread=spread)
+
+
 def test_a_faint_skin_response_on_a_dark_coat_does_not_set_the_persons_light(rng):
     """person_binary 79: the skin matte's ~0.4 over a black coat outweighed the face in the
     soft-weighted skin median, read the coat's light as the face's and lifted the person 2 EV
