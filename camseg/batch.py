@@ -319,7 +319,8 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
             # library's, as hidden files are not: passed over, and said.
             hidden = [p for p in found if any(part.startswith(".") for part in p.relative_to(path).parts[:-1])]
             if hidden:
-                found = [p for p in found if p not in set(hidden)]
+                hidden_set = set(hidden)  # (built once: inside the comprehension, once a photo)
+                found = [p for p in found if p not in hidden_set]
                 folders = sorted({str(p.parent.relative_to(path)) for p in hidden})
                 results.append(ItemResult(path, None, "passed over", f"{len(hidden)} photo(s) in hidden folders "
                                           f"({', '.join(folders[:3])}{', ...' if len(folders) > 3 else ''}) not "
