@@ -166,7 +166,7 @@ def _inside(path: Path, folder: Path) -> bool:
     return resolved is not None and folder in resolved.parents
 
 
-def _folder_entries(folder: Path) -> list:
+def _folder_entries(folder: Path) -> tuple:
     """Every name under ``folder``, as ``folder.rglob("*")`` lists them, and under the folders
     linked from it too: rglob does not enter a link to a folder, and a library's linked year or
     card folder was left out without a word. Each real folder is entered once: under its own
@@ -1555,8 +1555,9 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
     # where in this process it killed the command ("Killed", exit status 137), unnamed, at the
     # same photo on every run resumed after it.
     if jobs > cpus and dask_scheduler in (None, "local"):
-        # Each worker loads the model (~150 MB) and develops a photo in up to ~1.3 GB at 12 MP;
-        # past the cores they add memory, not speed (--jobs 1000 took 7 GB for 40 small photos).
+        # Each worker loads the model (~150 MB) and develops a photo in up to ~1.9 GB at 12 MP
+        # (DEVELOP_BYTES_PER_PIXEL); past the cores they add memory, not speed (--jobs 1000 took
+        # 7 GB for 40 small photos).
         summary.notes.append(f"{jobs} jobs reduced to {cpus}, the CPU cores here: more workers than cores "
                              "would only take more memory")
         jobs = cpus

@@ -151,8 +151,8 @@ def read_image(source: "str | os.PathLike | np.ndarray", *, name: str = "image")
 # Photo files: decode with metadata, encode atomically.
 # ---------------------------------------------------------------------------
 
-#: Peak memory of developing a photo, per pixel, the model and runtime aside: measured with
-#: ru_maxrss at 12 and 48 MP, about 80-90 bytes with the default settings, 100-110 with portrait
+#: Peak memory of developing a photo, per pixel, the model and runtime aside: measured as peak
+#: RSS (VmHWM, reset after a warm-up develop) at 12 and 48 MP, about 80-90 bytes with the default settings, 100-110 with portrait
 #: blur and 130-155 with the Portrait Lighting looks (stage_light_mono the most).
 DEVELOP_BYTES_PER_PIXEL = 160
 
