@@ -22,6 +22,7 @@ import json
 import os
 import time
 from collections.abc import Mapping
+from types import MappingProxyType
 from dataclasses import dataclass, field
 
 from typing import Any, Callable
@@ -404,8 +405,10 @@ def _call_style(fn, image, ctx, params):
     if s.style_strength == 0:
         return None, "strength 0"
     skin, teeth = (None if ctx.skin is None else style_skin_matte(ctx.skin)), ctx.teeth
+    # (With the tone map's own test and spread: its toned_chroma_spread of 0 turns both off.)
+    spread = s.params.get("tone_map", {}).get("toned_chroma_spread", effects.ToneMapParams.toned_chroma_spread)
     if skin is not None and not effects.STYLE_PRESETS[s.style].is_neutral \
-            and effects.monochrome_tint(image) is not None:
+            and effects.monochrome_tint(image, spread=spread) is not None:
         # A black-and-white photo's skin has no colour to keep: a style's warmth or coolness
         # is its toning and tones it whole. Kept from it, faces stayed grey on a warm-toned
         # print (R - B of sRGB mid-tones: skin +2, the rest +17 levels under warm).
@@ -449,15 +452,16 @@ def _call_portrait(fn, image, ctx, params):
     return fn(image, ctx.subject, **kwargs), detail
 
 
-#: Portrait effects: settings/CLI name -> (effect function, fixed keyword arguments).
-PORTRAIT_EFFECTS = {
+#: Portrait effects: settings/CLI name -> (effect function, fixed keyword arguments). Read-only,
+#: as effects.STYLE_PRESETS (no global configuration).
+PORTRAIT_EFFECTS = MappingProxyType({
     "blur": (effects.portrait_blur, {}),
     "stage_light": (effects.portrait_lighting, {"look": "stage"}),
     "stage_light_mono": (effects.portrait_lighting, {"look": "stage_mono"}),
     "studio": (effects.portrait_lighting, {"look": "studio"}),
     "contour": (effects.portrait_lighting, {"look": "contour"}),
     "high_key_mono": (effects.portrait_lighting, {"look": "high_key_mono"}),
-}
+})
 
 #: The pipeline, in order. Segmentation runs before and is reported as the first stage.
 STAGES = (

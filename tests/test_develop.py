@@ -968,3 +968,9 @@ def test_a_style_tones_a_black_and_white_photo_whole_faces_included():
     change = np.log(develop(colour, style="warm", **off) / develop(colour, style="standard", **off))
     warmth = change[..., 0] - change[..., 2]
     assert float(np.median(warmth[face])) < 0.3 * float(np.median(warmth[~face]))
+    # The tone map's toned_chroma_spread of 0 ("off") turns the test off for the style too.
+    img = np.repeat(grey[..., None], 3, axis=2)
+    off_test = dict(off, params={"tone_map": {"toned_chroma_spread": 0.0}})
+    change = np.log(develop(img, style="warm", **off_test) / develop(img, style="standard", **off_test))
+    warmth = change[..., 0] - change[..., 2]
+    assert float(np.median(warmth[face])) < 0.3 * float(np.median(warmth[~face]))
