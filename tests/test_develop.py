@@ -974,3 +974,11 @@ def test_a_style_tones_a_black_and_white_photo_whole_faces_included():
     change = np.log(develop(img, style="warm", **off_test) / develop(img, style="standard", **off_test))
     warmth = change[..., 0] - change[..., 2]
     assert float(np.median(warmth[face])) < 0.3 * float(np.median(warmth[~face]))
+
+
+def test_the_portrait_effects_table_cannot_be_changed_for_the_whole_process():
+    """PORTRAIT_EFFECTS was a plain dict: an entry replaced there changed every later develop()."""
+    from camseg.pipeline import PORTRAIT_EFFECTS
+
+    with pytest.raises(TypeError):
+        PORTRAIT_EFFECTS["blur"] = PORTRAIT_EFFECTS["studio"]
