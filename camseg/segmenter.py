@@ -155,8 +155,9 @@ class SegmenterOptions:
                      "min_mask_score", "glasses_face_context", "glasses_min_face_share"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-                    or np.isnan(value):
-                raise ValueError(f"SegmenterOptions.{name} must be a number (a fraction or a probability, "
+                    or not np.isfinite(value):
+                # (An infinite person_threshold found nobody, as a NaN did, without a word.)
+                raise ValueError(f"SegmenterOptions.{name} must be a finite number (a fraction or a probability, "
                                  f"see SegmenterOptions), got {value!r}")
         margin = self.skin_colour_margin
         if isinstance(margin, bool) or not isinstance(margin, (int, float, np.integer, np.floating)) \

@@ -583,10 +583,11 @@ def test_grey_offsets_reach_sky_and_person(segmenter, photo):
     (dict(skin_colour_margin=None), "skin_colour_margin"),
     (dict(in_front_of_sky="teeth"), "in_front_of_sky"),
     (dict(in_front_of_sky=("sky",)), "other than 'sky'"),
-    (dict(person_threshold="0.5"), "person_threshold must be a number"),  # (UFuncTypeError on the first photo)
-    (dict(person_threshold=float("nan")), "person_threshold must be a number"),  # (silently found nobody)
-    (dict(min_visible_fraction=None), "min_visible_fraction must be a number"),
-    (dict(glasses_face_context=True), "glasses_face_context must be a number"),
+    (dict(person_threshold="0.5"), "person_threshold must be a finite number"),  # (UFuncTypeError on the first photo)
+    (dict(person_threshold=float("nan")), "person_threshold must be a finite number"),  # (silently found nobody)
+    (dict(person_threshold=float("inf")), "person_threshold must be a finite number"),  # (so did inf)
+    (dict(min_visible_fraction=None), "min_visible_fraction must be a finite number"),
+    (dict(glasses_face_context=True), "glasses_face_context must be a finite number"),
 ])
 def test_bad_options_fail_when_made(options, match):
     with pytest.raises(ValueError, match=match):
