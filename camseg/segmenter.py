@@ -514,6 +514,7 @@ class Segmenter:
             parts = self._infer(*prepared, wanted)
             guide, kept = side.result()
         seg = Segmentation(kept, *parts, self.options.refine)
+        seg._model_scene_categories = self.scene_categories  # (what categories= could have asked for)
         if guide is not None:
             seg._reduced_guides[guide_size] = guide
         return seg
@@ -844,6 +845,7 @@ class Segmentation:
         self._image = image
         self._scene_low = scene_low
         self._refine = refine
+        self._model_scene_categories = None  # the model's (Segmenter.segment_borrowed sets them)
         self._cache: dict = {}
         self._reduced_cache: dict = {}  # max_pixels -> {name: matte} (see mattes())
         self._reduced_guides: dict = {}  # (w, h) -> the photo reduced to that size
@@ -884,6 +886,10 @@ class Segmentation:
         return logits
 
     def _missing(self, name):
+        model = self._model_scene_categories
+        if model is not None and name not in PERSON_NAMES and name != "panoptic" and name not in model:
+            # (A model of one's own without it: "include it" sent the caller to an "unknown" error.)
+            return AttributeError(f"this model has no {name!r} matte; its scene mattes are {list(model)}")
         return AttributeError(f"{name!r} was not computed for this photo (available: {list(self.categories)}); "
                               "call segment(image) without categories=, or include it")
 

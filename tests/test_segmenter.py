@@ -798,6 +798,8 @@ def test_scene_category_names_are_the_models_own(tmp_path, photo):
     cats = ["sky", "hair", "skin", "tooth", "glasses"]
     with Segmenter(_model_with_contract(tmp_path / "r.onnx", lambda c: {**c, "scene_categories": cats})) as s:
         assert s.segment(photo).tooth.shape == photo.shape[:2]
+        with pytest.raises(AttributeError, match=r"this model has no 'teeth' matte; its scene mattes are \["):
+            s.segment(photo).teeth  # (it said 'not computed ... include it', and including it was refused)
         # camseg segment writes each of them (it wrote the six default names only: no tooth.png)
         sample = read_photo(DEFAULT_MODEL.parents[1] / "samples" / "astronaut.jpg")
         written = write_segmentation(tmp_path / "masks", sample, s.segment(sample))
