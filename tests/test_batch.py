@@ -1291,22 +1291,40 @@ def test_a_lost_dask_worker_does_not_make_finished_photos_again(tmp_path):
     assert [p.name for p, ino in first_two if p.stat().st_ino != ino] == []
 
 
+def _dask_worker_in_this_process(monkeypatch):
+    """camseg.batch, readied for a Dask worker whose threads run in this process (a
+    ``LocalCluster(processes=False)``): its worker state fresh, and _init_worker's process-wide
+    settings, which would outlive the test in pytest's process, left alone."""
+    import camseg.batch as batch
+
+    import cv2
+
+    for key in batch._WORKER:
+        monkeypatch.setitem(batch._WORKER, key, None)
+    monkeypatch.setattr(batch, "quiet_decoder_warnings", lambda: None)
+    monkeypatch.setattr(batch, "reuse_freed_memory", lambda: None)
+    monkeypatch.setattr(cv2, "setNumThreads", lambda n: None)
+    return batch
+
+
+def _run_on_a_two_thread_dask_worker(tmp_path):
+    """run_batch of ``tmp_path/in`` to ``tmp_path/out`` on a cluster of one worker of two threads, in this process."""
+    import distributed
+
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as cluster:
+        return run_batch([tmp_path / "in"], tmp_path / "out", progress=False,
+                         dask_scheduler=cluster.scheduler_address)
+
+
 def test_a_dask_worker_of_several_threads_loads_the_model_once(tmp_path, monkeypatch):
     """A Dask worker runs a task per thread (`dask worker` and `LocalCluster()`: one per core):
     the photos that started while its first photo loaded the model failed with "the
     segmentation model is not loaded" (tester: 5 of 6 with a model read from a slow disk)."""
-    distributed = pytest.importorskip("distributed")
-    import camseg.batch as batch
+    pytest.importorskip("distributed")
     import camseg.segmenter as segmenter
 
-    import cv2
-
-    for key in batch._WORKER:  # (the worker's threads run in this process here)
-        monkeypatch.setitem(batch._WORKER, key, None)
-    # _init_worker's process-wide settings, which would outlive this test in pytest's process.
-    monkeypatch.setattr(batch, "quiet_decoder_warnings", lambda: None)
-    monkeypatch.setattr(batch, "reuse_freed_memory", lambda: None)
-    monkeypatch.setattr(cv2, "setNumThreads", lambda n: None)
+    _dask_worker_in_this_process(monkeypatch)
     loads, load = [], segmenter.Segmenter.__init__
 
     def slow_load(self, *args, **kwargs):
@@ -1316,10 +1334,7 @@ def test_a_dask_worker_of_several_threads_loads_the_model_once(tmp_path, monkeyp
 
     monkeypatch.setattr(segmenter.Segmenter, "__init__", slow_load)
     _photos(tmp_path / "in", 4)
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
-                                  dashboard_address=None) as cluster:
-        summary = run_batch([tmp_path / "in"], tmp_path / "out", progress=False,
-                            dask_scheduler=cluster.scheduler_address)
+    summary = _run_on_a_two_thread_dask_worker(tmp_path)
     assert summary.done == 4 and not summary.failed, [r.message for r in summary.failed]
     assert len(loads) == 1
 
@@ -1327,21 +1342,10 @@ def test_a_dask_worker_of_several_threads_loads_the_model_once(tmp_path, monkeyp
 def test_a_dask_cluster_worker_sizes_its_tasks_by_its_own_cores(tmp_path, monkeypatch):
     """A cluster's worker got the threads of the client's cores over the photos left: a resumed
     run with one photo left gave it every core of the client, on a worker running two tasks."""
-    distributed = pytest.importorskip("distributed")
-    import camseg.batch as batch
-
-    import cv2
-
-    for key in batch._WORKER:  # (the worker's threads run in this process here)
-        monkeypatch.setitem(batch._WORKER, key, None)
-    monkeypatch.setattr(batch, "quiet_decoder_warnings", lambda: None)
-    monkeypatch.setattr(batch, "reuse_freed_memory", lambda: None)
-    monkeypatch.setattr(cv2, "setNumThreads", lambda n: None)
+    pytest.importorskip("distributed")
+    batch = _dask_worker_in_this_process(monkeypatch)
     _photos(tmp_path / "in", 1)
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
-                                  dashboard_address=None) as cluster:
-        summary = run_batch([tmp_path / "in"], tmp_path / "out", progress=False,
-                            dask_scheduler=cluster.scheduler_address)
+    summary = _run_on_a_two_thread_dask_worker(tmp_path)
     assert summary.done == 1 and not summary.failed, [r.message for r in summary.failed]
     assert batch._WORKER["model"][1] == max(1, (os.cpu_count() or 1) // 2)
 

@@ -230,6 +230,23 @@ def _png_with_chunks(tmp_path, name, picture, *chunks):
     return _saved(tmp_path, name, data[:33] + extra + data[33:])  # after IHDR
 
 
+def _read_and_written_back_as_display_p3(tmp_path, path, picture, chunk):
+    """``path`` (a PNG of ``picture``'s 8-bit codes named Display P3 by its ``chunk``) is read
+    in P3 primaries with the sRGB curve, with a note naming the chunk, and written back as the
+    same codes with the equivalent ICC profile."""
+    import colour
+
+    photo = cio.read_photo(path)
+    assert photo.icc_profile is not None and any(chunk in n for n in photo.notes), photo.notes
+    p3 = colour.RGB_COLOURSPACES["Display P3"].matrix_RGB_to_XYZ
+    np.testing.assert_allclose(cio.rgb_to_xyz_d65(photo.icc_profile), p3, atol=2e-3)
+    np.testing.assert_allclose(photo.pixels, cio.srgb_to_linear(np.asarray(picture) / np.float32(255)), atol=1e-4)
+    with Image.open(cio.write_photo(tmp_path / "out.png", photo.pixels, like=photo)) as im:
+        assert im.info.get("icc_profile") == photo.icc_profile
+        np.testing.assert_array_equal(np.asarray(im), np.asarray(picture))
+    return photo
+
+
 def _chrm(white, red, green, blue):
     import struct
 
@@ -239,21 +256,13 @@ def _chrm(white, red, green, blue):
 def test_png_chromaticities_are_honoured(tmp_path):
     """cHRM with Display P3 primaries and no iCCP was read as sRGB, with no note, and written
     untagged: saturated colours dulled (ΔE2000 6.8 on red for a viewer that honours cHRM)."""
-    import colour
     import struct
 
     picture = _picture()
     path = _png_with_chunks(tmp_path, "p3.png", picture, (b"gAMA", struct.pack(">I", 45455)),
                             _chrm((0.3127, 0.3290), (0.680, 0.320), (0.265, 0.690), (0.150, 0.060)))
-    photo = cio.read_photo(path)
-    assert photo.icc_profile is not None and any("cHRM" in n for n in photo.notes)
-    p3 = colour.RGB_COLOURSPACES["Display P3"].matrix_RGB_to_XYZ
-    np.testing.assert_allclose(cio.rgb_to_xyz_d65(photo.icc_profile), p3, atol=2e-3)
     # The codes decoded with the sRGB curve (gAMA 1/2.2 is taken as sRGB, as viewers do), in P3 primaries.
-    np.testing.assert_allclose(photo.pixels, cio.srgb_to_linear(np.asarray(picture) / np.float32(255)), atol=1e-4)
-    with Image.open(cio.write_photo(tmp_path / "out.png", photo.pixels, like=photo)) as im:
-        assert im.info.get("icc_profile") == photo.icc_profile
-        np.testing.assert_array_equal(np.asarray(im), np.asarray(picture))
+    _read_and_written_back_as_display_p3(tmp_path, path, picture, "cHRM")
     # sRGB's own chromaticities (as writers round them) change nothing.
     srgb = _png_with_chunks(tmp_path, "srgb.png", picture,
                             _chrm((0.3127, 0.329), (0.64, 0.33), (0.3, 0.6), (0.15, 0.06)))
@@ -884,19 +893,11 @@ def test_an_iso_over_65535_is_read_from_where_exif_puts_it(tmp_path, tag):
 def test_a_png_s_cicp_colour_space_is_honoured(tmp_path):
     """A PNG whose colour space is said by a cICP chunk alone (PNG 3rd ed.: Display P3, primaries
     12 with the sRGB curve, 13) was read as sRGB, with no note, and written untagged: dull reds."""
-    import colour
 
     picture = _picture()
     path = _png_with_chunks(tmp_path, "p3.png", picture, (b"cICP", bytes([12, 13, 0, 1])),
                             (b"sRGB", b"\x00"))  # (cICP takes precedence over an sRGB chunk)
-    photo = cio.read_photo(path)
-    assert photo.icc_profile is not None and any("cICP" in n for n in photo.notes), photo.notes
-    p3 = colour.RGB_COLOURSPACES["Display P3"].matrix_RGB_to_XYZ
-    np.testing.assert_allclose(cio.rgb_to_xyz_d65(photo.icc_profile), p3, atol=2e-3)
-    np.testing.assert_allclose(photo.pixels, cio.srgb_to_linear(np.asarray(picture) / np.float32(255)), atol=1e-4)
-    with Image.open(cio.write_photo(tmp_path / "out.png", photo.pixels, like=photo)) as im:
-        assert im.info.get("icc_profile") == photo.icc_profile
-        np.testing.assert_array_equal(np.asarray(im), np.asarray(picture))
+    _read_and_written_back_as_display_p3(tmp_path, path, picture, "cICP")
     # sRGB's own code points change nothing; an HDR one (BT.2020, PQ) is read as sRGB, saying so.
     photo = cio.read_photo(_png_with_chunks(tmp_path, "srgb.png", picture, (b"cICP", bytes([1, 13, 0, 1]))))
     assert photo.icc_profile is None and not photo.notes
