@@ -1446,7 +1446,7 @@ def test_reuse_freed_memory_keeps_big_frames_in_the_heap():
 
 def test_progress_in_a_log_is_plain_lines(tmp_path):
     """With stderr a file (a cron job's log), tqdm's carriage-return redraws piled up in it."""
-    photos = _photos(tmp_path / "in", 2)
+    _photos(tmp_path / "in", 2)
     log = tmp_path / "log.txt"
     code = ("import sys; from camseg.cli import main; "
             f"sys.exit(main(['develop', {str(tmp_path / 'in')!r}, '--out', {str(tmp_path / 'out')!r}, '-j', '1']))")
