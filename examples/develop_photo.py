@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from camseg.pipeline import available_portrait_effects, available_styles, develop  # noqa: E402
-from camseg.io import linear_to_srgb  # noqa: E402
+from camseg.io import linear_to_srgb, to_srgb_primaries  # noqa: E402
 from _script import out_folder, photo_file, user_photo, write_image  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -55,8 +55,10 @@ def label(img, text):
     return img
 
 
-before = (linear_to_srgb(photo.pixels) * 255 + 0.5).astype(np.uint8)
-after = (linear_to_srgb(result.image.pixels) * 255 + 0.5).astype(np.uint8)
+# The comparison is an untagged PNG, which viewers show as sRGB: both sides in sRGB's primaries
+# (a Display P3 photo's own values drawn as sRGB look dull; the developed JPEG keeps its profile).
+before = (linear_to_srgb(to_srgb_primaries(photo.pixels, photo.icc_profile)) * 255 + 0.5).astype(np.uint8)
+after = (linear_to_srgb(to_srgb_primaries(result.image.pixels, result.image.icc_profile)) * 255 + 0.5).astype(np.uint8)
 portrait = result.report.stage("portrait")
 note = args.portrait if portrait.status == "applied" else f"{args.portrait}: {portrait.status}"
 sheet = np.concatenate([label(before, "original"), label(after, f"style={args.style}, portrait={note}")], axis=1)

@@ -96,9 +96,15 @@ def test_an_image_written_again_keeps_its_mode(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["portrait_blur.png"]  # no temporary left
 
 
-def test_the_contact_sheet_shows_a_display_p3_photo_in_srgb(tmp_path):
+@pytest.mark.parametrize("script, sheet_name", [
+    ("mask_contact_sheet.py", "mask_contact_sheet.png"),
+    ("develop_photo.py", "develop_photo_comparison.png"),
+    ("develop_styles.py", "develop_styles.png"),
+])
+def test_the_sheets_show_a_display_p3_photo_in_srgb(tmp_path, script, sheet_name):
     """The contact sheet (an untagged PNG, shown as sRGB) drew a Display P3 photo's own values,
-    duller than the photo, and segmented them as if they were sRGB."""
+    duller than the photo, and segmented them as if they were sRGB; the develop examples'
+    sheets drew them so too."""
     from PIL import Image
 
     import camseg.io as cio
@@ -107,10 +113,10 @@ def test_the_contact_sheet_shows_a_display_p3_photo_in_srgb(tmp_path):
     codes = np.zeros((300, 400, 3), np.uint8)
     codes[:] = (200, 90, 60)  # a warm colour that P3 and sRGB encode differently
     Image.fromarray(codes).save(tmp_path / "p3.png", icc_profile=p3)
-    done = _run("mask_contact_sheet.py", "--input", tmp_path / "p3.png", "--out", tmp_path / "out", cwd=tmp_path)
+    done = _run(script, "--input", tmp_path / "p3.png", "--out", tmp_path / "out", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    sheet = np.asarray(Image.open(tmp_path / "out" / "mask_contact_sheet.png").convert("RGB"))
-    shown = sheet[200, 160].astype(int)  # the first tile (the photo), below its caption
+    sheet = np.asarray(Image.open(tmp_path / "out" / sheet_name).convert("RGB"))
+    shown = sheet[200, 160].astype(int)  # the first tile (the photo as read), below its caption
     photo = cio.read_photo(tmp_path / "p3.png")
     expected = np.round(cio.linear_to_srgb(cio.to_srgb_primaries(photo.pixels, photo.icc_profile))[0, 0] * 255)
     assert np.abs(shown - expected).max() <= 2, (shown, expected)
