@@ -15,7 +15,7 @@ bundled ``camseg/samples/astronaut.jpg`` with a simple hand-made person mask. CO
 labels, so this example makes a crude skin matte (a YCrCb colour box inside each person,
 Chai & Ngan 1999) -- a stand-in for ``Segmentation.skin`` -- labelled as such.
 
-Writes ``tone_map_people.png`` (before | after | per-pixel gain in EV) to ``--out``
+Writes ``tone_map_people.png`` (before | after | per-pixel gain in EV, blue -2 to red +2) to ``--out``
 (default ``examples/out/``) and prints each person's gain.
 
     python examples/tone_map_people.py [--image 000000000110] [--out examples/out]
@@ -88,6 +88,17 @@ def to8(img):
     return (linear_to_srgb(img) * 255 + 0.5).astype(np.uint8)
 
 
+def gain_colours(ev):
+    """sRGB uint8 colours (RGB, ...×3) of gains in EV: blue at -2, white at 0, red at +2, clipped.
+
+    A diverging map, not a cyclic one: OpenCV's TWILIGHT_SHIFTED drew -2 EV and +2 EV in the same
+    dark purple, so a face lifted the most could not be told from a sky held down the most."""
+    t = np.clip(np.asarray(ev, np.float32) / 2, -1, 1)[..., None]
+    white = np.float32([245, 245, 245])
+    end = np.where(t < 0, np.float32([40, 90, 210]), np.float32([215, 50, 30]))
+    return (white + np.abs(t) * (end - white) + 0.5).astype(np.uint8)
+
+
 def label(img8, text):
     img8 = np.ascontiguousarray(img8)
     # A dark rim drawn at the text's own thickness around it (OpenCV 5 spaces letters by
@@ -115,10 +126,8 @@ def main():
         print(f"{g.index:>6} {g.weight:8.0f} {g.skin_luminance:7.3f} {g.illumination_ev:14.2f} {g.gain_ev:8.2f} {g.contrast:9.2f}")
 
     ratio = np.log2(np.maximum(out @ [0.2126, 0.7152, 0.0722], 1e-4) / np.maximum(image @ [0.2126, 0.7152, 0.0722], 1e-4))
-    gain_vis = cv2.applyColorMap(np.clip((ratio + 2) / 4 * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_TWILIGHT_SHIFTED)
-    gain_vis = cv2.cvtColor(gain_vis, cv2.COLOR_BGR2RGB)
     sheet = np.concatenate([label(to8(image), "input"), label(to8(out), "tone_map_people"),
-                            label(gain_vis, "gain EV (-2 .. +2)")], axis=1)
+                            label(gain_colours(ratio), "gain EV: blue -2, white 0, red +2")], axis=1)
     path = args.out / "tone_map_people.png"
     write_image(path, sheet[:, :, ::-1])
     print(f"wrote {path}")

@@ -138,3 +138,17 @@ def test_the_portrait_examples_take_a_photo_of_ones_own_masked_by_camseg(tmp_pat
     done = _run(script, "--input", tmp_path / "grey.png", "--out", tmp_path / "out2", cwd=tmp_path)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert "finds nobody" in done.stderr and not (tmp_path / "out2").exists()
+
+
+def test_the_gain_map_tells_a_lift_from_a_cut():
+    """tone_map_people drew its gain map with OpenCV's cyclic TWILIGHT_SHIFTED: -2 EV and +2 EV
+    came out the same dark purple, so the people lifted most looked like the parts held down most."""
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        from tone_map_people import gain_colours
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    down, none, up, beyond = gain_colours(np.array([-2.0, 0.0, 2.0, 5.0])).astype(int)
+    assert np.abs(down - up).max() >= 100 and np.abs(none - up).max() >= 100 and np.abs(none - down).max() >= 100
+    assert down[2] > down[0] and up[0] > up[2] and none.min() >= 230  # blue, red, white
+    assert (beyond == up).all()  # clipped, not wrapped round
