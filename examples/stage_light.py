@@ -17,7 +17,7 @@ has no skin labels, so this example makes a crude skin matte for it (a YCrCb col
 the person, Chai & Ngan 1999); with ``--input PHOTO``, or without that folder the bundled
 ``camseg/samples/astronaut.jpg``, the photo with ``camseg.segment``'s subject and skin mattes.
 
-Writes ``stage_light.png`` (input and the five looks, with 2× crops of the hair edge) to
+Writes ``stage_light.png`` (input and the five looks, with labelled close-ups of the hair edge) to
 ``--out`` (default ``examples/out/``).
 
     python examples/stage_light.py [--image 126 | --input PHOTO] [--out examples/out]
@@ -81,6 +81,10 @@ def main():
                        for k in ("input", "stage light", "high-key mono")])
     width = rows[0].shape[1]
     crops = cv2.resize(crops, (width, int(crops.shape[0] * width / crops.shape[1])), interpolation=cv2.INTER_AREA)
+    # Labelled: the row above them is high-key mono | studio | contour, not these three.
+    third = width // 3
+    crops = np.hstack([label(crops[:, i * third:(i + 1) * third if i < 2 else width], k)
+                       for i, k in enumerate(("input (crop)", "stage light (crop)", "high-key mono (crop)"))])
     path = write_image(out_dir / "stage_light.png", np.vstack(rows + [crops]))
     print(f"{source}: {w}x{h} -> {path}")
 
