@@ -9,7 +9,9 @@ edge-aware (guided-filter) transitions. ``effects.sharpen`` is an unsharp mask o
 gated by detail and clamped to the local min/max (no halos), off in the sky, gentle on skin.
 
 This script adds realistic ISO-3200-like noise (in linear light, then 8-bit sRGB JPEG q90) to
-real photos and writes before/after crops:
+real photos and writes, for each, ``denoise_<name>_crops.png`` (2× crops: noisy | global
+denoise | sky/skin-aware | + sharpen | original) and ``denoise_<name>_full.png`` (the whole
+photo: noisy | sky/skin-aware + sharpen) to ``--out`` (default ``examples/out/``):
 
 * an ADE20K photo with its real sky mask (when ``/work/shared/data`` is present),
 * a FASSEG face with its real skin mask (same), else the bundled astronaut portrait with a
@@ -101,6 +103,16 @@ def to_u8(img):
     return np.round(linear_to_srgb(img) * 255).astype(np.uint8)[..., ::-1]
 
 
+def put_label(img, text):
+    """``img`` (uint8 BGR) with ``text`` at its top left, white on a dark rim so it reads on a
+    white sky as on a face."""
+    img = np.ascontiguousarray(img)
+    for dx, dy in ((-1, -1), (-1, 1), (1, -1), (1, 1), (-2, 0), (2, 0), (0, -2), (0, 2)):
+        cv2.putText(img, text, (6 + dx, 22 + dy), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 2, cv2.LINE_AA)
+    cv2.putText(img, text, (6, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2, cv2.LINE_AA)
+    return img
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out")
@@ -123,13 +135,13 @@ def main(argv=None):
         row = []
         for t, lab in zip(tiles, labels):
             c = cv2.resize(to_u8(t[ys, xs]), None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
-            cv2.putText(c, lab, (6, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2, cv2.LINE_AA)
-            row.append(c)
+            row.append(put_label(c, lab))
         write_image(args.out / f"denoise_{name}_crops.png", np.concatenate(row, axis=1))
         write_image(args.out / f"denoise_{name}_full.png",
-                    np.concatenate([to_u8(noisy), to_u8(final)], axis=1))
+                    np.concatenate([put_label(to_u8(noisy), f"noisy (ISO {args.iso:g})"),
+                                    put_label(to_u8(final), "sky/skin-aware + sharpen")], axis=1))
         print(f"{name}: noise at luma 0.1/0.5: {prof.sigma(np.array([0.1, 0.5]))[:, 0].round(4)} -> "
-              f"{args.out}/denoise_{name}_crops.png")
+              f"{args.out}/denoise_{name}_crops.png, denoise_{name}_full.png")
 
 
 if __name__ == "__main__":

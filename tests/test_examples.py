@@ -152,3 +152,19 @@ def test_the_gain_map_tells_a_lift_from_a_cut():
     assert np.abs(down - up).max() >= 100 and np.abs(none - up).max() >= 100 and np.abs(none - down).max() >= 100
     assert down[2] > down[0] and up[0] > up[2] and none.min() >= 230  # blue, red, white
     assert (beyond == up).all()  # clipped, not wrapped round
+
+
+def test_the_denoise_images_say_which_side_is_which(tmp_path):
+    """denoise_sharpen's whole-photo image (noisy | result) had no labels, and neither its
+    docstring nor its printed line named it: which half was the result had to be guessed."""
+    from PIL import Image
+
+    done = _run("denoise_sharpen.py", "--out", tmp_path / "out", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    fulls = sorted((tmp_path / "out").glob("denoise_*_full.png"))
+    assert fulls and all(p.name in done.stdout for p in fulls)
+    for path in fulls:
+        full = np.asarray(Image.open(path).convert("L")).astype(int)
+        for half in (full[:, :full.shape[1] // 2], full[:, full.shape[1] // 2:]):
+            corner = half[4:30, 4:120]  # where the label is: white letters on a dark rim
+            assert (corner >= 250).sum() > 50 and (corner <= 10).sum() > 50, path.name
