@@ -9,9 +9,9 @@ profile of the input are kept in the output.
 
 Writes to ``--out`` (default ``examples/out/``):
 ``developed_<name>.jpg`` (the result, same metadata as the input) and
-``develop_photo_comparison.png`` (before | after).
+``develop_photo_comparison.png`` (before | after, each at most ``--width`` pixels wide).
 
-    python examples/develop_photo.py [--input PHOTO] [--style vibrant] [--portrait blur]
+    python examples/develop_photo.py [--input PHOTO] [--style vibrant] [--portrait blur] [--width 1024]
 """
 import argparse
 import sys
@@ -25,13 +25,15 @@ sys.path.insert(0, str(REPO))
 
 from camseg.pipeline import available_portrait_effects, available_styles, develop  # noqa: E402
 from camseg.io import linear_to_srgb, to_srgb_primaries  # noqa: E402
-from _script import out_folder, photo_file, user_photo, write_image  # noqa: E402
+from _script import out_folder, photo_file, positive, user_photo, write_image  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--input", type=photo_file, default=REPO / "camseg" / "samples" / "astronaut.jpg")
 parser.add_argument("--out", type=Path, default=REPO / "examples" / "out")
 parser.add_argument("--style", default="standard", choices=available_styles())
 parser.add_argument("--portrait", default="blur", choices=[*available_portrait_effects(), "none"])
+parser.add_argument("--width", type=positive(int), default=1024,
+                    help="largest width of each half of the comparison (the developed JPEG keeps its full size)")
 args = parser.parse_args()
 photo = user_photo(parser, args.input)
 out_folder(parser, args.out)
@@ -46,6 +48,11 @@ except OSError as exc:
 
 
 def label(img, text):
+    # A camera's 24 MP photo side by side at full size is a 12000-pixel-wide PNG whose labels
+    # vanish when it is viewed whole: each half is brought down to --width.
+    if img.shape[1] > args.width:
+        img = cv2.resize(img, (args.width, int(round(img.shape[0] * args.width / img.shape[1]))),
+                         interpolation=cv2.INTER_AREA)
     img = np.ascontiguousarray(img)
     # A dark rim drawn at the text's own thickness around it (OpenCV 5 spaces letters by
     # thickness: a thick outline under thinner text came out misaligned and garbled).

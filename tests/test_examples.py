@@ -168,3 +168,17 @@ def test_the_denoise_images_say_which_side_is_which(tmp_path):
         for half in (full[:, :full.shape[1] // 2], full[:, full.shape[1] // 2:]):
             corner = half[4:30, 4:120]  # where the label is: white letters on a dark rim
             assert (corner >= 250).sum() > 50 and (corner <= 10).sum() > 50, path.name
+
+
+def test_the_develop_comparison_of_a_large_photo_is_brought_down(tmp_path):
+    """develop_photo's comparison put a photo and its result side by side at full size: a
+    camera's 24 MP photo made a 12000-pixel-wide PNG whose labels vanished when it was seen whole."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(60, 200, (600, 900, 3), dtype=np.uint8)).save(tmp_path / "big.png")
+    done = _run("develop_photo.py", "--input", tmp_path / "big.png", "--width", 300, "--out", tmp_path / "out",
+                cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert Image.open(tmp_path / "out" / "develop_photo_comparison.png").size == (600, 200)
+    assert Image.open(tmp_path / "out" / "developed_big.jpg").size == (900, 600)  # the result keeps its size
