@@ -21,7 +21,7 @@ test of the refinement); with ``--input PHOTO``, or without that folder the bund
 ``camseg/samples/astronaut.jpg``, the photo with its subject as ``camseg.develop`` makes it
 from ``camseg.segment``'s person mattes.
 
-Writes ``portrait_blur.png`` (input | naive | camseg, with 2× crops of the hair below) to
+Writes ``portrait_blur.png`` (input | naive | camseg, with 3× close-ups of the hair below) to
 ``--out`` (default ``examples/out/``).
 
     python examples/portrait_blur.py [--image 107 | --input PHOTO] [--f-number 1.4] [--out examples/out]
