@@ -17,7 +17,7 @@ covers more than 1 % of the frame.
 
 Usage::
 
-    python benchmarks/grey_photos.py [--data ../shared/data] [--model PATH]
+    python benchmarks/grey_photos.py [--data ../shared/data] [--model PATH] [--limit N]
 """
 import argparse
 import sys
@@ -55,6 +55,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--limit", type=int, default=0, help="only the first N photos of each set (a quick check)")
     args = parser.parse_args(argv)
     val = load_all(args.data, split="val")
     labelled = {
@@ -64,6 +65,8 @@ def main(argv=None):
         "person": [(r.image, np.any([m > 127 for m in r.instances], axis=0)) for r in val
                    if r.instances],
     }
+    if args.limit:
+        labelled = {name: photos[:args.limit] for name, photos in labelled.items()}
     shipped = dict(SegmenterOptions().grey_logit_offsets)
     plain = Segmenter(args.model, options=SegmenterOptions(grey_logit_offsets=()))
     print(f"model {args.model.name}; shipped grey offsets {shipped}\n")
@@ -79,7 +82,7 @@ def main(argv=None):
         print(f"{name:9s} {len(photos):6d} {colour[0]:.3f}/{colour[1]:.3f}   " + "  ".join(cells), flush=True)
     print("(* the shipped offset; 0.0 is the model's own calibration for colour photos)\n")
 
-    scenes = [grey(r.image) for r in val if r.source == "ade_sky"]
+    scenes = [grey(r.image) for r in val if r.source == "ade_sky"][:args.limit or None]
     print(f"skin false positives on {len(scenes)} grey ADE20K val scenes")
     print(f"{'offset':>7s} {'share > 0.5':>12s} {'photos > 1 %':>13s}")
     for offset in sorted({0.0, shipped.get("skin", 0.0)}):

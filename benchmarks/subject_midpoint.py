@@ -13,7 +13,7 @@ each cut with the union of the labelled people, and its worst decile, on:
 
 Usage::
 
-    python benchmarks/subject_midpoint.py [--data ../shared/data] [--model PATH]
+    python benchmarks/subject_midpoint.py [--data ../shared/data] [--model PATH] [--limit N]
 """
 import argparse
 import sys
@@ -35,6 +35,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--limit", type=int, default=0, help="only the first N photos of each set (a quick check)")
     args = parser.parse_args(argv)
     val = load_all(args.data, split="val")
     sets = {
@@ -42,6 +43,8 @@ def main(argv=None):
         "composites": group_composites(val),
         "person photos": [r for r in val if r.source == "person_binary" and r.instances],
     }
+    if args.limit:
+        sets = {name: records[:args.limit] for name, records in sets.items()}
     cuts = [f"{c:g}" for c in FIXED] + ["subject_midpoint"]
     print(f"mean IoU (worst decile) of the subject cut with the labelled people; model {args.model.name}")
     print(f"{'set':<15}{'n':>4}" + "".join(f"{c:>18}" for c in cuts))
