@@ -75,6 +75,7 @@ class Look:
     crushed_out: float
     newly_crushed: float  # crushed in the output, at least twice the level in the input
     main_face_sharp: float  # nan without a person with skin
+    lifted: bool = False  # the tone map lifted the whole photo as dim (develop's report says so)
 
     @property
     def flags(self) -> list:
@@ -143,7 +144,8 @@ def measure(set_name: str, path: Path, settings: DevelopSettings, segmenter: Seg
                 blown_in=frac(low_in >= WHITE), blown_out=frac(low_out >= WHITE),
                 skin_blown_in=skin_frac(top_in >= SKIN_BLOWN), skin_blown_out=skin_frac(top_out >= SKIN_BLOWN),
                 crushed_in=frac(top_in <= CRUSHED), crushed_out=frac(top_out <= CRUSHED),
-                newly_crushed=frac((top_out <= CRUSHED) & (top_in > 2 * CRUSHED)), main_face_sharp=main_face_sharp)
+                newly_crushed=frac((top_out <= CRUSHED) & (top_in > 2 * CRUSHED)), main_face_sharp=main_face_sharp,
+                lifted=any("dim photo lifted" in s.detail for s in result.report.stages))
     to8 = lambda x: cv2.cvtColor((linear_to_srgb(x) * 255 + 0.5).astype(np.uint8), cv2.COLOR_RGB2BGR)  # noqa: E731
     return look, to8(before), to8(after)
 
@@ -208,6 +210,9 @@ def main(argv=None):
               f"{med(np.array([lk.scene_ev for lk in rows])):+10.2f}{med(np.array([lk.sky_ev for lk in rows])):+8.2f}"
               f"{blown:>14s}{skin:>14s}{crushed:>14s}{sum(bool(lk.flags) for lk in rows):9d}")
 
+    lifted = [lk for lk in looks if lk.lifted]
+    print(f"\ndim photo lifted as a whole (develop's report): {len(lifted)} of {len(looks)}"
+          + "".join(f"\n  {lk.path.relative_to(args.data)}" for lk in lifted))
     flagged = [lk for lk in looks if lk.flags]
     print(f"\nflagged: {len(flagged)} of {len(looks)}")
     for lk in flagged:
