@@ -57,6 +57,8 @@ def main(argv=None):
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--limit", type=int, default=0, help="only the first N photos of each set (a quick check)")
     args = parser.parse_args(argv)
+    if not (args.data / "coco_panoptic").is_dir():
+        parser.error(f"--data {args.data} has no coco_panoptic/; pass the shared data folder (../shared/data)")
     val = load_all(args.data, split="val")
     labelled = {
         "skin": [(r.image, r.scene[SKIN] > 127) for r in val if r.source == "fasseg" and SKIN in r.scene],
