@@ -4,6 +4,10 @@ Reference, measured in the same run: decoding and encoding the same JPEG with
 OpenCV (``cv2.imread`` + ``cv2.imwrite`` at quality 95) — the least any photo
 tool must spend per photo. Every stage time is printed as a ratio to it.
 
+Peak memory (Linux): one ``develop`` of the same photo in a fresh process with the model
+loaded and one warm-up develop done, as the ``camseg`` command's workers run, with the chosen
+settings and the default ones: the peak resident memory above the process before it, and in all.
+
 Batch throughput: ``camseg.batch.run_batch`` on a folder of smaller photos with
 1 and 2 worker processes (model load included, as a user would experience it).
 
@@ -67,6 +71,47 @@ def timed(fn, repeats=1):
         cpus.append(time.process_time() - c)
     _CPU["last"] = statistics.median(cpus)
     return statistics.median(times), result
+
+
+#: Run in a fresh process by :func:`peak_memory`: the model loaded, one warm-up develop of the
+#: sample, then VmHWM reset to the current size (/proc/self/clear_refs 5) and one develop.
+_PEAK_SCRIPT = """
+import sys
+from camseg.batch import reuse_freed_memory
+from camseg.pipeline import DevelopSettings, develop
+from camseg.io import read_photo
+from camseg.segmenter import Segmenter
+def kb(field):
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith(field + ":"))
+reuse_freed_memory()
+segmenter = Segmenter()
+settings = DevelopSettings.from_json(sys.argv[2])
+develop(sys.argv[3], settings, segmenter=segmenter)
+photo = read_photo(sys.argv[1])
+with open("/proc/self/clear_refs", "w") as fh:
+    fh.write("5")
+before = kb("VmRSS")
+develop(photo, settings, segmenter=segmenter)
+print(before, kb("VmHWM"))
+"""
+
+
+def peak_memory(photo: Path, settings: DevelopSettings) -> "tuple | None":
+    """``(peak resident bytes of one develop above the process before it, the process's peak)``,
+    measured in a fresh process (one warm-up develop first, as the camseg command's workers run,
+    with freed frames reused); None where VmHWM cannot be reset (not Linux)."""
+    import subprocess
+
+    if not os.path.exists("/proc/self/clear_refs"):
+        return None
+    done = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, str(photo), settings.to_json(), str(SAMPLE)],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    if done.returncode != 0:
+        print(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "peak memory run failed")
+        return None
+    before, peak = map(int, done.stdout.split()[-2:])
+    return (peak - before) * 1024, peak * 1024
 
 
 def main(argv=None):
@@ -142,6 +187,16 @@ def main(argv=None):
             for i, (label, seconds) in enumerate(rows):
                 extra = f"{cpu[i]:9.3f}{cpu[i] / max(1e-9, ref_cpu):11.1f}" if i in cpu else ""
                 print(f"{label:<36}{seconds:9.3f}{seconds / ref:8.1f}{extra}")
+            # Peak memory of one develop (no details kept), after the runs above: the README's
+            # "Out of memory" figures (bytes a pixel above the process with the model loaded).
+            for name, chosen in ((f"style=vibrant, portrait={portrait}", settings), ("default settings", DevelopSettings())):
+                memory = peak_memory(jpeg, chosen)
+                if memory is None:
+                    print("peak memory: not measured here (needs Linux's /proc/self/clear_refs)")
+                    break
+                above, peak = memory
+                print(f"peak memory, {name}: {above / 1e9:.2f} GB above the process before it "
+                      f"({above / (width * height):.0f} bytes a pixel), {peak / 1e9:.2f} GB in all")
 
         if args.only != "develop":
             # Batch throughput with 1 and 2 workers.
