@@ -97,9 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--f-number", type=float, default=None, metavar="F",
                      help="aperture of the simulated lens for --portrait blur (smaller = more blur)")
     dev.add_argument("--iso", type=float, default=None, help="ISO for the noise model (default: from EXIF)")
-    dev.add_argument("--no-denoise", action="store_true", help="skip denoising")
-    dev.add_argument("--no-sharpen", action="store_true", help="skip sharpening")
-    dev.add_argument("--no-tone-map", action="store_true", help="skip per-person tone mapping")
+    # On/off both ways: a --settings file that turns a stage off could not be overridden back on.
+    dev.add_argument("--denoise", action=argparse.BooleanOptionalAction, default=None,
+                     help="sky/skin-aware denoising (on by default; --no-denoise skips it)")
+    dev.add_argument("--sharpen", action=argparse.BooleanOptionalAction, default=None,
+                     help="sharpening (on by default; --no-sharpen skips it)")
+    dev.add_argument("--tone-map", action=argparse.BooleanOptionalAction, default=None,
+                     help="per-person tone mapping (on by default; --no-tone-map skips it)")
     dev.add_argument("--settings", type=Path, default=None, metavar="JSON",
                      help="DevelopSettings JSON file (options given on the command line override it)")
     dev.add_argument("--save-settings", type=Path, default=None, metavar="JSON",
@@ -149,12 +153,9 @@ def _settings_from_args(args):
         changes["portrait"] = None if args.portrait.lower() == "none" else args.portrait.lower()
     if args.iso is not None:
         changes["iso"] = args.iso
-    if args.no_denoise:
-        changes["denoise"] = False
-    if args.no_sharpen:
-        changes["sharpen"] = False
-    if args.no_tone_map:
-        changes["tone_map"] = False
+    for stage in ("denoise", "sharpen", "tone_map"):
+        if getattr(args, stage) is not None:
+            changes[stage] = getattr(args, stage)
     if changes:
         settings = settings.replace(**changes)
     if args.f_number is not None:

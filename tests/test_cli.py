@@ -338,3 +338,19 @@ def test_a_portrait_effect_that_finds_nobody_is_said(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "note" in err and "portrait blur: no person found: portrait effect not applied" in err, err
     assert (tmp_path / "out" / "field.jpg").is_file()
+
+
+def test_a_stage_a_settings_file_turns_off_can_be_turned_on_again(tmp_path):
+    """There was --no-denoise but no --denoise: a look file that turned a stage off could not be
+    overridden back on from the command line, as every other setting can."""
+    from camseg.cli import _settings_from_args, build_parser
+
+    look = tmp_path / "look.json"
+    look.write_text('{"denoise": false, "sharpen": false, "tone_map": false}')
+    base = ["develop", str(SAMPLE), "--out", str(tmp_path / "out"), "--settings", str(look)]
+    parse = lambda *extra: _settings_from_args(build_parser().parse_args(base + list(extra)))  # noqa: E731
+    assert (parse().denoise, parse().sharpen, parse().tone_map) == (False, False, False)
+    on = parse("--denoise", "--sharpen", "--tone-map")
+    assert (on.denoise, on.sharpen, on.tone_map) == (True, True, True)
+    off = _settings_from_args(build_parser().parse_args(["develop", str(SAMPLE), "--out", "o", "--no-denoise"]))
+    assert off.denoise is False and off.sharpen is True
