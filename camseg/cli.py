@@ -39,6 +39,17 @@ def _end_on_signals(sigint_status: int, sigterm_status: int) -> None:
     signal.signal(signal.SIGTERM, lambda *_: os._exit(sigterm_status))
 
 
+def _f_number(text):
+    """``--f-number``: a finite number above 0 (its error named PortraitBlurParams.f_number)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected an aperture above 0, e.g. 1.4 or 2.8, got {text!r}")
+    return value
+
+
 def _output_folder(text):
     if not text.strip():
         # (--out "$DEST" with DEST unset wrote the outputs into the current folder)
@@ -94,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--style", default=None, help="Photographic Style preset: {styles} (default: standard)")
     dev.add_argument("--style-strength", type=float, default=None, metavar="X", help="0..2 (default 1)")
     dev.add_argument("--portrait", default=None, help="portrait effect: {portrait_effects} (default: none)")
-    dev.add_argument("--f-number", type=float, default=None, metavar="F",
+    dev.add_argument("--f-number", type=_f_number, default=None, metavar="F",
                      help="aperture of the simulated lens for --portrait blur (smaller = more blur)")
     dev.add_argument("--iso", type=float, default=None, help="ISO for the noise model (default: from EXIF)")
     # On/off both ways: a --settings file that turns a stage off could not be overridden back on.
@@ -146,6 +157,10 @@ def _settings_from_args(args):
         settings = DevelopSettings()
     changes = {}
     if args.style is not None:
+        if not args.style.strip():  # (--style "$LOOK" with LOOK unset: the message named a Python function)
+            from camseg.pipeline import available_styles
+
+            raise ValueError(f"--style is empty; name one of {available_styles()} (camseg develop --list)")
         changes["style"] = args.style.lower()  # the names are lower case; "Vibrant" means vibrant
     if args.style_strength is not None:
         changes["style_strength"] = args.style_strength

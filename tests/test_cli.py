@@ -354,3 +354,18 @@ def test_a_stage_a_settings_file_turns_off_can_be_turned_on_again(tmp_path):
     assert (on.denoise, on.sharpen, on.tone_map) == (True, True, True)
     off = _settings_from_args(build_parser().parse_args(["develop", str(SAMPLE), "--out", "o", "--no-denoise"]))
     assert off.denoise is False and off.sharpen is True
+
+
+def test_an_empty_style_and_a_bad_f_number_are_said_as_command_options(tmp_path, capsys):
+    """`--style ""` pointed to camseg.pipeline.available_styles(), a Python name; `--f-number 0`
+    named PortraitBlurParams.f_number instead of the option."""
+    out = str(tmp_path / "out")
+    assert main(["develop", str(SAMPLE), "--out", out, "--style", ""]) == 2
+    err = capsys.readouterr().err
+    assert "--style is empty" in err and "camseg develop --list" in err and "available_styles()" not in err
+    for bad in ("0", "-2", "nan", "wide"):
+        with pytest.raises(SystemExit):
+            main(["develop", str(SAMPLE), "--out", out, "--portrait", "blur", "--f-number", bad])
+        err = capsys.readouterr().err
+        assert "argument --f-number: expected an aperture above 0" in err and "PortraitBlurParams" not in err
+    assert not (tmp_path / "out").exists()
