@@ -153,6 +153,7 @@ def _settings_from_args(args):
             raise ValueError(f"--settings {str(args.settings)!r} is not valid JSON: {exc}") from exc
         except (ValueError, TypeError) as exc:  # ("unknown settings ['styl']" had named no file)
             raise ValueError(f"--settings {str(args.settings)!r}: {exc}") from exc
+        file_settings = settings
     else:
         settings = DevelopSettings()
     changes = {}
@@ -179,6 +180,20 @@ def _settings_from_args(args):
         params = {k: dict(v) for k, v in settings.params.items()}
         params.setdefault("portrait", {})["f_number"] = args.f_number
         settings = settings.replace(params=params)
+    if args.settings is not None:
+        # A bad value the file holds (style "bogus", f_number 0) was reported without the
+        # file's name. Named where the file alone fails too (one the command line overrides
+        # is not an error).
+        from camseg.pipeline import check_settings
+
+        try:
+            check_settings(settings)
+        except ValueError as exc:
+            try:
+                check_settings(file_settings)
+            except ValueError:
+                raise ValueError(f"--settings {str(args.settings)!r}: {exc}") from exc
+            raise
     return settings
 
 

@@ -369,3 +369,22 @@ def test_an_empty_style_and_a_bad_f_number_are_said_as_command_options(tmp_path,
         err = capsys.readouterr().err
         assert "argument --f-number: expected an aperture above 0" in err and "PortraitBlurParams" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_bad_value_in_a_settings_file_names_the_file(tmp_path, capsys):
+    """A settings file's bad value (style "bogus", a blur f_number of 0) was reported without the
+    file's name; one the command line overrides is no error."""
+    look = tmp_path / "look.json"
+    look.write_text('{"style": "bogus", "portrait": "blur", "params": {"portrait": {"f_number": 0}}}')
+    base = ["develop", str(SAMPLE), "--out", str(tmp_path / "out"), "--settings", str(look)]
+    assert main(base) == 2
+    err = capsys.readouterr().err
+    assert f"--settings {str(look)!r}: style='bogus' is not a Photographic Style" in err
+    assert main(base + ["--style", "warm"]) == 2
+    err = capsys.readouterr().err
+    assert f"--settings {str(look)!r}: PortraitBlurParams.f_number" in err
+    from camseg.cli import _settings_from_args, build_parser
+
+    fixed = _settings_from_args(build_parser().parse_args(base + ["--style", "warm", "--f-number", "2.8"]))
+    assert fixed.style == "warm" and fixed.params["portrait"]["f_number"] == 2.8
+    assert not (tmp_path / "out").exists()
