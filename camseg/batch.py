@@ -152,6 +152,11 @@ def _is_photo(path: Path) -> bool:
     return path.suffix.lower() in PHOTO_FORMATS and not path.name.startswith(".")
 
 
+def _hidden_under(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is hidden, or in a hidden folder, below ``folder`` (a name starting with ".")."""
+    return any(part.startswith(".") for part in path.relative_to(folder).parts)
+
+
 def _resolved(path: Path) -> "Path | None":
     """``path`` resolved, or None for a link loop (RuntimeError before Python 3.13)."""
     try:
@@ -317,7 +322,7 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
             found = sorted(p for p in files if _is_photo(p))
             # Photos in hidden folders (a card's .Trashes, a viewer's .thumbnails) are not the
             # library's, as hidden files are not: passed over, and said.
-            hidden = [p for p in found if any(part.startswith(".") for part in p.relative_to(path).parts[:-1])]
+            hidden = [p for p in found if _hidden_under(p, path)]  # (a photo's own name is never hidden)
             if hidden:
                 hidden_set = set(hidden)  # (built once: inside the comprehension, once a photo)
                 found = [p for p in found if p not in hidden_set]
@@ -340,8 +345,7 @@ def plan_batch(inputs, out_dir, *, task: str = "develop", output_format: "str | 
                                           f"(recorded in {records.RECORDS_NAME}, in {', '.join(folders[:3])}"
                                           f"{', ...' if len(folders) > 3 else ''}); name the files themselves "
                                           "to process them again"))
-            others = [p for p in files if not _is_photo(p) and not any(
-                part.startswith(".") for part in p.relative_to(path).parts)]
+            others = [p for p in files if not _is_photo(p) and not _hidden_under(p, path)]
             if not found and not earlier and not kept_out and not unreadable and not hidden:
                 results.append(ItemResult(path, None, "failed", "no JPEG, PNG or TIFF photo in this folder"
                                           + (f" (other files: {_counted(others)})" if others else "")
@@ -1525,14 +1529,11 @@ def run_batch(inputs, out_dir, *, task: str = "develop", settings: "DevelopSetti
     for r in settled:
         if r.status == "skipped":
             made = (records.read(r.output, task)[0] or {}).get("made_with")
-            if made is not None and task == "develop":
-                # Only the write options that apply to this output's format: --quality 50 after a
-                # default run counted every PNG and TIFF output as made otherwise, and --bit-depth
-                # every JPEG.
-                made, now_here = _for_format(made, r.output), _for_format(now, r.output)
-            else:
-                now_here = now
-            differ += _made_otherwise(made, now_here) if made is not None else (previous is not None and not same_stamp)
+            # Only the write options that apply to this output's format (a segmentation has none):
+            # --quality 50 after a default run counted every PNG and TIFF output as made
+            # otherwise, and --bit-depth every JPEG.
+            differ += (_made_otherwise(_for_format(made, r.output), _for_format(now, r.output)) if made is not None
+                       else (previous is not None and not same_stamp))
     if differ and not overwrite:
         summary.notes.append(f"{differ} finished output(s) in {str(out_dir)!r} were made with different "
                              "settings or another model and were kept; --overwrite (overwrite=True) makes "
