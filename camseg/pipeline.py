@@ -1251,7 +1251,7 @@ def _develop(image, settings, segmenter, segmentation, return_details, options):
     else:
         pixels = as_linear_rgb(image, name="image")
     lo, hi = min_max(pixels)  # one pass for both, NaN in both
-    if np.isnan(lo) or np.isnan(hi):
+    if np.isnan(lo):
         # (An array's were refused by as_linear_rgb; a Photo's were left for the first stage to
         # name, and with every stage off, or a style at 0 alone, came back as NaN.)
         raise ValueError("image contains NaN values; replace them (e.g. np.nan_to_num) before calling")
@@ -1262,7 +1262,7 @@ def _develop(image, settings, segmenter, segmentation, return_details, options):
         pixels = np.clip(pixels, 0.0, 1.0)  # a new array: the caller's is never modified
         lo, hi = max(lo, 0.0), min(hi, 1.0)  # (clipping is monotonic: the new extremes)
     if pixels.dtype == np.float32 and pixels.flags.c_contiguous:
-        vouch(pixels, lo, hi)  # develop never writes into it (a NaN range is not recorded)
+        vouch(pixels, lo, hi)  # develop never writes into it
 
     # Resolve stage functions first, so a bad style or portrait name fails before any work.
     plan = _plan(settings)
