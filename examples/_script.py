@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from camseg.io import read_photo, write_photo
+from camseg.io import linear_to_srgb, read_photo, to_srgb_primaries, write_photo
 
 
 def photo_file(text):
@@ -66,6 +66,13 @@ def out_folder(parser, path):
     if not os.access(path, os.W_OK | os.X_OK):
         parser.error(f"argument --out: {str(path)!r} is not writable; name a folder you can write to")
     return path
+
+
+def display_codes(pixels, icc_profile=None):
+    """uint8 H×W×3 sRGB codes of ``pixels`` (float32 linear RGB in the primaries ``icc_profile``
+    names; None: sRGB's) for an untagged sheet, which viewers show as sRGB: a Display P3 photo's
+    own values drawn as sRGB look dull, so they are brought to sRGB's primaries first."""
+    return (linear_to_srgb(to_srgb_primaries(pixels, icc_profile)) * 255 + 0.5).astype(np.uint8)
 
 
 def write_image(path, bgr):

@@ -24,8 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from camseg.pipeline import available_portrait_effects, available_styles, develop  # noqa: E402
-from camseg.io import linear_to_srgb, to_srgb_primaries  # noqa: E402
-from _script import out_folder, photo_file, positive, user_photo, write_image  # noqa: E402
+from _script import display_codes, out_folder, photo_file, positive, user_photo, write_image  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--input", type=photo_file, default=REPO / "camseg" / "samples" / "astronaut.jpg")
@@ -62,10 +61,9 @@ def label(img, text):
     return img
 
 
-# The comparison is an untagged PNG, which viewers show as sRGB: both sides in sRGB's primaries
-# (a Display P3 photo's own values drawn as sRGB look dull; the developed JPEG keeps its profile).
-before = (linear_to_srgb(to_srgb_primaries(photo.pixels, photo.icc_profile)) * 255 + 0.5).astype(np.uint8)
-after = (linear_to_srgb(to_srgb_primaries(result.image.pixels, result.image.icc_profile)) * 255 + 0.5).astype(np.uint8)
+# The comparison is an untagged PNG: both sides in sRGB's primaries (the developed JPEG keeps its profile).
+before = display_codes(photo.pixels, photo.icc_profile)
+after = display_codes(result.image.pixels, result.image.icc_profile)
 portrait = result.report.stage("portrait")
 note = args.portrait if portrait.status == "applied" else f"{args.portrait}: {portrait.status}"
 sheet = np.concatenate([label(before, "original"), label(after, f"style={args.style}, portrait={note}")], axis=1)

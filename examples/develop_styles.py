@@ -23,8 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from camseg.pipeline import available_portrait_effects, available_styles, develop  # noqa: E402
-from camseg.io import linear_to_srgb, to_srgb_primaries  # noqa: E402
-from _script import out_folder, photo_file, positive, user_photo, write_image  # noqa: E402
+from _script import display_codes, out_folder, photo_file, positive, user_photo, write_image  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--input", type=photo_file, default=REPO / "camseg" / "samples" / "astronaut.jpg")
@@ -39,9 +38,7 @@ seg = first.segmentation
 
 
 def tile(pixels, text):
-    # The sheet is an untagged PNG, which viewers show as sRGB: the photo in sRGB's primaries
-    # (a Display P3 photo's own values drawn as sRGB look dull).
-    img = (linear_to_srgb(to_srgb_primaries(pixels, photo.icc_profile)) * 255 + 0.5).astype(np.uint8)
+    img = display_codes(pixels, photo.icc_profile)  # (the sheet is an untagged PNG)
     h = int(round(img.shape[0] * args.width / img.shape[1]))
     img = np.ascontiguousarray(cv2.resize(img, (args.width, h), interpolation=cv2.INTER_AREA))
     # A dark rim drawn at the text's own thickness around it (OpenCV 5 spaces letters by
